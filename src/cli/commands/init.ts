@@ -1,0 +1,19 @@
+import { commonOptions, parse } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { makeOutput } from '../output.ts';
+import { initHome, resolveHome } from '../../server/home.ts';
+
+export async function initCommand(argv: string[]): Promise<number> {
+  const { values } = parse(
+    argv,
+    { ...commonOptions, 'update-reference-values': { type: 'boolean' } },
+    { min: 0, max: 0, usage: 'gatehouse init [--home DIR] [--update-reference-values] [--json]' },
+  );
+  const out = makeOutput(values.json === true);
+  const home = resolveHome(values.home);
+  const created = await initHome(home, { updateReferenceValues: values['update-reference-values'] === true });
+  out.document({ home, created });
+  if (created.length === 0) out.line(`gatehouse home ${home} is ready (nothing to create)`);
+  else out.line(`gatehouse home ${home}: created ${created.join(', ')}`);
+  return EXIT.ok;
+}

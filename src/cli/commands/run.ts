@@ -1,0 +1,148 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { fromBase64 } from '../../common/encoding.ts';
+import { GatehouseError } from '../../common/errors.ts';
+import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
+import { type JobOutcome, runJob } from '../../runner/agent.ts';
+import type { ControlPlane, SubmitRequest } from '../../server/control-plane.ts';
+import { HttpControlPlane } from '../../server/http-control-plane.ts';
+import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { LocalGitProvider } from '../../source/local-git-provider.ts';
+import type { JobStep } from '../../store/store.ts';
+import { commonOptions, parse } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { bold, dim, green, ms, type Output, makeOutput, red, yellow } from '../output.ts';
+
+const USAGE = 'gatehouse run DIR [--project NAME] [--server URL] [--out DIR] [--home DIR] [--json]';
+
+/** Exit code for a finished job: 0 allowed, 3 denied, 4 quarantined, else the failure's. */
+export function exitCodeOf(outcome: JobOutcome): number {
+  if (outcome.result !== undefined) {
+    return outcome.result.outcome === 'allow' ? EXIT.ok : outcome.result.outcome === 'quarantine' ? EXIT.quarantined : EXIT.denied;
+  }
+  return EXIT.error;
+}
+
+export function printStep(out: Output, s: JobStep): void {
+  const mark = s.ok ? green('✓') : red('✗');
+  out.line(`  ${mark} ${s.name.padEnd(10)} ${dim(ms(s.durationMs).padStart(9))}${s.detail === undefined ? '' : `  ${s.detail}`}`);
+}
+
+/** Print a decision for a person: outcome, reasons, where the artifact went. */
+export function printOutcome(out: Output, o: JobOutcome): void {
+  if (o.result === undefined) {
+    out.line(`${red(bold('FAILED'))}  ${o.project}  ${o.jobId}`);
+    out.line(`  ${o.failure?.message ?? 'unknown failure'}`);
+    return;
+  }
+  const r = o.result;
+  const label = r.outcome === 'allow' ? green(bold('ALLOWED')) : r.outcome === 'quarantine' ? yellow(bold('QUARANTINED')) : red(bold('DENIED'));
+  out.line(`${label}  ${o.project}  ${o.jobId}  ${dim(`policy sha256:${r.policyDigest.slice(0, 12)}  log #${r.logIndex}`)}`);
+  for (const reason of r.reasons) {
+    const ids = [reason.vulnId, ...((reason.aliases as string[] | undefined) ?? [])].filter((x) => x !== undefined);
+    out.line(`  ${red('•')} [${reason.rule}] ${reason.message}${ids.length > 0 ? ` (${ids.join(', ')})` : ''}`);
+  }
+  for (const w of r.warnings) out.line(`  ${yellow('!')} [${w.rule}] ${w.message}`);
+  out.line(`  ${r.outcome === 'allow' ? 'promoted' : 'quarantined'}: ${r.placement.reference}`);
+}
+
+/** Write the outputs and their bundles to `dir` so that they can be verified and shipped. */
+export async function writeOutputs(
+  dir: string,
+  artifacts: SubmitRequest['artifacts'],
+  outcome: JobOutcome,
+): Promise<string[]> {
+  const written: string[] = [];
+  const r = outcome.result;
+  if (r === undefined || r.outcome !== 'allow') return written;
+  await mkdir(dir, { recursive: true });
+  for (const a of artifacts) {
+    const path = join(dir, basename(a.name));
+    await writeFile(path, fromBase64(a.content));
+    written.push(path);
+  }
+  if (r.bundle !== undefined) {
+    const path = join(dir, `${basename(artifacts[0]?.name ?? outcome.project)}.sigstore.json`);
+    await writeFile(path, `${JSON.stringify(r.bundle, null, 2)}\n`);
+    written.push(path);
+  }
+  if (r.sbomBundle !== undefined) {
+    const path = join(dir, `${basename(artifacts[0]?.name ?? outcome.project)}.sbom.sigstore.json`);
+    await writeFile(path, `${JSON.stringify(r.sbomBundle, null, 2)}\n`);
+    written.push(path);
+  }
+  return written;
+}
+
+/** A control plane that remembers the artifacts it was sent, so `--out` can write them. */
+function recording(cp: ControlPlane, sink: { artifacts: SubmitRequest['artifacts'] }): ControlPlane {
+  return {
+    createJob: (r) => cp.createJob(r),
+    attest: (r) => cp.attest(r),
+    submit: (r) => {
+      sink.artifacts = r.artifacts;
+      return cp.submit(r);
+    },
+    fail: (r) => cp.fail(r),
+    finish: (r) => cp.finish(r),
+    getJob: (id) => cp.getJob(id),
+  };
+}
+
+function apiTokenFor(homeRoot: string): string {
+  const env = process.env.GATEHOUSE_API_TOKEN;
+  if (env !== undefined && env !== '') return env;
+  const path = homePaths(homeRoot).apiToken;
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  throw new GatehouseError('BAD_INPUT', 'no API token for --server: set GATEHOUSE_API_TOKEN or use --home of the server');
+}
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    { ...commonOptions, project: { type: 'string' }, server: { type: 'string' }, out: { type: 'string' } },
+    { min: 1, max: 1, usage: USAGE },
+  );
+  const out = makeOutput(values.json === true);
+  const dir = resolve(positionals[0] ?? '.');
+  const homeRoot = resolveHome(values.home);
+  const sink: { artifacts: SubmitRequest['artifacts'] } = { artifacts: [] };
+  let cp: ControlPlane;
+  let close = async (): Promise<void> => {};
+  if (values.server !== undefined) {
+    cp = new HttpControlPlane({ url: values.server, apiToken: apiTokenFor(homeRoot) });
+  } else {
+    const home = await openHome(homeRoot);
+    cp = home.controlPlane;
+    close = () => home.close();
+  }
+  try {
+    out.line(`${bold('gatehouse run')} ${dir}${values.server === undefined ? '' : `  (control plane ${values.server})`}`);
+    const outcome = await runJob(dir, {
+      runner: new BubblewrapRunner(),
+      controlPlane: recording(cp, sink),
+      source: new LocalGitProvider(),
+      onStep: (s) => printStep(out, s),
+      ...(values.project === undefined ? {} : { project: values.project }),
+    });
+    const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), sink.artifacts, outcome);
+    printOutcome(out, outcome);
+    for (const w of written) out.line(`  wrote ${w}`);
+    out.document({
+      jobId: outcome.jobId,
+      project: outcome.project,
+      outcome: outcome.result?.outcome ?? 'failed',
+      steps: outcome.steps,
+      ...(outcome.result === undefined ? {} : { decision: outcome.result }),
+      ...(outcome.failure === undefined ? {} : { failure: outcome.failure }),
+      written,
+    });
+    if (outcome.result === undefined && outcome.failure !== undefined) {
+      process.stderr.write(`gatehouse run: ${outcome.failure.message}\n`);
+    }
+    return exitCodeOf(outcome);
+  } finally {
+    await close();
+  }
+}

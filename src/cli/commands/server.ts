@@ -1,0 +1,44 @@
+import { GatehouseError } from '../../common/errors.ts';
+import { createApiServer } from '../../server/http-server.ts';
+import { openHome, resolveHome } from '../../server/home.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+
+/** Parse HOST:PORT (IPv6 as [::1]:PORT). */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const port = Number(m?.[3]);
+  if (m === null || port > 65535) throw new UsageError(`--listen '${value}' is not HOST:PORT`);
+  return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
+}
+
+export async function serverCommand(argv: string[]): Promise<number> {
+  const { values } = parse(
+    argv,
+    { ...commonOptions, listen: { type: 'string' } },
+    { min: 0, max: 0, usage: 'gatehouse server [--home DIR] [--listen HOST:PORT]' },
+  );
+  const { host, port } = parseListen(values.listen ?? '127.0.0.1:8700');
+  const home = await openHome(resolveHome(values.home));
+  const server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) =>
+      reject(new GatehouseError('UNREACHABLE', `cannot listen on ${host}:${port}: ${(e as Error).message}`)),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const actual = typeof address === 'object' && address !== null ? address.port : port;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  process.stdout.write(`gatehouse server listening on http://${shown}:${actual} (home ${home.root})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await home.close();
+  return EXIT.ok;
+}

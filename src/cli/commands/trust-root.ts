@@ -1,0 +1,21 @@
+import { writeFile } from 'node:fs/promises';
+import { commonOptions, parse } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { openHome, resolveHome } from '../../server/home.ts';
+
+export async function trustRootCommand(argv: string[]): Promise<number> {
+  const { values } = parse(
+    argv,
+    { ...commonOptions, output: { type: 'string', short: 'o' } },
+    { min: 0, max: 0, usage: 'gatehouse trust-root [--home DIR] [--output FILE]' },
+  );
+  const home = await openHome(resolveHome(values.home));
+  try {
+    const text = `${JSON.stringify(await home.trustedRoot(), null, 2)}\n`;
+    if (values.output === undefined) process.stdout.write(text);
+    else await writeFile(values.output, text);
+    return EXIT.ok;
+  } finally {
+    await home.close();
+  }
+}

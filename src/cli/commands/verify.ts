@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { GatehouseError } from '../../common/errors.ts';
+import { openHome, resolveHome } from '../../server/home.ts';
+import { parseBundle } from '../../signing/bundle.ts';
+import { verifyArtifactBundle } from '../../verify/verify.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { bold, green, makeOutput } from '../output.ts';
+
+const USAGE =
+  'gatehouse verify ARTIFACT --bundle FILE [--trusted-root FILE] [--identity URI --issuer URI] [--home DIR] [--json]';
+
+async function digestFile(path: string): Promise<Buffer> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', 'cannot read the artifact', { where: path, cause: e });
+  }
+  return hash.digest();
+}
+
+async function readJson(path: string, code: 'BAD_BUNDLE' | 'BAD_INPUT', what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', `cannot read the ${what}`, { where: path, cause: e });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new GatehouseError(code, `the ${what} is not valid JSON`, { where: path, cause: e });
+  }
+}
+
+export async function verifyCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      ...commonOptions,
+      bundle: { type: 'string' },
+      'trusted-root': { type: 'string' },
+      identity: { type: 'string' },
+      issuer: { type: 'string' },
+    },
+    { min: 1, max: 1, usage: USAGE },
+  );
+  if (values.bundle === undefined) throw new UsageError(`--bundle is required\nusage: ${USAGE}`);
+  if ((values.identity === undefined) !== (values.issuer === undefined)) {
+    throw new UsageError(`--identity and --issuer go together\nusage: ${USAGE}`);
+  }
+  const out = makeOutput(values.json === true);
+  const artifact = positionals[0] ?? '';
+  const artifactDigest = /^sha256:[0-9a-f]{64}$/.test(artifact)
+    ? Buffer.from(artifact.slice(7), 'hex')
+    : existsSync(artifact)
+      ? await digestFile(artifact)
+      : (() => {
+          throw new GatehouseError('BAD_INPUT', 'no such artifact file', { where: artifact });
+        })();
+  const bundle = parseBundle(await readJson(values.bundle, 'BAD_BUNDLE', 'bundle'), values.bundle);
+  let trustedRoot: unknown;
+  if (values['trusted-root'] !== undefined) {
+    trustedRoot = await readJson(values['trusted-root'], 'BAD_INPUT', 'trusted root');
+  } else {
+    const home = await openHome(resolveHome(values.home));
+    try {
+      trustedRoot = await home.trustedRoot();
+    } finally {
+      await home.close();
+    }
+  }
+  const result = await verifyArtifactBundle({
+    artifactDigest,
+    bundle,
+    trustedRoot: trustedRoot as Record<string, unknown>,
+    ...(values.identity === undefined ? {} : { identity: values.identity }),
+    ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+  });
+  out.document({ verified: true, ...result, statement: undefined });
+  out.line(`${green(bold('VERIFIED'))}  ${artifact}`);
+  out.line(`  identity   ${result.identity}`);
+  out.line(`  issuer     ${result.issuer}`);
+  out.line(`  predicate  ${result.predicateType}`);
+  out.line(`  log entry  #${result.logIndex}, integrated ${result.integratedTime.toISOString()}`);
+  return EXIT.ok;
+}

@@ -1,0 +1,76 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { GatehouseError } from '../common/errors.ts';
+import type { JobRecord, JobState, JobStep, Store } from '../store/store.ts';
+import { assertTransition } from './job-state.ts';
+
+const PROJECT_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/**
+ * Creates jobs and moves them through the state machine, recording each lifecycle step. The
+ * nonce a job is created with binds its runner's evidence to this job and no other.
+ */
+export class Orchestrator {
+  readonly #store: Store;
+
+  constructor(options: { store: Store }) {
+    this.#store = options.store;
+  }
+
+  /** @throws GatehouseError BAD_INPUT for an invalid project name */
+  async createJob(project: string): Promise<JobRecord> {
+    if (!PROJECT_RE.test(project)) {
+      throw new GatehouseError('BAD_INPUT', `project name '${project}' must match ${PROJECT_RE.source}`);
+    }
+    const now = new Date().toISOString();
+    const job: JobRecord = {
+      id: `job-${randomUUID()}`,
+      project,
+      state: 'queued',
+      nonce: randomBytes(32).toString('base64'),
+      createdAt: now,
+      updatedAt: now,
+      steps: [],
+    };
+    await this.#store.jobs.create(job);
+    return job;
+  }
+
+  /** @throws GatehouseError NOT_FOUND */
+  async get(jobId: string): Promise<JobRecord> {
+    const job = await this.#store.jobs.get(jobId);
+    if (job === undefined) throw new GatehouseError('NOT_FOUND', `no job ${jobId}`);
+    return job;
+  }
+
+  /**
+   * Move a job to `to`, adding steps and a result.
+   * @throws GatehouseError NOT_FOUND, CONFLICT (not a transition of the machine)
+   */
+  async transition(
+    jobId: string,
+    to: JobState,
+    change: { steps?: JobStep[]; result?: Record<string, unknown> } = {},
+  ): Promise<JobRecord> {
+    const job = await this.get(jobId);
+    assertTransition(jobId, job.state, to);
+    const update: Partial<Pick<JobRecord, 'state' | 'steps' | 'result'>> = {
+      state: to,
+      steps: mergeSteps(job.steps, change.steps ?? []),
+    };
+    if (change.result !== undefined) update.result = { ...job.result, ...change.result };
+    return this.#store.jobs.update(jobId, update);
+  }
+
+  /** Record steps without changing state (e.g. destroy and revoke, after the decision). */
+  async recordSteps(jobId: string, steps: JobStep[]): Promise<JobRecord> {
+    const job = await this.get(jobId);
+    return this.#store.jobs.update(jobId, { steps: mergeSteps(job.steps, steps) });
+  }
+}
+
+/** Steps are keyed by name: a step reported again replaces the earlier report. */
+function mergeSteps(existing: JobStep[], added: JobStep[]): JobStep[] {
+  const byName = new Map(existing.map((s) => [s.name, s]));
+  for (const s of added) byName.set(s.name, s);
+  return [...byName.values()];
+}

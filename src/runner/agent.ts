@@ -1,0 +1,252 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
+import { describeError, GatehouseError } from '../common/errors.ts';
+import { measureBaseline } from '../attestation/measurement.ts';
+import { generateRunnerKey, signSubmission } from '../attestation/token.ts';
+import { catalogNpmLockfile } from '../sbom/npm-lock.ts';
+import { writeCycloneDx } from '../sbom/cyclonedx.ts';
+import type { Component } from '../sbom/model.ts';
+import type { ControlPlane, GateResult, Submission } from '../server/control-plane.ts';
+import type { SourceProvider } from '../source/source-provider.ts';
+import type { JobStep } from '../store/store.ts';
+import { collectOutputs } from './outputs.ts';
+import { PROJECT_CONFIG_FILE, parseProjectConfig } from './project-config.ts';
+import type { Runner, RunnerInstance, SandboxProfile } from './runner.ts';
+
+const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * The files that make up the runner agent: every non-test source file of this installation.
+ * Their digests are measured into the baseline, so a modified agent cannot attest.
+ */
+export async function agentFiles(): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(dir: string): Promise<void> {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.contract.ts')) out.push(p);
+    }
+  }
+  await walk(srcRoot);
+  return out.sort();
+}
+
+/**
+ * The part of a sandbox profile that says how a build is isolated, without what it runs (command,
+ * environment, working directory: the developer's choices). This part is measured and appraised
+ * against reference values; the whole profile's digest goes into the provenance.
+ */
+export function isolationProfile(profile: SandboxProfile): SandboxProfile {
+  return { ...profile, command: [], env: {}, cwd: '' };
+}
+
+export interface AgentOptions {
+  runner: Runner;
+  controlPlane: ControlPlane;
+  source: SourceProvider;
+  /** Called as each lifecycle step ends, e.g. to print progress. */
+  onStep?: (step: JobStep) => void;
+  /** Overrides the project name from gatehouse.yaml. */
+  project?: string;
+}
+
+/** How one job ended. */
+export interface JobOutcome {
+  jobId: string;
+  project: string;
+  steps: JobStep[];
+  /** The gate's answer, when the job reached the gate. */
+  result?: GateResult;
+  /** Why the job failed before reaching a decision. */
+  failure?: { code: string; message: string };
+}
+
+/**
+ * The runner agent: runs one job end to end in a fresh runner, then destroys the runner and
+ * revokes its credentials whatever happened. The agent, not the build, measures the runner,
+ * digests the outputs and catalogues the SBOM; the build never holds the runner key or token.
+ * @throws GatehouseError BAD_PROJECT_CONFIG before any job is opened
+ */
+export async function runJob(dir: string, options: AgentOptions): Promise<JobOutcome> {
+  const sourceDir = resolve(dir);
+  const configPath = join(sourceDir, PROJECT_CONFIG_FILE);
+  let configText: string;
+  try {
+    configText = await readFile(configPath, 'utf8');
+  } catch (e) {
+    throw new GatehouseError('BAD_PROJECT_CONFIG', `cannot read ${PROJECT_CONFIG_FILE}`, { where: configPath, cause: e });
+  }
+  const config = parseProjectConfig(configText, configPath);
+  const project = options.project ?? config.project;
+  const cp = options.controlPlane;
+  const steps: JobStep[] = [];
+
+  async function step<T>(name: string, fn: () => Promise<T>, detail?: (v: T) => string): Promise<T> {
+    const startedAt = new Date();
+    const t0 = performance.now();
+    try {
+      const v = await fn();
+      const s: JobStep = { name, startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), ok: true };
+      const d = detail?.(v);
+      if (d !== undefined) s.detail = d;
+      steps.push(s);
+      options.onStep?.(s);
+      return v;
+    } catch (e) {
+      const s: JobStep = {
+        name,
+        startedAt: startedAt.toISOString(),
+        durationMs: Math.round(performance.now() - t0),
+        ok: false,
+        detail: describeError(e),
+      };
+      steps.push(s);
+      options.onStep?.(s);
+      throw e;
+    }
+  }
+
+  const ticket = await cp.createJob({ project });
+  const outcome: JobOutcome = { jobId: ticket.jobId, project, steps };
+  let instance: RunnerInstance | undefined;
+  let token: string | undefined;
+  try {
+    instance = await step('provision', () =>
+      options.runner.provision({ jobId: ticket.jobId, sourceDir, config: { ...config, project } }),
+    );
+    const runnerInstance = instance;
+    const key = await generateRunnerKey();
+    const baseline = await step('measure', async () =>
+      measureBaseline({
+        sandboxProfile: isolationProfile(runnerInstance.sandboxProfile),
+        toolchain: ticket.toolchain,
+        agentFiles: await agentFiles(),
+        jobId: ticket.jobId,
+        nonce: ticket.nonce,
+      }),
+    );
+    const attested = await step('attest', () =>
+      cp.attest({
+        jobId: ticket.jobId,
+        runnerKey: key.publicJwk,
+        evidence: { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs },
+      }),
+    );
+    token = attested.token;
+
+    const files = await listFiles(runnerInstance.workspace);
+    const source = await step('source', () => options.source.describe(sourceDir, files));
+
+    // The SBOM is taken from the workspace before the build runs, so the build cannot rewrite it.
+    const components = await step(
+      'sbom',
+      () => catalogue(runnerInstance.workspace, config.sbom.lockfiles, config.sbom.required),
+      (c) => `${c.length} components`,
+    );
+
+    const startedOn = new Date().toISOString();
+    const build = await step('build', async () => {
+      const r = await runnerInstance.build();
+      if (r.exitCode !== 0) {
+        throw new GatehouseError('BUILD_FAILED', `the build exited with code ${r.exitCode}: ${lastLine(r.stderrTail || r.stdoutTail)}`);
+      }
+      return r;
+    });
+    const finishedOn = new Date().toISOString();
+    const outputs = await step(
+      'collect',
+      () => collectOutputs(runnerInstance, config.outputs),
+      (o) => o.map((f) => `${f.path} sha256:${f.sha256.slice(0, 12)}`).join(', '),
+    );
+
+    const subjects = outputs.map((o) => ({ name: o.path, sha256: o.sha256 }));
+    const primary = subjects[0];
+    const sbom = writeCycloneDx({
+      subject: primary === undefined ? { name: project } : { name: primary.name, sha256: primary.sha256 },
+      components,
+    }) as unknown as Record<string, unknown>;
+    const submission: Submission = {
+      jobId: ticket.jobId,
+      project,
+      subjects,
+      sbom,
+      source,
+      build: {
+        command: [...config.build.command],
+        startedOn,
+        finishedOn,
+        exitCode: build.exitCode,
+        sandboxProfileDigest: sha256Hex(canonicalJson(runnerInstance.sandboxProfile)),
+      },
+      steps: [...steps],
+    };
+    const proof = await signSubmission(submission, key.privateKey);
+    const result = await step(
+      'gate',
+      () =>
+        cp.submit({
+          token,
+          proof,
+          submission,
+          artifacts: outputs.map((o) => ({ name: o.path, content: toBase64(o.bytes) })),
+        }),
+      (r) => r.outcome,
+    );
+    outcome.result = result;
+  } catch (e) {
+    outcome.failure = {
+      code: e instanceof GatehouseError ? e.code : 'INTERNAL',
+      message: describeError(e),
+    };
+  } finally {
+    const destroyed = instance;
+    await step('destroy', async () => destroyed?.destroy()).catch(() => undefined);
+    const ended = outcome.failure === undefined
+      ? cp.finish({ jobId: ticket.jobId, steps: steps.slice(), ...(token === undefined ? {} : { token }) })
+      : cp.fail({
+          jobId: ticket.jobId,
+          reason: outcome.failure.message,
+          steps: steps.slice(),
+          ...(token === undefined ? {} : { token }),
+        });
+    await step('revoke', () => ended).catch(() => undefined);
+  }
+  return outcome;
+}
+
+async function catalogue(workspace: string, lockfiles: readonly string[], required: boolean): Promise<Component[]> {
+  const all = new Map<string, Component>();
+  for (const rel of lockfiles) {
+    const path = join(workspace, rel);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new GatehouseError('BAD_LOCKFILE', `cannot read the lockfile ${rel}`, { where: rel, cause: e });
+    }
+    for (const c of catalogNpmLockfile(text, rel).components) all.set(c.purl, c);
+  }
+  return [...all.values()].sort((a, b) => (a.purl < b.purl ? -1 : 1));
+}
+
+async function listFiles(root: string): Promise<{ path: string; sha256: string }[]> {
+  const out: { path: string; sha256: string }[] = [];
+  async function walk(dir: string): Promise<void> {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) out.push({ path: relative(root, p), sha256: sha256Hex(await readFile(p)) });
+    }
+  }
+  await walk(root);
+  return out;
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return (lines[lines.length - 1] ?? '').slice(0, 300);
+}

@@ -1,0 +1,96 @@
+import type { ProjectConfig } from './project-config.ts';
+
+/** One mount in a sandbox, described from inside the sandbox. */
+export type SandboxMount =
+  | { readonly kind: 'ro-bind'; readonly dest: string; readonly source: string }
+  /** The job's workspace; its host path differs per job and is deliberately not part of the profile. */
+  | { readonly kind: 'workspace'; readonly dest: string; readonly writable: true }
+  | { readonly kind: 'symlink'; readonly dest: string; readonly target: string }
+  /** A file the runner writes itself (e.g. a minimal /etc/passwd), identified by its content digest. */
+  | { readonly kind: 'file'; readonly dest: string; readonly sha256: string }
+  | { readonly kind: 'proc'; readonly dest: string }
+  | { readonly kind: 'dev'; readonly dest: string }
+  | { readonly kind: 'tmpfs'; readonly dest: string }
+  /** Make an already mounted path read-only (used last, on `/`, to freeze the sandbox's root). */
+  | { readonly kind: 'remount-ro'; readonly dest: string };
+
+/**
+ * The exact, canonical description of a runner's sandbox: what a build inside it can see and do.
+ * Its canonical JSON is what the measured baseline hashes into the sandbox-profile PCR, so two
+ * runners with equal profiles are isolated identically. Nothing host- or job-specific (temp paths,
+ * pids) appears in it.
+ */
+export interface SandboxProfile {
+  readonly version: 1;
+  readonly backend: string;
+  /** Linux namespaces the build gets fresh copies of, sorted. */
+  readonly namespaces: readonly string[];
+  /** Whether the build may create further user namespaces. */
+  readonly nestedUserNamespaces: boolean;
+  /** Network reachable from the build: only the loopback of its own network namespace. */
+  readonly network: 'none' | 'loopback-only';
+  readonly uid: number;
+  readonly gid: number;
+  readonly hostname: string;
+  /** Capabilities the build keeps, sorted (empty: all dropped). */
+  readonly capabilities: readonly string[];
+  readonly newSession: boolean;
+  readonly dieWithParent: boolean;
+  /** Mounts in the order they are made. */
+  readonly mounts: readonly SandboxMount[];
+  /** The build's whole environment: nothing else from the host is passed. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  readonly command: readonly string[];
+}
+
+/** What one build run produced, apart from its outputs. */
+export interface BuildResult {
+  /** The build command's exit code; 0 is success. A command killed by signal N reports 128 + N. */
+  readonly exitCode: number;
+  readonly durationMs: number;
+  /** The last bytes (at most {@link OUTPUT_TAIL_BYTES}) of the build's stdout, as UTF-8. */
+  readonly stdoutTail: string;
+  readonly stderrTail: string;
+  /** True when the tails dropped earlier output. */
+  readonly truncated: boolean;
+}
+
+/** How much of each output stream a build result keeps. */
+export const OUTPUT_TAIL_BYTES = 64 * 1024;
+
+/** One provisioned runner: used for exactly one job, then destroyed. */
+export interface RunnerInstance {
+  readonly id: string;
+  readonly jobId: string;
+  /** Host path of the job's workspace, seen as /workspace inside the sandbox. */
+  readonly workspace: string;
+  readonly config: ProjectConfig;
+  readonly sandboxProfile: SandboxProfile;
+  /**
+   * Run the project's build command in the sandbox, once.
+   * Resolves with the result whatever the exit code; the caller decides what a failure means.
+   * @throws GatehouseError BUILD_TIMEOUT when the wall-clock limit killed it, BUILD_FAILED when the
+   *   sandbox could not start the command or build() was already called
+   */
+  build(): Promise<BuildResult>;
+  /** Kill anything still running and remove the workspace. Idempotent; never throws on a missing dir. */
+  destroy(): Promise<void>;
+}
+
+/** What a runner backend needs to provision a runner for one job. */
+export interface ProvisionSpec {
+  readonly jobId: string;
+  /** The pinned source checkout; copied, never mounted, so the build cannot change it. */
+  readonly sourceDir: string;
+  readonly config: ProjectConfig;
+}
+
+/** A backend that provisions one fresh, isolated runner per job (bubblewrap, Kubernetes Jobs). */
+export interface Runner {
+  /**
+   * Create a fresh workspace holding a copy of the source, and describe its sandbox.
+   * @throws GatehouseError SANDBOX_UNAVAILABLE, BAD_INPUT
+   */
+  provision(spec: ProvisionSpec): Promise<RunnerInstance>;
+}

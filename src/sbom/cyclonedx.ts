@@ -1,0 +1,413 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { GatehouseError } from '../common/errors.ts';
+import type { Component, ComponentHash, ComponentScope, HashAlgorithm, Sbom, UnidentifiedComponent } from './model.ts';
+import { npmNameOf, type PackageUrl, parsePurl } from './purl.ts';
+
+/** A CycloneDX 1.6 JSON document as gatehouse writes it. */
+export interface CycloneDxDocument {
+  $schema: string;
+  bomFormat: 'CycloneDX';
+  specVersion: '1.6';
+  serialNumber: string;
+  version: 1;
+  metadata: {
+    timestamp: string;
+    tools: { components: { type: 'application'; name: string; version: string }[] };
+    component?: CycloneDxComponent;
+  };
+  components: CycloneDxComponent[];
+  dependencies: { ref: string; dependsOn: string[] }[];
+}
+
+/** One component of a {@link CycloneDxDocument}. */
+export interface CycloneDxComponent {
+  type: 'library' | 'application';
+  'bom-ref': string;
+  group?: string;
+  name: string;
+  version?: string;
+  purl?: string;
+  hashes?: { alg: HashAlgorithm; content: string }[];
+  licenses?: ({ expression: string } | { license: { name: string } })[];
+  scope?: 'required' | 'optional' | 'excluded';
+  properties?: { name: string; value: string }[];
+}
+
+/** Options for {@link writeCycloneDx}; both default to fresh values. */
+export interface WriteCycloneDxOptions {
+  /** `urn:uuid:…`; a random one by default. */
+  serialNumber?: string;
+  /** RFC 3339 date-time; now by default. */
+  timestamp?: string;
+}
+
+const SERIAL = /^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+// The registered CycloneDX property for npm development dependencies (cdx:npm taxonomy).
+const NPM_DEV_PROPERTY = 'cdx:npm:package:development';
+// A licence string that reads as an SPDX expression: ids joined by AND / OR / WITH.
+const SPDX_EXPRESSION = /^\(*[A-Za-z0-9.\-+:]+\)*( +(AND|OR|WITH|and|or|with) +\(*[A-Za-z0-9.\-+:]+\)*)*$/;
+
+let toolVersion: string | undefined;
+function gatehouseVersion(): string {
+  if (toolVersion === undefined) {
+    try {
+      const pkg = z
+        .object({ version: z.string() })
+        .parse(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')));
+      toolVersion = pkg.version;
+    } catch {
+      toolVersion = 'unknown';
+    }
+  }
+  return toolVersion;
+}
+
+function licensesOut(licenses: string[] | undefined): CycloneDxComponent['licenses'] {
+  if (licenses === undefined || licenses.length === 0) return undefined;
+  // CycloneDX allows either exactly one expression or a list of named licences, not a mix.
+  const [only] = licenses;
+  if (licenses.length === 1 && only !== undefined && SPDX_EXPRESSION.test(only)) return [{ expression: only }];
+  return licenses.map((name) => ({ license: { name } }));
+}
+
+function scopeOut(scope: ComponentScope | undefined): CycloneDxComponent['scope'] {
+  if (scope === undefined) return undefined;
+  // "excluded" is CycloneDX's scope for components used only at build or test time.
+  return scope === 'dev' ? 'excluded' : scope;
+}
+
+function groupAndName(c: { name: string; ecosystem: string }): { group?: string; name: string } {
+  // CycloneDX's npm convention: the scope is the group.
+  if (c.ecosystem === 'npm' && c.name.startsWith('@') && c.name.includes('/')) {
+    const slash = c.name.indexOf('/');
+    return { group: c.name.slice(0, slash), name: c.name.slice(slash + 1) };
+  }
+  return { name: c.name };
+}
+
+/**
+ * Write an SBOM as a CycloneDX 1.6 JSON document: components keyed by purl (their bom-ref), the
+ * subject as `metadata.component` with its SHA-256, and the dependency graph.
+ * @throws GatehouseError BAD_INPUT for a malformed serial number or timestamp, BAD_SBOM when two
+ *   components share a purl
+ */
+export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}): CycloneDxDocument {
+  const serialNumber = options.serialNumber ?? `urn:uuid:${randomUUID()}`;
+  if (!SERIAL.test(serialNumber))
+    throw new GatehouseError('BAD_INPUT', `serial number '${serialNumber}' is not a urn:uuid`);
+  const timestamp = options.timestamp ?? new Date().toISOString();
+  if (!DATE_TIME.test(timestamp))
+    throw new GatehouseError('BAD_INPUT', `timestamp '${timestamp}' is not an RFC 3339 date-time`);
+
+  const refs = new Set<string>();
+  const components: CycloneDxComponent[] = [];
+  for (const [i, c] of sbom.components.entries()) {
+    if (refs.has(c.purl))
+      throw new GatehouseError('BAD_SBOM', `SBOM component ${i} repeats the purl '${c.purl}'`);
+    refs.add(c.purl);
+    const out: CycloneDxComponent = {
+      type: 'library',
+      'bom-ref': c.purl,
+      ...groupAndName(c),
+      version: c.version,
+      purl: c.purl,
+    };
+    if (c.hashes.length > 0) out.hashes = c.hashes.map((h) => ({ alg: h.alg, content: h.content.toLowerCase() }));
+    const licenses = licensesOut(c.licenses);
+    if (licenses !== undefined) out.licenses = licenses;
+    const scope = scopeOut(c.scope);
+    if (scope !== undefined) out.scope = scope;
+    if (c.scope === 'dev' && c.ecosystem === 'npm') out.properties = [{ name: NPM_DEV_PROPERTY, value: 'true' }];
+    components.push(out);
+  }
+
+  const dependencies: CycloneDxDocument['dependencies'] = [];
+  const metadata: CycloneDxDocument['metadata'] = {
+    timestamp,
+    tools: { components: [{ type: 'application', name: 'gatehouse', version: gatehouseVersion() }] },
+  };
+  if (sbom.subject !== undefined) {
+    const s = sbom.subject;
+    let ref = s.purl ?? `gatehouse:subject:${s.name}`;
+    while (refs.has(ref)) ref = `${ref}#subject`;
+    const subject: CycloneDxComponent = { type: 'application', 'bom-ref': ref, name: s.name };
+    if (s.version !== undefined) subject.version = s.version;
+    if (s.purl !== undefined) subject.purl = s.purl;
+    if (s.sha256 !== undefined) subject.hashes = [{ alg: 'SHA-256', content: s.sha256.toLowerCase() }];
+    metadata.component = subject;
+    if (s.dependencies !== undefined)
+      dependencies.push({ ref, dependsOn: [...new Set(s.dependencies.filter((d) => refs.has(d)))].sort() });
+  }
+  for (const c of sbom.components) {
+    // Every dependsOn must name a bom-ref in the document; an edge to nothing would not validate.
+    dependencies.push({ ref: c.purl, dependsOn: [...new Set(c.dependencies.filter((d) => refs.has(d)))].sort() });
+  }
+
+  return {
+    $schema: 'http://cyclonedx.org/schema/bom-1.6.schema.json',
+    bomFormat: 'CycloneDX',
+    specVersion: '1.6',
+    serialNumber,
+    version: 1,
+    metadata,
+    components,
+    dependencies,
+  };
+}
+
+// ---- reading ----
+
+const HASH_HEX_LENGTH: Record<string, number | undefined> = {
+  MD5: 32,
+  'SHA-1': 40,
+  'SHA-256': 64,
+  'SHA-384': 96,
+  'SHA-512': 128,
+  'SHA3-256': 64,
+  'SHA3-384': 96,
+  'SHA3-512': 128,
+  'BLAKE2b-256': 64,
+  'BLAKE2b-384': 96,
+  'BLAKE2b-512': 128,
+  BLAKE3: undefined,
+};
+const KEPT_ALGS = new Set<string>(['SHA-512', 'SHA-384', 'SHA-256', 'SHA-1']);
+
+const hashSchema = z
+  .object({ alg: z.enum(Object.keys(HASH_HEX_LENGTH) as [string, ...string[]]), content: z.string() })
+  .check((ctx) => {
+    const len = HASH_HEX_LENGTH[ctx.value.alg];
+    const hex = /^[0-9a-fA-F]+$/.test(ctx.value.content);
+    if (!hex || (len !== undefined && ctx.value.content.length !== len))
+      ctx.issues.push({
+        code: 'custom',
+        input: ctx.value.content,
+        path: ['content'],
+        message: `is not a ${ctx.value.alg} hex digest`,
+      });
+  });
+
+const licenseChoice = z
+  .looseObject({
+    expression: z.string().min(1).optional(),
+    license: z.union([z.looseObject({ id: z.string().min(1) }), z.looseObject({ name: z.string().min(1) })]).optional(),
+  })
+  .check((ctx) => {
+    if ((ctx.value.expression === undefined) === (ctx.value.license === undefined))
+      ctx.issues.push({ code: 'custom', input: ctx.value, message: 'must hold exactly one of expression and license' });
+  });
+
+const COMPONENT_TYPES = [
+  'application',
+  'framework',
+  'library',
+  'container',
+  'platform',
+  'operating-system',
+  'device',
+  'device-driver',
+  'firmware',
+  'file',
+  'machine-learning-model',
+  'data',
+  'cryptographic-asset',
+] as const;
+
+interface RawComponent {
+  type: string;
+  name: string;
+  group?: string | undefined;
+  version?: string | undefined;
+  purl?: string | undefined;
+  'bom-ref'?: string | undefined;
+  hashes?: { alg: string; content: string }[] | undefined;
+  licenses?: z.infer<typeof licenseChoice>[] | undefined;
+  scope?: 'required' | 'optional' | 'excluded' | undefined;
+  properties?: { name: string; value?: string | undefined }[] | undefined;
+  components?: RawComponent[] | undefined;
+}
+
+const componentSchema: z.ZodType<RawComponent> = z.lazy(() =>
+  z.looseObject({
+    type: z.enum(COMPONENT_TYPES),
+    name: z.string().min(1),
+    group: z.string().optional(),
+    version: z.string().optional(),
+    purl: z.string().optional(),
+    'bom-ref': z.string().min(1).optional(),
+    hashes: z.array(hashSchema).optional(),
+    licenses: z.array(licenseChoice).optional(),
+    scope: z.enum(['required', 'optional', 'excluded']).optional(),
+    properties: z.array(z.looseObject({ name: z.string(), value: z.string().optional() })).optional(),
+    components: z.array(componentSchema).optional(),
+  }),
+);
+
+const bomSchema = z.looseObject({
+  bomFormat: z.literal('CycloneDX'),
+  specVersion: z.enum(['1.2', '1.3', '1.4', '1.5', '1.6', '1.7']),
+  serialNumber: z.string().regex(SERIAL, 'is not a urn:uuid').optional(),
+  version: z.number().int().min(1).optional(),
+  metadata: z
+    .looseObject({
+      timestamp: z.string().regex(DATE_TIME, 'is not an RFC 3339 date-time').optional(),
+      component: componentSchema.optional(),
+    })
+    .optional(),
+  components: z.array(componentSchema).optional(),
+  dependencies: z
+    .array(z.looseObject({ ref: z.string().min(1), dependsOn: z.array(z.string().min(1)).optional() }))
+    .optional(),
+});
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+}
+
+/** The model name for a purl: npm `@scope/name`, Maven `group:artifact`, else `namespace/name`. */
+function modelName(p: PackageUrl): string {
+  if (p.type === 'npm') return npmNameOf(p);
+  if (p.namespace === undefined) return p.name;
+  return p.type === 'maven' ? `${p.namespace}:${p.name}` : `${p.namespace}/${p.name}`;
+}
+
+function licensesIn(licenses: RawComponent['licenses']): string[] | undefined {
+  if (licenses === undefined || licenses.length === 0) return undefined;
+  return licenses.map((l) => {
+    if (l.license === undefined) return l.expression ?? '';
+    const lic = l.license as { id?: string; name?: string };
+    return lic.id ?? lic.name ?? '';
+  });
+}
+
+function scopeIn(c: RawComponent): ComponentScope | undefined {
+  if (c.properties?.some((p) => p.name === NPM_DEV_PROPERTY && p.value === 'true') === true) return 'dev';
+  if (c.scope === 'excluded') return 'dev';
+  return c.scope;
+}
+
+/**
+ * Read a CycloneDX JSON document (spec versions 1.2 to 1.7) into the component model. Nested
+ * components are flattened; components without a purl or version are listed as unidentified;
+ * only SHA-1/256/384/512 digests are kept.
+ * @param json the document, as text or already parsed
+ * @param where the document's origin, for error messages
+ * @throws GatehouseError BAD_SBOM naming the first malformed field
+ */
+export function readCycloneDx(json: unknown, where: string): Sbom {
+  let raw = json;
+  if (typeof json === 'string') {
+    try {
+      raw = JSON.parse(json);
+    } catch (cause) {
+      throw new GatehouseError('BAD_SBOM', 'the SBOM is not valid JSON', { where, cause });
+    }
+  }
+  const parsed = bomSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const at = issue === undefined || issue.path.length === 0 ? 'the document' : formatPath(issue.path);
+    throw new GatehouseError('BAD_SBOM', `CycloneDX ${at}: ${issue?.message ?? 'invalid'}`, {
+      where,
+      cause: parsed.error,
+    });
+  }
+  const bom = parsed.data;
+
+  const flat: { raw: RawComponent; path: string }[] = [];
+  const walk = (list: RawComponent[] | undefined, path: string) => {
+    for (const [i, c] of (list ?? []).entries()) {
+      flat.push({ raw: c, path: `${path}[${i}]` });
+      walk(c.components, `${path}[${i}].components`);
+    }
+  };
+  walk(bom.components, 'components');
+
+  const refToPurl = new Map<string, string>();
+  const allRefs = new Set<string>();
+  const byPurl = new Map<string, Component>();
+  const unidentified: UnidentifiedComponent[] = [];
+  const subjectRef = bom.metadata?.component?.['bom-ref'];
+  if (subjectRef !== undefined) allRefs.add(subjectRef);
+  // Services (and anything else carrying a bom-ref) may be dependency targets too.
+  const collectRefs = (v: unknown, depth: number): void => {
+    if (depth > 64 || typeof v !== 'object' || v === null) return;
+    if (Array.isArray(v)) for (const x of v) collectRefs(x, depth + 1);
+    else
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'bom-ref' && typeof x === 'string') otherRefs.add(x);
+        else if (k !== 'components') collectRefs(x, depth + 1);
+      }
+  };
+  const otherRefs = new Set<string>();
+  const { components: _ignored, ...rest } = bom;
+  collectRefs(rest, 0);
+  for (const { raw: c, path } of flat) {
+    const ref = c['bom-ref'];
+    if (ref !== undefined) {
+      if (allRefs.has(ref)) throw new GatehouseError('BAD_SBOM', `CycloneDX ${path} repeats bom-ref '${ref}'`, { where });
+      allRefs.add(ref);
+    }
+    if (c.purl === undefined || c.version === undefined) {
+      const u: UnidentifiedComponent = { name: c.group === undefined ? c.name : `${c.group}/${c.name}` };
+      if (c.version !== undefined) u.version = c.version;
+      if (ref !== undefined) u.bomRef = ref;
+      unidentified.push(u);
+      continue;
+    }
+    let p: PackageUrl;
+    try {
+      p = parsePurl(c.purl);
+    } catch (cause) {
+      throw new GatehouseError('BAD_SBOM', `CycloneDX ${path} has an invalid purl '${c.purl}'`, { where, cause });
+    }
+    if (ref !== undefined) refToPurl.set(ref, c.purl);
+    if (byPurl.has(c.purl)) continue;
+    const hashes: ComponentHash[] = (c.hashes ?? [])
+      .filter((h) => KEPT_ALGS.has(h.alg))
+      .map((h) => ({ alg: h.alg as HashAlgorithm, content: h.content.toLowerCase() }));
+    const component: Component = {
+      name: modelName(p),
+      version: c.version,
+      purl: c.purl,
+      ecosystem: p.type,
+      hashes,
+      dependencies: [],
+    };
+    const licenses = licensesIn(c.licenses);
+    if (licenses !== undefined) component.licenses = licenses;
+    const scope = scopeIn(c);
+    if (scope !== undefined) component.scope = scope;
+    byPurl.set(c.purl, component);
+  }
+
+  const sbom: Sbom = { components: [...byPurl.values()] };
+  for (const [i, d] of (bom.dependencies ?? []).entries()) {
+    for (const to of d.dependsOn ?? []) {
+      if (!allRefs.has(to) && !otherRefs.has(to))
+        throw new GatehouseError('BAD_SBOM', `CycloneDX dependencies[${i}] names an unknown bom-ref '${to}'`, {
+          where,
+        });
+    }
+    const from = refToPurl.get(d.ref);
+    const c = from === undefined ? undefined : byPurl.get(from);
+    const targets = (d.dependsOn ?? []).map((r) => refToPurl.get(r)).filter((p) => p !== undefined);
+    if (c !== undefined) c.dependencies = [...new Set([...c.dependencies, ...targets])].sort();
+    else if (d.ref === subjectRef) sbom.subject = { name: '', dependencies: [...new Set(targets)].sort() };
+  }
+
+  const m = bom.metadata?.component;
+  if (m !== undefined) {
+    const subject = { ...sbom.subject, name: m.group === undefined ? m.name : `${m.group}/${m.name}` };
+    if (m.version !== undefined) subject.version = m.version;
+    if (m.purl !== undefined) subject.purl = m.purl;
+    const sha = m.hashes?.find((h) => h.alg === 'SHA-256');
+    if (sha !== undefined) subject.sha256 = sha.content.toLowerCase();
+    sbom.subject = subject;
+  } else delete sbom.subject;
+  if (unidentified.length > 0) sbom.unidentified = unidentified;
+  return sbom;
+}

@@ -1,0 +1,96 @@
+import type { JWK } from 'jose';
+import type { Placement } from '../registry/registry.ts';
+import type { SourceFacts } from '../source/source-provider.ts';
+import type { DecisionOutcome, JobRecord, JobStep } from '../store/store.ts';
+
+/**
+ * What a runner agent talks to: the control plane, in-process (`EmbeddedControlPlane`) or over
+ * HTTP (`HttpControlPlane`). Both pass the same contract tests.
+ */
+export interface ControlPlane {
+  /** Open a job for a project; the nonce binds the runner's evidence to it. */
+  createJob(request: { project: string }): Promise<JobTicket>;
+  /** Present evidence for the job's runner; returns a short-lived attestation token. */
+  attest(request: AttestRequest): Promise<AttestResult>;
+  /** Hand the build's outputs to the gate; returns its decision and, when allowed, the bundle. */
+  submit(request: SubmitRequest): Promise<GateResult>;
+  /** End a job that could not reach the gate, revoking its token. */
+  fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void>;
+  /** Record the steps that ran after the decision (destroy, revoke) and revoke the token. */
+  finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void>;
+  getJob(jobId: string): Promise<JobRecord>;
+}
+
+export interface JobTicket {
+  jobId: string;
+  project: string;
+  /** Base64 of 32 random bytes. */
+  nonce: string;
+  /** Absolute paths of the toolchain binaries the runner must measure (central configuration). */
+  toolchain: string[];
+}
+
+export interface AttestRequest {
+  jobId: string;
+  /** The runner's per-job public key (EC P-256 JWK); the token is bound to it. */
+  runnerKey: JWK;
+  /** Evidence as the runner produced it; parsed and checked by the attestation authority. */
+  evidence: unknown;
+}
+
+export interface AttestResult {
+  token: string;
+  /** Seconds since the epoch. */
+  expiresAt: number;
+}
+
+/** The facts the runner agent reports about one build; signed by the runner's key. */
+export interface Submission {
+  jobId: string;
+  project: string;
+  subjects: { name: string; sha256: string }[];
+  /** CycloneDX 1.6 JSON produced by the agent from the workspace before the build ran. */
+  sbom: Record<string, unknown>;
+  source: SourceFacts;
+  build: {
+    command: string[];
+    startedOn: string;
+    finishedOn: string;
+    exitCode: number;
+    sandboxProfileDigest: string;
+  };
+  steps: JobStep[];
+}
+
+export interface SubmitRequest {
+  /** The attestation token; a missing token is refused by the gate. */
+  token: string | undefined;
+  /** Compact JWS by the runner key over the canonical JSON of `submission`. */
+  proof: string;
+  submission: Submission;
+  /** The output files, base64, matching `submission.subjects` by name. */
+  artifacts: { name: string; content: string }[];
+}
+
+export interface GateReason {
+  rule: string;
+  action?: string;
+  message: string;
+  [k: string]: unknown;
+}
+
+export interface GateResult {
+  jobId: string;
+  decisionId: string;
+  outcome: DecisionOutcome;
+  policyDigest: string;
+  reasons: GateReason[];
+  warnings: GateReason[];
+  /** Index of the decision's transparency-log entry. */
+  logIndex: number;
+  /** Sigstore bundle of the signed provenance (allowed builds only). */
+  bundle?: Record<string, unknown>;
+  /** Sigstore bundle of the signed SBOM attestation (allowed builds only). */
+  sbomBundle?: Record<string, unknown>;
+  placement: Placement;
+}

@@ -1,0 +1,254 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { importPKCS8 } from 'jose';
+import { canonicalJson, sha256Hex } from '../common/encoding.ts';
+import { GatehouseError } from '../common/errors.ts';
+import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
+import { measureBaseline } from '../attestation/measurement.ts';
+import { verifyAttestationToken } from '../attestation/token.ts';
+import { Gate } from '../gate/gate.ts';
+import { Orchestrator } from '../orchestrator/orchestrator.ts';
+import { EmbeddedPolicyEngine } from '../policy/embedded-engine.ts';
+import { parsePolicy } from '../policy/policy.ts';
+import { OciLayoutRegistry } from '../registry/oci-layout-registry.ts';
+import { agentFiles, isolationProfile } from '../runner/agent.ts';
+import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from '../runner/bubblewrap-runner.ts';
+import { parseProjectConfig } from '../runner/project-config.ts';
+import type { Runner } from '../runner/runner.ts';
+import { InternalCa } from '../signing/ca.ts';
+import { FileKeySigner } from '../signing/file-key-signer.ts';
+import { buildTrustedRoot } from '../signing/trust-root.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import type { Store } from '../store/store.ts';
+import { TransparencyLog } from '../tlog/transparency-log.ts';
+import { type Config, defaultConfig, loadConfig } from './config.ts';
+import { EmbeddedControlPlane } from './embedded-control-plane.ts';
+import { DEFAULT_POLICY } from './default-policy.ts';
+
+/** Where everything of one gatehouse installation lives. */
+export interface HomePaths {
+  root: string;
+  config: string;
+  keys: string;
+  ca: string;
+  logKey: string;
+  attestationKey: string;
+  apiToken: string;
+  referenceValues: string;
+}
+
+/** `--home`, else $GATEHOUSE_HOME, else ~/.local/share/gatehouse. */
+export function resolveHome(flag: string | undefined): string {
+  const env = process.env.GATEHOUSE_HOME;
+  return resolve(flag ?? (env !== undefined && env !== '' ? env : join(homedir(), '.local', 'share', 'gatehouse')));
+}
+
+export function homePaths(root: string): HomePaths {
+  const keys = join(root, 'keys');
+  return {
+    root,
+    config: join(root, 'config.json'),
+    keys,
+    ca: join(keys, 'ca'),
+    logKey: join(keys, 'log.key.pem'),
+    attestationKey: join(keys, 'attestation.key.pem'),
+    apiToken: join(keys, 'api-token'),
+    referenceValues: join(root, 'reference-values.json'),
+  };
+}
+
+/**
+ * The reference values the attestation authority appraises runners against, measured from this
+ * installation: its agent files, its sandbox isolation profile and the configured toolchain.
+ */
+export async function measureReferenceValues(config: Config): Promise<ReferenceValues> {
+  const layout = await detectHostLayout();
+  const probe = parseProjectConfig('project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n', 'reference');
+  const baseline = await measureBaseline({
+    sandboxProfile: isolationProfile(bubblewrapSandboxProfile(probe, layout)),
+    toolchain: [...config.runner.toolchain],
+    agentFiles: await agentFiles(),
+    jobId: 'reference',
+    nonce: '',
+  });
+  const toolchain: Record<string, string[]> = {};
+  let agent = '';
+  let sandbox = '';
+  for (const e of baseline.events) {
+    if (e.type === 'agent') agent = e.digest;
+    else if (e.type === 'sandbox-profile') sandbox = e.digest;
+    else if (e.type === 'toolchain') toolchain[e.name] = [e.digest];
+  }
+  return { agent: [agent], sandboxProfile: [sandbox], toolchain };
+}
+
+async function writeNew(path: string, content: string, mode: number): Promise<boolean> {
+  if (existsSync(path)) return false;
+  await writeFile(path, content, { mode, flag: 'wx' });
+  return true;
+}
+
+/**
+ * Create the home, or complete a partly created one: config, policy, keys, CA, database,
+ * reference values. Never replaces anything that exists (idempotent).
+ * @returns the names of what it created
+ */
+export async function initHome(root: string, options: { updateReferenceValues?: boolean } = {}): Promise<string[]> {
+  const p = homePaths(root);
+  const created: string[] = [];
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  await mkdir(p.ca, { recursive: true, mode: 0o700 });
+  await chmod(p.keys, 0o700);
+  if (await writeNew(p.config, `${JSON.stringify(defaultConfig(), null, 2)}\n`, 0o600)) created.push('config.json');
+  const config = loadConfig(p.config);
+  if (await writeNew(join(root, config.policy), DEFAULT_POLICY, 0o600)) created.push(config.policy);
+  if (!existsSync(join(p.ca, 'root.crt.pem'))) {
+    await InternalCa.create(p.ca, { name: 'gatehouse' });
+    created.push('keys/ca');
+  }
+  if (!existsSync(p.logKey)) {
+    await FileKeySigner.generate(p.logKey);
+    created.push('keys/log.key.pem');
+  }
+  if (!existsSync(p.attestationKey)) {
+    await FileKeySigner.generate(p.attestationKey);
+    created.push('keys/attestation.key.pem');
+  }
+  if (await writeNew(p.apiToken, `${randomBytes(32).toString('hex')}\n`, 0o600)) created.push('keys/api-token');
+  if (!existsSync(p.referenceValues) || options.updateReferenceValues === true) {
+    const values = await measureReferenceValues(config);
+    await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
+    created.push('reference-values.json');
+  }
+  const store = openStore(root, config);
+  await store.close();
+  return created;
+}
+
+function openStore(root: string, config: Config): Store {
+  switch (config.store.kind) {
+    case 'sqlite':
+      return SqliteStore.open(resolve(root, config.store.path));
+    case 'postgres':
+      throw new GatehouseError('BAD_CONFIG', 'the postgres store is not available in this version', {
+        where: 'config.json store.kind',
+      });
+  }
+}
+
+/** Everything wired together for one home. */
+export interface OpenHome {
+  root: string;
+  config: Config;
+  store: Store;
+  log: TransparencyLog;
+  controlPlane: EmbeddedControlPlane;
+  runner: Runner;
+  apiToken: string;
+  trustedRoot(): Promise<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Open an initialised home and wire the embedded control plane.
+ * @throws GatehouseError HOME_NOT_INITIALIZED, BAD_CONFIG, BAD_POLICY
+ */
+export async function openHome(root: string): Promise<OpenHome> {
+  const p = homePaths(root);
+  if (!existsSync(p.config)) {
+    throw new GatehouseError('HOME_NOT_INITIALIZED', `no gatehouse home at ${root}: run \`gatehouse init\` first`);
+  }
+  const config = loadConfig(p.config);
+  const policyPath = join(root, config.policy);
+  const policy = parsePolicy(await readText(policyPath), policyPath);
+  const referenceValues = JSON.parse(await readText(p.referenceValues)) as ReferenceValues;
+  const apiToken = (await readText(p.apiToken)).trim();
+  const ca = await InternalCa.load(p.ca);
+  const logSigner = await FileKeySigner.load(p.logKey);
+  const attestationPem = await readText(p.attestationKey);
+  const attestationKey = await importPKCS8(attestationPem, 'ES256');
+  const attestationSigner = await FileKeySigner.load(p.attestationKey);
+  const keyId = sha256Hex(attestationSigner.publicKeySpki()).slice(0, 16);
+
+  const store = openStore(root, config);
+  // The checkpoint origin doubles as the note key name; verifiers find it from the tlog baseUrl.
+  const logOrigin = `${new URL(config.identityBase).host}/log`;
+  const log = new TransparencyLog({ store: store.log, signer: logSigner, origin: logOrigin });
+  const orchestrator = new Orchestrator({ store });
+  const authority = new AttestationAuthority({
+    signingKey: attestationKey,
+    keyId,
+    issuer: config.issuer,
+    referenceValues,
+    tokenTtlSeconds: config.tokenTtlSeconds,
+    tokens: store.tokens,
+  });
+  const jwks = authority.jwks();
+  const registry = (() => {
+    switch (config.registry.kind) {
+      case 'oci-layout':
+        return new OciLayoutRegistry({ root: resolve(root, config.registry.path) });
+    }
+  })();
+  const gate = new Gate({
+    store,
+    orchestrator,
+    policy: new EmbeddedPolicyEngine(policy),
+    ca,
+    log,
+    registry,
+    verifyToken: (token, jobId) => verifyAttestationToken(token, { jwks, issuer: config.issuer, jobId, tokens: store.tokens }),
+    revokeToken: (claims) => store.tokens.revoke(claims.jti, claims.exp),
+    issuer: config.issuer,
+    identityBase: config.identityBase,
+    certValidityMinutes: config.certValidityMinutes,
+  });
+  const trustedRoot = async (): Promise<Record<string, unknown>> =>
+    buildTrustedRoot({
+      ca: { rootPem: ca.rootPem(), intermediatePem: ca.intermediatePem(), validFrom: ca.validFrom() },
+      tlog: { spkiDer: logSigner.publicKeySpki(), baseUrl: `https://${logOrigin}`, validFrom: ca.validFrom() },
+    }) as unknown as Record<string, unknown>;
+  const controlPlane = new EmbeddedControlPlane({
+    store,
+    orchestrator,
+    authority,
+    gate,
+    log,
+    trustedRoot,
+    revokeToken: (token) => authority.revoke(token),
+    toolchain: config.runner.toolchain,
+  });
+  const runner = (() => {
+    switch (config.runner.kind) {
+      case 'bubblewrap':
+        return new BubblewrapRunner();
+    }
+  })();
+  return {
+    root,
+    config,
+    store,
+    log,
+    controlPlane,
+    runner,
+    apiToken,
+    trustedRoot,
+    close: () => store.close(),
+  };
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw new GatehouseError('HOME_NOT_INITIALIZED', 'missing from the home: run `gatehouse init`', { where: path, cause: e });
+  }
+}
+
+/** The canonical digest of a JSON value, for reference-value files and tests. */
+export function digestOf(value: unknown): string {
+  return sha256Hex(canonicalJson(value));
+}

@@ -1,0 +1,218 @@
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
+import type { EmbeddedControlPlane } from './embedded-control-plane.ts';
+import { httpStatusByCode } from './http-errors.ts';
+
+/** Bodies larger than this are refused before they are read in full. */
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+type Handler = (req: IncomingMessage, params: Record<string, string>, url: URL) => Promise<Reply>;
+interface Reply {
+  status?: number;
+  json?: unknown;
+  text?: string;
+  contentType?: string;
+}
+interface Route {
+  method: 'GET' | 'POST';
+  pattern: RegExp;
+  keys: string[];
+  auth: boolean;
+  handler: Handler;
+}
+
+function route(method: 'GET' | 'POST', path: string, auth: boolean, handler: Handler): Route {
+  const keys: string[] = [];
+  const pattern = new RegExp(
+    `^${path.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
+      keys.push(k);
+      return '([^/]+)';
+    })}$`,
+  );
+  return { method, pattern, keys, auth, handler };
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new GatehouseError('BAD_INPUT', `request body is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', 'request body is not valid JSON', { cause: e });
+  }
+}
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new GatehouseError('BAD_INPUT', `request body ${issue?.path.join('.') || ''}: ${issue?.message ?? 'invalid'}`);
+  }
+  return r.data;
+}
+
+const stepSchema = z.object({
+  name: z.string().max(64),
+  startedAt: z.string().max(64),
+  durationMs: z.number().nonnegative(),
+  ok: z.boolean(),
+  detail: z.string().max(4096).optional(),
+});
+const createJobBody = z.object({ project: z.string().max(200) });
+const attestBody = z.object({ runnerKey: z.record(z.string(), z.unknown()), evidence: z.unknown() });
+const submitBody = z.object({
+  token: z.string().max(16384).optional(),
+  proof: z.string().max(65536),
+  submission: z.record(z.string(), z.unknown()),
+  artifacts: z.array(z.object({ name: z.string().max(1024), content: z.string() })).max(256),
+});
+const endBody = z.object({
+  reason: z.string().max(4096).optional(),
+  steps: z.array(stepSchema).max(64),
+  token: z.string().max(16384).optional(),
+});
+
+function intParam(url: URL, name: string): number | undefined {
+  const v = url.searchParams.get(name);
+  if (v === null) return undefined;
+  if (!/^\d{1,15}$/.test(v)) throw new GatehouseError('BAD_INPUT', `query parameter ${name} must be a whole number`);
+  return Number(v);
+}
+
+/**
+ * The control plane's HTTP API. Reads are open (they are what auditors and verifiers use); every
+ * write needs the home's API token as a bearer token. Errors are JSON `{ error: { code, message } }`
+ * with the status from `httpStatusByCode`; internal errors never echo their detail.
+ */
+export function createApiServer(options: { controlPlane: EmbeddedControlPlane; apiToken: string }): Server {
+  const cp = options.controlPlane;
+  const expected = Buffer.from(options.apiToken);
+  const routes: Route[] = [
+    route('GET', '/healthz', false, async () => ({ json: { status: 'ok' } })),
+    route('GET', '/metrics', false, async () => ({
+      text: await cp.metricsText(),
+      contentType: 'text/plain; version=0.0.4; charset=utf-8',
+    })),
+    route('GET', '/.well-known/jwks.json', false, async () => ({ json: await cp.jwks() })),
+    route('GET', '/v1/trust-root', false, async () => ({ json: await cp.trustedRoot() })),
+    route('GET', '/v1/jobs', false, async (_r, _p, url) => ({
+      json: { jobs: await cp.listJobs({ limit: intParam(url, 'limit') ?? 100 }) },
+    })),
+    route('GET', '/v1/jobs/:id', false, async (_r, p) => ({ json: await cp.getJob(p.id ?? '') })),
+    route('GET', '/v1/decisions', false, async (_r, _p, url) => ({
+      json: { decisions: await cp.listDecisions({ limit: intParam(url, 'limit') ?? 100 }) },
+    })),
+    route('GET', '/v1/decisions/:id', false, async (_r, p) => ({ json: await cp.getDecision(p.id ?? '') })),
+    route('GET', '/v1/log/checkpoint', false, async () => ({
+      text: await cp.checkpoint(),
+      contentType: 'text/plain; charset=utf-8',
+    })),
+    route('GET', '/v1/log/entries/:index', false, async (_r, p, url) => {
+      const index = Number(p.index);
+      if (!Number.isSafeInteger(index) || index < 0) throw new GatehouseError('BAD_INPUT', 'log index must be a whole number');
+      return { json: await cp.logEntry(index, intParam(url, 'treeSize')) };
+    }),
+    route('GET', '/v1/log/proof/consistency', false, async (_r, _p, url) => {
+      const first = intParam(url, 'first');
+      const second = intParam(url, 'second');
+      if (first === undefined || second === undefined) {
+        throw new GatehouseError('BAD_INPUT', 'query parameters first and second are required');
+      }
+      return { json: await cp.consistencyProof(first, second) };
+    }),
+    route('POST', '/v1/jobs', true, async (req) => {
+      const body = parseBody(createJobBody, await readJson(req));
+      return { status: 201, json: await cp.createJob(body) };
+    }),
+    route('POST', '/v1/jobs/:id/attest', true, async (req, p) => {
+      const body = parseBody(attestBody, await readJson(req));
+      return { json: await cp.attest({ jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence }) };
+    }),
+    route('POST', '/v1/jobs/:id/submit', true, async (req, p) => {
+      const body = parseBody(submitBody, await readJson(req));
+      if (body.submission.jobId !== p.id) throw new GatehouseError('BAD_INPUT', 'submission.jobId differs from the URL');
+      return {
+        json: await cp.submit({
+          token: body.token,
+          proof: body.proof,
+          submission: body.submission as never,
+          artifacts: body.artifacts,
+        }),
+      };
+    }),
+    route('POST', '/v1/jobs/:id/fail', true, async (req, p) => {
+      const body = parseBody(endBody, await readJson(req));
+      await cp.fail({ jobId: p.id ?? '', reason: body.reason ?? 'unspecified', steps: body.steps as never, ...tokenOf(body) });
+      return { json: { ok: true } };
+    }),
+    route('POST', '/v1/jobs/:id/finish', true, async (req, p) => {
+      const body = parseBody(endBody, await readJson(req));
+      await cp.finish({ jobId: p.id ?? '', steps: body.steps as never, ...tokenOf(body) });
+      return { json: { ok: true } };
+    }),
+  ];
+
+  function authorized(req: IncomingMessage): boolean {
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer (.+)$/.exec(header);
+    if (m === null) return false;
+    const given = Buffer.from(m[1] ?? '');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const candidates = routes.filter((r) => r.pattern.test(url.pathname));
+    const r = candidates.find((c) => c.method === req.method);
+    try {
+      if (r === undefined) {
+        if (candidates.length > 0) return send(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed here` } });
+        return send(res, 404, { error: { code: 'NOT_FOUND', message: `no route ${url.pathname}` } });
+      }
+      if (r.auth && !authorized(req)) {
+        return send(res, 401, { error: { code: 'UNAUTHORIZED', message: 'a valid API bearer token is required' } });
+      }
+      const match = r.pattern.exec(url.pathname);
+      const params: Record<string, string> = {};
+      r.keys.forEach((k, i) => {
+        params[k] = decodeURIComponent(match?.[i + 1] ?? '');
+      });
+      const reply = await r.handler(req, params, url);
+      if (reply.text !== undefined) {
+        res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain' });
+        res.end(reply.text);
+        return;
+      }
+      send(res, reply.status ?? 200, reply.json);
+    } catch (e) {
+      if (isGatehouseError(e) && e.code !== 'INTERNAL' && e.code !== 'STORE_ERROR') {
+        send(res, httpStatusByCode[e.code], { error: { code: e.code, message: e.describe() } });
+      } else {
+        // Internal detail stays in the server's log, never in the answer.
+        process.stderr.write(`gatehouse server: ${req.method} ${url.pathname}: ${String(e instanceof Error ? e.stack : e)}\n`);
+        send(res, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
+      }
+    }
+  }
+
+  return createServer((req, res) => {
+    void handle(req, res);
+  });
+}
+
+function tokenOf(body: { token?: string | undefined }): { token?: string } {
+  return body.token === undefined ? {} : { token: body.token };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

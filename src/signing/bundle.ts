@@ -1,0 +1,223 @@
+/**
+ * Sigstore bundle v0.3 (https://github.com/sigstore/protobuf-specs): building one from a signed
+ * envelope, its leaf certificate and its log entry, and parsing untrusted bundles strictly.
+ */
+import { X509Certificate } from 'node:crypto';
+import { BUNDLE_V03_LEGACY_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPE, type SerializedBundle } from '@sigstore/bundle';
+import { z } from 'zod';
+import { toBase64 } from '../common/encoding.ts';
+import { GatehouseError } from '../common/errors.ts';
+import { type Envelope, envelopeSchema } from './dsse.ts';
+import { base64String } from './strict-base64.ts';
+
+/** A log entry as the log returned it, with the proof to put in the bundle. */
+export interface BundleLogEntry {
+  index: number;
+  integratedTime: number;
+  /** Hex log ID. */
+  logId: string;
+  /** The SET. */
+  inclusionPromise: Uint8Array;
+  /** The canonicalized entry body. */
+  body: Uint8Array;
+  proof: {
+    logIndex: number;
+    treeSize: number;
+    rootHash: Uint8Array;
+    hashes: Uint8Array[];
+    checkpoint: string;
+  };
+}
+
+/** A transparency log entry of a parsed bundle, decoded. */
+export interface ParsedTlogEntry {
+  logIndex: number;
+  logId: Buffer;
+  kind: string;
+  version: string;
+  integratedTime: number;
+  signedEntryTimestamp: Buffer | undefined;
+  inclusionProof:
+    | { logIndex: number; rootHash: Buffer; treeSize: number; hashes: Buffer[]; checkpoint: string }
+    | undefined;
+  canonicalizedBody: Buffer;
+}
+
+/** A bundle that passed {@link parseBundle}: decoded, not yet verified. */
+export interface ParsedBundle {
+  mediaType: string;
+  /** DER of the signing (leaf) certificate. */
+  leafCertificate: Buffer;
+  tlogEntries: ParsedTlogEntry[];
+  envelope: Envelope;
+}
+
+const DSSE_KIND = { kind: 'dsse', version: '0.0.1' } as const;
+
+/**
+ * Assemble a v0.3 bundle: the leaf certificate alone, one `dsse` 0.0.1 log entry with its SET and
+ * inclusion proof, and the envelope. The result is the JSON form (`SerializedBundle`).
+ */
+export function buildBundle(input: {
+  envelope: Envelope;
+  certificatePem: string;
+  entry: BundleLogEntry;
+}): SerializedBundle {
+  const { envelope, entry } = input;
+  const der = new X509Certificate(input.certificatePem).raw;
+  return {
+    mediaType: BUNDLE_V03_MEDIA_TYPE,
+    verificationMaterial: {
+      certificate: { rawBytes: der.toString('base64') },
+      tlogEntries: [
+        {
+          logIndex: String(entry.index),
+          logId: { keyId: Buffer.from(entry.logId, 'hex').toString('base64') },
+          kindVersion: { ...DSSE_KIND },
+          integratedTime: String(entry.integratedTime),
+          inclusionPromise: { signedEntryTimestamp: toBase64(entry.inclusionPromise) },
+          inclusionProof: {
+            logIndex: String(entry.proof.logIndex),
+            rootHash: toBase64(entry.proof.rootHash),
+            treeSize: String(entry.proof.treeSize),
+            hashes: entry.proof.hashes.map(toBase64),
+            checkpoint: { envelope: entry.proof.checkpoint },
+          },
+          canonicalizedBody: toBase64(entry.body),
+        },
+      ],
+      timestampVerificationData: undefined,
+    },
+    dsseEnvelope: {
+      payload: envelope.payload,
+      payloadType: envelope.payloadType,
+      signatures: envelope.signatures.map((s) => ({ sig: s.sig, keyid: s.keyid })),
+    },
+  } as SerializedBundle;
+}
+
+const int64String = z.string().regex(/^(0|[1-9][0-9]{0,15})$/, 'not a non-negative decimal integer');
+
+const tlogEntrySchema = z.object({
+  logIndex: int64String,
+  logId: z.object({ keyId: base64String.min(1) }),
+  kindVersion: z.object({ kind: z.string().min(1), version: z.string().min(1) }),
+  integratedTime: int64String,
+  inclusionPromise: z.object({ signedEntryTimestamp: base64String.min(1) }).optional(),
+  inclusionProof: z
+    .object({
+      logIndex: int64String,
+      rootHash: base64String,
+      treeSize: int64String,
+      hashes: z.array(base64String).max(64),
+      checkpoint: z.object({ envelope: z.string().min(1) }),
+    })
+    .optional(),
+  canonicalizedBody: base64String.min(1),
+});
+
+const bundleSchema = z.object({
+  mediaType: z.union([z.literal(BUNDLE_V03_MEDIA_TYPE), z.literal(BUNDLE_V03_LEGACY_MEDIA_TYPE)]),
+  verificationMaterial: z.object({
+    certificate: z.object({ rawBytes: base64String.min(1) }).optional(),
+    x509CertificateChain: z.unknown().optional(),
+    publicKey: z.unknown().optional(),
+    tlogEntries: z.array(tlogEntrySchema).min(1).max(8),
+    timestampVerificationData: z.unknown().optional(),
+  }),
+  dsseEnvelope: envelopeSchema.optional(),
+  messageSignature: z.unknown().optional(),
+});
+
+function bad(message: string, where: string | undefined, cause?: unknown): GatehouseError {
+  return new GatehouseError('BAD_BUNDLE', message, {
+    ...(where === undefined ? {} : { where }),
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+/**
+ * Parse an untrusted bundle (JSON text or a parsed value) into decoded values, refusing anything
+ * gatehouse does not verify. `where` names the source (a file) in errors.
+ * @throws GatehouseError BAD_BUNDLE naming the first problem
+ */
+export function parseBundle(json: unknown, where?: string): ParsedBundle {
+  let value = json;
+  if (typeof json === 'string' || json instanceof Uint8Array) {
+    try {
+      value = JSON.parse(typeof json === 'string' ? json : Buffer.from(json).toString('utf8'));
+    } catch (e) {
+      throw bad('the bundle is not JSON', where, e);
+    }
+  }
+  const parsed = bundleSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue?.path.join('.') || '(root)';
+    throw bad(`bundle field ${path} is invalid: ${issue?.message ?? 'unknown'}`, where, parsed.error);
+  }
+  const b = parsed.data;
+  if (b.verificationMaterial.certificate === undefined) {
+    throw bad('the bundle has no verificationMaterial.certificate (v0.3 signing certificate)', where);
+  }
+  if (
+    b.verificationMaterial.x509CertificateChain !== undefined ||
+    b.verificationMaterial.publicKey !== undefined
+  ) {
+    throw bad('the bundle carries more than one kind of verification material', where);
+  }
+  if (b.dsseEnvelope === undefined) {
+    throw bad(
+      b.messageSignature === undefined
+        ? 'the bundle has no dsseEnvelope'
+        : 'message-signature bundles are not supported',
+      where,
+    );
+  }
+  if (b.messageSignature !== undefined)
+    throw bad('the bundle has both a dsseEnvelope and a messageSignature', where);
+  if (b.dsseEnvelope.signatures.length !== 1) {
+    throw bad(
+      `the bundle envelope has ${b.dsseEnvelope.signatures.length} signatures; exactly one is required`,
+      where,
+    );
+  }
+  const leafCertificate = Buffer.from(b.verificationMaterial.certificate.rawBytes, 'base64');
+  try {
+    new X509Certificate(leafCertificate);
+  } catch (e) {
+    throw bad('the bundle certificate is not a valid DER X.509 certificate', where, e);
+  }
+  const tlogEntries = b.verificationMaterial.tlogEntries.map((e, i): ParsedTlogEntry => {
+    const proof = e.inclusionProof;
+    const hashes = proof?.hashes.map((h) => Buffer.from(h, 'base64')) ?? [];
+    const rootHash = proof === undefined ? undefined : Buffer.from(proof.rootHash, 'base64');
+    if (rootHash !== undefined && rootHash.length !== 32)
+      throw bad(`tlog entry ${i} root hash is not 32 bytes`, where);
+    if (hashes.some((h) => h.length !== 32))
+      throw bad(`tlog entry ${i} has a proof hash that is not 32 bytes`, where);
+    return {
+      logIndex: Number(e.logIndex),
+      logId: Buffer.from(e.logId.keyId, 'base64'),
+      kind: e.kindVersion.kind,
+      version: e.kindVersion.version,
+      integratedTime: Number(e.integratedTime),
+      signedEntryTimestamp:
+        e.inclusionPromise === undefined
+          ? undefined
+          : Buffer.from(e.inclusionPromise.signedEntryTimestamp, 'base64'),
+      inclusionProof:
+        proof === undefined || rootHash === undefined
+          ? undefined
+          : {
+              logIndex: Number(proof.logIndex),
+              rootHash,
+              treeSize: Number(proof.treeSize),
+              hashes,
+              checkpoint: proof.checkpoint.envelope,
+            },
+      canonicalizedBody: Buffer.from(e.canonicalizedBody, 'base64'),
+    };
+  });
+  return { mediaType: b.mediaType, leafCertificate, tlogEntries, envelope: b.dsseEnvelope };
+}

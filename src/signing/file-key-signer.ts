@@ -1,0 +1,111 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { GatehouseError } from '../common/errors.ts';
+import type { Signer } from './signer.ts';
+
+/** Check that a key is an EC P-256 key; `where` names it in the error. */
+function assertP256(key: KeyObject, where: string): void {
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new GatehouseError('BAD_CONFIG', 'the key is not an ECDSA P-256 key', { where });
+  }
+}
+
+/** Shared behaviour of the in-process signers: the key stays in a #private field. */
+abstract class KeyObjectSigner implements Signer {
+  readonly algorithm = 'ecdsa-p256-sha256' as const;
+  readonly #privateKey: KeyObject;
+  readonly #spki: Uint8Array;
+  readonly #pem: string;
+
+  protected constructor(privateKey: KeyObject) {
+    this.#privateKey = privateKey;
+    const pub = createPublicKey(privateKey);
+    this.#spki = new Uint8Array(pub.export({ format: 'der', type: 'spki' }));
+    this.#pem = pub.export({ format: 'pem', type: 'spki' }).toString();
+  }
+
+  publicKeySpki(): Uint8Array {
+    return this.#spki.slice();
+  }
+
+  publicKeyPem(): string {
+    return this.#pem;
+  }
+
+  async sign(data: Uint8Array): Promise<Uint8Array> {
+    return new Uint8Array(sign('sha256', data, { key: this.#privateKey, dsaEncoding: 'der' }));
+  }
+
+  /** Nothing about the key in logs or JSON. */
+  toJSON(): { algorithm: string } {
+    return { algorithm: this.algorithm };
+  }
+}
+
+/** A P-256 key held in a PKCS#8 PEM file with mode 0600 (the embedded default). */
+export class FileKeySigner extends KeyObjectSigner {
+  /** The file the key came from. */
+  readonly path: string;
+
+  private constructor(privateKey: KeyObject, path: string) {
+    super(privateKey);
+    this.path = path;
+  }
+
+  /**
+   * Generate a new P-256 key and write it to `path` (mode 0600), refusing to overwrite.
+   * @throws GatehouseError CONFLICT when the file exists, STORE_ERROR when it cannot be written
+   */
+  static async generate(path: string): Promise<FileKeySigner> {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    try {
+      // 'wx' fails when the file exists, so an existing key is never replaced.
+      await writeFile(path, pem, { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new GatehouseError('CONFLICT', 'a key file already exists; refusing to overwrite it', {
+          where: path,
+          cause: e,
+        });
+      }
+      throw new GatehouseError('STORE_ERROR', 'cannot write the key file', { where: path, cause: e });
+    }
+    return new FileKeySigner(privateKey, path);
+  }
+
+  /**
+   * Load a PKCS#8 PEM P-256 key from `path`.
+   * @throws GatehouseError NOT_FOUND when the file is missing, BAD_CONFIG when it is not a P-256 key
+   */
+  static async load(path: string): Promise<FileKeySigner> {
+    let pem: string;
+    try {
+      pem = await readFile(path, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
+      throw new GatehouseError(code, 'cannot read the key file', { where: path, cause: e });
+    }
+    let key: KeyObject;
+    try {
+      key = createPrivateKey({ key: pem, format: 'pem' });
+    } catch {
+      // The cause may quote the file; keep only the fact that it did not parse.
+      throw new GatehouseError('BAD_CONFIG', 'the key file is not a valid PEM private key', { where: path });
+    }
+    assertP256(key, path);
+    return new FileKeySigner(key, path);
+  }
+}
+
+/** A P-256 key that lives only in memory, for per-job leaf keys and tests. */
+export class EphemeralSigner extends KeyObjectSigner {
+  private constructor(privateKey: KeyObject) {
+    super(privateKey);
+  }
+
+  /** A fresh random key. */
+  static generate(): EphemeralSigner {
+    return new EphemeralSigner(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+  }
+}

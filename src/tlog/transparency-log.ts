@@ -1,0 +1,219 @@
+/**
+ * The append-only transparency log: entries in the store, RFC 6962 Merkle tree over their leaf
+ * hashes, Rekor-style signed entry timestamps (SET) and C2SP checkpoints signed by the log key.
+ *
+ * Scale limit: proofs and checkpoints read every leaf hash up to the tree size from the store and
+ * rebuild the tree in memory (O(n) per proof). Fine for an embedded log of up to ~10^6 entries;
+ * beyond that the log needs stored interior nodes (tiles).
+ */
+import { canonicalJson, sha256, sha256Hex, toBase64 } from '../common/encoding.ts';
+import { GatehouseError } from '../common/errors.ts';
+import type { Envelope } from '../signing/dsse.ts';
+import type { Signer } from '../signing/signer.ts';
+import type { LogStore } from '../store/store.ts';
+import { assertKeyName, signCheckpoint } from './checkpoint.ts';
+import { consistencyProof, inclusionProof, leafHash, rootHash } from './merkle.ts';
+
+export interface TransparencyLogOptions {
+  store: LogStore;
+  /** The log key: signs SETs and checkpoints. */
+  signer: Signer;
+  /** The checkpoint origin, also the key name in its signature lines (no spaces), e.g. `gatehouse.example/log`. */
+  origin: string;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+/** What the log promises about a freshly appended entry. */
+export interface AppendedEntry {
+  index: number;
+  /** Seconds since the epoch. */
+  integratedTime: number;
+  /** Hex SHA-256 of the log key's DER SubjectPublicKeyInfo. */
+  logId: string;
+  /** The signed entry timestamp: DER ECDSA signature over {@link setPayload}. */
+  inclusionPromise: Uint8Array;
+}
+
+export interface InclusionProof {
+  logIndex: number;
+  treeSize: number;
+  rootHash: Uint8Array;
+  hashes: Uint8Array[];
+  /** The signed note for `treeSize` and `rootHash`. */
+  checkpoint: string;
+}
+
+export interface ConsistencyProof {
+  first: number;
+  second: number;
+  firstRoot: Uint8Array;
+  secondRoot: Uint8Array;
+  hashes: Uint8Array[];
+}
+
+/**
+ * The bytes a SET signs, exactly as Rekor v1 and sigstore-js build them: canonical JSON of
+ * `{ body: base64(canonicalized body), integratedTime, logID: hex log id, logIndex }`.
+ */
+export function setPayload(entry: {
+  body: Uint8Array;
+  integratedTime: number;
+  logId: string;
+  logIndex: number;
+}): Buffer {
+  return Buffer.from(
+    canonicalJson({
+      body: toBase64(entry.body),
+      integratedTime: entry.integratedTime,
+      logID: entry.logId,
+      logIndex: entry.logIndex,
+    }),
+    'utf8',
+  );
+}
+
+/**
+ * The Rekor `dsse` v0.0.1 canonical entry body for a signed envelope and its signing certificate,
+ * in the shape sigstore-js compares with a bundle: one signature equal to the envelope's, and the
+ * SHA-256 of the payload. `envelopeHash` is the SHA-256 of the envelope's canonical JSON.
+ * @throws GatehouseError BAD_INPUT unless the envelope carries exactly one signature
+ */
+export function dsseEntryBody(envelope: Envelope, certificatePem: string): Uint8Array {
+  const [first, ...more] = envelope.signatures;
+  if (first === undefined || more.length > 0) {
+    throw new GatehouseError('BAD_INPUT', 'a dsse log entry needs an envelope with exactly one signature');
+  }
+  const body = {
+    apiVersion: '0.0.1',
+    kind: 'dsse',
+    spec: {
+      envelopeHash: { algorithm: 'sha256', value: sha256Hex(canonicalJson(envelope)) },
+      payloadHash: { algorithm: 'sha256', value: sha256Hex(Buffer.from(envelope.payload, 'base64')) },
+      signatures: [
+        { signature: first.sig, verifier: Buffer.from(certificatePem, 'utf8').toString('base64') },
+      ],
+    },
+  };
+  return Buffer.from(canonicalJson(body), 'utf8');
+}
+
+/** The canonical entry body for a gate decision (which is a record, not a signature). */
+export function decisionEntryBody(decision: object): Uint8Array {
+  return Buffer.from(
+    canonicalJson({ apiVersion: '0.0.1', kind: 'gatehouse-decision', spec: decision }),
+    'utf8',
+  );
+}
+
+/** The log. One instance per process is the sequencer; the store makes appends atomic. */
+export class TransparencyLog {
+  readonly origin: string;
+  /** Hex SHA-256 of the log key's DER SubjectPublicKeyInfo. */
+  readonly logId: string;
+  readonly #store: LogStore;
+  readonly #signer: Signer;
+  readonly #now: () => Date;
+
+  /** @throws GatehouseError BAD_CONFIG when the origin cannot name a note key */
+  constructor(options: TransparencyLogOptions) {
+    assertKeyName(options.origin);
+    this.origin = options.origin;
+    this.#store = options.store;
+    this.#signer = options.signer;
+    this.#now = options.now ?? (() => new Date());
+    this.logId = sha256Hex(options.signer.publicKeySpki());
+  }
+
+  /** The log ID as raw bytes (the trusted root's `logId.keyId`). */
+  logIdBytes(): Uint8Array {
+    return new Uint8Array(sha256(this.#signer.publicKeySpki()));
+  }
+
+  /**
+   * Append one entry and sign its timestamp.
+   * @throws GatehouseError BAD_INPUT for an empty body, STORE_ERROR
+   */
+  async append(body: Uint8Array): Promise<AppendedEntry> {
+    if (body.length === 0) throw new GatehouseError('BAD_INPUT', 'a log entry body cannot be empty');
+    const integratedTime = Math.floor(this.#now().getTime() / 1000);
+    const [index] = await this.#store.append([{ body, leafHash: leafHash(body), integratedTime }]);
+    if (index === undefined)
+      throw new GatehouseError('STORE_ERROR', 'the store returned no index for the entry');
+    const inclusionPromise = await this.#signer.sign(
+      setPayload({ body, integratedTime, logId: this.logId, logIndex: index }),
+    );
+    return { index, integratedTime, logId: this.logId, inclusionPromise };
+  }
+
+  /** Current number of entries. */
+  async size(): Promise<number> {
+    return this.#store.size();
+  }
+
+  /** The signed note for the current tree (or for `treeSize` ≤ the current size). */
+  async checkpoint(treeSize?: number): Promise<string> {
+    const size = await this.#resolveSize(treeSize);
+    const leaves = await this.#store.leafHashes(0, size);
+    return this.#sign(size, rootHash(leaves));
+  }
+
+  /**
+   * The inclusion proof of entry `index` in the tree of `treeSize` entries (default: current).
+   * @throws GatehouseError NOT_FOUND when the entry is not in that tree, BAD_INPUT for a bad size
+   */
+  async inclusionProof(index: number, treeSize?: number): Promise<InclusionProof> {
+    const size = await this.#resolveSize(treeSize);
+    if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
+      throw new GatehouseError('NOT_FOUND', `log entry ${index} is not in the tree of size ${size}`);
+    }
+    const leaves = await this.#store.leafHashes(0, size);
+    const root = rootHash(leaves);
+    return {
+      logIndex: index,
+      treeSize: size,
+      rootHash: root,
+      hashes: inclusionProof(leaves, index),
+      checkpoint: await this.#sign(size, root),
+    };
+  }
+
+  /**
+   * The consistency proof between tree sizes `first` and `second` (1 ≤ first ≤ second ≤ size).
+   * @throws GatehouseError BAD_INPUT
+   */
+  async consistencyProof(first: number, second: number): Promise<ConsistencyProof> {
+    const size = await this.#resolveSize(second);
+    if (!Number.isSafeInteger(first) || first < 1 || first > size) {
+      throw new GatehouseError('BAD_INPUT', `cannot prove tree size ${first} consistent with ${size}`);
+    }
+    const leaves = await this.#store.leafHashes(0, size);
+    return {
+      first,
+      second: size,
+      firstRoot: rootHash(leaves.slice(0, first)),
+      secondRoot: rootHash(leaves),
+      hashes: consistencyProof(leaves, first),
+    };
+  }
+
+  async #resolveSize(treeSize: number | undefined): Promise<number> {
+    const current = await this.#store.size();
+    if (treeSize === undefined) return current;
+    if (!Number.isSafeInteger(treeSize) || treeSize < 0 || treeSize > current) {
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `tree size ${treeSize} is not between 0 and the log size ${current}`,
+      );
+    }
+    return treeSize;
+  }
+
+  #sign(treeSize: number, root: Uint8Array): Promise<string> {
+    return signCheckpoint(
+      { origin: this.origin, treeSize, rootHash: root, extensions: [] },
+      this.#signer,
+      this.origin,
+    );
+  }
+}

@@ -1,0 +1,2 @@
+export type { VerifiedArtifact, VerifyArtifactOptions } from './verify.ts';
+export { verifyArtifactBundle } from './verify.ts';

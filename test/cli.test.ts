@@ -1,0 +1,279 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { cli, copyExample, examplesDir, tempDir } from './helpers.ts';
+
+const ISSUER = 'https://gatehouse.internal/attestation';
+const identityOf = (project: string): string => `https://gatehouse.internal/projects/${project}`;
+
+/** sha256 of every file under `dir`, to show that a failed command changed nothing. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (!name.endsWith('-wal') && !name.endsWith('-shm')) {
+        out[p] = createHash('sha256').update(readFileSync(p)).digest('hex');
+      }
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function sqliteCount(db: string, table: string): number {
+  return Number(execFileSync('sqlite3', [db, `SELECT COUNT(*) FROM ${table}`], { encoding: 'utf8' }).trim());
+}
+
+describe('gatehouse CLI, end to end', () => {
+  const tmp = tempDir('cli');
+  const home = join(tmp.path, 'home');
+  const out = join(tmp.path, 'out');
+  const h = ['--home', home];
+
+  before(async () => {
+    const init = await cli(['init', ...h]);
+    assert.equal(init.code, 0, init.stderr);
+    const imported = await cli(['vulndb', 'import', join(examplesDir, 'advisories'), ...h]);
+    assert.equal(imported.code, 0, imported.stderr);
+  });
+  after(() => tmp.cleanup());
+
+  it('init is idempotent: a second run creates nothing and changes nothing', async () => {
+    const before = snapshot(join(home, 'keys'));
+    const r = await cli(['init', ...h, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).created, []);
+    assert.deepEqual(snapshot(join(home, 'keys')), before);
+  });
+
+  it('keeps key files private to their owner', () => {
+    for (const f of ['keys/log.key.pem', 'keys/attestation.key.pem', 'keys/api-token', 'keys/ca/root.key.pem']) {
+      assert.equal(statSync(join(home, f)).mode & 0o077, 0, f);
+    }
+  });
+
+  let artifact = '';
+  let bundle = '';
+  it('runs the passing example: allowed, signed, promoted, outputs written (exit 0)', async () => {
+    const r = await cli(['run', join(examplesDir, 'hello-app'), '--out', out, '--json', ...h]);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.outcome, 'allow');
+    assert.deepEqual(
+      doc.steps.map((s: { name: string }) => s.name),
+      ['provision', 'measure', 'attest', 'source', 'sbom', 'build', 'collect', 'gate', 'destroy'],
+    );
+    assert.ok(doc.steps.every((s: { ok: boolean }) => s.ok));
+    artifact = join(out, 'hello-app.tar');
+    bundle = join(out, 'hello-app.tar.sigstore.json');
+    assert.ok(existsSync(artifact) && existsSync(bundle));
+    const layout = join(home, 'registry', 'promoted', 'hello-app');
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+    const tagged = index.manifests.find(
+      (m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === doc.jobId,
+    );
+    assert.ok(tagged, 'the artifact manifest is tagged with the job id');
+    // bundle (provenance), bundle (SBOM), SBOM, decision: four referrers of the artifact
+    assert.equal(index.manifests.length, 5);
+  });
+
+  it('writes an OCI layout that skopeo reads', { skip: existsSync('/usr/bin/skopeo') ? false : 'skopeo not installed' }, () => {
+    const layout = join(home, 'registry', 'promoted', 'hello-app');
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+    const tag = index.manifests[0].annotations['org.opencontainers.image.ref.name'];
+    const raw = execFileSync('skopeo', ['inspect', '--raw', `oci:${layout}:${tag}`], { encoding: 'utf8' });
+    const manifest = JSON.parse(raw);
+    assert.equal(manifest.artifactType, 'application/vnd.gatehouse.artifact.v1');
+    const digest = createHash('sha256').update(readFileSync(artifact)).digest('hex');
+    assert.equal(manifest.layers[0].digest, `sha256:${digest}`);
+  });
+
+  it('verifies the promoted artifact offline with the right identity (exit 0)', async () => {
+    const r = await cli(['verify', artifact, '--bundle', bundle, '--identity', identityOf('hello-app'), '--issuer', ISSUER, ...h]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /VERIFIED/);
+  });
+
+  it('verifies against an exported trusted root without the home', async () => {
+    const rootFile = join(tmp.path, 'trusted_root.json');
+    assert.equal((await cli(['trust-root', '--output', rootFile, ...h])).code, 0);
+    const r = await cli(['verify', artifact, '--bundle', bundle, '--trusted-root', rootFile, '--home', join(tmp.path, 'nowhere')]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  it('refuses the wrong identity (exit 3)', async () => {
+    const r = await cli(['verify', artifact, '--bundle', bundle, '--identity', identityOf('other-app'), '--issuer', ISSUER, ...h]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /identity/i);
+  });
+
+  it('refuses an artifact changed after signing (exit 3)', async () => {
+    const changed = join(tmp.path, 'changed.tar');
+    const bytes = readFileSync(artifact);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
+    writeFileSync(changed, bytes);
+    const r = await cli(['verify', changed, '--bundle', bundle, ...h]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /digest|subject/i);
+  });
+
+  it('refuses a bundle whose log entry was changed (exit 3)', async () => {
+    const b = JSON.parse(readFileSync(bundle, 'utf8'));
+    const entry = b.verificationMaterial.tlogEntries[0];
+    const body = JSON.parse(Buffer.from(entry.canonicalizedBody, 'base64').toString());
+    body.spec.payloadHash.value = '0'.repeat(64);
+    entry.canonicalizedBody = Buffer.from(JSON.stringify(body)).toString('base64');
+    const tampered = join(tmp.path, 'tampered-body.json');
+    writeFileSync(tampered, JSON.stringify(b));
+    const r = await cli(['verify', artifact, '--bundle', tampered, ...h]);
+    assert.equal(r.code, 3, r.stderr);
+  });
+
+  it('refuses a bundle whose inclusion proof was changed (exit 3)', async () => {
+    const b = JSON.parse(readFileSync(bundle, 'utf8'));
+    const proof = b.verificationMaterial.tlogEntries[0].inclusionProof;
+    proof.rootHash = Buffer.alloc(32, 7).toString('base64');
+    const tampered = join(tmp.path, 'tampered-proof.json');
+    writeFileSync(tampered, JSON.stringify(b));
+    const r = await cli(['verify', artifact, '--bundle', tampered, ...h]);
+    assert.equal(r.code, 3, r.stderr);
+  });
+
+  it('refuses a malformed bundle with exit 1 and one line naming the file', async () => {
+    const bad = join(tmp.path, 'bad-bundle.json');
+    writeFileSync(bad, '{"mediaType": 42');
+    const r = await cli(['verify', artifact, '--bundle', bad, ...h]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.ok(r.stderr.includes(bad));
+  });
+
+  it('blocks the example with a vulnerable dependency, naming the advisory (exit 3)', async () => {
+    const r = await cli(['run', join(examplesDir, 'vulnerable-app'), '--json', ...h]);
+    assert.equal(r.code, 3, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.outcome, 'deny');
+    const reason = doc.decision.reasons.find((x: { vulnId?: string }) => x.vulnId === 'GHSA-xvch-5gv4-984h');
+    assert.ok(reason, JSON.stringify(doc.decision.reasons));
+    assert.ok(reason.aliases.includes('CVE-2021-44906'));
+    assert.match(reason.purl, /minimist@1\.2\.5/);
+    assert.ok(existsSync(join(home, 'registry', 'quarantine', 'vulnerable-app', 'index.json')));
+    assert.ok(!existsSync(join(home, 'registry', 'promoted', 'vulnerable-app')));
+  });
+
+  it('blocks a denied component (exit 3)', async () => {
+    const dir = copyExample('hello-app', tmp.path);
+    const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8'));
+    lock.packages['node_modules/event-stream'] = {
+      version: '3.3.6',
+      integrity: 'sha512-dGXNg4F/FgVzlApjzItL+7naHutA3fDqbV/zAZqDDlXTjiMnQmZKu+prImWKszeBM5UV9DmWbbvxkrbzoSTZhQ==',
+    };
+    writeFileSync(join(dir, 'package-lock.json'), JSON.stringify(lock));
+    const r = await cli(['run', dir, '--json', ...h]);
+    assert.equal(r.code, 3, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.ok(doc.decision.reasons.some((x: { rule: string }) => x.rule === 'known-malicious-releases'));
+  });
+
+  it('refuses a malformed gatehouse.yaml with exit 1, one line naming the file, and no job', async () => {
+    const dir = copyExample('hello-app', join(tmp.path, 'badyaml'));
+    writeFileSync(join(dir, 'gatehouse.yaml'), 'project: hello-app\nbuild: [unclosed\n');
+    const jobs = sqliteCount(join(home, 'gatehouse.db'), 'jobs');
+    const r = await cli(['run', dir, ...h]);
+    assert.equal(r.code, 1);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.ok(lines[0]?.includes(join(dir, 'gatehouse.yaml')));
+    assert.equal(sqliteCount(join(home, 'gatehouse.db'), 'jobs'), jobs);
+  });
+
+  it('fails a job whose lockfile is malformed with exit 1, naming the lockfile', async () => {
+    const dir = copyExample('hello-app', join(tmp.path, 'badlock'));
+    writeFileSync(join(dir, 'package-lock.json'), '{"lockfileVersion": 3, "packages": {"node_modules/x": {}}}');
+    const r = await cli(['run', dir, ...h]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /package-lock\.json/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  });
+
+  it('refuses a malformed OSV record with exit 1, naming the file, and imports nothing', async () => {
+    const dir = join(tmp.path, 'osv');
+    copyExample('advisories', tmp.path);
+    const good = JSON.parse(readFileSync(join(examplesDir, 'advisories', 'GHSA-xvch-5gv4-984h.json'), 'utf8'));
+    execFileSync('mkdir', ['-p', dir]);
+    writeFileSync(join(dir, 'a-good.json'), JSON.stringify({ ...good, id: 'GHSA-test-good-0001', modified: '2030-01-01T00:00:00Z' }));
+    writeFileSync(join(dir, 'b-bad.json'), JSON.stringify({ id: 'GHSA-test-bad', affected: 'nope' }));
+    const before = sqliteCount(join(home, 'gatehouse.db'), 'vulns');
+    const r = await cli(['vulndb', 'import', dir, ...h]);
+    assert.equal(r.code, 1);
+    assert.ok(r.stderr.includes('b-bad.json'), r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.equal(sqliteCount(join(home, 'gatehouse.db'), 'vulns'), before);
+  });
+
+  it('prints usage with exit 2 for an unknown option', async () => {
+    const r = await cli(['run', '--no-such-flag', ...h]);
+    assert.equal(r.code, 2);
+  });
+
+  describe('server', () => {
+    let server: ReturnType<typeof spawn> | undefined;
+    let url = '';
+    before(async () => {
+      const child = spawn(join(examplesDir, '..', 'bin', 'gatehouse'), ['server', '--listen', '127.0.0.1:0', ...h], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      server = child;
+      url = await new Promise<string>((resolve, reject) => {
+        let seen = '';
+        child.stdout?.on('data', (d: Buffer) => {
+          seen += d.toString();
+          const m = /listening on (http:\/\/\S+)/.exec(seen);
+          if (m?.[1] !== undefined) resolve(m[1]);
+        });
+        child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+        setTimeout(() => reject(new Error('server did not start')), 20_000).unref();
+      });
+    });
+    after(() => {
+      server?.kill('SIGTERM');
+    });
+
+    it('answers health, metrics and the signed checkpoint', async () => {
+      assert.deepEqual(await (await fetch(`${url}/healthz`)).json(), { status: 'ok' });
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(metrics, /^gatehouse_decisions\{outcome="allow"\} [1-9]/m);
+      assert.match(metrics, /^gatehouse_artifacts_blocked [1-9]/m);
+      const note = await (await fetch(`${url}/v1/log/checkpoint`)).text();
+      assert.match(note, /^gatehouse\.internal\/log\n\d+\n[A-Za-z0-9+/=]+\n\n— /);
+    });
+
+    it('refuses writes without the API token', async () => {
+      const r = await fetch(`${url}/v1/jobs`, { method: 'POST', body: '{"project":"x"}' });
+      assert.equal(r.status, 401);
+    });
+
+    it('serves decisions and log inclusion proofs', async () => {
+      const { decisions } = (await (await fetch(`${url}/v1/decisions`)).json()) as { decisions: { logIndex: number }[] };
+      assert.ok(decisions.length >= 2);
+      const entry = (await (await fetch(`${url}/v1/log/entries/${decisions[0]?.logIndex}`)).json()) as {
+        inclusionProof: { hashes: string[] };
+      };
+      assert.ok(Array.isArray(entry.inclusionProof.hashes));
+    });
+
+    it('runs a job through the server with --server (exit 0)', async () => {
+      const r = await cli(['run', join(examplesDir, 'hello-app'), '--server', url, '--json', ...h]);
+      assert.equal(r.code, 0, r.stderr);
+      const doc = JSON.parse(r.stdout);
+      const job = (await (await fetch(`${url}/v1/jobs/${doc.jobId}`)).json()) as { state: string; steps: { name: string }[] };
+      assert.equal(job.state, 'allowed');
+      assert.ok(job.steps.some((s) => s.name === 'destroy'));
+    });
+  });
+});
