@@ -1,10 +1,11 @@
-import { createPrivateKey, createPublicKey, KeyObject, randomUUID } from 'node:crypto';
-import { calculateJwkThumbprint, compactVerify, exportJWK, type JSONWebKeySet, type JWK, SignJWT } from 'jose';
+import { createPrivateKey, createPublicKey, KeyObject, randomUUID, webcrypto } from 'node:crypto';
+import { calculateJwkThumbprint, compactVerify, type JSONWebKeySet, type JWK, SignJWT } from 'jose';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { TokenStore } from '../store/store.ts';
 import {
+  decodeNonce,
   jobBindingDigest,
   type MeasurementEvent,
   PCR_ALLOCATION,
@@ -32,7 +33,7 @@ export interface ReferenceValues {
 }
 
 /** A private key jose can sign ES256 with: a CryptoKey, a Node KeyObject, or a private JWK. */
-export type SigningKeyInput = CryptoKey | KeyObject | JWK;
+export type SigningKeyInput = webcrypto.CryptoKey | KeyObject | JWK;
 
 /** Options for {@link AttestationAuthority}. */
 export interface AttestationAuthorityOptions {
@@ -60,16 +61,20 @@ export interface AttestRequest {
   readonly evidence: unknown;
 }
 
+/** A successful appraisal: the token and when it expires. */
+export interface AttestationResult {
+  /** Compact JWS (ES256) of the EAR claims. */
+  readonly token: string;
+  /** Seconds since the epoch. */
+  readonly expiresAt: number;
+}
+
 const b64url = (len: number) => z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${len}}$`));
 
 /** An EC P-256 public JWK, nothing else (no private part, no other curve or key type). */
-export const runnerPublicJwkSchema = z.object({
-  kty: z.literal('EC'),
-  crv: z.literal('P-256'),
-  x: b64url(43),
-  y: b64url(43),
-  d: z.undefined({ error: 'must not contain the private key' }),
-});
+export const runnerPublicJwkSchema = z
+  .looseObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url(43), y: b64url(43) })
+  .refine((k) => k.d === undefined, 'must not contain the private key');
 
 const verifierIdSchema = z.strictObject({ developer: z.string().min(1), build: z.string().min(1) });
 
@@ -81,8 +86,8 @@ function toPrivateKeyObject(key: SigningKeyInput): KeyObject {
   let obj: KeyObject;
   try {
     if (key instanceof KeyObject) obj = key;
-    else if (typeof CryptoKey !== 'undefined' && key instanceof CryptoKey) obj = KeyObject.from(key);
-    else obj = createPrivateKey({ key: key as JWK & { kty: string }, format: 'jwk' });
+    else if ('kty' in key && typeof key.kty === 'string') obj = createPrivateKey({ key: { ...key, kty: key.kty }, format: 'jwk' });
+    else obj = KeyObject.from(key as webcrypto.CryptoKey);
   } catch (e) {
     throw new GatehouseError('BAD_CONFIG', 'attestation authority: the signing key cannot be read', { cause: e });
   }
@@ -116,7 +121,7 @@ export class AttestationAuthority {
   constructor(options: AttestationAuthorityOptions) {
     this.#signingKey = toPrivateKeyObject(options.signingKey);
     const pub = createPublicKey(this.#signingKey).export({ format: 'jwk' });
-    this.#publicJwk = { kty: pub.kty, crv: pub.crv, x: pub.x, y: pub.y };
+    this.#publicJwk = { kty: 'EC', crv: 'P-256', x: pub.x ?? '', y: pub.y ?? '' };
     if (!/^[A-Za-z0-9._~:-]{1,128}$/.test(options.keyId)) throw badConfig('keyId must be 1–128 URL-safe characters');
     this.#keyId = options.keyId;
     if (!URL.canParse(options.issuer)) throw badConfig(`issuer '${options.issuer}' is not a URL`);
@@ -139,10 +144,11 @@ export class AttestationAuthority {
   }
 
   /**
-   * Appraise a runner's evidence and, if every check passes, issue an ES256 EAR token for the job.
+   * Appraise a runner's evidence and, if every check passes, issue an ES256 EAR token for the job,
+   * bound to the runner's key.
    * @throws GatehouseError EVIDENCE_REJECTED listing every failed check
    */
-  async attest(request: AttestRequest): Promise<string> {
+  async attest(request: AttestRequest): Promise<AttestationResult> {
     const failures: string[] = [];
     const jobId = typeof request.jobId === 'string' && request.jobId.length > 0 ? request.jobId : undefined;
     if (jobId === undefined) failures.push('jobId is missing');
@@ -150,8 +156,10 @@ export class AttestationAuthority {
     let expectedJobDigest: string | undefined;
     if (jobId !== undefined) {
       try {
+        if (decodeNonce(String(request.nonce)).length < 16) throw new Error('short');
         expectedJobDigest = jobBindingDigest(jobId, String(request.nonce));
       } catch {
+        // Without a real nonce there is no freshness: fail closed rather than bind to nothing.
         failures.push('the job nonce is not canonical base64 of at least 16 bytes');
       }
     }
@@ -177,7 +185,8 @@ export class AttestationAuthority {
     const runnerJwk = { kty: 'EC', crv: 'P-256', x: key.data.x, y: key.data.y };
     const jkt = await calculateJwkThumbprint(runnerJwk, 'sha256');
     const iat = Math.floor(this.#now().getTime() / 1000);
-    return new SignJWT({
+    const exp = iat + this.#ttl;
+    const token = await new SignJWT({
       eat_profile: EAR_PROFILE,
       eat_nonce: request.nonce,
       'ear.verifier-id': { ...this.#verifierId },
@@ -199,9 +208,10 @@ export class AttestationAuthority {
       .setSubject(jobId)
       .setAudience(TOKEN_AUDIENCE)
       .setIssuedAt(iat)
-      .setExpirationTime(iat + this.#ttl)
+      .setExpirationTime(exp)
       .setJti(randomUUID())
       .sign(this.#signingKey);
+    return { token, expiresAt: exp };
   }
 
   #appraise(
@@ -279,13 +289,16 @@ export class AttestationAuthority {
     }
     const claims = z
       .object({ jti: z.string().min(1), exp: z.number().int(), iss: z.literal(this.#issuer) })
-      .safeParse(JSON.parse(new TextDecoder().decode(payload)));
+      .safeParse(parseJson(payload));
     if (!claims.success) throw new GatehouseError('TOKEN_INVALID', 'cannot revoke: the token lacks jti, exp or iss');
     await this.#tokens.revoke(claims.data.jti, claims.data.exp);
   }
 }
 
-/** Export a public JWK for a key pair's public half; a small helper for tests and wiring. */
-export async function publicJwkOf(key: CryptoKey | KeyObject): Promise<JWK> {
-  return exportJWK(key instanceof KeyObject ? createPublicKey(key) : key);
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return undefined;
+  }
 }

@@ -32,6 +32,8 @@ export interface GateOptions {
   store: Store;
   orchestrator: Orchestrator;
   policy: PolicyEngine;
+  /** Digest of the policy `policy` enforces, recorded on refusals decided before it runs. */
+  policyDigest: string;
   ca: InternalCa;
   log: TransparencyLog;
   registry: ArtifactRegistry;
@@ -105,15 +107,15 @@ export class Gate {
       const decision = await o.policy.evaluate({
         project: job.project,
         components,
-        findings,
+        ...(findings === undefined ? {} : { findings }),
         attestation: { verified: true, evidenceTypes: claims.gatehouse.evidence_types },
       });
       outcome = decision.outcome;
       policyDigest = decision.policyDigest;
-      reasons = decision.reasons as GateReason[];
-      warnings = decision.warnings as GateReason[];
+      reasons = decision.reasons.map((r) => ({ ...r }));
+      warnings = decision.warnings.map((r) => ({ ...r }));
     } else {
-      policyDigest = await o.policy.digest();
+      policyDigest = o.policyDigest;
     }
 
     const decisionId = `dec-${randomUUID()}`;

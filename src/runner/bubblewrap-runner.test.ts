@@ -10,7 +10,7 @@ import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from './
 import { collectOutputs } from './outputs.ts';
 import { parseProjectConfig } from './project-config.ts';
 import type { RunnerInstance } from './runner.ts';
-import { describeRunnerContract, shellConfig } from './runner-contract.ts';
+import { describeRunnerContract, shellConfig } from './runner.contract.ts';
 
 describeRunnerContract('bubblewrap', () => new BubblewrapRunner());
 

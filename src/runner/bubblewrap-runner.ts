@@ -434,7 +434,7 @@ class BubblewrapInstance implements RunnerInstance {
     const statusLines = parseStatus(status);
     const pidNamespace = statusLines.find((s) => typeof s['pid-namespace'] === 'number')?.['pid-namespace'];
     if (typeof pidNamespace === 'number') await reapNamespace(pidNamespace);
-    this.#state = this.#state === 'destroyed' ? 'destroyed' : 'built';
+    if (this.#state === 'building') this.#state = 'built';
     const durationMs = Math.round(performance.now() - started);
 
     if (error !== undefined) {

@@ -10,7 +10,9 @@ import { catalogNpmLockfile } from './npm-lock.ts';
 const DATA = new URL('../../../shared/data/sbom/', import.meta.url).pathname;
 const EXAMPLES = join(DATA, 'cyclonedx-examples');
 const SPEC_TESTS = join(DATA, 'cyclonedx-1.6-tests');
-const skipUnless = (path: string) => ({ skip: existsSync(path) ? false : 'reference data ../shared/data not present' });
+const skipUnless = (path: string) => ({
+  skip: existsSync(path) ? false : 'reference data ../shared/data not present',
+});
 
 const lock = readFileSync(new URL('./testdata/package-lock.v3.json', import.meta.url), 'utf8');
 const catalog = catalogNpmLockfile(lock, 'package-lock.json');
@@ -89,7 +91,11 @@ describe('CycloneDX 1.6 writing', () => {
   it('reads back to the same components', () => {
     const back = readCycloneDx(JSON.stringify(doc), 'mem');
     assert.deepEqual(back.components, sbom.components);
-    assert.deepEqual(back.subject, { ...sbom.subject, sha256: 'ab'.repeat(32), dependencies: catalog.direct });
+    assert.deepEqual(back.subject, {
+      ...sbom.subject,
+      sha256: 'ab'.repeat(32),
+      dependencies: catalog.direct,
+    });
   });
 
   it('writes a fresh random serial number and the current time by default', () => {
@@ -122,7 +128,8 @@ describe('CycloneDX reading', () => {
     for (const f of readdirSync(EXAMPLES).filter((x) => x.endsWith('.json'))) {
       const s = readCycloneDx(readFileSync(join(EXAMPLES, f), 'utf8'), f);
       assert.ok(s.components.length > 100, f);
-      if (expected[f] !== undefined) assert.equal(s.components.length + (s.unidentified?.length ?? 0), expected[f], f);
+      if (expected[f] !== undefined)
+        assert.equal(s.components.length + (s.unidentified?.length ?? 0), expected[f], f);
       for (const c of s.components) assert.ok(c.purl.startsWith('pkg:') && c.version !== '', f);
     }
   });
@@ -138,7 +145,9 @@ describe('CycloneDX reading', () => {
     const shop = readCycloneDx(readFileSync(join(EXAMPLES, 'juice-shop.cdx.json'), 'utf8'), 'juice-shop');
     assert.ok(shop.components.some((c) => c.name === '@babel/helper-string-parser' && c.ecosystem === 'npm'));
     const kc = readCycloneDx(readFileSync(join(EXAMPLES, 'keycloak-10.0.2.cdx.json'), 'utf8'), 'keycloak');
-    assert.ok(kc.components.some((c) => c.name === 'org.bouncycastle:bcprov-jdk15on' && c.ecosystem === 'maven'));
+    assert.ok(
+      kc.components.some((c) => c.name === 'org.bouncycastle:bcprov-jdk15on' && c.ecosystem === 'maven'),
+    );
   });
 
   it('reads every valid-*.json test of the 1.6 specification', skipUnless(SPEC_TESTS), () => {
@@ -185,10 +194,32 @@ describe('CycloneDX reading', () => {
     ['SPDX handed in as CycloneDX', { spdxVersion: 'SPDX-2.3' }, /bomFormat/],
     ['spec version 1.1', { ...base, specVersion: '1.1' }, /specVersion/],
     ['components that is not an array', { ...base, components: {} }, /components/],
-    ['a component with an invalid purl', { ...base, components: [{ ...lib, purl: 'pkg:npm' }] }, /components\[0\] has an invalid purl 'pkg:npm'/],
-    ['a hash with non-hex content', { ...base, components: [{ ...lib, hashes: [{ alg: 'SHA-256', content: 'z'.repeat(64) }] }] }, /components\[0\]\.hashes\[0\]\.content/],
-    ['a repeated bom-ref', { ...base, components: [{ ...lib, 'bom-ref': 'a' }, { ...lib, 'bom-ref': 'a' }] }, /repeats bom-ref 'a'/],
-    ['a nested malformed component', { ...base, components: [{ ...lib, components: [{ type: 'library' }] }] }, /components\[0\]\.components\[0\]\.name/],
+    [
+      'a component with an invalid purl',
+      { ...base, components: [{ ...lib, purl: 'pkg:npm' }] },
+      /components\[0\] has an invalid purl 'pkg:npm'/,
+    ],
+    [
+      'a hash with non-hex content',
+      { ...base, components: [{ ...lib, hashes: [{ alg: 'SHA-256', content: 'z'.repeat(64) }] }] },
+      /components\[0\]\.hashes\[0\]\.content/,
+    ],
+    [
+      'a repeated bom-ref',
+      {
+        ...base,
+        components: [
+          { ...lib, 'bom-ref': 'a' },
+          { ...lib, 'bom-ref': 'a' },
+        ],
+      },
+      /repeats bom-ref 'a'/,
+    ],
+    [
+      'a nested malformed component',
+      { ...base, components: [{ ...lib, components: [{ type: 'library' }] }] },
+      /components\[0\]\.components\[0\]\.name/,
+    ],
   ];
   for (const [what, input, message] of adversarial) {
     it(`refuses ${what} with BAD_SBOM naming the field`, () => {

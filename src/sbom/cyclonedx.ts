@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { GatehouseError } from '../common/errors.ts';
-import type { Component, ComponentHash, ComponentScope, HashAlgorithm, Sbom, UnidentifiedComponent } from './model.ts';
+import type {
+  Component,
+  ComponentHash,
+  ComponentScope,
+  HashAlgorithm,
+  Sbom,
+  UnidentifiedComponent,
+} from './model.ts';
 import { npmNameOf, type PackageUrl, parsePurl } from './purl.ts';
 
 /** A CycloneDX 1.6 JSON document as gatehouse writes it. */
@@ -69,7 +76,8 @@ function licensesOut(licenses: string[] | undefined): CycloneDxComponent['licens
   if (licenses === undefined || licenses.length === 0) return undefined;
   // CycloneDX allows either exactly one expression or a list of named licences, not a mix.
   const [only] = licenses;
-  if (licenses.length === 1 && only !== undefined && SPDX_EXPRESSION.test(only)) return [{ expression: only }];
+  if (licenses.length === 1 && only !== undefined && SPDX_EXPRESSION.test(only))
+    return [{ expression: only }];
   return licenses.map((name) => ({ license: { name } }));
 }
 
@@ -115,12 +123,14 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
       version: c.version,
       purl: c.purl,
     };
-    if (c.hashes.length > 0) out.hashes = c.hashes.map((h) => ({ alg: h.alg, content: h.content.toLowerCase() }));
+    if (c.hashes.length > 0)
+      out.hashes = c.hashes.map((h) => ({ alg: h.alg, content: h.content.toLowerCase() }));
     const licenses = licensesOut(c.licenses);
     if (licenses !== undefined) out.licenses = licenses;
     const scope = scopeOut(c.scope);
     if (scope !== undefined) out.scope = scope;
-    if (c.scope === 'dev' && c.ecosystem === 'npm') out.properties = [{ name: NPM_DEV_PROPERTY, value: 'true' }];
+    if (c.scope === 'dev' && c.ecosystem === 'npm')
+      out.properties = [{ name: NPM_DEV_PROPERTY, value: 'true' }];
     components.push(out);
   }
 
@@ -143,7 +153,10 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
   }
   for (const c of sbom.components) {
     // Every dependsOn must name a bom-ref in the document; an edge to nothing would not validate.
-    dependencies.push({ ref: c.purl, dependsOn: [...new Set(c.dependencies.filter((d) => refs.has(d)))].sort() });
+    dependencies.push({
+      ref: c.purl,
+      dependsOn: [...new Set(c.dependencies.filter((d) => refs.has(d)))].sort(),
+    });
   }
 
   return {
@@ -193,11 +206,17 @@ const hashSchema = z
 const licenseChoice = z
   .looseObject({
     expression: z.string().min(1).optional(),
-    license: z.union([z.looseObject({ id: z.string().min(1) }), z.looseObject({ name: z.string().min(1) })]).optional(),
+    license: z
+      .union([z.looseObject({ id: z.string().min(1) }), z.looseObject({ name: z.string().min(1) })])
+      .optional(),
   })
   .check((ctx) => {
     if ((ctx.value.expression === undefined) === (ctx.value.license === undefined))
-      ctx.issues.push({ code: 'custom', input: ctx.value, message: 'must hold exactly one of expression and license' });
+      ctx.issues.push({
+        code: 'custom',
+        input: ctx.value,
+        message: 'must hold exactly one of expression and license',
+      });
   });
 
 const COMPONENT_TYPES = [
@@ -264,7 +283,9 @@ const bomSchema = z.looseObject({
 });
 
 function formatPath(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join('');
 }
 
 /** The model name for a purl: npm `@scope/name`, Maven `group:artifact`, else `namespace/name`. */
@@ -348,7 +369,8 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
   for (const { raw: c, path } of flat) {
     const ref = c['bom-ref'];
     if (ref !== undefined) {
-      if (allRefs.has(ref)) throw new GatehouseError('BAD_SBOM', `CycloneDX ${path} repeats bom-ref '${ref}'`, { where });
+      if (allRefs.has(ref))
+        throw new GatehouseError('BAD_SBOM', `CycloneDX ${path} repeats bom-ref '${ref}'`, { where });
       allRefs.add(ref);
     }
     if (c.purl === undefined || c.version === undefined) {
@@ -362,7 +384,10 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
     try {
       p = parsePurl(c.purl);
     } catch (cause) {
-      throw new GatehouseError('BAD_SBOM', `CycloneDX ${path} has an invalid purl '${c.purl}'`, { where, cause });
+      throw new GatehouseError('BAD_SBOM', `CycloneDX ${path} has an invalid purl '${c.purl}'`, {
+        where,
+        cause,
+      });
     }
     if (ref !== undefined) refToPurl.set(ref, c.purl);
     if (byPurl.has(c.purl)) continue;
@@ -388,9 +413,13 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
   for (const [i, d] of (bom.dependencies ?? []).entries()) {
     for (const to of d.dependsOn ?? []) {
       if (!allRefs.has(to) && !otherRefs.has(to))
-        throw new GatehouseError('BAD_SBOM', `CycloneDX dependencies[${i}] names an unknown bom-ref '${to}'`, {
-          where,
-        });
+        throw new GatehouseError(
+          'BAD_SBOM',
+          `CycloneDX dependencies[${i}] names an unknown bom-ref '${to}'`,
+          {
+            where,
+          },
+        );
     }
     const from = refToPurl.get(d.ref);
     const c = from === undefined ? undefined : byPurl.get(from);

@@ -102,24 +102,63 @@ describe('npm lockfile cataloguing', () => {
     ['a JSON array', '[]', /not a JSON object/],
     ['no lockfileVersion', JSON.stringify({ packages: {} }), /no lockfileVersion/],
     ['a string lockfileVersion', JSON.stringify({ lockfileVersion: '3', packages: {} }), /lockfileVersion/],
-    ['lockfileVersion 1', JSON.stringify({ lockfileVersion: 1, dependencies: {} }), /lockfileVersion 1 .*not supported/],
+    [
+      'lockfileVersion 1',
+      JSON.stringify({ lockfileVersion: 1, dependencies: {} }),
+      /lockfileVersion 1 .*not supported/,
+    ],
     ['lockfileVersion 4', JSON.stringify({ lockfileVersion: 4, packages: {} }), /lockfileVersion 4/],
     ['no packages map', JSON.stringify({ lockfileVersion: 3 }), /without "packages"/],
-    ['an entry without version', lock({ 'node_modules/x': { integrity: sha512 } }), /'node_modules\/x' has no version/],
-    ['an entry with a non-semver version', lock({ 'node_modules/x': { version: 'latest' } }), /'node_modules\/x' has an invalid version 'latest'/],
+    [
+      'an entry without version',
+      lock({ 'node_modules/x': { integrity: sha512 } }),
+      /'node_modules\/x' has no version/,
+    ],
+    [
+      'an entry with a non-semver version',
+      lock({ 'node_modules/x': { version: 'latest' } }),
+      /'node_modules\/x' has an invalid version 'latest'/,
+    ],
     ['an entry that is not an object', lock({ 'node_modules/x': 'oops' }), /'node_modules\/x' is malformed/],
-    ['a numeric version', lock({ 'node_modules/x': { version: 1 } }), /'node_modules\/x' field version is malformed/],
-    ['integrity that is not SRI', lock({ 'node_modules/x': { version: '1.0.0', integrity: 'deadbeef' } }), /'node_modules\/x'.*not a valid SRI/],
-    ['integrity with an unknown algorithm', lock({ 'node_modules/x': { version: '1.0.0', integrity: 'md5-AAAAAAAAAAAAAAAAAAAAAA==' } }), /unsupported algorithm 'md5'/],
-    ['a truncated sha512 digest', lock({ 'node_modules/x': { version: '1.0.0', integrity: 'sha512-AAAA' } }), /3 bytes, expected 64/],
-    ['a path escaping the project', lock({ 'node_modules/../../etc/x': { version: '1.0.0' } }), /invalid path/],
-    ['an invalid package name', lock({ 'node_modules/has space': { version: '1.0.0' } }), /invalid package name/],
+    [
+      'a numeric version',
+      lock({ 'node_modules/x': { version: 1 } }),
+      /'node_modules\/x' field version is malformed/,
+    ],
+    [
+      'integrity that is not SRI',
+      lock({ 'node_modules/x': { version: '1.0.0', integrity: 'deadbeef' } }),
+      /'node_modules\/x'.*not a valid SRI/,
+    ],
+    [
+      'integrity with an unknown algorithm',
+      lock({ 'node_modules/x': { version: '1.0.0', integrity: 'md5-AAAAAAAAAAAAAAAAAAAAAA==' } }),
+      /unsupported algorithm 'md5'/,
+    ],
+    [
+      'a truncated sha512 digest',
+      lock({ 'node_modules/x': { version: '1.0.0', integrity: 'sha512-AAAA' } }),
+      /3 bytes, expected 64/,
+    ],
+    [
+      'a path escaping the project',
+      lock({ 'node_modules/../../etc/x': { version: '1.0.0' } }),
+      /invalid path/,
+    ],
+    [
+      'an invalid package name',
+      lock({ 'node_modules/has space': { version: '1.0.0' } }),
+      /invalid package name/,
+    ],
     ['an empty package name', lock({ 'node_modules/': { version: '1.0.0' } }), /invalid package name ''/],
     [
       'two copies of one version with different digests',
       lock({
         'node_modules/x': { version: '1.0.0', integrity: sha512 },
-        'node_modules/y/node_modules/x': { version: '1.0.0', integrity: `sha512-${createHash('sha512').update('other').digest('base64')}` },
+        'node_modules/y/node_modules/x': {
+          version: '1.0.0',
+          integrity: `sha512-${createHash('sha512').update('other').digest('base64')}`,
+        },
         'node_modules/y': { version: '1.0.0' },
       }),
       /different SHA-512 integrity/,
@@ -130,7 +169,9 @@ describe('npm lockfile cataloguing', () => {
       assert.throws(
         () => catalogNpmLockfile(text, 'app/package-lock.json'),
         (e: unknown) =>
-          isGatehouseError(e, 'BAD_LOCKFILE') && e.where === 'app/package-lock.json' && message.test(e.message),
+          isGatehouseError(e, 'BAD_LOCKFILE') &&
+          e.where === 'app/package-lock.json' &&
+          message.test(e.message),
       );
     });
   }

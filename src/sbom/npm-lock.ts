@@ -164,7 +164,10 @@ export function catalogNpmLockfile(text: string, where: string): NpmCatalog {
     // Installed packages live under node_modules inside the project; only link targets (file:
     // dependencies, workspaces) may point elsewhere.
     const segments = key.split('/');
-    if (installedName(key) !== undefined && (key.startsWith('/') || segments.includes('..') || segments.includes('.')))
+    if (
+      installedName(key) !== undefined &&
+      (key.startsWith('/') || segments.includes('..') || segments.includes('.'))
+    )
       throw fail(`entry '${key}' has an invalid path`);
     entries.set(key, parsed.data);
   }
@@ -191,8 +194,7 @@ export function catalogNpmLockfile(text: string, where: string): NpmCatalog {
       if (folderName === undefined) continue;
       throw fail(`entry '${key}' has no version`);
     }
-    if (semver.valid(e.version) === null)
-      throw fail(`entry '${key}' has an invalid version '${e.version}'`);
+    if (semver.valid(e.version) === null) throw fail(`entry '${key}' has an invalid version '${e.version}'`);
     let hashes: ComponentHash[] = [];
     if (e.integrity !== undefined) {
       const h = sriToHashes(e.integrity);
@@ -207,7 +209,9 @@ export function catalogNpmLockfile(text: string, where: string): NpmCatalog {
       for (const h of hashes) {
         const other = existing.hashes.find((x) => x.alg === h.alg);
         if (other !== undefined && other.content !== h.content)
-          throw fail(`entry '${key}' (${name}@${e.version}) has a different ${h.alg} integrity than another copy`);
+          throw fail(
+            `entry '${key}' (${name}@${e.version}) has a different ${h.alg} integrity than another copy`,
+          );
         if (other === undefined) existing.hashes.push(h);
       }
       const scope = scopeOf(e);

@@ -37,13 +37,30 @@ describe('package URLs', () => {
   });
 
   it('tolerates an unencoded scope @ without mistaking it for the version', () => {
-    assert.deepEqual(parsePurl('pkg:npm/@babel/core'), { type: 'npm', namespace: '@babel', name: 'core', qualifiers: {} });
+    assert.deepEqual(parsePurl('pkg:npm/@babel/core'), {
+      type: 'npm',
+      namespace: '@babel',
+      name: 'core',
+      qualifiers: {},
+    });
     assert.equal(parsePurl('pkg:npm/@babel/core@7.1.0').version, '7.1.0');
   });
 
-  for (const bad of ['', 'npm/x@1', 'pkg:', 'pkg:npm', 'pkg:npm/', 'pkg:npm/x@', 'pkg:n%pm/x', 'pkg:npm/%E0%A4%A@1']) {
+  for (const bad of [
+    '',
+    'npm/x@1',
+    'pkg:',
+    'pkg:npm',
+    'pkg:npm/',
+    'pkg:npm/x@',
+    'pkg:n%pm/x',
+    'pkg:npm/%E0%A4%A@1',
+  ]) {
     it(`refuses '${bad}'`, () => {
-      assert.throws(() => parsePurl(bad), (e: unknown) => isGatehouseError(e, 'BAD_INPUT'));
+      assert.throws(
+        () => parsePurl(bad),
+        (e: unknown) => isGatehouseError(e, 'BAD_INPUT'),
+      );
     });
   }
 });

@@ -193,10 +193,12 @@ export async function openHome(root: string): Promise<OpenHome> {
         return new OciLayoutRegistry({ root: resolve(root, config.registry.path) });
     }
   })();
+  const policyEngine = new EmbeddedPolicyEngine({ policy });
   const gate = new Gate({
     store,
     orchestrator,
-    policy: new EmbeddedPolicyEngine(policy),
+    policy: policyEngine,
+    policyDigest: policyEngine.policyDigest,
     ca,
     log,
     registry,

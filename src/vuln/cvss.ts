@@ -28,7 +28,8 @@ export function cvss3BaseScore(vector: string): number {
   const m = new Map<string, string>();
   for (const p of parts.slice(1)) {
     const [k, v, extra] = p.split(':');
-    if (k === undefined || v === undefined || extra !== undefined || m.has(k)) throw bad(`has a malformed metric '${p}'`);
+    if (k === undefined || v === undefined || extra !== undefined || m.has(k))
+      throw bad(`has a malformed metric '${p}'`);
     m.set(k, v);
   }
   const pick = <T extends Record<string, number>>(key: string, table: T): number => {
@@ -67,4 +68,10 @@ export function severityOfScore(score: number): Exclude<Severity, 'unknown'> {
 }
 
 /** Order of severities, higher is worse; `unknown` sorts below `low` here. */
-export const SEVERITY_RANK: Record<Severity, number> = { unknown: 0, low: 1, medium: 2, high: 3, critical: 4 };
+export const SEVERITY_RANK: Record<Severity, number> = {
+  unknown: 0,
+  low: 1,
+  medium: 2,
+  high: 3,
+  critical: 4,
+};

@@ -10,13 +10,20 @@ import { importOsv } from './import.ts';
 
 const GO_ZIP = new URL('../../../shared/data/osv/Go/all.zip', import.meta.url).pathname;
 const PYPI_ZIP = new URL('../../../shared/data/osv/PyPI/all.zip', import.meta.url).pathname;
-const skipUnless = (path: string) => ({ skip: existsSync(path) ? false : 'reference data ../shared/data not present' });
+const skipUnless = (path: string) => ({
+  skip: existsSync(path) ? false : 'reference data ../shared/data not present',
+});
 
 const rec = (id: string, modified: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({
     id,
     modified,
-    affected: [{ package: { ecosystem: 'npm', name: 'left-pad' }, ranges: [{ type: 'SEMVER', events: [{ introduced: '0' }, { fixed: '1.3.0' }] }] }],
+    affected: [
+      {
+        package: { ecosystem: 'npm', name: 'left-pad' },
+        ranges: [{ type: 'SEMVER', events: [{ introduced: '0' }, { fixed: '1.3.0' }] }],
+      },
+    ],
     ...extra,
   });
 
@@ -36,7 +43,10 @@ describe('OSV import', () => {
     writeFileSync(join(dir, 'c.zip'), zipSync({ 'c.json': strToU8(rec('GHSA-c', '2024-01-01T00:00:00Z')) }));
     const r = await importOsv([join(dir, 'a.json'), join(dir, 'tree'), join(dir, 'c.zip')], store);
     assert.deepEqual(r, { read: 3, added: 3, updated: 0, unchanged: 0, withdrawn: 0 });
-    assert.deepEqual((await store.vulns.findByPackage('npm', 'left-pad')).map((v) => v.id), ['GHSA-a', 'GHSA-b', 'GHSA-c']);
+    assert.deepEqual(
+      (await store.vulns.findByPackage('npm', 'left-pad')).map((v) => v.id),
+      ['GHSA-a', 'GHSA-b', 'GHSA-c'],
+    );
     await store.close();
   });
 
@@ -48,7 +58,13 @@ describe('OSV import', () => {
     writeFileSync(f, rec('GHSA-v', '2023-12-31T00:00:00Z', { summary: 'older' }));
     assert.equal((await importOsv([f], store)).unchanged, 1);
     writeFileSync(f, rec('GHSA-v', '2024-02-01T00:00:00Z', { withdrawn: '2024-02-01T00:00:00Z' }));
-    assert.deepEqual(await importOsv([f], store), { read: 1, added: 0, updated: 1, unchanged: 0, withdrawn: 1 });
+    assert.deepEqual(await importOsv([f], store), {
+      read: 1,
+      added: 0,
+      updated: 1,
+      unchanged: 0,
+      withdrawn: 1,
+    });
     assert.equal((await store.vulns.get('GHSA-v'))?.withdrawn, '2024-02-01T00:00:00Z');
     assert.deepEqual(await store.vulns.findByPackage('npm', 'left-pad'), []);
     await store.close();
@@ -57,7 +73,14 @@ describe('OSV import', () => {
   it('normalises PyPI names per PEP 503 for lookup', async () => {
     const store = SqliteStore.open(':memory:');
     const f = join(dir, 'py.json');
-    writeFileSync(f, JSON.stringify({ id: 'PYSEC-1', modified: '2024-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'PyPI', name: 'Zope.Interface' }, versions: ['1'] }] }));
+    writeFileSync(
+      f,
+      JSON.stringify({
+        id: 'PYSEC-1',
+        modified: '2024-01-01T00:00:00Z',
+        affected: [{ package: { ecosystem: 'PyPI', name: 'Zope.Interface' }, versions: ['1'] }],
+      }),
+    );
     await importOsv([f], store);
     assert.equal((await store.vulns.findByPackage('PyPI', 'zope-interface')).length, 1);
     await store.close();
@@ -77,7 +100,9 @@ describe('OSV import', () => {
     await assert.rejects(
       importOsv([join(dir, 'good.json'), zip], store),
       (e: unknown) =>
-        isGatehouseError(e, 'BAD_OSV_RECORD') && e.where === `${zip}!broken.json` && /GHSA-broken' modified/.test(e.message),
+        isGatehouseError(e, 'BAD_OSV_RECORD') &&
+        e.where === `${zip}!broken.json` &&
+        /GHSA-broken' modified/.test(e.message),
     );
     assert.equal(await store.vulns.count(), 0);
     await store.close();
@@ -87,9 +112,15 @@ describe('OSV import', () => {
     const store = SqliteStore.open(':memory:');
     writeFileSync(join(dir, 'x.json'), '{');
     writeFileSync(join(dir, 'x.zip'), 'PK not really');
-    await assert.rejects(importOsv([join(dir, 'x.json')], store), (e: unknown) => isGatehouseError(e, 'BAD_OSV_RECORD'));
-    await assert.rejects(importOsv([join(dir, 'x.zip')], store), (e: unknown) => isGatehouseError(e, 'BAD_OSV_RECORD'));
-    await assert.rejects(importOsv([join(dir, 'nope')], store), (e: unknown) => isGatehouseError(e, 'NOT_FOUND'));
+    await assert.rejects(importOsv([join(dir, 'x.json')], store), (e: unknown) =>
+      isGatehouseError(e, 'BAD_OSV_RECORD'),
+    );
+    await assert.rejects(importOsv([join(dir, 'x.zip')], store), (e: unknown) =>
+      isGatehouseError(e, 'BAD_OSV_RECORD'),
+    );
+    await assert.rejects(importOsv([join(dir, 'nope')], store), (e: unknown) =>
+      isGatehouseError(e, 'NOT_FOUND'),
+    );
     assert.equal(await store.vulns.count(), 0);
     await store.close();
   });
@@ -112,16 +143,32 @@ describe('OSV import', () => {
     await store.close();
   });
 
-  it('imports the real Go all.zip, and a second import finds everything unchanged', skipUnless(GO_ZIP), async () => {
-    const store = SqliteStore.open(':memory:');
-    const first = await importOsv([GO_ZIP], store);
-    assert.deepEqual(first, { read: 4291, added: 4291, updated: 0, unchanged: 0, withdrawn: first.withdrawn });
-    assert.equal(await store.vulns.count(), 4291);
-    const second = await importOsv([GO_ZIP], store);
-    assert.deepEqual(second, { read: 4291, added: 0, updated: 0, unchanged: 4291, withdrawn: first.withdrawn });
-    assert.ok((await store.vulns.findByPackage('Go', 'github.com/gin-gonic/gin')).length > 0);
-    await store.close();
-  });
+  it(
+    'imports the real Go all.zip, and a second import finds everything unchanged',
+    skipUnless(GO_ZIP),
+    async () => {
+      const store = SqliteStore.open(':memory:');
+      const first = await importOsv([GO_ZIP], store);
+      assert.deepEqual(first, {
+        read: 4291,
+        added: 4291,
+        updated: 0,
+        unchanged: 0,
+        withdrawn: first.withdrawn,
+      });
+      assert.equal(await store.vulns.count(), 4291);
+      const second = await importOsv([GO_ZIP], store);
+      assert.deepEqual(second, {
+        read: 4291,
+        added: 0,
+        updated: 0,
+        unchanged: 4291,
+        withdrawn: first.withdrawn,
+      });
+      assert.ok((await store.vulns.findByPackage('Go', 'github.com/gin-gonic/gin')).length > 0);
+      await store.close();
+    },
+  );
 
   it('imports the real PyPI all.zip', skipUnless(PYPI_ZIP), async () => {
     const store = SqliteStore.open(':memory:');

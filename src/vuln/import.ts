@@ -85,7 +85,10 @@ export function packagesOf(record: OsvRecord): VulnRecord['packages'] {
   const seen = new Map<string, { ecosystem: string; name: string }>();
   for (const a of record.affected) {
     if (a.package === undefined) continue;
-    const p = { ecosystem: a.package.ecosystem, name: normalizePackageName(a.package.ecosystem, a.package.name) };
+    const p = {
+      ecosystem: a.package.ecosystem,
+      name: normalizePackageName(a.package.ecosystem, a.package.name),
+    };
     seen.set(`${p.ecosystem}\u0000${p.name}`, p);
   }
   return [...seen.values()];
@@ -99,7 +102,11 @@ export function packagesOf(record: OsvRecord): VulnRecord['packages'] {
  * @throws GatehouseError BAD_OSV_RECORD naming the file (and zip member) and the problem,
  *   NOT_FOUND for a path that cannot be read, STORE_ERROR
  */
-export async function importOsv(paths: string[], store: Store, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importOsv(
+  paths: string[],
+  store: Store,
+  options: ImportOptions = {},
+): Promise<ImportResult> {
   const parsed: Parsed[] = [];
   for (const p of paths) readInput(p, parsed);
 

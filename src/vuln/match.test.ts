@@ -24,10 +24,17 @@ const comp = (name: string, version: string): Component => ({
 });
 
 type Events = Record<string, string>[];
-const osv = (id: string, name: string, ranges: { type?: string; events: Events }[], extra: Record<string, unknown> = {}) => ({
+const osv = (
+  id: string,
+  name: string,
+  ranges: { type?: string; events: Events }[],
+  extra: Record<string, unknown> = {},
+) => ({
   id,
   modified: '2024-01-01T00:00:00Z',
-  affected: [{ package: { ecosystem: 'npm', name }, ranges: ranges.map((r) => ({ type: r.type ?? 'SEMVER', ...r })) }],
+  affected: [
+    { package: { ecosystem: 'npm', name }, ranges: ranges.map((r) => ({ type: r.type ?? 'SEMVER', ...r })) },
+  ],
   ...extra,
 });
 
@@ -36,7 +43,14 @@ async function storeWith(...records: Record<string, unknown>[]): Promise<SqliteS
   await store.vulns.upsert(
     records.map((raw) => {
       const r = parseOsvRecord(raw, 'test');
-      return { id: r.id, modified: r.modified, withdrawn: null, aliases: r.aliases, json: JSON.stringify(raw), packages: packagesOf(r) };
+      return {
+        id: r.id,
+        modified: r.modified,
+        withdrawn: null,
+        aliases: r.aliases,
+        json: JSON.stringify(raw),
+        packages: packagesOf(r),
+      };
     }),
   );
   return store;
@@ -58,17 +72,37 @@ describe('CVSS v3 base score', () => {
   }
 
   it('buckets scores into the qualitative ratings', () => {
-    assert.deepEqual([9.0, 8.9, 7.0, 6.9, 4.0, 3.9, 0].map(severityOfScore), ['critical', 'high', 'high', 'medium', 'medium', 'low', 'low']);
+    assert.deepEqual([9.0, 8.9, 7.0, 6.9, 4.0, 3.9, 0].map(severityOfScore), [
+      'critical',
+      'high',
+      'high',
+      'medium',
+      'medium',
+      'low',
+      'low',
+    ]);
   });
 
-  for (const bad of ['', 'CVSS:2.0/AV:N', 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H', 'CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H', 'CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H']) {
-    it(`refuses the vector '${bad}'`, () => assert.throws(() => cvss3BaseScore(bad), (e: unknown) => isGatehouseError(e, 'BAD_INPUT')));
+  for (const bad of [
+    '',
+    'CVSS:2.0/AV:N',
+    'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H',
+    'CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H',
+    'CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H',
+  ]) {
+    it(`refuses the vector '${bad}'`, () =>
+      assert.throws(
+        () => cvss3BaseScore(bad),
+        (e: unknown) => isGatehouseError(e, 'BAD_INPUT'),
+      ));
   }
 });
 
 describe('npm version ordering', () => {
   const file = join(VERSIONS, 'semver-versions.txt');
-  it('orders every pair of the reference list that npm can represent as the reference says', { skip: existsSync(VERSIONS) ? false : 'reference data ../shared/data not present' }, () => {
+  it('orders every pair of the reference list that npm can represent as the reference says', {
+    skip: existsSync(VERSIONS) ? false : 'reference data ../shared/data not present',
+  }, () => {
     // There is no npm-named file; semver-versions.txt is the SemVer 2.0 ordering npm follows.
     assert.ok(!readdirSync(VERSIONS).some((f) => f.startsWith('npm')));
     let checked = 0;
@@ -103,28 +137,52 @@ describe('vulnerability matching', () => {
   let store: SqliteStore;
   before(async () => {
     store = await storeWith(
-      osv('GHSA-fixed', 'fx', [{ events: [{ introduced: '0' }, { fixed: '1.2.0' }] }], { database_specific: { severity: 'MODERATE' }, summary: 'fixed-range' }),
+      osv('GHSA-fixed', 'fx', [{ events: [{ introduced: '0' }, { fixed: '1.2.0' }] }], {
+        database_specific: { severity: 'MODERATE' },
+        summary: 'fixed-range',
+      }),
       osv('GHSA-last', 'la', [{ events: [{ introduced: '1.0.0' }, { last_affected: '1.4.0' }] }]),
-      osv('GHSA-multi', 'mu', [{ events: [{ introduced: '1.0.0' }, { fixed: '1.0.5' }, { introduced: '2.0.0' }, { fixed: '2.1.0' }] }]),
-      osv('GHSA-unsorted', 'us', [{ type: 'ECOSYSTEM', events: [{ fixed: '2.0.0' }, { introduced: '1.5.0' }] }]),
+      osv('GHSA-multi', 'mu', [
+        {
+          events: [{ introduced: '1.0.0' }, { fixed: '1.0.5' }, { introduced: '2.0.0' }, { fixed: '2.1.0' }],
+        },
+      ]),
+      osv('GHSA-unsorted', 'us', [
+        { type: 'ECOSYSTEM', events: [{ fixed: '2.0.0' }, { introduced: '1.5.0' }] },
+      ]),
       osv('GHSA-pre', 'pr', [{ events: [{ introduced: '0' }, { fixed: '3.0.0-rc.2' }] }]),
       osv('GHSA-limit', 'li', [{ events: [{ introduced: '0' }, { limit: '2.0.0' }] }]),
-      { id: 'GHSA-list', modified: '2024-01-01T00:00:00Z', affected: [{ package: { ecosystem: 'npm', name: 'ls' }, versions: ['1.0.1'] }] },
-      osv('GHSA-git', 'gt', [{ type: 'GIT', repo: 'https://x', events: [{ introduced: '0' }] } as { type: string; events: Events }]),
+      {
+        id: 'GHSA-list',
+        modified: '2024-01-01T00:00:00Z',
+        affected: [{ package: { ecosystem: 'npm', name: 'ls' }, versions: ['1.0.1'] }],
+      },
+      osv('GHSA-git', 'gt', [
+        { type: 'GIT', repo: 'https://x', events: [{ introduced: '0' }] } as { type: string; events: Events },
+      ]),
       osv('GHSA-badev', 'be', [{ events: [{ introduced: '0' }, { fixed: 'not-a-version' }] }]),
       // One vulnerability published twice: a GHSA and a CVE record that alias each other.
-      osv('GHSA-dup1', 'dp', [{ events: [{ introduced: '0' }, { fixed: '2.0.0' }] }], { aliases: ['CVE-2024-1'], database_specific: { severity: 'LOW' } }),
+      osv('GHSA-dup1', 'dp', [{ events: [{ introduced: '0' }, { fixed: '2.0.0' }] }], {
+        aliases: ['CVE-2024-1'],
+        database_specific: { severity: 'LOW' },
+      }),
       osv('CVE-2024-1', 'dp', [{ events: [{ introduced: '0' }, { fixed: '2.0.1' }] }], {
         aliases: ['GHSA-dup1', 'OTHER-7'],
         severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H' }],
       }),
-      osv('GHSA-cvss', 'cv', [{ events: [{ introduced: '0' }] }], { severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:L/A:N' }] }),
-      { ...osv('PYSEC-x', 'fx', [{ events: [{ introduced: '0' }] }]), affected: [{ package: { ecosystem: 'PyPI', name: 'fx' }, versions: ['1.0.0'] }] },
+      osv('GHSA-cvss', 'cv', [{ events: [{ introduced: '0' }] }], {
+        severity: [{ type: 'CVSS_V3', score: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:L/A:N' }],
+      }),
+      {
+        ...osv('PYSEC-x', 'fx', [{ events: [{ introduced: '0' }] }]),
+        affected: [{ package: { ecosystem: 'PyPI', name: 'fx' }, versions: ['1.0.0'] }],
+      },
     );
   });
   after(() => store.close());
 
-  const hit = async (name: string, version: string) => (await findVulnerabilities([comp(name, version)], store.vulns)).map((f) => f.vulnId);
+  const hit = async (name: string, version: string) =>
+    (await findVulnerabilities([comp(name, version)], store.vulns)).map((f) => f.vulnId);
 
   const table: [string, string, string[]][] = [
     ['fx', '1.1.9', ['GHSA-fixed']],
@@ -184,10 +242,15 @@ describe('vulnerability matching', () => {
   });
 
   it('refuses to guess when a range event is not a version', async () => {
-    await assert.rejects(findVulnerabilities([comp('be', '1.0.0')], store.vulns), (e: unknown) => isGatehouseError(e, 'BAD_OSV_RECORD') && /GHSA-badev.*not-a-version/.test(e.message));
+    await assert.rejects(
+      findVulnerabilities([comp('be', '1.0.0')], store.vulns),
+      (e: unknown) => isGatehouseError(e, 'BAD_OSV_RECORD') && /GHSA-badev.*not-a-version/.test(e.message),
+    );
   });
 
   it('refuses a component whose version npm cannot order', async () => {
-    await assert.rejects(findVulnerabilities([comp('fx', 'latest')], store.vulns), (e: unknown) => isGatehouseError(e, 'BAD_INPUT'));
+    await assert.rejects(findVulnerabilities([comp('fx', 'latest')], store.vulns), (e: unknown) =>
+      isGatehouseError(e, 'BAD_INPUT'),
+    );
   });
 });

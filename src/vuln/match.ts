@@ -62,20 +62,27 @@ type Version = semver.SemVer;
 function inRange(v: Version, range: OsvRange, parse: (s: string) => Version): boolean {
   const events = range.events.map((e) => ({
     ...e,
-    parsed: e.kind === 'introduced' && e.version === '0' ? undefined : e.kind === 'limit' && e.version === '*' ? null : parse(e.version),
+    parsed:
+      e.kind === 'introduced' && e.version === '0'
+        ? undefined
+        : e.kind === 'limit' && e.version === '*'
+          ? null
+          : parse(e.version),
   }));
   const limits = events.filter((e) => e.kind === 'limit');
-  if (limits.length > 0 && !limits.some((e) => e.parsed === null || (e.parsed !== undefined && compareNpmVersions(v, e.parsed) < 0)))
+  if (
+    limits.length > 0 &&
+    !limits.some((e) => e.parsed === null || (e.parsed !== undefined && compareNpmVersions(v, e.parsed) < 0))
+  )
     return false;
-  const key = (p: Version | null | undefined) => p;
+  // undefined stands for introduced "0", which sorts before every version.
   const sorted = events
     .filter((e) => e.kind !== 'limit')
     .sort((a, b) => {
-      const pa = key(a.parsed);
-      const pb = key(b.parsed);
-      if (pa === undefined || pa === null) return pb === undefined || pb === null ? 0 : -1;
-      if (pb === undefined || pb === null) return 1;
-      return compareNpmVersions(pa, pb);
+      if (a.parsed === undefined || a.parsed === null)
+        return b.parsed === undefined || b.parsed === null ? 0 : -1;
+      if (b.parsed === undefined || b.parsed === null) return 1;
+      return compareNpmVersions(a.parsed, b.parsed);
     });
   let vulnerable = false;
   for (const e of sorted) {
@@ -101,9 +108,13 @@ function affects(record: OsvRecord, a: OsvAffected, c: Component, v: Version, hi
   const parse = (s: string): Version => {
     const p = parseNpmVersion(s);
     if (p === undefined)
-      throw new GatehouseError('BAD_OSV_RECORD', `OSV record '${record.id}' has a range event '${s}' that is not an npm version`, {
-        where,
-      });
+      throw new GatehouseError(
+        'BAD_OSV_RECORD',
+        `OSV record '${record.id}' has a range event '${s}' that is not an npm version`,
+        {
+          where,
+        },
+      );
     return p;
   };
   let affected = a.versions.includes(c.version);
@@ -111,7 +122,9 @@ function affects(record: OsvRecord, a: OsvAffected, c: Component, v: Version, hi
     // GIT ranges name commits, which say nothing about a published npm version: skipped by design.
     if (range.type === 'GIT') continue;
     if (range.type !== 'SEMVER' && range.type !== 'ECOSYSTEM')
-      throw new GatehouseError('BAD_OSV_RECORD', `OSV record '${record.id}' has an unknown range type`, { where });
+      throw new GatehouseError('BAD_OSV_RECORD', `OSV record '${record.id}' has an unknown range type`, {
+        where,
+      });
     if (inRange(v, range, parse)) affected = true;
     for (const e of range.events) {
       if (e.kind !== 'fixed') continue;
@@ -129,20 +142,28 @@ function affects(record: OsvRecord, a: OsvAffected, c: Component, v: Version, hi
  *   (an event that is not a version), BAD_INPUT when a component's version is not an npm version,
  *   STORE_ERROR
  */
-export async function findVulnerabilities(components: readonly Component[], vulns: VulnStore): Promise<Finding[]> {
+export async function findVulnerabilities(
+  components: readonly Component[],
+  vulns: VulnStore,
+): Promise<Finding[]> {
   const recordsByName = new Map<string, OsvRecord[]>();
   const findings: Finding[] = [];
   for (const c of components) {
     if (c.ecosystem !== 'npm') continue;
     let records = recordsByName.get(c.name);
     if (records === undefined) {
-      records = (await vulns.findByPackage('npm', c.name)).map((r) => parseOsvJson(r.json, `vulnerability database record ${r.id}`));
+      records = (await vulns.findByPackage('npm', c.name)).map((r) =>
+        parseOsvJson(r.json, `vulnerability database record ${r.id}`),
+      );
       recordsByName.set(c.name, records);
     }
     if (records.length === 0) continue;
     const v = parseNpmVersion(c.version);
     if (v === undefined)
-      throw new GatehouseError('BAD_INPUT', `component ${c.purl} has a version npm cannot order, so it cannot be matched`);
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `component ${c.purl} has a version npm cannot order, so it cannot be matched`,
+      );
 
     const hits: Hit[] = [];
     for (const record of records) {

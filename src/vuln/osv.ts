@@ -58,23 +58,22 @@ const severity = z.array(z.object({ type: z.string().min(1), score: z.string().m
 
 const EVENT_KINDS = ['introduced', 'fixed', 'last_affected', 'limit'] as const;
 
-const event = z
-  .record(z.string(), z.unknown())
-  .transform((e, ctx): OsvEvent => {
-    // Exactly one of the four kinds, as the schema's oneOf demands.
-    const kinds = EVENT_KINDS.filter((k) => k in e);
-    const [kind] = kinds;
-    const version = kind === undefined ? undefined : e[kind];
-    if (kinds.length !== 1 || kind === undefined || typeof version !== 'string' || version === '') {
-      ctx.issues.push({
-        code: 'custom',
-        input: e,
-        message: 'an event must hold exactly one of introduced, fixed, last_affected, limit as a non-empty string',
-      });
-      return z.NEVER;
-    }
-    return { kind, version };
-  });
+const event = z.record(z.string(), z.unknown()).transform((e, ctx): OsvEvent => {
+  // Exactly one of the four kinds, as the schema's oneOf demands.
+  const kinds = EVENT_KINDS.filter((k) => k in e);
+  const [kind] = kinds;
+  const version = kind === undefined ? undefined : e[kind];
+  if (kinds.length !== 1 || kind === undefined || typeof version !== 'string' || version === '') {
+    ctx.issues.push({
+      code: 'custom',
+      input: e,
+      message:
+        'an event must hold exactly one of introduced, fixed, last_affected, limit as a non-empty string',
+    });
+    return z.NEVER;
+  }
+  return { kind, version };
+});
 
 const range = z
   .object({
@@ -126,7 +125,9 @@ const recordSchema = z.object({
 });
 
 function formatPath(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join('');
 }
 
 /**
@@ -157,7 +158,9 @@ export function parseOsvRecord(input: unknown, where: string): OsvRecord {
     severity: r.severity ?? [],
     affected: (r.affected ?? []).map((a) => {
       const x: OsvAffected = {
-        ranges: (a.ranges ?? []).map((g) => (g.repo === undefined ? { type: g.type, events: g.events } : g) as OsvRange),
+        ranges: (a.ranges ?? []).map(
+          (g) => (g.repo === undefined ? { type: g.type, events: g.events } : g) as OsvRange,
+        ),
         versions: a.versions ?? [],
         severity: a.severity ?? [],
       };

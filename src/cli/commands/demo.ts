@@ -115,7 +115,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
       out.line(bold('summary') + dim(`  (${ms(performance.now() - t0)} in all)`));
       const row = (name: string, o: JobOutcome, extra: string): void => {
         const outcome = o.result?.outcome ?? 'failed';
-        const label = outcome === 'allow' ? green('ALLOWED ') : red(outcome.toUpperCase().padEnd(8));
+        const words: Record<string, string> = { allow: 'ALLOWED', deny: 'DENIED', quarantine: 'QUARANTINED', failed: 'FAILED' };
+        const word = (words[outcome] ?? outcome).padEnd(11);
+        const label = outcome === 'allow' ? green(word) : red(word);
         out.line(`  ${name.padEnd(16)} ${label}  ${extra}`);
       };
       row('hello-app', good.outcome, verified ? 'signed, logged, promoted, verified offline' : 'NOT verified');

@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { isGatehouseError } from '../common/errors.ts';
+import { bubblewrapSandboxProfile, detectHostLayout } from '../runner/bubblewrap-runner.ts';
+import { parseProjectConfig } from '../runner/project-config.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { extendPcr, PCR_RESET_VALUE } from '../tpm/pcr.ts';
+import { AttestationAuthority, EAR_PROFILE, type ReferenceValues } from './authority.ts';
+import { type MeasuredBaseline, measureBaseline } from './measurement.ts';
+import { generateRunnerKey, verifyAttestationToken } from './token.ts';
+
+const ISSUER = 'https://gatehouse.test/attestation';
+
+describe('attestation authority', () => {
+  let dir: string;
+  let store: SqliteStore;
+  let baseline: MeasuredBaseline;
+  let reference: ReferenceValues;
+  let authority: AttestationAuthority;
+  const jobId = 'job-42';
+  const nonce = randomBytes(32).toString('base64');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gatehouse-authority-'));
+    await writeFile(join(dir, 'agent.ts'), 'export {};\n');
+    store = SqliteStore.open(':memory:');
+    const profile = bubblewrapSandboxProfile(
+      parseProjectConfig('project: p\nbuild: {command: make}\noutputs: [a]\n', 'x'),
+      await detectHostLayout(),
+    );
+    baseline = await measureBaseline({
+      sandboxProfile: profile,
+      toolchain: ['/bin/sh'],
+      agentFiles: [join(dir, 'agent.ts')],
+      jobId,
+      nonce,
+    });
+    const digestOf = (type: string) => baseline.events.find((e) => e.type === type)?.digest ?? '';
+    reference = {
+      agent: [digestOf('agent')],
+      sandboxProfile: [digestOf('sandbox-profile')],
+      toolchain: { '/bin/sh': [digestOf('toolchain')] },
+    };
+    authority = new AttestationAuthority({
+      signingKey: privateKey,
+      keyId: 'test-key',
+      issuer: ISSUER,
+      referenceValues: reference,
+      tokens: store.tokens,
+    });
+  });
+  after(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const evidence = (b: { events: readonly object[]; pcrs: object } = baseline) => ({
+    type: 'software-measurement',
+    events: b.events,
+    pcrs: b.pcrs,
+  });
+
+  it('issues an ES256 EAR token bound to the runner key for good evidence', async () => {
+    const key = await generateRunnerKey();
+    const { token, expiresAt } = await authority.attest({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence() });
+    assert.deepEqual(decodeProtectedHeader(token), { alg: 'ES256', kid: 'test-key', typ: 'JWT' });
+    const { payload } = await jwtVerify(token, createLocalJWKSet(authority.jwks()), { algorithms: ['ES256'] });
+    assert.equal(payload.iss, ISSUER);
+    assert.equal(payload.sub, jobId);
+    assert.equal(payload.aud, 'gatehouse-gate');
+    assert.equal(payload.exp, expiresAt);
+    assert.equal((payload.exp ?? 0) - (payload.iat ?? 0), 300);
+    assert.match(String(payload.jti), /^[0-9a-f-]{36}$/);
+    assert.equal(payload.eat_profile, EAR_PROFILE);
+    assert.deepEqual(payload['ear.verifier-id'], { developer: 'gatehouse', build: 'gatehouse-attestation/0.1.0' });
+    const runner = (payload.submods as Record<string, Record<string, unknown>>).runner;
+    assert.equal(runner?.['ear.status'], 'affirming');
+    assert.deepEqual(runner?.['ear.trustworthiness-vector'], { configuration: 2, executables: 2 });
+    assert.match(String(runner?.['ear.appraisal-policy-id']), /^policy:gatehouse\/software-measurement#sha256:[0-9a-f]{64}$/);
+    assert.deepEqual(payload.cnf, { jkt: key.thumbprint });
+    assert.deepEqual(payload.gatehouse, { evidence_types: ['software-measurement'], pcrs: { ...baseline.pcrs } });
+  });
+
+  it('publishes only the public key in its JWKS', () => {
+    const jwks = authority.jwks();
+    assert.equal(jwks.keys.length, 1);
+    const [key] = jwks.keys;
+    assert.deepEqual(Object.keys(key ?? {}).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y']);
+    assert.ok(!JSON.stringify(authority).includes('"d"'));
+  });
+
+  async function rejection(request: Parameters<AttestationAuthority['attest']>[0]): Promise<string> {
+    try {
+      await authority.attest(request);
+    } catch (e) {
+      assert.ok(isGatehouseError(e, 'EVIDENCE_REJECTED'), String(e));
+      return e.message;
+    }
+    assert.fail('the evidence was accepted');
+  }
+
+  it('names a toolchain binary whose digest is not a reference value', async () => {
+    const key = await generateRunnerKey();
+    const events = baseline.events.map((e) => (e.type === 'toolchain' ? { ...e, digest: 'ab'.repeat(32) } : e));
+    const pcrs: Record<string, string> = {};
+    for (const e of events) pcrs[e.pcr] = extendPcr(pcrs[e.pcr] ?? PCR_RESET_VALUE, e.digest);
+    const message = await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence({ events, pcrs }) });
+    assert.match(message, /toolchain \/bin\/sh digest abab\S* is not a reference value/);
+    assert.doesNotMatch(message, /replay/);
+  });
+
+  it('refuses an event log that does not replay to the claimed PCRs', async () => {
+    const key = await generateRunnerKey();
+    const pcrs = { ...baseline.pcrs, 9: 'cd'.repeat(32) };
+    const message = await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence({ events: baseline.events, pcrs }) });
+    assert.match(message, /does not replay to the claimed PCR 9/);
+  });
+
+  it('refuses evidence made for another job or nonce', async () => {
+    const key = await generateRunnerKey();
+    const otherNonce = randomBytes(32).toString('base64');
+    const message = await rejection({ jobId, nonce: otherNonce, runnerKey: key.publicJwk, evidence: evidence() });
+    assert.match(message, /job event digest does not bind this job and nonce/);
+    const forOtherJob = await rejection({ jobId: 'job-43', nonce, runnerKey: key.publicJwk, evidence: evidence() });
+    assert.match(forOtherJob, /names job 'job-42', not 'job-43'/);
+  });
+
+  it('lists every failed check at once', async () => {
+    const key = await generateRunnerKey();
+    const events = baseline.events.map((e) => ({ ...e, digest: 'ef'.repeat(32) }));
+    const message = await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence({ events, pcrs: baseline.pcrs }) });
+    for (const check of [/replay/, /sandbox profile digest/, /agent digest/, /toolchain \/bin\/sh/, /job event digest/]) {
+      assert.match(message, check);
+    }
+  });
+
+  const tamper: [string, (ev: Record<string, unknown>[]) => Record<string, unknown>[], RegExp][] = [
+    ['a second agent event', (ev) => [...ev, { ...ev.find((e) => e.type === 'agent') }], /exactly one agent event, got 2/],
+    ['a missing job event', (ev) => ev.filter((e) => e.type !== 'job'), /exactly one job event, got 0/],
+    ['an event in the wrong PCR', (ev) => ev.map((e) => (e.type === 'agent' ? { ...e, pcr: 16 } : e)), /in PCR 16, not PCR 10/],
+    ['an unmeasured required toolchain', (ev) => ev.filter((e) => e.type !== 'toolchain'), /\/bin\/sh is required/],
+    ['an unknown toolchain binary', (ev) => [...ev, { pcr: 9, type: 'toolchain', name: '/tmp/evil', digest: '0'.repeat(64) }], /\/tmp\/evil has no reference value/],
+    ['an unknown event type', (ev) => [...ev, { pcr: 12, type: 'kernel', name: 'x', digest: '0'.repeat(64) }], /evidence\.events\.\d+\.type/],
+    ['an extra event field', (ev) => ev.map((e) => ({ ...e, note: 'hi' })), /Unrecognized key/i],
+  ];
+  for (const [name, change, expected] of tamper) {
+    it(`refuses evidence with ${name}`, async () => {
+      const key = await generateRunnerKey();
+      const events = change(baseline.events.map((e) => ({ ...e })));
+      // Claim exactly what the tampered log replays to, so that only the named check can fail.
+      const pcrs: Record<string, string> = {};
+      for (const e of events) {
+        if (typeof e.pcr === 'number' && typeof e.digest === 'string') {
+          pcrs[e.pcr] = extendPcr(pcrs[e.pcr] ?? PCR_RESET_VALUE, e.digest);
+        }
+      }
+      assert.match(await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: { type: 'software-measurement', events, pcrs } }), expected);
+    });
+  }
+
+  const badRequests: [string, Record<string, unknown>, RegExp][] = [
+    ['no evidence', { evidence: undefined }, /evidence/],
+    ['another evidence type', { evidence: { type: 'tpm-quote', events: [], pcrs: {} } }, /evidence\.type/],
+    ['a runner key with its private part', { runnerKey: 'private' }, /runnerKey/],
+    ['an RSA runner key', { runnerKey: { kty: 'RSA', n: 'x', e: 'AQAB' } }, /runnerKey/],
+    ['a P-384 runner key', { runnerKey: { kty: 'EC', crv: 'P-384', x: 'a'.repeat(64), y: 'a'.repeat(64) } }, /runnerKey/],
+    ['a short nonce', { nonce: Buffer.alloc(8).toString('base64') }, /nonce/],
+    ['a non-canonical nonce', { nonce: `${nonce.slice(0, -1)}` }, /nonce/],
+    ['no job id', { jobId: '' }, /jobId is missing/],
+  ];
+  for (const [name, change, expected] of badRequests) {
+    it(`refuses a request with ${name}`, async () => {
+      const key = await generateRunnerKey();
+      const runnerKey = change.runnerKey === 'private' ? { ...key.publicJwk, d: 'A'.repeat(43) } : key.publicJwk;
+      const request = { jobId, nonce, evidence: evidence(), ...change, runnerKey: change.runnerKey === undefined || change.runnerKey === 'private' ? runnerKey : change.runnerKey };
+      assert.match(await rejection(request as Parameters<AttestationAuthority['attest']>[0]), expected);
+    });
+  }
+
+  it('revokes a token so that the gate refuses it', async () => {
+    const key = await generateRunnerKey();
+    const { token } = await authority.attest({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence() });
+    const options = { jwks: authority.jwks(), issuer: ISSUER, jobId, tokens: store.tokens };
+    await verifyAttestationToken(token, options);
+    await authority.revoke(token);
+    await assert.rejects(verifyAttestationToken(token, options), (e) => isGatehouseError(e, 'TOKEN_REVOKED'));
+  });
+
+  it('refuses to revoke a token it did not sign', async () => {
+    await assert.rejects(authority.revoke('eyJhbGciOiJub25lIn0.e30.'), (e) => isGatehouseError(e, 'TOKEN_INVALID'));
+  });
+
+  const badOptions: [string, Record<string, unknown>][] = [
+    ['a TTL over 900 seconds', { tokenTtlSeconds: 901 }],
+    ['a zero TTL', { tokenTtlSeconds: 0 }],
+    ['an issuer that is not a URL', { issuer: 'not a url' }],
+    ['an RSA signing key', { signingKey: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey }],
+    ['a P-384 signing key', { signingKey: generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey }],
+    ['a public key', { signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }],
+  ];
+  for (const [name, change] of badOptions) {
+    it(`refuses to start with ${name}`, () => {
+      assert.throws(
+        () =>
+          new AttestationAuthority({
+            signingKey: privateKey,
+            keyId: 'k',
+            issuer: ISSUER,
+            referenceValues: reference,
+            tokens: store.tokens,
+            ...change,
+          } as ConstructorParameters<typeof AttestationAuthority>[0]),
+        (e) => isGatehouseError(e, 'BAD_CONFIG'),
+      );
+    });
+  }
+});
