@@ -52,7 +52,12 @@ describe('gatehouse CLI, end to end', () => {
   });
 
   it('keeps key files private to their owner', () => {
-    for (const f of ['keys/log.key.pem', 'keys/attestation.key.pem', 'keys/api-token', 'keys/ca/root.key.pem']) {
+    for (const f of [
+      'keys/log.key.pem',
+      'keys/attestation.key.pem',
+      'keys/api-token',
+      'keys/ca/root.key.pem',
+    ]) {
       assert.equal(statSync(join(home, f)).mode & 0o077, 0, f);
     }
   });
@@ -66,7 +71,7 @@ describe('gatehouse CLI, end to end', () => {
     assert.equal(doc.outcome, 'allow');
     assert.deepEqual(
       doc.steps.map((s: { name: string }) => s.name),
-      ['provision', 'measure', 'attest', 'source', 'sbom', 'build', 'collect', 'gate', 'destroy'],
+      ['provision', 'measure', 'attest', 'source', 'sbom', 'build', 'collect', 'gate', 'destroy', 'revoke'],
     );
     assert.ok(doc.steps.every((s: { ok: boolean }) => s.ok));
     artifact = join(out, 'hello-app.tar');
@@ -75,14 +80,17 @@ describe('gatehouse CLI, end to end', () => {
     const layout = join(home, 'registry', 'promoted', 'hello-app');
     const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
     const tagged = index.manifests.find(
-      (m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === doc.jobId,
+      (m: { annotations?: Record<string, string> }) =>
+        m.annotations?.['org.opencontainers.image.ref.name'] === doc.jobId,
     );
     assert.ok(tagged, 'the artifact manifest is tagged with the job id');
     // bundle (provenance), bundle (SBOM), SBOM, decision: four referrers of the artifact
     assert.equal(index.manifests.length, 5);
   });
 
-  it('writes an OCI layout that skopeo reads', { skip: existsSync('/usr/bin/skopeo') ? false : 'skopeo not installed' }, () => {
+  it('writes an OCI layout that skopeo reads', {
+    skip: existsSync('/usr/bin/skopeo') ? false : 'skopeo not installed',
+  }, () => {
     const layout = join(home, 'registry', 'promoted', 'hello-app');
     const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
     const tag = index.manifests[0].annotations['org.opencontainers.image.ref.name'];
@@ -94,7 +102,17 @@ describe('gatehouse CLI, end to end', () => {
   });
 
   it('verifies the promoted artifact offline with the right identity (exit 0)', async () => {
-    const r = await cli(['verify', artifact, '--bundle', bundle, '--identity', identityOf('hello-app'), '--issuer', ISSUER, ...h]);
+    const r = await cli([
+      'verify',
+      artifact,
+      '--bundle',
+      bundle,
+      '--identity',
+      identityOf('hello-app'),
+      '--issuer',
+      ISSUER,
+      ...h,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /VERIFIED/);
   });
@@ -102,12 +120,31 @@ describe('gatehouse CLI, end to end', () => {
   it('verifies against an exported trusted root without the home', async () => {
     const rootFile = join(tmp.path, 'trusted_root.json');
     assert.equal((await cli(['trust-root', '--output', rootFile, ...h])).code, 0);
-    const r = await cli(['verify', artifact, '--bundle', bundle, '--trusted-root', rootFile, '--home', join(tmp.path, 'nowhere')]);
+    const r = await cli([
+      'verify',
+      artifact,
+      '--bundle',
+      bundle,
+      '--trusted-root',
+      rootFile,
+      '--home',
+      join(tmp.path, 'nowhere'),
+    ]);
     assert.equal(r.code, 0, r.stderr);
   });
 
   it('refuses the wrong identity (exit 3)', async () => {
-    const r = await cli(['verify', artifact, '--bundle', bundle, '--identity', identityOf('other-app'), '--issuer', ISSUER, ...h]);
+    const r = await cli([
+      'verify',
+      artifact,
+      '--bundle',
+      bundle,
+      '--identity',
+      identityOf('other-app'),
+      '--issuer',
+      ISSUER,
+      ...h,
+    ]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /identity/i);
   });
@@ -171,7 +208,8 @@ describe('gatehouse CLI, end to end', () => {
     const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8'));
     lock.packages['node_modules/event-stream'] = {
       version: '3.3.6',
-      integrity: 'sha512-dGXNg4F/FgVzlApjzItL+7naHutA3fDqbV/zAZqDDlXTjiMnQmZKu+prImWKszeBM5UV9DmWbbvxkrbzoSTZhQ==',
+      integrity:
+        'sha512-dGXNg4F/FgVzlApjzItL+7naHutA3fDqbV/zAZqDDlXTjiMnQmZKu+prImWKszeBM5UV9DmWbbvxkrbzoSTZhQ==',
     };
     writeFileSync(join(dir, 'package-lock.json'), JSON.stringify(lock));
     const r = await cli(['run', dir, '--json', ...h]);
@@ -194,7 +232,10 @@ describe('gatehouse CLI, end to end', () => {
 
   it('fails a job whose lockfile is malformed with exit 1, naming the lockfile', async () => {
     const dir = copyExample('hello-app', join(tmp.path, 'badlock'));
-    writeFileSync(join(dir, 'package-lock.json'), '{"lockfileVersion": 3, "packages": {"node_modules/x": {}}}');
+    writeFileSync(
+      join(dir, 'package-lock.json'),
+      '{"lockfileVersion": 3, "packages": {"node_modules/x": {}}}',
+    );
     const r = await cli(['run', dir, ...h]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /package-lock\.json/);
@@ -204,9 +245,14 @@ describe('gatehouse CLI, end to end', () => {
   it('refuses a malformed OSV record with exit 1, naming the file, and imports nothing', async () => {
     const dir = join(tmp.path, 'osv');
     copyExample('advisories', tmp.path);
-    const good = JSON.parse(readFileSync(join(examplesDir, 'advisories', 'GHSA-xvch-5gv4-984h.json'), 'utf8'));
+    const good = JSON.parse(
+      readFileSync(join(examplesDir, 'advisories', 'GHSA-xvch-5gv4-984h.json'), 'utf8'),
+    );
     execFileSync('mkdir', ['-p', dir]);
-    writeFileSync(join(dir, 'a-good.json'), JSON.stringify({ ...good, id: 'GHSA-test-good-0001', modified: '2030-01-01T00:00:00Z' }));
+    writeFileSync(
+      join(dir, 'a-good.json'),
+      JSON.stringify({ ...good, id: 'GHSA-test-good-0001', modified: '2030-01-01T00:00:00Z' }),
+    );
     writeFileSync(join(dir, 'b-bad.json'), JSON.stringify({ id: 'GHSA-test-bad', affected: 'nope' }));
     const before = sqliteCount(join(home, 'gatehouse.db'), 'vulns');
     const r = await cli(['vulndb', 'import', dir, ...h]);
@@ -225,9 +271,13 @@ describe('gatehouse CLI, end to end', () => {
     let server: ReturnType<typeof spawn> | undefined;
     let url = '';
     before(async () => {
-      const child = spawn(join(examplesDir, '..', 'bin', 'gatehouse'), ['server', '--listen', '127.0.0.1:0', ...h], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        join(examplesDir, '..', 'bin', 'gatehouse'),
+        ['server', '--listen', '127.0.0.1:0', ...h],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       server = child;
       url = await new Promise<string>((resolve, reject) => {
         let seen = '';
@@ -259,7 +309,9 @@ describe('gatehouse CLI, end to end', () => {
     });
 
     it('serves decisions and log inclusion proofs', async () => {
-      const { decisions } = (await (await fetch(`${url}/v1/decisions`)).json()) as { decisions: { logIndex: number }[] };
+      const { decisions } = (await (await fetch(`${url}/v1/decisions`)).json()) as {
+        decisions: { logIndex: number }[];
+      };
       assert.ok(decisions.length >= 2);
       const entry = (await (await fetch(`${url}/v1/log/entries/${decisions[0]?.logIndex}`)).json()) as {
         inclusionProof: { hashes: string[] };
@@ -271,7 +323,10 @@ describe('gatehouse CLI, end to end', () => {
       const r = await cli(['run', join(examplesDir, 'hello-app'), '--server', url, '--json', ...h]);
       assert.equal(r.code, 0, r.stderr);
       const doc = JSON.parse(r.stdout);
-      const job = (await (await fetch(`${url}/v1/jobs/${doc.jobId}`)).json()) as { state: string; steps: { name: string }[] };
+      const job = (await (await fetch(`${url}/v1/jobs/${doc.jobId}`)).json()) as {
+        state: string;
+        steps: { name: string }[];
+      };
       assert.equal(job.state, 'allowed');
       assert.ok(job.steps.some((s) => s.name === 'destroy'));
     });

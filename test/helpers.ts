@@ -28,7 +28,10 @@ export interface CliResult {
 }
 
 /** Run bin/gatehouse with arguments; never throws on a non-zero exit. */
-export function cli(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export function cli(
+  args: string[],
+  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(join(repoRoot, 'bin', 'gatehouse'), args, {
       env: { ...process.env, NO_COLOR: '1', ...options.env },

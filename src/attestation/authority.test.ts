@@ -68,9 +68,16 @@ describe('attestation authority', () => {
 
   it('issues an ES256 EAR token bound to the runner key for good evidence', async () => {
     const key = await generateRunnerKey();
-    const { token, expiresAt } = await authority.attest({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence() });
+    const { token, expiresAt } = await authority.attest({
+      jobId,
+      nonce,
+      runnerKey: key.publicJwk,
+      evidence: evidence(),
+    });
     assert.deepEqual(decodeProtectedHeader(token), { alg: 'ES256', kid: 'test-key', typ: 'JWT' });
-    const { payload } = await jwtVerify(token, createLocalJWKSet(authority.jwks()), { algorithms: ['ES256'] });
+    const { payload } = await jwtVerify(token, createLocalJWKSet(authority.jwks()), {
+      algorithms: ['ES256'],
+    });
     assert.equal(payload.iss, ISSUER);
     assert.equal(payload.sub, jobId);
     assert.equal(payload.aud, 'gatehouse-gate');
@@ -78,13 +85,22 @@ describe('attestation authority', () => {
     assert.equal((payload.exp ?? 0) - (payload.iat ?? 0), 300);
     assert.match(String(payload.jti), /^[0-9a-f-]{36}$/);
     assert.equal(payload.eat_profile, EAR_PROFILE);
-    assert.deepEqual(payload['ear.verifier-id'], { developer: 'gatehouse', build: 'gatehouse-attestation/0.1.0' });
+    assert.deepEqual(payload['ear.verifier-id'], {
+      developer: 'gatehouse',
+      build: 'gatehouse-attestation/0.1.0',
+    });
     const runner = (payload.submods as Record<string, Record<string, unknown>>).runner;
     assert.equal(runner?.['ear.status'], 'affirming');
     assert.deepEqual(runner?.['ear.trustworthiness-vector'], { configuration: 2, executables: 2 });
-    assert.match(String(runner?.['ear.appraisal-policy-id']), /^policy:gatehouse\/software-measurement#sha256:[0-9a-f]{64}$/);
+    assert.match(
+      String(runner?.['ear.appraisal-policy-id']),
+      /^policy:gatehouse\/software-measurement#sha256:[0-9a-f]{64}$/,
+    );
     assert.deepEqual(payload.cnf, { jkt: key.thumbprint });
-    assert.deepEqual(payload.gatehouse, { evidence_types: ['software-measurement'], pcrs: { ...baseline.pcrs } });
+    assert.deepEqual(payload.gatehouse, {
+      evidence_types: ['software-measurement'],
+      pcrs: { ...baseline.pcrs },
+    });
   });
 
   it('publishes only the public key in its JWKS', () => {
@@ -107,10 +123,17 @@ describe('attestation authority', () => {
 
   it('names a toolchain binary whose digest is not a reference value', async () => {
     const key = await generateRunnerKey();
-    const events = baseline.events.map((e) => (e.type === 'toolchain' ? { ...e, digest: 'ab'.repeat(32) } : e));
+    const events = baseline.events.map((e) =>
+      e.type === 'toolchain' ? { ...e, digest: 'ab'.repeat(32) } : e,
+    );
     const pcrs: Record<string, string> = {};
     for (const e of events) pcrs[e.pcr] = extendPcr(pcrs[e.pcr] ?? PCR_RESET_VALUE, e.digest);
-    const message = await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence({ events, pcrs }) });
+    const message = await rejection({
+      jobId,
+      nonce,
+      runnerKey: key.publicJwk,
+      evidence: evidence({ events, pcrs }),
+    });
     assert.match(message, /toolchain \/bin\/sh digest abab\S* is not a reference value/);
     assert.doesNotMatch(message, /replay/);
   });
@@ -118,35 +141,81 @@ describe('attestation authority', () => {
   it('refuses an event log that does not replay to the claimed PCRs', async () => {
     const key = await generateRunnerKey();
     const pcrs = { ...baseline.pcrs, 9: 'cd'.repeat(32) };
-    const message = await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence({ events: baseline.events, pcrs }) });
+    const message = await rejection({
+      jobId,
+      nonce,
+      runnerKey: key.publicJwk,
+      evidence: evidence({ events: baseline.events, pcrs }),
+    });
     assert.match(message, /does not replay to the claimed PCR 9/);
   });
 
   it('refuses evidence made for another job or nonce', async () => {
     const key = await generateRunnerKey();
     const otherNonce = randomBytes(32).toString('base64');
-    const message = await rejection({ jobId, nonce: otherNonce, runnerKey: key.publicJwk, evidence: evidence() });
+    const message = await rejection({
+      jobId,
+      nonce: otherNonce,
+      runnerKey: key.publicJwk,
+      evidence: evidence(),
+    });
     assert.match(message, /job event digest does not bind this job and nonce/);
-    const forOtherJob = await rejection({ jobId: 'job-43', nonce, runnerKey: key.publicJwk, evidence: evidence() });
+    const forOtherJob = await rejection({
+      jobId: 'job-43',
+      nonce,
+      runnerKey: key.publicJwk,
+      evidence: evidence(),
+    });
     assert.match(forOtherJob, /names job 'job-42', not 'job-43'/);
   });
 
   it('lists every failed check at once', async () => {
     const key = await generateRunnerKey();
     const events = baseline.events.map((e) => ({ ...e, digest: 'ef'.repeat(32) }));
-    const message = await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence({ events, pcrs: baseline.pcrs }) });
-    for (const check of [/replay/, /sandbox profile digest/, /agent digest/, /toolchain \/bin\/sh/, /job event digest/]) {
+    const message = await rejection({
+      jobId,
+      nonce,
+      runnerKey: key.publicJwk,
+      evidence: evidence({ events, pcrs: baseline.pcrs }),
+    });
+    for (const check of [
+      /replay/,
+      /sandbox profile digest/,
+      /agent digest/,
+      /toolchain \/bin\/sh/,
+      /job event digest/,
+    ]) {
       assert.match(message, check);
     }
   });
 
   const tamper: [string, (ev: Record<string, unknown>[]) => Record<string, unknown>[], RegExp][] = [
-    ['a second agent event', (ev) => [...ev, { ...ev.find((e) => e.type === 'agent') }], /exactly one agent event, got 2/],
+    [
+      'a second agent event',
+      (ev) => [...ev, { ...ev.find((e) => e.type === 'agent') }],
+      /exactly one agent event, got 2/,
+    ],
     ['a missing job event', (ev) => ev.filter((e) => e.type !== 'job'), /exactly one job event, got 0/],
-    ['an event in the wrong PCR', (ev) => ev.map((e) => (e.type === 'agent' ? { ...e, pcr: 16 } : e)), /in PCR 16, not PCR 10/],
-    ['an unmeasured required toolchain', (ev) => ev.filter((e) => e.type !== 'toolchain'), /\/bin\/sh is required/],
-    ['an unknown toolchain binary', (ev) => [...ev, { pcr: 9, type: 'toolchain', name: '/tmp/evil', digest: '0'.repeat(64) }], /\/tmp\/evil has no reference value/],
-    ['an unknown event type', (ev) => [...ev, { pcr: 12, type: 'kernel', name: 'x', digest: '0'.repeat(64) }], /evidence\.events\.\d+\.type/],
+    [
+      'an event in the wrong PCR',
+      (ev) => ev.map((e) => (e.type === 'agent' ? { ...e, pcr: 16 } : e)),
+      /in PCR 16, not PCR 10/,
+    ],
+    [
+      'an unmeasured required toolchain',
+      (ev) => ev.filter((e) => e.type !== 'toolchain'),
+      /\/bin\/sh is required/,
+    ],
+    [
+      'an unknown toolchain binary',
+      (ev) => [...ev, { pcr: 9, type: 'toolchain', name: '/tmp/evil', digest: '0'.repeat(64) }],
+      /\/tmp\/evil has no reference value/,
+    ],
+    [
+      'an unknown event type',
+      (ev) => [...ev, { pcr: 12, type: 'kernel', name: 'x', digest: '0'.repeat(64) }],
+      /evidence\.events\.\d+\.type/,
+    ],
     ['an extra event field', (ev) => ev.map((e) => ({ ...e, note: 'hi' })), /Unrecognized key/i],
   ];
   for (const [name, change, expected] of tamper) {
@@ -160,7 +229,15 @@ describe('attestation authority', () => {
           pcrs[e.pcr] = extendPcr(pcrs[e.pcr] ?? PCR_RESET_VALUE, e.digest);
         }
       }
-      assert.match(await rejection({ jobId, nonce, runnerKey: key.publicJwk, evidence: { type: 'software-measurement', events, pcrs } }), expected);
+      assert.match(
+        await rejection({
+          jobId,
+          nonce,
+          runnerKey: key.publicJwk,
+          evidence: { type: 'software-measurement', events, pcrs },
+        }),
+        expected,
+      );
     });
   }
 
@@ -169,7 +246,11 @@ describe('attestation authority', () => {
     ['another evidence type', { evidence: { type: 'tpm-quote', events: [], pcrs: {} } }, /evidence\.type/],
     ['a runner key with its private part', { runnerKey: 'private' }, /runnerKey/],
     ['an RSA runner key', { runnerKey: { kty: 'RSA', n: 'x', e: 'AQAB' } }, /runnerKey/],
-    ['a P-384 runner key', { runnerKey: { kty: 'EC', crv: 'P-384', x: 'a'.repeat(64), y: 'a'.repeat(64) } }, /runnerKey/],
+    [
+      'a P-384 runner key',
+      { runnerKey: { kty: 'EC', crv: 'P-384', x: 'a'.repeat(64), y: 'a'.repeat(64) } },
+      /runnerKey/,
+    ],
     ['a short nonce', { nonce: Buffer.alloc(8).toString('base64') }, /nonce/],
     ['a non-canonical nonce', { nonce: `${nonce.slice(0, -1)}` }, /nonce/],
     ['no job id', { jobId: '' }, /jobId is missing/],
@@ -177,15 +258,28 @@ describe('attestation authority', () => {
   for (const [name, change, expected] of badRequests) {
     it(`refuses a request with ${name}`, async () => {
       const key = await generateRunnerKey();
-      const runnerKey = change.runnerKey === 'private' ? { ...key.publicJwk, d: 'A'.repeat(43) } : key.publicJwk;
-      const request = { jobId, nonce, evidence: evidence(), ...change, runnerKey: change.runnerKey === undefined || change.runnerKey === 'private' ? runnerKey : change.runnerKey };
+      const runnerKey =
+        change.runnerKey === 'private' ? { ...key.publicJwk, d: 'A'.repeat(43) } : key.publicJwk;
+      const request = {
+        jobId,
+        nonce,
+        evidence: evidence(),
+        ...change,
+        runnerKey:
+          change.runnerKey === undefined || change.runnerKey === 'private' ? runnerKey : change.runnerKey,
+      };
       assert.match(await rejection(request as Parameters<AttestationAuthority['attest']>[0]), expected);
     });
   }
 
   it('revokes a token so that the gate refuses it', async () => {
     const key = await generateRunnerKey();
-    const { token } = await authority.attest({ jobId, nonce, runnerKey: key.publicJwk, evidence: evidence() });
+    const { token } = await authority.attest({
+      jobId,
+      nonce,
+      runnerKey: key.publicJwk,
+      evidence: evidence(),
+    });
     const options = { jwks: authority.jwks(), issuer: ISSUER, jobId, tokens: store.tokens };
     await verifyAttestationToken(token, options);
     await authority.revoke(token);
@@ -193,7 +287,9 @@ describe('attestation authority', () => {
   });
 
   it('refuses to revoke a token it did not sign', async () => {
-    await assert.rejects(authority.revoke('eyJhbGciOiJub25lIn0.e30.'), (e) => isGatehouseError(e, 'TOKEN_INVALID'));
+    await assert.rejects(authority.revoke('eyJhbGciOiJub25lIn0.e30.'), (e) =>
+      isGatehouseError(e, 'TOKEN_INVALID'),
+    );
   });
 
   const badOptions: [string, Record<string, unknown>][] = [

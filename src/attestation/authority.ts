@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, KeyObject, randomUUID, webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, KeyObject, randomUUID, type webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, compactVerify, type JSONWebKeySet, type JWK, SignJWT } from 'jose';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
@@ -86,12 +86,19 @@ function toPrivateKeyObject(key: SigningKeyInput): KeyObject {
   let obj: KeyObject;
   try {
     if (key instanceof KeyObject) obj = key;
-    else if ('kty' in key && typeof key.kty === 'string') obj = createPrivateKey({ key: { ...key, kty: key.kty }, format: 'jwk' });
+    else if ('kty' in key && typeof key.kty === 'string')
+      obj = createPrivateKey({ key: { ...key, kty: key.kty }, format: 'jwk' });
     else obj = KeyObject.from(key as webcrypto.CryptoKey);
   } catch (e) {
-    throw new GatehouseError('BAD_CONFIG', 'attestation authority: the signing key cannot be read', { cause: e });
+    throw new GatehouseError('BAD_CONFIG', 'attestation authority: the signing key cannot be read', {
+      cause: e,
+    });
   }
-  if (obj.type !== 'private' || obj.asymmetricKeyType !== 'ec' || obj.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+  if (
+    obj.type !== 'private' ||
+    obj.asymmetricKeyType !== 'ec' ||
+    obj.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
+  ) {
     throw badConfig('the signing key must be an EC P-256 private key (ES256)');
   }
   return obj;
@@ -122,7 +129,8 @@ export class AttestationAuthority {
     this.#signingKey = toPrivateKeyObject(options.signingKey);
     const pub = createPublicKey(this.#signingKey).export({ format: 'jwk' });
     this.#publicJwk = { kty: 'EC', crv: 'P-256', x: pub.x ?? '', y: pub.y ?? '' };
-    if (!/^[A-Za-z0-9._~:-]{1,128}$/.test(options.keyId)) throw badConfig('keyId must be 1–128 URL-safe characters');
+    if (!/^[A-Za-z0-9._~:-]{1,128}$/.test(options.keyId))
+      throw badConfig('keyId must be 1–128 URL-safe characters');
     this.#keyId = options.keyId;
     if (!URL.canParse(options.issuer)) throw badConfig(`issuer '${options.issuer}' is not a URL`);
     this.#issuer = options.issuer;
@@ -165,7 +173,8 @@ export class AttestationAuthority {
     }
 
     const key = runnerPublicJwkSchema.safeParse(request.runnerKey);
-    if (!key.success) failures.push(`runnerKey must be a public EC P-256 JWK (${key.error.issues[0]?.message})`);
+    if (!key.success)
+      failures.push(`runnerKey must be a public EC P-256 JWK (${key.error.issues[0]?.message})`);
 
     const parsed = softwareMeasurementEvidenceSchema.safeParse(request.evidence);
     if (!parsed.success) {
@@ -224,7 +233,8 @@ export class AttestationAuthority {
     // 1. The log must explain the claimed PCRs exactly: same PCRs, same values.
     const replayed = replayToRecord(events);
     for (const pcr of new Set([...Object.keys(replayed), ...Object.keys(pcrs)])) {
-      if (replayed[pcr] !== pcrs[pcr]) failures.push(`the event log does not replay to the claimed PCR ${pcr}`);
+      if (replayed[pcr] !== pcrs[pcr])
+        failures.push(`the event log does not replay to the claimed PCR ${pcr}`);
     }
     // 2. Each event sits in its allocated PCR, and each singleton appears exactly once, so that a
     //    second, unappraised agent or profile cannot hide next to an approved one.
@@ -245,23 +255,29 @@ export class AttestationAuthority {
       }
     }
     for (const e of ofType('agent')) {
-      if (!this.#reference.agent.includes(e.digest)) failures.push(`agent digest ${e.digest} is not a reference value`);
+      if (!this.#reference.agent.includes(e.digest))
+        failures.push(`agent digest ${e.digest} is not a reference value`);
     }
     const toolchain = ofType('toolchain');
     const seen = new Set<string>();
     for (const e of toolchain) {
       if (seen.has(e.name)) failures.push(`toolchain ${e.name} is measured more than once`);
       seen.add(e.name);
-      const allowed = Object.hasOwn(this.#reference.toolchain, e.name) ? this.#reference.toolchain[e.name] : undefined;
+      const allowed = Object.hasOwn(this.#reference.toolchain, e.name)
+        ? this.#reference.toolchain[e.name]
+        : undefined;
       if (allowed === undefined) failures.push(`toolchain ${e.name} has no reference value`);
-      else if (!allowed.includes(e.digest)) failures.push(`toolchain ${e.name} digest ${e.digest} is not a reference value`);
+      else if (!allowed.includes(e.digest))
+        failures.push(`toolchain ${e.name} digest ${e.digest} is not a reference value`);
     }
     for (const path of Object.keys(this.#reference.toolchain)) {
-      if (!seen.has(path)) failures.push(`toolchain ${path} is required by the reference values but was not measured`);
+      if (!seen.has(path))
+        failures.push(`toolchain ${path} is required by the reference values but was not measured`);
     }
     // 4. Freshness and binding: the job event commits to this job's nonce.
     for (const e of ofType('job')) {
-      if (jobId !== undefined && e.name !== jobId) failures.push(`the job event names job '${e.name}', not '${jobId}'`);
+      if (jobId !== undefined && e.name !== jobId)
+        failures.push(`the job event names job '${e.name}', not '${jobId}'`);
       if (expectedJobDigest !== undefined && e.digest !== expectedJobDigest) {
         failures.push('the job event digest does not bind this job and nonce');
       }
@@ -281,7 +297,9 @@ export class AttestationAuthority {
   async revoke(token: string): Promise<void> {
     let payload: Uint8Array;
     try {
-      ({ payload } = await compactVerify(token, createPublicKey(this.#signingKey), { algorithms: ['ES256'] }));
+      ({ payload } = await compactVerify(token, createPublicKey(this.#signingKey), {
+        algorithms: ['ES256'],
+      }));
     } catch (e) {
       throw new GatehouseError('TOKEN_INVALID', 'cannot revoke: the token was not signed by this authority', {
         cause: e,
@@ -290,7 +308,8 @@ export class AttestationAuthority {
     const claims = z
       .object({ jti: z.string().min(1), exp: z.number().int(), iss: z.literal(this.#issuer) })
       .safeParse(parseJson(payload));
-    if (!claims.success) throw new GatehouseError('TOKEN_INVALID', 'cannot revoke: the token lacks jti, exp or iss');
+    if (!claims.success)
+      throw new GatehouseError('TOKEN_INVALID', 'cannot revoke: the token lacks jti, exp or iss');
     await this.#tokens.revoke(claims.data.jti, claims.data.exp);
   }
 }

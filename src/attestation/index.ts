@@ -1,7 +1,7 @@
 /** Evidence appraisal, attestation tokens, and the runner's proof of possession. */
 export {
-  type AttestationAuthorityOptions,
   AttestationAuthority,
+  type AttestationAuthorityOptions,
   type AttestationResult,
   type AttestRequest,
   DEFAULT_TOKEN_TTL_SECONDS,

@@ -9,7 +9,13 @@ import { bubblewrapSandboxProfile, detectHostLayout } from '../runner/bubblewrap
 import { parseProjectConfig } from '../runner/project-config.ts';
 import type { SandboxProfile } from '../runner/runner.ts';
 import { replayEventLog } from '../tpm/pcr.ts';
-import { agentManifestDigest, jobBindingDigest, measureBaseline, PCR_ALLOCATION, sandboxProfileDigest } from './measurement.ts';
+import {
+  agentManifestDigest,
+  jobBindingDigest,
+  measureBaseline,
+  PCR_ALLOCATION,
+  sandboxProfileDigest,
+} from './measurement.ts';
 
 const NONCE = Buffer.alloc(32, 7).toString('base64');
 
@@ -45,7 +51,9 @@ describe('measured baseline', () => {
         [11, 'job', 'job-1'],
       ],
     );
-    const sh = createHash('sha256').update(await readFile('/bin/sh')).digest('hex');
+    const sh = createHash('sha256')
+      .update(await readFile('/bin/sh'))
+      .digest('hex');
     assert.equal(b.events[1]?.digest, sh);
     assert.equal(b.events[0]?.digest, sandboxProfileDigest(profile));
     assert.equal(b.events[4]?.digest, jobBindingDigest('job-1', NONCE));

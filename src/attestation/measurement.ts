@@ -174,7 +174,10 @@ export async function measureBaseline(inputs: BaselineInputs): Promise<MeasuredB
     name: inputs.jobId,
     digest: jobBindingDigest(inputs.jobId, inputs.nonce),
   });
-  return Object.freeze({ events: Object.freeze(events.map((e) => Object.freeze(e))), pcrs: replayToRecord(events) });
+  return Object.freeze({
+    events: Object.freeze(events.map((e) => Object.freeze(e))),
+    pcrs: replayToRecord(events),
+  });
 }
 
 /** Replay an event log into PCR values keyed by decimal PCR index. */

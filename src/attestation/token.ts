@@ -87,27 +87,38 @@ export async function verifyAttestationToken(
       requiredClaims: ['iss', 'sub', 'aud', 'iat', 'exp', 'jti'],
     }));
   } catch (e) {
-    if (e instanceof errors.JWTExpired) throw new GatehouseError('TOKEN_EXPIRED', 'the attestation token has expired', { cause: e });
+    if (e instanceof errors.JWTExpired)
+      throw new GatehouseError('TOKEN_EXPIRED', 'the attestation token has expired', { cause: e });
     if (e instanceof errors.JWTClaimValidationFailed) {
       throw invalid(`the attestation token's ${e.claim} claim is not acceptable (${e.reason})`, e);
     }
-    if (e instanceof errors.JOSEAlgNotAllowed) throw invalid('the attestation token is not signed with ES256', e);
-    if (e instanceof errors.JWKSNoMatchingKey) throw invalid('the attestation token was not signed by a known key', e);
-    if (e instanceof errors.JWSSignatureVerificationFailed) throw invalid('the attestation token signature is invalid', e);
+    if (e instanceof errors.JOSEAlgNotAllowed)
+      throw invalid('the attestation token is not signed with ES256', e);
+    if (e instanceof errors.JWKSNoMatchingKey)
+      throw invalid('the attestation token was not signed by a known key', e);
+    if (e instanceof errors.JWSSignatureVerificationFailed)
+      throw invalid('the attestation token signature is invalid', e);
     throw invalid('the attestation token is malformed', e);
   }
   const parsed = claimsSchema.safeParse(payload);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    throw invalid(`the attestation token's ${first?.path.join('.') || 'claims'} claim is malformed`, parsed.error);
+    throw invalid(
+      `the attestation token's ${first?.path.join('.') || 'claims'} claim is malformed`,
+      parsed.error,
+    );
   }
   const claims = parsed.data;
   const nowSeconds = Math.floor(now.getTime() / 1000);
   // A token the authority would never have issued: too long-lived, or from the future.
-  if (claims.exp - claims.iat > MAX_TOKEN_TTL_SECONDS) throw invalid('the attestation token lives longer than allowed');
+  if (claims.exp - claims.iat > MAX_TOKEN_TTL_SECONDS)
+    throw invalid('the attestation token lives longer than allowed');
   if (claims.iat > nowSeconds + 60) throw invalid('the attestation token was issued in the future');
   if (claims.sub !== options.jobId) {
-    throw new GatehouseError('TOKEN_WRONG_JOB', `the attestation token was issued for another job, not ${options.jobId}`);
+    throw new GatehouseError(
+      'TOKEN_WRONG_JOB',
+      `the attestation token was issued for another job, not ${options.jobId}`,
+    );
   }
   if (claims.submods.runner?.['ear.status'] !== 'affirming') {
     throw invalid('the attestation token does not affirm the runner');
@@ -158,7 +169,10 @@ export interface RunnerKeyPair {
 
 /** Make a fresh P-256 key pair for one runner; the private half never leaves this process. */
 export async function generateRunnerKey(): Promise<RunnerKeyPair> {
-  const pair = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+  const pair = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, [
+    'sign',
+    'verify',
+  ]);
   const full = (await webcrypto.subtle.exportKey('jwk', pair.publicKey)) as JWK;
   const publicJwk: JWK = Object.freeze({ kty: 'EC', crv: 'P-256', x: full.x ?? '', y: full.y ?? '' });
   return Object.freeze({
@@ -208,7 +222,13 @@ export function verifyProofOfPossession(
   }
   const parts = jws.split('.');
   const [h, p, sig] = parts;
-  if (parts.length !== 3 || h === undefined || p === undefined || sig === undefined || !parts.every((x) => B64URL.test(x))) {
+  if (
+    parts.length !== 3 ||
+    h === undefined ||
+    p === undefined ||
+    sig === undefined ||
+    !parts.every((x) => B64URL.test(x))
+  ) {
     throw popFailed('the submission signature is not a compact JWS');
   }
   let header: unknown;
@@ -218,17 +238,25 @@ export function verifyProofOfPossession(
     throw popFailed('the submission signature header is not JSON', e);
   }
   const parsedHeader = z
-    .strictObject({ alg: z.literal('ES256'), typ: z.literal(SUBMISSION_JWS_TYPE), jwk: runnerPublicJwkSchema })
+    .strictObject({
+      alg: z.literal('ES256'),
+      typ: z.literal(SUBMISSION_JWS_TYPE),
+      jwk: runnerPublicJwkSchema,
+    })
     .safeParse(header);
   if (!parsedHeader.success) {
     // strictObject also refuses crit, b64 and jku/x5u: nothing may change how the bytes are read.
-    throw popFailed(`the submission signature header must be exactly an ES256 ${SUBMISSION_JWS_TYPE} with a public EC P-256 jwk`);
+    throw popFailed(
+      `the submission signature header must be exactly an ES256 ${SUBMISSION_JWS_TYPE} with a public EC P-256 jwk`,
+    );
   }
   const { x, y } = parsedHeader.data.jwk;
   // The key in the header is trusted only because its thumbprint is the one the authority bound
   // the token to; check that before using it for anything.
   if (jwkThumbprint(x, y) !== claims.cnf.jkt) {
-    throw popFailed('the submission was signed by a key other than the one the attestation token is bound to');
+    throw popFailed(
+      'the submission was signed by a key other than the one the attestation token is bound to',
+    );
   }
   const signature = Buffer.from(sig, 'base64url');
   let ok = false;
@@ -244,7 +272,9 @@ export function verifyProofOfPossession(
   const payload = Buffer.from(p, 'base64url');
   const digest = createHash('sha256').update(payload).digest();
   const expected =
-    typeof expectedPayloadDigest === 'string' ? Buffer.from(expectedPayloadDigest, 'hex') : Buffer.from(expectedPayloadDigest);
+    typeof expectedPayloadDigest === 'string'
+      ? Buffer.from(expectedPayloadDigest, 'hex')
+      : Buffer.from(expectedPayloadDigest);
   if (expected.length !== 32 || !timingSafeEqual(digest, expected)) {
     throw popFailed('the submission signature covers a different payload');
   }

@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 /** A usage error: exit code 2, with the command's usage line. */
 export class UsageError extends Error {
@@ -22,8 +22,15 @@ export function parse<O extends Options>(
   argv: string[],
   options: O,
   positionals: { min: number; max: number; usage: string },
-): { values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; args: string[]; strict: true }>>['values']; positionals: string[] } {
-  let parsed: ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; args: string[]; strict: true }>>;
+): {
+  values: ReturnType<
+    typeof parseArgs<{ options: O; allowPositionals: true; args: string[]; strict: true }>
+  >['values'];
+  positionals: string[];
+} {
+  let parsed: ReturnType<
+    typeof parseArgs<{ options: O; allowPositionals: true; args: string[]; strict: true }>
+  >;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {

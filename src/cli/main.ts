@@ -42,6 +42,10 @@ const commands: Record<string, Command> = {
   'trust-root': trustRootCommand,
 };
 
+function firstLine(s: string): string {
+  return s.split('\n')[0]?.trim() ?? '';
+}
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -61,11 +65,12 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.usage;
     }
     if (e instanceof GatehouseError) {
-      process.stderr.write(`gatehouse ${name}: ${e.describe()}\n`);
+      // One line: parsers' messages may carry a code frame after the first line.
+      process.stderr.write(`gatehouse ${name}: ${firstLine(e.describe())}\n`);
       return exitCodeByCode[e.code as keyof typeof exitCodeByCode] ?? EXIT.error;
     }
     // Unexpected: one line, no stack (set GATEHOUSE_DEBUG=1 for it).
-    process.stderr.write(`gatehouse ${name}: internal error: ${describeError(e).split('\n')[0]}\n`);
+    process.stderr.write(`gatehouse ${name}: internal error: ${firstLine(describeError(e))}\n`);
     if (process.env.GATEHOUSE_DEBUG === '1' && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     return EXIT.error;
   }

@@ -1,19 +1,25 @@
 import { randomUUID } from 'node:crypto';
-import { canonicalJson, fromBase64, sha256, sha256Hex } from '../common/encoding.ts';
-import { describeError, GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { AttestationClaims } from '../attestation/token.ts';
 import { verifyProofOfPossession } from '../attestation/token.ts';
+import { canonicalJson, fromBase64, sha256, sha256Hex } from '../common/encoding.ts';
+import { describeError, GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { PolicyEngine } from '../policy/policy-engine.ts';
 import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
 import { readCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
 import type { GateReason, GateResult, SubmitRequest } from '../server/control-plane.ts';
+import { buildBundle } from '../signing/bundle.ts';
 import type { InternalCa } from '../signing/ca.ts';
 import { type Envelope, signEnvelope } from '../signing/dsse.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
-import { INTOTO_PAYLOAD_TYPE, makeStatement, SLSA_PROVENANCE_V1, slsaProvenance, statementPayload } from '../signing/intoto.ts';
-import { buildBundle } from '../signing/bundle.ts';
+import {
+  INTOTO_PAYLOAD_TYPE,
+  makeStatement,
+  SLSA_PROVENANCE_V1,
+  slsaProvenance,
+  statementPayload,
+} from '../signing/intoto.ts';
 import type { Store } from '../store/store.ts';
 import { decisionEntryBody, dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { findVulnerabilities } from '../vuln/match.ts';
@@ -72,7 +78,10 @@ export class Gate {
     const { submission } = request;
     const job = await o.orchestrator.get(submission.jobId);
     if (job.state !== 'running') {
-      throw new GatehouseError('CONFLICT', `job ${job.id} is ${job.state}; only a running job can be submitted`);
+      throw new GatehouseError(
+        'CONFLICT',
+        `job ${job.id} is ${job.state}; only a running job can be submitted`,
+      );
     }
     await o.orchestrator.transition(job.id, 'submitted', { steps: submission.steps });
 
@@ -84,7 +93,10 @@ export class Gate {
       claims = await o.verifyToken(request.token, job.id);
       verifyProofOfPossession(request.proof, claims, sha256(canonicalJson(submission)));
       if (submission.project !== job.project) {
-        throw new GatehouseError('BAD_INPUT', `submission names project ${submission.project}, the job is for ${job.project}`);
+        throw new GatehouseError(
+          'BAD_INPUT',
+          `submission names project ${submission.project}, the job is for ${job.project}`,
+        );
       }
       files = checkArtifacts(request);
       components = readCycloneDx(submission.sbom, 'submission.sbom').components;
@@ -131,7 +143,9 @@ export class Gate {
       reasons,
       warnings,
       timestamp: createdAt,
-      ...(claims === undefined ? {} : { attestation: { tokenId: claims.jti, evidenceTypes: claims.gatehouse.evidence_types } }),
+      ...(claims === undefined
+        ? {}
+        : { attestation: { tokenId: claims.jti, evidenceTypes: claims.gatehouse.evidence_types } }),
     };
     const logged = await o.log.append(decisionEntryBody(decisionDoc));
     await o.store.decisions.create({
@@ -188,8 +202,18 @@ export class Gate {
         tag: job.id,
         files,
         attachments: [
-          { artifactType: MEDIA.bundle, mediaType: MEDIA.bundle, bytes: jsonBytes(signed.bundle), annotations: { 'dev.sigstore.bundle.predicateType': SLSA_PROVENANCE_V1 } },
-          { artifactType: MEDIA.bundle, mediaType: MEDIA.bundle, bytes: jsonBytes(signed.sbomBundle), annotations: { 'dev.sigstore.bundle.predicateType': CYCLONEDX_PREDICATE } },
+          {
+            artifactType: MEDIA.bundle,
+            mediaType: MEDIA.bundle,
+            bytes: jsonBytes(signed.bundle),
+            annotations: { 'dev.sigstore.bundle.predicateType': SLSA_PROVENANCE_V1 },
+          },
+          {
+            artifactType: MEDIA.bundle,
+            mediaType: MEDIA.bundle,
+            bytes: jsonBytes(signed.sbomBundle),
+            annotations: { 'dev.sigstore.bundle.predicateType': CYCLONEDX_PREDICATE },
+          },
           sbomAttachment,
           decisionAttachment,
         ],
@@ -237,21 +261,42 @@ export class Gate {
       buildType: `${o.identityBase.replace(/\/+$/, '')}/build-types/sandboxed/v1`,
       externalParameters: {
         project: submission.project,
-        source: { uri: source.uri, ...(source.commit === undefined ? {} : { commit: source.commit }), ...(source.ref === undefined ? {} : { ref: source.ref }), dirty: source.dirty },
+        source: {
+          uri: source.uri,
+          ...(source.commit === undefined ? {} : { commit: source.commit }),
+          ...(source.ref === undefined ? {} : { ref: source.ref }),
+          dirty: source.dirty,
+        },
         command: submission.build.command,
       },
       internalParameters: {
         sandboxProfileDigest: submission.build.sandboxProfileDigest,
-        attestation: { tokenId: claims.jti, evidenceTypes: claims.gatehouse.evidence_types, pcrs: claims.gatehouse.pcrs },
+        attestation: {
+          tokenId: claims.jti,
+          evidenceTypes: claims.gatehouse.evidence_types,
+          pcrs: claims.gatehouse.pcrs,
+        },
       },
       resolvedDependencies: [
         {
-          uri: source.commit === undefined ? source.uri : `git+${source.uri}${source.ref === undefined ? '' : `@${source.ref}`}`,
-          digest: source.commit === undefined ? { sha256: source.treeDigest } : { gitCommit: source.commit, sha256: source.treeDigest },
+          uri:
+            source.commit === undefined
+              ? source.uri
+              : `git+${source.uri}${source.ref === undefined ? '' : `@${source.ref}`}`,
+          digest:
+            source.commit === undefined
+              ? { sha256: source.treeDigest }
+              : { gitCommit: source.commit, sha256: source.treeDigest },
         },
         ...components.map((c) => ({
           uri: c.purl,
-          ...(c.hashes.length === 0 ? {} : { digest: Object.fromEntries(c.hashes.map((h) => [h.alg.toLowerCase().replace('-', ''), h.content])) }),
+          ...(c.hashes.length === 0
+            ? {}
+            : {
+                digest: Object.fromEntries(
+                  c.hashes.map((h) => [h.alg.toLowerCase().replace('-', ''), h.content]),
+                ),
+              }),
         })),
       ],
       builderId: `${o.identityBase.replace(/\/+$/, '')}/runners/bubblewrap`,
@@ -259,8 +304,16 @@ export class Gate {
       startedOn: new Date(submission.build.startedOn),
       finishedOn: new Date(submission.build.finishedOn),
     });
-    const bundle = await this.#signStatement(makeStatement(subjects, SLSA_PROVENANCE_V1, provenance), leafKey, certificatePem);
-    const sbomBundle = await this.#signStatement(makeStatement(subjects, CYCLONEDX_PREDICATE, submission.sbom), leafKey, certificatePem);
+    const bundle = await this.#signStatement(
+      makeStatement(subjects, SLSA_PROVENANCE_V1, provenance),
+      leafKey,
+      certificatePem,
+    );
+    const sbomBundle = await this.#signStatement(
+      makeStatement(subjects, CYCLONEDX_PREDICATE, submission.sbom),
+      leafKey,
+      certificatePem,
+    );
     return { bundle, sbomBundle };
   }
 
@@ -273,12 +326,17 @@ export class Gate {
     const body = dsseEntryBody(envelope, certificatePem);
     const entry = await this.#o.log.append(body);
     const proof = await this.#o.log.inclusionProof(entry.index);
-    return buildBundle({ certificatePem, envelope, entry: { ...entry, body, proof } }) as unknown as Record<string, unknown>;
+    return buildBundle({ certificatePem, envelope, entry: { ...entry, body, proof } }) as unknown as Record<
+      string,
+      unknown
+    >;
   }
 }
 
 function refusalRule(e: unknown): string {
-  if (isGatehouseError(e, 'TOKEN_MISSING', 'TOKEN_INVALID', 'TOKEN_EXPIRED', 'TOKEN_WRONG_JOB', 'TOKEN_REVOKED')) {
+  if (
+    isGatehouseError(e, 'TOKEN_MISSING', 'TOKEN_INVALID', 'TOKEN_EXPIRED', 'TOKEN_WRONG_JOB', 'TOKEN_REVOKED')
+  ) {
     return 'attestation-token';
   }
   if (isGatehouseError(e, 'PROOF_OF_POSSESSION_FAILED')) return 'proof-of-possession';
@@ -297,11 +355,15 @@ function checkArtifacts(request: SubmitRequest): ArtifactFile[] {
   }
   return subjects.map((s) => {
     const a = byName.get(s.name);
-    if (a === undefined) throw new GatehouseError('SUBJECT_MISMATCH', `no artifact sent for subject ${s.name}`);
+    if (a === undefined)
+      throw new GatehouseError('SUBJECT_MISMATCH', `no artifact sent for subject ${s.name}`);
     const bytes = fromBase64(a.content);
     const digest = sha256Hex(bytes);
     if (digest !== s.sha256) {
-      throw new GatehouseError('SUBJECT_MISMATCH', `artifact ${s.name} has sha256 ${digest}, the submission says ${s.sha256}`);
+      throw new GatehouseError(
+        'SUBJECT_MISMATCH',
+        `artifact ${s.name} has sha256 ${digest}, the submission says ${s.sha256}`,
+      );
     }
     return { name: s.name, sha256: digest, bytes: new Uint8Array(bytes) };
   });

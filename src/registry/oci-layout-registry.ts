@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GatehouseError } from '../common/errors.ts';
 import { sha256Hex } from '../common/encoding.ts';
+import { GatehouseError } from '../common/errors.ts';
 import type { ArtifactRegistry, Attachment, Placement, PlacementRequest } from './registry.ts';
 
 /** Media types from the OCI image specification 1.1. */
@@ -58,9 +58,13 @@ export class OciLayoutRegistry implements ArtifactRegistry {
 
   async #place(area: 'promoted' | 'quarantine', request: PlacementRequest): Promise<Placement> {
     if (!PROJECT_RE.test(request.project)) {
-      throw new GatehouseError('BAD_INPUT', `project name '${request.project}' is not a valid repository name`);
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `project name '${request.project}' is not a valid repository name`,
+      );
     }
-    if (!TAG_RE.test(request.tag)) throw new GatehouseError('BAD_INPUT', `tag '${request.tag}' is not a valid OCI tag`);
+    if (!TAG_RE.test(request.tag))
+      throw new GatehouseError('BAD_INPUT', `tag '${request.tag}' is not a valid OCI tag`);
     const dir = this.layoutDir(area, request.project);
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     await writeIfAbsent(join(dir, 'oci-layout'), new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}'));
@@ -70,7 +74,10 @@ export class OciLayoutRegistry implements ArtifactRegistry {
     for (const f of request.files) {
       const d = await this.#blob(dir, f.bytes, 'application/octet-stream');
       if (d.digest !== `sha256:${f.sha256}`) {
-        throw new GatehouseError('BAD_INPUT', `artifact ${f.name} does not match its digest sha256:${f.sha256}`);
+        throw new GatehouseError(
+          'BAD_INPUT',
+          `artifact ${f.name} does not match its digest sha256:${f.sha256}`,
+        );
       }
       layers.push({ ...d, annotations: { 'org.opencontainers.image.title': f.name } });
     }

@@ -1,13 +1,13 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
-import { describeError, GatehouseError } from '../common/errors.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, signSubmission } from '../attestation/token.ts';
-import { catalogNpmLockfile } from '../sbom/npm-lock.ts';
+import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
+import { describeError, GatehouseError } from '../common/errors.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
+import { catalogNpmLockfile } from '../sbom/npm-lock.ts';
 import type { ControlPlane, GateResult, Submission } from '../server/control-plane.ts';
 import type { SourceProvider } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
@@ -27,7 +27,8 @@ export async function agentFiles(): Promise<string[]> {
     for (const e of await readdir(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
       if (e.isDirectory()) await walk(p);
-      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.contract.ts')) out.push(p);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.contract.ts'))
+        out.push(p);
     }
   }
   await walk(srcRoot);
@@ -77,7 +78,10 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   try {
     configText = await readFile(configPath, 'utf8');
   } catch (e) {
-    throw new GatehouseError('BAD_PROJECT_CONFIG', `cannot read ${PROJECT_CONFIG_FILE}`, { where: configPath, cause: e });
+    throw new GatehouseError('BAD_PROJECT_CONFIG', `cannot read ${PROJECT_CONFIG_FILE}`, {
+      where: configPath,
+      cause: e,
+    });
   }
   const config = parseProjectConfig(configText, configPath);
   const project = options.project ?? config.project;
@@ -89,7 +93,12 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     const t0 = performance.now();
     try {
       const v = await fn();
-      const s: JobStep = { name, startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), ok: true };
+      const s: JobStep = {
+        name,
+        startedAt: startedAt.toISOString(),
+        durationMs: Math.round(performance.now() - t0),
+        ok: true,
+      };
       const d = detail?.(v);
       if (d !== undefined) s.detail = d;
       steps.push(s);
@@ -143,7 +152,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     // The SBOM is taken from the workspace before the build runs, so the build cannot rewrite it.
     const components = await step(
       'sbom',
-      () => catalogue(runnerInstance.workspace, config.sbom.lockfiles, config.sbom.required),
+      () => catalogue(runnerInstance.workspace, sourceDir, config.sbom.lockfiles, config.sbom.required),
       (c) => `${c.length} components`,
     );
 
@@ -151,7 +160,10 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     const build = await step('build', async () => {
       const r = await runnerInstance.build();
       if (r.exitCode !== 0) {
-        throw new GatehouseError('BUILD_FAILED', `the build exited with code ${r.exitCode}: ${lastLine(r.stderrTail || r.stdoutTail)}`);
+        throw new GatehouseError(
+          'BUILD_FAILED',
+          `the build exited with code ${r.exitCode}: ${lastLine(r.stderrTail || r.stdoutTail)}`,
+        );
       }
       return r;
     });
@@ -204,20 +216,27 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   } finally {
     const destroyed = instance;
     await step('destroy', async () => destroyed?.destroy()).catch(() => undefined);
-    const ended = outcome.failure === undefined
-      ? cp.finish({ jobId: ticket.jobId, steps: steps.slice(), ...(token === undefined ? {} : { token }) })
-      : cp.fail({
-          jobId: ticket.jobId,
-          reason: outcome.failure.message,
-          steps: steps.slice(),
-          ...(token === undefined ? {} : { token }),
-        });
+    const ended =
+      outcome.failure === undefined
+        ? cp.finish({ jobId: ticket.jobId, steps: steps.slice(), ...(token === undefined ? {} : { token }) })
+        : cp.fail({
+            jobId: ticket.jobId,
+            reason: outcome.failure.message,
+            steps: steps.slice(),
+            ...(token === undefined ? {} : { token }),
+          });
     await step('revoke', () => ended).catch(() => undefined);
   }
   return outcome;
 }
 
-async function catalogue(workspace: string, lockfiles: readonly string[], required: boolean): Promise<Component[]> {
+/** Components of every lockfile, read from the workspace copy; errors name the file in the source. */
+async function catalogue(
+  workspace: string,
+  sourceDir: string,
+  lockfiles: readonly string[],
+  required: boolean,
+): Promise<Component[]> {
   const all = new Map<string, Component>();
   for (const rel of lockfiles) {
     const path = join(workspace, rel);
@@ -226,9 +245,12 @@ async function catalogue(workspace: string, lockfiles: readonly string[], requir
       text = await readFile(path, 'utf8');
     } catch (e) {
       if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new GatehouseError('BAD_LOCKFILE', `cannot read the lockfile ${rel}`, { where: rel, cause: e });
+      throw new GatehouseError('BAD_LOCKFILE', 'cannot read the lockfile', {
+        where: join(sourceDir, rel),
+        cause: e,
+      });
     }
-    for (const c of catalogNpmLockfile(text, rel).components) all.set(c.purl, c);
+    for (const c of catalogNpmLockfile(text, join(sourceDir, rel)).components) all.set(c.purl, c);
   }
   return [...all.values()].sort((a, b) => (a.purl < b.purl ? -1 : 1));
 }

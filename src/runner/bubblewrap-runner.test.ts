@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { access, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, connect, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,8 +9,8 @@ import { isGatehouseError } from '../common/errors.ts';
 import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from './bubblewrap-runner.ts';
 import { collectOutputs } from './outputs.ts';
 import { parseProjectConfig } from './project-config.ts';
-import type { RunnerInstance } from './runner.ts';
 import { describeRunnerContract, shellConfig } from './runner.contract.ts';
+import type { RunnerInstance } from './runner.ts';
 
 describeRunnerContract('bubblewrap', () => new BubblewrapRunner());
 
@@ -79,7 +79,10 @@ describe('bubblewrap sandbox isolation', () => {
     assert.doesNotMatch(result.stdoutTail, /VISIBLE/);
     assert.match(result.stdoutTail, /^builder$/m);
     assert.deepEqual(
-      result.stdoutTail.split('\n').filter((l) => l.includes(':x:')).map((l) => l.split(':')[0]),
+      result.stdoutTail
+        .split('\n')
+        .filter((l) => l.includes(':x:'))
+        .map((l) => l.split(':')[0]),
       ['root', 'builder', 'nobody'],
     );
   });
@@ -139,7 +142,9 @@ describe('bubblewrap sandbox isolation', () => {
   });
 
   it('runs without capabilities, as uid 1000, unable to make new user namespaces', async () => {
-    const { result } = await run('id -u; id -g; grep CapEff /proc/self/status; unshare -U true && echo USERNS');
+    const { result } = await run(
+      'id -u; id -g; grep CapEff /proc/self/status; unshare -U true && echo USERNS',
+    );
     assert.match(result.stdoutTail, /^1000\n1000\nCapEff:\s+0+\n/);
     assert.doesNotMatch(result.stdoutTail, /USERNS/);
   });
@@ -231,9 +236,8 @@ describe('bubblewrap sandbox isolation', () => {
 
   it('refuses a job id that could name another path', async () => {
     for (const jobId of ['../x', '', 'a/b', '.hidden', 'x'.repeat(200)]) {
-      await assert.rejects(
-        runner.provision({ jobId, sourceDir: source, config: shellConfig('true') }),
-        (e) => isGatehouseError(e, 'BAD_INPUT'),
+      await assert.rejects(runner.provision({ jobId, sourceDir: source, config: shellConfig('true') }), (e) =>
+        isGatehouseError(e, 'BAD_INPUT'),
       );
     }
   });

@@ -1,7 +1,19 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { access, cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  access,
+  cp,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
@@ -106,7 +118,8 @@ export function bubblewrapSandboxProfile(config: ProjectConfig, layout: HostLayo
         : { kind: 'ro-bind', dest: dir, source: dir },
     );
   }
-  for (const [dest, content] of Object.entries(ETC_FILES)) mounts.push({ kind: 'file', dest, sha256: sha256Hex(content) });
+  for (const [dest, content] of Object.entries(ETC_FILES))
+    mounts.push({ kind: 'file', dest, sha256: sha256Hex(content) });
   for (const path of layout.etcBinds) mounts.push({ kind: 'ro-bind', dest: path, source: path });
   mounts.push(
     { kind: 'proc', dest: '/proc' },
@@ -267,10 +280,12 @@ export class BubblewrapRunner implements Runner {
    */
   async provision(spec: ProvisionSpec): Promise<RunnerInstance> {
     // Check bwrap once per runner backend; a failed check is retried next time.
-    this.#ready ??= Promise.all([checkBwrap(this.#bwrapPath), detectHostLayout()]).then(([bwrap, layout]) => ({
-      bwrap,
-      layout,
-    }));
+    this.#ready ??= Promise.all([checkBwrap(this.#bwrapPath), detectHostLayout()]).then(
+      ([bwrap, layout]) => ({
+        bwrap,
+        layout,
+      }),
+    );
     let ready: { bwrap: string; layout: HostLayout };
     try {
       ready = await this.#ready;
@@ -279,12 +294,18 @@ export class BubblewrapRunner implements Runner {
       throw e;
     }
     if (!JOB_ID.test(spec.jobId)) {
-      throw new GatehouseError('BAD_INPUT', `job id '${spec.jobId.slice(0, 64)}' is not [A-Za-z0-9._-]{1,128}`);
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `job id '${spec.jobId.slice(0, 64)}' is not [A-Za-z0-9._-]{1,128}`,
+      );
     }
     const source = await stat(spec.sourceDir).catch((e: unknown) => {
-      throw new GatehouseError('BAD_INPUT', `source directory ${spec.sourceDir} cannot be read`, { cause: e });
+      throw new GatehouseError('BAD_INPUT', `source directory ${spec.sourceDir} cannot be read`, {
+        cause: e,
+      });
     });
-    if (!source.isDirectory()) throw new GatehouseError('BAD_INPUT', `source ${spec.sourceDir} is not a directory`);
+    if (!source.isDirectory())
+      throw new GatehouseError('BAD_INPUT', `source ${spec.sourceDir} is not a directory`);
 
     // mkdtemp makes the directory 0700: other host users cannot look into or race the job.
     const jobRoot = await mkdtemp(join(this.#tempRoot, `gatehouse-${spec.jobId}-`));
@@ -323,7 +344,10 @@ async function copySource(sourceDir: string, workspace: string): Promise<void> {
       verbatimSymlinks: true,
       dereference: false,
       preserveTimestamps: false,
-      filter: (src) => !relative(sourceDir, src).split(sep).some((part) => EXCLUDED_SOURCE.has(part)),
+      filter: (src) =>
+        !relative(sourceDir, src)
+          .split(sep)
+          .some((part) => EXCLUDED_SOURCE.has(part)),
     });
   } catch (e) {
     throw new GatehouseError(
@@ -541,7 +565,10 @@ async function reapNamespace(pidNamespace: number): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  throw new GatehouseError('INTERNAL', `processes of a finished sandbox would not die (pid namespace ${pidNamespace})`);
+  throw new GatehouseError(
+    'INTERNAL',
+    `processes of a finished sandbox would not die (pid namespace ${pidNamespace})`,
+  );
 }
 
 function deepFreeze<T>(value: T): T {

@@ -72,7 +72,8 @@ export async function collectOutputs(
     }
     try {
       const fst = await handle.stat();
-      if (!fst.isFile() || fst.ino !== st.ino || fst.dev !== st.dev) throw reject(path, 'changed while being collected');
+      if (!fst.isFile() || fst.ino !== st.ino || fst.dev !== st.dev)
+        throw reject(path, 'changed while being collected');
       if (fst.size > maxBytes) throw reject(path, `is larger than the limit of ${maxBytes} bytes`);
       const bytes = new Uint8Array(fst.size);
       let read = 0;

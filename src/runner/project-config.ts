@@ -40,19 +40,28 @@ const RESERVED_ENV = new Set(['PATH', 'HOME']);
 // gatehouse.yaml is committed with the source, so anything secret in it is already leaked; refuse
 // names that announce a secret so that nobody mistakes build.env for a secret store.
 const SECRET_ENV = /SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|PRIVATE_KEY|API_KEY|ACCESS_KEY|CREDENTIAL/i;
-const CONTROL = /[\u0000-\u001f\u007f]/;
+function hasControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
 
 /** A workspace-relative path: no absolute, no `..`, no `.`, no empty segment, no control characters. */
 const relativePath = z
   .string()
   .min(1, 'must not be empty')
   .max(1024, 'is longer than 1024 characters')
-  .refine((p) => !CONTROL.test(p), 'must not contain control characters')
+  .refine((p) => !hasControl(p), 'must not contain control characters')
   .refine((p) => !p.includes('\\'), 'must use / as the separator, not \\')
   .refine((p) => !p.startsWith('/'), 'must be relative to the workspace, not absolute')
   .refine((p) => !p.split('/').includes('..'), "must not contain '..'")
   .transform((p) => posix.normalize(p).replace(/\/+$/, ''))
-  .refine((p) => p !== '.' && p !== '' && !p.split('/').includes('.git'), 'must name a file in the workspace');
+  .refine(
+    (p) => p !== '.' && p !== '' && !p.split('/').includes('.git'),
+    'must name a file in the workspace',
+  );
 
 const argvItem = z
   .string()
@@ -70,16 +79,24 @@ const envName = z
   .string()
   .regex(ENV_NAME, 'must be a variable name ([A-Za-z_][A-Za-z0-9_]*)')
   .refine((k) => !RESERVED_ENV.has(k), 'is set by the sandbox and cannot be overridden')
-  .refine((k) => !SECRET_ENV.test(k), 'looks like a secret; build.env holds plain values only, never secrets');
+  .refine(
+    (k) => !SECRET_ENV.test(k),
+    'looks like a secret; build.env holds plain values only, never secrets',
+  );
 
 const schema = z.strictObject({
-  project: z.string({ error: 'is required and must be a string' }).regex(NAME, 'must match [a-z0-9][a-z0-9._-]{0,62}'),
+  project: z
+    .string({ error: 'is required and must be a string' })
+    .regex(NAME, 'must match [a-z0-9][a-z0-9._-]{0,62}'),
   build: z.strictObject(
     {
       command: z.union(
         [
           argvItem,
-          z.array(argvItem, { error: 'must be a string or an array of strings' }).min(1, 'must not be empty').max(256),
+          z
+            .array(argvItem, { error: 'must be a string or an array of strings' })
+            .min(1, 'must not be empty')
+            .max(256),
         ],
         { error: 'must be a string or a non-empty array of strings' },
       ),
@@ -91,7 +108,8 @@ const schema = z.strictObject({
         .optional(),
       env: z
         .record(envName, envValue, {
-          error: (issue) => (issue.code === 'invalid_type' ? 'must be a mapping of names to plain values' : undefined),
+          error: (issue) =>
+            issue.code === 'invalid_type' ? 'must be a mapping of names to plain values' : undefined,
         })
         .optional(),
     },
@@ -114,7 +132,11 @@ function issuePath(path: readonly PropertyKey[]): string {
 }
 
 function fail(message: string, where: string, cause?: unknown): GatehouseError {
-  return new GatehouseError('BAD_PROJECT_CONFIG', message, cause === undefined ? { where } : { where, cause });
+  return new GatehouseError(
+    'BAD_PROJECT_CONFIG',
+    message,
+    cause === undefined ? { where } : { where, cause },
+  );
 }
 
 /**
@@ -175,7 +197,10 @@ export function parseProjectConfig(text: string, where: string): ProjectConfig {
       env,
     },
     outputs: [...outputs],
-    sbom: lockfiles === undefined ? { lockfiles: ['package-lock.json'], required: false } : { lockfiles, required: true },
+    sbom:
+      lockfiles === undefined
+        ? { lockfiles: ['package-lock.json'], required: false }
+        : { lockfiles, required: true },
   });
 }
 

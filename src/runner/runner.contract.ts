@@ -10,7 +10,10 @@ import { parseProjectConfig } from './project-config.ts';
 import type { Runner, RunnerInstance } from './runner.ts';
 
 /** A minimal gatehouse.yaml around a shell command. */
-export function shellConfig(script: string, extra: { outputs?: string[]; timeout?: number; env?: object } = {}) {
+export function shellConfig(
+  script: string,
+  extra: { outputs?: string[]; timeout?: number; env?: object } = {},
+) {
   return parseProjectConfig(
     JSON.stringify({
       project: 'contract',
@@ -106,7 +109,9 @@ export function describeRunnerContract(name: string, makeRunner: () => Runner): 
     });
 
     it('keeps only a bounded tail of a flood of output', async () => {
-      const instance = await provision('i=0; while [ $i -lt 3000 ]; do echo "line $i ................................................................"; i=$((i+1)); done');
+      const instance = await provision(
+        'i=0; while [ $i -lt 3000 ]; do echo "line $i ................................................................"; i=$((i+1)); done',
+      );
       const result = await instance.build();
       assert.equal(result.exitCode, 0);
       assert.ok(Buffer.byteLength(result.stdoutTail) <= 64 * 1024);

@@ -85,9 +85,13 @@ export function parseConfig(text: string, where: string): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const path = issue?.path.join('.') ?? '';
-    throw new GatehouseError('BAD_CONFIG', `${path === '' ? 'config' : path}: ${issue?.message ?? 'invalid'}`, {
-      where,
-    });
+    throw new GatehouseError(
+      'BAD_CONFIG',
+      `${path === '' ? 'config' : path}: ${issue?.message ?? 'invalid'}`,
+      {
+        where,
+      },
+    );
   }
   return deepFreeze(parsed.data);
 }

@@ -1,11 +1,18 @@
+import type { AttestationAuthority } from '../attestation/authority.ts';
 import { toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import type { AttestationAuthority } from '../attestation/authority.ts';
 import type { Gate } from '../gate/gate.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { DecisionRecord, JobRecord, JobStep, Store } from '../store/store.ts';
 import type { TransparencyLog } from '../tlog/transparency-log.ts';
-import type { AttestRequest, AttestResult, ControlPlane, GateResult, JobTicket, SubmitRequest } from './control-plane.ts';
+import type {
+  AttestRequest,
+  AttestResult,
+  ControlPlane,
+  GateResult,
+  JobTicket,
+  SubmitRequest,
+} from './control-plane.ts';
 import { Metrics } from './metrics.ts';
 
 export interface EmbeddedControlPlaneOptions {
@@ -42,7 +49,10 @@ export class EmbeddedControlPlane implements ControlPlane {
   async attest(request: AttestRequest): Promise<AttestResult> {
     const job = await this.#o.orchestrator.get(request.jobId);
     if (job.state !== 'queued') {
-      throw new GatehouseError('CONFLICT', `job ${job.id} is ${job.state}; a runner attests once, before it builds`);
+      throw new GatehouseError(
+        'CONFLICT',
+        `job ${job.id} is ${job.state}; a runner attests once, before it builds`,
+      );
     }
     const t0 = performance.now();
     try {
@@ -71,7 +81,10 @@ export class EmbeddedControlPlane implements ControlPlane {
     const job = await this.#o.orchestrator.get(request.jobId);
     if (request.token !== undefined) await this.#o.revokeToken(request.token);
     if (job.state === 'queued' || job.state === 'running' || job.state === 'submitted') {
-      await this.#o.orchestrator.transition(job.id, 'failed', { steps: request.steps, result: { error: request.reason } });
+      await this.#o.orchestrator.transition(job.id, 'failed', {
+        steps: request.steps,
+        result: { error: request.reason },
+      });
     } else {
       await this.#o.orchestrator.recordSteps(job.id, request.steps);
     }

@@ -1,14 +1,13 @@
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { importPKCS8 } from 'jose';
-import { canonicalJson, sha256Hex } from '../common/encoding.ts';
-import { GatehouseError } from '../common/errors.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { verifyAttestationToken } from '../attestation/token.ts';
+import { canonicalJson, sha256Hex } from '../common/encoding.ts';
+import { GatehouseError } from '../common/errors.ts';
 import { Gate } from '../gate/gate.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { EmbeddedPolicyEngine } from '../policy/embedded-engine.ts';
@@ -25,8 +24,8 @@ import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
 import { TransparencyLog } from '../tlog/transparency-log.ts';
 import { type Config, defaultConfig, loadConfig } from './config.ts';
-import { EmbeddedControlPlane } from './embedded-control-plane.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
+import { EmbeddedControlPlane } from './embedded-control-plane.ts';
 
 /** Where everything of one gatehouse installation lives. */
 export interface HomePaths {
@@ -43,7 +42,9 @@ export interface HomePaths {
 /** `--home`, else $GATEHOUSE_HOME, else ~/.local/share/gatehouse. */
 export function resolveHome(flag: string | undefined): string {
   const env = process.env.GATEHOUSE_HOME;
-  return resolve(flag ?? (env !== undefined && env !== '' ? env : join(homedir(), '.local', 'share', 'gatehouse')));
+  return resolve(
+    flag ?? (env !== undefined && env !== '' ? env : join(homedir(), '.local', 'share', 'gatehouse')),
+  );
 }
 
 export function homePaths(root: string): HomePaths {
@@ -66,7 +67,10 @@ export function homePaths(root: string): HomePaths {
  */
 export async function measureReferenceValues(config: Config): Promise<ReferenceValues> {
   const layout = await detectHostLayout();
-  const probe = parseProjectConfig('project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n', 'reference');
+  const probe = parseProjectConfig(
+    'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
+    'reference',
+  );
   const baseline = await measureBaseline({
     sandboxProfile: isolationProfile(bubblewrapSandboxProfile(probe, layout)),
     toolchain: [...config.runner.toolchain],
@@ -96,13 +100,17 @@ async function writeNew(path: string, content: string, mode: number): Promise<bo
  * reference values. Never replaces anything that exists (idempotent).
  * @returns the names of what it created
  */
-export async function initHome(root: string, options: { updateReferenceValues?: boolean } = {}): Promise<string[]> {
+export async function initHome(
+  root: string,
+  options: { updateReferenceValues?: boolean } = {},
+): Promise<string[]> {
   const p = homePaths(root);
   const created: string[] = [];
   await mkdir(root, { recursive: true, mode: 0o700 });
   await mkdir(p.ca, { recursive: true, mode: 0o700 });
   await chmod(p.keys, 0o700);
-  if (await writeNew(p.config, `${JSON.stringify(defaultConfig(), null, 2)}\n`, 0o600)) created.push('config.json');
+  if (await writeNew(p.config, `${JSON.stringify(defaultConfig(), null, 2)}\n`, 0o600))
+    created.push('config.json');
   const config = loadConfig(p.config);
   if (await writeNew(join(root, config.policy), DEFAULT_POLICY, 0o600)) created.push(config.policy);
   if (!existsSync(join(p.ca, 'root.crt.pem'))) {
@@ -117,7 +125,8 @@ export async function initHome(root: string, options: { updateReferenceValues?: 
     await FileKeySigner.generate(p.attestationKey);
     created.push('keys/attestation.key.pem');
   }
-  if (await writeNew(p.apiToken, `${randomBytes(32).toString('hex')}\n`, 0o600)) created.push('keys/api-token');
+  if (await writeNew(p.apiToken, `${randomBytes(32).toString('hex')}\n`, 0o600))
+    created.push('keys/api-token');
   if (!existsSync(p.referenceValues) || options.updateReferenceValues === true) {
     const values = await measureReferenceValues(config);
     await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
@@ -159,7 +168,10 @@ export interface OpenHome {
 export async function openHome(root: string): Promise<OpenHome> {
   const p = homePaths(root);
   if (!existsSync(p.config)) {
-    throw new GatehouseError('HOME_NOT_INITIALIZED', `no gatehouse home at ${root}: run \`gatehouse init\` first`);
+    throw new GatehouseError(
+      'HOME_NOT_INITIALIZED',
+      `no gatehouse home at ${root}: run \`gatehouse init\` first`,
+    );
   }
   const config = loadConfig(p.config);
   const policyPath = join(root, config.policy);
@@ -169,7 +181,7 @@ export async function openHome(root: string): Promise<OpenHome> {
   const ca = await InternalCa.load(p.ca);
   const logSigner = await FileKeySigner.load(p.logKey);
   const attestationPem = await readText(p.attestationKey);
-  const attestationKey = await importPKCS8(attestationPem, 'ES256');
+  const attestationKey = createPrivateKey(attestationPem);
   const attestationSigner = await FileKeySigner.load(p.attestationKey);
   const keyId = sha256Hex(attestationSigner.publicKeySpki()).slice(0, 16);
 
@@ -202,7 +214,8 @@ export async function openHome(root: string): Promise<OpenHome> {
     ca,
     log,
     registry,
-    verifyToken: (token, jobId) => verifyAttestationToken(token, { jwks, issuer: config.issuer, jobId, tokens: store.tokens }),
+    verifyToken: (token, jobId) =>
+      verifyAttestationToken(token, { jwks, issuer: config.issuer, jobId, tokens: store.tokens }),
     revokeToken: (claims) => store.tokens.revoke(claims.jti, claims.exp),
     issuer: config.issuer,
     identityBase: config.identityBase,
@@ -211,7 +224,11 @@ export async function openHome(root: string): Promise<OpenHome> {
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
     buildTrustedRoot({
       ca: { rootPem: ca.rootPem(), intermediatePem: ca.intermediatePem(), validFrom: ca.validFrom() },
-      tlog: { spkiDer: logSigner.publicKeySpki(), baseUrl: `https://${logOrigin}`, validFrom: ca.validFrom() },
+      tlog: {
+        spkiDer: logSigner.publicKeySpki(),
+        baseUrl: `https://${logOrigin}`,
+        validFrom: ca.validFrom(),
+      },
     }) as unknown as Record<string, unknown>;
   const controlPlane = new EmbeddedControlPlane({
     store,
@@ -246,7 +263,10 @@ async function readText(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (e) {
-    throw new GatehouseError('HOME_NOT_INITIALIZED', 'missing from the home: run `gatehouse init`', { where: path, cause: e });
+    throw new GatehouseError('HOME_NOT_INITIALIZED', 'missing from the home: run `gatehouse init`', {
+      where: path,
+      cause: e,
+    });
   }
 }
 

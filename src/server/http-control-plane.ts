@@ -45,16 +45,22 @@ export class HttpControlPlane implements ControlPlane {
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (e) {
-      throw new GatehouseError('UNREACHABLE', `control plane ${this.#base.origin} did not answer`, { cause: e });
+      throw new GatehouseError('UNREACHABLE', `control plane ${this.#base.origin} did not answer`, {
+        cause: e,
+      });
     }
     const text = await res.text();
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch (e) {
-      throw new GatehouseError('UNREACHABLE', `control plane answered ${res.status} with a body that is not JSON`, {
-        cause: e,
-      });
+      throw new GatehouseError(
+        'UNREACHABLE',
+        `control plane answered ${res.status} with a body that is not JSON`,
+        {
+          cause: e,
+        },
+      );
     }
     if (!res.ok) {
       const err = (json as { error?: { code?: string; message?: string } }).error;

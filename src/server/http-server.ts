@@ -39,7 +39,8 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new GatehouseError('BAD_INPUT', `request body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > MAX_BODY_BYTES)
+      throw new GatehouseError('BAD_INPUT', `request body is larger than ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk as Buffer);
   }
   try {
@@ -53,7 +54,10 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body);
   if (!r.success) {
     const issue = r.error.issues[0];
-    throw new GatehouseError('BAD_INPUT', `request body ${issue?.path.join('.') || ''}: ${issue?.message ?? 'invalid'}`);
+    throw new GatehouseError(
+      'BAD_INPUT',
+      `request body ${issue?.path.join('.') || ''}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   return r.data;
 }
@@ -82,7 +86,8 @@ const endBody = z.object({
 function intParam(url: URL, name: string): number | undefined {
   const v = url.searchParams.get(name);
   if (v === null) return undefined;
-  if (!/^\d{1,15}$/.test(v)) throw new GatehouseError('BAD_INPUT', `query parameter ${name} must be a whole number`);
+  if (!/^\d{1,15}$/.test(v))
+    throw new GatehouseError('BAD_INPUT', `query parameter ${name} must be a whole number`);
   return Number(v);
 }
 
@@ -116,7 +121,8 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
     })),
     route('GET', '/v1/log/entries/:index', false, async (_r, p, url) => {
       const index = Number(p.index);
-      if (!Number.isSafeInteger(index) || index < 0) throw new GatehouseError('BAD_INPUT', 'log index must be a whole number');
+      if (!Number.isSafeInteger(index) || index < 0)
+        throw new GatehouseError('BAD_INPUT', 'log index must be a whole number');
       return { json: await cp.logEntry(index, intParam(url, 'treeSize')) };
     }),
     route('GET', '/v1/log/proof/consistency', false, async (_r, _p, url) => {
@@ -133,11 +139,14 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
     }),
     route('POST', '/v1/jobs/:id/attest', true, async (req, p) => {
       const body = parseBody(attestBody, await readJson(req));
-      return { json: await cp.attest({ jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence }) };
+      return {
+        json: await cp.attest({ jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence }),
+      };
     }),
     route('POST', '/v1/jobs/:id/submit', true, async (req, p) => {
       const body = parseBody(submitBody, await readJson(req));
-      if (body.submission.jobId !== p.id) throw new GatehouseError('BAD_INPUT', 'submission.jobId differs from the URL');
+      if (body.submission.jobId !== p.id)
+        throw new GatehouseError('BAD_INPUT', 'submission.jobId differs from the URL');
       return {
         json: await cp.submit({
           token: body.token,
@@ -149,7 +158,12 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
     }),
     route('POST', '/v1/jobs/:id/fail', true, async (req, p) => {
       const body = parseBody(endBody, await readJson(req));
-      await cp.fail({ jobId: p.id ?? '', reason: body.reason ?? 'unspecified', steps: body.steps as never, ...tokenOf(body) });
+      await cp.fail({
+        jobId: p.id ?? '',
+        reason: body.reason ?? 'unspecified',
+        steps: body.steps as never,
+        ...tokenOf(body),
+      });
       return { json: { ok: true } };
     }),
     route('POST', '/v1/jobs/:id/finish', true, async (req, p) => {
@@ -173,11 +187,16 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
     const r = candidates.find((c) => c.method === req.method);
     try {
       if (r === undefined) {
-        if (candidates.length > 0) return send(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed here` } });
+        if (candidates.length > 0)
+          return send(res, 405, {
+            error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed here` },
+          });
         return send(res, 404, { error: { code: 'NOT_FOUND', message: `no route ${url.pathname}` } });
       }
       if (r.auth && !authorized(req)) {
-        return send(res, 401, { error: { code: 'UNAUTHORIZED', message: 'a valid API bearer token is required' } });
+        return send(res, 401, {
+          error: { code: 'UNAUTHORIZED', message: 'a valid API bearer token is required' },
+        });
       }
       const match = r.pattern.exec(url.pathname);
       const params: Record<string, string> = {};
@@ -196,7 +215,9 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
         send(res, httpStatusByCode[e.code], { error: { code: e.code, message: e.describe() } });
       } else {
         // Internal detail stays in the server's log, never in the answer.
-        process.stderr.write(`gatehouse server: ${req.method} ${url.pathname}: ${String(e instanceof Error ? e.stack : e)}\n`);
+        process.stderr.write(
+          `gatehouse server: ${req.method} ${url.pathname}: ${String(e instanceof Error ? e.stack : e)}\n`,
+        );
         send(res, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
       }
     }

@@ -26,7 +26,12 @@ export class Metrics {
     vulnerabilityRecords: number;
   }): string {
     const lines: string[] = [];
-    const metric = (name: string, type: string, help: string, samples: [Record<string, string>, number][]): void => {
+    const metric = (
+      name: string,
+      type: string,
+      help: string,
+      samples: [Record<string, string>, number][],
+    ): void => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, v] of samples) {
         const l = Object.entries(labels)
@@ -55,9 +60,12 @@ export class Metrics {
       [{ result: 'success' }, this.#attestOk],
       [{ result: 'failure' }, this.#attestFailed],
     ]);
-    metric('gatehouse_attestation_duration_seconds_sum', 'counter', 'Time spent appraising evidence since start.', [
-      [{}, Number(this.#attestSecondsSum.toFixed(6))],
-    ]);
+    metric(
+      'gatehouse_attestation_duration_seconds_sum',
+      'counter',
+      'Time spent appraising evidence since start.',
+      [[{}, Number(this.#attestSecondsSum.toFixed(6))]],
+    );
     metric('gatehouse_log_entries', 'gauge', 'Entries in the transparency log.', [[{}, state.logSize]]);
     metric('gatehouse_vulnerability_records', 'gauge', 'OSV records in the vulnerability database.', [
       [{}, state.vulnerabilityRecords],

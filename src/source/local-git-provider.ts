@@ -37,7 +37,8 @@ export class LocalGitProvider implements SourceProvider {
     const abs = resolve(dir);
     const digest = treeDigest(files);
     const inside = await git(abs, ['-c', 'core.fsmonitor=false', 'rev-parse', '--is-inside-work-tree']);
-    if (inside !== 'true') return { kind: 'directory', uri: `file://${abs}`, dirty: false, treeDigest: digest };
+    if (inside !== 'true')
+      return { kind: 'directory', uri: `file://${abs}`, dirty: false, treeDigest: digest };
     const commit = await git(abs, ['rev-parse', '--verify', 'HEAD']);
     const ref = await git(abs, ['symbolic-ref', '-q', 'HEAD']);
     const origin = await git(abs, ['remote', 'get-url', 'origin']);

@@ -31,17 +31,22 @@ describe('SQLite store', () => {
     await s.log.append([{ body: new Uint8Array([1]), leafHash: new Uint8Array(32), integratedTime: 1 }]);
     await s.close();
     const raw = new DatabaseSync(path);
-    assert.throws(() => raw.exec('UPDATE log_entries SET body = x\'02\''), /immutable/);
+    assert.throws(() => raw.exec("UPDATE log_entries SET body = x'02'"), /immutable/);
     assert.throws(() => raw.exec('DELETE FROM log_entries'), /immutable/);
     raw.close();
   });
 
   it('refuses a database from a newer gatehouse', async () => {
     const path = join(dir, 'c.db');
-    (await SqliteStore.open(path).close());
+    await SqliteStore.open(path).close();
     const raw = new DatabaseSync(path);
-    raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, ?, ?)').run('future', 'x');
+    raw
+      .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, ?, ?)')
+      .run('future', 'x');
     raw.close();
-    assert.throws(() => SqliteStore.open(path), (e) => isGatehouseError(e, 'MIGRATION_FAILED'));
+    assert.throws(
+      () => SqliteStore.open(path),
+      (e) => isGatehouseError(e, 'MIGRATION_FAILED'),
+    );
   });
 });

@@ -57,7 +57,9 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
     });
 
     it('refuses to update a job that does not exist', async () => {
-      await assert.rejects(store.jobs.update('nope', { state: 'failed' }), (e) => isGatehouseError(e, 'NOT_FOUND'));
+      await assert.rejects(store.jobs.update('nope', { state: 'failed' }), (e) =>
+        isGatehouseError(e, 'NOT_FOUND'),
+      );
     });
 
     it('lists jobs by project', async () => {
@@ -112,7 +114,9 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       const size = await store.log.size();
       await assert.rejects(
         store.transaction(async () => {
-          await store.log.append([{ body: new Uint8Array([9]), leafHash: new Uint8Array(32), integratedTime: 1 }]);
+          await store.log.append([
+            { body: new Uint8Array([9]), leafHash: new Uint8Array(32), integratedTime: 1 },
+          ]);
           await store.jobs.create(job('j-tx'));
           throw new Error('boom');
         }),

@@ -23,7 +23,10 @@ describe('PCR extend and event-log replay', () => {
       { pcr: 9, digest: b },
       { pcr: 8, digest: c },
     ]);
-    assert.deepEqual(pcrs, { 8: extendPcr(extendPcr(PCR_RESET_VALUE, a), c), 9: extendPcr(PCR_RESET_VALUE, b) });
+    assert.deepEqual(pcrs, {
+      8: extendPcr(extendPcr(PCR_RESET_VALUE, a), c),
+      9: extendPcr(PCR_RESET_VALUE, b),
+    });
   });
 
   it('gives a different value when events are reordered (property, 50 random logs)', () => {
@@ -56,7 +59,10 @@ describe('PCR extend and event-log replay', () => {
   ];
   for (const [name, event] of bad) {
     it(`refuses ${name}`, () => {
-      assert.throws(() => replayEventLog([event]), (e) => isGatehouseError(e, 'BAD_INPUT'));
+      assert.throws(
+        () => replayEventLog([event]),
+        (e) => isGatehouseError(e, 'BAD_INPUT'),
+      );
     });
   }
 });

@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { sha256 } from '../../common/encoding.ts';
 import { describeError } from '../../common/errors.ts';
 import { buildIdentity } from '../../gate/gate.ts';
-import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
 import { type JobOutcome, runJob } from '../../runner/agent.ts';
+import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
 import type { SubmitRequest } from '../../server/control-plane.ts';
 import { initHome, openHome } from '../../server/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
@@ -25,18 +25,24 @@ const examples = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.
  * verified offline, the other depends on a release with a published advisory and is blocked.
  */
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { ...commonOptions, keep: { type: 'boolean' } }, {
-    min: 0,
-    max: 0,
-    usage: 'gatehouse demo [--keep] [--json]',
-  });
+  const { values } = parse(
+    argv,
+    { ...commonOptions, keep: { type: 'boolean' } },
+    {
+      min: 0,
+      max: 0,
+      usage: 'gatehouse demo [--keep] [--json]',
+    },
+  );
   const out = makeOutput(values.json === true);
   const root = await mkdtemp(join(tmpdir(), 'gatehouse-demo-'));
   const t0 = performance.now();
   const timed = async <T>(label: string, fn: () => Promise<T>, detail: (v: T) => string): Promise<T> => {
     const s = performance.now();
     const v = await fn();
-    out.line(`  ${green('✓')} ${label.padEnd(22)} ${dim(ms(performance.now() - s).padStart(9))}  ${detail(v)}`);
+    out.line(
+      `  ${green('✓')} ${label.padEnd(22)} ${dim(ms(performance.now() - s).padStart(9))}  ${detail(v)}`,
+    );
     return v;
   };
   const summary: Record<string, unknown> = { home: root };
@@ -46,7 +52,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
     out.line(dim(`a fresh home in ${root}`));
     out.line();
     out.line(bold('control plane'));
-    await timed('init', () => initHome(root), (c) => `created ${c.length} items: keys, internal CA, log, database, policy`);
+    await timed(
+      'init',
+      () => initHome(root),
+      (c) => `created ${c.length} items: keys, internal CA, log, database, policy`,
+    );
     const home = await openHome(root);
     try {
       await timed(
@@ -55,7 +65,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
         (r) => `${r.read} OSV record(s) from examples/advisories`,
       );
 
-      const runOne = async (name: string): Promise<{ outcome: JobOutcome; artifacts: SubmitRequest['artifacts'] }> => {
+      const runOne = async (
+        name: string,
+      ): Promise<{ outcome: JobOutcome; artifacts: SubmitRequest['artifacts'] }> => {
         out.line();
         out.line(bold(`${name}`) + dim(`  (examples/${name})`));
         const sink: { artifacts: SubmitRequest['artifacts'] } = { artifacts: [] };
@@ -103,7 +115,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
             (r) => `signature, certificate chain, identity, subject digest, log inclusion #${r.logIndex}`,
           );
           verified = result.identity === identity;
-          out.line(dim(`    gatehouse verify ${artifactPath} --bundle ${bundlePath} --home ${root} --identity ${identity} --issuer ${home.config.issuer}`));
+          out.line(
+            dim(
+              `    gatehouse verify ${artifactPath} --bundle ${bundlePath} --home ${root} --identity ${identity} --issuer ${home.config.issuer}`,
+            ),
+          );
         } catch (e) {
           out.line(`  ${red('✗')} verify: ${describeError(e)}`);
         }
@@ -115,12 +131,21 @@ export async function demoCommand(argv: string[]): Promise<number> {
       out.line(bold('summary') + dim(`  (${ms(performance.now() - t0)} in all)`));
       const row = (name: string, o: JobOutcome, extra: string): void => {
         const outcome = o.result?.outcome ?? 'failed';
-        const words: Record<string, string> = { allow: 'ALLOWED', deny: 'DENIED', quarantine: 'QUARANTINED', failed: 'FAILED' };
+        const words: Record<string, string> = {
+          allow: 'ALLOWED',
+          deny: 'DENIED',
+          quarantine: 'QUARANTINED',
+          failed: 'FAILED',
+        };
         const word = (words[outcome] ?? outcome).padEnd(11);
         const label = outcome === 'allow' ? green(word) : red(word);
         out.line(`  ${name.padEnd(16)} ${label}  ${extra}`);
       };
-      row('hello-app', good.outcome, verified ? 'signed, logged, promoted, verified offline' : 'NOT verified');
+      row(
+        'hello-app',
+        good.outcome,
+        verified ? 'signed, logged, promoted, verified offline' : 'NOT verified',
+      );
       const firstReason = bad.outcome.result?.reasons[0];
       row(
         'vulnerable-app',

@@ -1,7 +1,7 @@
+import { initHome, resolveHome } from '../../server/home.ts';
 import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { makeOutput } from '../output.ts';
-import { initHome, resolveHome } from '../../server/home.ts';
 
 export async function initCommand(argv: string[]): Promise<number> {
   const { values } = parse(

@@ -3,10 +3,12 @@ import { openHome, resolveHome } from '../../server/home.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 
-const USAGE = 'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND [--home DIR] [--json]';
+const USAGE =
+  'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND [--home DIR] [--json]';
 
 function whole(value: string | undefined, what: string): number {
-  if (value === undefined || !/^\d{1,15}$/.test(value)) throw new UsageError(`${what} must be a whole number\nusage: ${USAGE}`);
+  if (value === undefined || !/^\d{1,15}$/.test(value))
+    throw new UsageError(`${what} must be a whole number\nusage: ${USAGE}`);
   return Number(value);
 }
 
@@ -27,7 +29,8 @@ export async function logCommand(argv: string[]): Promise<number> {
         return EXIT.ok;
       }
       case 'inclusion': {
-        const treeSize = values['tree-size'] === undefined ? undefined : whole(values['tree-size'], '--tree-size');
+        const treeSize =
+          values['tree-size'] === undefined ? undefined : whole(values['tree-size'], '--tree-size');
         const entry = await cp.logEntry(whole(a, 'INDEX'), treeSize);
         process.stdout.write(`${JSON.stringify(entry, null, 2)}\n`);
         return EXIT.ok;

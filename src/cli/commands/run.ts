@@ -3,30 +3,36 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { fromBase64 } from '../../common/encoding.ts';
 import { GatehouseError } from '../../common/errors.ts';
-import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
 import { type JobOutcome, runJob } from '../../runner/agent.ts';
+import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
 import type { ControlPlane, SubmitRequest } from '../../server/control-plane.ts';
-import { HttpControlPlane } from '../../server/http-control-plane.ts';
 import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { HttpControlPlane } from '../../server/http-control-plane.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
 import type { JobStep } from '../../store/store.ts';
 import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
-import { bold, dim, green, ms, type Output, makeOutput, red, yellow } from '../output.ts';
+import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
 
 const USAGE = 'gatehouse run DIR [--project NAME] [--server URL] [--out DIR] [--home DIR] [--json]';
 
 /** Exit code for a finished job: 0 allowed, 3 denied, 4 quarantined, else the failure's. */
 export function exitCodeOf(outcome: JobOutcome): number {
   if (outcome.result !== undefined) {
-    return outcome.result.outcome === 'allow' ? EXIT.ok : outcome.result.outcome === 'quarantine' ? EXIT.quarantined : EXIT.denied;
+    return outcome.result.outcome === 'allow'
+      ? EXIT.ok
+      : outcome.result.outcome === 'quarantine'
+        ? EXIT.quarantined
+        : EXIT.denied;
   }
   return EXIT.error;
 }
 
 export function printStep(out: Output, s: JobStep): void {
   const mark = s.ok ? green('✓') : red('✗');
-  out.line(`  ${mark} ${s.name.padEnd(10)} ${dim(ms(s.durationMs).padStart(9))}${s.detail === undefined ? '' : `  ${s.detail}`}`);
+  out.line(
+    `  ${mark} ${s.name.padEnd(10)} ${dim(ms(s.durationMs).padStart(9))}${s.detail === undefined ? '' : `  ${s.detail}`}`,
+  );
 }
 
 /** Print a decision for a person: outcome, reasons, where the artifact went. */
@@ -37,11 +43,22 @@ export function printOutcome(out: Output, o: JobOutcome): void {
     return;
   }
   const r = o.result;
-  const label = r.outcome === 'allow' ? green(bold('ALLOWED')) : r.outcome === 'quarantine' ? yellow(bold('QUARANTINED')) : red(bold('DENIED'));
-  out.line(`${label}  ${o.project}  ${o.jobId}  ${dim(`policy sha256:${r.policyDigest.slice(0, 12)}  log #${r.logIndex}`)}`);
+  const label =
+    r.outcome === 'allow'
+      ? green(bold('ALLOWED'))
+      : r.outcome === 'quarantine'
+        ? yellow(bold('QUARANTINED'))
+        : red(bold('DENIED'));
+  out.line(
+    `${label}  ${o.project}  ${o.jobId}  ${dim(`policy sha256:${r.policyDigest.slice(0, 12)}  log #${r.logIndex}`)}`,
+  );
   for (const reason of r.reasons) {
-    const ids = [reason.vulnId, ...((reason.aliases as string[] | undefined) ?? [])].filter((x) => x !== undefined);
-    out.line(`  ${red('•')} [${reason.rule}] ${reason.message}${ids.length > 0 ? ` (${ids.join(', ')})` : ''}`);
+    const ids = [reason.vulnId, ...((reason.aliases as string[] | undefined) ?? [])].filter(
+      (x) => x !== undefined,
+    );
+    out.line(
+      `  ${red('•')} [${reason.rule}] ${reason.message}${ids.length > 0 ? ` (${ids.join(', ')})` : ''}`,
+    );
   }
   for (const w of r.warnings) out.line(`  ${yellow('!')} [${w.rule}] ${w.message}`);
   out.line(`  ${r.outcome === 'allow' ? 'promoted' : 'quarantined'}: ${r.placement.reference}`);
@@ -95,7 +112,10 @@ function apiTokenFor(homeRoot: string): string {
   if (env !== undefined && env !== '') return env;
   const path = homePaths(homeRoot).apiToken;
   if (existsSync(path)) return readFileSync(path, 'utf8').trim();
-  throw new GatehouseError('BAD_INPUT', 'no API token for --server: set GATEHOUSE_API_TOKEN or use --home of the server');
+  throw new GatehouseError(
+    'BAD_INPUT',
+    'no API token for --server: set GATEHOUSE_API_TOKEN or use --home of the server',
+  );
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -118,7 +138,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     close = () => home.close();
   }
   try {
-    out.line(`${bold('gatehouse run')} ${dir}${values.server === undefined ? '' : `  (control plane ${values.server})`}`);
+    out.line(
+      `${bold('gatehouse run')} ${dir}${values.server === undefined ? '' : `  (control plane ${values.server})`}`,
+    );
     const outcome = await runJob(dir, {
       runner: new BubblewrapRunner(),
       controlPlane: recording(cp, sink),
@@ -126,7 +148,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       onStep: (s) => printStep(out, s),
       ...(values.project === undefined ? {} : { project: values.project }),
     });
-    const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), sink.artifacts, outcome);
+    const written =
+      values.out === undefined ? [] : await writeOutputs(resolve(values.out), sink.artifacts, outcome);
     printOutcome(out, outcome);
     for (const w of written) out.line(`  wrote ${w}`);
     out.document({
@@ -139,7 +162,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       written,
     });
     if (outcome.result === undefined && outcome.failure !== undefined) {
-      process.stderr.write(`gatehouse run: ${outcome.failure.message}\n`);
+      process.stderr.write(`gatehouse run: ${outcome.failure.message.split('\n')[0]}\n`);
     }
     return exitCodeOf(outcome);
   } finally {

@@ -23,7 +23,10 @@ export async function sbomCommand(argv: string[]): Promise<number> {
   try {
     text = await readFile(lockPath, 'utf8');
   } catch (e) {
-    throw new GatehouseError('BAD_LOCKFILE', 'no package-lock.json to catalogue', { where: lockPath, cause: e });
+    throw new GatehouseError('BAD_LOCKFILE', 'no package-lock.json to catalogue', {
+      where: lockPath,
+      cause: e,
+    });
   }
   const catalog = catalogNpmLockfile(text, lockPath);
   const name = catalog.project.name ?? 'project';

@@ -1,6 +1,6 @@
 import { GatehouseError } from '../../common/errors.ts';
-import { createApiServer } from '../../server/http-server.ts';
 import { openHome, resolveHome } from '../../server/home.ts';
+import { createApiServer } from '../../server/http-server.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
+import { openHome, resolveHome } from '../../server/home.ts';
 import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
-import { openHome, resolveHome } from '../../server/home.ts';
 
 export async function trustRootCommand(argv: string[]): Promise<number> {
   const { values } = parse(
