@@ -4,6 +4,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { bundleFromJSON } from '@sigstore/bundle';
+import { TrustedRoot } from '@sigstore/protobuf-specs';
+import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
 import { cli, copyExample, examplesDir, tempDir } from './helpers.ts';
 
 const ISSUER = 'https://gatehouse.internal/attestation';
@@ -131,6 +134,27 @@ describe('gatehouse CLI, end to end', () => {
       join(tmp.path, 'nowhere'),
     ]);
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  it('produces a bundle that sigstore-js verifies against `gatehouse trust-root`', async () => {
+    const r = await cli(['trust-root', ...h]);
+    assert.equal(r.code, 0, r.stderr);
+    const verifier = new Verifier(toTrustMaterial(TrustedRoot.fromJSON(JSON.parse(r.stdout))), {
+      ctlogThreshold: 0,
+      tlogThreshold: 1,
+    });
+    const entity = toSignedEntity(
+      bundleFromJSON(JSON.parse(readFileSync(bundle, 'utf8'))),
+      readFileSync(artifact),
+    );
+    const signer = verifier.verify(entity, {
+      subjectAlternativeName: identityOf('hello-app'),
+      extensions: { issuer: ISSUER },
+    });
+    assert.equal(signer.identity?.subjectAlternativeName, identityOf('hello-app'));
+    assert.throws(() => verifier.verify(entity, { subjectAlternativeName: identityOf('other-app') }), {
+      code: 'UNTRUSTED_SIGNER_ERROR',
+    });
   });
 
   it('refuses the wrong identity (exit 3)', async () => {

@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { createPrivateKey } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AttestationAuthority, type ReferenceValues } from '../src/attestation/authority.ts';
+import { measureBaseline } from '../src/attestation/measurement.ts';
+import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../src/attestation/token.ts';
+import { sha256Hex, toBase64 } from '../src/common/encoding.ts';
+import { isGatehouseError } from '../src/common/errors.ts';
+import { agentFiles, isolationProfile } from '../src/runner/agent.ts';
+import { bubblewrapSandboxProfile, detectHostLayout } from '../src/runner/bubblewrap-runner.ts';
+import { parseProjectConfig } from '../src/runner/project-config.ts';
+import { writeCycloneDx } from '../src/sbom/cyclonedx.ts';
+import type { JobTicket, Submission, SubmitRequest } from '../src/server/control-plane.ts';
+import { homePaths, initHome, type OpenHome, openHome } from '../src/server/home.ts';
+import { tempDir } from './helpers.ts';
+
+/**
+ * The gate, driven the way a runner agent drives it but without a build, so that each
+ * rejection can be produced on purpose: every one must end in a logged deny, never a signature.
+ */
+describe('the gate', () => {
+  const tmp = tempDir('gate');
+  let home: OpenHome;
+  const artifact = new TextEncoder().encode('the build output\n');
+
+  before(async () => {
+    await initHome(tmp.path);
+    home = await openHome(tmp.path);
+  });
+  after(async () => {
+    await home.close();
+    tmp.cleanup();
+  });
+
+  async function evidenceFor(ticket: JobTicket): Promise<unknown> {
+    const config = parseProjectConfig('project: demo\nbuild:\n  command: ["true"]\noutputs: [out]\n', 'test');
+    const profile = isolationProfile(bubblewrapSandboxProfile(config, await detectHostLayout()));
+    const baseline = await measureBaseline({
+      sandboxProfile: profile,
+      toolchain: ticket.toolchain,
+      agentFiles: await agentFiles(),
+      jobId: ticket.jobId,
+      nonce: ticket.nonce,
+    });
+    return { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs };
+  }
+
+  async function attested(
+    project = 'demo',
+  ): Promise<{ ticket: JobTicket; key: RunnerKeyPair; token: string }> {
+    const cp = home.controlPlane;
+    const ticket = await cp.createJob({ project });
+    const key = await generateRunnerKey();
+    const { token } = await cp.attest({
+      jobId: ticket.jobId,
+      runnerKey: key.publicJwk,
+      evidence: await evidenceFor(ticket),
+    });
+    return { ticket, key, token };
+  }
+
+  async function request(
+    ticket: JobTicket,
+    key: RunnerKeyPair,
+    token: string | undefined,
+    change: { artifact?: Uint8Array } = {},
+  ): Promise<SubmitRequest> {
+    const submission: Submission = {
+      jobId: ticket.jobId,
+      project: ticket.project,
+      subjects: [{ name: 'out', sha256: sha256Hex(artifact) }],
+      sbom: writeCycloneDx({
+        subject: { name: 'out', sha256: sha256Hex(artifact) },
+        components: [],
+      }) as never,
+      source: { kind: 'directory', uri: 'file:///src', dirty: false, treeDigest: '0'.repeat(64) },
+      build: {
+        command: ['true'],
+        startedOn: new Date().toISOString(),
+        finishedOn: new Date().toISOString(),
+        exitCode: 0,
+        sandboxProfileDigest: '0'.repeat(64),
+      },
+      steps: [],
+    };
+    return {
+      token,
+      proof: await signSubmission(submission, key.privateKey),
+      submission,
+      artifacts: [{ name: 'out', content: toBase64(change.artifact ?? artifact) }],
+    };
+  }
+
+  async function expectDeny(r: SubmitRequest, rule: string, code: RegExp): Promise<void> {
+    const logSize = await home.log.size();
+    const result = await home.controlPlane.submit(r);
+    assert.equal(result.outcome, 'deny');
+    assert.equal(result.bundle, undefined, 'a refused submission is never signed');
+    assert.equal(result.placement.area, 'quarantine');
+    assert.equal(result.reasons[0]?.rule, rule);
+    assert.match(result.reasons[0]?.message ?? '', code);
+    // The refusal is a decision like any other: in the store and in the log, with the policy digest.
+    assert.equal(await home.log.size(), logSize + 1);
+    const entry = await home.store.log.get(result.logIndex);
+    const body = JSON.parse(new TextDecoder().decode(entry?.body));
+    assert.equal(body.kind, 'gatehouse-decision');
+    assert.equal(body.spec.decisionId, result.decisionId);
+    assert.equal(body.spec.outcome, 'deny');
+    assert.equal(body.spec.policyDigest, result.policyDigest);
+    assert.equal((await home.controlPlane.getJob(r.submission.jobId)).state, 'denied');
+  }
+
+  it('signs and promotes a submission with a valid token and proof', async () => {
+    const { ticket, key, token } = await attested();
+    const result = await home.controlPlane.submit(await request(ticket, key, token));
+    assert.equal(result.outcome, 'allow', JSON.stringify(result.reasons));
+    assert.ok(result.bundle);
+    assert.equal(result.placement.area, 'promoted');
+  });
+
+  it('denies a submission without a token', async () => {
+    const { ticket, key } = await attested();
+    await expectDeny(await request(ticket, key, undefined), 'attestation-token', /token/i);
+  });
+
+  it('denies an expired token', async () => {
+    const { ticket, key } = await attested();
+    // A token from the real authority key, issued an hour ago with a five-minute lifetime.
+    const p = homePaths(tmp.path);
+    const past = new AttestationAuthority({
+      signingKey: createPrivateKey(readFileSync(p.attestationKey, 'utf8')),
+      keyId: ((await home.controlPlane.jwks()) as { keys: { kid: string }[] }).keys[0]?.kid ?? '',
+      issuer: home.config.issuer,
+      referenceValues: JSON.parse(readFileSync(p.referenceValues, 'utf8')) as ReferenceValues,
+      tokenTtlSeconds: 300,
+      tokens: home.store.tokens,
+      now: () => new Date(Date.now() - 3600_000),
+    });
+    const job = await home.controlPlane.getJob(ticket.jobId);
+    const { token } = await past.attest({
+      jobId: ticket.jobId,
+      nonce: job.nonce,
+      runnerKey: key.publicJwk,
+      evidence: await evidenceFor(ticket),
+    });
+    await expectDeny(await request(ticket, key, token), 'attestation-token', /expired/i);
+  });
+
+  it('denies a token issued for another job', async () => {
+    const a = await attested();
+    const b = await attested();
+    await expectDeny(await request(b.ticket, a.key, a.token), 'attestation-token', /job/i);
+  });
+
+  it('denies a token signed by a key the authority does not hold', async () => {
+    const { ticket, key, token } = await attested();
+    const [h, p] = token.split('.');
+    const forged = `${h}.${p}.${Buffer.alloc(64, 1).toString('base64url')}`;
+    await expectDeny(await request(ticket, key, forged), 'attestation-token', /token/i);
+  });
+
+  it('denies a submission signed by a key other than the one the token is bound to', async () => {
+    const { ticket, token } = await attested();
+    const other = await generateRunnerKey();
+    await expectDeny(await request(ticket, other, token), 'proof-of-possession', /key|thumbprint|proof/i);
+  });
+
+  it('denies an artifact that differs from the digest the runner reported', async () => {
+    const { ticket, key, token } = await attested();
+    await expectDeny(
+      await request(ticket, key, token, { artifact: new TextEncoder().encode('swapped\n') }),
+      'artifact-digest',
+      /sha256/,
+    );
+  });
+
+  it('uses a token once: a second submission for a decided job is refused', async () => {
+    const { ticket, key, token } = await attested();
+    const r = await request(ticket, key, token);
+    assert.equal((await home.controlPlane.submit(r)).outcome, 'allow');
+    await assert.rejects(home.controlPlane.submit(r), (e) => isGatehouseError(e, 'CONFLICT'));
+  });
+
+  it('refuses evidence that does not match the reference values, and the job never runs', async () => {
+    const cp = home.controlPlane;
+    const ticket = await cp.createJob({ project: 'demo' });
+    const key = await generateRunnerKey();
+    const evidence = JSON.parse(JSON.stringify(await evidenceFor(ticket))) as {
+      events: { type: string; digest: string }[];
+      pcrs: unknown;
+    };
+    const agent = evidence.events.find((e) => e.type === 'agent');
+    assert.ok(agent);
+    agent.digest = 'f'.repeat(64);
+    await assert.rejects(cp.attest({ jobId: ticket.jobId, runnerKey: key.publicJwk, evidence }), (e) =>
+      isGatehouseError(e, 'EVIDENCE_REJECTED'),
+    );
+    assert.equal((await cp.getJob(ticket.jobId)).state, 'queued');
+  });
+
+  it('keeps decisions in an append-only log whose checkpoint covers them all', async () => {
+    const size = await home.log.size();
+    assert.ok(size > 0);
+    const note = await home.log.checkpoint();
+    assert.match(note, new RegExp(`\\n${size}\\n`));
+    assert.ok(existsSync(join(tmp.path, 'registry', 'quarantine', 'demo', 'index.json')));
+  });
+});
