@@ -332,6 +332,19 @@ describe('gatehouse CLI, end to end', () => {
       assert.equal(r.status, 401);
     });
 
+    it('refuses a malformed submission with 400 naming the field', async () => {
+      const token = readFileSync(join(home, 'keys', 'api-token'), 'utf8').trim();
+      const r = await fetch(`${url}/v1/jobs/job-x/submit`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ proof: 'x', artifacts: [], submission: { jobId: 'job-x', subjects: 'all' } }),
+      });
+      assert.equal(r.status, 400);
+      const body = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, 'BAD_INPUT');
+      assert.match(body.error.message, /submission/);
+    });
+
     it('serves decisions and log inclusion proofs', async () => {
       const { decisions } = (await (await fetch(`${url}/v1/decisions`)).json()) as {
         decisions: { logIndex: number }[];

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { JWK } from 'jose';
 import type { Placement } from '../registry/registry.ts';
 import type { SourceFacts } from '../source/source-provider.ts';
@@ -94,3 +95,54 @@ export interface GateResult {
   sbomBundle?: Record<string, unknown>;
   placement: Placement;
 }
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex SHA-256');
+const isoTime = z.iso.datetime({ offset: true });
+
+/** Schema of a submission received over the API: parsed before the gate sees it. */
+export const submissionSchema = z
+  .object({
+    jobId: z.string().min(1).max(128),
+    project: z.string().min(1).max(63),
+    subjects: z
+      .array(z.object({ name: z.string().min(1).max(1024), sha256: sha256Hex }).strict())
+      .min(1)
+      .max(256),
+    sbom: z.record(z.string(), z.unknown()),
+    source: z
+      .object({
+        kind: z.enum(['git', 'directory']),
+        uri: z.string().min(1).max(4096),
+        commit: z
+          .string()
+          .regex(/^[0-9a-f]{40,64}$/)
+          .optional(),
+        ref: z.string().max(1024).optional(),
+        dirty: z.boolean(),
+        treeDigest: sha256Hex,
+      })
+      .strict(),
+    build: z
+      .object({
+        command: z.array(z.string().max(4096)).max(256),
+        startedOn: isoTime,
+        finishedOn: isoTime,
+        exitCode: z.number().int(),
+        sandboxProfileDigest: sha256Hex,
+      })
+      .strict(),
+    steps: z
+      .array(
+        z
+          .object({
+            name: z.string().max(64),
+            startedAt: z.string().max(64),
+            durationMs: z.number().nonnegative(),
+            ok: z.boolean(),
+            detail: z.string().max(4096).optional(),
+          })
+          .strict(),
+      )
+      .max(64),
+  })
+  .strict();

@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
+import { type Submission, submissionSchema } from './control-plane.ts';
 import type { EmbeddedControlPlane } from './embedded-control-plane.ts';
 import { httpStatusByCode } from './http-errors.ts';
 
@@ -74,7 +75,7 @@ const attestBody = z.object({ runnerKey: z.record(z.string(), z.unknown()), evid
 const submitBody = z.object({
   token: z.string().max(16384).optional(),
   proof: z.string().max(65536),
-  submission: z.record(z.string(), z.unknown()),
+  submission: submissionSchema,
   artifacts: z.array(z.object({ name: z.string().max(1024), content: z.string() })).max(256),
 });
 const endBody = z.object({
@@ -151,7 +152,7 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
         json: await cp.submit({
           token: body.token,
           proof: body.proof,
-          submission: body.submission as never,
+          submission: body.submission as Submission,
           artifacts: body.artifacts,
         }),
       };
