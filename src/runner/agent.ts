@@ -63,6 +63,8 @@ export interface JobOutcome {
   result?: GateResult;
   /** Why the job failed before reaching a decision. */
   failure?: { code: string; message: string };
+  /** The outputs the agent collected and submitted (as digested, before the runner was destroyed). */
+  outputs?: { name: string; sha256: string; bytes: Uint8Array }[];
 }
 
 /**
@@ -174,6 +176,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       (o) => o.map((f) => `${f.path} sha256:${f.sha256.slice(0, 12)}`).join(', '),
     );
 
+    outcome.outputs = outputs.map((o) => ({ name: o.path, sha256: o.sha256, bytes: o.bytes }));
     const subjects = outputs.map((o) => ({ name: o.path, sha256: o.sha256 }));
     const primary = subjects[0];
     const sbom = writeCycloneDx({

@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import type { JWK } from 'jose';
+import { z } from 'zod';
 import type { Placement } from '../registry/registry.ts';
 import type { SourceFacts } from '../source/source-provider.ts';
 import type { DecisionOutcome, JobRecord, JobStep } from '../store/store.ts';

@@ -7,7 +7,6 @@ import { describeError } from '../../common/errors.ts';
 import { buildIdentity } from '../../gate/gate.ts';
 import { type JobOutcome, runJob } from '../../runner/agent.ts';
 import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
-import type { SubmitRequest } from '../../server/control-plane.ts';
 import { initHome, openHome } from '../../server/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
@@ -65,35 +64,21 @@ export async function demoCommand(argv: string[]): Promise<number> {
         (r) => `${r.read} OSV record(s) from examples/advisories`,
       );
 
-      const runOne = async (
-        name: string,
-      ): Promise<{ outcome: JobOutcome; artifacts: SubmitRequest['artifacts'] }> => {
+      const runOne = async (name: string): Promise<JobOutcome> => {
         out.line();
         out.line(bold(`${name}`) + dim(`  (examples/${name})`));
-        const sink: { artifacts: SubmitRequest['artifacts'] } = { artifacts: [] };
-        const cp = home.controlPlane;
         const outcome = await runJob(join(examples, name), {
           runner: new BubblewrapRunner(),
-          controlPlane: {
-            createJob: (r) => cp.createJob(r),
-            attest: (r) => cp.attest(r),
-            submit: (r) => {
-              sink.artifacts = r.artifacts;
-              return cp.submit(r);
-            },
-            fail: (r) => cp.fail(r),
-            finish: (r) => cp.finish(r),
-            getJob: (id) => cp.getJob(id),
-          },
+          controlPlane: home.controlPlane,
           source: new LocalGitProvider(),
           onStep: (s) => printStep(out, s),
         });
         printOutcome(out, outcome);
-        return { outcome, artifacts: sink.artifacts };
+        return outcome;
       };
 
       const good = await runOne('hello-app');
-      const written = await writeOutputs(join(root, 'out'), good.artifacts, good.outcome);
+      const written = await writeOutputs(join(root, 'out'), good);
       const artifactPath = written[0];
       const bundlePath = written[1];
       let verified = false;
@@ -141,21 +126,17 @@ export async function demoCommand(argv: string[]): Promise<number> {
         const label = outcome === 'allow' ? green(word) : red(word);
         out.line(`  ${name.padEnd(16)} ${label}  ${extra}`);
       };
-      row(
-        'hello-app',
-        good.outcome,
-        verified ? 'signed, logged, promoted, verified offline' : 'NOT verified',
-      );
-      const firstReason = bad.outcome.result?.reasons[0];
+      row('hello-app', good, verified ? 'signed, logged, promoted, verified offline' : 'NOT verified');
+      const firstReason = bad.result?.reasons[0];
       row(
         'vulnerable-app',
-        bad.outcome,
-        firstReason === undefined ? (bad.outcome.failure?.message ?? '') : `blocked: ${firstReason.message}`,
+        bad,
+        firstReason === undefined ? (bad.failure?.message ?? '') : `blocked: ${firstReason.message}`,
       );
       out.line(`  ${'transparency log'.padEnd(16)} ${logSize} entries, every decision included`);
-      ok = good.outcome.result?.outcome === 'allow' && verified && bad.outcome.result?.outcome === 'deny';
-      summary.allowed = good.outcome.result;
-      summary.blocked = bad.outcome.result;
+      ok = good.result?.outcome === 'allow' && verified && bad.result?.outcome === 'deny';
+      summary.allowed = good.result;
+      summary.blocked = bad.result;
       summary.verified = verified;
       summary.logSize = logSize;
       summary.ok = ok;

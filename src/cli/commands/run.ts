@@ -1,11 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { fromBase64 } from '../../common/encoding.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import { type JobOutcome, runJob } from '../../runner/agent.ts';
 import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
-import type { ControlPlane, SubmitRequest } from '../../server/control-plane.ts';
+import type { ControlPlane } from '../../server/control-plane.ts';
 import { homePaths, openHome, resolveHome } from '../../server/home.ts';
 import { HttpControlPlane } from '../../server/http-control-plane.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
@@ -65,18 +64,15 @@ export function printOutcome(out: Output, o: JobOutcome): void {
 }
 
 /** Write the outputs and their bundles to `dir` so that they can be verified and shipped. */
-export async function writeOutputs(
-  dir: string,
-  artifacts: SubmitRequest['artifacts'],
-  outcome: JobOutcome,
-): Promise<string[]> {
+export async function writeOutputs(dir: string, outcome: JobOutcome): Promise<string[]> {
   const written: string[] = [];
   const r = outcome.result;
+  const artifacts = outcome.outputs ?? [];
   if (r === undefined || r.outcome !== 'allow') return written;
   await mkdir(dir, { recursive: true });
   for (const a of artifacts) {
     const path = join(dir, basename(a.name));
-    await writeFile(path, fromBase64(a.content));
+    await writeFile(path, a.bytes);
     written.push(path);
   }
   if (r.bundle !== undefined) {
@@ -90,21 +86,6 @@ export async function writeOutputs(
     written.push(path);
   }
   return written;
-}
-
-/** A control plane that remembers the artifacts it was sent, so `--out` can write them. */
-function recording(cp: ControlPlane, sink: { artifacts: SubmitRequest['artifacts'] }): ControlPlane {
-  return {
-    createJob: (r) => cp.createJob(r),
-    attest: (r) => cp.attest(r),
-    submit: (r) => {
-      sink.artifacts = r.artifacts;
-      return cp.submit(r);
-    },
-    fail: (r) => cp.fail(r),
-    finish: (r) => cp.finish(r),
-    getJob: (id) => cp.getJob(id),
-  };
 }
 
 function apiTokenFor(homeRoot: string): string {
@@ -127,7 +108,6 @@ export async function runCommand(argv: string[]): Promise<number> {
   const out = makeOutput(values.json === true);
   const dir = resolve(positionals[0] ?? '.');
   const homeRoot = resolveHome(values.home);
-  const sink: { artifacts: SubmitRequest['artifacts'] } = { artifacts: [] };
   let cp: ControlPlane;
   let close = async (): Promise<void> => {};
   if (values.server !== undefined) {
@@ -143,13 +123,12 @@ export async function runCommand(argv: string[]): Promise<number> {
     );
     const outcome = await runJob(dir, {
       runner: new BubblewrapRunner(),
-      controlPlane: recording(cp, sink),
+      controlPlane: cp,
       source: new LocalGitProvider(),
       onStep: (s) => printStep(out, s),
       ...(values.project === undefined ? {} : { project: values.project }),
     });
-    const written =
-      values.out === undefined ? [] : await writeOutputs(resolve(values.out), sink.artifacts, outcome);
+    const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);
     for (const w of written) out.line(`  wrote ${w}`);
     out.document({
@@ -157,6 +136,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       project: outcome.project,
       outcome: outcome.result?.outcome ?? 'failed',
       steps: outcome.steps,
+      outputs: (outcome.outputs ?? []).map((o) => ({ name: o.name, sha256: o.sha256 })),
       ...(outcome.result === undefined ? {} : { decision: outcome.result }),
       ...(outcome.failure === undefined ? {} : { failure: outcome.failure }),
       written,
