@@ -29,6 +29,9 @@ export function writeResult(name: string, data: unknown): string {
   mkdirSync(resultsDir, { recursive: true });
   const path = join(resultsDir, `${name}.json`);
   const os = { node: process.version, platform: process.platform, arch: process.arch };
-  writeFileSync(path, `${JSON.stringify({ name, measuredAt: new Date().toISOString(), os, data }, null, 2)}\n`);
+  writeFileSync(
+    path,
+    `${JSON.stringify({ name, measuredAt: new Date().toISOString(), os, data }, null, 2)}\n`,
+  );
   return path;
 }

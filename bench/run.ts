@@ -14,7 +14,9 @@ const available = readdirSync(here)
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !available.includes(w));
 if (unknown.length > 0) {
-  process.stderr.write(`bench: unknown benchmark ${unknown.join(', ')}; available: ${available.join(', ')}\n`);
+  process.stderr.write(
+    `bench: unknown benchmark ${unknown.join(', ')}; available: ${available.join(', ')}\n`,
+  );
   process.exit(2);
 }
 for (const name of wanted.length > 0 ? wanted : available) {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,11 +8,12 @@ import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../src/at
 import { sha256Hex, toBase64 } from '../src/common/encoding.ts';
 import { isGatehouseError } from '../src/common/errors.ts';
 import { agentFiles, isolationProfile } from '../src/runner/agent.ts';
-import { bubblewrapSandboxProfile, detectHostLayout } from '../src/runner/bubblewrap-runner.ts';
 import { parseProjectConfig } from '../src/runner/project-config.ts';
+import type { SandboxProfile } from '../src/runner/runner.ts';
 import { writeCycloneDx } from '../src/sbom/cyclonedx.ts';
 import type { JobTicket, Submission, SubmitRequest } from '../src/server/control-plane.ts';
 import { homePaths, initHome, type OpenHome, openHome } from '../src/server/home.ts';
+import { openHomeKeys } from '../src/signing/home-keys.ts';
 import { tempDir } from './helpers.ts';
 
 /**
@@ -36,7 +36,9 @@ describe('the gate', () => {
 
   async function evidenceFor(ticket: JobTicket): Promise<unknown> {
     const config = parseProjectConfig('project: demo\nbuild:\n  command: ["true"]\noutputs: [out]\n', 'test');
-    const profile = isolationProfile(bubblewrapSandboxProfile(config, await detectHostLayout()));
+    // Exactly the profile the home's runner gives a job (limits, seccomp, verified image).
+    const runner = home.runner as unknown as { profileFor(c: typeof config): Promise<SandboxProfile> };
+    const profile = isolationProfile(await runner.profileFor(config));
     const baseline = await measureBaseline({
       sandboxProfile: profile,
       toolchain: ticket.toolchain,
@@ -129,8 +131,11 @@ describe('the gate', () => {
     const { ticket, key } = await attested();
     // A token from the real authority key, issued an hour ago with a five-minute lifetime.
     const p = homePaths(tmp.path);
+    // The home's own attestation key, opened the way the home opens it (encrypted at rest).
+    const keys = await openHomeKeys(tmp.path, p.keys, home.config.keys);
+    after(() => keys.close());
     const past = new AttestationAuthority({
-      signingKey: createPrivateKey(readFileSync(p.attestationKey, 'utf8')),
+      signingKey: keys.attestationKey,
       keyId: ((await home.controlPlane.jwks()) as { keys: { kid: string }[] }).keys[0]?.kid ?? '',
       issuer: home.config.issuer,
       referenceValues: JSON.parse(readFileSync(p.referenceValues, 'utf8')) as ReferenceValues,

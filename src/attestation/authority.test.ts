@@ -89,12 +89,12 @@ describe('attestation authority', () => {
       developer: 'gatehouse',
       build: 'gatehouse-attestation/0.1.0',
     });
-    const runner = (payload.submods as Record<string, Record<string, unknown>>).runner;
+    const runner = (payload.submods as Record<string, Record<string, unknown>>).image;
     assert.equal(runner?.['ear.status'], 'affirming');
     assert.deepEqual(runner?.['ear.trustworthiness-vector'], { configuration: 2, executables: 2 });
     assert.match(
       String(runner?.['ear.appraisal-policy-id']),
-      /^policy:gatehouse\/software-measurement#sha256:[0-9a-f]{64}$/,
+      /^gatehouse:reference-values#sha256:[0-9a-f]{64}$/,
     );
     assert.deepEqual(payload.cnf, { jkt: key.thumbprint });
     assert.deepEqual(payload.gatehouse, {

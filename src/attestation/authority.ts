@@ -1,17 +1,27 @@
-import { createPrivateKey, createPublicKey, KeyObject, randomUUID, type webcrypto } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  KeyObject,
+  randomUUID,
+  type webcrypto,
+  type X509Certificate,
+} from 'node:crypto';
 import { calculateJwkThumbprint, compactVerify, type JSONWebKeySet, type JWK, SignJWT } from 'jose';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { TokenStore } from '../store/store.ts';
+import { appraiseBaseline, type ReferenceValues } from './baseline.ts';
+import { CHECKS, type CheckFailure, EvidenceRejectedError } from './checks.ts';
 import {
   decodeNonce,
   jobBindingDigest,
-  type MeasurementEvent,
-  PCR_ALLOCATION,
   replayToRecord,
   softwareMeasurementEvidenceSchema,
 } from './measurement.ts';
+import { type AkCounterStore, type Challenge, TpmEvidenceVerifier } from './tpm-verifier.ts';
+
+export type { ReferenceValues } from './baseline.ts';
 
 /** The EAR profile gatehouse tokens follow (draft-ietf-rats-ear). */
 export const EAR_PROFILE = 'tag:github.com,2023:veraison/ear';
@@ -21,16 +31,6 @@ export const TOKEN_AUDIENCE = 'gatehouse-gate';
 export const MAX_TOKEN_TTL_SECONDS = 900;
 /** Token lifetime when none is configured, in seconds. */
 export const DEFAULT_TOKEN_TTL_SECONDS = 300;
-
-/** Known-good digests a runner's measurements are appraised against. */
-export interface ReferenceValues {
-  /** Allowed agent manifest digests. */
-  readonly agent: readonly string[];
-  /** Allowed sandbox-profile digests. */
-  readonly sandboxProfile: readonly string[];
-  /** Absolute binary path → allowed digests. Every listed path must be measured. */
-  readonly toolchain: Readonly<Record<string, readonly string[]>>;
-}
 
 /** A private key jose can sign ES256 with: a CryptoKey, a Node KeyObject, or a private JWK. */
 export type SigningKeyInput = webcrypto.CryptoKey | KeyObject | JWK;
@@ -48,6 +48,19 @@ export interface AttestationAuthorityOptions {
   readonly now?: () => Date;
   /** EAR verifier identity; default `{ developer: 'gatehouse', build: 'gatehouse-attestation/0.1.0' }`. */
   readonly verifierId?: { readonly developer: string; readonly build: string };
+  /** The appraisal policy id tokens name: the signed reference-value bundle in force. */
+  readonly referencePolicyId?: string;
+  /** The CAs trusted to issue EK certificates (TPM vendors, the home's platform CA). */
+  readonly trustedEkCas?: () => readonly X509Certificate[];
+  /** Where the last TPM reset/restart counts of each AK are kept. */
+  readonly akCounters?: AkCounterStore;
+  /** Checks a CI platform's OIDC token; returns the ci submod's claims, or throws. */
+  readonly verifyCiToken?: (token: string) => Promise<Record<string, unknown>>;
+}
+
+/** What the authority needs to know about the job a runner attests for. */
+export interface AttestedJob {
+  readonly nonce: string;
 }
 
 /** What a runner hands the authority to get a token. */
@@ -123,6 +136,8 @@ export class AttestationAuthority {
   readonly #tokens: TokenStore;
   readonly #now: () => Date;
   readonly #verifierId: { developer: string; build: string };
+  readonly #tpm: TpmEvidenceVerifier;
+  readonly #verifyCi: ((token: string) => Promise<Record<string, unknown>>) | undefined;
 
   /** @throws GatehouseError BAD_CONFIG for a key that is not EC P-256, a bad issuer URL, or a TTL over 900 s */
   constructor(options: AttestationAuthorityOptions) {
@@ -141,7 +156,15 @@ export class AttestationAuthority {
     this.#ttl = ttl;
     this.#reference = structuredClone(options.referenceValues);
     // The policy id names the exact reference values a token was appraised against.
-    this.#policyId = `policy:gatehouse/software-measurement#sha256:${sha256Hex(canonicalJson(this.#reference))}`;
+    this.#policyId =
+      options.referencePolicyId ??
+      `gatehouse:reference-values#sha256:${sha256Hex(canonicalJson(this.#reference))}`;
+    this.#tpm = new TpmEvidenceVerifier({
+      trustedEkCas: options.trustedEkCas ?? (() => []),
+      ...(options.akCounters === undefined ? {} : { counters: options.akCounters }),
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
+    this.#verifyCi = options.verifyCiToken;
     this.#tokens = options.tokens;
     this.#now = options.now ?? (() => new Date());
     const vid = verifierIdSchema.safeParse(
@@ -157,9 +180,9 @@ export class AttestationAuthority {
    * @throws GatehouseError EVIDENCE_REJECTED listing every failed check
    */
   async attest(request: AttestRequest): Promise<AttestationResult> {
-    const failures: string[] = [];
+    const failures: CheckFailure[] = [];
     const jobId = typeof request.jobId === 'string' && request.jobId.length > 0 ? request.jobId : undefined;
-    if (jobId === undefined) failures.push('jobId is missing');
+    if (jobId === undefined) failures.push({ check: CHECKS.jobBinding, message: 'jobId is missing' });
 
     let expectedJobDigest: string | undefined;
     if (jobId !== undefined) {
@@ -168,53 +191,90 @@ export class AttestationAuthority {
         expectedJobDigest = jobBindingDigest(jobId, String(request.nonce));
       } catch {
         // Without a real nonce there is no freshness: fail closed rather than bind to nothing.
-        failures.push('the job nonce is not canonical base64 of at least 16 bytes');
+        failures.push({
+          check: CHECKS.jobBinding,
+          message: 'the job nonce is not canonical base64 of at least 16 bytes',
+        });
       }
     }
 
     const key = runnerPublicJwkSchema.safeParse(request.runnerKey);
-    if (!key.success)
-      failures.push(`runnerKey must be a public EC P-256 JWK (${key.error.issues[0]?.message})`);
+    if (!key.success) {
+      failures.push({
+        check: CHECKS.runnerKeyInvalid,
+        message: `runnerKey must be a public EC P-256 JWK (${key.error.issues[0]?.message})`,
+      });
+    }
 
     const parsed = softwareMeasurementEvidenceSchema.safeParse(request.evidence);
     if (!parsed.success) {
-      failures.push(...describeIssues(parsed.error, 'evidence'));
+      failures.push(
+        ...describeIssues(parsed.error, 'evidence').map((message) => ({
+          check: CHECKS.requestMalformed,
+          message,
+        })),
+      );
     } else {
-      failures.push(...this.#appraise(parsed.data.events, parsed.data.pcrs, jobId, expectedJobDigest));
+      // The log must explain the claimed PCRs exactly: same PCRs, same values.
+      const replayed = replayToRecord(parsed.data.events);
+      for (const pcr of new Set([...Object.keys(replayed), ...Object.keys(parsed.data.pcrs)])) {
+        if (replayed[pcr] !== parsed.data.pcrs[pcr]) {
+          failures.push({
+            check: CHECKS.eventLogReplay,
+            message: `the event log does not replay to the claimed PCR ${pcr}`,
+          });
+        }
+      }
+      failures.push(...appraiseBaseline(parsed.data.events, this.#reference, jobId, expectedJobDigest));
     }
 
     if (failures.length > 0 || jobId === undefined || !key.success || !parsed.success) {
-      throw new GatehouseError(
-        'EVIDENCE_REJECTED',
-        `evidence rejected (${failures.length} failed check${failures.length === 1 ? '' : 's'}): ${failures.join('; ')}`,
-        { where: jobId === undefined ? 'attestation' : `job ${jobId}` },
-      );
+      throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`);
     }
+    return this.#issue({
+      jobId,
+      nonce: request.nonce,
+      runnerJwk: { kty: 'EC', crv: 'P-256', x: key.data.x, y: key.data.y },
+      pcrs: parsed.data.pcrs,
+      // Software measurement appraises configuration (the sandbox profile) and executables
+      // (toolchain, agent); with no hardware root of trust it claims nothing about hardware or
+      // instance identity, and says so in its evidence type so that a policy can demand a TPM.
+      evidenceTypes: ['software-measurement'],
+      submods: { image: this.#imageSubmod() },
+    });
+  }
 
-    const runnerJwk = { kty: 'EC', crv: 'P-256', x: key.data.x, y: key.data.y };
-    const jkt = await calculateJwkThumbprint(runnerJwk, 'sha256');
+  #imageSubmod(): Record<string, unknown> {
+    return {
+      'ear.status': 'affirming',
+      'ear.trustworthiness-vector': { configuration: 2, executables: 2 },
+      'ear.appraisal-policy-id': this.#policyId,
+    };
+  }
+
+  async #issue(t: {
+    jobId: string;
+    nonce: string;
+    runnerJwk: { kty: string; crv: string; x: string; y: string };
+    pcrs: Readonly<Record<string, string>>;
+    evidenceTypes: string[];
+    submods: Record<string, Record<string, unknown>>;
+    extra?: Record<string, unknown>;
+  }): Promise<AttestationResult> {
+    const jkt = await calculateJwkThumbprint(t.runnerJwk, 'sha256');
     const iat = Math.floor(this.#now().getTime() / 1000);
     const exp = iat + this.#ttl;
     const token = await new SignJWT({
       eat_profile: EAR_PROFILE,
-      eat_nonce: request.nonce,
+      eat_nonce: t.nonce,
       'ear.verifier-id': { ...this.#verifierId },
-      submods: {
-        runner: {
-          'ear.status': 'affirming',
-          // AR4SI: 2 = affirming. Software measurement appraises configuration (the sandbox
-          // profile) and executables (toolchain, agent); with no hardware root of trust it makes
-          // no claim about hardware, instance identity, or opaque runtime and storage.
-          'ear.trustworthiness-vector': { configuration: 2, executables: 2 },
-          'ear.appraisal-policy-id': this.#policyId,
-        },
-      },
+      submods: t.submods,
       cnf: { jkt },
-      gatehouse: { evidence_types: ['software-measurement'], pcrs: { ...parsed.data.pcrs } },
+      gatehouse: { evidence_types: t.evidenceTypes, pcrs: { ...t.pcrs }, ...(t.extra ?? {}) },
     })
       .setProtectedHeader({ alg: 'ES256', kid: this.#keyId, typ: 'JWT' })
       .setIssuer(this.#issuer)
-      .setSubject(jobId)
+      .setSubject(t.jobId)
       .setAudience(TOKEN_AUDIENCE)
       .setIssuedAt(iat)
       .setExpirationTime(exp)
@@ -223,66 +283,102 @@ export class AttestationAuthority {
     return { token, expiresAt: exp };
   }
 
-  #appraise(
-    events: readonly MeasurementEvent[],
-    pcrs: Readonly<Record<string, string>>,
-    jobId: string | undefined,
-    expectedJobDigest: string | undefined,
-  ): string[] {
-    const failures: string[] = [];
-    // 1. The log must explain the claimed PCRs exactly: same PCRs, same values.
-    const replayed = replayToRecord(events);
-    for (const pcr of new Set([...Object.keys(replayed), ...Object.keys(pcrs)])) {
-      if (replayed[pcr] !== pcrs[pcr])
-        failures.push(`the event log does not replay to the claimed PCR ${pcr}`);
-    }
-    // 2. Each event sits in its allocated PCR, and each singleton appears exactly once, so that a
-    //    second, unappraised agent or profile cannot hide next to an approved one.
-    for (const [i, e] of events.entries()) {
-      if (e.pcr !== PCR_ALLOCATION[e.type]) {
-        failures.push(`event ${i} (${e.type}) is in PCR ${e.pcr}, not PCR ${PCR_ALLOCATION[e.type]}`);
+  /**
+   * Start a TPM attestation: check the EK certificate and the AK, and return a nonce and a
+   * credential for the TPM to activate (POST /v1/attestation/challenge).
+   * @throws EvidenceRejectedError (EVIDENCE_REJECTED) listing every failed check
+   */
+  challenge(body: unknown): Promise<Challenge> {
+    return this.#tpm.challenge(body);
+  }
+
+  /**
+   * Finish a TPM attestation (POST /v1/attestation/evidence): verify the activated credential,
+   * the quote, the event log and the counters, appraise the measurements against the reference
+   * values and the job, and issue a token with `tpm`, `image` (and `ci`) submods.
+   * @param job looks up the job the runner attests for (throws when it may not attest)
+   * @throws EvidenceRejectedError listing every failed check
+   */
+  async evidence(
+    body: unknown,
+    job: (jobId: string) => Promise<AttestedJob>,
+  ): Promise<AttestationResult & { jobId: string }> {
+    const ev = await this.#tpm.verify(body);
+    const failures = [...ev.failures];
+    const jobEvents = ev.events.filter((e) => e.type === 'job');
+    const jobId = ev.jobId ?? (jobEvents.length === 1 ? jobEvents[0]?.name : undefined);
+    let expected: string | undefined;
+    if (jobId === undefined)
+      failures.push({
+        check: CHECKS.jobBinding,
+        message: 'no job named by the challenge or a single job event',
+      });
+    else {
+      try {
+        expected = jobBindingDigest(jobId, (await job(jobId)).nonce);
+      } catch (e) {
+        failures.push({
+          check: CHECKS.jobBinding,
+          message: `job ${jobId} cannot attest: ${e instanceof Error ? e.message : String(e)}`,
+        });
       }
     }
-    const ofType = (t: MeasurementEvent['type']) => events.filter((e) => e.type === t);
-    for (const t of ['sandbox-profile', 'agent', 'job'] as const) {
-      const n = ofType(t).length;
-      if (n !== 1) failures.push(`expected exactly one ${t} event, got ${n}`);
-    }
-    // 3. Reference values.
-    for (const e of ofType('sandbox-profile')) {
-      if (!this.#reference.sandboxProfile.includes(e.digest)) {
-        failures.push(`sandbox profile digest ${e.digest} is not a reference value`);
+    failures.push(...appraiseBaseline(ev.events, this.#reference, jobId, expected));
+    let ci: Record<string, unknown> | undefined;
+    if (ev.ciToken !== undefined) {
+      if (this.#verifyCi === undefined)
+        failures.push({ check: CHECKS.ciTokenInvalid, message: 'no CI token issuers are configured' });
+      else {
+        try {
+          ci = await this.#verifyCi(ev.ciToken);
+        } catch (e) {
+          failures.push({
+            check: CHECKS.ciTokenInvalid,
+            message: e instanceof Error ? e.message : String(e),
+          });
+        }
       }
     }
-    for (const e of ofType('agent')) {
-      if (!this.#reference.agent.includes(e.digest))
-        failures.push(`agent digest ${e.digest} is not a reference value`);
+    if (failures.length > 0 || jobId === undefined)
+      throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`);
+    await this.#tpm.recordCounters(ev.akName, ev.quote);
+    const submods: Record<string, Record<string, unknown>> = {
+      tpm: {
+        'ear.status': 'affirming',
+        // The EK certificate chains to a trusted CA and credential activation tied the AK to
+        // that EK: instance identity; the quoted PCRs carry the measured configuration.
+        'ear.trustworthiness-vector': { 'instance-identity': 2, configuration: 2 },
+        'ear.appraisal-policy-id': this.#policyId,
+      },
+      image: this.#imageSubmod(),
+    };
+    if (ci !== undefined) {
+      submods.ci = {
+        'ear.status': 'affirming',
+        'ear.trustworthiness-vector': { 'instance-identity': 2 },
+        ...ci,
+      };
     }
-    const toolchain = ofType('toolchain');
-    const seen = new Set<string>();
-    for (const e of toolchain) {
-      if (seen.has(e.name)) failures.push(`toolchain ${e.name} is measured more than once`);
-      seen.add(e.name);
-      const allowed = Object.hasOwn(this.#reference.toolchain, e.name)
-        ? this.#reference.toolchain[e.name]
-        : undefined;
-      if (allowed === undefined) failures.push(`toolchain ${e.name} has no reference value`);
-      else if (!allowed.includes(e.digest))
-        failures.push(`toolchain ${e.name} digest ${e.digest} is not a reference value`);
-    }
-    for (const path of Object.keys(this.#reference.toolchain)) {
-      if (!seen.has(path))
-        failures.push(`toolchain ${path} is required by the reference values but was not measured`);
-    }
-    // 4. Freshness and binding: the job event commits to this job's nonce.
-    for (const e of ofType('job')) {
-      if (jobId !== undefined && e.name !== jobId)
-        failures.push(`the job event names job '${e.name}', not '${jobId}'`);
-      if (expectedJobDigest !== undefined && e.digest !== expectedJobDigest) {
-        failures.push('the job event digest does not bind this job and nonce');
-      }
-    }
-    return failures;
+    const issued = await this.#issue({
+      jobId,
+      nonce: ev.nonce,
+      runnerJwk: ev.runnerJwk,
+      pcrs: ev.pcrs,
+      // The quote roots the measured baseline in the TPM: both kinds of evidence were appraised.
+      evidenceTypes:
+        ci === undefined ? ['tpm', 'software-measurement'] : ['tpm', 'software-measurement', 'ci-oidc'],
+      submods,
+      extra: {
+        tpm: {
+          ak_name: ev.akName,
+          ek_issuer: ev.ek.issuer,
+          ...(ev.ek.tpm.model === undefined ? {} : { model: ev.ek.tpm.model }),
+          reset_count: ev.quote.resetCount,
+          restart_count: ev.quote.restartCount,
+        },
+      },
+    });
+    return { ...issued, jobId };
   }
 
   /** The authority's public keys, for /.well-known/jwks.json. */

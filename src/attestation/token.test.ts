@@ -93,7 +93,7 @@ describe('attestation token verification', () => {
     const claims = await verifyAttestationToken(token, options());
     assert.equal(claims.sub, JOB);
     assert.equal(claims.cnf.jkt, runner.thumbprint);
-    assert.equal(claims.submods.runner?.['ear.status'], 'affirming');
+    assert.equal(claims.submods.image?.['ear.status'], 'affirming');
     assert.deepEqual(claims.gatehouse.evidence_types, ['software-measurement']);
   });
 

@@ -120,7 +120,9 @@ export async function verifyAttestationToken(
       `the attestation token was issued for another job, not ${options.jobId}`,
     );
   }
-  if (claims.submods.runner?.['ear.status'] !== 'affirming') {
+  // Every appraised part (tpm, image, ci) must be affirmed; a token with none affirms nothing.
+  const submods = Object.values(claims.submods);
+  if (submods.length === 0 || submods.some((m) => m['ear.status'] !== 'affirming')) {
     throw invalid('the attestation token does not affirm the runner');
   }
   if (await options.tokens.isRevoked(claims.jti)) {

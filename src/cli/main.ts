@@ -1,13 +1,20 @@
 import { describeError, GatehouseError } from '../common/errors.ts';
 import { UsageError } from './args.ts';
+import { admissionCommand } from './commands/admission.ts';
+import { attestationCommand } from './commands/attestation.ts';
 import { demoCommand } from './commands/demo.ts';
 import { initCommand } from './commands/init.ts';
+import { keysCommand } from './commands/keys.ts';
 import { logCommand } from './commands/log.ts';
+import { policyCommand } from './commands/policy.ts';
 import { runCommand } from './commands/run.ts';
 import { sbomCommand } from './commands/sbom.ts';
 import { serverCommand } from './commands/server.ts';
+import { sourceCommand } from './commands/source.ts';
+import { triageCommand } from './commands/triage.ts';
 import { trustRootCommand } from './commands/trust-root.ts';
 import { verifyCommand } from './commands/verify.ts';
+import { verifyBundleCommand } from './commands/verify-bundle.ts';
 import { vulndbCommand } from './commands/vulndb.ts';
 import { EXIT, exitCodeByCode } from './exit-codes.ts';
 
@@ -16,15 +23,36 @@ const USAGE = `usage: gatehouse <command> [options]   (every command takes --hom
   init                          create the home: config, keys, CA, log, database
   demo                          run the bundled examples end to end in a temporary home
   server [--listen HOST:PORT]   run the control plane (default 127.0.0.1:8700)
-  run DIR [--project NAME] [--server URL] [--out DIR] [--json]
+  run DIR [--project NAME] [--server URL | --registry URL] [--out DIR] [--json]
                                 one job in an ephemeral runner, gated
   verify ARTIFACT --bundle F [--trusted-root F] [--identity I --issuer U] [--json]
                                 deploy-time verification, offline
-  sbom DIR [--output F]         CycloneDX SBOM of a project's lockfile
+  verify oci://HOST/REPO@sha256:HEX [--policy F] [--identity I | --project P] [--issuer U]
+         [--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F] [--plain-http]
+                                find the attached bundles, verify them, apply a deploy policy
+  admission --policy F [--listen HOST:PORT] [--cert F --key F | --dns NAME...]
+                                Kubernetes validating admission webhook over TLS
+  verify-bundle --bundle F (--certificate-identity I --certificate-oidc-issuer U | --key K)
+                [--trusted-root F] FILE|sha256:HEX
+                                any Sigstore bundle (sigstore-conformance protocol)
+  sbom DIR [--format cyclonedx|spdx] [--spec-version 1.5|1.6|1.7] [--lockfile F]... [--output F]
+                                SBOM of every lockfile under DIR (CycloneDX 1.6 by default)
   vulndb import PATH...         import OSV records (all.zip, folders, JSON files)
-  log checkpoint|inclusion INDEX|consistency FIRST SECOND
-                                read and prove the transparency log
+  vulndb vex FILE...            keep OpenVEX / CycloneDX VEX documents centrally
+  policy push FILE|show [NAME]|history [NAME]|assign PROJECT NAME
+                                central signed policies (push and assign need the security key)
+  policy check --sbom F [--policy F|--project P] [--facts F] [--vex F]
+                                the decision the gate would give an SBOM
+  triage list|release DECISION --reason R|reject DECISION --reason R
+                                quarantined artifacts; release or reject them (security key)
+  attestation trust-ca add FILE|trust-ca list|vtpm-pool fill N
+                                trusted EK CAs and pre-manufactured vTPMs
+  log checkpoint|inclusion INDEX|consistency FIRST SECOND|audit [--state F] [--server URL]
+                                read, prove and monitor the transparency log
+  keys status|rotate log|ca|tsa where the signing keys live; rotate one (old signatures keep verifying)
   trust-root [--output F]       export the Sigstore trusted_root.json
+  source protect|unprotect|approve|signers|status|verify ...
+                                central branch protection, signed reviews, trusted signers
 
 exit codes: 0 ok · 1 error · 2 usage · 3 denied or verification failed · 4 quarantined`;
 
@@ -36,9 +64,16 @@ const commands: Record<string, Command> = {
   server: serverCommand,
   run: runCommand,
   verify: verifyCommand,
+  admission: admissionCommand,
+  'verify-bundle': verifyBundleCommand,
   sbom: sbomCommand,
+  source: sourceCommand,
   vulndb: vulndbCommand,
+  policy: policyCommand,
+  triage: triageCommand,
   log: logCommand,
+  keys: keysCommand,
+  attestation: attestationCommand,
   'trust-root': trustRootCommand,
 };
 

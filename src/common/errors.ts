@@ -23,6 +23,9 @@ export type ErrorCode =
   | 'SANDBOX_UNAVAILABLE'
   | 'BUILD_FAILED'
   | 'BUILD_TIMEOUT'
+  | 'BUILD_LIMIT_EXCEEDED'
+  | 'FETCH_FAILED'
+  | 'IMAGE_UNVERIFIED'
   | 'OUTPUT_REJECTED'
   // attestation and tokens
   | 'EVIDENCE_REJECTED'
@@ -32,6 +35,7 @@ export type ErrorCode =
   | 'TOKEN_WRONG_JOB'
   | 'TOKEN_REVOKED'
   | 'PROOF_OF_POSSESSION_FAILED'
+  | 'TPM_UNAVAILABLE'
   // verification at deploy time
   | 'SIGNATURE_INVALID'
   | 'CERTIFICATE_INVALID'
@@ -39,7 +43,18 @@ export type ErrorCode =
   | 'SUBJECT_MISMATCH'
   | 'LOG_PROOF_INVALID'
   | 'CHECKPOINT_INVALID'
+  | 'TIMESTAMP_INVALID'
+  | 'LOG_INCONSISTENT'
+  | 'KEY_UNAVAILABLE'
   | 'VERIFICATION_FAILED'
+  | 'ARTIFACT_REVOKED'
+  // registries
+  | 'REGISTRY_ERROR'
+  | 'REGISTRY_AUTH_FAILED'
+  // source origin
+  | 'SOURCE_UNAVAILABLE'
+  | 'SOURCE_MISMATCH'
+  | 'REVIEW_REJECTED'
   // transport
   | 'UNREACHABLE'
   | 'INTERNAL';

@@ -5,9 +5,10 @@ import { canonicalJson, fromBase64, sha256, sha256Hex } from '../common/encoding
 import { describeError, GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { PolicyEngine } from '../policy/policy-engine.ts';
+import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
 import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
-import { readCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
+import { readSbom, sbomAttestationTypes } from '../sbom/read.ts';
 import type { GateReason, GateResult, SubmitRequest } from '../server/control-plane.ts';
 import { buildBundle } from '../signing/bundle.ts';
 import type { InternalCa } from '../signing/ca.ts';
@@ -20,9 +21,11 @@ import {
   slsaProvenance,
   statementPayload,
 } from '../signing/intoto.ts';
+import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
 import type { Store } from '../store/store.ts';
 import { decisionEntryBody, dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
-import { findVulnerabilities } from '../vuln/match.ts';
+import { SLSA_VSA_V1, verificationSummary } from '../verify/oci-vsa.ts';
+import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 
 /** Media and artifact types of what a promoted artifact carries. */
 export const MEDIA = {
@@ -50,6 +53,16 @@ export interface GateOptions {
   issuer: string;
   identityBase: string;
   certValidityMinutes: number;
+  /**
+   * Re-derives a submission's source facts from the repository itself (src/source
+   * `verifySubmittedSource`); absent: source origin is not checked and not a policy fact.
+   */
+  verifySource?: (facts: SourceFacts, project: string) => Promise<SourceVerification>;
+  /**
+   * RFC 3161 time-stamping of a signature (src/signing/rfc3161.ts); absent: bundles carry only the
+   * log's signed entry timestamp as trusted time.
+   */
+  timestamp?: (signature: Uint8Array) => Promise<Uint8Array>;
 }
 
 /** The build identity (certificate SAN) of a project. */
@@ -99,33 +112,56 @@ export class Gate {
         );
       }
       files = checkArtifacts(request);
-      components = readCycloneDx(submission.sbom, 'submission.sbom').components;
+      components = readSbom(submission.sbom, 'submission.sbom').components;
     } catch (e) {
       // Verification failures are decisions too: a deny, logged like any other.
       refusals.push({ rule: refusalRule(e), action: 'deny', message: describeError(e) });
+    }
+
+    // Source origin, re-derived from the repository, never taken from the runner's report. A
+    // repository's central protection is enforced here; the facts also go to the policy.
+    let source: SourceVerification | undefined;
+    if (refusals.length === 0 && o.verifySource !== undefined) {
+      source = await o.verifySource(submission.source, job.project);
+      for (const v of source.violations) {
+        refusals.push({
+          rule: 'source-protection',
+          action: 'deny',
+          message: v.message,
+          requirement: v.requirement,
+        });
+      }
     }
 
     let outcome: GateResult['outcome'] = 'deny';
     let policyDigest = '';
     let reasons: GateReason[] = refusals;
     let warnings: GateReason[] = [];
+    let suppressed: Suppressed[] = [];
     if (refusals.length === 0 && claims !== undefined && components !== undefined) {
-      let findings: Awaited<ReturnType<typeof findVulnerabilities>> | undefined;
+      let matched: MatchResult | undefined;
       try {
-        findings = await findVulnerabilities(components, o.store.vulns);
+        matched = await matchVulnerabilities(components, o.store.vulns);
       } catch {
-        findings = undefined; // the engine denies when a rule lacks its facts
+        matched = undefined; // the engine denies when a rule lacks its facts
       }
+      const createdAtOfSbom = sbomCreatedAt(submission.sbom);
       const decision = await o.policy.evaluate({
         project: job.project,
         components,
-        ...(findings === undefined ? {} : { findings }),
+        ...(matched === undefined ? {} : { findings: matched.findings, unmatched: matched.unmatched }),
         attestation: { verified: true, evidenceTypes: claims.gatehouse.evidence_types },
+        ...(source === undefined ? {} : { source: sourceFactsOf(source) }),
+        // An attested ephemeral runner with provenance signed by the control plane (docs/policy.md).
+        build: { slsaBuildLevel: 3 },
+        ...(createdAtOfSbom === undefined ? {} : { sbom: { createdAt: createdAtOfSbom } }),
+        subjects: submission.subjects.map((s) => s.name),
       });
       outcome = decision.outcome;
       policyDigest = decision.policyDigest;
       reasons = decision.reasons.map((r) => ({ ...r }));
       warnings = decision.warnings.map((r) => ({ ...r }));
+      suppressed = decision.suppressed ?? [];
     } else {
       policyDigest = o.policyDigest;
     }
@@ -142,7 +178,10 @@ export class Gate {
       subjects,
       reasons,
       warnings,
+      // What VEX statements and policy exceptions set aside, with who and why.
+      ...(suppressed.length === 0 ? {} : { suppressed }),
       timestamp: createdAt,
+      ...(source === undefined ? {} : { source }),
       ...(claims === undefined
         ? {}
         : { attestation: { tokenId: claims.jti, evidenceTypes: claims.gatehouse.evidence_types } }),
@@ -159,6 +198,15 @@ export class Gate {
       createdAt,
       logIndex: logged.index,
     });
+    // Promoted artifacts are evaluated again when the vulnerability database changes.
+    if (outcome === 'allow' && components !== undefined)
+      await o.store.policies.keepArtifactSbom({
+        decisionId,
+        project: job.project,
+        components: JSON.stringify(components),
+        subjects,
+        createdAt,
+      });
     if (claims !== undefined) await o.revokeToken(claims);
 
     const result: Omit<GateResult, 'placement'> = {
@@ -176,8 +224,8 @@ export class Gate {
       bytes: new TextEncoder().encode(JSON.stringify({ ...decisionDoc, logIndex: logged.index })),
     };
     const sbomAttachment: Attachment = {
-      artifactType: MEDIA.cyclonedx,
-      mediaType: MEDIA.cyclonedx,
+      artifactType: sbomAttestationTypes(submission.sbom).mediaType,
+      mediaType: sbomAttestationTypes(submission.sbom).mediaType,
       bytes: new TextEncoder().encode(JSON.stringify(submission.sbom)),
     };
 
@@ -196,7 +244,11 @@ export class Gate {
         return { ...result, placement };
       }
 
-      const signed = await this.#sign(request, claims, components ?? []);
+      const signed = await this.#sign(request, claims, components ?? [], {
+        policyDigest,
+        at: createdAt,
+        ...(source === undefined ? {} : { source }),
+      });
       const placement: Placement = await o.registry.promote({
         project: job.project,
         tag: job.id,
@@ -207,12 +259,23 @@ export class Gate {
             mediaType: MEDIA.bundle,
             bytes: jsonBytes(signed.bundle),
             annotations: { 'dev.sigstore.bundle.predicateType': SLSA_PROVENANCE_V1 },
+            cosign: ['sig', 'att'],
           },
           {
             artifactType: MEDIA.bundle,
             mediaType: MEDIA.bundle,
             bytes: jsonBytes(signed.sbomBundle),
-            annotations: { 'dev.sigstore.bundle.predicateType': CYCLONEDX_PREDICATE },
+            annotations: {
+              'dev.sigstore.bundle.predicateType': sbomAttestationTypes(submission.sbom).predicateType,
+            },
+            cosign: ['att'],
+          },
+          {
+            artifactType: MEDIA.bundle,
+            mediaType: MEDIA.bundle,
+            bytes: jsonBytes(signed.vsaBundle),
+            annotations: { 'dev.sigstore.bundle.predicateType': SLSA_VSA_V1 },
+            cosign: ['att'],
           },
           sbomAttachment,
           decisionAttachment,
@@ -234,7 +297,12 @@ export class Gate {
     request: SubmitRequest,
     claims: AttestationClaims,
     components: Component[],
-  ): Promise<{ bundle: Record<string, unknown>; sbomBundle: Record<string, unknown> }> {
+    decided: { policyDigest: string; at: string; source?: SourceVerification },
+  ): Promise<{
+    bundle: Record<string, unknown>;
+    sbomBundle: Record<string, unknown>;
+    vsaBundle: Record<string, unknown>;
+  }> {
     const o = this.#o;
     const { submission } = request;
     const identity = buildIdentity(o.identityBase, submission.project);
@@ -276,6 +344,8 @@ export class Gate {
           evidenceTypes: claims.gatehouse.evidence_types,
           pcrs: claims.gatehouse.pcrs,
         },
+        // The origin facts the gate established from the repository (src/source).
+        ...(decided.source === undefined ? {} : { sourceVerification: decided.source }),
       },
       resolvedDependencies: [
         {
@@ -298,6 +368,8 @@ export class Gate {
                 ),
               }),
         })),
+        // What the fetch phase actually downloaded, digested by the agent's egress proxy.
+        ...(submission.fetched ?? []).map((f) => ({ uri: f.uri, digest: { sha256: f.digest.sha256 } })),
       ],
       builderId: `${o.identityBase.replace(/\/+$/, '')}/runners/bubblewrap`,
       invocationId: submission.jobId,
@@ -310,11 +382,31 @@ export class Gate {
       certificatePem,
     );
     const sbomBundle = await this.#signStatement(
-      makeStatement(subjects, CYCLONEDX_PREDICATE, submission.sbom),
+      makeStatement(subjects, sbomAttestationTypes(submission.sbom).predicateType, submission.sbom),
       leafKey,
       certificatePem,
     );
-    return { bundle, sbomBundle };
+    // The decision itself, as a VSA naming the policy digest and the two attestations it rests on.
+    const base = o.identityBase.replace(/\/+$/, '');
+    const vsa = verificationSummary({
+      verifierId: `${base}/gate`,
+      timeVerified: decided.at,
+      resourceUri: o.registry.repositoryUri('promoted', submission.project),
+      policyUri: `${base}/policies/sha256:${decided.policyDigest}`,
+      policyDigest: decided.policyDigest,
+      inputAttestations: [bundle, sbomBundle].map((b) => ({
+        uri: `${base}/log/entries/${bundleLogIndex(b)}`,
+        sha256: sha256Hex(jsonBytes(b)),
+      })),
+      passed: true,
+      evidenceTypes: claims.gatehouse.evidence_types,
+    });
+    const vsaBundle = await this.#signStatement(
+      makeStatement(subjects, SLSA_VSA_V1, vsa),
+      leafKey,
+      certificatePem,
+    );
+    return { bundle, sbomBundle, vsaBundle };
   }
 
   async #signStatement(
@@ -326,10 +418,15 @@ export class Gate {
     const body = dsseEntryBody(envelope, certificatePem);
     const entry = await this.#o.log.append(body);
     const proof = await this.#o.log.inclusionProof(entry.index);
-    return buildBundle({ certificatePem, envelope, entry: { ...entry, body, proof } }) as unknown as Record<
-      string,
-      unknown
-    >;
+    const stamp = this.#o.timestamp;
+    const rfc3161Timestamps =
+      stamp === undefined ? [] : [await stamp(Buffer.from(envelope.signatures[0]?.sig ?? '', 'base64'))];
+    return buildBundle({
+      certificatePem,
+      envelope,
+      entry: { ...entry, body, proof },
+      rfc3161Timestamps,
+    }) as unknown as Record<string, unknown>;
   }
 }
 
@@ -367,6 +464,13 @@ function checkArtifacts(request: SubmitRequest): ArtifactFile[] {
     }
     return { name: s.name, sha256: digest, bytes: new Uint8Array(bytes) };
   });
+}
+
+/** The log index of a bundle's first tlog entry, as the bundle carries it. */
+function bundleLogIndex(bundle: Record<string, unknown>): string {
+  const entries = (bundle.verificationMaterial as { tlogEntries?: { logIndex?: unknown }[] } | undefined)
+    ?.tlogEntries;
+  return String(entries?.[0]?.logIndex ?? 'unknown');
 }
 
 function jsonBytes(v: unknown): Uint8Array {

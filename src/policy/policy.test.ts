@@ -89,9 +89,49 @@ describe('policy documents', () => {
       /rule 'r1' \(rules\[1\]\) field id: repeats/,
     ],
     [
-      'a purl of another type',
-      `${head}rules:\n  - { id: r1, kind: component-deny, purls: ['pkg:pypi/x'], action: deny }\n`,
-      /field purls\.0/,
+      'a range for a purl type without version rules',
+      `${head}rules:\n  - { id: r1, kind: component-deny, purls: ['pkg:generic/x@>=1'], action: deny }\n`,
+      /line 5: rule 'r1' \(rules\[0\]\) field purls\.0: .*no version ordering/,
+    ],
+    [
+      'a string that is not a purl pattern',
+      `${head}rules:\n  - { id: r1, kind: component-deny, purls: ['left-pad'], action: deny }\n`,
+      /field purls\.0: 'left-pad' is not a purl pattern/,
+    ],
+    [
+      'a CEL expression that does not parse',
+      `${head}rules:\n  - id: r1\n    kind: cel\n    when: 'components.exists(c,'\n    message: m\n    action: deny\n`,
+      /line 7: rule 'r1' \(rules\[0\]\) field when: the CEL expression does not parse/,
+    ],
+    [
+      'a vulnerability rule with no threshold',
+      `${head}rules:\n  - { id: r1, kind: vulnerability, action: deny }\n`,
+      /needs maxSeverity, maxCvss or both/,
+    ],
+    [
+      'a licence rule with neither allow nor deny',
+      `${head}rules:\n  - { id: r1, kind: license, unknown: deny, action: deny }\n`,
+      /needs allow, deny or both/,
+    ],
+    [
+      'an exception without an owner',
+      `${head}rules: []\nexceptions:\n  - { id: e1, reason: r, expires: 2030-01-01, vulnerabilities: [CVE-1] }\n`,
+      /exception 'e1' \(exceptions\[0\]\) field owner/,
+    ],
+    [
+      'an exception with an impossible date',
+      `${head}rules: []\nexceptions:\n  - { id: e1, owner: o, reason: r, expires: 2030-02-31x, vulnerabilities: [CVE-1] }\n`,
+      /field expires: must be a date/,
+    ],
+    [
+      'an exception naming no rule of the policy',
+      `${head}rules: []\nexceptions:\n  - { id: e1, owner: o, reason: r, expires: 2030-01-01, rules: [nope], vulnerabilities: [CVE-1] }\n`,
+      /names no rule of this policy/,
+    ],
+    [
+      'an OPA decision point with a bad path',
+      `${head}rules: []\nopa: { url: 'http://127.0.0.1:8181', path: '../x' }\n`,
+      /field opa\.path/,
     ],
     [
       'a purl with a nonsense version',
@@ -140,7 +180,7 @@ describe('embedded policy engine', () => {
     assert.deepEqual(d.reasons[0], {
       rule: 'no-critical-vulns',
       action: 'deny',
-      message: 'a@1.0.0 is affected by GHSA-a (high); fixed in 1.0.1',
+      message: 'a@1.0.0 is affected by GHSA-a (also CVE-1) (high); fixed in 1.0.1',
       purl: 'pkg:npm/a@1.0.0',
       vulnId: 'GHSA-a',
       aliases: ['CVE-1'],

@@ -3,26 +3,15 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import type { ArtifactRegistry, Attachment, Placement, PlacementRequest } from './registry.ts';
+import { ARTIFACT_TYPE, describePlaced, jsonBytes, PROJECT_RE, planPlacement } from './manifests.ts';
+import { type Descriptor, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, parseImageManifest } from './oci-client.ts';
+import type { Area, ArtifactRegistry, PlacedArtifact, Placement, PlacementRequest } from './registry.ts';
 
-/** Media types from the OCI image specification 1.1. */
-export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
-export const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
-/** The artifactType gatehouse gives a build's output. */
-export const ARTIFACT_TYPE = 'application/vnd.gatehouse.artifact.v1';
+export { ARTIFACT_TYPE } from './manifests.ts';
+export type { Descriptor } from './oci-client.ts';
+export { OCI_EMPTY, OCI_INDEX, OCI_MANIFEST };
 
-const EMPTY_CONFIG = new TextEncoder().encode('{}');
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-const PROJECT_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  artifactType?: string;
-  annotations?: Record<string, string>;
-}
+const REF_NAME = 'org.opencontainers.image.ref.name';
 
 interface OciIndex {
   schemaVersion: 2;
@@ -32,9 +21,11 @@ interface OciIndex {
 
 /**
  * The embedded registry: one OCI image layout per project and area under `root`
- * (`root/promoted/<project>`, `root/quarantine/<project>`). Attachments are OCI 1.1 referrers:
- * manifests whose `subject` names the artifact manifest. Writes are atomic (temporary file, then
- * rename), so a crash never leaves a half-written blob or index.
+ * (`root/promoted/<project>`, `root/quarantine/<project>`). Attachments are OCI 1.1 referrers
+ * (manifests whose `subject` names the artifact manifest), listed in `index.json` with their
+ * artifactType since a layout has no referrers API, and signed attestations are also tagged the
+ * cosign way. Writes are atomic (temporary file, then rename), so a crash never leaves a
+ * half-written blob or index.
  */
 export class OciLayoutRegistry implements ArtifactRegistry {
   readonly #root: string;
@@ -52,83 +43,105 @@ export class OciLayoutRegistry implements ArtifactRegistry {
   }
 
   /** The layout folder of a project's area. */
-  layoutDir(area: 'promoted' | 'quarantine', project: string): string {
+  layoutDir(area: Area, project: string): string {
     return join(this.#root, area, project);
   }
 
-  async #place(area: 'promoted' | 'quarantine', request: PlacementRequest): Promise<Placement> {
-    if (!PROJECT_RE.test(request.project)) {
-      throw new GatehouseError(
-        'BAD_INPUT',
-        `project name '${request.project}' is not a valid repository name`,
-      );
+  repositoryUri(area: Area, project: string): string {
+    return `oci-layout://${this.layoutDir(area, project)}`;
+  }
+
+  async inspect(area: Area, project: string, reference: string): Promise<PlacedArtifact | undefined> {
+    if (!PROJECT_RE.test(project)) return undefined;
+    const dir = this.layoutDir(area, project);
+    let index: OciIndex;
+    try {
+      index = await readLayoutIndex(dir);
+    } catch {
+      return undefined;
     }
-    if (!TAG_RE.test(request.tag))
-      throw new GatehouseError('BAD_INPUT', `tag '${request.tag}' is not a valid OCI tag`);
+    const target = index.manifests.find(
+      (m) => m.digest === reference || m.annotations?.[REF_NAME] === reference,
+    );
+    if (target === undefined) return undefined;
+    const bytes = await this.#readBlob(dir, target.digest);
+    if (bytes === undefined) return undefined;
+    const referrers: Descriptor[] = [];
+    for (const m of index.manifests) {
+      if (
+        m.digest === target.digest ||
+        m.artifactType === undefined ||
+        m.annotations?.[REF_NAME] !== undefined
+      )
+        continue;
+      const rb = await this.#readBlob(dir, m.digest);
+      if (rb !== undefined && parseImageManifest(rb, m.digest).subject?.digest === target.digest)
+        referrers.push(m);
+    }
+    const prefix = target.digest.replace(':', '-');
+    const cosignTags = index.manifests
+      .map((m) => m.annotations?.[REF_NAME])
+      .filter((t): t is string => t === `${prefix}.sig` || t === `${prefix}.att`);
+    return describePlaced(bytes, target.digest, referrers, cosignTags, `${dir}@${target.digest}`);
+  }
+
+  async attachment(area: Area, project: string, referrerDigest: string): Promise<Uint8Array> {
+    const dir = this.layoutDir(area, project);
+    const bytes = await this.#readBlob(dir, referrerDigest);
+    if (bytes === undefined)
+      throw new GatehouseError('NOT_FOUND', `no referrer ${referrerDigest}`, { where: dir });
+    const [layer] = parseImageManifest(bytes, referrerDigest).layers;
+    const content = layer === undefined ? undefined : await this.#readBlob(dir, layer.digest);
+    if (content === undefined)
+      throw new GatehouseError('NOT_FOUND', `referrer ${referrerDigest} has no content`, { where: dir });
+    return content;
+  }
+
+  async #readBlob(dir: string, digest: string): Promise<Uint8Array | undefined> {
+    if (!/^sha256:[0-9a-f]{64}$/.test(digest)) return undefined;
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await readFile(join(dir, 'blobs', 'sha256', digest.slice(7))));
+    } catch {
+      return undefined;
+    }
+    // A layout on disk is not trusted more than a remote registry: content must match its name.
+    if (`sha256:${sha256Hex(bytes)}` !== digest) {
+      throw new GatehouseError('REGISTRY_ERROR', `blob ${digest} does not match its digest`, { where: dir });
+    }
+    return bytes;
+  }
+
+  async #place(area: Area, request: PlacementRequest): Promise<Placement> {
+    const plan = planPlacement(request);
     const dir = this.layoutDir(area, request.project);
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     await writeIfAbsent(join(dir, 'oci-layout'), new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}'));
-
-    const config = await this.#blob(dir, EMPTY_CONFIG, OCI_EMPTY);
-    const layers: Descriptor[] = [];
-    for (const f of request.files) {
-      const d = await this.#blob(dir, f.bytes, 'application/octet-stream');
-      if (d.digest !== `sha256:${f.sha256}`) {
-        throw new GatehouseError(
-          'BAD_INPUT',
-          `artifact ${f.name} does not match its digest sha256:${f.sha256}`,
-        );
-      }
-      layers.push({ ...d, annotations: { 'org.opencontainers.image.title': f.name } });
+    for (const b of [
+      ...plan.blobs,
+      plan.artifact,
+      ...plan.referrers.map((r) => r.manifest),
+      ...plan.cosign.map((c) => c.manifest),
+    ]) {
+      await writeIfAbsent(join(dir, 'blobs', 'sha256', b.descriptor.digest.slice(7)), b.bytes);
     }
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: ARTIFACT_TYPE,
-      config,
-      layers,
-      annotations: { 'org.opencontainers.image.created': new Date().toISOString(), ...request.annotations },
-    };
-    const manifestDesc = await this.#blob(dir, jsonBytes(manifest), OCI_MANIFEST);
-    const referrers: Descriptor[] = [];
-    for (const a of request.attachments) referrers.push(await this.#referrer(dir, manifestDesc, a));
-
+    const referrers: Descriptor[] = plan.referrers.map((r) => ({
+      ...r.manifest.descriptor,
+      artifactType: r.artifactType,
+      ...(r.annotations === undefined ? {} : { annotations: r.annotations }),
+    }));
     await this.#updateIndex(dir, [
-      {
-        ...manifestDesc,
-        artifactType: ARTIFACT_TYPE,
-        annotations: { 'org.opencontainers.image.ref.name': request.tag },
-      },
+      { ...plan.artifact.descriptor, artifactType: ARTIFACT_TYPE, annotations: { [REF_NAME]: request.tag } },
       ...referrers,
+      ...plan.cosign.map((c) => ({ ...c.manifest.descriptor, annotations: { [REF_NAME]: c.tag } })),
     ]);
     return {
       area,
-      reference: `${dir}:${request.tag}@${manifestDesc.digest}`,
-      manifestDigest: manifestDesc.digest,
+      reference: `${dir}:${request.tag}@${plan.artifact.descriptor.digest}`,
+      manifestDigest: plan.artifact.descriptor.digest,
       referrers: referrers.map((r) => ({ artifactType: r.artifactType ?? '', digest: r.digest })),
+      cosignTags: plan.cosign.map((c) => c.tag),
     };
-  }
-
-  async #referrer(dir: string, subject: Descriptor, a: Attachment): Promise<Descriptor> {
-    const config = await this.#blob(dir, EMPTY_CONFIG, OCI_EMPTY);
-    const layer = await this.#blob(dir, a.bytes, a.mediaType);
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: a.artifactType,
-      config,
-      layers: [layer],
-      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-      ...(a.annotations === undefined ? {} : { annotations: a.annotations }),
-    };
-    const d = await this.#blob(dir, jsonBytes(manifest), OCI_MANIFEST);
-    return { ...d, artifactType: a.artifactType };
-  }
-
-  async #blob(dir: string, bytes: Uint8Array, mediaType: string): Promise<Descriptor> {
-    const hex = sha256Hex(bytes);
-    await writeIfAbsent(join(dir, 'blobs', 'sha256', hex), bytes);
-    return { mediaType, digest: `sha256:${hex}`, size: bytes.byteLength };
   }
 
   async #updateIndex(dir: string, add: Descriptor[]): Promise<void> {
@@ -141,25 +154,30 @@ export class OciLayoutRegistry implements ArtifactRegistry {
         throw new GatehouseError('STORE_ERROR', `cannot read the OCI index ${path}`, { cause: e });
       }
     }
-    const tag = add[0]?.annotations?.['org.opencontainers.image.ref.name'];
+    const tags = new Set(add.map((d) => d.annotations?.[REF_NAME]).filter((t) => t !== undefined));
     // A tag names one manifest: an older manifest with the same tag loses the tag but stays reachable.
-    const kept = index.manifests.map((m) =>
-      m.annotations?.['org.opencontainers.image.ref.name'] === tag ? withoutTag(m) : m,
-    );
+    const kept = index.manifests.map((m) => {
+      const t = m.annotations?.[REF_NAME];
+      return t !== undefined && tags.has(t) ? withoutTag(m) : m;
+    });
     const known = new Set(kept.map((m) => m.digest));
-    index.manifests = [...kept, ...add.filter((d) => !known.has(d.digest))];
+    const fresh = add.filter((d) => !known.has(d.digest));
+    // A manifest already listed but newly tagged keeps its entry and gains the tag.
+    const merged = kept.map((m) => {
+      const tagged = add.find((d) => d.digest === m.digest && d.annotations?.[REF_NAME] !== undefined);
+      return tagged === undefined || m.annotations?.[REF_NAME] !== undefined
+        ? m
+        : { ...m, annotations: { ...m.annotations, ...tagged.annotations } };
+    });
+    index.manifests = [...merged, ...fresh];
     await atomicWrite(path, jsonBytes(index));
   }
 }
 
 function withoutTag(d: Descriptor): Descriptor {
   const { annotations, ...rest } = d;
-  const { 'org.opencontainers.image.ref.name': _, ...others } = annotations ?? {};
+  const { [REF_NAME]: _, ...others } = annotations ?? {};
   return Object.keys(others).length === 0 ? rest : { ...rest, annotations: others };
-}
-
-function jsonBytes(value: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(value));
 }
 
 async function writeIfAbsent(path: string, bytes: Uint8Array): Promise<void> {

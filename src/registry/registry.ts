@@ -18,6 +18,11 @@ export interface Attachment {
   mediaType: string;
   bytes: Uint8Array;
   annotations?: Record<string, string>;
+  /**
+   * Also attach it under cosign's tag schema: `sig` (a signature of the artifact) and/or `att` (a
+   * signed attestation), for consumers that do not read OCI 1.1 referrers.
+   */
+  cosign?: ('sig' | 'att')[];
 }
 
 export interface PlacementRequest {
@@ -36,10 +41,31 @@ export interface Placement {
   reference: string;
   manifestDigest: string;
   referrers: { artifactType: string; digest: string }[];
+  /** The cosign tags written (`sha256-<hex>.sig`, `sha256-<hex>.att`), if any attachment asked for one. */
+  cosignTags: string[];
 }
+
+/** What a registry holds for one artifact manifest, read back. */
+export interface PlacedArtifact {
+  manifestDigest: string;
+  /** The artifact's files (layers titled with their names). */
+  files: { name: string; sha256: string; size: number }[];
+  /** Its OCI 1.1 referrers. */
+  referrers: { artifactType: string; digest: string; annotations: Record<string, string> }[];
+  /** cosign tags present for it. */
+  cosignTags: string[];
+}
+
+export type Area = 'promoted' | 'quarantine';
 
 /** An artifact repository with a promoted area and a quarantine area. */
 export interface ArtifactRegistry {
   promote(request: PlacementRequest): Promise<Placement>;
   quarantine(request: PlacementRequest): Promise<Placement>;
+  /** Read back an artifact by tag or manifest digest; undefined when the area has no such artifact. */
+  inspect(area: Area, project: string, reference: string): Promise<PlacedArtifact | undefined>;
+  /** The bytes of a referrer's single layer, checked against its digest. */
+  attachment(area: Area, project: string, referrerDigest: string): Promise<Uint8Array>;
+  /** A URI naming the repository of a project's area, for records such as the VSA's resourceUri. */
+  repositoryUri(area: Area, project: string): string;
 }

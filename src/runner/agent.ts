@@ -1,16 +1,19 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Attester, SoftwareAttester } from '../attestation/attester.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, signSubmission } from '../attestation/token.ts';
 import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
+import { catalogWorkspace } from '../sbom/catalog.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
-import { catalogNpmLockfile } from '../sbom/npm-lock.ts';
 import type { ControlPlane, GateResult, Submission } from '../server/control-plane.ts';
-import type { SourceProvider } from '../source/source-provider.ts';
+import { pinSource } from '../source/pinned-checkout.ts';
+import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
+import { fetchDependencies } from './fetch.ts';
 import { collectOutputs } from './outputs.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from './project-config.ts';
 import type { Runner, RunnerInstance, SandboxProfile } from './runner.ts';
@@ -47,11 +50,16 @@ export function isolationProfile(profile: SandboxProfile): SandboxProfile {
 export interface AgentOptions {
   runner: Runner;
   controlPlane: ControlPlane;
-  source: SourceProvider;
+  source: SourceDescriber;
   /** Called as each lifecycle step ends, e.g. to print progress. */
   onStep?: (step: JobStep) => void;
   /** Overrides the project name from gatehouse.yaml. */
   project?: string;
+  /**
+   * Makes a fresh attester for each job: a `VtpmAttester` (a vTPM per runner, quoted) or a
+   * `SoftwareAttester` (the baseline alone). Default: software.
+   */
+  attester?: () => Attester;
 }
 
 /** How one job ended. */
@@ -86,6 +94,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     });
   }
   const config = parseProjectConfig(configText, configPath);
+  // A clean git work tree is built from exactly its HEAD commit (see src/source/pinned-checkout.ts).
+  const checkout = await pinSource(sourceDir);
   const project = options.project ?? config.project;
   const cp = options.controlPlane;
   const steps: JobStep[] = [];
@@ -122,6 +132,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
 
   const ticket = await cp.createJob({ project });
   const outcome: JobOutcome = { jobId: ticket.jobId, project, steps };
+  const attester = options.attester?.() ?? new SoftwareAttester();
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
   try {
@@ -139,23 +150,35 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         nonce: ticket.nonce,
       }),
     );
-    const attested = await step('attest', () =>
-      cp.attest({
-        jobId: ticket.jobId,
-        runnerKey: key.publicJwk,
-        evidence: { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs },
-      }),
+    const attested = await step(
+      'attest',
+      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints: cp }),
+      () => attester.kind,
     );
     token = attested.token;
 
-    const files = await listFiles(runnerInstance.workspace);
-    const source = await step('source', () => options.source.describe(sourceDir, files));
+    const source = await step(
+      'source',
+      async () =>
+        (await checkout.populate(runnerInstance.workspace, configText)) ??
+        options.source.describe(sourceDir, await listFiles(runnerInstance.workspace)),
+      (s) =>
+        s.pinned === true ? `pinned ${s.commit?.slice(0, 12)}` : s.dirty ? 'work tree with changes' : s.kind,
+    );
 
     // The SBOM is taken from the workspace before the build runs, so the build cannot rewrite it.
     const components = await step(
       'sbom',
       () => catalogue(runnerInstance.workspace, sourceDir, config.sbom.lockfiles, config.sbom.required),
       (c) => `${c.length} components`,
+    );
+
+    // Dependencies come in through the agent's allowlisting egress proxy only, and are digested
+    // on the way; the build that follows has no network at all.
+    const fetched = await step(
+      'fetch',
+      () => fetchDependencies(runnerInstance, ticket.egressAllow ?? []),
+      (f) => f.summary,
     );
 
     const startedOn = new Date().toISOString();
@@ -197,6 +220,9 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         sandboxProfileDigest: sha256Hex(canonicalJson(runnerInstance.sandboxProfile)),
       },
       steps: [...steps],
+      ...(fetched.fetched.length === 0
+        ? {}
+        : { fetched: fetched.fetched.map((f) => ({ uri: f.uri, digest: { sha256: f.digest.sha256 } })) }),
     };
     const proof = await signSubmission(submission, key.privateKey);
     const result = await step(
@@ -218,7 +244,10 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     };
   } finally {
     const destroyed = instance;
-    await step('destroy', async () => destroyed?.destroy()).catch(() => undefined);
+    // The runner and its vTPM die together: the TPM state is deleted with the workspace.
+    await step('destroy', async () => {
+      await Promise.all([destroyed?.destroy(), attester.destroy()]);
+    }).catch(() => undefined);
     const ended =
       outcome.failure === undefined
         ? cp.finish({ jobId: ticket.jobId, steps: steps.slice(), ...(token === undefined ? {} : { token }) })
@@ -233,29 +262,17 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   return outcome;
 }
 
-/** Components of every lockfile, read from the workspace copy; errors name the file in the source. */
+/**
+ * Components of every lockfile in the workspace copy (or of the configured ones), plus the runner
+ * image's packages as the build environment; errors name the file in the source.
+ */
 async function catalogue(
   workspace: string,
   sourceDir: string,
   lockfiles: readonly string[],
   required: boolean,
 ): Promise<Component[]> {
-  const all = new Map<string, Component>();
-  for (const rel of lockfiles) {
-    const path = join(workspace, rel);
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new GatehouseError('BAD_LOCKFILE', 'cannot read the lockfile', {
-        where: join(sourceDir, rel),
-        cause: e,
-      });
-    }
-    for (const c of catalogNpmLockfile(text, join(sourceDir, rel)).components) all.set(c.purl, c);
-  }
-  return [...all.values()].sort((a, b) => (a.purl < b.purl ? -1 : 1));
+  return catalogWorkspace(workspace, { displayRoot: sourceDir, ...(required ? { files: lockfiles } : {}) });
 }
 
 async function listFiles(root: string): Promise<{ path: string; sha256: string }[]> {

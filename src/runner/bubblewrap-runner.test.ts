@@ -272,7 +272,10 @@ describe('bubblewrap sandbox profile', () => {
       assert.deepEqual(Object.keys(profile.env), ['A', 'HOME', 'PATH', 'Z']);
       assert.deepEqual(profile.capabilities, []);
       assert.equal(profile.network, 'loopback-only');
-      assert.deepEqual(profile, bubblewrapSandboxProfile(config, await detectHostLayout()));
+      assert.deepEqual(
+        profile,
+        bubblewrapSandboxProfile(config, await detectHostLayout(), { image: profile.image }),
+      );
       assert.ok(Object.isFrozen(profile) && Object.isFrozen(profile.mounts));
     } finally {
       await instance.destroy();

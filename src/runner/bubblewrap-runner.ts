@@ -1,27 +1,41 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readFileSync } from 'node:fs';
 import {
   access,
   cp,
   lstat,
   mkdir,
   mkdtemp,
+  open,
   readdir,
   readFile,
   readlink,
   rm,
   stat,
+  statfs,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
+import { type BaseImage, defaultImageCacheDir, HostSystemImage } from './image.ts';
+import {
+  BuildCgroup,
+  DEFAULT_LIMITS,
+  describeBreach,
+  detectCgroups,
+  type LimitEnforcement,
+  type RunnerLimits,
+} from './limits.ts';
 import type { ProjectConfig } from './project-config.ts';
 import {
   type BuildResult,
+  type FetchRequest,
+  type ImageRef,
   OUTPUT_TAIL_BYTES,
   type ProvisionSpec,
   type Runner,
@@ -29,6 +43,7 @@ import {
   type SandboxMount,
   type SandboxProfile,
 } from './runner.ts';
+import { buildSeccompFilter } from './seccomp.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -39,6 +54,14 @@ const SANDBOX_UID = 1000;
 const SANDBOX_GID = 1000;
 const WORKSPACE = '/workspace';
 const SANDBOX_PATH = '/usr/bin:/bin';
+/** Where the fetch phase finds the egress proxy's socket and the forwarder, inside the sandbox. */
+const PROXY_SOCKET = '/run/gatehouse/egress.sock';
+const FORWARDER = '/run/gatehouse/egress-forwarder.mjs';
+const FORWARDER_PORT = 3128;
+/** The image's node, which runs the forwarder in the fetch phase. */
+const SANDBOX_NODE = '/usr/bin/node';
+const forwarderPath = join(dirname(fileURLToPath(import.meta.url)), 'egress-forwarder.mjs');
+const forwarderText = readFileSync(forwarderPath);
 
 /**
  * The sandbox's /etc. The host's /etc is not mounted: it names host users and hosts, and holds
@@ -77,6 +100,14 @@ export interface HostLayout {
   readonly rootDirs: Readonly<Record<string, { kind: 'symlink'; target: string } | { kind: 'dir' }>>;
   /** Which of {@link ETC_HOST_BINDS} exist on the host. */
   readonly etcBinds: readonly string[];
+  /** What enforces resource limits here. */
+  readonly enforcement: LimitEnforcement;
+}
+
+/** Central hardening inputs to a sandbox profile (defaults: {@link DEFAULT_LIMITS}, no image). */
+export interface SandboxHardening {
+  readonly limits?: RunnerLimits;
+  readonly image?: ImageRef;
 }
 
 /** Inspect the host so that the sandbox mirrors its /bin, /lib… exactly as the host has them. */
@@ -100,14 +131,19 @@ export async function detectHostLayout(): Promise<HostLayout> {
       // Absent: not bound.
     }
   }
-  return { rootDirs, etcBinds };
+  return { rootDirs, etcBinds, enforcement: await detectCgroups() };
 }
 
 /**
  * The sandbox profile BubblewrapRunner uses for a project on a host with the given layout. Pure,
  * so that a control plane can compute the expected sandbox-profile digest for a job.
  */
-export function bubblewrapSandboxProfile(config: ProjectConfig, layout: HostLayout): SandboxProfile {
+export function bubblewrapSandboxProfile(
+  config: ProjectConfig,
+  layout: HostLayout,
+  hardening: SandboxHardening = {},
+): SandboxProfile {
+  const limits = hardening.limits ?? DEFAULT_LIMITS;
   const mounts: SandboxMount[] = [{ kind: 'ro-bind', dest: '/usr', source: '/usr' }];
   for (const dir of ROOT_DIRS) {
     const entry = layout.rootDirs[dir];
@@ -124,7 +160,7 @@ export function bubblewrapSandboxProfile(config: ProjectConfig, layout: HostLayo
   mounts.push(
     { kind: 'proc', dest: '/proc' },
     { kind: 'dev', dest: '/dev' },
-    { kind: 'tmpfs', dest: '/tmp' },
+    { kind: 'tmpfs', dest: '/tmp', sizeBytes: limits.tmpBytes },
     { kind: 'workspace', dest: WORKSPACE, writable: true },
     // bwrap's root is a tmpfs the build could otherwise write to (/x, /etc/x): freeze it. Only
     // /workspace, /tmp and the private /dev stay writable.
@@ -149,6 +185,15 @@ export function bubblewrapSandboxProfile(config: ProjectConfig, layout: HostLayo
     capabilities: [],
     newSession: true,
     dieWithParent: true,
+    noNewPrivileges: true,
+    seccomp: buildSeccompFilter().description,
+    limits: { ...limits, enforcement: layout.enforcement },
+    image: hardening.image ?? { kind: 'host-system', digest: 'unmeasured' },
+    fetch: {
+      proxySocket: PROXY_SOCKET,
+      forwarderSha256: sha256Hex(forwarderText),
+      proxyUrl: `http://127.0.0.1:${FORWARDER_PORT}`,
+    },
     mounts,
     env,
     cwd: WORKSPACE,
@@ -156,11 +201,23 @@ export function bubblewrapSandboxProfile(config: ProjectConfig, layout: HostLayo
   } satisfies SandboxProfile);
 }
 
+/** What differs between the fetch and the build phase of one runner. */
+interface Phase {
+  readonly name: 'fetch' | 'build';
+  readonly command: readonly string[];
+  readonly timeoutSeconds: number;
+  /** Fetch only: host path of the egress proxy socket and of the forwarder file. */
+  readonly egress?: { readonly socket: string; readonly forwarder: string };
+}
+
+/** The fd bubblewrap reads the seccomp program from (stdio slot 4 of the spawned process). */
+const SECCOMP_FD = 4;
+
 /**
  * The bwrap argv for a profile. Generated from the profile, never alongside it, so that what is
  * measured is what runs.
  */
-function bwrapArgs(profile: SandboxProfile, workspace: string, etcDir: string): string[] {
+function bwrapArgs(profile: SandboxProfile, workspace: string, etcDir: string, phase: Phase): string[] {
   const args = [
     '--unshare-all',
     // --unshare-all only *tries* a user namespace; insist, and forbid the build from making more.
@@ -197,12 +254,24 @@ function bwrapArgs(profile: SandboxProfile, workspace: string, etcDir: string): 
         args.push('--dev', m.dest);
         break;
       case 'tmpfs':
+        if (m.sizeBytes !== undefined) args.push('--size', String(m.sizeBytes));
         args.push('--tmpfs', m.dest);
         break;
       case 'workspace':
         args.push('--bind', workspace, m.dest);
         break;
       case 'remount-ro':
+        // The fetch phase's extra files are bound before the root is frozen.
+        if (phase.egress !== undefined) {
+          args.push(
+            '--bind',
+            phase.egress.socket,
+            profile.fetch.proxySocket,
+            '--ro-bind',
+            phase.egress.forwarder,
+            FORWARDER,
+          );
+        }
         args.push('--remount-ro', m.dest);
         break;
       default: {
@@ -211,7 +280,21 @@ function bwrapArgs(profile: SandboxProfile, workspace: string, etcDir: string): 
       }
     }
   }
-  args.push('--chdir', profile.cwd, '--json-status-fd', '3', '--', ...profile.command);
+  let command = [...phase.command];
+  if (phase.egress !== undefined) {
+    args.push('--setenv', 'npm_config_cache', '/tmp/npm-cache');
+    command = [SANDBOX_NODE, FORWARDER, profile.fetch.proxySocket, String(FORWARDER_PORT), '--', ...command];
+  }
+  args.push(
+    '--seccomp',
+    String(SECCOMP_FD),
+    '--chdir',
+    profile.cwd,
+    '--json-status-fd',
+    '3',
+    '--',
+    ...command,
+  );
   return args;
 }
 
@@ -257,42 +340,86 @@ export interface BubblewrapRunnerOptions {
   readonly bwrapPath?: string;
   /** Directory under which per-job directories are made; default: the OS temp dir. */
   readonly tempRoot?: string;
+  /** Resource limits of every build; default {@link DEFAULT_LIMITS}. */
+  readonly limits?: RunnerLimits;
+  /**
+   * The verified base image the system directories come from, verified at each provision; default
+   * the host's system directories with the machine-wide cache; `null`: unmeasured (tests only).
+   */
+  readonly image?: BaseImage | null;
+}
+
+interface Ready {
+  bwrap: string;
+  layout: HostLayout;
+  seccomp: Buffer;
 }
 
 /**
  * The embedded runner backend: each job runs in a fresh bubblewrap sandbox with its own namespaces
- * (no network but its own loopback), an empty environment, a read-only /usr, and a private
- * writable copy of the source at /workspace.
+ * (no network but its own loopback), an empty environment, a read-only /usr, a seccomp filter,
+ * cgroup limits, and a private, size-limited writable copy of the source at /workspace.
  */
 export class BubblewrapRunner implements Runner {
   readonly #bwrapPath: string | undefined;
   readonly #tempRoot: string;
-  #ready: Promise<{ bwrap: string; layout: HostLayout }> | undefined;
+  readonly #limits: RunnerLimits;
+  readonly #image: BaseImage | undefined;
+  #ready: Promise<Ready> | undefined;
 
   constructor(options: BubblewrapRunnerOptions = {}) {
     this.#bwrapPath = options.bwrapPath;
     this.#tempRoot = options.tempRoot ?? tmpdir();
+    this.#limits = Object.freeze({ ...(options.limits ?? DEFAULT_LIMITS) });
+    this.#image =
+      options.image === null
+        ? undefined
+        : (options.image ?? new HostSystemImage({ cacheDir: defaultImageCacheDir() }));
   }
 
-  /**
-   * @throws GatehouseError SANDBOX_UNAVAILABLE when bwrap is missing or cannot sandbox here;
-   *   BAD_INPUT for a bad job id or an unreadable source directory
-   */
-  async provision(spec: ProvisionSpec): Promise<RunnerInstance> {
+  async #prepare(): Promise<Ready> {
     // Check bwrap once per runner backend; a failed check is retried next time.
-    this.#ready ??= Promise.all([checkBwrap(this.#bwrapPath), detectHostLayout()]).then(
-      ([bwrap, layout]) => ({
-        bwrap,
-        layout,
-      }),
-    );
-    let ready: { bwrap: string; layout: HostLayout };
+    this.#ready ??= Promise.all([checkBwrap(this.#bwrapPath), detectHostLayout()]).then(([bwrap, layout]) => {
+      if (layout.enforcement === 'cgroup-v1' || layout.enforcement === 'cgroup-v2') {
+        // Creating cgroups and mounting a tmpfs both need root here; refuse early, not per job.
+        if (process.getuid?.() !== 0) {
+          throw new GatehouseError(
+            'SANDBOX_UNAVAILABLE',
+            'the bubblewrap runner enforces memory, process and workspace limits with cgroups and a tmpfs, which needs root',
+          );
+        }
+      }
+      return { bwrap, layout, seccomp: buildSeccompFilter().program };
+    });
     try {
-      ready = await this.#ready;
+      return await this.#ready;
     } catch (e) {
       this.#ready = undefined;
       throw e;
     }
+  }
+
+  /**
+   * The isolation-relevant sandbox profile this runner gives a project, exactly as provision()
+   * would (image verified): what reference values are measured from.
+   * @throws GatehouseError SANDBOX_UNAVAILABLE, IMAGE_UNVERIFIED
+   */
+  async profileFor(config: ProjectConfig): Promise<SandboxProfile> {
+    const ready = await this.#prepare();
+    const image = this.#image === undefined ? undefined : await this.#image.verify();
+    return bubblewrapSandboxProfile(config, ready.layout, {
+      limits: this.#limits,
+      ...(image === undefined ? {} : { image }),
+    });
+  }
+
+  /**
+   * @throws GatehouseError SANDBOX_UNAVAILABLE when bwrap is missing or cannot sandbox here;
+   *   IMAGE_UNVERIFIED when the base image does not match its digest; BAD_INPUT for a bad job id
+   *   or an unreadable source directory
+   */
+  async provision(spec: ProvisionSpec): Promise<RunnerInstance> {
+    const ready = await this.#prepare();
     if (!JOB_ID.test(spec.jobId)) {
       throw new GatehouseError(
         'BAD_INPUT',
@@ -306,19 +433,44 @@ export class BubblewrapRunner implements Runner {
     });
     if (!source.isDirectory())
       throw new GatehouseError('BAD_INPUT', `source ${spec.sourceDir} is not a directory`);
+    // Checked before every use: a base image that no longer matches its digest is never run.
+    const image = this.#image === undefined ? undefined : await this.#image.verify();
 
     // mkdtemp makes the directory 0700: other host users cannot look into or race the job.
     const jobRoot = await mkdtemp(join(this.#tempRoot, `gatehouse-${spec.jobId}-`));
+    const workspace = join(jobRoot, 'workspace');
+    let mounted = false;
     try {
-      const workspace = join(jobRoot, 'workspace');
       const etcDir = join(jobRoot, 'etc');
       await mkdir(workspace, { mode: 0o700 });
       await mkdir(etcDir, { mode: 0o700 });
+      // The workspace is its own tmpfs, so that filling it fills only it (ENOSPC), never the host.
+      await execFileAsync(
+        'mount',
+        [
+          '-t',
+          'tmpfs',
+          '-o',
+          `size=${this.#limits.workspaceBytes},mode=0700,nosuid,nodev`,
+          'gatehouse-workspace',
+          workspace,
+        ],
+        { env: {}, timeout: 10_000 },
+      ).catch((e: unknown) => {
+        throw new GatehouseError('SANDBOX_UNAVAILABLE', `cannot mount the workspace tmpfs: ${String(e)}`, {
+          cause: e,
+        });
+      });
+      mounted = true;
       for (const [dest, content] of Object.entries(ETC_FILES)) {
         await writeFile(join(etcDir, dest.replaceAll('/', '_')), content, { mode: 0o644 });
       }
+      await writeFile(join(jobRoot, 'seccomp.bpf'), ready.seccomp, { mode: 0o600 });
       await copySource(spec.sourceDir, workspace);
-      const profile = bubblewrapSandboxProfile(spec.config, ready.layout);
+      const profile = bubblewrapSandboxProfile(spec.config, ready.layout, {
+        limits: this.#limits,
+        ...(image === undefined ? {} : { image }),
+      });
       return new BubblewrapInstance({
         bwrap: ready.bwrap,
         jobId: spec.jobId,
@@ -327,12 +479,19 @@ export class BubblewrapRunner implements Runner {
         etcDir,
         config: spec.config,
         profile,
+        limits: this.#limits,
       });
     } catch (e) {
+      if (mounted) await unmount(workspace);
       await rm(jobRoot, { recursive: true, force: true });
       throw e;
     }
   }
+}
+
+async function unmount(dir: string): Promise<void> {
+  // Lazy: a process that somehow still holds the mount cannot keep the job's files alive.
+  await execFileAsync('umount', ['-l', dir], { env: {}, timeout: 10_000 }).catch(() => undefined);
 }
 
 async function copySource(sourceDir: string, workspace: string): Promise<void> {
@@ -393,7 +552,11 @@ interface InstanceInit {
   etcDir: string;
   config: ProjectConfig;
   profile: SandboxProfile;
+  limits: RunnerLimits;
 }
+
+/** How often the CPU-time limit is checked. */
+const CPU_POLL_MS = 250;
 
 class BubblewrapInstance implements RunnerInstance {
   readonly id = `bwrap-${randomUUID()}`;
@@ -404,8 +567,10 @@ class BubblewrapInstance implements RunnerInstance {
   readonly #bwrap: string;
   readonly #jobRoot: string;
   readonly #etcDir: string;
-  #state: 'ready' | 'building' | 'built' | 'destroyed' = 'ready';
+  readonly #limits: RunnerLimits;
+  #state: 'ready' | 'fetching' | 'fetched' | 'building' | 'built' | 'destroyed' = 'ready';
   #child: ChildProcess | undefined;
+  #cgroup: BuildCgroup | undefined;
   #exited: Promise<void> | undefined;
 
   constructor(init: InstanceInit) {
@@ -416,26 +581,97 @@ class BubblewrapInstance implements RunnerInstance {
     this.#bwrap = init.bwrap;
     this.#jobRoot = init.jobRoot;
     this.#etcDir = init.etcDir;
+    this.#limits = init.limits;
+  }
+
+  async fetch(request: FetchRequest): Promise<BuildResult> {
+    if (this.#state !== 'ready') {
+      throw new GatehouseError('FETCH_FAILED', `runner ${this.id} cannot fetch: it is ${this.#state}`, {
+        where: this.jobId,
+      });
+    }
+    this.#state = 'fetching';
+    const forwarder = join(this.#jobRoot, 'egress-forwarder.mjs');
+    await writeFile(forwarder, forwarderText, { mode: 0o444 });
+    try {
+      return await this.#run({
+        name: 'fetch',
+        command: request.command,
+        timeoutSeconds: request.timeoutSeconds,
+        egress: { socket: request.proxySocket, forwarder },
+      });
+    } finally {
+      if (this.#state === 'fetching') this.#state = 'fetched';
+    }
   }
 
   async build(): Promise<BuildResult> {
-    if (this.#state !== 'ready') {
+    if (this.#state !== 'ready' && this.#state !== 'fetched') {
       throw new GatehouseError('BUILD_FAILED', `runner ${this.id} cannot build: it is ${this.#state}`, {
         where: this.jobId,
       });
     }
     this.#state = 'building';
+    try {
+      return await this.#run({
+        name: 'build',
+        command: this.sandboxProfile.command,
+        timeoutSeconds: this.config.build.timeoutSeconds,
+      });
+    } finally {
+      if (this.#state === 'building') this.#state = 'built';
+    }
+  }
+
+  async #run(phase: Phase): Promise<BuildResult> {
     const started = performance.now();
     const stdout = new Tail(OUTPUT_TAIL_BYTES);
     const stderr = new Tail(OUTPUT_TAIL_BYTES);
     let status = '';
-    const child = spawn(this.#bwrap, bwrapArgs(this.sandboxProfile, this.workspace, this.#etcDir), {
-      // bwrap itself gets an empty environment too: nothing of ours can leak through it.
-      env: {},
-      // Its own process group, so that a timeout can kill bwrap and everything it started at once.
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-    });
+    const failed = phase.name === 'fetch' ? 'FETCH_FAILED' : 'BUILD_FAILED';
+    const cgroup = await BuildCgroup.create(
+      this.sandboxProfile.limits.enforcement,
+      `${this.jobId.slice(0, 48)}-${phase.name}`,
+      this.#limits,
+    );
+    this.#cgroup = cgroup;
+    const seccomp = await open(join(this.#jobRoot, 'seccomp.bpf'), 'r');
+    let child: ChildProcess;
+    try {
+      // The first process moves itself into the build's cgroups *before* it execs anything, so
+      // that no process of the build ever runs outside its limits. prlimit adds per-process
+      // limits the cgroups do not have: no core dumps, CPU seconds, largest file.
+      const enter =
+        'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+      child = spawn(
+        '/bin/sh',
+        [
+          '-c',
+          enter,
+          'gatehouse-enter',
+          String(cgroup.procsFiles.length),
+          ...cgroup.procsFiles,
+          'prlimit',
+          '--core=0',
+          // Soft below hard: SIGXCPU (reported as 152) comes first and names the cause.
+          `--cpu=${this.#limits.cpuSeconds}:${this.#limits.cpuSeconds + 1}`,
+          `--fsize=${this.#limits.workspaceBytes}`,
+          '--',
+          this.#bwrap,
+          ...bwrapArgs(this.sandboxProfile, this.workspace, this.#etcDir, phase),
+        ],
+        {
+          // bwrap itself gets an empty environment too: nothing of ours can leak through it.
+          env: {},
+          // Its own process group, so that a timeout can kill bwrap and everything it started at once.
+          detached: true,
+          stdio: ['ignore', 'pipe', 'pipe', 'pipe', seccomp.fd],
+        },
+      );
+    } finally {
+      // The child holds its own copy of the descriptor.
+      await seccomp.close();
+    }
     this.#child = child;
     child.stdout?.on('data', (c: Buffer) => stdout.push(c));
     child.stderr?.on('data', (c: Buffer) => stderr.push(c));
@@ -443,10 +679,22 @@ class BubblewrapInstance implements RunnerInstance {
       if (status.length < 65_536) status += c.toString('utf8');
     });
     let timedOut = false;
+    let cpuExceeded = false;
     const timer = setTimeout(() => {
       timedOut = true;
       killGroup(child);
-    }, this.config.build.timeoutSeconds * 1000);
+      void cgroup.kill();
+    }, phase.timeoutSeconds * 1000);
+    // The cgroup adds up CPU time over all the build's processes; rlimit only sees one at a time.
+    const cpuPoll = setInterval(() => {
+      void cgroup.cpuSeconds().then((used) => {
+        if (used >= this.#limits.cpuSeconds && !cpuExceeded) {
+          cpuExceeded = true;
+          killGroup(child);
+          void cgroup.kill();
+        }
+      });
+    }, CPU_POLL_MS);
     const exited = new Promise<{ code: number | null; error?: Error }>((resolve) => {
       child.once('error', (error) => resolve({ code: null, error }));
       child.once('close', (code) => resolve({ code }));
@@ -454,31 +702,55 @@ class BubblewrapInstance implements RunnerInstance {
     this.#exited = exited.then(() => undefined);
     const { code, error } = await exited;
     clearTimeout(timer);
+    clearInterval(cpuPoll);
     this.#child = undefined;
     const statusLines = parseStatus(status);
     const pidNamespace = statusLines.find((s) => typeof s['pid-namespace'] === 'number')?.['pid-namespace'];
     if (typeof pidNamespace === 'number') await reapNamespace(pidNamespace);
-    if (this.#state === 'building') this.#state = 'built';
+    const exitCode = statusLines.find((s) => typeof s['exit-code'] === 'number')?.['exit-code'];
+    // 128 + SIGXCPU: the per-process CPU rlimit fired before the cgroup total was polled.
+    const breach = cpuExceeded || exitCode === 128 + 24 ? 'cpu' : await cgroup.breach();
+    await cgroup.remove();
+    this.#cgroup = undefined;
     const durationMs = Math.round(performance.now() - started);
+    const exit = exitCode;
+    const workspaceFull = await isFull(this.workspace);
 
     if (error !== undefined) {
-      throw new GatehouseError('BUILD_FAILED', `cannot start bubblewrap: ${error.message}`, {
+      throw new GatehouseError(failed, `cannot start bubblewrap: ${error.message}`, {
         cause: error,
         where: this.jobId,
       });
     }
+    // A limit explains a timeout or a failure better than either: name it. A build that ran into
+    // a limit fails even if its script ignored the failure: its result is not what it would be.
+    if (breach !== undefined) {
+      throw new GatehouseError(
+        'BUILD_LIMIT_EXCEEDED',
+        `${phase.name}: ${describeBreach(breach, this.#limits)}`,
+        {
+          where: this.jobId,
+        },
+      );
+    }
     if (timedOut) {
       throw new GatehouseError(
         'BUILD_TIMEOUT',
-        `the build ran longer than its timeout of ${this.config.build.timeoutSeconds}s and was killed`,
+        `the ${phase.name} ran longer than its timeout of ${phase.timeoutSeconds}s and was killed`,
         { where: this.jobId },
       );
     }
-    const exit = statusLines.find((s) => typeof s['exit-code'] === 'number')?.['exit-code'];
+    if (workspaceFull) {
+      throw new GatehouseError(
+        'BUILD_LIMIT_EXCEEDED',
+        `${phase.name}: the build filled its workspace limit of ${Math.round(this.#limits.workspaceBytes / 1024 ** 2)} MiB`,
+        { where: this.jobId },
+      );
+    }
     if (typeof exit !== 'number') {
       // bwrap reports exit-code only for a command it started; without it the sandbox itself failed.
       const why = stderr.text().trim().split('\n').at(-1) ?? `bwrap exited with ${String(code)}`;
-      throw new GatehouseError('BUILD_FAILED', `the sandbox could not run the build command: ${why}`, {
+      throw new GatehouseError(failed, `the sandbox could not run the ${phase.name} command: ${why}`, {
         where: this.jobId,
       });
     }
@@ -498,9 +770,30 @@ class BubblewrapInstance implements RunnerInstance {
     const child = this.#child;
     if (child !== undefined) {
       killGroup(child);
+      await this.#cgroup?.remove();
       await this.#exited;
     }
+    if (await isMountPoint(this.workspace)) await unmount(this.workspace);
     await rm(this.#jobRoot, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+/** Whether a workspace tmpfs has (almost) no room left. */
+async function isFull(dir: string): Promise<boolean> {
+  try {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize < 64 * 1024;
+  } catch {
+    return false;
+  }
+}
+
+async function isMountPoint(dir: string): Promise<boolean> {
+  try {
+    const [self, parent] = await Promise.all([stat(dir), stat(dirname(dir))]);
+    return self.dev !== parent.dev;
+  } catch {
+    return false;
   }
 }
 

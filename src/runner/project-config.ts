@@ -10,6 +10,8 @@ export const PROJECT_CONFIG_FILE = 'gatehouse.yaml';
 export const DEFAULT_BUILD_TIMEOUT_SECONDS = 300;
 /** The longest build timeout a project may ask for, in seconds. */
 export const MAX_BUILD_TIMEOUT_SECONDS = 3600;
+/** What `fetch: npm` runs: exactly the lockfile, no install scripts, nothing sent back. */
+export const NPM_FETCH = ['npm', 'ci', '--ignore-scripts', '--no-audit', '--no-fund'] as const;
 /** The largest `gatehouse.yaml` we read. */
 export const MAX_PROJECT_CONFIG_BYTES = 64 * 1024;
 
@@ -23,6 +25,11 @@ export interface ProjectConfig {
     /** Plain, non-secret variables added to the sandbox's otherwise empty environment. */
     readonly env: Readonly<Record<string, string>>;
   };
+  /**
+   * The dependency-fetch phase, when the project has one: run before the build in the same kind
+   * of sandbox, whose only way out is the agent's allowlisting egress proxy.
+   */
+  readonly fetch?: { readonly command: readonly string[]; readonly timeoutSeconds: number };
   /** Workspace-relative, normalised POSIX paths of the files the build produces. */
   readonly outputs: readonly string[];
   readonly sbom: {
@@ -115,6 +122,25 @@ const schema = z.strictObject({
     },
     { error: 'is required and must be a mapping' },
   ),
+  fetch: z
+    .union(
+      [
+        z.literal('npm'),
+        z.strictObject({
+          command: z.union([argvItem, z.array(argvItem).min(1).max(256)], {
+            error: 'must be a string or a non-empty array of strings',
+          }),
+          timeout: z
+            .number({ error: 'must be a number of seconds' })
+            .int('must be a whole number of seconds')
+            .min(1, 'must be at least 1 second')
+            .max(MAX_BUILD_TIMEOUT_SECONDS, `must be at most ${MAX_BUILD_TIMEOUT_SECONDS} seconds`)
+            .optional(),
+        }),
+      ],
+      { error: "must be 'npm' or a mapping with command (and timeout)" },
+    )
+    .optional(),
   outputs: z
     .array(relativePath, { error: 'is required and must be a list of paths' })
     .min(1, 'must list at least one output')
@@ -189,6 +215,16 @@ export function parseProjectConfig(text: string, where: string): ProjectConfig {
   const command = typeof c.build.command === 'string' ? ['/bin/sh', '-c', c.build.command] : c.build.command;
   const env = Object.fromEntries(Object.entries(c.build.env ?? {}));
   const lockfiles = c.sbom?.lockfiles;
+  const fetch =
+    c.fetch === undefined
+      ? undefined
+      : c.fetch === 'npm'
+        ? { command: [...NPM_FETCH], timeoutSeconds: DEFAULT_BUILD_TIMEOUT_SECONDS }
+        : {
+            command:
+              typeof c.fetch.command === 'string' ? ['/bin/sh', '-c', c.fetch.command] : [...c.fetch.command],
+            timeoutSeconds: c.fetch.timeout ?? DEFAULT_BUILD_TIMEOUT_SECONDS,
+          };
   return deepFreeze({
     project: c.project,
     build: {
@@ -196,6 +232,7 @@ export function parseProjectConfig(text: string, where: string): ProjectConfig {
       timeoutSeconds: c.build.timeout ?? DEFAULT_BUILD_TIMEOUT_SECONDS,
       env,
     },
+    ...(fetch === undefined ? {} : { fetch }),
     outputs: [...outputs],
     sbom:
       lockfiles === undefined

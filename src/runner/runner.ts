@@ -1,4 +1,6 @@
+import type { LimitEnforcement, RunnerLimits } from './limits.ts';
 import type { ProjectConfig } from './project-config.ts';
+import type { SeccompDescription } from './seccomp.ts';
 
 /** One mount in a sandbox, described from inside the sandbox. */
 export type SandboxMount =
@@ -10,7 +12,7 @@ export type SandboxMount =
   | { readonly kind: 'file'; readonly dest: string; readonly sha256: string }
   | { readonly kind: 'proc'; readonly dest: string }
   | { readonly kind: 'dev'; readonly dest: string }
-  | { readonly kind: 'tmpfs'; readonly dest: string }
+  | { readonly kind: 'tmpfs'; readonly dest: string; readonly sizeBytes?: number }
   /** Make an already mounted path read-only (used last, on `/`, to freeze the sandbox's root). */
   | { readonly kind: 'remount-ro'; readonly dest: string };
 
@@ -36,12 +38,45 @@ export interface SandboxProfile {
   readonly capabilities: readonly string[];
   readonly newSession: boolean;
   readonly dieWithParent: boolean;
+  /** no_new_privs is set before the build starts (bubblewrap always sets it; recorded explicitly). */
+  readonly noNewPrivileges: true;
+  /** The seccomp filter the build runs under. */
+  readonly seccomp: SeccompDescription;
+  /** Resource limits and what enforces them. Wall-clock time is the project's `build.timeout`. */
+  readonly limits: RunnerLimits & { readonly enforcement: LimitEnforcement };
+  /** The root file system image the sandbox's system directories come from, by content digest. */
+  readonly image: ImageRef;
+  /**
+   * How the fetch phase differs from the build phase: only it gets the agent's egress proxy,
+   * as a Unix socket at this path, and a forwarder (identified by digest) listening on its loopback.
+   */
+  readonly fetch: {
+    readonly proxySocket: string;
+    readonly forwarderSha256: string;
+    readonly proxyUrl: string;
+  };
   /** Mounts in the order they are made. */
   readonly mounts: readonly SandboxMount[];
   /** The build's whole environment: nothing else from the host is passed. */
   readonly env: Readonly<Record<string, string>>;
   readonly cwd: string;
   readonly command: readonly string[];
+}
+
+/** A verified base image: what it is and its content digest (see image.ts). */
+export interface ImageRef {
+  readonly kind: 'host-system' | 'directory';
+  /** SHA-256 of the image's canonical manifest, hex; 'unmeasured' only in profiles built without one. */
+  readonly digest: string;
+}
+
+/** What the agent's egress proxy tells a fetch phase. */
+export interface FetchRequest {
+  /** The argv of the fetch command (e.g. npm ci --ignore-scripts). */
+  readonly command: readonly string[];
+  readonly timeoutSeconds: number;
+  /** Host path of the egress proxy's Unix socket, bound into the sandbox for this phase only. */
+  readonly proxySocket: string;
 }
 
 /** What one build run produced, apart from its outputs. */
@@ -74,6 +109,12 @@ export interface RunnerInstance {
    *   sandbox could not start the command or build() was already called
    */
   build(): Promise<BuildResult>;
+  /**
+   * Run the dependency-fetch command in the same kind of sandbox, whose only way out is the
+   * egress proxy's socket. Must come before build(), at most once.
+   * @throws GatehouseError BUILD_TIMEOUT, BUILD_LIMIT_EXCEEDED, BUILD_FAILED as build()
+   */
+  fetch(request: FetchRequest): Promise<BuildResult>;
   /** Kill anything still running and remove the workspace. Idempotent; never throws on a missing dir. */
   destroy(): Promise<void>;
 }

@@ -24,8 +24,7 @@ const SERIAL = 'urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79';
 const fixed = { serialNumber: SERIAL, timestamp: '2025-01-02T03:04:05Z' };
 
 describe('CycloneDX 1.6 writing', () => {
-  // No copy of bom-1.6.schema.json exists on this machine (no installed package carries it) and
-  // the tests run offline, so these check the schema's structural rules one by one instead.
+  // The official schemas are checked with ajv in schema.test.ts; these pin gatehouse's choices.
   const doc = writeCycloneDx(sbom, fixed);
 
   it('writes the 1.6 header with the given serial number and timestamp', () => {
@@ -156,32 +155,17 @@ describe('CycloneDX reading', () => {
     }
   });
 
-  // The reader is not a full schema validator: it refuses what would corrupt the model (identity,
-  // hashes, scope, licence shape, graph), and ignores sections it does not read (swid, pedigree,
-  // services, properties, SPDX licence id lists).
-  const refusedSpecCases = [
-    'invalid-bomformat-1.6.json',
-    'invalid-component-ref-1.6.json',
-    'invalid-component-type-1.6.json',
-    'invalid-dependency-1.6.json',
-    'invalid-empty-component-1.6.json',
-    'invalid-hash-alg-1.6.json',
-    'invalid-hash-md5-1.6.json',
-    'invalid-hash-sha1-1.6.json',
-    'invalid-hash-sha256-1.6.json',
-    'invalid-hash-sha512-1.6.json',
-    'invalid-license-choice-1.6.json',
-    'invalid-license-missing-id-and-name-1.6.json',
-    'invalid-metadata-timestamp-1.6.json',
-    'invalid-missing-component-type-1.6.json',
-    'invalid-scope-1.6.json',
-    'invalid-serialnumber-1.6.json',
-  ];
+  // The reader checks what the model relies on (identity, hashes, scope, licences, graph) plus the
+  // enumerations the specification's own invalid cases exercise (swid, pedigree, service data).
+  const refusedSpecCases = existsSync(SPEC_TESTS)
+    ? readdirSync(SPEC_TESTS).filter((x) => x.startsWith('invalid-'))
+    : ['invalid-*.json'];
   for (const f of refusedSpecCases) {
     it(`refuses the specification's ${f}`, skipUnless(SPEC_TESTS), () => {
       assert.throws(
         () => readCycloneDx(readFileSync(join(SPEC_TESTS, f), 'utf8'), f),
-        (e: unknown) => isGatehouseError(e, 'BAD_SBOM') && e.where === f,
+        (e: unknown) =>
+          isGatehouseError(e, 'BAD_SBOM') && e.where === f && /^CycloneDX \S+: /.test(e.message),
       );
     });
   }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import parseSpdxExpression from 'spdx-expression-parse';
 import { z } from 'zod';
 import { GatehouseError } from '../common/errors.ts';
 import type {
@@ -10,13 +10,17 @@ import type {
   Sbom,
   UnidentifiedComponent,
 } from './model.ts';
-import { npmNameOf, type PackageUrl, parsePurl } from './purl.ts';
+import { modelNameOf, type PackageUrl, parsePurl } from './purl.ts';
+import { gatehouseVersion } from './version.ts';
 
-/** A CycloneDX 1.6 JSON document as gatehouse writes it. */
+/** The CycloneDX versions gatehouse writes; 1.6 by default. */
+export type CycloneDxVersion = '1.5' | '1.6' | '1.7';
+
+/** A CycloneDX JSON document as gatehouse writes it. */
 export interface CycloneDxDocument {
   $schema: string;
   bomFormat: 'CycloneDX';
-  specVersion: '1.6';
+  specVersion: CycloneDxVersion;
   serialNumber: string;
   version: 1;
   metadata: {
@@ -48,29 +52,19 @@ export interface WriteCycloneDxOptions {
   serialNumber?: string;
   /** RFC 3339 date-time; now by default. */
   timestamp?: string;
+  /** The specification version to write; 1.6 by default. */
+  specVersion?: CycloneDxVersion;
 }
 
 const SERIAL = /^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
 // The registered CycloneDX property for npm development dependencies (cdx:npm taxonomy).
 const NPM_DEV_PROPERTY = 'cdx:npm:package:development';
+// gatehouse's own properties: a runner image package, and the source package an OS package came from.
+const BUILD_ENV_PROPERTY = 'gatehouse:build-environment';
+const SOURCE_PACKAGE_PROPERTY = 'gatehouse:source-package';
 // A licence string that reads as an SPDX expression: ids joined by AND / OR / WITH.
 const SPDX_EXPRESSION = /^\(*[A-Za-z0-9.\-+:]+\)*( +(AND|OR|WITH|and|or|with) +\(*[A-Za-z0-9.\-+:]+\)*)*$/;
-
-let toolVersion: string | undefined;
-function gatehouseVersion(): string {
-  if (toolVersion === undefined) {
-    try {
-      const pkg = z
-        .object({ version: z.string() })
-        .parse(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')));
-      toolVersion = pkg.version;
-    } catch {
-      toolVersion = 'unknown';
-    }
-  }
-  return toolVersion;
-}
 
 function licensesOut(licenses: string[] | undefined): CycloneDxComponent['licenses'] {
   if (licenses === undefined || licenses.length === 0) return undefined;
@@ -129,8 +123,23 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
     if (licenses !== undefined) out.licenses = licenses;
     const scope = scopeOut(c.scope);
     if (scope !== undefined) out.scope = scope;
+    const properties: { name: string; value: string }[] = [];
     if (c.scope === 'dev' && c.ecosystem === 'npm')
-      out.properties = [{ name: NPM_DEV_PROPERTY, value: 'true' }];
+      properties.push({ name: NPM_DEV_PROPERTY, value: 'true' });
+    if (c.buildEnvironment === true) {
+      // Not part of the artifact: the system the build ran on.
+      out.scope = 'excluded';
+      properties.push({ name: BUILD_ENV_PROPERTY, value: 'true' });
+    }
+    if (c.sourcePackage !== undefined)
+      properties.push({
+        name: SOURCE_PACKAGE_PROPERTY,
+        value:
+          c.sourcePackage.version === undefined
+            ? c.sourcePackage.name
+            : `${c.sourcePackage.name} ${c.sourcePackage.version}`,
+      });
+    if (properties.length > 0) out.properties = properties;
     components.push(out);
   }
 
@@ -159,10 +168,16 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
     });
   }
 
+  const specVersion = options.specVersion ?? '1.6';
+  if (!['1.5', '1.6', '1.7'].includes(specVersion))
+    throw new GatehouseError(
+      'BAD_INPUT',
+      `CycloneDX ${String(specVersion)} cannot be written (1.5, 1.6 or 1.7)`,
+    );
   return {
-    $schema: 'http://cyclonedx.org/schema/bom-1.6.schema.json',
+    $schema: `http://cyclonedx.org/schema/bom-${specVersion}.schema.json`,
     bomFormat: 'CycloneDX',
-    specVersion: '1.6',
+    specVersion,
     serialNumber,
     version: 1,
     metadata,
@@ -203,11 +218,41 @@ const hashSchema = z
       });
   });
 
+function isSpdxLicenseId(id: string): boolean {
+  try {
+    const parsed = parseSpdxExpression(id) as { license?: string; plus?: boolean; exception?: string };
+    // The SPDX list keeps the old "or later" ids (`LGPL-2.1+`) as deprecated ids, which the schema
+    // allows; LicenseRef- and DocumentRef- are not list ids and belong in `name`.
+    if (parsed.exception !== undefined || /^(LicenseRef|DocumentRef)-/.test(id)) return false;
+    return parsed.license === id || (parsed.plus === true && `${parsed.license ?? ''}+` === id);
+  } catch {
+    return false;
+  }
+}
+
+const licenseText = z.looseObject({
+  content: z.string(),
+  contentType: z.string().optional(),
+  encoding: z.literal('base64', 'must be base64').optional(),
+});
+
 const licenseChoice = z
   .looseObject({
     expression: z.string().min(1).optional(),
     license: z
-      .union([z.looseObject({ id: z.string().min(1) }), z.looseObject({ name: z.string().min(1) })])
+      .looseObject({
+        id: z.string().refine(isSpdxLicenseId, 'is not an SPDX licence id').optional(),
+        name: z.string().min(1).optional(),
+        text: licenseText.optional(),
+      })
+      .check((ctx) => {
+        if ((ctx.value.id === undefined) === (ctx.value.name === undefined))
+          ctx.issues.push({
+            code: 'custom',
+            input: ctx.value,
+            message: 'must hold exactly one of id and name',
+          });
+      })
       .optional(),
   })
   .check((ctx) => {
@@ -218,6 +263,39 @@ const licenseChoice = z
         message: 'must hold exactly one of expression and license',
       });
   });
+
+// A licence list is either named licences or exactly one expression, never a mix.
+const licenseList = z.array(licenseChoice).check((ctx) => {
+  if (ctx.value.length > 1 && ctx.value.some((l) => l.expression !== undefined))
+    ctx.issues.push({
+      code: 'custom',
+      input: ctx.value,
+      message: 'an expression must be the only licence entry',
+    });
+});
+
+const pedigreeSchema = z.looseObject({
+  patches: z
+    .array(
+      z.looseObject({
+        type: z.enum(['unofficial', 'monkey', 'backport', 'cherry-pick']),
+        resolves: z.array(z.looseObject({ type: z.enum(['defect', 'enhancement', 'security']) })).optional(),
+      }),
+    )
+    .optional(),
+});
+
+const serviceSchema = z.looseObject({
+  name: z.string().min(1),
+  data: z
+    .array(
+      z.looseObject({
+        flow: z.enum(['inbound', 'outbound', 'bi-directional', 'unknown']),
+        classification: z.string(),
+      }),
+    )
+    .optional(),
+});
 
 const COMPONENT_TYPES = [
   'application',
@@ -244,6 +322,8 @@ interface RawComponent {
   'bom-ref'?: string | undefined;
   hashes?: { alg: string; content: string }[] | undefined;
   licenses?: z.infer<typeof licenseChoice>[] | undefined;
+  swid?: unknown;
+  pedigree?: unknown;
   scope?: 'required' | 'optional' | 'excluded' | undefined;
   properties?: { name: string; value?: string | undefined }[] | undefined;
   components?: RawComponent[] | undefined;
@@ -258,7 +338,9 @@ const componentSchema: z.ZodType<RawComponent> = z.lazy(() =>
     purl: z.string().optional(),
     'bom-ref': z.string().min(1).optional(),
     hashes: z.array(hashSchema).optional(),
-    licenses: z.array(licenseChoice).optional(),
+    licenses: licenseList.optional(),
+    swid: z.looseObject({ tagId: z.string().min(1), name: z.string().min(1) }).optional(),
+    pedigree: pedigreeSchema.optional(),
     scope: z.enum(['required', 'optional', 'excluded']).optional(),
     properties: z.array(z.looseObject({ name: z.string(), value: z.string().optional() })).optional(),
     components: z.array(componentSchema).optional(),
@@ -274,9 +356,11 @@ const bomSchema = z.looseObject({
     .looseObject({
       timestamp: z.string().regex(DATE_TIME, 'is not an RFC 3339 date-time').optional(),
       component: componentSchema.optional(),
+      licenses: licenseList.optional(),
     })
     .optional(),
   components: z.array(componentSchema).optional(),
+  services: z.array(serviceSchema).optional(),
   dependencies: z
     .array(z.looseObject({ ref: z.string().min(1), dependsOn: z.array(z.string().min(1)).optional() }))
     .optional(),
@@ -286,13 +370,6 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path
     .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join('');
-}
-
-/** The model name for a purl: npm `@scope/name`, Maven `group:artifact`, else `namespace/name`. */
-function modelName(p: PackageUrl): string {
-  if (p.type === 'npm') return npmNameOf(p);
-  if (p.namespace === undefined) return p.name;
-  return p.type === 'maven' ? `${p.namespace}:${p.name}` : `${p.namespace}/${p.name}`;
 }
 
 function licensesIn(licenses: RawComponent['licenses']): string[] | undefined {
@@ -395,7 +472,7 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
       .filter((h) => KEPT_ALGS.has(h.alg))
       .map((h) => ({ alg: h.alg as HashAlgorithm, content: h.content.toLowerCase() }));
     const component: Component = {
-      name: modelName(p),
+      name: modelNameOf(p),
       version: c.version,
       purl: c.purl,
       ecosystem: p.type,
@@ -406,6 +483,13 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
     if (licenses !== undefined) component.licenses = licenses;
     const scope = scopeIn(c);
     if (scope !== undefined) component.scope = scope;
+    if (c.properties?.some((x) => x.name === BUILD_ENV_PROPERTY && x.value === 'true') === true) {
+      component.buildEnvironment = true;
+      delete component.scope;
+    }
+    const src = c.properties?.find((x) => x.name === SOURCE_PACKAGE_PROPERTY)?.value?.split(' ');
+    if (src?.[0] !== undefined && src[0] !== '')
+      component.sourcePackage = src[1] === undefined ? { name: src[0] } : { name: src[0], version: src[1] };
     byPurl.set(c.purl, component);
   }
 

@@ -1,5 +1,21 @@
-export type { CycloneDxComponent, CycloneDxDocument, WriteCycloneDxOptions } from './cyclonedx.ts';
+export type { CatalogContext, DirectoryCatalog, LockfileFormat } from './catalog.ts';
+export {
+  catalogBuildEnvironment,
+  catalogDirectory,
+  catalogFile,
+  catalogWorkspace,
+  findLockfiles,
+  lockfileFormat,
+  mergeCatalogs,
+} from './catalog.ts';
+export type {
+  CycloneDxComponent,
+  CycloneDxDocument,
+  CycloneDxVersion,
+  WriteCycloneDxOptions,
+} from './cyclonedx.ts';
 export { readCycloneDx, writeCycloneDx } from './cyclonedx.ts';
+export type { Catalog } from './lockfile.ts';
 export type {
   Component,
   ComponentHash,
@@ -13,4 +29,14 @@ export type {
 export type { NpmCatalog } from './npm-lock.ts';
 export { catalogNpmLockfile } from './npm-lock.ts';
 export type { PackageUrl } from './purl.ts';
-export { npmNameOf, npmPurl, parsePurl } from './purl.ts';
+export { formatPurl, modelNameOf, npmNameOf, npmPurl, parsePurl } from './purl.ts';
+export type { SbomFormat } from './read.ts';
+export {
+  CYCLONEDX_PREDICATE_TYPE,
+  readSbom,
+  SPDX_PREDICATE_TYPE,
+  sbomAttestationTypes,
+  sbomFormatOf,
+} from './read.ts';
+export type { SpdxDocument, SpdxPackage, WriteSpdxOptions } from './spdx.ts';
+export { readSpdx, readSpdx3, writeSpdx } from './spdx.ts';

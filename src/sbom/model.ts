@@ -35,6 +35,13 @@ export interface Component {
   /** purls of the components this one depends on directly. */
   dependencies: string[];
   scope?: ComponentScope;
+  /**
+   * True for a package of the runner image the build ran in (dpkg, apk), as opposed to a package
+   * that went into the artifact. Written as a CycloneDX property and an SPDX BUILD_TOOL_OF edge.
+   */
+  buildEnvironment?: boolean;
+  /** OS packages: the source package the binary package was built from (advisories name it). */
+  sourcePackage?: { name: string; version?: string };
 }
 
 /** The artifact an SBOM describes. */

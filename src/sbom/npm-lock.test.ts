@@ -103,9 +103,9 @@ describe('npm lockfile cataloguing', () => {
     ['no lockfileVersion', JSON.stringify({ packages: {} }), /no lockfileVersion/],
     ['a string lockfileVersion', JSON.stringify({ lockfileVersion: '3', packages: {} }), /lockfileVersion/],
     [
-      'lockfileVersion 1',
-      JSON.stringify({ lockfileVersion: 1, dependencies: {} }),
-      /lockfileVersion 1 .*not supported/,
+      'a lockfileVersion 1 dependency that is not an object',
+      JSON.stringify({ lockfileVersion: 1, dependencies: { a: 'x' } }),
+      /dependency 'node_modules\/a' is malformed/,
     ],
     ['lockfileVersion 4', JSON.stringify({ lockfileVersion: 4, packages: {} }), /lockfileVersion 4/],
     ['no packages map', JSON.stringify({ lockfileVersion: 3 }), /without "packages"/],
@@ -170,11 +170,18 @@ describe('npm lockfile cataloguing', () => {
         () => catalogNpmLockfile(text, 'app/package-lock.json'),
         (e: unknown) =>
           isGatehouseError(e, 'BAD_LOCKFILE') &&
-          e.where === 'app/package-lock.json' &&
+          (e.where === 'app/package-lock.json' || /^app\/package-lock\.json:\d+:\d+$/.test(e.where ?? '')) &&
           message.test(e.message),
       );
     });
   }
+
+  it('names the line and column of a JSON syntax error', () => {
+    assert.throws(
+      () => catalogNpmLockfile('{\n  "lockfileVersion": 3,\n  oops\n}', 'package-lock.json'),
+      (e: unknown) => isGatehouseError(e, 'BAD_LOCKFILE') && e.where === 'package-lock.json:3:3',
+    );
+  });
 
   it('refuses a __proto__ entry as an invalid name instead of touching a prototype', () => {
     const text = lock({ 'node_modules/__proto__': { version: '1.0.0' } });

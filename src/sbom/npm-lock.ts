@@ -1,6 +1,8 @@
+import { basename } from 'node:path';
 import semver from 'semver';
 import { z } from 'zod';
 import { GatehouseError } from '../common/errors.ts';
+import { parseJsonLockfile } from './lockfile.ts';
 import type { Component, ComponentHash, ComponentScope, HashAlgorithm } from './model.ts';
 import { npmPurl } from './purl.ts';
 
@@ -44,7 +46,71 @@ const lockSchema = z.looseObject({
   version: z.string().optional(),
   lockfileVersion: z.number().int(),
   packages: z.record(z.string(), z.unknown()).optional(),
+  dependencies: z.record(z.string(), z.unknown()).optional(),
 });
+
+const v1Entry = z.looseObject({
+  version: z.string(),
+  resolved: z.string().optional(),
+  integrity: z.string().optional(),
+  dev: z.boolean().optional(),
+  optional: z.boolean().optional(),
+  bundled: z.boolean().optional(),
+  requires: depMap.optional(),
+  dependencies: z.record(z.string(), z.unknown()).optional(),
+});
+
+/**
+ * Flatten a lockfile v1 tree into v2-style "packages" entries keyed by install path, so that one
+ * code path resolves edges the way Node does.
+ */
+function packagesFromV1(
+  deps: Record<string, unknown> | undefined,
+  fail: (message: string, cause?: unknown) => GatehouseError,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  let count = 0;
+  const walk = (tree: Record<string, unknown> | undefined, prefix: string, depth: number): void => {
+    if (depth > 256) throw fail(`dependencies nest deeper than 256 levels at '${prefix}'`);
+    for (const [name, value] of Object.entries(tree ?? {})) {
+      const key = `${prefix}node_modules/${name}`;
+      const parsed = v1Entry.safeParse(value);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const field = issue === undefined || issue.path.length === 0 ? '' : ` field ${issue.path.join('.')}`;
+        throw fail(
+          `dependency '${key}'${field} is malformed: ${issue?.message ?? 'not an object'}`,
+          parsed.error,
+        );
+      }
+      const e = parsed.data;
+      if (++count > 1_000_000) throw fail('more than 1,000,000 dependencies');
+      const entry: Record<string, unknown> = {
+        resolved: e.resolved,
+        integrity: e.integrity,
+        dev: e.dev,
+        optional: e.optional,
+        dependencies: e.requires,
+      };
+      if (e.version.startsWith('npm:')) {
+        // An aliased install: "npm:real-name@1.2.3".
+        const spec = e.version.slice(4);
+        const at = spec.lastIndexOf('@');
+        if (at <= 0) throw fail(`dependency '${key}' has an invalid alias '${e.version}'`);
+        entry.name = spec.slice(0, at);
+        entry.version = spec.slice(at + 1);
+      } else if (/^(file|link):/.test(e.version)) {
+        // A local folder: part of the project, not a third-party component.
+        entry.link = true;
+        entry.resolved = e.version.replace(/^(file|link):/, '');
+      } else entry.version = e.version;
+      out[key] = entry;
+      walk(e.dependencies, `${key}/`, depth + 1);
+    }
+  };
+  walk(deps, '', 0);
+  return out;
+}
 
 // npm's own rule for names (validate-npm-package-name), case-insensitive because packages
 // published before 2015 may carry capitals.
@@ -117,7 +183,8 @@ function resolveDep(from: string, dep: string, exists: (key: string) => boolean)
 }
 
 /**
- * Catalog the packages a package-lock.json (lockfileVersion 2 or 3) installs.
+ * Catalog the packages a package-lock.json or npm-shrinkwrap.json (lockfileVersion 1, 2 or 3)
+ * installs.
  *
  * @param text the lockfile's contents
  * @param where the lockfile's path, for error messages
@@ -127,34 +194,33 @@ export function catalogNpmLockfile(text: string, where: string): NpmCatalog {
   const fail = (message: string, cause?: unknown): GatehouseError =>
     new GatehouseError('BAD_LOCKFILE', message, cause === undefined ? { where } : { where, cause });
 
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (cause) {
-    throw fail('package-lock.json is not valid JSON', cause);
-  }
+  const file = basename(where) === 'npm-shrinkwrap.json' ? 'npm-shrinkwrap.json' : 'package-lock.json';
+  const raw = parseJsonLockfile(text, where, file);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw fail('package-lock.json is not a JSON object');
+    throw fail(`${file} is not a JSON object`);
   const parsedLock = lockSchema.safeParse(raw);
   if (!parsedLock.success) {
     throw fail(
       'lockfileVersion' in raw
         ? 'lockfileVersion is not an integer, or packages is not an object'
-        : 'package-lock.json has no lockfileVersion',
+        : `${file} has no lockfileVersion`,
       parsedLock.error,
     );
   }
   const lock = parsedLock.data;
-  if (lock.lockfileVersion === 1)
-    throw fail(
-      'lockfileVersion 1 (npm 6 and older) is not supported yet; regenerate the lockfile with npm 7 or later',
-    );
-  if (lock.lockfileVersion !== 2 && lock.lockfileVersion !== 3)
-    throw fail(`lockfileVersion ${lock.lockfileVersion} is not supported (expected 2 or 3)`);
-  if (lock.packages === undefined) throw fail(`lockfileVersion ${lock.lockfileVersion} without "packages"`);
+  let packages: Record<string, unknown>;
+  if (lock.lockfileVersion === 1) {
+    // npm 6 and older: a nested tree under "dependencies"; v2 lockfiles carry both forms and are
+    // read from "packages".
+    packages = packagesFromV1(lock.dependencies, fail);
+    packages[''] = { name: lock.name, version: lock.version };
+  } else if (lock.lockfileVersion === 2 || lock.lockfileVersion === 3) {
+    if (lock.packages === undefined) throw fail(`lockfileVersion ${lock.lockfileVersion} without "packages"`);
+    packages = lock.packages;
+  } else throw fail(`lockfileVersion ${lock.lockfileVersion} is not supported (expected 1, 2 or 3)`);
 
   const entries = new Map<string, Entry>();
-  for (const [key, value] of Object.entries(lock.packages)) {
+  for (const [key, value] of Object.entries(packages)) {
     const parsed = entrySchema.safeParse(value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];

@@ -44,6 +44,34 @@ export function npmPurl(name: string, version?: string): string {
 }
 
 /**
+ * Format a package URL from its parts: each namespace segment, the name and the version are
+ * percent-encoded separately; qualifiers are sorted by key and empty ones dropped, as the purl
+ * specification's canonical form requires.
+ */
+export function formatPurl(
+  p: Omit<PackageUrl, 'qualifiers'> & { qualifiers?: Record<string, string> },
+): string {
+  const ns =
+    p.namespace === undefined || p.namespace === ''
+      ? ''
+      : `${p.namespace
+          .split('/')
+          .filter((s) => s !== '')
+          .map(encodeComponent)
+          .join('/')}/`;
+  let out = `pkg:${p.type}/${ns}${encodeComponent(p.name)}`;
+  if (p.version !== undefined) out += `@${encodeComponent(p.version)}`;
+  const q = Object.entries(p.qualifiers ?? {})
+    .filter(([, v]) => v !== '')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k.toLowerCase()}=${encodeComponent(v).replace(/%3A/g, ':').replace(/%2F/g, '/')}`);
+  if (q.length > 0) out += `?${q.join('&')}`;
+  if (p.subpath !== undefined && p.subpath !== '')
+    out += `#${p.subpath.split('/').map(encodeComponent).join('/')}`;
+  return out;
+}
+
+/**
  * Parse a package URL per the purl specification's parsing rules.
  * @throws GatehouseError BAD_INPUT when the string is not a purl
  */
@@ -104,4 +132,18 @@ export function parsePurl(purl: string): PackageUrl {
 /** The npm package name a parsed purl names (`@scope/name` or `name`). */
 export function npmNameOf(p: PackageUrl): string {
   return p.namespace === undefined ? p.name : `${p.namespace}/${p.name}`;
+}
+
+// Purl types whose namespace names the distribution or vendor, not part of the package's name.
+const DISTRO_TYPES = new Set(['deb', 'apk', 'rpm', 'alpm', 'qpkg']);
+
+/**
+ * The component name the model uses for a purl: npm `@scope/name`, Maven `group:artifact`, OS
+ * packages (deb, apk, rpm) their bare name (the namespace is the distribution), else
+ * `namespace/name` (a Go module path, say).
+ */
+export function modelNameOf(p: PackageUrl): string {
+  if (p.type === 'npm') return npmNameOf(p);
+  if (p.namespace === undefined || DISTRO_TYPES.has(p.type)) return p.name;
+  return p.type === 'maven' ? `${p.namespace}:${p.name}` : `${p.namespace}/${p.name}`;
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { GatehouseError } from '../common/errors.ts';
+import { sourceConfigSchema } from '../source/config.ts';
 
 /**
  * The home's config.json: data, validated once at start-up, then frozen. The wiring switches
@@ -11,8 +12,26 @@ const storeConfig = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('postgres'), url: z.string().min(1) }).strict(),
 ]);
 
+/** Registry credentials: the password lives in a file (relative to the home), never in config.json. */
+const registryAuth = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('anonymous') }).strict(),
+  z
+    .object({ kind: z.literal('basic'), username: z.string().min(1), passwordFile: z.string().min(1) })
+    .strict(),
+]);
+
 const registryConfig = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('oci-layout'), path: z.string().min(1) }).strict(),
+  z
+    .object({
+      kind: z.literal('oci-distribution'),
+      /** `https://host[:port]`; plain `http://` only for loopback. */
+      url: z.url({ protocol: /^https?$/ }),
+      repositoryPrefix: z.string().regex(/^[a-z0-9]+(?:[._/-][a-z0-9]+)*$/),
+      quarantinePrefix: z.string().regex(/^[a-z0-9]+(?:[._/-][a-z0-9]+)*$/),
+      auth: registryAuth,
+    })
+    .strict(),
 ]);
 
 const runnerConfig = z.discriminatedUnion('kind', [
@@ -21,9 +40,77 @@ const runnerConfig = z.discriminatedUnion('kind', [
       kind: z.literal('bubblewrap'),
       /** Absolute paths of the toolchain binaries every runner measures. */
       toolchain: z.array(z.string().startsWith('/')).min(1),
+      /**
+       * How runners attest: `tpm` (a vTPM per runner from the home's pool, quoted; the default) or
+       * `software` (the measured baseline alone, for hosts without swtpm).
+       */
+      attestation: z.enum(['tpm', 'software']).optional(),
+      /** Resource limits of every build (runner issue 3); defaults in src/runner/limits.ts. */
+      limits: z
+        .object({
+          cpuSeconds: z.number().int().min(1).max(86_400),
+          memoryMiB: z.number().int().min(16).max(1_048_576),
+          processes: z.number().int().min(8).max(1_000_000),
+          workspaceMiB: z.number().int().min(1).max(1_048_576),
+          tmpMiB: z.number().int().min(1).max(1_048_576),
+        })
+        .partial()
+        .strict()
+        .optional(),
+      /** Origins the fetch phase's egress proxy may reach, e.g. https://registry.npmjs.org. */
+      egressAllow: z.array(z.url()).max(256).optional(),
+      /** The base image: the host's system directories, measured and verified (default), or none. */
+      image: z
+        .discriminatedUnion('kind', [
+          z
+            .object({
+              kind: z.literal('host-system'),
+              cacheDir: z.string().startsWith('/').optional(),
+              reverifySeconds: z.number().int().min(0).max(604_800).optional(),
+              pinnedDigest: z
+                .string()
+                .regex(/^[0-9a-f]{64}$/)
+                .optional(),
+            })
+            .strict(),
+          z.object({ kind: z.literal('unmeasured') }).strict(),
+        ])
+        .optional(),
     })
     .strict(),
 ]);
+
+/** How key files are sealed at rest (see docs/signing.md). */
+const keyEncryptionConfig = z.discriminatedUnion('kind', [
+  /** A 32-byte key-encryption key in a 0600 file of the home: protects copies and backups. */
+  z.object({ kind: z.literal('kek-file'), path: z.string().min(1) }).strict(),
+  /** An operator passphrase from an environment variable, never stored. */
+  z.object({ kind: z.literal('passphrase'), passphraseEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/) }).strict(),
+  /** Plain PKCS#8 files: homes created before encryption, or explicitly chosen. */
+  z.object({ kind: z.literal('none') }).strict(),
+]);
+
+/** Where the signing keys (CA intermediate, log, TSA) live. */
+const keysConfig = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('file'), encryption: keyEncryptionConfig }).strict(),
+  z
+    .object({
+      kind: z.literal('pkcs11'),
+      /** Absolute path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so). */
+      module: z.string().startsWith('/'),
+      /** Token label. */
+      token: z.string().min(1).max(32),
+      /** Key label prefix: keys are `<label>-log`, `<label>-ca`, `<label>-tsa`. */
+      label: z.string().min(1).max(64),
+      /** Environment variable holding the user PIN. */
+      pinEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/),
+      /** Keys that stay in files (attestation, CA and TSA roots). */
+      encryption: keyEncryptionConfig,
+    })
+    .strict(),
+]);
+
+export type KeysConfig = z.infer<typeof keysConfig>;
 
 export const configSchema = z
   .object({
@@ -39,6 +126,10 @@ export const configSchema = z
     certValidityMinutes: z.number().int().min(1).max(60),
     /** Path (relative to the home) of the central policy every project is held to. */
     policy: z.string().min(1),
+    /** Hosted source providers (GitHub, GitLab) besides local git; see docs/source.md. */
+    source: sourceConfigSchema.optional(),
+    /** Where keys live and how they are sealed; absent in homes that predate encryption (plain files). */
+    keys: keysConfig.optional(),
   })
   .strict();
 
@@ -55,10 +146,14 @@ export function defaultConfig(): Config {
     runner: {
       kind: 'bubblewrap',
       toolchain: ['/usr/bin/sh', '/usr/bin/tar', '/usr/bin/gzip', '/usr/bin/env'],
+      attestation: 'tpm',
+      egressAllow: ['https://registry.npmjs.org'],
+      image: { kind: 'host-system' },
     },
     tokenTtlSeconds: 300,
     certValidityMinutes: 10,
     policy: 'policy.yaml',
+    keys: { kind: 'file', encryption: { kind: 'kek-file', path: 'keys/kek' } },
   };
 }
 

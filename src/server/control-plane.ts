@@ -1,5 +1,6 @@
 import type { JWK } from 'jose';
 import { z } from 'zod';
+import type { Challenge } from '../attestation/tpm-verifier.ts';
 import type { Placement } from '../registry/registry.ts';
 import type { SourceFacts } from '../source/source-provider.ts';
 import type { DecisionOutcome, JobRecord, JobStep } from '../store/store.ts';
@@ -11,8 +12,12 @@ import type { DecisionOutcome, JobRecord, JobStep } from '../store/store.ts';
 export interface ControlPlane {
   /** Open a job for a project; the nonce binds the runner's evidence to it. */
   createJob(request: { project: string }): Promise<JobTicket>;
-  /** Present evidence for the job's runner; returns a short-lived attestation token. */
+  /** Present software-measurement evidence for the job's runner; returns a short-lived token. */
   attest(request: AttestRequest): Promise<AttestResult>;
+  /** TPM path, step 1: EK certificate, AK and runner key in; nonce and credential out. */
+  attestationChallenge(body: unknown): Promise<Challenge>;
+  /** TPM path, step 2: activated credential, quote and event log in; a token out. */
+  attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }>;
   /** Hand the build's outputs to the gate; returns its decision and, when allowed, the bundle. */
   submit(request: SubmitRequest): Promise<GateResult>;
   /** End a job that could not reach the gate, revoking its token. */
@@ -29,6 +34,8 @@ export interface JobTicket {
   nonce: string;
   /** Absolute paths of the toolchain binaries the runner must measure (central configuration). */
   toolchain: string[];
+  /** Origins the fetch phase's egress proxy may reach (central configuration); none: no egress. */
+  egressAllow?: string[];
 }
 
 export interface AttestRequest {
@@ -61,6 +68,8 @@ export interface Submission {
     sandboxProfileDigest: string;
   };
   steps: JobStep[];
+  /** Every artifact the fetch phase's egress proxy passed, with its digest (SLSA resolvedDependencies). */
+  fetched?: { uri: string; digest: { sha256: string } }[];
 }
 
 export interface SubmitRequest {
@@ -118,6 +127,12 @@ export const submissionSchema = z
           .regex(/^[0-9a-f]{40,64}$/)
           .optional(),
         ref: z.string().max(1024).optional(),
+        path: z
+          .string()
+          .max(4096)
+          .regex(/^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$)).+$/, 'must be a relative path without . or .. segments')
+          .optional(),
+        pinned: z.boolean().optional(),
         dirty: z.boolean(),
         treeDigest: sha256Hex,
       })
@@ -144,5 +159,9 @@ export const submissionSchema = z
           .strict(),
       )
       .max(64),
+    fetched: z
+      .array(z.object({ uri: z.url().max(4096), digest: z.object({ sha256: sha256Hex }).strict() }).strict())
+      .max(100_000)
+      .optional(),
   })
   .strict();

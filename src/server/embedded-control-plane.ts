@@ -1,10 +1,20 @@
 import type { AttestationAuthority } from '../attestation/authority.ts';
+import { failedChecksOf } from '../attestation/checks.ts';
+import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { Gate } from '../gate/gate.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
-import type { DecisionRecord, JobRecord, JobStep, Store } from '../store/store.ts';
-import type { TransparencyLog } from '../tlog/transparency-log.ts';
+import type { PolicyService, TriageAct } from '../policy/policy-service.ts';
+import type {
+  DecisionRecord,
+  JobRecord,
+  JobStep,
+  PolicyVersionRecord,
+  Store,
+  TriageRecord,
+} from '../store/store.ts';
+import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import type {
   AttestRequest,
   AttestResult,
@@ -26,6 +36,8 @@ export interface EmbeddedControlPlaneOptions {
   revokeToken: (token: string) => Promise<void>;
   /** Toolchain binaries every runner measures. */
   toolchain: readonly string[];
+  /** Origins the fetch phase's egress proxy may reach. */
+  egressAllow?: readonly string[];
 }
 
 /**
@@ -43,7 +55,13 @@ export class EmbeddedControlPlane implements ControlPlane {
 
   async createJob(request: { project: string }): Promise<JobTicket> {
     const job = await this.#o.orchestrator.createJob(request.project);
-    return { jobId: job.id, project: job.project, nonce: job.nonce, toolchain: [...this.#o.toolchain] };
+    return {
+      jobId: job.id,
+      project: job.project,
+      nonce: job.nonce,
+      toolchain: [...this.#o.toolchain],
+      egressAllow: [...(this.#o.egressAllow ?? [])],
+    };
   }
 
   async attest(request: AttestRequest): Promise<AttestResult> {
@@ -66,7 +84,42 @@ export class EmbeddedControlPlane implements ControlPlane {
       await this.#o.orchestrator.transition(job.id, 'running');
       return issued;
     } catch (e) {
-      this.metrics.attestation(false, performance.now() - t0);
+      this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
+      throw e;
+    }
+  }
+
+  /** POST /v1/attestation/challenge: check EK certificate and AK, return nonce and credential. */
+  async attestationChallenge(body: unknown): Promise<Challenge> {
+    const t0 = performance.now();
+    try {
+      return await this.#o.authority.challenge(body);
+    } catch (e) {
+      this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
+      throw e;
+    }
+  }
+
+  /**
+   * POST /v1/attestation/evidence: verify a TPM quote and its event log for a queued job (or a
+   * running one re-attesting before its token expires) and issue a token.
+   */
+  async attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
+    const t0 = performance.now();
+    try {
+      const issued = await this.#o.authority.evidence(body, async (jobId) => {
+        const job = await this.#o.orchestrator.get(jobId);
+        if (job.state !== 'queued' && job.state !== 'running') {
+          throw new GatehouseError('CONFLICT', `job ${job.id} is ${job.state}`);
+        }
+        return { nonce: job.nonce };
+      });
+      this.metrics.attestation(true, performance.now() - t0);
+      const job = await this.#o.orchestrator.get(issued.jobId);
+      if (job.state === 'queued') await this.#o.orchestrator.transition(job.id, 'running');
+      return issued;
+    } catch (e) {
+      this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
       throw e;
     }
   }
@@ -79,6 +132,7 @@ export class EmbeddedControlPlane implements ControlPlane {
 
   async fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void> {
     const job = await this.#o.orchestrator.get(request.jobId);
+    this.metrics.runnerJob(request.steps, request.reason);
     if (request.token !== undefined) await this.#o.revokeToken(request.token);
     if (job.state === 'queued' || job.state === 'running' || job.state === 'submitted') {
       await this.#o.orchestrator.transition(job.id, 'failed', {
@@ -91,6 +145,7 @@ export class EmbeddedControlPlane implements ControlPlane {
   }
 
   async finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void> {
+    this.metrics.runnerJob(request.steps);
     if (request.token !== undefined) await this.#o.revokeToken(request.token);
     await this.#o.orchestrator.recordSteps(request.jobId, request.steps);
   }
@@ -160,6 +215,56 @@ export class EmbeddedControlPlane implements ControlPlane {
       decisionsByOutcome: await this.#o.store.decisions.countByOutcome(),
       logSize: await this.#o.log.size(),
       vulnerabilityRecords: await this.#o.store.vulns.count(),
+      reevaluation: await (async () => {
+        const all = await this.#o.store.policies.listReevaluations({ limit: 1_000_000 });
+        return {
+          flagged: all.length,
+          revoked: all.filter((r) => r.revoked).length,
+          detectionSecondsSum: all.reduce((s, r) => s + r.detectionMs / 1000, 0),
+          lastDetectionSeconds: (all[0]?.detectionMs ?? 0) / 1000,
+        };
+      })(),
     });
+  }
+
+  /** Central policies, triage and quarantine (set by the home's wiring). */
+  policies: PolicyService | undefined;
+
+  /** POST /v1/policies: publish a policy version signed by a trusted security key. */
+  async publishPolicy(body: {
+    text: string;
+    signature: string;
+    keyId: string;
+  }): Promise<PolicyVersionRecord> {
+    return this.#policies().publish(body.text, { signature: body.signature, keyId: body.keyId });
+  }
+
+  /** GET /v1/policies/:name[?version=N]: a published version (latest by default). */
+  async getPolicy(name: string, version?: number): Promise<PolicyVersionRecord> {
+    return (await this.#policies().load(name, version)).record;
+  }
+
+  /** GET /v1/policies/:name/history: every version, newest first. */
+  policyHistory(name: string): Promise<PolicyVersionRecord[]> {
+    return this.#policies().history(name);
+  }
+
+  /** GET /v1/quarantine: quarantined artifacts awaiting triage, with their reasons. */
+  quarantined(limit: number): Promise<DecisionRecord[]> {
+    return this.#policies().quarantined(Math.min(limit, 1000));
+  }
+
+  /** POST /v1/triage: release or reject a quarantined artifact (signed by the security role). */
+  triage(body: TriageAct & { signature: string; keyId: string }): Promise<TriageRecord> {
+    return this.#policies().triage(
+      { decisionId: body.decisionId, action: body.action, reason: body.reason },
+      { signature: body.signature, keyId: body.keyId },
+      async (doc) => (await this.#o.log.append(decisionEntryBody(doc))).index,
+    );
+  }
+
+  #policies(): PolicyService {
+    if (this.policies === undefined) throw new GatehouseError('INTERNAL', 'central policies are not wired');
+    return this.policies;
   }
 }

@@ -1,28 +1,34 @@
-import { createPrivateKey, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { type Attester, SoftwareAttester, VtpmAttester } from '../attestation/attester.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { verifyAttestationToken } from '../attestation/token.ts';
+import { attestationPaths, initAttestationHome, trustedEkCasLoader } from '../attestation/trust-store.ts';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { Gate } from '../gate/gate.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
-import { EmbeddedPolicyEngine } from '../policy/embedded-engine.ts';
-import { parsePolicy } from '../policy/policy.ts';
-import { OciLayoutRegistry } from '../registry/oci-layout-registry.ts';
+import { initSecurityRole, trustedSecurityKeys } from '../policy/home-policy.ts';
+import { DEFAULT_POLICY_NAME, PolicyService, type ReevaluationResult } from '../policy/policy-service.ts';
+import { addRevocations } from '../policy/revocations.ts';
+import type { ArtifactRegistry } from '../registry/registry.ts';
+import { registryFromConfig } from '../registry/registry-config.ts';
 import { agentFiles, isolationProfile } from '../runner/agent.ts';
-import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from '../runner/bubblewrap-runner.ts';
+import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
-import { InternalCa } from '../signing/ca.ts';
-import { FileKeySigner } from '../signing/file-key-signer.ts';
+import { initHomeKeys, openHomeKeys } from '../signing/home-keys.ts';
+import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
+import { sourceVerifier } from '../source/wiring.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
 import { TransparencyLog } from '../tlog/transparency-log.ts';
+import { VtpmPool } from '../tpm/swtpm.ts';
 import { type Config, defaultConfig, loadConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
 import { EmbeddedControlPlane } from './embedded-control-plane.ts';
@@ -66,13 +72,13 @@ export function homePaths(root: string): HomePaths {
  * installation: its agent files, its sandbox isolation profile and the configured toolchain.
  */
 export async function measureReferenceValues(config: Config): Promise<ReferenceValues> {
-  const layout = await detectHostLayout();
   const probe = parseProjectConfig(
     'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
     'reference',
   );
   const baseline = await measureBaseline({
-    sandboxProfile: isolationProfile(bubblewrapSandboxProfile(probe, layout)),
+    // Exactly the profile the configured runner gives a job: limits, seccomp, verified image.
+    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(config.runner).profileFor(probe)),
     toolchain: [...config.runner.toolchain],
     agentFiles: await agentFiles(),
     jobId: 'reference',
@@ -113,27 +119,24 @@ export async function initHome(
     created.push('config.json');
   const config = loadConfig(p.config);
   if (await writeNew(join(root, config.policy), DEFAULT_POLICY, 0o600)) created.push(config.policy);
-  if (!existsSync(join(p.ca, 'root.crt.pem'))) {
-    await InternalCa.create(p.ca, { name: 'gatehouse' });
-    created.push('keys/ca');
-  }
-  if (!existsSync(p.logKey)) {
-    await FileKeySigner.generate(p.logKey);
-    created.push('keys/log.key.pem');
-  }
-  if (!existsSync(p.attestationKey)) {
-    await FileKeySigner.generate(p.attestationKey);
-    created.push('keys/attestation.key.pem');
-  }
+  // CA, log, attestation and TSA keys, sealed or in PKCS#11 as config.keys says (signing issue 7).
+  created.push(...(await initHomeKeys(root, p.keys, config.keys)));
   if (await writeNew(p.apiToken, `${randomBytes(32).toString('hex')}\n`, 0o600))
     created.push('keys/api-token');
+  created.push(...(await initAttestationHome(root)));
   if (!existsSync(p.referenceValues) || options.updateReferenceValues === true) {
     const values = await measureReferenceValues(config);
     await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
     created.push('reference-values.json');
   }
   const store = openStore(root, config);
-  await store.close();
+  try {
+    // The security role's key, and the default policy published as version 1, signed by it.
+    const policyText = await readFile(join(root, config.policy), 'utf8').catch(() => DEFAULT_POLICY);
+    created.push(...(await initSecurityRole(p.keys, store, policyText)));
+  } finally {
+    await store.close();
+  }
   return created;
 }
 
@@ -156,7 +159,13 @@ export interface OpenHome {
   log: TransparencyLog;
   controlPlane: EmbeddedControlPlane;
   runner: Runner;
+  /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
+  attester: () => Attester;
   apiToken: string;
+  /** Central policies, VEX, triage and re-evaluation. */
+  policies: PolicyService;
+  /** Evaluate promoted artifacts again after a vulnerability database change. */
+  reevaluate(options: { importedAt: number }): Promise<ReevaluationResult>;
   trustedRoot(): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
@@ -165,7 +174,10 @@ export interface OpenHome {
  * Open an initialised home and wire the embedded control plane.
  * @throws GatehouseError HOME_NOT_INITIALIZED, BAD_CONFIG, BAD_POLICY
  */
-export async function openHome(root: string): Promise<OpenHome> {
+export async function openHome(
+  root: string,
+  options: { registry?: ArtifactRegistry } = {},
+): Promise<OpenHome> {
   const p = homePaths(root);
   if (!existsSync(p.config)) {
     throw new GatehouseError(
@@ -174,16 +186,14 @@ export async function openHome(root: string): Promise<OpenHome> {
     );
   }
   const config = loadConfig(p.config);
-  const policyPath = join(root, config.policy);
-  const policy = parsePolicy(await readText(policyPath), policyPath);
   const referenceValues = JSON.parse(await readText(p.referenceValues)) as ReferenceValues;
   const apiToken = (await readText(p.apiToken)).trim();
-  const ca = await InternalCa.load(p.ca);
-  const logSigner = await FileKeySigner.load(p.logKey);
-  const attestationPem = await readText(p.attestationKey);
-  const attestationKey = createPrivateKey(attestationPem);
-  const attestationSigner = await FileKeySigner.load(p.attestationKey);
-  const keyId = sha256Hex(attestationSigner.publicKeySpki()).slice(0, 16);
+  const keys = await openHomeKeys(root, p.keys, config.keys);
+  const { ca, logSigner, attestationKey } = keys;
+  const keyId = sha256Hex(createPublicKey(attestationKey).export({ format: 'der', type: 'spki' })).slice(
+    0,
+    16,
+  );
 
   const store = openStore(root, config);
   // The checkpoint origin doubles as the note key name; verifiers find it from the tlog baseUrl.
@@ -197,20 +207,19 @@ export async function openHome(root: string): Promise<OpenHome> {
     referenceValues,
     tokenTtlSeconds: config.tokenTtlSeconds,
     tokens: store.tokens,
+    trustedEkCas: trustedEkCasLoader(root),
   });
   const jwks = authority.jwks();
-  const registry = (() => {
-    switch (config.registry.kind) {
-      case 'oci-layout':
-        return new OciLayoutRegistry({ root: resolve(root, config.registry.path) });
-    }
-  })();
-  const policyEngine = new EmbeddedPolicyEngine({ policy });
+  // `gatehouse run --registry URL` hands in its own; otherwise the config's (see registry-config.ts).
+  const registry = options.registry ?? registryFromConfig(config.registry, root);
+  // Central policies come from the store, signed by the security role (src/policy).
+  const policies = new PolicyService({ store, trustedKeys: await trustedSecurityKeys(p.keys) });
+  const defaultPolicy = await policies.load(DEFAULT_POLICY_NAME).catch(() => undefined);
   const gate = new Gate({
     store,
     orchestrator,
-    policy: policyEngine,
-    policyDigest: policyEngine.policyDigest,
+    policy: policies.engine(),
+    policyDigest: defaultPolicy?.record.digest ?? '',
     ca,
     log,
     registry,
@@ -220,16 +229,13 @@ export async function openHome(root: string): Promise<OpenHome> {
     issuer: config.issuer,
     identityBase: config.identityBase,
     certValidityMinutes: config.certValidityMinutes,
+    verifySource: sourceVerifier(store, config),
+    ...(keys.tsa === undefined
+      ? {}
+      : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),
   });
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
-    buildTrustedRoot({
-      ca: { rootPem: ca.rootPem(), intermediatePem: ca.intermediatePem(), validFrom: ca.validFrom() },
-      tlog: {
-        spkiDer: logSigner.publicKeySpki(),
-        baseUrl: `https://${logOrigin}`,
-        validFrom: ca.validFrom(),
-      },
-    }) as unknown as Record<string, unknown>;
+    buildTrustedRoot(keys.trustedRootInput(`https://${logOrigin}`)) as unknown as Record<string, unknown>;
   const controlPlane = new EmbeddedControlPlane({
     store,
     orchestrator,
@@ -239,13 +245,20 @@ export async function openHome(root: string): Promise<OpenHome> {
     trustedRoot,
     revokeToken: (token) => authority.revoke(token),
     toolchain: config.runner.toolchain,
+    egressAllow: config.runner.egressAllow ?? [],
   });
+  controlPlane.policies = policies;
   const runner = (() => {
     switch (config.runner.kind) {
       case 'bubblewrap':
-        return new BubblewrapRunner();
+        return bubblewrapRunnerFromConfig(config.runner);
     }
   })();
+  const vtpmPool = new VtpmPool(attestationPaths(root).vtpmPool, {
+    platformCaDir: attestationPaths(root).platformCa,
+  });
+  const attester = (): Attester =>
+    config.runner.attestation === 'software' ? new SoftwareAttester() : new VtpmAttester(vtpmPool);
   return {
     root,
     config,
@@ -253,9 +266,22 @@ export async function openHome(root: string): Promise<OpenHome> {
     log,
     controlPlane,
     runner,
+    attester,
     apiToken,
+    policies,
+    // Revocations land in the list deploy-time verification reads (revocations.json).
+    reevaluate: (o) =>
+      policies.reevaluate({
+        ...o,
+        revoke: async (subjects, reason) => {
+          await addRevocations(join(root, 'revocations.json'), subjects, reason);
+        },
+      }),
     trustedRoot,
-    close: () => store.close(),
+    close: async () => {
+      keys.close();
+      await store.close();
+    },
   };
 }
 

@@ -1,3 +1,4 @@
+import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { type ErrorCode, GatehouseError } from '../common/errors.ts';
 import type { JobRecord, JobStep } from '../store/store.ts';
 import type {
@@ -79,6 +80,14 @@ export class HttpControlPlane implements ControlPlane {
       runnerKey: request.runnerKey,
       evidence: request.evidence,
     });
+  }
+
+  attestationChallenge(body: unknown): Promise<Challenge> {
+    return this.#call('POST', '/v1/attestation/challenge', body);
+  }
+
+  attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
+    return this.#call('POST', '/v1/attestation/evidence', body);
   }
 
   submit(request: SubmitRequest): Promise<GateResult> {

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
+import { failedChecksOf } from '../attestation/checks.ts';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import { type Submission, submissionSchema } from './control-plane.ts';
 import type { EmbeddedControlPlane } from './embedded-control-plane.ts';
@@ -74,7 +75,7 @@ const createJobBody = z.object({ project: z.string().max(200) });
 const attestBody = z.object({ runnerKey: z.record(z.string(), z.unknown()), evidence: z.unknown() });
 const submitBody = z.object({
   token: z.string().max(16384).optional(),
-  proof: z.string().max(65536),
+  proof: z.string().max(8 * 1024 * 1024),
   submission: submissionSchema,
   artifacts: z.array(z.object({ name: z.string().max(1024), content: z.string() })).max(256),
 });
@@ -82,6 +83,16 @@ const endBody = z.object({
   reason: z.string().max(4096).optional(),
   steps: z.array(stepSchema).max(64),
   token: z.string().max(16384).optional(),
+});
+// Security-role acts: the bearer token admits the request, the signature makes it the role's.
+const securitySig = { signature: z.string().min(1).max(1024), keyId: z.string().regex(/^[0-9a-f]{64}$/) };
+const MAX_POLICY_BYTES = 1024 * 1024;
+const policyBody = z.strictObject({ text: z.string().min(1).max(MAX_POLICY_BYTES), ...securitySig });
+const triageBody = z.strictObject({
+  decisionId: z.string().min(1).max(200),
+  action: z.enum(['release', 'reject']),
+  reason: z.string().min(1).max(4096),
+  ...securitySig,
 });
 
 function intParam(url: URL, name: string): number | undefined {
@@ -134,9 +145,33 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       }
       return { json: await cp.consistencyProof(first, second) };
     }),
+    route('GET', '/v1/policies/:name', false, async (_r, p, url) => ({
+      json: await cp.getPolicy(p.name ?? '', intParam(url, 'version')),
+    })),
+    route('GET', '/v1/policies/:name/history', false, async (_r, p) => ({
+      json: { versions: (await cp.policyHistory(p.name ?? '')).map(({ text: _t, ...r }) => r) },
+    })),
+    route('POST', '/v1/policies', true, async (req) => ({
+      status: 201,
+      json: await cp.publishPolicy(parseBody(policyBody, await readJson(req))),
+    })),
+    route('GET', '/v1/quarantine', false, async (_r, _p, url) => ({
+      json: { quarantined: await cp.quarantined(intParam(url, 'limit') ?? 100) },
+    })),
+    route('POST', '/v1/triage', true, async (req) => ({
+      status: 201,
+      json: await cp.triage(parseBody(triageBody, await readJson(req))),
+    })),
     route('POST', '/v1/jobs', true, async (req) => {
       const body = parseBody(createJobBody, await readJson(req));
       return { status: 201, json: await cp.createJob(body) };
+    }),
+    route('POST', '/v1/attestation/challenge', true, async (req) => ({
+      json: await cp.attestationChallenge(await readJson(req)),
+    })),
+    route('POST', '/v1/attestation/evidence', true, async (req) => {
+      const issued = await cp.attestationEvidence(await readJson(req));
+      return { json: { token: issued.token, expires_at: issued.expiresAt, job_id: issued.jobId } };
     }),
     route('POST', '/v1/jobs/:id/attest', true, async (req, p) => {
       const body = parseBody(attestBody, await readJson(req));
@@ -213,7 +248,11 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       send(res, reply.status ?? 200, reply.json);
     } catch (e) {
       if (isGatehouseError(e) && e.code !== 'INTERNAL' && e.code !== 'STORE_ERROR') {
-        send(res, httpStatusByCode[e.code], { error: { code: e.code, message: e.describe() } });
+        const failedChecks = failedChecksOf(e);
+        send(res, httpStatusByCode[e.code], {
+          error: { code: e.code, message: e.describe() },
+          ...(failedChecks === undefined ? {} : { failed_checks: failedChecks }),
+        });
       } else {
         // Internal detail stays in the server's log, never in the answer.
         process.stderr.write(

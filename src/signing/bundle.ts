@@ -50,6 +50,8 @@ export interface ParsedBundle {
   leafCertificate: Buffer;
   tlogEntries: ParsedTlogEntry[];
   envelope: Envelope;
+  /** DER RFC 3161 timestamps over the envelope signature. */
+  rfc3161Timestamps: Buffer[];
 }
 
 const DSSE_KIND = { kind: 'dsse', version: '0.0.1' } as const;
@@ -62,6 +64,8 @@ export function buildBundle(input: {
   envelope: Envelope;
   certificatePem: string;
   entry: BundleLogEntry;
+  /** DER RFC 3161 TimeStampResp values over the envelope signature. */
+  rfc3161Timestamps?: Uint8Array[];
 }): SerializedBundle {
   const { envelope, entry } = input;
   const der = new X509Certificate(input.certificatePem).raw;
@@ -86,7 +90,10 @@ export function buildBundle(input: {
           canonicalizedBody: toBase64(entry.body),
         },
       ],
-      timestampVerificationData: undefined,
+      timestampVerificationData:
+        input.rfc3161Timestamps === undefined || input.rfc3161Timestamps.length === 0
+          ? undefined
+          : { rfc3161Timestamps: input.rfc3161Timestamps.map((t) => ({ signedTimestamp: toBase64(t) })) },
     },
     dsseEnvelope: {
       payload: envelope.payload,
@@ -123,7 +130,14 @@ const bundleSchema = z.object({
     x509CertificateChain: z.unknown().optional(),
     publicKey: z.unknown().optional(),
     tlogEntries: z.array(tlogEntrySchema).min(1).max(8),
-    timestampVerificationData: z.unknown().optional(),
+    timestampVerificationData: z
+      .object({
+        rfc3161Timestamps: z
+          .array(z.object({ signedTimestamp: base64String.min(1) }))
+          .max(8)
+          .default([]),
+      })
+      .optional(),
   }),
   dsseEnvelope: envelopeSchema.optional(),
   messageSignature: z.unknown().optional(),
@@ -219,5 +233,13 @@ export function parseBundle(json: unknown, where?: string): ParsedBundle {
       canonicalizedBody: Buffer.from(e.canonicalizedBody, 'base64'),
     };
   });
-  return { mediaType: b.mediaType, leafCertificate, tlogEntries, envelope: b.dsseEnvelope };
+  return {
+    mediaType: b.mediaType,
+    leafCertificate,
+    tlogEntries,
+    envelope: b.dsseEnvelope,
+    rfc3161Timestamps: (b.verificationMaterial.timestampVerificationData?.rfc3161Timestamps ?? []).map((t) =>
+      Buffer.from(t.signedTimestamp, 'base64'),
+    ),
+  };
 }

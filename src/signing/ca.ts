@@ -11,6 +11,8 @@ import './reflect-metadata-shim.ts';
 import * as x509 from '@peculiar/x509';
 import { GatehouseError } from '../common/errors.ts';
 import { FileKeySigner } from './file-key-signer.ts';
+import type { KeyProtection } from './key-file.ts';
+import { issueLeafDer, keyIdOf, subjectNameOf } from './leaf-der.ts';
 import type { Signer } from './signer.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
@@ -142,7 +144,7 @@ function signerCrypto(signer: Signer): { crypto: GeneratorCrypto; key: Generator
 }
 
 /** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits; hex. */
-function keyIdentifier(spkiDer: Uint8Array): string {
+export function keyIdentifier(spkiDer: Uint8Array): string {
   const jwk = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' }).export({
     format: 'jwk',
   });
@@ -158,7 +160,7 @@ function keyIdentifier(spkiDer: Uint8Array): string {
   return createHash('sha1').update(point).digest('hex');
 }
 
-function randomSerial(): string {
+export function randomSerial(): string {
   const b = randomBytes(16);
   b[0] = (b[0] ?? 0) & 0x7f;
   return b.toString('hex');
@@ -186,6 +188,8 @@ export class InternalCa {
   readonly #intermediateSigner: Signer;
   readonly #root: x509.X509Certificate;
   readonly #intermediate: x509.X509Certificate;
+  readonly #intermediateName: Buffer;
+  readonly #intermediateKeyId: Buffer;
 
   private constructor(
     intermediateSigner: Signer,
@@ -195,14 +199,21 @@ export class InternalCa {
     this.#intermediateSigner = intermediateSigner;
     this.#root = root;
     this.#intermediate = intermediate;
+    this.#intermediateName = subjectNameOf(Buffer.from(intermediate.rawData));
+    this.#intermediateKeyId = keyIdOf(new Uint8Array(intermediate.publicKey.rawData));
   }
 
   /**
    * Create a root and an intermediate in `dir`, refusing to overwrite any existing file.
    * @throws GatehouseError CONFLICT when a CA file exists, STORE_ERROR when one cannot be written
    */
-  static async create(dir: string, options: { name: string; now?: Date }): Promise<InternalCa> {
+  static async create(
+    dir: string,
+    options: { name: string; now?: Date; protection?: KeyProtection; intermediateSigner?: Signer },
+  ): Promise<InternalCa> {
     for (const f of Object.values(FILES)) {
+      // With an HSM-held intermediate there is no intermediate key file to collide with.
+      if (f === FILES.intermediateKey && options.intermediateSigner !== undefined) continue;
       const path = join(dir, f);
       if (await exists(path)) {
         throw new GatehouseError('CONFLICT', 'a CA file already exists; refusing to overwrite it', {
@@ -211,8 +222,11 @@ export class InternalCa {
       }
     }
     const now = options.now ?? new Date();
-    const rootKey = await FileKeySigner.generate(join(dir, FILES.rootKey));
-    const intermediateKey = await FileKeySigner.generate(join(dir, FILES.intermediateKey));
+    const protection = options.protection ?? { kind: 'none' };
+    const rootKey = await FileKeySigner.generate(join(dir, FILES.rootKey), protection, 'ca-root');
+    const intermediateKey =
+      options.intermediateSigner ??
+      (await FileKeySigner.generate(join(dir, FILES.intermediateKey), protection, 'ca-intermediate'));
     const rootName: x509.JsonName = [{ O: [options.name] }, { CN: [`${options.name} root CA`] }];
     const intermediateName: x509.JsonName = [
       { O: [options.name] },
@@ -265,11 +279,15 @@ export class InternalCa {
    * Load the CA from `dir`. Only the intermediate key is read: the root key can live offline.
    * @throws GatehouseError NOT_FOUND, BAD_CONFIG when a file is malformed or the key does not match
    */
-  static async load(dir: string): Promise<InternalCa> {
+  static async load(
+    dir: string,
+    protection: KeyProtection = { kind: 'none' },
+    intermediateSigner?: Signer,
+  ): Promise<InternalCa> {
     const root = await readCert(join(dir, FILES.rootCert));
     const intermediate = await readCert(join(dir, FILES.intermediateCert));
     const keyPath = join(dir, FILES.intermediateKey);
-    const key = await FileKeySigner.load(keyPath);
+    const key = intermediateSigner ?? (await FileKeySigner.load(keyPath, protection, 'ca-intermediate'));
     if (!Buffer.from(key.publicKeySpki()).equals(Buffer.from(intermediate.publicKey.rawData))) {
       throw new GatehouseError(
         'BAD_CONFIG',
@@ -320,36 +338,41 @@ export class InternalCa {
     if (notAfter > this.#intermediate.notAfter) {
       throw new GatehouseError('BAD_CONFIG', 'the intermediate certificate expires before the leaf would');
     }
-    const extensions: x509.Extension[] = [
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning]),
-      new x509.SubjectKeyIdentifierExtension(keyIdentifier(req.publicKeySpki)),
-      new x509.AuthorityKeyIdentifierExtension(
-        keyIdentifier(new Uint8Array(this.#intermediate.publicKey.rawData)),
-      ),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: req.identity }], true),
-      new x509.Extension(FULCIO_OIDS.issuerV1, false, Buffer.from(req.issuer, 'utf8')),
-      new x509.Extension(FULCIO_OIDS.issuer, false, derUtf8String(req.issuer)),
+    if (!/^[\x21-\x7e]+$/.test(req.identity)) {
+      throw new GatehouseError('BAD_INPUT', `the identity '${req.identity}' is not an ASCII URI`);
+    }
+    const extraExtensions: { oid: string; value: Uint8Array }[] = [
+      { oid: FULCIO_OIDS.issuerV1, value: Buffer.from(req.issuer, 'utf8') },
+      { oid: FULCIO_OIDS.issuer, value: derUtf8String(req.issuer) },
     ];
     for (const [name, value] of Object.entries(req.extensions ?? {})) {
       if (value === undefined) continue;
       const oid = FULCIO_OIDS[name as keyof LeafExtensions];
       if (oid === undefined) throw new GatehouseError('BAD_INPUT', `unknown leaf extension '${name}'`);
-      extensions.push(new x509.Extension(oid, false, derUtf8String(value)));
+      extraExtensions.push({ oid, value: derUtf8String(value) });
     }
-    const leaf = await issue(this.#intermediateSigner, {
-      serialNumber: randomSerial(),
-      issuer: this.#intermediate.subjectName,
-      notBefore,
-      notAfter,
-      publicKey: req.publicKeySpki,
-      extensions,
-    });
-    return leaf.toString('pem');
+    // Encoded directly (leaf-der.ts): the same fields the generic builder wrote, an order of
+    // magnitude faster, and every approval issues a leaf.
+    const der = await issueLeafDer(
+      {
+        serialHex: randomSerial(),
+        issuerName: this.#intermediateName,
+        notBefore,
+        notAfter,
+        spkiDer: req.publicKeySpki,
+        subjectKeyId: keyIdOf(req.publicKeySpki),
+        authorityKeyId: this.#intermediateKeyId,
+        identityUri: req.identity,
+        extraExtensions,
+      },
+      this.#intermediateSigner,
+    );
+    const b64 = der.toString('base64').replace(/.{64}/g, '$&\n');
+    return `-----BEGIN CERTIFICATE-----\n${b64.replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
   }
 }
 
-interface IssueParams {
+export interface IssueParams {
   serialNumber: string;
   subject?: x509.JsonName;
   issuer: x509.JsonName | x509.Name;
@@ -357,6 +380,11 @@ interface IssueParams {
   notAfter: Date;
   publicKey: Uint8Array;
   extensions: x509.Extension[];
+}
+
+/** Issue a certificate signed through `signer` (ECDSA P-256 SHA-256). */
+export async function issueCertificate(signer: Signer, params: IssueParams): Promise<x509.X509Certificate> {
+  return issue(signer, params);
 }
 
 async function issue(signer: Signer, params: IssueParams): Promise<x509.X509Certificate> {

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { GatehouseError } from '../common/errors.ts';
+import { isEncryptedKeyFile, type KeyProtection, openPrivateKey, sealPrivateKey } from './key-file.ts';
 import type { Signer } from './signer.ts';
 
 /** Check that a key is an EC P-256 key; `where` names it in the error. */
@@ -42,7 +43,11 @@ abstract class KeyObjectSigner implements Signer {
   }
 }
 
-/** A P-256 key held in a PKCS#8 PEM file with mode 0600 (the embedded default). */
+/**
+ * A P-256 key held in a file with mode 0600: sealed with the home's key-encryption key or a
+ * passphrase (the default for homes; see key-file.ts), or plain PKCS#8 PEM when `protection` is
+ * `none` (homes created before encryption, tests).
+ */
 export class FileKeySigner extends KeyObjectSigner {
   /** The file the key came from. */
   readonly path: string;
@@ -56,9 +61,16 @@ export class FileKeySigner extends KeyObjectSigner {
    * Generate a new P-256 key and write it to `path` (mode 0600), refusing to overwrite.
    * @throws GatehouseError CONFLICT when the file exists, STORE_ERROR when it cannot be written
    */
-  static async generate(path: string): Promise<FileKeySigner> {
+  static async generate(
+    path: string,
+    protection: KeyProtection = { kind: 'none' },
+    purpose = 'signing',
+  ): Promise<FileKeySigner> {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const pem =
+      protection.kind === 'none'
+        ? privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+        : sealPrivateKey(privateKey, protection, purpose);
     try {
       // 'wx' fails when the file exists, so an existing key is never replaced.
       await writeFile(path, pem, { mode: 0o600, flag: 'wx' });
@@ -75,16 +87,36 @@ export class FileKeySigner extends KeyObjectSigner {
   }
 
   /**
-   * Load a PKCS#8 PEM P-256 key from `path`.
+   * Load a P-256 key from `path`: sealed (opened with `protection`) or, only when `protection` is
+   * `none`, plain PKCS#8 PEM. A plain file where protection is expected is refused.
    * @throws GatehouseError NOT_FOUND when the file is missing, BAD_CONFIG when it is not a P-256 key
+   *   or not protected as configured, KEY_UNAVAILABLE when the secret is missing or wrong
    */
-  static async load(path: string): Promise<FileKeySigner> {
+  static async load(
+    path: string,
+    protection: KeyProtection = { kind: 'none' },
+    purpose = 'signing',
+  ): Promise<FileKeySigner> {
     let pem: string;
     try {
       pem = await readFile(path, 'utf8');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
       throw new GatehouseError(code, 'cannot read the key file', { where: path, cause: e });
+    }
+    if (isEncryptedKeyFile(pem)) {
+      const key = openPrivateKey(pem, protection, purpose, path);
+      assertP256(key, path);
+      return new FileKeySigner(key, path);
+    }
+    if (protection.kind !== 'none') {
+      throw new GatehouseError(
+        'BAD_CONFIG',
+        'the key file is not encrypted, but the home requires encrypted keys',
+        {
+          where: path,
+        },
+      );
     }
     let key: KeyObject;
     try {
@@ -95,6 +127,40 @@ export class FileKeySigner extends KeyObjectSigner {
     }
     assertP256(key, path);
     return new FileKeySigner(key, path);
+  }
+}
+
+/**
+ * Read a private key file (sealed, or plain when `protection` is `none`) as a KeyObject, for
+ * code that signs with node:crypto or jose directly (the attestation authority).
+ * @throws GatehouseError as {@link FileKeySigner.load}
+ */
+export async function readPrivateKeyFile(
+  path: string,
+  protection: KeyProtection,
+  purpose: string,
+): Promise<KeyObject> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
+    throw new GatehouseError(code, 'cannot read the key file', { where: path, cause: e });
+  }
+  if (isEncryptedKeyFile(text)) return openPrivateKey(text, protection, purpose, path);
+  if (protection.kind !== 'none') {
+    throw new GatehouseError(
+      'BAD_CONFIG',
+      'the key file is not encrypted, but the home requires encrypted keys',
+      {
+        where: path,
+      },
+    );
+  }
+  try {
+    return createPrivateKey({ key: text, format: 'pem' });
+  } catch {
+    throw new GatehouseError('BAD_CONFIG', 'the key file is not a valid PEM private key', { where: path });
   }
 }
 

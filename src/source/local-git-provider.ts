@@ -1,19 +1,39 @@
-import { execFile } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sha256Hex } from '../common/encoding.ts';
-import type { SourceFacts, SourceProvider } from './source-provider.ts';
+import { describeError, GatehouseError } from '../common/errors.ts';
+import { PROJECT_CONFIG_FILE } from '../runner/project-config.ts';
+import type { SourceProtectionRecord, SourceSignerRecord, SourceStore } from '../store/store.ts';
+import {
+  git,
+  gitBytes,
+  gitOk,
+  OBJECT_ID,
+  type ParsedCommit,
+  pinnedTreeDigest,
+  readCommit,
+  readCommitTree,
+} from './git.ts';
+import { verifyReview } from './review.ts';
+import { signatureFormat, type TrustedSigner, verifyGpgSignature, verifySshSignature } from './signers.ts';
+import {
+  checkSourceRequirements,
+  refMatches,
+  type SourceApproval,
+  type SourceClaim,
+  type SourceDescriber,
+  type SourceFacts,
+  type SourceProvider,
+  type SourceRefFact,
+  type SourceRequirements,
+  type SourceVerification,
+  unverified,
+} from './source-provider.ts';
 
-const run = promisify(execFile);
-
-async function git(dir: string, args: string[]): Promise<string | undefined> {
+async function tryGit(dir: string, args: string[]): Promise<string | undefined> {
   try {
-    const { stdout } = await run('git', ['-C', dir, ...args], {
-      encoding: 'utf8',
-      // Never let the repository's own config run programs (fsmonitor, pagers) while we inspect it.
-      env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0' },
-    });
-    return stdout.trim();
+    return (await git(dir, args)).trim();
   } catch {
     return undefined;
   }
@@ -29,28 +49,348 @@ export function treeDigest(files: { path: string; sha256: string }[]): string {
 }
 
 /**
- * The embedded source provider: reads a local directory, and its git metadata where it is a git
- * work tree. Branch protection and review checks come with the source-origin stage.
+ * The canonical URI of a repository named by a remote URL or a local path: `file://<realpath>`
+ * of the work tree's top level (or of a bare repository), `https://host/owner/name` for remotes.
  */
-export class LocalGitProvider implements SourceProvider {
+export async function canonicalRepositoryUri(nameOrPath: string): Promise<string> {
+  const scp = /^[\w.-]+@([\w.-]+):(?!\/)(.+?)(?:\.git)?\/?$/.exec(nameOrPath);
+  if (scp !== null) return `https://${scp[1]}/${scp[2]}`;
+  if (/^(https?|ssh|git):\/\//.test(nameOrPath)) {
+    const u = new URL(nameOrPath);
+    return `https://${u.host}${u.pathname.replace(/\/+$/, '').replace(/\.git$/, '')}`;
+  }
+  const path = nameOrPath.startsWith('file://') ? fileURLToPath(nameOrPath) : resolve(nameOrPath);
+  if (!existsSync(path)) throw new GatehouseError('BAD_INPUT', `no repository at ${path}`);
+  const bare = await tryGit(path, ['rev-parse', '--is-bare-repository']);
+  if (bare === undefined) throw new GatehouseError('BAD_INPUT', `${path} is not a git repository`);
+  const top =
+    bare === 'true'
+      ? await tryGit(path, ['rev-parse', '--absolute-git-dir'])
+      : await tryGit(path, ['rev-parse', '--show-toplevel']);
+  if (top === undefined || top === '')
+    throw new GatehouseError('BAD_INPUT', `${path} is not a git repository`);
+  return pathToFileURL(realpathSync(top)).href;
+}
+
+export interface LocalGitProviderOptions {
+  /** Central source configuration: protections, reviews, trusted signers, accepted heads. */
+  store?: SourceStore;
+  /** Build configuration file name (default `gatehouse.yaml`). */
+  buildConfigFile?: string;
+}
+
+/** The strictest combination of several protections' rules. */
+export function strictest(rules: readonly SourceProtectionRecord[]): SourceRequirements {
+  return {
+    refs: rules.map((r) => r.ref),
+    minApprovals: Math.max(0, ...rules.map((r) => r.rule.minApprovals)),
+    staleApprovals: rules.every((r) => r.rule.staleApprovals),
+    forbidSelfApproval: rules.some((r) => r.rule.forbidSelfApproval),
+    signedCommits: rules.some((r) => r.rule.signedCommits),
+    buildConfigUnchanged: rules.some((r) => r.rule.buildConfigUnchanged),
+  };
+}
+
+export function toTrustedSigner(s: SourceSignerRecord): TrustedSigner {
+  return {
+    id: s.id,
+    principal: s.principal,
+    format: s.format,
+    publicKey: s.publicKey,
+    createdAt: s.createdAt,
+    ...(s.repository === undefined ? {} : { repository: s.repository }),
+  };
+}
+
+/**
+ * The embedded source provider, over local git repositories. Protected refs, required approvals and
+ * trusted signers are configured centrally in the store, never read from the repository; approvals
+ * are reviewers' signed records bound to one commit; a protected ref whose history was rewritten
+ * since gatehouse last saw it stays refused until an operator accepts its new head.
+ * It also describes a local directory for the runner agent.
+ */
+export class LocalGitProvider implements SourceProvider, SourceDescriber {
+  readonly kind = 'local-git' as const;
+  readonly #store: SourceStore | undefined;
+  readonly #configFile: string;
+
+  constructor(options: LocalGitProviderOptions = {}) {
+    this.#store = options.store;
+    this.#configFile = options.buildConfigFile ?? PROJECT_CONFIG_FILE;
+  }
+
+  handles(repository: string): boolean {
+    return repository.startsWith('file:///');
+  }
+
   async describe(dir: string, files: { path: string; sha256: string }[]): Promise<SourceFacts> {
     const abs = resolve(dir);
     const digest = treeDigest(files);
-    const inside = await git(abs, ['-c', 'core.fsmonitor=false', 'rev-parse', '--is-inside-work-tree']);
+    const inside = await tryGit(abs, ['rev-parse', '--is-inside-work-tree']);
     if (inside !== 'true')
-      return { kind: 'directory', uri: `file://${abs}`, dirty: false, treeDigest: digest };
-    const commit = await git(abs, ['rev-parse', '--verify', 'HEAD']);
-    const ref = await git(abs, ['symbolic-ref', '-q', 'HEAD']);
-    const origin = await git(abs, ['remote', 'get-url', 'origin']);
-    const status = await git(abs, ['-c', 'core.fsmonitor=false', 'status', '--porcelain', '--', '.']);
+      return { kind: 'directory', uri: pathToFileURL(abs).href, dirty: false, treeDigest: digest };
+    const commit = await tryGit(abs, ['rev-parse', '--verify', 'HEAD']);
+    const ref = await tryGit(abs, ['symbolic-ref', '-q', 'HEAD']);
+    const status = await tryGit(abs, ['status', '--porcelain', '--', '.']);
     const facts: SourceFacts = {
       kind: 'git',
-      uri: origin !== undefined && origin !== '' ? origin : `file://${abs}`,
+      uri: await localUri(abs),
       dirty: status === undefined || status !== '',
       treeDigest: digest,
     };
-    if (commit !== undefined && /^[0-9a-f]{40,64}$/.test(commit)) facts.commit = commit;
+    if (commit !== undefined && OBJECT_ID.test(commit)) facts.commit = commit;
     if (ref !== undefined && ref !== '') facts.ref = ref;
+    const prefix = await tryGit(abs, ['rev-parse', '--show-prefix']);
+    if (prefix !== undefined && prefix !== '') facts.path = prefix.replace(/\/+$/, '');
     return facts;
+  }
+
+  async verify(claim: SourceClaim): Promise<SourceVerification> {
+    const { repository, commit } = claim;
+    if (!this.handles(repository))
+      return unverified('local-git', repository, 'not a local repository', commit);
+    const store = this.#store;
+    if (store === undefined)
+      return unverified('local-git', repository, 'no source configuration store', commit);
+    const protections = await store.protections(repository);
+    if (protections.length === 0) {
+      return unverified(
+        'local-git',
+        repository,
+        `repository ${repository} is not registered with gatehouse (no protected refs)`,
+        commit,
+      );
+    }
+    try {
+      return await this.#verify(store, protections, claim);
+    } catch (e) {
+      // Fail closed: anything that could not be read is a verification that established nothing.
+      const v = unverified('local-git', repository, describeError(e), commit);
+      v.protection = strictest(protections);
+      v.violations = checkSourceRequirements(v, v.protection);
+      return v;
+    }
+  }
+
+  async #verify(
+    store: SourceStore,
+    protections: SourceProtectionRecord[],
+    claim: SourceClaim,
+  ): Promise<SourceVerification> {
+    const { repository, commit } = claim;
+    const dir = fileURLToPath(repository);
+    if (!OBJECT_ID.test(commit)) throw new GatehouseError('BAD_INPUT', `'${commit}' is not a full commit id`);
+    if ((await tryGit(dir, ['cat-file', '-t', commit])) !== 'commit') {
+      throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
+    }
+    const parsed = await readCommit(dir, commit);
+    const refs = await this.#refs(store, dir, repository, protections, commit);
+    const signers = (await store.signers(repository)).map(toTrustedSigner);
+    const signature = await verifyCommitSignature(parsed, signers);
+    const authorIds = new Set([parsed.author.email.toLowerCase()]);
+    if (signature.trusted && signature.signer !== undefined) authorIds.add(signature.signer.toLowerCase());
+
+    const problems: string[] = [];
+    const approvals: SourceApproval[] = [];
+    const ancestry = new Map<string, boolean>();
+    for (const row of await store.reviews(repository)) {
+      let record: Awaited<ReturnType<typeof verifyReview>>;
+      try {
+        record = await verifyReview(
+          { id: row.id, record: JSON.parse(row.record), signature: row.signature },
+          signers,
+        );
+      } catch (e) {
+        problems.push(describeError(e));
+        continue;
+      }
+      if (record.repository !== repository) continue;
+      let covers = ancestry.get(record.commit);
+      if (covers === undefined) {
+        covers =
+          record.commit === commit ||
+          (await gitOk(dir, ['merge-base', '--is-ancestor', record.commit, commit]));
+        ancestry.set(record.commit, covers);
+      }
+      if (!covers) continue;
+      approvals.push({
+        reviewer: record.reviewer,
+        commit: record.commit,
+        exact: record.commit === commit,
+        byAuthor: authorIds.has(record.reviewer.toLowerCase()),
+        via: 'gatehouse-review',
+        at: record.timestamp,
+      });
+    }
+    const independent = approvals.filter((a) => !a.byAuthor);
+    const exactReviewers = new Set(independent.filter((a) => a.exact).map((a) => a.reviewer.toLowerCase()));
+    const anyReviewers = new Set(independent.map((a) => a.reviewer.toLowerCase()));
+    const reviewedCommit =
+      exactReviewers.size > 0
+        ? commit
+        : await newest(
+            dir,
+            independent.map((a) => a.commit),
+            commit,
+          );
+
+    const configPath =
+      claim.path === undefined || claim.path === '' ? this.#configFile : `${claim.path}/${this.#configFile}`;
+    const configAt = async (c: string): Promise<string | undefined> =>
+      gitBytes(dir, ['cat-file', 'blob', `${c}:${configPath}`]).then(
+        (b) => sha256Hex(b),
+        () => undefined,
+      );
+    const configSha = await configAt(commit);
+    const reviewedSha = reviewedCommit === undefined ? undefined : await configAt(reviewedCommit);
+    const v: SourceVerification = {
+      provider: 'local-git',
+      repository,
+      commit,
+      verified: true,
+      problems,
+      refs,
+      onProtectedRef: refs.some((r) => r.contains && !r.rewritten),
+      author: { name: parsed.author.name, email: parsed.author.email },
+      approvals,
+      independentApprovals: { exact: exactReviewers.size, any: anyReviewers.size },
+      selfApproved: approvals.some((a) => a.byAuthor && a.exact),
+      signature,
+      buildConfig: {
+        path: configPath,
+        ...(configSha === undefined ? {} : { sha256: configSha }),
+        ...(reviewedSha === undefined ? {} : { reviewedSha256: reviewedSha }),
+        unchangedSinceReview:
+          reviewedCommit !== undefined && configSha !== undefined && configSha === reviewedSha,
+      },
+      violations: [],
+    };
+    if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
+    if (claim.treeDigest !== undefined) {
+      v.treeMatches = pinnedTreeDigest(await readCommitTree(dir, commit, claim.path)) === claim.treeDigest;
+    }
+    // The requirements of the protected refs that hold the commit, else of all of them.
+    const holding = protections.filter((p) => refs.some((r) => r.contains && refMatches(p.ref, r.ref)));
+    v.protection = {
+      ...strictest(holding.length > 0 ? holding : protections),
+      refs: protections.map((p) => p.ref),
+    };
+    v.violations = checkSourceRequirements(v, v.protection);
+    return v;
+  }
+
+  /** Protected refs with their heads; detects and records rewrites against the accepted heads. */
+  async #refs(
+    store: SourceStore,
+    dir: string,
+    repository: string,
+    protections: SourceProtectionRecord[],
+    commit: string,
+  ): Promise<SourceRefFact[]> {
+    const listing = await git(dir, [
+      'for-each-ref',
+      '--format=%(refname)%00%(objectname)%00%(*objectname)',
+      'refs/heads',
+      'refs/tags',
+    ]);
+    const out: SourceRefFact[] = [];
+    for (const line of listing.split('\n')) {
+      const [ref, object, peeled] = line.split('\0');
+      if (ref === undefined || object === undefined || ref === '') continue;
+      if (!protections.some((p) => refMatches(p.ref, ref))) continue;
+      const kind = ref.startsWith('refs/tags/') ? 'tag' : 'branch';
+      const head = peeled !== undefined && peeled !== '' ? peeled : object;
+      const seen = await acceptHead(
+        store,
+        (a, b) => gitOk(dir, ['merge-base', '--is-ancestor', a, b]),
+        repository,
+        ref,
+        kind,
+        head,
+      );
+      const contains =
+        kind === 'tag'
+          ? head === commit
+          : head === commit || (await gitOk(dir, ['merge-base', '--is-ancestor', commit, head]));
+      out.push({
+        ref,
+        kind,
+        head,
+        contains,
+        rewritten: seen.rewritten,
+        ...(seen.rewritten ? { lastSeen: seen.lastSeen } : {}),
+      });
+    }
+    return out;
+  }
+}
+
+/**
+ * Compare a protected ref's head with the head gatehouse accepted before. A branch may only move
+ * forward (the old head stays in its history); a tag never moves. A rewrite is recorded and sticks
+ * until an operator accepts the new head (`gatehouse source protect … --accept-head`).
+ */
+export async function acceptHead(
+  store: SourceStore,
+  isAncestor: (older: string, newer: string) => Promise<boolean>,
+  repository: string,
+  ref: string,
+  kind: 'branch' | 'tag',
+  head: string,
+): Promise<{ rewritten: boolean; lastSeen: string }> {
+  const now = new Date().toISOString();
+  const seen = await store.refHead(repository, ref);
+  if (seen === undefined) {
+    await store.setRefHead({ repository, ref, head, seenAt: now });
+    return { rewritten: false, lastSeen: head };
+  }
+  if (seen.rewrittenTo !== undefined) return { rewritten: true, lastSeen: seen.head };
+  if (seen.head === head) return { rewritten: false, lastSeen: head };
+  // A missing old object also fails --is-ancestor: treated as a rewrite (fail closed).
+  if (kind === 'branch' && (await isAncestor(seen.head, head))) {
+    await store.setRefHead({ repository, ref, head, seenAt: now });
+    return { rewritten: false, lastSeen: head };
+  }
+  await store.setRefHead({ ...seen, rewrittenTo: head, rewrittenAt: now });
+  return { rewritten: true, lastSeen: seen.head };
+}
+
+/** Of several commits that are all ancestors of `tip`, the one nearest to it. */
+async function newest(dir: string, commits: string[], tip: string): Promise<string | undefined> {
+  let best: { commit: string; distance: number } | undefined;
+  for (const c of new Set(commits)) {
+    const n = Number((await git(dir, ['rev-list', '--count', `${c}..${tip}`])).trim());
+    if (best === undefined || n < best.distance) best = { commit: c, distance: n };
+  }
+  return best?.commit;
+}
+
+/** Verify a commit's signature against the trusted signers. */
+export async function verifyCommitSignature(
+  parsed: ParsedCommit,
+  signers: readonly TrustedSigner[],
+): Promise<SourceVerification['signature']> {
+  if (parsed.signature === undefined) return { present: false, trusted: false };
+  const format = signatureFormat(parsed.signature);
+  if (format === undefined) return { present: true, trusted: false, detail: 'unknown signature format' };
+  if (format === 'x509')
+    return { present: true, format, trusted: false, detail: 'X.509 commit signatures are not trusted' };
+  try {
+    const ok =
+      format === 'ssh'
+        ? await verifySshSignature(signers, 'git', parsed.signature, parsed.payload)
+        : await verifyGpgSignature(signers, parsed.signature, parsed.payload);
+    return { present: true, format, trusted: true, signer: ok.principal, keyId: ok.keyId };
+  } catch (e) {
+    return { present: true, format, trusted: false, detail: describeError(e) };
+  }
+}
+
+async function localUri(dir: string): Promise<string> {
+  const origin = await tryGit(dir, ['remote', 'get-url', 'origin']);
+  try {
+    return await canonicalRepositoryUri(origin !== undefined && origin !== '' ? origin : dir);
+  } catch {
+    return pathToFileURL(dir).href;
   }
 }

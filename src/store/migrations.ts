@@ -67,4 +67,130 @@ export const sqliteMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'policies-triage-reevaluation',
+    sql: `
+      -- Every published version of every central policy, with its security-key signature.
+      CREATE TABLE policy_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        text TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        published_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+      );
+      -- Published versions are history: they are never changed or removed.
+      CREATE TRIGGER policy_versions_no_update BEFORE UPDATE ON policy_versions
+        BEGIN SELECT RAISE(ABORT, 'published policy versions are immutable'); END;
+      CREATE TRIGGER policy_versions_no_delete BEFORE DELETE ON policy_versions
+        BEGIN SELECT RAISE(ABORT, 'published policy versions are immutable'); END;
+      -- Which policy a project is held to (set centrally; a project cannot choose).
+      CREATE TABLE project_policies (
+        project TEXT PRIMARY KEY,
+        policy_name TEXT NOT NULL
+      );
+      CREATE TABLE triage (
+        id TEXT PRIMARY KEY,
+        decision_id TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('release', 'reject')),
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        log_index INTEGER NOT NULL
+      );
+      CREATE TABLE reevaluations (
+        id TEXT PRIMARY KEY,
+        decision_id TEXT NOT NULL,
+        project TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        policy_digest TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        revoked INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        detection_ms REAL NOT NULL
+      );
+      CREATE INDEX reevaluations_decision ON reevaluations (decision_id);
+      -- The components of every promoted artifact, evaluated again when advisories change.
+      CREATE TABLE artifact_sboms (
+        decision_id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        components TEXT NOT NULL,
+        subjects TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      -- VEX documents the security team imported (OpenVEX or CycloneDX), as given.
+      CREATE TABLE vex_documents (
+        id TEXT PRIMARY KEY,
+        json TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+    `,
+  },
+  {
+    version: 5,
+    name: 'log-interior-nodes',
+    sql: `
+      -- Hashes of the log's complete perfect subtrees above the leaves (level >= 1), written as
+      -- appends complete them, so proofs read O(log n) rows instead of every leaf hash.
+      CREATE TABLE IF NOT EXISTS log_nodes (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+      ) WITHOUT ROWID;
+      CREATE TRIGGER IF NOT EXISTS log_nodes_no_update BEFORE UPDATE ON log_nodes
+        BEGIN SELECT RAISE(ABORT, 'transparency log nodes are immutable'); END;
+      CREATE TRIGGER IF NOT EXISTS log_nodes_no_delete BEFORE DELETE ON log_nodes
+        BEGIN SELECT RAISE(ABORT, 'transparency log nodes are immutable'); END;
+    `,
+  },
+  {
+    version: 7,
+    name: 'source-origin',
+    sql: `
+      -- Protected refs and what they demand, configured centrally (never in the repository).
+      CREATE TABLE source_protection (
+        repository TEXT NOT NULL,
+        ref_pattern TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (repository, ref_pattern)
+      );
+      -- Reviewers' signed approvals, each bound to one exact commit.
+      CREATE TABLE source_reviews (
+        id TEXT PRIMARY KEY,
+        repository TEXT NOT NULL,
+        commit_id TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        record TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX source_reviews_repository ON source_reviews (repository, commit_id);
+      -- Keys trusted to sign commits and reviews (SSH allowed signers, GPG public keys).
+      CREATE TABLE source_signers (
+        id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        format TEXT NOT NULL CHECK (format IN ('ssh', 'gpg')),
+        public_key TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (id, scope)
+      );
+      -- The last head gatehouse accepted per protected ref, to detect history rewrites.
+      CREATE TABLE source_ref_heads (
+        repository TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        head TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        rewritten_to TEXT,
+        rewritten_at TEXT,
+        PRIMARY KEY (repository, ref)
+      );
+    `,
+  },
 ];

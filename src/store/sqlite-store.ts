@@ -1,6 +1,9 @@
-import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
+import { nodeHash } from '../tlog/merkle.ts';
 import { type Migration, sqliteMigrations } from './migrations.ts';
+import { SqlitePolicyStore } from './sqlite-policy-store.ts';
+import { SqliteSourceStore } from './sqlite-source-store.ts';
 import type {
   DecisionRecord,
   DecisionStore,
@@ -29,6 +32,8 @@ export class SqliteStore implements Store {
   readonly log: LogStore;
   readonly vulns: VulnStore;
   readonly tokens: TokenStore;
+  readonly source: SqliteSourceStore;
+  readonly policies: SqlitePolicyStore;
   readonly #db: DatabaseSync;
   #txDepth = 0;
   #txQueue: Promise<unknown> = Promise.resolve();
@@ -40,6 +45,8 @@ export class SqliteStore implements Store {
     this.log = new SqliteLog(db, (fn) => this.#immediate(fn));
     this.vulns = new SqliteVulns(db, (fn) => this.#immediate(fn));
     this.tokens = new SqliteTokens(db);
+    this.source = new SqliteSourceStore(db);
+    this.policies = new SqlitePolicyStore(db);
   }
 
   /**
@@ -115,8 +122,13 @@ function migrate(db: DatabaseSync, migrations: readonly Migration[]): void {
       `the database is at schema version ${current}, newer than this gatehouse knows (${known})`,
     );
   }
-  for (const m of migrations) {
-    if (m.version <= current) continue;
+  // Apply every migration not yet recorded, in version order: a version numbered below the newest
+  // applied one (migrations of parallel work landing in any order) is still applied once.
+  const applied = new Set(
+    (db.prepare('SELECT version FROM schema_migrations').all() as Row[]).map((r) => Number(r.version)),
+  );
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (applied.has(m.version)) continue;
     try {
       db.exec('BEGIN IMMEDIATE');
       db.exec(m.sql);
@@ -291,9 +303,23 @@ class SqliteDecisions implements DecisionStore {
 class SqliteLog implements LogStore {
   readonly #db: DatabaseSync;
   readonly #immediate: <T>(fn: () => T) => T;
+  // Prepared once: appends and proofs run these on every approval.
+  readonly #q: Record<'insert' | 'leaf' | 'node' | 'insertNode' | 'size', StatementSync>;
+
   constructor(db: DatabaseSync, immediate: <T>(fn: () => T) => T) {
     this.#db = db;
     this.#immediate = immediate;
+    this.#q = {
+      insert: db.prepare(
+        'INSERT INTO log_entries (idx, body, leaf_hash, integrated_time) VALUES (?, ?, ?, ?)',
+      ),
+      leaf: db.prepare('SELECT leaf_hash AS h FROM log_entries WHERE idx = ?'),
+      node: db.prepare('SELECT hash AS h FROM log_nodes WHERE level = ? AND idx = ?'),
+      insertNode: db.prepare('INSERT OR IGNORE INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)'),
+      // MAX of the integer primary key is a b-tree lookup; COUNT(*) would read every row.
+      size: db.prepare('SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM log_entries'),
+    };
+    this.#backfillNodes();
   }
 
   async append(
@@ -302,18 +328,61 @@ class SqliteLog implements LogStore {
     // Size and inserts in one write transaction: two writers can never take the same index.
     return this.#immediate(() => {
       const start = this.#sizeSync();
-      const insert = this.#db.prepare(
-        'INSERT INTO log_entries (idx, body, leaf_hash, integrated_time) VALUES (?, ?, ?, ?)',
-      );
       return entries.map((e, i) => {
-        insert.run(start + i, e.body, e.leafHash, e.integratedTime);
+        this.#q.insert.run(start + i, e.body, e.leafHash, e.integratedTime);
+        this.#completeNodes(start + i, e.leafHash);
         return start + i;
       });
     });
   }
 
+  /** Store every perfect subtree that leaf `index` completes (at most log2 n, one on average). */
+  #completeNodes(index: number, leaf: Uint8Array): void {
+    const insert = this.#q.insertNode;
+    let hash = leaf;
+    let level = 0;
+    let i = index;
+    while (i % 2 === 1) {
+      const [left] = this.#subtreesSync([{ level, index: i - 1 }]);
+      hash = nodeHash(left as Uint8Array, hash);
+      level++;
+      i = (i - 1) / 2;
+      insert.run(level, i, hash);
+    }
+  }
+
+  /** A log written before interior nodes were stored gets them once, when it is opened. */
+  #backfillNodes(): void {
+    const n = this.#sizeSync();
+    let expected = n;
+    for (let x = n; x > 0; x = Math.floor(x / 2)) expected -= x % 2;
+    const have = Number((this.#db.prepare('SELECT COUNT(*) AS n FROM log_nodes').get() as Row).n);
+    if (have === expected) return;
+    this.#immediate(() => {
+      const rows = this.#db
+        .prepare('SELECT idx, leaf_hash FROM log_entries ORDER BY idx')
+        .iterate() as Iterable<Row>;
+      for (const r of rows) this.#completeNodes(Number(r.idx), new Uint8Array(r.leaf_hash as Uint8Array));
+    });
+  }
+
+  #subtreesSync(refs: readonly { level: number; index: number }[]): Uint8Array[] {
+    const { leaf, node } = this.#q;
+    return refs.map((r) => {
+      const row = (r.level === 0 ? leaf.get(r.index) : node.get(r.level, r.index)) as Row | undefined;
+      if (row === undefined) {
+        throw new GatehouseError('NOT_FOUND', `log subtree ${r.level}/${r.index} is not complete`);
+      }
+      return new Uint8Array(row.h as Uint8Array);
+    });
+  }
+
+  async subtreeHashes(refs: readonly { level: number; index: number }[]): Promise<Uint8Array[]> {
+    return this.#subtreesSync(refs);
+  }
+
   #sizeSync(): number {
-    const r = this.#db.prepare('SELECT COUNT(*) AS n FROM log_entries').get() as Row;
+    const r = this.#q.size.get() as Row;
     return Number(r.n);
   }
 
@@ -399,6 +468,19 @@ class SqliteVulns implements VulnStore {
   async modifiedIndex(): Promise<Map<string, string>> {
     const rows = this.#db.prepare('SELECT id, modified FROM vulns').all() as Row[];
     return new Map(rows.map((r) => [String(r.id), String(r.modified)]));
+  }
+
+  async all(): Promise<VulnRecord[]> {
+    // Packages are not needed by callers loading the whole database (they parse the JSON).
+    const rows = this.#db.prepare('SELECT * FROM vulns ORDER BY id').all() as Row[];
+    return rows.map((r) => ({
+      id: String(r.id),
+      modified: String(r.modified),
+      withdrawn: r.withdrawn === null ? null : String(r.withdrawn),
+      aliases: JSON.parse(String(r.aliases)) as string[],
+      json: String(r.json),
+      packages: [],
+    }));
   }
 
   async count(): Promise<number> {

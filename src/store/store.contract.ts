@@ -110,6 +110,26 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       assert.equal(await store.log.get(before + 3), undefined);
     });
 
+    it('keeps the interior node of every completed perfect subtree of the log', async () => {
+      const size = await store.log.size();
+      // Fill up to a multiple of 4 so that the next four leaves form one level-2 subtree.
+      const pad = (4 - (size % 4)) % 4;
+      const mk = (n: number) => ({
+        body: new Uint8Array([n]),
+        leafHash: new Uint8Array(32).fill(n),
+        integratedTime: 1,
+      });
+      await store.log.append(Array.from({ length: pad + 4 }, (_, i) => mk(10 + i)));
+      const base = (size + pad) / 4;
+      const [leaf, level2] = await store.log.subtreeHashes([
+        { level: 0, index: size + pad },
+        { level: 2, index: base },
+      ]);
+      assert.deepEqual(leaf, new Uint8Array(32).fill(10 + pad));
+      assert.equal(level2?.length, 32);
+      await assert.rejects(store.log.subtreeHashes([{ level: 3, index: base + 1 }]), { code: 'NOT_FOUND' });
+    });
+
     it('rolls back every write of a failed transaction', async () => {
       const size = await store.log.size();
       await assert.rejects(
@@ -152,6 +172,153 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       await store.tokens.revoke('t1', Math.floor(Date.now() / 1000) + 300);
       await store.tokens.revoke('t1', Math.floor(Date.now() / 1000) + 300);
       assert.equal(await store.tokens.isRevoked('t1'), true);
+    });
+
+    it('keeps source protections, replacing one per repository and ref', async () => {
+      const rule = {
+        minApprovals: 1,
+        staleApprovals: false,
+        forbidSelfApproval: true,
+        signedCommits: true,
+        buildConfigUnchanged: false,
+      };
+      const at = new Date().toISOString();
+      await store.source.protect({ repository: 'file:///r', ref: 'refs/heads/main', rule, createdAt: at });
+      await store.source.protect({
+        repository: 'file:///r',
+        ref: 'refs/heads/main',
+        rule: { ...rule, minApprovals: 2 },
+        createdAt: at,
+      });
+      const got = await store.source.protections('file:///r');
+      assert.equal(got.length, 1);
+      assert.equal(got[0]?.rule.minApprovals, 2);
+      assert.equal(await store.source.unprotect('file:///r', 'refs/heads/main'), true);
+      assert.equal(await store.source.unprotect('file:///r', 'refs/heads/main'), false);
+    });
+
+    it('keeps reviews once and trusted signers per scope', async () => {
+      const review = {
+        id: 'ab'.repeat(32),
+        repository: 'file:///r',
+        commit: 'cd'.repeat(20),
+        reviewer: 'a@example.com',
+        record: '{}',
+        signature: 'sig',
+        createdAt: new Date().toISOString(),
+      };
+      await store.source.addReview(review);
+      await assert.rejects(store.source.addReview(review), (e) => isGatehouseError(e, 'CONFLICT'));
+      assert.deepEqual(await store.source.reviews('file:///r'), [review]);
+      const signer = {
+        id: 'SHA256:k',
+        principal: 'a@example.com',
+        format: 'ssh' as const,
+        publicKey: 'ssh-ed25519 AAAA',
+        createdAt: review.createdAt,
+      };
+      await store.source.addSigner(signer);
+      await store.source.addSigner({ ...signer, repository: 'file:///only' });
+      await assert.rejects(store.source.addSigner(signer), (e) => isGatehouseError(e, 'CONFLICT'));
+      assert.equal((await store.source.signers('file:///r')).length, 1);
+      assert.equal((await store.source.signers('file:///only')).length, 2);
+      assert.equal(await store.source.removeSigner('SHA256:k', 'file:///only'), true);
+      assert.equal((await store.source.signers()).length, 1);
+    });
+
+    it('remembers accepted ref heads and rewrites', async () => {
+      const at = new Date().toISOString();
+      await store.source.setRefHead({
+        repository: 'file:///r',
+        ref: 'refs/heads/main',
+        head: 'a',
+        seenAt: at,
+      });
+      await store.source.setRefHead({
+        repository: 'file:///r',
+        ref: 'refs/heads/main',
+        head: 'a',
+        seenAt: at,
+        rewrittenTo: 'b',
+        rewrittenAt: at,
+      });
+      const got = await store.source.refHead('file:///r', 'refs/heads/main');
+      assert.equal(got?.head, 'a');
+      assert.equal(got?.rewrittenTo, 'b');
+      assert.equal(await store.source.refHead('file:///r', 'refs/heads/other'), undefined);
+    });
+
+    it('keeps policy versions in order and refuses a version out of turn', async () => {
+      const v = (version: number) => ({
+        name: 'contract',
+        version,
+        digest: `d${version}`,
+        text: `t${version}`,
+        signature: 's',
+        keyId: 'k',
+        publishedAt: new Date().toISOString(),
+      });
+      await store.policies.publish(v(1));
+      await store.policies.publish(v(2));
+      await assert.rejects(store.policies.publish(v(2)), (e) => isGatehouseError(e, 'CONFLICT'));
+      await assert.rejects(store.policies.publish(v(4)), (e) => isGatehouseError(e, 'CONFLICT'));
+      assert.equal((await store.policies.latest('contract'))?.version, 2);
+      assert.equal((await store.policies.get('contract', 1))?.text, 't1');
+      const versions = (await store.policies.history('contract')).map((r) => r.version);
+      assert.deepEqual(versions, [2, 1]);
+      assert.ok((await store.policies.names()).includes('contract'));
+      await store.policies.bindProject('p', 'contract');
+      await store.policies.bindProject('p', 'other');
+      assert.equal(await store.policies.projectPolicy('p'), 'other');
+      assert.equal(await store.policies.projectPolicy('q'), undefined);
+    });
+
+    it('records one triage per decision, re-evaluations, promoted SBOMs and VEX documents', async () => {
+      const t = {
+        id: 'tri-1',
+        decisionId: 'dec-contract',
+        project: 'p',
+        action: 'reject' as const,
+        reason: 'r',
+        actor: 'k',
+        createdAt: new Date().toISOString(),
+        logIndex: 3,
+      };
+      await store.policies.addTriage(t);
+      const again = store.policies.addTriage({ ...t, id: 'tri-2' });
+      await assert.rejects(again, (e) => isGatehouseError(e, 'CONFLICT'));
+      assert.deepEqual(await store.policies.triageOf('dec-contract'), t);
+      const rev = {
+        id: 'rev-1',
+        decisionId: 'dec-contract',
+        project: 'p',
+        outcome: 'deny' as const,
+        policyDigest: 'd',
+        reasons: [{ rule: 'r', message: 'm', vulnId: 'V' }],
+        revoked: true,
+        createdAt: new Date().toISOString(),
+        detectionMs: 12.5,
+      };
+      await store.policies.addReevaluation(rev);
+      assert.deepEqual(await store.policies.listReevaluations(), [rev]);
+      const sbom = {
+        decisionId: 'dec-contract',
+        project: 'p',
+        components: '[]',
+        subjects: [{ name: 'a', sha256: 'b' }],
+        createdAt: rev.createdAt,
+      };
+      await store.policies.keepArtifactSbom(sbom);
+      assert.deepEqual(await store.policies.artifactSboms(), [sbom]);
+      await store.policies.addVex({ id: 'v', json: '{}', createdAt: rev.createdAt });
+      await store.policies.addVex({ id: 'v', json: '{"a":1}', createdAt: rev.createdAt });
+      const docs = (await store.policies.vexDocuments()).map((d) => d.json);
+      assert.deepEqual(docs, ['{"a":1}']);
+    });
+
+    it('returns every vulnerability record for loading into memory', async () => {
+      const all = await store.vulns.all();
+      assert.equal(all.length, await store.vulns.count());
     });
   });
 }

@@ -89,6 +89,12 @@ export interface LogStore {
   get(index: number): Promise<LogEntryRecord | undefined>;
   /** Leaf hashes for indices [start, end), in order. */
   leafHashes(start: number, end: number): Promise<Uint8Array[]>;
+  /**
+   * Hashes of perfect subtrees (level 0: leaf hashes; above: interior nodes the store keeps as
+   * entries complete them), in the order asked. Proofs read O(log n) of these instead of every leaf.
+   * Throws NOT_FOUND for a subtree the log has not completed.
+   */
+  subtreeHashes(refs: readonly { level: number; index: number }[]): Promise<Uint8Array[]>;
 }
 
 export interface VulnStore {
@@ -99,6 +105,8 @@ export interface VulnStore {
   findByPackage(ecosystem: string, name: string): Promise<VulnRecord[]>;
   /** id → modified, for incremental import. */
   modifiedIndex(): Promise<Map<string, string>>;
+  /** Every record, withdrawn ones included, `packages` left empty (for loading the database into memory). */
+  all(): Promise<VulnRecord[]>;
   count(): Promise<number>;
 }
 
@@ -108,8 +116,166 @@ export interface TokenStore {
   isRevoked(jti: string): Promise<boolean>;
 }
 
+/** A protected ref pattern of a repository and what it demands (rule: SourceRequirements JSON). */
+export interface SourceProtectionRecord {
+  repository: string;
+  /** Full ref name or pattern: `refs/heads/main`, `refs/tags/v*`. */
+  ref: string;
+  rule: {
+    minApprovals: number;
+    staleApprovals: boolean;
+    forbidSelfApproval: boolean;
+    signedCommits: boolean;
+    buildConfigUnchanged: boolean;
+    /** Projects that must be built from this repository (and nothing else). */
+    projects?: string[];
+  };
+  createdAt: string;
+}
+
+/** A reviewer's signed approval of one commit. */
+export interface SourceReviewRecord {
+  /** sha256 hex of the record's canonical JSON. */
+  id: string;
+  repository: string;
+  commit: string;
+  reviewer: string;
+  /** The canonical JSON of the review record. */
+  record: string;
+  /** The reviewer's armoured SSH signature over `record`. */
+  signature: string;
+  createdAt: string;
+}
+
+/** A key trusted to sign commits and reviews. */
+export interface SourceSignerRecord {
+  id: string;
+  principal: string;
+  format: 'ssh' | 'gpg';
+  publicKey: string;
+  /** Limited to one repository; absent: every repository. */
+  repository?: string;
+  createdAt: string;
+}
+
+/** The last head gatehouse accepted for a protected ref. */
+export interface SourceRefHeadRecord {
+  repository: string;
+  ref: string;
+  head: string;
+  seenAt: string;
+  /** Set when a rewrite was seen: the head it was rewritten to (the accepted head stays). */
+  rewrittenTo?: string;
+  rewrittenAt?: string;
+}
+
+export interface SourceStore {
+  /** Insert or replace the protection of one ref pattern. */
+  protect(record: SourceProtectionRecord): Promise<void>;
+  /** Remove a protection; false when there was none. */
+  unprotect(repository: string, ref: string): Promise<boolean>;
+  /** Protections of one repository, or of all. */
+  protections(repository?: string): Promise<SourceProtectionRecord[]>;
+  /** Keep a review. Throws CONFLICT when the same record is already kept. */
+  addReview(record: SourceReviewRecord): Promise<void>;
+  reviews(repository: string): Promise<SourceReviewRecord[]>;
+  /** Trust a key (for one repository or all). Throws CONFLICT when it is already trusted there. */
+  addSigner(record: SourceSignerRecord): Promise<void>;
+  /** Stop trusting a key (in one scope, or everywhere); false when it was not trusted. */
+  removeSigner(id: string, repository?: string): Promise<boolean>;
+  /** Keys trusted for a repository (its own and the global ones), or all keys. */
+  signers(repository?: string): Promise<SourceSignerRecord[]>;
+  refHead(repository: string, ref: string): Promise<SourceRefHeadRecord | undefined>;
+  /** Insert or replace the accepted head of a ref. */
+  setRefHead(record: SourceRefHeadRecord): Promise<void>;
+}
+
+/** One published, signed version of a central policy. */
+export interface PolicyVersionRecord {
+  name: string;
+  /** 1, 2, 3, … per policy name. */
+  version: number;
+  /** sha256 hex of the canonical JSON of the parsed policy: what decisions record. */
+  digest: string;
+  /** The policy document as published (YAML or JSON). */
+  text: string;
+  /** Base64 signature by a security key over the policy signing payload. */
+  signature: string;
+  /** sha256 hex of the signing key's SPKI. */
+  keyId: string;
+  publishedAt: string;
+}
+
+/** A triage act on a quarantined or denied artifact: released or rejected, with a reason. */
+export interface TriageRecord {
+  id: string;
+  decisionId: string;
+  project: string;
+  action: 'release' | 'reject';
+  reason: string;
+  /** Key id of the security key that signed the act. */
+  actor: string;
+  createdAt: string;
+  logIndex: number;
+}
+
+/** A promoted artifact found affected by a later vulnerability database change. */
+export interface ReevaluationRecord {
+  id: string;
+  decisionId: string;
+  project: string;
+  outcome: 'allow' | 'deny' | 'quarantine';
+  policyDigest: string;
+  reasons: { rule: string; message: string; [k: string]: unknown }[];
+  /** Whether the policy asked for the artifact to be revoked. */
+  revoked: boolean;
+  createdAt: string;
+  /** Milliseconds from the end of the import to this detection. */
+  detectionMs: number;
+}
+
+export interface PolicyStore {
+  /** Publish the next version; throws CONFLICT if `version` is not the next for the name. */
+  publish(record: PolicyVersionRecord): Promise<void>;
+  latest(name: string): Promise<PolicyVersionRecord | undefined>;
+  get(name: string, version: number): Promise<PolicyVersionRecord | undefined>;
+  /** Every version of a policy, newest first. */
+  history(name: string): Promise<PolicyVersionRecord[]>;
+  /** Names of all published policies. */
+  names(): Promise<string[]>;
+  /** Hold a project to a named policy (set by the security role, never by the project). */
+  bindProject(project: string, policyName: string): Promise<void>;
+  /** The policy name a project is held to, if one was set. */
+  projectPolicy(project: string): Promise<string | undefined>;
+  addTriage(record: TriageRecord): Promise<void>;
+  triageOf(decisionId: string): Promise<TriageRecord | undefined>;
+  listTriage(options?: { limit?: number }): Promise<TriageRecord[]>;
+  addReevaluation(record: ReevaluationRecord): Promise<void>;
+  listReevaluations(options?: { limit?: number }): Promise<ReevaluationRecord[]>;
+  /** Keep the components of a promoted artifact (JSON of its SBOM components) for re-evaluation. */
+  keepArtifactSbom(record: ArtifactSbomRecord): Promise<void>;
+  artifactSboms(): Promise<ArtifactSbomRecord[]>;
+  /** Keep a VEX document (replacing one with the same id). */
+  addVex(record: { id: string; json: string; createdAt: string }): Promise<void>;
+  vexDocuments(): Promise<{ id: string; json: string; createdAt: string }[]>;
+}
+
+/** The components of a promoted artifact, kept for re-evaluation. */
+export interface ArtifactSbomRecord {
+  decisionId: string;
+  project: string;
+  /** JSON array of SBOM components. */
+  components: string;
+  subjects: { name: string; sha256: string }[];
+  createdAt: string;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
+  /** Central policies (signed versions, project bindings), triage and re-evaluation records. */
+  readonly policies: PolicyStore;
+  /** Source origin: protections, reviews, trusted signers, accepted ref heads. */
+  readonly source: SourceStore;
   readonly jobs: JobStore;
   readonly decisions: DecisionStore;
   readonly log: LogStore;

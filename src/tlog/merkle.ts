@@ -228,3 +228,80 @@ export function verifyConsistency(
   if (!equalBytes(sr, secondRoot))
     throw proofError(`the consistency proof does not match the root of size ${second}`);
 }
+
+/** A perfect subtree: the 2^level leaves starting at index·2^level. */
+export interface SubtreeRef {
+  level: number;
+  index: number;
+}
+
+/**
+ * The perfect subtrees that make up the leaf range [start, end), largest first. The ranges that
+ * RFC 6962 proofs need always start at a multiple of their largest power of two, so every part
+ * is a stored node.
+ * @throws GatehouseError INTERNAL for a range that is not aligned that way
+ */
+export function subtreesOf(start: number, end: number): SubtreeRef[] {
+  const out: SubtreeRef[] = [];
+  let s = start;
+  while (s < end) {
+    let size = 1;
+    while (size * 2 <= end - s) size *= 2;
+    if (s % size !== 0) throw new GatehouseError('INTERNAL', `leaf range [${start}, ${end}) is not aligned`);
+    out.push({ level: Math.log2(size), index: s / size });
+    s += size;
+  }
+  return out;
+}
+
+/** MTH of a range from the hashes of its perfect subtrees (largest first): a right fold. */
+export function foldSubtrees(hashes: readonly Uint8Array[]): Uint8Array {
+  const last = hashes[hashes.length - 1];
+  if (last === undefined) return EMPTY_ROOT;
+  let h = last;
+  for (let i = hashes.length - 2; i >= 0; i--) h = nodeHash(hashes[i] as Uint8Array, h);
+  return h;
+}
+
+/** The leaf ranges whose MTHs make up PATH(index, D[size]), leaf to root. */
+export function inclusionRanges(index: number, size: number): [number, number][] {
+  checkIndex('leaf index', index, 0, size - 1);
+  const out: [number, number][] = [];
+  const walk = (m: number, start: number, end: number): void => {
+    const n = end - start;
+    if (n <= 1) return;
+    const k = splitPoint(n);
+    if (m < k) {
+      walk(m, start, start + k);
+      out.push([start + k, end]);
+    } else {
+      walk(m - k, start + k, end);
+      out.push([start, start + k]);
+    }
+  };
+  walk(index, 0, size);
+  return out;
+}
+
+/** The leaf ranges whose MTHs make up PROOF(first, D[size]). */
+export function consistencyRanges(first: number, size: number): [number, number][] {
+  checkIndex('first tree size', first, 1, size);
+  const out: [number, number][] = [];
+  const sub = (m: number, start: number, end: number, complete: boolean): void => {
+    const n = end - start;
+    if (m === n) {
+      if (!complete) out.push([start, end]);
+      return;
+    }
+    const k = splitPoint(n);
+    if (m <= k) {
+      sub(m, start, start + k, complete);
+      out.push([start + k, end]);
+    } else {
+      sub(m - k, start + k, end, false);
+      out.push([start, start + k]);
+    }
+  };
+  sub(first, 0, size, true);
+  return out;
+}

@@ -2,9 +2,8 @@
  * The append-only transparency log: entries in the store, RFC 6962 Merkle tree over their leaf
  * hashes, Rekor-style signed entry timestamps (SET) and C2SP checkpoints signed by the log key.
  *
- * Scale limit: proofs and checkpoints read every leaf hash up to the tree size from the store and
- * rebuild the tree in memory (O(n) per proof). Fine for an embedded log of up to ~10^6 entries;
- * beyond that the log needs stored interior nodes (tiles).
+ * Proofs and checkpoints read O(log n) hashes of perfect subtrees the store keeps as appends
+ * complete them (leaf hashes at level 0, interior nodes above), never the whole tree.
  */
 import { canonicalJson, sha256, sha256Hex, toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
@@ -12,7 +11,7 @@ import type { Envelope } from '../signing/dsse.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { LogStore } from '../store/store.ts';
 import { assertKeyName, signCheckpoint } from './checkpoint.ts';
-import { consistencyProof, inclusionProof, leafHash, rootHash } from './merkle.ts';
+import { consistencyRanges, foldSubtrees, inclusionRanges, leafHash, subtreesOf } from './merkle.ts';
 
 export interface TransparencyLogOptions {
   store: LogStore;
@@ -154,8 +153,27 @@ export class TransparencyLog {
   /** The signed note for the current tree (or for `treeSize` ≤ the current size). */
   async checkpoint(treeSize?: number): Promise<string> {
     const size = await this.#resolveSize(treeSize);
-    const leaves = await this.#store.leafHashes(0, size);
-    return this.#sign(size, rootHash(leaves));
+    const [root] = await this.#rangeHashes([[0, size]]);
+    return this.#sign(size, root as Uint8Array);
+  }
+
+  /** The root hash of the tree of `treeSize` entries (default: current), unsigned. */
+  async rootHash(treeSize?: number): Promise<{ treeSize: number; rootHash: Uint8Array }> {
+    const size = await this.#resolveSize(treeSize);
+    const [root] = await this.#rangeHashes([[0, size]]);
+    return { treeSize: size, rootHash: root as Uint8Array };
+  }
+
+  /** MTH of each leaf range, from the stored perfect subtrees, in one store read. */
+  async #rangeHashes(ranges: readonly [number, number][]): Promise<Uint8Array[]> {
+    const parts = ranges.map(([s, e]) => subtreesOf(s, e));
+    const hashes = await this.#store.subtreeHashes(parts.flat());
+    let k = 0;
+    return parts.map((p) => {
+      const mine = hashes.slice(k, k + p.length);
+      k += p.length;
+      return foldSubtrees(mine);
+    });
   }
 
   /**
@@ -167,14 +185,13 @@ export class TransparencyLog {
     if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
       throw new GatehouseError('NOT_FOUND', `log entry ${index} is not in the tree of size ${size}`);
     }
-    const leaves = await this.#store.leafHashes(0, size);
-    const root = rootHash(leaves);
+    const [root, ...hashes] = await this.#rangeHashes([[0, size], ...inclusionRanges(index, size)]);
     return {
       logIndex: index,
       treeSize: size,
-      rootHash: root,
-      hashes: inclusionProof(leaves, index),
-      checkpoint: await this.#sign(size, root),
+      rootHash: root as Uint8Array,
+      hashes,
+      checkpoint: await this.#sign(size, root as Uint8Array),
     };
   }
 
@@ -187,13 +204,17 @@ export class TransparencyLog {
     if (!Number.isSafeInteger(first) || first < 1 || first > size) {
       throw new GatehouseError('BAD_INPUT', `cannot prove tree size ${first} consistent with ${size}`);
     }
-    const leaves = await this.#store.leafHashes(0, size);
+    const [firstRoot, secondRoot, ...hashes] = await this.#rangeHashes([
+      [0, first],
+      [0, size],
+      ...consistencyRanges(first, size),
+    ]);
     return {
       first,
       second: size,
-      firstRoot: rootHash(leaves.slice(0, first)),
-      secondRoot: rootHash(leaves),
-      hashes: consistencyProof(leaves, first),
+      firstRoot: firstRoot as Uint8Array,
+      secondRoot: secondRoot as Uint8Array,
+      hashes,
     };
   }
 

@@ -1,4 +1,6 @@
-/** TPM 2.0 structures and arithmetic. Real vTPM quotes join this surface later. */
+/** TPM 2.0 structures and arithmetic, MakeCredential, quote and EK-certificate verification, vTPMs. */
+export { kdfa, kdfe, makeCredential, parseCredentialBlob } from './credential.ts';
+export { EkCertificateError, parseTrustedCa, TCG_OIDS, verifyEkCertificate } from './ek-certificate.ts';
 export {
   extendPcr,
   isSha256Hex,
@@ -8,3 +10,14 @@ export {
   replayEventLog,
   type Sha256Hex,
 } from './pcr.ts';
+export { ensurePlatformCa, platformCaPaths } from './platform-ca.ts';
+export { akAttributeProblem, appraiseQuote, type CheckFailure, QUOTE_CHECKS } from './quote.ts';
+export {
+  objectName,
+  parseAttest,
+  parseSignature,
+  parseTpm2bPublic,
+  TPM_ALG,
+  TPMA_OBJECT,
+} from './structures.ts';
+export { manufactureVtpm, VirtualTpm, VTPM_HANDLES, VtpmPool } from './swtpm.ts';

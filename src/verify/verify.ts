@@ -13,6 +13,7 @@ import type { ParsedBundle, ParsedTlogEntry } from '../signing/bundle.ts';
 import { FULCIO_OIDS } from '../signing/ca.ts';
 import { verifyEnvelope } from '../signing/dsse.ts';
 import { INTOTO_PAYLOAD_TYPE, parseStatement, type Statement, type Subject } from '../signing/intoto.ts';
+import { verifyTimestamp } from '../signing/rfc3161.ts';
 import {
   isWithin,
   type ParsedTrustedRoot,
@@ -38,6 +39,8 @@ export interface VerifyArtifactOptions {
 }
 
 export interface VerifiedArtifact {
+  /** Times from RFC 3161 timestamps the bundle carries, each verified. */
+  timestamps: Date[];
   identity: string;
   issuer: string | undefined;
   subjects: Subject[];
@@ -87,8 +90,20 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
   }
   if (integratedTime === undefined) fail('LOG_PROOF_INVALID', 'the bundle has no transparency log entry');
 
-  // 2. The certificate, at the time the log saw the signature (a short-lived leaf has long expired by now).
-  verifyChain(leaf, root, integratedTime);
+  // 2. Trusted time from timestamp authorities, over the envelope signature: independent of the log.
+  const times = [integratedTime];
+  const signature = Buffer.from(bundle.envelope.signatures[0]?.sig ?? '', 'base64');
+  for (const [i, der] of bundle.rfc3161Timestamps.entries()) {
+    try {
+      times.push(verifyTimestamp(der, signature, root.timestampAuthorities).genTime);
+    } catch (e) {
+      if (e instanceof GatehouseError) fail(e.code, `timestamp ${i}: ${e.message}`, e);
+      throw e;
+    }
+  }
+
+  // 3. The certificate, at every verified time (a short-lived leaf has long expired by now).
+  for (const t of times) verifyChain(leaf, root, t);
   const ident = certificateIdentity(leaf);
   if (options.identity !== undefined && ident.identity !== options.identity) {
     fail(
@@ -121,6 +136,7 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
     fail('SUBJECT_MISMATCH', `no subject of the attestation has the artifact digest sha256:${want}`);
   }
   return {
+    timestamps: times.slice(1),
     identity: ident.identity,
     issuer: ident.issuer,
     subjects: statement.subject,

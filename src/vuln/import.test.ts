@@ -10,6 +10,7 @@ import { importOsv } from './import.ts';
 
 const GO_ZIP = new URL('../../../shared/data/osv/Go/all.zip', import.meta.url).pathname;
 const PYPI_ZIP = new URL('../../../shared/data/osv/PyPI/all.zip', import.meta.url).pathname;
+const SAMPLES = new URL('../../../shared/data/osv/samples', import.meta.url).pathname;
 const skipUnless = (path: string) => ({
   skip: existsSync(path) ? false : 'reference data ../shared/data not present',
 });
@@ -42,7 +43,7 @@ describe('OSV import', () => {
     writeFileSync(join(dir, 'tree', 'README.md'), 'not a record');
     writeFileSync(join(dir, 'c.zip'), zipSync({ 'c.json': strToU8(rec('GHSA-c', '2024-01-01T00:00:00Z')) }));
     const r = await importOsv([join(dir, 'a.json'), join(dir, 'tree'), join(dir, 'c.zip')], store);
-    assert.deepEqual(r, { read: 3, added: 3, updated: 0, unchanged: 0, withdrawn: 0 });
+    assert.deepEqual(r, { read: 3, added: 3, updated: 0, unchanged: 0, withdrawn: 0, refused: [] });
     assert.deepEqual(
       (await store.vulns.findByPackage('npm', 'left-pad')).map((v) => v.id),
       ['GHSA-a', 'GHSA-b', 'GHSA-c'],
@@ -64,6 +65,7 @@ describe('OSV import', () => {
       updated: 1,
       unchanged: 0,
       withdrawn: 1,
+      refused: [],
     });
     assert.equal((await store.vulns.get('GHSA-v'))?.withdrawn, '2024-02-01T00:00:00Z');
     assert.deepEqual(await store.vulns.findByPackage('npm', 'left-pad'), []);
@@ -86,7 +88,7 @@ describe('OSV import', () => {
     await store.close();
   });
 
-  it('writes nothing when any record is malformed, and names the zip member and the problem', async () => {
+  it('reports and skips a malformed record, naming the zip member and the problem, and imports the rest', async () => {
     const store = SqliteStore.open(':memory:');
     writeFileSync(join(dir, 'good.json'), rec('GHSA-good', '2024-01-01T00:00:00Z'));
     const zip = join(dir, 'bad.zip');
@@ -95,26 +97,45 @@ describe('OSV import', () => {
       zipSync({
         'ok.json': strToU8(rec('GHSA-ok', '2024-01-01T00:00:00Z')),
         'broken.json': strToU8(rec('GHSA-broken', 'not a date')),
+        'latin1.json': new Uint8Array([0x7b, 0xff, 0x7d]),
       }),
     );
-    await assert.rejects(
-      importOsv([join(dir, 'good.json'), zip], store),
-      (e: unknown) =>
-        isGatehouseError(e, 'BAD_OSV_RECORD') &&
-        e.where === `${zip}!broken.json` &&
-        /GHSA-broken' modified/.test(e.message),
+    const r = await importOsv([join(dir, 'good.json'), zip], store);
+    assert.equal(r.added, 2);
+    assert.deepEqual(
+      r.refused.map((x) => x.where),
+      [`${zip}!broken.json`, `${zip}!latin1.json`],
     );
-    assert.equal(await store.vulns.count(), 0);
+    assert.match(r.refused[0]?.reason ?? '', /GHSA-broken' modified/);
+    assert.match(r.refused[1]?.reason ?? '', /not UTF-8/);
+    assert.deepEqual((await store.vulns.modifiedIndex()).size, 2);
     await store.close();
   });
 
-  it('refuses a file that is not JSON, a corrupt zip and a missing path, writing nothing', async () => {
+  it(
+    'refuses the malformed samples of shared/data/osv and imports every other sample',
+    skipUnless(SAMPLES),
+    async () => {
+      const store = SqliteStore.open(':memory:');
+      const r = await importOsv([SAMPLES], store);
+      const refused = r.refused.map((x) => x.where.slice(SAMPLES.length + 1)).sort();
+      // `nopackage-*` names a package that does not exist on PyPI, which only the registry could
+      // tell: it is valid OSV and imported (docs/decisions.md, "Two readings of the OSV linter").
+      assert.deepEqual(refused, ['nointroduced-CVE-2023-41045.json', 'nondistinct-CVE-2018-5407.json']);
+      assert.match(r.refused[0]?.reason ?? '', /no 'introduced' event/);
+      assert.match(r.refused[1]?.reason ?? '', /not distinct/);
+      // Ten records read, two of them the same id (GHSA-9v2f-6vcg-3hgv and its nopackage copy).
+      assert.equal(r.added, 9);
+      await store.close();
+    },
+  );
+
+  it('refuses a file that is not JSON as a record, and a corrupt zip and a missing path as errors', async () => {
     const store = SqliteStore.open(':memory:');
     writeFileSync(join(dir, 'x.json'), '{');
     writeFileSync(join(dir, 'x.zip'), 'PK not really');
-    await assert.rejects(importOsv([join(dir, 'x.json')], store), (e: unknown) =>
-      isGatehouseError(e, 'BAD_OSV_RECORD'),
-    );
+    const r = await importOsv([join(dir, 'x.json')], store);
+    assert.deepEqual(r.refused, [{ where: join(dir, 'x.json'), reason: 'OSV record is not valid JSON' }]);
     await assert.rejects(importOsv([join(dir, 'x.zip')], store), (e: unknown) =>
       isGatehouseError(e, 'BAD_OSV_RECORD'),
     );
@@ -155,6 +176,7 @@ describe('OSV import', () => {
         updated: 0,
         unchanged: 0,
         withdrawn: first.withdrawn,
+        refused: [],
       });
       assert.equal(await store.vulns.count(), 4291);
       const second = await importOsv([GO_ZIP], store);
@@ -164,6 +186,7 @@ describe('OSV import', () => {
         updated: 0,
         unchanged: 4291,
         withdrawn: first.withdrawn,
+        refused: [],
       });
       assert.ok((await store.vulns.findByPackage('Go', 'github.com/gin-gonic/gin')).length > 0);
       await store.close();
@@ -174,6 +197,7 @@ describe('OSV import', () => {
     const store = SqliteStore.open(':memory:');
     const r = await importOsv([PYPI_ZIP], store);
     assert.equal(r.read, 2661);
+    assert.deepEqual(r.refused, []);
     assert.ok((await store.vulns.findByPackage('PyPI', 'requests')).length > 0);
     await store.close();
   });

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { unzipSync } from 'fflate';
-import { GatehouseError } from '../common/errors.ts';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { Store, VulnRecord } from '../store/store.ts';
 import { normalizePackageName, type OsvRecord, parseOsvJson } from './osv.ts';
 
@@ -17,6 +17,15 @@ export interface ImportResult {
   unchanged: number;
   /** Records read that carry a `withdrawn` date (stored, never matched). */
   withdrawn: number;
+  /** Records refused as malformed, each with its file (and zip member) and the reason. */
+  refused: RefusedRecord[];
+}
+
+/** One OSV record the import refused. */
+export interface RefusedRecord {
+  /** The file, and for an archive the member (`all.zip!GHSA-….json`). */
+  where: string;
+  reason: string;
 }
 
 /** Options for {@link importOsv}. */
@@ -31,7 +40,16 @@ interface Parsed {
   where: string;
 }
 
-function readInput(path: string, out: Parsed[]): void {
+function readInput(path: string, out: Parsed[], refused: RefusedRecord[]): void {
+  const parseFile = (text: string, where: string): void => {
+    try {
+      out.push({ record: parseOsvJson(text, where), json: text, where });
+    } catch (e) {
+      // A malformed record is reported and skipped; the rest of the import goes on.
+      if (!isGatehouseError(e, 'BAD_OSV_RECORD')) throw e;
+      refused.push({ where, reason: e.message });
+    }
+  };
   let isDir: boolean;
   try {
     isDir = statSync(path).isDirectory();
@@ -43,7 +61,7 @@ function readInput(path: string, out: Parsed[]): void {
       .filter((d) => d.isFile() && d.name.endsWith('.json'))
       .map((d) => join(d.parentPath, d.name))
       .sort();
-    for (const f of files) out.push(parseFile(readFileSync(f, 'utf8'), f));
+    for (const f of files) parseFile(readFileSync(f, 'utf8'), f);
     return;
   }
   const bytes = readFileSync(path);
@@ -62,18 +80,15 @@ function readInput(path: string, out: Parsed[]): void {
       let text: string;
       try {
         text = decoder.decode(data);
-      } catch (cause) {
-        throw new GatehouseError('BAD_OSV_RECORD', `zip member ${name} is not UTF-8`, { where, cause });
+      } catch {
+        refused.push({ where, reason: 'the record is not UTF-8' });
+        continue;
       }
-      out.push(parseFile(text, where));
+      parseFile(text, where);
     }
     return;
   }
-  out.push(parseFile(bytes.toString('utf8'), path));
-}
-
-function parseFile(text: string, where: string): Parsed {
-  return { record: parseOsvJson(text, where), json: text, where };
+  parseFile(bytes.toString('utf8'), path);
 }
 
 function newer(a: string, b: string): boolean {
@@ -85,10 +100,10 @@ export function packagesOf(record: OsvRecord): VulnRecord['packages'] {
   const seen = new Map<string, { ecosystem: string; name: string }>();
   for (const a of record.affected) {
     if (a.package === undefined) continue;
-    const p = {
-      ecosystem: a.package.ecosystem,
-      name: normalizePackageName(a.package.ecosystem, a.package.name),
-    };
+    // Indexed under the ecosystem without its release (`Debian:12` → `Debian`): lookups come
+    // from purls, which name the distro separately; the matcher checks the release.
+    const ecosystem = a.package.ecosystem.split(':')[0] ?? a.package.ecosystem;
+    const p = { ecosystem, name: normalizePackageName(ecosystem, a.package.name) };
     seen.set(`${p.ecosystem}\u0000${p.name}`, p);
   }
   return [...seen.values()];
@@ -96,11 +111,11 @@ export function packagesOf(record: OsvRecord): VulnRecord['packages'] {
 
 /**
  * Import OSV records from `all.zip` archives, folders (every `*.json` below them) and single JSON
- * files. Everything is read and parsed before anything is written, and the writes land in one
- * transaction: one malformed record anywhere means nothing is stored. A record whose `modified`
- * is not newer than the stored copy is left alone.
- * @throws GatehouseError BAD_OSV_RECORD naming the file (and zip member) and the problem,
- *   NOT_FOUND for a path that cannot be read, STORE_ERROR
+ * files. A malformed record is refused (listed in `refused` with its file and reason) and the
+ * rest is imported; the writes land in one transaction. A record whose `modified` is not newer
+ * than the stored copy is left alone.
+ * @throws GatehouseError BAD_OSV_RECORD for an archive that cannot be unpacked, NOT_FOUND for a
+ *   path that cannot be read, STORE_ERROR
  */
 export async function importOsv(
   paths: string[],
@@ -108,7 +123,8 @@ export async function importOsv(
   options: ImportOptions = {},
 ): Promise<ImportResult> {
   const parsed: Parsed[] = [];
-  for (const p of paths) readInput(p, parsed);
+  const refused: RefusedRecord[] = [];
+  for (const p of paths) readInput(p, parsed, refused);
 
   // The same id in several inputs: keep the newest copy.
   const byId = new Map<string, Parsed>();
@@ -121,7 +137,14 @@ export async function importOsv(
     // Read the stored versions inside the same transaction as the writes, so that a concurrent
     // import cannot slip an even newer copy in between and have it overwritten.
     const stored = await store.vulns.modifiedIndex();
-    const result: ImportResult = { read: byId.size, added: 0, updated: 0, unchanged: 0, withdrawn: 0 };
+    const result: ImportResult = {
+      read: byId.size,
+      added: 0,
+      updated: 0,
+      unchanged: 0,
+      withdrawn: 0,
+      refused,
+    };
     const writes: VulnRecord[] = [];
     for (const { record, json } of byId.values()) {
       if (record.withdrawn !== undefined) result.withdrawn++;

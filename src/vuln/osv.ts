@@ -198,9 +198,13 @@ export function parseOsvJson(text: string, where: string): OsvRecord {
 
 /**
  * Normalise a package name the way its ecosystem compares names: PyPI per PEP 503 (lowercase,
- * runs of `-`, `_`, `.` become one `-`); every other ecosystem, npm included, as-is.
+ * runs of `-`, `_`, `.` become one `-`); NuGet and Packagist lowercase; every other ecosystem,
+ * npm included, as-is. A `:release` suffix on the ecosystem (`Debian:12`) is ignored.
  */
 export function normalizePackageName(ecosystem: string, name: string): string {
-  if (ecosystem === 'PyPI') return name.toLowerCase().replace(/[-_.]+/g, '-');
+  const base = ecosystem.split(':')[0];
+  if (base === 'PyPI') return name.toLowerCase().replace(/[-_.]+/g, '-');
+  // NuGet ids and Composer package names compare without regard to case.
+  if (base === 'NuGet' || base === 'Packagist') return name.toLowerCase();
   return name;
 }

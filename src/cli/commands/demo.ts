@@ -6,7 +6,6 @@ import { sha256 } from '../../common/encoding.ts';
 import { describeError } from '../../common/errors.ts';
 import { buildIdentity } from '../../gate/gate.ts';
 import { type JobOutcome, runJob } from '../../runner/agent.ts';
-import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
 import { initHome, openHome } from '../../server/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
@@ -68,7 +67,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
         out.line();
         out.line(bold(`${name}`) + dim(`  (examples/${name})`));
         const outcome = await runJob(join(examples, name), {
-          runner: new BubblewrapRunner(),
+          runner: home.runner,
+          attester: home.attester,
           controlPlane: home.controlPlane,
           source: new LocalGitProvider(),
           onStep: (s) => printStep(out, s),

@@ -1,10 +1,16 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../server/home.ts';
+import { type OpenHome, openHome, resolveHome } from '../../server/home.ts';
+import { parseTrustedRoot } from '../../signing/trust-root.ts';
+import { HttpLogReader } from '../../tlog/http-log.ts';
+import { type AuditedLog, auditLog } from '../../tlog/monitor.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { green, makeOutput } from '../output.ts';
 
 const USAGE =
-  'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND [--home DIR] [--json]';
+  'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND | audit [--state F] [--server URL] [--trusted-root F] [--home DIR] [--json]';
 
 function whole(value: string | undefined, what: string): number {
   if (value === undefined || !/^\d{1,15}$/.test(value))
@@ -12,15 +18,39 @@ function whole(value: string | undefined, what: string): number {
   return Number(value);
 }
 
+async function readRoot(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', 'cannot read the trusted root', { where: path, cause: e });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', 'the trusted root is not valid JSON', { where: path, cause: e });
+  }
+}
+
 export async function logCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { ...commonOptions, 'tree-size': { type: 'string' } },
+    {
+      ...commonOptions,
+      'tree-size': { type: 'string' },
+      state: { type: 'string' },
+      server: { type: 'string' },
+      'trusted-root': { type: 'string' },
+    },
     { min: 1, max: 3, usage: USAGE },
   );
   const [sub, a, b] = positionals;
-  const home = await openHome(resolveHome(values.home));
+  // The monitor may watch a remote server; everything else reads the local home.
+  const remote = sub === 'audit' && values.server !== undefined;
+  let home: OpenHome | undefined;
   try {
+    if (remote) return await audit(new HttpLogReader({ url: values.server ?? '' }), undefined, values);
+    home = await openHome(resolveHome(values.home));
     const cp = home.controlPlane;
     switch (sub) {
       case 'checkpoint': {
@@ -40,13 +70,49 @@ export async function logCommand(argv: string[]): Promise<number> {
         process.stdout.write(`${JSON.stringify(proof, null, 2)}\n`);
         return EXIT.ok;
       }
+      case 'audit':
+        return await audit(cp, home, values);
       default:
         throw new UsageError(`unknown log command '${sub ?? ''}'\nusage: ${USAGE}`);
     }
   } catch (e) {
-    if (e instanceof GatehouseError && e.code === 'BAD_INPUT') throw new UsageError(e.message);
+    if (e instanceof GatehouseError && e.code === 'BAD_INPUT' && sub !== 'audit')
+      throw new UsageError(e.message);
     throw e;
   } finally {
-    await home.close();
+    await home?.close();
   }
+}
+
+async function audit(
+  cp: AuditedLog,
+  home: OpenHome | undefined,
+  values: { state?: string | undefined; 'trusted-root'?: string | undefined; json?: boolean | undefined },
+): Promise<number> {
+  // The log key comes from a pinned trusted root, never from the server being audited.
+  const rootJson =
+    values['trusted-root'] !== undefined ? await readRoot(values['trusted-root']) : await home?.trustedRoot();
+  if (rootJson === undefined)
+    throw new UsageError(`log audit --server needs --trusted-root F\nusage: ${USAGE}`);
+  const root = parseTrustedRoot(rootJson, values['trusted-root']);
+  // The current log key: the one whose window is still open.
+  const log = root.tlogs.find((t) => t.validFor.end === undefined) ?? root.tlogs.at(-1);
+  if (log === undefined) throw new GatehouseError('BAD_CONFIG', 'the trusted root lists no transparency log');
+  const statePath = values.state ?? (home === undefined ? undefined : join(home.root, 'log-audit.json'));
+  if (statePath === undefined) throw new UsageError(`log audit --server needs --state F\nusage: ${USAGE}`);
+  const result = await auditLog({
+    log: cp,
+    key: { name: log.baseUrl.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, ''), spkiDer: log.spkiDer },
+    statePath,
+  });
+  const out = makeOutput(values.json === true);
+  out.document(result);
+  const what =
+    result.status === 'first'
+      ? `first audit: remembering tree size ${result.treeSize}`
+      : result.status === 'unchanged'
+        ? `unchanged at tree size ${result.treeSize}`
+        : `grew from ${result.previousSize} to ${result.treeSize} entries, proven consistent`;
+  out.line(`${green('CONSISTENT')}  ${what}  root ${result.rootHash.slice(0, 16)}…`);
+  return EXIT.ok;
 }

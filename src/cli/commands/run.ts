@@ -1,9 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
+import type { Attester } from '../../attestation/attester.ts';
 import { GatehouseError } from '../../common/errors.ts';
+import { registryOption } from '../../registry/registry-config.ts';
 import { type JobOutcome, runJob } from '../../runner/agent.ts';
-import { BubblewrapRunner } from '../../runner/bubblewrap-runner.ts';
+import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
+import type { Runner } from '../../runner/runner.ts';
 import type { ControlPlane } from '../../server/control-plane.ts';
 import { homePaths, openHome, resolveHome } from '../../server/home.ts';
 import { HttpControlPlane } from '../../server/http-control-plane.ts';
@@ -13,7 +16,8 @@ import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
 
-const USAGE = 'gatehouse run DIR [--project NAME] [--server URL] [--out DIR] [--home DIR] [--json]';
+const USAGE =
+  'gatehouse run DIR [--project NAME] [--server URL | --registry URL] [--out DIR] [--home DIR] [--json]';
 
 /** Exit code for a finished job: 0 allowed, 3 denied, 4 quarantined, else the failure's. */
 export function exitCodeOf(outcome: JobOutcome): number {
@@ -102,19 +106,31 @@ function apiTokenFor(homeRoot: string): string {
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { ...commonOptions, project: { type: 'string' }, server: { type: 'string' }, out: { type: 'string' } },
+    {
+      ...commonOptions,
+      project: { type: 'string' },
+      server: { type: 'string' },
+      registry: { type: 'string' },
+      out: { type: 'string' },
+    },
     { min: 1, max: 1, usage: USAGE },
   );
   const out = makeOutput(values.json === true);
   const dir = resolve(positionals[0] ?? '.');
   const homeRoot = resolveHome(values.home);
   let cp: ControlPlane;
+  // With --server, the runner uses the default limits and image, which the server's reference
+  // values must then describe; embedded, it is the runner the home's config describes.
+  let runner: Runner = bubblewrapRunnerFromConfig({});
+  let attester: (() => Attester) | undefined;
   let close = async (): Promise<void> => {};
   if (values.server !== undefined) {
     cp = new HttpControlPlane({ url: values.server, apiToken: apiTokenFor(homeRoot) });
   } else {
-    const home = await openHome(homeRoot);
+    const home = await openHome(homeRoot, registryOption(values.registry, values.server));
     cp = home.controlPlane;
+    runner = home.runner;
+    attester = home.attester;
     close = () => home.close();
   }
   try {
@@ -122,7 +138,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       `${bold('gatehouse run')} ${dir}${values.server === undefined ? '' : `  (control plane ${values.server})`}`,
     );
     const outcome = await runJob(dir, {
-      runner: new BubblewrapRunner(),
+      runner,
+      ...(attester === undefined ? {} : { attester }),
       controlPlane: cp,
       source: new LocalGitProvider(),
       onStep: (s) => printStep(out, s),

@@ -1,39 +1,64 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { stat, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
-import { writeCycloneDx } from '../../sbom/cyclonedx.ts';
-import { catalogNpmLockfile } from '../../sbom/npm-lock.ts';
+import { catalogDirectory } from '../../sbom/catalog.ts';
+import { type CycloneDxVersion, writeCycloneDx } from '../../sbom/cyclonedx.ts';
+import type { Sbom } from '../../sbom/model.ts';
+import { writeSpdx } from '../../sbom/spdx.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 
-const USAGE = 'gatehouse sbom DIR [--format cyclonedx] [--output FILE]';
+const USAGE =
+  'gatehouse sbom DIR [--format cyclonedx|spdx] [--spec-version 1.5|1.6|1.7] [--lockfile F]... [--output FILE]';
 
+/**
+ * `gatehouse sbom DIR`: catalogue every supported lockfile under DIR (or the given ones) and write
+ * one SBOM. A malformed lockfile fails the command (exit 1) naming the file and position; nothing
+ * partial is written.
+ */
 export async function sbomCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { ...commonOptions, format: { type: 'string' }, output: { type: 'string', short: 'o' } },
+    {
+      ...commonOptions,
+      format: { type: 'string' },
+      'spec-version': { type: 'string' },
+      lockfile: { type: 'string', multiple: true },
+      output: { type: 'string', short: 'o' },
+    },
     { min: 1, max: 1, usage: USAGE },
   );
-  if (values.format !== undefined && values.format !== 'cyclonedx') {
-    throw new UsageError(`--format ${values.format} is not available yet (cyclonedx is)\nusage: ${USAGE}`);
-  }
+  const format = values.format ?? 'cyclonedx';
+  if (format !== 'cyclonedx' && format !== 'spdx')
+    throw new UsageError(`--format ${format} is not known (cyclonedx or spdx)\nusage: ${USAGE}`);
+  const spec = values['spec-version'];
+  if (spec !== undefined && (format !== 'cyclonedx' || !['1.5', '1.6', '1.7'].includes(spec)))
+    throw new UsageError(`--spec-version ${spec} is not available for ${format}\nusage: ${USAGE}`);
   const dir = resolve(positionals[0] ?? '.');
-  const lockPath = join(dir, 'package-lock.json');
-  let text: string;
-  try {
-    text = await readFile(lockPath, 'utf8');
-  } catch (e) {
-    throw new GatehouseError('BAD_LOCKFILE', 'no package-lock.json to catalogue', {
-      where: lockPath,
-      cause: e,
-    });
-  }
-  const catalog = catalogNpmLockfile(text, lockPath);
-  const name = catalog.project.name ?? 'project';
-  const doc = writeCycloneDx({
-    subject: { name, ...(catalog.project.version === undefined ? {} : { version: catalog.project.version }) },
+  const st = await stat(dir).catch(() => undefined);
+  if (st?.isDirectory() !== true) throw new GatehouseError('BAD_INPUT', 'is not a directory', { where: dir });
+  const lockfiles = values.lockfile as string[] | undefined;
+  const catalog = await catalogDirectory(dir, lockfiles === undefined ? {} : { files: lockfiles });
+  if (catalog.sources.length === 0)
+    throw new GatehouseError(
+      'BAD_LOCKFILE',
+      'no supported lockfile found (see docs/sbom.md for the formats)',
+      {
+        where: dir,
+      },
+    );
+  const sbom: Sbom = {
+    subject: {
+      name: catalog.project.name ?? 'project',
+      ...(catalog.project.version === undefined ? {} : { version: catalog.project.version }),
+      dependencies: catalog.direct,
+    },
     components: catalog.components,
-  });
+  };
+  const doc =
+    format === 'spdx'
+      ? writeSpdx(sbom)
+      : writeCycloneDx(sbom, spec === undefined ? {} : { specVersion: spec as CycloneDxVersion });
   const json = `${JSON.stringify(doc, null, 2)}\n`;
   if (values.output === undefined) process.stdout.write(json);
   else await writeFile(values.output, json);

@@ -8,6 +8,7 @@ import { verifyArtifactBundle } from '../../verify/verify.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { bold, green, makeOutput } from '../output.ts';
+import { verifyOciCommand } from './verify-oci.ts';
 
 const USAGE =
   'gatehouse verify ARTIFACT --bundle FILE [--trusted-root FILE] [--identity URI --issuer URI] [--home DIR] [--json]';
@@ -37,6 +38,8 @@ async function readJson(path: string, code: 'BAD_BUNDLE' | 'BAD_INPUT', what: st
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {
+  // A registry reference takes its own path (discovery, deploy policy): see verify-oci.ts.
+  if (argv.some((a) => a.startsWith('oci://'))) return verifyOciCommand(argv);
   const { values, positionals } = parse(
     argv,
     {
@@ -86,5 +89,6 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   out.line(`  issuer     ${result.issuer}`);
   out.line(`  predicate  ${result.predicateType}`);
   out.line(`  log entry  #${result.logIndex}, integrated ${result.integratedTime.toISOString()}`);
+  for (const t of result.timestamps) out.line(`  timestamp  ${t.toISOString()} (RFC 3161, trusted TSA)`);
   return EXIT.ok;
 }

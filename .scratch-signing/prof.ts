@@ -1,0 +1,31 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sha256 } from '../src/common/encoding.ts';
+import { buildBundle } from '../src/signing/bundle.ts';
+import { signEnvelope } from '../src/signing/dsse.ts';
+import { EphemeralSigner } from '../src/signing/file-key-signer.ts';
+import { initHomeKeys, openHomeKeys } from '../src/signing/home-keys.ts';
+import { INTOTO_PAYLOAD_TYPE, makeStatement, statementPayload } from '../src/signing/intoto.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { dsseEntryBody, TransparencyLog } from '../src/tlog/transparency-log.ts';
+const dir = mkdtempSync(join(tmpdir(), 'p-'));
+const config = { kind: 'file' as const, encryption: { kind: 'kek-file' as const, path: 'kek' } };
+await initHomeKeys(dir, join(dir, 'keys'), config);
+const keys = await openHomeKeys(dir, join(dir, 'keys'), config);
+const store = SqliteStore.open(join(dir, 'a.db'));
+const log = new TransparencyLog({ store: store.log, signer: keys.logSigner, origin: 'x.test/log' });
+const t: Record<string, number> = {};
+const time = async <T>(k: string, f: () => Promise<T> | T): Promise<T> => { const s = performance.now(); const r = await f(); t[k] = (t[k] ?? 0) + performance.now() - s; return r; };
+const N = 300;
+for (let i = 0; i < N; i++) {
+  const leafKey = await time('keygen', () => EphemeralSigner.generate());
+  const cert = await time('leaf', () => keys.ca.issueLeaf({ publicKeySpki: leafKey.publicKeySpki(), identity: 'https://a.test/p', issuer: 'https://a.test' }));
+  const env = await time('dsse', () => signEnvelope(INTOTO_PAYLOAD_TYPE, statementPayload(makeStatement([{ name: 'a', digest: { sha256: sha256('x').toString('hex') } }], 'p', {})), leafKey));
+  const body = await time('body', () => dsseEntryBody(env, cert));
+  const entry = await time('append', () => log.append(body));
+  const proof = await time('proof', () => log.inclusionProof(entry.index));
+  const stamp = await time('tsa', () => keys.tsa!.timestamp(Buffer.from('sig')));
+  await time('bundle', () => buildBundle({ envelope: env, certificatePem: cert, entry: { ...entry, body, proof }, rfc3161Timestamps: [stamp] }));
+}
+for (const [k, v] of Object.entries(t)) console.log(k.padEnd(8), (v / N).toFixed(3), 'ms');

@@ -1,0 +1,143 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { answerChallenge, challengeRequest } from '../src/attestation/attester.ts';
+import { generateRunnerKey } from '../src/attestation/token.ts';
+import { TpmEvidenceVerifier } from '../src/attestation/tpm-verifier.ts';
+import { ensurePlatformCa, platformCaPaths } from '../src/tpm/platform-ca.ts';
+import { appraiseQuote } from '../src/tpm/quote.ts';
+import { parseTpm2bPublic } from '../src/tpm/structures.ts';
+import { VtpmPool } from '../src/tpm/swtpm.ts';
+import { percentile, printTable, writeResult } from './lib.ts';
+
+const run_ = promisify(execFile);
+const PCRS = [8, 9, 10, 11];
+
+/**
+ * Quote verification: gatehouse's verifier vs `tpm2_checkquote` on the same quotes (one run),
+ * and end-to-end attestation latency per runner: take a pre-manufactured vTPM, extend the
+ * baseline, challenge, activate, quote, verify.
+ */
+export async function run(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'gh-bench-attest-'));
+  try {
+    await ensurePlatformCa(join(dir, 'ca'));
+    const ca = new X509Certificate(await readFile(platformCaPaths(join(dir, 'ca')).cert));
+    const pool = new VtpmPool(join(dir, 'pool'), { platformCaDir: join(dir, 'ca') });
+    const runners = 8;
+    const t0 = performance.now();
+    await pool.fill(runners + 1);
+    const manufactureMs = (performance.now() - t0) / (runners + 1);
+
+    // 1. The same quotes, verified both ways.
+    const tpm = await pool.take();
+    const akPub = await tpm.akPublic();
+    const ak = parseTpm2bPublic(akPub);
+    await writeFile(join(dir, 'ak.pub'), akPub);
+    const quotes = 30;
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    for (let i = 0; i < quotes; i++) {
+      const qd = randomBytes(32);
+      const { attest, signature } = await tpm.quote(qd, PCRS);
+      const values = await tpm.readPcrs(PCRS);
+      const reported = new Map(Object.entries(values).map(([k, v]) => [Number(k), Buffer.from(v, 'hex')]));
+      await writeFile(join(dir, 'q.msg'), attest);
+      await writeFile(join(dir, 'q.sig'), signature);
+      await tpm.tool('tpm2_quote', [
+        '-c',
+        '0x81008001',
+        '-l',
+        `sha256:${PCRS.join(',')}`,
+        '-q',
+        qd.toString('hex'),
+        '-m',
+        join(dir, 'q2.msg'),
+        '-s',
+        join(dir, 'q2.sig'),
+        '-o',
+        join(dir, 'q2.pcrs'),
+        '-g',
+        'sha256',
+      ]);
+      const s = performance.now();
+      const r = appraiseQuote(attest, signature, { ak, qualifyingData: qd, pcrs: PCRS, reported });
+      ours.push(performance.now() - s);
+      if (r.failures.length > 0) throw new Error(`verification failed: ${JSON.stringify(r.failures)}`);
+      // tpm2_checkquote needs the PCR file of tpm2_quote -o, so it checks a second quote of the
+      // same PCRs; both are the same size and shape.
+      const c = performance.now();
+      await run_('tpm2_checkquote', [
+        '-u',
+        join(dir, 'ak.pub'),
+        '-m',
+        join(dir, 'q2.msg'),
+        '-s',
+        join(dir, 'q2.sig'),
+        '-f',
+        join(dir, 'q2.pcrs'),
+        '-g',
+        'sha256',
+        '-q',
+        qd.toString('hex'),
+      ]);
+      theirs.push(performance.now() - c);
+    }
+    await tpm.destroy();
+
+    // 2. End to end per runner.
+    const verifier = new TpmEvidenceVerifier({ trustedEkCas: () => [ca] });
+    const e2e: number[] = [];
+    const events = PCRS.map((pcr) => ({
+      pcr,
+      digest: createHash('sha256').update(String(pcr)).digest('hex'),
+    }));
+    for (let i = 0; i < runners; i++) {
+      const key = await generateRunnerKey();
+      const s = performance.now();
+      const t = await pool.take();
+      await t.extend(events);
+      const challenge = await verifier.challenge(await challengeRequest(t, key.publicJwk, `job-${i}`));
+      const log = events.map((e, k) => ({
+        ...e,
+        type: (['sandbox-profile', 'toolchain', 'agent', 'job'] as const)[k],
+        name: 'x',
+      }));
+      const ev = await verifier.verify(await answerChallenge(t, challenge, key.publicJwk, log));
+      e2e.push(performance.now() - s);
+      if (ev.failures.length > 0) throw new Error(`attestation failed: ${JSON.stringify(ev.failures)}`);
+      await t.destroy();
+    }
+    const row = (measurement: string, xs: number[]) => ({
+      measurement,
+      n: xs.length,
+      'p50 ms': percentile(xs, 50).toFixed(3),
+      'p95 ms': percentile(xs, 95).toFixed(3),
+    });
+    printTable('attestation', [
+      row('quote verification: gatehouse (in process)', ours),
+      row('quote verification: tpm2_checkquote (one process each)', theirs),
+      row('end-to-end attestation per runner (pooled vTPM)', e2e),
+      {
+        measurement: 'vTPM manufacture (swtpm_setup + AK), per state',
+        n: runners + 1,
+        'p50 ms': manufactureMs.toFixed(1),
+        'p95 ms': '',
+      },
+    ]);
+    await writeResult('attestation', {
+      quoteVerification: {
+        gatehouse: { p50: percentile(ours, 50), p95: percentile(ours, 95) },
+        tpm2_checkquote: { p50: percentile(theirs, 50), p95: percentile(theirs, 95) },
+        quotes,
+      },
+      endToEnd: { p50: percentile(e2e, 50), p95: percentile(e2e, 95), runners },
+      manufactureMsPerState: manufactureMs,
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

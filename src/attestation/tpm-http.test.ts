@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { decodeJwt } from 'jose';
+import { initHome, type OpenHome, openHome } from '../server/home.ts';
+import { createApiServer } from '../server/http-server.ts';
+import type { VirtualTpm } from '../tpm/swtpm.ts';
+import { VtpmPool } from '../tpm/swtpm.ts';
+import { jobBindingDigest, PCR_ALLOCATION } from './measurement.ts';
+import { generateRunnerKey } from './token.ts';
+import { attestationPaths } from './trust-store.ts';
+
+const CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/tpm-attest.sh');
+
+function missingTools(): string | undefined {
+  for (const t of ['swtpm', 'tpm2_quote', 'curl', 'jq', 'openssl']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
+    } catch {
+      return `${t} is not installed`;
+    }
+  }
+  return undefined;
+}
+
+function runClient(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile('sh', [CLIENT, ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
+      res({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    });
+  });
+}
+
+describe('the documented HTTP protocol, spoken by the shell client with tpm2-tools', {
+  skip: missingTools(),
+}, () => {
+  let dir: string;
+  let home: OpenHome;
+  let url: string;
+  let tpm: VirtualTpm;
+  let server: ReturnType<typeof createApiServer>;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gh-tpm-http-'));
+    await initHome(join(dir, 'home'));
+    home = await openHome(join(dir, 'home'));
+    server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const paths = attestationPaths(join(dir, 'home'));
+    tpm = await new VtpmPool(paths.vtpmPool, { platformCaDir: paths.platformCa }).take();
+  });
+
+  after(async () => {
+    await tpm?.destroy();
+    await new Promise((r) => server?.close(r));
+    await home?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function eventLogFor(jobId: string, nonce: string): Promise<unknown[]> {
+    const ref = JSON.parse(await readFile(join(dir, 'home', 'reference-values.json'), 'utf8')) as {
+      agent: string[];
+      sandboxProfile: string[];
+      toolchain: Record<string, string[]>;
+    };
+    return [
+      {
+        pcr: PCR_ALLOCATION['sandbox-profile'],
+        type: 'sandbox-profile',
+        name: 'bubblewrap',
+        digest: ref.sandboxProfile[0],
+      },
+      ...Object.entries(ref.toolchain)
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([name, ds]) => ({ pcr: PCR_ALLOCATION.toolchain, type: 'toolchain', name, digest: ds[0] })),
+      { pcr: PCR_ALLOCATION.agent, type: 'agent', name: 'agent', digest: ref.agent[0] },
+      { pcr: PCR_ALLOCATION.job, type: 'job', name: jobId, digest: jobBindingDigest(jobId, nonce) },
+    ];
+  }
+
+  it('attests a genuine runner, and lists the failed checks of a refused one', async () => {
+    const ticket = await home.controlPlane.createJob({ project: 'tpm-http' });
+    const events = await eventLogFor(ticket.jobId, ticket.nonce);
+    const key = await generateRunnerKey();
+    await writeFile(join(dir, 'events.json'), JSON.stringify(events));
+    await writeFile(join(dir, 'runner.jwk'), JSON.stringify(key.publicJwk));
+    const env = {
+      ...process.env,
+      GATEHOUSE_URL: url,
+      GATEHOUSE_API_TOKEN: home.apiToken,
+      TPM2TOOLS_TCTI: tpm.tcti,
+    };
+    const args = [
+      '--job',
+      ticket.jobId,
+      '--event-log',
+      join(dir, 'events.json'),
+      '--runner-key',
+      join(dir, 'runner.jwk'),
+    ];
+    const ok = await runClient([...args, '--extend'], env);
+    assert.equal(ok.code, 0, ok.stderr);
+    const claims = decodeJwt((JSON.parse(ok.stdout) as { token: string }).token);
+    assert.equal(claims.sub, ticket.jobId);
+    assert.deepEqual((claims.cnf as { jkt: string }).jkt, key.thumbprint);
+    assert.deepEqual(Object.keys(claims.submods as object).sort(), ['image', 'tpm']);
+    assert.equal((await home.controlPlane.getJob(ticket.jobId)).state, 'running');
+
+    // The same TPM with an event log that claims another agent: refused, every check listed.
+    const forged = events.map((e) =>
+      (e as { type: string }).type === 'agent' ? { ...(e as object), digest: 'ab'.repeat(32) } : e,
+    );
+    await writeFile(join(dir, 'forged.json'), JSON.stringify(forged));
+    const bad = await runClient(
+      [
+        '--job',
+        ticket.jobId,
+        '--event-log',
+        join(dir, 'forged.json'),
+        '--runner-key',
+        join(dir, 'runner.jwk'),
+      ],
+      env,
+    );
+    assert.equal(bad.code, 3);
+    assert.match(bad.stderr, /EVENT_LOG_REPLAY: /);
+    assert.match(bad.stderr, /REFERENCE_VALUES: agent digest/);
+
+    const res = await fetch(`${url}/v1/attestation/evidence`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${home.apiToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        session: 'x'.repeat(24),
+        secret: '',
+        quote: '',
+        signature: '',
+        pcrs: { sha256: {} },
+        event_log: events,
+      }),
+    });
+    assert.equal(res.status, 403);
+    const body = (await res.json()) as { error: { code: string }; failed_checks: { check: string }[] };
+    assert.equal(body.error.code, 'EVIDENCE_REJECTED');
+    assert.deepEqual(
+      body.failed_checks.map((f) => f.check),
+      ['SESSION_UNKNOWN'],
+    );
+
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /gatehouse_attestation_failed_checks_total\{check="REFERENCE_VALUES"\} 1/);
+    assert.match(metrics, /gatehouse_attestations_total\{result="success"\} 1/);
+  });
+});

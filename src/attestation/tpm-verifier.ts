@@ -1,0 +1,342 @@
+import { createHash, randomBytes, timingSafeEqual, type X509Certificate } from 'node:crypto';
+import { calculateJwkThumbprint } from 'jose';
+import { z } from 'zod';
+import { isGatehouseError } from '../common/errors.ts';
+import { makeCredential } from '../tpm/credential.ts';
+import {
+  EkCertificateError,
+  type VerifiedEkCertificate,
+  verifyEkCertificate,
+} from '../tpm/ek-certificate.ts';
+import { PCR_RESET_VALUE } from '../tpm/pcr.ts';
+import { akAttributeProblem, appraiseQuote, type CheckFailure } from '../tpm/quote.ts';
+import { objectName, parseTpm2bPublic, type TpmsQuote, type TpmtPublic } from '../tpm/structures.ts';
+import { CHECKS, EvidenceRejectedError } from './checks.ts';
+import { type MeasurementEvent, measurementEventSchema, replayToRecord } from './measurement.ts';
+
+/** The SHA-256 PCRs every quote must cover, exactly: the measured baseline (see PCR_ALLOCATION). */
+export const REQUIRED_PCRS: readonly number[] = Object.freeze([8, 9, 10, 11]);
+/** How long a challenge (its nonce and credential) stays usable. */
+export const CHALLENGE_TTL_SECONDS = 60;
+/** At most this many open challenges; the oldest are dropped first. */
+const MAX_SESSIONS = 10_000;
+
+const b64 = (max: number) =>
+  z
+    .string()
+    .max(Math.ceil(max / 3) * 4)
+    .refine((s) => Buffer.from(s, 'base64').toString('base64') === s, 'must be canonical base64');
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
+const b64url43 = z.string().regex(/^[A-Za-z0-9_-]{43}$/);
+
+/** The body of POST /v1/attestation/challenge. */
+export const challengeBodySchema = z.strictObject({
+  ek_cert: b64(8192),
+  ak_public: b64(2048),
+  runner_key: z
+    .looseObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url43, y: b64url43 })
+    .refine((k) => k.d === undefined, 'must not contain the private key'),
+  /** The job the runner attests for (gatehouse extension; else named by the event log's job event). */
+  job_id: z.string().min(1).max(128).optional(),
+});
+
+/** The body of POST /v1/attestation/evidence. */
+export const evidenceBodySchema = z.strictObject({
+  session: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/),
+  secret: b64(64),
+  quote: b64(4096),
+  signature: b64(1024),
+  pcrs: z.strictObject({ sha256: z.record(z.string().regex(/^(?:[0-9]|1[0-9]|2[0-3])$/), hex64) }),
+  event_log: z.array(measurementEventSchema).min(1).max(1024),
+  /** A CI platform's OIDC token (GitHub Actions, GitLab CI), when the runner has one. */
+  ci_token: z.string().min(1).max(16384).optional(),
+});
+
+/** What the runner gets back from a challenge. */
+export interface Challenge {
+  readonly session: string;
+  readonly nonce: string;
+  readonly credential: string;
+  readonly pcr_selection: { readonly sha256: readonly number[] };
+  readonly expires: string;
+}
+
+interface Session {
+  readonly ak: TpmtPublic;
+  readonly akName: Buffer;
+  readonly ek: VerifiedEkCertificate;
+  readonly runnerJwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+  readonly jkt: string;
+  readonly nonce: Buffer;
+  readonly secret: Buffer;
+  readonly expiresAt: number;
+  readonly jobId: string | undefined;
+}
+
+/** The last TPM clock counters seen for an AK, so that they never go backwards. */
+export interface AkCounterStore {
+  get(akName: string): Promise<{ resetCount: number; restartCount: number } | undefined>;
+  put(akName: string, counters: { resetCount: number; restartCount: number }): Promise<void>;
+}
+
+/** An in-process {@link AkCounterStore}. */
+export class MemoryAkCounterStore implements AkCounterStore {
+  readonly #m = new Map<string, { resetCount: number; restartCount: number }>();
+  get(akName: string): Promise<{ resetCount: number; restartCount: number } | undefined> {
+    return Promise.resolve(this.#m.get(akName));
+  }
+  put(akName: string, counters: { resetCount: number; restartCount: number }): Promise<void> {
+    this.#m.set(akName, { ...counters });
+    return Promise.resolve();
+  }
+}
+
+/** TPM evidence that passed every TPM check, for the authority to appraise and sign. */
+export interface VerifiedTpmEvidence {
+  readonly jobId: string | undefined;
+  readonly runnerJwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+  readonly nonce: string;
+  readonly events: readonly MeasurementEvent[];
+  readonly pcrs: Readonly<Record<string, string>>;
+  readonly akName: string;
+  readonly ek: VerifiedEkCertificate;
+  readonly quote: TpmsQuote;
+  readonly ciToken: string | undefined;
+  /** Checks that need the authority's context (reference values, job binding) still to run. */
+  readonly failures: CheckFailure[];
+}
+
+function issuesOf(e: z.ZodError): CheckFailure[] {
+  return e.issues.map((i) => ({
+    check: CHECKS.requestMalformed,
+    message: `${i.path.join('.') || 'body'}: ${i.message}`,
+  }));
+}
+
+/**
+ * The TPM half of the attestation authority: issues challenges (nonce + MakeCredential to the
+ * EK for the AK) and verifies the answers (credential activation, the quote, the event log
+ * replay, counters). Challenges live in this process for at most a minute and are single-use.
+ */
+export class TpmEvidenceVerifier {
+  readonly #sessions = new Map<string, Session>();
+  /** Consumed or expired session ids until their expiry, to tell a replay from an unknown session. */
+  readonly #spent = new Map<string, number>();
+  readonly #trusted: () => readonly X509Certificate[];
+  readonly #counters: AkCounterStore;
+  readonly #now: () => Date;
+
+  constructor(options: {
+    trustedEkCas: () => readonly X509Certificate[];
+    counters?: AkCounterStore;
+    now?: () => Date;
+  }) {
+    this.#trusted = options.trustedEkCas;
+    this.#counters = options.counters ?? new MemoryAkCounterStore();
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  #sweep(nowMs: number): void {
+    for (const [id, s] of this.#sessions) {
+      if (s.expiresAt <= nowMs - 60_000) this.#sessions.delete(id);
+    }
+    for (const [id, exp] of this.#spent) if (exp <= nowMs - 60_000) this.#spent.delete(id);
+    while (this.#sessions.size >= MAX_SESSIONS) {
+      const first = this.#sessions.keys().next().value;
+      if (first === undefined) break;
+      this.#sessions.delete(first);
+    }
+  }
+
+  /**
+   * Check the EK certificate and the AK, and answer with a fresh nonce and a credential only the
+   * TPM holding that EK can activate, and only for that AK.
+   * @throws EvidenceRejectedError listing every failed check
+   */
+  async challenge(body: unknown): Promise<Challenge> {
+    const parsed = challengeBodySchema.safeParse(body);
+    if (!parsed.success) throw new EvidenceRejectedError(issuesOf(parsed.error), 'attestation challenge');
+    const req = parsed.data;
+    const failures: CheckFailure[] = [];
+    const now = this.#now();
+    let ek: VerifiedEkCertificate | undefined;
+    try {
+      ek = verifyEkCertificate(Buffer.from(req.ek_cert, 'base64'), this.#trusted(), now);
+    } catch (e) {
+      const untrusted = e instanceof EkCertificateError && e.reason === 'untrusted';
+      failures.push({
+        check: untrusted ? CHECKS.ekCertUntrusted : CHECKS.ekCertMalformed,
+        message: isGatehouseError(e) ? e.message : 'unreadable',
+      });
+    }
+    let ak: TpmtPublic | undefined;
+    try {
+      ak = parseTpm2bPublic(Buffer.from(req.ak_public, 'base64'), 'ak_public');
+      const problem = akAttributeProblem(ak);
+      if (problem !== undefined) failures.push({ check: CHECKS.akNotRestrictedSigning, message: problem });
+    } catch (e) {
+      failures.push({ check: CHECKS.akMalformed, message: isGatehouseError(e) ? e.message : 'unreadable' });
+    }
+    if (failures.length > 0 || ek === undefined || ak === undefined)
+      throw new EvidenceRejectedError(failures, 'attestation challenge');
+    const runnerJwk = { kty: 'EC' as const, crv: 'P-256' as const, x: req.runner_key.x, y: req.runner_key.y };
+    const jkt = await calculateJwkThumbprint(runnerJwk, 'sha256');
+    const nonce = randomBytes(32);
+    const secret = randomBytes(32);
+    const akName = objectName(ak);
+    let credential: Buffer;
+    try {
+      credential = makeCredential(ek.publicKey, akName, secret);
+    } catch (e) {
+      throw new EvidenceRejectedError(
+        [{ check: CHECKS.ekCertMalformed, message: isGatehouseError(e) ? e.message : 'unusable EK' }],
+        'attestation challenge',
+      );
+    }
+    const nowMs = now.getTime();
+    this.#sweep(nowMs);
+    const session = randomBytes(18).toString('base64url');
+    const expiresAt = nowMs + CHALLENGE_TTL_SECONDS * 1000;
+    this.#sessions.set(session, {
+      ak,
+      akName,
+      ek,
+      runnerJwk,
+      jkt,
+      nonce,
+      secret,
+      expiresAt,
+      jobId: req.job_id,
+    });
+    return {
+      session,
+      nonce: nonce.toString('base64'),
+      credential: credential.toString('base64'),
+      pcr_selection: { sha256: [...REQUIRED_PCRS] },
+      expires: new Date(expiresAt).toISOString(),
+    };
+  }
+
+  /**
+   * Verify the answer to a challenge: the session is known, unspent and unexpired (it is spent
+   * now, pass or fail); the activated credential; the quote; the event log replays to the
+   * reported PCRs; the AK's reset and restart counts never decrease.
+   * @throws EvidenceRejectedError when the session or the body is unusable; otherwise returns
+   *   the evidence with any failed checks for the authority to add to and report
+   */
+  async verify(body: unknown): Promise<VerifiedTpmEvidence> {
+    const parsed = evidenceBodySchema.safeParse(body);
+    if (!parsed.success) throw new EvidenceRejectedError(issuesOf(parsed.error), 'attestation evidence');
+    const req = parsed.data;
+    const nowMs = this.#now().getTime();
+    const session = this.#sessions.get(req.session);
+    if (session === undefined) {
+      const replay = this.#spent.has(req.session);
+      throw new EvidenceRejectedError(
+        [
+          replay
+            ? {
+                check: CHECKS.nonceReplayed,
+                message: 'this challenge was already answered: a nonce is single-use',
+              }
+            : {
+                check: CHECKS.sessionUnknown,
+                message: 'no such attestation session (never issued, or forgotten)',
+              },
+        ],
+        'attestation evidence',
+      );
+    }
+    // Single use: spend the session before anything else, whatever the outcome.
+    this.#sessions.delete(req.session);
+    this.#spent.set(req.session, session.expiresAt);
+    if (nowMs > session.expiresAt) {
+      throw new EvidenceRejectedError(
+        [
+          {
+            check: CHECKS.nonceExpired,
+            message: `the challenge expired at ${new Date(session.expiresAt).toISOString()}`,
+          },
+        ],
+        'attestation evidence',
+      );
+    }
+    const failures: CheckFailure[] = [];
+    const secret = Buffer.from(req.secret, 'base64');
+    if (secret.length !== session.secret.length || !timingSafeEqual(secret, session.secret)) {
+      failures.push({
+        check: CHECKS.credentialMismatch,
+        message: 'the activated credential is wrong: the AK and the EK are not in the same TPM',
+      });
+    }
+    const reported = new Map<number, Buffer>();
+    for (const [k, v] of Object.entries(req.pcrs.sha256)) reported.set(Number(k), Buffer.from(v, 'hex'));
+    const extra = [...reported.keys()].filter((k) => !REQUIRED_PCRS.includes(k));
+    if (extra.length > 0)
+      failures.push({
+        check: CHECKS.pcrValues,
+        message: `PCR values reported that the quote does not cover: ${extra.join(', ')}`,
+      });
+    const qualifyingData = createHash('sha256')
+      .update(session.nonce)
+      .update(Buffer.from(session.jkt, 'base64url'))
+      .digest();
+    const appraisal = appraiseQuote(Buffer.from(req.quote, 'base64'), Buffer.from(req.signature, 'base64'), {
+      ak: session.ak,
+      qualifyingData,
+      pcrs: REQUIRED_PCRS,
+      reported,
+    });
+    failures.push(...appraisal.failures);
+    // The event log must explain every quoted PCR: unextended PCRs stay at reset.
+    const replayed = replayToRecord(req.event_log);
+    for (const i of REQUIRED_PCRS) {
+      const want = replayed[String(i)] ?? PCR_RESET_VALUE;
+      if (req.pcrs.sha256[String(i)] !== want)
+        failures.push({
+          check: CHECKS.eventLogReplay,
+          message: `the event log does not replay to the reported PCR ${i}`,
+        });
+    }
+    for (const [i, e] of req.event_log.entries()) {
+      if (!REQUIRED_PCRS.includes(e.pcr))
+        failures.push({
+          check: CHECKS.eventLogReplay,
+          message: `event ${i} extends PCR ${e.pcr}, which the quote does not cover`,
+        });
+    }
+    const akName = session.akName.toString('hex');
+    const quote = appraisal.quote;
+    if (quote !== undefined) {
+      const last = await this.#counters.get(akName);
+      if (
+        last !== undefined &&
+        (quote.resetCount < last.resetCount ||
+          (quote.resetCount === last.resetCount && quote.restartCount < last.restartCount))
+      ) {
+        failures.push({
+          check: CHECKS.clockRollback,
+          message: `the TPM's resetCount/restartCount went back from ${last.resetCount}/${last.restartCount} to ${quote.resetCount}/${quote.restartCount}`,
+        });
+      }
+    }
+    if (quote === undefined) throw new EvidenceRejectedError(failures, 'attestation evidence');
+    return {
+      jobId: session.jobId,
+      runnerJwk: session.runnerJwk,
+      nonce: session.nonce.toString('base64'),
+      events: req.event_log,
+      pcrs: req.pcrs.sha256,
+      akName,
+      ek: session.ek,
+      quote,
+      ciToken: req.ci_token,
+      failures,
+    };
+  }
+
+  /** Record the counters of an accepted quote (call only once the whole appraisal passed). */
+  recordCounters(akName: string, quote: TpmsQuote): Promise<void> {
+    return this.#counters.put(akName, { resetCount: quote.resetCount, restartCount: quote.restartCount });
+  }
+}

@@ -1,0 +1,61 @@
+import { join } from 'node:path';
+import { loadConfig } from '../../server/config.ts';
+import { homePaths, resolveHome } from '../../server/home.ts';
+import { openHomeKeys, rotateHomeKey } from '../../signing/home-keys.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { bold, makeOutput } from '../output.ts';
+
+const USAGE = 'gatehouse keys status | rotate log|ca|tsa [--home DIR] [--json]';
+
+/** `gatehouse keys`: where the signing keys live, their generations, and rotation. */
+export async function keysCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { ...commonOptions }, { min: 1, max: 2, usage: USAGE });
+  const [sub, which] = positionals;
+  const root = resolveHome(values.home);
+  const p = homePaths(root);
+  const config = loadConfig(p.config);
+  const out = makeOutput(values.json === true);
+  switch (sub) {
+    case 'status': {
+      const keys = await openHomeKeys(root, p.keys, config.keys);
+      keys.close();
+      const input = keys.trustedRootInput('https://log');
+      const windows = (kind: string, list: { validFrom: Date; validTo?: Date | undefined }[]) =>
+        list.map((w) => ({
+          kind,
+          validFrom: w.validFrom.toISOString(),
+          validTo: w.validTo?.toISOString() ?? null,
+        }));
+      const generations = [
+        ...windows('ca', [input.ca].flat()),
+        ...windows('log', [input.tlog].flat()),
+        ...windows('tsa', input.timestampAuthorities ?? []),
+      ];
+      const where =
+        config.keys === undefined
+          ? 'plain key files (a home from before encryption)'
+          : config.keys.kind === 'pkcs11'
+            ? `PKCS#11 token '${config.keys.token}' (labels ${config.keys.label}-ca, -log, -tsa); other keys in files`
+            : `key files sealed with ${config.keys.encryption.kind === 'kek-file' ? `the key-encryption key ${join(root, config.keys.encryption.path)}` : config.keys.encryption.kind === 'passphrase' ? `the passphrase in $${config.keys.encryption.passphraseEnv}` : 'nothing (plain files)'}`;
+      out.document({ keys: where, generations });
+      out.line(`${bold('keys')}  ${where}`);
+      for (const g of generations)
+        out.line(`  ${g.kind.padEnd(4)} ${g.validFrom} → ${g.validTo ?? 'current'}`);
+      return EXIT.ok;
+    }
+    case 'rotate': {
+      if (which !== 'log' && which !== 'ca' && which !== 'tsa') {
+        throw new UsageError(`rotate log, ca or tsa\nusage: ${USAGE}`);
+      }
+      await rotateHomeKey(root, p.keys, config.keys, which);
+      out.document({ rotated: which });
+      out.line(
+        `rotated the ${which} key; export the trusted root again (gatehouse trust-root) for verifiers`,
+      );
+      return EXIT.ok;
+    }
+    default:
+      throw new UsageError(`unknown keys command '${sub ?? ''}'\nusage: ${USAGE}`);
+  }
+}

@@ -1,0 +1,250 @@
+import { readFile } from 'node:fs/promises';
+import { GatehouseError } from '../../common/errors.ts';
+import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
+import { parsePolicy } from '../../policy/policy.ts';
+import { type PolicyDecision, type PolicyInput, sbomCreatedAt } from '../../policy/policy-engine.ts';
+import { engineForPolicy } from '../../policy/policy-service.ts';
+import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts';
+import { readSbom } from '../../sbom/read.ts';
+import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import type { PolicyVersionRecord } from '../../store/store.ts';
+import { matchVulnerabilities } from '../../vuln/match.ts';
+import { parseVex } from '../../vuln/vex.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { bold, dim, green, makeOutput, red, yellow } from '../output.ts';
+
+const USAGE = `gatehouse policy push FILE [--key K] [--server URL] | show [NAME] [--version N] |
+       history [NAME] | assign PROJECT NAME [--key K] |
+       check --sbom F [--policy F | --project P] [--facts F] [--vex F]... [--json]`;
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw new GatehouseError('NOT_FOUND', `cannot read the ${what}`, { where: path, cause: e });
+  }
+}
+
+async function readJson(path: string, what: string): Promise<unknown> {
+  const text = await readText(path, what);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', `the ${what} is not JSON`, { where: path, cause: e });
+  }
+}
+
+/**
+ * `gatehouse policy`: the security role publishes signed policy versions and assigns them to
+ * projects; anyone can read them and try an SBOM against them.
+ */
+export async function policyCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      ...commonOptions,
+      key: { type: 'string' },
+      server: { type: 'string' },
+      version: { type: 'string' },
+      sbom: { type: 'string' },
+      policy: { type: 'string' },
+      project: { type: 'string' },
+      facts: { type: 'string' },
+      vex: { type: 'string', multiple: true },
+    },
+    { min: 1, max: 3, usage: USAGE },
+  );
+  const [sub, ...rest] = positionals;
+  const out = makeOutput(values.json === true);
+  const root = resolveHome(values.home);
+  const keyPath = values.key ?? securityKeyPath(homePaths(root).keys);
+  const print = (r: PolicyVersionRecord) =>
+    out.line(
+      `${r.name} version ${r.version}  sha256:${r.digest.slice(0, 12)}  published ${r.publishedAt}  by key ${r.keyId.slice(0, 12)}`,
+    );
+
+  switch (sub) {
+    case 'push': {
+      const [file] = rest;
+      if (file === undefined || rest.length !== 1) throw new UsageError(`usage: ${USAGE}`);
+      const text = await readText(file, 'policy');
+      // Check locally first, so that a mistake is reported with its line before anything is sent.
+      parsePolicy(text, file);
+      const sig = await signSecurityAct(SECURITY_PAYLOAD.policy, text, await loadSecuritySigner(keyPath));
+      let record: PolicyVersionRecord;
+      if (values.server !== undefined) {
+        const token = process.env.GATEHOUSE_API_TOKEN;
+        if (token === undefined || token === '')
+          throw new GatehouseError('BAD_INPUT', 'no API token for --server: set GATEHOUSE_API_TOKEN');
+        let res: Response;
+        try {
+          res = await fetch(`${values.server.replace(/\/+$/, '')}/v1/policies`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+            body: JSON.stringify({ text, ...sig }),
+            signal: AbortSignal.timeout(30_000),
+          });
+        } catch (e) {
+          throw new GatehouseError('UNREACHABLE', 'the control plane is unreachable', {
+            where: values.server,
+            cause: e,
+          });
+        }
+        const body = (await res.json().catch(() => ({}))) as {
+          error?: { message?: string };
+        } & PolicyVersionRecord;
+        if (!res.ok)
+          throw new GatehouseError(
+            res.status === 400 ? 'BAD_POLICY' : res.status === 422 ? 'SIGNATURE_INVALID' : 'UNREACHABLE',
+            body.error?.message ?? `HTTP ${res.status}`,
+            { where: values.server },
+          );
+        record = body;
+      } else {
+        const home = await openHome(root);
+        try {
+          record = await home.policies.publish(text, sig, file);
+        } finally {
+          await home.close();
+        }
+      }
+      out.document(record);
+      out.line(
+        `${green('published')} ${bold(record.name)} version ${record.version}  sha256:${record.digest}`,
+      );
+      return EXIT.ok;
+    }
+    case 'show':
+    case 'history': {
+      const name = rest[0] ?? 'default';
+      if (rest.length > 1) throw new UsageError(`usage: ${USAGE}`);
+      const home = await openHome(root);
+      try {
+        if (sub === 'history') {
+          const versions = await home.policies.history(name);
+          if (versions.length === 0)
+            throw new GatehouseError('NOT_FOUND', `no published policy named ${name}`);
+          out.document({ name, versions: versions.map(({ text: _t, ...r }) => r) });
+          for (const r of versions) print(r);
+          return EXIT.ok;
+        }
+        const version = values.version === undefined ? undefined : Number(values.version);
+        if (version !== undefined && (!Number.isSafeInteger(version) || version < 1))
+          throw new UsageError(`--version must be a whole number\nusage: ${USAGE}`);
+        const loaded = await home.policies.load(name, version);
+        out.document(loaded.record);
+        print(loaded.record);
+        out.line();
+        out.line(loaded.record.text.trimEnd());
+        return EXIT.ok;
+      } finally {
+        await home.close();
+      }
+    }
+    case 'assign': {
+      const [project, name] = rest;
+      if (project === undefined || name === undefined) throw new UsageError(`usage: ${USAGE}`);
+      const sig = await signSecurityAct(
+        SECURITY_PAYLOAD.binding,
+        { project, policy: name },
+        await loadSecuritySigner(keyPath),
+      );
+      const home = await openHome(root);
+      try {
+        await home.policies.assign(project, name, sig);
+      } finally {
+        await home.close();
+      }
+      out.document({ project, policy: name });
+      out.line(`${bold(project)} is held to policy ${bold(name)}`);
+      return EXIT.ok;
+    }
+    case 'check':
+      if (rest.length > 0) throw new UsageError(`usage: ${USAGE}`);
+      return check(values, root, out);
+    default:
+      throw new UsageError(`unknown policy command '${sub ?? ''}'\nusage: ${USAGE}`);
+  }
+}
+
+async function check(
+  values: { sbom?: string; policy?: string; project?: string; facts?: string; vex?: string[] },
+  root: string,
+  out: ReturnType<typeof makeOutput>,
+): Promise<number> {
+  if (values.sbom === undefined) throw new UsageError(`check needs --sbom FILE\nusage: ${USAGE}`);
+  const raw = await readJson(values.sbom, 'SBOM');
+  const sbom = readSbom(raw, values.sbom);
+  const home = await openHome(root);
+  try {
+    const project = values.project ?? sbom.subject?.name ?? 'policy-check';
+    const extraVex = [];
+    for (const f of values.vex ?? []) extraVex.push(...parseVex(await readJson(f, 'VEX document'), f));
+    // The facts a build brings: from --facts, else what every gated build establishes.
+    const assumed: string[] = [];
+    let buildFacts: Pick<PolicyInput, 'attestation' | 'source' | 'build'>;
+    if (values.facts !== undefined) {
+      const f = (await readJson(values.facts, 'facts file')) as Record<string, unknown>;
+      buildFacts = {};
+      if (f.attestation !== undefined)
+        buildFacts.attestation = f.attestation as NonNullable<PolicyInput['attestation']>;
+      if (f.source !== undefined) buildFacts.source = f.source as NonNullable<PolicyInput['source']>;
+      if (f.build !== undefined) buildFacts.build = f.build as NonNullable<PolicyInput['build']>;
+    } else {
+      buildFacts = {
+        attestation: { verified: true, evidenceTypes: ['software-measurement'] },
+        build: { slsaBuildLevel: 3 },
+      };
+      assumed.push(
+        'a verified runner attestation with software-measurement evidence',
+        'SLSA Build L3',
+        'no source facts',
+      );
+    }
+    const matched = await matchVulnerabilities(sbom.components, home.store.vulns);
+    const input: PolicyInput = {
+      project,
+      components: sbom.components,
+      findings: matched.findings,
+      unmatched: matched.unmatched,
+      ...buildFacts,
+      subjects: [sbom.subject?.purl, sbom.subject?.name].filter((x): x is string => x !== undefined),
+      vex: [...(await home.policies.vexStatements()), ...extraVex],
+    };
+    const created =
+      typeof raw === 'object' && raw !== null ? sbomCreatedAt(raw as Record<string, unknown>) : undefined;
+    if (created !== undefined) input.sbom = { createdAt: created };
+    let decision: PolicyDecision;
+    let policyName: string;
+    if (values.policy !== undefined) {
+      const policy = parsePolicy(await readText(values.policy, 'policy'), values.policy);
+      policyName = `${policy.name} (from ${values.policy}, unpublished)`;
+      decision = await engineForPolicy(policy).evaluate(input);
+    } else {
+      // The same engine the gate asks: the project's assigned policy, verified, with central VEX.
+      policyName = await home.policies.policyNameOf(project);
+      decision = await home.policies.engine().evaluate(input);
+    }
+    out.document({ project, policy: policyName, ...decision, findings: matched.findings, assumed });
+    const colour = decision.outcome === 'allow' ? green : decision.outcome === 'deny' ? red : yellow;
+    out.line(
+      `${colour(decision.outcome.toUpperCase())}  ${project}  policy ${policyName} sha256:${decision.policyDigest.slice(0, 12)}`,
+    );
+    out.line(dim(`${sbom.components.length} components, ${matched.findings.length} findings`));
+    for (const r of decision.reasons) out.line(`  • [${r.rule}] ${r.message}`);
+    for (const w of decision.warnings) out.line(yellow(`  ! [${w.rule}] ${w.message}`));
+    for (const s of decision.suppressed ?? [])
+      out.line(
+        dim(`  ~ ${s.vulnId ?? s.rule ?? ''} ${s.purl ?? ''} set aside by ${s.by} ${s.id}: ${s.reason}`),
+      );
+    if (assumed.length > 0) out.line(dim(`  assumed (no --facts): ${assumed.join('; ')}`));
+    return decision.outcome === 'allow'
+      ? EXIT.ok
+      : decision.outcome === 'deny'
+        ? EXIT.denied
+        : EXIT.quarantined;
+  } finally {
+    await home.close();
+  }
+}

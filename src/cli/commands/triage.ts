@@ -1,0 +1,65 @@
+import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
+import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts';
+import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { decisionEntryBody } from '../../tlog/transparency-log.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { bold, makeOutput } from '../output.ts';
+
+const USAGE = 'gatehouse triage list [--limit N] | release|reject DECISION --reason TEXT [--key K] [--json]';
+
+/**
+ * `gatehouse triage`: list quarantined artifacts with their reasons; the security role releases
+ * or rejects one with a reason, signed with its key and logged as a decision of its own.
+ */
+export async function triageCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    { ...commonOptions, reason: { type: 'string' }, key: { type: 'string' }, limit: { type: 'string' } },
+    { min: 1, max: 2, usage: USAGE },
+  );
+  const [sub, decisionId] = positionals;
+  const out = makeOutput(values.json === true);
+  const root = resolveHome(values.home);
+  if (sub === 'list') {
+    if (decisionId !== undefined) throw new UsageError(`usage: ${USAGE}`);
+    const limit = values.limit === undefined ? 100 : Number(values.limit);
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new UsageError(`--limit must be a whole number\nusage: ${USAGE}`);
+    const home = await openHome(root);
+    try {
+      const items = await home.policies.quarantined(limit);
+      out.document({ quarantined: items });
+      if (items.length === 0) out.line('nothing is waiting in quarantine');
+      for (const d of items) {
+        out.line(`${bold(d.id)}  ${d.project}  job ${d.jobId}  ${d.createdAt}`);
+        for (const r of d.reasons) out.line(`  • [${r.rule}] ${r.message}`);
+      }
+      return EXIT.ok;
+    } finally {
+      await home.close();
+    }
+  }
+  if (sub !== 'release' && sub !== 'reject')
+    throw new UsageError(`unknown triage command '${sub ?? ''}'\nusage: ${USAGE}`);
+  if (decisionId === undefined || values.reason === undefined || values.reason.trim() === '')
+    throw new UsageError(`triage ${sub} needs a DECISION and --reason\nusage: ${USAGE}`);
+  const act = { decisionId, action: sub, reason: values.reason } as const;
+  const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys));
+  const sig = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, signer);
+  const home = await openHome(root);
+  try {
+    const record = await home.policies.triage(
+      act,
+      sig,
+      async (doc) => (await home.log.append(decisionEntryBody(doc))).index,
+    );
+    out.document(record);
+    out.line(
+      `${sub === 'release' ? 'released' : 'rejected'} ${bold(decisionId)} (${record.project}); logged as entry #${record.logIndex}`,
+    );
+    return EXIT.ok;
+  } finally {
+    await home.close();
+  }
+}

@@ -1,0 +1,106 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { GatehouseError } from '../../common/errors.ts';
+import { parseTrustedRoot } from '../../signing/trust-root.ts';
+import { parseSigstoreBundle } from '../../verify/sigstore-bundle.ts';
+import { type ArtifactInput, verifySigstoreBundle } from '../../verify/sigstore-verifier.ts';
+import { parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+
+const USAGE =
+  'gatehouse verify-bundle --bundle F (--certificate-identity I --certificate-oidc-issuer U | --key K) [--trusted-root F] FILE_OR_DIGEST';
+
+/** Where the trusted root comes from when `--trusted-root` is not given (the pinned public-good root). */
+export const TRUSTED_ROOT_ENV = 'GATEHOUSE_SIGSTORE_TRUSTED_ROOT';
+
+async function readInput(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', `cannot read the ${what}`, { where: path, cause: e });
+  }
+}
+
+function json(bytes: Buffer, what: string, where: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', `the ${what} is not valid JSON`, { where, cause: e });
+  }
+}
+
+/**
+ * `gatehouse verify-bundle`: the sigstore-conformance client protocol. Exit 0 when the bundle
+ * verifies, non-zero (3 refused, 1 unreadable input, 2 usage) otherwise.
+ */
+export async function verifyBundleCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      bundle: { type: 'string' },
+      'certificate-identity': { type: 'string' },
+      'certificate-oidc-issuer': { type: 'string' },
+      key: { type: 'string' },
+      'trusted-root': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    { min: 1, max: 1, usage: USAGE },
+  );
+  if (values.help === true) {
+    process.stdout.write(`usage: ${USAGE}\n`);
+    return EXIT.ok;
+  }
+  if (values.bundle === undefined) throw new UsageError(`--bundle is required\nusage: ${USAGE}`);
+  const byIdentity =
+    values['certificate-identity'] !== undefined || values['certificate-oidc-issuer'] !== undefined;
+  if (byIdentity === (values.key !== undefined)) {
+    throw new UsageError(
+      `give either --certificate-identity and --certificate-oidc-issuer, or --key\nusage: ${USAGE}`,
+    );
+  }
+  if (
+    byIdentity &&
+    (values['certificate-identity'] === undefined || values['certificate-oidc-issuer'] === undefined)
+  ) {
+    throw new UsageError(`--certificate-identity and --certificate-oidc-issuer go together\nusage: ${USAGE}`);
+  }
+  const rootPath = values['trusted-root'] ?? process.env[TRUSTED_ROOT_ENV];
+  if (rootPath === undefined || rootPath === '') {
+    throw new UsageError(
+      `no trusted root: pass --trusted-root F or set ${TRUSTED_ROOT_ENV}\nusage: ${USAGE}`,
+    );
+  }
+  const trustedRoot = parseTrustedRoot(
+    json(await readInput(rootPath, 'trusted root'), 'trusted root', rootPath),
+    rootPath,
+  );
+  const bundle = parseSigstoreBundle(await readInput(values.bundle, 'bundle'), values.bundle);
+  let publicKey: KeyObject | undefined;
+  if (values.key !== undefined) {
+    try {
+      publicKey = createPublicKey(await readInput(values.key, 'public key'));
+    } catch (e) {
+      if (e instanceof GatehouseError) throw e;
+      throw new GatehouseError('BAD_INPUT', 'the key is not a PEM public key', {
+        where: values.key,
+        cause: e,
+      });
+    }
+  }
+  const target = positionals[0] ?? '';
+  const artifact: ArtifactInput = /^sha256:[0-9a-f]{64}$/.test(target)
+    ? { sha256: Buffer.from(target.slice(7), 'hex') }
+    : { bytes: await readInput(target, 'artifact') };
+  const result = verifySigstoreBundle({
+    bundle,
+    trustedRoot,
+    artifact,
+    ...(publicKey === undefined ? {} : { publicKey }),
+    ...(values['certificate-identity'] === undefined ? {} : { identity: values['certificate-identity'] }),
+    ...(values['certificate-oidc-issuer'] === undefined ? {} : { issuer: values['certificate-oidc-issuer'] }),
+  });
+  process.stdout.write(
+    `OK: ${result.identity ?? 'key'} at ${result.times.map((t) => t.toISOString()).join(', ')}\n`,
+  );
+  return EXIT.ok;
+}

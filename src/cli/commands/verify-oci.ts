@@ -1,0 +1,140 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GatehouseError } from '../../common/errors.ts';
+import { credentialsFromEnv } from '../../registry/registry-config.ts';
+import { loadConfig } from '../../server/config.ts';
+import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import {
+  type DeployPolicy,
+  parseDeployPolicy,
+  parseOciReference,
+  readRevocations,
+  verifyOciArtifact,
+} from '../../verify/oci-verify.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { bold, green, makeOutput } from '../output.ts';
+
+const USAGE =
+  'gatehouse verify oci://HOST/REPO@sha256:HEX [--policy F] [--identity URI | --project NAME] [--issuer URI] ' +
+  '[--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F] [--trusted-root F] ' +
+  '[--plain-http] [--home DIR] [--json]';
+
+/** The file the control plane publishes revoked digests in (see docs/admission.md). */
+export function revocationsPath(home: string): string {
+  return join(home, 'revocations.json');
+}
+
+/**
+ * `gatehouse verify oci://…`: find the attached bundles, verify them, apply the deploy policy.
+ * Registry credentials come from GATEHOUSE_REGISTRY_USERNAME / GATEHOUSE_REGISTRY_PASSWORD.
+ */
+export async function verifyOciCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      ...commonOptions,
+      policy: { type: 'string' },
+      identity: { type: 'string' },
+      issuer: { type: 'string' },
+      project: { type: 'string' },
+      require: { type: 'string' },
+      'min-level': { type: 'string' },
+      'max-age': { type: 'string' },
+      revocations: { type: 'string' },
+      'trusted-root': { type: 'string' },
+      'plain-http': { type: 'boolean' },
+    },
+    { min: 1, max: 1, usage: USAGE },
+  );
+  const out = makeOutput(values.json === true);
+  const reference = positionals[0] ?? '';
+  parseOciReference(reference); // bad input fails before anything else is read
+  const homeRoot = resolveHome(values.home);
+  const hasHome = existsSync(homePaths(homeRoot).config);
+
+  let text = '';
+  if (values.policy !== undefined) {
+    try {
+      text = await readFile(values.policy, 'utf8');
+    } catch (e) {
+      throw new GatehouseError('BAD_INPUT', 'cannot read the deploy policy', {
+        where: values.policy,
+        cause: e,
+      });
+    }
+  }
+  // Flags override the policy file's fields; with neither, there is no policy to apply.
+  const overrides: Record<string, unknown> = {};
+  const identityBase = hasHome ? loadConfig(homePaths(homeRoot).config).identityBase : undefined;
+  if (values.identity !== undefined) overrides.identity = values.identity;
+  if (values.project !== undefined) {
+    overrides.projects = [values.project];
+    if (identityBase !== undefined && !/^identityBase:/m.test(text)) overrides.identityBase = identityBase;
+  }
+  if (values.issuer !== undefined) overrides.issuer = values.issuer;
+  if (values.require !== undefined) overrides.require = values.require.split(',').map((s) => s.trim());
+  if (values['min-level'] !== undefined) overrides.minBuildLevel = Number(values['min-level']);
+  if (values['max-age'] !== undefined) overrides.maxAge = values['max-age'];
+  if (values.policy === undefined && Object.keys(overrides).length === 0) {
+    throw new UsageError(`a deploy policy is needed: --policy F, or --identity / --project\nusage: ${USAGE}`);
+  }
+  const policy: DeployPolicy = parseDeployPolicy(text, values.policy ?? 'command line', overrides);
+
+  let trustedRoot: unknown;
+  if (values['trusted-root'] !== undefined) {
+    trustedRoot = await readJsonFile(values['trusted-root'], 'trusted root');
+  } else {
+    const home = await openHome(homeRoot);
+    try {
+      trustedRoot = await home.trustedRoot();
+    } finally {
+      await home.close();
+    }
+  }
+  const revocations =
+    values.revocations !== undefined
+      ? await readRevocations(values.revocations)
+      : hasHome
+        ? await readRevocations(revocationsPath(homeRoot), true)
+        : { version: 1 as const, revoked: [] };
+  const credentials = credentialsFromEnv();
+  const result = await verifyOciArtifact({
+    reference,
+    trustedRoot,
+    policy,
+    revocations,
+    plainHttp: values['plain-http'] === true,
+    ...(credentials === undefined ? {} : { credentials }),
+  });
+  out.document({ verified: true, ...result });
+  out.line(`${green(bold('VERIFIED'))}  ${result.reference}`);
+  out.line(`  identity   ${result.identity}`);
+  out.line(`  issuer     ${result.issuer}`);
+  out.line(`  found via  ${result.discovery}`);
+  for (const a of result.attestations) {
+    out.line(`  ${a.kind.padEnd(10)} ${a.predicateType}  log #${a.logIndex}, ${a.integratedTime}`);
+  }
+  if (result.decision !== undefined) {
+    out.line(
+      `  decision   policy sha256:${result.decision.policyDigest.slice(0, 12)}, SLSA Build L${result.decision.buildLevel}, ${result.decision.timeVerified}`,
+    );
+  }
+  return EXIT.ok;
+}
+
+/** Read a JSON file: a file that cannot be read and one that is not JSON are told apart. */
+export async function readJsonFile(path: string, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', `cannot read the ${what}`, { where: path, cause: e });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', `the ${what} is not valid JSON`, { where: path, cause: e });
+  }
+}

@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { after, before, describe, it } from 'node:test';
+import { isGatehouseError } from '../common/errors.ts';
+import { npmPurl } from '../sbom/purl.ts';
+import { DEFAULT_POLICY } from '../server/default-policy.ts';
+import { EphemeralSigner } from '../signing/file-key-signer.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
+import { importOsv } from '../vuln/import.ts';
+import { PolicyService } from './policy-service.ts';
+import { addRevocations } from './revocations.ts';
+import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from './signed-policy.ts';
+
+const security = EphemeralSigner.generate();
+const intruder = EphemeralSigner.generate();
+const trusted: TrustedKey[] = [
+  { keyId: keyIdOf(security.publicKeySpki()), publicKeyPem: security.publicKeyPem() },
+];
+const signPolicy = (text: string, signer = security) =>
+  signSecurityAct(SECURITY_PAYLOAD.policy, text, signer);
+
+describe('central signed policies', () => {
+  let dir: string;
+  let path: string;
+  let store: SqliteStore;
+  let service: PolicyService;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gatehouse-policies-'));
+    path = join(dir, 'db.sqlite');
+    store = SqliteStore.open(path);
+    service = new PolicyService({ store, trustedKeys: trusted });
+    await service.publish(DEFAULT_POLICY, await signPolicy(DEFAULT_POLICY));
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('publishes versions in order, each with its digest and signer', async () => {
+    const text = DEFAULT_POLICY.replace('maxSeverity: medium', 'maxSeverity: high');
+    const v2 = await service.publish(text, await signPolicy(text));
+    assert.equal(v2.version, 2);
+    assert.equal(v2.keyId, trusted[0]?.keyId);
+    const history = await service.history('default');
+    assert.deepEqual(
+      history.map((h) => h.version),
+      [2, 1],
+    );
+    assert.notEqual(history[0]?.digest, history[1]?.digest);
+    assert.equal((await service.load('default', 1)).record.digest, history[1]?.digest);
+  });
+
+  const refusals: [string, () => Promise<unknown>, string, RegExp][] = [
+    [
+      'an unsigned policy',
+      async () => service.publish(DEFAULT_POLICY, { signature: '', keyId: trusted[0]?.keyId ?? '' }),
+      'SIGNATURE_INVALID',
+      /does not verify/,
+    ],
+    [
+      'a policy signed by an untrusted key',
+      async () => service.publish(DEFAULT_POLICY, await signPolicy(DEFAULT_POLICY, intruder)),
+      'SIGNATURE_INVALID',
+      /not a trusted security key/,
+    ],
+    [
+      'a signature over other text',
+      async () => service.publish(`${DEFAULT_POLICY}\n# changed`, await signPolicy(DEFAULT_POLICY)),
+      'SIGNATURE_INVALID',
+      /does not verify/,
+    ],
+    [
+      'a malformed policy, naming the line',
+      async () => {
+        const bad = DEFAULT_POLICY.replace('maxSeverity: medium', 'maxSeverity: severe');
+        return service.publish(bad, await signPolicy(bad), 'policy.yaml');
+      },
+      'BAD_POLICY',
+      /^line 10: rule 'no-high-or-critical-vulnerabilities' \(rules\[0\]\) field maxSeverity/,
+    ],
+  ];
+  for (const [what, act, code, why] of refusals)
+    it(`refuses ${what} and keeps the previous version in force`, async () => {
+      const before = await service.history('default');
+      await assert.rejects(
+        act(),
+        (e: unknown) => isGatehouseError(e) && e.code === code && why.test(e.message),
+      );
+      assert.deepEqual(await service.history('default'), before);
+    });
+
+  it('holds a project to its assigned policy, assigned only with the security signature', async () => {
+    const strict = DEFAULT_POLICY.replace('name: default', 'name: strict');
+    await service.publish(strict, await signPolicy(strict));
+    const binding = { project: 'payments', policy: 'strict' };
+    await assert.rejects(
+      service.assign(
+        'payments',
+        'strict',
+        await signSecurityAct(SECURITY_PAYLOAD.binding, binding, intruder),
+      ),
+      (e: unknown) => isGatehouseError(e, 'SIGNATURE_INVALID'),
+    );
+    await service.assign(
+      'payments',
+      'strict',
+      await signSecurityAct(SECURITY_PAYLOAD.binding, binding, security),
+    );
+    assert.equal(await service.policyNameOf('payments'), 'strict');
+    assert.equal(await service.policyNameOf('other'), 'default');
+    const d = await service.engine().evaluate({
+      project: 'payments',
+      components: [],
+      findings: [],
+      attestation: { verified: true, evidenceTypes: ['software-measurement'] },
+    });
+    assert.equal(d.policyDigest, (await service.load('strict')).record.digest);
+  });
+
+  it('refuses published history to be changed in the database itself', () => {
+    const db = new DatabaseSync(path);
+    assert.throws(() => db.exec("UPDATE policy_versions SET text = 'x'"), /immutable/);
+    assert.throws(() => db.exec('DELETE FROM policy_versions'), /immutable/);
+    db.close();
+  });
+
+  it('denies everything when the newest version no longer verifies, never falling back', async () => {
+    const other = new PolicyService({
+      store,
+      trustedKeys: [{ keyId: trusted[0]?.keyId ?? '', publicKeyPem: intruder.publicKeyPem() }],
+    });
+    const d = await other.engine().evaluate({ project: 'x', components: [], findings: [] });
+    assert.equal(d.outcome, 'deny');
+    assert.match(d.reasons[0]?.message ?? '', /policy default cannot be used .*does not verify/);
+  });
+});
+
+describe('triage and re-evaluation', () => {
+  let store: SqliteStore;
+  let service: PolicyService;
+  let log: TransparencyLog;
+  let dir: string;
+  const append = async (doc: Record<string, unknown>) => (await log.append(decisionEntryBody(doc))).index;
+  const decision = (id: string, outcome: 'allow' | 'deny' | 'quarantine') => ({
+    id,
+    jobId: `job-${id}`,
+    project: 'app',
+    outcome,
+    policyDigest: 'd',
+    subjects: [{ name: 'app.tar', sha256: 'a'.repeat(64) }],
+    reasons: [{ rule: 'r', message: 'm' }],
+    createdAt: new Date().toISOString(),
+    logIndex: 0,
+  });
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gatehouse-triage-'));
+    store = SqliteStore.open(':memory:');
+    log = new TransparencyLog({
+      store: store.log,
+      signer: EphemeralSigner.generate(),
+      origin: 'gatehouse.test/log',
+    });
+    service = new PolicyService({ store, trustedKeys: trusted });
+    await service.publish(DEFAULT_POLICY, await signPolicy(DEFAULT_POLICY));
+    await store.decisions.create(decision('dec-q', 'quarantine'));
+    await store.decisions.create(decision('dec-a', 'allow'));
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const act = {
+    decisionId: 'dec-q',
+    action: 'release',
+    reason: 'false positive, confirmed by the vendor',
+  } as const;
+
+  it('lists quarantined artifacts with their reasons', async () => {
+    assert.deepEqual(
+      (await service.quarantined()).map((d) => [d.id, d.reasons[0]?.message]),
+      [['dec-q', 'm']],
+    );
+  });
+
+  it('refuses a triage act not signed by the security role', async () => {
+    await assert.rejects(
+      service.triage(act, await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, intruder), append),
+      (e: unknown) => isGatehouseError(e, 'SIGNATURE_INVALID'),
+    );
+    const forged = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act, action: 'reject' }, security);
+    await assert.rejects(service.triage(act, forged, append), (e: unknown) =>
+      isGatehouseError(e, 'SIGNATURE_INVALID'),
+    );
+    assert.equal(await log.size(), 0);
+  });
+
+  it('records a release as a logged decision of its own, once', async () => {
+    const sig = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, security);
+    const r = await service.triage(act, sig, append);
+    assert.equal(r.action, 'release');
+    assert.equal(r.actor, trusted[0]?.keyId);
+    const entry = await store.log.get(r.logIndex);
+    const body = JSON.parse(Buffer.from(entry?.body ?? []).toString('utf8'));
+    assert.equal(body.kind, 'gatehouse-decision');
+    assert.equal(body.spec.kind, 'triage');
+    assert.equal(body.spec.decisionId, 'dec-q');
+    assert.equal(body.spec.outcome, 'allow');
+    assert.deepEqual(await service.quarantined(), []);
+    await assert.rejects(service.triage(act, sig, append), (e: unknown) => isGatehouseError(e, 'CONFLICT'));
+  });
+
+  it('refuses to triage an allowed artifact or an unknown decision', async () => {
+    for (const decisionId of ['dec-a', 'dec-nope']) {
+      const a = { ...act, decisionId };
+      await assert.rejects(
+        service.triage(a, await signSecurityAct(SECURITY_PAYLOAD.triage, { ...a }, security), append),
+        (e: unknown) => isGatehouseError(e, 'CONFLICT', 'NOT_FOUND'),
+      );
+    }
+  });
+
+  it('flags a promoted artifact once when a new advisory affects it, timing the detection', async () => {
+    await service.keepPromoted(decision('dec-a', 'allow'), [
+      {
+        name: 'minimist',
+        version: '1.2.5',
+        purl: npmPurl('minimist', '1.2.5'),
+        ecosystem: 'npm',
+        hashes: [],
+        dependencies: [],
+      },
+    ]);
+    const empty = await service.reevaluate({ importedAt: Date.now() });
+    assert.deepEqual([empty.evaluated, empty.flagged.length], [1, 0]);
+    await importOsv([new URL('../../examples/advisories', import.meta.url).pathname], store);
+    const importedAt = Date.now();
+    const r = await service.reevaluate({ importedAt });
+    assert.equal(r.flagged.length, 1);
+    const f = r.flagged[0];
+    assert.equal(f?.decisionId, 'dec-a');
+    assert.equal(f?.outcome, 'deny');
+    assert.equal(f?.revoked, false);
+    assert.equal(f?.reasons[0]?.vulnId, 'GHSA-xvch-5gv4-984h');
+    assert.ok((f?.detectionMs ?? -1) >= 0);
+    assert.equal((await service.reevaluate({ importedAt })).flagged.length, 0);
+    assert.equal((await store.policies.listReevaluations()).length, 1);
+  });
+});
+
+describe('revocation on re-evaluation', () => {
+  it('revokes the subjects of a newly affected artifact when the rule says so, in the revocation list', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-revoke-'));
+    const store = SqliteStore.open(':memory:');
+    try {
+      const service = new PolicyService({ store, trustedKeys: trusted });
+      const text = DEFAULT_POLICY.replace(
+        '    maxSeverity: medium\n',
+        '    maxSeverity: medium\n    onReevaluation: revoke\n',
+      );
+      await service.publish(text, await signPolicy(text));
+      await service.keepPromoted(
+        { id: 'dec-r', project: 'app', subjects: [{ name: 'app.tar', sha256: 'b'.repeat(64) }] },
+        [
+          {
+            name: 'minimist',
+            version: '1.2.5',
+            purl: npmPurl('minimist', '1.2.5'),
+            ecosystem: 'npm',
+            hashes: [],
+            dependencies: [],
+          },
+        ],
+      );
+      await importOsv([new URL('../../examples/advisories', import.meta.url).pathname], store);
+      const list = join(dir, 'revocations.json');
+      const r = await service.reevaluate({
+        importedAt: Date.now(),
+        revoke: async (subjects, reason) => {
+          await addRevocations(list, subjects, reason);
+        },
+      });
+      assert.equal(r.flagged[0]?.revoked, true);
+      const doc = JSON.parse(readFileSync(list, 'utf8'));
+      assert.deepEqual(
+        doc.revoked.map((x: { digest: string }) => x.digest),
+        [`sha256:${'b'.repeat(64)}`],
+      );
+      assert.match(doc.revoked[0].reason, /GHSA-xvch-5gv4-984h/);
+      assert.equal(await addRevocations(list, ['b'.repeat(64)], 'again'), 0);
+      writeFileSync(list, '{"version": 2}');
+      await assert.rejects(addRevocations(list, ['c'.repeat(64)], 'x'), (e: unknown) =>
+        isGatehouseError(e, 'BAD_INPUT'),
+      );
+      assert.equal(readFileSync(list, 'utf8'), '{"version": 2}');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,365 @@
+import { randomUUID } from 'node:crypto';
+import { GatehouseError } from '../common/errors.ts';
+import type { Component } from '../sbom/model.ts';
+import type {
+  DecisionRecord,
+  PolicyStore,
+  PolicyVersionRecord,
+  ReevaluationRecord,
+  Store,
+  TriageRecord,
+} from '../store/store.ts';
+import { matchVulnerabilities, VulnIndex } from '../vuln/match.ts';
+import { parseVex, type VexStatement } from '../vuln/vex.ts';
+import { EmbeddedPolicyEngine } from './embedded-engine.ts';
+import { CombinedPolicyEngine, OpaPolicyEngine } from './opa-engine.ts';
+import { type Policy, parsePolicy, policyDigest } from './policy.ts';
+import type { PolicyDecision, PolicyEngine, PolicyInput } from './policy-engine.ts';
+import {
+  SECURITY_PAYLOAD,
+  type SecuritySignature,
+  type TrustedKey,
+  verifySecurityAct,
+} from './signed-policy.ts';
+
+/** The policy a project is held to when none was assigned. */
+export const DEFAULT_POLICY_NAME = 'default';
+
+/** A published policy version, verified and parsed. */
+export interface LoadedPolicy {
+  record: PolicyVersionRecord;
+  policy: Policy;
+  engine: PolicyEngine;
+}
+
+/** Appends a decision document to the transparency log; returns its index. */
+export type AppendDecision = (decision: Record<string, unknown>) => Promise<number>;
+
+/** A triage act as the security role signs it. */
+export interface TriageAct {
+  decisionId: string;
+  action: 'release' | 'reject';
+  reason: string;
+}
+
+/** What one re-evaluation run found. */
+export interface ReevaluationResult {
+  evaluated: number;
+  flagged: ReevaluationRecord[];
+}
+
+/** The engine for a parsed policy: the embedded rules, plus OPA when the policy names it. */
+export function engineForPolicy(policy: Policy): PolicyEngine {
+  const embedded = new EmbeddedPolicyEngine({ policy });
+  if (policy.opa === undefined) return embedded;
+  return new CombinedPolicyEngine([
+    embedded,
+    new OpaPolicyEngine({ ...policy.opa, policyDigest: embedded.policyDigest }),
+  ]);
+}
+
+/**
+ * Central policies: published only with a trusted security key's signature, verified again
+ * every time they are loaded, versioned, and assigned to projects centrally. Also the security
+ * role's other acts: VEX documents, triage of quarantined artifacts, and re-evaluation of
+ * promoted artifacts when the vulnerability database changes.
+ */
+export class PolicyService {
+  readonly #store: Store;
+  readonly #policies: PolicyStore;
+  readonly #trusted: readonly TrustedKey[];
+  readonly #cache = new Map<string, LoadedPolicy>();
+
+  constructor(options: { store: Store; trustedKeys: readonly TrustedKey[] }) {
+    this.#store = options.store;
+    this.#policies = options.store.policies;
+    this.#trusted = options.trustedKeys;
+  }
+
+  /**
+   * Publish a new version of the policy the text names. The signature is checked first, then
+   * the text parsed; on any failure nothing is stored and the previous version stays in force.
+   * @throws GatehouseError SIGNATURE_INVALID, BAD_POLICY (naming the line), CONFLICT (a concurrent publish)
+   */
+  async publish(
+    text: string,
+    sig: SecuritySignature,
+    where = 'the pushed policy',
+  ): Promise<PolicyVersionRecord> {
+    verifySecurityAct(SECURITY_PAYLOAD.policy, text, sig, this.#trusted);
+    const policy = parsePolicy(text, where);
+    return this.#store.transaction(async () => {
+      const latest = await this.#policies.latest(policy.name);
+      const record: PolicyVersionRecord = {
+        name: policy.name,
+        version: (latest?.version ?? 0) + 1,
+        digest: policyDigest(policy),
+        text,
+        signature: sig.signature,
+        keyId: sig.keyId,
+        publishedAt: new Date().toISOString(),
+      };
+      await this.#policies.publish(record);
+      return record;
+    });
+  }
+
+  /**
+   * Hold a project to a named, published policy.
+   * @throws GatehouseError SIGNATURE_INVALID, NOT_FOUND (no such policy)
+   */
+  async assign(project: string, policyName: string, sig: SecuritySignature): Promise<void> {
+    verifySecurityAct(SECURITY_PAYLOAD.binding, { project, policy: policyName }, sig, this.#trusted);
+    if ((await this.#policies.latest(policyName)) === undefined)
+      throw new GatehouseError('NOT_FOUND', `no published policy named ${policyName}`);
+    await this.#policies.bindProject(project, policyName);
+  }
+
+  /** The policy name a project is held to. */
+  async policyNameOf(project: string): Promise<string> {
+    return (await this.#policies.projectPolicy(project)) ?? DEFAULT_POLICY_NAME;
+  }
+
+  /**
+   * Load a published version (the latest by default), verifying its signature again.
+   * @throws GatehouseError NOT_FOUND, SIGNATURE_INVALID (the stored version was altered), BAD_POLICY
+   */
+  async load(name: string, version?: number): Promise<LoadedPolicy> {
+    const record =
+      version === undefined ? await this.#policies.latest(name) : await this.#policies.get(name, version);
+    if (record === undefined)
+      throw new GatehouseError(
+        'NOT_FOUND',
+        `no published policy ${name}${version === undefined ? '' : ` version ${version}`}`,
+      );
+    const key = `${record.name}@${record.version}:${record.signature}`;
+    const hit = this.#cache.get(key);
+    if (hit !== undefined && hit.record.text === record.text) return hit;
+    verifySecurityAct(
+      SECURITY_PAYLOAD.policy,
+      record.text,
+      { signature: record.signature, keyId: record.keyId },
+      this.#trusted,
+    );
+    const policy = parsePolicy(record.text, `policy ${record.name} version ${record.version}`);
+    if (policyDigest(policy) !== record.digest)
+      throw new GatehouseError(
+        'SIGNATURE_INVALID',
+        `policy ${record.name} version ${record.version} does not have its recorded digest`,
+      );
+    const loaded: LoadedPolicy = { record, policy, engine: engineForPolicy(policy) };
+    this.#cache.set(key, loaded);
+    return loaded;
+  }
+
+  async history(name: string): Promise<PolicyVersionRecord[]> {
+    return this.#policies.history(name);
+  }
+
+  /** Every VEX statement the security team imported. Unreadable stored documents are skipped. */
+  async vexStatements(): Promise<VexStatement[]> {
+    const docs = await this.#policies.vexDocuments();
+    return docs.flatMap((d) => parseVex(JSON.parse(d.json), d.id));
+  }
+
+  /**
+   * Keep a VEX document (OpenVEX or CycloneDX VEX), after checking that it reads.
+   * @throws GatehouseError BAD_INPUT
+   */
+  async addVex(json: string, id: string): Promise<number> {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(json);
+    } catch (cause) {
+      throw new GatehouseError('BAD_INPUT', 'the VEX document is not JSON', { where: id, cause });
+    }
+    const statements = parseVex(doc, id);
+    await this.#policies.addVex({ id, json, createdAt: new Date().toISOString() });
+    return statements.length;
+  }
+
+  /**
+   * The policy engine the gate asks: it holds each project to the latest version of its
+   * assigned policy. If that policy cannot be loaded (none published, signature no longer
+   * verifies), every decision is a deny with the reason: fail closed, and never a fall back to
+   * an older version, which would let an attacker roll a policy back by damaging the newest.
+   */
+  engine(): PolicyEngine {
+    return {
+      evaluate: async (input: PolicyInput): Promise<PolicyDecision> => {
+        const name = await this.policyNameOf(input.project);
+        let loaded: LoadedPolicy;
+        try {
+          loaded = await this.load(name);
+        } catch (e) {
+          return {
+            outcome: 'deny',
+            policyDigest: '',
+            reasons: [
+              {
+                rule: 'policy',
+                action: 'deny',
+                message: `the policy ${name} cannot be used (${e instanceof GatehouseError ? e.message : String(e)}), so nothing can pass`,
+              },
+            ],
+            warnings: [],
+          };
+        }
+        const vex = input.vex ?? (await this.vexStatements());
+        return loaded.engine.evaluate({ ...input, vex });
+      },
+    };
+  }
+
+  /**
+   * Release or reject a quarantined (or denied) artifact: a security act, signed, logged in the
+   * transparency log as a decision of its own, and recorded once per decision.
+   * @throws GatehouseError SIGNATURE_INVALID, NOT_FOUND, CONFLICT (already triaged, or the decision was an allow)
+   */
+  async triage(
+    act: TriageAct,
+    sig: SecuritySignature,
+    appendDecision: AppendDecision,
+  ): Promise<TriageRecord> {
+    const actor = verifySecurityAct(SECURITY_PAYLOAD.triage, { ...act }, sig, this.#trusted);
+    if (act.reason.trim() === '') throw new GatehouseError('BAD_INPUT', 'a triage act needs a reason');
+    const decision = await this.#store.decisions.get(act.decisionId);
+    if (decision === undefined) throw new GatehouseError('NOT_FOUND', `no decision ${act.decisionId}`);
+    if (decision.outcome === 'allow')
+      throw new GatehouseError(
+        'CONFLICT',
+        `decision ${act.decisionId} allowed its artifact; there is nothing to triage`,
+      );
+    if ((await this.#policies.triageOf(act.decisionId)) !== undefined)
+      throw new GatehouseError('CONFLICT', `decision ${act.decisionId} has already been triaged`);
+    const id = `tri-${randomUUID()}`;
+    const createdAt = new Date().toISOString();
+    const logIndex = await appendDecision({
+      triageId: id,
+      kind: 'triage',
+      decisionId: decision.id,
+      jobId: decision.jobId,
+      project: decision.project,
+      action: act.action,
+      outcome: act.action === 'release' ? 'allow' : 'deny',
+      reason: act.reason,
+      actor,
+      policyDigest: decision.policyDigest,
+      subjects: decision.subjects,
+      timestamp: createdAt,
+    });
+    const record: TriageRecord = {
+      id,
+      decisionId: decision.id,
+      project: decision.project,
+      action: act.action,
+      reason: act.reason,
+      actor,
+      createdAt,
+      logIndex,
+    };
+    await this.#policies.addTriage(record);
+    return record;
+  }
+
+  /** Quarantined artifacts awaiting triage, newest first, with their reasons. */
+  async quarantined(limit = 100): Promise<DecisionRecord[]> {
+    const decisions = await this.#store.decisions.list({ limit: Math.min(limit * 5, 5000) });
+    const out: DecisionRecord[] = [];
+    for (const d of decisions) {
+      if (d.outcome !== 'quarantine') continue;
+      if ((await this.#policies.triageOf(d.id)) !== undefined) continue;
+      out.push(d);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /** Keep a promoted artifact's components for later re-evaluation. */
+  async keepPromoted(
+    decision: { id: string; project: string; subjects: { name: string; sha256: string }[] },
+    components: readonly Component[],
+  ): Promise<void> {
+    await this.#policies.keepArtifactSbom({
+      decisionId: decision.id,
+      project: decision.project,
+      components: JSON.stringify(components),
+      subjects: decision.subjects,
+      createdAt: new Date().toISOString(),
+    });
+  }
+
+  /**
+   * Evaluate every promoted artifact again against the current database and its project's
+   * policy. An artifact whose evaluation is no longer an allow, for a reason not already
+   * recorded, is flagged (and marked revoked when a vulnerability rule that fired says so).
+   * @param importedAt when the database change finished (ms since the epoch), for the metric
+   */
+  async reevaluate(options: {
+    importedAt: number;
+    index?: VulnIndex;
+    /** Revokes an artifact's subjects (sha256 hex) when a rule says `onReevaluation: revoke`. */
+    revoke?: (subjects: readonly string[], reason: string) => Promise<void>;
+  }): Promise<ReevaluationResult> {
+    const index = options.index ?? (await VulnIndex.load(this.#store.vulns));
+    const vex = await this.vexStatements();
+    const previous = await this.#policies.listReevaluations({ limit: 100_000 });
+    const seen = new Set(
+      previous.flatMap((r) =>
+        r.reasons.map(
+          (x) => `${r.decisionId}\u0000${x.rule}\u0000${String(x.purl)}\u0000${String(x.vulnId)}`,
+        ),
+      ),
+    );
+    const artifacts = await this.#policies.artifactSboms();
+    const flagged: ReevaluationRecord[] = [];
+    const engine = this.engine();
+    for (const a of artifacts) {
+      if ((await this.#policies.triageOf(a.decisionId))?.action === 'reject') continue;
+      const components = JSON.parse(a.components) as Component[];
+      const matched = await matchVulnerabilities(components, index);
+      // Only what the database decides is re-judged: build facts (attestation, source, SBOM
+      // age) were settled at the gate, so reasons without an advisory are left out here.
+      const decision = await engine.evaluate({
+        project: a.project,
+        components,
+        findings: matched.findings,
+        unmatched: matched.unmatched,
+        vex,
+      });
+      const fresh = decision.reasons.filter(
+        (r) =>
+          r.vulnId !== undefined &&
+          !seen.has(`${a.decisionId}\u0000${r.rule}\u0000${String(r.purl)}\u0000${String(r.vulnId)}`),
+      );
+      if (fresh.length === 0) continue;
+      const loaded = await this.load(await this.policyNameOf(a.project)).catch(() => undefined);
+      const revokingRules = new Set(
+        (loaded?.policy.rules ?? [])
+          .filter((r) => r.kind === 'vulnerability' && r.onReevaluation === 'revoke')
+          .map((r) => r.id),
+      );
+      const record: ReevaluationRecord = {
+        id: `rev-${randomUUID()}`,
+        decisionId: a.decisionId,
+        project: a.project,
+        outcome: fresh.some((r) => r.action === 'deny') ? 'deny' : 'quarantine',
+        policyDigest: decision.policyDigest,
+        reasons: fresh.map((r) => ({ ...r })),
+        revoked: fresh.some((r) => revokingRules.has(r.rule)),
+        createdAt: new Date().toISOString(),
+        detectionMs: Math.max(0, Date.now() - options.importedAt),
+      };
+      if (record.revoked && options.revoke !== undefined) {
+        const why = fresh.find((r) => revokingRules.has(r.rule))?.message ?? 'affected after re-evaluation';
+        await options.revoke(
+          a.subjects.map((s) => s.sha256),
+          `re-evaluation ${record.id}: ${why}`,
+        );
+      }
+      await this.#policies.addReevaluation(record);
+      flagged.push(record);
+    }
+    return { evaluated: artifacts.length, flagged };
+  }
+}

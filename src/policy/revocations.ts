@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto';
+import { rename, writeFile } from 'node:fs/promises';
+import { readRevocations } from '../verify/oci-verify.ts';
+
+/**
+ * Add artifact digests to the home's revocation list (`revocations.json`, the file deploy-time
+ * verification reads), keeping what is there; a digest already listed is left as it is. The
+ * file is replaced atomically so a reader never sees half of it.
+ * @throws GatehouseError BAD_INPUT when the existing list does not read (nothing is written)
+ */
+export async function addRevocations(
+  path: string,
+  digests: readonly string[],
+  reason: string,
+): Promise<number> {
+  const list = await readRevocations(path, true);
+  const known = new Set(list.revoked.map((r) => r.digest));
+  const revokedAt = new Date().toISOString();
+  let added = 0;
+  for (const d of digests) {
+    const digest = d.startsWith('sha256:') ? d : `sha256:${d}`;
+    if (known.has(digest)) continue;
+    known.add(digest);
+    list.revoked.push({ digest, reason: reason.slice(0, 1000), revokedAt });
+    added++;
+  }
+  if (added === 0) return 0;
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(list, null, 2)}\n`, { mode: 0o644 });
+  await rename(tmp, path);
+  return added;
+}

@@ -1,0 +1,121 @@
+import { GatehouseError } from '../common/errors.ts';
+import { describePlaced, planPlacement } from './manifests.ts';
+import {
+  type Descriptor,
+  OCI_MANIFEST,
+  type OciDistributionClient,
+  parseImageManifest,
+} from './oci-client.ts';
+import type { Area, ArtifactRegistry, PlacedArtifact, Placement, PlacementRequest } from './registry.ts';
+
+export interface OciDistributionRegistryOptions {
+  client: OciDistributionClient;
+  /** Repository prefix of promoted artifacts: `<prefix>/<project>`. */
+  repositoryPrefix: string;
+  /** Repository prefix of quarantined artifacts; never the same as `repositoryPrefix`. */
+  quarantinePrefix: string;
+}
+
+/** At most this much is read back for an attachment (bundles and SBOMs are far smaller). */
+const MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A registry adapter for any OCI distribution registry: blobs first, then the artifact manifest
+ * under its tag, then each attachment as an OCI 1.1 referrer (with the `sha256-<hex>` fallback
+ * index when the registry has no referrers API) and the signed ones under cosign's
+ * `sha256-<hex>.sig` / `.att` tags. Promoted and quarantined artifacts go to different
+ * repositories, so that a pull policy on the promoted prefix never sees a quarantined one.
+ */
+export class OciDistributionRegistry implements ArtifactRegistry {
+  readonly #client: OciDistributionClient;
+  readonly #prefix: Record<Area, string>;
+
+  constructor(options: OciDistributionRegistryOptions) {
+    const clean = (p: string): string => p.replace(/^\/+|\/+$/g, '');
+    const promoted = clean(options.repositoryPrefix);
+    const quarantine = clean(options.quarantinePrefix);
+    if (
+      promoted === quarantine ||
+      promoted.startsWith(`${quarantine}/`) ||
+      quarantine.startsWith(`${promoted}/`)
+    ) {
+      throw new GatehouseError('BAD_CONFIG', 'the quarantine prefix must be apart from the promoted prefix', {
+        where: 'registry.quarantinePrefix',
+      });
+    }
+    this.#client = options.client;
+    this.#prefix = { promoted, quarantine };
+  }
+
+  /** The repository of a project's area, e.g. `gatehouse/promoted/hello-app`. */
+  repository(area: Area, project: string): string {
+    const prefix = this.#prefix[area];
+    return prefix === '' ? project : `${prefix}/${project}`;
+  }
+
+  repositoryUri(area: Area, project: string): string {
+    return `oci://${this.#client.host}/${this.repository(area, project)}`;
+  }
+
+  promote(request: PlacementRequest): Promise<Placement> {
+    return this.#place('promoted', request);
+  }
+
+  quarantine(request: PlacementRequest): Promise<Placement> {
+    return this.#place('quarantine', request);
+  }
+
+  async #place(area: Area, request: PlacementRequest): Promise<Placement> {
+    const plan = planPlacement(request);
+    const repo = this.repository(area, request.project);
+    const c = this.#client;
+    const pushed = new Set<string>();
+    for (const b of plan.blobs) {
+      if (pushed.has(b.descriptor.digest)) continue;
+      await c.pushBlob(repo, b.bytes, b.descriptor.mediaType);
+      pushed.add(b.descriptor.digest);
+    }
+    const artifactDigest = plan.artifact.descriptor.digest;
+    // By digest first, then the tag: the tag only ever names a complete manifest.
+    await c.putManifest(repo, artifactDigest, plan.artifact.bytes, OCI_MANIFEST);
+    const referrers: Placement['referrers'] = [];
+    for (const r of plan.referrers) {
+      const d = await c.pushReferrer(repo, artifactDigest, r.manifest.bytes, r.artifactType, r.annotations);
+      referrers.push({ artifactType: r.artifactType, digest: d.digest });
+    }
+    for (const s of plan.cosign) await c.putManifest(repo, s.tag, s.manifest.bytes, OCI_MANIFEST);
+    await c.putManifest(repo, request.tag, plan.artifact.bytes, OCI_MANIFEST);
+    return {
+      area,
+      reference: `${c.host}/${repo}:${request.tag}@${artifactDigest}`,
+      manifestDigest: artifactDigest,
+      referrers,
+      cosignTags: plan.cosign.map((s) => s.tag),
+    };
+  }
+
+  async inspect(area: Area, project: string, reference: string): Promise<PlacedArtifact | undefined> {
+    const repo = this.repository(area, project);
+    const m = await this.#client.getManifest(repo, reference);
+    if (m === undefined) return undefined;
+    const { manifests } = await this.#client.referrers(repo, m.digest);
+    const prefix = m.digest.replace(':', '-');
+    const cosignTags: string[] = [];
+    for (const kind of ['sig', 'att']) {
+      if ((await this.#client.manifestDigest(repo, `${prefix}.${kind}`)) !== undefined)
+        cosignTags.push(`${prefix}.${kind}`);
+    }
+    return describePlaced(m.bytes, m.digest, manifests, cosignTags, `${repo}@${m.digest}`);
+  }
+
+  async attachment(area: Area, project: string, referrerDigest: string): Promise<Uint8Array> {
+    const repo = this.repository(area, project);
+    const m = await this.#client.getManifest(repo, referrerDigest);
+    if (m === undefined)
+      throw new GatehouseError('NOT_FOUND', `no referrer ${referrerDigest}`, { where: repo });
+    const [layer]: Descriptor[] = parseImageManifest(m.bytes, `${repo}@${referrerDigest}`).layers;
+    if (layer === undefined)
+      throw new GatehouseError('NOT_FOUND', `referrer ${referrerDigest} has no content`, { where: repo });
+    return this.#client.getBlob(repo, layer.digest, MAX_ATTACHMENT_BYTES);
+  }
+}

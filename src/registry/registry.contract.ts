@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { sha256Hex } from '../common/encoding.ts';
+import { isGatehouseError } from '../common/errors.ts';
+import type { ArtifactFile, ArtifactRegistry, Attachment } from './registry.ts';
+
+const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
+const DECISION = 'application/vnd.gatehouse.decision.v1+json';
+
+function file(name: string, text: string): ArtifactFile {
+  const bytes = new TextEncoder().encode(text);
+  return { name, sha256: sha256Hex(bytes), bytes };
+}
+
+function attachment(artifactType: string, text: string, extra: Partial<Attachment> = {}): Attachment {
+  return { artifactType, mediaType: artifactType, bytes: new TextEncoder().encode(text), ...extra };
+}
+
+/**
+ * The behaviour every ArtifactRegistry adapter must show. `makeRegistry` returns a fresh, empty
+ * registry and a function that disposes of it.
+ */
+export function describeRegistryContract(
+  name: string,
+  makeRegistry: () => Promise<{ registry: ArtifactRegistry; close: () => Promise<void> }>,
+): void {
+  describe(`${name} registry contract`, () => {
+    let registry: ArtifactRegistry;
+    let close: () => Promise<void> = async () => {};
+    before(async () => {
+      ({ registry, close } = await makeRegistry());
+    });
+    after(async () => {
+      await close();
+    });
+
+    it('promotes an artifact with its files, referrers and cosign tags', async () => {
+      const app = file('app.tar', 'the app');
+      const placement = await registry.promote({
+        project: 'contract-app',
+        tag: 'job-1',
+        files: [app],
+        attachments: [
+          attachment(BUNDLE, '{"bundle":"provenance"}', {
+            annotations: { 'dev.sigstore.bundle.predicateType': 'https://slsa.dev/provenance/v1' },
+            cosign: ['att'],
+          }),
+          attachment(BUNDLE, '{"bundle":"signature"}', { cosign: ['sig', 'att'] }),
+          attachment(DECISION, '{"outcome":"allow"}'),
+        ],
+      });
+      assert.equal(placement.area, 'promoted');
+      assert.match(placement.manifestDigest, /^sha256:[0-9a-f]{64}$/);
+      assert.ok(placement.reference.endsWith(`:job-1@${placement.manifestDigest}`));
+      assert.deepEqual(
+        placement.referrers.map((r) => r.artifactType),
+        [BUNDLE, BUNDLE, DECISION],
+      );
+      const hex = placement.manifestDigest.slice(7);
+      assert.deepEqual(placement.cosignTags, [`sha256-${hex}.sig`, `sha256-${hex}.att`]);
+
+      const byTag = await registry.inspect('promoted', 'contract-app', 'job-1');
+      assert.ok(byTag);
+      assert.equal(byTag.manifestDigest, placement.manifestDigest);
+      assert.deepEqual(byTag.files, [{ name: 'app.tar', sha256: app.sha256, size: app.bytes.byteLength }]);
+      assert.deepEqual(
+        byTag.referrers.map((r) => r.digest).sort(),
+        placement.referrers.map((r) => r.digest).sort(),
+      );
+      const provenance = byTag.referrers.find(
+        (r) => r.annotations['dev.sigstore.bundle.predicateType'] === 'https://slsa.dev/provenance/v1',
+      );
+      assert.ok(provenance, 'the referrer keeps its annotations');
+      assert.deepEqual([...byTag.cosignTags].sort(), [...placement.cosignTags].sort());
+      const byDigest = await registry.inspect('promoted', 'contract-app', placement.manifestDigest);
+      assert.equal(byDigest?.manifestDigest, placement.manifestDigest);
+
+      const decision = placement.referrers.find((r) => r.artifactType === DECISION);
+      assert.ok(decision);
+      const bytes = await registry.attachment('promoted', 'contract-app', decision.digest);
+      assert.equal(new TextDecoder().decode(bytes), '{"outcome":"allow"}');
+    });
+
+    it('keeps a quarantined artifact out of the promoted area', async () => {
+      const placement = await registry.quarantine({
+        project: 'contract-bad',
+        tag: 'job-2',
+        files: [file('bad.tar', 'bad')],
+        attachments: [attachment(DECISION, '{"outcome":"deny"}')],
+      });
+      assert.equal(placement.area, 'quarantine');
+      assert.deepEqual(placement.cosignTags, []);
+      assert.equal(await registry.inspect('promoted', 'contract-bad', 'job-2'), undefined);
+      assert.equal(await registry.inspect('promoted', 'contract-bad', placement.manifestDigest), undefined);
+      const q = await registry.inspect('quarantine', 'contract-bad', 'job-2');
+      assert.equal(q?.manifestDigest, placement.manifestDigest);
+      assert.notEqual(registry.repositoryUri('quarantine', 'x'), registry.repositoryUri('promoted', 'x'));
+    });
+
+    it('moves a tag to the newer artifact and keeps the older one by digest', async () => {
+      const first = await registry.promote({
+        project: 'contract-tag',
+        tag: 'latest',
+        files: [file('a', '1')],
+        attachments: [],
+      });
+      const second = await registry.promote({
+        project: 'contract-tag',
+        tag: 'latest',
+        files: [file('a', '2')],
+        attachments: [],
+      });
+      assert.notEqual(first.manifestDigest, second.manifestDigest);
+      assert.equal(
+        (await registry.inspect('promoted', 'contract-tag', 'latest'))?.manifestDigest,
+        second.manifestDigest,
+      );
+      assert.equal(
+        (await registry.inspect('promoted', 'contract-tag', first.manifestDigest))?.manifestDigest,
+        first.manifestDigest,
+      );
+    });
+
+    const bad: [string, () => Parameters<ArtifactRegistry['promote']>[0]][] = [
+      [
+        'a file whose bytes do not match its digest',
+        () => ({
+          project: 'contract-bad-input',
+          tag: 'job-3',
+          files: [{ ...file('x', 'one'), sha256: sha256Hex('two') }],
+          attachments: [],
+        }),
+      ],
+      [
+        'a project name that is not a repository name',
+        () => ({ project: '../Etc', tag: 'job-3', files: [file('x', 'y')], attachments: [] }),
+      ],
+      [
+        'a tag that is not a valid tag',
+        () => ({ project: 'contract-bad-input', tag: 'a/b', files: [file('x', 'y')], attachments: [] }),
+      ],
+    ];
+    for (const [what, request] of bad) {
+      it(`refuses ${what} and stores nothing`, async () => {
+        await assert.rejects(registry.promote(request()), (e) => isGatehouseError(e, 'BAD_INPUT'));
+        assert.equal(await registry.inspect('promoted', 'contract-bad-input', 'job-3'), undefined);
+      });
+    }
+  });
+}

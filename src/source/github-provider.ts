@@ -1,0 +1,339 @@
+import { z } from 'zod';
+import { sha256Hex } from '../common/encoding.ts';
+import { describeError, GatehouseError } from '../common/errors.ts';
+import type { SourceStore } from '../store/store.ts';
+import { OBJECT_ID } from './git.ts';
+import { acceptHead, strictest, toTrustedSigner } from './local-git-provider.ts';
+import { RestClient } from './rest-client.ts';
+import { signatureFormat, verifyGpgSignature, verifySshSignature } from './signers.ts';
+import {
+  checkSourceRequirements,
+  refMatches,
+  type SourceApproval,
+  type SourceClaim,
+  type SourceProvider,
+  type SourceRefFact,
+  type SourceVerification,
+  unverified,
+} from './source-provider.ts';
+
+export interface HostedProviderOptions {
+  /** REST API base (`https://api.github.com`, `https://gitlab.example/api/v4`). */
+  apiUrl: string;
+  /** Web base that repository URIs start with (`https://github.com`). */
+  webUrl: string;
+  token?: string;
+  /** Central configuration: protections, trusted signers, accepted heads. */
+  store: SourceStore;
+  maxRateLimitWaitSeconds?: number;
+  /** Build configuration file name (default `gatehouse.yaml`). */
+  buildConfigFile?: string;
+}
+
+const user = z.object({ login: z.string() });
+const commitSchema = z.object({
+  sha: z.string().regex(OBJECT_ID),
+  commit: z.object({
+    author: z.object({ name: z.string(), email: z.string() }).nullable(),
+    verification: z
+      .object({
+        verified: z.boolean(),
+        reason: z.string(),
+        signature: z.string().nullable(),
+        payload: z.string().nullable(),
+      })
+      .optional(),
+  }),
+  author: user.nullable(),
+});
+const branchSchema = z.object({
+  name: z.string(),
+  commit: z.object({ sha: z.string().regex(OBJECT_ID) }),
+  protected: z.boolean(),
+});
+const compareSchema = z.object({ status: z.enum(['diverged', 'ahead', 'behind', 'identical']) });
+const pullSchema = z.object({
+  number: z.number().int(),
+  state: z.string(),
+  user: user.nullable(),
+  merged_at: z.string().nullable().optional(),
+  merge_commit_sha: z.string().nullable().optional(),
+  head: z.object({ sha: z.string().regex(OBJECT_ID) }),
+  base: z.object({ ref: z.string() }),
+});
+const reviewSchema = z.object({
+  id: z.number(),
+  user: user.nullable(),
+  state: z.string(),
+  commit_id: z.string().nullable(),
+  submitted_at: z.string().optional(),
+});
+const contentSchema = z.object({
+  type: z.literal('file'),
+  encoding: z.literal('base64'),
+  content: z.string(),
+});
+const protectionSchema = z.object({
+  required_pull_request_reviews: z
+    .object({ required_approving_review_count: z.number().int().optional() })
+    .optional(),
+  required_signatures: z.object({ enabled: z.boolean() }).optional(),
+  allow_force_pushes: z.object({ enabled: z.boolean() }).optional(),
+});
+const ruleSchema = z.object({ type: z.string(), parameters: z.record(z.string(), z.unknown()).optional() });
+
+/**
+ * Source facts from GitHub's REST API: branch protection and rulesets, pull-request reviews,
+ * commit signatures (verified by gatehouse against its own trusted signers from the signature and
+ * payload GitHub returns, not by GitHub's verdict), the build configuration at the commit, and the
+ * CI identity token's claims tying the job to repository, ref and commit.
+ */
+export class GitHubProvider implements SourceProvider {
+  readonly kind = 'github' as const;
+  readonly #o: HostedProviderOptions;
+  readonly #api: RestClient;
+  readonly #web: string;
+
+  constructor(options: HostedProviderOptions) {
+    this.#o = options;
+    this.#web = options.webUrl.replace(/\/+$/, '');
+    this.#api = new RestClient({
+      baseUrl: options.apiUrl,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      headers: { accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' },
+      ...(options.maxRateLimitWaitSeconds === undefined
+        ? {}
+        : { maxRateLimitWaitSeconds: options.maxRateLimitWaitSeconds }),
+    });
+  }
+
+  handles(repository: string): boolean {
+    return repository.startsWith(`${this.#web}/`);
+  }
+
+  async verify(claim: SourceClaim): Promise<SourceVerification> {
+    const { repository, commit } = claim;
+    const slug = repository.slice(this.#web.length + 1);
+    if (!/^[\w.-]+\/[\w.-]+$/.test(slug))
+      return unverified('github', repository, 'not an owner/name repository URI', commit);
+    const protections = await this.#o.store.protections(repository);
+    if (protections.length === 0) {
+      return unverified(
+        'github',
+        repository,
+        `repository ${repository} is not registered with gatehouse (no protected refs)`,
+        commit,
+      );
+    }
+    try {
+      const v = await this.#verify(slug, claim);
+      const holding = protections.filter((p) => v.refs.some((r) => r.contains && refMatches(p.ref, r.ref)));
+      v.protection = {
+        ...strictest(holding.length > 0 ? holding : protections),
+        refs: protections.map((p) => p.ref),
+      };
+      v.violations = checkSourceRequirements(v, v.protection);
+      return v;
+    } catch (e) {
+      const v = unverified('github', repository, describeError(e), commit);
+      v.protection = strictest(protections);
+      v.violations = checkSourceRequirements(v, v.protection);
+      return v;
+    }
+  }
+
+  async #verify(slug: string, claim: SourceClaim): Promise<SourceVerification> {
+    const { repository, commit } = claim;
+    const repo = `repos/${slug}`;
+    const ci = checkGitHubIdentity(claim, slug);
+    if (ci !== undefined && !ci.matched)
+      throw new GatehouseError('SOURCE_MISMATCH', ci.detail ?? 'CI identity mismatch');
+    const c = await this.#api.get(`${repo}/commits/${commit}`, commitSchema);
+    if (c === undefined || c.sha !== commit)
+      throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
+    const store = this.#o.store;
+    const protections = await store.protections(repository);
+    const refs: SourceRefFact[] = [];
+    const isAncestor = async (a: string, b: string): Promise<boolean> => {
+      if (a === b) return true;
+      const cmp = await this.#api.get(`${repo}/compare/${a}...${b}`, compareSchema);
+      return cmp?.status === 'ahead' || cmp?.status === 'identical';
+    };
+    for (const b of await this.#api.list(`${repo}/branches?protected=true&per_page=100`, branchSchema)) {
+      const ref = `refs/heads/${b.name}`;
+      if (!protections.some((p) => refMatches(p.ref, ref))) continue;
+      const seen = await acceptHead(store, isAncestor, repository, ref, 'branch', b.commit.sha);
+      refs.push({
+        ref,
+        kind: 'branch',
+        head: b.commit.sha,
+        contains: await isAncestor(commit, b.commit.sha),
+        rewritten: seen.rewritten,
+        ...(seen.rewritten ? { lastSeen: seen.lastSeen } : {}),
+        ...(await this.#hostProtection(repo, b.name)),
+      });
+    }
+
+    // Reviews of the pull requests that brought the commit in; the latest review per user counts.
+    const prs = await this.#api.list(`${repo}/commits/${commit}/pulls?per_page=100`, pullSchema);
+    const approvals: SourceApproval[] = [];
+    let reviewedCommit: string | undefined;
+    const authorLogins = new Set<string>([c.author?.login ?? ''].filter((x) => x !== ''));
+    for (const pr of prs) {
+      const inPr = pr.head.sha === commit || pr.merge_commit_sha === commit;
+      if (!inPr) continue;
+      const prAuthor = pr.user?.login;
+      const latest = new Map<string, z.infer<typeof reviewSchema>>();
+      for (const r of await this.#api.list(`${repo}/pulls/${pr.number}/reviews?per_page=100`, reviewSchema)) {
+        if (r.user !== null && r.state !== 'COMMENTED' && r.state !== 'PENDING') latest.set(r.user.login, r);
+      }
+      for (const [login, r] of latest) {
+        if (r.state !== 'APPROVED' || r.commit_id === null) continue;
+        approvals.push({
+          reviewer: login,
+          commit: r.commit_id,
+          // An approval counts for the commit when it is of the PR's final head (not a stale one).
+          exact: r.commit_id === pr.head.sha,
+          byAuthor: login === prAuthor || authorLogins.has(login),
+          via: 'github-review',
+          ...(r.submitted_at === undefined ? {} : { at: r.submitted_at }),
+        });
+      }
+      reviewedCommit ??= pr.head.sha;
+    }
+    const independent = approvals.filter((a) => !a.byAuthor);
+    const exact = new Set(independent.filter((a) => a.exact).map((a) => a.reviewer));
+    const any = new Set(independent.map((a) => a.reviewer));
+    if (exact.size === 0) reviewedCommit = independent[0]?.commit;
+
+    const configFile = this.#o.buildConfigFile ?? 'gatehouse.yaml';
+    const configPath =
+      claim.path === undefined || claim.path === '' ? configFile : `${claim.path}/${configFile}`;
+    const configAt = async (ref: string): Promise<string | undefined> => {
+      const f = await this.#api.get(`${repo}/contents/${configPath}?ref=${ref}`, contentSchema);
+      return f === undefined ? undefined : sha256Hex(Buffer.from(f.content.replace(/\s+/g, ''), 'base64'));
+    };
+    const configSha = await configAt(commit);
+    const reviewedSha = reviewedCommit === undefined ? undefined : await configAt(reviewedCommit);
+
+    const v: SourceVerification = {
+      provider: 'github',
+      repository,
+      commit,
+      verified: true,
+      problems: [],
+      refs,
+      onProtectedRef: refs.some((r) => r.contains && !r.rewritten),
+      author: {
+        ...(c.commit.author === null ? {} : { name: c.commit.author.name, email: c.commit.author.email }),
+        ...(c.author === null ? {} : { login: c.author.login }),
+      },
+      approvals,
+      independentApprovals: { exact: exact.size, any: any.size },
+      selfApproved: approvals.some((a) => a.byAuthor && a.exact),
+      signature: await this.#signature(c.commit.verification, repository),
+      buildConfig: {
+        path: configPath,
+        ...(configSha === undefined ? {} : { sha256: configSha }),
+        ...(reviewedSha === undefined ? {} : { reviewedSha256: reviewedSha }),
+        unchangedSinceReview:
+          reviewedCommit !== undefined && configSha !== undefined && configSha === reviewedSha,
+      },
+      violations: [],
+    };
+    if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
+    if (ci !== undefined) v.ciIdentity = ci;
+    else v.problems.push('no CI identity token ties the job to this repository and commit');
+    if (claim.treeDigest !== undefined) {
+      // The pinned tree is compared by the attested agent against its clone's objects; the API has
+      // no content digest of a whole tree to compare it with here (see docs/source.md).
+      v.problems.push('the pinned tree digest is not compared through the GitHub API');
+    }
+    return v;
+  }
+
+  async #hostProtection(repo: string, branch: string): Promise<Partial<SourceRefFact>> {
+    const classic = await this.#api.get(
+      `${repo}/branches/${encodeURIComponent(branch)}/protection`,
+      protectionSchema,
+    );
+    const rules = await this.#api.list(
+      `${repo}/rules/branches/${encodeURIComponent(branch)}?per_page=100`,
+      ruleSchema,
+    );
+    const pr = rules.find((r) => r.type === 'pull_request');
+    const fromRules = Number(pr?.parameters?.required_approving_review_count ?? 0);
+    return {
+      host: {
+        requiredApprovals: Math.max(
+          classic?.required_pull_request_reviews?.required_approving_review_count ?? 0,
+          fromRules,
+        ),
+        signedCommits:
+          classic?.required_signatures?.enabled === true ||
+          rules.some((r) => r.type === 'required_signatures'),
+        forcePushAllowed:
+          classic?.allow_force_pushes?.enabled === true && !rules.some((r) => r.type === 'non_fast_forward'),
+      },
+    };
+  }
+
+  async #signature(
+    verification: z.infer<typeof commitSchema>['commit']['verification'],
+    repository: string,
+  ): Promise<SourceVerification['signature']> {
+    if (verification === undefined || verification.signature === null || verification.payload === null) {
+      return {
+        present: false,
+        trusted: false,
+        ...(verification === undefined ? {} : { detail: verification.reason }),
+      };
+    }
+    const format = signatureFormat(verification.signature);
+    if (format !== 'ssh' && format !== 'gpg')
+      return { present: true, trusted: false, detail: `unsupported signature (${verification.reason})` };
+    const signers = (await this.#o.store.signers(repository)).map(toTrustedSigner);
+    try {
+      const ok =
+        format === 'ssh'
+          ? await verifySshSignature(signers, 'git', verification.signature, verification.payload)
+          : await verifyGpgSignature(signers, verification.signature, verification.payload);
+      return {
+        present: true,
+        format,
+        trusted: true,
+        signer: ok.principal,
+        keyId: ok.keyId,
+        detail: `GitHub: ${verification.reason}`,
+      };
+    } catch (e) {
+      return {
+        present: true,
+        format,
+        trusted: false,
+        detail: `${describeError(e)}; GitHub: ${verification.reason}`,
+      };
+    }
+  }
+}
+
+/** Compare a GitHub Actions OIDC token's claims with the repository, commit and ref. */
+function checkGitHubIdentity(claim: SourceClaim, slug: string): SourceVerification['ciIdentity'] {
+  const t = claim.ciIdentity;
+  if (t === undefined) return undefined;
+  const wrong: string[] = [];
+  if (typeof t.repository !== 'string' || t.repository.toLowerCase() !== slug.toLowerCase())
+    wrong.push(`repository ${String(t.repository)}`);
+  if (t.sha !== claim.commit) wrong.push(`sha ${String(t.sha).slice(0, 12)}`);
+  if (claim.ref !== undefined && t.ref !== claim.ref) wrong.push(`ref ${String(t.ref)}`);
+  if (wrong.length > 0) {
+    return {
+      matched: false,
+      detail: `the CI identity token names ${wrong.join(', ')}, not ${slug}@${claim.commit.slice(0, 12)}`,
+    };
+  }
+  return {
+    matched: true,
+    detail: `run ${String(t.run_id ?? '?')} of ${String(t.workflow_ref ?? t.job_workflow_ref ?? '?')}`,
+  };
+}

@@ -1,0 +1,293 @@
+import { z } from 'zod';
+import { sha256Hex } from '../common/encoding.ts';
+import { describeError, GatehouseError } from '../common/errors.ts';
+import { OBJECT_ID } from './git.ts';
+import type { HostedProviderOptions } from './github-provider.ts';
+import { acceptHead, strictest, toTrustedSigner } from './local-git-provider.ts';
+import { RestClient } from './rest-client.ts';
+import { parseSshPublicKey } from './signers.ts';
+import {
+  checkSourceRequirements,
+  refMatches,
+  type SourceApproval,
+  type SourceClaim,
+  type SourceProvider,
+  type SourceRefFact,
+  type SourceVerification,
+  unverified,
+} from './source-provider.ts';
+
+const commitSchema = z.object({
+  id: z.string().regex(OBJECT_ID),
+  author_name: z.string(),
+  author_email: z.string(),
+});
+const signatureSchema = z.object({
+  signature_type: z.enum(['PGP', 'SSH', 'X509']),
+  verification_status: z.string(),
+  gpg_key_primary_keyid: z.string().optional(),
+  key: z.object({ key: z.string() }).nullable().optional(),
+});
+const refSchema = z.object({ type: z.enum(['branch', 'tag']), name: z.string() });
+const branchSchema = z.object({
+  name: z.string(),
+  commit: z.object({ id: z.string().regex(OBJECT_ID) }),
+  protected: z.boolean(),
+});
+const protectedBranchSchema = z.object({ name: z.string(), allow_force_push: z.boolean().optional() });
+const mergeBaseSchema = z.object({ id: z.string().regex(OBJECT_ID) });
+const mrSchema = z.object({
+  iid: z.number().int(),
+  state: z.string(),
+  author: z.object({ username: z.string() }),
+  sha: z.string().regex(OBJECT_ID),
+  merge_commit_sha: z.string().nullable().optional(),
+  squash_commit_sha: z.string().nullable().optional(),
+});
+const approvalsSchema = z.object({
+  approved_by: z.array(z.object({ user: z.object({ username: z.string() }) })),
+});
+const ruleSchema = z.object({ approvals_required: z.number().int() });
+const fileSchema = z.object({ encoding: z.literal('base64'), content: z.string() });
+
+/**
+ * Source facts from GitLab's REST API (v4): protected branches, the branches holding the commit,
+ * merge-request approvals, GitLab's commit-signature verdict matched against gatehouse's trusted
+ * keys, the build configuration at the commit, and the CI id_token's claims.
+ */
+export class GitLabProvider implements SourceProvider {
+  readonly kind = 'gitlab' as const;
+  readonly #o: HostedProviderOptions;
+  readonly #api: RestClient;
+  readonly #web: string;
+
+  constructor(options: HostedProviderOptions) {
+    this.#o = options;
+    this.#web = options.webUrl.replace(/\/+$/, '');
+    this.#api = new RestClient({
+      baseUrl: options.apiUrl,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      ...(options.maxRateLimitWaitSeconds === undefined
+        ? {}
+        : { maxRateLimitWaitSeconds: options.maxRateLimitWaitSeconds }),
+    });
+  }
+
+  handles(repository: string): boolean {
+    return repository.startsWith(`${this.#web}/`);
+  }
+
+  async verify(claim: SourceClaim): Promise<SourceVerification> {
+    const { repository, commit } = claim;
+    const path = repository.slice(this.#web.length + 1);
+    if (!/^[\w.-]+(\/[\w.-]+)+$/.test(path))
+      return unverified('gitlab', repository, 'not a group/project repository URI', commit);
+    const protections = await this.#o.store.protections(repository);
+    if (protections.length === 0) {
+      return unverified(
+        'gitlab',
+        repository,
+        `repository ${repository} is not registered with gatehouse (no protected refs)`,
+        commit,
+      );
+    }
+    try {
+      const v = await this.#verify(path, claim);
+      const holding = protections.filter((p) => v.refs.some((r) => r.contains && refMatches(p.ref, r.ref)));
+      v.protection = {
+        ...strictest(holding.length > 0 ? holding : protections),
+        refs: protections.map((p) => p.ref),
+      };
+      v.violations = checkSourceRequirements(v, v.protection);
+      return v;
+    } catch (e) {
+      const v = unverified('gitlab', repository, describeError(e), commit);
+      v.protection = strictest(protections);
+      v.violations = checkSourceRequirements(v, v.protection);
+      return v;
+    }
+  }
+
+  async #verify(path: string, claim: SourceClaim): Promise<SourceVerification> {
+    const { repository, commit } = claim;
+    const project = `projects/${encodeURIComponent(path)}`;
+    const ci = checkGitLabIdentity(claim, path);
+    if (ci !== undefined && !ci.matched)
+      throw new GatehouseError('SOURCE_MISMATCH', ci.detail ?? 'CI identity mismatch');
+    const c = await this.#api.get(`${project}/repository/commits/${commit}`, commitSchema);
+    if (c === undefined || c.id !== commit)
+      throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
+    const store = this.#o.store;
+    const protections = await store.protections(repository);
+    const isAncestor = async (a: string, b: string): Promise<boolean> => {
+      if (a === b) return true;
+      const base = await this.#api.get(
+        `${project}/repository/merge_base?refs[]=${a}&refs[]=${b}`,
+        mergeBaseSchema,
+      );
+      return base?.id === a;
+    };
+    const holding = new Set(
+      (
+        await this.#api.list(
+          `${project}/repository/commits/${commit}/refs?type=branch&per_page=100`,
+          refSchema,
+        )
+      ).map((r) => `refs/heads/${r.name}`),
+    );
+    const refs: SourceRefFact[] = [];
+    for (const pb of await this.#api.list(
+      `${project}/protected_branches?per_page=100`,
+      protectedBranchSchema,
+    )) {
+      const ref = `refs/heads/${pb.name}`;
+      if (pb.name.includes('*') || !protections.some((p) => refMatches(p.ref, ref))) continue;
+      const b = await this.#api.get(
+        `${project}/repository/branches/${encodeURIComponent(pb.name)}`,
+        branchSchema,
+      );
+      if (b === undefined) continue;
+      const seen = await acceptHead(store, isAncestor, repository, ref, 'branch', b.commit.id);
+      refs.push({
+        ref,
+        kind: 'branch',
+        head: b.commit.id,
+        contains: holding.has(ref),
+        rewritten: seen.rewritten,
+        ...(seen.rewritten ? { lastSeen: seen.lastSeen } : {}),
+        host: { forcePushAllowed: pb.allow_force_push === true },
+      });
+    }
+
+    // GitLab approvals belong to a merge request's current head (they are reset on push when the
+    // project says so); they cover the commit when it is that head or the MR's merge/squash commit.
+    const approvals: SourceApproval[] = [];
+    let reviewedCommit: string | undefined;
+    for (const mr of await this.#api.list(
+      `${project}/repository/commits/${commit}/merge_requests?per_page=100`,
+      mrSchema,
+    )) {
+      if (mr.sha !== commit && mr.merge_commit_sha !== commit && mr.squash_commit_sha !== commit) continue;
+      const a = await this.#api.get(`${project}/merge_requests/${mr.iid}/approvals`, approvalsSchema);
+      const rules = await this.#api.list(
+        `${project}/merge_requests/${mr.iid}/approval_rules?per_page=100`,
+        ruleSchema,
+      );
+      for (const u of a?.approved_by ?? []) {
+        approvals.push({
+          reviewer: u.user.username,
+          commit: mr.sha,
+          exact: true,
+          byAuthor: u.user.username === mr.author.username,
+          via: 'gitlab-approval',
+        });
+      }
+      for (const r of refs)
+        r.host = { ...r.host, requiredApprovals: Math.max(0, ...rules.map((x) => x.approvals_required)) };
+      reviewedCommit ??= mr.sha;
+    }
+    const independent = new Set(approvals.filter((x) => !x.byAuthor).map((x) => x.reviewer));
+
+    const configFile = this.#o.buildConfigFile ?? 'gatehouse.yaml';
+    const configPath =
+      claim.path === undefined || claim.path === '' ? configFile : `${claim.path}/${configFile}`;
+    const configAt = async (ref: string): Promise<string | undefined> => {
+      const f = await this.#api.get(
+        `${project}/repository/files/${encodeURIComponent(configPath)}?ref=${ref}`,
+        fileSchema,
+      );
+      return f === undefined ? undefined : sha256Hex(Buffer.from(f.content, 'base64'));
+    };
+    const configSha = await configAt(commit);
+    const reviewedSha = reviewedCommit === undefined ? undefined : await configAt(reviewedCommit);
+
+    const v: SourceVerification = {
+      provider: 'gitlab',
+      repository,
+      commit,
+      verified: true,
+      problems: [],
+      refs,
+      onProtectedRef: refs.some((r) => r.contains && !r.rewritten),
+      author: { name: c.author_name, email: c.author_email },
+      approvals,
+      independentApprovals: { exact: independent.size, any: independent.size },
+      selfApproved: approvals.some((x) => x.byAuthor),
+      signature: await this.#signature(project, commit, repository),
+      buildConfig: {
+        path: configPath,
+        ...(configSha === undefined ? {} : { sha256: configSha }),
+        ...(reviewedSha === undefined ? {} : { reviewedSha256: reviewedSha }),
+        unchangedSinceReview:
+          reviewedCommit !== undefined && configSha !== undefined && configSha === reviewedSha,
+      },
+      violations: [],
+    };
+    if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
+    if (ci !== undefined) v.ciIdentity = ci;
+    else v.problems.push('no CI identity token ties the job to this repository and commit');
+    if (claim.treeDigest !== undefined)
+      v.problems.push('the pinned tree digest is not compared through the GitLab API');
+    return v;
+  }
+
+  /** GitLab verifies the signature; gatehouse trusts it only when the key is one of its own signers. */
+  async #signature(
+    project: string,
+    commit: string,
+    repository: string,
+  ): Promise<SourceVerification['signature']> {
+    const s = await this.#api.get(`${project}/repository/commits/${commit}/signature`, signatureSchema);
+    if (s === undefined) return { present: false, trusted: false };
+    const format = s.signature_type === 'SSH' ? 'ssh' : s.signature_type === 'PGP' ? 'gpg' : 'x509';
+    const signers = (await this.#o.store.signers(repository)).map(toTrustedSigner);
+    let signer: (typeof signers)[number] | undefined;
+    if (format === 'ssh' && s.key?.key !== undefined) {
+      let id: string | undefined;
+      try {
+        id = parseSshPublicKey(s.key.key).fingerprint;
+      } catch {
+        id = undefined;
+      }
+      signer = signers.find((x) => x.format === 'ssh' && x.id === id);
+    } else if (format === 'gpg' && s.gpg_key_primary_keyid !== undefined) {
+      const keyId = s.gpg_key_primary_keyid.toUpperCase();
+      signer = signers.find((x) => x.format === 'gpg' && keyId.length >= 16 && x.id.endsWith(keyId));
+    }
+    const verified = s.verification_status === 'verified';
+    if (!verified || signer === undefined) {
+      return {
+        present: true,
+        format,
+        trusted: false,
+        detail: `GitLab: ${s.verification_status}${signer === undefined ? '; key is not a trusted signer' : ''}`,
+      };
+    }
+    return {
+      present: true,
+      format,
+      trusted: true,
+      signer: signer.principal,
+      keyId: signer.id,
+      detail: 'GitLab: verified',
+    };
+  }
+}
+
+/** Compare a GitLab CI id_token's claims with the project, commit and ref. */
+function checkGitLabIdentity(claim: SourceClaim, path: string): SourceVerification['ciIdentity'] {
+  const t = claim.ciIdentity;
+  if (t === undefined) return undefined;
+  const wrong: string[] = [];
+  if (t.project_path !== path) wrong.push(`project ${String(t.project_path)}`);
+  if (t.sha !== claim.commit) wrong.push(`sha ${String(t.sha).slice(0, 12)}`);
+  if (claim.ref !== undefined && `refs/heads/${String(t.ref)}` !== claim.ref && t.ref !== claim.ref)
+    wrong.push(`ref ${String(t.ref)}`);
+  if (wrong.length > 0) {
+    return {
+      matched: false,
+      detail: `the CI identity token names ${wrong.join(', ')}, not ${path}@${claim.commit.slice(0, 12)}`,
+    };
+  }
+  return { matched: true, detail: `pipeline ${String(t.pipeline_id ?? '?')}` };
+}

@@ -1,0 +1,383 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GatehouseError } from '../common/errors.ts';
+import { platformCaPaths } from './platform-ca.ts';
+
+/** Persistent handles in a manufactured vTPM: the TCG RSA 2048 EK and its cert, and the AK. */
+export const VTPM_HANDLES = { ek: '0x81010001', ekCertNv: '0x1c00002', ak: '0x81008001' } as const;
+
+const TOOL_TIMEOUT_MS = 15_000;
+
+function tpmError(message: string, cause?: unknown): GatehouseError {
+  return new GatehouseError('TPM_UNAVAILABLE', message, cause === undefined ? {} : { cause });
+}
+
+function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      cmd,
+      args,
+      { env, encoding: 'buffer', timeout: TOOL_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err !== null) {
+          const lines = stderr
+            .toString('utf8')
+            .split('\n')
+            .filter((l) => l.trim() !== '' && !l.includes('Data client'));
+          reject(tpmError(`${cmd} failed: ${lines.slice(-1)[0] ?? err.message}`, err));
+        } else resolve(stdout);
+      },
+    );
+  });
+}
+
+async function waitFor(path: string, proc: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (existsSync(path)) return;
+    if (proc.exitCode !== null) throw tpmError(`swtpm exited with code ${proc.exitCode} before listening`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw tpmError('swtpm did not open its socket within 2 s');
+}
+
+/**
+ * A running swtpm instance over one TPM state directory, driven with tpm2-tools through the swtpm
+ * TCTI. One per runner; {@link VirtualTpm.destroy} stops it and deletes its state.
+ */
+export class VirtualTpm {
+  readonly stateDir: string;
+  readonly #proc: ChildProcess;
+  readonly #sockDir: string;
+  readonly #env: NodeJS.ProcessEnv;
+  #stopped = false;
+
+  private constructor(stateDir: string, proc: ChildProcess, sockDir: string, socket: string) {
+    this.stateDir = stateDir;
+    this.#proc = proc;
+    this.#sockDir = sockDir;
+    this.#env = { ...process.env, TPM2TOOLS_TCTI: `swtpm:path=${socket}` };
+  }
+
+  /** The TCTI string tpm2-tools (and the shell client) use for this vTPM. */
+  get tcti(): string {
+    return this.#env.TPM2TOOLS_TCTI ?? '';
+  }
+
+  /**
+   * Start swtpm on a manufactured state directory.
+   * @throws GatehouseError TPM_UNAVAILABLE when swtpm cannot start
+   */
+  static async start(stateDir: string): Promise<VirtualTpm> {
+    // Socket paths are short-lived and must stay under the 108-byte limit, whatever the home's path.
+    const sockDir = await mkdtemp(join(tmpdir(), 'gh-vtpm-'));
+    const socket = join(sockDir, 'tpm.sock');
+    const proc = spawn(
+      'swtpm',
+      [
+        'socket',
+        '--tpm2',
+        '--tpmstate',
+        `dir=${stateDir}`,
+        '--server',
+        `type=unixio,path=${socket}`,
+        '--ctrl',
+        `type=unixio,path=${socket}.ctrl`,
+        '--flags',
+        'startup-clear',
+      ],
+      { stdio: 'ignore' },
+    );
+    const spawned = new Promise<void>((resolve, reject) => {
+      proc.once('error', (e) => reject(tpmError('swtpm cannot be started (is it installed?)', e)));
+      proc.once('spawn', () => resolve());
+    });
+    try {
+      await spawned;
+      await waitFor(`${socket}.ctrl`, proc);
+      await waitFor(socket, proc);
+    } catch (e) {
+      proc.kill('SIGKILL');
+      await rm(sockDir, { recursive: true, force: true });
+      throw e;
+    }
+    return new VirtualTpm(stateDir, proc, sockDir, socket);
+  }
+
+  /** Run a tpm2-tools command against this vTPM; returns stdout. */
+  tool(name: string, args: readonly string[]): Promise<Buffer> {
+    if (this.#stopped) return Promise.reject(tpmError('the vTPM has been destroyed'));
+    return run(name, args, this.#env);
+  }
+
+  /** Extend SHA-256 PCRs with event digests, in order. */
+  async extend(events: readonly { pcr: number; digest: string }[]): Promise<void> {
+    // One tpm2_pcrextend call takes several extends, applied in order.
+    for (let i = 0; i < events.length; i += 16) {
+      await this.tool(
+        'tpm2_pcrextend',
+        events.slice(i, i + 16).map((e) => `${e.pcr}:sha256=${e.digest}`),
+      );
+    }
+  }
+
+  /** Read SHA-256 PCR values. */
+  async readPcrs(pcrs: readonly number[]): Promise<Record<string, string>> {
+    const out = (await this.tool('tpm2_pcrread', [`sha256:${pcrs.join(',')}`])).toString('utf8');
+    // The output is YAML-like: "  sha256:\n    8 : 0x<hex>"; read the lines, not as YAML numbers.
+    const values: Record<string, string> = {};
+    for (const m of out.matchAll(/^\s+(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$/gm))
+      values[m[1] ?? ''] = (m[2] ?? '').toLowerCase();
+    for (const p of pcrs) {
+      if (values[String(p)] === undefined) throw tpmError(`tpm2_pcrread gave no SHA-256 value for PCR ${p}`);
+    }
+    return values;
+  }
+
+  /** The DER EK certificate from its NV index. */
+  async ekCertificate(): Promise<Buffer> {
+    const file = join(this.#sockDir, `ek-${randomBytes(4).toString('hex')}.der`);
+    await this.tool('tpm2_nvread', [VTPM_HANDLES.ekCertNv, '-o', file]);
+    // The NV index may be larger than the certificate: keep exactly the outer DER SEQUENCE.
+    return derPrefix(await readFile(file));
+  }
+
+  /** The AK's TPM2B_PUBLIC. */
+  async akPublic(): Promise<Buffer> {
+    const file = join(this.#sockDir, `ak-${randomBytes(4).toString('hex')}.pub`);
+    await this.tool('tpm2_readpublic', ['-c', VTPM_HANDLES.ak, '-o', file, '-f', 'tss']);
+    return readFile(file);
+  }
+
+  /** TPM2_ActivateCredential with the EK (policy session with PolicySecret(endorsement)) and AK. */
+  async activateCredential(blob: Uint8Array): Promise<Buffer> {
+    const id = randomBytes(4).toString('hex');
+    const [blobFile, sess, out] = ['cred', 'sess', 'secret'].map((n) => join(this.#sockDir, `${n}-${id}`));
+    await writeFile(blobFile ?? '', blob);
+    await this.tool('tpm2_startauthsession', ['--policy-session', '-S', sess ?? '']);
+    try {
+      await this.tool('tpm2_policysecret', ['-S', sess ?? '', '-c', 'e']);
+      await this.tool('tpm2_activatecredential', [
+        '-c',
+        VTPM_HANDLES.ak,
+        '-C',
+        VTPM_HANDLES.ek,
+        '-i',
+        blobFile ?? '',
+        '-o',
+        out ?? '',
+        '-P',
+        `session:${sess}`,
+      ]);
+    } finally {
+      await this.tool('tpm2_flushcontext', [sess ?? '']).catch(() => undefined);
+    }
+    return readFile(out ?? '');
+  }
+
+  /** TPM2_Quote with the AK over SHA-256 PCRs: the TPMS_ATTEST and TPMT_SIGNATURE bytes. */
+  async quote(
+    qualifyingData: Uint8Array,
+    pcrs: readonly number[],
+    bank = 'sha256',
+  ): Promise<{ attest: Buffer; signature: Buffer }> {
+    const id = randomBytes(4).toString('hex');
+    const msg = join(this.#sockDir, `quote-${id}.msg`);
+    const sig = join(this.#sockDir, `quote-${id}.sig`);
+    await this.tool('tpm2_quote', [
+      '-c',
+      VTPM_HANDLES.ak,
+      '-l',
+      `${bank}:${pcrs.join(',')}`,
+      '-q',
+      Buffer.from(qualifyingData).toString('hex'),
+      '-m',
+      msg,
+      '-s',
+      sig,
+      '-g',
+      'sha256',
+    ]);
+    return { attest: await readFile(msg), signature: await readFile(sig) };
+  }
+
+  /** Stop swtpm, keeping the TPM state (used after manufacturing). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const exited = new Promise<void>((r) => {
+      if (this.#proc.exitCode !== null) r();
+      else this.#proc.once('exit', () => r());
+    });
+    this.#proc.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+    if (this.#proc.exitCode === null) this.#proc.kill('SIGKILL');
+    await rm(this.#sockDir, { recursive: true, force: true });
+  }
+
+  /** Stop swtpm and delete the TPM state: this vTPM is gone. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    await rm(this.stateDir, { recursive: true, force: true });
+  }
+}
+
+function derPrefix(bytes: Buffer): Buffer {
+  if (bytes[0] !== 0x30 || bytes.length < 4)
+    throw tpmError('the EK certificate NV index holds no DER certificate');
+  const first = bytes[1] ?? 0;
+  let len = first;
+  let head = 2;
+  if (first & 0x80) {
+    const n = first & 0x7f;
+    if (n < 1 || n > 3) throw tpmError('the EK certificate NV index holds no DER certificate');
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (bytes[2 + i] ?? 0);
+    head = 2 + n;
+  }
+  if (head + len > bytes.length) throw tpmError('the EK certificate in NV is truncated');
+  return bytes.subarray(0, head + len);
+}
+
+/** Options for {@link manufactureVtpm}. */
+export interface ManufactureOptions {
+  /** Directory of the platform CA that signs the EK certificate (see ensurePlatformCa). */
+  readonly platformCaDir: string;
+  /** PCR banks to activate; default sha256 only. */
+  readonly pcrBanks?: readonly string[];
+}
+
+/**
+ * Manufacture a vTPM into `stateDir`: swtpm_setup creates the EKs and has swtpm_localca issue
+ * the EK certificate with the platform CA (TCG OIDs, critical SAN), then an ECC P-256
+ * restricted-signing AK is created under the RSA EK and made persistent. Takes about a second.
+ * @throws GatehouseError TPM_UNAVAILABLE
+ */
+export async function manufactureVtpm(stateDir: string, options: ManufactureOptions): Promise<void> {
+  const ca = platformCaPaths(options.platformCaDir);
+  if (!existsSync(ca.cert))
+    throw new GatehouseError('BAD_CONFIG', 'the platform CA is missing: run `gatehouse init`', {
+      where: ca.dir,
+    });
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const work = await mkdtemp(join(tmpdir(), 'gh-vtpm-mfg-'));
+  try {
+    const localca = join(work, 'localca.conf');
+    const opts = join(work, 'localca.options');
+    const setup = join(work, 'swtpm_setup.conf');
+    await writeFile(
+      localca,
+      `statedir = ${ca.dir}\nsigningkey = ${ca.key}\nissuercert = ${ca.cert}\ncertserial = ${ca.serial}\n`,
+    );
+    await writeFile(opts, '--platform-manufacturer gatehouse\n--platform-version 1\n--platform-model vtpm\n');
+    await writeFile(
+      setup,
+      `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localca}\ncreate_certs_tool_options = ${opts}\nactive_pcr_banks = ${(options.pcrBanks ?? ['sha256']).join(',')}\n`,
+    );
+    await run('swtpm_setup', [
+      '--tpm2',
+      '--tpmstate',
+      stateDir,
+      '--create-ek-cert',
+      '--config',
+      setup,
+      '--logfile',
+      join(work, 'log'),
+    ]).catch(async (e: unknown) => {
+      const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
+      throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
+    });
+    const tpm = await VirtualTpm.start(stateDir);
+    try {
+      const ctx = join(work, 'ak.ctx');
+      await tpm.tool('tpm2_createak', [
+        '-C',
+        VTPM_HANDLES.ek,
+        '-c',
+        ctx,
+        '-G',
+        'ecc',
+        '-g',
+        'sha256',
+        '-s',
+        'ecdsa',
+      ]);
+      await tpm.tool('tpm2_evictcontrol', ['-C', 'o', '-c', ctx, VTPM_HANDLES.ak]);
+      await tpm.tool('tpm2_flushcontext', ['-t']);
+    } finally {
+      await tpm.tool('tpm2_shutdown', []).catch(() => undefined);
+      await tpm.stop();
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A pool of vTPM states manufactured ahead of time under `dir`: `ready/<id>` are unused states;
+ * {@link VtpmPool.take} claims one by an atomic rename, so each is used by exactly one runner,
+ * and the runner's {@link VirtualTpm.destroy} deletes it. An empty pool manufactures on demand.
+ */
+export class VtpmPool {
+  readonly #dir: string;
+  readonly #options: ManufactureOptions;
+
+  constructor(dir: string, options: ManufactureOptions) {
+    this.#dir = dir;
+    this.#options = options;
+  }
+
+  get #ready(): string {
+    return join(this.#dir, 'ready');
+  }
+
+  get #inUse(): string {
+    return join(this.#dir, 'in-use');
+  }
+
+  /** States ready to use. */
+  async size(): Promise<number> {
+    return (await readdir(this.#ready).catch(() => [])).filter((n) => !n.startsWith('.')).length;
+  }
+
+  /** Manufacture states until `count` are ready; returns how many were made. */
+  async fill(count: number): Promise<number> {
+    await mkdir(this.#ready, { recursive: true, mode: 0o700 });
+    let made = 0;
+    while ((await this.size()) < count) {
+      const id = randomBytes(8).toString('hex');
+      // Manufacture under a dot-name and rename when complete, so a half-made state is never taken.
+      const tmp = join(this.#ready, `.mfg-${id}`);
+      try {
+        await manufactureVtpm(tmp, this.#options);
+      } catch (e) {
+        await rm(tmp, { recursive: true, force: true });
+        throw e;
+      }
+      await rename(tmp, join(this.#ready, id));
+      made++;
+    }
+    return made;
+  }
+
+  /** Claim one state (or manufacture one) and start it. */
+  async take(): Promise<VirtualTpm> {
+    await mkdir(this.#inUse, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(this.#ready).catch(() => [] as string[])) {
+      if (name.startsWith('.')) continue;
+      const target = join(this.#inUse, name);
+      try {
+        await rename(join(this.#ready, name), target);
+      } catch {
+        continue; // another runner took it first
+      }
+      return VirtualTpm.start(target);
+    }
+    const target = join(this.#inUse, randomBytes(8).toString('hex'));
+    await manufactureVtpm(target, this.#options);
+    return VirtualTpm.start(target);
+  }
+}

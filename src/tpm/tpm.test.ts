@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, createHmac, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isGatehouseError } from '../common/errors.ts';
+import { kdfa, kdfe, makeCredential, parseCredentialBlob } from './credential.ts';
+import { EkCertificateError, verifyEkCertificate } from './ek-certificate.ts';
+import { ensurePlatformCa, platformCaPaths } from './platform-ca.ts';
+import { akAttributeProblem, appraiseQuote } from './quote.ts';
+import { objectName, parseAttest, parseSignature, parseTpm2bPublic, TPMA_OBJECT } from './structures.ts';
+import { manufactureVtpm, VirtualTpm, VtpmPool } from './swtpm.ts';
+
+function hasTools(): string | undefined {
+  try {
+    execFileSync('swtpm', ['--version'], { stdio: 'ignore' });
+    execFileSync('tpm2_quote', ['--version'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return 'swtpm or tpm2-tools is not installed';
+  }
+}
+const skip = hasTools();
+
+const PCRS = [8, 9, 10, 11];
+const flip = (b: Buffer, i: number): Buffer => {
+  const c = Buffer.from(b);
+  c[i] = (c[i] ?? 0) ^ 0x01;
+  return c;
+};
+
+describe('TPM structures and quote verification with a real vTPM', { skip }, () => {
+  let dir: string;
+  let tpm: VirtualTpm;
+  let other: VirtualTpm;
+  let caCert: X509Certificate;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gh-tpm-test-'));
+    await ensurePlatformCa(join(dir, 'ca'));
+    caCert = new X509Certificate(await readFile(platformCaPaths(join(dir, 'ca')).cert));
+    const pool = new VtpmPool(join(dir, 'pool'), {
+      platformCaDir: join(dir, 'ca'),
+      pcrBanks: ['sha1', 'sha256'],
+    });
+    await manufactureVtpm(join(dir, 'a'), { platformCaDir: join(dir, 'ca'), pcrBanks: ['sha1', 'sha256'] });
+    tpm = await VirtualTpm.start(join(dir, 'a'));
+    other = await pool.take();
+    await tpm.extend([
+      { pcr: 8, digest: 'aa'.repeat(32) },
+      { pcr: 11, digest: 'bb'.repeat(32) },
+    ]);
+  });
+
+  after(async () => {
+    await tpm?.destroy();
+    await other?.destroy();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads the AK as a restricted signing key and the EK as not one', async () => {
+    const ak = parseTpm2bPublic(await tpm.akPublic());
+    assert.equal(akAttributeProblem(ak), undefined);
+    const ekFile = join(dir, 'ek.pub');
+    await tpm.tool('tpm2_readpublic', ['-c', '0x81010001', '-o', ekFile, '-f', 'tss']);
+    const ek = parseTpm2bPublic(await readFile(ekFile));
+    assert.ok((ek.objectAttributes & TPMA_OBJECT.decrypt) !== 0);
+    assert.match(akAttributeProblem(ek) ?? '', /missing sign/);
+  });
+
+  it('verifies the EK certificate against the platform CA, and refuses it under another CA', async () => {
+    const der = await tpm.ekCertificate();
+    const v = verifyEkCertificate(der, [caCert], new Date());
+    assert.equal(v.tpm.model, 'swtpm');
+    assert.equal(v.publicKey.asymmetricKeyType, 'rsa');
+    const otherDir = join(dir, 'ca2');
+    await ensurePlatformCa(otherDir);
+    const otherCa = new X509Certificate(await readFile(platformCaPaths(otherDir).cert));
+    assert.throws(
+      () => verifyEkCertificate(der, [otherCa], new Date()),
+      (e: unknown) => e instanceof EkCertificateError && e.reason === 'untrusted',
+    );
+    assert.throws(
+      () => verifyEkCertificate(Buffer.concat([der, Buffer.from([0])]), [caCert], new Date()),
+      (e: unknown) => e instanceof EkCertificateError,
+    );
+  });
+
+  it('makes a credential that only the TPM holding the EK activates, for the named AK', async () => {
+    const ek = verifyEkCertificate(await tpm.ekCertificate(), [caCert], new Date()).publicKey;
+    const ak = parseTpm2bPublic(await tpm.akPublic());
+    const secret = Buffer.alloc(32, 7);
+    const blob = makeCredential(ek, objectName(ak), secret);
+    assert.deepEqual(await tpm.activateCredential(blob), secret);
+    // Another TPM (its own EK) cannot recover it.
+    await assert.rejects(other.activateCredential(blob), (e: unknown) =>
+      isGatehouseError(e, 'TPM_UNAVAILABLE'),
+    );
+    // Bound to the AK's name: a credential for another AK name fails the TPM's integrity check.
+    const otherAk = parseTpm2bPublic(await other.akPublic());
+    await assert.rejects(tpm.activateCredential(makeCredential(ek, objectName(otherAk), secret)));
+  });
+
+  it('verifies a genuine quote, and names the check each tampering breaks', async () => {
+    const ak = parseTpm2bPublic(await tpm.akPublic());
+    const qd = createHash('sha256').update('nonce').digest();
+    const { attest, signature } = await tpm.quote(qd, PCRS);
+    const values = await tpm.readPcrs(PCRS);
+    const reported = new Map(Object.entries(values).map(([k, v]) => [Number(k), Buffer.from(v, 'hex')]));
+    const ok = appraiseQuote(attest, signature, { ak, qualifyingData: qd, pcrs: PCRS, reported });
+    assert.deepEqual(ok.failures, []);
+    assert.equal(ok.quote?.resetCount, parseAttest(attest).resetCount);
+
+    const codes = (
+      a: Buffer,
+      s: Buffer,
+      o: Partial<{ qd: Buffer; pcrs: number[]; reported: ReadonlyMap<number, Buffer> }> = {},
+    ) =>
+      appraiseQuote(a, s, {
+        ak,
+        qualifyingData: o.qd ?? qd,
+        pcrs: o.pcrs ?? PCRS,
+        reported: o.reported ?? reported,
+      }).failures.map((f) => f.check);
+
+    assert.deepEqual(codes(attest, signature, { qd: createHash('sha256').update('other').digest() }), [
+      'QUOTE_QUALIFYING_DATA',
+    ]);
+    assert.ok(codes(flip(attest, attest.length - 1), signature).includes('QUOTE_SIGNATURE'));
+    assert.deepEqual(codes(attest, flip(signature, signature.length - 1)), ['QUOTE_SIGNATURE']);
+    const bad = new Map<number, Buffer>(reported);
+    bad.set(8, flip(reported.get(8) ?? Buffer.alloc(32), 0));
+    assert.deepEqual(codes(attest, signature, { reported: bad }), ['QUOTE_PCR_DIGEST']);
+    assert.deepEqual(codes(attest, signature, { pcrs: [8, 9, 10, 11, 12] }), ['QUOTE_PCR_SELECTION']);
+    assert.deepEqual(codes(Buffer.concat([attest, Buffer.from([0])]), signature), ['QUOTE_MALFORMED']);
+    assert.ok(codes(attest, Buffer.concat([signature, Buffer.from([0])])).includes('QUOTE_SIGNATURE'));
+    const wrongMagic = Buffer.from(attest);
+    wrongMagic.writeUInt32BE(0xff544348, 0);
+    assert.ok(codes(wrongMagic, signature).includes('QUOTE_MAGIC'));
+
+    const missing = await tpm.quote(qd, [8, 9, 10]);
+    assert.deepEqual(codes(missing.attest, missing.signature), ['QUOTE_PCR_SELECTION']);
+    const sha1 = await tpm.quote(qd, PCRS, 'sha1');
+    const sha1Codes = codes(sha1.attest, sha1.signature);
+    assert.ok(sha1Codes.includes('QUOTE_HASH_ALGORITHM') && sha1Codes.includes('QUOTE_PCR_SELECTION'));
+    // A quote by another TPM's AK does not verify with this AK.
+    const foreign = await other.quote(qd, PCRS);
+    assert.ok(codes(foreign.attest, foreign.signature).includes('QUOTE_SIGNATURE'));
+  });
+});
+
+describe('TPM parsers refuse malformed input', () => {
+  it('refuses truncated, trailing and unknown-type structures', () => {
+    assert.throws(() => parseTpm2bPublic(Buffer.from([0, 4, 0, 1])), /truncated/);
+    assert.throws(() => parseTpm2bPublic(Buffer.from([0, 2, 0x00, 0x25, 0])), /trailing/);
+    assert.throws(() => parseTpm2bPublic(Buffer.from([0, 2, 0x00, 0x08])), /truncated|unsupported/);
+    assert.throws(() => parseSignature(Buffer.from([0x00, 0x10])), /unsupported signature/);
+    assert.throws(
+      () => parseSignature(Buffer.from([0x00, 0x18, 0x00, 0x0b, 0x00, 0x01, 0x01, 0x00, 0x01, 0x02, 0x00])),
+      /trailing/,
+    );
+    assert.throws(() => parseAttest(Buffer.alloc(10)), /truncated/);
+    assert.throws(() => parseCredentialBlob(Buffer.from('badcc0de00000002', 'hex')), /version/);
+    assert.throws(() => parseCredentialBlob(Buffer.from('badcc0de000000010000000000', 'hex')), /trailing/);
+  });
+
+  it('computes KDFa and KDFe as counter-mode derivations with a NUL-terminated label', () => {
+    // One block each: the derivation is the HMAC / hash of the documented concatenation.
+    const key = Buffer.alloc(32, 1);
+    const expectA = createHmac('sha256', key)
+      .update(Buffer.from('0000000153544f5241474500', 'hex'))
+      .update(Buffer.from('aa', 'hex'))
+      .update(Buffer.from('00000080', 'hex'))
+      .digest()
+      .subarray(0, 16);
+    assert.deepEqual(kdfa('sha256', key, 'STORAGE', Buffer.from('aa', 'hex'), Buffer.alloc(0), 128), expectA);
+    const expectE = createHash('sha256')
+      .update(Buffer.from('00000001', 'hex'))
+      .update(key)
+      .update(Buffer.from('IDENTITY\0'))
+      .update(Buffer.from('0102', 'hex'))
+      .digest();
+    assert.deepEqual(
+      kdfe('sha256', key, 'IDENTITY', Buffer.from('01', 'hex'), Buffer.from('02', 'hex'), 256),
+      expectE,
+    );
+    assert.equal(kdfa('sha256', key, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), 384).length, 48);
+  });
+
+  it('makes credentials to ECC P-256 EKs in the tpm2-tools file format', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const blob = makeCredential(
+      publicKey,
+      Buffer.concat([Buffer.from([0, 0x0b]), Buffer.alloc(32)]),
+      Buffer.alloc(16, 3),
+    );
+    const { idObject, encryptedSecret } = parseCredentialBlob(blob);
+    assert.equal(idObject.length, 2 + 32 + 2 + 16);
+    assert.equal(encryptedSecret.length, 2 + 32 + 2 + 32);
+  });
+});
