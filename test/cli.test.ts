@@ -301,6 +301,36 @@ describe('gatehouse CLI, end to end', () => {
     assert.equal(sqliteCount(join(home, 'gatehouse.db'), 'vulns'), before + 1);
   });
 
+  it('builds exactly the commit given with --commit, whatever the work tree holds', async () => {
+    const repo = copyExample('hello-app', join(tmp.path, 'commit-repo'));
+    const g = (...args: string[]): string =>
+      execFileSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@example.test', ...args], {
+        encoding: 'utf8',
+      }).trim();
+    g('init', '-q', '-b', 'main');
+    g('add', '-A');
+    g('commit', '-q', '-m', 'first');
+    const first = g('rev-parse', 'HEAD');
+    writeFileSync(join(repo, 'src', 'index.js'), 'console.log("second");\n');
+    g('commit', '-q', '-am', 'second');
+    writeFileSync(join(repo, 'src', 'index.js'), 'console.log("uncommitted");\n');
+
+    const r = await cli(['run', repo, '--commit', first, '--json', ...h]);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    const source = doc.steps.find((s: { name: string }) => s.name === 'source');
+    assert.match(source.detail, new RegExp(first.slice(0, 12)));
+    // The same commit builds the same bytes: the archive of the first commit, not the work tree.
+    const again = JSON.parse(
+      (await cli(['run', repo, '--commit', first.slice(0, 10), '--json', ...h])).stdout,
+    );
+    assert.equal(again.outputs[0].sha256, doc.outputs[0].sha256);
+
+    const missing = await cli(['run', repo, '--commit', 'f'.repeat(40), ...h]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no commit/);
+  });
+
   it('prints usage with exit 2 for an unknown option', async () => {
     const r = await cli(['run', '--no-such-flag', ...h]);
     assert.equal(r.code, 2);

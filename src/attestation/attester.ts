@@ -38,6 +38,12 @@ export interface AttestationContext {
  */
 export interface Attester {
   readonly kind: 'software-measurement' | 'tpm';
+  /**
+   * Whether `attest` may be called again while the job runs, each time with fresh evidence (a
+   * new challenge and quote). The software path has no fresh evidence to give: its token is not
+   * renewed.
+   */
+  readonly reattests: boolean;
   /** Attest (again, for continuous re-attestation) and return a fresh token. */
   attest(context: AttestationContext): Promise<IssuedToken>;
   /** Release what the attester holds for the runner (the vTPM is destroyed). */
@@ -47,6 +53,7 @@ export interface Attester {
 /** The software-only path: the baseline, self-reported; a policy can demand more. */
 export class SoftwareAttester implements Attester {
   readonly kind = 'software-measurement' as const;
+  readonly reattests = false;
 
   attest(c: AttestationContext): Promise<IssuedToken> {
     return c.endpoints.attest({
@@ -59,6 +66,22 @@ export class SoftwareAttester implements Attester {
   destroy(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** How long before its token expires a runner re-attests, by default, in seconds. */
+export const REATTEST_MARGIN_SECONDS = 60;
+
+/**
+ * Whether a runner must prove itself again before it uses its token: the attester can give fresh
+ * evidence and the token has less than `marginSeconds` left (continuous authentication).
+ */
+export function needsReattestation(
+  attester: Pick<Attester, 'reattests'>,
+  token: Pick<IssuedToken, 'expiresAt'>,
+  now: Date = new Date(),
+  marginSeconds: number = REATTEST_MARGIN_SECONDS,
+): boolean {
+  return attester.reattests && token.expiresAt - now.getTime() / 1000 < marginSeconds;
 }
 
 /** RFC 7638 SHA-256 thumbprint bytes of an EC P-256 public JWK. */
@@ -117,6 +140,7 @@ export async function challengeRequest(
  */
 export class VtpmAttester implements Attester {
   readonly kind = 'tpm' as const;
+  readonly reattests = true;
   readonly #pool: VtpmPool;
   #tpm: VirtualTpm | undefined;
   #extended = false;

@@ -286,6 +286,58 @@ describe('attestation authority', () => {
     await assert.rejects(verifyAttestationToken(token, options), (e) => isGatehouseError(e, 'TOKEN_REVOKED'));
   });
 
+  it('rotates its signing key, publishing the old key until the tokens it signed have expired', async () => {
+    let now = new Date();
+    const rotating = new AttestationAuthority({
+      signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      keyId: 'old',
+      issuer: ISSUER,
+      referenceValues: reference,
+      tokens: store.tokens,
+      now: () => now,
+    });
+    const attestOnce = async () =>
+      rotating.attest({
+        jobId,
+        nonce,
+        runnerKey: (await generateRunnerKey()).publicJwk,
+        evidence: evidence(),
+      });
+    const before = await attestOnce();
+    const { retiredKeyId, until } = rotating.rotateSigningKey(
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      'new',
+    );
+    assert.equal(retiredKeyId, 'old');
+    assert.ok(until >= before.expiresAt);
+    const after = await attestOnce();
+    assert.equal(decodeProtectedHeader(after.token).kid, 'new');
+    assert.deepEqual(
+      rotating.jwks().keys.map((k) => k.kid),
+      ['new', 'old'],
+    );
+    const verify = (token: string) =>
+      verifyAttestationToken(token, {
+        jwks: rotating.jwks(),
+        issuer: ISSUER,
+        jobId,
+        tokens: store.tokens,
+        now: () => now,
+      });
+    await verify(before.token);
+    await verify(after.token);
+    assert.throws(
+      () => rotating.rotateSigningKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'old'),
+      (e) => isGatehouseError(e, 'BAD_CONFIG'),
+    );
+    // Once every token of the old key has expired, the old key leaves the JWKS.
+    now = new Date((until + 1) * 1000);
+    assert.deepEqual(
+      rotating.jwks().keys.map((k) => k.kid),
+      ['new'],
+    );
+  });
+
   it('refuses to revoke a token it did not sign', async () => {
     await assert.rejects(authority.revoke('eyJhbGciOiJub25lIn0.e30.'), (e) =>
       isGatehouseError(e, 'TOKEN_INVALID'),

@@ -6,7 +6,14 @@ import {
   type webcrypto,
   type X509Certificate,
 } from 'node:crypto';
-import { calculateJwkThumbprint, compactVerify, type JSONWebKeySet, type JWK, SignJWT } from 'jose';
+import {
+  calculateJwkThumbprint,
+  compactVerify,
+  createLocalJWKSet,
+  type JSONWebKeySet,
+  type JWK,
+  SignJWT,
+} from 'jose';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
@@ -41,7 +48,13 @@ export interface AttestationAuthorityOptions {
   readonly keyId: string;
   /** The authority's URL, the `iss` of its tokens. */
   readonly issuer: string;
-  readonly referenceValues: ReferenceValues;
+  /** Fixed reference values (tests, tools); a home uses `referenceBundles`. */
+  readonly referenceValues?: ReferenceValues;
+  /**
+   * The signed reference-value bundle in force, loaded (and its signature verified) for every
+   * appraisal; when it cannot be loaded or verified, every attestation is refused.
+   */
+  readonly referenceBundles?: ReferenceSource;
   /** Default 300, at most 900. */
   readonly tokenTtlSeconds?: number;
   readonly tokens: TokenStore;
@@ -56,6 +69,12 @@ export interface AttestationAuthorityOptions {
   readonly akCounters?: AkCounterStore;
   /** Checks a CI platform's OIDC token; returns the ci submod's claims, or throws. */
   readonly verifyCiToken?: (token: string) => Promise<Record<string, unknown>>;
+}
+
+/** Where the authority gets the reference values in force and the policy id naming them. */
+export interface ReferenceSource {
+  /** @throws when none is published or the newest does not verify */
+  current(): Promise<{ readonly values: ReferenceValues; readonly policyId: string }>;
 }
 
 /** What the authority needs to know about the job a runner attests for. */
@@ -126,12 +145,13 @@ function describeIssues(error: z.ZodError, prefix: string): string[] {
  * the runner's ephemeral key. Holds the signing key privately; publishes the public half as a JWKS.
  */
 export class AttestationAuthority {
-  readonly #signingKey: KeyObject;
-  readonly #publicJwk: JWK;
-  readonly #keyId: string;
+  #signingKey: KeyObject;
+  #publicJwk: JWK;
+  #keyId: string;
+  /** Keys rotated out: published until the last token they signed has expired. */
+  #retired: { kid: string; jwk: JWK; until: number }[] = [];
   readonly #issuer: string;
-  readonly #reference: ReferenceValues;
-  readonly #policyId: string;
+  readonly #reference: ReferenceSource;
   readonly #ttl: number;
   readonly #tokens: TokenStore;
   readonly #now: () => Date;
@@ -154,11 +174,14 @@ export class AttestationAuthority {
       throw badConfig(`tokenTtlSeconds must be a whole number from 1 to ${MAX_TOKEN_TTL_SECONDS}`);
     }
     this.#ttl = ttl;
-    this.#reference = structuredClone(options.referenceValues);
-    // The policy id names the exact reference values a token was appraised against.
-    this.#policyId =
-      options.referencePolicyId ??
-      `gatehouse:reference-values#sha256:${sha256Hex(canonicalJson(this.#reference))}`;
+    if (options.referenceBundles !== undefined) this.#reference = options.referenceBundles;
+    else if (options.referenceValues !== undefined) {
+      const values = structuredClone(options.referenceValues);
+      // The policy id names the exact reference values a token was appraised against.
+      const policyId =
+        options.referencePolicyId ?? `gatehouse:reference-values#sha256:${sha256Hex(canonicalJson(values))}`;
+      this.#reference = { current: async () => ({ values, policyId }) };
+    } else throw badConfig('referenceValues or referenceBundles is required');
     this.#tpm = new TpmEvidenceVerifier({
       trustedEkCas: options.trustedEkCas ?? (() => []),
       ...(options.akCounters === undefined ? {} : { counters: options.akCounters }),
@@ -206,6 +229,8 @@ export class AttestationAuthority {
       });
     }
 
+    const reference = await this.#loadReference();
+    if ('check' in reference) failures.push(reference);
     const parsed = softwareMeasurementEvidenceSchema.safeParse(request.evidence);
     if (!parsed.success) {
       failures.push(
@@ -225,11 +250,18 @@ export class AttestationAuthority {
           });
         }
       }
-      failures.push(...appraiseBaseline(parsed.data.events, this.#reference, jobId, expectedJobDigest));
+      if (!('check' in reference))
+        failures.push(...appraiseBaseline(parsed.data.events, reference.values, jobId, expectedJobDigest));
     }
 
-    if (failures.length > 0 || jobId === undefined || !key.success || !parsed.success) {
-      throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`);
+    if (
+      failures.length > 0 ||
+      jobId === undefined ||
+      !key.success ||
+      !parsed.success ||
+      'check' in reference
+    ) {
+      throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`, jobId);
     }
     return this.#issue({
       jobId,
@@ -240,15 +272,27 @@ export class AttestationAuthority {
       // (toolchain, agent); with no hardware root of trust it claims nothing about hardware or
       // instance identity, and says so in its evidence type so that a policy can demand a TPM.
       evidenceTypes: ['software-measurement'],
-      submods: { image: this.#imageSubmod() },
+      submods: { image: this.#imageSubmod(reference.policyId) },
     });
   }
 
-  #imageSubmod(): Record<string, unknown> {
+  /** The reference values in force, or the failure that refuses the attestation (fail closed). */
+  async #loadReference(): Promise<{ values: ReferenceValues; policyId: string } | CheckFailure> {
+    try {
+      return await this.#reference.current();
+    } catch (e) {
+      return {
+        check: CHECKS.referenceBundleInvalid,
+        message: `the reference values in force cannot be used: ${e instanceof Error ? e.message : String(e)}`,
+      };
+    }
+  }
+
+  #imageSubmod(policyId: string): Record<string, unknown> {
     return {
       'ear.status': 'affirming',
       'ear.trustworthiness-vector': { configuration: 2, executables: 2 },
-      'ear.appraisal-policy-id': this.#policyId,
+      'ear.appraisal-policy-id': policyId,
     };
   }
 
@@ -323,7 +367,9 @@ export class AttestationAuthority {
         });
       }
     }
-    failures.push(...appraiseBaseline(ev.events, this.#reference, jobId, expected));
+    const reference = await this.#loadReference();
+    if ('check' in reference) failures.push(reference);
+    else failures.push(...appraiseBaseline(ev.events, reference.values, jobId, expected));
     let ci: Record<string, unknown> | undefined;
     if (ev.ciToken !== undefined) {
       if (this.#verifyCi === undefined)
@@ -339,8 +385,8 @@ export class AttestationAuthority {
         }
       }
     }
-    if (failures.length > 0 || jobId === undefined)
-      throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`);
+    if (failures.length > 0 || jobId === undefined || 'check' in reference)
+      throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`, jobId);
     await this.#tpm.recordCounters(ev.akName, ev.quote);
     const submods: Record<string, Record<string, unknown>> = {
       tpm: {
@@ -348,9 +394,9 @@ export class AttestationAuthority {
         // The EK certificate chains to a trusted CA and credential activation tied the AK to
         // that EK: instance identity; the quoted PCRs carry the measured configuration.
         'ear.trustworthiness-vector': { 'instance-identity': 2, configuration: 2 },
-        'ear.appraisal-policy-id': this.#policyId,
+        'ear.appraisal-policy-id': reference.policyId,
       },
-      image: this.#imageSubmod(),
+      image: this.#imageSubmod(reference.policyId),
     };
     if (ci !== undefined) {
       submods.ci = {
@@ -383,7 +429,39 @@ export class AttestationAuthority {
 
   /** The authority's public keys, for /.well-known/jwks.json. */
   jwks(): JSONWebKeySet {
-    return { keys: [{ ...this.#publicJwk, kid: this.#keyId, alg: 'ES256', use: 'sig' }] };
+    const now = Math.floor(this.#now().getTime() / 1000);
+    this.#retired = this.#retired.filter((r) => r.until > now);
+    return {
+      keys: [
+        { ...this.#publicJwk, kid: this.#keyId, alg: 'ES256', use: 'sig' },
+        ...this.#retired.map((r) => ({ ...r.jwk, kid: r.kid, alg: 'ES256', use: 'sig' })),
+      ],
+    };
+  }
+
+  /**
+   * Rotate the token signing key: new tokens are signed with `signingKey`; the old public key
+   * stays in the JWKS until every token it signed has expired (the longest lifetime a token can
+   * have), so that tokens already issued keep verifying and none outlives its key's publication.
+   * @returns the retired key's id and when it leaves the JWKS (seconds since the epoch)
+   * @throws GatehouseError BAD_CONFIG for a key that is not EC P-256 or a reused key id
+   */
+  rotateSigningKey(signingKey: SigningKeyInput, keyId: string): { retiredKeyId: string; until: number } {
+    const next = toPrivateKeyObject(signingKey);
+    if (
+      !/^[A-Za-z0-9._~:-]{1,128}$/.test(keyId) ||
+      keyId === this.#keyId ||
+      this.#retired.some((r) => r.kid === keyId)
+    )
+      throw badConfig('the new keyId must be 1–128 URL-safe characters and not reuse a published key id');
+    const until = Math.floor(this.#now().getTime() / 1000) + this.#ttl;
+    const retired = { kid: this.#keyId, jwk: this.#publicJwk, until };
+    this.#retired.push(retired);
+    const pub = createPublicKey(next).export({ format: 'jwk' });
+    this.#signingKey = next;
+    this.#publicJwk = { kty: 'EC', crv: 'P-256', x: pub.x ?? '', y: pub.y ?? '' };
+    this.#keyId = keyId;
+    return { retiredKeyId: retired.kid, until };
   }
 
   /**
@@ -393,9 +471,8 @@ export class AttestationAuthority {
   async revoke(token: string): Promise<void> {
     let payload: Uint8Array;
     try {
-      ({ payload } = await compactVerify(token, createPublicKey(this.#signingKey), {
-        algorithms: ['ES256'],
-      }));
+      // Tokens signed before a rotation are revocable too, for as long as they can be valid.
+      ({ payload } = await compactVerify(token, createLocalJWKSet(this.jwks()), { algorithms: ['ES256'] }));
     } catch (e) {
       throw new GatehouseError('TOKEN_INVALID', 'cannot revoke: the token was not signed by this authority', {
         cause: e,

@@ -22,6 +22,7 @@ export const CHECKS = {
   eventLogMalformed: 'EVENT_LOG_MALFORMED',
   eventLogReplay: 'EVENT_LOG_REPLAY',
   referenceValues: 'REFERENCE_VALUES',
+  referenceBundleInvalid: 'REFERENCE_BUNDLE_INVALID',
   jobBinding: 'JOB_BINDING',
   clockRollback: 'CLOCK_ROLLBACK',
   ciTokenInvalid: 'CI_TOKEN_INVALID',
@@ -33,14 +34,17 @@ export const CHECKS = {
  */
 export class EvidenceRejectedError extends GatehouseError<'EVIDENCE_REJECTED'> {
   readonly failedChecks: readonly CheckFailure[];
+  /** The job the refused runner attested for, when known (for the audit record). */
+  readonly jobId: string | undefined;
 
-  constructor(failedChecks: readonly CheckFailure[], where?: string) {
+  constructor(failedChecks: readonly CheckFailure[], where?: string, jobId?: string) {
     const n = failedChecks.length;
     super(
       'EVIDENCE_REJECTED',
       `evidence rejected (${n} failed check${n === 1 ? '' : 's'}): ${failedChecks.map((f) => `${f.check}: ${f.message}`).join('; ')}`,
       where === undefined ? {} : { where },
     );
+    this.jobId = jobId;
     this.failedChecks = Object.freeze(failedChecks.map((f) => Object.freeze({ ...f })));
   }
 }
@@ -48,4 +52,9 @@ export class EvidenceRejectedError extends GatehouseError<'EVIDENCE_REJECTED'> {
 /** The failed checks of an error, when it is an evidence refusal. */
 export function failedChecksOf(e: unknown): readonly CheckFailure[] | undefined {
   return e instanceof EvidenceRejectedError ? e.failedChecks : undefined;
+}
+
+/** The job a refused attestation was for, when the refusal names one. */
+export function refusedJobOf(e: unknown): string | undefined {
+  return e instanceof EvidenceRejectedError ? e.jobId : undefined;
 }

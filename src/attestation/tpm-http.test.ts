@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,13 +8,21 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
+import { copyExample } from '../../test/helpers.ts';
+import { loadSecuritySigner, securityKeyPath } from '../policy/home-policy.ts';
+import { runJob } from '../runner/agent.ts';
 import { initHome, type OpenHome, openHome } from '../server/home.ts';
 import { createApiServer } from '../server/http-server.ts';
+import { EphemeralSigner } from '../signing/file-key-signer.ts';
+import { LocalGitProvider } from '../source/local-git-provider.ts';
+import { ensurePlatformCa, readPlatformCaCert } from '../tpm/platform-ca.ts';
 import type { VirtualTpm } from '../tpm/swtpm.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
+import type { ReferenceValues } from './baseline.ts';
 import { jobBindingDigest, PCR_ALLOCATION } from './measurement.ts';
+import { signReferenceValues, signSecurityPayload } from './reference-values.ts';
 import { generateRunnerKey } from './token.ts';
-import { attestationPaths } from './trust-store.ts';
+import { attestationPaths, EK_CA_PAYLOAD_TYPE, ekCaTrustPayload, trustedEkCasLoader } from './trust-store.ts';
 
 const CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/tpm-attest.sh');
 
@@ -158,5 +167,106 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     const metrics = await (await fetch(`${url}/metrics`)).text();
     assert.match(metrics, /gatehouse_attestation_failed_checks_total\{check="REFERENCE_VALUES"\} 1/);
     assert.match(metrics, /gatehouse_attestations_total\{result="success"\} 1/);
+
+    // Every refusal is kept with its failed checks, and the token named the bundle in force.
+    const refusals = (await (await fetch(`${url}/v1/attestation/refusals`)).json()) as {
+      refusals: { stage: string; jobId?: string; failedChecks: { check: string }[] }[];
+    };
+    assert.deepEqual(
+      refusals.refusals.map((r) => [r.stage, r.jobId, r.failedChecks.map((f) => f.check).sort()]),
+      [
+        ['evidence', undefined, ['SESSION_UNKNOWN']],
+        ['evidence', ticket.jobId, ['EVENT_LOG_REPLAY', 'REFERENCE_VALUES']],
+      ],
+    );
+    const inForce = (await (await fetch(`${url}/v1/reference-values`)).json()) as { policyId: string };
+    for (const sub of Object.values(claims.submods as Record<string, Record<string, unknown>>))
+      assert.equal(sub['ear.appraisal-policy-id'], inForce.policyId);
+  });
+
+  it('re-attests with a fresh quote when a job outlives its token (continuous authentication)', async () => {
+    const outcome = await runJob(copyExample('hello-app', join(dir, 'hello-app')), {
+      runner: home.runner,
+      controlPlane: home.controlPlane,
+      source: new LocalGitProvider(),
+      attester: home.attester,
+      // Every token is "about to expire" for this job, so the agent proves itself again.
+      reattestMarginSeconds: 24 * 3600,
+    });
+    assert.equal(outcome.failure, undefined, JSON.stringify(outcome.failure));
+    const names = outcome.steps.map((s) => s.name);
+    assert.ok(names.indexOf('reattest') > names.indexOf('collect'), names.join(' '));
+    assert.equal(outcome.steps.find((s) => s.name === 'reattest')?.detail, 'tpm');
+    assert.equal(outcome.result?.outcome, 'allow');
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /gatehouse_attestations_total\{result="success"\} 3/);
+  });
+
+  it('trusts an EK CA over the API only with the security role signature', async () => {
+    await ensurePlatformCa(join(dir, 'vendor-ca'), 'a TPM vendor EK CA');
+    const pem = await readPlatformCaCert(join(dir, 'vendor-ca'));
+    const der = new X509Certificate(pem).raw;
+    const post = (body: unknown) =>
+      fetch(`${url}/v1/attestation/trusted-cas`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${home.apiToken}` },
+        body: JSON.stringify(body),
+      });
+    const trustedCount = () => trustedEkCasLoader(join(dir, 'home'))().length;
+    const before = trustedCount();
+    const payload = ekCaTrustPayload(der);
+    const stranger = await signSecurityPayload(EK_CA_PAYLOAD_TYPE, payload, EphemeralSigner.generate());
+    assert.equal((await post({ certificate: pem, ...stranger })).status, 422);
+    const security = await loadSecuritySigner(securityKeyPath(join(dir, 'home', 'keys')));
+    // A signature over one certificate does not trust another.
+    const other = await signSecurityPayload(EK_CA_PAYLOAD_TYPE, ekCaTrustPayload(Buffer.from('x')), security);
+    assert.equal((await post({ certificate: pem, ...other })).status, 422);
+    const junk = Buffer.from('not a certificate');
+    const junkSig = await signSecurityPayload(EK_CA_PAYLOAD_TYPE, ekCaTrustPayload(junk), security);
+    assert.equal((await post({ certificate: junk.toString('base64'), ...junkSig })).status, 400);
+    assert.equal(trustedCount(), before);
+    const signed = await signSecurityPayload(EK_CA_PAYLOAD_TYPE, payload, security);
+    const res = await post({ certificate: pem, ...signed });
+    assert.equal(res.status, 201);
+    assert.match(((await res.json()) as { subject: string }).subject, /vendor EK CA/);
+    assert.equal(trustedCount(), before + 1);
+  });
+
+  it('publishes reference values over the API only with the security role signature', async () => {
+    const current = (await (await fetch(`${url}/v1/reference-values`)).json()) as {
+      version: number;
+      values: ReferenceValues;
+    };
+    const values = { ...current.values, agent: [...current.values.agent, 'c'.repeat(64)] };
+    const post = (body: unknown, auth = true) =>
+      fetch(`${url}/v1/reference-values`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(auth ? { authorization: `Bearer ${home.apiToken}` } : {}),
+        },
+        body: JSON.stringify(body),
+      });
+    const version = current.version + 1;
+    const stranger = await signReferenceValues(version, values, EphemeralSigner.generate());
+    assert.equal((await post({ version, values, ...stranger })).status, 422);
+    const security = await loadSecuritySigner(securityKeyPath(join(dir, 'home', 'keys')));
+    const signed = await signReferenceValues(version, values, security);
+    assert.equal((await post({ version, values, ...signed }, false)).status, 401);
+    assert.equal((await post({ version, values: { agent: [] }, ...signed })).status, 400);
+    const res = await post({ version, values, ...signed });
+    assert.equal(res.status, 201);
+    assert.equal(((await res.json()) as { version: number }).version, version);
+    assert.equal((await post({ version, values, ...signed })).status, 409);
+    const history = (await (await fetch(`${url}/v1/reference-values/history`)).json()) as {
+      versions: { version: number; valid: boolean }[];
+    };
+    assert.deepEqual(
+      history.versions.map((v) => [v.version, v.valid]),
+      [
+        [version, true],
+        [current.version, true],
+      ],
+    );
   });
 });

@@ -2,8 +2,12 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { canonicalJson } from '../common/encoding.ts';
+import { GatehouseError } from '../common/errors.ts';
+import type { TrustedKey } from '../policy/signed-policy.ts';
 import { parseTrustedCa } from '../tpm/ek-certificate.ts';
 import { ensurePlatformCa, platformCaPaths } from '../tpm/platform-ca.ts';
+import { verifySecurityPayload } from './reference-values.ts';
 
 /** Where a home keeps its attestation trust: the platform CA, trusted EK CAs, the vTPM pool. */
 export interface AttestationPaths {
@@ -50,8 +54,43 @@ export async function addTrustedEkCa(
   root: string,
   file: string,
 ): Promise<{ name: string; subject: string; added: boolean }> {
-  const bytes = await readFile(file);
-  const cert = parseTrustedCa(bytes, file);
+  return storeTrustedEkCa(root, parseTrustedCa(await readFile(file), file));
+}
+
+/** DSSE payload type of the security role's act of trusting an EK CA. */
+export const EK_CA_PAYLOAD_TYPE = 'application/vnd.gatehouse.ek-ca.v1+json';
+
+/** What the security role signs to trust an EK CA: the SHA-256 of the certificate's DER. */
+export function ekCaTrustPayload(der: Uint8Array): string {
+  return canonicalJson({ certificate_sha256: createHash('sha256').update(der).digest('hex') });
+}
+
+/**
+ * Trust an EK CA on the security role's signature (POST /v1/attestation/trusted-cas). The
+ * signature is checked before the certificate is parsed or anything is written.
+ * @param certificate base64 DER or PEM of the CA certificate
+ * @throws GatehouseError SIGNATURE_INVALID, BAD_INPUT naming what is wrong
+ */
+export async function trustEkCaSigned(
+  root: string,
+  body: { certificate: string; signature: string; keyId: string },
+  trusted: readonly TrustedKey[],
+): Promise<{ name: string; subject: string; added: boolean }> {
+  const pem = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(
+    body.certificate,
+  );
+  const b64 = (pem?.[1] ?? body.certificate).replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64))
+    throw new GatehouseError('BAD_INPUT', 'certificate must be a PEM certificate or base64 DER');
+  const der = Buffer.from(b64, 'base64');
+  verifySecurityPayload(EK_CA_PAYLOAD_TYPE, ekCaTrustPayload(der), body, trusted);
+  return storeTrustedEkCa(root, parseTrustedCa(der, 'the submitted EK CA certificate'));
+}
+
+async function storeTrustedEkCa(
+  root: string,
+  cert: X509Certificate,
+): Promise<{ name: string; subject: string; added: boolean }> {
   const dir = attestationPaths(root).trustedEkCas;
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const name = `${createHash('sha256').update(cert.raw).digest('hex').slice(0, 16)}.pem`;

@@ -7,6 +7,7 @@ import { initCommand } from './commands/init.ts';
 import { keysCommand } from './commands/keys.ts';
 import { logCommand } from './commands/log.ts';
 import { policyCommand } from './commands/policy.ts';
+import { revokeCommand } from './commands/revoke.ts';
 import { runCommand } from './commands/run.ts';
 import { sbomCommand } from './commands/sbom.ts';
 import { serverCommand } from './commands/server.ts';
@@ -23,12 +24,12 @@ const USAGE = `usage: gatehouse <command> [options]   (every command takes --hom
   init                          create the home: config, keys, CA, log, database
   demo                          run the bundled examples end to end in a temporary home
   server [--listen HOST:PORT]   run the control plane (default 127.0.0.1:8700)
-  run DIR [--project NAME] [--server URL | --registry URL] [--out DIR] [--json]
+  run DIR [--project NAME] [--commit SHA] [--server URL | --registry URL] [--out DIR] [--json]
                                 one job in an ephemeral runner, gated
   verify ARTIFACT --bundle F [--trusted-root F] [--identity I --issuer U] [--json]
                                 deploy-time verification, offline
   verify oci://HOST/REPO@sha256:HEX [--policy F] [--identity I | --project P] [--issuer U]
-         [--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F] [--plain-http]
+         [--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F|URL] [--plain-http]
                                 find the attached bundles, verify them, apply a deploy policy
   admission --policy F [--listen HOST:PORT] [--cert F --key F | --dns NAME...]
                                 Kubernetes validating admission webhook over TLS
@@ -44,9 +45,14 @@ const USAGE = `usage: gatehouse <command> [options]   (every command takes --hom
   policy check --sbom F [--policy F|--project P] [--facts F] [--vex F]
                                 the decision the gate would give an SBOM
   triage list|release DECISION --reason R|reject DECISION --reason R
-                                quarantined artifacts; release or reject them (security key)
+                                quarantined artifacts; release (sign and promote) or reject them (security key)
+  revoke DIGEST --reason R      revoke an artifact: logged, and in the revocation list (security key)
   attestation trust-ca add FILE|trust-ca list|vtpm-pool fill N
                                 trusted EK CAs and pre-manufactured vTPMs
+  attestation reference-values publish FILE|show [--version N]|history
+                                signed reference-value bundles (publish needs the security key)
+  attestation refusals [--limit N]
+                                refused attestations with their failed checks (audit)
   log checkpoint|inclusion INDEX|consistency FIRST SECOND|audit [--state F] [--server URL]
                                 read, prove and monitor the transparency log
   keys status|rotate log|ca|tsa where the signing keys live; rotate one (old signatures keep verifying)
@@ -71,6 +77,7 @@ const commands: Record<string, Command> = {
   vulndb: vulndbCommand,
   policy: policyCommand,
   triage: triageCommand,
+  revoke: revokeCommand,
   log: logCommand,
   keys: keysCommand,
   attestation: attestationCommand,

@@ -9,7 +9,7 @@ import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-
 import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
 import type { Component } from '../sbom/model.ts';
 import { readSbom, sbomAttestationTypes } from '../sbom/read.ts';
-import type { GateReason, GateResult, SubmitRequest } from '../server/control-plane.ts';
+import type { GateReason, GateResult, Submission, SubmitRequest } from '../server/control-plane.ts';
 import { buildBundle } from '../signing/bundle.ts';
 import type { InternalCa } from '../signing/ca.ts';
 import { type Envelope, signEnvelope } from '../signing/dsse.ts';
@@ -22,7 +22,7 @@ import {
   statementPayload,
 } from '../signing/intoto.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
-import type { Store } from '../store/store.ts';
+import type { DecisionRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { SLSA_VSA_V1, verificationSummary } from '../verify/oci-vsa.ts';
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
@@ -69,6 +69,50 @@ export interface GateOptions {
 export function buildIdentity(identityBase: string, project: string): string {
   return `${identityBase.replace(/\/+$/, '')}/projects/${project}`;
 }
+
+/**
+ * What the gate verified about a build: the runner's submission (not the artifact bytes), the
+ * attestation token's claims that the provenance cites, the components, and the source facts it
+ * re-derived. An allowed build is signed from it at once; a refused one is held (in the store) so
+ * that a triage release signs exactly the same statements.
+ */
+export interface HeldBuild {
+  submission: Omit<Submission, 'steps'>;
+  attestation: { tokenId: string; evidenceTypes: string[]; pcrs: Record<string, string> };
+  components: Component[];
+  source?: SourceVerification;
+  /** Manifest digest of the artifact in the quarantine area (refused builds only). */
+  quarantineManifest?: string;
+}
+
+/** The security role's release of a refused artifact, recorded in the VSA it is signed with. */
+export interface ReleaseNote {
+  triageId: string;
+  /** The refusal being overridden. */
+  decisionId: string;
+  /** Key id of the security key that signed the act. */
+  actor: string;
+  reason: string;
+  /** Digest of the policy that refused the artifact. */
+  policyDigest: string;
+  /** Log index of the triage decision entry. */
+  logIndex: number;
+}
+
+/** The three signed bundles of an approved artifact. */
+export interface SignedBuild {
+  bundle: Record<string, unknown>;
+  sbomBundle: Record<string, unknown>;
+  vsaBundle: Record<string, unknown>;
+}
+
+/** What a triage release produced: where the artifact now is, and its bundles. */
+export interface ReleaseResult extends SignedBuild {
+  placement: Placement;
+}
+
+/** Artifact type of a triage record attached to the quarantined artifact. */
+export const TRIAGE_ARTIFACT_TYPE = 'application/vnd.gatehouse.triage.v1+json';
 
 /**
  * The gate: verifies everything a runner hands in (token, proof of possession, outputs, SBOM),
@@ -238,196 +282,331 @@ export class Gate {
           attachments: components === undefined ? [decisionAttachment] : [sbomAttachment, decisionAttachment],
           annotations: { 'dev.gatehouse.decision': outcome },
         });
+        // Only a build whose submission verified can ever be released: keep what the gate
+        // verified, so that a release signs exactly that and nothing the runner says later.
+        if (claims !== undefined && components !== undefined)
+          await o.store.policies.holdBuild({
+            decisionId,
+            project: job.project,
+            facts: JSON.stringify({
+              ...heldBuildOf(submission, claims, components, source),
+              quarantineManifest: placement.manifestDigest,
+            } satisfies HeldBuild),
+            createdAt,
+          });
         await o.orchestrator.transition(job.id, outcome === 'quarantine' ? 'quarantined' : 'denied', {
           result: { decisionId, outcome, placement: placement.reference },
         });
         return { ...result, placement };
       }
 
-      const signed = await this.#sign(request, claims, components ?? [], {
-        policyDigest,
-        at: createdAt,
-        ...(source === undefined ? {} : { source }),
-      });
-      const placement: Placement = await o.registry.promote({
+      const held = heldBuildOf(submission, claims, components ?? [], source);
+      const signed = await signBuild(o, held, { policyDigest, at: createdAt });
+      const placement = await promoteSigned(o.registry, {
         project: job.project,
         tag: job.id,
         files,
-        attachments: [
-          {
-            artifactType: MEDIA.bundle,
-            mediaType: MEDIA.bundle,
-            bytes: jsonBytes(signed.bundle),
-            annotations: { 'dev.sigstore.bundle.predicateType': SLSA_PROVENANCE_V1 },
-            cosign: ['sig', 'att'],
-          },
-          {
-            artifactType: MEDIA.bundle,
-            mediaType: MEDIA.bundle,
-            bytes: jsonBytes(signed.sbomBundle),
-            annotations: {
-              'dev.sigstore.bundle.predicateType': sbomAttestationTypes(submission.sbom).predicateType,
-            },
-            cosign: ['att'],
-          },
-          {
-            artifactType: MEDIA.bundle,
-            mediaType: MEDIA.bundle,
-            bytes: jsonBytes(signed.vsaBundle),
-            annotations: { 'dev.sigstore.bundle.predicateType': SLSA_VSA_V1 },
-            cosign: ['att'],
-          },
-          sbomAttachment,
-          decisionAttachment,
-        ],
+        sbom: submission.sbom,
+        signed,
+        records: [sbomAttachment, decisionAttachment],
         annotations: { 'dev.gatehouse.decision': outcome },
       });
       await o.orchestrator.transition(job.id, 'allowed', {
         result: { decisionId, outcome, placement: placement.reference },
       });
-      return { ...result, bundle: signed.bundle, sbomBundle: signed.sbomBundle, placement };
+      return { ...result, ...signed, placement };
     } catch (e) {
       await o.orchestrator.transition(job.id, 'failed', { result: { decisionId, error: describeError(e) } });
       throw e;
     }
   }
 
-  /** Issue a leaf for this build, sign provenance and SBOM attestations, log both, bundle both. */
-  async #sign(
-    request: SubmitRequest,
-    claims: AttestationClaims,
-    components: Component[],
-    decided: { policyDigest: string; at: string; source?: SourceVerification },
-  ): Promise<{
-    bundle: Record<string, unknown>;
-    sbomBundle: Record<string, unknown>;
-    vsaBundle: Record<string, unknown>;
-  }> {
+  /**
+   * Release a refused artifact on the security role's word: sign the build the gate held for the
+   * decision exactly as an allowed build is signed (fresh leaf, DSSE, log entries, bundles, with the
+   * release in the VSA), promote its files from the quarantine area to the promoted area, and mark
+   * the quarantined copy released.
+   * @throws GatehouseError NOT_FOUND (the quarantined artifact is gone), SUBJECT_MISMATCH (its files
+   *   are not the decision's subjects)
+   */
+  async release(decision: DecisionRecord, held: HeldBuild, note: ReleaseNote): Promise<ReleaseResult> {
     const o = this.#o;
-    const { submission } = request;
-    const identity = buildIdentity(o.identityBase, submission.project);
-    const leafKey = EphemeralSigner.generate();
-    const source = submission.source;
-    const certificatePem = await o.ca.issueLeaf({
-      publicKeySpki: leafKey.publicKeySpki(),
-      identity,
-      issuer: o.issuer,
-      validityMinutes: o.certValidityMinutes,
-      extensions: {
-        runnerEnvironment: 'gatehouse-ephemeral',
-        sourceRepositoryUri: source.uri,
-        ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
-        ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
-        buildConfigUri: `${source.uri}/gatehouse.yaml`,
-        buildConfigDigest: submission.build.sandboxProfileDigest,
-        runInvocationUri: `${o.identityBase.replace(/\/+$/, '')}/jobs/${submission.jobId}`,
-        buildSignerUri: `${o.identityBase.replace(/\/+$/, '')}/runners/bubblewrap`,
-      },
-    });
-    const subjects = submission.subjects.map((s) => ({ name: s.name, digest: { sha256: s.sha256 } }));
-    const provenance = slsaProvenance({
-      buildType: `${o.identityBase.replace(/\/+$/, '')}/build-types/sandboxed/v1`,
-      externalParameters: {
-        project: submission.project,
-        source: {
-          uri: source.uri,
-          ...(source.commit === undefined ? {} : { commit: source.commit }),
-          ...(source.ref === undefined ? {} : { ref: source.ref }),
-          dirty: source.dirty,
-        },
-        command: submission.build.command,
-      },
-      internalParameters: {
-        sandboxProfileDigest: submission.build.sandboxProfileDigest,
-        attestation: {
-          tokenId: claims.jti,
-          evidenceTypes: claims.gatehouse.evidence_types,
-          pcrs: claims.gatehouse.pcrs,
-        },
-        // The origin facts the gate established from the repository (src/source).
-        ...(decided.source === undefined ? {} : { sourceVerification: decided.source }),
-      },
-      resolvedDependencies: [
+    const reference = held.quarantineManifest ?? decision.jobId;
+    const files = await o.registry.files('quarantine', decision.project, reference);
+    // The bytes promoted must be exactly the subjects the decision logged, one for one.
+    const want = new Map(decision.subjects.map((s) => [s.name, s.sha256]));
+    if (files.length !== want.size || files.some((f) => want.get(f.name) !== f.sha256))
+      throw new GatehouseError(
+        'SUBJECT_MISMATCH',
+        `the quarantined artifact ${reference} does not hold the subjects of decision ${decision.id}`,
+      );
+    const at = new Date().toISOString();
+    const signed = await signBuild(o, held, { policyDigest: decision.policyDigest, at, release: note });
+    const record = { ...note, kind: 'triage', action: 'release', project: decision.project, timestamp: at };
+    const placement = await promoteSigned(o.registry, {
+      project: decision.project,
+      tag: decision.jobId,
+      files,
+      sbom: held.submission.sbom,
+      signed,
+      records: [
         {
-          uri:
-            source.commit === undefined
-              ? source.uri
-              : `git+${source.uri}${source.ref === undefined ? '' : `@${source.ref}`}`,
-          digest:
-            source.commit === undefined
-              ? { sha256: source.treeDigest }
-              : { gitCommit: source.commit, sha256: source.treeDigest },
+          artifactType: sbomAttestationTypes(held.submission.sbom).mediaType,
+          mediaType: sbomAttestationTypes(held.submission.sbom).mediaType,
+          bytes: jsonBytes(held.submission.sbom),
         },
-        ...components.map((c) => ({
-          uri: c.purl,
-          ...(c.hashes.length === 0
-            ? {}
-            : {
-                digest: Object.fromEntries(
-                  c.hashes.map((h) => [h.alg.toLowerCase().replace('-', ''), h.content]),
-                ),
-              }),
-        })),
-        // What the fetch phase actually downloaded, digested by the agent's egress proxy.
-        ...(submission.fetched ?? []).map((f) => ({ uri: f.uri, digest: { sha256: f.digest.sha256 } })),
+        { artifactType: MEDIA.decision, mediaType: MEDIA.decision, bytes: jsonBytes(record) },
       ],
-      builderId: `${o.identityBase.replace(/\/+$/, '')}/runners/bubblewrap`,
-      invocationId: submission.jobId,
-      startedOn: new Date(submission.build.startedOn),
-      finishedOn: new Date(submission.build.finishedOn),
+      annotations: { 'dev.gatehouse.decision': 'allow', 'dev.gatehouse.release': note.triageId },
     });
-    const bundle = await this.#signStatement(
-      makeStatement(subjects, SLSA_PROVENANCE_V1, provenance),
-      leafKey,
-      certificatePem,
-    );
-    const sbomBundle = await this.#signStatement(
-      makeStatement(subjects, sbomAttestationTypes(submission.sbom).predicateType, submission.sbom),
-      leafKey,
-      certificatePem,
-    );
-    // The decision itself, as a VSA naming the policy digest and the two attestations it rests on.
-    const base = o.identityBase.replace(/\/+$/, '');
-    const vsa = verificationSummary({
-      verifierId: `${base}/gate`,
-      timeVerified: decided.at,
-      resourceUri: o.registry.repositoryUri('promoted', submission.project),
-      policyUri: `${base}/policies/sha256:${decided.policyDigest}`,
-      policyDigest: decided.policyDigest,
-      inputAttestations: [bundle, sbomBundle].map((b) => ({
-        uri: `${base}/log/entries/${bundleLogIndex(b)}`,
-        sha256: sha256Hex(jsonBytes(b)),
-      })),
-      passed: true,
-      evidenceTypes: claims.gatehouse.evidence_types,
-    });
-    const vsaBundle = await this.#signStatement(
-      makeStatement(subjects, SLSA_VSA_V1, vsa),
-      leafKey,
-      certificatePem,
-    );
-    return { bundle, sbomBundle, vsaBundle };
+    await this.markTriaged(decision, { ...record, promoted: placement.reference }, held.quarantineManifest);
+    if (held.components.length > 0 || decision.subjects.length > 0)
+      await o.store.policies.keepArtifactSbom({
+        decisionId: decision.id,
+        project: decision.project,
+        components: JSON.stringify(held.components),
+        subjects: decision.subjects,
+        createdAt: at,
+      });
+    return { ...signed, placement };
   }
 
-  async #signStatement(
-    statement: ReturnType<typeof makeStatement>,
-    signer: EphemeralSigner,
-    certificatePem: string,
-  ): Promise<Record<string, unknown>> {
-    const envelope: Envelope = await signEnvelope(INTOTO_PAYLOAD_TYPE, statementPayload(statement), signer);
-    const body = dsseEntryBody(envelope, certificatePem);
-    const entry = await this.#o.log.append(body);
-    const proof = await this.#o.log.inclusionProof(entry.index);
-    const stamp = this.#o.timestamp;
-    const rfc3161Timestamps =
-      stamp === undefined ? [] : [await stamp(Buffer.from(envelope.signatures[0]?.sig ?? '', 'base64'))];
-    return buildBundle({
-      certificatePem,
-      envelope,
-      entry: { ...entry, body, proof },
-      rfc3161Timestamps,
-    }) as unknown as Record<string, unknown>;
+  /**
+   * Attach a triage record to the quarantined artifact (released or rejected); the artifact itself
+   * stays where it is. Without a quarantined copy (nothing was placed) there is nothing to mark.
+   */
+  async markTriaged(
+    decision: DecisionRecord,
+    record: Record<string, unknown>,
+    manifestDigest?: string,
+  ): Promise<void> {
+    const o = this.#o;
+    const digest =
+      manifestDigest ??
+      (await o.registry.inspect('quarantine', decision.project, decision.jobId))?.manifestDigest;
+    if (digest === undefined) return;
+    await o.registry.attach('quarantine', decision.project, digest, {
+      artifactType: TRIAGE_ARTIFACT_TYPE,
+      mediaType: TRIAGE_ARTIFACT_TYPE,
+      bytes: jsonBytes(record),
+      annotations: { 'dev.gatehouse.triage': String(record.action ?? '') },
+    });
   }
+}
+
+/** The facts the gate signs, from a verified submission. */
+function heldBuildOf(
+  submission: Submission,
+  claims: AttestationClaims,
+  components: Component[],
+  source: SourceVerification | undefined,
+): HeldBuild {
+  const { steps: _steps, ...rest } = submission;
+  return {
+    submission: rest,
+    attestation: {
+      tokenId: claims.jti,
+      evidenceTypes: claims.gatehouse.evidence_types,
+      pcrs: claims.gatehouse.pcrs,
+    },
+    components,
+    ...(source === undefined ? {} : { source }),
+  };
+}
+
+/** What signing needs from the gate's wiring. */
+type SigningDeps = Pick<
+  GateOptions,
+  'ca' | 'log' | 'registry' | 'issuer' | 'identityBase' | 'certValidityMinutes' | 'timestamp'
+>;
+
+/**
+ * The one signing path of an approved artifact, for the gate's allow and for a triage release:
+ * issue a leaf for the build identity, sign the provenance, the SBOM attestation and the decision
+ * (a VSA naming the policy digest, the two attestations it rests on and, for a release, who
+ * released it and why), log each, and bundle each.
+ */
+export async function signBuild(
+  o: SigningDeps,
+  held: HeldBuild,
+  decided: { policyDigest: string; at: string; release?: ReleaseNote },
+): Promise<SignedBuild> {
+  const { submission } = held;
+  const base = o.identityBase.replace(/\/+$/, '');
+  const identity = buildIdentity(o.identityBase, submission.project);
+  const leafKey = EphemeralSigner.generate();
+  const source = submission.source;
+  const certificatePem = await o.ca.issueLeaf({
+    publicKeySpki: leafKey.publicKeySpki(),
+    identity,
+    issuer: o.issuer,
+    validityMinutes: o.certValidityMinutes,
+    extensions: {
+      runnerEnvironment: 'gatehouse-ephemeral',
+      sourceRepositoryUri: source.uri,
+      ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
+      ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
+      buildConfigUri: `${source.uri}/gatehouse.yaml`,
+      buildConfigDigest: submission.build.sandboxProfileDigest,
+      runInvocationUri: `${base}/jobs/${submission.jobId}`,
+      buildSignerUri: `${base}/runners/bubblewrap`,
+    },
+  });
+  const subjects = submission.subjects.map((s) => ({ name: s.name, digest: { sha256: s.sha256 } }));
+  const provenance = slsaProvenance({
+    buildType: `${base}/build-types/sandboxed/v1`,
+    externalParameters: {
+      project: submission.project,
+      source: {
+        uri: source.uri,
+        ...(source.commit === undefined ? {} : { commit: source.commit }),
+        ...(source.ref === undefined ? {} : { ref: source.ref }),
+        dirty: source.dirty,
+      },
+      command: submission.build.command,
+    },
+    internalParameters: {
+      sandboxProfileDigest: submission.build.sandboxProfileDigest,
+      attestation: held.attestation,
+      // The origin facts the gate established from the repository (src/source).
+      ...(held.source === undefined ? {} : { sourceVerification: held.source }),
+    },
+    resolvedDependencies: [
+      {
+        uri:
+          source.commit === undefined
+            ? source.uri
+            : `git+${source.uri}${source.ref === undefined ? '' : `@${source.ref}`}`,
+        digest:
+          source.commit === undefined
+            ? { sha256: source.treeDigest }
+            : { gitCommit: source.commit, sha256: source.treeDigest },
+      },
+      ...held.components.map((c) => ({
+        uri: c.purl,
+        ...(c.hashes.length === 0
+          ? {}
+          : {
+              digest: Object.fromEntries(
+                c.hashes.map((h) => [h.alg.toLowerCase().replace('-', ''), h.content]),
+              ),
+            }),
+      })),
+      // What the fetch phase actually downloaded, digested by the agent's egress proxy.
+      ...(submission.fetched ?? []).map((f) => ({ uri: f.uri, digest: { sha256: f.digest.sha256 } })),
+    ],
+    builderId: `${base}/runners/bubblewrap`,
+    invocationId: submission.jobId,
+    startedOn: new Date(submission.build.startedOn),
+    finishedOn: new Date(submission.build.finishedOn),
+  });
+  const bundle = await signStatement(
+    o,
+    makeStatement(subjects, SLSA_PROVENANCE_V1, provenance),
+    leafKey,
+    certificatePem,
+  );
+  const sbomBundle = await signStatement(
+    o,
+    makeStatement(subjects, sbomAttestationTypes(submission.sbom).predicateType, submission.sbom),
+    leafKey,
+    certificatePem,
+  );
+  // The decision itself, as a VSA naming the policy digest and the two attestations it rests on.
+  const vsa = verificationSummary({
+    verifierId: `${base}/gate`,
+    timeVerified: decided.at,
+    resourceUri: o.registry.repositoryUri('promoted', submission.project),
+    policyUri: `${base}/policies/sha256:${decided.policyDigest}`,
+    policyDigest: decided.policyDigest,
+    inputAttestations: [bundle, sbomBundle].map((b) => ({
+      uri: `${base}/log/entries/${bundleLogIndex(b)}`,
+      sha256: sha256Hex(jsonBytes(b)),
+    })),
+    passed: true,
+    evidenceTypes: held.attestation.evidenceTypes,
+    ...(decided.release === undefined
+      ? {}
+      : {
+          release: {
+            ...decided.release,
+            uri: `${base}/log/entries/${decided.release.logIndex}`,
+          },
+        }),
+  });
+  const vsaBundle = await signStatement(
+    o,
+    makeStatement(subjects, SLSA_VSA_V1, vsa),
+    leafKey,
+    certificatePem,
+  );
+  return { bundle, sbomBundle, vsaBundle };
+}
+
+/** Promote an approved artifact with its three bundles and its records (SBOM, decision). */
+async function promoteSigned(
+  registry: ArtifactRegistry,
+  p: {
+    project: string;
+    tag: string;
+    files: ArtifactFile[];
+    sbom: Record<string, unknown>;
+    signed: SignedBuild;
+    records: Attachment[];
+    annotations: Record<string, string>;
+  },
+): Promise<Placement> {
+  return registry.promote({
+    project: p.project,
+    tag: p.tag,
+    files: p.files,
+    attachments: [
+      {
+        artifactType: MEDIA.bundle,
+        mediaType: MEDIA.bundle,
+        bytes: jsonBytes(p.signed.bundle),
+        annotations: { 'dev.sigstore.bundle.predicateType': SLSA_PROVENANCE_V1 },
+        cosign: ['sig', 'att'],
+      },
+      {
+        artifactType: MEDIA.bundle,
+        mediaType: MEDIA.bundle,
+        bytes: jsonBytes(p.signed.sbomBundle),
+        annotations: { 'dev.sigstore.bundle.predicateType': sbomAttestationTypes(p.sbom).predicateType },
+        cosign: ['att'],
+      },
+      {
+        artifactType: MEDIA.bundle,
+        mediaType: MEDIA.bundle,
+        bytes: jsonBytes(p.signed.vsaBundle),
+        annotations: { 'dev.sigstore.bundle.predicateType': SLSA_VSA_V1 },
+        cosign: ['att'],
+      },
+      ...p.records,
+    ],
+    annotations: p.annotations,
+  });
+}
+
+async function signStatement(
+  o: SigningDeps,
+  statement: ReturnType<typeof makeStatement>,
+  signer: EphemeralSigner,
+  certificatePem: string,
+): Promise<Record<string, unknown>> {
+  const envelope: Envelope = await signEnvelope(INTOTO_PAYLOAD_TYPE, statementPayload(statement), signer);
+  const body = dsseEntryBody(envelope, certificatePem);
+  const entry = await o.log.append(body);
+  const proof = await o.log.inclusionProof(entry.index);
+  const stamp = o.timestamp;
+  const rfc3161Timestamps =
+    stamp === undefined ? [] : [await stamp(Buffer.from(envelope.signatures[0]?.sig ?? '', 'base64'))];
+  return buildBundle({
+    certificatePem,
+    envelope,
+    entry: { ...entry, body, proof },
+    rfc3161Timestamps,
+  }) as unknown as Record<string, unknown>;
 }
 
 function refusalRule(e: unknown): string {

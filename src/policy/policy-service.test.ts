@@ -12,7 +12,7 @@ import { SqliteStore } from '../store/sqlite-store.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { importOsv } from '../vuln/import.ts';
 import { PolicyService } from './policy-service.ts';
-import { addRevocations } from './revocations.ts';
+import { addRevocations, mirrorRevocations } from './revocations.ts';
 import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from './signed-policy.ts';
 
 const security = EphemeralSigner.generate();
@@ -201,7 +201,30 @@ describe('triage and re-evaluation', () => {
 
   it('records a release as a logged decision of its own, once', async () => {
     const sig = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, security);
+    // The registry and signing side of a release is the gate's (tested end to end in
+    // src/cli/commands/triage.test.ts); here it only records what it is handed.
+    const released: unknown[] = [];
+    service.triageEffects = {
+      release: async (_d, held, note) => {
+        released.push({ held, note });
+        return { bundle: {}, sbomBundle: {}, vsaBundle: {}, placement: undefined as never };
+      },
+      reject: async () => {},
+    };
+    await assert.rejects(
+      service.triage(act, sig, append),
+      (e: unknown) => isGatehouseError(e, 'CONFLICT') && /never verified/.test((e as Error).message),
+    );
+    assert.equal(await log.size(), 0, 'nothing is logged for a release that cannot happen');
+    await store.policies.holdBuild({
+      decisionId: 'dec-q',
+      project: 'p',
+      facts: '{"components":[]}',
+      createdAt: new Date().toISOString(),
+    });
     const r = await service.triage(act, sig, append);
+    assert.equal(released.length, 1);
+    assert.deepEqual((released[0] as { note: { logIndex: number } }).note.logIndex, r.logIndex);
     assert.equal(r.action, 'release');
     assert.equal(r.actor, trusted[0]?.keyId);
     const entry = await store.log.get(r.logIndex);
@@ -278,13 +301,22 @@ describe('revocation on re-evaluation', () => {
       );
       await importOsv([new URL('../../examples/advisories', import.meta.url).pathname], store);
       const list = join(dir, 'revocations.json');
+      const logged: Record<string, unknown>[] = [];
+      service.onRevoked = (records) => mirrorRevocations(list, records);
       const r = await service.reevaluate({
         importedAt: Date.now(),
-        revoke: async (subjects, reason) => {
-          await addRevocations(list, subjects, reason);
-        },
+        appendDecision: async (doc) => logged.push(doc) - 1,
       });
       assert.equal(r.flagged[0]?.revoked, true);
+      // The same revoke path as the security role's: a logged `revoke` decision and a record.
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]?.kind, 'revoke');
+      assert.equal(logged[0]?.actor, 're-evaluation');
+      assert.equal(logged[0]?.digest, `sha256:${'b'.repeat(64)}`);
+      assert.deepEqual(
+        (await service.revocations()).map((x) => [x.digest, x.logIndex]),
+        [[`sha256:${'b'.repeat(64)}`, 0]],
+      );
       const doc = JSON.parse(readFileSync(list, 'utf8'));
       assert.deepEqual(
         doc.revoked.map((x: { digest: string }) => x.digest),

@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
-import { readRevocations } from '../verify/oci-verify.ts';
+import { canonicalJson, sha256, toBase64 } from '../common/encoding.ts';
+import { preAuthEncoding } from '../signing/dsse.ts';
+import type { Signer } from '../signing/signer.ts';
+import type { RevocationRecord } from '../store/store.ts';
+import { REVOCATIONS_PAYLOAD, type RevocationList, readRevocations } from '../verify/oci-verify.ts';
 
 /**
  * Add artifact digests to the home's revocation list (`revocations.json`, the file deploy-time
@@ -29,4 +33,65 @@ export async function addRevocations(
   await writeFile(tmp, `${JSON.stringify(list, null, 2)}\n`, { mode: 0o644 });
   await rename(tmp, path);
   return added;
+}
+
+/**
+ * Mirror the recorded revocations into the home's list file (the file `verify` and `admission`
+ * read without a URL), keeping entries already there, e.g. from before revocations were logged.
+ * @throws GatehouseError BAD_INPUT when the existing list does not read (nothing is written)
+ */
+export async function mirrorRevocations(
+  path: string,
+  records: readonly { digest: string; reason: string }[],
+): Promise<void> {
+  for (const r of records) await addRevocations(path, [r.digest], r.reason);
+}
+
+/**
+ * The revocation list as it stands: every recorded revocation (with its log index), plus entries
+ * of the home's file that predate logged revocations, so nothing revoked before is dropped.
+ * @throws GatehouseError BAD_INPUT when the file does not read
+ */
+export async function currentRevocations(
+  path: string,
+  records: readonly RevocationRecord[],
+): Promise<RevocationList> {
+  const legacy = await readRevocations(path, true);
+  const known = new Set(records.map((r) => r.digest));
+  return {
+    version: 1,
+    revoked: [
+      ...legacy.revoked
+        .filter((r) => !known.has(r.digest))
+        .map((r) => ({ digest: r.digest, reason: r.reason, revokedAt: r.revokedAt })),
+      ...records.map((r) => ({
+        digest: r.digest,
+        reason: r.reason.slice(0, 1000),
+        revokedAt: r.revokedAt,
+        logIndex: r.logIndex,
+      })),
+    ],
+  };
+}
+
+/**
+ * Sign a revocation list with the log key: the signature covers the DSSE pre-authentication
+ * encoding of the list's canonical JSON (without `signature`) under its own payload type, so it
+ * can never be taken for a checkpoint or an entry. `keyId` is the log id the trusted root lists
+ * (base64 SHA-256 of the key's SPKI), which is how a verifier finds the key.
+ */
+export async function signRevocationList(
+  list: RevocationList,
+  signer: Signer,
+  now = new Date(),
+): Promise<RevocationList> {
+  const { signature: _old, ...rest } = list;
+  const body = { ...rest, issuedAt: now.toISOString() };
+  const sig = await signer.sign(
+    preAuthEncoding(REVOCATIONS_PAYLOAD, new TextEncoder().encode(canonicalJson(body))),
+  );
+  return {
+    ...body,
+    signature: { keyId: toBase64(sha256(signer.publicKeySpki())), sig: toBase64(sig) },
+  };
 }

@@ -9,6 +9,7 @@ export const SECURITY_PAYLOAD = {
   policy: 'application/vnd.gatehouse.policy.v1+yaml',
   binding: 'application/vnd.gatehouse.policy-binding.v1+json',
   triage: 'application/vnd.gatehouse.triage.v1+json',
+  revoke: 'application/vnd.gatehouse.revoke.v1+json',
 } as const;
 
 export type SecurityPayloadType = (typeof SECURITY_PAYLOAD)[keyof typeof SECURITY_PAYLOAD];

@@ -211,3 +211,33 @@ export function describePlaced(
     cosignTags,
   };
 }
+
+/** Plan one more referrer of an existing artifact manifest: its blobs and its manifest. */
+export function planReferrer(
+  subject: { digest: string; size: number },
+  attachment: {
+    artifactType: string;
+    mediaType: string;
+    bytes: Uint8Array;
+    annotations?: Record<string, string>;
+  },
+): { blobs: Blob[]; manifest: Blob } {
+  const empty = emptyConfig();
+  const layer = blobOf(attachment.bytes, attachment.mediaType);
+  const manifest = manifestBlob({
+    artifactType: attachment.artifactType,
+    config: empty.descriptor,
+    layers: [layer.descriptor],
+    subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
+    ...(attachment.annotations === undefined ? {} : { annotations: attachment.annotations }),
+  });
+  return { blobs: [empty, layer], manifest };
+}
+
+/** The file layers of an artifact manifest: name and digest, in order. */
+export function fileLayers(manifestBytes: Uint8Array, where: string): { name: string; digest: string }[] {
+  return parseImageManifest(manifestBytes, where).layers.map((l) => ({
+    name: l.annotations?.[TITLE] ?? '',
+    digest: l.digest,
+  }));
+}

@@ -1,12 +1,20 @@
 import { GatehouseError } from '../common/errors.ts';
-import { describePlaced, planPlacement } from './manifests.ts';
+import { describePlaced, fileLayers, planPlacement, planReferrer } from './manifests.ts';
 import {
   type Descriptor,
   OCI_MANIFEST,
   type OciDistributionClient,
   parseImageManifest,
 } from './oci-client.ts';
-import type { Area, ArtifactRegistry, PlacedArtifact, Placement, PlacementRequest } from './registry.ts';
+import type {
+  Area,
+  ArtifactFile,
+  ArtifactRegistry,
+  Attachment,
+  PlacedArtifact,
+  Placement,
+  PlacementRequest,
+} from './registry.ts';
 
 export interface OciDistributionRegistryOptions {
   client: OciDistributionClient;
@@ -18,6 +26,8 @@ export interface OciDistributionRegistryOptions {
 
 /** At most this much is read back for an attachment (bundles and SBOMs are far smaller). */
 const MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024;
+/** At most this much is read back for one artifact file (a triage release re-reads them). */
+const MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 
 /**
  * A registry adapter for any OCI distribution registry: blobs first, then the artifact manifest
@@ -117,5 +127,43 @@ export class OciDistributionRegistry implements ArtifactRegistry {
     if (layer === undefined)
       throw new GatehouseError('NOT_FOUND', `referrer ${referrerDigest} has no content`, { where: repo });
     return this.#client.getBlob(repo, layer.digest, MAX_ATTACHMENT_BYTES);
+  }
+
+  async files(area: Area, project: string, reference: string): Promise<ArtifactFile[]> {
+    const repo = this.repository(area, project);
+    const m = await this.#client.getManifest(repo, reference);
+    if (m === undefined)
+      throw new GatehouseError('NOT_FOUND', `no artifact ${reference} in the ${area} area`, { where: repo });
+    const out: ArtifactFile[] = [];
+    for (const l of fileLayers(m.bytes, `${repo}@${m.digest}`)) {
+      // getBlob refuses bytes that do not hash to the layer's digest.
+      const bytes = await this.#client.getBlob(repo, l.digest, MAX_FILE_BYTES);
+      out.push({ name: l.name, sha256: l.digest.slice(7), bytes });
+    }
+    return out;
+  }
+
+  async attach(
+    area: Area,
+    project: string,
+    manifestDigest: string,
+    attachment: Attachment,
+  ): Promise<{ artifactType: string; digest: string }> {
+    const repo = this.repository(area, project);
+    const m = await this.#client.getManifest(repo, manifestDigest);
+    if (m === undefined || m.digest !== manifestDigest)
+      throw new GatehouseError('NOT_FOUND', `no artifact ${manifestDigest} in the ${area} area`, {
+        where: repo,
+      });
+    const plan = planReferrer({ digest: m.digest, size: m.bytes.byteLength }, attachment);
+    for (const b of plan.blobs) await this.#client.pushBlob(repo, b.bytes, b.descriptor.mediaType);
+    const d = await this.#client.pushReferrer(
+      repo,
+      m.digest,
+      plan.manifest.bytes,
+      attachment.artifactType,
+      attachment.annotations,
+    );
+    return { artifactType: attachment.artifactType, digest: d.digest };
   }
 }

@@ -3,9 +3,25 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import { ARTIFACT_TYPE, describePlaced, jsonBytes, PROJECT_RE, planPlacement } from './manifests.ts';
+import {
+  ARTIFACT_TYPE,
+  describePlaced,
+  fileLayers,
+  jsonBytes,
+  PROJECT_RE,
+  planPlacement,
+  planReferrer,
+} from './manifests.ts';
 import { type Descriptor, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, parseImageManifest } from './oci-client.ts';
-import type { Area, ArtifactRegistry, PlacedArtifact, Placement, PlacementRequest } from './registry.ts';
+import type {
+  Area,
+  ArtifactFile,
+  ArtifactRegistry,
+  Attachment,
+  PlacedArtifact,
+  Placement,
+  PlacementRequest,
+} from './registry.ts';
 
 export { ARTIFACT_TYPE } from './manifests.ts';
 export type { Descriptor } from './oci-client.ts';
@@ -95,6 +111,47 @@ export class OciLayoutRegistry implements ArtifactRegistry {
     if (content === undefined)
       throw new GatehouseError('NOT_FOUND', `referrer ${referrerDigest} has no content`, { where: dir });
     return content;
+  }
+
+  async files(area: Area, project: string, reference: string): Promise<ArtifactFile[]> {
+    const dir = this.layoutDir(area, project);
+    const placed = await this.inspect(area, project, reference);
+    const bytes = placed === undefined ? undefined : await this.#readBlob(dir, placed.manifestDigest);
+    if (placed === undefined || bytes === undefined)
+      throw new GatehouseError('NOT_FOUND', `no artifact ${reference} in the ${area} area`, { where: dir });
+    const out: ArtifactFile[] = [];
+    for (const l of fileLayers(bytes, placed.manifestDigest)) {
+      const content = await this.#readBlob(dir, l.digest);
+      if (content === undefined)
+        throw new GatehouseError('NOT_FOUND', `file ${l.name} (${l.digest}) is missing`, { where: dir });
+      out.push({ name: l.name, sha256: l.digest.slice(7), bytes: content });
+    }
+    return out;
+  }
+
+  async attach(
+    area: Area,
+    project: string,
+    manifestDigest: string,
+    attachment: Attachment,
+  ): Promise<{ artifactType: string; digest: string }> {
+    const dir = this.layoutDir(area, project);
+    const subject = PROJECT_RE.test(project) ? await this.#readBlob(dir, manifestDigest) : undefined;
+    if (subject === undefined)
+      throw new GatehouseError('NOT_FOUND', `no artifact ${manifestDigest} in the ${area} area`, {
+        where: dir,
+      });
+    const plan = planReferrer({ digest: manifestDigest, size: subject.byteLength }, attachment);
+    for (const b of [...plan.blobs, plan.manifest])
+      await writeIfAbsent(join(dir, 'blobs', 'sha256', b.descriptor.digest.slice(7)), b.bytes);
+    await this.#updateIndex(dir, [
+      {
+        ...plan.manifest.descriptor,
+        artifactType: attachment.artifactType,
+        ...(attachment.annotations === undefined ? {} : { annotations: attachment.annotations }),
+      },
+    ]);
+    return { artifactType: attachment.artifactType, digest: plan.manifest.descriptor.digest };
   }
 
   async #readBlob(dir: string, digest: string): Promise<Uint8Array | undefined> {

@@ -97,6 +97,39 @@ export function describeRegistryContract(
       assert.notEqual(registry.repositoryUri('quarantine', 'x'), registry.repositoryUri('promoted', 'x'));
     });
 
+    it('reads a quarantined artifact back with its bytes and takes one more referrer', async () => {
+      const bad = file('held.tar', 'held bytes');
+      const placement = await registry.quarantine({
+        project: 'contract-held',
+        tag: 'job-h',
+        files: [bad],
+        attachments: [attachment(DECISION, '{"outcome":"quarantine"}')],
+      });
+      const files = await registry.files('quarantine', 'contract-held', 'job-h');
+      assert.deepEqual(
+        files.map((f) => [f.name, f.sha256, new TextDecoder().decode(f.bytes)]),
+        [['held.tar', bad.sha256, 'held bytes']],
+      );
+      await assert.rejects(registry.files('promoted', 'contract-held', 'job-h'), (e) =>
+        isGatehouseError(e, 'NOT_FOUND'),
+      );
+      const mark = await registry.attach(
+        'quarantine',
+        'contract-held',
+        placement.manifestDigest,
+        attachment(DECISION, '{"triage":"reject"}'),
+      );
+      const after = await registry.inspect('quarantine', 'contract-held', 'job-h');
+      assert.equal(after?.manifestDigest, placement.manifestDigest, 'the artifact itself is unchanged');
+      assert.ok(after?.referrers.some((r) => r.digest === mark.digest));
+      const bytes = await registry.attachment('quarantine', 'contract-held', mark.digest);
+      assert.equal(new TextDecoder().decode(bytes), '{"triage":"reject"}');
+      await assert.rejects(
+        registry.attach('promoted', 'contract-held', placement.manifestDigest, attachment(DECISION, '{}')),
+        (e) => isGatehouseError(e, 'NOT_FOUND'),
+      );
+    });
+
     it('moves a tag to the newer artifact and keeps the older one by digest', async () => {
       const first = await registry.promote({
         project: 'contract-tag',

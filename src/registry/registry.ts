@@ -68,4 +68,20 @@ export interface ArtifactRegistry {
   attachment(area: Area, project: string, referrerDigest: string): Promise<Uint8Array>;
   /** A URI naming the repository of a project's area, for records such as the VSA's resourceUri. */
   repositoryUri(area: Area, project: string): string;
+  /**
+   * The artifact's files with their bytes (a triage release promotes them from quarantine), each
+   * checked against its digest.
+   * @throws GatehouseError NOT_FOUND when the area has no such artifact, REGISTRY_ERROR on a digest mismatch
+   */
+  files(area: Area, project: string, reference: string): Promise<ArtifactFile[]>;
+  /**
+   * Attach one more referrer to an artifact already placed, e.g. the record of a triage act.
+   * @throws GatehouseError NOT_FOUND when the area has no artifact with that manifest digest
+   */
+  attach(
+    area: Area,
+    project: string,
+    manifestDigest: string,
+    attachment: Attachment,
+  ): Promise<{ artifactType: string; digest: string }>;
 }

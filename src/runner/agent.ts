@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Attester, SoftwareAttester } from '../attestation/attester.ts';
+import { type Attester, needsReattestation, SoftwareAttester } from '../attestation/attester.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, signSubmission } from '../attestation/token.ts';
 import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
@@ -10,7 +10,7 @@ import { catalogWorkspace } from '../sbom/catalog.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
 import type { ControlPlane, GateResult, Submission } from '../server/control-plane.ts';
-import { pinSource } from '../source/pinned-checkout.ts';
+import { configAtCommit, pinSource } from '../source/pinned-checkout.ts';
 import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
 import { fetchDependencies } from './fetch.ts';
@@ -60,6 +60,10 @@ export interface AgentOptions {
    * `SoftwareAttester` (the baseline alone). Default: software.
    */
   attester?: () => Attester;
+  /** Re-attest before the gate when the token has less than this left (seconds; default 60). */
+  reattestMarginSeconds?: number;
+  /** Build this commit of the git repository at `dir` rather than its work tree. */
+  commit?: string;
 }
 
 /** How one job ended. */
@@ -84,9 +88,16 @@ export interface JobOutcome {
 export async function runJob(dir: string, options: AgentOptions): Promise<JobOutcome> {
   const sourceDir = resolve(dir);
   const configPath = join(sourceDir, PROJECT_CONFIG_FILE);
+  // A clean git work tree is built from exactly its HEAD commit, or from `options.commit` when
+  // given (see src/source/pinned-checkout.ts).
+  const checkout = await pinSource(sourceDir, options.commit);
   let configText: string;
   try {
-    configText = await readFile(configPath, 'utf8');
+    const atCommit = options.commit === undefined ? undefined : await configAtCommit(sourceDir, checkout);
+    if (options.commit !== undefined && atCommit === undefined) {
+      throw new Error(`no ${PROJECT_CONFIG_FILE} in commit ${options.commit}`);
+    }
+    configText = atCommit ?? (await readFile(configPath, 'utf8'));
   } catch (e) {
     throw new GatehouseError('BAD_PROJECT_CONFIG', `cannot read ${PROJECT_CONFIG_FILE}`, {
       where: configPath,
@@ -94,8 +105,6 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     });
   }
   const config = parseProjectConfig(configText, configPath);
-  // A clean git work tree is built from exactly its HEAD commit (see src/source/pinned-checkout.ts).
-  const checkout = await pinSource(sourceDir);
   const project = options.project ?? config.project;
   const cp = options.controlPlane;
   const steps: JobStep[] = [];
@@ -225,6 +234,16 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         : { fetched: fetched.fetched.map((f) => ({ uri: f.uri, digest: { sha256: f.digest.sha256 } })) }),
     };
     const proof = await signSubmission(submission, key.privateKey);
+    // Continuous authentication: a job that outlived most of its token's life proves itself again
+    // with a fresh quote before it uses the token at the gate.
+    if (needsReattestation(attester, attested, new Date(), options.reattestMarginSeconds)) {
+      const fresh = await step(
+        'reattest',
+        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints: cp }),
+        () => attester.kind,
+      );
+      token = fresh.token;
+    }
     const result = await step(
       'gate',
       () =>

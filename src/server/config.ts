@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { ciIssuerConfigSchema } from '../attestation/ci-token.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { sourceConfigSchema } from '../source/config.ts';
 
@@ -130,6 +131,8 @@ export const configSchema = z
     source: sourceConfigSchema.optional(),
     /** Where keys live and how they are sealed; absent in homes that predate encryption (plain files). */
     keys: keysConfig.optional(),
+    /** The attestation authority: trusted CI identity token issuers (docs/attestation.md). */
+    attestation: z.strictObject({ ciIssuers: z.array(ciIssuerConfigSchema).max(32).optional() }).optional(),
   })
   .strict();
 

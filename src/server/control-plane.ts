@@ -102,6 +102,8 @@ export interface GateResult {
   bundle?: Record<string, unknown>;
   /** Sigstore bundle of the signed SBOM attestation (allowed builds only). */
   sbomBundle?: Record<string, unknown>;
+  /** Sigstore bundle of the signed decision, a SLSA Verification Summary (allowed builds only). */
+  vsaBundle?: Record<string, unknown>;
   placement: Placement;
 }
 

@@ -1,20 +1,23 @@
+import { randomUUID } from 'node:crypto';
 import type { AttestationAuthority } from '../attestation/authority.ts';
-import { failedChecksOf } from '../attestation/checks.ts';
+import { failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
+import type { ReferenceBundle, ReferenceValueService } from '../attestation/reference-values.ts';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { Gate } from '../gate/gate.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
-import type { PolicyService, TriageAct } from '../policy/policy-service.ts';
+import type { PolicyService, RevokeAct, TriageAct, TriageOutcome } from '../policy/policy-service.ts';
 import type {
+  AttestationRefusalRecord,
   DecisionRecord,
   JobRecord,
   JobStep,
   PolicyVersionRecord,
   Store,
-  TriageRecord,
 } from '../store/store.ts';
 import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
+import type { RevocationList } from '../verify/oci-verify.ts';
 import type {
   AttestRequest,
   AttestResult,
@@ -85,6 +88,7 @@ export class EmbeddedControlPlane implements ControlPlane {
       return issued;
     } catch (e) {
       this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
+      await this.#recordRefusal('software', e, job.id);
       throw e;
     }
   }
@@ -96,6 +100,7 @@ export class EmbeddedControlPlane implements ControlPlane {
       return await this.#o.authority.challenge(body);
     } catch (e) {
       this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
+      await this.#recordRefusal('challenge', e);
       throw e;
     }
   }
@@ -120,6 +125,7 @@ export class EmbeddedControlPlane implements ControlPlane {
       return issued;
     } catch (e) {
       this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
+      await this.#recordRefusal('evidence', e, refusedJobOf(e));
       throw e;
     }
   }
@@ -255,12 +261,93 @@ export class EmbeddedControlPlane implements ControlPlane {
   }
 
   /** POST /v1/triage: release or reject a quarantined artifact (signed by the security role). */
-  triage(body: TriageAct & { signature: string; keyId: string }): Promise<TriageRecord> {
+  triage(body: TriageAct & { signature: string; keyId: string }): Promise<TriageOutcome> {
     return this.#policies().triage(
       { decisionId: body.decisionId, action: body.action, reason: body.reason },
       { signature: body.signature, keyId: body.keyId },
       async (doc) => (await this.#o.log.append(decisionEntryBody(doc))).index,
     );
+  }
+
+  /** POST /v1/revocations: revoke an artifact digest (signed by the security role), logged. */
+  async revoke(body: RevokeAct & { signature: string; keyId: string }): Promise<Record<string, unknown>> {
+    return {
+      ...(await this.#policies().revoke(
+        { digest: body.digest, reason: body.reason },
+        { signature: body.signature, keyId: body.keyId },
+        async (doc) => (await this.#o.log.append(decisionEntryBody(doc))).index,
+      )),
+    };
+  }
+
+  /** GET /v1/revocations: every revoked digest, signed by the log key (set by the home's wiring). */
+  revocationList: (() => Promise<RevocationList>) | undefined;
+
+  async revocations(): Promise<RevocationList> {
+    if (this.revocationList === undefined)
+      throw new GatehouseError('INTERNAL', 'the revocation list is not wired');
+    return this.revocationList();
+  }
+
+  /** POST /v1/attestation/trusted-cas: trust an EK CA on the security role's signature (set by the home). */
+  trustEkCa:
+    | ((body: {
+        certificate: string;
+        signature: string;
+        keyId: string;
+      }) => Promise<{ name: string; subject: string; added: boolean }>)
+    | undefined;
+
+  /** Signed reference-value bundles (set by the home's wiring). */
+  referenceValues: ReferenceValueService | undefined;
+
+  /** POST /v1/reference-values: publish the next bundle, signed by a trusted security key. */
+  publishReferenceValues(body: {
+    version: number;
+    values: unknown;
+    signature: string;
+    keyId: string;
+  }): Promise<ReferenceBundle> {
+    return this.#referenceValues().publish(body);
+  }
+
+  /** GET /v1/reference-values[?version=N]: a bundle (the one in force by default), verified. */
+  getReferenceValues(version?: number): Promise<ReferenceBundle> {
+    const rv = this.#referenceValues();
+    return version === undefined ? rv.current() : rv.get(version);
+  }
+
+  /** GET /v1/reference-values/history: every bundle, newest first, with whether it verifies. */
+  referenceValueHistory(): ReturnType<ReferenceValueService['history']> {
+    return this.#referenceValues().history();
+  }
+
+  /** GET /v1/attestation/refusals: refused attestations with their failed checks, newest first. */
+  attestationRefusals(options: { limit: number; jobId?: string }): Promise<AttestationRefusalRecord[]> {
+    return this.#o.store.attestation.listRefusals({ ...options, limit: Math.min(options.limit, 1000) });
+  }
+
+  /** Keep a refusal for audit; a store failure here must not hide the refusal itself. */
+  async #recordRefusal(stage: AttestationRefusalRecord['stage'], e: unknown, jobId?: string): Promise<void> {
+    const failedChecks = failedChecksOf(e);
+    if (failedChecks === undefined) return;
+    try {
+      await this.#o.store.attestation.addRefusal({
+        id: randomUUID(),
+        stage,
+        ...(jobId === undefined ? {} : { jobId }),
+        failedChecks: failedChecks.map((f) => ({ check: f.check, message: f.message })),
+        createdAt: new Date().toISOString(),
+      });
+    } catch (cause) {
+      process.stderr.write(`gatehouse: cannot record an attestation refusal: ${String(cause)}\n`);
+    }
+  }
+
+  #referenceValues(): ReferenceValueService {
+    if (this.referenceValues === undefined)
+      throw new GatehouseError('INTERNAL', 'reference values are not wired');
+    return this.referenceValues;
   }
 
   #policies(): PolicyService {

@@ -5,16 +5,28 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Attester, SoftwareAttester, VtpmAttester } from '../attestation/attester.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
+import { CiTokenVerifier } from '../attestation/ci-token.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
+import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
 import { verifyAttestationToken } from '../attestation/token.ts';
-import { attestationPaths, initAttestationHome, trustedEkCasLoader } from '../attestation/trust-store.ts';
+import {
+  attestationPaths,
+  initAttestationHome,
+  trustEkCaSigned,
+  trustedEkCasLoader,
+} from '../attestation/trust-store.ts';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { Gate } from '../gate/gate.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
-import { initSecurityRole, trustedSecurityKeys } from '../policy/home-policy.ts';
+import {
+  initSecurityRole,
+  loadSecuritySigner,
+  securityKeyPath,
+  trustedSecurityKeys,
+} from '../policy/home-policy.ts';
 import { DEFAULT_POLICY_NAME, PolicyService, type ReevaluationResult } from '../policy/policy-service.ts';
-import { addRevocations } from '../policy/revocations.ts';
+import { currentRevocations, mirrorRevocations, signRevocationList } from '../policy/revocations.ts';
 import type { ArtifactRegistry } from '../registry/registry.ts';
 import { registryFromConfig } from '../registry/registry-config.ts';
 import { agentFiles, isolationProfile } from '../runner/agent.ts';
@@ -27,7 +39,7 @@ import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
-import { TransparencyLog } from '../tlog/transparency-log.ts';
+import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { type Config, defaultConfig, loadConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
@@ -134,6 +146,20 @@ export async function initHome(
     // The security role's key, and the default policy published as version 1, signed by it.
     const policyText = await readFile(join(root, config.policy), 'utf8').catch(() => DEFAULT_POLICY);
     created.push(...(await initSecurityRole(p.keys, store, policyText)));
+    // What was measured becomes the first signed reference-value bundle; later ones only on
+    // --update-reference-values (and only when they changed), or by `attestation reference-values`.
+    const published =
+      (await store.attestation.latestReferenceValues()) !== undefined &&
+      options.updateReferenceValues !== true
+        ? undefined
+        : await new ReferenceValueService({
+            store: store.attestation,
+            trustedKeys: await trustedSecurityKeys(p.keys),
+          }).publishIfChanged(
+            parseReferenceValues(JSON.parse(await readText(p.referenceValues)), p.referenceValues),
+            await loadSecuritySigner(securityKeyPath(p.keys)),
+          );
+    if (published !== undefined) created.push(`reference values version ${published.version}`);
   } finally {
     await store.close();
   }
@@ -186,7 +212,6 @@ export async function openHome(
     );
   }
   const config = loadConfig(p.config);
-  const referenceValues = JSON.parse(await readText(p.referenceValues)) as ReferenceValues;
   const apiToken = (await readText(p.apiToken)).trim();
   const keys = await openHomeKeys(root, p.keys, config.keys);
   const { ca, logSigner, attestationKey } = keys;
@@ -200,16 +225,26 @@ export async function openHome(
   const logOrigin = `${new URL(config.identityBase).host}/log`;
   const log = new TransparencyLog({ store: store.log, signer: logSigner, origin: logOrigin });
   const orchestrator = new Orchestrator({ store });
+  const securityKeys = await trustedSecurityKeys(p.keys);
+  // The authority appraises against the newest signed reference-value bundle in the store.
+  const referenceValues = new ReferenceValueService({ store: store.attestation, trustedKeys: securityKeys });
   const authority = new AttestationAuthority({
     signingKey: attestationKey,
     keyId,
     issuer: config.issuer,
-    referenceValues,
+    referenceBundles: referenceValues,
+    // CI identity tokens (GitHub Actions, GitLab CI) verified against the configured issuers.
+    ...(config.attestation?.ciIssuers === undefined || config.attestation.ciIssuers.length === 0
+      ? {}
+      : {
+          verifyCiToken: ((v: CiTokenVerifier) => async (token: string) => ({ ...(await v.verify(token)) }))(
+            new CiTokenVerifier(config.attestation.ciIssuers, { home: root }),
+          ),
+        }),
     tokenTtlSeconds: config.tokenTtlSeconds,
     tokens: store.tokens,
     trustedEkCas: trustedEkCasLoader(root),
   });
-  const jwks = authority.jwks();
   // `gatehouse run --registry URL` hands in its own; otherwise the config's (see registry-config.ts).
   const registry = options.registry ?? registryFromConfig(config.registry, root);
   // Central policies come from the store, signed by the security role (src/policy).
@@ -224,7 +259,13 @@ export async function openHome(
     log,
     registry,
     verifyToken: (token, jobId) =>
-      verifyAttestationToken(token, { jwks, issuer: config.issuer, jobId, tokens: store.tokens }),
+      // Read per token: after a key rotation the JWKS holds the new key and the retiring one.
+      verifyAttestationToken(token, {
+        jwks: authority.jwks(),
+        issuer: config.issuer,
+        jobId,
+        tokens: store.tokens,
+      }),
     revokeToken: (claims) => store.tokens.revoke(claims.jti, claims.exp),
     issuer: config.issuer,
     identityBase: config.identityBase,
@@ -248,6 +289,19 @@ export async function openHome(
     egressAllow: config.runner.egressAllow ?? [],
   });
   controlPlane.policies = policies;
+  // Triage acts reach the registry through the gate: a release is signed exactly as an allow.
+  policies.triageEffects = {
+    release: (decision, held, note) => gate.release(decision, held, note),
+    reject: (decision, record) => gate.markTriaged(decision, record),
+  };
+  // Revocations are logged and stored; the home's file mirrors them for local verifiers.
+  const revocationsFile = join(root, 'revocations.json');
+  policies.onRevoked = (records) => mirrorRevocations(revocationsFile, records);
+  // GET /v1/revocations: the list signed by the log key, which verifiers find in the trusted root.
+  controlPlane.revocationList = async () =>
+    signRevocationList(await currentRevocations(revocationsFile, await policies.revocations()), logSigner);
+  controlPlane.referenceValues = referenceValues;
+  controlPlane.trustEkCa = (body) => trustEkCaSigned(root, body, securityKeys);
   const runner = (() => {
     switch (config.runner.kind) {
       case 'bubblewrap':
@@ -269,13 +323,11 @@ export async function openHome(
     attester,
     apiToken,
     policies,
-    // Revocations land in the list deploy-time verification reads (revocations.json).
+    // Revocations go through the revoke path: logged, stored, and in the list verifiers read.
     reevaluate: (o) =>
       policies.reevaluate({
         ...o,
-        revoke: async (subjects, reason) => {
-          await addRevocations(join(root, 'revocations.json'), subjects, reason);
-        },
+        appendDecision: async (doc) => (await log.append(decisionEntryBody(doc))).index,
       }),
     trustedRoot,
     close: async () => {

@@ -88,10 +88,29 @@ const endBody = z.object({
 const securitySig = { signature: z.string().min(1).max(1024), keyId: z.string().regex(/^[0-9a-f]{64}$/) };
 const MAX_POLICY_BYTES = 1024 * 1024;
 const policyBody = z.strictObject({ text: z.string().min(1).max(MAX_POLICY_BYTES), ...securitySig });
+const revokeBody = z.strictObject({
+  digest: z.string().regex(/^(sha256:)?[0-9a-f]{64}$/),
+  reason: z.string().min(1).max(1000),
+  ...securitySig,
+});
 const triageBody = z.strictObject({
   decisionId: z.string().min(1).max(200),
   action: z.enum(['release', 'reject']),
   reason: z.string().min(1).max(4096),
+  ...securitySig,
+});
+
+const referenceValuesBody = z.strictObject({
+  version: z.number().int().min(1).max(1_000_000_000),
+  values: z.unknown(),
+  ...securitySig,
+});
+
+const ekCaBody = z.strictObject({
+  certificate: z
+    .string()
+    .min(1)
+    .max(64 * 1024),
   ...securitySig,
 });
 
@@ -158,10 +177,41 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
     route('GET', '/v1/quarantine', false, async (_r, _p, url) => ({
       json: { quarantined: await cp.quarantined(intParam(url, 'limit') ?? 100) },
     })),
+    route('GET', '/v1/revocations', false, async () => ({ json: await cp.revocations() })),
+    route('POST', '/v1/revocations', true, async (req) => ({
+      status: 201,
+      json: await cp.revoke(parseBody(revokeBody, await readJson(req))),
+    })),
     route('POST', '/v1/triage', true, async (req) => ({
       status: 201,
       json: await cp.triage(parseBody(triageBody, await readJson(req))),
     })),
+    route('GET', '/v1/reference-values', false, async (_r, _p, url) => ({
+      json: await cp.getReferenceValues(intParam(url, 'version')),
+    })),
+    route('GET', '/v1/reference-values/history', false, async () => ({
+      json: { versions: await cp.referenceValueHistory() },
+    })),
+    route('POST', '/v1/reference-values', true, async (req) => ({
+      status: 201,
+      json: await cp.publishReferenceValues(parseBody(referenceValuesBody, await readJson(req))),
+    })),
+    route('POST', '/v1/attestation/trusted-cas', true, async (req) => {
+      if (cp.trustEkCa === undefined) throw new GatehouseError('INTERNAL', 'EK CA trust is not wired');
+      const r = await cp.trustEkCa(parseBody(ekCaBody, await readJson(req)));
+      return { status: r.added ? 201 : 200, json: r };
+    }),
+    route('GET', '/v1/attestation/refusals', false, async (_r, _p, url) => {
+      const job = url.searchParams.get('job');
+      return {
+        json: {
+          refusals: await cp.attestationRefusals({
+            limit: intParam(url, 'limit') ?? 100,
+            ...(job === null ? {} : { jobId: job }),
+          }),
+        },
+      };
+    }),
     route('POST', '/v1/jobs', true, async (req) => {
       const body = parseBody(createJobBody, await readJson(req));
       return { status: 201, json: await cp.createJob(body) };

@@ -68,7 +68,7 @@ export function buildBundle(input: {
   rfc3161Timestamps?: Uint8Array[];
 }): SerializedBundle {
   const { envelope, entry } = input;
-  const der = new X509Certificate(input.certificatePem).raw;
+  const der = pemDer(input.certificatePem, 'CERTIFICATE');
   return {
     mediaType: BUNDLE_V03_MEDIA_TYPE,
     verificationMaterial: {
@@ -101,6 +101,13 @@ export function buildBundle(input: {
       signatures: envelope.signatures.map((s) => ({ sig: s.sig, keyid: s.keyid })),
     },
   } as SerializedBundle;
+}
+
+/** The DER inside a PEM block of the given label (our own leaf, not untrusted input). */
+function pemDer(pem: string, label: string): Buffer {
+  const m = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+)-----END ${label}-----`).exec(pem);
+  if (m?.[1] === undefined) throw new GatehouseError('BAD_INPUT', `not a PEM ${label.toLowerCase()}`);
+  return Buffer.from(m[1].replace(/\s+/g, ''), 'base64');
 }
 
 const int64String = z.string().regex(/^(0|[1-9][0-9]{0,15})$/, 'not a non-negative decimal integer');

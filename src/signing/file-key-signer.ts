@@ -16,13 +16,11 @@ abstract class KeyObjectSigner implements Signer {
   readonly algorithm = 'ecdsa-p256-sha256' as const;
   readonly #privateKey: KeyObject;
   readonly #spki: Uint8Array;
-  readonly #pem: string;
 
   protected constructor(privateKey: KeyObject) {
     this.#privateKey = privateKey;
-    const pub = createPublicKey(privateKey);
-    this.#spki = new Uint8Array(pub.export({ format: 'der', type: 'spki' }));
-    this.#pem = pub.export({ format: 'pem', type: 'spki' }).toString();
+    // One export: every approval makes a leaf key, and the PEM form is rarely wanted.
+    this.#spki = new Uint8Array(createPublicKey(privateKey).export({ format: 'der', type: 'spki' }));
   }
 
   publicKeySpki(): Uint8Array {
@@ -30,7 +28,8 @@ abstract class KeyObjectSigner implements Signer {
   }
 
   publicKeyPem(): string {
-    return this.#pem;
+    const b64 = Buffer.from(this.#spki).toString('base64').replace(/.{64}/g, '$&\n');
+    return `-----BEGIN PUBLIC KEY-----\n${b64.replace(/\n$/, '')}\n-----END PUBLIC KEY-----\n`;
   }
 
   async sign(data: Uint8Array): Promise<Uint8Array> {

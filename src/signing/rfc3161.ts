@@ -216,8 +216,18 @@ export function verifyTimestamp(
   );
 }
 
-/** DER of an OBJECT IDENTIFIER. */
+const oidCache = new Map<string, Buffer>();
+
+/** DER of an OBJECT IDENTIFIER, memoised: tokens use the same few on every call. */
 function oidDer(oid: string): Buffer {
+  const cached = oidCache.get(oid);
+  if (cached !== undefined) return cached;
+  const der = encodeOid(oid);
+  oidCache.set(oid, der);
+  return der;
+}
+
+function encodeOid(oid: string): Buffer {
   const arcs = oid.split('.').map((a) => BigInt(a));
   const [a = 0n, b = 0n, ...rest] = arcs;
   const bytes: number[] = [];

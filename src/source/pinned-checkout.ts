@@ -3,7 +3,7 @@ import { dirname, join, relative } from 'node:path';
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { PROJECT_CONFIG_FILE } from '../runner/project-config.ts';
-import { pinnedTreeDigest, readCommitTree, type TreeEntry } from './git.ts';
+import { git, pinnedTreeDigest, readCommitTree, type TreeEntry } from './git.ts';
 import { LocalGitProvider } from './local-git-provider.ts';
 import type { SourceFacts } from './source-provider.ts';
 
@@ -28,8 +28,9 @@ export interface PinnedCheckout {
  * workspace gets exactly that commit's tree, never the files on disk); anything else is copied as a
  * directory and reported as such (`kind: directory`, or `dirty: true`).
  */
-export async function pinSource(dir: string): Promise<PinnedCheckout> {
-  const facts = await new LocalGitProvider().describe(dir, []);
+export async function pinSource(dir: string, requested?: string): Promise<PinnedCheckout> {
+  const described = await new LocalGitProvider().describe(dir, []);
+  const facts = requested === undefined ? described : await atCommit(dir, described, requested);
   const commit = facts.commit;
   const pinned = facts.kind === 'git' && !facts.dirty && commit !== undefined;
   return {
@@ -58,6 +59,50 @@ export async function pinSource(dir: string): Promise<PinnedCheckout> {
       return { ...facts, pinned: true, treeDigest: expected };
     },
   };
+}
+
+/**
+ * The facts for building `requested` (any commit-ish) of the repository at `dir` instead of its
+ * work tree: the work tree's state no longer matters, only that the commit exists.
+ * @throws GatehouseError BAD_INPUT when `dir` is not a git repository or has no such commit
+ */
+async function atCommit(dir: string, described: SourceFacts, requested: string): Promise<SourceFacts> {
+  if (described.kind !== 'git') {
+    throw new GatehouseError('BAD_INPUT', 'a commit was asked for, but this is not a git repository', {
+      where: dir,
+    });
+  }
+  // `--end-of-options` keeps a requested value starting with '-' from being read as an option.
+  const resolved = /^[^\s]{1,256}$/.test(requested)
+    ? (
+        await git(dir, [
+          'rev-parse',
+          '--verify',
+          '--quiet',
+          '--end-of-options',
+          `${requested}^{commit}`,
+        ]).catch(() => '')
+      ).trim()
+    : '';
+  if (!/^[0-9a-f]{40,64}$/.test(resolved)) {
+    throw new GatehouseError('BAD_INPUT', `no commit '${requested}' in the repository`, { where: dir });
+  }
+  const { ref: _ref, ...rest } = described;
+  // The branch checked out says nothing about another commit; the gate finds its protected refs.
+  return {
+    ...rest,
+    commit: resolved,
+    dirty: false,
+    ...(described.commit === resolved && _ref !== undefined ? { ref: _ref } : {}),
+  };
+}
+
+/** The project file as it is in the pinned commit (what a `--commit` job must be configured by). */
+export async function configAtCommit(dir: string, checkout: PinnedCheckout): Promise<string | undefined> {
+  const commit = checkout.facts.commit;
+  if (!checkout.pinned || commit === undefined) return undefined;
+  const entries = await readCommitTree(dir, commit, checkout.facts.path);
+  return entries.find((e) => e.path === PROJECT_CONFIG_FILE)?.content.toString('utf8');
 }
 
 /** Empty `root` and write the entries into it: files with their mode, symlinks as links. */

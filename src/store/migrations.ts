@@ -193,4 +193,62 @@ export const sqliteMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 8,
+    name: 'attestation-reference-values-refusals',
+    sql: `
+      -- Every signed version of the attestation reference values; the newest one is in force.
+      CREATE TABLE reference_value_bundles (
+        version INTEGER PRIMARY KEY,
+        digest TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        published_at TEXT NOT NULL
+      );
+      -- Published bundles are history: they are never changed or removed.
+      CREATE TRIGGER reference_value_bundles_no_update BEFORE UPDATE ON reference_value_bundles
+        BEGIN SELECT RAISE(ABORT, 'published reference values are immutable'); END;
+      CREATE TRIGGER reference_value_bundles_no_delete BEFORE DELETE ON reference_value_bundles
+        BEGIN SELECT RAISE(ABORT, 'published reference values are immutable'); END;
+      -- Every refused attestation with its failed checks (audit), append-only.
+      CREATE TABLE attestation_refusals (
+        id TEXT PRIMARY KEY,
+        stage TEXT NOT NULL CHECK (stage IN ('challenge', 'evidence', 'software')),
+        job_id TEXT,
+        failed_checks TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX attestation_refusals_created ON attestation_refusals (created_at);
+      CREATE TRIGGER attestation_refusals_no_update BEFORE UPDATE ON attestation_refusals
+        BEGIN SELECT RAISE(ABORT, 'attestation refusals are immutable'); END;
+      CREATE TRIGGER attestation_refusals_no_delete BEFORE DELETE ON attestation_refusals
+        BEGIN SELECT RAISE(ABORT, 'attestation refusals are immutable'); END;
+    `,
+  },
+  {
+    version: 9,
+    name: 'release-and-revocation',
+    sql: `
+      -- The verified build facts of refused artifacts, which a triage release signs.
+      CREATE TABLE held_builds (
+        decision_id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        facts TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      -- Revoked artifact digests; each revocation is also a transparency-log entry.
+      CREATE TABLE revocations (
+        digest TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        revoked_at TEXT NOT NULL,
+        log_index INTEGER NOT NULL
+      );
+      CREATE TRIGGER revocations_no_update BEFORE UPDATE ON revocations
+        BEGIN SELECT RAISE(ABORT, 'revocations are permanent'); END;
+      CREATE TRIGGER revocations_no_delete BEFORE DELETE ON revocations
+        BEGIN SELECT RAISE(ABORT, 'revocations are permanent'); END;
+    `,
+  },
 ];

@@ -2,9 +2,11 @@ import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
 import type {
   ArtifactSbomRecord,
+  HeldBuildRecord,
   PolicyStore,
   PolicyVersionRecord,
   ReevaluationRecord,
+  RevocationRecord,
   TriageRecord,
 } from './store.ts';
 
@@ -203,5 +205,53 @@ export class SqlitePolicyStore implements PolicyStore {
   async vexDocuments(): Promise<{ id: string; json: string; createdAt: string }[]> {
     const rows = this.#db.prepare('SELECT * FROM vex_documents ORDER BY id').all() as Row[];
     return rows.map((r) => ({ id: String(r.id), json: String(r.json), createdAt: String(r.created_at) }));
+  }
+
+  async holdBuild(r: HeldBuildRecord): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO held_builds (decision_id, project, facts, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (decision_id) DO NOTHING`,
+      )
+      .run(r.decisionId, r.project, r.facts, r.createdAt);
+  }
+
+  async heldBuild(decisionId: string): Promise<HeldBuildRecord | undefined> {
+    const r = this.#db.prepare('SELECT * FROM held_builds WHERE decision_id = ?').get(decisionId) as
+      | Row
+      | undefined;
+    return r === undefined
+      ? undefined
+      : {
+          decisionId: String(r.decision_id),
+          project: String(r.project),
+          facts: String(r.facts),
+          createdAt: String(r.created_at),
+        };
+  }
+
+  async addRevocation(r: RevocationRecord): Promise<void> {
+    try {
+      this.#db
+        .prepare(
+          'INSERT INTO revocations (digest, reason, actor, revoked_at, log_index) VALUES (?, ?, ?, ?, ?)',
+        )
+        .run(r.digest, r.reason, r.actor, r.revokedAt, r.logIndex);
+    } catch (e) {
+      if (e instanceof Error && /UNIQUE|PRIMARY KEY/.test(e.message))
+        throw new GatehouseError('CONFLICT', `${r.digest} is already revoked`, { cause: e });
+      throw e;
+    }
+  }
+
+  async revocations(): Promise<RevocationRecord[]> {
+    const rows = this.#db.prepare('SELECT * FROM revocations ORDER BY revoked_at, digest').all() as Row[];
+    return rows.map((r) => ({
+      digest: String(r.digest),
+      reason: String(r.reason),
+      actor: String(r.actor),
+      revokedAt: String(r.revoked_at),
+      logIndex: Number(r.log_index),
+    }));
   }
 }

@@ -2,6 +2,7 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { GatehouseError } from '../common/errors.ts';
 import { nodeHash } from '../tlog/merkle.ts';
 import { type Migration, sqliteMigrations } from './migrations.ts';
+import { SqliteAttestationStore } from './sqlite-attestation-store.ts';
 import { SqlitePolicyStore } from './sqlite-policy-store.ts';
 import { SqliteSourceStore } from './sqlite-source-store.ts';
 import type {
@@ -34,6 +35,7 @@ export class SqliteStore implements Store {
   readonly tokens: TokenStore;
   readonly source: SqliteSourceStore;
   readonly policies: SqlitePolicyStore;
+  readonly attestation: SqliteAttestationStore;
   readonly #db: DatabaseSync;
   #txDepth = 0;
   #txQueue: Promise<unknown> = Promise.resolve();
@@ -47,6 +49,7 @@ export class SqliteStore implements Store {
     this.tokens = new SqliteTokens(db);
     this.source = new SqliteSourceStore(db);
     this.policies = new SqlitePolicyStore(db);
+    this.attestation = new SqliteAttestationStore(db);
   }
 
   /**

@@ -316,9 +316,89 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       assert.deepEqual(docs, ['{"a":1}']);
     });
 
+    it('holds refused builds for release and keeps revocations permanent and unique', async () => {
+      const held = {
+        decisionId: 'dec-held',
+        project: 'p',
+        facts: '{"a":1}',
+        createdAt: new Date().toISOString(),
+      };
+      await store.policies.holdBuild(held);
+      await store.policies.holdBuild({ ...held, facts: '{"a":2}' });
+      assert.deepEqual(await store.policies.heldBuild('dec-held'), held, 'the first facts stay');
+      assert.equal(await store.policies.heldBuild('dec-none'), undefined);
+      const rev = {
+        digest: `sha256:${'a'.repeat(64)}`,
+        reason: 'r',
+        actor: 'k',
+        revokedAt: held.createdAt,
+        logIndex: 7,
+      };
+      await store.policies.addRevocation(rev);
+      await assert.rejects(store.policies.addRevocation({ ...rev, reason: 'again' }), (e) =>
+        isGatehouseError(e, 'CONFLICT'),
+      );
+      assert.deepEqual(await store.policies.revocations(), [rev]);
+    });
+
     it('returns every vulnerability record for loading into memory', async () => {
       const all = await store.vulns.all();
       assert.equal(all.length, await store.vulns.count());
+    });
+
+    it('publishes reference-value bundles only as the next version, and keeps their history', async () => {
+      const bundle = (version: number) => ({
+        version,
+        digest: `d${version}`,
+        payload: `{"version":${version}}`,
+        signature: 'c2ln',
+        keyId: 'k'.repeat(64),
+        publishedAt: new Date().toISOString(),
+      });
+      assert.equal(await store.attestation.latestReferenceValues(), undefined);
+      await assert.rejects(store.attestation.publishReferenceValues(bundle(2)), (e) =>
+        isGatehouseError(e, 'CONFLICT'),
+      );
+      await store.attestation.publishReferenceValues(bundle(1));
+      await store.attestation.publishReferenceValues(bundle(2));
+      await assert.rejects(store.attestation.publishReferenceValues({ ...bundle(2), digest: 'x' }), (e) =>
+        isGatehouseError(e, 'CONFLICT'),
+      );
+      assert.deepEqual(await store.attestation.latestReferenceValues(), bundle(2));
+      assert.equal((await store.attestation.getReferenceValues(1))?.digest, 'd1');
+      assert.equal(await store.attestation.getReferenceValues(3), undefined);
+      assert.deepEqual(
+        (await store.attestation.referenceValueHistory()).map((b) => b.version),
+        [2, 1],
+      );
+    });
+
+    it('records attestation refusals with their failed checks, newest first', async () => {
+      const failedChecks = [{ check: 'QUOTE_SIGNATURE', message: 'does not verify' }];
+      await store.attestation.addRefusal({
+        id: 'r1',
+        stage: 'challenge',
+        failedChecks,
+        createdAt: '2025-01-01T00:00:00.000Z',
+      });
+      await store.attestation.addRefusal({
+        id: 'r2',
+        stage: 'evidence',
+        jobId: 'job-1',
+        failedChecks,
+        createdAt: '2025-01-01T00:00:01.000Z',
+      });
+      const all = await store.attestation.listRefusals();
+      assert.deepEqual(
+        all.map((r) => r.id),
+        ['r2', 'r1'],
+      );
+      assert.deepEqual(all[0]?.failedChecks, failedChecks);
+      assert.equal(all[1]?.jobId, undefined);
+      assert.deepEqual(
+        (await store.attestation.listRefusals({ jobId: 'job-1' })).map((r) => r.id),
+        ['r2'],
+      );
     });
   });
 }

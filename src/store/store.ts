@@ -258,6 +258,33 @@ export interface PolicyStore {
   /** Keep a VEX document (replacing one with the same id). */
   addVex(record: { id: string; json: string; createdAt: string }): Promise<void>;
   vexDocuments(): Promise<{ id: string; json: string; createdAt: string }[]>;
+  /** Keep the verified build facts of a refused artifact, so a release can sign them (migration 9). */
+  holdBuild(record: HeldBuildRecord): Promise<void>;
+  heldBuild(decisionId: string): Promise<HeldBuildRecord | undefined>;
+  /** Record a revocation; throws CONFLICT when the digest is already revoked (migration 9). */
+  addRevocation(record: RevocationRecord): Promise<void>;
+  /** Every revocation, oldest first. */
+  revocations(): Promise<RevocationRecord[]>;
+}
+
+/** What the gate verified about a refused build (JSON), kept so the security role can release it. */
+export interface HeldBuildRecord {
+  decisionId: string;
+  project: string;
+  /** JSON of the gate's HeldBuild (src/gate/gate.ts). */
+  facts: string;
+  createdAt: string;
+}
+
+/** A revoked artifact digest, with who revoked it, why, and the log entry of the act. */
+export interface RevocationRecord {
+  /** `sha256:<hex>`. */
+  digest: string;
+  reason: string;
+  /** Key id of the security key that signed the act, or `re-evaluation`. */
+  actor: string;
+  revokedAt: string;
+  logIndex: number;
 }
 
 /** The components of a promoted artifact, kept for re-evaluation. */
@@ -270,8 +297,49 @@ export interface ArtifactSbomRecord {
   createdAt: string;
 }
 
+/** One published, signed version of the attestation reference values (migration 8). */
+export interface ReferenceValueBundleRecord {
+  /** 1, 2, 3, …: the signed payload names its own version. */
+  version: number;
+  /** sha256 hex of `payload`: what tokens name as their appraisal policy. */
+  digest: string;
+  /** Canonical JSON of `{ version, values }`, exactly the bytes the security key signed. */
+  payload: string;
+  /** Base64 signature by a security key over the payload's DSSE pre-authentication encoding. */
+  signature: string;
+  /** sha256 hex of the signing key's SPKI. */
+  keyId: string;
+  publishedAt: string;
+}
+
+/** An attestation the authority refused, with every failed check (audit; migration 8). */
+export interface AttestationRefusalRecord {
+  id: string;
+  /** Which call was refused: `challenge`, `evidence` (TPM path) or `software`. */
+  stage: 'challenge' | 'evidence' | 'software';
+  /** The job the runner attested for, when known. */
+  jobId?: string;
+  failedChecks: { check: string; message: string }[];
+  createdAt: string;
+}
+
+/** Attestation authority state: reference-value bundles and the refusal audit trail. */
+export interface AttestationStore {
+  /** Publish the next bundle; throws CONFLICT if `version` is not the next one. */
+  publishReferenceValues(record: ReferenceValueBundleRecord): Promise<void>;
+  latestReferenceValues(): Promise<ReferenceValueBundleRecord | undefined>;
+  getReferenceValues(version: number): Promise<ReferenceValueBundleRecord | undefined>;
+  /** Every bundle, newest first. */
+  referenceValueHistory(): Promise<ReferenceValueBundleRecord[]>;
+  addRefusal(record: AttestationRefusalRecord): Promise<void>;
+  /** Refusals, newest first. */
+  listRefusals(options?: { limit?: number; jobId?: string }): Promise<AttestationRefusalRecord[]>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
+  /** Reference-value bundles and attestation refusals. */
+  readonly attestation: AttestationStore;
   /** Central policies (signed versions, project bindings), triage and re-evaluation records. */
   readonly policies: PolicyStore;
   /** Source origin: protections, reviews, trusted signers, accepted ref heads. */

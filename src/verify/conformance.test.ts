@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { verifyBundleCommand } from '../cli/commands/verify-bundle.ts';
+import { UsageError } from '../cli/args.ts';
+import { TRUSTED_ROOT_ENV, verifyBundleArgs } from '../cli/commands/verify-bundle.ts';
 import { exitCodeByCode } from '../cli/exit-codes.ts';
 import { isGatehouseError } from '../common/errors.ts';
 
@@ -16,6 +18,12 @@ const IDENTITY =
   'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main';
 const ISSUER = 'https://token.actions.githubusercontent.com';
 const skip = existsSync(BASE) ? false : 'the sigstore-conformance data (../shared/data) is absent';
+
+/** The parts of a bundle the bad-input cases change. */
+interface MutableBundle {
+  dsseEnvelope?: unknown;
+  verificationMaterial: { publicKey?: unknown; tlogEntries: { inclusionProof: { hashes: string[] } }[] };
+}
 
 /** The argv the conformance harness passes for one case folder. */
 function argvFor(dir: string, target?: string): string[] {
@@ -32,17 +40,14 @@ function argvFor(dir: string, target?: string): string[] {
   return argv;
 }
 
-/** Run the command in-process, as the CLI would, and return its exit code. */
+/** Run the command's verification in-process and return the exit code the CLI would give. */
 async function exitCode(argv: string[]): Promise<number> {
-  const write = process.stdout.write;
-  process.stdout.write = (() => true) as typeof process.stdout.write;
   try {
-    return await verifyBundleCommand(argv);
+    await verifyBundleArgs(argv);
+    return 0;
   } catch (e) {
     if (isGatehouseError(e)) return exitCodeByCode[e.code];
     throw e;
-  } finally {
-    process.stdout.write = write;
   }
 }
 
@@ -79,6 +84,122 @@ describe('sigstore-conformance bundle-verify cases', { skip }, () => {
     const argv = argvFor(join(BASE, 'happy-path-v0.3'));
     argv[argv.indexOf('--certificate-identity') + 1] = 'https://github.com/someone/else';
     assert.equal(await exitCode(argv), 3);
+  });
+
+  describe('bad input', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-vb-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const happy = join(BASE, 'rekor2-happy-path');
+    const bundleText = skip ? '' : readFileSync(join(happy, 'bundle.sigstore.json'), 'utf8');
+    const rootText = skip ? '' : readFileSync(join(happy, 'trusted_root.json'), 'utf8');
+    const write = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const withFiles = (bundle: string, root: string) => {
+      const argv = argvFor(happy);
+      argv[argv.indexOf('--bundle') + 1] = bundle;
+      argv[argv.indexOf('--trusted-root') + 1] = root;
+      return argv;
+    };
+    const mutate = (f: (b: MutableBundle) => void) => {
+      const b = JSON.parse(bundleText) as MutableBundle;
+      f(b);
+      return JSON.stringify(b);
+    };
+    const cases: [string, () => string[], number][] = [
+      [
+        'a truncated bundle',
+        () => withFiles(write('t.json', bundleText.slice(0, 200)), join(happy, 'trusted_root.json')),
+        1,
+      ],
+      [
+        'a bundle with both content kinds',
+        () =>
+          withFiles(
+            write(
+              'both.json',
+              mutate((b) => {
+                b.dsseEnvelope = { payload: '', payloadType: 'x', signatures: [{ sig: 'AA==' }] };
+              }),
+            ),
+            join(happy, 'trusted_root.json'),
+          ),
+        1,
+      ],
+      [
+        'a bundle with two kinds of material',
+        () =>
+          withFiles(
+            write(
+              'mat.json',
+              mutate((b) => {
+                b.verificationMaterial.publicKey = { hint: 'x' };
+              }),
+            ),
+            join(happy, 'trusted_root.json'),
+          ),
+        1,
+      ],
+      [
+        'a proof hash of the wrong length',
+        () =>
+          withFiles(
+            write(
+              'len.json',
+              mutate((b) => {
+                const [entry] = b.verificationMaterial.tlogEntries;
+                if (entry) entry.inclusionProof.hashes[0] = 'AAAA';
+              }),
+            ),
+            join(happy, 'trusted_root.json'),
+          ),
+        1,
+      ],
+      [
+        'a trusted root that is not JSON',
+        () => withFiles(join(happy, 'bundle.sigstore.json'), write('root.json', rootText.slice(0, 50))),
+        1,
+      ],
+      [
+        'a trusted root without the TSA',
+        () =>
+          withFiles(
+            join(happy, 'bundle.sigstore.json'),
+            write('nots.json', JSON.stringify({ ...JSON.parse(rootText), timestampAuthorities: [] })),
+          ),
+        3,
+      ],
+      [
+        'no trusted root at all',
+        () => argvFor(happy).filter((a, i, all) => a !== '--trusted-root' && all[i - 1] !== '--trusted-root'),
+        2,
+      ],
+      [
+        'both a key and an identity',
+        () => [
+          ...argvFor(happy).slice(0, -1),
+          '--key',
+          join(BASE, 'managed-key-happy-path/key.pub'),
+          join(BASE, 'a.txt'),
+        ],
+        2,
+      ],
+      ['a missing artifact', () => [...argvFor(happy).slice(0, -1), join(dir, 'absent')], 1],
+    ];
+    for (const [name, argv, code] of cases) {
+      it(`refuses ${name} (exit ${code})`, async () => {
+        const saved = process.env[TRUSTED_ROOT_ENV];
+        delete process.env[TRUSTED_ROOT_ENV];
+        try {
+          const run = async () => exitCode(argv());
+          if (code === 2) await assert.rejects(run(), UsageError);
+          else assert.equal(await run(), code);
+        } finally {
+          if (saved !== undefined) process.env[TRUSTED_ROOT_ENV] = saved;
+        }
+      });
+    }
   });
 
   it('exits 0 and 3 from the real CLI', async () => {

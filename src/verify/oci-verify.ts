@@ -5,10 +5,11 @@
  * deploy policy: identity and project, required attestations, minimum build level, maximum age,
  * and not revoked. Anything that cannot be checked is a failure: this path fails closed.
  */
+import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { sha256Hex } from '../common/encoding.ts';
+import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import { cosignTag } from '../registry/manifests.ts';
 import {
@@ -18,6 +19,7 @@ import {
   type RegistryCredentials,
 } from '../registry/oci-client.ts';
 import { parseBundle } from '../signing/bundle.ts';
+import { preAuthEncoding } from '../signing/dsse.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
 import { type ParsedTrustedRoot, parseTrustedRoot } from '../signing/trust-root.ts';
 import { parseVsa, SLSA_VSA_V1 } from './oci-vsa.ts';
@@ -153,6 +155,9 @@ export function parseDeployPolicy(
   return r.data;
 }
 
+/** DSSE payload type under which the control plane signs a revocation list with the log key. */
+export const REVOCATIONS_PAYLOAD = 'application/vnd.gatehouse.revocations.v1+json';
+
 const revocationSchema = z
   .object({
     version: z.literal(1),
@@ -162,17 +167,26 @@ const revocationSchema = z
           digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
           reason: z.string().max(1000),
           revokedAt: z.iso.datetime({ offset: true }),
+          /** The transparency-log entry of the `revoke` decision (logged revocations only). */
+          logIndex: z.number().int().nonnegative().optional(),
         })
         .strict(),
     ),
+    /** When the control plane signed the list (signed lists only). */
+    issuedAt: z.iso.datetime({ offset: true }).optional(),
+    signature: z
+      .object({ keyId: z.string().min(1).max(100), sig: z.string().min(1).max(400) })
+      .strict()
+      .optional(),
   })
   .strict();
 
 export type RevocationList = z.infer<typeof revocationSchema>;
 
 /**
- * Parse a revocation list: `{ "version": 1, "revoked": [{ "digest", "reason", "revokedAt" }] }`.
- * A digest is a manifest digest or a file digest. @throws GatehouseError BAD_INPUT
+ * Parse a revocation list: `{ "version": 1, "revoked": [{ "digest", "reason", "revokedAt",
+ * "logIndex"? }], "issuedAt"?, "signature"? }`. A digest is a manifest digest or a file digest.
+ * @throws GatehouseError BAD_INPUT
  */
 export function parseRevocations(text: string, where: string): RevocationList {
   let raw: unknown;
@@ -205,6 +219,99 @@ export async function readRevocations(path: string, optional = false): Promise<R
     throw new GatehouseError('BAD_INPUT', 'cannot read the revocation list', { where: path, cause: e });
   }
   return parseRevocations(text, path);
+}
+
+/**
+ * Check a signed revocation list against the log keys of a trusted root, and that it is fresh.
+ * @throws GatehouseError VERIFICATION_FAILED (unsigned, unknown key, bad signature, stale or from the future)
+ */
+export function verifyRevocationList(
+  list: RevocationList,
+  trustedRoot: unknown,
+  options: { now?: Date; maxAgeMs?: number; where?: string } = {},
+): RevocationList {
+  const where = options.where ?? 'the revocation list';
+  const fail = (m: string): never => {
+    throw new GatehouseError('VERIFICATION_FAILED', `${where}: ${m}`);
+  };
+  const { signature, ...body } = list;
+  if (signature === undefined || body.issuedAt === undefined) return fail('the list is not signed');
+  const root: ParsedTrustedRoot = parseTrustedRoot(trustedRoot);
+  const keyId = Buffer.from(signature.keyId, 'base64');
+  const log = root.tlogs.find((t) => t.logId.equals(keyId));
+  if (log === undefined) return fail('the list is signed by a key that is not a log key of the trusted root');
+  let ok = false;
+  try {
+    ok = cryptoVerify(
+      'sha256',
+      preAuthEncoding(REVOCATIONS_PAYLOAD, new TextEncoder().encode(canonicalJson(body))),
+      createPublicKey({ key: log.spkiDer, format: 'der', type: 'spki' }),
+      Buffer.from(signature.sig, 'base64'),
+    );
+  } catch {
+    ok = false;
+  }
+  if (!ok) fail('the signature does not verify');
+  // A replayed old list would hide newer revocations: only a recently issued one counts.
+  const now = (options.now ?? new Date()).getTime();
+  const issued = Date.parse(body.issuedAt);
+  const maxAge = options.maxAgeMs ?? 10 * 60_000;
+  if (issued > now + 5 * 60_000) fail(`it was issued in the future (${body.issuedAt})`);
+  if (now - issued > maxAge)
+    fail(`it was issued at ${body.issuedAt}, more than ${Math.round(maxAge / 1000)} s ago`);
+  return list;
+}
+
+/** At most this much of a revocation list is read from a URL. */
+const MAX_REVOCATIONS_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Load the revocation list from a local file or from the control plane
+ * (`http(s)://HOST/v1/revocations`). A list from a URL must be signed by a log key of the trusted
+ * root and fresh; a local file is the operator's own, and its signature, when it has one, is not
+ * required to be fresh but must verify.
+ * @throws GatehouseError BAD_INPUT (unreadable, malformed), UNREACHABLE (the URL cannot be fetched),
+ *   VERIFICATION_FAILED (signature)
+ */
+export async function loadRevocations(
+  source: string,
+  options: { trustedRoot: unknown; optional?: boolean; now?: Date; maxAgeMs?: number; timeoutMs?: number },
+): Promise<RevocationList> {
+  if (!/^https?:\/\//.test(source)) {
+    const list = await readRevocations(source, options.optional === true);
+    if (list.signature !== undefined)
+      verifyRevocationList(list, options.trustedRoot, {
+        where: source,
+        maxAgeMs: Number.MAX_SAFE_INTEGER,
+        ...(options.now === undefined ? {} : { now: options.now }),
+      });
+    return list;
+  }
+  let text: string;
+  try {
+    const res = await fetch(source, {
+      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+      headers: { accept: 'application/json' },
+      redirect: 'error',
+    });
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      throw new Error(`HTTP ${res.status}`);
+    }
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength > MAX_REVOCATIONS_BYTES) throw new Error('the list is too large');
+    text = new TextDecoder().decode(bytes);
+  } catch (e) {
+    throw new GatehouseError('UNREACHABLE', `cannot fetch the revocation list: ${describeError(e)}`, {
+      where: source,
+      cause: e,
+    });
+  }
+  return verifyRevocationList(parseRevocations(text, source), options.trustedRoot, {
+    where: source,
+    ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.maxAgeMs === undefined ? {} : { maxAgeMs: options.maxAgeMs }),
+  });
 }
 
 export interface VerifyOciOptions {

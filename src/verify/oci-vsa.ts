@@ -19,6 +19,22 @@ export interface VerificationSummaryV1 {
   verificationResult: 'PASSED' | 'FAILED';
   verifiedLevels: string[];
   slsaVersion: '1.0';
+  /**
+   * gatehouse's extension: present when the security role released an artifact the policy had
+   * refused; names who (security key id), why, the refusal and the triage log entry.
+   */
+  release?: VsaRelease;
+}
+
+/** A triage release as the VSA records it. */
+export interface VsaRelease {
+  triageId: string;
+  decisionId: string;
+  actor: string;
+  reason: string;
+  policyDigest: string;
+  logIndex: number;
+  uri: string;
 }
 
 /**
@@ -40,6 +56,7 @@ export interface VsaInput {
   inputAttestations: { uri: string; sha256: string }[];
   passed: boolean;
   evidenceTypes: readonly string[];
+  release?: VsaRelease;
 }
 
 /** Build a VSA v1 predicate. @throws GatehouseError BAD_INPUT when a digest is not hex SHA-256 */
@@ -61,6 +78,7 @@ export function verificationSummary(input: VsaInput): VerificationSummaryV1 {
     verificationResult: input.passed ? 'PASSED' : 'FAILED',
     verifiedLevels: input.passed ? [`SLSA_BUILD_LEVEL_${buildLevelOf(input.evidenceTypes)}`] : ['FAILED'],
     slsaVersion: '1.0',
+    ...(input.release === undefined ? {} : { release: { ...input.release } }),
   };
 }
 
@@ -74,6 +92,17 @@ const vsaSchema = z.object({
   verificationResult: z.enum(['PASSED', 'FAILED']),
   verifiedLevels: z.array(z.string()),
   slsaVersion: z.string().optional(),
+  release: z
+    .object({
+      triageId: z.string().min(1),
+      decisionId: z.string().min(1),
+      actor: z.string().min(1),
+      reason: z.string(),
+      policyDigest: z.string(),
+      logIndex: z.number().int().nonnegative(),
+    })
+    .loose()
+    .optional(),
 });
 
 export interface ParsedVsa {
@@ -86,6 +115,8 @@ export interface ParsedVsa {
   passed: boolean;
   /** The SLSA Build level claimed (0 when none). */
   buildLevel: number;
+  /** Set when the security role released an artifact the policy had refused. */
+  release?: { triageId: string; decisionId: string; actor: string; reason: string; logIndex: number };
 }
 
 /** Parse a VSA predicate from a verified statement. @throws GatehouseError BAD_BUNDLE */
@@ -117,5 +148,16 @@ export function parseVsa(predicate: unknown, where: string): ParsedVsa {
     inputAttestationDigests: (v.inputAttestations ?? []).map((a) => a.digest.sha256),
     passed: v.verificationResult === 'PASSED',
     buildLevel: levels[0] ?? 0,
+    ...(v.release === undefined
+      ? {}
+      : {
+          release: {
+            triageId: v.release.triageId,
+            decisionId: v.release.decisionId,
+            actor: v.release.actor,
+            reason: v.release.reason,
+            logIndex: v.release.logIndex,
+          },
+        }),
   };
 }

@@ -14,15 +14,15 @@ import {
   type KeyObject,
   X509Certificate,
 } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import { type ErrorCode, GatehouseError } from '../common/errors.ts';
-import { FULCIO_OIDS } from '../signing/ca.ts';
 import { preAuthEncoding } from '../signing/dsse.ts';
 import { verifyTimestamp } from '../signing/rfc3161.ts';
 import { isWithin, type ParsedTrustedRoot, type TrustedCa, type TrustedLog } from '../signing/trust-root.ts';
 import { verifyCheckpoint } from '../tlog/checkpoint.ts';
 import { leafHash, rootFromInclusionProof } from '../tlog/merkle.ts';
 import { setPayload } from '../tlog/transparency-log.ts';
+import { chainProblem } from './ca-chain.ts';
+import { readCertificateNames } from './cert-identity.ts';
 import { verifyPrehashedEcdsa } from './ecdsa-prehash.ts';
 import { verifyScts } from './sct.ts';
 import type { SigstoreBundle, SigstoreTlogEntry } from './sigstore-bundle.ts';
@@ -468,29 +468,9 @@ function verifyChainAt(
       problems.push(`CA ${n} is not trusted at that time`);
       continue;
     }
-    let chain: X509Certificate[];
-    try {
-      chain = ca.certChain.map((d) => new X509Certificate(d));
-    } catch {
-      problems.push(`CA ${n}: a certificate does not parse`);
-      continue;
-    }
-    let child = leaf;
-    let problem: string | undefined;
-    for (const [k, parent] of chain.entries()) {
-      if (!parent.ca) problem = `certificate ${k} is not a CA`;
-      else if (!child.checkIssued(parent) || !child.verify(parent.publicKey))
-        problem = `not issued by certificate ${k}`;
-      else if (!times.every((t) => validAt(parent, t)))
-        problem = `certificate ${k} is not valid at that time`;
-      if (problem !== undefined) break;
-      child = parent;
-    }
-    if (problem === undefined && (!child.checkIssued(child) || !child.verify(child.publicKey))) {
-      problem = 'the chain does not end in a self-signed root';
-    }
-    if (problem === undefined && chain[0] !== undefined) return chain[0];
-    problems.push(`CA ${n}: ${problem ?? 'empty chain'}`);
+    const r = chainProblem(leaf, ca, times);
+    if ('issuer' in r) return r.issuer;
+    problems.push(`CA ${n}: ${r.problem}`);
   }
   fail(
     'CERTIFICATE_INVALID',
@@ -498,25 +478,10 @@ function verifyChainAt(
   );
 }
 
-function decodeUtf8String(der: Buffer): string | undefined {
-  if (der[0] !== 0x0c) return undefined;
-  let len = der[1] ?? 0;
-  let off = 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    len = 0;
-    for (let k = 0; k < n; k++) len = len * 256 + (der[off++] ?? 0);
-  }
-  if (off + len !== der.length) return undefined;
-  return der.subarray(off, off + len).toString('utf8');
-}
-
 /** The SAN (URI or e-mail) and Fulcio issuer of a signing certificate. */
 export function certificateIdentity(leaf: X509Certificate): { identity: string; issuer: string | undefined } {
-  const cert = new x509.X509Certificate(leaf.raw);
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const names =
-    san?.names.items.filter((n) => n.type === 'url' || n.type === 'email').map((n) => n.value) ?? [];
+  const { uris, emails, issuer } = readCertificateNames(leaf.raw);
+  const names = [...uris, ...emails];
   const [identity, ...more] = names;
   if (identity === undefined || more.length > 0) {
     fail(
@@ -524,13 +489,5 @@ export function certificateIdentity(leaf: X509Certificate): { identity: string; 
       `the signing certificate has ${names.length} URI or e-mail SANs; exactly one is required`,
     );
   }
-  const v2 = cert.getExtension(FULCIO_OIDS.issuer);
-  const v1 = cert.getExtension(FULCIO_OIDS.issuerV1);
-  const issuer =
-    v2 !== null
-      ? decodeUtf8String(Buffer.from(v2.value))
-      : v1 !== null
-        ? Buffer.from(v1.value).toString('utf8')
-        : undefined;
   return { identity, issuer };
 }

@@ -6,11 +6,9 @@
  */
 import '../signing/reflect-metadata-shim.ts';
 import { createPublicKey, verify as cryptoVerify, type KeyObject, X509Certificate } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import { sha256 } from '../common/encoding.ts';
 import { type ErrorCode, GatehouseError } from '../common/errors.ts';
 import type { ParsedBundle, ParsedTlogEntry } from '../signing/bundle.ts';
-import { FULCIO_OIDS } from '../signing/ca.ts';
 import { verifyEnvelope } from '../signing/dsse.ts';
 import { INTOTO_PAYLOAD_TYPE, parseStatement, type Statement, type Subject } from '../signing/intoto.ts';
 import { verifyTimestamp } from '../signing/rfc3161.ts';
@@ -23,6 +21,8 @@ import {
 import { verifyCheckpoint } from '../tlog/checkpoint.ts';
 import { leafHash, rootFromInclusionProof } from '../tlog/merkle.ts';
 import { setPayload } from '../tlog/transparency-log.ts';
+import { chainProblem } from './ca-chain.ts';
+import { readCertificateNames } from './cert-identity.ts';
 
 export interface VerifyArtifactOptions {
   /** SHA-256 of the artifact. */
@@ -296,9 +296,9 @@ function verifyChain(leaf: X509Certificate, root: ParsedTrustedRoot, when: Date)
       problems.push(`CA ${n} is not valid at that time`);
       continue;
     }
-    const problem = chainProblem(leaf, ca.certChain, when);
-    if (problem === undefined) return;
-    problems.push(`CA ${n}: ${problem}`);
+    const r = chainProblem(leaf, ca, [when]);
+    if (!('problem' in r)) return;
+    problems.push(`CA ${n}: ${r.problem}`);
   }
   fail(
     'CERTIFICATE_INVALID',
@@ -306,56 +306,12 @@ function verifyChain(leaf: X509Certificate, root: ParsedTrustedRoot, when: Date)
   );
 }
 
-function chainProblem(leaf: X509Certificate, chainDer: Buffer[], when: Date): string | undefined {
-  let chain: X509Certificate[];
-  try {
-    chain = chainDer.map((d) => new X509Certificate(d));
-  } catch {
-    return 'a CA certificate does not parse';
-  }
-  let child = leaf;
-  for (const [k, parent] of chain.entries()) {
-    if (!parent.ca) return `certificate ${k} is not a CA`;
-    if (!child.checkIssued(parent) || !child.verify(parent.publicKey))
-      return `not issued by certificate ${k}`;
-    if (!validAt(parent, when)) return `certificate ${k} is not valid at that time`;
-    child = parent;
-  }
-  // The last certificate must be a self-signed root.
-  if (!child.checkIssued(child) || !child.verify(child.publicKey))
-    return 'the chain does not end in a self-signed root';
-  return undefined;
-}
-
-function decodeUtf8String(der: Buffer): string | undefined {
-  if (der[0] !== 0x0c) return undefined;
-  let len = der[1] ?? 0;
-  let off = 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    len = 0;
-    for (let k = 0; k < n; k++) len = len * 256 + (der[off++] ?? 0);
-  }
-  if (off + len !== der.length) return undefined;
-  return der.subarray(off, off + len).toString('utf8');
-}
-
 /** The SAN URI and Fulcio issuer of a leaf. */
 function certificateIdentity(leaf: X509Certificate): { identity: string; issuer: string | undefined } {
-  const cert = new x509.X509Certificate(leaf.raw);
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const uris = san?.names.items.filter((n) => n.type === 'url').map((n) => n.value) ?? [];
+  const { uris, issuer } = readCertificateNames(leaf.raw);
   const [identity, ...more] = uris;
   if (identity === undefined || more.length > 0) {
     fail('IDENTITY_MISMATCH', `the signing certificate has ${uris.length} URI SANs; exactly one is required`);
   }
-  const v2 = cert.getExtension(FULCIO_OIDS.issuer);
-  const v1 = cert.getExtension(FULCIO_OIDS.issuerV1);
-  const issuer =
-    v2 !== null
-      ? decodeUtf8String(Buffer.from(v2.value))
-      : v1 !== null
-        ? Buffer.from(v1.value).toString('utf8')
-        : undefined;
   return { identity, issuer };
 }

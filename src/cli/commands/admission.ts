@@ -14,7 +14,7 @@ import { readJsonFile, revocationsPath } from './verify-oci.ts';
 
 const USAGE =
   'gatehouse admission --policy F [--listen HOST:PORT] [--cert F --key F | --dns NAME...] [--trusted-root F] ' +
-  '[--revocations F] [--home DIR]';
+  '[--revocations F|URL] [--home DIR]';
 
 async function readText(path: string, what: string): Promise<string> {
   try {

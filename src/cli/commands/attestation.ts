@@ -1,21 +1,73 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  parseReferenceValues,
+  type ReferenceBundle,
+  signReferenceValues,
+} from '../../attestation/reference-values.ts';
 import { addTrustedEkCa, attestationPaths, trustedEkCasLoader } from '../../attestation/trust-store.ts';
 import { GatehouseError } from '../../common/errors.ts';
-import { resolveHome } from '../../server/home.ts';
+import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
+import { homePaths, openHome, resolveHome } from '../../server/home.ts';
 import { VtpmPool } from '../../tpm/swtpm.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
-import { makeOutput } from '../output.ts';
+import { bold, green, makeOutput } from '../output.ts';
 
-const USAGE = `gatehouse attestation trust-ca add FILE | trust-ca list | vtpm-pool fill N [--home DIR] [--json]`;
+const USAGE = `gatehouse attestation trust-ca add FILE | trust-ca list | vtpm-pool fill N |
+       reference-values publish FILE [--key K] [--server URL] | reference-values show [--version N] |
+       reference-values history | refusals [--limit N] [--home DIR] [--json]`;
 
-/** `gatehouse attestation …`: the attestation authority's trust and vTPM pool. */
+/** Call the control plane's API as the home's operator (GATEHOUSE_API_TOKEN). */
+async function callServer(server: string, path: string, body?: unknown): Promise<unknown> {
+  const token = process.env.GATEHOUSE_API_TOKEN;
+  if (body !== undefined && (token === undefined || token === ''))
+    throw new GatehouseError('BAD_INPUT', 'no API token for --server: set GATEHOUSE_API_TOKEN');
+  let res: Response;
+  try {
+    res = await fetch(`${server.replace(/\/+$/, '')}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(body === undefined ? {} : { authorization: `Bearer ${token}` }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (e) {
+    throw new GatehouseError('UNREACHABLE', 'the control plane is unreachable', { where: server, cause: e });
+  }
+  const json = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
+  if (!res.ok) {
+    const code = json.error?.code;
+    throw new GatehouseError(
+      code === 'SIGNATURE_INVALID' || code === 'CONFLICT' || code === 'BAD_INPUT' || code === 'NOT_FOUND'
+        ? code
+        : 'UNREACHABLE',
+      json.error?.message ?? `HTTP ${res.status}`,
+      { where: server },
+    );
+  }
+  return json;
+}
+
+/** `gatehouse attestation …`: the attestation authority's trust, reference values and vTPM pool. */
 export async function attestationCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...commonOptions }, { min: 1, max: 3, usage: USAGE });
+  const { values, positionals } = parse(
+    argv,
+    {
+      ...commonOptions,
+      key: { type: 'string' },
+      server: { type: 'string' },
+      version: { type: 'string' },
+      limit: { type: 'string' },
+    },
+    { min: 1, max: 3, usage: USAGE },
+  );
   const root = resolveHome(values.home);
   const out = makeOutput(values.json === true);
-  if (!existsSync(join(root, 'config.json'))) {
+  if (values.server === undefined && !existsSync(join(root, 'config.json'))) {
     throw new GatehouseError(
       'HOME_NOT_INITIALIZED',
       `no gatehouse home at ${root}: run \`gatehouse init\` first`,
@@ -49,5 +101,120 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     out.document({ manufactured: made, ready: await pool.size() });
     return EXIT.ok;
   }
+  if (group === 'reference-values' && verb !== undefined)
+    return referenceValues(verb, arg, values, root, out);
+  if (group === 'refusals' && verb === undefined) {
+    const limit = wholeNumber(values.limit, '--limit') ?? 100;
+    const home = await openHome(root);
+    try {
+      const refusals = await home.controlPlane.attestationRefusals({ limit });
+      out.document({ refusals });
+      for (const r of refusals)
+        out.line(
+          `${r.createdAt}  ${r.stage}${r.jobId === undefined ? '' : ` job ${r.jobId}`}  ${r.failedChecks.map((f) => f.check).join(', ')}`,
+        );
+      return EXIT.ok;
+    } finally {
+      await home.close();
+    }
+  }
   throw new UsageError(`unknown attestation command\nusage: ${USAGE}`);
+}
+
+function wholeNumber(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d{1,9}$/.test(v) || n < 1) throw new UsageError(`${name} must be a whole number\nusage: ${USAGE}`);
+  return n;
+}
+
+function describe(b: Pick<ReferenceBundle, 'version' | 'digest' | 'publishedAt' | 'keyId'>): string {
+  return `version ${b.version}  sha256:${b.digest.slice(0, 12)}  published ${b.publishedAt}  by key ${b.keyId.slice(0, 12)}`;
+}
+
+async function referenceValues(
+  verb: string,
+  arg: string | undefined,
+  values: { key?: string; server?: string; version?: string },
+  root: string,
+  out: ReturnType<typeof makeOutput>,
+): Promise<number> {
+  if (verb === 'publish' && arg !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(arg, 'utf8');
+    } catch (e) {
+      throw new GatehouseError('NOT_FOUND', 'cannot read the reference values', { where: arg, cause: e });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new GatehouseError('BAD_INPUT', 'the reference values are not JSON', { where: arg, cause: e });
+    }
+    // Check locally first, so that a mistake is reported before anything is signed or sent.
+    const parsed = parseReferenceValues(json, arg);
+    const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys));
+    let bundle: ReferenceBundle;
+    if (values.server !== undefined) {
+      const history = (await callServer(values.server, '/v1/reference-values/history')) as {
+        versions?: { version: number }[];
+      };
+      const version = (history.versions?.[0]?.version ?? 0) + 1;
+      const sig = await signReferenceValues(version, parsed, signer);
+      bundle = (await callServer(values.server, '/v1/reference-values', {
+        version,
+        values: parsed,
+        ...sig,
+      })) as ReferenceBundle;
+    } else {
+      const home = await openHome(root);
+      try {
+        const history = await home.controlPlane.referenceValueHistory();
+        const version = (history[0]?.version ?? 0) + 1;
+        const sig = await signReferenceValues(version, parsed, signer);
+        bundle = await home.controlPlane.publishReferenceValues({ version, values: parsed, ...sig });
+      } finally {
+        await home.close();
+      }
+    }
+    out.document(bundle);
+    out.line(
+      `${green('published')} reference values ${bold(`version ${bundle.version}`)}  ${bundle.policyId}`,
+    );
+    return EXIT.ok;
+  }
+  if ((verb === 'show' || verb === 'history') && arg === undefined) {
+    const version = wholeNumber(values.version, '--version');
+    if (values.server !== undefined) {
+      const doc =
+        verb === 'history'
+          ? await callServer(values.server, '/v1/reference-values/history')
+          : await callServer(
+              values.server,
+              `/v1/reference-values${version === undefined ? '' : `?version=${version}`}`,
+            );
+      out.document(doc);
+      out.line(JSON.stringify(doc, null, 2));
+      return EXIT.ok;
+    }
+    const home = await openHome(root);
+    try {
+      if (verb === 'history') {
+        const versions = await home.controlPlane.referenceValueHistory();
+        out.document({ versions });
+        for (const v of versions) out.line(`${describe(v)}${v.valid ? '' : '  SIGNATURE INVALID'}`);
+        return EXIT.ok;
+      }
+      const bundle = await home.controlPlane.getReferenceValues(version);
+      out.document(bundle);
+      out.line(describe(bundle));
+      out.line(bundle.policyId);
+      out.line(JSON.stringify(bundle.values, null, 2));
+      return EXIT.ok;
+    } finally {
+      await home.close();
+    }
+  }
+  throw new UsageError(`unknown reference-values command\nusage: ${USAGE}`);
 }

@@ -17,7 +17,7 @@ import { EXIT } from '../exit-codes.ts';
 import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
 
 const USAGE =
-  'gatehouse run DIR [--project NAME] [--server URL | --registry URL] [--out DIR] [--home DIR] [--json]';
+  'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL | --registry URL] [--out DIR] [--home DIR] [--json]';
 
 /** Exit code for a finished job: 0 allowed, 3 denied, 4 quarantined, else the failure's. */
 export function exitCodeOf(outcome: JobOutcome): number {
@@ -89,6 +89,11 @@ export async function writeOutputs(dir: string, outcome: JobOutcome): Promise<st
     await writeFile(path, `${JSON.stringify(r.sbomBundle, null, 2)}\n`);
     written.push(path);
   }
+  if (r.vsaBundle !== undefined) {
+    const path = join(dir, `${basename(artifacts[0]?.name ?? outcome.project)}.vsa.sigstore.json`);
+    await writeFile(path, `${JSON.stringify(r.vsaBundle, null, 2)}\n`);
+    written.push(path);
+  }
   return written;
 }
 
@@ -112,6 +117,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       server: { type: 'string' },
       registry: { type: 'string' },
       out: { type: 'string' },
+      commit: { type: 'string' },
     },
     { min: 1, max: 1, usage: USAGE },
   );
@@ -144,6 +150,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       source: new LocalGitProvider(),
       onStep: (s) => printStep(out, s),
       ...(values.project === undefined ? {} : { project: values.project }),
+      ...(values.commit === undefined ? {} : { commit: values.commit }),
     });
     const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);

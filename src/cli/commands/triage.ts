@@ -58,6 +58,8 @@ export async function triageCommand(argv: string[]): Promise<number> {
     out.line(
       `${sub === 'release' ? 'released' : 'rejected'} ${bold(decisionId)} (${record.project}); logged as entry #${record.logIndex}`,
     );
+    if (record.placement !== undefined) out.line(`  signed and promoted: ${record.placement.reference}`);
+    else out.line('  kept in quarantine, marked rejected');
     return EXIT.ok;
   } finally {
     await home.close();

@@ -3,7 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { GatehouseError } from '../../common/errors.ts';
 import { parseTrustedRoot } from '../../signing/trust-root.ts';
 import { parseSigstoreBundle } from '../../verify/sigstore-bundle.ts';
-import { type ArtifactInput, verifySigstoreBundle } from '../../verify/sigstore-verifier.ts';
+import {
+  type ArtifactInput,
+  type SigstoreVerified,
+  verifySigstoreBundle,
+} from '../../verify/sigstore-verifier.ts';
 import { parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 
@@ -34,6 +38,22 @@ function json(bytes: Buffer, what: string, where: string): unknown {
  * verifies, non-zero (3 refused, 1 unreadable input, 2 usage) otherwise.
  */
 export async function verifyBundleCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`usage: ${USAGE}\n`);
+    return EXIT.ok;
+  }
+  const result = await verifyBundleArgs(argv);
+  process.stdout.write(
+    `OK: ${result.identity ?? 'key'} at ${result.times.map((t) => t.toISOString()).join(', ')}\n`,
+  );
+  return EXIT.ok;
+}
+
+/**
+ * Parse the protocol's arguments, read the files and verify; returns what was verified.
+ * @throws UsageError, GatehouseError (BAD_INPUT, BAD_BUNDLE, BAD_CONFIG and every verification code)
+ */
+export async function verifyBundleArgs(argv: string[]): Promise<SigstoreVerified> {
   const { values, positionals } = parse(
     argv,
     {
@@ -46,10 +66,6 @@ export async function verifyBundleCommand(argv: string[]): Promise<number> {
     },
     { min: 1, max: 1, usage: USAGE },
   );
-  if (values.help === true) {
-    process.stdout.write(`usage: ${USAGE}\n`);
-    return EXIT.ok;
-  }
   if (values.bundle === undefined) throw new UsageError(`--bundle is required\nusage: ${USAGE}`);
   const byIdentity =
     values['certificate-identity'] !== undefined || values['certificate-oidc-issuer'] !== undefined;
@@ -91,7 +107,7 @@ export async function verifyBundleCommand(argv: string[]): Promise<number> {
   const artifact: ArtifactInput = /^sha256:[0-9a-f]{64}$/.test(target)
     ? { sha256: Buffer.from(target.slice(7), 'hex') }
     : { bytes: await readInput(target, 'artifact') };
-  const result = verifySigstoreBundle({
+  return verifySigstoreBundle({
     bundle,
     trustedRoot,
     artifact,
@@ -99,8 +115,4 @@ export async function verifyBundleCommand(argv: string[]): Promise<number> {
     ...(values['certificate-identity'] === undefined ? {} : { identity: values['certificate-identity'] }),
     ...(values['certificate-oidc-issuer'] === undefined ? {} : { issuer: values['certificate-oidc-issuer'] }),
   });
-  process.stdout.write(
-    `OK: ${result.identity ?? 'key'} at ${result.times.map((t) => t.toISOString()).join(', ')}\n`,
-  );
-  return EXIT.ok;
 }

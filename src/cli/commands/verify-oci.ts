@@ -7,6 +7,7 @@ import { loadConfig } from '../../server/config.ts';
 import { homePaths, openHome, resolveHome } from '../../server/home.ts';
 import {
   type DeployPolicy,
+  loadRevocations,
   parseDeployPolicy,
   parseOciReference,
   readRevocations,
@@ -18,7 +19,7 @@ import { bold, green, makeOutput } from '../output.ts';
 
 const USAGE =
   'gatehouse verify oci://HOST/REPO@sha256:HEX [--policy F] [--identity URI | --project NAME] [--issuer URI] ' +
-  '[--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F] [--trusted-root F] ' +
+  '[--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F|URL] [--trusted-root F] ' +
   '[--plain-http] [--home DIR] [--json]';
 
 /** The file the control plane publishes revoked digests in (see docs/admission.md). */
@@ -93,9 +94,10 @@ export async function verifyOciCommand(argv: string[]): Promise<number> {
       await home.close();
     }
   }
+  // --revocations takes a file or the control plane's URL (GET /v1/revocations, signed by the log key).
   const revocations =
     values.revocations !== undefined
-      ? await readRevocations(values.revocations)
+      ? await loadRevocations(values.revocations, { trustedRoot })
       : hasHome
         ? await readRevocations(revocationsPath(homeRoot), true)
         : { version: 1 as const, revoked: [] };

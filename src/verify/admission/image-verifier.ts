@@ -3,8 +3,8 @@ import type { RegistryCredentials } from '../../registry/oci-client.ts';
 import {
   clientFor,
   type DeployPolicy,
+  loadRevocations,
   parseOciReference,
-  readRevocations,
   type VerifiedOciArtifact,
   verifyOciArtifact,
 } from '../oci-verify.ts';
@@ -13,7 +13,10 @@ import type { ImageVerifier } from './admission.ts';
 export interface OciImageVerifierOptions {
   policy: DeployPolicy;
   trustedRoot: unknown;
-  /** The revocation list file, read again for every review so that a revocation applies at once. */
+  /**
+   * The revocation list: a file, or the control plane's `http(s)://…/v1/revocations` (signed by a
+   * log key of the trusted root). Read again for every review so that a revocation applies at once.
+   */
   revocationsPath: string;
   credentials?: RegistryCredentials;
   /** How long a successful verification is reused (revocations are still checked every time). */
@@ -39,7 +42,10 @@ export function ociImageVerifier(options: OciImageVerifierOptions): ImageVerifie
       );
     }
     // The list is read every time; a missing file is an error, never "nothing revoked".
-    const revocations = await readRevocations(options.revocationsPath);
+    const revocations = await loadRevocations(options.revocationsPath, {
+      trustedRoot: options.trustedRoot,
+      ...(options.now === undefined ? {} : { now: options.now() }),
+    });
     const key = `${ref.host}/${ref.repository}@${ref.digest}`;
     const now = options.now?.() ?? new Date();
     const hit = cache.get(key);

@@ -1,0 +1,43 @@
+import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
+import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts';
+import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { decisionEntryBody } from '../../tlog/transparency-log.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
+import { EXIT } from '../exit-codes.ts';
+import { bold, makeOutput } from '../output.ts';
+
+const USAGE = 'gatehouse revoke DIGEST --reason TEXT [--key K] [--home DIR] [--json]';
+
+/**
+ * `gatehouse revoke`: the security role revokes an artifact (file or manifest digest). The act is
+ * signed with its key, logged as a `revoke` decision, and lands in the revocation list that
+ * `verify oci://` and `admission` read (the home's file and GET /v1/revocations).
+ */
+export async function revokeCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    { ...commonOptions, reason: { type: 'string' }, key: { type: 'string' } },
+    { min: 1, max: 1, usage: USAGE },
+  );
+  const [digest] = positionals;
+  if (digest === undefined || values.reason === undefined || values.reason.trim() === '')
+    throw new UsageError(`revoke needs a DIGEST and --reason\nusage: ${USAGE}`);
+  const out = makeOutput(values.json === true);
+  const root = resolveHome(values.home);
+  const act = { digest: digest.startsWith('sha256:') ? digest : `sha256:${digest}`, reason: values.reason };
+  const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys));
+  const sig = await signSecurityAct(SECURITY_PAYLOAD.revoke, { ...act }, signer);
+  const home = await openHome(root);
+  try {
+    const record = await home.policies.revoke(
+      act,
+      sig,
+      async (doc) => (await home.log.append(decisionEntryBody(doc))).index,
+    );
+    out.document(record);
+    out.line(`revoked ${bold(record.digest)}; logged as entry #${record.logIndex}`);
+    return EXIT.ok;
+  } finally {
+    await home.close();
+  }
+}
