@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -67,10 +68,11 @@ describe('the gate', () => {
     ticket: JobTicket,
     key: RunnerKeyPair,
     token: string | undefined,
-    change: { artifact?: Uint8Array } = {},
+    change: { artifact?: Uint8Array; signedAt?: number } = {},
   ): Promise<SubmitRequest> {
     const submission: Submission = {
       jobId: ticket.jobId,
+      proof: { jti: randomUUID().replaceAll('-', ''), iat: change.signedAt ?? Math.floor(Date.now() / 1000) },
       project: ticket.project,
       subjects: [{ name: 'out', sha256: sha256Hex(artifact) }],
       sbom: writeCycloneDx({
@@ -179,6 +181,28 @@ describe('the gate', () => {
       'artifact-digest',
       /sha256/,
     );
+  });
+
+  it('denies a stale submission proof, signed longer ago than the gate accepts', async () => {
+    const { ticket, key, token } = await attested();
+    const tenMinutesAgo = Math.floor(Date.now() / 1000) - 600;
+    await expectDeny(
+      await request(ticket, key, token, { signedAt: tenMinutesAgo }),
+      'proof-of-possession',
+      /stale/,
+    );
+  });
+
+  it('accepts a submission proof once: the same signed proof replayed on another job is refused', async () => {
+    const a = await attested();
+    const first = await request(a.ticket, a.key, a.token);
+    assert.equal((await home.controlPlane.submit(first)).outcome, 'allow');
+    // Another job's correctly signed submission that reuses the first proof's id.
+    const b = await attested();
+    const replay = await request(b.ticket, b.key, b.token);
+    replay.submission.proof = { ...first.submission.proof };
+    replay.proof = await signSubmission(replay.submission, b.key.privateKey);
+    await expectDeny(replay, 'proof-of-possession', /already used/);
   });
 
   it('uses a token once: a second submission for a decided job is refused', async () => {

@@ -27,6 +27,10 @@ import { decisionEntryBody, dsseEntryBody, type TransparencyLog } from '../tlog/
 import { SLSA_VSA_V1, verificationSummary } from '../verify/oci-vsa.ts';
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 
+/** How long after signing a runner's submission proof is accepted, and the clock skew allowed. */
+export const PROOF_MAX_AGE_SECONDS = 300;
+const PROOF_CLOCK_SKEW_SECONDS = 60;
+
 /** Media and artifact types of what a promoted artifact carries. */
 export const MEDIA = {
   bundle: 'application/vnd.dev.sigstore.bundle.v0.3+json',
@@ -149,6 +153,7 @@ export class Gate {
     try {
       claims = await o.verifyToken(request.token, job.id);
       verifyProofOfPossession(request.proof, claims, sha256(canonicalJson(submission)));
+      await this.#checkProofFresh(submission);
       if (submission.project !== job.project) {
         throw new GatehouseError(
           'BAD_INPUT',
@@ -391,6 +396,27 @@ export class Gate {
       bytes: jsonBytes(record),
       annotations: { 'dev.gatehouse.triage': String(record.action ?? '') },
     });
+  }
+
+  /**
+   * A runner's signed submission is single-use and fresh: its `proof.jti` is accepted once (kept
+   * with the revoked token ids until it could no longer be fresh), and it must have been signed
+   * within PROOF_MAX_AGE_SECONDS of now. A captured request cannot be replayed later.
+   */
+  async #checkProofFresh(submission: Submission): Promise<void> {
+    const now = Math.floor(Date.now() / 1000);
+    const { jti, iat } = submission.proof;
+    if (iat > now + PROOF_CLOCK_SKEW_SECONDS || now - iat > PROOF_MAX_AGE_SECONDS) {
+      throw new GatehouseError(
+        'PROOF_OF_POSSESSION_FAILED',
+        `the submission proof is stale: signed at ${new Date(iat * 1000).toISOString()}, accepted for ${PROOF_MAX_AGE_SECONDS} s`,
+      );
+    }
+    const id = `proof:${jti}`;
+    if (await this.#o.store.tokens.isRevoked(id)) {
+      throw new GatehouseError('PROOF_OF_POSSESSION_FAILED', 'the submission proof was already used');
+    }
+    await this.#o.store.tokens.revoke(id, iat + PROOF_MAX_AGE_SECONDS + PROOF_CLOCK_SKEW_SECONDS);
   }
 }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -218,6 +219,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     const submission: Submission = {
       jobId: ticket.jobId,
       project,
+      proof: { jti: randomBytes(18).toString('base64url'), iat: Math.floor(Date.now() / 1000) },
       subjects,
       sbom,
       source,

@@ -56,6 +56,11 @@ export interface AttestResult {
 export interface Submission {
   jobId: string;
   project: string;
+  /**
+   * What makes the runner's signature over this submission single-use and fresh: a random id the
+   * gate accepts once, and when the runner signed.
+   */
+  proof: { jti: string; iat: number };
   subjects: { name: string; sha256: string }[];
   /** CycloneDX 1.6 JSON produced by the agent from the workspace before the build ran. */
   sbom: Record<string, unknown>;
@@ -115,6 +120,9 @@ export const submissionSchema = z
   .object({
     jobId: z.string().min(1).max(128),
     project: z.string().min(1).max(63),
+    proof: z
+      .object({ jti: z.string().regex(/^[A-Za-z0-9_-]{16,128}$/), iat: z.number().int().nonnegative() })
+      .strict(),
     subjects: z
       .array(z.object({ name: z.string().min(1).max(1024), sha256: sha256Hex }).strict())
       .min(1)

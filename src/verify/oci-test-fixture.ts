@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /**
  * Test support (not product code): a real docker-registry and a real home whose gate promotes to
  * it, driven the way a runner agent drives the gate but without a build. One allowed artifact
@@ -66,6 +67,7 @@ async function submit(
   const digest = sha256Hex(bytes);
   const submission: Submission = {
     jobId: ticket.jobId,
+    proof: { jti: randomUUID().replaceAll('-', ''), iat: Math.floor(Date.now() / 1000) },
     project,
     subjects: [{ name: `${project}.tar`, sha256: digest }],
     sbom: writeCycloneDx({ subject: { name: `${project}.tar`, sha256: digest }, components: [] }) as never,

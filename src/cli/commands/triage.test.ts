@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -70,6 +71,7 @@ describe('triage release and reject, and revocation, end to end', () => {
     const digest = sha256Hex(bytes);
     const submission: Submission = {
       jobId: ticket.jobId,
+      proof: { jti: randomUUID().replaceAll('-', ''), iat: Math.floor(Date.now() / 1000) },
       project: 'demo',
       subjects: [{ name: 'out.tar', sha256: digest }],
       sbom: writeCycloneDx({
