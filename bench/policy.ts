@@ -2,7 +2,8 @@
  * Policy benchmark: import of the real Go and PyPI `all.zip` exports; one 10,000-component SBOM
  * (real Go modules and PyPI packages named by those advisories, plus npm packages matched
  * against a SYNTHETIC npm advisory set, labelled as such) evaluated against the whole database
- * after it is loaded into memory; and a policy of 50 CEL rules over 10,000 components.
+ * on the gate's own path (the policy service's live in-memory index, its generation checked per
+ * decision, then the default policy); and a policy of 50 CEL rules over 10,000 components.
  *
  * No peer tool runs here (osv-scanner and grype are not installable from the npm registry), so
  * there is no side-by-side column; the numbers stand alone.
@@ -13,11 +14,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EmbeddedPolicyEngine } from '../src/policy/embedded-engine.ts';
 import { parsePolicy } from '../src/policy/policy.ts';
+import { PolicyService } from '../src/policy/policy-service.ts';
 import type { Component } from '../src/sbom/model.ts';
 import { DEFAULT_POLICY } from '../src/server/default-policy.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { importOsv } from '../src/vuln/import.ts';
-import { matchVulnerabilities, VulnIndex } from '../src/vuln/match.ts';
+import { matchVulnerabilities } from '../src/vuln/match.ts';
 import { parseOsvJson } from '../src/vuln/osv.ts';
 import { percentile, printTable, writeResult } from './lib.ts';
 
@@ -25,7 +27,7 @@ const DATA = new URL('../../shared/data/osv/', import.meta.url).pathname;
 const ZIPS = { Go: join(DATA, 'Go', 'all.zip'), PyPI: join(DATA, 'PyPI', 'all.zip') };
 const SYNTHETIC_NPM = 5000;
 const COMPONENTS = 10_000;
-const RUNS = 15;
+const RUNS = 40;
 
 function comp(purl: string, name: string, version: string, ecosystem: string): Component {
   return { name, version, purl, ecosystem, hashes: [], dependencies: [], licenses: ['MIT'] };
@@ -152,28 +154,44 @@ export async function run(): Promise<void> {
     });
     printTable('OSV import', imports);
 
-    const t3 = performance.now();
-    const index = await VulnIndex.load(store.vulns);
-    const loadMs = performance.now() - t3;
+    // The gate's path: the policy service's live index (home.ts hands the same one to the gate),
+    // whose generation is read on every decision, then the policy engine.
+    const service = new PolicyService({ store, trustedKeys: [] });
     const components = await buildSbom(store);
     const engine = new EmbeddedPolicyEngine({ policy: parsePolicy(DEFAULT_POLICY, 'default') });
-    const evalSamples: number[] = [];
     let findings = 0;
     let outcome = '';
-    for (let i = 0; i < RUNS; i++) {
+    const decide = async (): Promise<number> => {
+      // Each decision reads its SBOM afresh at the gate: fresh component objects, nothing of the
+      // previous decision's per-component work carried over (read outside the timing).
+      const fresh = structuredClone(components);
       const t = performance.now();
-      const m = await matchVulnerabilities(components, index);
+      const m = await service.match(fresh);
       const d = await engine.evaluate({
         project: 'bench',
-        components,
+        components: fresh,
         findings: m.findings,
         unmatched: m.unmatched,
         attestation: { verified: true, evidenceTypes: ['software-measurement'] },
       });
-      evalSamples.push(performance.now() - t);
       findings = m.findings.length;
       outcome = d.outcome;
+      return performance.now() - t;
+    };
+    const firstMs = await decide();
+    const index = await service.vulnIndex.current();
+    const evalSamples: number[] = [];
+    const matchSamples: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      evalSamples.push(await decide());
+      const t = performance.now();
+      await service.match(components);
+      matchSamples.push(performance.now() - t);
     }
+    // A write by any process moves the generation: the next decision reloads, then runs warm.
+    const touched = await store.vulns.get('SYNTH-npm-0');
+    if (touched !== undefined) await store.vulns.upsert([{ ...touched, modified: '2030-01-01T00:00:00Z' }]);
+    const reloadMs = await decide();
     const storeSamples: number[] = [];
     for (let i = 0; i < 3; i++) {
       const t = performance.now();
@@ -188,14 +206,20 @@ export async function run(): Promise<void> {
       celSamples.push(performance.now() - t);
     }
     const rows = [
-      { what: `load the database into memory (${index.size} records)`, ...stats([loadMs]), runs: 1 },
       {
-        what: `match + default policy, ${components.length} components, in-memory index`,
+        what: `first decision: load ${index.size} records into memory + match + policy`,
+        ...stats([firstMs]),
+        runs: 1,
+      },
+      {
+        what: `gate path: match + default policy, ${components.length} components (index loaded)`,
         ...stats(evalSamples),
         runs: RUNS,
       },
+      { what: `  of which matching (generation check included)`, ...stats(matchSamples), runs: RUNS },
+      { what: 'decision after another import (reload + match + policy)', ...stats([reloadMs]), runs: 1 },
       {
-        what: `match, ${components.length} components, SQLite lookups (the gate's path)`,
+        what: `match, ${components.length} components, per-package SQLite lookups (before)`,
         ...stats(storeSamples),
         runs: 3,
       },

@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AttestationAuthority, type ReferenceValues } from '../src/attestation/authority.ts';
-import { measureBaseline } from '../src/attestation/measurement.ts';
 import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../src/attestation/token.ts';
-import { sha256Hex, toBase64 } from '../src/common/encoding.ts';
 import { isGatehouseError } from '../src/common/errors.ts';
-import { agentFiles, isolationProfile } from '../src/runner/agent.ts';
-import { parseProjectConfig } from '../src/runner/project-config.ts';
-import type { SandboxProfile } from '../src/runner/runner.ts';
-import { writeCycloneDx } from '../src/sbom/cyclonedx.ts';
-import type { JobTicket, Submission, SubmitRequest } from '../src/server/control-plane.ts';
+import {
+  type AttestedJob,
+  attestedJob,
+  evidenceFor as evidenceForJob,
+  submitRequest,
+} from '../src/gate/test-submission.ts';
+import type { JobTicket, SubmitRequest } from '../src/server/control-plane.ts';
 import { homePaths, initHome, type OpenHome, openHome } from '../src/server/home.ts';
 import { openHomeKeys } from '../src/signing/home-keys.ts';
 import { tempDir } from './helpers.ts';
@@ -35,67 +34,24 @@ describe('the gate', () => {
     tmp.cleanup();
   });
 
-  async function evidenceFor(ticket: JobTicket): Promise<unknown> {
-    const config = parseProjectConfig('project: demo\nbuild:\n  command: ["true"]\noutputs: [out]\n', 'test');
-    // Exactly the profile the home's runner gives a job (limits, seccomp, verified image).
-    const runner = home.runner as unknown as { profileFor(c: typeof config): Promise<SandboxProfile> };
-    const profile = isolationProfile(await runner.profileFor(config));
-    const baseline = await measureBaseline({
-      sandboxProfile: profile,
-      toolchain: ticket.toolchain,
-      agentFiles: await agentFiles(),
-      jobId: ticket.jobId,
-      nonce: ticket.nonce,
-    });
-    return { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs };
-  }
-
-  async function attested(
-    project = 'demo',
-  ): Promise<{ ticket: JobTicket; key: RunnerKeyPair; token: string }> {
-    const cp = home.controlPlane;
-    const ticket = await cp.createJob({ project });
-    const key = await generateRunnerKey();
-    const { token } = await cp.attest({
-      jobId: ticket.jobId,
-      runnerKey: key.publicJwk,
-      evidence: await evidenceFor(ticket),
-    });
-    return { ticket, key, token };
-  }
-
-  async function request(
+  const evidenceFor = (ticket: JobTicket) => evidenceForJob(home, ticket);
+  const attested = (project = 'demo'): Promise<AttestedJob> => attestedJob(home, project);
+  const request = (
     ticket: JobTicket,
     key: RunnerKeyPair,
     token: string | undefined,
     change: { artifact?: Uint8Array; signedAt?: number } = {},
-  ): Promise<SubmitRequest> {
-    const submission: Submission = {
-      jobId: ticket.jobId,
-      proof: { jti: randomUUID().replaceAll('-', ''), iat: change.signedAt ?? Math.floor(Date.now() / 1000) },
-      project: ticket.project,
-      subjects: [{ name: 'out', sha256: sha256Hex(artifact) }],
-      sbom: writeCycloneDx({
-        subject: { name: 'out', sha256: sha256Hex(artifact) },
-        components: [],
-      }) as never,
-      source: { kind: 'directory', uri: 'file:///src', dirty: false, treeDigest: '0'.repeat(64) },
-      build: {
-        command: ['true'],
-        startedOn: new Date().toISOString(),
-        finishedOn: new Date().toISOString(),
-        exitCode: 0,
-        sandboxProfileDigest: '0'.repeat(64),
+  ): Promise<SubmitRequest> =>
+    submitRequest(
+      { ticket, key },
+      {
+        token,
+        name: 'out',
+        bytes: artifact,
+        ...(change.artifact === undefined ? {} : { upload: change.artifact }),
+        ...(change.signedAt === undefined ? {} : { signedAt: change.signedAt }),
       },
-      steps: [],
-    };
-    return {
-      token,
-      proof: await signSubmission(submission, key.privateKey),
-      submission,
-      artifacts: [{ name: 'out', content: toBase64(change.artifact ?? artifact) }],
-    };
-  }
+    );
 
   async function expectDeny(r: SubmitRequest, rule: string, code: RegExp): Promise<void> {
     const logSize = await home.log.size();

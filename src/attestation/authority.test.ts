@@ -4,13 +4,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose';
 import { isGatehouseError } from '../common/errors.ts';
 import { bubblewrapSandboxProfile, detectHostLayout } from '../runner/bubblewrap-runner.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { extendPcr, PCR_RESET_VALUE } from '../tpm/pcr.ts';
 import { AttestationAuthority, EAR_PROFILE, type ReferenceValues } from './authority.ts';
+import { CiTokenVerifier } from './ci-token.ts';
 import { type MeasuredBaseline, measureBaseline } from './measurement.ts';
 import { generateRunnerKey, verifyAttestationToken } from './token.ts';
 
@@ -336,6 +337,158 @@ describe('attestation authority', () => {
       rotating.jwks().keys.map((k) => k.kid),
       ['new'],
     );
+  });
+
+  it('keeps publishing keys rotated out before it started, until their tokens have expired', async () => {
+    const oldKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const old = new AttestationAuthority({
+      signingKey: oldKey.privateKey,
+      keyId: 'gen-1',
+      issuer: ISSUER,
+      referenceValues: reference,
+      tokens: store.tokens,
+    });
+    const issued = await old.attest({
+      jobId,
+      nonce,
+      runnerKey: (await generateRunnerKey()).publicJwk,
+      evidence: evidence(),
+    });
+    const spki = new Uint8Array(oldKey.publicKey.export({ format: 'der', type: 'spki' }));
+    const restarted = (until: number) =>
+      new AttestationAuthority({
+        signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+        keyId: 'gen-2',
+        issuer: ISSUER,
+        referenceValues: reference,
+        tokens: store.tokens,
+        retiredKeys: [{ keyId: 'gen-1', publicKey: spki, until }],
+      });
+    const live = restarted(issued.expiresAt);
+    assert.deepEqual(
+      live.jwks().keys.map((k) => k.kid),
+      ['gen-2', 'gen-1'],
+    );
+    await verifyAttestationToken(issued.token, {
+      jwks: live.jwks(),
+      issuer: ISSUER,
+      jobId,
+      tokens: store.tokens,
+    });
+    const fresh = await live.attest({
+      jobId,
+      nonce,
+      runnerKey: (await generateRunnerKey()).publicJwk,
+      evidence: evidence(),
+    });
+    assert.equal(decodeProtectedHeader(fresh.token).kid, 'gen-2');
+    // A retired key whose tokens have all expired is not published again.
+    const late = restarted(Math.floor(Date.now() / 1000) - 1);
+    assert.deepEqual(
+      late.jwks().keys.map((k) => k.kid),
+      ['gen-2'],
+    );
+    for (const bad of [
+      { keyId: 'gen-2', publicKey: spki, until: issued.expiresAt },
+      { keyId: 'x', publicKey: new Uint8Array([1, 2, 3]), until: issued.expiresAt },
+    ]) {
+      assert.throws(
+        () =>
+          new AttestationAuthority({
+            signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+            keyId: 'gen-2',
+            issuer: ISSUER,
+            referenceValues: reference,
+            tokens: store.tokens,
+            retiredKeys: [bad],
+          }),
+      );
+    }
+  });
+
+  it('adds a ci submod for a CI identity token on the software path, and refuses a bad one', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    await writeFile(
+      join(dir, 'ci-jwks.json'),
+      JSON.stringify({
+        keys: [{ ...(await exportJWK(rsa.publicKey)), kid: 'ci-1', alg: 'RS256', use: 'sig' }],
+      }),
+    );
+    const GITHUB = 'https://token.actions.githubusercontent.com';
+    const verifier = new CiTokenVerifier(
+      [
+        {
+          platform: 'github-actions',
+          issuer: GITHUB,
+          jwksFile: 'ci-jwks.json',
+          audience: 'https://gatehouse.test',
+          claims: { repository: ['octo-org/octo-repo'] },
+        },
+      ],
+      { home: dir },
+    );
+    const withCi = new AttestationAuthority({
+      signingKey: privateKey,
+      keyId: 'test-key',
+      issuer: ISSUER,
+      referenceValues: reference,
+      tokens: store.tokens,
+      verifyCiToken: async (t) => ({ ...(await verifier.verify(t)) }),
+    });
+    const now = Math.floor(Date.now() / 1000);
+    // A GitHub Actions OIDC token in the documented claim shape.
+    const ciToken = (repository: string) =>
+      new SignJWT({
+        sub: `repo:${repository}:ref:refs/heads/main`,
+        ref: 'refs/heads/main',
+        ref_type: 'branch',
+        sha: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4',
+        repository,
+        repository_owner: repository.split('/')[0],
+        run_id: '5678',
+        runner_environment: 'github-hosted',
+        event_name: 'push',
+        workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
+        job_workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
+      })
+        .setProtectedHeader({ alg: 'RS256', kid: 'ci-1', typ: 'JWT' })
+        .setIssuer(GITHUB)
+        .setAudience('https://gatehouse.test')
+        .setIssuedAt(now)
+        .setNotBefore(now - 5)
+        .setExpirationTime(now + 300)
+        .sign(rsa.privateKey);
+    const { token } = await withCi.attest({
+      jobId,
+      nonce,
+      runnerKey: (await generateRunnerKey()).publicJwk,
+      evidence: { ...evidence(), ci_token: await ciToken('octo-org/octo-repo') },
+    });
+    const { payload } = await jwtVerify(token, createLocalJWKSet(withCi.jwks()), { algorithms: ['ES256'] });
+    const submods = payload.submods as Record<string, Record<string, unknown>>;
+    assert.equal(submods.ci?.['ear.status'], 'affirming');
+    assert.equal(submods.ci?.repository, 'octo-org/octo-repo');
+    assert.deepEqual((payload.gatehouse as { evidence_types: string[] }).evidence_types, [
+      'software-measurement',
+      'ci-oidc',
+    ]);
+    const refusedCheck = async (auth: AttestationAuthority, ci: string) =>
+      auth
+        .attest({
+          jobId,
+          nonce,
+          runnerKey: (await generateRunnerKey()).publicJwk,
+          evidence: { ...evidence(), ci_token: ci },
+        })
+        .then(
+          () => assert.fail('accepted'),
+          (e: unknown) => (e as { failedChecks?: { check: string }[] }).failedChecks?.map((f) => f.check),
+        );
+    // Another repository, a tampered token, and no configured issuers: refused with CI_TOKEN_INVALID.
+    assert.deepEqual(await refusedCheck(withCi, await ciToken('mallory/app')), ['CI_TOKEN_INVALID']);
+    const good = await ciToken('octo-org/octo-repo');
+    assert.deepEqual(await refusedCheck(withCi, `${good.slice(0, -4)}AAAA`), ['CI_TOKEN_INVALID']);
+    assert.deepEqual(await refusedCheck(authority, good), ['CI_TOKEN_INVALID']);
   });
 
   it('refuses to revoke a token it did not sign', async () => {

@@ -69,6 +69,21 @@ export interface AttestationAuthorityOptions {
   readonly akCounters?: AkCounterStore;
   /** Checks a CI platform's OIDC token; returns the ci submod's claims, or throws. */
   readonly verifyCiToken?: (token: string) => Promise<Record<string, unknown>>;
+  /**
+   * Signing keys rotated out before this authority started (from the home's key history): their
+   * public keys stay in the JWKS until `until` (seconds since the epoch), when the last token they
+   * signed has expired.
+   */
+  readonly retiredKeys?: readonly RetiredSigningKey[];
+}
+
+/** A token signing key rotated out, published until the tokens it signed have expired. */
+export interface RetiredSigningKey {
+  readonly keyId: string;
+  /** The public key (a KeyObject, or DER SPKI). */
+  readonly publicKey: KeyObject | Uint8Array;
+  /** When it leaves the JWKS, in seconds since the epoch. */
+  readonly until: number;
 }
 
 /** Where the authority gets the reference values in force and the policy id naming them. */
@@ -140,6 +155,11 @@ function describeIssues(error: z.ZodError, prefix: string): string[] {
   return error.issues.map((i) => `${prefix}${i.path.length ? `.${i.path.join('.')}` : ''} ${i.message}`);
 }
 
+/** The `ci` submod of a verified CI identity token: the platform vouches for the workload. */
+function ciSubmod(ci: Record<string, unknown>): Record<string, unknown> {
+  return { 'ear.status': 'affirming', 'ear.trustworthiness-vector': { 'instance-identity': 2 }, ...ci };
+}
+
 /**
  * Appraises runner evidence against reference values and issues short-lived EAR tokens bound to
  * the runner's ephemeral key. Holds the signing key privately; publishes the public half as a JWKS.
@@ -167,6 +187,22 @@ export class AttestationAuthority {
     if (!/^[A-Za-z0-9._~:-]{1,128}$/.test(options.keyId))
       throw badConfig('keyId must be 1–128 URL-safe characters');
     this.#keyId = options.keyId;
+    for (const r of options.retiredKeys ?? []) {
+      if (!/^[A-Za-z0-9._~:-]{1,128}$/.test(r.keyId) || r.keyId === this.#keyId)
+        throw badConfig(`retired key id '${r.keyId}' is malformed or reuses the current key id`);
+      const key =
+        r.publicKey instanceof Uint8Array
+          ? createPublicKey({ key: Buffer.from(r.publicKey), format: 'der', type: 'spki' })
+          : createPublicKey(r.publicKey);
+      if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+        throw badConfig(`retired key '${r.keyId}' is not an EC P-256 key`);
+      const jwk = key.export({ format: 'jwk' });
+      this.#retired.push({
+        kid: r.keyId,
+        jwk: { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' },
+        until: r.until,
+      });
+    }
     if (!URL.canParse(options.issuer)) throw badConfig(`issuer '${options.issuer}' is not a URL`);
     this.#issuer = options.issuer;
     const ttl = options.tokenTtlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
@@ -254,6 +290,8 @@ export class AttestationAuthority {
         failures.push(...appraiseBaseline(parsed.data.events, reference.values, jobId, expectedJobDigest));
     }
 
+    // A CI identity token is checked like on the TPM path; it adds the ci submod, never replaces one.
+    const ci = parsed.success ? await this.#checkCiToken(parsed.data.ci_token, failures) : undefined;
     if (
       failures.length > 0 ||
       jobId === undefined ||
@@ -271,9 +309,30 @@ export class AttestationAuthority {
       // Software measurement appraises configuration (the sandbox profile) and executables
       // (toolchain, agent); with no hardware root of trust it claims nothing about hardware or
       // instance identity, and says so in its evidence type so that a policy can demand a TPM.
-      evidenceTypes: ['software-measurement'],
-      submods: { image: this.#imageSubmod(reference.policyId) },
+      evidenceTypes: ci === undefined ? ['software-measurement'] : ['software-measurement', 'ci-oidc'],
+      submods: {
+        image: this.#imageSubmod(reference.policyId),
+        ...(ci === undefined ? {} : { ci: ciSubmod(ci) }),
+      },
     });
+  }
+
+  /** Verify a presented CI token; a failure is added to `failures` (nothing presented: undefined). */
+  async #checkCiToken(
+    token: string | undefined,
+    failures: CheckFailure[],
+  ): Promise<Record<string, unknown> | undefined> {
+    if (token === undefined) return undefined;
+    if (this.#verifyCi === undefined) {
+      failures.push({ check: CHECKS.ciTokenInvalid, message: 'no CI token issuers are configured' });
+      return undefined;
+    }
+    try {
+      return await this.#verifyCi(token);
+    } catch (e) {
+      failures.push({ check: CHECKS.ciTokenInvalid, message: e instanceof Error ? e.message : String(e) });
+      return undefined;
+    }
   }
 
   /** The reference values in force, or the failure that refuses the attestation (fail closed). */
@@ -370,21 +429,7 @@ export class AttestationAuthority {
     const reference = await this.#loadReference();
     if ('check' in reference) failures.push(reference);
     else failures.push(...appraiseBaseline(ev.events, reference.values, jobId, expected));
-    let ci: Record<string, unknown> | undefined;
-    if (ev.ciToken !== undefined) {
-      if (this.#verifyCi === undefined)
-        failures.push({ check: CHECKS.ciTokenInvalid, message: 'no CI token issuers are configured' });
-      else {
-        try {
-          ci = await this.#verifyCi(ev.ciToken);
-        } catch (e) {
-          failures.push({
-            check: CHECKS.ciTokenInvalid,
-            message: e instanceof Error ? e.message : String(e),
-          });
-        }
-      }
-    }
+    const ci = await this.#checkCiToken(ev.ciToken, failures);
     if (failures.length > 0 || jobId === undefined || 'check' in reference)
       throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`, jobId);
     await this.#tpm.recordCounters(ev.akName, ev.quote);
@@ -398,13 +443,7 @@ export class AttestationAuthority {
       },
       image: this.#imageSubmod(reference.policyId),
     };
-    if (ci !== undefined) {
-      submods.ci = {
-        'ear.status': 'affirming',
-        'ear.trustworthiness-vector': { 'instance-identity': 2 },
-        ...ci,
-      };
-    }
+    if (ci !== undefined) submods.ci = ciSubmod(ci);
     const issued = await this.#issue({
       jobId,
       nonce: ev.nonce,

@@ -8,6 +8,7 @@ export {
   EAR_PROFILE,
   MAX_TOKEN_TTL_SECONDS,
   type ReferenceValues,
+  type RetiredSigningKey,
   type SigningKeyInput,
   TOKEN_AUDIENCE,
 } from './authority.ts';

@@ -60,6 +60,8 @@ export const softwareMeasurementEvidenceSchema = z.strictObject({
   type: z.literal('software-measurement'),
   events: z.array(measurementEventSchema).min(1).max(1024),
   pcrs: z.record(z.string().regex(/^(?:[0-9]|1[0-9]|2[0-3])$/, 'must be a PCR index 0–23'), sha256HexSchema),
+  /** A CI platform's OIDC token (GitHub Actions, GitLab CI), as on the TPM path: adds the `ci` submod. */
+  ci_token: z.string().min(1).max(16384).optional(),
 });
 
 /** Software-measurement evidence: a measured baseline, self-reported (no TPM quote yet). */

@@ -14,6 +14,7 @@ import { runJob } from '../runner/agent.ts';
 import { initHome, type OpenHome, openHome } from '../server/home.ts';
 import { createApiServer } from '../server/http-server.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
+import { homeKeyProtection } from '../signing/home-keys.ts';
 import { LocalGitProvider } from '../source/local-git-provider.ts';
 import { ensurePlatformCa, readPlatformCaCert } from '../tpm/platform-ca.ts';
 import type { VirtualTpm } from '../tpm/swtpm.ts';
@@ -65,7 +66,10 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const paths = attestationPaths(join(dir, 'home'));
-    tpm = await new VtpmPool(paths.vtpmPool, { platformCaDir: paths.platformCa }).take();
+    tpm = await new VtpmPool(paths.vtpmPool, {
+      platformCaDir: paths.platformCa,
+      platformCaProtection: await homeKeyProtection(join(dir, 'home'), home.config.keys),
+    }).take();
   });
 
   after(async () => {

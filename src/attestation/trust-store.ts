@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { canonicalJson } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { TrustedKey } from '../policy/signed-policy.ts';
+import type { KeyProtection } from '../signing/key-file.ts';
 import { parseTrustedCa } from '../tpm/ek-certificate.ts';
 import { ensurePlatformCa, platformCaPaths } from '../tpm/platform-ca.ts';
 import { verifySecurityPayload } from './reference-values.ts';
@@ -31,10 +32,14 @@ export function attestationPaths(root: string): AttestationPaths {
  * Create the platform CA and trust it for EK certificates, unless present (idempotent).
  * @returns the names of what it created
  */
-export async function initAttestationHome(root: string): Promise<string[]> {
+export async function initAttestationHome(
+  root: string,
+  protection: KeyProtection = { kind: 'none' },
+): Promise<string[]> {
   const p = attestationPaths(root);
   const created: string[] = [];
-  if (await ensurePlatformCa(p.platformCa)) created.push('keys/platform-ca');
+  // The CA key is sealed like the home's other keys (a plain one from an older home is sealed now).
+  if (await ensurePlatformCa(p.platformCa, undefined, protection)) created.push('keys/platform-ca');
   await mkdir(p.trustedEkCas, { recursive: true, mode: 0o700 });
   const target = join(p.trustedEkCas, 'platform-ca.pem');
   if (!existsSync(target)) {

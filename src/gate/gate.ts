@@ -25,7 +25,7 @@ import type { SourceFacts, SourceVerification } from '../source/source-provider.
 import type { DecisionRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { SLSA_VSA_V1, verificationSummary } from '../verify/oci-vsa.ts';
-import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
+import { type CurrentVulnIndex, type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 
 /** How long after signing a runner's submission proof is accepted, and the clock skew allowed. */
 export const PROOF_MAX_AGE_SECONDS = 300;
@@ -34,12 +34,8 @@ const PROOF_CLOCK_SKEW_SECONDS = 60;
 /** Media and artifact types of what a promoted artifact carries. */
 export const MEDIA = {
   bundle: 'application/vnd.dev.sigstore.bundle.v0.3+json',
-  cyclonedx: 'application/vnd.cyclonedx+json',
   decision: 'application/vnd.gatehouse.decision.v1+json',
 } as const;
-
-/** CycloneDX predicate type for in-toto SBOM attestations. */
-export const CYCLONEDX_PREDICATE = 'https://cyclonedx.org/bom';
 
 export interface GateOptions {
   store: Store;
@@ -67,6 +63,11 @@ export interface GateOptions {
    * log's signed entry timestamp as trusted time.
    */
   timestamp?: (signature: Uint8Array) => Promise<Uint8Array>;
+  /**
+   * The vulnerability database in memory, kept current (src/vuln/live-index.ts); absent: one store
+   * query per component's package.
+   */
+  vulnIndex?: CurrentVulnIndex;
 }
 
 /** The build identity (certificate SAN) of a project. */
@@ -190,7 +191,7 @@ export class Gate {
     if (refusals.length === 0 && claims !== undefined && components !== undefined) {
       let matched: MatchResult | undefined;
       try {
-        matched = await matchVulnerabilities(components, o.store.vulns);
+        matched = await matchVulnerabilities(components, o.vulnIndex ?? o.store.vulns);
       } catch {
         matched = undefined; // the engine denies when a rule lacks its facts
       }

@@ -16,11 +16,6 @@ const transitions: Readonly<Record<JobState, readonly JobState[]>> = {
   failed: [],
 };
 
-/** True when a job in `state` can no longer change. */
-export function isFinal(state: JobState): boolean {
-  return transitions[state].length === 0;
-}
-
 /** @throws GatehouseError CONFLICT when `from → to` is not a transition of the machine */
 export function assertTransition(jobId: string, from: JobState, to: JobState): void {
   if (!transitions[from].includes(to)) {

@@ -1,9 +1,12 @@
 import { createPublicKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
+import { loadConfig } from '../server/config.ts';
 import { FileKeySigner } from '../signing/file-key-signer.ts';
+import { homeKeyProtection, sealPlainKeyFile } from '../signing/home-keys.ts';
+import { isEncryptedKeyFile, type KeyProtection } from '../signing/key-file.ts';
 import type { Store } from '../store/store.ts';
 import { DEFAULT_POLICY_NAME, PolicyService } from './policy-service.ts';
 import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from './signed-policy.ts';
@@ -45,14 +48,83 @@ export async function trustedSecurityKeys(keysDir: string): Promise<TrustedKey[]
   });
 }
 
+/** The purpose bound into the security key's sealed file. */
+export const SECURITY_KEY_PURPOSE = 'security';
+
+/** The home whose own security key `path` is (`<root>/keys/security.key.pem` beside a config). */
+function homeOwning(path: string): string | undefined {
+  const keysDir = dirname(path);
+  const root = dirname(keysDir);
+  return basename(keysDir) === 'keys' &&
+    basename(path) === 'security.key.pem' &&
+    existsSync(join(root, 'config.json'))
+    ? root
+    : undefined;
+}
+
 /**
- * Load the security signing key (the home's, or one given with `--key`).
- * @throws GatehouseError NOT_FOUND when it is not there: the caller does not hold the security role
+ * Open a security key file with a known protection. A sealed file needs `protection`; a plain one
+ * is accepted unless `requireSealed` (the home's own key where the home seals its keys).
  */
-export async function loadSecuritySigner(path: string): Promise<FileKeySigner> {
+async function openSecurityKey(
+  path: string,
+  protection: KeyProtection | undefined,
+  requireSealed: boolean,
+): Promise<FileKeySigner> {
+  const text = await readFile(path, 'utf8').catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
+    throw new GatehouseError(code, 'cannot read the key file', { where: path, cause: e });
+  });
+  if (!isEncryptedKeyFile(text)) {
+    if (requireSealed) {
+      throw new GatehouseError(
+        'BAD_CONFIG',
+        'the security key is not encrypted, but the home requires encrypted keys: run `gatehouse init` to seal it',
+        { where: path },
+      );
+    }
+    return FileKeySigner.load(path, { kind: 'none' }, SECURITY_KEY_PURPOSE);
+  }
+  if (protection === undefined || protection.kind === 'none') {
+    throw new GatehouseError(
+      'KEY_UNAVAILABLE',
+      'the security key is sealed, and no home with key protection was given to open it (--home)',
+      { where: path },
+    );
+  }
+  return FileKeySigner.load(path, protection, SECURITY_KEY_PURPOSE);
+}
+
+/**
+ * Load the security signing key: the home's own, or one given with `--key`. A sealed file is
+ * opened with the key protection of the home it lies in (`<home>/keys/security.key.pem`), else of
+ * `options.home`, else of $GATEHOUSE_HOME; a plain PKCS#8 file is accepted too, except the home's
+ * own key where that home seals its keys (run `gatehouse init` to seal it).
+ * @throws GatehouseError NOT_FOUND when it is not there: the caller does not hold the security
+ *   role; KEY_UNAVAILABLE when the passphrase or key-encryption key is missing or wrong;
+ *   BAD_CONFIG for the home's own key left plain where keys are sealed
+ */
+export async function loadSecuritySigner(
+  path: string,
+  options: { home?: string } = {},
+): Promise<FileKeySigner> {
+  const abs = resolve(path);
+  const own = homeOwning(abs);
+  const env = process.env.GATEHOUSE_HOME;
+  const root =
+    own ??
+    (options.home !== undefined
+      ? resolve(options.home)
+      : env !== undefined && env !== '' && existsSync(join(env, 'config.json'))
+        ? resolve(env)
+        : undefined);
   try {
-    return await FileKeySigner.load(path);
+    const keysConfig = root === undefined ? undefined : loadConfig(join(root, 'config.json')).keys;
+    const sealed = isEncryptedKeyFile(await readFile(abs, 'utf8').catch(() => ''));
+    const protection = root === undefined || !sealed ? undefined : await homeKeyProtection(root, keysConfig);
+    return await openSecurityKey(abs, protection, own !== undefined && keysConfig !== undefined);
   } catch (e) {
+    if (e instanceof GatehouseError && (e.code === 'KEY_UNAVAILABLE' || e.code === 'BAD_CONFIG')) throw e;
     throw new GatehouseError(
       'NOT_FOUND',
       'the security key is not available: publishing policies and triage need the security role key (--key)',
@@ -66,19 +138,30 @@ export async function loadSecuritySigner(path: string): Promise<FileKeySigner> {
  * default policy, signed by that key, when no version is published yet.
  * @returns what it created
  */
-export async function initSecurityRole(keysDir: string, store: Store, policyText: string): Promise<string[]> {
+export async function initSecurityRole(
+  keysDir: string,
+  store: Store,
+  policyText: string,
+  protection: KeyProtection = { kind: 'none' },
+): Promise<string[]> {
   const created: string[] = [];
   const keyPath = securityKeyPath(keysDir);
+  // The role's credential is sealed like the home's keys (with the passphrase when one is set).
   if (!existsSync(keyPath)) {
-    const signer = await FileKeySigner.generate(keyPath, { kind: 'none' }, 'security');
+    const signer = await FileKeySigner.generate(keyPath, protection, SECURITY_KEY_PURPOSE);
     await writeFile(securityPublicKeyPath(keysDir), signer.publicKeyPem(), { mode: 0o644 });
     created.push('keys/security.key.pem');
-  } else if (!existsSync(securityPublicKeyPath(keysDir))) {
-    const signer = await loadSecuritySigner(keyPath);
-    await writeFile(securityPublicKeyPath(keysDir), signer.publicKeyPem(), { mode: 0o644 });
+  } else {
+    // A home that sealed its other keys before the security key was sealed: seal it now.
+    if (await sealPlainKeyFile(keyPath, protection, SECURITY_KEY_PURPOSE))
+      created.push('keys/security.key.pem (sealed)');
+    if (!existsSync(securityPublicKeyPath(keysDir))) {
+      const signer = await openSecurityKey(keyPath, protection, false);
+      await writeFile(securityPublicKeyPath(keysDir), signer.publicKeyPem(), { mode: 0o644 });
+    }
   }
   if ((await store.policies.latest(DEFAULT_POLICY_NAME)) === undefined) {
-    const signer = await loadSecuritySigner(keyPath);
+    const signer = await openSecurityKey(keyPath, protection, false);
     const service = new PolicyService({ store, trustedKeys: await trustedSecurityKeys(keysDir) });
     const record = await service.publish(
       policyText,

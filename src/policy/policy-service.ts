@@ -11,7 +11,8 @@ import type {
   Store,
   TriageRecord,
 } from '../store/store.ts';
-import { matchVulnerabilities, VulnIndex } from '../vuln/match.ts';
+import { LiveVulnIndex } from '../vuln/live-index.ts';
+import { type MatchResult, matchVulnerabilities, type VulnIndex } from '../vuln/match.ts';
 import { parseVex, type VexStatement } from '../vuln/vex.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { CombinedPolicyEngine, OpaPolicyEngine } from './opa-engine.ts';
@@ -96,11 +97,26 @@ export class PolicyService {
   triageEffects: TriageEffects | undefined;
   /** Called after each revocation with every revoked digest, e.g. to mirror the list to a file. */
   onRevoked: ((records: RevocationRecord[]) => Promise<void>) | undefined;
+  /**
+   * The vulnerability database in memory, loaded once per process and reloaded when the store's
+   * generation moves (an import here or in another process). The gate, re-evaluation and
+   * `policy check` all match through it, so they give the same findings.
+   */
+  readonly vulnIndex: LiveVulnIndex;
 
-  constructor(options: { store: Store; trustedKeys: readonly TrustedKey[] }) {
+  constructor(options: { store: Store; trustedKeys: readonly TrustedKey[]; vulnIndex?: LiveVulnIndex }) {
     this.#store = options.store;
     this.#policies = options.store.policies;
     this.#trusted = options.trustedKeys;
+    this.vulnIndex = options.vulnIndex ?? new LiveVulnIndex(options.store.vulns);
+  }
+
+  /**
+   * Match components against the vulnerability database as it is now (through {@link vulnIndex}).
+   * @throws GatehouseError STORE_ERROR, BAD_OSV_RECORD when the database cannot be loaded
+   */
+  async match(components: readonly Component[]): Promise<MatchResult> {
+    return matchVulnerabilities(components, this.vulnIndex);
   }
 
   /**
@@ -438,7 +454,7 @@ export class PolicyService {
      */
     appendDecision?: AppendDecision;
   }): Promise<ReevaluationResult> {
-    const index = options.index ?? (await VulnIndex.load(this.#store.vulns));
+    const index = options.index ?? (await this.vulnIndex.current());
     const vex = await this.vexStatements();
     const previous = await this.#policies.listReevaluations({ limit: 100_000 });
     const seen = new Set(

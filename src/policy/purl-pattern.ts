@@ -138,18 +138,32 @@ export function parseComponentPattern(pattern: string): ComponentPattern {
   return out;
 }
 
+type Identity = { type: string; path: string; version: string } | undefined;
+
+/**
+ * Identities already read, per component object: a policy tests every pattern of every rule
+ * against each component, and the purl is read once for all of them. Keyed weakly (a decision's
+ * components go when it does) and checked against the purl and version, which could change.
+ */
+const identities = new WeakMap<Component, { purl: string; version: string; id: Identity }>();
+
 /** The `namespace/name` path and version of a component, from its purl. */
-function identity(c: Component): { type: string; path: string; version: string } | undefined {
+function identity(c: Component): Identity {
+  const known = identities.get(c);
+  if (known !== undefined && known.purl === c.purl && known.version === c.version) return known.id;
+  let id: Identity;
   try {
     const p = parsePurl(c.purl);
-    return {
+    id = {
       type: p.type,
       path: p.namespace === undefined || p.namespace === '' ? p.name : `${p.namespace}/${p.name}`,
       version: p.version ?? c.version,
     };
   } catch {
-    return undefined;
+    id = undefined;
   }
+  identities.set(c, { purl: c.purl, version: c.version, id });
+  return id;
 }
 
 /** Whether a component matches a compiled pattern. A component without a readable purl never does. */

@@ -7,7 +7,7 @@
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { type Descriptor, OCI_EMPTY, OCI_MANIFEST, parseImageManifest } from './oci-client.ts';
-import type { PlacedArtifact, PlacementRequest } from './registry.ts';
+import type { Area, ArtifactFile, PlacedArtifact, PlacementRequest } from './registry.ts';
 
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 /** Project names are single repository path components. */
@@ -234,10 +234,33 @@ export function planReferrer(
   return { blobs: [empty, layer], manifest };
 }
 
-/** The file layers of an artifact manifest: name and digest, in order. */
-export function fileLayers(manifestBytes: Uint8Array, where: string): { name: string; digest: string }[] {
-  return parseImageManifest(manifestBytes, where).layers.map((l) => ({
-    name: l.annotations?.[TITLE] ?? '',
-    digest: l.digest,
-  }));
+/**
+ * The files of an artifact manifest, in order, each read with `readLayer` (which must refuse bytes
+ * that do not hash to the layer's digest).
+ */
+export async function readArtifactFiles(
+  manifestBytes: Uint8Array,
+  where: string,
+  readLayer: (layer: { name: string; digest: string }) => Promise<Uint8Array>,
+): Promise<ArtifactFile[]> {
+  const out: ArtifactFile[] = [];
+  for (const l of parseImageManifest(manifestBytes, where).layers) {
+    const layer = { name: l.annotations?.[TITLE] ?? '', digest: l.digest };
+    out.push({ name: layer.name, sha256: l.digest.slice(7), bytes: await readLayer(layer) });
+  }
+  return out;
+}
+
+/** The descriptor a registry lists a referrer manifest under: with its artifactType and annotations. */
+export function referrerDescriptor(
+  manifest: Descriptor,
+  artifactType: string,
+  annotations: Record<string, string> | undefined,
+): Descriptor {
+  return { ...manifest, artifactType, ...(annotations === undefined ? {} : { annotations }) };
+}
+
+/** The error for an artifact that is not in an area of a registry. */
+export function noArtifact(reference: string, area: Area, where: string): GatehouseError {
+  return new GatehouseError('NOT_FOUND', `no artifact ${reference} in the ${area} area`, { where });
 }

@@ -5,7 +5,6 @@
  * Authentication follows the registry's challenge: anonymous, HTTP Basic, or a bearer token from
  * the token service named in `WWW-Authenticate`.
  */
-import { createHash } from 'node:crypto';
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 
@@ -705,9 +704,4 @@ export function parseImageManifest(bytes: Uint8Array, where: string): ImageManif
     throw regError('the image manifest is malformed', where);
   }
   return raw as unknown as ImageManifest;
-}
-
-/** Hash helper for streamed bytes. */
-export function digestOfBytes(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }

@@ -1,5 +1,12 @@
 import { GatehouseError } from '../common/errors.ts';
-import { describePlaced, fileLayers, planPlacement, planReferrer } from './manifests.ts';
+import {
+  cosignTag,
+  describePlaced,
+  noArtifact,
+  planPlacement,
+  planReferrer,
+  readArtifactFiles,
+} from './manifests.ts';
 import {
   type Descriptor,
   OCI_MANIFEST,
@@ -109,11 +116,10 @@ export class OciDistributionRegistry implements ArtifactRegistry {
     const m = await this.#client.getManifest(repo, reference);
     if (m === undefined) return undefined;
     const { manifests } = await this.#client.referrers(repo, m.digest);
-    const prefix = m.digest.replace(':', '-');
     const cosignTags: string[] = [];
-    for (const kind of ['sig', 'att']) {
-      if ((await this.#client.manifestDigest(repo, `${prefix}.${kind}`)) !== undefined)
-        cosignTags.push(`${prefix}.${kind}`);
+    for (const kind of ['sig', 'att'] as const) {
+      const tag = cosignTag(m.digest, kind);
+      if ((await this.#client.manifestDigest(repo, tag)) !== undefined) cosignTags.push(tag);
     }
     return describePlaced(m.bytes, m.digest, manifests, cosignTags, `${repo}@${m.digest}`);
   }
@@ -132,15 +138,11 @@ export class OciDistributionRegistry implements ArtifactRegistry {
   async files(area: Area, project: string, reference: string): Promise<ArtifactFile[]> {
     const repo = this.repository(area, project);
     const m = await this.#client.getManifest(repo, reference);
-    if (m === undefined)
-      throw new GatehouseError('NOT_FOUND', `no artifact ${reference} in the ${area} area`, { where: repo });
-    const out: ArtifactFile[] = [];
-    for (const l of fileLayers(m.bytes, `${repo}@${m.digest}`)) {
-      // getBlob refuses bytes that do not hash to the layer's digest.
-      const bytes = await this.#client.getBlob(repo, l.digest, MAX_FILE_BYTES);
-      out.push({ name: l.name, sha256: l.digest.slice(7), bytes });
-    }
-    return out;
+    if (m === undefined) throw noArtifact(reference, area, repo);
+    // getBlob refuses bytes that do not hash to the layer's digest.
+    return readArtifactFiles(m.bytes, `${repo}@${m.digest}`, (l) =>
+      this.#client.getBlob(repo, l.digest, MAX_FILE_BYTES),
+    );
   }
 
   async attach(
@@ -151,10 +153,7 @@ export class OciDistributionRegistry implements ArtifactRegistry {
   ): Promise<{ artifactType: string; digest: string }> {
     const repo = this.repository(area, project);
     const m = await this.#client.getManifest(repo, manifestDigest);
-    if (m === undefined || m.digest !== manifestDigest)
-      throw new GatehouseError('NOT_FOUND', `no artifact ${manifestDigest} in the ${area} area`, {
-        where: repo,
-      });
+    if (m === undefined || m.digest !== manifestDigest) throw noArtifact(manifestDigest, area, repo);
     const plan = planReferrer({ digest: m.digest, size: m.bytes.byteLength }, attachment);
     for (const b of plan.blobs) await this.#client.pushBlob(repo, b.bytes, b.descriptor.mediaType);
     const d = await this.#client.pushReferrer(

@@ -5,12 +5,15 @@ import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import {
   ARTIFACT_TYPE,
+  cosignTag,
   describePlaced,
-  fileLayers,
   jsonBytes,
+  noArtifact,
   PROJECT_RE,
   planPlacement,
   planReferrer,
+  readArtifactFiles,
+  referrerDescriptor,
 } from './manifests.ts';
 import { type Descriptor, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, parseImageManifest } from './oci-client.ts';
 import type {
@@ -94,10 +97,10 @@ export class OciLayoutRegistry implements ArtifactRegistry {
       if (rb !== undefined && parseImageManifest(rb, m.digest).subject?.digest === target.digest)
         referrers.push(m);
     }
-    const prefix = target.digest.replace(':', '-');
+    const signed = [cosignTag(target.digest, 'sig'), cosignTag(target.digest, 'att')];
     const cosignTags = index.manifests
       .map((m) => m.annotations?.[REF_NAME])
-      .filter((t): t is string => t === `${prefix}.sig` || t === `${prefix}.att`);
+      .filter((t): t is string => t !== undefined && signed.includes(t));
     return describePlaced(bytes, target.digest, referrers, cosignTags, `${dir}@${target.digest}`);
   }
 
@@ -117,16 +120,13 @@ export class OciLayoutRegistry implements ArtifactRegistry {
     const dir = this.layoutDir(area, project);
     const placed = await this.inspect(area, project, reference);
     const bytes = placed === undefined ? undefined : await this.#readBlob(dir, placed.manifestDigest);
-    if (placed === undefined || bytes === undefined)
-      throw new GatehouseError('NOT_FOUND', `no artifact ${reference} in the ${area} area`, { where: dir });
-    const out: ArtifactFile[] = [];
-    for (const l of fileLayers(bytes, placed.manifestDigest)) {
+    if (placed === undefined || bytes === undefined) throw noArtifact(reference, area, dir);
+    return readArtifactFiles(bytes, placed.manifestDigest, async (l) => {
       const content = await this.#readBlob(dir, l.digest);
       if (content === undefined)
         throw new GatehouseError('NOT_FOUND', `file ${l.name} (${l.digest}) is missing`, { where: dir });
-      out.push({ name: l.name, sha256: l.digest.slice(7), bytes: content });
-    }
-    return out;
+      return content;
+    });
   }
 
   async attach(
@@ -137,19 +137,12 @@ export class OciLayoutRegistry implements ArtifactRegistry {
   ): Promise<{ artifactType: string; digest: string }> {
     const dir = this.layoutDir(area, project);
     const subject = PROJECT_RE.test(project) ? await this.#readBlob(dir, manifestDigest) : undefined;
-    if (subject === undefined)
-      throw new GatehouseError('NOT_FOUND', `no artifact ${manifestDigest} in the ${area} area`, {
-        where: dir,
-      });
+    if (subject === undefined) throw noArtifact(manifestDigest, area, dir);
     const plan = planReferrer({ digest: manifestDigest, size: subject.byteLength }, attachment);
     for (const b of [...plan.blobs, plan.manifest])
       await writeIfAbsent(join(dir, 'blobs', 'sha256', b.descriptor.digest.slice(7)), b.bytes);
     await this.#updateIndex(dir, [
-      {
-        ...plan.manifest.descriptor,
-        artifactType: attachment.artifactType,
-        ...(attachment.annotations === undefined ? {} : { annotations: attachment.annotations }),
-      },
+      referrerDescriptor(plan.manifest.descriptor, attachment.artifactType, attachment.annotations),
     ]);
     return { artifactType: attachment.artifactType, digest: plan.manifest.descriptor.digest };
   }
@@ -182,11 +175,9 @@ export class OciLayoutRegistry implements ArtifactRegistry {
     ]) {
       await writeIfAbsent(join(dir, 'blobs', 'sha256', b.descriptor.digest.slice(7)), b.bytes);
     }
-    const referrers: Descriptor[] = plan.referrers.map((r) => ({
-      ...r.manifest.descriptor,
-      artifactType: r.artifactType,
-      ...(r.annotations === undefined ? {} : { annotations: r.annotations }),
-    }));
+    const referrers: Descriptor[] = plan.referrers.map((r) =>
+      referrerDescriptor(r.manifest.descriptor, r.artifactType, r.annotations),
+    );
     await this.#updateIndex(dir, [
       { ...plan.artifact.descriptor, artifactType: ARTIFACT_TYPE, annotations: { [REF_NAME]: request.tag } },
       ...referrers,

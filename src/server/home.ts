@@ -33,7 +33,7 @@ import { agentFiles, isolationProfile } from '../runner/agent.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
-import { initHomeKeys, openHomeKeys } from '../signing/home-keys.ts';
+import { homeKeyProtection, initHomeKeys, openHomeKeys } from '../signing/home-keys.ts';
 import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
@@ -135,7 +135,9 @@ export async function initHome(
   created.push(...(await initHomeKeys(root, p.keys, config.keys)));
   if (await writeNew(p.apiToken, `${randomBytes(32).toString('hex')}\n`, 0o600))
     created.push('keys/api-token');
-  created.push(...(await initAttestationHome(root)));
+  // The platform CA and security keys are sealed like the others (plain only in homes without `keys`).
+  const protection = await homeKeyProtection(root, config.keys);
+  created.push(...(await initAttestationHome(root, protection)));
   if (!existsSync(p.referenceValues) || options.updateReferenceValues === true) {
     const values = await measureReferenceValues(config);
     await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
@@ -145,7 +147,7 @@ export async function initHome(
   try {
     // The security role's key, and the default policy published as version 1, signed by it.
     const policyText = await readFile(join(root, config.policy), 'utf8').catch(() => DEFAULT_POLICY);
-    created.push(...(await initSecurityRole(p.keys, store, policyText)));
+    created.push(...(await initSecurityRole(p.keys, store, policyText, protection)));
     // What was measured becomes the first signed reference-value bundle; later ones only on
     // --update-reference-values (and only when they changed), or by `attestation reference-values`.
     const published =
@@ -157,7 +159,7 @@ export async function initHome(
             trustedKeys: await trustedSecurityKeys(p.keys),
           }).publishIfChanged(
             parseReferenceValues(JSON.parse(await readText(p.referenceValues)), p.referenceValues),
-            await loadSecuritySigner(securityKeyPath(p.keys)),
+            await loadSecuritySigner(securityKeyPath(p.keys), { home: root }),
           );
     if (published !== undefined) created.push(`reference values version ${published.version}`);
   } finally {
@@ -231,6 +233,8 @@ export async function openHome(
   const authority = new AttestationAuthority({
     signingKey: attestationKey,
     keyId,
+    // Keys rotated out (`gatehouse keys rotate attestation`) stay in the JWKS until their tokens expired.
+    retiredKeys: keys.retiredAttestationKeys,
     issuer: config.issuer,
     referenceBundles: referenceValues,
     // CI identity tokens (GitHub Actions, GitLab CI) verified against the configured issuers.
@@ -271,6 +275,8 @@ export async function openHome(
     identityBase: config.identityBase,
     certValidityMinutes: config.certValidityMinutes,
     verifySource: sourceVerifier(store, config),
+    // One in-memory vulnerability index per process, shared with re-evaluation and `policy check`.
+    vulnIndex: policies.vulnIndex,
     ...(keys.tsa === undefined
       ? {}
       : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),
@@ -310,6 +316,7 @@ export async function openHome(
   })();
   const vtpmPool = new VtpmPool(attestationPaths(root).vtpmPool, {
     platformCaDir: attestationPaths(root).platformCa,
+    platformCaProtection: await homeKeyProtection(root, config.keys),
   });
   const attester = (): Attester =>
     config.runner.attestation === 'software' ? new SoftwareAttester() : new VtpmAttester(vtpmPool);

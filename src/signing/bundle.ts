@@ -7,6 +7,7 @@ import { BUNDLE_V03_LEGACY_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPE, type SerializedBun
 import { z } from 'zod';
 import { toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
+import { bundleError, decodeTlogEntry, readBundleJson } from './bundle-decoding.ts';
 import { type Envelope, envelopeSchema } from './dsse.ts';
 import { base64String } from './strict-base64.ts';
 
@@ -150,45 +151,24 @@ const bundleSchema = z.object({
   messageSignature: z.unknown().optional(),
 });
 
-function bad(message: string, where: string | undefined, cause?: unknown): GatehouseError {
-  return new GatehouseError('BAD_BUNDLE', message, {
-    ...(where === undefined ? {} : { where }),
-    ...(cause === undefined ? {} : { cause }),
-  });
-}
-
 /**
  * Parse an untrusted bundle (JSON text or a parsed value) into decoded values, refusing anything
  * gatehouse does not verify. `where` names the source (a file) in errors.
  * @throws GatehouseError BAD_BUNDLE naming the first problem
  */
 export function parseBundle(json: unknown, where?: string): ParsedBundle {
-  let value = json;
-  if (typeof json === 'string' || json instanceof Uint8Array) {
-    try {
-      value = JSON.parse(typeof json === 'string' ? json : Buffer.from(json).toString('utf8'));
-    } catch (e) {
-      throw bad('the bundle is not JSON', where, e);
-    }
-  }
-  const parsed = bundleSchema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const path = issue?.path.join('.') || '(root)';
-    throw bad(`bundle field ${path} is invalid: ${issue?.message ?? 'unknown'}`, where, parsed.error);
-  }
-  const b = parsed.data;
+  const b = readBundleJson(json, bundleSchema, where);
   if (b.verificationMaterial.certificate === undefined) {
-    throw bad('the bundle has no verificationMaterial.certificate (v0.3 signing certificate)', where);
+    throw bundleError('the bundle has no verificationMaterial.certificate (v0.3 signing certificate)', where);
   }
   if (
     b.verificationMaterial.x509CertificateChain !== undefined ||
     b.verificationMaterial.publicKey !== undefined
   ) {
-    throw bad('the bundle carries more than one kind of verification material', where);
+    throw bundleError('the bundle carries more than one kind of verification material', where);
   }
   if (b.dsseEnvelope === undefined) {
-    throw bad(
+    throw bundleError(
       b.messageSignature === undefined
         ? 'the bundle has no dsseEnvelope'
         : 'message-signature bundles are not supported',
@@ -196,9 +176,9 @@ export function parseBundle(json: unknown, where?: string): ParsedBundle {
     );
   }
   if (b.messageSignature !== undefined)
-    throw bad('the bundle has both a dsseEnvelope and a messageSignature', where);
+    throw bundleError('the bundle has both a dsseEnvelope and a messageSignature', where);
   if (b.dsseEnvelope.signatures.length !== 1) {
-    throw bad(
+    throw bundleError(
       `the bundle envelope has ${b.dsseEnvelope.signatures.length} signatures; exactly one is required`,
       where,
     );
@@ -207,37 +187,25 @@ export function parseBundle(json: unknown, where?: string): ParsedBundle {
   try {
     new X509Certificate(leafCertificate);
   } catch (e) {
-    throw bad('the bundle certificate is not a valid DER X.509 certificate', where, e);
+    throw bundleError('the bundle certificate is not a valid DER X.509 certificate', where, e);
   }
   const tlogEntries = b.verificationMaterial.tlogEntries.map((e, i): ParsedTlogEntry => {
-    const proof = e.inclusionProof;
-    const hashes = proof?.hashes.map((h) => Buffer.from(h, 'base64')) ?? [];
-    const rootHash = proof === undefined ? undefined : Buffer.from(proof.rootHash, 'base64');
-    if (rootHash !== undefined && rootHash.length !== 32)
-      throw bad(`tlog entry ${i} root hash is not 32 bytes`, where);
-    if (hashes.some((h) => h.length !== 32))
-      throw bad(`tlog entry ${i} has a proof hash that is not 32 bytes`, where);
+    const { proof, ...decoded } = decodeTlogEntry(e, i, where);
+    const p = e.inclusionProof;
     return {
+      ...decoded,
       logIndex: Number(e.logIndex),
-      logId: Buffer.from(e.logId.keyId, 'base64'),
-      kind: e.kindVersion.kind,
-      version: e.kindVersion.version,
       integratedTime: Number(e.integratedTime),
-      signedEntryTimestamp:
-        e.inclusionPromise === undefined
-          ? undefined
-          : Buffer.from(e.inclusionPromise.signedEntryTimestamp, 'base64'),
       inclusionProof:
-        proof === undefined || rootHash === undefined
+        p === undefined || proof === undefined
           ? undefined
           : {
-              logIndex: Number(proof.logIndex),
-              rootHash,
-              treeSize: Number(proof.treeSize),
-              hashes,
-              checkpoint: proof.checkpoint.envelope,
+              logIndex: Number(p.logIndex),
+              rootHash: proof.rootHash,
+              treeSize: Number(p.treeSize),
+              hashes: proof.hashes,
+              checkpoint: p.checkpoint.envelope,
             },
-      canonicalizedBody: Buffer.from(e.canonicalizedBody, 'base64'),
     };
   });
   return {

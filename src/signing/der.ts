@@ -71,3 +71,22 @@ export function derLength(n: number): Buffer {
 export function derElement(tag: number, contents: Uint8Array): Buffer {
   return Buffer.concat([Buffer.of(tag), derLength(contents.length), contents]);
 }
+
+const oidCache = new Map<string, Buffer>();
+
+/** DER of an OBJECT IDENTIFIER in dotted form, memoised: callers use the same few on every call. */
+export function derOid(dotted: string): Buffer {
+  const cached = oidCache.get(dotted);
+  if (cached !== undefined) return cached;
+  // Arcs in BigInt: an arc (or the first two arcs combined) may exceed 7 bits many times over.
+  const [a = 0n, b = 0n, ...rest] = dotted.split('.').map((x) => BigInt(x));
+  const bytes: number[] = [];
+  for (const arc of [a * 40n + b, ...rest]) {
+    const group: number[] = [Number(arc & 0x7fn)];
+    for (let x = arc >> 7n; x > 0n; x >>= 7n) group.unshift(Number((x & 0x7fn) | 0x80n));
+    bytes.push(...group);
+  }
+  const der = derElement(0x06, Buffer.from(bytes));
+  oidCache.set(dotted, der);
+  return der;
+}

@@ -5,15 +5,15 @@
  * token instead. Retired key generations are kept in `keys/history.json` with their validity
  * windows, so the exported trusted root lists them and old signatures keep verifying.
  */
-import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../common/errors.ts';
 import { InternalCa } from './ca.ts';
 import { FileKeySigner, readPrivateKeyFile } from './file-key-signer.ts';
-import type { KeyProtection } from './key-file.ts';
+import { isEncryptedKeyFile, type KeyProtection, sealPrivateKey } from './key-file.ts';
 import { type KeyEncryption, resolveKeyProtection } from './key-protection.ts';
 import { Pkcs11Signer } from './pkcs11-signer.ts';
 import { createTimestampAuthority, loadTimestampAuthority, type TimestampAuthority } from './rfc3161.ts';
@@ -70,6 +70,15 @@ const historySchema = z.object({
           validFrom: z.iso.datetime(),
           validTo: z.iso.datetime(),
         }),
+        // The attestation token key: in no trusted root, but in the JWKS until its tokens expired.
+        z.object({
+          kind: z.literal('attestation'),
+          keyId: z.string().regex(/^[A-Za-z0-9._~:-]{1,128}$/),
+          spki: base64String,
+          validFrom: z.iso.datetime(),
+          validTo: z.iso.datetime(),
+          publishUntil: z.iso.datetime(),
+        }),
       ]),
     )
     .default([]),
@@ -77,6 +86,13 @@ const historySchema = z.object({
 
 type History = z.infer<typeof historySchema>;
 export type KeyKind = 'log' | 'ca' | 'tsa';
+/** The keys `rotateHomeKey` rotates: the trusted-root keys and the attestation token key. */
+export type RotatableKey = KeyKind | 'attestation';
+
+/** The JWKS key id of an attestation token key: the first 16 hex digits of SHA-256(SPKI). */
+export function attestationKeyId(spki: Uint8Array): string {
+  return createHash('sha256').update(spki).digest('hex').slice(0, 16);
+}
 
 async function readHistory(path: string): Promise<History> {
   if (!existsSync(path)) return { version: 1, retired: [] };
@@ -169,6 +185,13 @@ export interface HomeKeys {
   ca: InternalCa;
   logSigner: Signer;
   attestationKey: KeyObject;
+  /** The JWKS key id of `attestationKey`. */
+  attestationKeyId: string;
+  /**
+   * Attestation keys rotated out whose tokens may still be live: published in the JWKS until
+   * `until` (seconds since the epoch).
+   */
+  retiredAttestationKeys: { keyId: string; publicKey: Uint8Array; until: number }[];
   /** Absent in homes created before trusted time. */
   tsa: TimestampAuthority | undefined;
   /** Everything the trusted root must list: current and retired generations with their windows. */
@@ -207,10 +230,26 @@ export async function openHomeKeys(
       ? await loadTimestampAuthority(p.tsa, protection, hsmKey('tsa'))
       : undefined;
     const history = await readHistory(p.history);
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const retiredAttestationKeys = history.retired.flatMap((r) =>
+      r.kind === 'attestation' && Math.floor(Date.parse(r.publishUntil) / 1000) > nowSeconds
+        ? [
+            {
+              keyId: r.keyId,
+              publicKey: new Uint8Array(Buffer.from(r.spki, 'base64')),
+              until: Math.floor(Date.parse(r.publishUntil) / 1000),
+            },
+          ]
+        : [],
+    );
     return {
       ca,
       logSigner,
       attestationKey,
+      attestationKeyId: attestationKeyId(
+        createPublicKey(attestationKey).export({ format: 'der', type: 'spki' }),
+      ),
+      retiredAttestationKeys,
       tsa: tsa?.authority,
       close,
       trustedRootInput: (logBaseUrl) => trustedRootInput(history, { ca, logSigner, tsa }, logBaseUrl),
@@ -236,7 +275,7 @@ async function loadFileKey(path: string, protection: KeyProtection, purpose: str
 }
 
 /** The end of the newest retired window of a kind: when the current generation took over. */
-function currentSince(history: History, kind: KeyKind, initial: Date): Date {
+function currentSince(history: History, kind: RotatableKey, initial: Date): Date {
   const ends = history.retired.filter((r) => r.kind === kind).map((r) => new Date(r.validTo).getTime());
   return ends.length === 0 ? initial : new Date(Math.max(...ends));
 }
@@ -260,7 +299,7 @@ function trustedRootInput(
         ...(rootPem === undefined ? {} : { intermediatePem }),
         ...window,
       });
-    } else tsas.push({ chainPem: r.chainPem, ...window });
+    } else if (r.kind === 'tsa') tsas.push({ chainPem: r.chainPem, ...window });
   }
   cas.push({
     rootPem: current.ca.rootPem(),
@@ -284,18 +323,21 @@ function trustedRootInput(
 /**
  * Rotate one key: the current generation is retired (its files moved under `keys/retired/`, its
  * public part and window recorded in `keys/history.json`) and a new one created. Signatures made
- * before keep verifying against the trusted root, which lists both windows.
+ * before keep verifying against the trusted root, which lists both windows. A retired attestation
+ * key is recorded with `publishUntil`, the rotation time plus `tokenTtlSeconds` (default 900, the
+ * longest lifetime a token can have): a server opened later publishes it in its JWKS until then.
  * @throws GatehouseError BAD_INPUT for PKCS#11 keys (rotate in the token, then re-label), KEY_UNAVAILABLE
  */
 export async function rotateHomeKey(
   root: string,
   keysDir: string,
   config: HomeKeysConfig | undefined,
-  kind: KeyKind,
+  kind: RotatableKey,
   now: Date = new Date(),
+  options: { tokenTtlSeconds?: number } = {},
 ): Promise<void> {
   const c = config ?? LEGACY;
-  if (c.kind === 'pkcs11') {
+  if (c.kind === 'pkcs11' && kind !== 'attestation') {
     throw new GatehouseError(
       'BAD_INPUT',
       'keys in a PKCS#11 token are rotated in the token: generate a new key there and change the label in config.json',
@@ -338,6 +380,21 @@ export async function rotateHomeKey(
       await InternalCa.create(p.ca, { name: 'gatehouse', protection, now });
       break;
     }
+    case 'attestation': {
+      const spki = createPublicKey(keys.attestationKey).export({ format: 'der', type: 'spki' });
+      const ttl = options.tokenTtlSeconds ?? 900;
+      history.retired.push({
+        kind: 'attestation',
+        keyId: keys.attestationKeyId,
+        spki: spki.toString('base64'),
+        validFrom: currentSince(history, 'attestation', keys.ca.validFrom()).toISOString(),
+        validTo: now.toISOString(),
+        publishUntil: new Date(now.getTime() + ttl * 1000).toISOString(),
+      });
+      await rename(p.attestation, join(retiredDir, 'attestation.key.pem'));
+      await FileKeySigner.generate(p.attestation, protection, 'attestation');
+      break;
+    }
     case 'tsa': {
       const current = input.timestampAuthorities?.at(-1);
       if (current === undefined)
@@ -355,6 +412,47 @@ export async function rotateHomeKey(
     }
   }
   await writeFile(p.history, `${JSON.stringify(history, null, 2)}\n`, { mode: 0o600 });
+}
+
+/**
+ * How the key files of the home at `root` are sealed, from its `keys` config (absent: a home from
+ * before encryption, plain files). With `create`, a missing key-encryption key file is made.
+ * @throws GatehouseError KEY_UNAVAILABLE as {@link resolveKeyProtection}
+ */
+export function homeKeyProtection(
+  root: string,
+  config: HomeKeysConfig | undefined,
+  options: { create?: boolean } = {},
+): Promise<KeyProtection> {
+  return resolveKeyProtection(root, (config ?? LEGACY).encryption, options);
+}
+
+/**
+ * Seal a key file that is still plain PKCS#8 (made before this key was sealed), in place: the
+ * sealed file is written beside it (mode 0600) and renamed over it. Nothing happens for a sealed
+ * file, a missing one, or protection `none`.
+ * @returns true when it sealed the file
+ * @throws GatehouseError BAD_CONFIG when the plain file is not a private key
+ */
+export async function sealPlainKeyFile(
+  path: string,
+  protection: KeyProtection,
+  purpose: string,
+): Promise<boolean> {
+  if (protection.kind === 'none' || !existsSync(path)) return false;
+  const text = await readFile(path, 'utf8');
+  if (isEncryptedKeyFile(text)) return false;
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: text, format: 'pem' });
+  } catch {
+    throw new GatehouseError('BAD_CONFIG', 'the key file is not a valid PEM private key', { where: path });
+  }
+  const tmp = `${path}.sealing`;
+  await rm(tmp, { force: true });
+  await writeFile(tmp, sealPrivateKey(key, protection, purpose), { mode: 0o600, flag: 'wx' });
+  await rename(tmp, path);
+  return true;
 }
 
 /** The public key of a certificate PEM as DER SPKI (for tests and the CLI). */

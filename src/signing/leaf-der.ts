@@ -6,21 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { GatehouseError } from '../common/errors.ts';
-import { children, derElement, readElement } from './der.ts';
+import { children, derElement, derOid, readElement } from './der.ts';
 import type { Signer } from './signer.ts';
 
 const SEQ = 0x30;
-
-function oid(dotted: string): Buffer {
-  const arcs = dotted.split('.').map(Number);
-  const bytes: number[] = [(arcs[0] ?? 0) * 40 + (arcs[1] ?? 0)];
-  for (const arc of arcs.slice(2)) {
-    const group = [arc & 0x7f];
-    for (let x = Math.floor(arc / 128); x > 0; x = Math.floor(x / 128)) group.unshift((x & 0x7f) | 0x80);
-    bytes.push(...group);
-  }
-  return derElement(0x06, Buffer.from(bytes));
-}
 
 function seq(...parts: Uint8Array[]): Buffer {
   return derElement(SEQ, Buffer.concat(parts));
@@ -36,10 +25,10 @@ function time(d: Date): Buffer {
 }
 
 function extension(id: string, critical: boolean, value: Uint8Array): Buffer {
-  return seq(oid(id), ...(critical ? [Buffer.of(0x01, 0x01, 0xff)] : []), derElement(0x04, value));
+  return seq(derOid(id), ...(critical ? [Buffer.of(0x01, 0x01, 0xff)] : []), derElement(0x04, value));
 }
 
-const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
+const ECDSA_SHA256 = seq(derOid('1.2.840.10045.4.3.2'));
 const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
 
 /** What a leaf says; the extensions after SAN are (OID, DER value) pairs, in order. */
@@ -100,7 +89,7 @@ export async function issueLeafDer(t: LeafTemplate, signer: Signer): Promise<Buf
     // keyUsage: digitalSignature only
     extension('2.5.29.15', true, Buffer.of(0x03, 0x02, 0x07, 0x80)),
     // extKeyUsage: codeSigning
-    extension('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.3'))),
+    extension('2.5.29.37', false, seq(derOid('1.3.6.1.5.5.7.3.3'))),
     extension('2.5.29.14', false, derElement(0x04, t.subjectKeyId)),
     extension('2.5.29.35', false, seq(derElement(0x80, t.authorityKeyId))),
     // subjectAltName: one URI (GeneralName [6] IA5String), critical because the subject is empty

@@ -15,7 +15,7 @@ import { PKIStatus, TimeStampResp, TSTInfo } from '@peculiar/asn1-tsp';
 import * as x509 from '@peculiar/x509';
 import { GatehouseError } from '../common/errors.ts';
 import { issueCertificate, keyIdentifier, randomSerial } from './ca.ts';
-import { children, derElement, readElement } from './der.ts';
+import { children, derElement, derOid, readElement } from './der.ts';
 import { FileKeySigner } from './file-key-signer.ts';
 import type { KeyProtection } from './key-file.ts';
 import type { Signer } from './signer.ts';
@@ -165,7 +165,7 @@ export function verifyTimestamp(
   }
   const digestHash = HASHES[signerInfo.digestAlgorithm.algorithm];
   if (digestHash === undefined) throw invalid('the timestamp signer uses an unsupported digest');
-  if (!Buffer.from(attribute(signerInfo, OID.contentType)).equals(oidDer(OID.tstInfo))) {
+  if (!Buffer.from(attribute(signerInfo, OID.contentType)).equals(derOid(OID.tstInfo))) {
     throw invalid('the timestamp content-type attribute is not id-ct-TSTInfo');
   }
   const digest = readElement(Buffer.from(attribute(signerInfo, OID.messageDigest)), 0, 'message digest');
@@ -214,29 +214,6 @@ export function verifyTimestamp(
   throw invalid(
     `the timestamp is not from a trusted timestamp authority (${problems.join('; ') || 'none listed'})`,
   );
-}
-
-const oidCache = new Map<string, Buffer>();
-
-/** DER of an OBJECT IDENTIFIER, memoised: tokens use the same few on every call. */
-function oidDer(oid: string): Buffer {
-  const cached = oidCache.get(oid);
-  if (cached !== undefined) return cached;
-  const der = encodeOid(oid);
-  oidCache.set(oid, der);
-  return der;
-}
-
-function encodeOid(oid: string): Buffer {
-  const arcs = oid.split('.').map((a) => BigInt(a));
-  const [a = 0n, b = 0n, ...rest] = arcs;
-  const bytes: number[] = [];
-  for (const arc of [a * 40n + b, ...rest]) {
-    const group: number[] = [Number(arc & 0x7fn)];
-    for (let x = arc >> 7n; x > 0n; x >>= 7n) group.unshift(Number((x & 0x7fn) | 0x80n));
-    bytes.push(...group);
-  }
-  return derElement(0x06, Buffer.from(bytes));
 }
 
 /** Options of the gatehouse TSA. */
@@ -289,11 +266,11 @@ export class TimestampAuthority {
       0x30,
       Buffer.concat([
         derElement(0x02, Buffer.of(1)),
-        oidDer(GATEHOUSE_TSA_POLICY),
+        derOid(GATEHOUSE_TSA_POLICY),
         derElement(
           0x30,
           Buffer.concat([
-            derElement(0x30, oidDer(OID.sha256)),
+            derElement(0x30, derOid(OID.sha256)),
             derElement(0x04, createHash('sha256').update(data).digest()),
           ]),
         ),
@@ -303,7 +280,7 @@ export class TimestampAuthority {
     );
     // DER orders a SET OF by the encodings of its elements.
     const attrs = [
-      attr(OID.contentType, oidDer(OID.tstInfo)),
+      attr(OID.contentType, derOid(OID.tstInfo)),
       attr(OID.messageDigest, derElement(0x04, createHash('sha256').update(tstInfo).digest())),
       this.#essAttribute,
     ].sort(Buffer.compare);
@@ -314,9 +291,9 @@ export class TimestampAuthority {
       Buffer.concat([
         derElement(0x02, Buffer.of(1)),
         this.#sid,
-        derElement(0x30, oidDer(OID.sha256)),
+        derElement(0x30, derOid(OID.sha256)),
         derElement(0xa0, attrsBody),
-        derElement(0x30, oidDer(OID.ecdsaSha256)),
+        derElement(0x30, derOid(OID.ecdsaSha256)),
         derElement(0x04, signature),
       ]),
     );
@@ -324,20 +301,20 @@ export class TimestampAuthority {
       0x30,
       Buffer.concat([
         derElement(0x02, Buffer.of(3)),
-        derElement(0x31, derElement(0x30, oidDer(OID.sha256))),
-        derElement(0x30, Buffer.concat([oidDer(OID.tstInfo), derElement(0xa0, derElement(0x04, tstInfo))])),
+        derElement(0x31, derElement(0x30, derOid(OID.sha256))),
+        derElement(0x30, Buffer.concat([derOid(OID.tstInfo), derElement(0xa0, derElement(0x04, tstInfo))])),
         this.#certificates,
         derElement(0x31, signerInfo),
       ]),
     );
-    const token = derElement(0x30, Buffer.concat([oidDer(OID.signedData), derElement(0xa0, signedData)]));
+    const token = derElement(0x30, Buffer.concat([derOid(OID.signedData), derElement(0xa0, signedData)]));
     const status = derElement(0x30, derElement(0x02, Buffer.of(0)));
     return new Uint8Array(derElement(0x30, Buffer.concat([status, token])));
   }
 }
 
 function attr(oid: string, value: Buffer): Buffer {
-  return derElement(0x30, Buffer.concat([oidDer(oid), derElement(0x31, value)]));
+  return derElement(0x30, Buffer.concat([derOid(oid), derElement(0x31, value)]));
 }
 
 /** GeneralizedTime in whole seconds, as most TSAs issue it. */

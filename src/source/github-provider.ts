@@ -1,34 +1,29 @@
 import { z } from 'zod';
 import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
-import type { SourceStore } from '../store/store.ts';
+import type { SourceProtectionRecord } from '../store/store.ts';
 import { OBJECT_ID } from './git.ts';
-import { acceptHead, strictest, toTrustedSigner } from './local-git-provider.ts';
-import { RestClient } from './rest-client.ts';
+import type { RestClient } from './rest-client.ts';
 import { signatureFormat, verifyGpgSignature, verifySshSignature } from './signers.ts';
-import {
-  checkSourceRequirements,
-  refMatches,
-  type SourceApproval,
-  type SourceClaim,
-  type SourceProvider,
-  type SourceRefFact,
-  type SourceVerification,
-  unverified,
+import type {
+  SourceApproval,
+  SourceClaim,
+  SourceProvider,
+  SourceRefFact,
+  SourceVerification,
 } from './source-provider.ts';
-
-export interface HostedProviderOptions {
-  /** REST API base (`https://api.github.com`, `https://gitlab.example/api/v4`). */
-  apiUrl: string;
-  /** Web base that repository URIs start with (`https://github.com`). */
-  webUrl: string;
-  token?: string;
-  /** Central configuration: protections, trusted signers, accepted heads. */
-  store: SourceStore;
-  maxRateLimitWaitSeconds?: number;
-  /** Build configuration file name (default `gatehouse.yaml`). */
-  buildConfigFile?: string;
-}
+import { refMatches, unverified } from './source-provider.ts';
+import {
+  acceptHead,
+  buildConfigPath,
+  establishedSource,
+  type HostedProviderOptions,
+  hostedRestClient,
+  noteHostedLimits,
+  refFact,
+  toTrustedSigner,
+  verifyRegistered,
+} from './verification.ts';
 
 const user = z.object({ login: z.string() });
 const commitSchema = z.object({
@@ -97,13 +92,9 @@ export class GitHubProvider implements SourceProvider {
   constructor(options: HostedProviderOptions) {
     this.#o = options;
     this.#web = options.webUrl.replace(/\/+$/, '');
-    this.#api = new RestClient({
-      baseUrl: options.apiUrl,
-      ...(options.token === undefined ? {} : { token: options.token }),
-      headers: { accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' },
-      ...(options.maxRateLimitWaitSeconds === undefined
-        ? {}
-        : { maxRateLimitWaitSeconds: options.maxRateLimitWaitSeconds }),
+    this.#api = hostedRestClient(options, {
+      accept: 'application/vnd.github+json',
+      'x-github-api-version': '2022-11-28',
     });
   }
 
@@ -116,33 +107,16 @@ export class GitHubProvider implements SourceProvider {
     const slug = repository.slice(this.#web.length + 1);
     if (!/^[\w.-]+\/[\w.-]+$/.test(slug))
       return unverified('github', repository, 'not an owner/name repository URI', commit);
-    const protections = await this.#o.store.protections(repository);
-    if (protections.length === 0) {
-      return unverified(
-        'github',
-        repository,
-        `repository ${repository} is not registered with gatehouse (no protected refs)`,
-        commit,
-      );
-    }
-    try {
-      const v = await this.#verify(slug, claim);
-      const holding = protections.filter((p) => v.refs.some((r) => r.contains && refMatches(p.ref, r.ref)));
-      v.protection = {
-        ...strictest(holding.length > 0 ? holding : protections),
-        refs: protections.map((p) => p.ref),
-      };
-      v.violations = checkSourceRequirements(v, v.protection);
-      return v;
-    } catch (e) {
-      const v = unverified('github', repository, describeError(e), commit);
-      v.protection = strictest(protections);
-      v.violations = checkSourceRequirements(v, v.protection);
-      return v;
-    }
+    return verifyRegistered('github', this.#o.store, claim, (protections) =>
+      this.#verify(slug, claim, protections),
+    );
   }
 
-  async #verify(slug: string, claim: SourceClaim): Promise<SourceVerification> {
+  async #verify(
+    slug: string,
+    claim: SourceClaim,
+    protections: readonly SourceProtectionRecord[],
+  ): Promise<SourceVerification> {
     const { repository, commit } = claim;
     const repo = `repos/${slug}`;
     const ci = checkGitHubIdentity(claim, slug);
@@ -152,7 +126,6 @@ export class GitHubProvider implements SourceProvider {
     if (c === undefined || c.sha !== commit)
       throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
     const store = this.#o.store;
-    const protections = await store.protections(repository);
     const refs: SourceRefFact[] = [];
     const isAncestor = async (a: string, b: string): Promise<boolean> => {
       if (a === b) return true;
@@ -164,12 +137,7 @@ export class GitHubProvider implements SourceProvider {
       if (!protections.some((p) => refMatches(p.ref, ref))) continue;
       const seen = await acceptHead(store, isAncestor, repository, ref, 'branch', b.commit.sha);
       refs.push({
-        ref,
-        kind: 'branch',
-        head: b.commit.sha,
-        contains: await isAncestor(commit, b.commit.sha),
-        rewritten: seen.rewritten,
-        ...(seen.rewritten ? { lastSeen: seen.lastSeen } : {}),
+        ...refFact(ref, 'branch', b.commit.sha, await isAncestor(commit, b.commit.sha), seen),
         ...(await this.#hostProtection(repo, b.name)),
       });
     }
@@ -206,24 +174,13 @@ export class GitHubProvider implements SourceProvider {
     const any = new Set(independent.map((a) => a.reviewer));
     if (exact.size === 0) reviewedCommit = independent[0]?.commit;
 
-    const configFile = this.#o.buildConfigFile ?? 'gatehouse.yaml';
-    const configPath =
-      claim.path === undefined || claim.path === '' ? configFile : `${claim.path}/${configFile}`;
-    const configAt = async (ref: string): Promise<string | undefined> => {
-      const f = await this.#api.get(`${repo}/contents/${configPath}?ref=${ref}`, contentSchema);
-      return f === undefined ? undefined : sha256Hex(Buffer.from(f.content.replace(/\s+/g, ''), 'base64'));
-    };
-    const configSha = await configAt(commit);
-    const reviewedSha = reviewedCommit === undefined ? undefined : await configAt(reviewedCommit);
-
-    const v: SourceVerification = {
+    const configPath = buildConfigPath(claim, this.#o.buildConfigFile ?? 'gatehouse.yaml');
+    const v = await establishedSource({
       provider: 'github',
       repository,
       commit,
-      verified: true,
       problems: [],
       refs,
-      onProtectedRef: refs.some((r) => r.contains && !r.rewritten),
       author: {
         ...(c.commit.author === null ? {} : { name: c.commit.author.name, email: c.commit.author.email }),
         ...(c.author === null ? {} : { login: c.author.login }),
@@ -234,22 +191,16 @@ export class GitHubProvider implements SourceProvider {
       signature: await this.#signature(c.commit.verification, repository),
       buildConfig: {
         path: configPath,
-        ...(configSha === undefined ? {} : { sha256: configSha }),
-        ...(reviewedSha === undefined ? {} : { reviewedSha256: reviewedSha }),
-        unchangedSinceReview:
-          reviewedCommit !== undefined && configSha !== undefined && configSha === reviewedSha,
+        digestAt: async (ref) => {
+          const f = await this.#api.get(`${repo}/contents/${configPath}?ref=${ref}`, contentSchema);
+          return f === undefined
+            ? undefined
+            : sha256Hex(Buffer.from(f.content.replace(/\s+/g, ''), 'base64'));
+        },
       },
-      violations: [],
-    };
-    if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
-    if (ci !== undefined) v.ciIdentity = ci;
-    else v.problems.push('no CI identity token ties the job to this repository and commit');
-    if (claim.treeDigest !== undefined) {
-      // The pinned tree is compared by the attested agent against its clone's objects; the API has
-      // no content digest of a whole tree to compare it with here (see docs/source.md).
-      v.problems.push('the pinned tree digest is not compared through the GitHub API');
-    }
-    return v;
+      reviewedCommit,
+    });
+    return noteHostedLimits(v, claim, ci, 'GitHub');
   }
 
   async #hostProtection(repo: string, branch: string): Promise<Partial<SourceRefFact>> {

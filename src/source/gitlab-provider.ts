@@ -1,21 +1,29 @@
 import { z } from 'zod';
 import { sha256Hex } from '../common/encoding.ts';
-import { describeError, GatehouseError } from '../common/errors.ts';
+import { GatehouseError } from '../common/errors.ts';
+import type { SourceProtectionRecord } from '../store/store.ts';
 import { OBJECT_ID } from './git.ts';
-import type { HostedProviderOptions } from './github-provider.ts';
-import { acceptHead, strictest, toTrustedSigner } from './local-git-provider.ts';
-import { RestClient } from './rest-client.ts';
+import type { RestClient } from './rest-client.ts';
 import { parseSshPublicKey } from './signers.ts';
-import {
-  checkSourceRequirements,
-  refMatches,
-  type SourceApproval,
-  type SourceClaim,
-  type SourceProvider,
-  type SourceRefFact,
-  type SourceVerification,
-  unverified,
+import type {
+  SourceApproval,
+  SourceClaim,
+  SourceProvider,
+  SourceRefFact,
+  SourceVerification,
 } from './source-provider.ts';
+import { refMatches, unverified } from './source-provider.ts';
+import {
+  acceptHead,
+  buildConfigPath,
+  establishedSource,
+  type HostedProviderOptions,
+  hostedRestClient,
+  noteHostedLimits,
+  refFact,
+  toTrustedSigner,
+  verifyRegistered,
+} from './verification.ts';
 
 const commitSchema = z.object({
   id: z.string().regex(OBJECT_ID),
@@ -64,13 +72,7 @@ export class GitLabProvider implements SourceProvider {
   constructor(options: HostedProviderOptions) {
     this.#o = options;
     this.#web = options.webUrl.replace(/\/+$/, '');
-    this.#api = new RestClient({
-      baseUrl: options.apiUrl,
-      ...(options.token === undefined ? {} : { token: options.token }),
-      ...(options.maxRateLimitWaitSeconds === undefined
-        ? {}
-        : { maxRateLimitWaitSeconds: options.maxRateLimitWaitSeconds }),
-    });
+    this.#api = hostedRestClient(options);
   }
 
   handles(repository: string): boolean {
@@ -82,33 +84,16 @@ export class GitLabProvider implements SourceProvider {
     const path = repository.slice(this.#web.length + 1);
     if (!/^[\w.-]+(\/[\w.-]+)+$/.test(path))
       return unverified('gitlab', repository, 'not a group/project repository URI', commit);
-    const protections = await this.#o.store.protections(repository);
-    if (protections.length === 0) {
-      return unverified(
-        'gitlab',
-        repository,
-        `repository ${repository} is not registered with gatehouse (no protected refs)`,
-        commit,
-      );
-    }
-    try {
-      const v = await this.#verify(path, claim);
-      const holding = protections.filter((p) => v.refs.some((r) => r.contains && refMatches(p.ref, r.ref)));
-      v.protection = {
-        ...strictest(holding.length > 0 ? holding : protections),
-        refs: protections.map((p) => p.ref),
-      };
-      v.violations = checkSourceRequirements(v, v.protection);
-      return v;
-    } catch (e) {
-      const v = unverified('gitlab', repository, describeError(e), commit);
-      v.protection = strictest(protections);
-      v.violations = checkSourceRequirements(v, v.protection);
-      return v;
-    }
+    return verifyRegistered('gitlab', this.#o.store, claim, (protections) =>
+      this.#verify(path, claim, protections),
+    );
   }
 
-  async #verify(path: string, claim: SourceClaim): Promise<SourceVerification> {
+  async #verify(
+    path: string,
+    claim: SourceClaim,
+    protections: readonly SourceProtectionRecord[],
+  ): Promise<SourceVerification> {
     const { repository, commit } = claim;
     const project = `projects/${encodeURIComponent(path)}`;
     const ci = checkGitLabIdentity(claim, path);
@@ -118,7 +103,6 @@ export class GitLabProvider implements SourceProvider {
     if (c === undefined || c.id !== commit)
       throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
     const store = this.#o.store;
-    const protections = await store.protections(repository);
     const isAncestor = async (a: string, b: string): Promise<boolean> => {
       if (a === b) return true;
       const base = await this.#api.get(
@@ -149,12 +133,7 @@ export class GitLabProvider implements SourceProvider {
       if (b === undefined) continue;
       const seen = await acceptHead(store, isAncestor, repository, ref, 'branch', b.commit.id);
       refs.push({
-        ref,
-        kind: 'branch',
-        head: b.commit.id,
-        contains: holding.has(ref),
-        rewritten: seen.rewritten,
-        ...(seen.rewritten ? { lastSeen: seen.lastSeen } : {}),
+        ...refFact(ref, 'branch', b.commit.id, holding.has(ref), seen),
         host: { forcePushAllowed: pb.allow_force_push === true },
       });
     }
@@ -188,27 +167,13 @@ export class GitLabProvider implements SourceProvider {
     }
     const independent = new Set(approvals.filter((x) => !x.byAuthor).map((x) => x.reviewer));
 
-    const configFile = this.#o.buildConfigFile ?? 'gatehouse.yaml';
-    const configPath =
-      claim.path === undefined || claim.path === '' ? configFile : `${claim.path}/${configFile}`;
-    const configAt = async (ref: string): Promise<string | undefined> => {
-      const f = await this.#api.get(
-        `${project}/repository/files/${encodeURIComponent(configPath)}?ref=${ref}`,
-        fileSchema,
-      );
-      return f === undefined ? undefined : sha256Hex(Buffer.from(f.content, 'base64'));
-    };
-    const configSha = await configAt(commit);
-    const reviewedSha = reviewedCommit === undefined ? undefined : await configAt(reviewedCommit);
-
-    const v: SourceVerification = {
+    const configPath = buildConfigPath(claim, this.#o.buildConfigFile ?? 'gatehouse.yaml');
+    const v = await establishedSource({
       provider: 'gitlab',
       repository,
       commit,
-      verified: true,
       problems: [],
       refs,
-      onProtectedRef: refs.some((r) => r.contains && !r.rewritten),
       author: { name: c.author_name, email: c.author_email },
       approvals,
       independentApprovals: { exact: independent.size, any: independent.size },
@@ -216,19 +181,17 @@ export class GitLabProvider implements SourceProvider {
       signature: await this.#signature(project, commit, repository),
       buildConfig: {
         path: configPath,
-        ...(configSha === undefined ? {} : { sha256: configSha }),
-        ...(reviewedSha === undefined ? {} : { reviewedSha256: reviewedSha }),
-        unchangedSinceReview:
-          reviewedCommit !== undefined && configSha !== undefined && configSha === reviewedSha,
+        digestAt: async (ref) => {
+          const f = await this.#api.get(
+            `${project}/repository/files/${encodeURIComponent(configPath)}?ref=${ref}`,
+            fileSchema,
+          );
+          return f === undefined ? undefined : sha256Hex(Buffer.from(f.content, 'base64'));
+        },
       },
-      violations: [],
-    };
-    if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
-    if (ci !== undefined) v.ciIdentity = ci;
-    else v.problems.push('no CI identity token ties the job to this repository and commit');
-    if (claim.treeDigest !== undefined)
-      v.problems.push('the pinned tree digest is not compared through the GitLab API');
-    return v;
+      reviewedCommit,
+    });
+    return noteHostedLimits(v, claim, ci, 'GitLab');
   }
 
   /** GitLab verifies the signature; gatehouse trusts it only when the key is one of its own signers. */

@@ -1,7 +1,7 @@
 export { addSigner, protectRef, refPattern } from './admin.ts';
 export { type SourceConfig, sourceConfigSchema } from './config.ts';
 export { parseCommitObject, pinnedTreeDigest, readCommitTree } from './git.ts';
-export { GitHubProvider, type HostedProviderOptions } from './github-provider.ts';
+export { GitHubProvider } from './github-provider.ts';
 export { GitLabProvider } from './gitlab-provider.ts';
 export { canonicalRepositoryUri, LocalGitProvider } from './local-git-provider.ts';
 export { type PinnedCheckout, pinSource } from './pinned-checkout.ts';
@@ -18,5 +18,6 @@ export {
   type SourceVerification,
   type SourceViolation,
 } from './source-provider.ts';
+export type { HostedProviderOptions } from './verification.ts';
 export { verifySubmittedSource } from './verify-submission.ts';
 export { sourceProviders, sourceVerifier } from './wiring.ts';

@@ -4,7 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import { PROJECT_CONFIG_FILE } from '../runner/project-config.ts';
-import type { SourceProtectionRecord, SourceSignerRecord, SourceStore } from '../store/store.ts';
+import type { SourceProtectionRecord, SourceStore } from '../store/store.ts';
 import {
   git,
   gitBytes,
@@ -18,7 +18,6 @@ import {
 import { verifyReview } from './review.ts';
 import { signatureFormat, type TrustedSigner, verifyGpgSignature, verifySshSignature } from './signers.ts';
 import {
-  checkSourceRequirements,
   refMatches,
   type SourceApproval,
   type SourceClaim,
@@ -26,10 +25,17 @@ import {
   type SourceFacts,
   type SourceProvider,
   type SourceRefFact,
-  type SourceRequirements,
   type SourceVerification,
   unverified,
 } from './source-provider.ts';
+import {
+  acceptHead,
+  buildConfigPath,
+  establishedSource,
+  refFact,
+  toTrustedSigner,
+  verifyRegistered,
+} from './verification.ts';
 
 async function tryGit(dir: string, args: string[]): Promise<string | undefined> {
   try {
@@ -77,29 +83,6 @@ export interface LocalGitProviderOptions {
   store?: SourceStore;
   /** Build configuration file name (default `gatehouse.yaml`). */
   buildConfigFile?: string;
-}
-
-/** The strictest combination of several protections' rules. */
-export function strictest(rules: readonly SourceProtectionRecord[]): SourceRequirements {
-  return {
-    refs: rules.map((r) => r.ref),
-    minApprovals: Math.max(0, ...rules.map((r) => r.rule.minApprovals)),
-    staleApprovals: rules.every((r) => r.rule.staleApprovals),
-    forbidSelfApproval: rules.some((r) => r.rule.forbidSelfApproval),
-    signedCommits: rules.some((r) => r.rule.signedCommits),
-    buildConfigUnchanged: rules.some((r) => r.rule.buildConfigUnchanged),
-  };
-}
-
-export function toTrustedSigner(s: SourceSignerRecord): TrustedSigner {
-  return {
-    id: s.id,
-    principal: s.principal,
-    format: s.format,
-    publicKey: s.publicKey,
-    createdAt: s.createdAt,
-    ...(s.repository === undefined ? {} : { repository: s.repository }),
-  };
 }
 
 /**
@@ -152,29 +135,14 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
     const store = this.#store;
     if (store === undefined)
       return unverified('local-git', repository, 'no source configuration store', commit);
-    const protections = await store.protections(repository);
-    if (protections.length === 0) {
-      return unverified(
-        'local-git',
-        repository,
-        `repository ${repository} is not registered with gatehouse (no protected refs)`,
-        commit,
-      );
-    }
-    try {
-      return await this.#verify(store, protections, claim);
-    } catch (e) {
-      // Fail closed: anything that could not be read is a verification that established nothing.
-      const v = unverified('local-git', repository, describeError(e), commit);
-      v.protection = strictest(protections);
-      v.violations = checkSourceRequirements(v, v.protection);
-      return v;
-    }
+    return verifyRegistered('local-git', store, claim, (protections) =>
+      this.#verify(store, protections, claim),
+    );
   }
 
   async #verify(
     store: SourceStore,
-    protections: SourceProtectionRecord[],
+    protections: readonly SourceProtectionRecord[],
     claim: SourceClaim,
   ): Promise<SourceVerification> {
     const { repository, commit } = claim;
@@ -234,23 +202,13 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
             commit,
           );
 
-    const configPath =
-      claim.path === undefined || claim.path === '' ? this.#configFile : `${claim.path}/${this.#configFile}`;
-    const configAt = async (c: string): Promise<string | undefined> =>
-      gitBytes(dir, ['cat-file', 'blob', `${c}:${configPath}`]).then(
-        (b) => sha256Hex(b),
-        () => undefined,
-      );
-    const configSha = await configAt(commit);
-    const reviewedSha = reviewedCommit === undefined ? undefined : await configAt(reviewedCommit);
-    const v: SourceVerification = {
+    const configPath = buildConfigPath(claim, this.#configFile);
+    const v = await establishedSource({
       provider: 'local-git',
       repository,
       commit,
-      verified: true,
       problems,
       refs,
-      onProtectedRef: refs.some((r) => r.contains && !r.rewritten),
       author: { name: parsed.author.name, email: parsed.author.email },
       approvals,
       independentApprovals: { exact: exactReviewers.size, any: anyReviewers.size },
@@ -258,24 +216,17 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
       signature,
       buildConfig: {
         path: configPath,
-        ...(configSha === undefined ? {} : { sha256: configSha }),
-        ...(reviewedSha === undefined ? {} : { reviewedSha256: reviewedSha }),
-        unchangedSinceReview:
-          reviewedCommit !== undefined && configSha !== undefined && configSha === reviewedSha,
+        digestAt: (c) =>
+          gitBytes(dir, ['cat-file', 'blob', `${c}:${configPath}`]).then(
+            (b) => sha256Hex(b),
+            () => undefined,
+          ),
       },
-      violations: [],
-    };
-    if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
+      reviewedCommit,
+    });
     if (claim.treeDigest !== undefined) {
       v.treeMatches = pinnedTreeDigest(await readCommitTree(dir, commit, claim.path)) === claim.treeDigest;
     }
-    // The requirements of the protected refs that hold the commit, else of all of them.
-    const holding = protections.filter((p) => refs.some((r) => r.contains && refMatches(p.ref, r.ref)));
-    v.protection = {
-      ...strictest(holding.length > 0 ? holding : protections),
-      refs: protections.map((p) => p.ref),
-    };
-    v.violations = checkSourceRequirements(v, v.protection);
     return v;
   }
 
@@ -284,7 +235,7 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
     store: SourceStore,
     dir: string,
     repository: string,
-    protections: SourceProtectionRecord[],
+    protections: readonly SourceProtectionRecord[],
     commit: string,
   ): Promise<SourceRefFact[]> {
     const listing = await git(dir, [
@@ -312,47 +263,10 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
         kind === 'tag'
           ? head === commit
           : head === commit || (await gitOk(dir, ['merge-base', '--is-ancestor', commit, head]));
-      out.push({
-        ref,
-        kind,
-        head,
-        contains,
-        rewritten: seen.rewritten,
-        ...(seen.rewritten ? { lastSeen: seen.lastSeen } : {}),
-      });
+      out.push(refFact(ref, kind, head, contains, seen));
     }
     return out;
   }
-}
-
-/**
- * Compare a protected ref's head with the head gatehouse accepted before. A branch may only move
- * forward (the old head stays in its history); a tag never moves. A rewrite is recorded and sticks
- * until an operator accepts the new head (`gatehouse source protect … --accept-head`).
- */
-export async function acceptHead(
-  store: SourceStore,
-  isAncestor: (older: string, newer: string) => Promise<boolean>,
-  repository: string,
-  ref: string,
-  kind: 'branch' | 'tag',
-  head: string,
-): Promise<{ rewritten: boolean; lastSeen: string }> {
-  const now = new Date().toISOString();
-  const seen = await store.refHead(repository, ref);
-  if (seen === undefined) {
-    await store.setRefHead({ repository, ref, head, seenAt: now });
-    return { rewritten: false, lastSeen: head };
-  }
-  if (seen.rewrittenTo !== undefined) return { rewritten: true, lastSeen: seen.head };
-  if (seen.head === head) return { rewritten: false, lastSeen: head };
-  // A missing old object also fails --is-ancestor: treated as a rewrite (fail closed).
-  if (kind === 'branch' && (await isAncestor(seen.head, head))) {
-    await store.setRefHead({ repository, ref, head, seenAt: now });
-    return { rewritten: false, lastSeen: head };
-  }
-  await store.setRefHead({ ...seen, rewrittenTo: head, rewrittenAt: now });
-  return { rewritten: true, lastSeen: seen.head };
 }
 
 /** Of several commits that are all ancestors of `tip`, the one nearest to it. */

@@ -251,4 +251,23 @@ export const sqliteMigrations: readonly Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'revocations are permanent'); END;
     `,
   },
+  {
+    version: 11,
+    name: 'vuln-generation',
+    sql: `
+      -- A counter that every change to the vulnerability records moves, whichever connection or
+      -- process writes: long-lived in-memory indexes compare it to know when to reload.
+      CREATE TABLE vuln_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+      );
+      INSERT INTO vuln_generation (id, generation) VALUES (1, 1);
+      CREATE TRIGGER vulns_generation_insert AFTER INSERT ON vulns
+        BEGIN UPDATE vuln_generation SET generation = generation + 1 WHERE id = 1; END;
+      CREATE TRIGGER vulns_generation_update AFTER UPDATE ON vulns
+        BEGIN UPDATE vuln_generation SET generation = generation + 1 WHERE id = 1; END;
+      CREATE TRIGGER vulns_generation_delete AFTER DELETE ON vulns
+        BEGIN UPDATE vuln_generation SET generation = generation + 1 WHERE id = 1; END;
+    `,
+  },
 ];

@@ -490,6 +490,18 @@ class SqliteVulns implements VulnStore {
     const r = this.#db.prepare('SELECT COUNT(*) AS n FROM vulns').get() as Row;
     return Number(r.n);
   }
+
+  async generation(): Promise<number> {
+    // Moved by triggers on every write to `vulns` (migration 11), in whichever process.
+    let r: Row | undefined;
+    try {
+      r = this.#db.prepare('SELECT generation FROM vuln_generation WHERE id = 1').get() as Row | undefined;
+    } catch (e) {
+      throw storeError('reading the vulnerability database generation', e);
+    }
+    if (r === undefined) throw storeError('reading the vulnerability database generation', 'no row');
+    return Number(r.generation);
+  }
 }
 
 class SqliteTokens implements TokenStore {

@@ -167,6 +167,26 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       assert.deepEqual(await store.vulns.findByPackage('npm', 'minimist'), []);
     });
 
+    it('moves the vulnerability generation on every write and only then', async () => {
+      const before = await store.vulns.generation();
+      assert.equal(await store.vulns.generation(), before);
+      await store.vulns.upsert([
+        {
+          id: 'GEN-1',
+          modified: '2024-01-01T00:00:00Z',
+          withdrawn: null,
+          aliases: [],
+          json: JSON.stringify({ id: 'GEN-1' }),
+          packages: [{ ecosystem: 'npm', name: 'gen' }],
+        },
+      ]);
+      const after = await store.vulns.generation();
+      assert.notEqual(after, before);
+      await store.vulns.count();
+      await store.vulns.findByPackage('npm', 'gen');
+      assert.equal(await store.vulns.generation(), after);
+    });
+
     it('remembers revoked token ids', async () => {
       assert.equal(await store.tokens.isRevoked('t1'), false);
       await store.tokens.revoke('t1', Math.floor(Date.now() / 1000) + 300);
@@ -353,7 +373,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         payload: `{"version":${version}}`,
         signature: 'c2ln',
         keyId: 'k'.repeat(64),
-        publishedAt: new Date().toISOString(),
+        publishedAt: `2025-01-01T00:00:0${version}.000Z`,
       });
       assert.equal(await store.attestation.latestReferenceValues(), undefined);
       await assert.rejects(store.attestation.publishReferenceValues(bundle(2)), (e) =>

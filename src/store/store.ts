@@ -108,6 +108,11 @@ export interface VulnStore {
   /** Every record, withdrawn ones included, `packages` left empty (for loading the database into memory). */
   all(): Promise<VulnRecord[]>;
   count(): Promise<number>;
+  /**
+   * A number that changes whenever any record is written, by this or another process: in-memory
+   * indexes reload when it differs from the one they were loaded at.
+   */
+  generation(): Promise<number>;
 }
 
 export interface TokenStore {

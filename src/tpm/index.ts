@@ -10,7 +10,13 @@ export {
   replayEventLog,
   type Sha256Hex,
 } from './pcr.ts';
-export { ensurePlatformCa, platformCaPaths } from './platform-ca.ts';
+export {
+  ensurePlatformCa,
+  PLATFORM_CA_KEY_PURPOSE,
+  platformCaPaths,
+  sealPlainPlatformCaKey,
+  withPlatformCaKeyForTool,
+} from './platform-ca.ts';
 export { akAttributeProblem, appraiseQuote, type CheckFailure, QUOTE_CHECKS } from './quote.ts';
 export {
   objectName,

@@ -5,7 +5,8 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
-import { platformCaPaths } from './platform-ca.ts';
+import type { KeyProtection } from '../signing/key-file.ts';
+import { platformCaPaths, withPlatformCaKeyForTool } from './platform-ca.ts';
 
 /** Persistent handles in a manufactured vTPM: the TCG RSA 2048 EK and its cert, and the AK. */
 export const VTPM_HANDLES = { ek: '0x81010001', ekCertNv: '0x1c00002', ak: '0x81008001' } as const;
@@ -246,6 +247,8 @@ function derPrefix(bytes: Buffer): Buffer {
 export interface ManufactureOptions {
   /** Directory of the platform CA that signs the EK certificate (see ensurePlatformCa). */
   readonly platformCaDir: string;
+  /** How the platform CA key is sealed (the home's key protection); default `none` (a plain key). */
+  readonly platformCaProtection?: KeyProtection;
   /** PCR banks to activate; default sha256 only. */
   readonly pcrBanks?: readonly string[];
 }
@@ -265,31 +268,39 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const work = await mkdtemp(join(tmpdir(), 'gh-vtpm-mfg-'));
   try {
-    const localca = join(work, 'localca.conf');
     const opts = join(work, 'localca.options');
     const setup = join(work, 'swtpm_setup.conf');
-    await writeFile(
-      localca,
-      `statedir = ${ca.dir}\nsigningkey = ${ca.key}\nissuercert = ${ca.cert}\ncertserial = ${ca.serial}\n`,
-    );
     await writeFile(opts, '--platform-manufacturer gatehouse\n--platform-version 1\n--platform-model vtpm\n');
-    await writeFile(
-      setup,
-      `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localca}\ncreate_certs_tool_options = ${opts}\nactive_pcr_banks = ${(options.pcrBanks ?? ['sha256']).join(',')}\n`,
+    // swtpm_localca reads the CA key itself: it gets a decrypted copy that exists only while
+    // swtpm_setup runs (see withPlatformCaKeyForTool), never the sealed file's secret.
+    await withPlatformCaKeyForTool(
+      ca.dir,
+      options.platformCaProtection ?? { kind: 'none' },
+      async (signkey) => {
+        const localca = join(work, 'localca.conf');
+        await writeFile(
+          localca,
+          `statedir = ${ca.dir}\nsigningkey = ${signkey}\nissuercert = ${ca.cert}\ncertserial = ${ca.serial}\n`,
+        );
+        await writeFile(
+          setup,
+          `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localca}\ncreate_certs_tool_options = ${opts}\nactive_pcr_banks = ${(options.pcrBanks ?? ['sha256']).join(',')}\n`,
+        );
+        await run('swtpm_setup', [
+          '--tpm2',
+          '--tpmstate',
+          stateDir,
+          '--create-ek-cert',
+          '--config',
+          setup,
+          '--logfile',
+          join(work, 'log'),
+        ]).catch(async (e: unknown) => {
+          const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
+          throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
+        });
+      },
     );
-    await run('swtpm_setup', [
-      '--tpm2',
-      '--tpmstate',
-      stateDir,
-      '--create-ek-cert',
-      '--config',
-      setup,
-      '--logfile',
-      join(work, 'log'),
-    ]).catch(async (e: unknown) => {
-      const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
-      throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
-    });
     const tpm = await VirtualTpm.start(stateDir);
     try {
       const ctx = join(work, 'ak.ctx');

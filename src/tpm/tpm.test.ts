@@ -1,14 +1,21 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, createHmac, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash, createHmac, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
+import type { KeyProtection } from '../signing/key-file.ts';
 import { kdfa, kdfe, makeCredential, parseCredentialBlob } from './credential.ts';
 import { EkCertificateError, verifyEkCertificate } from './ek-certificate.ts';
-import { ensurePlatformCa, platformCaPaths } from './platform-ca.ts';
+import {
+  ensurePlatformCa,
+  platformCaPaths,
+  sealPlainPlatformCaKey,
+  withPlatformCaKeyForTool,
+} from './platform-ca.ts';
 import { akAttributeProblem, appraiseQuote } from './quote.ts';
 import { objectName, parseAttest, parseSignature, parseTpm2bPublic, TPMA_OBJECT } from './structures.ts';
 import { manufactureVtpm, VirtualTpm, VtpmPool } from './swtpm.ts';
@@ -25,6 +32,7 @@ function hasTools(): string | undefined {
 const skip = hasTools();
 
 const PCRS = [8, 9, 10, 11];
+const KEK: KeyProtection = { kind: 'kek', kek: randomBytes(32) };
 const flip = (b: Buffer, i: number): Buffer => {
   const c = Buffer.from(b);
   c[i] = (c[i] ?? 0) ^ 0x01;
@@ -39,13 +47,19 @@ describe('TPM structures and quote verification with a real vTPM', { skip }, () 
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'gh-tpm-test-'));
-    await ensurePlatformCa(join(dir, 'ca'));
+    // The platform CA key is sealed, as in a home: manufacturing opens it for swtpm_localca.
+    await ensurePlatformCa(join(dir, 'ca'), undefined, KEK);
     caCert = new X509Certificate(await readFile(platformCaPaths(join(dir, 'ca')).cert));
     const pool = new VtpmPool(join(dir, 'pool'), {
       platformCaDir: join(dir, 'ca'),
+      platformCaProtection: KEK,
       pcrBanks: ['sha1', 'sha256'],
     });
-    await manufactureVtpm(join(dir, 'a'), { platformCaDir: join(dir, 'ca'), pcrBanks: ['sha1', 'sha256'] });
+    await manufactureVtpm(join(dir, 'a'), {
+      platformCaDir: join(dir, 'ca'),
+      platformCaProtection: KEK,
+      pcrBanks: ['sha1', 'sha256'],
+    });
     tpm = await VirtualTpm.start(join(dir, 'a'));
     other = await pool.take();
     await tpm.extend([
@@ -58,6 +72,47 @@ describe('TPM structures and quote verification with a real vTPM', { skip }, () 
     await tpm?.destroy();
     await other?.destroy();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the platform CA key sealed, and hands swtpm_localca a copy that is gone afterwards', async () => {
+    const ca = join(dir, 'ca');
+    const onDisk = await readFile(platformCaPaths(ca).key, 'utf8');
+    assert.match(onDisk, /BEGIN GATEHOUSE ENCRYPTED PRIVATE KEY/);
+    let copy = '';
+    await withPlatformCaKeyForTool(ca, KEK, async (path) => {
+      copy = path;
+      assert.match(await readFile(path, 'utf8'), /BEGIN PRIVATE KEY/);
+      assert.equal((await stat(join(path, '..'))).mode & 0o777, 0o700);
+    });
+    assert.notEqual(copy, platformCaPaths(ca).key);
+    assert.equal(existsSync(join(copy, '..')), false, 'the decrypted copy is deleted');
+    // Without the secret, or with another one, nothing is manufactured.
+    for (const protection of [{ kind: 'none' } as const, { kind: 'kek', kek: randomBytes(32) } as const]) {
+      await assert.rejects(
+        manufactureVtpm(join(dir, 'refused'), { platformCaDir: ca, platformCaProtection: protection }),
+        (e: unknown) => isGatehouseError(e) && e.code === 'KEY_UNAVAILABLE',
+      );
+    }
+    // A plain key (a home from before sealing) is used only where the home does not seal, and
+    // is sealed in place when it does.
+    const legacy = join(dir, 'legacy-ca');
+    await ensurePlatformCa(legacy);
+    await assert.rejects(
+      withPlatformCaKeyForTool(legacy, KEK, async () => undefined),
+      (e: unknown) => isGatehouseError(e) && e.code === 'BAD_CONFIG',
+    );
+    assert.equal(
+      await withPlatformCaKeyForTool(legacy, { kind: 'none' }, async (p) => p),
+      platformCaPaths(legacy).key,
+    );
+    assert.equal(await sealPlainPlatformCaKey(legacy, KEK), true);
+    assert.match(
+      await readFile(platformCaPaths(legacy).key, 'utf8'),
+      /BEGIN GATEHOUSE ENCRYPTED PRIVATE KEY/,
+    );
+    await withPlatformCaKeyForTool(legacy, KEK, async (p) =>
+      assert.match(await readFile(p, 'utf8'), /BEGIN PRIVATE KEY/),
+    );
   });
 
   it('reads the AK as a restricted signing key and the EK as not one', async () => {

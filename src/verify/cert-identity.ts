@@ -5,22 +5,11 @@
  */
 import { GatehouseError } from '../common/errors.ts';
 import { FULCIO_OIDS } from '../signing/ca.ts';
-import { children, derElement, readElement } from '../signing/der.ts';
+import { children, derOid, readElement } from '../signing/der.ts';
 
-function oidBytes(dotted: string): Buffer {
-  const arcs = dotted.split('.').map(Number);
-  const bytes: number[] = [(arcs[0] ?? 0) * 40 + (arcs[1] ?? 0)];
-  for (const arc of arcs.slice(2)) {
-    const group = [arc & 0x7f];
-    for (let x = Math.floor(arc / 128); x > 0; x = Math.floor(x / 128)) group.unshift((x & 0x7f) | 0x80);
-    bytes.push(...group);
-  }
-  return derElement(0x06, Buffer.from(bytes));
-}
-
-const SAN = oidBytes('2.5.29.17');
-const ISSUER_V2 = oidBytes(FULCIO_OIDS.issuer);
-const ISSUER_V1 = oidBytes(FULCIO_OIDS.issuerV1);
+const SAN = derOid('2.5.29.17');
+const ISSUER_V2 = derOid(FULCIO_OIDS.issuer);
+const ISSUER_V1 = derOid(FULCIO_OIDS.issuerV1);
 
 /** SAN names of the kinds a signing identity can be. */
 export interface CertificateNames {

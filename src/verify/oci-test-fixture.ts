@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 /**
  * Test support (not product code): a real docker-registry and a real home whose gate promotes to
  * it, driven the way a runner agent drives the gate but without a build. One allowed artifact
@@ -7,18 +6,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { measureBaseline } from '../attestation/measurement.ts';
-import { generateRunnerKey, signSubmission } from '../attestation/token.ts';
-import { sha256Hex, toBase64 } from '../common/encoding.ts';
+import { attestedJob, submitRequest } from '../gate/test-submission.ts';
 import { OciDistributionClient } from '../registry/oci-client.ts';
 import { OciDistributionRegistry } from '../registry/oci-distribution-registry.ts';
 import { RUN_PREFIXES } from '../registry/registry-config.ts';
 import { startRegistry, type TestRegistry } from '../registry/test-registry.ts';
-import { agentFiles, isolationProfile } from '../runner/agent.ts';
-import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
-import { parseProjectConfig } from '../runner/project-config.ts';
-import { writeCycloneDx } from '../sbom/cyclonedx.ts';
-import type { GateResult, Submission, SubmitRequest } from '../server/control-plane.ts';
+import type { GateResult } from '../server/control-plane.ts';
 import { initHome, type OpenHome, openHome } from '../server/home.ts';
 
 export const IDENTITY_BASE = 'https://gatehouse.internal';
@@ -44,50 +37,14 @@ async function submit(
   bytes: Uint8Array,
   tamperToken: boolean,
 ): Promise<GateResult> {
-  const cp = home.controlPlane;
-  const ticket = await cp.createJob({ project });
-  const key = await generateRunnerKey();
-  // The probe the home measures its reference values with (server/home.ts), so the profile matches.
-  const config = parseProjectConfig(
-    'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
-    'reference',
+  const job = await attestedJob(home, project);
+  return home.controlPlane.submit(
+    await submitRequest(job, {
+      token: tamperToken ? `${job.token}x` : job.token,
+      name: `${project}.tar`,
+      bytes,
+    }),
   );
-  const baseline = await measureBaseline({
-    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(home.config.runner).profileFor(config)),
-    toolchain: ticket.toolchain,
-    agentFiles: await agentFiles(),
-    jobId: ticket.jobId,
-    nonce: ticket.nonce,
-  });
-  const { token } = await cp.attest({
-    jobId: ticket.jobId,
-    runnerKey: key.publicJwk,
-    evidence: { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs },
-  });
-  const digest = sha256Hex(bytes);
-  const submission: Submission = {
-    jobId: ticket.jobId,
-    proof: { jti: randomUUID().replaceAll('-', ''), iat: Math.floor(Date.now() / 1000) },
-    project,
-    subjects: [{ name: `${project}.tar`, sha256: digest }],
-    sbom: writeCycloneDx({ subject: { name: `${project}.tar`, sha256: digest }, components: [] }) as never,
-    source: { kind: 'directory', uri: 'file:///src', dirty: false, treeDigest: '0'.repeat(64) },
-    build: {
-      command: ['true'],
-      startedOn: new Date().toISOString(),
-      finishedOn: new Date().toISOString(),
-      exitCode: 0,
-      sandboxProfileDigest: '0'.repeat(64),
-    },
-    steps: [],
-  };
-  const request: SubmitRequest = {
-    token: tamperToken ? `${token}x` : token,
-    proof: await signSubmission(submission, key.privateKey),
-    submission,
-    artifacts: [{ name: `${project}.tar`, content: toBase64(bytes) }],
-  };
-  return cp.submit(request);
 }
 
 /** Start a registry, a home promoting to it, and run one allowed and one denied submission. */

@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
-import { GatehouseError } from '../common/errors.ts';
+import { bundleError, decodeTlogEntry, readBundleJson } from '../signing/bundle-decoding.ts';
 import { type Envelope, envelopeSchema } from '../signing/dsse.ts';
 import { base64String } from '../signing/strict-base64.ts';
 
@@ -121,18 +121,11 @@ export interface SigstoreBundle {
   content: SigstoreContent;
 }
 
-function bad(message: string, where: string | undefined, cause?: unknown): GatehouseError {
-  return new GatehouseError('BAD_BUNDLE', message, {
-    ...(where === undefined ? {} : { where }),
-    ...(cause === undefined ? {} : { cause }),
-  });
-}
-
 function certificate(der: Buffer, what: string, where: string | undefined): X509Certificate {
   try {
     return new X509Certificate(der);
   } catch (e) {
-    throw bad(`${what} is not a valid DER X.509 certificate`, where, e);
+    throw bundleError(`${what} is not a valid DER X.509 certificate`, where, e);
   }
 }
 
@@ -141,29 +134,13 @@ function certificate(der: Buffer, what: string, where: string | undefined): X509
  * @throws GatehouseError BAD_BUNDLE naming the first problem
  */
 export function parseSigstoreBundle(json: unknown, where?: string): SigstoreBundle {
-  let value = json;
-  if (typeof json === 'string' || json instanceof Uint8Array) {
-    try {
-      value = JSON.parse(typeof json === 'string' ? json : Buffer.from(json).toString('utf8'));
-    } catch (e) {
-      throw bad('the bundle is not JSON', where, e);
-    }
-  }
-  const parsed = bundleSchema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw bad(
-      `bundle field ${issue?.path.join('.') || '(root)'} is invalid: ${issue?.message ?? 'unknown'}`,
-      where,
-      parsed.error,
-    );
-  }
-  const b = parsed.data;
+  const b = readBundleJson(json, bundleSchema, where);
   const version = MEDIA_TYPES[b.mediaType];
-  if (version === undefined) throw bad(`unsupported bundle media type '${b.mediaType}'`, where);
+  if (version === undefined) throw bundleError(`unsupported bundle media type '${b.mediaType}'`, where);
   const vm = b.verificationMaterial;
   const kinds = [vm.publicKey, vm.x509CertificateChain, vm.certificate].filter((m) => m !== undefined);
-  if (kinds.length !== 1) throw bad('the bundle must carry exactly one kind of verification material', where);
+  if (kinds.length !== 1)
+    throw bundleError('the bundle must carry exactly one kind of verification material', where);
   let material: SigstoreMaterial;
   if (vm.publicKey !== undefined) {
     material = { kind: 'publicKey', hint: vm.publicKey.hint };
@@ -177,15 +154,15 @@ export function parseSigstoreBundle(json: unknown, where?: string): SigstoreBund
       certificate(Buffer.from(c.rawBytes, 'base64'), `bundle chain certificate ${i}`, where),
     );
     const [leaf] = chain;
-    if (leaf === undefined) throw bad('the bundle certificate chain is empty', where);
+    if (leaf === undefined) throw bundleError('the bundle certificate chain is empty', where);
     // Trust anchors come from the trusted root only: a bundle that ships a root is refused so no
     // verifier is tempted to trust it.
     if (chain.some((c) => c.checkIssued(c)))
-      throw bad('the bundle certificate chain contains a root certificate', where);
+      throw bundleError('the bundle certificate chain contains a root certificate', where);
     material = { kind: 'certificate', leaf };
   }
   if ((b.messageSignature === undefined) === (b.dsseEnvelope === undefined)) {
-    throw bad('the bundle must carry exactly one of messageSignature and dsseEnvelope', where);
+    throw bundleError('the bundle must carry exactly one of messageSignature and dsseEnvelope', where);
   }
   let content: SigstoreContent;
   if (b.messageSignature !== undefined) {
@@ -200,43 +177,31 @@ export function parseSigstoreBundle(json: unknown, where?: string): SigstoreBund
     const envelope = b.dsseEnvelope as Envelope;
     const [sig, ...more] = envelope.signatures;
     if (sig === undefined || more.length > 0)
-      throw bad('the bundle envelope must carry exactly one signature', where);
+      throw bundleError('the bundle envelope must carry exactly one signature', where);
     content = { kind: 'dsse', envelope, signature: Buffer.from(sig.sig, 'base64') };
   }
   const tlogEntries = vm.tlogEntries.map((e, i): SigstoreTlogEntry => {
     const p = e.inclusionProof;
     // v0.1 bundles prove inclusion by promise; from v0.2 on the proof itself is required.
-    if (version >= 2 && p === undefined) throw bad(`tlog entry ${i} has no inclusion proof`, where);
+    if (version >= 2 && p === undefined) throw bundleError(`tlog entry ${i} has no inclusion proof`, where);
     if (version === 1 && e.inclusionPromise === undefined) {
-      throw bad(`tlog entry ${i} of a v0.1 bundle has no inclusion promise`, where);
+      throw bundleError(`tlog entry ${i} of a v0.1 bundle has no inclusion promise`, where);
     }
-    const rootHash = p === undefined ? undefined : Buffer.from(p.rootHash, 'base64');
-    const hashes = p?.hashes.map((h) => Buffer.from(h, 'base64')) ?? [];
-    if (rootHash !== undefined && rootHash.length !== 32)
-      throw bad(`tlog entry ${i} root hash is not 32 bytes`, where);
-    if (hashes.some((h) => h.length !== 32))
-      throw bad(`tlog entry ${i} has a proof hash that is not 32 bytes`, where);
+    const { proof, ...decoded } = decodeTlogEntry(e, i, where);
     return {
+      ...decoded,
       logIndex: e.logIndex,
-      logId: Buffer.from(e.logId.keyId, 'base64'),
-      kind: e.kindVersion.kind,
-      version: e.kindVersion.version,
       integratedTime: e.integratedTime === undefined || e.integratedTime === 0 ? undefined : e.integratedTime,
-      signedEntryTimestamp:
-        e.inclusionPromise === undefined
-          ? undefined
-          : Buffer.from(e.inclusionPromise.signedEntryTimestamp, 'base64'),
       inclusionProof:
-        p === undefined || rootHash === undefined
+        p === undefined || proof === undefined
           ? undefined
           : {
               logIndex: p.logIndex,
-              rootHash,
+              rootHash: proof.rootHash,
               treeSize: p.treeSize,
-              hashes,
+              hashes: proof.hashes,
               checkpoint: p.checkpoint?.envelope,
             },
-      canonicalizedBody: Buffer.from(e.canonicalizedBody, 'base64'),
     };
   });
   return {

@@ -19,13 +19,13 @@ import { preAuthEncoding } from '../signing/dsse.ts';
 import { verifyTimestamp } from '../signing/rfc3161.ts';
 import { isWithin, type ParsedTrustedRoot, type TrustedCa, type TrustedLog } from '../signing/trust-root.ts';
 import { verifyCheckpoint } from '../tlog/checkpoint.ts';
-import { leafHash, rootFromInclusionProof } from '../tlog/merkle.ts';
 import { setPayload } from '../tlog/transparency-log.ts';
 import { chainProblem } from './ca-chain.ts';
 import { readCertificateNames } from './cert-identity.ts';
 import { verifyPrehashedEcdsa } from './ecdsa-prehash.ts';
 import { verifyScts } from './sct.ts';
 import type { SigstoreBundle, SigstoreTlogEntry } from './sigstore-bundle.ts';
+import { checkInclusionProof } from './tlog-inclusion.ts';
 
 /** The artifact: its bytes, or only its SHA-256 digest. */
 export type ArtifactInput = { bytes: Uint8Array } | { sha256: Uint8Array };
@@ -256,15 +256,7 @@ function verifyInclusion(entry: SigstoreTlogEntry, log: TrustedLog, key: KeyObje
   } else {
     verifyProofCheckpoint(proof.checkpoint, proof, log, key, i);
   }
-  const computed = rootFromInclusionProof(
-    leafHash(entry.canonicalizedBody),
-    proof.logIndex,
-    proof.treeSize,
-    proof.hashes,
-  );
-  if (!Buffer.from(computed).equals(proof.rootHash)) {
-    fail('LOG_PROOF_INVALID', `the inclusion proof of tlog entry ${i} does not lead to the checkpoint root`);
-  }
+  checkInclusionProof(entry.canonicalizedBody, proof, i);
 }
 
 function verifyProofCheckpoint(

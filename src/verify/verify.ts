@@ -19,10 +19,10 @@ import {
   type TrustedLog,
 } from '../signing/trust-root.ts';
 import { verifyCheckpoint } from '../tlog/checkpoint.ts';
-import { leafHash, rootFromInclusionProof } from '../tlog/merkle.ts';
 import { setPayload } from '../tlog/transparency-log.ts';
 import { chainProblem } from './ca-chain.ts';
 import { readCertificateNames } from './cert-identity.ts';
+import { checkInclusionProof } from './tlog-inclusion.ts';
 
 export interface VerifyArtifactOptions {
   /** SHA-256 of the artifact. */
@@ -216,15 +216,7 @@ function verifyEntryInclusion(entry: ParsedTlogEntry, log: TrustedLog, i: number
   if (checkpoint.treeSize !== proof.treeSize || !Buffer.from(checkpoint.rootHash).equals(proof.rootHash)) {
     fail('CHECKPOINT_INVALID', `the checkpoint of tlog entry ${i} is not for the proof's tree size and root`);
   }
-  const computed = rootFromInclusionProof(
-    leafHash(entry.canonicalizedBody),
-    proof.logIndex,
-    proof.treeSize,
-    proof.hashes,
-  );
-  if (!Buffer.from(computed).equals(proof.rootHash)) {
-    fail('LOG_PROOF_INVALID', `the inclusion proof of tlog entry ${i} does not lead to the checkpoint root`);
-  }
+  checkInclusionProof(entry.canonicalizedBody, proof, i);
 }
 
 /** Check that the entry body records this envelope's signature, payload and certificate. */

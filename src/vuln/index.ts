@@ -3,7 +3,15 @@ export { cvss3BaseScore, SEVERITY_RANK, severityOfScore } from './cvss.ts';
 export { cvss4Score } from './cvss4.ts';
 export type { ImportOptions, ImportResult, RefusedRecord } from './import.ts';
 export { importOsv } from './import.ts';
-export type { Finding, MatchResult, OsvPackageRef, Unmatched, VulnLookup } from './match.ts';
+export { LiveVulnIndex } from './live-index.ts';
+export type {
+  CurrentVulnIndex,
+  Finding,
+  MatchResult,
+  OsvPackageRef,
+  Unmatched,
+  VulnLookup,
+} from './match.ts';
 export { findVulnerabilities, matchVulnerabilities, osvPackageOf, VulnIndex } from './match.ts';
 export type { OsvAffected, OsvEvent, OsvPackage, OsvRange, OsvRecord, OsvSeverity } from './osv.ts';
 export { normalizePackageName, parseOsvJson, parseOsvRecord } from './osv.ts';

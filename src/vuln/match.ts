@@ -4,19 +4,14 @@ import { parsePurl } from '../sbom/purl.ts';
 import type { VulnStore } from '../store/store.ts';
 import { cvss3BaseScore, SEVERITY_RANK, type Severity, severityOfScore } from './cvss.ts';
 import { cvss4Score } from './cvss4.ts';
-import {
-  normalizePackageName,
-  type OsvAffected,
-  type OsvRange,
-  type OsvRecord,
-  parseOsvJson,
-} from './osv.ts';
+import { normalizePackageName, type OsvEvent, type OsvRange, type OsvRecord, parseOsvJson } from './osv.ts';
 import {
   baseEcosystem,
   OSV_ECOSYSTEM_OF_PURL_TYPE,
   type VersionCompare,
   versionScheme,
 } from './versions/ecosystems.ts';
+import { type ParsedScheme, parsedScheme, SEMVER_SCHEME } from './versions/parsed.ts';
 import { compareSemver } from './versions/semver.ts';
 
 /** One vulnerability affecting one component. */
@@ -204,22 +199,179 @@ function inRange(v: string, range: OsvRange, compare: VersionCompare, where: str
   return vulnerable;
 }
 
-/** Parsed records for lookup, by `ecosystem\0name`. */
+/**
+ * One record as matching uses it, with what does not depend on the component worked out once:
+ * its ids, severity and scores.
+ */
+interface PreparedRecord {
+  record: OsvRecord;
+  /** The record's id, then its aliases. */
+  ids: readonly string[];
+  /** Its aliases without its own id, distinct and sorted: a lone record's finding's aliases. */
+  aliases: readonly string[];
+  severity: Severity;
+  cvssVector: string | undefined;
+  v3: number | undefined;
+  v4: number | undefined;
+}
+
+/** A range's events read once in its scheme, sorted the way {@link inRange} walks them. */
+interface ReadRange {
+  /** A `limit` of `*`: no upper limit. */
+  limitStar: boolean;
+  limits: unknown[];
+  /** Non-limit events in walking order; `zero` is `introduced: "0"`. */
+  walk: { kind: OsvEvent['kind']; zero: boolean; v: unknown }[];
+  /** `fixed` events in the record's order, for the fixed versions a finding lists. */
+  fixed: { version: string; v: unknown }[];
+}
+
+interface PreparedRange {
+  range: OsvRange;
+  semver: boolean;
+  /**
+   * The events read once; undefined when some event cannot be read in the range's scheme (or
+   * the lookup does not read ranges ahead): then {@link inRange} evaluates the range as written
+   * and reports what cannot be ordered.
+   */
+  read: ReadRange | undefined;
+}
+
+/** One `affected` entry of a record that names the looked-up package. */
+interface PreparedEntry {
+  /** The entry's OSV ecosystem, with its `:release` suffix if any. */
+  ecosystem: string;
+  versions: ReadonlySet<string>;
+  ranges: PreparedRange[];
+}
+
+/** A record that names a package, with its entries for that package. */
+interface Candidate {
+  prepared: PreparedRecord;
+  entries: PreparedEntry[];
+}
+
+function prepareRecord(record: OsvRecord): PreparedRecord {
+  const s = severityOf(record);
+  const sc = scoresOf(record);
+  return {
+    record,
+    ids: [record.id, ...record.aliases],
+    aliases: [...new Set(record.aliases)].filter((a) => a !== record.id).sort(),
+    severity: s.severity,
+    cvssVector: s.cvssVector,
+    v3: sc.v3,
+    v4: sc.v4,
+  };
+}
+
+/** Read a range's events once, or undefined when one cannot be read in its scheme. */
+function readRange(range: OsvRange, scheme: ParsedScheme): ReadRange | undefined {
+  const out: ReadRange = { limitStar: false, limits: [], walk: [], fixed: [] };
+  for (const e of range.events) {
+    if (e.kind === 'limit') {
+      if (e.version === '*') out.limitStar = true;
+      else {
+        const v = scheme.parse(e.version);
+        if (v === undefined) return undefined;
+        out.limits.push(v);
+      }
+      continue;
+    }
+    const zero = e.kind === 'introduced' && e.version === '0';
+    const v = zero ? undefined : scheme.parse(e.version);
+    if (!zero && v === undefined) return undefined;
+    out.walk.push({ kind: e.kind, zero, v });
+    if (e.kind === 'fixed') out.fixed.push({ version: e.version, v });
+  }
+  // The same (stable) order inRange sorts into: `introduced: "0"` first, then by version.
+  out.walk.sort((a, b) => {
+    if (a.zero) return b.zero ? 0 : -1;
+    if (b.zero) return 1;
+    return scheme.compare(a.v, b.v);
+  });
+  return out;
+}
+
+/** Whether a version (read in the range's scheme) lies in a read range: {@link inRange} exactly. */
+function inReadRange(v: unknown, r: ReadRange, scheme: ParsedScheme): boolean {
+  if (!r.limitStar && r.limits.length > 0) {
+    let below = false;
+    for (const l of r.limits)
+      if (scheme.compare(v, l) < 0) {
+        below = true;
+        break;
+      }
+    if (!below) return false;
+  }
+  let vulnerable = false;
+  for (const e of r.walk) {
+    if (e.kind === 'introduced') {
+      if (e.zero || scheme.compare(v, e.v) >= 0) vulnerable = true;
+    } else if (e.kind === 'fixed') {
+      if (scheme.compare(v, e.v) >= 0) vulnerable = false;
+    } else if (scheme.compare(v, e.v) > 0) vulnerable = false;
+  }
+  return vulnerable;
+}
+
+/**
+ * The entries of `record` that name the package `key` (`ecosystem\0name`); with `read`, each
+ * range's events read once for {@link inReadRange}.
+ */
+function prepareEntries(record: OsvRecord, key: string, read: boolean): PreparedEntry[] {
+  const out: PreparedEntry[] = [];
+  for (const a of record.affected) {
+    if (a.package === undefined) continue;
+    const eco = baseEcosystem(a.package.ecosystem);
+    if (`${eco}\u0000${normalizePackageName(eco, a.package.name)}` !== key) continue;
+    const ecoScheme = parsedScheme(eco);
+    const ranges: PreparedRange[] = [];
+    for (const range of a.ranges) {
+      // GIT ranges name commits, which say nothing about a released version: skipped.
+      if (range.type === 'GIT') continue;
+      const semver = range.type === 'SEMVER';
+      const scheme = semver ? SEMVER_SCHEME : ecoScheme;
+      ranges.push({
+        range,
+        semver,
+        read: read && scheme !== undefined ? readRange(range, scheme) : undefined,
+      });
+    }
+    out.push({ ecosystem: a.package.ecosystem, versions: new Set(a.versions), ranges });
+  }
+  return out;
+}
+
+function candidatesOf(records: readonly OsvRecord[], key: string, read: boolean): Candidate[] {
+  return records.map((r) => ({ prepared: prepareRecord(r), entries: prepareEntries(r, key, read) }));
+}
+
+/** Something that yields the index of the vulnerability database as it is now. */
+export interface CurrentVulnIndex {
+  /** @throws GatehouseError when the database cannot be loaded (matching then fails closed) */
+  current(): Promise<VulnIndex>;
+}
+
+/** Where matching finds the advisories of one package. */
 export interface VulnLookup {
+  /** Records naming the package (OSV ecosystem without release, normalised name), by id. */
   recordsFor(ecosystem: string, name: string): Promise<readonly OsvRecord[]>;
 }
 
 /**
  * The whole vulnerability database parsed into memory, for evaluating many components (a large
- * SBOM, re-evaluation of every promoted artifact) without a query per component.
+ * SBOM, re-evaluation of every promoted artifact) without a query per component. Each record's
+ * ranges are read once here, so matching compares versions without reading them again.
  */
 export class VulnIndex implements VulnLookup {
-  readonly #byPackage = new Map<string, OsvRecord[]>();
+  readonly #byPackage = new Map<string, Candidate[]>();
   /** Records held. */
   readonly size: number;
 
   private constructor(records: OsvRecord[]) {
     this.size = records.length;
+    const byKey = new Map<string, OsvRecord[]>();
     for (const r of records) {
       const seen = new Set<string>();
       for (const a of r.affected) {
@@ -228,14 +380,19 @@ export class VulnIndex implements VulnLookup {
         const key = `${eco}\u0000${normalizePackageName(eco, a.package.name)}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        const list = this.#byPackage.get(key);
-        if (list === undefined) this.#byPackage.set(key, [r]);
+        const list = byKey.get(key);
+        if (list === undefined) byKey.set(key, [r]);
         else list.push(r);
       }
     }
+    // Records in id order per package, as the store returns them, so findings merge alike.
+    for (const [key, list] of byKey) {
+      list.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.#byPackage.set(key, candidatesOf(list, key, true));
+    }
   }
 
-  /** Load every record that is not withdrawn. */
+  /** Load every record that is not withdrawn. @throws GatehouseError STORE_ERROR, BAD_OSV_RECORD */
   static async load(vulns: VulnStore): Promise<VulnIndex> {
     const rows = await vulns.all();
     return new VulnIndex(
@@ -251,93 +408,178 @@ export class VulnIndex implements VulnLookup {
   }
 
   async recordsFor(ecosystem: string, name: string): Promise<readonly OsvRecord[]> {
-    return this.#byPackage.get(`${ecosystem}\u0000${name}`) ?? [];
+    return (this.#byPackage.get(`${ecosystem}\u0000${name}`) ?? []).map((c) => c.prepared.record);
+  }
+
+  /** The candidates of one package key, ranges read ahead. */
+  candidates(key: string): readonly Candidate[] | undefined {
+    return this.#byPackage.get(key);
   }
 }
 
-/** Store-backed lookup: one query per distinct package, parsed once. */
-class StoreLookup implements VulnLookup {
+/**
+ * Store-backed lookup: one query per distinct package, parsed once, ranges evaluated as written
+ * (no reading ahead). It is the reference the in-memory index is tested against.
+ */
+class StoreLookup {
   readonly #vulns: VulnStore;
-  readonly #cache = new Map<string, OsvRecord[]>();
+  readonly #cache = new Map<string, Candidate[]>();
   constructor(vulns: VulnStore) {
     this.#vulns = vulns;
   }
-  async recordsFor(ecosystem: string, name: string): Promise<readonly OsvRecord[]> {
+  async candidates(ecosystem: string, name: string): Promise<readonly Candidate[]> {
     const key = `${ecosystem}\u0000${name}`;
     let hit = this.#cache.get(key);
     if (hit === undefined) {
-      hit = (await this.#vulns.findByPackage(ecosystem, name)).map((r) =>
+      const records = (await this.#vulns.findByPackage(ecosystem, name)).map((r) =>
         parseOsvJson(r.json, `vulnerability database record ${r.id}`),
       );
+      hit = candidatesOf(records, key, false);
       this.#cache.set(key, hit);
     }
     return hit;
   }
 }
 
-function affectedEntryApplies(a: OsvAffected, ref: OsvPackageRef): boolean {
-  if (a.package === undefined) return false;
-  const eco = a.package.ecosystem;
-  if (baseEcosystem(eco) !== ref.ecosystem) return false;
-  if (normalizePackageName(ref.ecosystem, a.package.name) !== ref.name) return false;
-  // A release-specific entry (`Debian:11`) applies only to that release when the component
-  // names its distro; without one, every release's entry applies (the cautious reading).
-  const colon = eco.indexOf(':');
-  if (colon >= 0 && ref.release !== undefined) {
-    const rel = eco.slice(colon + 1);
-    if (rel !== ref.release && !rel.startsWith(`${ref.release}.`) && !rel.startsWith(`${ref.release}:`))
-      return false;
+/** A lookup given as records only (not an index): its records are prepared per package. */
+class RecordsLookup {
+  readonly #lookup: VulnLookup;
+  readonly #cache = new Map<string, Candidate[]>();
+  constructor(lookup: VulnLookup) {
+    this.#lookup = lookup;
   }
-  return true;
+  async candidates(ecosystem: string, name: string): Promise<readonly Candidate[]> {
+    const key = `${ecosystem}\u0000${name}`;
+    let hit = this.#cache.get(key);
+    if (hit === undefined) {
+      hit = candidatesOf(await this.#lookup.recordsFor(ecosystem, name), key, true);
+      this.#cache.set(key, hit);
+    }
+    return hit;
+  }
+}
+
+/** A release-specific entry (`Debian:11`) applies only to the release the component names. */
+function releaseApplies(entryEcosystem: string, ref: OsvPackageRef): boolean {
+  // Without a release on the component, every release's entry applies (the cautious reading).
+  if (ref.release === undefined) return true;
+  const colon = entryEcosystem.indexOf(':');
+  if (colon < 0) return true;
+  const rel = entryEcosystem.slice(colon + 1);
+  return rel === ref.release || rel.startsWith(`${ref.release}.`) || rel.startsWith(`${ref.release}:`);
 }
 
 interface Hit {
-  record: OsvRecord;
-  fixed: Set<string>;
+  prepared: PreparedRecord;
+  fixed: ReadonlySet<string>;
+}
+
+/** The fixed versions of a hit that has none newer than the component (shared, never written). */
+const NO_FIXED: ReadonlySet<string> = new Set();
+
+/** The per-component state of matching: the component's version read lazily per scheme. */
+interface VersionReads {
+  eco: unknown;
+  semver: unknown;
+  semverRead: boolean;
+}
+
+/** Match one component against its candidates; throws what cannot be ordered. */
+function matchComponent(
+  ref: OsvPackageRef,
+  candidates: readonly Candidate[],
+  ecoScheme: ParsedScheme,
+  ecoCompare: VersionCompare,
+  reads: VersionReads,
+): Hit[] {
+  const hits: Hit[] = [];
+  for (const { prepared, entries } of candidates) {
+    let fixed: Set<string> | undefined;
+    let affected = false;
+    for (const entry of entries) {
+      if (!releaseApplies(entry.ecosystem, ref)) continue;
+      if (entry.versions.has(ref.version)) affected = true;
+      for (const pr of entry.ranges) {
+        const scheme = pr.semver ? SEMVER_SCHEME : ecoScheme;
+        let v: unknown;
+        if (pr.read !== undefined) {
+          if (pr.semver) {
+            if (!reads.semverRead) {
+              reads.semver = SEMVER_SCHEME.parse(ref.version);
+              reads.semverRead = true;
+            }
+            v = reads.semver;
+          } else v = reads.eco;
+        }
+        if (pr.read !== undefined && v !== undefined) {
+          if (inReadRange(v, pr.read, scheme)) affected = true;
+          for (const f of pr.read.fixed)
+            if (scheme.compare(f.v, v) > 0) {
+              fixed ??= new Set();
+              fixed.add(f.version);
+            }
+        } else {
+          // Not read ahead, or the component's version does not read in the range's scheme:
+          // evaluate as written, which reports what cannot be ordered.
+          const compare = pr.semver ? compareSemver : ecoCompare;
+          const where = `vulnerability database record ${prepared.record.id}`;
+          if (inRange(ref.version, pr.range, compare, where)) affected = true;
+          for (const e of pr.range.events)
+            if (e.kind === 'fixed' && (compare(e.version, ref.version) ?? 0) > 0) {
+              fixed ??= new Set();
+              fixed.add(e.version);
+            }
+        }
+      }
+    }
+    if (affected) hits.push({ prepared, fixed: fixed ?? NO_FIXED });
+  }
+  return hits;
 }
 
 /**
  * Match components against OSV records. Records that alias each other (a GHSA and its CVE,
  * say) give one finding per component. A component whose version, or an advisory's event,
  * cannot be ordered in its ecosystem is reported as unmatched, never silently passed.
- * @throws GatehouseError STORE_ERROR
+ * @param vulns a {@link VulnIndex}, a {@link CurrentVulnIndex} (the index of the database as it is
+ *   now, src/vuln/live-index.ts), or the store itself (one query per package)
+ * @throws GatehouseError STORE_ERROR, or what loading a live index throws
  */
 export async function matchVulnerabilities(
   components: readonly Component[],
-  vulns: VulnStore | VulnLookup,
+  vulns: VulnStore | VulnLookup | CurrentVulnIndex,
 ): Promise<MatchResult> {
-  const lookup: VulnLookup = 'recordsFor' in vulns ? vulns : new StoreLookup(vulns);
+  const source = 'current' in vulns ? await vulns.current() : vulns;
+  const index = source instanceof VulnIndex ? source : undefined;
+  const other =
+    index !== undefined
+      ? undefined
+      : 'recordsFor' in source
+        ? new RecordsLookup(source)
+        : new StoreLookup(source);
   const findings: Finding[] = [];
   const unmatched: Unmatched[] = [];
   for (const c of components) {
     const ref = osvPackageOf(c);
     if (ref === undefined) continue;
-    const records = await lookup.recordsFor(ref.ecosystem, ref.name);
-    if (records.length === 0) continue;
+    const candidates =
+      index !== undefined
+        ? index.candidates(`${ref.ecosystem}\u0000${ref.name}`)
+        : await other?.candidates(ref.ecosystem, ref.name);
+    if (candidates === undefined || candidates.length === 0) continue;
+    const ecoScheme = parsedScheme(ref.ecosystem);
     const ecoCompare = versionScheme(ref.ecosystem);
-    if (ecoCompare === undefined) continue;
-    const hits: Hit[] = [];
+    if (ecoScheme === undefined || ecoCompare === undefined) continue;
+    let hits: Hit[];
     try {
-      if (ecoCompare(ref.version, ref.version) === undefined)
+      const eco = ecoScheme.parse(ref.version);
+      if (eco === undefined)
         throw new GatehouseError('BAD_INPUT', `version '${ref.version}' is not a ${ref.ecosystem} version`);
-      for (const record of records) {
-        const where = `vulnerability database record ${record.id}`;
-        const fixed = new Set<string>();
-        let affected = false;
-        for (const a of record.affected) {
-          if (!affectedEntryApplies(a, ref)) continue;
-          if (a.versions.includes(ref.version)) affected = true;
-          for (const range of a.ranges) {
-            // GIT ranges name commits, which say nothing about a released version: skipped.
-            if (range.type === 'GIT') continue;
-            const compare = range.type === 'SEMVER' ? compareSemver : ecoCompare;
-            if (inRange(ref.version, range, compare, where)) affected = true;
-            for (const e of range.events)
-              if (e.kind === 'fixed' && (compare(e.version, ref.version) ?? 0) > 0) fixed.add(e.version);
-          }
-        }
-        if (affected) hits.push({ record, fixed });
-      }
+      hits = matchComponent(ref, candidates, ecoScheme, ecoCompare, {
+        eco,
+        semver: undefined,
+        semverRead: false,
+      });
     } catch (e) {
       unmatched.push({
         purl: c.purl,
@@ -346,7 +588,7 @@ export async function matchVulnerabilities(
       });
       continue;
     }
-    findings.push(...mergeAliases(hits, c, ref, ecoCompare));
+    if (hits.length > 0) findings.push(...mergeAliases(hits, c, ref, ecoCompare));
   }
   findings.sort(
     (a, b) =>
@@ -365,7 +607,7 @@ export async function matchVulnerabilities(
  */
 export async function findVulnerabilities(
   components: readonly Component[],
-  vulns: VulnStore | VulnLookup,
+  vulns: VulnStore | VulnLookup | CurrentVulnIndex,
 ): Promise<Finding[]> {
   const r = await matchVulnerabilities(components, vulns);
   const [first] = r.unmatched;
@@ -376,6 +618,8 @@ export async function findVulnerabilities(
 
 /** Group records that share an id or alias (transitively) and make one finding per group. */
 function mergeAliases(hits: Hit[], c: Component, ref: OsvPackageRef, compare: VersionCompare): Finding[] {
+  const [only] = hits;
+  if (hits.length === 1 && only !== undefined) return [loneFinding(only, c, ref, compare)];
   const parent = hits.map((_, i) => i);
   const find = (i: number): number => {
     while (parent[i] !== i) i = parent[i] = parent[parent[i] ?? i] ?? i;
@@ -383,7 +627,7 @@ function mergeAliases(hits: Hit[], c: Component, ref: OsvPackageRef, compare: Ve
   };
   const owner = new Map<string, number>();
   for (const [i, h] of hits.entries()) {
-    for (const id of [h.record.id, ...h.record.aliases]) {
+    for (const id of h.prepared.ids) {
       const j = owner.get(id);
       if (j === undefined) owner.set(id, i);
       else parent[find(i)] = find(j);
@@ -392,51 +636,80 @@ function mergeAliases(hits: Hit[], c: Component, ref: OsvPackageRef, compare: Ve
   const groups = new Map<number, Hit[]>();
   for (const [i, h] of hits.entries()) {
     const root = find(i);
-    groups.set(root, [...(groups.get(root) ?? []), h]);
+    const g = groups.get(root);
+    if (g === undefined) groups.set(root, [h]);
+    else g.push(h);
   }
   const out: Finding[] = [];
-  for (const group of groups.values()) {
-    // Prefer the GHSA record, then the smallest id, for stability.
-    const preferred = [...group].sort((a, b) => {
-      const ga = a.record.id.startsWith('GHSA-') ? 0 : 1;
-      const gb = b.record.id.startsWith('GHSA-') ? 0 : 1;
-      return ga - gb || (a.record.id < b.record.id ? -1 : 1);
-    })[0];
-    if (preferred === undefined) continue;
-    const ids = new Set(group.flatMap((h) => [h.record.id, ...h.record.aliases]));
-    ids.delete(preferred.record.id);
-    let severity: Severity = 'unknown';
-    let cvssVector: string | undefined;
-    let v3: number | undefined;
-    let v4: number | undefined;
-    for (const h of [preferred, ...group.filter((x) => x !== preferred)]) {
-      const s = severityOf(h.record);
-      if (SEVERITY_RANK[s.severity] > SEVERITY_RANK[severity]) severity = s.severity;
-      cvssVector ??= s.cvssVector;
-      const sc = scoresOf(h.record);
-      if (sc.v3 !== undefined) v3 = Math.max(v3 ?? 0, sc.v3);
-      if (sc.v4 !== undefined) v4 = Math.max(v4 ?? 0, sc.v4);
-    }
-    const fixed = [...new Set(group.flatMap((h) => [...h.fixed]))].sort((a, b) => compare(a, b) ?? 0);
-    const summary =
-      group.map((h) => h.record.summary).find((s) => s !== undefined && s !== '') ??
-      preferred.record.details?.split('\n')[0] ??
-      '';
-    const f: Finding = {
-      vulnId: preferred.record.id,
-      aliases: [...ids].sort(),
-      purl: c.purl,
-      name: c.name,
-      version: c.version,
-      ecosystem: ref.ecosystem,
-      severity,
-      fixedVersions: fixed,
-      summary: preferred.record.summary ?? summary,
-    };
-    if (cvssVector !== undefined) f.cvssVector = cvssVector;
-    if (v3 !== undefined) f.cvssV3Score = v3;
-    if (v4 !== undefined) f.cvssV4Score = v4;
-    out.push(f);
-  }
+  for (const group of groups.values()) out.push(findingOf(group, c, ref, compare));
   return out;
+}
+
+/** The finding of a record that aliases no other hit: {@link findingOf} without the merging. */
+function loneFinding(h: Hit, c: Component, ref: OsvPackageRef, compare: VersionCompare): Finding {
+  const p = h.prepared;
+  const record = p.record;
+  const f: Finding = {
+    vulnId: record.id,
+    aliases: p.aliases.slice(),
+    purl: c.purl,
+    name: c.name,
+    version: c.version,
+    ecosystem: ref.ecosystem,
+    severity: p.severity,
+    fixedVersions: h.fixed.size < 2 ? [...h.fixed] : [...h.fixed].sort((a, b) => compare(a, b) ?? 0),
+    summary: record.summary ?? (record.details === undefined ? '' : (record.details.split('\n')[0] ?? '')),
+  };
+  if (p.cvssVector !== undefined) f.cvssVector = p.cvssVector;
+  if (p.v3 !== undefined) f.cvssV3Score = p.v3;
+  if (p.v4 !== undefined) f.cvssV4Score = p.v4;
+  return f;
+}
+
+/** The one finding of a group of records that alias each other. */
+function findingOf(group: Hit[], c: Component, ref: OsvPackageRef, compare: VersionCompare): Finding {
+  // Prefer the GHSA record, then the smallest id, for stability.
+  let preferred = group[0] as Hit;
+  for (const h of group) {
+    const ga = h.prepared.record.id.startsWith('GHSA-') ? 0 : 1;
+    const gb = preferred.prepared.record.id.startsWith('GHSA-') ? 0 : 1;
+    if (ga < gb || (ga === gb && h.prepared.record.id < preferred.prepared.record.id)) preferred = h;
+  }
+  const ids = new Set<string>();
+  for (const h of group) for (const id of h.prepared.ids) ids.add(id);
+  ids.delete(preferred.prepared.record.id);
+  let severity: Severity = 'unknown';
+  let cvssVector: string | undefined;
+  let v3: number | undefined;
+  let v4: number | undefined;
+  for (const h of [preferred, ...group.filter((x) => x !== preferred)]) {
+    const p = h.prepared;
+    if (SEVERITY_RANK[p.severity] > SEVERITY_RANK[severity]) severity = p.severity;
+    cvssVector ??= p.cvssVector;
+    if (p.v3 !== undefined) v3 = Math.max(v3 ?? 0, p.v3);
+    if (p.v4 !== undefined) v4 = Math.max(v4 ?? 0, p.v4);
+  }
+  const fixedSet = new Set<string>();
+  for (const h of group) for (const f of h.fixed) fixedSet.add(f);
+  const fixed = [...fixedSet].sort((a, b) => compare(a, b) ?? 0);
+  const record = preferred.prepared.record;
+  const f: Finding = {
+    vulnId: record.id,
+    aliases: [...ids].sort(),
+    purl: c.purl,
+    name: c.name,
+    version: c.version,
+    ecosystem: ref.ecosystem,
+    severity,
+    fixedVersions: fixed,
+    summary:
+      record.summary ??
+      group.map((h) => h.prepared.record.summary).find((s) => s !== undefined && s !== '') ??
+      record.details?.split('\n')[0] ??
+      '',
+  };
+  if (cvssVector !== undefined) f.cvssVector = cvssVector;
+  if (v3 !== undefined) f.cvssV3Score = v3;
+  if (v4 !== undefined) f.cvssV4Score = v4;
+  return f;
 }

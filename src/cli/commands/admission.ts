@@ -1,28 +1,21 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
 import { credentialsFromEnv } from '../../registry/registry-config.ts';
-import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { homePaths, resolveHome } from '../../server/home.ts';
 import { ociImageVerifier } from '../../verify/admission/image-verifier.ts';
 import { selfSignedServingCertificate } from '../../verify/admission/tls.ts';
 import { startAdmissionWebhook } from '../../verify/admission/webhook-server.ts';
 import { parseDeployPolicy } from '../../verify/oci-verify.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
-import { readJsonFile, revocationsPath } from './verify-oci.ts';
+import { loadTrustedRoot, readTextFile } from '../input-files.ts';
+import { revocationsPath } from './verify-oci.ts';
 
 const USAGE =
   'gatehouse admission --policy F [--listen HOST:PORT] [--cert F --key F | --dns NAME...] [--trusted-root F] ' +
   '[--revocations F|URL] [--home DIR]';
-
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', `cannot read the ${what}`, { where: path, cause: e });
-  }
-}
 
 /**
  * The serving certificate: the operator's (`--cert`/`--key`), else a self-signed one kept in
@@ -37,8 +30,8 @@ async function servingCertificate(
   }
   if (values.cert !== undefined && values.key !== undefined) {
     return {
-      certPem: await readText(values.cert, 'certificate'),
-      keyPem: await readText(values.key, 'certificate key'),
+      certPem: await readTextFile(values.cert, 'certificate'),
+      keyPem: await readTextFile(values.key, 'certificate key'),
       generated: false,
     };
   }
@@ -47,8 +40,8 @@ async function servingCertificate(
   const keyPath = join(dir, 'tls.key.pem');
   if (existsSync(certPath) && existsSync(keyPath) && values.dns === undefined) {
     return {
-      certPem: await readText(certPath, 'certificate'),
-      keyPem: await readText(keyPath, 'certificate key'),
+      certPem: await readTextFile(certPath, 'certificate'),
+      keyPem: await readTextFile(keyPath, 'certificate key'),
       generated: false,
     };
   }
@@ -87,7 +80,7 @@ export async function admissionCommand(argv: string[]): Promise<number> {
   }
   const homeRoot = resolveHome(values.home);
   const hasHome = existsSync(homePaths(homeRoot).config);
-  const policy = parseDeployPolicy(await readText(values.policy, 'deploy policy'), values.policy);
+  const policy = parseDeployPolicy(await readTextFile(values.policy, 'deploy policy'), values.policy);
   if (policy.registries === undefined || Object.keys(policy.registries).length === 0) {
     throw new GatehouseError(
       'BAD_POLICY',
@@ -97,17 +90,7 @@ export async function admissionCommand(argv: string[]): Promise<number> {
       },
     );
   }
-  let trustedRoot: unknown;
-  if (values['trusted-root'] !== undefined) {
-    trustedRoot = await readJsonFile(values['trusted-root'], 'trusted root');
-  } else {
-    const home = await openHome(homeRoot);
-    try {
-      trustedRoot = await home.trustedRoot();
-    } finally {
-      await home.close();
-    }
-  }
+  const trustedRoot = await loadTrustedRoot(values['trusted-root'], homeRoot);
   if (values.revocations === undefined && !hasHome) {
     throw new UsageError(`--revocations is required without a home\nusage: ${USAGE}`);
   }

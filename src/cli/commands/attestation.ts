@@ -9,7 +9,9 @@ import {
 import { addTrustedEkCa, attestationPaths, trustedEkCasLoader } from '../../attestation/trust-store.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
+import { loadConfig } from '../../server/config.ts';
 import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { homeKeyProtection } from '../../signing/home-keys.ts';
 import { VtpmPool } from '../../tpm/swtpm.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -95,7 +97,11 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < 1 || n > 256)
       throw new UsageError(`N must be a whole number from 1 to 256\nusage: ${USAGE}`);
     const p = attestationPaths(root);
-    const pool = new VtpmPool(p.vtpmPool, { platformCaDir: p.platformCa });
+    const config = loadConfig(join(root, 'config.json'));
+    const pool = new VtpmPool(p.vtpmPool, {
+      platformCaDir: p.platformCa,
+      platformCaProtection: await homeKeyProtection(root, config.keys),
+    });
     const made = await pool.fill(n);
     out.line(`manufactured ${made} vTPM state${made === 1 ? '' : 's'}; ${await pool.size()} ready`);
     out.document({ manufactured: made, ready: await pool.size() });
@@ -154,7 +160,9 @@ async function referenceValues(
     }
     // Check locally first, so that a mistake is reported before anything is signed or sent.
     const parsed = parseReferenceValues(json, arg);
-    const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys));
+    const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys), {
+      home: root,
+    });
     let bundle: ReferenceBundle;
     if (values.server !== undefined) {
       const history = (await callServer(values.server, '/v1/reference-values/history')) as {

@@ -6,7 +6,7 @@ import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { bold, makeOutput } from '../output.ts';
 
-const USAGE = 'gatehouse keys status | rotate log|ca|tsa [--home DIR] [--json]';
+const USAGE = 'gatehouse keys status | rotate log|ca|tsa|attestation [--home DIR] [--json]';
 
 /** `gatehouse keys`: where the signing keys live, their generations, and rotation. */
 export async function keysCommand(argv: string[]): Promise<number> {
@@ -31,6 +31,12 @@ export async function keysCommand(argv: string[]): Promise<number> {
         ...windows('ca', [input.ca].flat()),
         ...windows('log', [input.tlog].flat()),
         ...windows('tsa', input.timestampAuthorities ?? []),
+        ...keys.retiredAttestationKeys.map((k) => ({
+          kind: 'attestation',
+          keyId: k.keyId,
+          publishedUntil: new Date(k.until * 1000).toISOString(),
+        })),
+        { kind: 'attestation', keyId: keys.attestationKeyId, current: true },
       ];
       const where =
         config.keys === undefined
@@ -41,17 +47,25 @@ export async function keysCommand(argv: string[]): Promise<number> {
       out.document({ keys: where, generations });
       out.line(`${bold('keys')}  ${where}`);
       for (const g of generations)
-        out.line(`  ${g.kind.padEnd(4)} ${g.validFrom} → ${g.validTo ?? 'current'}`);
+        out.line(
+          'validFrom' in g
+            ? `  ${g.kind.padEnd(4)} ${g.validFrom} → ${g.validTo ?? 'current'}`
+            : `  ${g.kind} ${g.keyId} ${'current' in g ? 'current' : `retired, in the JWKS until ${g.publishedUntil}`}`,
+        );
       return EXIT.ok;
     }
     case 'rotate': {
-      if (which !== 'log' && which !== 'ca' && which !== 'tsa') {
-        throw new UsageError(`rotate log, ca or tsa\nusage: ${USAGE}`);
+      if (which !== 'log' && which !== 'ca' && which !== 'tsa' && which !== 'attestation') {
+        throw new UsageError(`rotate log, ca, tsa or attestation\nusage: ${USAGE}`);
       }
-      await rotateHomeKey(root, p.keys, config.keys, which);
+      await rotateHomeKey(root, p.keys, config.keys, which, new Date(), {
+        tokenTtlSeconds: config.tokenTtlSeconds,
+      });
       out.document({ rotated: which });
       out.line(
-        `rotated the ${which} key; export the trusted root again (gatehouse trust-root) for verifiers`,
+        which === 'attestation'
+          ? 'rotated the attestation token key; restart the server: it signs with the new key and publishes the old one until its tokens have expired'
+          : `rotated the ${which} key; export the trusted root again (gatehouse trust-root) for verifiers`,
       );
       return EXIT.ok;
     }

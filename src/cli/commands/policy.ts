@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { GatehouseError } from '../../common/errors.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
 import { parsePolicy } from '../../policy/policy.ts';
@@ -8,32 +7,19 @@ import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts
 import { readSbom } from '../../sbom/read.ts';
 import { homePaths, openHome, resolveHome } from '../../server/home.ts';
 import type { PolicyVersionRecord } from '../../store/store.ts';
-import { matchVulnerabilities } from '../../vuln/match.ts';
 import { parseVex } from '../../vuln/vex.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { readJsonFile, readTextFile } from '../input-files.ts';
 import { bold, dim, green, makeOutput, red, yellow } from '../output.ts';
 
 const USAGE = `gatehouse policy push FILE [--key K] [--server URL] | show [NAME] [--version N] |
        history [NAME] | assign PROJECT NAME [--key K] |
        check --sbom F [--policy F | --project P] [--facts F] [--vex F]... [--json]`;
 
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw new GatehouseError('NOT_FOUND', `cannot read the ${what}`, { where: path, cause: e });
-  }
-}
-
-async function readJson(path: string, what: string): Promise<unknown> {
-  const text = await readText(path, what);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', `the ${what} is not JSON`, { where: path, cause: e });
-  }
-}
+const readText = (path: string, what: string): Promise<string> => readTextFile(path, what, 'NOT_FOUND');
+const readJson = (path: string, what: string): Promise<unknown> =>
+  readJsonFile(path, what, { unreadable: 'NOT_FOUND' });
 
 /**
  * `gatehouse policy`: the security role publishes signed policy versions and assigns them to
@@ -71,7 +57,11 @@ export async function policyCommand(argv: string[]): Promise<number> {
       const text = await readText(file, 'policy');
       // Check locally first, so that a mistake is reported with its line before anything is sent.
       parsePolicy(text, file);
-      const sig = await signSecurityAct(SECURITY_PAYLOAD.policy, text, await loadSecuritySigner(keyPath));
+      const sig = await signSecurityAct(
+        SECURITY_PAYLOAD.policy,
+        text,
+        await loadSecuritySigner(keyPath, { home: root }),
+      );
       let record: PolicyVersionRecord;
       if (values.server !== undefined) {
         const token = process.env.GATEHOUSE_API_TOKEN;
@@ -148,7 +138,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
       const sig = await signSecurityAct(
         SECURITY_PAYLOAD.binding,
         { project, policy: name },
-        await loadSecuritySigner(keyPath),
+        await loadSecuritySigner(keyPath, { home: root }),
       );
       const home = await openHome(root);
       try {
@@ -202,7 +192,7 @@ async function check(
         'no source facts',
       );
     }
-    const matched = await matchVulnerabilities(sbom.components, home.store.vulns);
+    const matched = await home.policies.match(sbom.components);
     const input: PolicyInput = {
       project,
       components: sbom.components,

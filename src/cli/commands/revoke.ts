@@ -25,7 +25,9 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   const out = makeOutput(values.json === true);
   const root = resolveHome(values.home);
   const act = { digest: digest.startsWith('sha256:') ? digest : `sha256:${digest}`, reason: values.reason };
-  const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys));
+  const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys), {
+    home: root,
+  });
   const sig = await signSecurityAct(SECURITY_PAYLOAD.revoke, { ...act }, signer);
   const home = await openHome(root);
   try {

@@ -1,23 +1,17 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, examplesDir, tempDir } from '../../../test/helpers.ts';
-import { measureBaseline } from '../../attestation/measurement.ts';
-import { generateRunnerKey, signSubmission } from '../../attestation/token.ts';
-import { sha256Hex, toBase64 } from '../../common/encoding.ts';
+import { sha256Hex } from '../../common/encoding.ts';
 import { isGatehouseError } from '../../common/errors.ts';
 import { buildIdentity, TRIAGE_ARTIFACT_TYPE } from '../../gate/gate.ts';
+import { attestedJob, submitRequest } from '../../gate/test-submission.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
 import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts';
 import { registryFromConfig } from '../../registry/registry-config.ts';
-import { agentFiles, isolationProfile } from '../../runner/agent.ts';
-import { parseProjectConfig } from '../../runner/project-config.ts';
-import type { SandboxProfile } from '../../runner/runner.ts';
-import { writeCycloneDx } from '../../sbom/cyclonedx.ts';
-import type { GateResult, Submission } from '../../server/control-plane.ts';
+import type { GateResult } from '../../server/control-plane.ts';
 import { homePaths, initHome, type OpenHome, openHome } from '../../server/home.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { decisionEntryBody } from '../../tlog/transparency-log.ts';
@@ -50,32 +44,13 @@ describe('triage release and reject, and revocation, end to end', () => {
     text: string,
     withToken = true,
   ): Promise<{ result: GateResult; bytes: Uint8Array }> {
-    const cp = home.controlPlane;
     const bytes = new TextEncoder().encode(text);
-    const ticket = await cp.createJob({ project: 'demo' });
-    const key = await generateRunnerKey();
-    const config = parseProjectConfig('project: demo\nbuild:\n  command: ["true"]\noutputs: [out]\n', 'test');
-    const runner = home.runner as unknown as { profileFor(c: typeof config): Promise<SandboxProfile> };
-    const baseline = await measureBaseline({
-      sandboxProfile: isolationProfile(await runner.profileFor(config)),
-      toolchain: ticket.toolchain,
-      agentFiles: await agentFiles(),
-      jobId: ticket.jobId,
-      nonce: ticket.nonce,
-    });
-    const { token } = await cp.attest({
-      jobId: ticket.jobId,
-      runnerKey: key.publicJwk,
-      evidence: { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs },
-    });
-    const digest = sha256Hex(bytes);
-    const submission: Submission = {
-      jobId: ticket.jobId,
-      proof: { jti: randomUUID().replaceAll('-', ''), iat: Math.floor(Date.now() / 1000) },
-      project: 'demo',
-      subjects: [{ name: 'out.tar', sha256: digest }],
-      sbom: writeCycloneDx({
-        subject: { name: 'out.tar', sha256: digest },
+    const job = await attestedJob(home, 'demo');
+    const result = await home.controlPlane.submit(
+      await submitRequest(job, {
+        token: withToken ? job.token : undefined,
+        name: 'out.tar',
+        bytes,
         components: [
           {
             name: 'minimist',
@@ -86,23 +61,8 @@ describe('triage release and reject, and revocation, end to end', () => {
             dependencies: [],
           },
         ],
-      }) as never,
-      source: { kind: 'directory', uri: 'file:///src', dirty: false, treeDigest: '0'.repeat(64) },
-      build: {
-        command: ['true'],
-        startedOn: new Date().toISOString(),
-        finishedOn: new Date().toISOString(),
-        exitCode: 0,
-        sandboxProfileDigest: '0'.repeat(64),
-      },
-      steps: [],
-    };
-    const result = await cp.submit({
-      token: withToken ? token : undefined,
-      proof: await signSubmission(submission, key.privateKey),
-      submission,
-      artifacts: [{ name: 'out.tar', content: toBase64(bytes) }],
-    });
+      }),
+    );
     assert.notEqual(result.outcome, 'allow');
     assert.equal(result.bundle, undefined);
     assert.equal(result.vsaBundle, undefined);

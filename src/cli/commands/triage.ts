@@ -45,7 +45,9 @@ export async function triageCommand(argv: string[]): Promise<number> {
   if (decisionId === undefined || values.reason === undefined || values.reason.trim() === '')
     throw new UsageError(`triage ${sub} needs a DECISION and --reason\nusage: ${USAGE}`);
   const act = { decisionId, action: sub, reason: values.reason } as const;
-  const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys));
+  const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys), {
+    home: root,
+  });
   const sig = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, signer);
   const home = await openHome(root);
   try {

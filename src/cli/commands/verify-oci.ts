@@ -1,10 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GatehouseError } from '../../common/errors.ts';
 import { credentialsFromEnv } from '../../registry/registry-config.ts';
 import { loadConfig } from '../../server/config.ts';
-import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { homePaths, resolveHome } from '../../server/home.ts';
 import {
   type DeployPolicy,
   loadRevocations,
@@ -15,6 +13,7 @@ import {
 } from '../../verify/oci-verify.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { loadTrustedRoot, readTextFile } from '../input-files.ts';
 import { bold, green, makeOutput } from '../output.ts';
 
 const USAGE =
@@ -55,17 +54,7 @@ export async function verifyOciCommand(argv: string[]): Promise<number> {
   const homeRoot = resolveHome(values.home);
   const hasHome = existsSync(homePaths(homeRoot).config);
 
-  let text = '';
-  if (values.policy !== undefined) {
-    try {
-      text = await readFile(values.policy, 'utf8');
-    } catch (e) {
-      throw new GatehouseError('BAD_INPUT', 'cannot read the deploy policy', {
-        where: values.policy,
-        cause: e,
-      });
-    }
-  }
+  const text = values.policy === undefined ? '' : await readTextFile(values.policy, 'deploy policy');
   // Flags override the policy file's fields; with neither, there is no policy to apply.
   const overrides: Record<string, unknown> = {};
   const identityBase = hasHome ? loadConfig(homePaths(homeRoot).config).identityBase : undefined;
@@ -83,17 +72,7 @@ export async function verifyOciCommand(argv: string[]): Promise<number> {
   }
   const policy: DeployPolicy = parseDeployPolicy(text, values.policy ?? 'command line', overrides);
 
-  let trustedRoot: unknown;
-  if (values['trusted-root'] !== undefined) {
-    trustedRoot = await readJsonFile(values['trusted-root'], 'trusted root');
-  } else {
-    const home = await openHome(homeRoot);
-    try {
-      trustedRoot = await home.trustedRoot();
-    } finally {
-      await home.close();
-    }
-  }
+  const trustedRoot = await loadTrustedRoot(values['trusted-root'], homeRoot);
   // --revocations takes a file or the control plane's URL (GET /v1/revocations, signed by the log key).
   const revocations =
     values.revocations !== undefined
@@ -124,19 +103,4 @@ export async function verifyOciCommand(argv: string[]): Promise<number> {
     );
   }
   return EXIT.ok;
-}
-
-/** Read a JSON file: a file that cannot be read and one that is not JSON are told apart. */
-export async function readJsonFile(path: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', `cannot read the ${what}`, { where: path, cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', `the ${what} is not valid JSON`, { where: path, cause: e });
-  }
 }

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../server/home.ts';
+import { resolveHome } from '../../server/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
 import { verifyArtifactBundle } from '../../verify/verify.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { loadTrustedRoot, readJsonFile } from '../input-files.ts';
 import { bold, green, makeOutput } from '../output.ts';
 import { verifyOciCommand } from './verify-oci.ts';
 
@@ -21,20 +21,6 @@ async function digestFile(path: string): Promise<Buffer> {
     throw new GatehouseError('BAD_INPUT', 'cannot read the artifact', { where: path, cause: e });
   }
   return hash.digest();
-}
-
-async function readJson(path: string, code: 'BAD_BUNDLE' | 'BAD_INPUT', what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', `cannot read the ${what}`, { where: path, cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new GatehouseError(code, `the ${what} is not valid JSON`, { where: path, cause: e });
-  }
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {
@@ -64,18 +50,11 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       : (() => {
           throw new GatehouseError('BAD_INPUT', 'no such artifact file', { where: artifact });
         })();
-  const bundle = parseBundle(await readJson(values.bundle, 'BAD_BUNDLE', 'bundle'), values.bundle);
-  let trustedRoot: unknown;
-  if (values['trusted-root'] !== undefined) {
-    trustedRoot = await readJson(values['trusted-root'], 'BAD_INPUT', 'trusted root');
-  } else {
-    const home = await openHome(resolveHome(values.home));
-    try {
-      trustedRoot = await home.trustedRoot();
-    } finally {
-      await home.close();
-    }
-  }
+  const bundle = parseBundle(
+    await readJsonFile(values.bundle, 'bundle', { invalid: 'BAD_BUNDLE' }),
+    values.bundle,
+  );
+  const trustedRoot = await loadTrustedRoot(values['trusted-root'], resolveHome(values.home));
   const result = await verifyArtifactBundle({
     artifactDigest,
     bundle,

@@ -141,10 +141,21 @@ export function isPep440(v: string): boolean {
 
 /** Compare two PyPI versions (PEP 440; legacy versions sort before all PEP 440 ones). */
 export function comparePypi(a: string, b: string): number {
-  const x = pep440(a);
-  const y = pep440(b);
-  if (x !== undefined && y !== undefined) return comparePep440(x, y);
-  if (x !== undefined) return 1;
-  if (y !== undefined) return -1;
-  return compareLegacy(legacyKey(a), legacyKey(b));
+  return compareParsedPypi(parsePypi(a), parsePypi(b));
+}
+
+/** A PyPI version read once: its PEP 440 key, or the legacy key when PEP 440 cannot read it. */
+export type ParsedPypi = { pep440: Pep440Key } | { legacy: string[] };
+
+/** Read a PyPI version for {@link compareParsedPypi}; every string reads (legacy at worst). */
+export function parsePypi(v: string): ParsedPypi {
+  const key = pep440(v);
+  return key === undefined ? { legacy: legacyKey(v) } : { pep440: key };
+}
+
+/** Compare two versions read by {@link parsePypi}, exactly as {@link comparePypi} orders them. */
+export function compareParsedPypi(a: ParsedPypi, b: ParsedPypi): number {
+  if ('pep440' in a) return 'pep440' in b ? comparePep440(a.pep440, b.pep440) : 1;
+  if ('pep440' in b) return -1;
+  return compareLegacy(a.legacy, b.legacy);
 }

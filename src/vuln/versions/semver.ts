@@ -6,14 +6,16 @@
  */
 import { cmpBig, cmpStr } from './common.ts';
 
-interface Parsed {
+/** A semantic version read once, for comparing many times ({@link compareParsedSemver}). */
+export interface ParsedSemver {
   core: [bigint, bigint, bigint];
   pre: string[];
 }
 
 const SHAPE = /^[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(.*)$/s;
 
-function parse(v: string): Parsed | undefined {
+/** Read a (lenient) semantic version, or undefined when it does not read as one. */
+export function parseSemver(v: string): ParsedSemver | undefined {
   const m = SHAPE.exec(v.trim());
   if (m === null) return undefined;
   let rest = m[4] ?? '';
@@ -50,16 +52,21 @@ function comparePre(a: string[], b: string[]): number {
 
 /** Whether `v` reads as a (lenient) semantic version. */
 export function isSemver(v: string): boolean {
-  return parse(v) !== undefined;
+  return parseSemver(v) !== undefined;
 }
 
 /**
  * Compare two semantic versions; undefined when either does not read as one.
  */
 export function compareSemver(a: string, b: string): number | undefined {
-  const x = parse(a);
-  const y = parse(b);
+  const x = parseSemver(a);
+  const y = parseSemver(b);
   if (x === undefined || y === undefined) return undefined;
+  return compareParsedSemver(x, y);
+}
+
+/** Compare two versions read by {@link parseSemver}: negative, zero or positive. */
+export function compareParsedSemver(x: ParsedSemver, y: ParsedSemver): number {
   for (let i = 0; i < 3; i++) {
     const c = cmpBig(x.core[i] ?? 0n, y.core[i] ?? 0n);
     if (c !== 0) return c;

@@ -1,0 +1,97 @@
+/**
+ * Test support (not product code): drive a home's gate the way a runner agent does, but without a
+ * build, so that a test can produce each outcome on purpose. The evidence is a software measurement
+ * of exactly the profile the home measures its reference values with (server/home.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import { measureBaseline } from '../attestation/measurement.ts';
+import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../attestation/token.ts';
+import { sha256Hex, toBase64 } from '../common/encoding.ts';
+import { agentFiles, isolationProfile } from '../runner/agent.ts';
+import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
+import { parseProjectConfig } from '../runner/project-config.ts';
+import { writeCycloneDx } from '../sbom/cyclonedx.ts';
+import type { Component } from '../sbom/model.ts';
+import type { JobTicket, Submission, SubmitRequest } from '../server/control-plane.ts';
+import type { OpenHome } from '../server/home.ts';
+
+/** Software-measurement evidence for a job, as the home's runner would present it. */
+export async function evidenceFor(
+  home: OpenHome,
+  ticket: JobTicket,
+): Promise<{ type: 'software-measurement'; events: unknown; pcrs: unknown }> {
+  const probe = parseProjectConfig(
+    'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
+    'reference',
+  );
+  const baseline = await measureBaseline({
+    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(home.config.runner).profileFor(probe)),
+    toolchain: ticket.toolchain,
+    agentFiles: await agentFiles(),
+    jobId: ticket.jobId,
+    nonce: ticket.nonce,
+  });
+  return { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs };
+}
+
+/** A job of the home's control plane, attested: its ticket, its runner's key and its token. */
+export interface AttestedJob {
+  ticket: JobTicket;
+  key: RunnerKeyPair;
+  token: string;
+}
+
+/** Open a job for `project` and attest a fresh runner key for it. */
+export async function attestedJob(home: OpenHome, project: string): Promise<AttestedJob> {
+  const cp = home.controlPlane;
+  const ticket = await cp.createJob({ project });
+  const key = await generateRunnerKey();
+  const { token } = await cp.attest({
+    jobId: ticket.jobId,
+    runnerKey: key.publicJwk,
+    evidence: await evidenceFor(home, ticket),
+  });
+  return { ticket, key, token };
+}
+
+/**
+ * A submission of one artifact file for a job, from a plain directory, signed with `key`: its
+ * CycloneDX SBOM lists `components`. `upload` is the content sent (default: `bytes`, the subject).
+ */
+export async function submitRequest(
+  job: { ticket: JobTicket; key: RunnerKeyPair },
+  options: {
+    token: string | undefined;
+    name: string;
+    bytes: Uint8Array;
+    components?: Component[];
+    upload?: Uint8Array;
+    /** Seconds since the epoch the proof says it was signed at (default: now). */
+    signedAt?: number;
+  },
+): Promise<SubmitRequest> {
+  const { ticket, key } = job;
+  const subject = { name: options.name, sha256: sha256Hex(options.bytes) };
+  const submission: Submission = {
+    jobId: ticket.jobId,
+    proof: { jti: randomUUID().replaceAll('-', ''), iat: options.signedAt ?? Math.floor(Date.now() / 1000) },
+    project: ticket.project,
+    subjects: [subject],
+    sbom: writeCycloneDx({ subject, components: options.components ?? [] }) as never,
+    source: { kind: 'directory', uri: 'file:///src', dirty: false, treeDigest: '0'.repeat(64) },
+    build: {
+      command: ['true'],
+      startedOn: new Date().toISOString(),
+      finishedOn: new Date().toISOString(),
+      exitCode: 0,
+      sandboxProfileDigest: '0'.repeat(64),
+    },
+    steps: [],
+  };
+  return {
+    token: options.token,
+    proof: await signSubmission(submission, key.privateKey),
+    submission,
+    artifacts: [{ name: options.name, content: toBase64(options.upload ?? options.bytes) }],
+  };
+}

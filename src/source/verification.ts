@@ -1,0 +1,229 @@
+import { describeError } from '../common/errors.ts';
+import type { SourceProtectionRecord, SourceSignerRecord, SourceStore } from '../store/store.ts';
+import { RestClient } from './rest-client.ts';
+import type { TrustedSigner } from './signers.ts';
+import {
+  checkSourceRequirements,
+  refMatches,
+  type SourceApproval,
+  type SourceClaim,
+  type SourceRefFact,
+  type SourceRequirements,
+  type SourceVerification,
+  unverified,
+} from './source-provider.ts';
+
+/** The pieces every source provider shares: central protections, accepted heads, the assembled facts. */
+
+export interface HostedProviderOptions {
+  /** REST API base (`https://api.github.com`, `https://gitlab.example/api/v4`). */
+  apiUrl: string;
+  /** Web base that repository URIs start with (`https://github.com`). */
+  webUrl: string;
+  token?: string;
+  /** Central configuration: protections, trusted signers, accepted heads. */
+  store: SourceStore;
+  maxRateLimitWaitSeconds?: number;
+  /** Build configuration file name (default `gatehouse.yaml`). */
+  buildConfigFile?: string;
+}
+
+/** The REST client of a hosted provider, with the provider's own headers. */
+export function hostedRestClient(
+  options: HostedProviderOptions,
+  headers?: Record<string, string>,
+): RestClient {
+  return new RestClient({
+    baseUrl: options.apiUrl,
+    ...(options.token === undefined ? {} : { token: options.token }),
+    ...(headers === undefined ? {} : { headers }),
+    ...(options.maxRateLimitWaitSeconds === undefined
+      ? {}
+      : { maxRateLimitWaitSeconds: options.maxRateLimitWaitSeconds }),
+  });
+}
+
+/** The strictest combination of several protections' rules. */
+export function strictest(rules: readonly SourceProtectionRecord[]): SourceRequirements {
+  return {
+    refs: rules.map((r) => r.ref),
+    minApprovals: Math.max(0, ...rules.map((r) => r.rule.minApprovals)),
+    staleApprovals: rules.every((r) => r.rule.staleApprovals),
+    forbidSelfApproval: rules.some((r) => r.rule.forbidSelfApproval),
+    signedCommits: rules.some((r) => r.rule.signedCommits),
+    buildConfigUnchanged: rules.some((r) => r.rule.buildConfigUnchanged),
+  };
+}
+
+export function toTrustedSigner(s: SourceSignerRecord): TrustedSigner {
+  return {
+    id: s.id,
+    principal: s.principal,
+    format: s.format,
+    publicKey: s.publicKey,
+    createdAt: s.createdAt,
+    ...(s.repository === undefined ? {} : { repository: s.repository }),
+  };
+}
+
+/**
+ * Verify a claim about a repository registered with gatehouse: no protected refs is a verification
+ * that establishes nothing; `verify` establishes the facts, and the requirements of the protected
+ * refs that hold the commit (else of all of them) are checked against them.
+ */
+export async function verifyRegistered(
+  provider: SourceVerification['provider'],
+  store: SourceStore,
+  claim: SourceClaim,
+  verify: (protections: SourceProtectionRecord[]) => Promise<SourceVerification>,
+): Promise<SourceVerification> {
+  const { repository, commit } = claim;
+  const protections = await store.protections(repository);
+  if (protections.length === 0) {
+    return unverified(
+      provider,
+      repository,
+      `repository ${repository} is not registered with gatehouse (no protected refs)`,
+      commit,
+    );
+  }
+  try {
+    const v = await verify(protections);
+    const holding = protections.filter((p) => v.refs.some((r) => r.contains && refMatches(p.ref, r.ref)));
+    v.protection = {
+      ...strictest(holding.length > 0 ? holding : protections),
+      refs: protections.map((p) => p.ref),
+    };
+    v.violations = checkSourceRequirements(v, v.protection);
+    return v;
+  } catch (e) {
+    // Fail closed: anything that could not be read is a verification that established nothing.
+    const v = unverified(provider, repository, describeError(e), commit);
+    v.protection = strictest(protections);
+    v.violations = checkSourceRequirements(v, v.protection);
+    return v;
+  }
+}
+
+/**
+ * Compare a protected ref's head with the head gatehouse accepted before. A branch may only move
+ * forward (the old head stays in its history); a tag never moves. A rewrite is recorded and sticks
+ * until an operator accepts the new head (`gatehouse source protect … --accept-head`).
+ */
+export async function acceptHead(
+  store: SourceStore,
+  isAncestor: (older: string, newer: string) => Promise<boolean>,
+  repository: string,
+  ref: string,
+  kind: 'branch' | 'tag',
+  head: string,
+): Promise<{ rewritten: boolean; lastSeen: string }> {
+  const now = new Date().toISOString();
+  const seen = await store.refHead(repository, ref);
+  if (seen === undefined) {
+    await store.setRefHead({ repository, ref, head, seenAt: now });
+    return { rewritten: false, lastSeen: head };
+  }
+  if (seen.rewrittenTo !== undefined) return { rewritten: true, lastSeen: seen.head };
+  if (seen.head === head) return { rewritten: false, lastSeen: head };
+  // A missing old object also fails --is-ancestor: treated as a rewrite (fail closed).
+  if (kind === 'branch' && (await isAncestor(seen.head, head))) {
+    await store.setRefHead({ repository, ref, head, seenAt: now });
+    return { rewritten: false, lastSeen: head };
+  }
+  await store.setRefHead({ ...seen, rewrittenTo: head, rewrittenAt: now });
+  return { rewritten: true, lastSeen: seen.head };
+}
+
+/** A protected ref's fact from its head, whether it holds the commit, and what {@link acceptHead} saw. */
+export function refFact(
+  ref: string,
+  kind: 'branch' | 'tag',
+  head: string,
+  contains: boolean,
+  seen: { rewritten: boolean; lastSeen: string },
+): SourceRefFact {
+  return {
+    ref,
+    kind,
+    head,
+    contains,
+    rewritten: seen.rewritten,
+    ...(seen.rewritten ? { lastSeen: seen.lastSeen } : {}),
+  };
+}
+
+/** The path of the build configuration file for a claim (its `path` subdirectory, if any). */
+export function buildConfigPath(claim: SourceClaim, file: string): string {
+  return claim.path === undefined || claim.path === '' ? file : `${claim.path}/${file}`;
+}
+
+/** What a provider established about one commit, to assemble into a verified {@link SourceVerification}. */
+export interface EstablishedSource {
+  provider: SourceVerification['provider'];
+  repository: string;
+  commit: string;
+  problems: string[];
+  refs: SourceRefFact[];
+  author: NonNullable<SourceVerification['author']>;
+  approvals: SourceApproval[];
+  independentApprovals: SourceVerification['independentApprovals'];
+  selfApproved: boolean;
+  signature: SourceVerification['signature'];
+  /** The build configuration's path and the sha256 hex of it at a commit (undefined: absent there). */
+  buildConfig: { path: string; digestAt: (commit: string) => Promise<string | undefined> };
+  reviewedCommit: string | undefined;
+}
+
+/**
+ * The verified facts of one commit: on a protected ref when one that was not rewritten holds it; the
+ * build configuration compared between the commit and the reviewed commit. Requirements are checked
+ * by {@link verifyRegistered}.
+ */
+export async function establishedSource(s: EstablishedSource): Promise<SourceVerification> {
+  const { reviewedCommit } = s;
+  const configSha = await s.buildConfig.digestAt(s.commit);
+  const reviewedSha = reviewedCommit === undefined ? undefined : await s.buildConfig.digestAt(reviewedCommit);
+  const v: SourceVerification = {
+    provider: s.provider,
+    repository: s.repository,
+    commit: s.commit,
+    verified: true,
+    problems: s.problems,
+    refs: s.refs,
+    onProtectedRef: s.refs.some((r) => r.contains && !r.rewritten),
+    author: s.author,
+    approvals: s.approvals,
+    independentApprovals: s.independentApprovals,
+    selfApproved: s.selfApproved,
+    signature: s.signature,
+    buildConfig: {
+      path: s.buildConfig.path,
+      ...(configSha === undefined ? {} : { sha256: configSha }),
+      ...(reviewedSha === undefined ? {} : { reviewedSha256: reviewedSha }),
+      unchangedSinceReview:
+        reviewedCommit !== undefined && configSha !== undefined && configSha === reviewedSha,
+    },
+    violations: [],
+  };
+  if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
+  return v;
+}
+
+/**
+ * The facts only a hosted API cannot give: the CI identity binding (required; its absence is a
+ * problem) and the pinned tree digest, which the attested agent compares against its clone's
+ * objects since the API has no content digest of a whole tree (see docs/source.md).
+ */
+export function noteHostedLimits(
+  v: SourceVerification,
+  claim: SourceClaim,
+  ci: SourceVerification['ciIdentity'],
+  host: string,
+): SourceVerification {
+  if (ci !== undefined) v.ciIdentity = ci;
+  else v.problems.push('no CI identity token ties the job to this repository and commit');
+  if (claim.treeDigest !== undefined)
+    v.problems.push(`the pinned tree digest is not compared through the ${host} API`);
+  return v;
+}
