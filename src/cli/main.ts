@@ -3,6 +3,7 @@ import { UsageError } from './args.ts';
 import { admissionCommand } from './commands/admission.ts';
 import { attestationCommand } from './commands/attestation.ts';
 import { demoCommand } from './commands/demo.ts';
+import { imageCommand } from './commands/image.ts';
 import { initCommand } from './commands/init.ts';
 import { keysCommand } from './commands/keys.ts';
 import { logCommand } from './commands/log.ts';
@@ -56,6 +57,8 @@ const USAGE = `usage: gatehouse <command> [options]   (every command takes --hom
   log checkpoint|inclusion INDEX|consistency FIRST SECOND|audit [--state F] [--server URL]
                                 read, prove and monitor the transparency log
   keys status|rotate log|ca|tsa where the signing keys live; rotate one (old signatures keep verifying)
+  image build [--suite S] [--mirror URL] [--include PKG,...]|import DIR|list
+                                content-addressed runner base images (debootstrap minbase)
   trust-root [--output F]       export the Sigstore trusted_root.json
   source protect|unprotect|approve|signers|status|verify ...
                                 central branch protection, signed reviews, trusted signers
@@ -75,6 +78,7 @@ const commands: Record<string, Command> = {
   sbom: sbomCommand,
   source: sourceCommand,
   vulndb: vulndbCommand,
+  image: imageCommand,
   policy: policyCommand,
   triage: triageCommand,
   revoke: revokeCommand,

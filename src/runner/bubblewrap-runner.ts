@@ -108,15 +108,20 @@ export interface HostLayout {
 export interface SandboxHardening {
   readonly limits?: RunnerLimits;
   readonly image?: ImageRef;
+  /**
+   * Host directory of a directory image's root file system: /usr, /bin, /lib… and the /etc binds
+   * come from it (with a layout from {@link detectHostLayout} of that root) instead of the host.
+   */
+  readonly imageRoot?: string;
 }
 
 /** Inspect the host so that the sandbox mirrors its /bin, /lib… exactly as the host has them. */
-export async function detectHostLayout(): Promise<HostLayout> {
+export async function detectHostLayout(root = '/'): Promise<HostLayout> {
   const rootDirs: Record<string, { kind: 'symlink'; target: string } | { kind: 'dir' }> = {};
   for (const dir of ROOT_DIRS) {
     try {
-      const st = await lstat(dir);
-      if (st.isSymbolicLink()) rootDirs[dir] = { kind: 'symlink', target: await readlink(dir) };
+      const st = await lstat(join(root, dir));
+      if (st.isSymbolicLink()) rootDirs[dir] = { kind: 'symlink', target: await readlink(join(root, dir)) };
       else if (st.isDirectory()) rootDirs[dir] = { kind: 'dir' };
     } catch {
       // Absent on this host: nothing to mirror.
@@ -125,7 +130,7 @@ export async function detectHostLayout(): Promise<HostLayout> {
   const etcBinds: string[] = [];
   for (const path of ETC_HOST_BINDS) {
     try {
-      await access(path, fsConstants.R_OK);
+      await access(join(root, path), fsConstants.R_OK);
       etcBinds.push(path);
     } catch {
       // Absent: not bound.
@@ -144,19 +149,20 @@ export function bubblewrapSandboxProfile(
   hardening: SandboxHardening = {},
 ): SandboxProfile {
   const limits = hardening.limits ?? DEFAULT_LIMITS;
-  const mounts: SandboxMount[] = [{ kind: 'ro-bind', dest: '/usr', source: '/usr' }];
+  const root = hardening.imageRoot ?? '/';
+  const mounts: SandboxMount[] = [{ kind: 'ro-bind', dest: '/usr', source: join(root, '/usr') }];
   for (const dir of ROOT_DIRS) {
     const entry = layout.rootDirs[dir];
     if (entry === undefined) continue;
     mounts.push(
       entry.kind === 'symlink'
         ? { kind: 'symlink', dest: dir, target: entry.target }
-        : { kind: 'ro-bind', dest: dir, source: dir },
+        : { kind: 'ro-bind', dest: dir, source: join(root, dir) },
     );
   }
   for (const [dest, content] of Object.entries(ETC_FILES))
     mounts.push({ kind: 'file', dest, sha256: sha256Hex(content) });
-  for (const path of layout.etcBinds) mounts.push({ kind: 'ro-bind', dest: path, source: path });
+  for (const path of layout.etcBinds) mounts.push({ kind: 'ro-bind', dest: path, source: join(root, path) });
   mounts.push(
     { kind: 'proc', dest: '/proc' },
     { kind: 'dev', dest: '/dev' },
@@ -379,18 +385,20 @@ export class BubblewrapRunner implements Runner {
 
   async #prepare(): Promise<Ready> {
     // Check bwrap once per runner backend; a failed check is retried next time.
-    this.#ready ??= Promise.all([checkBwrap(this.#bwrapPath), detectHostLayout()]).then(([bwrap, layout]) => {
-      if (layout.enforcement === 'cgroup-v1' || layout.enforcement === 'cgroup-v2') {
-        // Creating cgroups and mounting a tmpfs both need root here; refuse early, not per job.
-        if (process.getuid?.() !== 0) {
-          throw new GatehouseError(
-            'SANDBOX_UNAVAILABLE',
-            'the bubblewrap runner enforces memory, process and workspace limits with cgroups and a tmpfs, which needs root',
-          );
+    this.#ready ??= Promise.all([checkBwrap(this.#bwrapPath), detectHostLayout(this.#image?.root)]).then(
+      ([bwrap, layout]) => {
+        if (layout.enforcement === 'cgroup-v1' || layout.enforcement === 'cgroup-v2') {
+          // Creating cgroups and mounting a tmpfs both need root here; refuse early, not per job.
+          if (process.getuid?.() !== 0) {
+            throw new GatehouseError(
+              'SANDBOX_UNAVAILABLE',
+              'the bubblewrap runner enforces memory, process and workspace limits with cgroups and a tmpfs, which needs root',
+            );
+          }
         }
-      }
-      return { bwrap, layout, seccomp: buildSeccompFilter().program };
-    });
+        return { bwrap, layout, seccomp: buildSeccompFilter().program };
+      },
+    );
     try {
       return await this.#ready;
     } catch (e) {
@@ -410,6 +418,7 @@ export class BubblewrapRunner implements Runner {
     return bubblewrapSandboxProfile(config, ready.layout, {
       limits: this.#limits,
       ...(image === undefined ? {} : { image }),
+      ...(this.#image?.root === undefined ? {} : { imageRoot: this.#image.root }),
     });
   }
 
@@ -470,6 +479,7 @@ export class BubblewrapRunner implements Runner {
       const profile = bubblewrapSandboxProfile(spec.config, ready.layout, {
         limits: this.#limits,
         ...(image === undefined ? {} : { image }),
+        ...(this.#image?.root === undefined ? {} : { imageRoot: this.#image.root }),
       });
       return new BubblewrapInstance({
         bwrap: ready.bwrap,

@@ -1,5 +1,8 @@
+import { join } from 'node:path';
+import { GatehouseError } from '../common/errors.ts';
 import { BubblewrapRunner } from './bubblewrap-runner.ts';
-import { defaultImageCacheDir, HostSystemImage } from './image.ts';
+import { DirectoryImage } from './directory-image.ts';
+import { type BaseImage, defaultImageCacheDir, HostSystemImage } from './image.ts';
 import { DEFAULT_LIMITS, type RunnerLimits } from './limits.ts';
 
 /** The runner part of the home's config, as this folder needs it (validated by the server's schema). */
@@ -21,6 +24,7 @@ export interface BubblewrapRunnerConfig {
         readonly pinnedDigest?: string | undefined;
       }
     | { readonly kind: 'unmeasured' }
+    | { readonly kind: 'directory'; readonly digest: string; readonly imagesDir?: string | undefined }
     | undefined;
 }
 
@@ -41,10 +45,14 @@ export function limitsFromConfig(limits: BubblewrapRunnerConfig['limits']): Runn
  * The bubblewrap runner a home's config describes: its limits and its verified base image. The
  * host-system image (the default) is measured once into a cache shared by all homes here.
  */
-export function bubblewrapRunnerFromConfig(config: BubblewrapRunnerConfig): BubblewrapRunner {
+export function bubblewrapRunnerFromConfig(
+  config: BubblewrapRunnerConfig,
+  homeDir?: string,
+): BubblewrapRunner {
   const image = config.image ?? { kind: 'host-system' };
   return new BubblewrapRunner({
     limits: limitsFromConfig(config.limits),
+    ...(image.kind === 'directory' ? { image: directoryImage(image, homeDir) } : {}),
     ...(image.kind === 'host-system'
       ? {
           image: new HostSystemImage({
@@ -55,4 +63,32 @@ export function bubblewrapRunnerFromConfig(config: BubblewrapRunnerConfig): Bubb
         }
       : {}),
   });
+}
+
+/** The images directory of a home: where `gatehouse image build|import` store images. */
+export function homeImagesDir(homeDir: string): string {
+  return join(homeDir, 'images');
+}
+
+/**
+ * A directory image by digest; without an images directory (neither configured nor a home given)
+ * every verify() refuses, so that a runner never falls back to another image.
+ */
+function directoryImage(
+  image: { readonly digest: string; readonly imagesDir?: string | undefined },
+  homeDir: string | undefined,
+): BaseImage {
+  const imagesDir = image.imagesDir ?? (homeDir === undefined ? undefined : homeImagesDir(homeDir));
+  if (imagesDir === undefined) {
+    return {
+      verify: () =>
+        Promise.reject(
+          new GatehouseError(
+            'IMAGE_UNVERIFIED',
+            `image ${image.digest} cannot be found: no images directory is configured (runner.image.imagesDir)`,
+          ),
+        ),
+    };
+  }
+  return new DirectoryImage({ imagesDir, digest: image.digest });
 }

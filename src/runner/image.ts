@@ -13,6 +13,11 @@ export interface BaseImage {
    * @throws GatehouseError IMAGE_UNVERIFIED when it cannot be measured or differs from a pinned digest
    */
   verify(): Promise<ImageRef>;
+  /**
+   * The host directory holding the image's root file system, when it is not the host's own root:
+   * the sandbox binds its usr/ (and its /bin, /lib… links or directories) instead of the host's.
+   */
+  readonly root?: string;
 }
 
 /** The host system directories the default image is made of (what the sandbox binds read-only). */
@@ -44,14 +49,15 @@ type FileCache = Record<
   [ino: string, size: string, mtimeNs: string, ctimeNs: string, sha256: string]
 >;
 
-async function fileSha256(path: string): Promise<string> {
+/** SHA-256 of a file's content, hex, streamed. */
+export async function fileSha256(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
 /** Run `fn` over `items` with at most `n` in flight. */
-async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(n, items.length) }, async () => {

@@ -75,6 +75,14 @@ const runnerConfig = z.discriminatedUnion('kind', [
             })
             .strict(),
           z.object({ kind: z.literal('unmeasured') }).strict(),
+          // An image directory stored in the home by `gatehouse image build|import`, found by digest.
+          z
+            .object({
+              kind: z.literal('directory'),
+              digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+              imagesDir: z.string().startsWith('/').optional(),
+            })
+            .strict(),
         ])
         .optional(),
     })

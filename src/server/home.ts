@@ -83,14 +83,14 @@ export function homePaths(root: string): HomePaths {
  * The reference values the attestation authority appraises runners against, measured from this
  * installation: its agent files, its sandbox isolation profile and the configured toolchain.
  */
-export async function measureReferenceValues(config: Config): Promise<ReferenceValues> {
+export async function measureReferenceValues(config: Config, root: string): Promise<ReferenceValues> {
   const probe = parseProjectConfig(
     'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
     'reference',
   );
   const baseline = await measureBaseline({
     // Exactly the profile the configured runner gives a job: limits, seccomp, verified image.
-    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(config.runner).profileFor(probe)),
+    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(config.runner, root).profileFor(probe)),
     toolchain: [...config.runner.toolchain],
     agentFiles: await agentFiles(),
     jobId: 'reference',
@@ -139,7 +139,7 @@ export async function initHome(
   const protection = await homeKeyProtection(root, config.keys);
   created.push(...(await initAttestationHome(root, protection)));
   if (!existsSync(p.referenceValues) || options.updateReferenceValues === true) {
-    const values = await measureReferenceValues(config);
+    const values = await measureReferenceValues(config, root);
     await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
     created.push('reference-values.json');
   }
@@ -311,7 +311,7 @@ export async function openHome(
   const runner = (() => {
     switch (config.runner.kind) {
       case 'bubblewrap':
-        return bubblewrapRunnerFromConfig(config.runner);
+        return bubblewrapRunnerFromConfig(config.runner, root);
     }
   })();
   const vtpmPool = new VtpmPool(attestationPaths(root).vtpmPool, {
