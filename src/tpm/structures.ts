@@ -301,25 +301,7 @@ export function parseAttest(bytes: Uint8Array): TpmsQuote {
   const safeByte = r.u8();
   if (safeByte > 1) throw r.fail('clockInfo.safe is neither YES nor NO');
   const firmwareVersion = r.u64();
-  if (type !== TPM_ST_ATTEST_QUOTE) {
-    return {
-      magic,
-      type,
-      qualifiedSigner,
-      extraData,
-      clock,
-      resetCount,
-      restartCount,
-      safe: safeByte === 1,
-      firmwareVersion,
-      pcrSelection: [],
-      pcrDigest: Buffer.alloc(0),
-    };
-  }
-  const pcrSelection = readPcrSelection(r);
-  const pcrDigest = r.tpm2b(64, 'pcrDigest');
-  r.end();
-  return {
+  const common = {
     magic,
     type,
     qualifiedSigner,
@@ -329,9 +311,13 @@ export function parseAttest(bytes: Uint8Array): TpmsQuote {
     restartCount,
     safe: safeByte === 1,
     firmwareVersion,
-    pcrSelection,
-    pcrDigest,
   };
+  // Only a quote carries a PCR selection and digest; other attestation types leave them empty.
+  if (type !== TPM_ST_ATTEST_QUOTE) return { ...common, pcrSelection: [], pcrDigest: Buffer.alloc(0) };
+  const pcrSelection = readPcrSelection(r);
+  const pcrDigest = r.tpm2b(64, 'pcrDigest');
+  r.end();
+  return { ...common, pcrSelection, pcrDigest };
 }
 
 /** A parsed TPMT_SIGNATURE. */
