@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { answerChallenge, challengeRequest } from '../src/attestation/attester.ts';
+import { answerChallenge, challengeRequest } from '../src/agent/attester.ts';
 import { generateRunnerKey } from '../src/attestation/token.ts';
 import { TpmEvidenceVerifier } from '../src/attestation/tpm-verifier.ts';
 import { ensurePlatformCa, platformCaPaths } from '../src/tpm/platform-ca.ts';

@@ -8,10 +8,10 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runJob } from '../src/runner/agent.ts';
+import { runJob } from '../src/agent/agent.ts';
+import { initHome, openHome } from '../src/home/home.ts';
 import { BubblewrapRunner } from '../src/runner/bubblewrap-runner.ts';
 import { parseProjectConfig } from '../src/runner/project-config.ts';
-import { initHome, openHome } from '../src/server/home.ts';
 import { LocalGitProvider } from '../src/source/local-git-provider.ts';
 import { percentile, printTable, writeResult } from './lib.ts';
 

@@ -5,15 +5,16 @@ import { after, before, describe, it } from 'node:test';
 import { AttestationAuthority, type ReferenceValues } from '../src/attestation/authority.ts';
 import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../src/attestation/token.ts';
 import { isGatehouseError } from '../src/common/errors.ts';
+import type { JobTicket } from '../src/control-plane/control-plane.ts';
+import type { SubmitRequest } from '../src/gate/submission.ts';
+import { homePaths, initHome, type OpenHome, openHome } from '../src/home/home.ts';
+import { openHomeKeys } from '../src/signing/home-keys.ts';
 import {
   type AttestedJob,
   attestedJob,
   evidenceFor as evidenceForJob,
   submitRequest,
-} from '../src/gate/test-submission.ts';
-import type { JobTicket, SubmitRequest } from '../src/server/control-plane.ts';
-import { homePaths, initHome, type OpenHome, openHome } from '../src/server/home.ts';
-import { openHomeKeys } from '../src/signing/home-keys.ts';
+} from '../src/testing/submission.ts';
 import { tempDir } from './helpers.ts';
 
 /**

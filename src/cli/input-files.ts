@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { GatehouseError } from '../common/errors.ts';
-import { openHome } from '../server/home.ts';
+import { openHome } from '../home/home.ts';
 
 /** The code a command gives a file it cannot read: a bad argument, or a missing document. */
 type UnreadableCode = 'BAD_INPUT' | 'NOT_FOUND';

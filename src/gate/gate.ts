@@ -9,7 +9,6 @@ import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-
 import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
 import type { Component } from '../sbom/model.ts';
 import { readSbom, sbomAttestationTypes } from '../sbom/read.ts';
-import type { GateReason, GateResult, Submission, SubmitRequest } from '../server/control-plane.ts';
 import { buildBundle } from '../signing/bundle.ts';
 import type { InternalCa } from '../signing/ca.ts';
 import { type Envelope, signEnvelope } from '../signing/dsse.ts';
@@ -21,11 +20,12 @@ import {
   slsaProvenance,
   statementPayload,
 } from '../signing/intoto.ts';
+import { SLSA_VSA_V1, verificationSummary } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
 import type { DecisionRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
-import { SLSA_VSA_V1, verificationSummary } from '../verify/oci-vsa.ts';
 import { type CurrentVulnIndex, type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
+import type { GateReason, GateResult, Submission, SubmitRequest } from './submission.ts';
 
 /** How long after signing a runner's submission proof is accepted, and the clock skew allowed. */
 export const PROOF_MAX_AGE_SECONDS = 300;

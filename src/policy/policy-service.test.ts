@@ -5,15 +5,15 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
+import { DEFAULT_POLICY } from '../home/default-policy.ts';
+import { addRevocations, mirrorRevocations } from '../home/revocations-file.ts';
 import { npmPurl } from '../sbom/purl.ts';
-import { DEFAULT_POLICY } from '../server/default-policy.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
+import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { importOsv } from '../vuln/import.ts';
 import { PolicyService } from './policy-service.ts';
-import { addRevocations, mirrorRevocations } from './revocations.ts';
-import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from './signed-policy.ts';
 
 const security = EphemeralSigner.generate();
 const intruder = EphemeralSigner.generate();

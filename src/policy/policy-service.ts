@@ -2,6 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { GatehouseError } from '../common/errors.ts';
 import type { HeldBuild, ReleaseNote, ReleaseResult } from '../gate/gate.ts';
 import type { Component } from '../sbom/model.ts';
+import {
+  SECURITY_PAYLOAD,
+  type SecuritySignature,
+  type TrustedKey,
+  verifySecurityAct,
+} from '../signing/security-act.ts';
 import type {
   DecisionRecord,
   PolicyStore,
@@ -18,12 +24,6 @@ import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { CombinedPolicyEngine, OpaPolicyEngine } from './opa-engine.ts';
 import { type Policy, parsePolicy, policyDigest } from './policy.ts';
 import type { PolicyDecision, PolicyEngine, PolicyInput } from './policy-engine.ts';
-import {
-  SECURITY_PAYLOAD,
-  type SecuritySignature,
-  type TrustedKey,
-  verifySecurityAct,
-} from './signed-policy.ts';
 
 /** The policy a project is held to when none was assigned. */
 export const DEFAULT_POLICY_NAME = 'default';

@@ -5,6 +5,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
+import { registrySkip, startRegistry, type TestRegistry } from '../testing/registry.ts';
+import { describeRegistryContract } from '../testing/registry-contract.ts';
 import { jsonBytes } from './manifests.ts';
 import {
   fallbackTag,
@@ -16,8 +18,6 @@ import {
   parseIndex,
 } from './oci-client.ts';
 import { OciDistributionRegistry } from './oci-distribution-registry.ts';
-import { describeRegistryContract } from './registry.contract.ts';
-import { registrySkip, startRegistry, type TestRegistry } from './test-registry.ts';
 
 const skip = registrySkip();
 const skopeoSkip = existsSync('/usr/bin/skopeo') ? false : 'skopeo is not installed';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
-import { defaultConfig, parseConfig } from '../server/config.ts';
+import { defaultConfig, parseConfig } from '../home/config.ts';
 import { OciDistributionRegistry } from './oci-distribution-registry.ts';
 import { OciLayoutRegistry } from './oci-layout-registry.ts';
 import { credentialsFromEnv, registryFromConfig, registryOption } from './registry-config.ts';

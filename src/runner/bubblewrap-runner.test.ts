@@ -5,11 +5,11 @@ import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { collectOutputs } from '../agent/outputs.ts';
 import { isGatehouseError } from '../common/errors.ts';
+import { describeRunnerContract, shellConfig } from '../testing/runner-contract.ts';
 import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from './bubblewrap-runner.ts';
-import { collectOutputs } from './outputs.ts';
 import { parseProjectConfig } from './project-config.ts';
-import { describeRunnerContract, shellConfig } from './runner.contract.ts';
 import type { RunnerInstance } from './runner.ts';
 
 describeRunnerContract('bubblewrap', () => new BubblewrapRunner());

@@ -23,7 +23,8 @@ import { promisify } from 'node:util';
 import { sandboxProfileDigest } from '../attestation/measurement.ts';
 import { sha256Hex } from '../common/encoding.ts';
 import { type GatehouseError, isGatehouseError } from '../common/errors.ts';
-import { defaultConfig, parseConfig } from '../server/config.ts';
+import { defaultConfig, parseConfig } from '../home/config.ts';
+import { shellConfig } from '../testing/runner-contract.ts';
 import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from './bubblewrap-runner.ts';
 import {
   DirectoryImage,
@@ -33,7 +34,6 @@ import {
   mirrorFromAptSources,
 } from './directory-image.ts';
 import { bubblewrapRunnerFromConfig, homeImagesDir } from './from-config.ts';
-import { shellConfig } from './runner.contract.ts';
 import type { RunnerInstance } from './runner.ts';
 
 const execFileAsync = promisify(execFile);

@@ -3,8 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { z } from 'zod';
 import { failedChecksOf } from '../attestation/checks.ts';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
-import { type Submission, submissionSchema } from './control-plane.ts';
-import type { EmbeddedControlPlane } from './embedded-control-plane.ts';
+import type { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
+import { type Submission, submissionSchema } from '../gate/submission.ts';
 import { httpStatusByCode } from './http-errors.ts';
 
 /** Bodies larger than this are refused before they are read in full. */

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
+import { describeStoreContract } from '../testing/store-contract.ts';
 import { sqliteMigrations } from './migrations.ts';
 import { SqliteStore } from './sqlite-store.ts';
-import { describeStoreContract } from './store.contract.ts';
 
 describeStoreContract('SQLite', async () => SqliteStore.open(':memory:'));
 

@@ -10,15 +10,14 @@ import { blobOf, emptyConfig, manifestBlob } from '../registry/manifests.ts';
 import { fallbackTag, OCI_MANIFEST, parseImageManifest } from '../registry/oci-client.ts';
 import { OciDistributionRegistry } from '../registry/oci-distribution-registry.ts';
 import { RUN_PREFIXES } from '../registry/registry-config.ts';
-import { registrySkip } from '../registry/test-registry.ts';
-import { IDENTITY_BASE, ISSUER, makeOciWorld, type OciWorld } from './oci-test-fixture.ts';
+import { parseRevocations, type RevocationList } from '../signing/revocation-list.ts';
+import { IDENTITY_BASE, ISSUER, makeOciWorld, type OciWorld } from '../testing/oci-fixture.ts';
+import { registrySkip } from '../testing/registry.ts';
 import {
   BUNDLE_MEDIA_TYPE,
   type DeployPolicy,
   parseDeployPolicy,
   parseOciReference,
-  parseRevocations,
-  type RevocationList,
   verifyOciArtifact,
 } from './oci-verify.ts';
 

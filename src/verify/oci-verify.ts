@@ -1,15 +1,6 @@
-/**
- * Deploy-time verification of an artifact in an OCI distribution registry: find the Sigstore
- * bundles attached to it (OCI 1.1 referrers first, cosign's `sha256-<hex>.sig` / `.att` tags as
- * the fallback), verify each offline with `verifyArtifactBundle`, then hold what verified to a
- * deploy policy: identity and project, required attestations, minimum build level, maximum age,
- * and not revoked. Anything that cannot be checked is a failure: this path fails closed.
- */
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { canonicalJson, sha256Hex } from '../common/encoding.ts';
+import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import { cosignTag } from '../registry/manifests.ts';
 import {
@@ -19,10 +10,10 @@ import {
   type RegistryCredentials,
 } from '../registry/oci-client.ts';
 import { parseBundle } from '../signing/bundle.ts';
-import { preAuthEncoding } from '../signing/dsse.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
+import type { RevocationList } from '../signing/revocation-list.ts';
 import { type ParsedTrustedRoot, parseTrustedRoot } from '../signing/trust-root.ts';
-import { parseVsa, SLSA_VSA_V1 } from './oci-vsa.ts';
+import { parseVsa, SLSA_VSA_V1 } from '../signing/vsa.ts';
 import { type VerifiedArtifact, verifyArtifactBundle } from './verify.ts';
 
 export const BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -153,165 +144,6 @@ export function parseDeployPolicy(
     });
   }
   return r.data;
-}
-
-/** DSSE payload type under which the control plane signs a revocation list with the log key. */
-export const REVOCATIONS_PAYLOAD = 'application/vnd.gatehouse.revocations.v1+json';
-
-const revocationSchema = z
-  .object({
-    version: z.literal(1),
-    revoked: z.array(
-      z
-        .object({
-          digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
-          reason: z.string().max(1000),
-          revokedAt: z.iso.datetime({ offset: true }),
-          /** The transparency-log entry of the `revoke` decision (logged revocations only). */
-          logIndex: z.number().int().nonnegative().optional(),
-        })
-        .strict(),
-    ),
-    /** When the control plane signed the list (signed lists only). */
-    issuedAt: z.iso.datetime({ offset: true }).optional(),
-    signature: z
-      .object({ keyId: z.string().min(1).max(100), sig: z.string().min(1).max(400) })
-      .strict()
-      .optional(),
-  })
-  .strict();
-
-export type RevocationList = z.infer<typeof revocationSchema>;
-
-/**
- * Parse a revocation list: `{ "version": 1, "revoked": [{ "digest", "reason", "revokedAt",
- * "logIndex"? }], "issuedAt"?, "signature"? }`. A digest is a manifest digest or a file digest.
- * @throws GatehouseError BAD_INPUT
- */
-export function parseRevocations(text: string, where: string): RevocationList {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', 'the revocation list is not valid JSON', { where, cause: e });
-  }
-  const r = revocationSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new GatehouseError(
-      'BAD_INPUT',
-      `the revocation list is malformed at ${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''}`,
-      {
-        where,
-      },
-    );
-  }
-  return r.data;
-}
-
-/** Read a revocation list file; a missing file is an empty list only when `optional`. */
-export async function readRevocations(path: string, optional = false): Promise<RevocationList> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if (optional && (e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, revoked: [] };
-    throw new GatehouseError('BAD_INPUT', 'cannot read the revocation list', { where: path, cause: e });
-  }
-  return parseRevocations(text, path);
-}
-
-/**
- * Check a signed revocation list against the log keys of a trusted root, and that it is fresh.
- * @throws GatehouseError VERIFICATION_FAILED (unsigned, unknown key, bad signature, stale or from the future)
- */
-export function verifyRevocationList(
-  list: RevocationList,
-  trustedRoot: unknown,
-  options: { now?: Date; maxAgeMs?: number; where?: string } = {},
-): RevocationList {
-  const where = options.where ?? 'the revocation list';
-  const fail = (m: string): never => {
-    throw new GatehouseError('VERIFICATION_FAILED', `${where}: ${m}`);
-  };
-  const { signature, ...body } = list;
-  if (signature === undefined || body.issuedAt === undefined) return fail('the list is not signed');
-  const root: ParsedTrustedRoot = parseTrustedRoot(trustedRoot);
-  const keyId = Buffer.from(signature.keyId, 'base64');
-  const log = root.tlogs.find((t) => t.logId.equals(keyId));
-  if (log === undefined) return fail('the list is signed by a key that is not a log key of the trusted root');
-  let ok = false;
-  try {
-    ok = cryptoVerify(
-      'sha256',
-      preAuthEncoding(REVOCATIONS_PAYLOAD, new TextEncoder().encode(canonicalJson(body))),
-      createPublicKey({ key: log.spkiDer, format: 'der', type: 'spki' }),
-      Buffer.from(signature.sig, 'base64'),
-    );
-  } catch {
-    ok = false;
-  }
-  if (!ok) fail('the signature does not verify');
-  // A replayed old list would hide newer revocations: only a recently issued one counts.
-  const now = (options.now ?? new Date()).getTime();
-  const issued = Date.parse(body.issuedAt);
-  const maxAge = options.maxAgeMs ?? 10 * 60_000;
-  if (issued > now + 5 * 60_000) fail(`it was issued in the future (${body.issuedAt})`);
-  if (now - issued > maxAge)
-    fail(`it was issued at ${body.issuedAt}, more than ${Math.round(maxAge / 1000)} s ago`);
-  return list;
-}
-
-/** At most this much of a revocation list is read from a URL. */
-const MAX_REVOCATIONS_BYTES = 16 * 1024 * 1024;
-
-/**
- * Load the revocation list from a local file or from the control plane
- * (`http(s)://HOST/v1/revocations`). A list from a URL must be signed by a log key of the trusted
- * root and fresh; a local file is the operator's own, and its signature, when it has one, is not
- * required to be fresh but must verify.
- * @throws GatehouseError BAD_INPUT (unreadable, malformed), UNREACHABLE (the URL cannot be fetched),
- *   VERIFICATION_FAILED (signature)
- */
-export async function loadRevocations(
-  source: string,
-  options: { trustedRoot: unknown; optional?: boolean; now?: Date; maxAgeMs?: number; timeoutMs?: number },
-): Promise<RevocationList> {
-  if (!/^https?:\/\//.test(source)) {
-    const list = await readRevocations(source, options.optional === true);
-    if (list.signature !== undefined)
-      verifyRevocationList(list, options.trustedRoot, {
-        where: source,
-        maxAgeMs: Number.MAX_SAFE_INTEGER,
-        ...(options.now === undefined ? {} : { now: options.now }),
-      });
-    return list;
-  }
-  let text: string;
-  try {
-    const res = await fetch(source, {
-      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-      headers: { accept: 'application/json' },
-      redirect: 'error',
-    });
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      throw new Error(`HTTP ${res.status}`);
-    }
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if (bytes.byteLength > MAX_REVOCATIONS_BYTES) throw new Error('the list is too large');
-    text = new TextDecoder().decode(bytes);
-  } catch (e) {
-    throw new GatehouseError('UNREACHABLE', `cannot fetch the revocation list: ${describeError(e)}`, {
-      where: source,
-      cause: e,
-    });
-  }
-  return verifyRevocationList(parseRevocations(text, source), options.trustedRoot, {
-    where: source,
-    ...(options.now === undefined ? {} : { now: options.now }),
-    ...(options.maxAgeMs === undefined ? {} : { maxAgeMs: options.maxAgeMs }),
-  });
 }
 
 export interface VerifyOciOptions {

@@ -3,7 +3,15 @@ import { before, describe, it } from 'node:test';
 import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
-import { clone, IDENTITY, ISSUER, makeWorld, type Signed, signArtifact, type World } from './test-fixture.ts';
+import {
+  clone,
+  IDENTITY,
+  ISSUER,
+  makeWorld,
+  type Signed,
+  signArtifact,
+  type World,
+} from '../testing/signing-fixture.ts';
 
 describe('interoperability with sigstore-js (@sigstore/verify)', () => {
   let world: World;

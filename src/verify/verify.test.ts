@@ -9,7 +9,6 @@ import { parseBundle } from '../signing/bundle.ts';
 import { InternalCa } from '../signing/ca.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import { TransparencyLog } from '../tlog/transparency-log.ts';
 import {
   clone,
   IDENTITY,
@@ -19,7 +18,8 @@ import {
   type Signed,
   signArtifact,
   type World,
-} from './test-fixture.ts';
+} from '../testing/signing-fixture.ts';
+import { TransparencyLog } from '../tlog/transparency-log.ts';
 import { verifyArtifactBundle } from './verify.ts';
 
 const rejects = (code: ErrorCode, run: () => unknown, what?: string): void => {

@@ -12,11 +12,11 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { collectOutputs } from '../../src/agent/outputs.ts';
 import { isGatehouseError } from '../../src/common/errors.ts';
 import { BubblewrapRunner } from '../../src/runner/bubblewrap-runner.ts';
-import { collectOutputs } from '../../src/runner/outputs.ts';
-import { shellConfig } from '../../src/runner/runner.contract.ts';
 import type { BuildResult, RunnerInstance } from '../../src/runner/runner.ts';
+import { shellConfig } from '../../src/testing/runner-contract.ts';
 
 const MiB = 1024 ** 2;
 const LIMITS = {

@@ -10,8 +10,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runJob } from '../../src/runner/agent.ts';
-import { initHome, type OpenHome, openHome } from '../../src/server/home.ts';
+import { runJob } from '../../src/agent/agent.ts';
+import { initHome, type OpenHome, openHome } from '../../src/home/home.ts';
 import { LocalGitProvider } from '../../src/source/local-git-provider.ts';
 import { copyExample, tempDir } from '../helpers.ts';
 

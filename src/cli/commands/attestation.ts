@@ -8,9 +8,9 @@ import {
 } from '../../attestation/reference-values.ts';
 import { addTrustedEkCa, attestationPaths, trustedEkCasLoader } from '../../attestation/trust-store.ts';
 import { GatehouseError } from '../../common/errors.ts';
-import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
-import { loadConfig } from '../../server/config.ts';
-import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { loadConfig } from '../../home/config.ts';
+import { homePaths, openHome, resolveHome } from '../../home/home.ts';
+import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { homeKeyProtection } from '../../signing/home-keys.ts';
 import { VtpmPool } from '../../tpm/swtpm.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';

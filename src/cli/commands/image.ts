@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
+import { resolveHome } from '../../home/home.ts';
 import { aptDefaultMirror, buildImage, importImage, listImages } from '../../runner/directory-image.ts';
 import { homeImagesDir } from '../../runner/from-config.ts';
-import { resolveHome } from '../../server/home.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { makeOutput, ms } from '../output.ts';

@@ -1,4 +1,4 @@
-import { initHome, resolveHome } from '../../server/home.ts';
+import { initHome, resolveHome } from '../../home/home.ts';
 import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { makeOutput } from '../output.ts';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { loadConfig } from '../../server/config.ts';
-import { homePaths, resolveHome } from '../../server/home.ts';
+import { loadConfig } from '../../home/config.ts';
+import { homePaths, resolveHome } from '../../home/home.ts';
 import { openHomeKeys, rotateHomeKey } from '../../signing/home-keys.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';

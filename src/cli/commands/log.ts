@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
-import { type OpenHome, openHome, resolveHome } from '../../server/home.ts';
+import { type OpenHome, openHome, resolveHome } from '../../home/home.ts';
 import { parseTrustedRoot } from '../../signing/trust-root.ts';
 import { HttpLogReader } from '../../tlog/http-log.ts';
 import { type AuditedLog, auditLog } from '../../tlog/monitor.ts';

@@ -4,11 +4,11 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, examplesDir, tempDir } from '../../../test/helpers.ts';
-import { loadSecuritySigner } from '../../policy/home-policy.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts';
-import { DEFAULT_POLICY } from '../../server/default-policy.ts';
-import { openHome } from '../../server/home.ts';
+import { DEFAULT_POLICY } from '../../home/default-policy.ts';
+import { openHome } from '../../home/home.ts';
+import { loadSecuritySigner } from '../../home/security-role.ts';
 import { createApiServer } from '../../server/http-server.ts';
+import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
 
 describe('gatehouse policy, vulndb vex and triage, end to end', () => {
   const tmp = tempDir('policy-cli');

@@ -1,11 +1,11 @@
 import { GatehouseError } from '../../common/errors.ts';
-import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
+import { homePaths, openHome, resolveHome } from '../../home/home.ts';
+import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { parsePolicy } from '../../policy/policy.ts';
 import { type PolicyDecision, type PolicyInput, sbomCreatedAt } from '../../policy/policy-engine.ts';
 import { engineForPolicy } from '../../policy/policy-service.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts';
 import { readSbom } from '../../sbom/read.ts';
-import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
 import type { PolicyVersionRecord } from '../../store/store.ts';
 import { parseVex } from '../../vuln/vex.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';

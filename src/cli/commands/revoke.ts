@@ -1,6 +1,6 @@
-import { loadSecuritySigner, securityKeyPath } from '../../policy/home-policy.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../policy/signed-policy.ts';
-import { homePaths, openHome, resolveHome } from '../../server/home.ts';
+import { homePaths, openHome, resolveHome } from '../../home/home.ts';
+import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
+import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
 import { decisionEntryBody } from '../../tlog/transparency-log.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';

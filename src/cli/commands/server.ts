@@ -1,5 +1,5 @@
 import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../server/home.ts';
+import { openHome, resolveHome } from '../../home/home.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';

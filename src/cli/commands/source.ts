@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../server/home.ts';
+import { openHome, resolveHome } from '../../home/home.ts';
 import { addSigner, protectRef, refPattern } from '../../source/admin.ts';
 import { git, OBJECT_ID } from '../../source/git.ts';
 import { canonicalRepositoryUri } from '../../source/local-git-provider.ts';

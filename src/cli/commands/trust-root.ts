@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { openHome, resolveHome } from '../../server/home.ts';
+import { openHome, resolveHome } from '../../home/home.ts';
 import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 

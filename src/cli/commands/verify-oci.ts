@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadConfig } from '../../home/config.ts';
+import { homePaths, resolveHome } from '../../home/home.ts';
 import { credentialsFromEnv } from '../../registry/registry-config.ts';
-import { loadConfig } from '../../server/config.ts';
-import { homePaths, resolveHome } from '../../server/home.ts';
+import { readRevocations } from '../../signing/revocation-list.ts';
 import {
   type DeployPolicy,
-  loadRevocations,
   parseDeployPolicy,
   parseOciReference,
-  readRevocations,
   verifyOciArtifact,
 } from '../../verify/oci-verify.ts';
+import { loadRevocations } from '../../verify/revocations.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadTrustedRoot, readTextFile } from '../input-files.ts';

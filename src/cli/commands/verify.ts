@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { GatehouseError } from '../../common/errors.ts';
-import { resolveHome } from '../../server/home.ts';
+import { resolveHome } from '../../home/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
 import { verifyArtifactBundle } from '../../verify/verify.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';

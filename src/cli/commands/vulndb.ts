@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../server/home.ts';
+import { openHome, resolveHome } from '../../home/home.ts';
 import { importOsv } from '../../vuln/import.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';

@@ -3,11 +3,11 @@ import type { RegistryCredentials } from '../../registry/oci-client.ts';
 import {
   clientFor,
   type DeployPolicy,
-  loadRevocations,
   parseOciReference,
   type VerifiedOciArtifact,
   verifyOciArtifact,
 } from '../oci-verify.ts';
+import { loadRevocations } from '../revocations.ts';
 import type { ImageVerifier } from './admission.ts';
 
 export interface OciImageVerifierOptions {

@@ -4,16 +4,17 @@
  * of exactly the profile the home measures its reference values with (server/home.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { agentFiles, isolationProfile } from '../agent/agent.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../attestation/token.ts';
 import { sha256Hex, toBase64 } from '../common/encoding.ts';
-import { agentFiles, isolationProfile } from '../runner/agent.ts';
+import type { JobTicket } from '../control-plane/control-plane.ts';
+import type { Submission, SubmitRequest } from '../gate/submission.ts';
+import type { OpenHome } from '../home/home.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
-import type { JobTicket, Submission, SubmitRequest } from '../server/control-plane.ts';
-import type { OpenHome } from '../server/home.ts';
 
 /** Software-measurement evidence for a job, as the home's runner would present it. */
 export async function evidenceFor(

@@ -1,8 +1,8 @@
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import { preAuthEncoding } from '../signing/dsse.ts';
-import type { Signer } from '../signing/signer.ts';
+import { preAuthEncoding } from './dsse.ts';
+import type { Signer } from './signer.ts';
 
 /** DSSE payload types of the acts only the security role may sign. */
 export const SECURITY_PAYLOAD = {

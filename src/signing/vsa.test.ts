@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
-import { buildLevelOf, parseVsa, verificationSummary } from './oci-vsa.ts';
+import { buildLevelOf, parseVsa, verificationSummary } from './vsa.ts';
 
 const digest = 'a'.repeat(64);
 const good = verificationSummary({

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
-import type { JobRecord, Store, VulnRecord } from './store.ts';
+import type { JobRecord, Store, VulnRecord } from '../store/store.ts';
 
 /**
  * The behaviour every Store adapter must show. Run it from each adapter's test file with a

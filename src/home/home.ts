@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { type Attester, SoftwareAttester, VtpmAttester } from '../attestation/attester.ts';
+import { agentFiles, isolationProfile } from '../agent/agent.ts';
+import { type Attester, SoftwareAttester, VtpmAttester } from '../agent/attester.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
@@ -17,23 +18,17 @@ import {
 } from '../attestation/trust-store.ts';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
+import { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
 import { Gate } from '../gate/gate.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
-import {
-  initSecurityRole,
-  loadSecuritySigner,
-  securityKeyPath,
-  trustedSecurityKeys,
-} from '../policy/home-policy.ts';
 import { DEFAULT_POLICY_NAME, PolicyService, type ReevaluationResult } from '../policy/policy-service.ts';
-import { currentRevocations, mirrorRevocations, signRevocationList } from '../policy/revocations.ts';
 import type { ArtifactRegistry } from '../registry/registry.ts';
 import { registryFromConfig } from '../registry/registry-config.ts';
-import { agentFiles, isolationProfile } from '../runner/agent.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
 import { homeKeyProtection, initHomeKeys, openHomeKeys } from '../signing/home-keys.ts';
+import { signRevocationList } from '../signing/revocation-list.ts';
 import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
@@ -43,7 +38,13 @@ import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts'
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { type Config, defaultConfig, loadConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
-import { EmbeddedControlPlane } from './embedded-control-plane.ts';
+import { currentRevocations, mirrorRevocations } from './revocations-file.ts';
+import {
+  initSecurityRole,
+  loadSecuritySigner,
+  securityKeyPath,
+  trustedSecurityKeys,
+} from './security-role.ts';
 
 /** Where everything of one gatehouse installation lives. */
 export interface HomePaths {

@@ -2,37 +2,40 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Attester, needsReattestation, SoftwareAttester } from '../attestation/attester.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, signSubmission } from '../attestation/token.ts';
 import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
+import type { ControlPlane } from '../control-plane/control-plane.ts';
+import type { GateResult, Submission } from '../gate/submission.ts';
+import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
+import type { Runner, RunnerInstance, SandboxProfile } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
-import type { ControlPlane, GateResult, Submission } from '../server/control-plane.ts';
 import { configAtCommit, pinSource } from '../source/pinned-checkout.ts';
 import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
+import { type Attester, needsReattestation, SoftwareAttester } from './attester.ts';
 import { fetchDependencies } from './fetch.ts';
 import { collectOutputs } from './outputs.ts';
-import { PROJECT_CONFIG_FILE, parseProjectConfig } from './project-config.ts';
-import type { Runner, RunnerInstance, SandboxProfile } from './runner.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const testingDir = join(srcRoot, 'testing');
 
 /**
- * The files that make up the runner agent: every non-test source file of this installation.
- * Their digests are measured into the baseline, so a modified agent cannot attest.
+ * The files that make up the runner agent: every non-test source file of this installation
+ * (test support under `src/testing/` is not part of it). Their digests are measured into the
+ * baseline, so a modified agent cannot attest.
  */
 export async function agentFiles(): Promise<string[]> {
   const out: string[] = [];
   async function walk(dir: string): Promise<void> {
     for (const e of await readdir(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.contract.ts'))
-        out.push(p);
+      if (e.isDirectory()) {
+        if (p !== testingDir) await walk(p);
+      } else if (/\.(?:ts|mjs)$/.test(e.name) && !e.name.endsWith('.test.ts')) out.push(p);
     }
   }
   await walk(srcRoot);

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { JWK } from 'jose';
+import type { MeasuredBaseline } from '../attestation/measurement.ts';
+import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { VirtualTpm, VtpmPool } from '../tpm/swtpm.ts';
-import type { MeasuredBaseline } from './measurement.ts';
-import type { Challenge } from './tpm-verifier.ts';
 
 /** A token for a job, as the control plane issues it. */
 export interface IssuedToken {

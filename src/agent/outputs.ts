@@ -3,7 +3,7 @@ import { lstat, open, realpath } from 'node:fs/promises';
 import { isAbsolute, join, sep } from 'node:path';
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import type { RunnerInstance } from './runner.ts';
+import type { RunnerInstance } from '../runner/runner.ts';
 
 /** One build output, read once: its digest is of exactly these bytes. */
 export interface CollectedOutput {

@@ -2,8 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
-import { EgressProxy, type FetchedArtifact } from './egress-proxy.ts';
-import type { RunnerInstance } from './runner.ts';
+import { EgressProxy, type FetchedArtifact } from '../runner/egress-proxy.ts';
+import type { RunnerInstance } from '../runner/runner.ts';
 
 /** What a fetch phase did, for the job record and the provenance. */
 export interface FetchOutcome {

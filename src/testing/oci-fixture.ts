@@ -6,13 +6,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attestedJob, submitRequest } from '../gate/test-submission.ts';
+import type { GateResult } from '../gate/submission.ts';
+import { initHome, type OpenHome, openHome } from '../home/home.ts';
 import { OciDistributionClient } from '../registry/oci-client.ts';
 import { OciDistributionRegistry } from '../registry/oci-distribution-registry.ts';
 import { RUN_PREFIXES } from '../registry/registry-config.ts';
-import { startRegistry, type TestRegistry } from '../registry/test-registry.ts';
-import type { GateResult } from '../server/control-plane.ts';
-import { initHome, type OpenHome, openHome } from '../server/home.ts';
+import { startRegistry, type TestRegistry } from './registry.ts';
+import { attestedJob, submitRequest } from './submission.ts';
 
 export const IDENTITY_BASE = 'https://gatehouse.internal';
 export const ISSUER = 'https://gatehouse.internal/attestation';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import type { ArtifactFile, ArtifactRegistry, Attachment } from './registry.ts';
+import type { ArtifactFile, ArtifactRegistry, Attachment } from '../registry/registry.ts';
 
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const DECISION = 'application/vnd.gatehouse.decision.v1+json';

@@ -1,15 +1,9 @@
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { type ErrorCode, GatehouseError } from '../common/errors.ts';
+import type { GateResult, SubmitRequest } from '../gate/submission.ts';
+import { httpStatusByCode } from '../server/http-errors.ts';
 import type { JobRecord, JobStep } from '../store/store.ts';
-import type {
-  AttestRequest,
-  AttestResult,
-  ControlPlane,
-  GateResult,
-  JobTicket,
-  SubmitRequest,
-} from './control-plane.ts';
-import { httpStatusByCode } from './http-errors.ts';
+import type { AttestRequest, AttestResult, ControlPlane, JobTicket } from './control-plane.ts';
 
 const knownCodes = new Set(Object.keys(httpStatusByCode));
 

@@ -3,13 +3,13 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
-import { loadConfig } from '../server/config.ts';
+import { DEFAULT_POLICY_NAME, PolicyService } from '../policy/policy-service.ts';
 import { FileKeySigner } from '../signing/file-key-signer.ts';
 import { homeKeyProtection, sealPlainKeyFile } from '../signing/home-keys.ts';
 import { isEncryptedKeyFile, type KeyProtection } from '../signing/key-file.ts';
+import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
 import type { Store } from '../store/store.ts';
-import { DEFAULT_POLICY_NAME, PolicyService } from './policy-service.ts';
-import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from './signed-policy.ts';
+import { loadConfig } from './config.ts';
 
 /** The security role's key in a home: whoever holds it publishes policies and triages. */
 export function securityKeyPath(keysDir: string): string {

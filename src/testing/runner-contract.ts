@@ -3,11 +3,11 @@ import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { collectOutputs } from '../agent/outputs.ts';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import { collectOutputs } from './outputs.ts';
-import { parseProjectConfig } from './project-config.ts';
-import type { Runner, RunnerInstance } from './runner.ts';
+import { parseProjectConfig } from '../runner/project-config.ts';
+import type { Runner, RunnerInstance } from '../runner/runner.ts';
 
 /** A minimal gatehouse.yaml around a shell command. */
 export function shellConfig(

@@ -6,8 +6,10 @@ import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { Gate } from '../gate/gate.ts';
+import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { PolicyService, RevokeAct, TriageAct, TriageOutcome } from '../policy/policy-service.ts';
+import type { RevocationList } from '../signing/revocation-list.ts';
 import type {
   AttestationRefusalRecord,
   DecisionRecord,
@@ -17,15 +19,7 @@ import type {
   Store,
 } from '../store/store.ts';
 import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
-import type { RevocationList } from '../verify/oci-verify.ts';
-import type {
-  AttestRequest,
-  AttestResult,
-  ControlPlane,
-  GateResult,
-  JobTicket,
-  SubmitRequest,
-} from './control-plane.ts';
+import type { AttestRequest, AttestResult, ControlPlane, JobTicket } from './control-plane.ts';
 import { Metrics } from './metrics.ts';
 
 export interface EmbeddedControlPlaneOptions {

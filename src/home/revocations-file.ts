@@ -1,10 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
-import { canonicalJson, sha256, toBase64 } from '../common/encoding.ts';
-import { preAuthEncoding } from '../signing/dsse.ts';
-import type { Signer } from '../signing/signer.ts';
+import { type RevocationList, readRevocations } from '../signing/revocation-list.ts';
 import type { RevocationRecord } from '../store/store.ts';
-import { REVOCATIONS_PAYLOAD, type RevocationList, readRevocations } from '../verify/oci-verify.ts';
 
 /**
  * Add artifact digests to the home's revocation list (`revocations.json`, the file deploy-time
@@ -71,27 +68,5 @@ export async function currentRevocations(
         logIndex: r.logIndex,
       })),
     ],
-  };
-}
-
-/**
- * Sign a revocation list with the log key: the signature covers the DSSE pre-authentication
- * encoding of the list's canonical JSON (without `signature`) under its own payload type, so it
- * can never be taken for a checkpoint or an entry. `keyId` is the log id the trusted root lists
- * (base64 SHA-256 of the key's SPKI), which is how a verifier finds the key.
- */
-export async function signRevocationList(
-  list: RevocationList,
-  signer: Signer,
-  now = new Date(),
-): Promise<RevocationList> {
-  const { signature: _old, ...rest } = list;
-  const body = { ...rest, issuedAt: now.toISOString() };
-  const sig = await signer.sign(
-    preAuthEncoding(REVOCATIONS_PAYLOAD, new TextEncoder().encode(canonicalJson(body))),
-  );
-  return {
-    ...body,
-    signature: { keyId: toBase64(sha256(signer.publicKeySpki())), sig: toBase64(sig) },
   };
 }

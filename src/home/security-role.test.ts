@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, tempDir } from '../../test/helpers.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import { defaultConfig } from '../server/config.ts';
-import { initHome } from '../server/home.ts';
 import { FileKeySigner } from '../signing/file-key-signer.ts';
-import { loadSecuritySigner, securityKeyPath } from './home-policy.ts';
+import { defaultConfig } from './config.ts';
+import { initHome } from './home.ts';
+import { loadSecuritySigner, securityKeyPath } from './security-role.ts';
 
 const SEALED = /^-----BEGIN GATEHOUSE ENCRYPTED PRIVATE KEY-----/;
 const code = (c: string) => (e: unknown) => isGatehouseError(e) && e.code === c;

@@ -1,2 +1,0 @@
-export type { VerifiedArtifact, VerifyArtifactOptions } from './verify.ts';
-export { verifyArtifactBundle } from './verify.ts';
