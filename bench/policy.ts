@@ -23,7 +23,7 @@ import { matchVulnerabilities } from '../src/vuln/match.ts';
 import { parseOsvJson } from '../src/vuln/osv.ts';
 import { percentile, printTable, writeResult } from './lib.ts';
 
-const DATA = new URL('../../shared/data/osv', import.meta.url).pathname;
+const DATA = new URL('../../shared/data/osv/', import.meta.url).pathname;
 const ZIPS = { Go: join(DATA, 'Go', 'all.zip'), PyPI: join(DATA, 'PyPI', 'all.zip') };
 const SYNTHETIC_NPM = 5000;
 const COMPONENTS = 10_000;

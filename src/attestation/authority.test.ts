@@ -10,10 +10,10 @@ import { bubblewrapSandboxProfile, detectHostLayout } from '../runner/bubblewrap
 import { parseProjectConfig } from '../runner/project-config.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { extendPcr, PCR_RESET_VALUE } from '../tpm/pcr.ts';
-import { AttestationAuthority, EAR_PROFILE, type ReferenceValues } from './authority.ts';
+import { AttestationAuthority, type ReferenceValues } from './authority.ts';
 import { CiTokenVerifier } from './ci-token.ts';
 import { type MeasuredBaseline, measureBaseline } from './measurement.ts';
-import { generateRunnerKey, verifyAttestationToken } from './token.ts';
+import { EAR_PROFILE, generateRunnerKey, verifyAttestationToken } from './token.ts';
 
 const ISSUER = 'https://gatehouse.test/attestation';
 

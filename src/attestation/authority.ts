@@ -26,16 +26,18 @@ import {
   replayToRecord,
   softwareMeasurementEvidenceSchema,
 } from './measurement.ts';
+import {
+  type AttestationClaims,
+  EAR_PROFILE,
+  MAX_TOKEN_TTL_SECONDS,
+  runnerPublicJwkSchema,
+  TOKEN_AUDIENCE,
+  verifyAttestationToken,
+} from './token.ts';
 import { type AkCounterStore, type Challenge, TpmEvidenceVerifier } from './tpm-verifier.ts';
 
 export type { ReferenceValues } from './baseline.ts';
 
-/** The EAR profile gatehouse tokens follow (draft-ietf-rats-ear). */
-export const EAR_PROFILE = 'tag:github.com,2023:veraison/ear';
-/** The audience of every attestation token: the gate. */
-export const TOKEN_AUDIENCE = 'gatehouse-gate';
-/** The longest lifetime a token may have, in seconds. */
-export const MAX_TOKEN_TTL_SECONDS = 900;
 /** Token lifetime when none is configured, in seconds. */
 export const DEFAULT_TOKEN_TTL_SECONDS = 300;
 
@@ -115,13 +117,6 @@ export interface AttestationResult {
   /** Seconds since the epoch. */
   readonly expiresAt: number;
 }
-
-const b64url = (len: number) => z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${len}}$`));
-
-/** An EC P-256 public JWK, nothing else (no private part, no other curve or key type). */
-export const runnerPublicJwkSchema = z
-  .looseObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url(43), y: b64url(43) })
-  .refine((k) => k.d === undefined, 'must not contain the private key');
 
 const verifierIdSchema = z.strictObject({ developer: z.string().min(1), build: z.string().min(1) });
 
@@ -501,6 +496,26 @@ export class AttestationAuthority {
     this.#publicJwk = { kty: 'EC', crv: 'P-256', x: pub.x ?? '', y: pub.y ?? '' };
     this.#keyId = keyId;
     return { retiredKeyId: retired.kid, until };
+  }
+
+  /**
+   * Verify a token this authority issued for a job (against its current and retired keys, read
+   * per call so that a rotation takes effect at once) and return its claims.
+   * @throws GatehouseError TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_WRONG_JOB, TOKEN_REVOKED
+   */
+  verifyToken(token: string | undefined, jobId: string): Promise<AttestationClaims> {
+    return verifyAttestationToken(token, {
+      jwks: this.jwks(),
+      issuer: this.#issuer,
+      jobId,
+      tokens: this.#tokens,
+      now: this.#now,
+    });
+  }
+
+  /** Revoke a token whose claims were verified, until it expires: a token is used once. */
+  async revokeClaims(claims: AttestationClaims): Promise<void> {
+    await this.#tokens.revoke(claims.jti, claims.exp);
   }
 
   /**

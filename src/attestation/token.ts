@@ -4,7 +4,20 @@ import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { TokenStore } from '../store/store.ts';
-import { EAR_PROFILE, MAX_TOKEN_TTL_SECONDS, runnerPublicJwkSchema, TOKEN_AUDIENCE } from './authority.ts';
+
+/** The EAR profile gatehouse tokens follow (draft-ietf-rats-ear). */
+export const EAR_PROFILE = 'tag:github.com,2023:veraison/ear';
+/** The audience of every attestation token: the gate. */
+export const TOKEN_AUDIENCE = 'gatehouse-gate';
+/** The longest lifetime a token may have, in seconds. */
+export const MAX_TOKEN_TTL_SECONDS = 900;
+
+const b64url = (len: number) => z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${len}}$`));
+
+/** An EC P-256 public JWK, nothing else (no private part, no other curve or key type). */
+export const runnerPublicJwkSchema = z
+  .looseObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url(43), y: b64url(43) })
+  .refine((k) => k.d === undefined, 'must not contain the private key');
 
 /** The `typ` of a runner's signed submission, so that no other JWS can pass for one. */
 export const SUBMISSION_JWS_TYPE = 'gatehouse-submission+jws';

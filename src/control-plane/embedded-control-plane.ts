@@ -1,14 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { AttestationAuthority } from '../attestation/authority.ts';
-import { failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
 import type { ReferenceBundle, ReferenceValueService } from '../attestation/reference-values.ts';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import type { Gate } from '../gate/gate.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
-import type { Orchestrator } from '../orchestrator/orchestrator.ts';
-import type { PolicyService, RevokeAct, TriageAct, TriageOutcome } from '../policy/policy-service.ts';
+import type { PolicyService } from '../policy/policy-service.ts';
 import type { RevocationList } from '../signing/revocation-list.ts';
 import type {
   AttestationRefusalRecord,
@@ -18,28 +14,38 @@ import type {
   PolicyVersionRecord,
   Store,
 } from '../store/store.ts';
-import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
+import type { TransparencyLog } from '../tlog/transparency-log.ts';
+import type { RevokeAct, TriageAct, TriageOutcome, TriageService } from '../triage/triage-service.ts';
 import type { AttestRequest, AttestResult, ControlPlane, JobTicket } from './control-plane.ts';
-import { Metrics } from './metrics.ts';
+import type { Metrics } from './metrics.ts';
+import type { JobPipeline } from './pipeline.ts';
+
+/** A security-role act as it arrives: the act's fields, its signature and the signing key's id. */
+type Signed<T> = T & { signature: string; keyId: string };
 
 export interface EmbeddedControlPlaneOptions {
   store: Store;
-  orchestrator: Orchestrator;
+  /** The job pipeline: everything a runner agent asks of the control plane. */
+  pipeline: JobPipeline;
   authority: AttestationAuthority;
-  gate: Gate;
   log: TransparencyLog;
+  metrics: Metrics;
+  policies: PolicyService;
+  triage: TriageService;
+  referenceValues: ReferenceValueService;
   trustedRoot: () => Promise<Record<string, unknown>>;
-  /** Revokes the token of a job that ended, if it is still live. */
-  revokeToken: (token: string) => Promise<void>;
-  /** Toolchain binaries every runner measures. */
-  toolchain: readonly string[];
-  /** Origins the fetch phase's egress proxy may reach. */
-  egressAllow?: readonly string[];
+  /** The revocation list as it stands, signed by the log key. */
+  revocationList: () => Promise<RevocationList>;
+  /** Trust an EK CA on the security role's signature. */
+  trustEkCa: (
+    body: Signed<{ certificate: string }>,
+  ) => Promise<{ name: string; subject: string; added: boolean }>;
 }
 
 /**
- * The control plane in-process: jobs, attestation, the gate, and the read side (decisions, log
- * proofs, metrics) that the HTTP API serves.
+ * The control plane in-process: the job pipeline the runner agent talks to, the read side
+ * (decisions, log proofs, metrics) and the security role's signed acts, which the HTTP API serves.
+ * Everything it uses is handed to its constructor.
  */
 export class EmbeddedControlPlane implements ControlPlane {
   readonly #o: EmbeddedControlPlaneOptions;
@@ -47,111 +53,41 @@ export class EmbeddedControlPlane implements ControlPlane {
 
   constructor(options: EmbeddedControlPlaneOptions) {
     this.#o = options;
-    this.metrics = new Metrics();
+    this.metrics = options.metrics;
   }
 
-  async createJob(request: { project: string }): Promise<JobTicket> {
-    const job = await this.#o.orchestrator.createJob(request.project);
-    return {
-      jobId: job.id,
-      project: job.project,
-      nonce: job.nonce,
-      toolchain: [...this.#o.toolchain],
-      egressAllow: [...(this.#o.egressAllow ?? [])],
-    };
+  createJob(request: { project: string }): Promise<JobTicket> {
+    return this.#o.pipeline.createJob(request);
   }
 
-  async attest(request: AttestRequest): Promise<AttestResult> {
-    const job = await this.#o.orchestrator.get(request.jobId);
-    if (job.state !== 'queued') {
-      throw new GatehouseError(
-        'CONFLICT',
-        `job ${job.id} is ${job.state}; a runner attests once, before it builds`,
-      );
-    }
-    const t0 = performance.now();
-    try {
-      const issued = await this.#o.authority.attest({
-        jobId: job.id,
-        nonce: job.nonce,
-        runnerKey: request.runnerKey,
-        evidence: request.evidence,
-      });
-      this.metrics.attestation(true, performance.now() - t0);
-      await this.#o.orchestrator.transition(job.id, 'running');
-      return issued;
-    } catch (e) {
-      this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
-      await this.#recordRefusal('software', e, job.id);
-      throw e;
-    }
+  attest(request: AttestRequest): Promise<AttestResult> {
+    return this.#o.pipeline.attest(request);
   }
 
   /** POST /v1/attestation/challenge: check EK certificate and AK, return nonce and credential. */
-  async attestationChallenge(body: unknown): Promise<Challenge> {
-    const t0 = performance.now();
-    try {
-      return await this.#o.authority.challenge(body);
-    } catch (e) {
-      this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
-      await this.#recordRefusal('challenge', e);
-      throw e;
-    }
+  attestationChallenge(body: unknown): Promise<Challenge> {
+    return this.#o.pipeline.attestationChallenge(body);
   }
 
-  /**
-   * POST /v1/attestation/evidence: verify a TPM quote and its event log for a queued job (or a
-   * running one re-attesting before its token expires) and issue a token.
-   */
-  async attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
-    const t0 = performance.now();
-    try {
-      const issued = await this.#o.authority.evidence(body, async (jobId) => {
-        const job = await this.#o.orchestrator.get(jobId);
-        if (job.state !== 'queued' && job.state !== 'running') {
-          throw new GatehouseError('CONFLICT', `job ${job.id} is ${job.state}`);
-        }
-        return { nonce: job.nonce };
-      });
-      this.metrics.attestation(true, performance.now() - t0);
-      const job = await this.#o.orchestrator.get(issued.jobId);
-      if (job.state === 'queued') await this.#o.orchestrator.transition(job.id, 'running');
-      return issued;
-    } catch (e) {
-      this.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
-      await this.#recordRefusal('evidence', e, refusedJobOf(e));
-      throw e;
-    }
+  /** POST /v1/attestation/evidence: verify a TPM quote and event log, issue a token. */
+  attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
+    return this.#o.pipeline.attestationEvidence(body);
   }
 
-  async submit(request: SubmitRequest): Promise<GateResult> {
-    const result = await this.#o.gate.decide(request);
-    this.metrics.decision(result.outcome);
-    return result;
+  submit(request: SubmitRequest): Promise<GateResult> {
+    return this.#o.pipeline.submit(request);
   }
 
-  async fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void> {
-    const job = await this.#o.orchestrator.get(request.jobId);
-    this.metrics.runnerJob(request.steps, request.reason);
-    if (request.token !== undefined) await this.#o.revokeToken(request.token);
-    if (job.state === 'queued' || job.state === 'running' || job.state === 'submitted') {
-      await this.#o.orchestrator.transition(job.id, 'failed', {
-        steps: request.steps,
-        result: { error: request.reason },
-      });
-    } else {
-      await this.#o.orchestrator.recordSteps(job.id, request.steps);
-    }
+  fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void> {
+    return this.#o.pipeline.fail(request);
   }
 
-  async finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void> {
-    this.metrics.runnerJob(request.steps);
-    if (request.token !== undefined) await this.#o.revokeToken(request.token);
-    await this.#o.orchestrator.recordSteps(request.jobId, request.steps);
+  finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void> {
+    return this.#o.pipeline.finish(request);
   }
 
   getJob(jobId: string): Promise<JobRecord> {
-    return this.#o.orchestrator.get(jobId);
+    return this.#o.pipeline.getJob(jobId);
   }
 
   listJobs(options: { limit: number }): Promise<JobRecord[]> {
@@ -227,125 +163,74 @@ export class EmbeddedControlPlane implements ControlPlane {
     });
   }
 
-  /** Central policies, triage and quarantine (set by the home's wiring). */
-  policies: PolicyService | undefined;
-
   /** POST /v1/policies: publish a policy version signed by a trusted security key. */
-  async publishPolicy(body: {
-    text: string;
-    signature: string;
-    keyId: string;
-  }): Promise<PolicyVersionRecord> {
-    return this.#policies().publish(body.text, { signature: body.signature, keyId: body.keyId });
+  async publishPolicy(body: Signed<{ text: string }>): Promise<PolicyVersionRecord> {
+    return this.#o.policies.publish(body.text, { signature: body.signature, keyId: body.keyId });
   }
 
   /** GET /v1/policies/:name[?version=N]: a published version (latest by default). */
   async getPolicy(name: string, version?: number): Promise<PolicyVersionRecord> {
-    return (await this.#policies().load(name, version)).record;
+    return (await this.#o.policies.load(name, version)).record;
   }
 
   /** GET /v1/policies/:name/history: every version, newest first. */
   policyHistory(name: string): Promise<PolicyVersionRecord[]> {
-    return this.#policies().history(name);
+    return this.#o.policies.history(name);
   }
 
   /** GET /v1/quarantine: quarantined artifacts awaiting triage, with their reasons. */
   quarantined(limit: number): Promise<DecisionRecord[]> {
-    return this.#policies().quarantined(Math.min(limit, 1000));
+    return this.#o.triage.quarantined(Math.min(limit, 1000));
   }
 
   /** POST /v1/triage: release or reject a quarantined artifact (signed by the security role). */
-  triage(body: TriageAct & { signature: string; keyId: string }): Promise<TriageOutcome> {
-    return this.#policies().triage(
+  triage(body: Signed<TriageAct>): Promise<TriageOutcome> {
+    return this.#o.triage.triage(
       { decisionId: body.decisionId, action: body.action, reason: body.reason },
       { signature: body.signature, keyId: body.keyId },
-      async (doc) => (await this.#o.log.append(decisionEntryBody(doc))).index,
     );
   }
 
   /** POST /v1/revocations: revoke an artifact digest (signed by the security role), logged. */
-  async revoke(body: RevokeAct & { signature: string; keyId: string }): Promise<Record<string, unknown>> {
+  async revoke(body: Signed<RevokeAct>): Promise<Record<string, unknown>> {
     return {
-      ...(await this.#policies().revoke(
+      ...(await this.#o.triage.revoke(
         { digest: body.digest, reason: body.reason },
         { signature: body.signature, keyId: body.keyId },
-        async (doc) => (await this.#o.log.append(decisionEntryBody(doc))).index,
       )),
     };
   }
 
-  /** GET /v1/revocations: every revoked digest, signed by the log key (set by the home's wiring). */
-  revocationList: (() => Promise<RevocationList>) | undefined;
-
-  async revocations(): Promise<RevocationList> {
-    if (this.revocationList === undefined)
-      throw new GatehouseError('INTERNAL', 'the revocation list is not wired');
-    return this.revocationList();
+  /** GET /v1/revocations: every revoked digest, signed by the log key. */
+  revocations(): Promise<RevocationList> {
+    return this.#o.revocationList();
   }
 
-  /** POST /v1/attestation/trusted-cas: trust an EK CA on the security role's signature (set by the home). */
-  trustEkCa:
-    | ((body: {
-        certificate: string;
-        signature: string;
-        keyId: string;
-      }) => Promise<{ name: string; subject: string; added: boolean }>)
-    | undefined;
-
-  /** Signed reference-value bundles (set by the home's wiring). */
-  referenceValues: ReferenceValueService | undefined;
+  /** POST /v1/attestation/trusted-cas: trust an EK CA on the security role's signature. */
+  trustEkCa(
+    body: Signed<{ certificate: string }>,
+  ): Promise<{ name: string; subject: string; added: boolean }> {
+    return this.#o.trustEkCa(body);
+  }
 
   /** POST /v1/reference-values: publish the next bundle, signed by a trusted security key. */
-  publishReferenceValues(body: {
-    version: number;
-    values: unknown;
-    signature: string;
-    keyId: string;
-  }): Promise<ReferenceBundle> {
-    return this.#referenceValues().publish(body);
+  publishReferenceValues(body: Signed<{ version: number; values: unknown }>): Promise<ReferenceBundle> {
+    return this.#o.referenceValues.publish(body);
   }
 
   /** GET /v1/reference-values[?version=N]: a bundle (the one in force by default), verified. */
   getReferenceValues(version?: number): Promise<ReferenceBundle> {
-    const rv = this.#referenceValues();
+    const rv = this.#o.referenceValues;
     return version === undefined ? rv.current() : rv.get(version);
   }
 
   /** GET /v1/reference-values/history: every bundle, newest first, with whether it verifies. */
   referenceValueHistory(): ReturnType<ReferenceValueService['history']> {
-    return this.#referenceValues().history();
+    return this.#o.referenceValues.history();
   }
 
   /** GET /v1/attestation/refusals: refused attestations with their failed checks, newest first. */
   attestationRefusals(options: { limit: number; jobId?: string }): Promise<AttestationRefusalRecord[]> {
     return this.#o.store.attestation.listRefusals({ ...options, limit: Math.min(options.limit, 1000) });
-  }
-
-  /** Keep a refusal for audit; a store failure here must not hide the refusal itself. */
-  async #recordRefusal(stage: AttestationRefusalRecord['stage'], e: unknown, jobId?: string): Promise<void> {
-    const failedChecks = failedChecksOf(e);
-    if (failedChecks === undefined) return;
-    try {
-      await this.#o.store.attestation.addRefusal({
-        id: randomUUID(),
-        stage,
-        ...(jobId === undefined ? {} : { jobId }),
-        failedChecks: failedChecks.map((f) => ({ check: f.check, message: f.message })),
-        createdAt: new Date().toISOString(),
-      });
-    } catch (cause) {
-      process.stderr.write(`gatehouse: cannot record an attestation refusal: ${String(cause)}\n`);
-    }
-  }
-
-  #referenceValues(): ReferenceValueService {
-    if (this.referenceValues === undefined)
-      throw new GatehouseError('INTERNAL', 'reference values are not wired');
-    return this.referenceValues;
-  }
-
-  #policies(): PolicyService {
-    if (this.policies === undefined) throw new GatehouseError('INTERNAL', 'central policies are not wired');
-    return this.policies;
   }
 }

@@ -126,3 +126,8 @@ export const submissionSchema = z
       .optional(),
   })
   .strict();
+
+/** The build identity (certificate SAN) of a project. */
+export function buildIdentity(identityBase: string, project: string): string {
+  return `${identityBase.replace(/\/+$/, '')}/projects/${project}`;
+}

@@ -9,7 +9,6 @@ import { AttestationAuthority, type ReferenceValues } from '../attestation/autho
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
-import { verifyAttestationToken } from '../attestation/token.ts';
 import {
   attestationPaths,
   initAttestationHome,
@@ -19,9 +18,11 @@ import {
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
+import { Metrics } from '../control-plane/metrics.ts';
+import { JobPipeline } from '../control-plane/pipeline.ts';
 import { Gate } from '../gate/gate.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
-import { DEFAULT_POLICY_NAME, PolicyService, type ReevaluationResult } from '../policy/policy-service.ts';
+import { DEFAULT_POLICY_NAME, PolicyService } from '../policy/policy-service.ts';
 import type { ArtifactRegistry } from '../registry/registry.ts';
 import { registryFromConfig } from '../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
@@ -36,6 +37,8 @@ import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
+import { GateRelease } from '../triage/release.ts';
+import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
 import { type Config, defaultConfig, loadConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
 import { currentRevocations, mirrorRevocations } from './revocations-file.ts';
@@ -191,8 +194,10 @@ export interface OpenHome {
   /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
   attester: () => Attester;
   apiToken: string;
-  /** Central policies, VEX, triage and re-evaluation. */
+  /** Central policies and VEX. */
   policies: PolicyService;
+  /** Triage, revocation and re-evaluation: the security role's acts on decided artifacts. */
+  triage: TriageService;
   /** Evaluate promoted artifacts again after a vulnerability database change. */
   reevaluate(options: { importedAt: number }): Promise<ReevaluationResult>;
   trustedRoot(): Promise<Record<string, unknown>>;
@@ -227,7 +232,6 @@ export async function openHome(
   // The checkpoint origin doubles as the note key name; verifiers find it from the tlog baseUrl.
   const logOrigin = `${new URL(config.identityBase).host}/log`;
   const log = new TransparencyLog({ store: store.log, signer: logSigner, origin: logOrigin });
-  const orchestrator = new Orchestrator({ store });
   const securityKeys = await trustedSecurityKeys(p.keys);
   // The authority appraises against the newest signed reference-value bundle in the store.
   const referenceValues = new ReferenceValueService({ store: store.attestation, trustedKeys: securityKeys });
@@ -253,25 +257,16 @@ export async function openHome(
   // `gatehouse run --registry URL` hands in its own; otherwise the config's (see registry-config.ts).
   const registry = options.registry ?? registryFromConfig(config.registry, root);
   // Central policies come from the store, signed by the security role (src/policy).
-  const policies = new PolicyService({ store, trustedKeys: await trustedSecurityKeys(p.keys) });
+  const policies = new PolicyService({ store, trustedKeys: securityKeys });
   const defaultPolicy = await policies.load(DEFAULT_POLICY_NAME).catch(() => undefined);
   const gate = new Gate({
     store,
-    orchestrator,
+    tokens: authority,
     policy: policies.engine(),
     policyDigest: defaultPolicy?.record.digest ?? '',
     ca,
     log,
     registry,
-    verifyToken: (token, jobId) =>
-      // Read per token: after a key rotation the JWKS holds the new key and the retiring one.
-      verifyAttestationToken(token, {
-        jwks: authority.jwks(),
-        issuer: config.issuer,
-        jobId,
-        tokens: store.tokens,
-      }),
-    revokeToken: (claims) => store.tokens.revoke(claims.jti, claims.exp),
     issuer: config.issuer,
     identityBase: config.identityBase,
     certValidityMinutes: config.certValidityMinutes,
@@ -282,33 +277,44 @@ export async function openHome(
       ? {}
       : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),
   });
+  // Revocations are logged and stored; the home's file mirrors them for local verifiers.
+  const revocationsFile = join(root, 'revocations.json');
+  const triage = new TriageService({
+    store,
+    policies,
+    trustedKeys: securityKeys,
+    // Triage acts reach the registry through the gate: a release is signed exactly as an allow.
+    effects: new GateRelease({ gate, store }),
+    appendDecision: async (doc) => (await log.append(decisionEntryBody(doc))).index,
+    onRevoked: (records) => mirrorRevocations(revocationsFile, records),
+  });
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
     buildTrustedRoot(keys.trustedRootInput(`https://${logOrigin}`)) as unknown as Record<string, unknown>;
-  const controlPlane = new EmbeddedControlPlane({
+  const metrics = new Metrics();
+  const pipeline = new JobPipeline({
     store,
-    orchestrator,
+    orchestrator: new Orchestrator({ store }),
     authority,
     gate,
-    log,
-    trustedRoot,
-    revokeToken: (token) => authority.revoke(token),
+    metrics,
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
   });
-  controlPlane.policies = policies;
-  // Triage acts reach the registry through the gate: a release is signed exactly as an allow.
-  policies.triageEffects = {
-    release: (decision, held, note) => gate.release(decision, held, note),
-    reject: (decision, record) => gate.markTriaged(decision, record),
-  };
-  // Revocations are logged and stored; the home's file mirrors them for local verifiers.
-  const revocationsFile = join(root, 'revocations.json');
-  policies.onRevoked = (records) => mirrorRevocations(revocationsFile, records);
-  // GET /v1/revocations: the list signed by the log key, which verifiers find in the trusted root.
-  controlPlane.revocationList = async () =>
-    signRevocationList(await currentRevocations(revocationsFile, await policies.revocations()), logSigner);
-  controlPlane.referenceValues = referenceValues;
-  controlPlane.trustEkCa = (body) => trustEkCaSigned(root, body, securityKeys);
+  const controlPlane = new EmbeddedControlPlane({
+    store,
+    pipeline,
+    authority,
+    log,
+    metrics,
+    policies,
+    triage,
+    referenceValues,
+    trustedRoot,
+    // GET /v1/revocations: the list signed by the log key, which verifiers find in the trusted root.
+    revocationList: async () =>
+      signRevocationList(await currentRevocations(revocationsFile, await triage.revocations()), logSigner),
+    trustEkCa: (body) => trustEkCaSigned(root, body, securityKeys),
+  });
   const runner = (() => {
     switch (config.runner.kind) {
       case 'bubblewrap':
@@ -331,12 +337,9 @@ export async function openHome(
     attester,
     apiToken,
     policies,
+    triage,
     // Revocations go through the revoke path: logged, stored, and in the list verifiers read.
-    reevaluate: (o) =>
-      policies.reevaluate({
-        ...o,
-        appendDecision: async (doc) => (await log.append(decisionEntryBody(doc))).index,
-      }),
+    reevaluate: (o) => triage.reevaluate(o),
     trustedRoot,
     close: async () => {
       keys.close();

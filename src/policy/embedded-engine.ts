@@ -11,7 +11,6 @@ import {
   type ComponentDenyRule,
   type LicenseRule,
   type Policy,
-  type PolicyAction,
   type PolicyException,
   policyDigest,
   type SbomAgeRule,
@@ -19,7 +18,14 @@ import {
   type SourceRule,
   type VulnerabilityRule,
 } from './policy.ts';
-import type { PolicyDecision, PolicyEngine, PolicyInput, PolicyReason, Suppressed } from './policy-engine.ts';
+import type {
+  PolicyAction,
+  PolicyDecision,
+  PolicyEngine,
+  PolicyInput,
+  PolicyReason,
+  Suppressed,
+} from './policy-engine.ts';
 import {
   type ComponentPattern,
   matchesComponent,

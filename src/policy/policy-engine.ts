@@ -3,7 +3,9 @@ import type { SourceVerification } from '../source/source-provider.ts';
 import type { Severity } from '../vuln/cvss.ts';
 import type { Finding, Unmatched } from '../vuln/match.ts';
 import type { VexStatement } from '../vuln/vex.ts';
-import type { PolicyAction } from './policy.ts';
+
+/** What a rule does when it fires. */
+export type PolicyAction = 'deny' | 'quarantine' | 'warn';
 
 /**
  * Source-origin facts, established by the source stage (src/source) and handed to the policy.

@@ -5,9 +5,6 @@ import { GatehouseError } from '../common/errors.ts';
 import { compileCel } from './cel.ts';
 import { parseComponentPattern } from './purl-pattern.ts';
 
-/** What a rule does when it fires. */
-export type PolicyAction = 'deny' | 'quarantine' | 'warn';
-
 const action = z.enum(['deny', 'quarantine', 'warn']);
 const ruleId = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes');
 const severity = z.enum(['none', 'low', 'medium', 'high', 'critical']);

@@ -7,7 +7,7 @@ import { readCycloneDx, writeCycloneDx } from './cyclonedx.ts';
 import type { Sbom } from './model.ts';
 import { catalogNpmLockfile } from './npm-lock.ts';
 
-const DATA = new URL('../../../shared/data/sbom', import.meta.url).pathname;
+const DATA = new URL('../../../shared/data/sbom/', import.meta.url).pathname;
 const EXAMPLES = join(DATA, 'cyclonedx-examples');
 const SPEC_TESTS = join(DATA, 'cyclonedx-1.6-tests');
 const skipUnless = (path: string) => ({

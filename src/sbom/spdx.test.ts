@@ -9,7 +9,7 @@ import { catalogNpmLockfile } from './npm-lock.ts';
 import { readSbom, sbomAttestationTypes, sbomFormatOf } from './read.ts';
 import { readSpdx, readSpdx3, writeSpdx } from './spdx.ts';
 
-const DATA = new URL('../../../shared/data/sbom', import.meta.url).pathname;
+const DATA = new URL('../../../shared/data/sbom/', import.meta.url).pathname;
 const skipUnless = (path: string) => ({
   skip: existsSync(path) ? false : 'reference data ../shared/data not present',
 });

@@ -12,7 +12,7 @@ import { findVulnerabilities } from './match.ts';
 import { compareNpmVersions, parseNpmVersion } from './npm-version.ts';
 import { parseOsvRecord } from './osv.ts';
 
-const VERSIONS = new URL('../../../shared/data/versions', import.meta.url).pathname;
+const VERSIONS = new URL('../../../shared/data/versions/', import.meta.url).pathname;
 
 const comp = (name: string, version: string): Component => ({
   name,

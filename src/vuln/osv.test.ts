@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import { normalizePackageName, parseOsvJson, parseOsvRecord } from './osv.ts';
 
-const SAMPLES = new URL('../../../shared/data/osv/samples', import.meta.url).pathname;
+const SAMPLES = new URL('../../../shared/data/osv/samples/', import.meta.url).pathname;
 const skip = { skip: existsSync(SAMPLES) ? false : 'reference data ../shared/data not present' };
 
 describe('OSV record parsing', () => {

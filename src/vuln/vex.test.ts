@@ -5,7 +5,7 @@ import { isGatehouseError } from '../common/errors.ts';
 import type { Finding } from './match.ts';
 import { parseVex, vexFor } from './vex.ts';
 
-const VEX_DIR = new URL('../../../shared/data/sbom/cyclonedx-vex', import.meta.url).pathname;
+const VEX_DIR = new URL('../../../shared/data/sbom/cyclonedx-vex/', import.meta.url).pathname;
 const skip = existsSync(VEX_DIR) ? false : 'reference data ../shared/data not present';
 const read = (f: string): unknown => JSON.parse(readFileSync(`${VEX_DIR}${f}`, 'utf8'));
 

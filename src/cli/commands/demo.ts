@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { type JobOutcome, runJob } from '../../agent/agent.ts';
 import { sha256 } from '../../common/encoding.ts';
 import { describeError } from '../../common/errors.ts';
-import { buildIdentity } from '../../gate/gate.ts';
+import { buildIdentity } from '../../gate/submission.ts';
 import { initHome, openHome } from '../../home/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';

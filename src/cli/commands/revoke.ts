@@ -1,7 +1,6 @@
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
-import { decisionEntryBody } from '../../tlog/transparency-log.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { bold, makeOutput } from '../output.ts';
@@ -31,11 +30,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   const sig = await signSecurityAct(SECURITY_PAYLOAD.revoke, { ...act }, signer);
   const home = await openHome(root);
   try {
-    const record = await home.policies.revoke(
-      act,
-      sig,
-      async (doc) => (await home.log.append(decisionEntryBody(doc))).index,
-    );
+    const record = await home.triage.revoke(act, sig);
     out.document(record);
     out.line(`revoked ${bold(record.digest)}; logged as entry #${record.logIndex}`);
     return EXIT.ok;

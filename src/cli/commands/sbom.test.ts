@@ -10,7 +10,7 @@ describe('gatehouse sbom', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-sbom-cli-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const project = join(dir, 'project');
-  const testdata = new URL('../../sbom/testdata', import.meta.url).pathname;
+  const testdata = new URL('../../sbom/testdata/', import.meta.url).pathname;
   const copies: [string, string][] = [
     ['package-lock.v3.json', 'web/package-lock.json'],
     ['Cargo.lock', 'Cargo.lock'],

@@ -6,8 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { cli, examplesDir, tempDir } from '../../../test/helpers.ts';
 import { sha256Hex } from '../../common/encoding.ts';
 import { isGatehouseError } from '../../common/errors.ts';
-import { buildIdentity, TRIAGE_ARTIFACT_TYPE } from '../../gate/gate.ts';
+import { TRIAGE_ARTIFACT_TYPE } from '../../gate/placement.ts';
 import type { GateResult } from '../../gate/submission.ts';
+import { buildIdentity } from '../../gate/submission.ts';
 import { homePaths, initHome, type OpenHome, openHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { registryFromConfig } from '../../registry/registry-config.ts';
@@ -15,7 +16,6 @@ import { createApiServer } from '../../server/http-server.ts';
 import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
 import { parseVsa } from '../../signing/vsa.ts';
 import { attestedJob, submitRequest } from '../../testing/submission.ts';
-import { decisionEntryBody } from '../../tlog/transparency-log.ts';
 import { loadRevocations } from '../../verify/revocations.ts';
 import { importOsv } from '../../vuln/import.ts';
 import { writeOutputs } from './run.ts';
@@ -72,11 +72,7 @@ describe('triage release and reject, and revocation, end to end', () => {
   async function triage(decisionId: string, action: 'release' | 'reject', reason: string) {
     const act = { decisionId, action, reason };
     const signer = await loadSecuritySigner(securityKeyPath(homePaths(tmp.path).keys));
-    return home.policies.triage(
-      act,
-      await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, signer),
-      async (doc) => (await home.log.append(decisionEntryBody(doc))).index,
-    );
+    return home.triage.triage(act, await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, signer));
   }
 
   it('releases a refused build: signed like an allow, promoted, the release in the VSA and the log', async () => {

@@ -1,7 +1,6 @@
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
-import { decisionEntryBody } from '../../tlog/transparency-log.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { bold, makeOutput } from '../output.ts';
@@ -28,7 +27,7 @@ export async function triageCommand(argv: string[]): Promise<number> {
       throw new UsageError(`--limit must be a whole number\nusage: ${USAGE}`);
     const home = await openHome(root);
     try {
-      const items = await home.policies.quarantined(limit);
+      const items = await home.triage.quarantined(limit);
       out.document({ quarantined: items });
       if (items.length === 0) out.line('nothing is waiting in quarantine');
       for (const d of items) {
@@ -51,11 +50,7 @@ export async function triageCommand(argv: string[]): Promise<number> {
   const sig = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, signer);
   const home = await openHome(root);
   try {
-    const record = await home.policies.triage(
-      act,
-      sig,
-      async (doc) => (await home.log.append(decisionEntryBody(doc))).index,
-    );
+    const record = await home.triage.triage(act, sig);
     out.document(record);
     out.line(
       `${sub === 'release' ? 'released' : 'rejected'} ${bold(decisionId)} (${record.project}); logged as entry #${record.logIndex}`,

@@ -1,0 +1,72 @@
+/** The gate's checks of what a runner handed in: proof freshness, artifact bytes, refusal rules. */
+import { fromBase64, sha256Hex } from '../common/encoding.ts';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
+import type { ArtifactFile } from '../registry/registry.ts';
+import type { TokenStore } from '../store/store.ts';
+import type { Submission, SubmitRequest } from './submission.ts';
+
+/** How long after signing a runner's submission proof is accepted, and the clock skew allowed. */
+export const PROOF_MAX_AGE_SECONDS = 300;
+const PROOF_CLOCK_SKEW_SECONDS = 60;
+
+/**
+ * A runner's signed submission is single-use and fresh: its `proof.jti` is accepted once (kept
+ * with the revoked token ids until it could no longer be fresh), and it must have been signed
+ * within PROOF_MAX_AGE_SECONDS of now. A captured request cannot be replayed later.
+ * @throws GatehouseError PROOF_OF_POSSESSION_FAILED
+ */
+export async function checkProofFresh(submission: Submission, tokens: TokenStore): Promise<void> {
+  const now = Math.floor(Date.now() / 1000);
+  const { jti, iat } = submission.proof;
+  if (iat > now + PROOF_CLOCK_SKEW_SECONDS || now - iat > PROOF_MAX_AGE_SECONDS) {
+    throw new GatehouseError(
+      'PROOF_OF_POSSESSION_FAILED',
+      `the submission proof is stale: signed at ${new Date(iat * 1000).toISOString()}, accepted for ${PROOF_MAX_AGE_SECONDS} s`,
+    );
+  }
+  const id = `proof:${jti}`;
+  if (await tokens.isRevoked(id)) {
+    throw new GatehouseError('PROOF_OF_POSSESSION_FAILED', 'the submission proof was already used');
+  }
+  await tokens.revoke(id, iat + PROOF_MAX_AGE_SECONDS + PROOF_CLOCK_SKEW_SECONDS);
+}
+
+/**
+ * Every subject has exactly one artifact whose bytes hash to its digest, and nothing else is sent.
+ * @throws GatehouseError SUBJECT_MISMATCH
+ */
+export function checkArtifacts(request: SubmitRequest): ArtifactFile[] {
+  const { subjects } = request.submission;
+  if (subjects.length === 0) throw new GatehouseError('SUBJECT_MISMATCH', 'the submission names no outputs');
+  const byName = new Map(request.artifacts.map((a) => [a.name, a]));
+  if (byName.size !== request.artifacts.length || request.artifacts.length !== subjects.length) {
+    throw new GatehouseError('SUBJECT_MISMATCH', 'the artifacts sent do not match the subjects one for one');
+  }
+  return subjects.map((s) => {
+    const a = byName.get(s.name);
+    if (a === undefined)
+      throw new GatehouseError('SUBJECT_MISMATCH', `no artifact sent for subject ${s.name}`);
+    const bytes = fromBase64(a.content);
+    const digest = sha256Hex(bytes);
+    if (digest !== s.sha256) {
+      throw new GatehouseError(
+        'SUBJECT_MISMATCH',
+        `artifact ${s.name} has sha256 ${digest}, the submission says ${s.sha256}`,
+      );
+    }
+    return { name: s.name, sha256: digest, bytes: new Uint8Array(bytes) };
+  });
+}
+
+/** The rule a verification failure is reported under. */
+export function refusalRule(e: unknown): string {
+  if (
+    isGatehouseError(e, 'TOKEN_MISSING', 'TOKEN_INVALID', 'TOKEN_EXPIRED', 'TOKEN_WRONG_JOB', 'TOKEN_REVOKED')
+  ) {
+    return 'attestation-token';
+  }
+  if (isGatehouseError(e, 'PROOF_OF_POSSESSION_FAILED')) return 'proof-of-possession';
+  if (isGatehouseError(e, 'BAD_SBOM')) return 'sbom';
+  if (isGatehouseError(e, 'SUBJECT_MISMATCH')) return 'artifact-digest';
+  return 'submission';
+}
