@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../common/errors.ts';
+import type { DecisionOutcome } from '../store/store.ts';
 
 /** Exit codes of the gatehouse command (a contract: see the README). */
 export const EXIT = { ok: 0, error: 1, usage: 2, denied: 3, quarantined: 4 } as const;
@@ -55,3 +56,15 @@ export const exitCodeByCode: Readonly<Record<ErrorCode, number>> = {
   UNREACHABLE: 1,
   INTERNAL: 1,
 };
+
+/** The one mapping of a decision to the exit code: 0 allowed, 3 denied, 4 quarantined. */
+export function exitCodeOfOutcome(outcome: DecisionOutcome): number {
+  switch (outcome) {
+    case 'allow':
+      return EXIT.ok;
+    case 'quarantine':
+      return EXIT.quarantined;
+    case 'deny':
+      return EXIT.denied;
+  }
+}

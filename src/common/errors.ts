@@ -3,61 +3,70 @@
  * wrong and with what input, never a token, key or secret. HTTP statuses and exit codes are mapped
  * from the code in `server` and `cli`, never here.
  */
-export type ErrorCode =
+export const ERROR_CODES = [
   // input that a user or a build handed us
-  | 'BAD_INPUT'
-  | 'BAD_CONFIG'
-  | 'BAD_PROJECT_CONFIG'
-  | 'BAD_LOCKFILE'
-  | 'BAD_SBOM'
-  | 'BAD_OSV_RECORD'
-  | 'BAD_BUNDLE'
-  | 'BAD_POLICY'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
+  'BAD_INPUT',
+  'BAD_CONFIG',
+  'BAD_PROJECT_CONFIG',
+  'BAD_LOCKFILE',
+  'BAD_SBOM',
+  'BAD_OSV_RECORD',
+  'BAD_BUNDLE',
+  'BAD_POLICY',
+  'NOT_FOUND',
+  'CONFLICT',
   // the home and its stores
-  | 'HOME_NOT_INITIALIZED'
-  | 'STORE_ERROR'
-  | 'MIGRATION_FAILED'
+  'HOME_NOT_INITIALIZED',
+  'STORE_ERROR',
+  'MIGRATION_FAILED',
   // runner
-  | 'SANDBOX_UNAVAILABLE'
-  | 'BUILD_FAILED'
-  | 'BUILD_TIMEOUT'
-  | 'BUILD_LIMIT_EXCEEDED'
-  | 'FETCH_FAILED'
-  | 'IMAGE_UNVERIFIED'
-  | 'OUTPUT_REJECTED'
+  'SANDBOX_UNAVAILABLE',
+  'BUILD_FAILED',
+  'BUILD_TIMEOUT',
+  'BUILD_LIMIT_EXCEEDED',
+  'FETCH_FAILED',
+  'IMAGE_UNVERIFIED',
+  'OUTPUT_REJECTED',
   // attestation and tokens
-  | 'EVIDENCE_REJECTED'
-  | 'TOKEN_MISSING'
-  | 'TOKEN_INVALID'
-  | 'TOKEN_EXPIRED'
-  | 'TOKEN_WRONG_JOB'
-  | 'TOKEN_REVOKED'
-  | 'PROOF_OF_POSSESSION_FAILED'
-  | 'TPM_UNAVAILABLE'
+  'EVIDENCE_REJECTED',
+  'TOKEN_MISSING',
+  'TOKEN_INVALID',
+  'TOKEN_EXPIRED',
+  'TOKEN_WRONG_JOB',
+  'TOKEN_REVOKED',
+  'PROOF_OF_POSSESSION_FAILED',
+  'TPM_UNAVAILABLE',
   // verification at deploy time
-  | 'SIGNATURE_INVALID'
-  | 'CERTIFICATE_INVALID'
-  | 'IDENTITY_MISMATCH'
-  | 'SUBJECT_MISMATCH'
-  | 'LOG_PROOF_INVALID'
-  | 'CHECKPOINT_INVALID'
-  | 'TIMESTAMP_INVALID'
-  | 'LOG_INCONSISTENT'
-  | 'KEY_UNAVAILABLE'
-  | 'VERIFICATION_FAILED'
-  | 'ARTIFACT_REVOKED'
+  'SIGNATURE_INVALID',
+  'CERTIFICATE_INVALID',
+  'IDENTITY_MISMATCH',
+  'SUBJECT_MISMATCH',
+  'LOG_PROOF_INVALID',
+  'CHECKPOINT_INVALID',
+  'TIMESTAMP_INVALID',
+  'LOG_INCONSISTENT',
+  'KEY_UNAVAILABLE',
+  'VERIFICATION_FAILED',
+  'ARTIFACT_REVOKED',
   // registries
-  | 'REGISTRY_ERROR'
-  | 'REGISTRY_AUTH_FAILED'
+  'REGISTRY_ERROR',
+  'REGISTRY_AUTH_FAILED',
   // source origin
-  | 'SOURCE_UNAVAILABLE'
-  | 'SOURCE_MISMATCH'
-  | 'REVIEW_REJECTED'
+  'SOURCE_UNAVAILABLE',
+  'SOURCE_MISMATCH',
+  'REVIEW_REJECTED',
   // transport
-  | 'UNREACHABLE'
-  | 'INTERNAL';
+  'UNREACHABLE',
+  'INTERNAL',
+] as const;
+
+/** A stable, typed error code. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** True when `value` is one of the error codes (e.g. read back from an HTTP answer). */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}
 
 export interface GatehouseErrorOptions {
   cause?: unknown;

@@ -1,19 +1,34 @@
 import type { Challenge } from '../attestation/tpm-verifier.ts';
-import { type ErrorCode, GatehouseError } from '../common/errors.ts';
+import { GatehouseError, isErrorCode } from '../common/errors.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
-import { httpStatusByCode } from '../server/http-errors.ts';
-import type { JobRecord, JobStep } from '../store/store.ts';
+import type { SecuritySignature } from '../signing/security-act.ts';
+import type { JobRecord, JobStep, PolicyVersionRecord } from '../store/store.ts';
 import type { AttestRequest, AttestResult, ControlPlane, JobTicket } from './control-plane.ts';
 
-const knownCodes = new Set(Object.keys(httpStatusByCode));
+/** Answers of the open read routes (checkpoint, proofs) are small; more than this is refused. */
+const MAX_READ_BYTES = 1 << 20;
 
-/** A control plane reached over HTTP: what `gatehouse run --server URL` uses. */
+interface CallOptions {
+  /** Send the operator's API token (routes that change state). */
+  auth?: boolean;
+  timeoutMs?: number;
+  /** Refuse an answer larger than this. */
+  maxBytes?: number;
+}
+
+/**
+ * The one client of the control plane's HTTP API: the runner agent's port (`gatehouse run
+ * --server URL`), the log reads a remote monitor needs (`log audit --server`), and the security
+ * role's publications (`policy push --server`). An error answer becomes the GatehouseError its
+ * `{ error: { code, message } }` names, so callers see the same codes as in-process.
+ */
 export class HttpControlPlane implements ControlPlane {
   readonly #base: URL;
-  readonly #apiToken: string;
+  readonly #apiToken: string | undefined;
   readonly #timeoutMs: number;
 
-  constructor(options: { url: string; apiToken: string; timeoutMs?: number }) {
+  /** @throws GatehouseError BAD_INPUT for a URL that is not http(s) */
+  constructor(options: { url: string; apiToken?: string; timeoutMs?: number }) {
     try {
       this.#base = new URL(options.url);
     } catch (e) {
@@ -26,77 +41,139 @@ export class HttpControlPlane implements ControlPlane {
     this.#timeoutMs = options.timeoutMs ?? 120_000;
   }
 
-  async #call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  /** One request; the answer's status and body text. @throws GatehouseError UNREACHABLE, BAD_INPUT */
+  async #send(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    options: CallOptions,
+  ): Promise<{ status: number; ok: boolean; text: string }> {
     const url = new URL(path, this.#base);
+    if (options.auth === true && this.#apiToken === undefined)
+      throw new GatehouseError('BAD_INPUT', 'no API token for --server: set GATEHOUSE_API_TOKEN');
     let res: Response;
     try {
       res = await fetch(url, {
         method,
         headers: {
-          authorization: `Bearer ${this.#apiToken}`,
+          ...(options.auth === true ? { authorization: `Bearer ${this.#apiToken}` } : {}),
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
       });
     } catch (e) {
       throw new GatehouseError('UNREACHABLE', `control plane ${this.#base.origin} did not answer`, {
+        where: url.pathname,
         cause: e,
       });
     }
-    const text = await res.text();
+    const bytes = Buffer.from(await res.arrayBuffer());
+    if (options.maxBytes !== undefined && bytes.length > options.maxBytes)
+      throw new GatehouseError('BAD_INPUT', 'the control plane answered with too much data', {
+        where: url.href,
+      });
+    return { status: res.status, ok: res.ok, text: bytes.toString('utf8') };
+  }
+
+  /** A JSON call; an error answer is thrown as the code it names. */
+  async #call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    options: CallOptions = {},
+  ): Promise<T> {
+    const res = await this.#send(method, path, body, options);
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(res.text);
     } catch (e) {
       throw new GatehouseError(
         'UNREACHABLE',
         `control plane answered ${res.status} with a body that is not JSON`,
-        {
-          cause: e,
-        },
+        { cause: e },
       );
     }
-    if (!res.ok) {
-      const err = (json as { error?: { code?: string; message?: string } }).error;
-      const code = (err?.code !== undefined && knownCodes.has(err.code) ? err.code : 'INTERNAL') as ErrorCode;
-      throw new GatehouseError(code, `control plane: ${err?.message ?? `HTTP ${res.status}`}`);
-    }
+    if (!res.ok) throw errorOfAnswer(res.status, json);
     return json as T;
   }
 
   createJob(request: { project: string }): Promise<JobTicket> {
-    return this.#call('POST', '/v1/jobs', request);
+    return this.#call('POST', '/v1/jobs', request, { auth: true });
   }
 
   attest(request: AttestRequest): Promise<AttestResult> {
-    return this.#call('POST', `/v1/jobs/${encodeURIComponent(request.jobId)}/attest`, {
-      runnerKey: request.runnerKey,
-      evidence: request.evidence,
-    });
+    const body = { runnerKey: request.runnerKey, evidence: request.evidence };
+    return this.#call('POST', `${jobPath(request.jobId)}/attest`, body, { auth: true });
   }
 
   attestationChallenge(body: unknown): Promise<Challenge> {
-    return this.#call('POST', '/v1/attestation/challenge', body);
+    return this.#call('POST', '/v1/attestation/challenge', body, { auth: true });
   }
 
   attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
-    return this.#call('POST', '/v1/attestation/evidence', body);
+    return this.#call('POST', '/v1/attestation/evidence', body, { auth: true });
   }
 
   submit(request: SubmitRequest): Promise<GateResult> {
-    return this.#call('POST', `/v1/jobs/${encodeURIComponent(request.submission.jobId)}/submit`, request);
+    return this.#call('POST', `${jobPath(request.submission.jobId)}/submit`, request, { auth: true });
   }
 
   async fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void> {
-    await this.#call('POST', `/v1/jobs/${encodeURIComponent(request.jobId)}/fail`, request);
+    await this.#call('POST', `${jobPath(request.jobId)}/fail`, request, { auth: true });
   }
 
   async finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void> {
-    await this.#call('POST', `/v1/jobs/${encodeURIComponent(request.jobId)}/finish`, request);
+    await this.#call('POST', `${jobPath(request.jobId)}/finish`, request, { auth: true });
   }
 
   getJob(jobId: string): Promise<JobRecord> {
-    return this.#call('GET', `/v1/jobs/${encodeURIComponent(jobId)}`);
+    return this.#call('GET', jobPath(jobId));
   }
+
+  /** POST /v1/policies: publish a policy version the security role signed. */
+  publishPolicy(text: string, sig: SecuritySignature): Promise<PolicyVersionRecord> {
+    return this.#call('POST', '/v1/policies', { text, ...sig }, { auth: true, timeoutMs: 30_000 });
+  }
+
+  /** GET /v1/log/checkpoint: the log's signed checkpoint (a C2SP signed note), unverified. */
+  async checkpoint(): Promise<string> {
+    const res = await this.#send('GET', '/v1/log/checkpoint', undefined, this.#readOptions());
+    if (!res.ok)
+      throw new GatehouseError('UNREACHABLE', `the log answered HTTP ${res.status}`, {
+        where: `${this.#base.origin}/v1/log/checkpoint`,
+      });
+    return res.text;
+  }
+
+  /** GET /v1/log/proof/consistency: a consistency proof between two tree sizes, unverified. */
+  async consistencyProof(first: number, second: number): Promise<Record<string, unknown>> {
+    const path = `/v1/log/proof/consistency?first=${first}&second=${second}`;
+    const res = await this.#send('GET', path, undefined, this.#readOptions());
+    if (!res.ok)
+      throw new GatehouseError('UNREACHABLE', `the log answered HTTP ${res.status}`, {
+        where: `${this.#base.origin}${path}`,
+      });
+    try {
+      return JSON.parse(res.text) as Record<string, unknown>;
+    } catch (e) {
+      throw new GatehouseError('LOG_INCONSISTENT', 'the consistency proof is not JSON', { cause: e });
+    }
+  }
+
+  #readOptions(): CallOptions {
+    return { timeoutMs: Math.min(this.#timeoutMs, 10_000), maxBytes: MAX_READ_BYTES };
+  }
+}
+
+function jobPath(jobId: string): string {
+  return `/v1/jobs/${encodeURIComponent(jobId)}`;
+}
+
+/** The error an API answer names; an unknown code is INTERNAL, never trusted as a success. */
+function errorOfAnswer(status: number, json: unknown): GatehouseError {
+  const err = (json as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  const code = isErrorCode(err?.code) ? err.code : 'INTERNAL';
+  const message = typeof err?.message === 'string' ? err.message : `HTTP ${status}`;
+  return new GatehouseError(code, `control plane: ${message}`);
 }

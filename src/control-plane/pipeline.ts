@@ -75,7 +75,11 @@ export class JobPipeline implements ControlPlane {
 
   /** TPM path, step 1: check the EK certificate and AK, return a nonce and a credential. */
   attestationChallenge(body: unknown): Promise<Challenge> {
-    return this.#appraise('challenge', undefined, () => this.#o.authority.challenge(body));
+    // A challenge is half an attestation: only its refusals count; the evidence that follows is
+    // the attempt that succeeds or fails.
+    return this.#appraise('challenge', undefined, () => this.#o.authority.challenge(body), {
+      countSuccess: false,
+    });
   }
 
   /**
@@ -191,11 +195,12 @@ export class JobPipeline implements ControlPlane {
     stage: AttestationRefusalRecord['stage'],
     jobId: string | undefined,
     appraise: () => Promise<T>,
+    options: { countSuccess: boolean } = { countSuccess: true },
   ): Promise<T> {
     const t0 = performance.now();
     try {
       const result = await appraise();
-      this.#o.metrics.attestation(true, performance.now() - t0);
+      if (options.countSuccess) this.#o.metrics.attestation(true, performance.now() - t0);
       return result;
     } catch (e) {
       this.#o.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));

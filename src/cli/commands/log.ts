@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
+import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { type OpenHome, openHome, resolveHome } from '../../home/home.ts';
 import { parseTrustedRoot } from '../../signing/trust-root.ts';
-import { HttpLogReader } from '../../tlog/http-log.ts';
 import { type AuditedLog, auditLog } from '../../tlog/monitor.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -49,7 +49,7 @@ export async function logCommand(argv: string[]): Promise<number> {
   const remote = sub === 'audit' && values.server !== undefined;
   let home: OpenHome | undefined;
   try {
-    if (remote) return await audit(new HttpLogReader({ url: values.server ?? '' }), undefined, values);
+    if (remote) return await audit(new HttpControlPlane({ url: values.server ?? '' }), undefined, values);
     home = await openHome(resolveHome(values.home));
     const cp = home.controlPlane;
     switch (sub) {

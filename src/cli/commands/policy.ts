@@ -1,4 +1,5 @@
 import { GatehouseError } from '../../common/errors.ts';
+import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { parsePolicy } from '../../policy/policy.ts';
@@ -9,7 +10,7 @@ import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts
 import type { PolicyVersionRecord } from '../../store/store.ts';
 import { parseVex } from '../../vuln/vex.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
-import { EXIT } from '../exit-codes.ts';
+import { EXIT, exitCodeOfOutcome } from '../exit-codes.ts';
 import { readJsonFile, readTextFile } from '../input-files.ts';
 import { bold, dim, green, makeOutput, red, yellow } from '../output.ts';
 
@@ -65,32 +66,11 @@ export async function policyCommand(argv: string[]): Promise<number> {
       let record: PolicyVersionRecord;
       if (values.server !== undefined) {
         const token = process.env.GATEHOUSE_API_TOKEN;
-        if (token === undefined || token === '')
-          throw new GatehouseError('BAD_INPUT', 'no API token for --server: set GATEHOUSE_API_TOKEN');
-        let res: Response;
-        try {
-          res = await fetch(`${values.server.replace(/\/+$/, '')}/v1/policies`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-            body: JSON.stringify({ text, ...sig }),
-            signal: AbortSignal.timeout(30_000),
-          });
-        } catch (e) {
-          throw new GatehouseError('UNREACHABLE', 'the control plane is unreachable', {
-            where: values.server,
-            cause: e,
-          });
-        }
-        const body = (await res.json().catch(() => ({}))) as {
-          error?: { message?: string };
-        } & PolicyVersionRecord;
-        if (!res.ok)
-          throw new GatehouseError(
-            res.status === 400 ? 'BAD_POLICY' : res.status === 422 ? 'SIGNATURE_INVALID' : 'UNREACHABLE',
-            body.error?.message ?? `HTTP ${res.status}`,
-            { where: values.server },
-          );
-        record = body;
+        const client = new HttpControlPlane({
+          url: values.server,
+          ...(token === undefined || token === '' ? {} : { apiToken: token }),
+        });
+        record = await client.publishPolicy(text, sig);
       } else {
         const home = await openHome(root);
         try {
@@ -229,11 +209,7 @@ async function check(
         dim(`  ~ ${s.vulnId ?? s.rule ?? ''} ${s.purl ?? ''} set aside by ${s.by} ${s.id}: ${s.reason}`),
       );
     if (assumed.length > 0) out.line(dim(`  assumed (no --facts): ${assumed.join('; ')}`));
-    return decision.outcome === 'allow'
-      ? EXIT.ok
-      : decision.outcome === 'deny'
-        ? EXIT.denied
-        : EXIT.quarantined;
+    return exitCodeOfOutcome(decision.outcome);
   } finally {
     await home.close();
   }

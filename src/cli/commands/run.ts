@@ -13,7 +13,7 @@ import type { Runner } from '../../runner/runner.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
 import type { JobStep } from '../../store/store.ts';
 import { commonOptions, parse } from '../args.ts';
-import { EXIT } from '../exit-codes.ts';
+import { EXIT, exitCodeOfOutcome } from '../exit-codes.ts';
 import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
 
 const USAGE =
@@ -21,14 +21,7 @@ const USAGE =
 
 /** Exit code for a finished job: 0 allowed, 3 denied, 4 quarantined, else the failure's. */
 export function exitCodeOf(outcome: JobOutcome): number {
-  if (outcome.result !== undefined) {
-    return outcome.result.outcome === 'allow'
-      ? EXIT.ok
-      : outcome.result.outcome === 'quarantine'
-        ? EXIT.quarantined
-        : EXIT.denied;
-  }
-  return EXIT.error;
+  return outcome.result === undefined ? EXIT.error : exitCodeOfOutcome(outcome.result.outcome);
 }
 
 export function printStep(out: Output, s: JobStep): void {
