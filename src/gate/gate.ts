@@ -24,7 +24,8 @@ import { SLSA_VSA_V1, verificationSummary } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
 import type { DecisionRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
-import { type CurrentVulnIndex, type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
+import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
+import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
 import type { GateReason, GateResult, Submission, SubmitRequest } from './submission.ts';
 
 /** How long after signing a runner's submission proof is accepted, and the clock skew allowed. */

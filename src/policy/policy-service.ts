@@ -18,8 +18,9 @@ import type {
   TriageRecord,
 } from '../store/store.ts';
 import { LiveVulnIndex } from '../vuln/live-index.ts';
-import { type MatchResult, matchVulnerabilities, type VulnIndex } from '../vuln/match.ts';
+import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import { parseVex, type VexStatement } from '../vuln/vex.ts';
+import type { VulnIndex } from '../vuln/vuln-index.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { CombinedPolicyEngine, OpaPolicyEngine } from './opa-engine.ts';
 import { type Policy, parsePolicy, policyDigest } from './policy.ts';
