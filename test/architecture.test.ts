@@ -15,7 +15,8 @@ const ROOT = 'home';
 /** Every relative module specifier a file imports or re-exports, statically or dynamically. */
 function specifiers(text: string): string[] {
   const out: string[] = [];
-  const re = /(?:^|[\s;])(?:import|export)\s[^'";]*?\sfrom\s*['"](\.[^'"]+)['"]|import\s*\(\s*['"](\.[^'"]+)['"]\s*\)|^import\s+['"](\.[^'"]+)['"]/gm;
+  const re =
+    /(?:^|[\s;])(?:import|export)\s[^'";]*?\sfrom\s*['"](\.[^'"]+)['"]|import\s*\(\s*['"](\.[^'"]+)['"]\s*\)|^import\s+['"](\.[^'"]+)['"]/gm;
   for (const m of text.matchAll(re)) out.push(m[1] ?? m[2] ?? m[3] ?? '');
   return out;
 }

@@ -1,7 +1,7 @@
 import { parse as parseCel } from '@marcbachmann/cel-js';
 import { GatehouseError } from '../common/errors.ts';
 import type { Component } from '../sbom/model.ts';
-import type { Finding } from '../vuln/match.ts';
+import type { Finding } from '../vuln/findings.ts';
 import type { PolicyInput } from './policy-engine.ts';
 
 /** A compiled CEL expression that answers true or false. */

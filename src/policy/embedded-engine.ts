@@ -1,6 +1,6 @@
 import type { Component } from '../sbom/model.ts';
 import { SEVERITY_RANK, type Severity } from '../vuln/cvss.ts';
-import type { Finding } from '../vuln/match.ts';
+import type { Finding } from '../vuln/findings.ts';
 import { vexFor } from '../vuln/vex.ts';
 import { type CelPredicate, celComponent, celFacts, celFinding, compileCel } from './cel.ts';
 import { licenseChoices, licenseNamed, readLicense } from './licenses.ts';

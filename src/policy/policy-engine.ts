@@ -1,7 +1,8 @@
 import type { Component } from '../sbom/model.ts';
 import type { SourceVerification } from '../source/source-provider.ts';
 import type { Severity } from '../vuln/cvss.ts';
-import type { Finding, Unmatched } from '../vuln/match.ts';
+import type { Finding } from '../vuln/findings.ts';
+import type { Unmatched } from '../vuln/match.ts';
 import type { VexStatement } from '../vuln/vex.ts';
 
 /** What a rule does when it fires. */

@@ -5,7 +5,7 @@ import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import type { Component } from '../sbom/model.ts';
 import { npmPurl } from '../sbom/purl.ts';
-import type { Finding } from '../vuln/match.ts';
+import type { Finding } from '../vuln/findings.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { parsePolicy, policyDigest } from './policy.ts';
 import type { PolicyInput } from './policy-engine.ts';

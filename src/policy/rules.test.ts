@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Component } from '../sbom/model.ts';
-import type { Finding } from '../vuln/match.ts';
+import type { Finding } from '../vuln/findings.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { readLicense } from './licenses.ts';
 import { parsePolicy } from './policy.ts';

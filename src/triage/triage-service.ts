@@ -19,8 +19,9 @@ import type {
   Store,
   TriageRecord,
 } from '../store/store.ts';
-import { matchVulnerabilities, type VulnIndex } from '../vuln/match.ts';
+import { matchVulnerabilities } from '../vuln/match.ts';
 import type { VexStatement } from '../vuln/vex.ts';
+import type { VulnIndex } from '../vuln/vuln-index.ts';
 
 /** Appends a decision document to the transparency log; returns its index. */
 export type AppendDecision = (decision: Record<string, unknown>) => Promise<number>;

@@ -11,8 +11,9 @@ import { SqliteStore } from '../store/sqlite-store.ts';
 import type { VulnRecord } from '../store/store.ts';
 import { importOsv, packagesOf } from './import.ts';
 import { LiveVulnIndex } from './live-index.ts';
-import { matchVulnerabilities, VulnIndex } from './match.ts';
+import { matchVulnerabilities } from './match.ts';
 import { parseOsvRecord } from './osv.ts';
+import { VulnIndex } from './vuln-index.ts';
 
 const run = promisify(execFile);
 

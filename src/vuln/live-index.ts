@@ -1,5 +1,5 @@
 import type { VulnStore } from '../store/store.ts';
-import { type CurrentVulnIndex, VulnIndex } from './match.ts';
+import { type CurrentVulnIndex, VulnIndex } from './vuln-index.ts';
 
 /**
  * The vulnerability database held in memory for the life of a process, kept current: each

@@ -4,8 +4,10 @@ import { describe, it } from 'node:test';
 import type { Component } from '../sbom/model.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { importOsv } from './import.ts';
-import { matchVulnerabilities, osvPackageOf, VulnIndex } from './match.ts';
+import { matchVulnerabilities } from './match.ts';
 import { parseOsvRecord } from './osv.ts';
+import { osvPackageOf } from './osv-package.ts';
+import { VulnIndex } from './vuln-index.ts';
 
 const PYPI_ZIP = new URL('../../../shared/data/osv/PyPI/all.zip', import.meta.url).pathname;
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
-import type { Finding } from './match.ts';
+import type { Finding } from './findings.ts';
 import { parseVex, vexFor } from './vex.ts';
 
 const VEX_DIR = new URL('../../../shared/data/sbom/cyclonedx-vex/', import.meta.url).pathname;

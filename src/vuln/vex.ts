@@ -1,5 +1,5 @@
 import { GatehouseError } from '../common/errors.ts';
-import type { Finding } from './match.ts';
+import type { Finding } from './findings.ts';
 
 /** VEX status, in OpenVEX's words (CycloneDX analysis states map onto these). */
 export type VexStatus = 'not_affected' | 'affected' | 'fixed' | 'under_investigation';
