@@ -10,7 +10,6 @@ import type { PolicyStore, PolicyVersionRecord, Store } from '../store/store.ts'
 import { LiveVulnIndex } from '../vuln/live-index.ts';
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import { parseVex, type VexStatement } from '../vuln/vex.ts';
-import type { VulnIndex } from '../vuln/vuln-index.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { CombinedPolicyEngine, OpaPolicyEngine } from './opa-engine.ts';
 import { type Policy, parsePolicy, policyDigest } from './policy.ts';
