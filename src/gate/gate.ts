@@ -181,7 +181,8 @@ export class Gate {
       // An attested ephemeral runner with provenance signed by the control plane (docs/policy.md).
       build: { slsaBuildLevel: 3 },
       ...(createdAtOfSbom === undefined ? {} : { sbom: { createdAt: createdAtOfSbom } }),
-      subjects: submission.subjects.map((s) => s.name),
+      // The artifact's identifiers for VEX: its digests (the project purl is added by the engine).
+      subjects: submission.subjects.map((s) => `sha256:${s.sha256}`),
     });
     return {
       outcome: decision.outcome,

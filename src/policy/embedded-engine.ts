@@ -1,7 +1,7 @@
 import type { Component } from '../sbom/model.ts';
 import { SEVERITY_RANK, type Severity } from '../vuln/cvss.ts';
 import type { Finding } from '../vuln/findings.ts';
-import { vexFor } from '../vuln/vex.ts';
+import { projectPurl, vexFor } from '../vuln/vex.ts';
 import { type CelPredicate, celComponent, celFacts, celFinding, compileCel } from './cel.ts';
 import { licenseChoices, licenseNamed, readLicense } from './licenses.ts';
 import {
@@ -116,7 +116,7 @@ export class EmbeddedPolicyEngine implements PolicyEngine {
     // product never reaches the rules; the decision lists it with the statement's reason.
     let findings = input.findings;
     if (findings !== undefined && input.vex !== undefined && input.vex.length > 0) {
-      const subjects = [input.project, ...(input.subjects ?? [])];
+      const subjects = [projectPurl(input.project), ...(input.subjects ?? [])];
       const vex = input.vex;
       findings = findings.filter((f) => {
         const s = vexFor(f, vex, subjects);

@@ -44,7 +44,10 @@ export interface PolicyInput {
   build?: { slsaBuildLevel?: number };
   /** When the SBOM was created (its metadata timestamp). */
   sbom?: { createdAt?: string };
-  /** Identifiers of the artifact (subject purls, names) that VEX products may name. */
+  /**
+   * Identifiers of the artifact that VEX products may name besides its project purl: subject
+   * digests (`sha256:<hex>`) and purls. Never output paths: another project may have the same.
+   */
   subjects?: readonly string[];
   /** VEX statements that apply centrally; `not_affected` and `fixed` suppress findings. */
   vex?: readonly VexStatement[];

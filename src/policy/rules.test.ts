@@ -251,7 +251,7 @@ describe('VEX in decisions', () => {
           document: 'vex-doc',
           vulnerability: 'CVE-7',
           aliases: [],
-          products: ['app'],
+          products: ['pkg:generic/app'],
           subcomponents: [],
           status: 'not_affected',
           justification: 'vulnerable_code_not_present',

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import type { Finding } from './findings.ts';
-import { parseVex, vexFor } from './vex.ts';
+import { parseVex, projectPurl, vexFor } from './vex.ts';
 
 const VEX_DIR = new URL('../../../shared/data/sbom/cyclonedx-vex/', import.meta.url).pathname;
 const skip = existsSync(VEX_DIR) ? false : 'reference data ../shared/data not present';
@@ -159,5 +159,48 @@ describe('VEX application', () => {
 
   it('suppresses nothing when statements that apply disagree', () => {
     assert.equal(vexFor(finding('pkg:npm/lib@3.1.0', 'CVE-3'), statements, subjects), undefined);
+  });
+});
+
+describe('VEX scope: a statement applies only to the artifact it names', () => {
+  const digestA = `sha256:${'a'.repeat(64)}`;
+  const digestB = `sha256:${'b'.repeat(64)}`;
+  const about = (products: string[], subcomponents: string[] = ['pkg:npm/minimist']) =>
+    parseVex(
+      openvex([
+        {
+          vulnerability: 'CVE-2021-44906',
+          products,
+          subcomponents,
+          status: 'not_affected',
+          justification: 'vulnerable_code_not_in_execute_path',
+        },
+      ]),
+      'v',
+    );
+  const minimist = finding('pkg:npm/minimist@1.2.5', 'GHSA-xvch-5gv4-984h', ['CVE-2021-44906']);
+  const projectA = [projectPurl('payments'), digestA];
+  const projectB = [projectPurl('web'), digestB];
+
+  it('applies to the project its product purl names, and to no other', () => {
+    const vex = about(['pkg:generic/payments']);
+    assert.equal(vexFor(minimist, vex, projectA)?.status, 'not_affected');
+    assert.equal(vexFor(minimist, vex, projectB), undefined);
+  });
+
+  it('applies to the artifact whose digest it names, and to no other', () => {
+    const vex = about([digestA]);
+    assert.equal(vexFor(minimist, vex, projectA)?.status, 'not_affected');
+    assert.equal(vexFor(minimist, vex, projectB), undefined);
+  });
+
+  it('never applies by an output path or a bare name another project may share', () => {
+    for (const product of ['dist/app.tar', 'app.tar', 'payments', 'web'])
+      assert.equal(vexFor(minimist, about([product]), [...projectA, ...projectB]), undefined, product);
+  });
+
+  it('does not let an unversioned component purl as the product silence every release everywhere', () => {
+    assert.equal(vexFor(minimist, about(['pkg:npm/minimist'], []), projectB), undefined);
+    assert.equal(vexFor(minimist, about(['pkg:npm/minimist@1.2.5'], []), projectB)?.status, 'not_affected');
   });
 });

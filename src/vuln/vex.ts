@@ -191,32 +191,46 @@ function namesComponent(id: string, purl: string): boolean {
   return purlKey(id, !versioned) === purlKey(purl, !versioned);
 }
 
+/** The purl that names a project's artifacts in VEX statements: `pkg:generic/<project>`. */
+export function projectPurl(project: string): string {
+  return `pkg:generic/${encodeURIComponent(project)}`;
+}
+
 /**
- * The statement that settles a finding for the artifact identified by `subjects` (project
- * name, subject purls), if any. Only `not_affected` and `fixed` suppress; when statements that
- * apply disagree (one says affected or under investigation), nothing is suppressed: the
- * cautious reading.
+ * Whether a statement's product identifies one of the artifact's identifiers: a `sha256:<hex>`
+ * digest exactly, or a purl (the project purl, with or without a version).
+ */
+function namesArtifact(product: string, identifiers: readonly string[]): boolean {
+  return identifiers.some((x) => (x.startsWith('sha256:') ? product === x : namesComponent(product, x)));
+}
+
+/** A versioned component purl as the product: a statement about exactly that release. */
+function namesRelease(product: string, purl: string): boolean {
+  return product.startsWith('pkg:') && purlKey(product, false) !== purlKey(product, true)
+    ? namesComponent(product, purl)
+    : false;
+}
+
+/**
+ * The statement that settles a finding for the artifact identified by `identifiers` (its project
+ * purl and subject digests: never an output path or a bare name, which another project could share),
+ * if any. A statement applies when a product names the artifact (and, when it lists subcomponents,
+ * one of them is the affected component), or when its product is exactly the affected release of
+ * the component. Only `not_affected` and `fixed` suppress; when statements that apply disagree (one
+ * says affected or under investigation), nothing is suppressed: the cautious reading.
  */
 export function vexFor(
   finding: Finding,
   statements: readonly VexStatement[],
-  subjects: readonly string[],
+  identifiers: readonly string[],
 ): VexStatement | undefined {
   const ids = new Set([finding.vulnId, ...finding.aliases]);
   const applicable = statements.filter((s) => {
     if (!ids.has(s.vulnerability) && !s.aliases.some((a) => ids.has(a))) return false;
-    const productHit = s.products.some(
-      (p) =>
-        subjects.includes(p) || subjects.some((x) => namesComponent(p, x)) || namesComponent(p, finding.purl),
-    );
-    if (!productHit) return false;
+    if (s.products.some((p) => namesRelease(p, finding.purl))) return true;
+    if (!s.products.some((p) => namesArtifact(p, identifiers))) return false;
     // A statement about the product as a whole, or limited to subcomponents that include this one.
-    const aboutComponent = s.products.some((p) => namesComponent(p, finding.purl));
-    return (
-      aboutComponent ||
-      s.subcomponents.length === 0 ||
-      s.subcomponents.some((c) => namesComponent(c, finding.purl))
-    );
+    return s.subcomponents.length === 0 || s.subcomponents.some((c) => namesComponent(c, finding.purl));
   });
   if (applicable.length === 0) return undefined;
   if (applicable.some((s) => s.status === 'affected' || s.status === 'under_investigation')) return undefined;

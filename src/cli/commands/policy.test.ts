@@ -126,7 +126,7 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
         statements: [
           {
             vulnerability: { name: 'CVE-2021-44906' },
-            products: [{ '@id': 'vulnerable-app' }],
+            products: [{ '@id': 'pkg:generic/vulnerable-app' }],
             subcomponents: [{ '@id': 'pkg:npm/minimist' }],
             status: 'not_affected',
             justification: 'vulnerable_code_not_in_execute_path',

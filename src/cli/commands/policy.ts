@@ -179,7 +179,10 @@ async function check(
       findings: matched.findings,
       unmatched: matched.unmatched,
       ...buildFacts,
-      subjects: [sbom.subject?.purl, sbom.subject?.name].filter((x): x is string => x !== undefined),
+      subjects: [
+        sbom.subject?.purl,
+        sbom.subject?.sha256 === undefined ? undefined : `sha256:${sbom.subject.sha256}`,
+      ].filter((x): x is string => x !== undefined),
       vex: [...(await home.policies.vexStatements()), ...extraVex],
     };
     const created =
