@@ -6,14 +6,20 @@
  */
 import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import { type Descriptor, OCI_EMPTY, OCI_MANIFEST, parseImageManifest } from './oci-client.ts';
-import type { Area, ArtifactFile, PlacedArtifact, PlacementRequest } from './registry.ts';
+import {
+  type Descriptor,
+  jsonBytes,
+  OCI_EMPTY,
+  OCI_IMAGE_CONFIG,
+  OCI_MANIFEST,
+  parseImageManifest,
+} from './oci-format.ts';
+import { COSIGN_KINDS, cosignTag, digestOf, isTag } from './oci-names.ts';
+import type { Area, ArtifactFile, Attachment, PlacedArtifact, PlacementRequest } from './registry.ts';
 
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 /** Project names are single repository path components. */
 export const PROJECT_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
-export const OCI_IMAGE_CONFIG = 'application/vnd.oci.image.config.v1+json';
 /** The artifactType gatehouse gives a build's output. */
 export const ARTIFACT_TYPE = 'application/vnd.gatehouse.artifact.v1';
 export const EMPTY_CONFIG = new TextEncoder().encode('{}');
@@ -26,16 +32,12 @@ export interface Blob {
   bytes: Uint8Array;
 }
 
-export function jsonBytes(value: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(value));
-}
-
 export function blobOf(bytes: Uint8Array, mediaType: string, annotations?: Record<string, string>): Blob {
   return {
     bytes,
     descriptor: {
       mediaType,
-      digest: `sha256:${sha256Hex(bytes)}`,
+      digest: digestOf(bytes),
       size: bytes.byteLength,
       ...(annotations === undefined ? {} : { annotations }),
     },
@@ -92,11 +94,6 @@ export function emptyConfig(): Blob {
   return blobOf(EMPTY_CONFIG, OCI_EMPTY);
 }
 
-/** cosign's tag for an attachment kind: `sha256-<hex>.sig` or `.att`. */
-export function cosignTag(subjectDigest: string, kind: 'sig' | 'att'): string {
-  return `${subjectDigest.replace(':', '-')}.${kind}`;
-}
-
 /** cosign's annotation naming an attestation layer's predicate type. */
 export const COSIGN_PREDICATE_TYPE = 'predicateType';
 
@@ -105,7 +102,7 @@ export function checkPlacementRequest(request: PlacementRequest): void {
   if (!PROJECT_RE.test(request.project)) {
     throw new GatehouseError('BAD_INPUT', `project name '${request.project}' is not a valid repository name`);
   }
-  if (!TAG_RE.test(request.tag))
+  if (!isTag(request.tag))
     throw new GatehouseError('BAD_INPUT', `tag '${request.tag}' is not a valid OCI tag`);
   for (const f of request.files) {
     if (!/^[0-9a-f]{64}$/.test(f.sha256) || sha256Hex(f.bytes) !== f.sha256) {
@@ -129,7 +126,16 @@ export interface PlacementPlan {
 export function planPlacement(request: PlacementRequest, now = new Date()): PlacementPlan {
   checkPlacementRequest(request);
   const created = now.toISOString();
+  // Each step appends the blobs it needs, so that blobs keep the order they are planned in.
   const blobs: Blob[] = [];
+  const artifact = planArtifact(request, created, blobs);
+  const { referrers, cosignLayers } = planAttachments(request.attachments, artifact.descriptor, blobs);
+  const cosign = planCosign(cosignLayers, artifact.descriptor.digest, created, blobs);
+  return { blobs, artifact, referrers, cosign };
+}
+
+/** The artifact manifest: one titled layer per file, over an image config naming them. */
+function planArtifact(request: PlacementRequest, created: string, blobs: Blob[]): Blob {
   const layers = request.files.map((f) => {
     const b = blobOf(f.bytes, 'application/octet-stream', { [TITLE]: f.name });
     blobs.push(b);
@@ -137,28 +143,34 @@ export function planPlacement(request: PlacementRequest, now = new Date()): Plac
   });
   const config = imageConfig(layers, created);
   blobs.push(config);
-  const artifact = manifestBlob({
+  return manifestBlob({
     artifactType: ARTIFACT_TYPE,
     config: config.descriptor,
     layers,
     annotations: { 'org.opencontainers.image.created': created, ...request.annotations },
   });
+}
+
+type CosignLayers = Record<(typeof COSIGN_KINDS)[number], Descriptor[]>;
+
+/**
+ * One referrer of `subject` per attachment, and the layers of the attachments that also go under
+ * cosign's tags, by kind.
+ */
+function planAttachments(
+  attachments: Attachment[],
+  subject: Descriptor,
+  blobs: Blob[],
+): { referrers: PlacementPlan['referrers']; cosignLayers: CosignLayers } {
   const empty = emptyConfig();
   blobs.push(empty);
   const referrers: PlacementPlan['referrers'] = [];
-  const cosignLayers: Record<'sig' | 'att', Descriptor[]> = { sig: [], att: [] };
-  for (const a of request.attachments) {
+  const cosignLayers: CosignLayers = { sig: [], att: [] };
+  for (const a of attachments) {
     const layer = blobOf(a.bytes, a.mediaType);
     blobs.push(layer);
-    const manifest = manifestBlob({
-      artifactType: a.artifactType,
-      config: empty.descriptor,
-      layers: [layer.descriptor],
-      subject: artifact.descriptor,
-      ...(a.annotations === undefined ? {} : { annotations: a.annotations }),
-    });
     referrers.push({
-      manifest,
+      manifest: referrerManifest(a, layer.descriptor, empty.descriptor, subject),
       artifactType: a.artifactType,
       ...(a.annotations === undefined ? {} : { annotations: a.annotations }),
     });
@@ -173,18 +185,44 @@ export function planPlacement(request: PlacementRequest, now = new Date()): Plac
       });
     }
   }
+  return { referrers, cosignLayers };
+}
+
+/** One cosign manifest per kind that has layers, tagged `sha256-<hex>.<kind>` after the artifact. */
+function planCosign(
+  cosignLayers: CosignLayers,
+  subjectDigest: string,
+  created: string,
+  blobs: Blob[],
+): PlacementPlan['cosign'] {
   const cosign: PlacementPlan['cosign'] = [];
-  for (const kind of ['sig', 'att'] as const) {
+  for (const kind of COSIGN_KINDS) {
     const layersOfKind = cosignLayers[kind];
     if (layersOfKind.length === 0) continue;
     const cfg = imageConfig(layersOfKind, created);
     blobs.push(cfg);
     cosign.push({
-      tag: cosignTag(artifact.descriptor.digest, kind),
+      tag: cosignTag(subjectDigest, kind),
       manifest: manifestBlob({ config: cfg.descriptor, layers: layersOfKind }),
     });
   }
-  return { blobs, artifact, referrers, cosign };
+  return cosign;
+}
+
+/** The manifest of a referrer: the attachment's single layer over the empty config, naming `subject`. */
+function referrerManifest(
+  attachment: { artifactType: string; annotations?: Record<string, string> },
+  layer: Descriptor,
+  empty: Descriptor,
+  subject: Descriptor,
+): Blob {
+  return manifestBlob({
+    artifactType: attachment.artifactType,
+    config: empty,
+    layers: [layer],
+    subject,
+    ...(attachment.annotations === undefined ? {} : { annotations: attachment.annotations }),
+  });
 }
 
 /** Read back a placed artifact from its manifest bytes and what the registry lists for it. */
@@ -224,12 +262,10 @@ export function planReferrer(
 ): { blobs: Blob[]; manifest: Blob } {
   const empty = emptyConfig();
   const layer = blobOf(attachment.bytes, attachment.mediaType);
-  const manifest = manifestBlob({
-    artifactType: attachment.artifactType,
-    config: empty.descriptor,
-    layers: [layer.descriptor],
-    subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
-    ...(attachment.annotations === undefined ? {} : { annotations: attachment.annotations }),
+  const manifest = referrerManifest(attachment, layer.descriptor, empty.descriptor, {
+    mediaType: OCI_MANIFEST,
+    digest: subject.digest,
+    size: subject.size,
   });
   return { blobs: [empty, layer], manifest };
 }
@@ -251,16 +287,30 @@ export async function readArtifactFiles(
   return out;
 }
 
-/** The descriptor a registry lists a referrer manifest under: with its artifactType and annotations. */
-export function referrerDescriptor(
-  manifest: Descriptor,
-  artifactType: string,
-  annotations: Record<string, string> | undefined,
-): Descriptor {
-  return { ...manifest, artifactType, ...(annotations === undefined ? {} : { annotations }) };
-}
-
 /** The error for an artifact that is not in an area of a registry. */
 export function noArtifact(reference: string, area: Area, where: string): GatehouseError {
   return new GatehouseError('NOT_FOUND', `no artifact ${reference} in the ${area} area`, { where });
+}
+
+/**
+ * The layer of a referrer manifest that holds its attachment. `where` names the repository,
+ * `parseWhere` the manifest.
+ * @throws GatehouseError NOT_FOUND when there is no such referrer or it has no layer
+ */
+export function attachmentLayer(
+  manifestBytes: Uint8Array | undefined,
+  referrerDigest: string,
+  where: string,
+  parseWhere: string,
+): Descriptor {
+  if (manifestBytes === undefined)
+    throw new GatehouseError('NOT_FOUND', `no referrer ${referrerDigest}`, { where });
+  const [layer] = parseImageManifest(manifestBytes, parseWhere).layers;
+  if (layer === undefined) throw noAttachmentContent(referrerDigest, where);
+  return layer;
+}
+
+/** The error for a referrer whose attachment is missing. */
+export function noAttachmentContent(referrerDigest: string, where: string): GatehouseError {
+  return new GatehouseError('NOT_FOUND', `referrer ${referrerDigest} has no content`, { where });
 }

@@ -2,39 +2,50 @@
  * A client of the OCI distribution API (https://github.com/opencontainers/distribution-spec, v1.1):
  * blobs (existence, cross-repository mount, monolithic and chunked upload, download), manifests,
  * tags, and referrers with the tag-schema fallback for registries without the referrers API.
- * Authentication follows the registry's challenge: anonymous, HTTP Basic, or a bearer token from
- * the token service named in `WWW-Authenticate`.
+ * Authentication (`registry-auth.ts`) follows the registry's challenge: anonymous, HTTP Basic, or a
+ * bearer token from the token service named in `WWW-Authenticate`.
  */
-import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
+import {
+  type Descriptor,
+  DOCKER_LIST,
+  DOCKER_MANIFEST,
+  imageIndex,
+  jsonBytes,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  parseIndex,
+  referrerDescriptor,
+} from './oci-format.ts';
+import {
+  checkDigest,
+  checkReference,
+  checkRepository,
+  digestOf,
+  fallbackTag,
+  isDigest,
+} from './oci-names.ts';
+import {
+  deleteScope,
+  pullScope,
+  pushScope,
+  RegistryAuth,
+  type RegistryCredentials,
+} from './registry-auth.ts';
+import {
+  expectStatus,
+  parseJson,
+  type RegistryTransport,
+  readLimited,
+  registryError,
+  sameOriginPath,
+  sendRequest,
+} from './registry-http.ts';
 
-/** Media types from the OCI image specification 1.1. */
-export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
-export const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
-const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
-const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 const MANIFEST_ACCEPT = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(', ');
 
 /** Registries commonly refuse manifests above 4 MiB; we refuse to read more than that. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
-const REPO_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  artifactType?: string;
-  annotations?: Record<string, string>;
-}
-
-/** Credentials; they are used for Basic challenges and for the token service of Bearer ones. */
-export interface RegistryCredentials {
-  username: string;
-  password: string;
-}
 
 export interface OciClientOptions {
   /** `https://host[:port]` or, for loopback or `plainHttp`, `http://…`. */
@@ -53,82 +64,29 @@ export interface ReferrersResult {
   source: 'api' | 'tag';
 }
 
-interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
+/** What one request needs beyond its method and path. */
+interface RequestOptions {
+  scope: string;
+  body?: Uint8Array;
+  headers?: Record<string, string>;
+  followRedirects?: boolean;
 }
 
-function regError(message: string, where: string, cause?: unknown): GatehouseError {
-  return new GatehouseError('REGISTRY_ERROR', message, { where, ...(cause === undefined ? {} : { cause }) });
-}
-
-/** Check a repository name against the distribution grammar. @throws GatehouseError BAD_INPUT */
-export function checkRepository(name: string): string {
-  if (name.length > 255 || !REPO_RE.test(name)) {
-    throw new GatehouseError('BAD_INPUT', `'${name}' is not a valid OCI repository name`);
+/** The registry's base URL: http(s), with no credentials and no path. @throws GatehouseError BAD_INPUT */
+function parseBaseUrl(baseUrl: string): URL {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch (e) {
+    throw new GatehouseError('BAD_INPUT', `'${baseUrl}' is not a registry URL`, { cause: e });
   }
-  return name;
-}
-
-function checkReference(ref: string): string {
-  if (!DIGEST_RE.test(ref) && !TAG_RE.test(ref)) {
-    throw new GatehouseError('BAD_INPUT', `'${ref}' is neither a sha256 digest nor a valid tag`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new GatehouseError('BAD_INPUT', `registry URL '${baseUrl}' must be http or https`);
   }
-  return ref;
-}
-
-function checkDigest(digest: string): string {
-  if (!DIGEST_RE.test(digest)) throw new GatehouseError('BAD_INPUT', `'${digest}' is not a sha256 digest`);
-  return digest;
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/**
- * Parse a `WWW-Authenticate` header into challenges (RFC 9110 §11.6.1): a scheme followed by
- * comma-separated `name=value` pairs, values optionally quoted.
- */
-export function parseChallenges(header: string): Challenge[] {
-  const out: Challenge[] = [];
-  let current: Challenge | undefined;
-  let i = 0;
-  const n = header.length;
-  const token = (): string => {
-    const m = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+/.exec(header.slice(i));
-    i += m?.[0].length ?? 0;
-    return m?.[0] ?? '';
-  };
-  while (i < n) {
-    while (i < n && (header[i] === ' ' || header[i] === ',' || header[i] === '\t')) i++;
-    if (i >= n) break;
-    const name = token();
-    if (name === '') break; // not a token: stop rather than guess
-    let j = i;
-    while (header[j] === ' ') j++;
-    if (header[j] !== '=') {
-      current = { scheme: name.toLowerCase(), params: {} };
-      out.push(current);
-      continue;
-    }
-    i = j + 1;
-    while (header[i] === ' ') i++;
-    let value = '';
-    if (header[i] === '"') {
-      i++;
-      while (i < n && header[i] !== '"') {
-        if (header[i] === '\\' && i + 1 < n) i++;
-        value += header[i];
-        i++;
-      }
-      i++;
-    } else {
-      value = token();
-    }
-    if (current !== undefined) current.params[name.toLowerCase()] = value;
+  if (url.username !== '' || url.password !== '' || (url.pathname !== '/' && url.pathname !== '')) {
+    throw new GatehouseError('BAD_INPUT', `registry URL '${url.origin}' must have no credentials or path`);
   }
-  return out;
+  return url;
 }
 
 /**
@@ -138,32 +96,23 @@ export function parseChallenges(header: string): Challenge[] {
  */
 export class OciDistributionClient {
   readonly baseUrl: URL;
-  readonly #credentials: RegistryCredentials | undefined;
   readonly #chunkSize: number;
-  readonly #timeoutMs: number;
-  readonly #fetch: typeof fetch;
-  /** Bearer tokens by scope string; Basic when the registry asked for Basic. */
-  readonly #tokens = new Map<string, string>();
-  #basic = false;
+  readonly #transport: RegistryTransport;
+  readonly #auth: RegistryAuth;
 
   constructor(options: OciClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.baseUrl);
-    } catch (e) {
-      throw new GatehouseError('BAD_INPUT', `'${options.baseUrl}' is not a registry URL`, { cause: e });
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new GatehouseError('BAD_INPUT', `registry URL '${options.baseUrl}' must be http or https`);
-    }
-    if (url.username !== '' || url.password !== '' || (url.pathname !== '/' && url.pathname !== '')) {
-      throw new GatehouseError('BAD_INPUT', `registry URL '${url.origin}' must have no credentials or path`);
-    }
+    const url = parseBaseUrl(options.baseUrl);
     this.baseUrl = url;
-    this.#credentials = options.credentials;
     this.#chunkSize = options.chunkSize ?? 8 * 1024 * 1024;
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
-    this.#fetch = options.fetch ?? fetch;
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const fetchFn = options.fetch ?? fetch;
+    this.#transport = { registry: url, timeoutMs, fetch: fetchFn };
+    this.#auth = new RegistryAuth({
+      registry: url,
+      credentials: options.credentials,
+      timeoutMs,
+      fetch: fetchFn,
+    });
     if (this.#chunkSize < 1024) throw new GatehouseError('BAD_INPUT', 'the upload chunk size is below 1 KiB');
   }
 
@@ -181,7 +130,7 @@ export class OciDistributionClient {
   /** The size of a blob if the repository has it, else undefined. */
   async blobSize(repo: string, digest: string): Promise<number | undefined> {
     const path = `/v2/${checkRepository(repo)}/blobs/${checkDigest(digest)}`;
-    const res = await this.#request('HEAD', path, { scope: pull(repo) });
+    const res = await this.#request('HEAD', path, { scope: pullScope(repo) });
     if (res.status === 404) return undefined;
     await this.#expect(res, [200], `HEAD ${path}`);
     return Number(res.headers.get('content-length') ?? '0');
@@ -190,11 +139,11 @@ export class OciDistributionClient {
   /** Download a blob, refusing more than `maxBytes` or bytes that do not hash to `digest`. */
   async getBlob(repo: string, digest: string, maxBytes: number): Promise<Uint8Array> {
     const path = `/v2/${checkRepository(repo)}/blobs/${checkDigest(digest)}`;
-    const res = await this.#request('GET', path, { scope: pull(repo), followRedirects: true });
+    const res = await this.#request('GET', path, { scope: pullScope(repo), followRedirects: true });
     await this.#expect(res, [200], `GET ${path}`);
     const bytes = await readLimited(res, maxBytes, path);
-    if (`sha256:${sha256Hex(bytes)}` !== digest) {
-      throw regError(`the registry returned a blob that does not match ${digest}`, path);
+    if (digestOf(bytes) !== digest) {
+      throw registryError(`the registry returned a blob that does not match ${digest}`, path);
     }
     return bytes;
   }
@@ -208,34 +157,22 @@ export class OciDistributionClient {
     bytes: Uint8Array,
     mediaType = 'application/octet-stream',
   ): Promise<Descriptor> {
-    const digest = `sha256:${sha256Hex(bytes)}`;
+    const digest = digestOf(bytes);
     const descriptor = { mediaType, digest, size: bytes.byteLength };
     if ((await this.blobSize(repo, digest)) !== undefined) return descriptor;
     let location = await this.#startUpload(repo);
     const where = `/v2/${repo}/blobs/uploads/`;
     if (bytes.byteLength <= this.#chunkSize) {
       const res = await this.#request('PUT', withDigest(location, digest), {
-        scope: push(repo),
+        scope: pushScope(repo),
         body: bytes,
         headers: { 'content-type': 'application/octet-stream' },
       });
       await this.#expect(res, [201], `PUT ${where}`);
       return descriptor;
     }
-    for (let off = 0; off < bytes.byteLength; off += this.#chunkSize) {
-      const chunk = bytes.subarray(off, Math.min(off + this.#chunkSize, bytes.byteLength));
-      const res = await this.#request('PATCH', location, {
-        scope: push(repo),
-        body: chunk,
-        headers: {
-          'content-type': 'application/octet-stream',
-          'content-range': `${off}-${off + chunk.byteLength - 1}`,
-        },
-      });
-      await this.#expect(res, [202], `PATCH ${where}`);
-      location = this.#location(res, where);
-    }
-    const res = await this.#request('PUT', withDigest(location, digest), { scope: push(repo) });
+    location = await this.#uploadChunks(repo, location, bytes, where);
+    const res = await this.#request('PUT', withDigest(location, digest), { scope: pushScope(repo) });
     await this.#expect(res, [201], `PUT ${where}`);
     return descriptor;
   }
@@ -246,14 +183,14 @@ export class OciDistributionClient {
    */
   async mountBlob(repo: string, digest: string, from: string): Promise<boolean> {
     const path = `/v2/${checkRepository(repo)}/blobs/uploads/?mount=${encodeURIComponent(checkDigest(digest))}&from=${encodeURIComponent(checkRepository(from))}`;
-    const res = await this.#request('POST', path, { scope: `${push(repo)} ${pull(from)}` });
+    const res = await this.#request('POST', path, { scope: `${pushScope(repo)} ${pullScope(from)}` });
     if (res.status === 201) {
       await res.body?.cancel();
       return true;
     }
     await this.#expect(res, [202], `POST /v2/${repo}/blobs/uploads/?mount`);
     const location = this.#location(res, path);
-    const cancel = await this.#request('DELETE', location, { scope: push(repo) });
+    const cancel = await this.#request('DELETE', location, { scope: pushScope(repo) });
     await cancel.body?.cancel();
     return false;
   }
@@ -267,15 +204,15 @@ export class OciDistributionClient {
   ): Promise<{ descriptor: Descriptor; subjectAccepted: boolean }> {
     const path = `/v2/${checkRepository(repo)}/manifests/${checkReference(reference)}`;
     const res = await this.#request('PUT', path, {
-      scope: push(repo),
+      scope: pushScope(repo),
       body: bytes,
       headers: { 'content-type': mediaType },
     });
     await this.#expect(res, [201], `PUT ${path}`);
-    const digest = `sha256:${sha256Hex(bytes)}`;
+    const digest = digestOf(bytes);
     const said = res.headers.get('docker-content-digest');
     if (said !== null && said !== digest) {
-      throw regError(`the registry stored the manifest as ${said}, not ${digest}`, path);
+      throw registryError(`the registry stored the manifest as ${said}, not ${digest}`, path);
     }
     return {
       descriptor: { mediaType, digest, size: bytes.byteLength },
@@ -289,16 +226,19 @@ export class OciDistributionClient {
     reference: string,
   ): Promise<{ bytes: Uint8Array; mediaType: string; digest: string } | undefined> {
     const path = `/v2/${checkRepository(repo)}/manifests/${checkReference(reference)}`;
-    const res = await this.#request('GET', path, { scope: pull(repo), headers: { accept: MANIFEST_ACCEPT } });
+    const res = await this.#request('GET', path, {
+      scope: pullScope(repo),
+      headers: { accept: MANIFEST_ACCEPT },
+    });
     if (res.status === 404) {
       await res.body?.cancel();
       return undefined;
     }
     await this.#expect(res, [200], `GET ${path}`);
     const bytes = await readLimited(res, MAX_MANIFEST_BYTES, path);
-    const digest = `sha256:${sha256Hex(bytes)}`;
-    if (DIGEST_RE.test(reference) && digest !== reference) {
-      throw regError(`the registry returned a manifest that does not match ${reference}`, path);
+    const digest = digestOf(bytes);
+    if (isDigest(reference) && digest !== reference) {
+      throw registryError(`the registry returned a manifest that does not match ${reference}`, path);
     }
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]?.trim() ?? '';
     return { bytes, mediaType, digest };
@@ -308,7 +248,7 @@ export class OciDistributionClient {
   async manifestDigest(repo: string, reference: string): Promise<string | undefined> {
     const path = `/v2/${checkRepository(repo)}/manifests/${checkReference(reference)}`;
     const res = await this.#request('HEAD', path, {
-      scope: pull(repo),
+      scope: pullScope(repo),
       headers: { accept: MANIFEST_ACCEPT },
     });
     if (res.status === 404) return undefined;
@@ -319,7 +259,7 @@ export class OciDistributionClient {
   /** Delete a manifest by digest (the registry must allow deletes). */
   async deleteManifest(repo: string, digest: string): Promise<void> {
     const path = `/v2/${checkRepository(repo)}/manifests/${checkDigest(digest)}`;
-    const res = await this.#request('DELETE', path, { scope: `repository:${repo}:delete` });
+    const res = await this.#request('DELETE', path, { scope: deleteScope(repo) });
     await this.#expect(res, [202], `DELETE ${path}`);
   }
 
@@ -328,19 +268,13 @@ export class OciDistributionClient {
     const tags: string[] = [];
     let path: string | undefined = `/v2/${checkRepository(repo)}/tags/list?n=1000`;
     for (let page = 0; path !== undefined && page < 1000; page++) {
-      const res = await this.#request('GET', path, { scope: pull(repo) });
+      const res = await this.#request('GET', path, { scope: pullScope(repo) });
       if (res.status === 404) {
         await res.body?.cancel();
         return tags;
       }
       await this.#expect(res, [200], `GET /v2/${repo}/tags/list`);
-      const body = parseJson(await readLimited(res, MAX_MANIFEST_BYTES, path), path) as { tags?: unknown };
-      if (body.tags !== null && body.tags !== undefined) {
-        if (!Array.isArray(body.tags) || !body.tags.every((t) => typeof t === 'string')) {
-          throw regError('the tag list is malformed', path);
-        }
-        tags.push(...(body.tags as string[]));
-      }
+      tags.push(...parseTagList(await readLimited(res, MAX_MANIFEST_BYTES, path), path));
       const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get('link') ?? '')?.[1];
       path = next === undefined ? undefined : sameOriginPath(this.baseUrl, next, path);
     }
@@ -353,7 +287,7 @@ export class OciDistributionClient {
    */
   async referrers(repo: string, digest: string): Promise<ReferrersResult> {
     const path = `/v2/${checkRepository(repo)}/referrers/${checkDigest(digest)}`;
-    const res = await this.#request('GET', path, { scope: pull(repo), headers: { accept: OCI_INDEX } });
+    const res = await this.#request('GET', path, { scope: pullScope(repo), headers: { accept: OCI_INDEX } });
     const type = (res.headers.get('content-type') ?? '').split(';')[0]?.trim();
     if (res.status === 200 && type === OCI_INDEX) {
       const index = parseIndex(await readLimited(res, MAX_MANIFEST_BYTES, path), path);
@@ -381,327 +315,93 @@ export class OciDistributionClient {
     artifactType: string,
     annotations?: Record<string, string>,
   ): Promise<Descriptor> {
-    const digest = `sha256:${sha256Hex(manifest)}`;
+    const digest = digestOf(manifest);
     const { descriptor, subjectAccepted } = await this.putManifest(repo, digest, manifest, OCI_MANIFEST);
-    const entry: Descriptor = {
-      ...descriptor,
-      artifactType,
-      ...(annotations === undefined ? {} : { annotations }),
-    };
+    const entry = referrerDescriptor(descriptor, artifactType, annotations);
     if (subjectAccepted) return entry;
     const tag = fallbackTag(subjectDigest);
     const existing = await this.getManifest(repo, tag);
     const manifests = existing === undefined ? [] : parseIndex(existing.bytes, `${repo}:${tag}`).manifests;
     if (!manifests.some((m) => m.digest === digest)) {
       manifests.push(entry);
-      const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests };
-      await this.putManifest(repo, tag, new TextEncoder().encode(JSON.stringify(index)), OCI_INDEX);
+      await this.putManifest(repo, tag, jsonBytes(imageIndex(manifests)), OCI_INDEX);
     }
     return entry;
   }
 
   async #startUpload(repo: string): Promise<string> {
     const path = `/v2/${checkRepository(repo)}/blobs/uploads/`;
-    const res = await this.#request('POST', path, { scope: push(repo) });
+    const res = await this.#request('POST', path, { scope: pushScope(repo) });
     await this.#expect(res, [202], `POST ${path}`);
     return this.#location(res, path);
+  }
+
+  /** PATCH the bytes to an upload in chunks, each to the location the last answer gave; returns the last. */
+  async #uploadChunks(repo: string, start: string, bytes: Uint8Array, where: string): Promise<string> {
+    let location = start;
+    for (let off = 0; off < bytes.byteLength; off += this.#chunkSize) {
+      const chunk = bytes.subarray(off, Math.min(off + this.#chunkSize, bytes.byteLength));
+      const res = await this.#request('PATCH', location, {
+        scope: pushScope(repo),
+        body: chunk,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-range': `${off}-${off + chunk.byteLength - 1}`,
+        },
+      });
+      await this.#expect(res, [202], `PATCH ${where}`);
+      location = this.#location(res, where);
+    }
+    return location;
   }
 
   /** An upload location; it must stay on the registry's origin, since our credentials go there. */
   #location(res: Response, where: string): string {
     const loc = res.headers.get('location');
-    if (loc === null) throw regError('the registry gave no upload location', where);
+    if (loc === null) throw registryError('the registry gave no upload location', where);
     return sameOriginPath(this.baseUrl, loc, where);
   }
 
-  async #expect(res: Response, ok: number[], what: string): Promise<void> {
-    if (ok.includes(res.status)) return;
-    let detail = '';
-    try {
-      const text = new TextDecoder().decode(await readLimited(res, 16 * 1024, what));
-      const errors = (JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] }).errors;
-      detail = (errors ?? [])
-        .map((e) => `${String(e.code)}: ${String(e.message)}`)
-        .join('; ')
-        .slice(0, 300);
-    } catch {
-      detail = '';
-    }
-    const code = res.status === 401 || res.status === 403 ? 'REGISTRY_AUTH_FAILED' : 'REGISTRY_ERROR';
-    throw new GatehouseError(code, `${what} answered ${res.status}${detail === '' ? '' : ` (${detail})`}`, {
-      where: this.baseUrl.origin,
-    });
+  #expect(res: Response, ok: number[], what: string): Promise<void> {
+    return expectStatus(res, ok, what, this.baseUrl.origin);
   }
 
   /** One request, authenticated as the last challenge asked; on a 401, answer its challenge once. */
-  async #request(
-    method: string,
-    pathOrUrl: string,
-    options: {
-      scope: string;
-      body?: Uint8Array;
-      headers?: Record<string, string>;
-      followRedirects?: boolean;
-    },
-  ): Promise<Response> {
+  async #request(method: string, pathOrUrl: string, options: RequestOptions): Promise<Response> {
     const url = new URL(pathOrUrl, this.baseUrl);
-    const send = async (auth: string | undefined): Promise<Response> => {
-      const headers: Record<string, string> = { ...options.headers };
-      if (auth !== undefined) headers.authorization = auth;
-      try {
-        let res = await this.#fetch(url, {
-          method,
-          headers,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(this.#timeoutMs),
-          ...(options.body === undefined ? {} : { body: options.body }),
-        });
-        // Blob downloads may redirect to storage; credentials stay with the registry.
-        for (
-          let hops = 0;
-          options.followRedirects === true && res.status >= 301 && res.status <= 308 && hops < 3;
-          hops++
-        ) {
-          const to = res.headers.get('location');
-          if (to === null) break;
-          await res.body?.cancel();
-          const next = new URL(to, url);
-          if (next.protocol !== 'https:' && !(next.protocol === 'http:' && isLoopback(next.hostname))) {
-            throw regError(`refusing a redirect to ${next.origin}`, url.pathname);
-          }
-          res = await this.#fetch(next, {
-            method,
-            redirect: 'manual',
-            signal: AbortSignal.timeout(this.#timeoutMs),
-            ...(next.origin === this.baseUrl.origin ? { headers } : {}),
-          });
-        }
-        return res;
-      } catch (e) {
-        if (e instanceof GatehouseError) throw e;
-        throw new GatehouseError('UNREACHABLE', `cannot reach the registry: ${(e as Error).message}`, {
-          where: `${method} ${url.origin}${url.pathname}`,
-          cause: e,
-        });
-      }
-    };
-    const res = await send(this.#authorization(options.scope));
+    const res = await this.#send(method, url, options, this.#auth.authorization(options.scope));
     if (res.status !== 401) return res;
     const header = res.headers.get('www-authenticate') ?? '';
     await res.body?.cancel();
-    const challenges = parseChallenges(header);
-    const bearer = challenges.find((c) => c.scheme === 'bearer');
-    const basic = challenges.find((c) => c.scheme === 'basic');
-    let auth: string;
-    if (bearer !== undefined) {
-      const scope = mergeScopes(bearer.params.scope, options.scope);
-      auth = `Bearer ${await this.#fetchToken(bearer.params, scope)}`;
-      this.#tokens.set(options.scope, auth);
-    } else if (basic !== undefined) {
-      auth = this.#basicHeader(this.baseUrl);
-      this.#basic = true;
-    } else {
-      throw new GatehouseError(
-        'REGISTRY_AUTH_FAILED',
-        `the registry asked for an unsupported authentication '${header.slice(0, 80)}'`,
-        {
-          where: this.baseUrl.origin,
-        },
-      );
-    }
-    return send(auth);
+    return this.#send(method, url, options, await this.#auth.answer(header, options.scope));
   }
 
-  #authorization(scope: string): string | undefined {
-    if (this.#basic) return this.#basicHeader(this.baseUrl);
-    return this.#tokens.get(scope);
-  }
-
-  #basicHeader(to: URL): string {
-    if (this.#credentials === undefined) {
-      throw new GatehouseError(
-        'REGISTRY_AUTH_FAILED',
-        'the registry requires credentials and none are configured',
-        {
-          where: this.baseUrl.origin,
-        },
-      );
-    }
-    // Never send a password in clear over the network.
-    if (to.protocol !== 'https:' && !isLoopback(to.hostname)) {
-      throw new GatehouseError(
-        'REGISTRY_AUTH_FAILED',
-        `refusing to send credentials over plain HTTP to ${to.origin}`,
-      );
-    }
-    const { username, password } = this.#credentials;
-    return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
-  }
-
-  /** The token-service flow: GET realm?service=…&scope=…, with Basic credentials when we have them. */
-  async #fetchToken(params: Record<string, string>, scope: string): Promise<string> {
-    const realm = params.realm;
-    let url: URL;
-    try {
-      url = new URL(realm ?? '');
-    } catch (e) {
-      throw new GatehouseError('REGISTRY_AUTH_FAILED', 'the bearer challenge names no valid token realm', {
-        where: this.baseUrl.origin,
-        cause: e,
-      });
-    }
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
-      throw new GatehouseError('REGISTRY_AUTH_FAILED', `refusing the token realm ${url.origin}: not https`);
-    }
-    if (params.service !== undefined) url.searchParams.set('service', params.service);
-    for (const s of scope.split(' ').filter((x) => x !== '')) url.searchParams.append('scope', s);
-    const headers: Record<string, string> = {};
-    if (this.#credentials !== undefined) headers.authorization = this.#basicHeader(url);
-    let res: Response;
-    try {
-      res = await this.#fetch(url, {
-        headers,
-        redirect: 'error',
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-    } catch (e) {
-      throw new GatehouseError('UNREACHABLE', `cannot reach the token service: ${(e as Error).message}`, {
-        where: url.origin,
-        cause: e,
-      });
-    }
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      throw new GatehouseError('REGISTRY_AUTH_FAILED', `the token service answered ${res.status}`, {
-        where: url.origin,
-      });
-    }
-    const body = parseJson(await readLimited(res, 64 * 1024, url.origin), url.origin) as {
-      token?: unknown;
-      access_token?: unknown;
-    };
-    const token = typeof body.token === 'string' ? body.token : body.access_token;
-    if (typeof token !== 'string' || token === '' || !/^[\x21-\x7e]+$/.test(token)) {
-      throw new GatehouseError('REGISTRY_AUTH_FAILED', 'the token service returned no usable token', {
-        where: url.origin,
-      });
-    }
-    return token;
+  #send(method: string, url: URL, options: RequestOptions, auth: string | undefined): Promise<Response> {
+    const headers: Record<string, string> = { ...options.headers };
+    if (auth !== undefined) headers.authorization = auth;
+    return sendRequest(this.#transport, {
+      method,
+      url,
+      headers,
+      ...(options.body === undefined ? {} : { body: options.body }),
+      ...(options.followRedirects === undefined ? {} : { followRedirects: options.followRedirects }),
+    });
   }
 }
 
-/** The referrers fallback tag of a digest: `sha256-<hex>`. */
-export function fallbackTag(digest: string): string {
-  return checkDigest(digest).replace(':', '-');
+/** The tags of one page of a tag list (`tags` may be null for a repository without tags). */
+function parseTagList(bytes: Uint8Array, where: string): string[] {
+  const body = parseJson(bytes, where) as { tags?: unknown };
+  if (body.tags === null || body.tags === undefined) return [];
+  if (!Array.isArray(body.tags) || !body.tags.every((t) => typeof t === 'string')) {
+    throw registryError('the tag list is malformed', where);
+  }
+  return body.tags as string[];
 }
 
-function pull(repo: string): string {
-  return `repository:${repo}:pull`;
-}
-
-function push(repo: string): string {
-  return `repository:${repo}:pull,push`;
-}
-
-/** Scopes asked for: the challenge's, plus the ones this request needs. */
-function mergeScopes(fromChallenge: string | undefined, needed: string): string {
-  const all = new Set([...(fromChallenge ?? '').split(' '), ...needed.split(' ')].filter((s) => s !== ''));
-  return [...all].join(' ');
-}
-
+/** An upload location with the `digest` query parameter that completes the upload. */
 function withDigest(location: string, digest: string): string {
   const url = new URL(location, 'http://placeholder');
   url.searchParams.set('digest', digest);
   return `${url.pathname}${url.search}`;
-}
-
-function sameOriginPath(base: URL, location: string, where: string): string {
-  const url = new URL(location, base);
-  if (url.origin !== base.origin)
-    throw regError(`the registry pointed to another origin ${url.origin}`, where);
-  return `${url.pathname}${url.search}`;
-}
-
-async function readLimited(res: Response, max: number, where: string): Promise<Uint8Array> {
-  const declared = Number(res.headers.get('content-length') ?? 'NaN');
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body?.cancel();
-    throw regError(`the response is ${declared} bytes, more than the ${max} allowed`, where);
-  }
-  if (res.body === null) return new Uint8Array();
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of res.body) {
-    total += chunk.byteLength;
-    if (total > max) {
-      await res.body.cancel().catch(() => {});
-      throw regError(`the response is more than the ${max} bytes allowed`, where);
-    }
-    parts.push(chunk);
-  }
-  return new Uint8Array(Buffer.concat(parts));
-}
-
-function parseJson(bytes: Uint8Array, where: string): unknown {
-  try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw regError('the registry returned malformed JSON', where, e);
-  }
-}
-
-function isDescriptor(d: unknown): d is Descriptor {
-  if (typeof d !== 'object' || d === null) return false;
-  const x = d as Record<string, unknown>;
-  return (
-    typeof x.mediaType === 'string' &&
-    typeof x.digest === 'string' &&
-    DIGEST_RE.test(x.digest) &&
-    typeof x.size === 'number' &&
-    Number.isSafeInteger(x.size) &&
-    x.size >= 0 &&
-    (x.artifactType === undefined || typeof x.artifactType === 'string') &&
-    (x.annotations === undefined ||
-      (typeof x.annotations === 'object' &&
-        x.annotations !== null &&
-        Object.values(x.annotations).every((v) => typeof v === 'string')))
-  );
-}
-
-/** Parse an image index, keeping only well-formed descriptors' fields. @throws REGISTRY_ERROR */
-export function parseIndex(bytes: Uint8Array, where: string): { manifests: Descriptor[] } {
-  const raw = parseJson(bytes, where) as { schemaVersion?: unknown; manifests?: unknown };
-  if (raw === null || typeof raw !== 'object' || raw.schemaVersion !== 2 || !Array.isArray(raw.manifests)) {
-    throw regError('the image index is malformed', where);
-  }
-  if (!raw.manifests.every(isDescriptor)) throw regError('the image index has a malformed descriptor', where);
-  return { manifests: raw.manifests as Descriptor[] };
-}
-
-export interface ImageManifest {
-  mediaType?: string;
-  artifactType?: string;
-  config: Descriptor;
-  layers: Descriptor[];
-  subject?: Descriptor;
-  annotations?: Record<string, string>;
-}
-
-/** Parse an image manifest. @throws REGISTRY_ERROR */
-export function parseImageManifest(bytes: Uint8Array, where: string): ImageManifest {
-  const raw = parseJson(bytes, where) as Record<string, unknown> | null;
-  if (
-    raw === null ||
-    typeof raw !== 'object' ||
-    raw.schemaVersion !== 2 ||
-    !isDescriptor(raw.config) ||
-    !Array.isArray(raw.layers) ||
-    !raw.layers.every(isDescriptor) ||
-    (raw.subject !== undefined && !isDescriptor(raw.subject)) ||
-    (raw.artifactType !== undefined && typeof raw.artifactType !== 'string') ||
-    (raw.mediaType !== undefined && raw.mediaType !== OCI_MANIFEST && raw.mediaType !== DOCKER_MANIFEST)
-  ) {
-    throw regError('the image manifest is malformed', where);
-  }
-  return raw as unknown as ImageManifest;
 }

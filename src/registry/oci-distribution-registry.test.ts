@@ -7,17 +7,11 @@ import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { registrySkip, startRegistry, type TestRegistry } from '../testing/registry.ts';
 import { describeRegistryContract } from '../testing/registry-contract.ts';
-import { jsonBytes } from './manifests.ts';
-import {
-  fallbackTag,
-  OCI_INDEX,
-  OCI_MANIFEST,
-  OciDistributionClient,
-  parseChallenges,
-  parseImageManifest,
-  parseIndex,
-} from './oci-client.ts';
+import { OciDistributionClient } from './oci-client.ts';
 import { OciDistributionRegistry } from './oci-distribution-registry.ts';
+import { jsonBytes, OCI_INDEX, OCI_MANIFEST, parseImageManifest, parseIndex } from './oci-format.ts';
+import { fallbackTag } from './oci-names.ts';
+import { parseChallenges } from './registry-auth.ts';
 
 const skip = registrySkip();
 const skopeoSkip = existsSync('/usr/bin/skopeo') ? false : 'skopeo is not installed';

@@ -1,18 +1,15 @@
 import { GatehouseError } from '../common/errors.ts';
 import {
-  cosignTag,
+  attachmentLayer,
   describePlaced,
   noArtifact,
   planPlacement,
   planReferrer,
   readArtifactFiles,
 } from './manifests.ts';
-import {
-  type Descriptor,
-  OCI_MANIFEST,
-  type OciDistributionClient,
-  parseImageManifest,
-} from './oci-client.ts';
+import type { OciDistributionClient } from './oci-client.ts';
+import { OCI_MANIFEST } from './oci-format.ts';
+import { COSIGN_KINDS, cosignTag } from './oci-names.ts';
 import type {
   Area,
   ArtifactFile,
@@ -117,7 +114,7 @@ export class OciDistributionRegistry implements ArtifactRegistry {
     if (m === undefined) return undefined;
     const { manifests } = await this.#client.referrers(repo, m.digest);
     const cosignTags: string[] = [];
-    for (const kind of ['sig', 'att'] as const) {
+    for (const kind of COSIGN_KINDS) {
       const tag = cosignTag(m.digest, kind);
       if ((await this.#client.manifestDigest(repo, tag)) !== undefined) cosignTags.push(tag);
     }
@@ -127,11 +124,7 @@ export class OciDistributionRegistry implements ArtifactRegistry {
   async attachment(area: Area, project: string, referrerDigest: string): Promise<Uint8Array> {
     const repo = this.repository(area, project);
     const m = await this.#client.getManifest(repo, referrerDigest);
-    if (m === undefined)
-      throw new GatehouseError('NOT_FOUND', `no referrer ${referrerDigest}`, { where: repo });
-    const [layer]: Descriptor[] = parseImageManifest(m.bytes, `${repo}@${referrerDigest}`).layers;
-    if (layer === undefined)
-      throw new GatehouseError('NOT_FOUND', `referrer ${referrerDigest} has no content`, { where: repo });
+    const layer = attachmentLayer(m?.bytes, referrerDigest, repo, `${repo}@${referrerDigest}`);
     return this.#client.getBlob(repo, layer.digest, MAX_ATTACHMENT_BYTES);
   }
 

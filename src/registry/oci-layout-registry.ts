@@ -1,21 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import {
   ARTIFACT_TYPE,
-  cosignTag,
+  attachmentLayer,
   describePlaced,
-  jsonBytes,
   noArtifact,
+  noAttachmentContent,
   PROJECT_RE,
   planPlacement,
   planReferrer,
   readArtifactFiles,
-  referrerDescriptor,
 } from './manifests.ts';
-import { type Descriptor, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, parseImageManifest } from './oci-client.ts';
+import {
+  type Descriptor,
+  type ImageIndex,
+  imageIndex,
+  jsonBytes,
+  parseImageManifest,
+  referrerDescriptor,
+} from './oci-format.ts';
+import { COSIGN_KINDS, cosignTag, digestOf, isDigest } from './oci-names.ts';
 import type {
   Area,
   ArtifactFile,
@@ -26,17 +32,7 @@ import type {
   PlacementRequest,
 } from './registry.ts';
 
-export { ARTIFACT_TYPE } from './manifests.ts';
-export type { Descriptor } from './oci-client.ts';
-export { OCI_EMPTY, OCI_INDEX, OCI_MANIFEST };
-
 const REF_NAME = 'org.opencontainers.image.ref.name';
-
-interface OciIndex {
-  schemaVersion: 2;
-  mediaType: string;
-  manifests: Descriptor[];
-}
 
 /**
  * The embedded registry: one OCI image layout per project and area under `root`
@@ -73,7 +69,7 @@ export class OciLayoutRegistry implements ArtifactRegistry {
   async inspect(area: Area, project: string, reference: string): Promise<PlacedArtifact | undefined> {
     if (!PROJECT_RE.test(project)) return undefined;
     const dir = this.layoutDir(area, project);
-    let index: OciIndex;
+    let index: ImageIndex;
     try {
       index = await readLayoutIndex(dir);
     } catch {
@@ -97,7 +93,7 @@ export class OciLayoutRegistry implements ArtifactRegistry {
       if (rb !== undefined && parseImageManifest(rb, m.digest).subject?.digest === target.digest)
         referrers.push(m);
     }
-    const signed = [cosignTag(target.digest, 'sig'), cosignTag(target.digest, 'att')];
+    const signed = COSIGN_KINDS.map((kind) => cosignTag(target.digest, kind));
     const cosignTags = index.manifests
       .map((m) => m.annotations?.[REF_NAME])
       .filter((t): t is string => t !== undefined && signed.includes(t));
@@ -107,12 +103,9 @@ export class OciLayoutRegistry implements ArtifactRegistry {
   async attachment(area: Area, project: string, referrerDigest: string): Promise<Uint8Array> {
     const dir = this.layoutDir(area, project);
     const bytes = await this.#readBlob(dir, referrerDigest);
-    if (bytes === undefined)
-      throw new GatehouseError('NOT_FOUND', `no referrer ${referrerDigest}`, { where: dir });
-    const [layer] = parseImageManifest(bytes, referrerDigest).layers;
-    const content = layer === undefined ? undefined : await this.#readBlob(dir, layer.digest);
-    if (content === undefined)
-      throw new GatehouseError('NOT_FOUND', `referrer ${referrerDigest} has no content`, { where: dir });
+    const layer = attachmentLayer(bytes, referrerDigest, dir, referrerDigest);
+    const content = await this.#readBlob(dir, layer.digest);
+    if (content === undefined) throw noAttachmentContent(referrerDigest, dir);
     return content;
   }
 
@@ -148,7 +141,7 @@ export class OciLayoutRegistry implements ArtifactRegistry {
   }
 
   async #readBlob(dir: string, digest: string): Promise<Uint8Array | undefined> {
-    if (!/^sha256:[0-9a-f]{64}$/.test(digest)) return undefined;
+    if (!isDigest(digest)) return undefined;
     let bytes: Uint8Array;
     try {
       bytes = new Uint8Array(await readFile(join(dir, 'blobs', 'sha256', digest.slice(7))));
@@ -156,7 +149,7 @@ export class OciLayoutRegistry implements ArtifactRegistry {
       return undefined;
     }
     // A layout on disk is not trusted more than a remote registry: content must match its name.
-    if (`sha256:${sha256Hex(bytes)}` !== digest) {
+    if (digestOf(bytes) !== digest) {
       throw new GatehouseError('REGISTRY_ERROR', `blob ${digest} does not match its digest`, { where: dir });
     }
     return bytes;
@@ -194,9 +187,9 @@ export class OciLayoutRegistry implements ArtifactRegistry {
 
   async #updateIndex(dir: string, add: Descriptor[]): Promise<void> {
     const path = join(dir, 'index.json');
-    let index: OciIndex = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] };
+    let index: ImageIndex = imageIndex([]);
     try {
-      index = JSON.parse(await readFile(path, 'utf8')) as OciIndex;
+      index = JSON.parse(await readFile(path, 'utf8')) as ImageIndex;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new GatehouseError('STORE_ERROR', `cannot read the OCI index ${path}`, { cause: e });
@@ -243,6 +236,6 @@ async function atomicWrite(path: string, bytes: Uint8Array): Promise<void> {
 }
 
 /** Read an OCI image layout's index, e.g. to list what was promoted. */
-export async function readLayoutIndex(dir: string): Promise<OciIndex> {
-  return JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as OciIndex;
+export async function readLayoutIndex(dir: string): Promise<ImageIndex> {
+  return JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as ImageIndex;
 }

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
-import { OciDistributionClient, type RegistryCredentials } from './oci-client.ts';
+import { OciDistributionClient } from './oci-client.ts';
 import { OciDistributionRegistry } from './oci-distribution-registry.ts';
 import { OciLayoutRegistry } from './oci-layout-registry.ts';
 import type { ArtifactRegistry } from './registry.ts';
+import type { RegistryCredentials } from './registry-auth.ts';
 
 /** The registry part of the home's config (validated in `server/config.ts`). */
 export type RegistryConfig =

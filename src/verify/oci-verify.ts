@@ -2,13 +2,10 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
-import { cosignTag } from '../registry/manifests.ts';
-import {
-  type Descriptor,
-  OciDistributionClient,
-  parseImageManifest,
-  type RegistryCredentials,
-} from '../registry/oci-client.ts';
+import { OciDistributionClient } from '../registry/oci-client.ts';
+import { type Descriptor, type ImageManifest, parseImageManifest } from '../registry/oci-format.ts';
+import { cosignTag } from '../registry/oci-names.ts';
+import type { RegistryCredentials } from '../registry/registry-auth.ts';
 import { parseBundle } from '../signing/bundle.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
 import type { RevocationList } from '../signing/revocation-list.ts';
@@ -239,15 +236,7 @@ async function bundleLayers(
 export async function verifyOciArtifact(options: VerifyOciOptions): Promise<VerifiedOciArtifact> {
   const ref = parseOciReference(options.reference);
   const where = `${ref.host}/${ref.repository}@${ref.digest}`;
-  const revoked = new Map(options.revocations.revoked.map((r) => [r.digest, r]));
-  const checkRevoked = (digest: string): void => {
-    const r = revoked.get(digest);
-    if (r !== undefined) {
-      throw new GatehouseError('ARTIFACT_REVOKED', `${digest} was revoked on ${r.revokedAt}: ${r.reason}`, {
-        where,
-      });
-    }
-  };
+  const checkRevoked = revocationCheck(options.revocations, where);
   checkRevoked(ref.digest);
   const client =
     options.client ??
@@ -258,18 +247,81 @@ export async function verifyOciArtifact(options: VerifyOciOptions): Promise<Veri
   const root: ParsedTrustedRoot = parseTrustedRoot(options.trustedRoot);
   const now = options.now ?? new Date();
 
-  const fetched = await client.getManifest(ref.repository, ref.digest);
-  if (fetched === undefined)
-    throw new GatehouseError('NOT_FOUND', 'the registry has no such manifest', { where });
-  const manifest = parseImageManifest(fetched.bytes, where);
-  if (manifest.layers.length === 0) fail('the artifact has no files', where);
+  const manifest = await fetchArtifactManifest(client, ref, where);
   const files = manifest.layers.map((l) => ({
     name: l.annotations?.['org.opencontainers.image.title'] ?? '',
     sha256: l.digest.slice(7),
   }));
   for (const l of manifest.layers) checkRevoked(l.digest);
 
-  // Discovery: referrers first (API, or the spec's fallback tag), cosign tags when they give nothing.
+  const { found, discovery } = await discoverBundles(client, ref, where);
+  const p = options.policy;
+  const { verified, rejected } = verifyBundles(found, manifest, files, root, p);
+  const why = rejected.length === 0 ? '' : ` (rejected: ${rejected.join('; ')})`;
+  const byKind = (k: AttestationKind) => verified.filter((v) => v.att.kind === k);
+  for (const k of p.require) {
+    if (byKind(k).length === 0) fail(`no verified ${k} attestation${why}`, where);
+  }
+  const identities = new Set(verified.map((v) => v.result.identity));
+  if (identities.size > 1)
+    fail(`the attestations are signed by different identities: ${[...identities].join(', ')}`, where);
+  const [first] = verified;
+  if (first === undefined) fail(`no attestation verified${why}`, where);
+  const identity = first.result.identity;
+  const project = /\/projects\/([^/]+)$/.exec(identity)?.[1];
+  checkProvenanceProject(byKind('provenance'), project, where);
+  const decision = needsVsa(p)
+    ? checkDecision(byKind('vsa'), byKind('provenance'), p, { now, why, where })
+    : undefined;
+  return {
+    reference: `${ref.host}/${ref.repository}@${ref.digest}`,
+    manifestDigest: ref.digest,
+    identity,
+    issuer: first.result.issuer,
+    project,
+    files,
+    attestations: verified.map((v) => v.att),
+    discovery,
+    decision,
+  };
+}
+
+/** A check that a digest is not on the revocation list. @throws GatehouseError ARTIFACT_REVOKED */
+function revocationCheck(revocations: RevocationList, where: string): (digest: string) => void {
+  const revoked = new Map(revocations.revoked.map((r) => [r.digest, r]));
+  return (digest: string): void => {
+    const r = revoked.get(digest);
+    if (r !== undefined) {
+      throw new GatehouseError('ARTIFACT_REVOKED', `${digest} was revoked on ${r.revokedAt}: ${r.reason}`, {
+        where,
+      });
+    }
+  };
+}
+
+/** The artifact's manifest, which must have files. @throws GatehouseError NOT_FOUND, VERIFICATION_FAILED */
+async function fetchArtifactManifest(
+  client: OciDistributionClient,
+  ref: OciReference,
+  where: string,
+): Promise<ImageManifest> {
+  const fetched = await client.getManifest(ref.repository, ref.digest);
+  if (fetched === undefined)
+    throw new GatehouseError('NOT_FOUND', 'the registry has no such manifest', { where });
+  const manifest = parseImageManifest(fetched.bytes, where);
+  if (manifest.layers.length === 0) fail('the artifact has no files', where);
+  return manifest;
+}
+
+/**
+ * Discovery: referrers first (API, or the spec's fallback tag), cosign tags when they give nothing.
+ * @throws GatehouseError VERIFICATION_FAILED when neither gives a bundle
+ */
+async function discoverBundles(
+  client: OciDistributionClient,
+  ref: OciReference,
+  where: string,
+): Promise<{ found: FoundBundle[]; discovery: VerifiedOciArtifact['discovery'] }> {
   const found: FoundBundle[] = [];
   const referrers = await client.referrers(ref.repository, ref.digest);
   // Bounded: a hostile index may list thousands of referrers; we look at the first few bundles.
@@ -293,155 +345,176 @@ export async function verifyOciArtifact(options: VerifyOciOptions): Promise<Veri
     referrers.source === 'api' ? 'referrers-api' : 'referrers-tag';
   if (found.length === 0) {
     discovery = 'cosign-tags';
-    for (const kind of ['att', 'sig'] as const) {
-      const tag = cosignTag(ref.digest, kind);
-      const digest = await client.manifestDigest(ref.repository, tag);
-      if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest)) continue;
-      await bundleLayers(
-        client,
-        ref.repository,
-        digest,
-        (b) => parseImageManifest(b, `${where} ${tag}`).layers,
-        'cosign',
-        found,
-      );
-    }
+    await cosignBundles(client, ref, where, found);
   }
   if (found.length === 0)
     fail('no signed attestations are attached (neither referrers nor cosign tags)', where);
+  return { found, discovery };
+}
 
-  // Each bundle on its own: one that does not verify is set aside with its reason, never trusted.
-  const p = options.policy;
+/** The bundles under cosign's `sha256-<hex>.att` and `.sig` tags, added to `found`. */
+async function cosignBundles(
+  client: OciDistributionClient,
+  ref: OciReference,
+  where: string,
+  found: FoundBundle[],
+): Promise<void> {
+  for (const kind of ['att', 'sig'] as const) {
+    const tag = cosignTag(ref.digest, kind);
+    const digest = await client.manifestDigest(ref.repository, tag);
+    if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest)) continue;
+    await bundleLayers(
+      client,
+      ref.repository,
+      digest,
+      (b) => parseImageManifest(b, `${where} ${tag}`).layers,
+      'cosign',
+      found,
+    );
+  }
+}
+
+type Verified = { att: VerifiedAttestation; result: VerifiedArtifact };
+
+/** Each bundle on its own: one that does not verify is set aside with its reason, never trusted. */
+function verifyBundles(
+  found: FoundBundle[],
+  manifest: ImageManifest,
+  files: { name: string; sha256: string }[],
+  root: ParsedTrustedRoot,
+  p: DeployPolicy,
+): { verified: Verified[]; rejected: string[] } {
   const expectedIdentities =
     p.identity !== undefined
       ? [p.identity]
       : (p.projects ?? []).map((x) => `${(p.identityBase ?? '').replace(/\/+$/, '')}/projects/${x}`);
-  const verified: { att: VerifiedAttestation; result: VerifiedArtifact }[] = [];
+  const verified: Verified[] = [];
   const rejected: string[] = [];
   const firstFile = Buffer.from(manifest.layers[0]?.digest.slice(7) ?? '', 'hex');
   for (const f of found) {
     try {
-      const bundle = parseBundle(
-        JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(f.bytes)),
-        f.digest,
-      );
-      const result = verifyArtifactBundle({
-        artifactDigest: firstFile,
-        bundle,
-        trustedRoot: root,
-        ...(p.issuer === undefined ? {} : { issuer: p.issuer }),
-      });
-      if (!expectedIdentities.includes(result.identity)) {
-        throw new GatehouseError(
-          'IDENTITY_MISMATCH',
-          `signed by '${result.identity}', which the deploy policy does not allow`,
-        );
-      }
-      // Every file of the artifact must be a subject, not just the first.
-      const subjects = new Set(result.subjects.map((s) => s.digest.sha256));
-      const missing = files.find((x) => !subjects.has(x.sha256));
-      if (missing !== undefined)
-        throw new GatehouseError(
-          'SUBJECT_MISMATCH',
-          `file ${missing.name} is not a subject of the attestation`,
-        );
-      verified.push({
-        result,
-        att: {
-          kind: kindOf(result.predicateType),
-          predicateType: result.predicateType,
-          bundleDigest: f.digest,
-          logIndex: result.logIndex,
-          integratedTime: result.integratedTime.toISOString(),
-          source: f.source,
-        },
-      });
+      verified.push(verifyBundle(f, firstFile, files, root, p, expectedIdentities));
     } catch (e) {
       rejected.push(`${f.digest.slice(0, 19)}…: ${describeError(e)}`);
     }
   }
-  const why = rejected.length === 0 ? '' : ` (rejected: ${rejected.join('; ')})`;
-  const byKind = (k: AttestationKind) => verified.filter((v) => v.att.kind === k);
-  for (const k of p.require) {
-    if (byKind(k).length === 0) fail(`no verified ${k} attestation${why}`, where);
-  }
-  const identities = new Set(verified.map((v) => v.result.identity));
-  if (identities.size > 1)
-    fail(`the attestations are signed by different identities: ${[...identities].join(', ')}`, where);
-  const [first] = verified;
-  if (first === undefined) fail(`no attestation verified${why}`, where);
-  const identity = first.result.identity;
-  const project = /\/projects\/([^/]+)$/.exec(identity)?.[1];
+  return { verified, rejected };
+}
 
-  // The provenance must name the same project as the identity.
-  for (const v of byKind('provenance')) {
+/** Verify one bundle: its signature, its signer against the policy, every file a subject. */
+function verifyBundle(
+  f: FoundBundle,
+  firstFile: Buffer,
+  files: { name: string; sha256: string }[],
+  root: ParsedTrustedRoot,
+  p: DeployPolicy,
+  expectedIdentities: string[],
+): Verified {
+  const bundle = parseBundle(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(f.bytes)), f.digest);
+  const result = verifyArtifactBundle({
+    artifactDigest: firstFile,
+    bundle,
+    trustedRoot: root,
+    ...(p.issuer === undefined ? {} : { issuer: p.issuer }),
+  });
+  if (!expectedIdentities.includes(result.identity)) {
+    throw new GatehouseError(
+      'IDENTITY_MISMATCH',
+      `signed by '${result.identity}', which the deploy policy does not allow`,
+    );
+  }
+  // Every file of the artifact must be a subject, not just the first.
+  const subjects = new Set(result.subjects.map((s) => s.digest.sha256));
+  const missing = files.find((x) => !subjects.has(x.sha256));
+  if (missing !== undefined)
+    throw new GatehouseError('SUBJECT_MISMATCH', `file ${missing.name} is not a subject of the attestation`);
+  return {
+    result,
+    att: {
+      kind: kindOf(result.predicateType),
+      predicateType: result.predicateType,
+      bundleDigest: f.digest,
+      logIndex: result.logIndex,
+      integratedTime: result.integratedTime.toISOString(),
+      source: f.source,
+    },
+  };
+}
+
+/** The provenance must name the same project as the identity. @throws GatehouseError VERIFICATION_FAILED */
+function checkProvenanceProject(provenances: Verified[], project: string | undefined, where: string): void {
+  for (const v of provenances) {
     const declared = (
       v.result.statement.predicate as { buildDefinition?: { externalParameters?: { project?: unknown } } }
     )?.buildDefinition?.externalParameters?.project;
     if (project !== undefined && declared !== project)
       fail(`the provenance names project '${String(declared)}', the identity '${project}'`, where);
   }
+}
 
-  let decision: VerifiedOciArtifact['decision'];
-  const vsas = byKind('vsa');
-  const needsVsa =
+/** Whether the deploy policy needs the gate's verification summary. */
+function needsVsa(p: DeployPolicy): boolean {
+  return (
     p.require.includes('vsa') ||
     p.minBuildLevel !== undefined ||
     p.maxAge !== undefined ||
-    p.policyDigests !== undefined;
-  if (needsVsa) {
-    const v = vsas[0];
-    if (v === undefined)
-      fail(`the deploy policy needs the gate's verification summary, and none verified${why}`, where);
-    const vsa = parseVsa(v.result.statement.predicate, `${where} VSA`);
-    if (!vsa.passed) fail('the verification summary says the gate did not pass it', where);
-    const provenanceDigests = byKind('provenance').map((x) => x.att.bundleDigest.slice(7));
-    if (
-      provenanceDigests.length > 0 &&
-      !provenanceDigests.some((d) => vsa.inputAttestationDigests.includes(d))
-    ) {
-      fail('the verification summary does not name the attached provenance among its inputs', where);
-    }
-    if (p.minBuildLevel !== undefined && vsa.buildLevel < p.minBuildLevel) {
-      fail(
-        `the build is at SLSA Build level ${vsa.buildLevel}, the deploy policy requires ${p.minBuildLevel}`,
-        where,
-      );
-    }
-    if (p.policyDigests !== undefined && !p.policyDigests.includes(vsa.policyDigest)) {
-      fail(
-        `the gate decided under policy sha256:${vsa.policyDigest}, which the deploy policy does not accept`,
-        where,
-      );
-    }
-    if (p.maxAge !== undefined) {
-      const age = (now.getTime() - vsa.timeVerified.getTime()) / 1000;
-      const max = parseDuration(p.maxAge, 'maxAge');
-      if (age > max)
-        fail(
-          `the gate decided ${Math.floor(age / 86400)} days ago (${vsa.timeVerified.toISOString()}), more than the ${p.maxAge} allowed`,
-          where,
-        );
-      if (age < -300)
-        fail(`the gate decision is dated in the future (${vsa.timeVerified.toISOString()})`, where);
-    }
-    decision = {
-      policyDigest: vsa.policyDigest,
-      timeVerified: vsa.timeVerified.toISOString(),
-      buildLevel: vsa.buildLevel,
-    };
+    p.policyDigests !== undefined
+  );
+}
+
+/**
+ * The gate's decision from its verification summary, checked against the deploy policy.
+ * @throws GatehouseError VERIFICATION_FAILED
+ */
+function checkDecision(
+  vsas: Verified[],
+  provenances: Verified[],
+  p: DeployPolicy,
+  at: { now: Date; why: string; where: string },
+): NonNullable<VerifiedOciArtifact['decision']> {
+  const { why, where } = at;
+  const v = vsas[0];
+  if (v === undefined)
+    fail(`the deploy policy needs the gate's verification summary, and none verified${why}`, where);
+  const vsa = parseVsa(v.result.statement.predicate, `${where} VSA`);
+  if (!vsa.passed) fail('the verification summary says the gate did not pass it', where);
+  const provenanceDigests = provenances.map((x) => x.att.bundleDigest.slice(7));
+  if (
+    provenanceDigests.length > 0 &&
+    !provenanceDigests.some((d) => vsa.inputAttestationDigests.includes(d))
+  ) {
+    fail('the verification summary does not name the attached provenance among its inputs', where);
   }
+  if (p.minBuildLevel !== undefined && vsa.buildLevel < p.minBuildLevel) {
+    fail(
+      `the build is at SLSA Build level ${vsa.buildLevel}, the deploy policy requires ${p.minBuildLevel}`,
+      where,
+    );
+  }
+  if (p.policyDigests !== undefined && !p.policyDigests.includes(vsa.policyDigest)) {
+    fail(
+      `the gate decided under policy sha256:${vsa.policyDigest}, which the deploy policy does not accept`,
+      where,
+    );
+  }
+  if (p.maxAge !== undefined) checkDecisionAge(vsa.timeVerified, p.maxAge, at.now, where);
   return {
-    reference: `${ref.host}/${ref.repository}@${ref.digest}`,
-    manifestDigest: ref.digest,
-    identity,
-    issuer: first.result.issuer,
-    project,
-    files,
-    attestations: verified.map((v) => v.att),
-    discovery,
-    decision,
+    policyDigest: vsa.policyDigest,
+    timeVerified: vsa.timeVerified.toISOString(),
+    buildLevel: vsa.buildLevel,
   };
+}
+
+/** The decision must be no older than `maxAge`, nor dated in the future. @throws GatehouseError VERIFICATION_FAILED */
+function checkDecisionAge(timeVerified: Date, maxAge: string, now: Date, where: string): void {
+  const age = (now.getTime() - timeVerified.getTime()) / 1000;
+  const max = parseDuration(maxAge, 'maxAge');
+  if (age > max)
+    fail(
+      `the gate decided ${Math.floor(age / 86400)} days ago (${timeVerified.toISOString()}), more than the ${maxAge} allowed`,
+      where,
+    );
+  if (age < -300) fail(`the gate decision is dated in the future (${timeVerified.toISOString()})`, where);
 }
 
 /** sha256 of bytes as `sha256:<hex>` (for tests and callers naming bundles). */

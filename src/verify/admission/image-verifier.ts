@@ -1,5 +1,5 @@
 import { GatehouseError } from '../../common/errors.ts';
-import type { RegistryCredentials } from '../../registry/oci-client.ts';
+import type { RegistryCredentials } from '../../registry/registry-auth.ts';
 import {
   clientFor,
   type DeployPolicy,
