@@ -9,6 +9,7 @@ import type { ArtifactFile, ArtifactRegistry, Placement } from '../registry/regi
 import type { Component } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
 import type { InternalCa } from '../signing/ca.ts';
+import { buildLevelOf } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
 import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
@@ -178,8 +179,8 @@ export class Gate {
       ...(matched === undefined ? {} : { findings: matched.findings, unmatched: matched.unmatched }),
       attestation: { verified: true, evidenceTypes: claims.gatehouse.evidence_types },
       ...(source === undefined ? {} : { source: sourceFactsOf(source) }),
-      // An attested ephemeral runner with provenance signed by the control plane (docs/policy.md).
-      build: { slsaBuildLevel: 3 },
+      // Computed from the evidence that earned the token, never assumed (docs/trust-model.md).
+      build: { slsaBuildLevel: buildLevelOf(claims.gatehouse.evidence_types) },
       ...(createdAtOfSbom === undefined ? {} : { sbom: { createdAt: createdAtOfSbom } }),
       // The artifact's identifiers for VEX: its digests (the project purl is added by the engine).
       subjects: submission.subjects.map((s) => `sha256:${s.sha256}`),

@@ -17,7 +17,7 @@ import {
   slsaProvenance,
   statementPayload,
 } from '../signing/intoto.ts';
-import { SLSA_VSA_V1, verificationSummary } from '../signing/vsa.ts';
+import { buildLevelOf, SLSA_VSA_V1, verificationSummary } from '../signing/vsa.ts';
 import { dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import type { HeldBuild, ReleaseNote } from './held-build.ts';
 import { buildIdentity } from './submission.ts';
@@ -77,7 +77,7 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
     issuer: o.issuer,
     validityMinutes: o.certValidityMinutes,
     extensions: {
-      runnerEnvironment: 'gatehouse-ephemeral',
+      runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
       sourceRepositoryUri: source.uri,
       ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
       ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
@@ -108,6 +108,7 @@ function provenanceOf(o: SigningDeps, held: HeldBuild): unknown {
     },
     internalParameters: {
       sandboxProfileDigest: submission.build.sandboxProfileDigest,
+      slsaBuildLevel: buildLevelOf(held.attestation.evidenceTypes),
       attestation: held.attestation,
       // The origin facts the gate established from the repository (src/source).
       ...(held.source === undefined ? {} : { sourceVerification: held.source }),
@@ -195,6 +196,14 @@ async function signStatement(
     entry: { ...entry, body, proof },
     rfc3161Timestamps,
   }) as unknown as Record<string, unknown>;
+}
+
+/**
+ * The certificate's runner-environment extension: an ephemeral gatehouse runner, and how it was
+ * attested (`tpm` or `software`), so a verifier can tell the two apart from the certificate alone.
+ */
+export function runnerEnvironmentOf(evidenceTypes: readonly string[]): string {
+  return `gatehouse-ephemeral-${buildLevelOf(evidenceTypes) === 3 ? 'tpm' : 'software'}`;
 }
 
 function baseOf(o: SigningDeps): string {

@@ -23,9 +23,15 @@ rules:
       - pkg:npm/colors@1.4.2
       - pkg:npm/faker@6.6.6
     action: deny
-  # Only builds from a runner that proved its measured baseline are signed.
+  # Only builds from a runner that proved its measured baseline with a TPM quote are signed.
   - id: attested-runner
     kind: attestation
-    require: [software-measurement]
+    require: [tpm]
+    action: deny
+  # SLSA Build L3: an isolated, ephemeral, TPM-attested runner with provenance the control plane
+  # signs. Software-measured runners reach L2 at most and are refused.
+  - id: slsa-build-level-3
+    kind: slsa
+    minLevel: 3
     action: deny
 `;

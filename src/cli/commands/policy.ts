@@ -163,11 +163,11 @@ async function check(
       if (f.build !== undefined) buildFacts.build = f.build as NonNullable<PolicyInput['build']>;
     } else {
       buildFacts = {
-        attestation: { verified: true, evidenceTypes: ['software-measurement'] },
+        attestation: { verified: true, evidenceTypes: ['software-measurement', 'tpm'] },
         build: { slsaBuildLevel: 3 },
       };
       assumed.push(
-        'a verified runner attestation with software-measurement evidence',
+        'a verified runner attestation with software-measurement and tpm evidence',
         'SLSA Build L3',
         'no source facts',
       );
