@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
-import { bubblewrapSandboxProfile, detectHostLayout } from '../runner/bubblewrap-runner.ts';
+import { detectHostLayout } from '../runner/host-layout.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import type { SandboxProfile } from '../runner/runner.ts';
+import { bubblewrapSandboxProfile } from '../runner/sandbox-profile.ts';
 import { replayEventLog } from '../tpm/pcr.ts';
 import {
   agentManifestDigest,

@@ -8,9 +8,11 @@ import { after, before, describe, it } from 'node:test';
 import { collectOutputs } from '../agent/outputs.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { describeRunnerContract, shellConfig } from '../testing/runner-contract.ts';
-import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from './bubblewrap-runner.ts';
+import { BubblewrapRunner } from './bubblewrap-runner.ts';
+import { detectHostLayout } from './host-layout.ts';
 import { parseProjectConfig } from './project-config.ts';
 import type { RunnerInstance } from './runner.ts';
+import { bubblewrapSandboxProfile } from './sandbox-profile.ts';
 
 describeRunnerContract('bubblewrap', () => new BubblewrapRunner());
 

@@ -25,7 +25,7 @@ import { sha256Hex } from '../common/encoding.ts';
 import { type GatehouseError, isGatehouseError } from '../common/errors.ts';
 import { defaultConfig, parseConfig } from '../home/config.ts';
 import { shellConfig } from '../testing/runner-contract.ts';
-import { BubblewrapRunner, bubblewrapSandboxProfile, detectHostLayout } from './bubblewrap-runner.ts';
+import { BubblewrapRunner } from './bubblewrap-runner.ts';
 import {
   DirectoryImage,
   imageDir,
@@ -34,7 +34,9 @@ import {
   mirrorFromAptSources,
 } from './directory-image.ts';
 import { bubblewrapRunnerFromConfig, homeImagesDir } from './from-config.ts';
+import { detectHostLayout } from './host-layout.ts';
 import type { RunnerInstance } from './runner.ts';
+import { bubblewrapSandboxProfile } from './sandbox-profile.ts';
 
 const execFileAsync = promisify(execFile);
 const MARKER_PATH = 'usr/share/gatehouse-image-marker';
