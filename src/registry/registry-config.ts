@@ -7,7 +7,7 @@ import { OciLayoutRegistry } from './oci-layout-registry.ts';
 import type { ArtifactRegistry } from './registry.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
 
-/** The registry part of the home's config (validated in `server/config.ts`). */
+/** The registry part of the home's config (validated in `home/config.ts`). */
 export type RegistryConfig =
   | { kind: 'oci-layout'; path: string }
   | {

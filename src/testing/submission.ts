@@ -1,7 +1,7 @@
 /**
  * Test support (not product code): drive a home's gate the way a runner agent does, but without a
  * build, so that a test can produce each outcome on purpose. The evidence is a software measurement
- * of exactly the profile the home measures its reference values with (server/home.ts).
+ * of exactly the profile the home measures its reference values with (home/home.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
