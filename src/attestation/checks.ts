@@ -26,6 +26,9 @@ export const CHECKS = {
   jobBinding: 'JOB_BINDING',
   clockRollback: 'CLOCK_ROLLBACK',
   ciTokenInvalid: 'CI_TOKEN_INVALID',
+  attestationMode: 'ATTESTATION_MODE',
+  hostUnknown: 'HOST_UNKNOWN',
+  hostNotClaimer: 'HOST_NOT_CLAIMER',
 } as const;
 
 /**

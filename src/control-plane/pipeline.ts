@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AttestationAuthority } from '../attestation/authority.ts';
-import { failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
+import { CHECKS, EvidenceRejectedError, failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { CheckedSubmission, Gate, LoggedDecision } from '../gate/gate.ts';
@@ -30,6 +30,11 @@ export interface JobPipelineOptions {
   toolchain: readonly string[];
   /** Origins the fetch phase's egress proxy may reach. */
   egressAllow: readonly string[];
+  /**
+   * The attestation the control plane accepts (its configuration, never the runner's say): `tpm`
+   * refuses software evidence at every entry point.
+   */
+  attestation: 'tpm' | 'software';
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
@@ -61,14 +66,27 @@ export class JobPipeline implements ControlPlane {
         `job ${job.id} is ${job.state}; a runner attests once, before it builds`,
       );
     }
-    const issued = await this.#appraise('software', job.id, () =>
-      this.#o.authority.attest({
+    const issued = await this.#appraise('software', job.id, async () => {
+      // The mode belongs to the control plane: on a TPM control plane a self-reported baseline
+      // is refused before it is even read, whoever sends it.
+      if (this.#o.attestation === 'tpm')
+        throw new EvidenceRejectedError(
+          [
+            {
+              check: CHECKS.attestationMode,
+              message: 'this control plane requires TPM attestation; software evidence is refused',
+            },
+          ],
+          `job ${job.id}`,
+          job.id,
+        );
+      return this.#o.authority.attest({
         jobId: job.id,
         nonce: job.nonce,
         runnerKey: request.runnerKey,
         evidence: request.evidence,
-      }),
-    );
+      });
+    });
     await this.#o.orchestrator.transition(job.id, 'running');
     return issued;
   }

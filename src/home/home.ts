@@ -299,6 +299,7 @@ export async function openHome(
     metrics,
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
+    attestation: config.runner.attestation ?? 'tpm',
   });
   const controlPlane = new EmbeddedControlPlane({
     store,

@@ -1,11 +1,11 @@
 /**
  * Test support (not product code): drive a home's gate the way a runner agent does, but without a
- * build, so that a test can produce each outcome on purpose. The evidence is a software measurement
- * of exactly the profile the home measures its reference values with (home/home.ts).
+ * build, so that a test can produce each outcome on purpose. The runner is attested with a vTPM
+ * extended with exactly the profile the home measures its reference values with (home/home.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
-import { measureBaseline } from '../attestation/measurement.ts';
+import { type MeasuredBaseline, measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../attestation/token.ts';
 import { sha256Hex, toBase64 } from '../common/encoding.ts';
 import type { JobTicket } from '../control-plane/control-plane.ts';
@@ -16,22 +16,27 @@ import { parseProjectConfig } from '../runner/project-config.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
 
-/** Software-measurement evidence for a job, as the home's runner would present it. */
-export async function evidenceFor(
-  home: OpenHome,
-  ticket: JobTicket,
-): Promise<{ type: 'software-measurement'; events: unknown; pcrs: unknown }> {
+/** The baseline the home's runner measures for a job (the reference-value profile). */
+export async function baselineFor(home: OpenHome, ticket: JobTicket): Promise<MeasuredBaseline> {
   const probe = parseProjectConfig(
     'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
     'reference',
   );
-  const baseline = await measureBaseline({
+  return measureBaseline({
     sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(home.config.runner).profileFor(probe)),
     toolchain: ticket.toolchain,
     agentFiles: await agentFiles(),
     jobId: ticket.jobId,
     nonce: ticket.nonce,
   });
+}
+
+/** Software-measurement evidence for a job, as a runner without a TPM would present it. */
+export async function evidenceFor(
+  home: OpenHome,
+  ticket: JobTicket,
+): Promise<{ type: 'software-measurement'; events: unknown; pcrs: unknown }> {
+  const baseline = await baselineFor(home, ticket);
   return { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs };
 }
 
@@ -42,17 +47,27 @@ export interface AttestedJob {
   token: string;
 }
 
-/** Open a job for `project` and attest a fresh runner key for it. */
+/**
+ * Open a job for `project` and attest a fresh runner key for it the way the home's runners do: a
+ * vTPM from the home's pool, extended with the baseline, quoted (or the software path on a home
+ * whose config says `software`).
+ */
 export async function attestedJob(home: OpenHome, project: string): Promise<AttestedJob> {
   const cp = home.controlPlane;
   const ticket = await cp.createJob({ project });
   const key = await generateRunnerKey();
-  const { token } = await cp.attest({
-    jobId: ticket.jobId,
-    runnerKey: key.publicJwk,
-    evidence: await evidenceFor(home, ticket),
-  });
-  return { ticket, key, token };
+  const attester = home.attester();
+  try {
+    const { token } = await attester.attest({
+      jobId: ticket.jobId,
+      baseline: await baselineFor(home, ticket),
+      runnerKey: key.publicJwk,
+      endpoints: cp,
+    });
+    return { ticket, key, token };
+  } finally {
+    await attester.destroy();
+  }
 }
 
 /**
