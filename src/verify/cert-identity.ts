@@ -3,6 +3,7 @@
  * the Fulcio OIDC issuer extension. A walk over the extensions instead of a full X.509 object
  * model, because every verification reads them and the object model was most of its cost.
  */
+import type { X509Certificate } from 'node:crypto';
 import { GatehouseError } from '../common/errors.ts';
 import { FULCIO_OIDS } from '../signing/ca.ts';
 import { children, derOid, readElement } from '../signing/der.ts';
@@ -68,4 +69,41 @@ export function readCertificateNames(der: Buffer): CertificateNames {
     if (e instanceof GatehouseError && e.code === 'CERTIFICATE_INVALID') throw e;
     throw bad('the signing certificate is not valid DER');
   }
+}
+
+/** The SAN kinds a verifier takes as the signing identity, as its messages name them. */
+export type IdentitySans = 'URI' | 'URI or e-mail';
+
+/**
+ * The identity of a signing certificate, its one SAN of the kinds `sans` names, and its Fulcio
+ * issuer; each must be the expected one where `expected` names it (exact match).
+ * @throws GatehouseError IDENTITY_MISMATCH, CERTIFICATE_INVALID (malformed DER)
+ */
+export function verifyCertificateIdentity(
+  leaf: X509Certificate,
+  sans: IdentitySans,
+  expected: { identity?: string | undefined; issuer?: string | undefined },
+): { identity: string; issuer: string | undefined } {
+  const { uris, emails, issuer } = readCertificateNames(leaf.raw);
+  const names = sans === 'URI' ? uris : [...uris, ...emails];
+  const [identity, ...more] = names;
+  if (identity === undefined || more.length > 0) {
+    throw new GatehouseError(
+      'IDENTITY_MISMATCH',
+      `the signing certificate has ${names.length} ${sans} SANs; exactly one is required`,
+    );
+  }
+  if (expected.identity !== undefined && identity !== expected.identity) {
+    throw new GatehouseError(
+      'IDENTITY_MISMATCH',
+      `the certificate identity is '${identity}', expected '${expected.identity}'`,
+    );
+  }
+  if (expected.issuer !== undefined && issuer !== expected.issuer) {
+    throw new GatehouseError(
+      'IDENTITY_MISMATCH',
+      `the certificate issuer is '${issuer ?? '(none)'}', expected '${expected.issuer}'`,
+    );
+  }
+  return { identity, issuer };
 }

@@ -14,13 +14,10 @@ import { RUN_PREFIXES } from '../registry/registry-config.ts';
 import { parseRevocations, type RevocationList } from '../signing/revocation-list.ts';
 import { IDENTITY_BASE, ISSUER, makeOciWorld, type OciWorld } from '../testing/oci-fixture.ts';
 import { registrySkip } from '../testing/registry.ts';
-import {
-  BUNDLE_MEDIA_TYPE,
-  type DeployPolicy,
-  parseDeployPolicy,
-  parseOciReference,
-  verifyOciArtifact,
-} from './oci-verify.ts';
+import { BUNDLE_MEDIA_TYPE } from './bundle-discovery.ts';
+import { type DeployPolicy, parseDeployPolicy } from './deploy-policy.ts';
+import { parseOciReference } from './oci-reference.ts';
+import { verifyOciArtifact } from './oci-verify.ts';
 
 const skip = registrySkip();
 const none: RevocationList = { version: 1, revoked: [] };

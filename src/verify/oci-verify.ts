@@ -1,147 +1,28 @@
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+/**
+ * Deploy-time verification of an artifact in a registry against a deploy policy, built from small
+ * named checks run in order: the artifact is not revoked, its bundles are found and each verified
+ * on its own, then the verified attestations together must satisfy the policy (required kinds, one
+ * signer, the provenance's project, the gate's decision).
+ */
 import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
-import { OciDistributionClient } from '../registry/oci-client.ts';
-import { type Descriptor, type ImageManifest, parseImageManifest } from '../registry/oci-format.ts';
-import { cosignTag } from '../registry/oci-names.ts';
+import type { OciDistributionClient } from '../registry/oci-client.ts';
+import { type ImageManifest, parseImageManifest } from '../registry/oci-format.ts';
 import type { RegistryCredentials } from '../registry/registry-auth.ts';
 import { parseBundle } from '../signing/bundle.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
 import type { RevocationList } from '../signing/revocation-list.ts';
 import { type ParsedTrustedRoot, parseTrustedRoot } from '../signing/trust-root.ts';
-import { parseVsa, SLSA_VSA_V1 } from '../signing/vsa.ts';
+import { type ParsedVsa, parseVsa, SLSA_VSA_V1 } from '../signing/vsa.ts';
+import { type BundleDiscovery, type FoundBundle, findBundles } from './bundle-discovery.ts';
+import { allowedIdentities, type DeployPolicy, needsGateDecision, parseDuration } from './deploy-policy.ts';
+import { clientFor, parseOciReference, type RegistryArtifact } from './oci-reference.ts';
+import { revocationCheck } from './revocations.ts';
 import { type VerifiedArtifact, verifyArtifactBundle } from './verify.ts';
 
-export const BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const SBOM_PREDICATES = ['https://cyclonedx.org/bom', 'https://spdx.dev/Document'];
-/** Bundles are small; a larger layer is refused rather than read. */
-const MAX_BUNDLE_BYTES = 16 * 1024 * 1024;
-/** A registry could list thousands of referrers; we read at most this many bundles. */
-const MAX_BUNDLES = 32;
 
 export type AttestationKind = 'provenance' | 'sbom' | 'vsa';
-
-/** `HOST[:PORT]/REPO@sha256:HEX`, optionally with `oci://` in front and a tag before the digest. */
-export interface OciReference {
-  host: string;
-  repository: string;
-  digest: string;
-  tag?: string;
-}
-
-const REF_RE =
-  /^(?:oci:\/\/)?((?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?)\/([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?@(sha256:[0-9a-f]{64})$/;
-
-/**
- * Parse an image reference pinned by digest. A reference by tag only is refused: a tag can move
- * between verification and pull.
- * @throws GatehouseError BAD_INPUT
- */
-export function parseOciReference(ref: string): OciReference {
-  const m = REF_RE.exec(ref);
-  const host = m?.[1];
-  const repository = m?.[2];
-  const digest = m?.[4];
-  if (host === undefined || repository === undefined || digest === undefined) {
-    throw new GatehouseError(
-      'BAD_INPUT',
-      `'${ref.slice(0, 200)}' is not a registry reference pinned by digest (HOST/REPO@sha256:HEX)`,
-    );
-  }
-  // Without a dot, a port or 'localhost' the first component is a Docker Hub namespace, not a host.
-  if (!host.includes('.') && !host.includes(':') && host !== 'localhost') {
-    throw new GatehouseError('BAD_INPUT', `'${ref.slice(0, 200)}' names no registry host`);
-  }
-  return { host, repository, digest, ...(m?.[3] === undefined ? {} : { tag: m[3] }) };
-}
-
-const durationRe = /^([0-9]+)(s|m|h|d)$/;
-const UNIT = { s: 1, m: 60, h: 3600, d: 86400 } as const;
-
-/** Parse `90s`, `15m`, `12h`, `30d` into seconds. */
-export function parseDuration(text: string, where: string): number {
-  const m = durationRe.exec(text);
-  if (m === null)
-    throw new GatehouseError('BAD_INPUT', `'${text}' is not a duration like 30d, 12h or 15m`, { where });
-  return Number(m[1]) * UNIT[m[2] as keyof typeof UNIT];
-}
-
-const deployPolicySchema = z
-  .object({
-    /** Exact expected certificate identity (SAN URI). */
-    identity: z.string().min(1).optional(),
-    /** Expected Fulcio issuer extension. */
-    issuer: z.string().min(1).optional(),
-    /** Allowed projects: the identity must be `<identityBase>/projects/<project>` for one of them. */
-    projects: z
-      .array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/))
-      .min(1)
-      .optional(),
-    identityBase: z.url().optional(),
-    require: z.array(z.enum(['provenance', 'sbom', 'vsa'])).default(['provenance', 'sbom', 'vsa']),
-    /** Lowest SLSA Build level the VSA must state. */
-    minBuildLevel: z.number().int().min(0).max(4).optional(),
-    /** Oldest acceptable gate decision, e.g. `30d`. */
-    maxAge: z.string().regex(durationRe).optional(),
-    /** When set, the VSA must name one of these policy digests (hex SHA-256). */
-    policyDigests: z
-      .array(z.string().regex(/^[0-9a-f]{64}$/))
-      .min(1)
-      .optional(),
-    /** Registries the webhook may contact, by `host[:port]`; `plainHttp` for loopback test registries. */
-    registries: z.record(z.string(), z.object({ plainHttp: z.boolean().default(false) }).strict()).optional(),
-  })
-  .strict();
-
-export type DeployPolicy = z.infer<typeof deployPolicySchema>;
-
-/**
- * Parse a deploy policy document (YAML or JSON); `overrides` (from command-line flags) replace
- * its top-level fields. @throws GatehouseError BAD_POLICY
- */
-export function parseDeployPolicy(
-  text: string,
-  where: string,
-  overrides: Record<string, unknown> = {},
-): DeployPolicy {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0 });
-  } catch (e) {
-    throw new GatehouseError(
-      'BAD_POLICY',
-      `the deploy policy is not valid YAML: ${(e as Error).message.split('\n')[0]}`,
-      {
-        where,
-        cause: e,
-      },
-    );
-  }
-  if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
-    throw new GatehouseError('BAD_POLICY', 'the deploy policy is not a mapping', { where });
-  }
-  const r = deployPolicySchema.safeParse({ ...(raw as Record<string, unknown> | null), ...overrides });
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new GatehouseError(
-      'BAD_POLICY',
-      `${issue?.path.join('.') || 'policy'}: ${issue?.message ?? 'invalid'}`,
-      { where },
-    );
-  }
-  if (r.data.identity === undefined && r.data.projects === undefined) {
-    throw new GatehouseError('BAD_POLICY', 'the deploy policy names neither an identity nor projects', {
-      where,
-    });
-  }
-  if (r.data.projects !== undefined && r.data.identityBase === undefined) {
-    throw new GatehouseError('BAD_POLICY', 'projects need the identityBase their identities are under', {
-      where,
-    });
-  }
-  return r.data;
-}
 
 export interface VerifyOciOptions {
   reference: string;
@@ -174,14 +55,33 @@ export interface VerifiedOciArtifact {
   files: { name: string; sha256: string }[];
   attestations: VerifiedAttestation[];
   /** Where the bundles were found. */
-  discovery: 'referrers-api' | 'referrers-tag' | 'cosign-tags';
+  discovery: BundleDiscovery;
   decision: { policyDigest: string; timeVerified: string; buildLevel: number } | undefined;
 }
 
-interface FoundBundle {
-  bytes: Uint8Array;
-  digest: string;
-  source: 'referrers' | 'cosign';
+type ArtifactFile = VerifiedOciArtifact['files'][number];
+type GateDecision = NonNullable<VerifiedOciArtifact['decision']>;
+
+/** A bundle that verified on its own, and what it verified as. */
+interface VerifiedBundle {
+  att: VerifiedAttestation;
+  result: VerifiedArtifact;
+}
+
+/** The bundles that verified, and why the others did not (` (rejected: …)`, for messages). */
+interface BundleResults {
+  verified: VerifiedBundle[];
+  why: string;
+}
+
+/** What every bundle is verified against. */
+interface BundleExpectations {
+  root: ParsedTrustedRoot;
+  policy: DeployPolicy;
+  allowed: string[];
+  /** SHA-256 of the artifact's first file: the digest the bundle is verified for. */
+  firstFile: Buffer;
+  files: ArtifactFile[];
 }
 
 function kindOf(predicateType: string): AttestationKind | 'other' {
@@ -195,37 +95,8 @@ function fail(message: string, where: string): never {
   throw new GatehouseError('VERIFICATION_FAILED', message, { where });
 }
 
-/** The client for a reference: https unless asked for plain HTTP. */
-export function clientFor(
-  ref: OciReference,
-  options: { plainHttp?: boolean; credentials?: RegistryCredentials },
-): OciDistributionClient {
-  return new OciDistributionClient({
-    baseUrl: `${options.plainHttp === true ? 'http' : 'https'}://${ref.host}`,
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    timeoutMs: 15_000,
-  });
-}
-
-async function bundleLayers(
-  client: OciDistributionClient,
-  repo: string,
-  manifestDigest: string,
-  layers: (d: Uint8Array) => Descriptor[],
-  source: 'referrers' | 'cosign',
-  found: FoundBundle[],
-): Promise<void> {
-  const m = await client.getManifest(repo, manifestDigest);
-  if (m === undefined) return;
-  for (const layer of layers(m.bytes)) {
-    if (found.length >= MAX_BUNDLES || found.some((f) => f.digest === layer.digest)) continue;
-    if (layer.mediaType !== BUNDLE_MEDIA_TYPE || layer.size > MAX_BUNDLE_BYTES) continue;
-    found.push({
-      bytes: await client.getBlob(repo, layer.digest, MAX_BUNDLE_BYTES),
-      digest: layer.digest,
-      source,
-    });
-  }
+function byKind(verified: readonly VerifiedBundle[], k: AttestationKind): VerifiedBundle[] {
+  return verified.filter((v) => v.att.kind === k);
 }
 
 /**
@@ -244,35 +115,29 @@ export async function verifyOciArtifact(options: VerifyOciOptions): Promise<Veri
       ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     });
-  const root: ParsedTrustedRoot = parseTrustedRoot(options.trustedRoot);
+  const root = parseTrustedRoot(options.trustedRoot);
   const now = options.now ?? new Date();
-
-  const manifest = await fetchArtifactManifest(client, ref, where);
-  const files = manifest.layers.map((l) => ({
-    name: l.annotations?.['org.opencontainers.image.title'] ?? '',
-    sha256: l.digest.slice(7),
-  }));
-  for (const l of manifest.layers) checkRevoked(l.digest);
-
-  const { found, discovery } = await discoverBundles(client, ref, where);
   const p = options.policy;
-  const { verified, rejected } = verifyBundles(found, manifest, files, root, p);
-  const why = rejected.length === 0 ? '' : ` (rejected: ${rejected.join('; ')})`;
-  const byKind = (k: AttestationKind) => verified.filter((v) => v.att.kind === k);
-  for (const k of p.require) {
-    if (byKind(k).length === 0) fail(`no verified ${k} attestation${why}`, where);
-  }
-  const identities = new Set(verified.map((v) => v.result.identity));
-  if (identities.size > 1)
-    fail(`the attestations are signed by different identities: ${[...identities].join(', ')}`, where);
-  const [first] = verified;
-  if (first === undefined) fail(`no attestation verified${why}`, where);
+
+  const artifact: RegistryArtifact = { client, ref, where };
+  const manifest = await fetchArtifactManifest(artifact);
+  const files = artifactFiles(manifest);
+  for (const l of manifest.layers) checkRevoked(l.digest);
+  const { found, discovery } = await findBundles(artifact);
+  const bundles = verifyBundles(found, {
+    root,
+    policy: p,
+    allowed: allowedIdentities(p),
+    firstFile: Buffer.from(manifest.layers[0]?.digest.slice(7) ?? '', 'hex'),
+    files,
+  });
+
+  checkRequiredAttestations(bundles, p.require, where);
+  const first = checkOneSigner(bundles, where);
   const identity = first.result.identity;
   const project = /\/projects\/([^/]+)$/.exec(identity)?.[1];
-  checkProvenanceProject(byKind('provenance'), project, where);
-  const decision = needsVsa(p)
-    ? checkDecision(byKind('vsa'), byKind('provenance'), p, { now, why, where })
-    : undefined;
+  checkProvenanceProject(bundles.verified, project, where);
+  const decision = needsGateDecision(p) ? checkGateDecision(bundles, p, now, where) : undefined;
   return {
     reference: `${ref.host}/${ref.repository}@${ref.digest}`,
     manifestDigest: ref.digest,
@@ -280,31 +145,14 @@ export async function verifyOciArtifact(options: VerifyOciOptions): Promise<Veri
     issuer: first.result.issuer,
     project,
     files,
-    attestations: verified.map((v) => v.att),
+    attestations: bundles.verified.map((v) => v.att),
     discovery,
     decision,
   };
 }
 
-/** A check that a digest is not on the revocation list. @throws GatehouseError ARTIFACT_REVOKED */
-function revocationCheck(revocations: RevocationList, where: string): (digest: string) => void {
-  const revoked = new Map(revocations.revoked.map((r) => [r.digest, r]));
-  return (digest: string): void => {
-    const r = revoked.get(digest);
-    if (r !== undefined) {
-      throw new GatehouseError('ARTIFACT_REVOKED', `${digest} was revoked on ${r.revokedAt}: ${r.reason}`, {
-        where,
-      });
-    }
-  };
-}
-
-/** The artifact's manifest, which must have files. @throws GatehouseError NOT_FOUND, VERIFICATION_FAILED */
-async function fetchArtifactManifest(
-  client: OciDistributionClient,
-  ref: OciReference,
-  where: string,
-): Promise<ImageManifest> {
+/** The artifact's image manifest, which must list at least one file. */
+async function fetchArtifactManifest({ client, ref, where }: RegistryArtifact): Promise<ImageManifest> {
   const fetched = await client.getManifest(ref.repository, ref.digest);
   if (fetched === undefined)
     throw new GatehouseError('NOT_FOUND', 'the registry has no such manifest', { where });
@@ -313,121 +161,48 @@ async function fetchArtifactManifest(
   return manifest;
 }
 
-/**
- * Discovery: referrers first (API, or the spec's fallback tag), cosign tags when they give nothing.
- * @throws GatehouseError VERIFICATION_FAILED when neither gives a bundle
- */
-async function discoverBundles(
-  client: OciDistributionClient,
-  ref: OciReference,
-  where: string,
-): Promise<{ found: FoundBundle[]; discovery: VerifiedOciArtifact['discovery'] }> {
-  const found: FoundBundle[] = [];
-  const referrers = await client.referrers(ref.repository, ref.digest);
-  // Bounded: a hostile index may list thousands of referrers; we look at the first few bundles.
-  for (const r of referrers.manifests
-    .filter((m) => m.artifactType === BUNDLE_MEDIA_TYPE)
-    .slice(0, MAX_BUNDLES)) {
-    await bundleLayers(
-      client,
-      ref.repository,
-      r.digest,
-      (b) => {
-        const m = parseImageManifest(b, `${where} referrer ${r.digest}`);
-        // A referrer must point back at this manifest, whatever the index claimed.
-        return m.subject?.digest === ref.digest ? m.layers : [];
-      },
-      'referrers',
-      found,
-    );
-  }
-  let discovery: VerifiedOciArtifact['discovery'] =
-    referrers.source === 'api' ? 'referrers-api' : 'referrers-tag';
-  if (found.length === 0) {
-    discovery = 'cosign-tags';
-    await cosignBundles(client, ref, where, found);
-  }
-  if (found.length === 0)
-    fail('no signed attestations are attached (neither referrers nor cosign tags)', where);
-  return { found, discovery };
+/** The artifact's files: one a layer, named by its title annotation. */
+function artifactFiles(manifest: ImageManifest): ArtifactFile[] {
+  return manifest.layers.map((l) => ({
+    name: l.annotations?.['org.opencontainers.image.title'] ?? '',
+    sha256: l.digest.slice(7),
+  }));
 }
 
-/** The bundles under cosign's `sha256-<hex>.att` and `.sig` tags, added to `found`. */
-async function cosignBundles(
-  client: OciDistributionClient,
-  ref: OciReference,
-  where: string,
-  found: FoundBundle[],
-): Promise<void> {
-  for (const kind of ['att', 'sig'] as const) {
-    const tag = cosignTag(ref.digest, kind);
-    const digest = await client.manifestDigest(ref.repository, tag);
-    if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest)) continue;
-    await bundleLayers(
-      client,
-      ref.repository,
-      digest,
-      (b) => parseImageManifest(b, `${where} ${tag}`).layers,
-      'cosign',
-      found,
-    );
-  }
-}
-
-type Verified = { att: VerifiedAttestation; result: VerifiedArtifact };
-
-/** Each bundle on its own: one that does not verify is set aside with its reason, never trusted. */
-function verifyBundles(
-  found: FoundBundle[],
-  manifest: ImageManifest,
-  files: { name: string; sha256: string }[],
-  root: ParsedTrustedRoot,
-  p: DeployPolicy,
-): { verified: Verified[]; rejected: string[] } {
-  const expectedIdentities =
-    p.identity !== undefined
-      ? [p.identity]
-      : (p.projects ?? []).map((x) => `${(p.identityBase ?? '').replace(/\/+$/, '')}/projects/${x}`);
-  const verified: Verified[] = [];
+/** Verify each bundle on its own: one that does not verify is set aside with its reason, never trusted. */
+function verifyBundles(found: readonly FoundBundle[], expect: BundleExpectations): BundleResults {
+  const verified: VerifiedBundle[] = [];
   const rejected: string[] = [];
-  const firstFile = Buffer.from(manifest.layers[0]?.digest.slice(7) ?? '', 'hex');
   for (const f of found) {
     try {
-      verified.push(verifyBundle(f, firstFile, files, root, p, expectedIdentities));
+      verified.push(verifyFoundBundle(f, expect));
     } catch (e) {
       rejected.push(`${f.digest.slice(0, 19)}…: ${describeError(e)}`);
     }
   }
-  return { verified, rejected };
+  return { verified, why: rejected.length === 0 ? '' : ` (rejected: ${rejected.join('; ')})` };
 }
 
-/** Verify one bundle: its signature, its signer against the policy, every file a subject. */
-function verifyBundle(
-  f: FoundBundle,
-  firstFile: Buffer,
-  files: { name: string; sha256: string }[],
-  root: ParsedTrustedRoot,
-  p: DeployPolicy,
-  expectedIdentities: string[],
-): Verified {
+/**
+ * One bundle: it verifies for the artifact, is signed by an identity the policy allows, and names
+ * every file of the artifact.
+ * @throws GatehouseError (whatever verification throws), IDENTITY_MISMATCH, SUBJECT_MISMATCH
+ */
+function verifyFoundBundle(f: FoundBundle, expect: BundleExpectations): VerifiedBundle {
   const bundle = parseBundle(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(f.bytes)), f.digest);
   const result = verifyArtifactBundle({
-    artifactDigest: firstFile,
+    artifactDigest: expect.firstFile,
     bundle,
-    trustedRoot: root,
-    ...(p.issuer === undefined ? {} : { issuer: p.issuer }),
+    trustedRoot: expect.root,
+    ...(expect.policy.issuer === undefined ? {} : { issuer: expect.policy.issuer }),
   });
-  if (!expectedIdentities.includes(result.identity)) {
+  if (!expect.allowed.includes(result.identity)) {
     throw new GatehouseError(
       'IDENTITY_MISMATCH',
       `signed by '${result.identity}', which the deploy policy does not allow`,
     );
   }
-  // Every file of the artifact must be a subject, not just the first.
-  const subjects = new Set(result.subjects.map((s) => s.digest.sha256));
-  const missing = files.find((x) => !subjects.has(x.sha256));
-  if (missing !== undefined)
-    throw new GatehouseError('SUBJECT_MISMATCH', `file ${missing.name} is not a subject of the attestation`);
+  checkEveryFileIsSubject(result, expect.files);
   return {
     result,
     att: {
@@ -441,9 +216,43 @@ function verifyBundle(
   };
 }
 
-/** The provenance must name the same project as the identity. @throws GatehouseError VERIFICATION_FAILED */
-function checkProvenanceProject(provenances: Verified[], project: string | undefined, where: string): void {
-  for (const v of provenances) {
+/** @throws GatehouseError SUBJECT_MISMATCH when a file of the artifact is not a subject */
+function checkEveryFileIsSubject(result: VerifiedArtifact, files: readonly ArtifactFile[]): void {
+  // Every file of the artifact must be a subject, not just the first.
+  const subjects = new Set(result.subjects.map((s) => s.digest.sha256));
+  const missing = files.find((x) => !subjects.has(x.sha256));
+  if (missing !== undefined)
+    throw new GatehouseError('SUBJECT_MISMATCH', `file ${missing.name} is not a subject of the attestation`);
+}
+
+/** Every kind of attestation the policy requires verified at least once. */
+function checkRequiredAttestations(
+  bundles: BundleResults,
+  require: readonly AttestationKind[],
+  where: string,
+): void {
+  for (const k of require) {
+    if (byKind(bundles.verified, k).length === 0) fail(`no verified ${k} attestation${bundles.why}`, where);
+  }
+}
+
+/** All verified attestations are signed by one identity; returns the first of them. */
+function checkOneSigner(bundles: BundleResults, where: string): VerifiedBundle {
+  const identities = new Set(bundles.verified.map((v) => v.result.identity));
+  if (identities.size > 1)
+    fail(`the attestations are signed by different identities: ${[...identities].join(', ')}`, where);
+  const [first] = bundles.verified;
+  if (first === undefined) fail(`no attestation verified${bundles.why}`, where);
+  return first;
+}
+
+/** The provenance must name the same project as the identity. */
+function checkProvenanceProject(
+  verified: readonly VerifiedBundle[],
+  project: string | undefined,
+  where: string,
+): void {
+  for (const v of byKind(verified, 'provenance')) {
     const declared = (
       v.result.statement.predicate as { buildDefinition?: { externalParameters?: { project?: unknown } } }
     )?.buildDefinition?.externalParameters?.project;
@@ -452,52 +261,17 @@ function checkProvenanceProject(provenances: Verified[], project: string | undef
   }
 }
 
-/** Whether the deploy policy needs the gate's verification summary. */
-function needsVsa(p: DeployPolicy): boolean {
-  return (
-    p.require.includes('vsa') ||
-    p.minBuildLevel !== undefined ||
-    p.maxAge !== undefined ||
-    p.policyDigests !== undefined
-  );
-}
-
-/**
- * The gate's decision from its verification summary, checked against the deploy policy.
- * @throws GatehouseError VERIFICATION_FAILED
- */
-function checkDecision(
-  vsas: Verified[],
-  provenances: Verified[],
-  p: DeployPolicy,
-  at: { now: Date; why: string; where: string },
-): NonNullable<VerifiedOciArtifact['decision']> {
-  const { why, where } = at;
-  const v = vsas[0];
+/** The gate's verification summary: attached, passed, over this provenance, and as the policy asks. */
+function checkGateDecision(bundles: BundleResults, p: DeployPolicy, now: Date, where: string): GateDecision {
+  const v = byKind(bundles.verified, 'vsa')[0];
   if (v === undefined)
-    fail(`the deploy policy needs the gate's verification summary, and none verified${why}`, where);
+    fail(`the deploy policy needs the gate's verification summary, and none verified${bundles.why}`, where);
   const vsa = parseVsa(v.result.statement.predicate, `${where} VSA`);
   if (!vsa.passed) fail('the verification summary says the gate did not pass it', where);
-  const provenanceDigests = provenances.map((x) => x.att.bundleDigest.slice(7));
-  if (
-    provenanceDigests.length > 0 &&
-    !provenanceDigests.some((d) => vsa.inputAttestationDigests.includes(d))
-  ) {
-    fail('the verification summary does not name the attached provenance among its inputs', where);
-  }
-  if (p.minBuildLevel !== undefined && vsa.buildLevel < p.minBuildLevel) {
-    fail(
-      `the build is at SLSA Build level ${vsa.buildLevel}, the deploy policy requires ${p.minBuildLevel}`,
-      where,
-    );
-  }
-  if (p.policyDigests !== undefined && !p.policyDigests.includes(vsa.policyDigest)) {
-    fail(
-      `the gate decided under policy sha256:${vsa.policyDigest}, which the deploy policy does not accept`,
-      where,
-    );
-  }
-  if (p.maxAge !== undefined) checkDecisionAge(vsa.timeVerified, p.maxAge, at.now, where);
+  checkVsaInputs(vsa, bundles.verified, where);
+  checkBuildLevel(vsa, p, where);
+  checkPolicyDigest(vsa, p, where);
+  checkDecisionAge(vsa, p, now, where);
   return {
     policyDigest: vsa.policyDigest,
     timeVerified: vsa.timeVerified.toISOString(),
@@ -505,16 +279,46 @@ function checkDecision(
   };
 }
 
-/** The decision must be no older than `maxAge`, nor dated in the future. @throws GatehouseError VERIFICATION_FAILED */
-function checkDecisionAge(timeVerified: Date, maxAge: string, now: Date, where: string): void {
-  const age = (now.getTime() - timeVerified.getTime()) / 1000;
-  const max = parseDuration(maxAge, 'maxAge');
-  if (age > max)
+/** The summary names the attached provenance (any one of them) among its inputs. */
+function checkVsaInputs(vsa: ParsedVsa, verified: readonly VerifiedBundle[], where: string): void {
+  const provenanceDigests = byKind(verified, 'provenance').map((x) => x.att.bundleDigest.slice(7));
+  if (
+    provenanceDigests.length > 0 &&
+    !provenanceDigests.some((d) => vsa.inputAttestationDigests.includes(d))
+  ) {
+    fail('the verification summary does not name the attached provenance among its inputs', where);
+  }
+}
+
+function checkBuildLevel(vsa: ParsedVsa, p: DeployPolicy, where: string): void {
+  if (p.minBuildLevel !== undefined && vsa.buildLevel < p.minBuildLevel) {
     fail(
-      `the gate decided ${Math.floor(age / 86400)} days ago (${timeVerified.toISOString()}), more than the ${maxAge} allowed`,
+      `the build is at SLSA Build level ${vsa.buildLevel}, the deploy policy requires ${p.minBuildLevel}`,
       where,
     );
-  if (age < -300) fail(`the gate decision is dated in the future (${timeVerified.toISOString()})`, where);
+  }
+}
+
+function checkPolicyDigest(vsa: ParsedVsa, p: DeployPolicy, where: string): void {
+  if (p.policyDigests !== undefined && !p.policyDigests.includes(vsa.policyDigest)) {
+    fail(
+      `the gate decided under policy sha256:${vsa.policyDigest}, which the deploy policy does not accept`,
+      where,
+    );
+  }
+}
+
+/** The decision is no older than the policy's `maxAge`, and not dated in the future. */
+function checkDecisionAge(vsa: ParsedVsa, p: DeployPolicy, now: Date, where: string): void {
+  if (p.maxAge === undefined) return;
+  const age = (now.getTime() - vsa.timeVerified.getTime()) / 1000;
+  const max = parseDuration(p.maxAge, 'maxAge');
+  if (age > max)
+    fail(
+      `the gate decided ${Math.floor(age / 86400)} days ago (${vsa.timeVerified.toISOString()}), more than the ${p.maxAge} allowed`,
+      where,
+    );
+  if (age < -300) fail(`the gate decision is dated in the future (${vsa.timeVerified.toISOString()})`, where);
 }
 
 /** sha256 of bytes as `sha256:<hex>` (for tests and callers naming bundles). */

@@ -1,3 +1,7 @@
+/**
+ * Revocations at deploy time: loading the list the control plane publishes, and refusing the
+ * digests on it.
+ */
 import { describeError, GatehouseError } from '../common/errors.ts';
 import {
   parseRevocations,
@@ -56,4 +60,29 @@ export async function loadRevocations(
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.maxAgeMs === undefined ? {} : { maxAgeMs: options.maxAgeMs }),
   });
+}
+
+/** One revoked digest of a list. */
+export type Revocation = RevocationList['revoked'][number];
+
+/** The error that refuses an artifact because of `entry`, at `where` when given. */
+export function revokedError(entry: Revocation, where?: string): GatehouseError {
+  return new GatehouseError(
+    'ARTIFACT_REVOKED',
+    `${entry.digest} was revoked on ${entry.revokedAt}: ${entry.reason}`,
+    where === undefined ? {} : { where },
+  );
+}
+
+/**
+ * A check, for errors at `where`, that refuses a digest the list revokes (a manifest digest or a
+ * file digest, `sha256:HEX`).
+ * @throws GatehouseError ARTIFACT_REVOKED (from the check it returns)
+ */
+export function revocationCheck(list: RevocationList, where: string): (digest: string) => void {
+  const revoked = new Map(list.revoked.map((r) => [r.digest, r]));
+  return (digest) => {
+    const r = revoked.get(digest);
+    if (r !== undefined) throw revokedError(r, where);
+  };
 }

@@ -16,16 +16,19 @@ import {
 } from 'node:crypto';
 import { type ErrorCode, GatehouseError } from '../common/errors.ts';
 import { preAuthEncoding } from '../signing/dsse.ts';
-import { verifyTimestamp } from '../signing/rfc3161.ts';
-import { isWithin, type ParsedTrustedRoot, type TrustedCa, type TrustedLog } from '../signing/trust-root.ts';
-import { verifyCheckpoint } from '../tlog/checkpoint.ts';
-import { setPayload } from '../tlog/transparency-log.ts';
-import { chainProblem } from './ca-chain.ts';
-import { readCertificateNames } from './cert-identity.ts';
+import { isWithin, type ParsedTrustedRoot, type TrustedLog } from '../signing/trust-root.ts';
+import { verifySigningCertificate } from './ca-chain.ts';
+import { verifyCertificateIdentity } from './cert-identity.ts';
 import { verifyPrehashedEcdsa } from './ecdsa-prehash.ts';
 import { verifyScts } from './sct.ts';
 import type { SigstoreBundle, SigstoreTlogEntry } from './sigstore-bundle.ts';
-import { checkInclusionProof } from './tlog-inclusion.ts';
+import { verifiedTimestampTime } from './timestamps.ts';
+import {
+  checkInclusionProof,
+  checkProofCheckpoint,
+  inclusionPromisePayload,
+  parseEntryBody,
+} from './tlog-inclusion.ts';
 
 /** The artifact: its bytes, or only its SHA-256 digest. */
 export type ArtifactInput = { bytes: Uint8Array } | { sha256: Uint8Array };
@@ -52,7 +55,6 @@ export interface SigstoreVerified {
   times: Date[];
 }
 
-const CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
 /** Clock skew tolerated between a log or TSA and this machine. */
 const SKEW_MS = 60_000;
 
@@ -127,12 +129,7 @@ export function verifySigstoreBundle(options: SigstoreVerifyOptions): SigstoreVe
     if (entry.signedEntryTimestamp !== undefined) {
       if (entry.integratedTime === undefined)
         fail('LOG_PROOF_INVALID', `tlog entry ${i} has a promise but no integrated time`);
-      const data = setPayload({
-        body: entry.canonicalizedBody,
-        integratedTime: entry.integratedTime,
-        logId: entry.logId.toString('hex'),
-        logIndex: entry.logIndex,
-      });
+      const data = inclusionPromisePayload(entry, entry.integratedTime);
       if (!safeVerify(hashFor(key), data, key, entry.signedEntryTimestamp)) {
         fail('LOG_PROOF_INVALID', `the signed entry timestamp of tlog entry ${i} does not verify`);
       }
@@ -152,13 +149,7 @@ export function verifySigstoreBundle(options: SigstoreVerifyOptions): SigstoreVe
 
   // 2. RFC 3161 timestamps over the signature.
   for (const [i, der] of bundle.rfc3161Timestamps.entries()) {
-    let t: Date;
-    try {
-      t = verifyTimestamp(der, bundle.content.signature, root.timestampAuthorities).genTime;
-    } catch (e) {
-      if (e instanceof GatehouseError) fail(e.code, `timestamp ${i}: ${e.message}`, e);
-      throw e;
-    }
+    const t = verifiedTimestampTime(der, bundle.content.signature, root.timestampAuthorities, i);
     if (t.getTime() > now.getTime() + SKEW_MS) fail('TIMESTAMP_INVALID', `timestamp ${i} is in the future`);
     times.push(t);
   }
@@ -179,18 +170,9 @@ export function verifySigstoreBundle(options: SigstoreVerifyOptions): SigstoreVe
   let identity: string | undefined;
   let issuer: string | undefined;
   if (leaf !== undefined && options.publicKey === undefined) {
-    const issuerCert = verifyChainAt(leaf, root.certificateAuthorities, times);
+    const issuerCert = verifySigningCertificate(leaf, root.certificateAuthorities, times, 'verified');
     if (root.ctlogs.length > 0) verifyScts(leaf, issuerCert, root.ctlogs);
-    ({ identity, issuer } = certificateIdentity(leaf));
-    if (options.identity !== undefined && identity !== options.identity) {
-      fail('IDENTITY_MISMATCH', `the certificate identity is '${identity}', expected '${options.identity}'`);
-    }
-    if (options.issuer !== undefined && issuer !== options.issuer) {
-      fail(
-        'IDENTITY_MISMATCH',
-        `the certificate issuer is '${issuer ?? '(none)'}', expected '${options.issuer}'`,
-      );
-    }
+    ({ identity, issuer } = verifyCertificateIdentity(leaf, 'URI or e-mail', options));
   }
 
   // 4. The signature over the artifact, or over the envelope that names it.
@@ -240,11 +222,6 @@ function statementNames(payload: Buffer, hex: string): boolean {
   return subjects.some((s) => (s as { digest?: { sha256?: unknown } })?.digest?.sha256 === hex);
 }
 
-/** The checkpoint key name of a log: its base URL without scheme or trailing slash. */
-function checkpointKeyName(baseUrl: string): string {
-  return baseUrl.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
-}
-
 function verifyInclusion(entry: SigstoreTlogEntry, log: TrustedLog, key: KeyObject, i: number): void {
   const proof = entry.inclusionProof;
   if (proof === undefined) return;
@@ -254,26 +231,12 @@ function verifyInclusion(entry: SigstoreTlogEntry, log: TrustedLog, key: KeyObje
       fail('LOG_PROOF_INVALID', `tlog entry ${i} has neither a checkpoint nor a signed entry timestamp`);
     }
   } else {
-    verifyProofCheckpoint(proof.checkpoint, proof, log, key, i);
+    checkProofCheckpoint(proof.checkpoint, proof, log, i, {
+      spkiDer: key.export({ format: 'der', type: 'spki' }),
+      keyHint: log.logId.subarray(0, 4),
+    });
   }
   checkInclusionProof(entry.canonicalizedBody, proof, i);
-}
-
-function verifyProofCheckpoint(
-  note: string,
-  proof: { treeSize: number; rootHash: Buffer },
-  log: TrustedLog,
-  key: KeyObject,
-  i: number,
-): void {
-  const checkpoint = verifyCheckpoint(note, {
-    name: checkpointKeyName(log.baseUrl),
-    spkiDer: key.export({ format: 'der', type: 'spki' }),
-    keyHint: log.logId.subarray(0, 4),
-  });
-  if (checkpoint.treeSize !== proof.treeSize || !Buffer.from(checkpoint.rootHash).equals(proof.rootHash)) {
-    fail('CHECKPOINT_INVALID', `the checkpoint of tlog entry ${i} is not for the proof's tree size and root`);
-  }
 }
 
 type Json = Record<string, unknown> | undefined;
@@ -324,20 +287,9 @@ function verifyBody(
   leaf: X509Certificate | undefined,
   i: number,
 ): void {
-  let body: Json;
-  try {
-    body = JSON.parse(entry.canonicalizedBody.toString('utf8')) as Json;
-  } catch (e) {
-    fail('LOG_PROOF_INVALID', `the body of tlog entry ${i} is not JSON`, e);
-  }
+  const body = parseEntryBody(entry, i) as Json;
   function mismatch(what: string): never {
     fail('LOG_PROOF_INVALID', `tlog entry ${i} records a different ${what} than the bundle`);
-  }
-  if (field(body, 'kind') !== entry.kind || field(body, 'apiVersion') !== entry.version) {
-    fail(
-      'LOG_PROOF_INVALID',
-      `the body of tlog entry ${i} is not of the declared kind ${entry.kind} ${entry.version}`,
-    );
   }
   const content = bundle.content;
   const spec = field(body, 'spec');
@@ -430,56 +382,4 @@ function verifyBody(
     default:
       fail('LOG_PROOF_INVALID', `tlog entry ${i} has unsupported kind ${kv}`);
   }
-}
-
-function validAt(cert: X509Certificate, when: Date): boolean {
-  return cert.validFromDate <= when && when <= cert.validToDate;
-}
-
-/** Chain the leaf to one trusted CA, valid at every time; returns the leaf's issuer certificate. */
-function verifyChainAt(
-  leaf: X509Certificate,
-  cas: readonly TrustedCa[],
-  times: readonly Date[],
-): X509Certificate {
-  if (leaf.ca) fail('CERTIFICATE_INVALID', 'the signing certificate is a CA certificate');
-  if (!(leaf.keyUsage ?? []).includes(CODE_SIGNING)) {
-    fail('CERTIFICATE_INVALID', 'the signing certificate lacks the codeSigning extended key usage');
-  }
-  for (const t of times) {
-    if (!validAt(leaf, t)) {
-      fail(
-        'CERTIFICATE_INVALID',
-        `the signing certificate was not valid at the verified time ${t.toISOString()} (valid ${leaf.validFromDate.toISOString()} to ${leaf.validToDate.toISOString()})`,
-      );
-    }
-  }
-  const problems: string[] = [];
-  for (const [n, ca] of cas.entries()) {
-    if (!times.every((t) => isWithin(ca.validFor, t))) {
-      problems.push(`CA ${n} is not trusted at that time`);
-      continue;
-    }
-    const r = chainProblem(leaf, ca, times);
-    if ('issuer' in r) return r.issuer;
-    problems.push(`CA ${n}: ${r.problem}`);
-  }
-  fail(
-    'CERTIFICATE_INVALID',
-    `the signing certificate does not chain to a trusted CA (${problems.join('; ') || 'no CA'})`,
-  );
-}
-
-/** The SAN (URI or e-mail) and Fulcio issuer of a signing certificate. */
-export function certificateIdentity(leaf: X509Certificate): { identity: string; issuer: string | undefined } {
-  const { uris, emails, issuer } = readCertificateNames(leaf.raw);
-  const names = [...uris, ...emails];
-  const [identity, ...more] = names;
-  if (identity === undefined || more.length > 0) {
-    fail(
-      'IDENTITY_MISMATCH',
-      `the signing certificate has ${names.length} URI or e-mail SANs; exactly one is required`,
-    );
-  }
-  return { identity, issuer };
 }

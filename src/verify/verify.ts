@@ -11,18 +11,21 @@ import { type ErrorCode, GatehouseError } from '../common/errors.ts';
 import type { ParsedBundle, ParsedTlogEntry } from '../signing/bundle.ts';
 import { verifyEnvelope } from '../signing/dsse.ts';
 import { INTOTO_PAYLOAD_TYPE, parseStatement, type Statement, type Subject } from '../signing/intoto.ts';
-import { verifyTimestamp } from '../signing/rfc3161.ts';
 import {
   isWithin,
   type ParsedTrustedRoot,
   parseTrustedRoot,
   type TrustedLog,
 } from '../signing/trust-root.ts';
-import { verifyCheckpoint } from '../tlog/checkpoint.ts';
-import { setPayload } from '../tlog/transparency-log.ts';
-import { chainProblem } from './ca-chain.ts';
-import { readCertificateNames } from './cert-identity.ts';
-import { checkInclusionProof } from './tlog-inclusion.ts';
+import { verifySigningCertificate } from './ca-chain.ts';
+import { verifyCertificateIdentity } from './cert-identity.ts';
+import { verifiedTimestampTime } from './timestamps.ts';
+import {
+  checkInclusionProof,
+  checkProofCheckpoint,
+  inclusionPromisePayload,
+  parseEntryBody,
+} from './tlog-inclusion.ts';
 
 export interface VerifyArtifactOptions {
   /** SHA-256 of the artifact. */
@@ -50,8 +53,6 @@ export interface VerifiedArtifact {
   /** When the log integrated the entry: the time the certificate was checked at. */
   integratedTime: Date;
 }
-
-const CODE_SIGNING = '1.3.6.1.5.5.7.3.3';
 
 function fail(code: ErrorCode, message: string, cause?: unknown): never {
   throw new GatehouseError(code, message, cause === undefined ? {} : { cause });
@@ -94,29 +95,13 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
   const times = [integratedTime];
   const signature = Buffer.from(bundle.envelope.signatures[0]?.sig ?? '', 'base64');
   for (const [i, der] of bundle.rfc3161Timestamps.entries()) {
-    try {
-      times.push(verifyTimestamp(der, signature, root.timestampAuthorities).genTime);
-    } catch (e) {
-      if (e instanceof GatehouseError) fail(e.code, `timestamp ${i}: ${e.message}`, e);
-      throw e;
-    }
+    times.push(verifiedTimestampTime(der, signature, root.timestampAuthorities, i));
   }
 
-  // 3. The certificate, at every verified time (a short-lived leaf has long expired by now).
-  for (const t of times) verifyChain(leaf, root, t);
-  const ident = certificateIdentity(leaf);
-  if (options.identity !== undefined && ident.identity !== options.identity) {
-    fail(
-      'IDENTITY_MISMATCH',
-      `the certificate identity is '${ident.identity}', expected '${options.identity}'`,
-    );
-  }
-  if (options.issuer !== undefined && ident.issuer !== options.issuer) {
-    fail(
-      'IDENTITY_MISMATCH',
-      `the certificate issuer is '${ident.issuer ?? '(none)'}', expected '${options.issuer}'`,
-    );
-  }
+  // 3. The certificate, at every verified time (a short-lived leaf has long expired by now). Each
+  // time is checked on its own: a CA trusted at that time suffices.
+  for (const t of times) verifySigningCertificate(leaf, root.certificateAuthorities, [t], 'integrated');
+  const ident = verifyCertificateIdentity(leaf, 'URI', options);
 
   // 3. The signature, by the certified key.
   const { payloadType, payload } = verifyEnvelope(bundle.envelope, leaf.publicKey);
@@ -181,23 +166,13 @@ function verifyInclusionPromise(entry: ParsedTlogEntry, log: TrustedLog, i: numb
   if (entry.signedEntryTimestamp === undefined) {
     fail('LOG_PROOF_INVALID', `tlog entry ${i} has no signed entry timestamp to prove its integrated time`);
   }
-  const data = setPayload({
-    body: entry.canonicalizedBody,
-    integratedTime: entry.integratedTime,
-    logId: entry.logId.toString('hex'),
-    logIndex: entry.logIndex,
-  });
+  const data = inclusionPromisePayload(entry, entry.integratedTime);
   if (!cryptoVerify('sha256', data, logKey(log), entry.signedEntryTimestamp)) {
     fail(
       'LOG_PROOF_INVALID',
       `the signed entry timestamp of tlog entry ${i} does not verify with the log key`,
     );
   }
-}
-
-/** The checkpoint key name a log signs with: its base URL without the scheme (as Rekor does). */
-function checkpointKeyName(baseUrl: string): string {
-  return baseUrl.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
 }
 
 function verifyEntryInclusion(entry: ParsedTlogEntry, log: TrustedLog, i: number): void {
@@ -209,38 +184,18 @@ function verifyEntryInclusion(entry: ParsedTlogEntry, log: TrustedLog, i: number
       `tlog entry ${i} is at index ${entry.logIndex} but its proof is for ${proof.logIndex}`,
     );
   }
-  const checkpoint = verifyCheckpoint(proof.checkpoint, {
-    name: checkpointKeyName(log.baseUrl),
-    spkiDer: log.spkiDer,
-  });
-  if (checkpoint.treeSize !== proof.treeSize || !Buffer.from(checkpoint.rootHash).equals(proof.rootHash)) {
-    fail('CHECKPOINT_INVALID', `the checkpoint of tlog entry ${i} is not for the proof's tree size and root`);
-  }
+  checkProofCheckpoint(proof.checkpoint, proof, log, i);
   checkInclusionProof(entry.canonicalizedBody, proof, i);
 }
 
 /** Check that the entry body records this envelope's signature, payload and certificate. */
 function verifyEntryBody(entry: ParsedTlogEntry, bundle: ParsedBundle, i: number): void {
-  let body: unknown;
-  try {
-    body = JSON.parse(entry.canonicalizedBody.toString('utf8'));
-  } catch (e) {
-    fail('LOG_PROOF_INVALID', `the body of tlog entry ${i} is not JSON`, e);
-  }
-  const b = body as {
-    kind?: unknown;
-    apiVersion?: unknown;
+  const b = parseEntryBody(entry, i) as {
     spec?: {
       payloadHash?: { algorithm?: unknown; value?: unknown };
       signatures?: { signature?: unknown; verifier?: unknown }[];
     };
   };
-  if (b.kind !== entry.kind || b.apiVersion !== entry.version) {
-    fail(
-      'LOG_PROOF_INVALID',
-      `the body of tlog entry ${i} is not of the declared kind ${entry.kind} ${entry.version}`,
-    );
-  }
   if (entry.kind !== 'dsse' || entry.version !== '0.0.1') {
     fail('LOG_PROOF_INVALID', `tlog entry ${i} has unsupported kind ${entry.kind} ${entry.version}`);
   }
@@ -264,46 +219,4 @@ function verifyEntryBody(entry: ParsedTlogEntry, bundle: ParsedBundle, i: number
   if (loggedCert === undefined || !loggedCert.equals(bundle.leafCertificate)) {
     fail('LOG_PROOF_INVALID', `tlog entry ${i} records a different certificate than the bundle`);
   }
-}
-
-function validAt(cert: X509Certificate, when: Date): boolean {
-  return cert.validFromDate <= when && when <= cert.validToDate;
-}
-
-/** Chain the leaf to a trusted CA, every certificate valid at `when`. */
-function verifyChain(leaf: X509Certificate, root: ParsedTrustedRoot, when: Date): void {
-  if (leaf.ca) fail('CERTIFICATE_INVALID', 'the signing certificate is a CA certificate');
-  if (!(leaf.keyUsage ?? []).includes(CODE_SIGNING)) {
-    fail('CERTIFICATE_INVALID', 'the signing certificate lacks the codeSigning extended key usage');
-  }
-  if (!validAt(leaf, when)) {
-    fail(
-      'CERTIFICATE_INVALID',
-      `the signing certificate was not valid at the integrated time ${when.toISOString()} (valid ${leaf.validFromDate.toISOString()} to ${leaf.validToDate.toISOString()})`,
-    );
-  }
-  const problems: string[] = [];
-  for (const [n, ca] of root.certificateAuthorities.entries()) {
-    if (!isWithin(ca.validFor, when)) {
-      problems.push(`CA ${n} is not valid at that time`);
-      continue;
-    }
-    const r = chainProblem(leaf, ca, [when]);
-    if (!('problem' in r)) return;
-    problems.push(`CA ${n}: ${r.problem}`);
-  }
-  fail(
-    'CERTIFICATE_INVALID',
-    `the signing certificate does not chain to a trusted CA (${problems.join('; ') || 'no CA'})`,
-  );
-}
-
-/** The SAN URI and Fulcio issuer of a leaf. */
-function certificateIdentity(leaf: X509Certificate): { identity: string; issuer: string | undefined } {
-  const { uris, issuer } = readCertificateNames(leaf.raw);
-  const [identity, ...more] = uris;
-  if (identity === undefined || more.length > 0) {
-    fail('IDENTITY_MISMATCH', `the signing certificate has ${uris.length} URI SANs; exactly one is required`);
-  }
-  return { identity, issuer };
 }

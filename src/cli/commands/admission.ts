@@ -7,7 +7,7 @@ import { credentialsFromEnv } from '../../registry/registry-config.ts';
 import { ociImageVerifier } from '../../verify/admission/image-verifier.ts';
 import { selfSignedServingCertificate } from '../../verify/admission/tls.ts';
 import { startAdmissionWebhook } from '../../verify/admission/webhook-server.ts';
-import { parseDeployPolicy } from '../../verify/oci-verify.ts';
+import { parseDeployPolicy } from '../../verify/deploy-policy.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadTrustedRoot, readTextFile } from '../input-files.ts';

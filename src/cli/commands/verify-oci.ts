@@ -4,12 +4,9 @@ import { loadConfig } from '../../home/config.ts';
 import { homePaths, resolveHome } from '../../home/home.ts';
 import { credentialsFromEnv } from '../../registry/registry-config.ts';
 import { readRevocations } from '../../signing/revocation-list.ts';
-import {
-  type DeployPolicy,
-  parseDeployPolicy,
-  parseOciReference,
-  verifyOciArtifact,
-} from '../../verify/oci-verify.ts';
+import { type DeployPolicy, parseDeployPolicy } from '../../verify/deploy-policy.ts';
+import { parseOciReference } from '../../verify/oci-reference.ts';
+import { verifyOciArtifact } from '../../verify/oci-verify.ts';
 import { loadRevocations } from '../../verify/revocations.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IDENTITY_BASE, ISSUER, makeOciWorld, type OciWorld } from '../../testing/oci-fixture.ts';
 import { registrySkip } from '../../testing/registry.ts';
-import type { DeployPolicy } from '../oci-verify.ts';
+import type { DeployPolicy } from '../deploy-policy.ts';
 import { decideAdmission, podImages } from './admission.ts';
 import { ociImageVerifier } from './image-verifier.ts';
 import { selfSignedServingCertificate } from './tls.ts';

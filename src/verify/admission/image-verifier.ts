@@ -1,13 +1,9 @@
 import { GatehouseError } from '../../common/errors.ts';
 import type { RegistryCredentials } from '../../registry/registry-auth.ts';
-import {
-  clientFor,
-  type DeployPolicy,
-  parseOciReference,
-  type VerifiedOciArtifact,
-  verifyOciArtifact,
-} from '../oci-verify.ts';
-import { loadRevocations } from '../revocations.ts';
+import type { DeployPolicy } from '../deploy-policy.ts';
+import { clientFor, parseOciReference } from '../oci-reference.ts';
+import { type VerifiedOciArtifact, verifyOciArtifact } from '../oci-verify.ts';
+import { loadRevocations, revokedError } from '../revocations.ts';
 import type { ImageVerifier } from './admission.ts';
 
 export interface OciImageVerifierOptions {
@@ -57,10 +53,7 @@ export function ociImageVerifier(options: OciImageVerifierOptions): ImageVerifie
       const r = revocations.revoked.find((x) => digests.has(x.digest));
       if (r !== undefined) {
         cache.delete(key);
-        throw new GatehouseError(
-          'ARTIFACT_REVOKED',
-          `${r.digest} was revoked on ${r.revokedAt}: ${r.reason}`,
-        );
+        throw revokedError(r);
       }
       return;
     }
