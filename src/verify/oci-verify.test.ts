@@ -64,13 +64,14 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     assert.equal(r.project, 'hello-app');
     assert.deepEqual(r.attestations.map((a) => a.kind).sort(), ['provenance', 'sbom', 'vsa']);
     assert.equal(r.decision?.policyDigest, w.allowed.policyDigest);
-    assert.equal(r.decision?.buildLevel, 2);
+    // The fixture's runner attested with a vTPM: Build L3.
+    assert.equal(r.decision?.buildLevel, 3);
   });
 
   const failures: [string, Partial<DeployPolicy>, RegExp][] = [
     ['another project', { projects: ['other-app'] }, /does not allow/],
     ['another issuer', { issuer: 'https://evil.example' }, /issuer/],
-    ['a higher build level', { minBuildLevel: 3 }, /level 2, the deploy policy requires 3/],
+    ['a higher build level', { minBuildLevel: 4 }, /level 3, the deploy policy requires 4/],
     ['another policy digest', { policyDigests: ['0'.repeat(64)] }, /does not accept/],
   ];
   for (const [what, change, message] of failures) {
