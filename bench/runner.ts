@@ -97,6 +97,7 @@ export async function run(): Promise<void> {
       const t0 = performance.now();
       const outcome = await runJob(project, {
         runner: home.runner,
+        attester: home.attester,
         controlPlane: home.controlPlane,
         source: new LocalGitProvider(),
       });

@@ -16,7 +16,7 @@ import type { Component } from '../sbom/model.ts';
 import { configAtCommit, pinSource } from '../source/pinned-checkout.ts';
 import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
-import { type Attester, needsReattestation, SoftwareAttester } from './attester.ts';
+import { type Attester, needsReattestation } from './attester.ts';
 import { fetchDependencies } from './fetch.ts';
 import { collectOutputs } from './outputs.ts';
 
@@ -61,9 +61,9 @@ export interface AgentOptions {
   project?: string;
   /**
    * Makes a fresh attester for each job: a `VtpmAttester` (a vTPM per runner, quoted) or a
-   * `SoftwareAttester` (the baseline alone). Default: software.
+   * `SoftwareAttester` (the baseline alone, which a TPM control plane refuses).
    */
-  attester?: () => Attester;
+  attester: () => Attester;
   /** Re-attest before the gate when the token has less than this left (seconds; default 60). */
   reattestMarginSeconds?: number;
   /** Build this commit of the git repository at `dir` rather than its work tree. */
@@ -145,7 +145,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
 
   const ticket = await cp.createJob({ project });
   const outcome: JobOutcome = { jobId: ticket.jobId, project, steps };
-  const attester = options.attester?.() ?? new SoftwareAttester();
+  const attester = options.attester();
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
   try {

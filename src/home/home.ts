@@ -322,12 +322,7 @@ export async function openHome(
         return bubblewrapRunnerFromConfig(config.runner, root);
     }
   })();
-  const vtpmPool = new VtpmPool(attestationPaths(root).vtpmPool, {
-    platformCaDir: attestationPaths(root).platformCa,
-    platformCaProtection: await homeKeyProtection(root, config.keys),
-  });
-  const attester = (): Attester =>
-    config.runner.attestation === 'software' ? new SoftwareAttester() : new VtpmAttester(vtpmPool);
+  const attester = await attesterFactory(root, config);
   return {
     root,
     config,
@@ -347,6 +342,36 @@ export async function openHome(
       await store.close();
     },
   };
+}
+
+/**
+ * How the runners of a home attest, as its config says: a vTPM per runner from the home's pool
+ * (`tpm`, the default), or the measured baseline alone (`software`, which a TPM control plane
+ * refuses).
+ */
+async function attesterFactory(root: string, config: Config): Promise<() => Attester> {
+  if (config.runner.attestation === 'software') return () => new SoftwareAttester();
+  const pool = new VtpmPool(attestationPaths(root).vtpmPool, {
+    platformCaDir: attestationPaths(root).platformCa,
+    platformCaProtection: await homeKeyProtection(root, config.keys),
+  });
+  return () => new VtpmAttester(pool);
+}
+
+/**
+ * The attester of a runner host's home without opening the rest of it: what `gatehouse run
+ * --server` uses, so that a job run against a remote control plane attests exactly as an embedded
+ * one does (a pooled vTPM whose EK certificate the home's platform CA issued).
+ * @throws GatehouseError HOME_NOT_INITIALIZED, BAD_CONFIG
+ */
+export async function runnerAttester(root: string): Promise<() => Attester> {
+  const p = homePaths(root);
+  if (!existsSync(p.config))
+    throw new GatehouseError(
+      'HOME_NOT_INITIALIZED',
+      `no gatehouse home at ${root}: TPM attestation needs the runner host's home (its vTPM pool); run \`gatehouse init\` or pass --home`,
+    );
+  return attesterFactory(root, loadConfig(p.config));
 }
 
 async function readText(path: string): Promise<string> {

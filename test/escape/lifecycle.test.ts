@@ -53,7 +53,12 @@ describe('runner lifecycle', () => {
     return dir;
   };
   const run = (dir: string) =>
-    runJob(dir, { runner: home.runner, controlPlane: home.controlPlane, source: new LocalGitProvider() });
+    runJob(dir, {
+      runner: home.runner,
+      attester: home.attester,
+      controlPlane: home.controlPlane,
+      source: new LocalGitProvider(),
+    });
 
   it('fetches only through the allowlist and records digests in the provenance', async () => {
     const dir = await project(

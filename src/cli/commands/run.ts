@@ -6,7 +6,7 @@ import type { Attester } from '../../agent/attester.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
-import { homePaths, openHome, resolveHome } from '../../home/home.ts';
+import { homePaths, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
@@ -121,10 +121,13 @@ export async function runCommand(argv: string[]): Promise<number> {
   // With --server, the runner uses the default limits and image, which the server's reference
   // values must then describe; embedded, it is the runner the home's config describes.
   let runner: Runner = bubblewrapRunnerFromConfig({});
-  let attester: (() => Attester) | undefined;
+  let attester: () => Attester;
   let close = async (): Promise<void> => {};
   if (values.server !== undefined) {
     cp = new HttpControlPlane({ url: values.server, apiToken: apiTokenFor(homeRoot) });
+    // Against a remote control plane the runner attests exactly as an embedded one: a vTPM from
+    // this host's home (the control plane refuses software evidence unless configured for it).
+    attester = await runnerAttester(homeRoot);
   } else {
     const home = await openHome(homeRoot, registryOption(values.registry, values.server));
     cp = home.controlPlane;
@@ -138,7 +141,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     );
     const outcome = await runJob(dir, {
       runner,
-      ...(attester === undefined ? {} : { attester }),
+      attester,
       controlPlane: cp,
       source: new LocalGitProvider(),
       onStep: (s) => printStep(out, s),
