@@ -1,8 +1,7 @@
-import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
+import type { Row } from './sqlite-support.ts';
 import type { AttestationRefusalRecord, AttestationStore, ReferenceValueBundleRecord } from './store.ts';
-
-type Row = Record<string, SQLInputValue>;
 
 function bundleOf(r: Row): ReferenceValueBundleRecord {
   return {

@@ -1,5 +1,6 @@
-import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
+import type { Row } from './sqlite-support.ts';
 import type {
   ArtifactSbomRecord,
   HeldBuildRecord,
@@ -9,8 +10,6 @@ import type {
   RevocationRecord,
   TriageRecord,
 } from './store.ts';
-
-type Row = Record<string, SQLInputValue>;
 
 function policyRow(r: Row): PolicyVersionRecord {
   return {

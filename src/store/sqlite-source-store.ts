@@ -1,5 +1,6 @@
-import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
+import { isUniqueViolation, type Row } from './sqlite-support.ts';
 import type {
   SourceProtectionRecord,
   SourceRefHeadRecord,
@@ -7,8 +8,6 @@ import type {
   SourceSignerRecord,
   SourceStore,
 } from './store.ts';
-
-type Row = Record<string, SQLInputValue>;
 
 /** Scope value for keys trusted for every repository (SQLite primary keys cannot hold NULL well). */
 const GLOBAL = '*';
@@ -61,7 +60,7 @@ export class SqliteSourceStore implements SourceStore {
         )
         .run(r.id, r.repository, r.commit, r.reviewer, r.record, r.signature, r.createdAt);
     } catch (e) {
-      if (String(e).includes('UNIQUE'))
+      if (isUniqueViolation(e))
         throw new GatehouseError('CONFLICT', `review ${r.id.slice(0, 12)} is already kept`);
       throw new GatehouseError('STORE_ERROR', `cannot keep review ${r.id.slice(0, 12)}`, { cause: e });
     }
@@ -91,7 +90,7 @@ export class SqliteSourceStore implements SourceStore {
         )
         .run(s.id, s.repository ?? GLOBAL, s.principal, s.format, s.publicKey, s.createdAt);
     } catch (e) {
-      if (String(e).includes('UNIQUE'))
+      if (isUniqueViolation(e))
         throw new GatehouseError('CONFLICT', `signer key ${s.id} is already trusted there`);
       throw new GatehouseError('STORE_ERROR', `cannot trust signer key ${s.id}`, { cause: e });
     }

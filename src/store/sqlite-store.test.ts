@@ -18,7 +18,11 @@ describe('SQLite store', () => {
   it('keeps its data across a reopen and does not migrate twice', async () => {
     const path = join(dir, 'a.db');
     const s1 = SqliteStore.open(path);
-    await s1.log.append([{ body: new Uint8Array([1]), leafHash: new Uint8Array(32), integratedTime: 1 }]);
+    await s1.log.append(
+      0,
+      [{ body: new Uint8Array([1]), leafHash: new Uint8Array(32), integratedTime: 1 }],
+      [],
+    );
     await s1.close();
     const s2 = SqliteStore.open(path);
     assert.equal(await s2.log.size(), 1);
@@ -29,7 +33,11 @@ describe('SQLite store', () => {
   it('refuses to change or delete a log entry, even with SQL from outside', async () => {
     const path = join(dir, 'b.db');
     const s = SqliteStore.open(path);
-    await s.log.append([{ body: new Uint8Array([1]), leafHash: new Uint8Array(32), integratedTime: 1 }]);
+    await s.log.append(
+      0,
+      [{ body: new Uint8Array([1]), leafHash: new Uint8Array(32), integratedTime: 1 }],
+      [],
+    );
     await s.close();
     const raw = new DatabaseSync(path);
     assert.throws(() => raw.exec("UPDATE log_entries SET body = x'02'"), /immutable/);

@@ -82,19 +82,59 @@ export interface DecisionStore {
   countByOutcome(): Promise<Record<string, number>>;
 }
 
+/** An entry as the log hands it to the store. */
+export interface NewLogEntryRecord {
+  /** Canonical entry body. */
+  body: Uint8Array;
+  /** RFC 6962 leaf hash of `body`, computed by the log. */
+  leafHash: Uint8Array;
+  /** Seconds since the epoch when the log integrated the entry. */
+  integratedTime: number;
+}
+
+/**
+ * The hash of one perfect subtree of the log, the 2^level leaves from index·2^level, as the log
+ * computed it. Level 0 is an entry's leaf hash; the store keeps the nodes above (level ≥ 1).
+ */
+export interface LogNodeRecord {
+  level: number;
+  index: number;
+  hash: Uint8Array;
+}
+
+/**
+ * Entries and tree nodes of the transparency log. The store computes no hashes: the log hands it
+ * each entry with its leaf hash and the interior nodes the entries complete, and reads them back
+ * by their coordinates. A node once stored never changes.
+ */
 export interface LogStore {
-  /** Append entries atomically; returns their indices, consecutive from the current size. */
-  append(entries: { body: Uint8Array; leafHash: Uint8Array; integratedTime: number }[]): Promise<number[]>;
+  /**
+   * Append entries at indices start, start + 1, … together with the interior nodes (level ≥ 1) they
+   * complete, atomically; returns the indices. A node already stored at the same coordinates is kept.
+   * Throws CONFLICT, writing nothing, unless `start` is the current size (another writer appended first).
+   */
+  append(
+    start: number,
+    entries: readonly NewLogEntryRecord[],
+    nodes: readonly LogNodeRecord[],
+  ): Promise<number[]>;
   size(): Promise<number>;
   get(index: number): Promise<LogEntryRecord | undefined>;
   /** Leaf hashes for indices [start, end), in order. */
   leafHashes(start: number, end: number): Promise<Uint8Array[]>;
   /**
-   * Hashes of perfect subtrees (level 0: leaf hashes; above: interior nodes the store keeps as
-   * entries complete them), in the order asked. Proofs read O(log n) of these instead of every leaf.
-   * Throws NOT_FOUND for a subtree the log has not completed.
+   * Hashes of perfect subtrees by coordinates (level 0: the entries' leaf hashes; above: the
+   * stored nodes), in the order asked. Proofs read O(log n) of these instead of every leaf.
+   * Throws NOT_FOUND for a subtree that is not stored.
    */
   subtreeHashes(refs: readonly { level: number; index: number }[]): Promise<Uint8Array[]>;
+  /**
+   * Keep interior nodes outside an append (the log filling in those of a log written before nodes
+   * were stored), atomically. Nodes already stored at the same coordinates are kept.
+   */
+  addNodes(nodes: readonly LogNodeRecord[]): Promise<void>;
+  /** Number of interior nodes stored. */
+  nodeCount(): Promise<number>;
 }
 
 export interface VulnStore {

@@ -3,10 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import {
+  completedNodes,
   consistencyProof,
   EMPTY_ROOT,
   inclusionProof,
+  interiorNodeCount,
   leafHash,
+  mergedSubtrees,
   nodeHash,
   rootHash,
   verifyConsistency,
@@ -127,5 +130,44 @@ describe('consistency proofs', () => {
       ];
       for (const [what, run] of cases) assert.throws(run, isProofError, `m=${m} n=${n}: ${what}`);
     }
+  });
+});
+
+describe('stored tree nodes', () => {
+  const subtree = (all: readonly Uint8Array[], level: number, index: number): Uint8Array =>
+    rootHash(all.slice(index * 2 ** level, (index + 1) * 2 ** level));
+
+  it('computes the nodes an append completes, each the MTH of its leaves', () => {
+    const all = leaves(70);
+    for (const [start, count] of [
+      [0, 70],
+      [0, 1],
+      [3, 1],
+      [7, 9],
+      [16, 16],
+      [21, 30],
+      [63, 7],
+    ] as const) {
+      const siblings = mergedSubtrees(start, count).map((r) => subtree(all, r.level, r.index));
+      const nodes = completedNodes(start, siblings, all.slice(start, start + count));
+      assert.equal(nodes.length, interiorNodeCount(start + count) - interiorNodeCount(start));
+      for (const n of nodes) {
+        assert.ok(n.level >= 1);
+        assert.deepEqual(n.hash, subtree(all, n.level, n.index), `${start}+${count}: ${n.level}/${n.index}`);
+      }
+    }
+  });
+
+  it('needs as siblings only the subtrees the append merges, and refuses others', () => {
+    assert.deepEqual(mergedSubtrees(3, 1), [
+      { level: 1, index: 0 },
+      { level: 0, index: 2 },
+    ]);
+    assert.deepEqual(mergedSubtrees(4, 1), []);
+    assert.deepEqual(interiorNodeCount(13), 10);
+    assert.throws(
+      () => completedNodes(3, [], leaves(1)),
+      (e) => isGatehouseError(e, 'INTERNAL'),
+    );
   });
 });

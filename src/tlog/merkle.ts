@@ -1,7 +1,8 @@
 /**
  * RFC 6962 / RFC 9162 Merkle tree hashing: leaf and node hashes, the tree head (MTH), inclusion
  * proofs (PATH) and consistency proofs (PROOF), with the verification algorithms of RFC 9162
- * §2.1.3.2 and §2.1.4.2. Pure functions over leaf hashes; the log decides where the leaves live.
+ * §2.1.3.2 and §2.1.4.2, and the interior nodes an append completes. Pure functions over leaf
+ * hashes; the log decides where the leaves and nodes live.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { GatehouseError } from '../common/errors.ts';
@@ -261,6 +262,58 @@ export function foldSubtrees(hashes: readonly Uint8Array[]): Uint8Array {
   let h = last;
   for (let i = hashes.length - 2; i >= 0; i--) h = nodeHash(hashes[i] as Uint8Array, h);
   return h;
+}
+
+/** A perfect subtree with its hash: what the store keeps for each complete one. */
+export interface SubtreeHash extends SubtreeRef {
+  hash: Uint8Array;
+}
+
+/** Number of interior nodes (complete perfect subtrees above the leaves) of a tree of n leaves. */
+export function interiorNodeCount(n: number): number {
+  let count = n;
+  for (let x = n; x > 0; x = Math.floor(x / 2)) count -= x % 2;
+  return count;
+}
+
+/**
+ * The perfect subtrees of the tree of `start` leaves that appending `count` more merges into
+ * larger ones: the left siblings {@link completedNodes} needs, smallest last (a suffix of
+ * `subtreesOf(0, start)`; for one leaf, one subtree on average).
+ */
+export function mergedSubtrees(start: number, count: number): SubtreeRef[] {
+  const kept = new Set(subtreesOf(0, start + count).map((r) => `${r.level}/${r.index}`));
+  return subtreesOf(0, start).filter((r) => !kept.has(`${r.level}/${r.index}`));
+}
+
+/**
+ * The interior nodes that appending `leaves` (leaf hashes) at index `start` completes, bottom up
+ * for each leaf in turn. `siblings` are the hashes of `mergedSubtrees(start, leaves.length)`, in
+ * that order.
+ * @throws GatehouseError INTERNAL when the siblings do not match
+ */
+export function completedNodes(
+  start: number,
+  siblings: readonly Uint8Array[],
+  leaves: readonly Uint8Array[],
+): SubtreeHash[] {
+  const refs = mergedSubtrees(start, leaves.length);
+  if (siblings.length !== refs.length) {
+    throw new GatehouseError('INTERNAL', `${siblings.length} sibling hashes for ${refs.length} subtrees`);
+  }
+  // The right edge of the tree, largest subtree first: a new leaf merges with its equal-sized neighbours.
+  const edge: SubtreeHash[] = refs.map((r, i) => ({ ...r, hash: siblings[i] as Uint8Array }));
+  const out: SubtreeHash[] = [];
+  leaves.forEach((hash, k) => {
+    let top: SubtreeHash = { level: 0, index: start + k, hash };
+    for (let left = edge.at(-1); left !== undefined && left.level === top.level; left = edge.at(-1)) {
+      edge.pop();
+      top = { level: top.level + 1, index: left.index / 2, hash: nodeHash(left.hash, top.hash) };
+      out.push(top);
+    }
+    edge.push(top);
+  });
+  return out;
 }
 
 /** The leaf ranges whose MTHs make up PATH(index, D[size]), leaf to root. */

@@ -93,20 +93,77 @@ describe('transparency log with stored interior nodes', () => {
   });
 });
 
-describe('log audit (monitor)', () => {
-  async function world(path: string) {
-    const store = SqliteStore.open(path);
-    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
-    const reader: AuditedLog = {
-      checkpoint: () => log.checkpoint(),
-      consistencyProof: async (a, b) => {
-        const p = await log.consistencyProof(a, b);
-        return { hashes: p.hashes.map((h) => Buffer.from(h).toString('hex')) };
-      },
-    };
-    return { store, log, reader };
-  }
+describe('transparency log appends and stored nodes', () => {
+  it('fills in the nodes of a log written before they were stored, then keeps growing consistently', async () => {
+    const path = join(dir, 'legacy.db');
+    let store = SqliteStore.open(path);
+    let log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const leaves: Uint8Array[] = [];
+    for (const b of bodies(13)) {
+      await log.append(b);
+      leaves.push(leafHash(b));
+    }
+    await store.close();
+    // What a database from before migration 5 looked like: entries, no interior nodes.
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(path);
+    db.exec('DROP TRIGGER log_nodes_no_delete; DELETE FROM log_nodes');
+    db.close();
+    store = SqliteStore.open(path);
+    assert.equal(await store.log.nodeCount(), 0);
+    log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    assert.deepEqual((await log.rootHash()).rootHash, rootHash(leaves));
+    assert.equal(await store.log.nodeCount(), 10);
+    const p = await log.inclusionProof(5);
+    assert.deepEqual(p.hashes, inclusionProof(leaves, 5));
+    await log.append(Buffer.from('{"after":1}'));
+    leaves.push(leafHash(Buffer.from('{"after":1}')));
+    assert.deepEqual((await log.rootHash()).rootHash, rootHash(leaves));
+    await store.close();
+  });
 
+  it('gives concurrent appends consecutive indices in the order of the calls', async () => {
+    const store = SqliteStore.open(':memory:');
+    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const appended = await Promise.all(bodies(9).map((b) => log.append(b)));
+    assert.deepEqual(
+      appended.map((e) => e.index),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    assert.deepEqual((await log.rootHash()).rootHash, rootHash(bodies(9).map(leafHash)));
+    await store.close();
+  });
+
+  it('starts an append over when another writer took its index first', async () => {
+    const store = SqliteStore.open(':memory:');
+    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const other = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const [a, b] = await Promise.all([
+      log.append(Buffer.from('{"a":1}')),
+      other.append(Buffer.from('{"b":1}')),
+    ]);
+    assert.deepEqual([a.index, b.index].sort(), [0, 1]);
+    const stored = await store.log.leafHashes(0, 2);
+    assert.deepEqual((await log.rootHash()).rootHash, rootHash(stored));
+    await store.close();
+  });
+});
+
+/** A log in its own store, and a monitor's reader of it. */
+async function world(path: string) {
+  const store = SqliteStore.open(path);
+  const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+  const reader: AuditedLog = {
+    checkpoint: () => log.checkpoint(),
+    consistencyProof: async (a, b) => {
+      const p = await log.consistencyProof(a, b);
+      return { hashes: p.hashes.map((h) => Buffer.from(h).toString('hex')) };
+    },
+  };
+  return { store, log, reader };
+}
+
+describe('log audit (monitor)', () => {
   it('remembers the first checkpoint, accepts growth with a proof, and an unchanged log', async () => {
     const state = join(dir, 'audit-ok.json');
     const w = await world(':memory:');

@@ -3,7 +3,8 @@
  * hashes, Rekor-style signed entry timestamps (SET) and C2SP checkpoints signed by the log key.
  *
  * Proofs and checkpoints read O(log n) hashes of perfect subtrees the store keeps as appends
- * complete them (leaf hashes at level 0, interior nodes above), never the whole tree.
+ * complete them (leaf hashes at level 0, interior nodes above), never the whole tree. The log
+ * computes those hashes (stored-tree.ts); the store only keeps them.
  */
 import { canonicalJson, sha256, sha256Hex, toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
@@ -12,6 +13,7 @@ import type { Signer } from '../signing/signer.ts';
 import type { LogStore } from '../store/store.ts';
 import { assertKeyName, signCheckpoint } from './checkpoint.ts';
 import { consistencyRanges, foldSubtrees, inclusionRanges, leafHash, subtreesOf } from './merkle.ts';
+import { appendEntries, fillMissingNodes } from './stored-tree.ts';
 
 export interface TransparencyLogOptions {
   store: LogStore;
@@ -105,7 +107,10 @@ export function decisionEntryBody(decision: object): Uint8Array {
   );
 }
 
-/** The log. One instance per process is the sequencer; the store makes appends atomic. */
+/**
+ * The log. One instance per process is the sequencer; the store makes appends atomic and refuses
+ * one that another writer overtook, which then starts over at the new size.
+ */
 export class TransparencyLog {
   readonly origin: string;
   /** Hex SHA-256 of the log key's DER SubjectPublicKeyInfo. */
@@ -113,6 +118,10 @@ export class TransparencyLog {
   readonly #store: LogStore;
   readonly #signer: Signer;
   readonly #now: () => Date;
+  /** Appends of this instance run one after another, so indices follow the order of the calls. */
+  #appending: Promise<unknown> = Promise.resolve();
+  /** The fill of missing interior nodes, started by the first use of the tree (see {@link fillMissingNodes}). */
+  #nodesComplete: Promise<void> | undefined;
 
   /** @throws GatehouseError BAD_CONFIG when the origin cannot name a note key */
   constructor(options: TransparencyLogOptions) {
@@ -136,7 +145,9 @@ export class TransparencyLog {
   async append(body: Uint8Array): Promise<AppendedEntry> {
     if (body.length === 0) throw new GatehouseError('BAD_INPUT', 'a log entry body cannot be empty');
     const integratedTime = Math.floor(this.#now().getTime() / 1000);
-    const [index] = await this.#store.append([{ body, leafHash: leafHash(body), integratedTime }]);
+    const entry = { body, leafHash: leafHash(body), integratedTime };
+    await this.#treeReady();
+    const [index] = await this.#inTurn(() => appendEntries(this.#store, [entry]));
     if (index === undefined)
       throw new GatehouseError('STORE_ERROR', 'the store returned no index for the entry');
     const inclusionPromise = await this.#signer.sign(
@@ -164,8 +175,28 @@ export class TransparencyLog {
     return { treeSize: size, rootHash: root as Uint8Array };
   }
 
+  /** Run `fn` after every append started before it has finished. */
+  #inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#appending.then(fn, fn);
+    this.#appending = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Fill in the interior nodes of a log written before they were stored, once per instance, before
+   * the tree is first read or grown. A failed fill is tried again by the next call.
+   */
+  #treeReady(): Promise<void> {
+    this.#nodesComplete ??= fillMissingNodes(this.#store).catch((e: unknown) => {
+      this.#nodesComplete = undefined;
+      throw e;
+    });
+    return this.#nodesComplete;
+  }
+
   /** MTH of each leaf range, from the stored perfect subtrees, in one store read. */
   async #rangeHashes(ranges: readonly [number, number][]): Promise<Uint8Array[]> {
+    await this.#treeReady();
     const parts = ranges.map(([s, e]) => subtreesOf(s, e));
     const hashes = await this.#store.subtreeHashes(parts.flat());
     let k = 0;
