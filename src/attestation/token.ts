@@ -163,8 +163,13 @@ export class RunnerPrivateKey {
 
   /** Sign the canonical JSON of `payload` as a compact ES256 JWS carrying the public key. */
   async signSubmission(payload: object): Promise<string> {
-    return new CompactSign(new TextEncoder().encode(canonicalJson(payload)))
-      .setProtectedHeader({ alg: 'ES256', typ: SUBMISSION_JWS_TYPE, jwk: { ...this.#publicJwk } })
+    return this.signJws(new TextEncoder().encode(canonicalJson(payload)), SUBMISSION_JWS_TYPE);
+  }
+
+  /** Sign `payload` as a compact ES256 JWS of type `typ` carrying the public key. */
+  async signJws(payload: Uint8Array, typ: string): Promise<string> {
+    return new CompactSign(payload)
+      .setProtectedHeader({ alg: 'ES256', typ, jwk: { ...this.#publicJwk } })
       .sign(this.#key);
   }
 
@@ -208,7 +213,7 @@ export function signSubmission(payload: object, runnerPrivateKey: RunnerPrivateK
 }
 
 /** RFC 7638 SHA-256 thumbprint of an EC P-256 public key: members in lexicographic order. */
-function jwkThumbprint(x: string, y: string): string {
+export function jwkThumbprint(x: string, y: string): string {
   return createHash('sha256')
     .update(JSON.stringify({ crv: 'P-256', kty: 'EC', x, y }))
     .digest('base64url');

@@ -35,6 +35,8 @@ export const ERROR_CODES = [
   'TOKEN_WRONG_JOB',
   'TOKEN_REVOKED',
   'PROOF_OF_POSSESSION_FAILED',
+  // a request about a job without the credential that may make it
+  'UNAUTHORIZED',
   'TPM_UNAVAILABLE',
   // verification at deploy time
   'SIGNATURE_INVALID',

@@ -131,9 +131,20 @@ export class HttpControlPlane implements ControlPlane {
     return this.#call('GET', jobPath(jobId));
   }
 
-  /** POST /v1/policies: publish a policy version the security role signed. */
-  publishPolicy(text: string, sig: SecuritySignature): Promise<PolicyVersionRecord> {
-    return this.#call('POST', '/v1/policies', { text, ...sig }, { auth: true, timeoutMs: 30_000 });
+  /** POST /v1/policies: publish a policy version the security role signed over name, version and text. */
+  publishPolicy(text: string, version: number, sig: SecuritySignature): Promise<PolicyVersionRecord> {
+    return this.#call('POST', '/v1/policies', { text, version, ...sig }, { auth: true, timeoutMs: 30_000 });
+  }
+
+  /** The latest published version of a policy (0 when none is). */
+  async latestPolicyVersion(name: string): Promise<number> {
+    try {
+      return (await this.#call<PolicyVersionRecord>('GET', `/v1/policies/${encodeURIComponent(name)}`))
+        .version;
+    } catch (e) {
+      if (e instanceof GatehouseError && e.code === 'NOT_FOUND') return 0;
+      throw e;
+    }
   }
 
   /** GET /v1/log/checkpoint: the log's signed checkpoint (a C2SP signed note), unverified. */

@@ -3,11 +3,12 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
-import { DEFAULT_POLICY_NAME, PolicyService } from '../policy/policy-service.ts';
+import { parsePolicy } from '../policy/policy.ts';
+import { DEFAULT_POLICY_NAME, PolicyService, policyAct } from '../policy/policy-service.ts';
 import { FileKeySigner } from '../signing/file-key-signer.ts';
 import { homeKeyProtection, sealPlainKeyFile } from '../signing/home-keys.ts';
 import { isEncryptedKeyFile, type KeyProtection } from '../signing/key-file.ts';
-import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
+import { keyIdOf, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
 import type { Store } from '../store/store.ts';
 import { loadConfig } from './config.ts';
 
@@ -163,9 +164,11 @@ export async function initSecurityRole(
   if ((await store.policies.latest(DEFAULT_POLICY_NAME)) === undefined) {
     const signer = await openSecurityKey(keyPath, protection, false);
     const service = new PolicyService({ store, trustedKeys: await trustedSecurityKeys(keysDir) });
+    const name = parsePolicy(policyText, 'policy.yaml').name;
     const record = await service.publish(
       policyText,
-      await signSecurityAct(SECURITY_PAYLOAD.policy, policyText, signer),
+      1,
+      await signSecurityAct(policyAct(name, 1, policyText), signer),
       'policy.yaml',
     );
     created.push(`policy ${record.name} version ${record.version}`);

@@ -7,17 +7,23 @@ import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import { DEFAULT_POLICY } from '../home/default-policy.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
-import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
+import { keyIdOf, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import { PolicyService } from './policy-service.ts';
+import { PolicyService, policyAct } from './policy-service.ts';
 
 const security = EphemeralSigner.generate();
 const intruder = EphemeralSigner.generate();
 const trusted: TrustedKey[] = [
   { keyId: keyIdOf(security.publicKeySpki()), publicKeyPem: security.publicKeyPem() },
 ];
-const signPolicy = (text: string, signer = security) =>
-  signSecurityAct(SECURITY_PAYLOAD.policy, text, signer);
+const signPolicy = (text: string, version: number, signer = security, name = 'default') =>
+  signSecurityAct(policyAct(name, version, text), signer);
+const project = (name: string, version: number, policy: string) => ({
+  kind: 'project' as const,
+  name,
+  version,
+  content: { source: { kind: 'unverified-directory' }, policy, pools: ['local'] },
+});
 
 describe('central signed policies', () => {
   let dir: string;
@@ -29,7 +35,7 @@ describe('central signed policies', () => {
     path = join(dir, 'db.sqlite');
     store = SqliteStore.open(path);
     service = new PolicyService({ store, trustedKeys: trusted });
-    await service.publish(DEFAULT_POLICY, await signPolicy(DEFAULT_POLICY));
+    await service.publish(DEFAULT_POLICY, 1, await signPolicy(DEFAULT_POLICY, 1));
   });
   after(async () => {
     await store.close();
@@ -38,7 +44,7 @@ describe('central signed policies', () => {
 
   it('publishes versions in order, each with its digest and signer', async () => {
     const text = DEFAULT_POLICY.replace('maxSeverity: medium', 'maxSeverity: high');
-    const v2 = await service.publish(text, await signPolicy(text));
+    const v2 = await service.publish(text, 2, await signPolicy(text, 2));
     assert.equal(v2.version, 2);
     assert.equal(v2.keyId, trusted[0]?.keyId);
     const history = await service.history('default');
@@ -53,19 +59,19 @@ describe('central signed policies', () => {
   const refusals: [string, () => Promise<unknown>, string, RegExp][] = [
     [
       'an unsigned policy',
-      async () => service.publish(DEFAULT_POLICY, { signature: '', keyId: trusted[0]?.keyId ?? '' }),
+      async () => service.publish(DEFAULT_POLICY, 3, { signature: '', keyId: trusted[0]?.keyId ?? '' }),
       'SIGNATURE_INVALID',
       /does not verify/,
     ],
     [
       'a policy signed by an untrusted key',
-      async () => service.publish(DEFAULT_POLICY, await signPolicy(DEFAULT_POLICY, intruder)),
+      async () => service.publish(DEFAULT_POLICY, 3, await signPolicy(DEFAULT_POLICY, 3, intruder)),
       'SIGNATURE_INVALID',
       /not a trusted security key/,
     ],
     [
       'a signature over other text',
-      async () => service.publish(`${DEFAULT_POLICY}\n# changed`, await signPolicy(DEFAULT_POLICY)),
+      async () => service.publish(`${DEFAULT_POLICY}\n# changed`, 3, await signPolicy(DEFAULT_POLICY, 3)),
       'SIGNATURE_INVALID',
       /does not verify/,
     ],
@@ -73,10 +79,34 @@ describe('central signed policies', () => {
       'a malformed policy, naming the line',
       async () => {
         const bad = DEFAULT_POLICY.replace('maxSeverity: medium', 'maxSeverity: severe');
-        return service.publish(bad, await signPolicy(bad), 'policy.yaml');
+        return service.publish(bad, 3, await signPolicy(bad, 3), 'policy.yaml');
       },
       'BAD_POLICY',
       /^line 10: rule 'no-high-or-critical-vulnerabilities' \(rules\[0\]\) field maxSeverity/,
+    ],
+    [
+      'an old version re-posted with its signature (a rollback)',
+      async () => service.publish(DEFAULT_POLICY, 1, await signPolicy(DEFAULT_POLICY, 1)),
+      'CONFLICT',
+      /not the next version|cannot publish version 1/,
+    ],
+    [
+      "an old version's signature claiming the next version",
+      async () => service.publish(DEFAULT_POLICY, 3, await signPolicy(DEFAULT_POLICY, 1)),
+      'SIGNATURE_INVALID',
+      /does not verify/,
+    ],
+    [
+      'a version that skips one',
+      async () => service.publish(DEFAULT_POLICY, 5, await signPolicy(DEFAULT_POLICY, 5)),
+      'CONFLICT',
+      /cannot publish version 5/,
+    ],
+    [
+      "another policy's signature over the same text",
+      async () => service.publish(DEFAULT_POLICY, 3, await signPolicy(DEFAULT_POLICY, 3, security, 'strict')),
+      'SIGNATURE_INVALID',
+      /does not verify/,
     ],
   ];
   for (const [what, act, code, why] of refusals)
@@ -89,23 +119,15 @@ describe('central signed policies', () => {
       assert.deepEqual(await service.history('default'), before);
     });
 
-  it('holds a project to its assigned policy, assigned only with the security signature', async () => {
+  it('holds a project to the policy of its registration, registered only with the security signature', async () => {
     const strict = DEFAULT_POLICY.replace('name: default', 'name: strict');
-    await service.publish(strict, await signPolicy(strict));
-    const binding = { project: 'payments', policy: 'strict' };
+    await service.publish(strict, 1, await signPolicy(strict, 1, security, 'strict'));
+    const act = project('payments', 1, 'strict');
     await assert.rejects(
-      service.assign(
-        'payments',
-        'strict',
-        await signSecurityAct(SECURITY_PAYLOAD.binding, binding, intruder),
-      ),
+      service.projects.register('payments', 1, act.content, await signSecurityAct(act, intruder)),
       (e: unknown) => isGatehouseError(e, 'SIGNATURE_INVALID'),
     );
-    await service.assign(
-      'payments',
-      'strict',
-      await signSecurityAct(SECURITY_PAYLOAD.binding, binding, security),
-    );
+    await service.projects.register('payments', 1, act.content, await signSecurityAct(act, security));
     assert.equal(await service.policyNameOf('payments'), 'strict');
     assert.equal(await service.policyNameOf('other'), 'default');
     const d = await service.engine().evaluate({
@@ -115,6 +137,22 @@ describe('central signed policies', () => {
       attestation: { verified: true, evidenceTypes: ['software-measurement'] },
     });
     assert.equal(d.policyDigest, (await service.load('strict')).record.digest);
+  });
+
+  it('refuses a replayed project registration: an old signature changes nothing', async () => {
+    const v2 = project('payments', 2, 'default');
+    await service.projects.register('payments', 2, v2.content, await signSecurityAct(v2, security));
+    const v1 = project('payments', 1, 'strict');
+    await assert.rejects(
+      service.projects.register('payments', 1, v1.content, await signSecurityAct(v1, security)),
+      (e: unknown) => isGatehouseError(e, 'CONFLICT'),
+    );
+    // The version-1 signature presented as version 3 does not verify either.
+    await assert.rejects(
+      service.projects.register('payments', 3, v1.content, await signSecurityAct(v1, security)),
+      (e: unknown) => isGatehouseError(e, 'SIGNATURE_INVALID'),
+    );
+    assert.equal(await service.policyNameOf('payments'), 'default');
   });
 
   it('refuses published history to be changed in the database itself', () => {

@@ -1,7 +1,7 @@
 import { GatehouseError } from '../common/errors.ts';
 import type { Component } from '../sbom/model.ts';
 import {
-  SECURITY_PAYLOAD,
+  type SecurityAct,
   type SecuritySignature,
   type TrustedKey,
   verifySecurityAct,
@@ -14,6 +14,7 @@ import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { CombinedPolicyEngine, OpaPolicyEngine } from './opa-engine.ts';
 import { type Policy, parsePolicy, policyDigest } from './policy.ts';
 import type { PolicyDecision, PolicyEngine, PolicyInput } from './policy-engine.ts';
+import { ProjectRegistry } from './projects.ts';
 
 /** The policy a project is held to when none was assigned. */
 export const DEFAULT_POLICY_NAME = 'default';
@@ -35,6 +36,11 @@ export function engineForPolicy(policy: Policy): PolicyEngine {
   ]);
 }
 
+/** The security act a policy version is: its name, version and text, signed together. */
+export function policyAct(name: string, version: number, text: string): SecurityAct {
+  return { kind: 'policy', name, version, content: { text } };
+}
+
 /**
  * Central policies: published only with a trusted security key's signature, verified again
  * every time they are loaded, versioned, and assigned to projects centrally; the VEX documents
@@ -52,12 +58,15 @@ export class PolicyService {
    * `policy check` all match through it, so they give the same findings.
    */
   readonly vulnIndex: LiveVulnIndex;
+  /** The central project registrations: which policy each project is held to. */
+  readonly projects: ProjectRegistry;
 
   constructor(options: { store: Store; trustedKeys: readonly TrustedKey[]; vulnIndex?: LiveVulnIndex }) {
     this.#store = options.store;
     this.#policies = options.store.policies;
     this.#trusted = options.trustedKeys;
     this.vulnIndex = options.vulnIndex ?? new LiveVulnIndex(options.store.vulns);
+    this.projects = new ProjectRegistry({ acts: options.store.acts, trustedKeys: options.trustedKeys });
   }
 
   /**
@@ -69,47 +78,42 @@ export class PolicyService {
   }
 
   /**
-   * Publish a new version of the policy the text names. The signature is checked first, then
-   * the text parsed; on any failure nothing is stored and the previous version stays in force.
-   * @throws GatehouseError SIGNATURE_INVALID, BAD_POLICY (naming the line), CONFLICT (a concurrent publish)
+   * Publish a version of the policy the text names. The signature must cover the policy's name,
+   * this version and the text, and the version must be exactly the next one: an old version's
+   * signature re-posted is refused and changes nothing. On any failure nothing is stored and the
+   * previous version stays in force.
+   * @throws GatehouseError BAD_POLICY (naming the line), SIGNATURE_INVALID, CONFLICT (not the next version)
    */
   async publish(
     text: string,
+    version: number,
     sig: SecuritySignature,
     where = 'the pushed policy',
   ): Promise<PolicyVersionRecord> {
-    verifySecurityAct(SECURITY_PAYLOAD.policy, text, sig, this.#trusted);
     const policy = parsePolicy(text, where);
-    return this.#store.transaction(async () => {
-      const latest = await this.#policies.latest(policy.name);
-      const record: PolicyVersionRecord = {
-        name: policy.name,
-        version: (latest?.version ?? 0) + 1,
-        digest: policyDigest(policy),
-        text,
-        signature: sig.signature,
-        keyId: sig.keyId,
-        publishedAt: new Date().toISOString(),
-      };
-      await this.#policies.publish(record);
-      return record;
-    });
+    verifySecurityAct(policyAct(policy.name, version, text), sig, this.#trusted);
+    const record: PolicyVersionRecord = {
+      name: policy.name,
+      version,
+      digest: policyDigest(policy),
+      text,
+      signature: sig.signature,
+      keyId: sig.keyId,
+      publishedAt: new Date().toISOString(),
+    };
+    // The store refuses any version but the next (CONFLICT), atomically.
+    await this.#policies.publish(record);
+    return record;
   }
 
-  /**
-   * Hold a project to a named, published policy.
-   * @throws GatehouseError SIGNATURE_INVALID, NOT_FOUND (no such policy)
-   */
-  async assign(project: string, policyName: string, sig: SecuritySignature): Promise<void> {
-    verifySecurityAct(SECURITY_PAYLOAD.binding, { project, policy: policyName }, sig, this.#trusted);
-    if ((await this.#policies.latest(policyName)) === undefined)
-      throw new GatehouseError('NOT_FOUND', `no published policy named ${policyName}`);
-    await this.#policies.bindProject(project, policyName);
+  /** The version a new publication of the policy `name` must carry. */
+  async nextVersion(name: string): Promise<number> {
+    return ((await this.#policies.latest(name))?.version ?? 0) + 1;
   }
 
-  /** The policy name a project is held to. */
+  /** The policy name a project is held to: its registration's, else the default. */
   async policyNameOf(project: string): Promise<string> {
-    return (await this.#policies.projectPolicy(project)) ?? DEFAULT_POLICY_NAME;
+    return (await this.projects.get(project))?.policy ?? DEFAULT_POLICY_NAME;
   }
 
   /**
@@ -128,8 +132,7 @@ export class PolicyService {
     const hit = this.#cache.get(key);
     if (hit !== undefined && hit.record.text === record.text) return hit;
     verifySecurityAct(
-      SECURITY_PAYLOAD.policy,
-      record.text,
+      policyAct(record.name, record.version, record.text),
       { signature: record.signature, keyId: record.keyId },
       this.#trusted,
     );

@@ -87,7 +87,11 @@ const endBody = z.object({
 // Security-role acts: the bearer token admits the request, the signature makes it the role's.
 const securitySig = { signature: z.string().min(1).max(1024), keyId: z.string().regex(/^[0-9a-f]{64}$/) };
 const MAX_POLICY_BYTES = 1024 * 1024;
-const policyBody = z.strictObject({ text: z.string().min(1).max(MAX_POLICY_BYTES), ...securitySig });
+const policyBody = z.strictObject({
+  text: z.string().min(1).max(MAX_POLICY_BYTES),
+  version: z.number().int().min(1).max(1_000_000_000),
+  ...securitySig,
+});
 const revokeBody = z.strictObject({
   digest: z.string().regex(/^(sha256:)?[0-9a-f]{64}$/),
   reason: z.string().min(1).max(1000),

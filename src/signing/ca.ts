@@ -84,7 +84,7 @@ function derLength(n: number): Buffer {
 }
 
 /** Convert a DER ECDSA signature to the fixed-size r ‖ s form WebCrypto (and @peculiar/x509) uses. */
-function derToP1363(der: Uint8Array, size = 32): Uint8Array {
+export function derToP1363(der: Uint8Array, size = 32): Uint8Array {
   const fail = (): never => {
     throw new GatehouseError('INTERNAL', 'the signer returned a malformed DER ECDSA signature');
   };

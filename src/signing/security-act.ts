@@ -1,18 +1,29 @@
+/**
+ * The security role's acts: every one is signed over its kind, its name, its version and its
+ * content together, so that a signature made for one act can never pass for another (another
+ * policy, another project, an older version of the same one). Publications must be exactly the next
+ * version, which turns a replayed signature into a refused one.
+ */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { preAuthEncoding } from './dsse.ts';
 import type { Signer } from './signer.ts';
 
-/** DSSE payload types of the acts only the security role may sign. */
-export const SECURITY_PAYLOAD = {
-  policy: 'application/vnd.gatehouse.policy.v1+yaml',
-  binding: 'application/vnd.gatehouse.policy-binding.v1+json',
-  triage: 'application/vnd.gatehouse.triage.v1+json',
-  revoke: 'application/vnd.gatehouse.revoke.v1+json',
-} as const;
+/** DSSE payload type of a security act. */
+export const SECURITY_ACT_PAYLOAD = 'application/vnd.gatehouse.security-act.v1+json';
 
-export type SecurityPayloadType = (typeof SECURITY_PAYLOAD)[keyof typeof SECURITY_PAYLOAD];
+/** What the security role signs. */
+export type SecurityActKind = 'policy' | 'project' | 'host' | 'ek-ca' | 'triage' | 'revocation';
+
+/** One act: its kind and name, which version of that name it is, and what it says. */
+export interface SecurityAct {
+  kind: SecurityActKind;
+  name: string;
+  /** 1 for the first act of (kind, name), then each next one. */
+  version: number;
+  content: Record<string, unknown>;
+}
 
 /** A public key trusted to act as the security role. */
 export interface TrustedKey {
@@ -21,7 +32,7 @@ export interface TrustedKey {
   publicKeyPem: string;
 }
 
-/** A signature by a security key over a payload, as it travels and is stored. */
+/** A signature by a security key over an act, as it travels and is stored. */
 export interface SecuritySignature {
   /** Base64 DER ECDSA signature over the DSSE pre-authentication encoding. */
   signature: string;
@@ -33,30 +44,30 @@ export function keyIdOf(spki: Uint8Array): string {
   return sha256Hex(spki);
 }
 
-/** The bytes signed for a payload: the DSSE PAE of its type and content. */
-function signedBytes(type: SecurityPayloadType, payload: string | Record<string, unknown>): Buffer {
-  const bytes = new TextEncoder().encode(typeof payload === 'string' ? payload : canonicalJson(payload));
-  return preAuthEncoding(type, bytes);
+/** The bytes signed for an act: the DSSE PAE of its canonical JSON. */
+export function securityActBytes(act: SecurityAct): Buffer {
+  const { kind, name, version, content } = act;
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new GatehouseError('BAD_INPUT', `${kind} ${name}: version must be a whole number from 1`);
+  return preAuthEncoding(
+    SECURITY_ACT_PAYLOAD,
+    new TextEncoder().encode(canonicalJson({ kind, name, version, content })),
+  );
 }
 
-/** Sign a security act (a policy text, a binding, a triage) with the security key. */
-export async function signSecurityAct(
-  type: SecurityPayloadType,
-  payload: string | Record<string, unknown>,
-  signer: Signer,
-): Promise<SecuritySignature> {
-  const sig = await signer.sign(signedBytes(type, payload));
+/** Sign an act with the security key. */
+export async function signSecurityAct(act: SecurityAct, signer: Signer): Promise<SecuritySignature> {
+  const sig = await signer.sign(securityActBytes(act));
   return { signature: toBase64(sig), keyId: keyIdOf(signer.publicKeySpki()) };
 }
 
 /**
- * Verify that a security act was signed by a trusted security key.
+ * Verify that an act was signed by a trusted security key.
  * @returns the key id that signed it
  * @throws GatehouseError SIGNATURE_INVALID when the key is not trusted or the signature does not verify
  */
 export function verifySecurityAct(
-  type: SecurityPayloadType,
-  payload: string | Record<string, unknown>,
+  act: SecurityAct,
   sig: SecuritySignature,
   trusted: readonly TrustedKey[],
 ): string {
@@ -70,13 +81,17 @@ export function verifySecurityAct(
   try {
     ok = cryptoVerify(
       'sha256',
-      signedBytes(type, payload),
+      securityActBytes(act),
       createPublicKey(key.publicKeyPem),
       Buffer.from(sig.signature, 'base64'),
     );
   } catch {
     ok = false;
   }
-  if (!ok) throw new GatehouseError('SIGNATURE_INVALID', 'the security signature does not verify');
+  if (!ok)
+    throw new GatehouseError(
+      'SIGNATURE_INVALID',
+      `the security signature does not verify for ${act.kind} ${act.name} version ${act.version}`,
+    );
   return key.keyId;
 }

@@ -270,4 +270,28 @@ export const sqliteMigrations: readonly Migration[] = [
         BEGIN UPDATE vuln_generation SET generation = generation + 1 WHERE id = 1; END;
     `,
   },
+  {
+    version: 12,
+    name: 'zero-trust',
+    sql: `
+      -- Who claimed a job (an enrolled runner host) and the job key its first attestation bound.
+      ALTER TABLE jobs ADD COLUMN host TEXT;
+      ALTER TABLE jobs ADD COLUMN runner_key TEXT;
+      -- The security role's versioned acts; a version is written once and never changes.
+      CREATE TABLE security_acts (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL CHECK (version >= 1),
+        content TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (kind, name, version)
+      );
+      CREATE TRIGGER security_acts_no_update BEFORE UPDATE ON security_acts
+        BEGIN SELECT RAISE(ABORT, 'security acts are permanent'); END;
+      CREATE TRIGGER security_acts_no_delete BEFORE DELETE ON security_acts
+        BEGIN SELECT RAISE(ABORT, 'security acts are permanent'); END;
+    `,
+  },
 ];

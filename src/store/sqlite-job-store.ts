@@ -15,6 +15,8 @@ function parseJob(r: Row): JobRecord {
   };
   if (r.result !== null && r.result !== undefined)
     job.result = JSON.parse(String(r.result)) as JobRecord['result'] & {};
+  if (r.host !== null && r.host !== undefined) job.host = String(r.host);
+  if (r.runner_key !== null && r.runner_key !== undefined) job.runnerKey = String(r.runner_key);
   return job;
 }
 
@@ -29,7 +31,7 @@ export class SqliteJobStore implements JobStore {
     try {
       this.#db
         .prepare(
-          'INSERT INTO jobs (id, project, state, nonce, created_at, updated_at, steps, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+          'INSERT INTO jobs (id, project, state, nonce, created_at, updated_at, steps, result, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
         )
         .run(
           job.id,
@@ -40,6 +42,7 @@ export class SqliteJobStore implements JobStore {
           job.updatedAt,
           JSON.stringify(job.steps),
           job.result === undefined ? null : JSON.stringify(job.result),
+          job.host ?? null,
         );
     } catch (e) {
       if (isUniqueViolation(e)) throw new GatehouseError('CONFLICT', `job ${job.id} already exists`);
@@ -54,21 +57,42 @@ export class SqliteJobStore implements JobStore {
 
   async update(
     id: string,
-    change: Partial<Pick<JobRecord, 'state' | 'steps' | 'result'>>,
+    change: Partial<Pick<JobRecord, 'state' | 'steps' | 'result' | 'runnerKey'>>,
   ): Promise<JobRecord> {
     const existing = await this.get(id);
     if (existing === undefined) throw new GatehouseError('NOT_FOUND', `no job ${id}`);
     const next: JobRecord = { ...existing, ...change, updatedAt: new Date().toISOString() };
     this.#db
-      .prepare('UPDATE jobs SET state = ?, steps = ?, result = ?, updated_at = ? WHERE id = ?')
+      .prepare(
+        'UPDATE jobs SET state = ?, steps = ?, result = ?, runner_key = ?, updated_at = ? WHERE id = ?',
+      )
       .run(
         next.state,
         JSON.stringify(next.steps),
         next.result === undefined ? null : JSON.stringify(next.result),
+        next.runnerKey ?? null,
         next.updatedAt,
         id,
       );
     return next;
+  }
+
+  async claim(id: string, host: string): Promise<JobRecord> {
+    const now = new Date().toISOString();
+    // One statement: two hosts racing for the job cannot both see it unclaimed.
+    const r = this.#db
+      .prepare("UPDATE jobs SET host = ?, updated_at = ? WHERE id = ? AND host IS NULL AND state = 'queued'")
+      .run(host, now, id);
+    const job = await this.get(id);
+    if (job === undefined) throw new GatehouseError('NOT_FOUND', `no job ${id}`);
+    if (Number(r.changes) !== 1)
+      throw new GatehouseError(
+        'CONFLICT',
+        job.host === undefined
+          ? `job ${id} is ${job.state} and can no longer be claimed`
+          : `job ${id} is already claimed by a runner host`,
+      );
+    return job;
   }
 
   async list(options: { limit?: number; project?: string } = {}): Promise<JobRecord[]> {

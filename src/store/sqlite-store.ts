@@ -1,6 +1,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
 import { type Migration, sqliteMigrations } from './migrations.ts';
+import { SqliteActStore } from './sqlite-act-store.ts';
 import { SqliteAttestationStore } from './sqlite-attestation-store.ts';
 import { SqliteDecisionStore } from './sqlite-decision-store.ts';
 import { SqliteJobStore } from './sqlite-job-store.ts';
@@ -23,6 +24,7 @@ export class SqliteStore implements Store {
   readonly source: SqliteSourceStore;
   readonly policies: SqlitePolicyStore;
   readonly attestation: SqliteAttestationStore;
+  readonly acts: SqliteActStore;
   readonly #db: DatabaseSync;
   #txDepth = 0;
   #txQueue: Promise<unknown> = Promise.resolve();
@@ -37,6 +39,7 @@ export class SqliteStore implements Store {
     this.source = new SqliteSourceStore(db);
     this.policies = new SqlitePolicyStore(db);
     this.attestation = new SqliteAttestationStore(db);
+    this.acts = new SqliteActStore(db, (fn) => this.#immediate(fn));
   }
 
   /**

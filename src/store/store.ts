@@ -26,6 +26,13 @@ export interface JobRecord {
   steps: JobStep[];
   /** Outcome details once the job is decided or failed. */
   result?: Record<string, unknown>;
+  /** The enrolled runner host that claimed the job; a job is claimed once. */
+  host?: string;
+  /**
+   * RFC 7638 thumbprint of the job key the first successful attestation bound (`cnf.jkt`): from
+   * then on only that key speaks for the job.
+   */
+  runnerKey?: string;
 }
 
 export type DecisionOutcome = 'allow' | 'deny' | 'quarantine';
@@ -70,7 +77,15 @@ export interface JobStore {
   create(job: JobRecord): Promise<void>;
   get(id: string): Promise<JobRecord | undefined>;
   /** Replace the mutable fields of an existing job. Throws NOT_FOUND. */
-  update(id: string, change: Partial<Pick<JobRecord, 'state' | 'steps' | 'result'>>): Promise<JobRecord>;
+  update(
+    id: string,
+    change: Partial<Pick<JobRecord, 'state' | 'steps' | 'result' | 'runnerKey'>>,
+  ): Promise<JobRecord>;
+  /**
+   * Claim an unclaimed job for a host, atomically. Throws NOT_FOUND, CONFLICT (another host
+   * claimed it first, or it is no longer queued).
+   */
+  claim(id: string, host: string): Promise<JobRecord>;
   list(options?: { limit?: number; project?: string }): Promise<JobRecord[]>;
   countByState(): Promise<Record<string, number>>;
 }
@@ -381,6 +396,32 @@ export interface AttestationStore {
   listRefusals(options?: { limit?: number; jobId?: string }): Promise<AttestationRefusalRecord[]>;
 }
 
+/**
+ * One version of a security-role act (a project registration, a host enrollment, an EK CA): its
+ * content as signed, and the signature. Versions of one (kind, name) are 1, 2, 3, … with no gap.
+ */
+export interface SecurityActRecord {
+  kind: string;
+  name: string;
+  version: number;
+  /** Canonical JSON of the act's content. */
+  content: string;
+  signature: string;
+  keyId: string;
+  createdAt: string;
+}
+
+/** The ledger of the security role's versioned acts. */
+export interface SecurityActStore {
+  /** Record a version; throws CONFLICT, writing nothing, unless it is exactly the next one. */
+  append(record: SecurityActRecord): Promise<void>;
+  latest(kind: string, name: string): Promise<SecurityActRecord | undefined>;
+  /** The latest version of every name of a kind, by name. */
+  listLatest(kind: string): Promise<SecurityActRecord[]>;
+  /** Every version of one name, newest first. */
+  history(kind: string, name: string): Promise<SecurityActRecord[]>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   /** Reference-value bundles and attestation refusals. */
@@ -394,6 +435,8 @@ export interface Store {
   readonly log: LogStore;
   readonly vulns: VulnStore;
   readonly tokens: TokenStore;
+  /** The security role's versioned acts: project registrations, host enrollments, EK CAs. */
+  readonly acts: SecurityActStore;
   /** Run `fn` so that all of its writes land together or not at all. */
   transaction<T>(fn: () => Promise<T>): Promise<T>;
   /** Applied schema version. */

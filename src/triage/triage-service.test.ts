@@ -6,14 +6,14 @@ import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import { DEFAULT_POLICY } from '../home/default-policy.ts';
 import { addRevocations, mirrorRevocations } from '../home/revocations-file.ts';
-import { PolicyService } from '../policy/policy-service.ts';
+import { PolicyService, policyAct } from '../policy/policy-service.ts';
 import { npmPurl } from '../sbom/purl.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
-import { keyIdOf, SECURITY_PAYLOAD, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
+import { keyIdOf, signSecurityAct, type TrustedKey } from '../signing/security-act.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { importOsv } from '../vuln/import.ts';
-import { type TriageEffects, TriageService } from './triage-service.ts';
+import { type TriageEffects, TriageService, triageAct } from './triage-service.ts';
 
 const security = EphemeralSigner.generate();
 const intruder = EphemeralSigner.generate();
@@ -21,7 +21,7 @@ const trusted: TrustedKey[] = [
   { keyId: keyIdOf(security.publicKeySpki()), publicKeyPem: security.publicKeyPem() },
 ];
 const signPolicy = (text: string, signer = security) =>
-  signSecurityAct(SECURITY_PAYLOAD.policy, text, signer);
+  signSecurityAct(policyAct('default', 1, text), signer);
 const effects: TriageEffects = {
   release: async () => ({ bundle: {}, sbomBundle: {}, vsaBundle: {}, placement: undefined as never }),
   reject: async () => {},
@@ -62,7 +62,7 @@ describe('triage and re-evaluation', () => {
       origin: 'gatehouse.test/log',
     });
     const policies = new PolicyService({ store, trustedKeys: trusted });
-    await policies.publish(DEFAULT_POLICY, await signPolicy(DEFAULT_POLICY));
+    await policies.publish(DEFAULT_POLICY, 1, await signPolicy(DEFAULT_POLICY));
     service = new TriageService({
       store,
       policies,
@@ -92,11 +92,10 @@ describe('triage and re-evaluation', () => {
   });
 
   it('refuses a triage act not signed by the security role', async () => {
-    await assert.rejects(
-      service.triage(act, await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, intruder)),
-      (e: unknown) => isGatehouseError(e, 'SIGNATURE_INVALID'),
+    await assert.rejects(service.triage(act, await signSecurityAct(triageAct(act), intruder)), (e: unknown) =>
+      isGatehouseError(e, 'SIGNATURE_INVALID'),
     );
-    const forged = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act, action: 'reject' }, security);
+    const forged = await signSecurityAct(triageAct({ ...act, action: 'reject' }), security);
     await assert.rejects(service.triage(act, forged), (e: unknown) =>
       isGatehouseError(e, 'SIGNATURE_INVALID'),
     );
@@ -104,7 +103,7 @@ describe('triage and re-evaluation', () => {
   });
 
   it('records a release as a logged decision of its own, once', async () => {
-    const sig = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, security);
+    const sig = await signSecurityAct(triageAct(act), security);
     await assert.rejects(
       service.triage(act, sig),
       (e: unknown) => isGatehouseError(e, 'CONFLICT') && /never verified/.test((e as Error).message),
@@ -134,9 +133,8 @@ describe('triage and re-evaluation', () => {
   it('refuses to triage an allowed artifact or an unknown decision', async () => {
     for (const decisionId of ['dec-a', 'dec-nope']) {
       const a = { ...act, decisionId };
-      await assert.rejects(
-        service.triage(a, await signSecurityAct(SECURITY_PAYLOAD.triage, { ...a }, security)),
-        (e: unknown) => isGatehouseError(e, 'CONFLICT', 'NOT_FOUND'),
+      await assert.rejects(service.triage(a, await signSecurityAct(triageAct(a), security)), (e: unknown) =>
+        isGatehouseError(e, 'CONFLICT', 'NOT_FOUND'),
       );
     }
   });
@@ -179,7 +177,7 @@ describe('revocation on re-evaluation', () => {
         '    maxSeverity: medium\n',
         '    maxSeverity: medium\n    onReevaluation: revoke\n',
       );
-      await policies.publish(text, await signPolicy(text));
+      await policies.publish(text, 1, await signPolicy(text));
       const list = join(dir, 'revocations.json');
       const logged: Record<string, unknown>[] = [];
       const service = new TriageService({

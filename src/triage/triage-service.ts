@@ -6,7 +6,7 @@ import type { PolicyService } from '../policy/policy-service.ts';
 import type { Placement } from '../registry/registry.ts';
 import type { Component } from '../sbom/model.ts';
 import {
-  SECURITY_PAYLOAD,
+  type SecurityAct,
   type SecuritySignature,
   type TrustedKey,
   verifySecurityAct,
@@ -38,6 +38,29 @@ export interface RevokeAct {
   /** `sha256:<hex>` of an artifact file or manifest. */
   digest: string;
   reason: string;
+}
+
+/**
+ * The security act a triage is: one per decision (version 1; a decision is triaged once, so a
+ * replayed act is refused as already triaged).
+ */
+export function triageAct(act: TriageAct): SecurityAct {
+  return {
+    kind: 'triage',
+    name: act.decisionId,
+    version: 1,
+    content: { action: act.action, reason: act.reason },
+  };
+}
+
+/** The security act a revocation is: one per digest (version 1; a digest is revoked once). */
+export function revocationAct(act: RevokeAct): SecurityAct {
+  return {
+    kind: 'revocation',
+    name: normaliseDigest(act.digest),
+    version: 1,
+    content: { reason: act.reason },
+  };
 }
 
 /** What a triage release produced: where the artifact now is, and its bundles. */
@@ -100,7 +123,7 @@ export class TriageService {
    *   an allow, or a release of a submission that never verified)
    */
   async triage(act: TriageAct, sig: SecuritySignature): Promise<TriageOutcome> {
-    const actor = verifySecurityAct(SECURITY_PAYLOAD.triage, { ...act }, sig, this.#o.trustedKeys);
+    const actor = verifySecurityAct(triageAct(act), sig, this.#o.trustedKeys);
     if (act.reason.trim() === '') throw new GatehouseError('BAD_INPUT', 'a triage act needs a reason');
     if (this.#triaging.has(act.decisionId))
       throw new GatehouseError('CONFLICT', `decision ${act.decisionId} is being triaged right now`);
@@ -178,7 +201,7 @@ export class TriageService {
    * @throws GatehouseError SIGNATURE_INVALID, BAD_INPUT (not a digest, no reason), CONFLICT (already revoked)
    */
   async revoke(act: RevokeAct, sig: SecuritySignature): Promise<RevocationRecord> {
-    const actor = verifySecurityAct(SECURITY_PAYLOAD.revoke, { ...act }, sig, this.#o.trustedKeys);
+    const actor = verifySecurityAct(revocationAct(act), sig, this.#o.trustedKeys);
     return this.#revoke(act, actor, {});
   }
 
@@ -335,7 +358,7 @@ function reasonKey(decisionId: string, r: { rule: string; purl?: unknown; vulnId
 }
 
 /** `sha256:<hex>` from `sha256:<hex>` or bare hex. @throws GatehouseError BAD_INPUT */
-function normaliseDigest(d: string): string {
+export function normaliseDigest(d: string): string {
   const digest = d.startsWith('sha256:') ? d : `sha256:${d}`;
   if (!/^sha256:[0-9a-f]{64}$/.test(digest))
     throw new GatehouseError('BAD_INPUT', `'${d.slice(0, 80)}' is not a sha256 digest (sha256:<64 hex>)`);

@@ -7,8 +7,10 @@ import { cli, examplesDir, tempDir } from '../../../test/helpers.ts';
 import { DEFAULT_POLICY } from '../../home/default-policy.ts';
 import { openHome } from '../../home/home.ts';
 import { loadSecuritySigner } from '../../home/security-role.ts';
+import { policyAct } from '../../policy/policy-service.ts';
 import { createApiServer } from '../../server/http-server.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
+import { signSecurityAct } from '../../signing/security-act.ts';
+import type { PolicyVersionRecord } from '../../store/store.ts';
 
 describe('gatehouse policy, vulndb vex and triage, end to end', () => {
   const tmp = tempDir('policy-cli');
@@ -165,11 +167,8 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
     const auth = { 'content-type': 'application/json', authorization: `Bearer ${opened.apiToken}` };
     try {
       const text = DEFAULT_POLICY.replace('maxSeverity: medium', 'maxSeverity: high');
-      const sig = await signSecurityAct(
-        SECURITY_PAYLOAD.policy,
-        text,
-        await loadSecuritySigner(join(home, 'keys', 'security.key.pem')),
-      );
+      const signer = await loadSecuritySigner(join(home, 'keys', 'security.key.pem'));
+      const sig = await signSecurityAct(policyAct('default', 3, text), signer);
       const post = (body: unknown, headers: Record<string, string> = auth) =>
         fetch(`${base}/v1/policies`, {
           method: 'POST',
@@ -177,13 +176,16 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
           body: JSON.stringify(body),
           signal: AbortSignal.timeout(10_000),
         });
-      assert.equal((await post({ text, ...sig }, { 'content-type': 'application/json' })).status, 401);
-      const unsigned = await post({ text, signature: sig.signature, keyId: 'f'.repeat(64) });
+      assert.equal(
+        (await post({ text, version: 3, ...sig }, { 'content-type': 'application/json' })).status,
+        401,
+      );
+      const unsigned = await post({ text, version: 3, signature: sig.signature, keyId: 'f'.repeat(64) });
       assert.equal(unsigned.status, 422);
       assert.equal(((await unsigned.json()) as { error: { code: string } }).error.code, 'SIGNATURE_INVALID');
-      const tampered = await post({ text: `${text}# more\n`, ...sig });
+      const tampered = await post({ text: `${text}# more\n`, version: 3, ...sig });
       assert.equal(tampered.status, 422);
-      const ok = await post({ text, ...sig });
+      const ok = await post({ text, version: 3, ...sig });
       assert.equal(ok.status, 201);
       assert.equal(((await ok.json()) as { version: number }).version, 3);
       const history = (await (await fetch(`${base}/v1/policies/default/history`)).json()) as {
@@ -193,8 +195,17 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
         history.versions.map((v) => v.version),
         [3, 2, 1],
       );
-      const v1 = (await (await fetch(`${base}/v1/policies/default?version=1`)).json()) as { text: string };
+      const v1 = (await (await fetch(`${base}/v1/policies/default?version=1`)).json()) as PolicyVersionRecord;
       assert.equal(v1.text, DEFAULT_POLICY);
+      // The rollback attack: version 1, readable by anyone, posted again with its own signature.
+      const replay = await post({ text: v1.text, version: 1, signature: v1.signature, keyId: v1.keyId });
+      assert.equal(replay.status, 409);
+      const relabelled = await post({ text: v1.text, version: 4, signature: v1.signature, keyId: v1.keyId });
+      assert.equal(relabelled.status, 422);
+      assert.equal(
+        ((await (await fetch(`${base}/v1/policies/default`)).json()) as { version: number }).version,
+        3,
+      );
       const q = (await (await fetch(`${base}/v1/quarantine`)).json()) as { quarantined: unknown[] };
       assert.deepEqual(q.quarantined, []);
       const triage = await fetch(`${base}/v1/triage`, {

@@ -4,9 +4,9 @@ import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { parsePolicy } from '../../policy/policy.ts';
 import { type PolicyDecision, type PolicyInput, sbomCreatedAt } from '../../policy/policy-engine.ts';
-import { engineForPolicy } from '../../policy/policy-service.ts';
+import { engineForPolicy, policyAct } from '../../policy/policy-service.ts';
 import { readSbom } from '../../sbom/read.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
+import { signSecurityAct } from '../../signing/security-act.ts';
 import type { PolicyVersionRecord } from '../../store/store.ts';
 import { parseVex } from '../../vuln/vex.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
@@ -14,9 +14,16 @@ import { EXIT, exitCodeOfOutcome } from '../exit-codes.ts';
 import { readJsonFile, readTextFile } from '../input-files.ts';
 import { bold, dim, green, makeOutput, red, yellow } from '../output.ts';
 
-const USAGE = `gatehouse policy push FILE [--key K] [--server URL] | show [NAME] [--version N] |
+const USAGE = `gatehouse policy push FILE [--key K] [--version N] [--server URL] | show [NAME] [--version N] |
        history [NAME] | assign PROJECT NAME [--key K] |
        check --sbom F [--policy F | --project P] [--facts F] [--vex F]... [--json]`;
+
+function wholeNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d{1,12}$/.test(text) || n < 1)
+    throw new UsageError(`${flag} must be a whole number from 1\nusage: ${USAGE}`);
+  return n;
+}
 
 const readText = (path: string, what: string): Promise<string> => readTextFile(path, what, 'NOT_FOUND');
 const readJson = (path: string, what: string): Promise<unknown> =>
@@ -57,12 +64,10 @@ export async function policyCommand(argv: string[]): Promise<number> {
       if (file === undefined || rest.length !== 1) throw new UsageError(`usage: ${USAGE}`);
       const text = await readText(file, 'policy');
       // Check locally first, so that a mistake is reported with its line before anything is sent.
-      parsePolicy(text, file);
-      const sig = await signSecurityAct(
-        SECURITY_PAYLOAD.policy,
-        text,
-        await loadSecuritySigner(keyPath, { home: root }),
-      );
+      const { name } = parsePolicy(text, file);
+      const signer = await loadSecuritySigner(keyPath, { home: root });
+      // The signature covers the version too: it is exactly the next one, or what --version says.
+      const explicit = values.version === undefined ? undefined : wholeNumber(values.version, '--version');
       let record: PolicyVersionRecord;
       if (values.server !== undefined) {
         const token = process.env.GATEHOUSE_API_TOKEN;
@@ -70,11 +75,18 @@ export async function policyCommand(argv: string[]): Promise<number> {
           url: values.server,
           ...(token === undefined || token === '' ? {} : { apiToken: token }),
         });
-        record = await client.publishPolicy(text, sig);
+        const version = explicit ?? (await client.latestPolicyVersion(name)) + 1;
+        record = await client.publishPolicy(
+          text,
+          version,
+          await signSecurityAct(policyAct(name, version, text), signer),
+        );
       } else {
         const home = await openHome(root);
         try {
-          record = await home.policies.publish(text, sig, file);
+          const version = explicit ?? (await home.policies.nextVersion(name));
+          const sig = await signSecurityAct(policyAct(name, version, text), signer);
+          record = await home.policies.publish(text, version, sig, file);
         } finally {
           await home.close();
         }
@@ -99,9 +111,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
           for (const r of versions) print(r);
           return EXIT.ok;
         }
-        const version = values.version === undefined ? undefined : Number(values.version);
-        if (version !== undefined && (!Number.isSafeInteger(version) || version < 1))
-          throw new UsageError(`--version must be a whole number\nusage: ${USAGE}`);
+        const version = values.version === undefined ? undefined : wholeNumber(values.version, '--version');
         const loaded = await home.policies.load(name, version);
         out.document(loaded.record);
         print(loaded.record);
@@ -115,14 +125,21 @@ export async function policyCommand(argv: string[]): Promise<number> {
     case 'assign': {
       const [project, name] = rest;
       if (project === undefined || name === undefined) throw new UsageError(`usage: ${USAGE}`);
-      const sig = await signSecurityAct(
-        SECURITY_PAYLOAD.binding,
-        { project, policy: name },
-        await loadSecuritySigner(keyPath, { home: root }),
-      );
+      const signer = await loadSecuritySigner(keyPath, { home: root });
       const home = await openHome(root);
       try {
-        await home.policies.assign(project, name, sig);
+        // A project's policy is part of its registration: assigning one publishes its next version.
+        await home.policies.load(name);
+        const {
+          name: _n,
+          version,
+          actor: _a,
+          registeredAt: _r,
+          ...content
+        } = await home.policies.projects.require(project);
+        const next = { ...content, policy: name };
+        const act = { kind: 'project', name: project, version: version + 1, content: next } as const;
+        await home.policies.projects.register(project, version + 1, next, await signSecurityAct(act, signer));
       } finally {
         await home.close();
       }

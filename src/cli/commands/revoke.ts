@@ -1,6 +1,7 @@
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
+import { signSecurityAct } from '../../signing/security-act.ts';
+import { revocationAct } from '../../triage/triage-service.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { bold, makeOutput } from '../output.ts';
@@ -27,7 +28,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys), {
     home: root,
   });
-  const sig = await signSecurityAct(SECURITY_PAYLOAD.revoke, { ...act }, signer);
+  const sig = await signSecurityAct(revocationAct(act), signer);
   const home = await openHome(root);
   try {
     const record = await home.triage.revoke(act, sig);

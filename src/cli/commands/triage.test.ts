@@ -13,9 +13,10 @@ import { homePaths, initHome, type OpenHome, openHome } from '../../home/home.ts
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { registryFromConfig } from '../../registry/registry-config.ts';
 import { createApiServer } from '../../server/http-server.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
+import { signSecurityAct } from '../../signing/security-act.ts';
 import { parseVsa } from '../../signing/vsa.ts';
 import { attestedJob, submitRequest } from '../../testing/submission.ts';
+import { triageAct } from '../../triage/triage-service.ts';
 import { loadRevocations } from '../../verify/revocations.ts';
 import { importOsv } from '../../vuln/import.ts';
 import { writeOutputs } from './run.ts';
@@ -72,7 +73,7 @@ describe('triage release and reject, and revocation, end to end', () => {
   async function triage(decisionId: string, action: 'release' | 'reject', reason: string) {
     const act = { decisionId, action, reason };
     const signer = await loadSecuritySigner(securityKeyPath(homePaths(tmp.path).keys));
-    return home.triage.triage(act, await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, signer));
+    return home.triage.triage(act, await signSecurityAct(triageAct(act), signer));
   }
 
   it('releases a refused build: signed like an allow, promoted, the release in the VSA and the log', async () => {

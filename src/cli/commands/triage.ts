@@ -1,6 +1,7 @@
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
-import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
+import { signSecurityAct } from '../../signing/security-act.ts';
+import { triageAct } from '../../triage/triage-service.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { bold, makeOutput } from '../output.ts';
@@ -47,7 +48,7 @@ export async function triageCommand(argv: string[]): Promise<number> {
   const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys), {
     home: root,
   });
-  const sig = await signSecurityAct(SECURITY_PAYLOAD.triage, { ...act }, signer);
+  const sig = await signSecurityAct(triageAct(act), signer);
   const home = await openHome(root);
   try {
     const record = await home.triage.triage(act, sig);
