@@ -98,6 +98,7 @@ export async function run(): Promise<void> {
       const outcome = await runJob(project, {
         runner: home.runner,
         attester: home.attester,
+        host: home.host,
         controlPlane: home.controlPlane,
         source: new LocalGitProvider(),
       });

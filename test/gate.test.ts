@@ -13,6 +13,8 @@ import {
   type AttestedJob,
   attestedJob,
   evidenceFor as evidenceForJob,
+  openedJob,
+  registerProject,
   submitRequest,
 } from '../src/testing/submission.ts';
 import { tempDir } from './helpers.ts';
@@ -29,6 +31,7 @@ describe('the gate', () => {
   before(async () => {
     await initHome(tmp.path);
     home = await openHome(tmp.path);
+    await registerProject(home, 'demo');
   });
   after(async () => {
     await home.close();
@@ -171,8 +174,7 @@ describe('the gate', () => {
 
   it('refuses evidence that does not match the reference values, and the job never runs', async () => {
     const cp = home.controlPlane;
-    const ticket = await cp.createJob({ project: 'demo' });
-    const key = await generateRunnerKey();
+    const { ticket, key, credentials } = await openedJob(home, 'demo');
     const evidence = JSON.parse(JSON.stringify(await evidenceFor(ticket))) as {
       events: { type: string; digest: string }[];
       pcrs: unknown;
@@ -180,7 +182,8 @@ describe('the gate', () => {
     const agent = evidence.events.find((e) => e.type === 'agent');
     assert.ok(agent);
     agent.digest = 'f'.repeat(64);
-    await assert.rejects(cp.attest({ jobId: ticket.jobId, runnerKey: key.publicJwk, evidence }), (e) =>
+    const attest = { jobId: ticket.jobId, runnerKey: key.publicJwk, evidence };
+    await assert.rejects(cp.attest(attest, await credentials.host('attest', ticket.jobId, attest)), (e) =>
       isGatehouseError(e, 'EVIDENCE_REJECTED'),
     );
     assert.equal((await cp.getJob(ticket.jobId)).state, 'queued');

@@ -17,6 +17,7 @@ import { configAtCommit, pinSource } from '../source/pinned-checkout.ts';
 import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
 import { type Attester, needsReattestation } from './attester.ts';
+import { JobCredentials, type RunnerHost } from './credentials.ts';
 import { fetchDependencies } from './fetch.ts';
 import { collectOutputs } from './outputs.ts';
 
@@ -54,6 +55,8 @@ export function isolationProfile(profile: SandboxProfile): SandboxProfile {
 export interface AgentOptions {
   runner: Runner;
   controlPlane: ControlPlane;
+  /** The enrolled runner host this agent runs on: its requests are signed with the host's key. */
+  host: RunnerHost;
   source: SourceDescriber;
   /** Called as each lifecycle step ends, e.g. to print progress. */
   onStep?: (step: JobStep) => void;
@@ -143,9 +146,14 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     }
   }
 
-  const ticket = await cp.createJob({ project });
+  // The job key: made here, never seen by the build, bound to the job by its first attestation.
+  const key = await generateRunnerKey();
+  const credentials = new JobCredentials(options.host, cp, key);
+  const created = { project };
+  const ticket = await cp.createJob(created, await credentials.host('create', undefined, created));
   const outcome: JobOutcome = { jobId: ticket.jobId, project, steps };
   const attester = options.attester();
+  const endpoints = credentials.endpoints(ticket.jobId);
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
   try {
@@ -153,7 +161,6 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       options.runner.provision({ jobId: ticket.jobId, sourceDir, config: { ...config, project } }),
     );
     const runnerInstance = instance;
-    const key = await generateRunnerKey();
     const baseline = await step('measure', async () =>
       measureBaseline({
         sandboxProfile: isolationProfile(runnerInstance.sandboxProfile),
@@ -165,7 +172,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     );
     const attested = await step(
       'attest',
-      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints: cp }),
+      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
       () => attester.kind,
     );
     token = attested.token;
@@ -244,7 +251,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     if (needsReattestation(attester, attested, new Date(), options.reattestMarginSeconds)) {
       const fresh = await step(
         'reattest',
-        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints: cp }),
+        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
         () => attester.kind,
       );
       token = fresh.token;
@@ -272,15 +279,19 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     await step('destroy', async () => {
       await Promise.all([destroyed?.destroy(), attester.destroy()]);
     }).catch(() => undefined);
+    const tokenPart = token === undefined ? {} : { token };
     const ended =
       outcome.failure === undefined
-        ? cp.finish({ jobId: ticket.jobId, steps: steps.slice(), ...(token === undefined ? {} : { token }) })
-        : cp.fail({
-            jobId: ticket.jobId,
-            reason: outcome.failure.message,
-            steps: steps.slice(),
-            ...(token === undefined ? {} : { token }),
-          });
+        ? credentials.end(
+            'finish',
+            { jobId: ticket.jobId, steps: steps.slice(), ...tokenPart },
+            token !== undefined,
+          )
+        : credentials.end(
+            'fail',
+            { jobId: ticket.jobId, reason: outcome.failure.message, steps: steps.slice(), ...tokenPart },
+            token !== undefined,
+          );
     await step('revoke', () => ended).catch(() => undefined);
   }
   return outcome;

@@ -29,6 +29,7 @@ import {
 import {
   type AttestationClaims,
   EAR_PROFILE,
+  jwkThumbprint,
   MAX_TOKEN_TTL_SECONDS,
   runnerPublicJwkSchema,
   TOKEN_AUDIENCE,
@@ -94,9 +95,22 @@ export interface ReferenceSource {
   current(): Promise<{ readonly values: ReferenceValues; readonly policyId: string }>;
 }
 
+/** The enrolled host a runner runs on, as the control plane verified it; named in the token. */
+export interface RunnerIdentity {
+  readonly host: string;
+  readonly pool: string;
+}
+
 /** What the authority needs to know about the job a runner attests for. */
 export interface AttestedJob {
   readonly nonce: string;
+  /** The host that claimed the job (verified by the control plane). */
+  readonly runner?: RunnerIdentity;
+  /**
+   * The job key an earlier attestation of the job bound (RFC 7638 thumbprint): a re-attestation
+   * must present the same key, so that a second runner cannot take over the job.
+   */
+  readonly runnerKey?: string;
 }
 
 /** What a runner hands the authority to get a token. */
@@ -108,6 +122,8 @@ export interface AttestRequest {
   readonly runnerKey: unknown;
   /** Evidence as received; parsed here. */
   readonly evidence: unknown;
+  /** The host that claimed the job (verified by the control plane). */
+  readonly runner?: RunnerIdentity;
 }
 
 /** A successful appraisal: the token and when it expires. */
@@ -309,6 +325,7 @@ export class AttestationAuthority {
         image: this.#imageSubmod(reference.policyId),
         ...(ci === undefined ? {} : { ci: ciSubmod(ci) }),
       },
+      ...(request.runner === undefined ? {} : { extra: { runner: { ...request.runner } } }),
     });
   }
 
@@ -406,6 +423,7 @@ export class AttestationAuthority {
     const jobEvents = ev.events.filter((e) => e.type === 'job');
     const jobId = ev.jobId ?? (jobEvents.length === 1 ? jobEvents[0]?.name : undefined);
     let expected: string | undefined;
+    let attested: AttestedJob | undefined;
     if (jobId === undefined)
       failures.push({
         check: CHECKS.jobBinding,
@@ -413,7 +431,14 @@ export class AttestationAuthority {
       });
     else {
       try {
-        expected = jobBindingDigest(jobId, (await job(jobId)).nonce);
+        attested = await job(jobId);
+        expected = jobBindingDigest(jobId, attested.nonce);
+        const jkt = jwkThumbprint(ev.runnerJwk.x ?? '', ev.runnerJwk.y ?? '');
+        if (attested.runnerKey !== undefined && attested.runnerKey !== jkt)
+          failures.push({
+            check: CHECKS.jobBinding,
+            message: `job ${jobId} is bound to another runner key; one job has one runner`,
+          });
       } catch (e) {
         failures.push({
           check: CHECKS.jobBinding,
@@ -449,6 +474,7 @@ export class AttestationAuthority {
         ci === undefined ? ['tpm', 'software-measurement'] : ['tpm', 'software-measurement', 'ci-oidc'],
       submods,
       extra: {
+        ...(attested?.runner === undefined ? {} : { runner: { ...attested.runner } }),
         tpm: {
           ak_name: ev.akName,
           ek_issuer: ev.ek.issuer,

@@ -48,6 +48,8 @@ const claimsSchema = z.object({
   gatehouse: z.object({
     evidence_types: z.array(z.string()),
     pcrs: z.record(z.string(), sha256Hex64),
+    /** The enrolled runner host whose runner attested, and its pool. */
+    runner: z.object({ host: z.string(), pool: z.string() }).optional(),
   }),
 });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,15 +13,18 @@ import { runJob } from '../agent/agent.ts';
 import { initHome, type OpenHome, openHome } from '../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
 import { createApiServer } from '../server/http-server.ts';
-import { EphemeralSigner } from '../signing/file-key-signer.ts';
+import { EphemeralSigner, FileKeySigner } from '../signing/file-key-signer.ts';
 import { homeKeyProtection } from '../signing/home-keys.ts';
+import { signSecurityAct } from '../signing/security-act.ts';
 import { LocalGitProvider } from '../source/local-git-provider.ts';
+import { registerProject } from '../testing/submission.ts';
 import { ensurePlatformCa, readPlatformCaCert } from '../tpm/platform-ca.ts';
 import type { VirtualTpm } from '../tpm/swtpm.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
 import type { ReferenceValues } from './baseline.ts';
 import { jobBindingDigest, PCR_ALLOCATION } from './measurement.ts';
 import { signReferenceValues, signSecurityPayload } from './reference-values.ts';
+import { signHostRequest } from './request-proof.ts';
 import { generateRunnerKey } from './token.ts';
 import { attestationPaths, EK_CA_PAYLOAD_TYPE, ekCaTrustPayload, trustedEkCasLoader } from './trust-store.ts';
 
@@ -57,6 +60,7 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
   let url: string;
   let tpm: VirtualTpm;
   let server: ReturnType<typeof createApiServer>;
+  let shellHost: FileKeySigner;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'gh-tpm-http-'));
@@ -70,6 +74,23 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
       platformCaDir: paths.platformCa,
       platformCaProtection: await homeKeyProtection(join(dir, 'home'), home.config.keys),
     }).take();
+    // The shell client is a runner host of its own: a plain PEM key, enrolled by the security role.
+    shellHost = await FileKeySigner.generate(join(dir, 'shell-host.key.pem'));
+    const spki = Buffer.from(shellHost.publicKeySpki());
+    const jwk = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
+    const content = {
+      publicKey: { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y },
+      pool: 'local',
+      attestation: 'tpm',
+    };
+    const security = await loadSecuritySigner(securityKeyPath(join(dir, 'home', 'keys')));
+    await home.hosts.enroll(
+      'shell-client',
+      1,
+      content,
+      await signSecurityAct({ kind: 'host', name: 'shell-client', version: 1, content }, security),
+    );
+    await registerProject(home, 'tpm-http');
   });
 
   after(async () => {
@@ -101,6 +122,7 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
   }
 
   it('attests a genuine runner, and lists the failed checks of a refused one', async () => {
+    // The operator opens the job; the shell client's host claims it (--claim) before attesting.
     const ticket = await home.controlPlane.createJob({ project: 'tpm-http' });
     const events = await eventLogFor(ticket.jobId, ticket.nonce);
     const key = await generateRunnerKey();
@@ -109,7 +131,8 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     const env = {
       ...process.env,
       GATEHOUSE_URL: url,
-      GATEHOUSE_API_TOKEN: home.apiToken,
+      GATEHOUSE_HOST: 'shell-client',
+      GATEHOUSE_HOST_KEY: join(dir, 'shell-host.key.pem'),
       TPM2TOOLS_TCTI: tpm.tcti,
     };
     const args = [
@@ -120,7 +143,7 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
       '--runner-key',
       join(dir, 'runner.jwk'),
     ];
-    const ok = await runClient([...args, '--extend'], env);
+    const ok = await runClient([...args, '--claim', '--extend'], env);
     assert.equal(ok.code, 0, ok.stderr);
     const claims = decodeJwt((JSON.parse(ok.stdout) as { token: string }).token);
     assert.equal(claims.sub, ticket.jobId);
@@ -148,17 +171,24 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     assert.match(bad.stderr, /EVENT_LOG_REPLAY: /);
     assert.match(bad.stderr, /REFERENCE_VALUES: agent digest/);
 
+    const unknownSession = {
+      session: 'x'.repeat(24),
+      secret: '',
+      quote: '',
+      signature: '',
+      pcrs: { sha256: {} },
+      event_log: events,
+    };
     const res = await fetch(`${url}/v1/attestation/evidence`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${home.apiToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        session: 'x'.repeat(24),
-        secret: '',
-        quote: '',
-        signature: '',
-        pcrs: { sha256: {} },
-        event_log: events,
-      }),
+      headers: {
+        'gatehouse-proof': await signHostRequest(shellHost, 'shell-client', {
+          act: 'evidence',
+          request: unknownSession,
+        }),
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify(unknownSession),
     });
     assert.equal(res.status, 403);
     const body = (await res.json()) as { error: { code: string }; failed_checks: { check: string }[] };
@@ -194,6 +224,7 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
       controlPlane: home.controlPlane,
       source: new LocalGitProvider(),
       attester: home.attester,
+      host: home.host,
       // Every token is "about to expire" for this job, so the agent proves itself again.
       reattestMarginSeconds: 24 * 3600,
     });

@@ -3,11 +3,13 @@ import { UsageError } from './args.ts';
 import { admissionCommand } from './commands/admission.ts';
 import { attestationCommand } from './commands/attestation.ts';
 import { demoCommand } from './commands/demo.ts';
+import { hostCommand } from './commands/host.ts';
 import { imageCommand } from './commands/image.ts';
 import { initCommand } from './commands/init.ts';
 import { keysCommand } from './commands/keys.ts';
 import { logCommand } from './commands/log.ts';
 import { policyCommand } from './commands/policy.ts';
+import { projectCommand } from './commands/project.ts';
 import { revokeCommand } from './commands/revoke.ts';
 import { runCommand } from './commands/run.ts';
 import { sbomCommand } from './commands/sbom.ts';
@@ -45,6 +47,10 @@ const USAGE = `usage: gatehouse <command> [options]   (every command takes --hom
                                 central signed policies (push and assign need the security key)
   policy check --sbom F [--policy F|--project P] [--facts F] [--vex F]
                                 the decision the gate would give an SBOM
+  project register NAME (--repository URI | --unverified-directory) [--policy P] [--pool POOL]...|list|show NAME
+                                central project registrations (register needs the security key)
+  host enroll NAME --public-key F --pool P [--attestation tpm|software]|revoke NAME|list|key
+                                enrolled runner hosts (enroll and revoke need the security key)
   triage list|release DECISION --reason R|reject DECISION --reason R
                                 quarantined artifacts; release (sign and promote) or reject them (security key)
   revoke DIGEST --reason R      revoke an artifact: logged, and in the revocation list (security key)
@@ -80,6 +86,8 @@ const commands: Record<string, Command> = {
   vulndb: vulndbCommand,
   image: imageCommand,
   policy: policyCommand,
+  project: projectCommand,
+  host: hostCommand,
   triage: triageCommand,
   revoke: revokeCommand,
   log: logCommand,

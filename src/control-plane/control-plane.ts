@@ -5,24 +5,42 @@ import type { JobRecord, JobStep } from '../store/store.ts';
 
 /**
  * What a runner agent talks to: the control plane, in-process (`EmbeddedControlPlane`) or over
- * HTTP (`HttpControlPlane`). Both pass the same contract tests.
+ * HTTP (`HttpControlPlane`). Every call about a job carries the credential that may make it
+ * (docs/trust-model.md): `proof` is a signed request (src/attestation/request-proof.ts) by the
+ * enrolled runner host that claimed the job, or, once the job is attested, by the job's key; a
+ * submission carries the attestation token and its own proof of possession. Both adapters check
+ * exactly the same way.
  */
 export interface ControlPlane {
-  /** Open a job for a project; the nonce binds the runner's evidence to it. */
-  createJob(request: { project: string }): Promise<JobTicket>;
+  /**
+   * Open a job for a registered project; the nonce binds the runner's evidence to it. With a
+   * host's proof (act `create`) the job is created claimed by that host; without one (the
+   * operator) it waits, unclaimed, for a host to claim it.
+   */
+  createJob(request: CreateJobRequest, proof?: string): Promise<JobTicket>;
+  /** Claim an unclaimed job for the host whose proof (act `claim`) this is. */
+  claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket>;
   /** Present software-measurement evidence for the job's runner; returns a short-lived token. */
-  attest(request: AttestRequest): Promise<AttestResult>;
+  attest(request: AttestRequest, proof: string): Promise<AttestResult>;
   /** TPM path, step 1: EK certificate, AK and runner key in; nonce and credential out. */
-  attestationChallenge(body: unknown): Promise<Challenge>;
+  attestationChallenge(body: unknown, proof: string): Promise<Challenge>;
   /** TPM path, step 2: activated credential, quote and event log in; a token out. */
-  attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }>;
-  /** Hand the build's outputs to the gate; returns its decision and, when allowed, the bundle. */
+  attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }>;
+  /** Hand the build's outputs to the gate; returns its decision and, when allowed, the bundles. */
   submit(request: SubmitRequest): Promise<GateResult>;
   /** End a job that could not reach the gate, revoking its token. */
-  fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void>;
+  fail(request: FailRequest, proof: string): Promise<void>;
   /** Record the steps that ran after the decision (destroy, revoke) and revoke the token. */
-  finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void>;
+  finish(request: FinishRequest, proof: string): Promise<void>;
   getJob(jobId: string): Promise<JobRecord>;
+}
+
+export interface CreateJobRequest {
+  project: string;
+}
+
+export interface ClaimJobRequest {
+  jobId: string;
 }
 
 export interface JobTicket {
@@ -34,6 +52,8 @@ export interface JobTicket {
   toolchain: string[];
   /** Origins the fetch phase's egress proxy may reach (central configuration); none: no egress. */
   egressAllow?: string[];
+  /** How the job's runner must attest: the control plane's choice, never the runner's. */
+  attestation: 'tpm' | 'software';
 }
 
 export interface AttestRequest {
@@ -48,4 +68,19 @@ export interface AttestResult {
   token: string;
   /** Seconds since the epoch. */
   expiresAt: number;
+}
+
+export interface FailRequest {
+  jobId: string;
+  reason: string;
+  steps: JobStep[];
+  /** The job's token, if it has one, to revoke. */
+  token?: string;
+}
+
+export interface FinishRequest {
+  jobId: string;
+  steps: JobStep[];
+  /** The job's token, if it has one, to revoke. */
+  token?: string;
 }

@@ -16,7 +16,16 @@ import type {
 } from '../store/store.ts';
 import type { TransparencyLog } from '../tlog/transparency-log.ts';
 import type { RevokeAct, TriageAct, TriageOutcome, TriageService } from '../triage/triage-service.ts';
-import type { AttestRequest, AttestResult, ControlPlane, JobTicket } from './control-plane.ts';
+import type {
+  AttestRequest,
+  AttestResult,
+  ClaimJobRequest,
+  ControlPlane,
+  CreateJobRequest,
+  FailRequest,
+  FinishRequest,
+  JobTicket,
+} from './control-plane.ts';
 import type { Metrics } from './metrics.ts';
 import type { JobPipeline } from './pipeline.ts';
 
@@ -56,34 +65,38 @@ export class EmbeddedControlPlane implements ControlPlane {
     this.metrics = options.metrics;
   }
 
-  createJob(request: { project: string }): Promise<JobTicket> {
-    return this.#o.pipeline.createJob(request);
+  createJob(request: CreateJobRequest, proof?: string): Promise<JobTicket> {
+    return this.#o.pipeline.createJob(request, proof);
   }
 
-  attest(request: AttestRequest): Promise<AttestResult> {
-    return this.#o.pipeline.attest(request);
+  claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
+    return this.#o.pipeline.claimJob(request, proof);
+  }
+
+  attest(request: AttestRequest, proof: string): Promise<AttestResult> {
+    return this.#o.pipeline.attest(request, proof);
   }
 
   /** POST /v1/attestation/challenge: check EK certificate and AK, return nonce and credential. */
-  attestationChallenge(body: unknown): Promise<Challenge> {
-    return this.#o.pipeline.attestationChallenge(body);
+  attestationChallenge(body: unknown, proof: string): Promise<Challenge> {
+    return this.#o.pipeline.attestationChallenge(body, proof);
   }
 
   /** POST /v1/attestation/evidence: verify a TPM quote and event log, issue a token. */
-  attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
-    return this.#o.pipeline.attestationEvidence(body);
+  attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }> {
+    return this.#o.pipeline.attestationEvidence(body, proof);
   }
 
   submit(request: SubmitRequest): Promise<GateResult> {
     return this.#o.pipeline.submit(request);
   }
 
-  fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void> {
-    return this.#o.pipeline.fail(request);
+  fail(request: FailRequest, proof: string): Promise<void> {
+    return this.#o.pipeline.fail(request, proof);
   }
 
-  finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void> {
-    return this.#o.pipeline.finish(request);
+  finish(request: FinishRequest, proof: string): Promise<void> {
+    return this.#o.pipeline.finish(request, proof);
   }
 
   getJob(jobId: string): Promise<JobRecord> {

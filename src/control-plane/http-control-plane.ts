@@ -2,15 +2,26 @@ import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { GatehouseError, isErrorCode } from '../common/errors.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { SecuritySignature } from '../signing/security-act.ts';
-import type { JobRecord, JobStep, PolicyVersionRecord } from '../store/store.ts';
-import type { AttestRequest, AttestResult, ControlPlane, JobTicket } from './control-plane.ts';
+import type { JobRecord, PolicyVersionRecord } from '../store/store.ts';
+import type {
+  AttestRequest,
+  AttestResult,
+  ClaimJobRequest,
+  ControlPlane,
+  CreateJobRequest,
+  FailRequest,
+  FinishRequest,
+  JobTicket,
+} from './control-plane.ts';
 
 /** Answers of the open read routes (checkpoint, proofs) are small; more than this is refused. */
 const MAX_READ_BYTES = 1 << 20;
 
 interface CallOptions {
-  /** Send the operator's API token (routes that change state). */
+  /** Send the operator's API token (the operator's routes). */
   auth?: boolean;
+  /** A signed request (host or job key) for a job route, sent as the `Gatehouse-Proof` header. */
+  proof?: string;
   timeoutMs?: number;
   /** Refuse an answer larger than this. */
   maxBytes?: number;
@@ -57,6 +68,7 @@ export class HttpControlPlane implements ControlPlane {
         method,
         headers: {
           ...(options.auth === true ? { authorization: `Bearer ${this.#apiToken}` } : {}),
+          ...(options.proof === undefined ? {} : { 'gatehouse-proof': options.proof }),
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -98,33 +110,41 @@ export class HttpControlPlane implements ControlPlane {
     return json as T;
   }
 
-  createJob(request: { project: string }): Promise<JobTicket> {
-    return this.#call('POST', '/v1/jobs', request, { auth: true });
+  createJob(request: CreateJobRequest, proof?: string): Promise<JobTicket> {
+    // Without a host's proof, the operator creates an unclaimed job (the API token).
+    return this.#call('POST', '/v1/jobs', request, proof === undefined ? { auth: true } : { proof });
   }
 
-  attest(request: AttestRequest): Promise<AttestResult> {
+  claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
+    return this.#call('POST', `${jobPath(request.jobId)}/claim`, {}, { proof });
+  }
+
+  attest(request: AttestRequest, proof: string): Promise<AttestResult> {
     const body = { runnerKey: request.runnerKey, evidence: request.evidence };
-    return this.#call('POST', `${jobPath(request.jobId)}/attest`, body, { auth: true });
+    return this.#call('POST', `${jobPath(request.jobId)}/attest`, body, { proof });
   }
 
-  attestationChallenge(body: unknown): Promise<Challenge> {
-    return this.#call('POST', '/v1/attestation/challenge', body, { auth: true });
+  attestationChallenge(body: unknown, proof: string): Promise<Challenge> {
+    return this.#call('POST', '/v1/attestation/challenge', body, { proof });
   }
 
-  attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
-    return this.#call('POST', '/v1/attestation/evidence', body, { auth: true });
+  attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }> {
+    return this.#call('POST', '/v1/attestation/evidence', body, { proof });
   }
 
+  /** The submission carries its own credentials: the attestation token and the proof of possession. */
   submit(request: SubmitRequest): Promise<GateResult> {
-    return this.#call('POST', `${jobPath(request.submission.jobId)}/submit`, request, { auth: true });
+    return this.#call('POST', `${jobPath(request.submission.jobId)}/submit`, request);
   }
 
-  async fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void> {
-    await this.#call('POST', `${jobPath(request.jobId)}/fail`, request, { auth: true });
+  async fail(request: FailRequest, proof: string): Promise<void> {
+    const { jobId: _j, ...body } = request;
+    await this.#call('POST', `${jobPath(request.jobId)}/fail`, body, { proof });
   }
 
-  async finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void> {
-    await this.#call('POST', `${jobPath(request.jobId)}/finish`, request, { auth: true });
+  async finish(request: FinishRequest, proof: string): Promise<void> {
+    const { jobId: _j, ...body } = request;
+    await this.#call('POST', `${jobPath(request.jobId)}/finish`, body, { proof });
   }
 
   getJob(jobId: string): Promise<JobRecord> {

@@ -11,13 +11,31 @@
 import { randomUUID } from 'node:crypto';
 import type { AttestationAuthority } from '../attestation/authority.ts';
 import { CHECKS, EvidenceRejectedError, failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
+import type { HostEnrollment, HostRegistry } from '../attestation/hosts.ts';
+import {
+  type ExpectedRequest,
+  isJobProof,
+  JOB_REQUEST_TYP,
+  jobProofKey,
+  verifyRequestProof,
+} from '../attestation/request-proof.ts';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { CheckedSubmission, Gate, LoggedDecision } from '../gate/gate.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
+import type { ProjectRegistration, ProjectRegistry } from '../policy/projects.ts';
 import type { AttestationRefusalRecord, JobRecord, JobStep, Store } from '../store/store.ts';
-import type { AttestRequest, AttestResult, ControlPlane, JobTicket } from './control-plane.ts';
+import type {
+  AttestRequest,
+  AttestResult,
+  ClaimJobRequest,
+  ControlPlane,
+  CreateJobRequest,
+  FailRequest,
+  FinishRequest,
+  JobTicket,
+} from './control-plane.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface JobPipelineOptions {
@@ -26,6 +44,10 @@ export interface JobPipelineOptions {
   authority: AttestationAuthority;
   gate: Gate;
   metrics: Metrics;
+  /** The enrolled runner hosts: who may claim and attest jobs. */
+  hosts: HostRegistry;
+  /** The registered projects: which names may have jobs, and which pools may build them. */
+  projects: ProjectRegistry;
   /** Toolchain binaries every runner measures. */
   toolchain: readonly string[];
   /** Origins the fetch phase's egress proxy may reach. */
@@ -45,20 +67,35 @@ export class JobPipeline implements ControlPlane {
     this.#o = options;
   }
 
-  /** Open a job; its nonce binds the runner's evidence to this job and no other. */
-  async createJob(request: { project: string }): Promise<JobTicket> {
-    const job = await this.#o.orchestrator.createJob(request.project);
-    return {
-      jobId: job.id,
-      project: job.project,
-      nonce: job.nonce,
-      toolchain: [...this.#o.toolchain],
-      egressAllow: [...this.#o.egressAllow],
-    };
+  /**
+   * Open a job for a registered project; claimed by the host whose proof it carries, or
+   * unclaimed (the operator's) without one.
+   * @throws GatehouseError NOT_FOUND (not registered), UNAUTHORIZED (a proof that does not verify,
+   *   a host outside the project's pools)
+   */
+  async createJob(request: CreateJobRequest, proof?: string): Promise<JobTicket> {
+    const project = await this.#o.projects.require(request.project);
+    let host: HostEnrollment | undefined;
+    if (proof !== undefined) {
+      host = (await this.#o.hosts.verifyRequest(proof, { act: 'create', request })).host;
+      allowedToBuild(project, host);
+    }
+    return this.#ticket(await this.#o.orchestrator.createJob(project.name, host?.name));
   }
 
-  /** Software-measurement evidence for a queued job: appraised, then the job runs. */
-  async attest(request: AttestRequest): Promise<AttestResult> {
+  /** A host claims a queued job: once. @throws GatehouseError UNAUTHORIZED, NOT_FOUND, CONFLICT */
+  async claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
+    const job = await this.getJob(request.jobId);
+    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'claim', job: job.id, request });
+    allowedToBuild(await this.#o.projects.require(job.project), host);
+    return this.#ticket(await this.#o.orchestrator.claim(job.id, host.name));
+  }
+
+  /**
+   * Software-measurement evidence for a queued job, from the host that claimed it: accepted only
+   * when both the control plane and the host's enrollment say `software`; then the job runs.
+   */
+  async attest(request: AttestRequest, proof: string): Promise<AttestResult> {
     const job = await this.getJob(request.jobId);
     if (job.state !== 'queued') {
       throw new GatehouseError(
@@ -66,17 +103,14 @@ export class JobPipeline implements ControlPlane {
         `job ${job.id} is ${job.state}; a runner attests once, before it builds`,
       );
     }
+    const host = await this.#claimer(job, { act: 'attest', job: job.id, request }, proof);
     const issued = await this.#appraise('software', job.id, async () => {
-      // The mode belongs to the control plane: on a TPM control plane a self-reported baseline
-      // is refused before it is even read, whoever sends it.
-      if (this.#o.attestation === 'tpm')
+      // The mode belongs to the control plane and the security role: a self-reported baseline
+      // is refused before it is even read unless both declared this host's pool software.
+      const refusal = softwareRefusal(this.#o.attestation, host);
+      if (refusal !== undefined)
         throw new EvidenceRejectedError(
-          [
-            {
-              check: CHECKS.attestationMode,
-              message: 'this control plane requires TPM attestation; software evidence is refused',
-            },
-          ],
+          [{ check: CHECKS.attestationMode, message: refusal }],
           `job ${job.id}`,
           job.id,
         );
@@ -85,14 +119,22 @@ export class JobPipeline implements ControlPlane {
         nonce: job.nonce,
         runnerKey: request.runnerKey,
         evidence: request.evidence,
+        runner: { host: host.name, pool: host.pool },
       });
     });
+    await this.#bindRunnerKey(job.id, issued.token);
     await this.#o.orchestrator.transition(job.id, 'running');
     return issued;
   }
 
   /** TPM path, step 1: check the EK certificate and AK, return a nonce and a credential. */
-  attestationChallenge(body: unknown): Promise<Challenge> {
+  async attestationChallenge(body: unknown, proof: string): Promise<Challenge> {
+    const jobId = (body as { job_id?: unknown } | null)?.job_id;
+    if (typeof jobId === 'string') {
+      await this.#claimer(await this.getJob(jobId), { act: 'challenge', job: jobId, request: body }, proof);
+    } else {
+      await this.#o.hosts.verifyRequest(proof, { act: 'challenge', request: body });
+    }
     // A challenge is half an attestation: only its refusals count; the evidence that follows is
     // the attempt that succeeds or fails.
     return this.#appraise('challenge', undefined, () => this.#o.authority.challenge(body), {
@@ -102,18 +144,26 @@ export class JobPipeline implements ControlPlane {
 
   /**
    * TPM path, step 2: verify a quote and its event log for a queued job (or a running one
-   * re-attesting before its token expires) and issue a token; a queued job then runs.
+   * re-attesting before its token expires) of the host that claimed it, and issue a token; a
+   * queued job then runs.
    */
-  async attestationEvidence(body: unknown): Promise<AttestResult & { jobId: string }> {
+  async attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }> {
+    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'evidence', request: body });
     const issued = await this.#appraise('evidence', undefined, () =>
       this.#o.authority.evidence(body, async (jobId) => {
         const job = await this.getJob(jobId);
         if (job.state !== 'queued' && job.state !== 'running') {
           throw new GatehouseError('CONFLICT', `job ${job.id} is ${job.state}`);
         }
-        return { nonce: job.nonce };
+        if (job.host !== host.name) throw new GatehouseError('UNAUTHORIZED', notClaimer(job, host));
+        return {
+          nonce: job.nonce,
+          runner: { host: host.name, pool: host.pool },
+          ...(job.runnerKey === undefined ? {} : { runnerKey: job.runnerKey }),
+        };
       }),
     );
+    await this.#bindRunnerKey(issued.jobId, issued.token);
     const job = await this.getJob(issued.jobId);
     if (job.state === 'queued') await this.#o.orchestrator.transition(job.id, 'running');
     return issued;
@@ -147,9 +197,10 @@ export class JobPipeline implements ControlPlane {
     }
   }
 
-  /** End a job that could not reach the gate, revoking its token. */
-  async fail(request: { jobId: string; reason: string; steps: JobStep[]; token?: string }): Promise<void> {
+  /** End a job that could not reach the gate, revoking its token: said by the job's runner only. */
+  async fail(request: FailRequest, proof: string): Promise<void> {
     const job = await this.getJob(request.jobId);
+    await this.#jobSpeaker(job, { act: 'fail', job: job.id, request }, proof);
     this.#o.metrics.runnerJob(request.steps, request.reason);
     if (request.token !== undefined) await this.#o.authority.revoke(request.token);
     if (job.state === 'queued' || job.state === 'running' || job.state === 'submitted') {
@@ -163,7 +214,9 @@ export class JobPipeline implements ControlPlane {
   }
 
   /** Record the steps that ran after the decision (destroy, revoke) and revoke the token. */
-  async finish(request: { jobId: string; steps: JobStep[]; token?: string }): Promise<void> {
+  async finish(request: FinishRequest, proof: string): Promise<void> {
+    const job = await this.getJob(request.jobId);
+    await this.#jobSpeaker(job, { act: 'finish', job: job.id, request }, proof);
     this.#o.metrics.runnerJob(request.steps);
     if (request.token !== undefined) await this.#o.authority.revoke(request.token);
     await this.#o.orchestrator.recordSteps(request.jobId, request.steps);
@@ -171,6 +224,54 @@ export class JobPipeline implements ControlPlane {
 
   getJob(jobId: string): Promise<JobRecord> {
     return this.#o.orchestrator.get(jobId);
+  }
+
+  #ticket(job: JobRecord): JobTicket {
+    return {
+      jobId: job.id,
+      project: job.project,
+      nonce: job.nonce,
+      toolchain: [...this.#o.toolchain],
+      egressAllow: [...this.#o.egressAllow],
+      attestation: this.#o.attestation,
+    };
+  }
+
+  /** The host a request about a job comes from, which must be the one that claimed the job. */
+  async #claimer(job: JobRecord, expected: ExpectedRequest, proof: string): Promise<HostEnrollment> {
+    const { host } = await this.#o.hosts.verifyRequest(proof, expected);
+    if (job.host !== host.name) throw new GatehouseError('UNAUTHORIZED', notClaimer(job, host));
+    return host;
+  }
+
+  /**
+   * Who may speak for a job: once a runner attested, only its job key (the key its token is bound
+   * to); before that, the host that claimed the job. Nobody else, the operator included.
+   */
+  async #jobSpeaker(job: JobRecord, expected: ExpectedRequest, proof: string): Promise<void> {
+    if (job.runnerKey === undefined) {
+      await this.#claimer(job, expected, proof);
+      return;
+    }
+    if (!isJobProof(proof))
+      throw new GatehouseError(
+        'UNAUTHORIZED',
+        `job ${job.id} is attested: only its job key may speak for it`,
+      );
+    const publicJwk = jobProofKey(proof, job.runnerKey);
+    await verifyRequestProof(proof, { publicJwk, typ: JOB_REQUEST_TYP }, expected, this.#o.store.tokens);
+  }
+
+  /** Bind the job key the issued token names (`cnf.jkt`) to the job, on its first attestation. */
+  async #bindRunnerKey(jobId: string, token: string): Promise<void> {
+    const claims = await this.#o.authority.verifyToken(token, jobId);
+    try {
+      await this.#o.orchestrator.bindRunnerKey(jobId, claims.cnf.jkt);
+    } catch (e) {
+      // A second runner key for one job: the token just issued must not outlive the refusal.
+      await this.#o.authority.revokeClaims(claims);
+      throw e;
+    }
   }
 
   /** Only a running job (its runner attested) can be submitted, once. */
@@ -243,4 +344,27 @@ export class JobPipeline implements ControlPlane {
       process.stderr.write(`gatehouse: cannot record an attestation refusal: ${String(cause)}\n`);
     }
   }
+}
+
+/** A host may build a project only when the project's registration names the host's pool. */
+function allowedToBuild(project: ProjectRegistration, host: HostEnrollment): void {
+  if (!project.pools.includes(host.pool))
+    throw new GatehouseError(
+      'UNAUTHORIZED',
+      `runner host ${host.name} (pool ${host.pool}) may not build project ${project.name} (pools: ${project.pools.join(', ')})`,
+    );
+}
+
+function notClaimer(job: JobRecord, host: HostEnrollment): string {
+  return job.host === undefined
+    ? `job ${job.id} is not claimed: a host claims it before attesting`
+    : `job ${job.id} was claimed by another runner host, not ${host.name}`;
+}
+
+/** Why software evidence from `host` is refused, if it is. */
+function softwareRefusal(mode: 'tpm' | 'software', host: HostEnrollment): string | undefined {
+  if (mode === 'tpm') return 'this control plane requires TPM attestation; software evidence is refused';
+  if (host.attestation !== 'software')
+    return `runner host ${host.name} is enrolled for TPM attestation; software evidence is refused`;
+  return undefined;
 }

@@ -1,6 +1,7 @@
 /** The gate's checks of what a runner handed in: proof freshness, artifact bytes, refusal rules. */
 import { fromBase64, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
+import type { ProjectRegistration } from '../policy/projects.ts';
 import type { ArtifactFile } from '../registry/registry.ts';
 import type { TokenStore } from '../store/store.ts';
 import type { Submission, SubmitRequest } from './submission.ts';
@@ -58,6 +59,26 @@ export function checkArtifacts(request: SubmitRequest): ArtifactFile[] {
   });
 }
 
+/**
+ * A project registered to a repository is built only from a clean, pinned checkout of that
+ * repository: a build from a directory, another repository or uncommitted changes never receives
+ * its identity. A project registered for unverified directory builds takes any source (and its
+ * provenance says which).
+ * @throws GatehouseError SOURCE_MISMATCH
+ */
+export function checkSourceAgainstRegistration(submission: Submission, project: ProjectRegistration): void {
+  if (project.source.kind !== 'git') return;
+  const { source } = submission;
+  const where = `project ${project.name} is registered to ${project.source.repository}`;
+  if (source.kind !== 'git' || source.uri !== project.source.repository)
+    throw new GatehouseError(
+      'SOURCE_MISMATCH',
+      `${where}; this build's source is ${source.kind} ${source.uri}`,
+    );
+  if (source.commit === undefined || source.dirty)
+    throw new GatehouseError('SOURCE_MISMATCH', `${where}; this build is not of a committed, clean checkout`);
+}
+
 /** The rule a verification failure is reported under. */
 export function refusalRule(e: unknown): string {
   if (
@@ -68,5 +89,6 @@ export function refusalRule(e: unknown): string {
   if (isGatehouseError(e, 'PROOF_OF_POSSESSION_FAILED')) return 'proof-of-possession';
   if (isGatehouseError(e, 'BAD_SBOM')) return 'sbom';
   if (isGatehouseError(e, 'SUBJECT_MISMATCH')) return 'artifact-digest';
+  if (isGatehouseError(e, 'SOURCE_MISMATCH', 'NOT_FOUND')) return 'project-source';
   return 'submission';
 }

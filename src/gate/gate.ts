@@ -5,6 +5,7 @@ import { canonicalJson, sha256 } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { PolicyEngine } from '../policy/policy-engine.ts';
 import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
+import type { ProjectRegistry } from '../policy/projects.ts';
 import type { ArtifactFile, ArtifactRegistry, Placement } from '../registry/registry.ts';
 import type { Component } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
@@ -15,7 +16,7 @@ import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
-import { checkArtifacts, checkProofFresh, refusalRule } from './checks.ts';
+import { checkArtifacts, checkProofFresh, checkSourceAgainstRegistration, refusalRule } from './checks.ts';
 import { type HeldBuild, heldBuildOf } from './held-build.ts';
 import { decisionRecord, promoteSigned, sbomRecord } from './placement.ts';
 import { type Approval, type SignedBuild, type SigningDeps, signBuild } from './sign-build.ts';
@@ -35,6 +36,8 @@ export interface TokenAuthority {
 export interface GateOptions {
   store: Store;
   tokens: TokenAuthority;
+  /** The central project registrations: where a project's source must come from. */
+  projects: ProjectRegistry;
   policy: PolicyEngine;
   /** Digest of the policy `policy` enforces, recorded on refusals decided before it runs. */
   policyDigest: string;
@@ -131,6 +134,7 @@ export class Gate {
           `submission names project ${submission.project}, the job is for ${job.project}`,
         );
       }
+      checkSourceAgainstRegistration(submission, await this.#o.projects.require(job.project));
       checked.files = checkArtifacts(request);
       checked.components = readSbom(submission.sbom, 'submission.sbom').components;
       checked.claims = claims;

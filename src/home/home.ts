@@ -5,8 +5,10 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
 import { type Attester, SoftwareAttester, VtpmAttester } from '../agent/attester.ts';
+import type { RunnerHost } from '../agent/credentials.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
+import { HostRegistry } from '../attestation/hosts.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
 import {
@@ -42,6 +44,7 @@ import { type ReevaluationResult, TriageService } from '../triage/triage-service
 import { type Config, defaultConfig, loadConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
 import { currentRevocations, mirrorRevocations } from './revocations-file.ts';
+import { initRunnerHost, loadRunnerHost, registerExampleProjects } from './runner-host.ts';
 import {
   initSecurityRole,
   loadSecuritySigner,
@@ -124,7 +127,7 @@ async function writeNew(path: string, content: string, mode: number): Promise<bo
  */
 export async function initHome(
   root: string,
-  options: { updateReferenceValues?: boolean } = {},
+  options: { updateReferenceValues?: boolean; examples?: boolean } = {},
 ): Promise<string[]> {
   const p = homePaths(root);
   const created: string[] = [];
@@ -166,6 +169,22 @@ export async function initHome(
             await loadSecuritySigner(securityKeyPath(p.keys), { home: root }),
           );
     if (published !== undefined) created.push(`reference values version ${published.version}`);
+    // The home's own runner host, enrolled, and the example projects, registered: both acts of
+    // the security role, signed with its key like any other.
+    const security = await loadSecuritySigner(securityKeyPath(p.keys), { home: root });
+    const trustedKeys = await trustedSecurityKeys(p.keys);
+    created.push(
+      ...(await initRunnerHost({
+        keysDir: p.keys,
+        store,
+        protection,
+        attestation: config.runner.attestation ?? 'tpm',
+        security,
+        trustedKeys,
+      })),
+    );
+    if (options.examples !== false)
+      created.push(...(await registerExampleProjects({ store, security, trustedKeys })));
   } finally {
     await store.close();
   }
@@ -193,6 +212,10 @@ export interface OpenHome {
   runner: Runner;
   /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
   attester: () => Attester;
+  /** The home's own enrolled runner host, whose key signs its agents' requests. */
+  host: RunnerHost;
+  /** The enrolled runner hosts. */
+  hosts: HostRegistry;
   apiToken: string;
   /** Central policies and VEX. */
   policies: PolicyService;
@@ -262,6 +285,7 @@ export async function openHome(
   const gate = new Gate({
     store,
     tokens: authority,
+    projects: policies.projects,
     policy: policies.engine(),
     policyDigest: defaultPolicy?.record.digest ?? '',
     ca,
@@ -291,12 +315,15 @@ export async function openHome(
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
     buildTrustedRoot(keys.trustedRootInput(`https://${logOrigin}`)) as unknown as Record<string, unknown>;
   const metrics = new Metrics();
+  const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
   const pipeline = new JobPipeline({
     store,
     orchestrator: new Orchestrator({ store }),
     authority,
     gate,
     metrics,
+    hosts,
+    projects: policies.projects,
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
     attestation: config.runner.attestation ?? 'tpm',
@@ -323,6 +350,7 @@ export async function openHome(
     }
   })();
   const attester = await attesterFactory(root, config);
+  const host = await loadRunnerHost(p.keys, await homeKeyProtection(root, config.keys));
   return {
     root,
     config,
@@ -331,6 +359,8 @@ export async function openHome(
     controlPlane,
     runner,
     attester,
+    host,
+    hosts,
     apiToken,
     policies,
     triage,
@@ -364,14 +394,16 @@ async function attesterFactory(root: string, config: Config): Promise<() => Atte
  * one does (a pooled vTPM whose EK certificate the home's platform CA issued).
  * @throws GatehouseError HOME_NOT_INITIALIZED, BAD_CONFIG
  */
-export async function runnerAttester(root: string): Promise<() => Attester> {
+export async function runnerAttester(root: string): Promise<{ attester: () => Attester; host: RunnerHost }> {
   const p = homePaths(root);
   if (!existsSync(p.config))
     throw new GatehouseError(
       'HOME_NOT_INITIALIZED',
       `no gatehouse home at ${root}: TPM attestation needs the runner host's home (its vTPM pool); run \`gatehouse init\` or pass --home`,
     );
-  return attesterFactory(root, loadConfig(p.config));
+  const config = loadConfig(p.config);
+  const protection = await homeKeyProtection(root, config.keys);
+  return { attester: await attesterFactory(root, config), host: await loadRunnerHost(p.keys, protection) };
 }
 
 async function readText(path: string): Promise<string> {

@@ -16,8 +16,11 @@ export class Orchestrator {
     this.#store = options.store;
   }
 
-  /** @throws GatehouseError BAD_INPUT for an invalid project name */
-  async createJob(project: string): Promise<JobRecord> {
+  /**
+   * Open a job, claimed by `host` when given (else it waits for a host to claim it).
+   * @throws GatehouseError BAD_INPUT for an invalid project name
+   */
+  async createJob(project: string, host?: string): Promise<JobRecord> {
     if (!PROJECT_RE.test(project)) {
       throw new GatehouseError('BAD_INPUT', `project name '${project}' must match ${PROJECT_RE.source}`);
     }
@@ -30,9 +33,27 @@ export class Orchestrator {
       createdAt: now,
       updatedAt: now,
       steps: [],
+      ...(host === undefined ? {} : { host }),
     };
     await this.#store.jobs.create(job);
     return job;
+  }
+
+  /** Claim a queued, unclaimed job for a host: once. @throws GatehouseError NOT_FOUND, CONFLICT */
+  claim(jobId: string, host: string): Promise<JobRecord> {
+    return this.#store.jobs.claim(jobId, host);
+  }
+
+  /**
+   * Bind the job key its first attestation presented (thumbprint); from then on only that key
+   * speaks for the job. @throws GatehouseError CONFLICT when another key is bound already
+   */
+  async bindRunnerKey(jobId: string, thumbprint: string): Promise<JobRecord> {
+    const job = await this.get(jobId);
+    if (job.runnerKey === thumbprint) return job;
+    if (job.runnerKey !== undefined)
+      throw new GatehouseError('CONFLICT', `job ${jobId} is bound to another runner key`);
+    return this.#store.jobs.update(jobId, { runnerKey: thumbprint });
   }
 
   /** @throws GatehouseError NOT_FOUND */

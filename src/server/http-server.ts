@@ -5,6 +5,7 @@ import { failedChecksOf } from '../attestation/checks.ts';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
 import { type Submission, submissionSchema } from '../gate/submission.ts';
+import type { JobStep } from '../store/store.ts';
 import { httpStatusByCode } from './http-errors.ts';
 
 /** Bodies larger than this are refused before they are read in full. */
@@ -64,7 +65,7 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   return r.data;
 }
 
-const stepSchema = z.object({
+const stepSchema = z.strictObject({
   name: z.string().max(64),
   startedAt: z.string().max(64),
   durationMs: z.number().nonnegative(),
@@ -79,8 +80,12 @@ const submitBody = z.object({
   submission: submissionSchema,
   artifacts: z.array(z.object({ name: z.string().max(1024), content: z.string() })).max(256),
 });
-const endBody = z.object({
-  reason: z.string().max(4096).optional(),
+const failBody = z.strictObject({
+  reason: z.string().max(4096),
+  steps: z.array(stepSchema).max(64),
+  token: z.string().max(16384).optional(),
+});
+const finishBody = z.strictObject({
   steps: z.array(stepSchema).max(64),
   token: z.string().max(16384).optional(),
 });
@@ -216,24 +221,33 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
         },
       };
     }),
-    route('POST', '/v1/jobs', true, async (req) => {
+    // The runner protocol: no operator token. A host's signed request creates (and claims) a job,
+    // claims and attests it; the job key speaks for it once attested; the token and proof of
+    // possession carry a submission. The operator's token only creates unclaimed jobs.
+    route('POST', '/v1/jobs', false, async (req) => {
       const body = parseBody(createJobBody, await readJson(req));
-      return { status: 201, json: await cp.createJob(body) };
+      const proof = proofOf(req);
+      if (proof === undefined && !authorized(req))
+        throw new GatehouseError('UNAUTHORIZED', 'creating a job needs the API token or a runner host proof');
+      return { status: 201, json: await cp.createJob({ project: body.project }, proof) };
     }),
-    route('POST', '/v1/attestation/challenge', true, async (req) => ({
-      json: await cp.attestationChallenge(await readJson(req)),
+    route('POST', '/v1/jobs/:id/claim', false, async (req, p) => {
+      parseBody(z.strictObject({}), await readJson(req));
+      return { json: await cp.claimJob({ jobId: p.id ?? '' }, requiredProof(req)) };
+    }),
+    route('POST', '/v1/attestation/challenge', false, async (req) => ({
+      json: await cp.attestationChallenge(await readJson(req), requiredProof(req)),
     })),
-    route('POST', '/v1/attestation/evidence', true, async (req) => {
-      const issued = await cp.attestationEvidence(await readJson(req));
+    route('POST', '/v1/attestation/evidence', false, async (req) => {
+      const issued = await cp.attestationEvidence(await readJson(req), requiredProof(req));
       return { json: { token: issued.token, expires_at: issued.expiresAt, job_id: issued.jobId } };
     }),
-    route('POST', '/v1/jobs/:id/attest', true, async (req, p) => {
+    route('POST', '/v1/jobs/:id/attest', false, async (req, p) => {
       const body = parseBody(attestBody, await readJson(req));
-      return {
-        json: await cp.attest({ jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence }),
-      };
+      const request = { jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence };
+      return { json: await cp.attest(request, requiredProof(req)) };
     }),
-    route('POST', '/v1/jobs/:id/submit', true, async (req, p) => {
+    route('POST', '/v1/jobs/:id/submit', false, async (req, p) => {
       const body = parseBody(submitBody, await readJson(req));
       if (body.submission.jobId !== p.id)
         throw new GatehouseError('BAD_INPUT', 'submission.jobId differs from the URL');
@@ -246,19 +260,21 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
         }),
       };
     }),
-    route('POST', '/v1/jobs/:id/fail', true, async (req, p) => {
-      const body = parseBody(endBody, await readJson(req));
-      await cp.fail({
+    route('POST', '/v1/jobs/:id/fail', false, async (req, p) => {
+      const body = parseBody(failBody, await readJson(req));
+      const request = {
         jobId: p.id ?? '',
-        reason: body.reason ?? 'unspecified',
-        steps: body.steps as never,
+        reason: body.reason,
+        steps: body.steps as JobStep[],
         ...tokenOf(body),
-      });
+      };
+      await cp.fail(request, requiredProof(req));
       return { json: { ok: true } };
     }),
-    route('POST', '/v1/jobs/:id/finish', true, async (req, p) => {
-      const body = parseBody(endBody, await readJson(req));
-      await cp.finish({ jobId: p.id ?? '', steps: body.steps as never, ...tokenOf(body) });
+    route('POST', '/v1/jobs/:id/finish', false, async (req, p) => {
+      const body = parseBody(finishBody, await readJson(req));
+      const request = { jobId: p.id ?? '', steps: body.steps as JobStep[], ...tokenOf(body) };
+      await cp.finish(request, requiredProof(req));
       return { json: { ok: true } };
     }),
   ];
@@ -320,6 +336,23 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
   return createServer((req, res) => {
     void handle(req, res);
   });
+}
+
+/** The signed request a job route carries (`Gatehouse-Proof`), if any. */
+function proofOf(req: IncomingMessage): string | undefined {
+  const h = req.headers['gatehouse-proof'];
+  return typeof h === 'string' && h !== '' ? h : undefined;
+}
+
+/** The signed request a job route must carry. @throws GatehouseError UNAUTHORIZED */
+function requiredProof(req: IncomingMessage): string {
+  const proof = proofOf(req);
+  if (proof === undefined)
+    throw new GatehouseError(
+      'UNAUTHORIZED',
+      'this request needs a Gatehouse-Proof: signed by the runner host that claimed the job, or by the job key',
+    );
+  return proof;
 }
 
 function tokenOf(body: { token?: string | undefined }): { token?: string } {

@@ -5,16 +5,21 @@
  */
 import { randomUUID } from 'node:crypto';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
+import { JobCredentials } from '../agent/credentials.ts';
 import { type MeasuredBaseline, measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../attestation/token.ts';
 import { sha256Hex, toBase64 } from '../common/encoding.ts';
 import type { JobTicket } from '../control-plane/control-plane.ts';
 import type { Submission, SubmitRequest } from '../gate/submission.ts';
-import type { OpenHome } from '../home/home.ts';
+import { homePaths, type OpenHome } from '../home/home.ts';
+import { LOCAL_POOL } from '../home/runner-host.ts';
+import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
+import type { ProjectContent, ProjectRegistration } from '../policy/projects.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
+import { signSecurityAct } from '../signing/security-act.ts';
 
 /** The baseline the home's runner measures for a job (the reference-value profile). */
 export async function baselineFor(home: OpenHome, ticket: JobTicket): Promise<MeasuredBaseline> {
@@ -47,22 +52,39 @@ export interface AttestedJob {
   token: string;
 }
 
+/** A job the home's own runner host opened (and so claimed), with the key its runner will use. */
+export interface OpenedJob {
+  ticket: JobTicket;
+  key: RunnerKeyPair;
+  credentials: JobCredentials;
+}
+
+/** Open a job for `project` as the home's runner host does: signed by the host, claimed by it. */
+export async function openedJob(home: OpenHome, project: string): Promise<OpenedJob> {
+  const key = await generateRunnerKey();
+  const credentials = new JobCredentials(home.host, home.controlPlane, key);
+  const request = { project };
+  const ticket = await home.controlPlane.createJob(
+    request,
+    await credentials.host('create', undefined, request),
+  );
+  return { ticket, key, credentials };
+}
+
 /**
  * Open a job for `project` and attest a fresh runner key for it the way the home's runners do: a
  * vTPM from the home's pool, extended with the baseline, quoted (or the software path on a home
  * whose config says `software`).
  */
 export async function attestedJob(home: OpenHome, project: string): Promise<AttestedJob> {
-  const cp = home.controlPlane;
-  const ticket = await cp.createJob({ project });
-  const key = await generateRunnerKey();
+  const { ticket, key, credentials } = await openedJob(home, project);
   const attester = home.attester();
   try {
     const { token } = await attester.attest({
       jobId: ticket.jobId,
       baseline: await baselineFor(home, ticket),
       runnerKey: key.publicJwk,
-      endpoints: cp,
+      endpoints: credentials.endpoints(ticket.jobId),
     });
     return { ticket, key, token };
   } finally {
@@ -110,4 +132,25 @@ export async function submitRequest(
     submission,
     artifacts: [{ name: options.name, content: toBase64(options.upload ?? options.bytes) }],
   };
+}
+
+/**
+ * Register a project centrally as the home's security role does (`gatehouse project register`):
+ * by default an unverified-directory project held to the default policy, built by the local pool.
+ */
+export async function registerProject(
+  home: OpenHome,
+  name: string,
+  content: Partial<ProjectContent> = {},
+): Promise<ProjectRegistration> {
+  const full = {
+    source: { kind: 'unverified-directory' as const },
+    policy: 'default',
+    pools: [LOCAL_POOL],
+    ...content,
+  };
+  const version = await home.policies.projects.nextVersion(name);
+  const signer = await loadSecuritySigner(securityKeyPath(homePaths(home.root).keys), { home: home.root });
+  const sig = await signSecurityAct({ kind: 'project', name, version, content: full }, signer);
+  return home.policies.projects.register(name, version, full, sig);
 }

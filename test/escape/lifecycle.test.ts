@@ -56,6 +56,7 @@ describe('runner lifecycle', () => {
     runJob(dir, {
       runner: home.runner,
       attester: home.attester,
+      host: home.host,
       controlPlane: home.controlPlane,
       source: new LocalGitProvider(),
     });

@@ -69,6 +69,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
         const outcome = await runJob(join(examples, name), {
           runner: home.runner,
           attester: home.attester,
+          host: home.host,
           controlPlane: home.controlPlane,
           source: new LocalGitProvider(),
           onStep: (s) => printStep(out, s),

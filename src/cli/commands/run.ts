@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { type JobOutcome, runJob } from '../../agent/agent.ts';
 import type { Attester } from '../../agent/attester.ts';
+import type { RunnerHost } from '../../agent/credentials.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
@@ -122,17 +123,19 @@ export async function runCommand(argv: string[]): Promise<number> {
   // values must then describe; embedded, it is the runner the home's config describes.
   let runner: Runner = bubblewrapRunnerFromConfig({});
   let attester: () => Attester;
+  let host: RunnerHost;
   let close = async (): Promise<void> => {};
   if (values.server !== undefined) {
     cp = new HttpControlPlane({ url: values.server, apiToken: apiTokenFor(homeRoot) });
     // Against a remote control plane the runner attests exactly as an embedded one: a vTPM from
     // this host's home (the control plane refuses software evidence unless configured for it).
-    attester = await runnerAttester(homeRoot);
+    ({ attester, host } = await runnerAttester(homeRoot));
   } else {
     const home = await openHome(homeRoot, registryOption(values.registry, values.server));
     cp = home.controlPlane;
     runner = home.runner;
     attester = home.attester;
+    host = home.host;
     close = () => home.close();
   }
   try {
@@ -142,6 +145,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     const outcome = await runJob(dir, {
       runner,
       attester,
+      host,
       controlPlane: cp,
       source: new LocalGitProvider(),
       onStep: (s) => printStep(out, s),

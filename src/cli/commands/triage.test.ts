@@ -15,7 +15,7 @@ import { registryFromConfig } from '../../registry/registry-config.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { signSecurityAct } from '../../signing/security-act.ts';
 import { parseVsa } from '../../signing/vsa.ts';
-import { attestedJob, submitRequest } from '../../testing/submission.ts';
+import { attestedJob, registerProject, submitRequest } from '../../testing/submission.ts';
 import { triageAct } from '../../triage/triage-service.ts';
 import { loadRevocations } from '../../verify/revocations.ts';
 import { importOsv } from '../../vuln/import.ts';
@@ -33,6 +33,7 @@ describe('triage release and reject, and revocation, end to end', () => {
   before(async () => {
     await initHome(tmp.path);
     home = await openHome(tmp.path);
+    await registerProject(home, 'demo');
     await importOsv([join(examplesDir, 'advisories')], home.store);
   });
   after(async () => {
