@@ -15,6 +15,7 @@ import {
   evidenceFor as evidenceForJob,
   openedJob,
   registerProject,
+  seedVulnerabilityData,
   submitRequest,
 } from '../src/testing/submission.ts';
 import { tempDir } from './helpers.ts';
@@ -32,6 +33,7 @@ describe('the gate', () => {
     await initHome(tmp.path);
     home = await openHome(tmp.path);
     await registerProject(home, 'demo');
+    await seedVulnerabilityData(home);
   });
   after(async () => {
     await home.close();

@@ -17,7 +17,7 @@ import { EphemeralSigner, FileKeySigner } from '../signing/file-key-signer.ts';
 import { homeKeyProtection } from '../signing/home-keys.ts';
 import { signSecurityAct } from '../signing/security-act.ts';
 import { LocalGitProvider } from '../source/local-git-provider.ts';
-import { registerProject } from '../testing/submission.ts';
+import { registerProject, seedVulnerabilityData } from '../testing/submission.ts';
 import { ensurePlatformCa, readPlatformCaCert } from '../tpm/platform-ca.ts';
 import type { VirtualTpm } from '../tpm/swtpm.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
@@ -91,6 +91,7 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
       await signSecurityAct({ kind: 'host', name: 'shell-client', version: 1, content }, security),
     );
     await registerProject(home, 'tpm-http');
+    await seedVulnerabilityData(home);
   });
 
   after(async () => {

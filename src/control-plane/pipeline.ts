@@ -179,6 +179,7 @@ export class JobPipeline implements ControlPlane {
     const job = await this.#enterGate(request);
     const checked = await gate.verify(request, job);
     await gate.verifySource(checked, job);
+    await gate.checkVulnerabilityData(checked);
     const verdict = await gate.judge(job, checked);
     const decision = await gate.record(job, checked, verdict);
     await gate.retireToken(checked);

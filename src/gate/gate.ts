@@ -59,6 +59,8 @@ export interface GateOptions {
    * query per component's package.
    */
   vulnIndex?: CurrentVulnIndex;
+  /** Deny when the newest vulnerability record is older than this many days (unset: no limit). */
+  vulnerabilityDbMaxAgeDays?: number;
 }
 
 /**
@@ -161,6 +163,35 @@ export class Gate {
         requirement: v.requirement,
       });
     }
+  }
+
+  /**
+   * The vulnerability data must be there to judge by: an empty database (or one older than the
+   * configured age) would let every known-vulnerable component through without a word, so the
+   * build is denied, naming the cause and the fix.
+   */
+  async checkVulnerabilityData(checked: CheckedSubmission): Promise<void> {
+    if (checked.refusals.length > 0) return;
+    const vulns = this.#o.store.vulns;
+    const newest = (await vulns.count()) === 0 ? undefined : await vulns.newestModified();
+    const rule = 'vulnerability-database';
+    if (newest === undefined) {
+      checked.refusals.push({
+        rule,
+        action: 'deny',
+        message:
+          'the vulnerability database is empty, so no component can be judged: import OSV data (`gatehouse vulndb import`)',
+      });
+      return;
+    }
+    const maxDays = this.#o.vulnerabilityDbMaxAgeDays;
+    const ageDays = (Date.now() - Date.parse(newest)) / 86_400_000;
+    if (maxDays !== undefined && !(ageDays <= maxDays))
+      checked.refusals.push({
+        rule,
+        action: 'deny',
+        message: `the vulnerability database is stale: its newest record is from ${newest}, more than ${maxDays} days ago (vulnerabilityDb.maxAgeDays); import current OSV data`,
+      });
   }
 
   /** Ask the central policy about a verified submission; a refused one is a deny as it stands. */

@@ -139,6 +139,11 @@ export const configSchema = z
     source: sourceConfigSchema.optional(),
     /** Where keys live and how they are sealed; absent in homes that predate encryption (plain files). */
     keys: keysConfig.optional(),
+    /**
+     * The vulnerability database the gate matches against: a build is denied when it is empty, or
+     * when its newest record is older than `maxAgeDays` (when set).
+     */
+    vulnerabilityDb: z.strictObject({ maxAgeDays: z.number().int().min(1).max(3650).optional() }).optional(),
     /** The attestation authority: trusted CI identity token issuers (docs/attestation.md). */
     attestation: z.strictObject({ ciIssuers: z.array(ciIssuerConfigSchema).max(32).optional() }).optional(),
   })

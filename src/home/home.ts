@@ -297,6 +297,9 @@ export async function openHome(
     verifySource: sourceVerifier(store, config),
     // One in-memory vulnerability index per process, shared with re-evaluation and `policy check`.
     vulnIndex: policies.vulnIndex,
+    ...(config.vulnerabilityDb?.maxAgeDays === undefined
+      ? {}
+      : { vulnerabilityDbMaxAgeDays: config.vulnerabilityDb.maxAgeDays }),
     ...(keys.tsa === undefined
       ? {}
       : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),

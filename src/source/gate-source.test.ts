@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cli, copyExample, tempDir } from '../../test/helpers.ts';
+import { cli, copyExample, examplesDir, tempDir } from '../../test/helpers.ts';
 
 /**
  * Source origin through the whole pipeline: `gatehouse run` on a real git repository registered
@@ -19,6 +19,7 @@ describe('source origin at the gate', () => {
 
   before(async () => {
     assert.equal((await cli(['init'], { env })).code, 0);
+    assert.equal((await cli(['vulndb', 'import', join(examplesDir, 'advisories')], { env })).code, 0);
     app = copyExample('hello-app', tmp.path);
     git('init', '-q', '-b', 'main');
     git('config', 'user.email', 'alice@example.com');

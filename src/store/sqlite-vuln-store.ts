@@ -82,6 +82,11 @@ export class SqliteVulnStore implements VulnStore {
     return Number(r.n);
   }
 
+  async newestModified(): Promise<string | undefined> {
+    const r = this.#db.prepare('SELECT MAX(modified) AS m FROM vulns').get() as Row;
+    return r.m === null || r.m === undefined ? undefined : String(r.m);
+  }
+
   async generation(): Promise<number> {
     // Moved by triggers on every write to `vulns` (migration 11), in whichever process.
     let r: Row | undefined;

@@ -163,6 +163,8 @@ export interface VulnStore {
   /** Every record, withdrawn ones included, `packages` left empty (for loading the database into memory). */
   all(): Promise<VulnRecord[]>;
   count(): Promise<number>;
+  /** The newest `modified` time of any record (RFC 3339), undefined when there is none. */
+  newestModified(): Promise<string | undefined>;
   /**
    * A number that changes whenever any record is written, by this or another process: in-memory
    * indexes reload when it differs from the one they were loaded at.

@@ -12,7 +12,7 @@ import { OciDistributionClient } from '../registry/oci-client.ts';
 import { OciDistributionRegistry } from '../registry/oci-distribution-registry.ts';
 import { RUN_PREFIXES } from '../registry/registry-config.ts';
 import { startRegistry, type TestRegistry } from './registry.ts';
-import { attestedJob, registerProject, submitRequest } from './submission.ts';
+import { attestedJob, registerProject, seedVulnerabilityData, submitRequest } from './submission.ts';
 
 export const IDENTITY_BASE = 'https://gatehouse.internal';
 export const ISSUER = 'https://gatehouse.internal/attestation';
@@ -59,6 +59,7 @@ export async function makeOciWorld(): Promise<OciWorld> {
     await initHome(homeDir);
     home = await openHome(homeDir, { registry: new OciDistributionRegistry({ client, ...RUN_PREFIXES }) });
     await registerProject(home, 'shady-app');
+    await seedVulnerabilityData(home);
     allowed = await submit(home, 'hello-app', new TextEncoder().encode('hello, world\n'), false);
     denied = await submit(home, 'shady-app', new TextEncoder().encode('shady\n'), true);
   } catch (e) {

@@ -20,6 +20,7 @@ import { parseProjectConfig } from '../runner/project-config.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
 import { signSecurityAct } from '../signing/security-act.ts';
+import { importOsv } from '../vuln/import.ts';
 
 /** The baseline the home's runner measures for a job (the reference-value profile). */
 export async function baselineFor(home: OpenHome, ticket: JobTicket): Promise<MeasuredBaseline> {
@@ -153,4 +154,12 @@ export async function registerProject(
   const signer = await loadSecuritySigner(securityKeyPath(homePaths(home.root).keys), { home: home.root });
   const sig = await signSecurityAct({ kind: 'project', name, version, content: full }, signer);
   return home.policies.projects.register(name, version, full, sig);
+}
+
+/**
+ * The bundled example advisory (minimist's GHSA-xvch-5gv4-984h) in the home's vulnerability
+ * database: a gate with an empty database denies every build.
+ */
+export async function seedVulnerabilityData(home: OpenHome): Promise<void> {
+  await importOsv([new URL('../../examples/advisories', import.meta.url).pathname], home.store);
 }
