@@ -145,6 +145,10 @@ describe('gatehouse CLI, end to end', () => {
       bundle,
       '--trusted-root',
       rootFile,
+      '--identity',
+      identityOf('hello-app'),
+      '--issuer',
+      ISSUER,
       '--home',
       join(tmp.path, 'nowhere'),
     ]);
@@ -188,12 +192,24 @@ describe('gatehouse CLI, end to end', () => {
     assert.match(r.stderr, /identity/i);
   });
 
+  it('refuses to verify without an expected signer: any identity would accept any project (exit 2)', async () => {
+    const r = await cli(['verify', artifact, '--bundle', bundle, ...h]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--identity URI --issuer URI, or --project NAME/);
+    const other = await cli(['verify', artifact, '--bundle', bundle, '--project', 'vulnerable-app', ...h]);
+    assert.equal(other.code, 3, 'the bundle of hello-app is not a bundle of another project');
+    assert.equal(
+      (await cli(['verify', artifact, '--bundle', bundle, '--project', 'hello-app', ...h])).code,
+      0,
+    );
+  });
+
   it('refuses an artifact changed after signing (exit 3)', async () => {
     const changed = join(tmp.path, 'changed.tar');
     const bytes = readFileSync(artifact);
     bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
     writeFileSync(changed, bytes);
-    const r = await cli(['verify', changed, '--bundle', bundle, ...h]);
+    const r = await cli(['verify', changed, '--bundle', bundle, '--project', 'hello-app', ...h]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /digest|subject/i);
   });
@@ -206,7 +222,7 @@ describe('gatehouse CLI, end to end', () => {
     entry.canonicalizedBody = Buffer.from(JSON.stringify(body)).toString('base64');
     const tampered = join(tmp.path, 'tampered-body.json');
     writeFileSync(tampered, JSON.stringify(b));
-    const r = await cli(['verify', artifact, '--bundle', tampered, ...h]);
+    const r = await cli(['verify', artifact, '--bundle', tampered, '--project', 'hello-app', ...h]);
     assert.equal(r.code, 3, r.stderr);
   });
 
@@ -216,14 +232,14 @@ describe('gatehouse CLI, end to end', () => {
     proof.rootHash = Buffer.alloc(32, 7).toString('base64');
     const tampered = join(tmp.path, 'tampered-proof.json');
     writeFileSync(tampered, JSON.stringify(b));
-    const r = await cli(['verify', artifact, '--bundle', tampered, ...h]);
+    const r = await cli(['verify', artifact, '--bundle', tampered, '--project', 'hello-app', ...h]);
     assert.equal(r.code, 3, r.stderr);
   });
 
   it('refuses a malformed bundle with exit 1 and one line naming the file', async () => {
     const bad = join(tmp.path, 'bad-bundle.json');
     writeFileSync(bad, '{"mediaType": 42');
-    const r = await cli(['verify', artifact, '--bundle', bad, ...h]);
+    const r = await cli(['verify', artifact, '--bundle', bad, '--project', 'hello-app', ...h]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1);
     assert.ok(r.stderr.includes(bad));

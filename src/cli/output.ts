@@ -5,6 +5,8 @@ export interface Output {
   line(text?: string): void;
   /** The one JSON document (only under --json). */
   document(value: unknown): void;
+  /** A warning for a person, on stderr (under --json too: stdout holds only the document). */
+  warn(text: string): void;
 }
 
 export function makeOutput(json: boolean): Output {
@@ -15,6 +17,9 @@ export function makeOutput(json: boolean): Output {
     },
     document(value) {
       if (json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    },
+    warn(text) {
+      process.stderr.write(`gatehouse: warning: ${text}\n`);
     },
   };
 }

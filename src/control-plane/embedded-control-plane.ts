@@ -10,7 +10,6 @@ import type {
   AttestationRefusalRecord,
   DecisionRecord,
   JobRecord,
-  JobStep,
   PolicyVersionRecord,
   Store,
 } from '../store/store.ts';

@@ -25,7 +25,7 @@ import type { CheckedSubmission, Gate, LoggedDecision } from '../gate/gate.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { ProjectRegistration, ProjectRegistry } from '../policy/projects.ts';
-import type { AttestationRefusalRecord, JobRecord, JobStep, Store } from '../store/store.ts';
+import type { AttestationRefusalRecord, JobRecord, Store } from '../store/store.ts';
 import type {
   AttestRequest,
   AttestResult,

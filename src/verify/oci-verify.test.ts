@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from '../common/encoding.ts';
@@ -11,6 +12,7 @@ import { OciDistributionRegistry } from '../registry/oci-distribution-registry.t
 import { OCI_MANIFEST, parseImageManifest } from '../registry/oci-format.ts';
 import { fallbackTag } from '../registry/oci-names.ts';
 import { RUN_PREFIXES } from '../registry/registry-config.ts';
+import { createApiServer } from '../server/http-server.ts';
 import { parseRevocations, type RevocationList } from '../signing/revocation-list.ts';
 import { IDENTITY_BASE, ISSUER, makeOciWorld, type OciWorld } from '../testing/oci-fixture.ts';
 import { registrySkip } from '../testing/registry.ts';
@@ -206,6 +208,32 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     assert.match(revoked.stderr, /revoked/);
     assert.equal(revoked.stderr.trim().split('\n').length, 1);
     await writeFile(revocations, JSON.stringify(none));
+  });
+
+  it('CLI: away from the control plane, a missing revocation list fails verification unless waived out loud', async () => {
+    const root = join(w.homeDir, 'exported-root.json');
+    await writeFile(root, JSON.stringify(w.trustedRoot));
+    const policyFile = join(w.homeDir, 'away-policy.yaml');
+    await writeFile(policyFile, `projects: [hello-app]\nidentityBase: ${IDENTITY_BASE}\nissuer: ${ISSUER}\n`);
+    const args = ['verify', `oci://${w.allowedRef}`, '--plain-http', '--trusted-root', root];
+    const policy = ['--policy', policyFile, '--home', join(w.homeDir, 'no-home-here')];
+    const missing = await run([...args, ...policy]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /no revocation list/);
+    const waived = await run([...args, ...policy, '--no-revocation-check']);
+    assert.equal(waived.code, 0, waived.stderr);
+    assert.match(waived.stderr, /revocation check is waived/);
+    // From the control plane: the list it signs with the log key, fresh.
+    const server = createApiServer({ controlPlane: w.home.controlPlane, apiToken: w.home.apiToken });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const fetched = await run([...args, ...policy, '--server', url]);
+      assert.equal(fetched.code, 0, fetched.stderr);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('CLI: gatehouse run --registry URL promotes a real build there, and verify oci:// accepts it', {

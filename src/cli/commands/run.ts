@@ -1,13 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { type JobOutcome, runJob } from '../../agent/agent.ts';
 import type { Attester } from '../../agent/attester.ts';
 import type { RunnerHost } from '../../agent/credentials.ts';
-import { GatehouseError } from '../../common/errors.ts';
 import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
-import { homePaths, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
+import { openHome, resolveHome, runnerAttester } from '../../home/home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
@@ -91,17 +89,6 @@ export async function writeOutputs(dir: string, outcome: JobOutcome): Promise<st
   return written;
 }
 
-function apiTokenFor(homeRoot: string): string {
-  const env = process.env.GATEHOUSE_API_TOKEN;
-  if (env !== undefined && env !== '') return env;
-  const path = homePaths(homeRoot).apiToken;
-  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
-  throw new GatehouseError(
-    'BAD_INPUT',
-    'no API token for --server: set GATEHOUSE_API_TOKEN or use --home of the server',
-  );
-}
-
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
@@ -126,7 +113,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   let host: RunnerHost;
   let close = async (): Promise<void> => {};
   if (values.server !== undefined) {
-    cp = new HttpControlPlane({ url: values.server, apiToken: apiTokenFor(homeRoot) });
+    // A runner host needs no operator token: its requests are signed with its enrolled key.
+    cp = new HttpControlPlane({ url: values.server });
     // Against a remote control plane the runner attests exactly as an embedded one: a vTPM from
     // this host's home (the control plane refuses software evidence unless configured for it).
     ({ attester, host } = await runnerAttester(homeRoot));

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../home/config.ts';
 import { homePaths, resolveHome } from '../../home/home.ts';
 import { credentialsFromEnv } from '../../registry/registry-config.ts';
-import { readRevocations } from '../../signing/revocation-list.ts';
+import { type RevocationList, readRevocations } from '../../signing/revocation-list.ts';
 import { type DeployPolicy, parseDeployPolicy } from '../../verify/deploy-policy.ts';
 import { parseOciReference } from '../../verify/oci-reference.ts';
 import { verifyOciArtifact } from '../../verify/oci-verify.ts';
@@ -11,16 +11,53 @@ import { loadRevocations } from '../../verify/revocations.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadTrustedRoot, readTextFile } from '../input-files.ts';
-import { bold, green, makeOutput } from '../output.ts';
+import { bold, green, makeOutput, type Output } from '../output.ts';
 
 const USAGE =
   'gatehouse verify oci://HOST/REPO@sha256:HEX [--policy F] [--identity URI | --project NAME] [--issuer URI] ' +
-  '[--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F|URL] [--trusted-root F] ' +
+  '[--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F|URL | --server URL | --no-revocation-check] [--trusted-root F] ' +
   '[--plain-http] [--home DIR] [--json]';
 
 /** The file the control plane publishes revoked digests in (see docs/admission.md). */
 export function revocationsPath(home: string): string {
   return join(home, 'revocations.json');
+}
+
+/**
+ * The revocation list to check against. Silence is never "nothing revoked": the list comes from a
+ * file or the control plane's URL (`--revocations`, signed by the log key when fetched), the
+ * control plane (`--server URL`: GET /v1/revocations), or the home's own list; without any of
+ * them verification fails, unless `--no-revocation-check` waives the check out loud.
+ * @throws UsageError when there is no list and no waiver
+ */
+async function revocationsFor(
+  values: {
+    revocations?: string | undefined;
+    server?: string | undefined;
+    'no-revocation-check'?: boolean | undefined;
+  },
+  home: string | undefined,
+  trustedRoot: unknown,
+  out: Output,
+): Promise<RevocationList> {
+  const sources = [
+    values.revocations,
+    values.server,
+    values['no-revocation-check'] === true ? 'waived' : undefined,
+  ];
+  if (sources.filter((s) => s !== undefined).length > 1)
+    throw new UsageError(`give one of --revocations, --server and --no-revocation-check\nusage: ${USAGE}`);
+  if (values.revocations !== undefined) return loadRevocations(values.revocations, { trustedRoot });
+  if (values.server !== undefined)
+    return loadRevocations(`${values.server.replace(/\/+$/, '')}/v1/revocations`, { trustedRoot });
+  if (values['no-revocation-check'] === true) {
+    out.warn('the revocation check is waived (--no-revocation-check): a revoked artifact would verify');
+    return { version: 1, revoked: [] };
+  }
+  if (home !== undefined) return readRevocations(revocationsPath(home), true);
+  throw new UsageError(
+    `no revocation list: pass --revocations F|URL or --server URL (or --no-revocation-check to waive the check)\nusage: ${USAGE}`,
+  );
 }
 
 /**
@@ -40,6 +77,8 @@ export async function verifyOciCommand(argv: string[]): Promise<number> {
       'min-level': { type: 'string' },
       'max-age': { type: 'string' },
       revocations: { type: 'string' },
+      server: { type: 'string' },
+      'no-revocation-check': { type: 'boolean' },
       'trusted-root': { type: 'string' },
       'plain-http': { type: 'boolean' },
     },
@@ -70,13 +109,7 @@ export async function verifyOciCommand(argv: string[]): Promise<number> {
   const policy: DeployPolicy = parseDeployPolicy(text, values.policy ?? 'command line', overrides);
 
   const trustedRoot = await loadTrustedRoot(values['trusted-root'], homeRoot);
-  // --revocations takes a file or the control plane's URL (GET /v1/revocations, signed by the log key).
-  const revocations =
-    values.revocations !== undefined
-      ? await loadRevocations(values.revocations, { trustedRoot })
-      : hasHome
-        ? await readRevocations(revocationsPath(homeRoot), true)
-        : { version: 1 as const, revoked: [] };
+  const revocations = await revocationsFor(values, hasHome ? homeRoot : undefined, trustedRoot, out);
   const credentials = credentialsFromEnv();
   const result = await verifyOciArtifact({
     reference,

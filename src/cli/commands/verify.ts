@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { GatehouseError } from '../../common/errors.ts';
-import { resolveHome } from '../../home/home.ts';
+import { buildIdentity } from '../../gate/submission.ts';
+import { loadConfig } from '../../home/config.ts';
+import { homePaths, resolveHome } from '../../home/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
 import { verifyArtifactBundle } from '../../verify/verify.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
@@ -11,7 +13,40 @@ import { bold, green, makeOutput } from '../output.ts';
 import { verifyOciCommand } from './verify-oci.ts';
 
 const USAGE =
-  'gatehouse verify ARTIFACT --bundle FILE [--trusted-root FILE] [--identity URI --issuer URI] [--home DIR] [--json]';
+  'gatehouse verify ARTIFACT --bundle FILE (--identity URI --issuer URI | --project NAME [--issuer URI]) [--trusted-root FILE] [--home DIR] [--json]';
+
+/**
+ * The identity and issuer a bundle must carry. Like cosign, there is no default: a bundle
+ * verified against "any identity" would accept any project's signature. `--project` names the
+ * identity the home's configuration gives that project.
+ */
+function expectedIdentity(values: {
+  identity?: string | undefined;
+  issuer?: string | undefined;
+  project?: string | undefined;
+  home?: string | undefined;
+}): { identity: string; issuer: string } {
+  if (values.identity !== undefined && values.project !== undefined)
+    throw new UsageError(`give --identity or --project, not both\nusage: ${USAGE}`);
+  if (values.identity !== undefined) {
+    if (values.issuer === undefined) throw new UsageError(`--identity needs --issuer\nusage: ${USAGE}`);
+    return { identity: values.identity, issuer: values.issuer };
+  }
+  if (values.project === undefined)
+    throw new UsageError(
+      `verify needs the expected signer: --identity URI --issuer URI, or --project NAME\nusage: ${USAGE}`,
+    );
+  const configPath = homePaths(resolveHome(values.home)).config;
+  if (!existsSync(configPath))
+    throw new UsageError(
+      `--project needs a home (--home) to know the identity base; else pass --identity\nusage: ${USAGE}`,
+    );
+  const config = loadConfig(configPath);
+  return {
+    identity: buildIdentity(config.identityBase, values.project),
+    issuer: values.issuer ?? config.issuer,
+  };
+}
 
 async function digestFile(path: string): Promise<Buffer> {
   const hash = createHash('sha256');
@@ -34,13 +69,12 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       'trusted-root': { type: 'string' },
       identity: { type: 'string' },
       issuer: { type: 'string' },
+      project: { type: 'string' },
     },
     { min: 1, max: 1, usage: USAGE },
   );
   if (values.bundle === undefined) throw new UsageError(`--bundle is required\nusage: ${USAGE}`);
-  if ((values.identity === undefined) !== (values.issuer === undefined)) {
-    throw new UsageError(`--identity and --issuer go together\nusage: ${USAGE}`);
-  }
+  const expected = expectedIdentity(values);
   const out = makeOutput(values.json === true);
   const artifact = positionals[0] ?? '';
   const artifactDigest = /^sha256:[0-9a-f]{64}$/.test(artifact)
@@ -59,8 +93,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     artifactDigest,
     bundle,
     trustedRoot: trustedRoot as Record<string, unknown>,
-    ...(values.identity === undefined ? {} : { identity: values.identity }),
-    ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+    identity: expected.identity,
+    issuer: expected.issuer,
   });
   out.document({ verified: true, ...result, statement: undefined });
   out.line(`${green(bold('VERIFIED'))}  ${artifact}`);
