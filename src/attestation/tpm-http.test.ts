@@ -266,6 +266,9 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     assert.equal(res.status, 201);
     assert.match(((await res.json()) as { subject: string }).subject, /vendor EK CA/);
     assert.equal(trustedCount(), before + 1);
+    // The same signed act replayed is refused and changes nothing.
+    assert.equal((await post({ certificate: pem, ...signed })).status, 409);
+    assert.equal(trustedCount(), before + 1);
   });
 
   it('publishes reference values over the API only with the security role signature', async () => {

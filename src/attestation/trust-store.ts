@@ -74,7 +74,8 @@ export function ekCaTrustPayload(der: Uint8Array): string {
  * Trust an EK CA on the security role's signature (POST /v1/attestation/trusted-cas). The
  * signature is checked before the certificate is parsed or anything is written.
  * @param certificate base64 DER or PEM of the CA certificate
- * @throws GatehouseError SIGNATURE_INVALID, BAD_INPUT naming what is wrong
+ * @throws GatehouseError SIGNATURE_INVALID, BAD_INPUT naming what is wrong, CONFLICT (already trusted:
+ *   a replayed act)
  */
 export async function trustEkCaSigned(
   root: string,
@@ -89,7 +90,11 @@ export async function trustEkCaSigned(
     throw new GatehouseError('BAD_INPUT', 'certificate must be a PEM certificate or base64 DER');
   const der = Buffer.from(b64, 'base64');
   verifySecurityPayload(EK_CA_PAYLOAD_TYPE, ekCaTrustPayload(der), body, trusted);
-  return storeTrustedEkCa(root, parseTrustedCa(der, 'the submitted EK CA certificate'));
+  const stored = await storeTrustedEkCa(root, parseTrustedCa(der, 'the submitted EK CA certificate'));
+  // The act is single-use: the same signature posted again is refused and changes nothing.
+  if (!stored.added)
+    throw new GatehouseError('CONFLICT', `the EK CA ${stored.subject} is already trusted (${stored.name})`);
+  return stored;
 }
 
 async function storeTrustedEkCa(
