@@ -239,6 +239,22 @@ describe('zero trust: the operator token and public reads get nothing signed', (
     assert.equal(current.version, 1);
   });
 
+  it('registers a project over the API only with the security signature, and refuses the act replayed', async () => {
+    const content = { source: { kind: 'unverified-directory' }, policy: 'default', pools: ['local'] };
+    const security = await loadSecuritySigner(securityKeyPath(join(root, 'keys')));
+    const act = { kind: 'project', name: 'api-app', version: 1, content } as const;
+    const body = { name: 'api-app', version: 1, content, ...(await signSecurityAct(act, security)) };
+    assert.equal((await post('/v1/projects', body)).status, 401, 'the bearer admits the act');
+    const forged = { ...body, ...(await signSecurityAct(act, EphemeralSigner.generate())) };
+    assert.equal((await post('/v1/projects', forged, asOperator())).status, 422);
+    assert.equal((await post('/v1/projects', body, asOperator())).status, 201);
+    assert.equal((await post('/v1/projects', body, asOperator())).status, 409);
+    const listed = (await (await fetch(`${server.url}/v1/projects`)).json()) as {
+      projects: { name: string }[];
+    };
+    assert.ok(listed.projects.some((p) => p.name === 'api-app'));
+  });
+
   it('refuses a job for a project nobody registered', async () => {
     const r = await post('/v1/jobs', { project: 'prod-payments' }, asOperator());
     assert.equal(r.status, 404);

@@ -1,10 +1,12 @@
 import type { AttestationAuthority } from '../attestation/authority.ts';
+import type { HostEnrollment, HostRegistry } from '../attestation/hosts.ts';
 import type { ReferenceBundle, ReferenceValueService } from '../attestation/reference-values.ts';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { PolicyService } from '../policy/policy-service.ts';
+import type { ProjectRegistration } from '../policy/projects.ts';
 import type { RevocationList } from '../signing/revocation-list.ts';
 import type {
   AttestationRefusalRecord,
@@ -39,6 +41,7 @@ export interface EmbeddedControlPlaneOptions {
   log: TransparencyLog;
   metrics: Metrics;
   policies: PolicyService;
+  hosts: HostRegistry;
   triage: TriageService;
   referenceValues: ReferenceValueService;
   trustedRoot: () => Promise<Record<string, unknown>>;
@@ -242,6 +245,34 @@ export class EmbeddedControlPlane implements ControlPlane {
   /** GET /v1/reference-values/history: every bundle, newest first, with whether it verifies. */
   referenceValueHistory(): ReturnType<ReferenceValueService['history']> {
     return this.#o.referenceValues.history();
+  }
+
+  /** GET /v1/projects: every registered project. */
+  projects(): Promise<ProjectRegistration[]> {
+    return this.#o.policies.projects.list();
+  }
+
+  /** POST /v1/projects: register a project (or its next version), signed by the security role. */
+  registerProject(
+    body: Signed<{ name: string; version: number; content: unknown }>,
+  ): Promise<ProjectRegistration> {
+    return this.#o.policies.projects.register(body.name, body.version, body.content, {
+      signature: body.signature,
+      keyId: body.keyId,
+    });
+  }
+
+  /** GET /v1/hosts: every enrolled runner host. */
+  hosts(): Promise<HostEnrollment[]> {
+    return this.#o.hosts.list();
+  }
+
+  /** POST /v1/hosts: enroll a runner host (or publish its next version), signed by the security role. */
+  enrollHost(body: Signed<{ name: string; version: number; content: unknown }>): Promise<HostEnrollment> {
+    return this.#o.hosts.enroll(body.name, body.version, body.content, {
+      signature: body.signature,
+      keyId: body.keyId,
+    });
   }
 
   /** GET /v1/attestation/refusals: refused attestations with their failed checks, newest first. */

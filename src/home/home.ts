@@ -338,6 +338,7 @@ export async function openHome(
     log,
     metrics,
     policies,
+    hosts,
     triage,
     referenceValues,
     trustedRoot,

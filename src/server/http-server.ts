@@ -115,6 +115,14 @@ const referenceValuesBody = z.strictObject({
   ...securitySig,
 });
 
+/** A versioned security act (project registration, host enrollment): parsed further by its registry. */
+const actBody = z.strictObject({
+  name: z.string().min(1).max(64),
+  version: z.number().int().min(1).max(1_000_000_000),
+  content: z.record(z.string(), z.unknown()),
+  ...securitySig,
+});
+
 const ekCaBody = z.strictObject({
   certificate: z
     .string()
@@ -210,6 +218,16 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       const r = await cp.trustEkCa(parseBody(ekCaBody, await readJson(req)));
       return { status: r.added ? 201 : 200, json: r };
     }),
+    route('GET', '/v1/projects', false, async () => ({ json: { projects: await cp.projects() } })),
+    route('POST', '/v1/projects', true, async (req) => ({
+      status: 201,
+      json: await cp.registerProject(parseBody(actBody, await readJson(req))),
+    })),
+    route('GET', '/v1/hosts', false, async () => ({ json: { hosts: await cp.hosts() } })),
+    route('POST', '/v1/hosts', true, async (req) => ({
+      status: 201,
+      json: await cp.enrollHost(parseBody(actBody, await readJson(req))),
+    })),
     route('GET', '/v1/attestation/refusals', false, async (_r, _p, url) => {
       const job = url.searchParams.get('job');
       return {

@@ -6,12 +6,20 @@ import { makeOutput } from '../output.ts';
 export async function initCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { ...commonOptions, 'update-reference-values': { type: 'boolean' } },
-    { min: 0, max: 0, usage: 'gatehouse init [--home DIR] [--update-reference-values] [--json]' },
+    { ...commonOptions, 'update-reference-values': { type: 'boolean' }, 'no-examples': { type: 'boolean' } },
+    {
+      min: 0,
+      max: 0,
+      usage: 'gatehouse init [--home DIR] [--update-reference-values] [--no-examples] [--json]',
+    },
   );
   const out = makeOutput(values.json === true);
   const home = resolveHome(values.home);
-  const created = await initHome(home, { updateReferenceValues: values['update-reference-values'] === true });
+  const created = await initHome(home, {
+    updateReferenceValues: values['update-reference-values'] === true,
+    // The examples are registered as unverified directory projects, for the demo and first steps.
+    examples: values['no-examples'] !== true,
+  });
   out.document({ home, created });
   if (created.length === 0) out.line(`gatehouse home ${home} is ready (nothing to create)`);
   else out.line(`gatehouse home ${home}: created ${created.join(', ')}`);
