@@ -298,8 +298,9 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
 }
 
 /**
- * Components of every lockfile in the workspace copy (or of the configured ones), plus the runner
- * image's packages as the build environment; errors name the file in the source.
+ * Components of every lockfile in the workspace copy, plus the configured ones (which may only
+ * add: a decoy list cannot hide a lockfile), plus the runner image's packages as the build
+ * environment; errors name the file in the source.
  */
 async function catalogue(
   workspace: string,
@@ -307,7 +308,7 @@ async function catalogue(
   lockfiles: readonly string[],
   required: boolean,
 ): Promise<Component[]> {
-  return catalogWorkspace(workspace, { displayRoot: sourceDir, ...(required ? { files: lockfiles } : {}) });
+  return catalogWorkspace(workspace, { displayRoot: sourceDir, ...(required ? { extra: lockfiles } : {}) });
 }
 
 async function listFiles(root: string): Promise<{ path: string; sha256: string }[]> {

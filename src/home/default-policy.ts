@@ -28,6 +28,11 @@ rules:
     kind: attestation
     require: [tpm]
     action: deny
+  # What the gate finds in the artifact must be what the project declared (its lockfiles): a
+  # vendored copy, a decoy lockfile or a package fetched and shipped undeclared is refused.
+  - id: undeclared-components
+    kind: undeclared-component
+    action: deny
   # SLSA Build L3: an isolated, ephemeral, TPM-attested runner with provenance the control plane
   # signs. Software-measured runners reach L2 at most and are refused.
   - id: slsa-build-level-3

@@ -164,12 +164,20 @@ export class EmbeddedPolicyEngine implements PolicyEngine {
         case 'cel':
           fired.push(...this.#celRule(rule, facts, now));
           break;
+        case 'undeclared-component':
+          fired.push(...undeclaredReasons(rule.id, rule.action, facts));
+          break;
         default: {
           const never: never = rule;
           throw new Error(`unhandled rule ${JSON.stringify(never)}`);
         }
       }
     }
+
+    // What the artifact holds and the project did not declare is refused even by a policy that
+    // never mentions it: a decoy lockfile must not be a way to ship an unjudged package.
+    if (!this.#policy.rules.some((r) => r.kind === 'undeclared-component'))
+      fired.push(...undeclaredReasons('undeclared-component', 'deny', facts));
 
     // Exceptions: an accountable, expiring waiver of one reason. Fail-closed reasons (missing
     // facts) are never waived: an exception covers a finding, not a check that did not run.
@@ -471,4 +479,17 @@ export class EmbeddedPolicyEngine implements PolicyEngine {
       return [failed(e)];
     }
   }
+}
+
+/** One reason per component found in the artifact and not declared, naming where it was found. */
+function undeclaredReasons(rule: string, action: PolicyAction, input: PolicyInput): PolicyReason[] {
+  return (input.undeclared ?? []).map((u) => ({
+    rule,
+    action,
+    purl: u.purl,
+    message:
+      u.declaredVersions.length === 0
+        ? `${u.name}@${u.version} is in the artifact (${u.path}, ${u.method}) but the project declares no such package`
+        : `${u.name}@${u.version} is in the artifact (${u.path}, ${u.method}) but the project declares ${u.name} at ${u.declaredVersions.join(', ')}`,
+  }));
 }

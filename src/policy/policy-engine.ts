@@ -1,4 +1,5 @@
 import type { Component } from '../sbom/model.ts';
+import type { UndeclaredComponent } from '../sbom/reconcile.ts';
 import type { SourceVerification } from '../source/source-provider.ts';
 import type { Severity } from '../vuln/cvss.ts';
 import type { Finding } from '../vuln/findings.ts';
@@ -42,6 +43,11 @@ export interface PolicyInput {
   source?: SourceFacts;
   /** SLSA build level of the build that produced the artifact. */
   build?: { slsaBuildLevel?: number };
+  /**
+   * Components the gate found in the artifact that the declared SBOM lacks or names at another
+   * version, with where they were found. Absent: the artifact was not catalogued (nothing to judge).
+   */
+  undeclared?: readonly UndeclaredComponent[];
   /** When the SBOM was created (its metadata timestamp). */
   sbom?: { createdAt?: string };
   /**

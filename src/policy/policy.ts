@@ -125,6 +125,17 @@ const sbomAgeRule = z.strictObject({
   action,
 });
 
+/**
+ * A component found in the artifact that the declared SBOM lacks (or names at another version).
+ * Without such a rule a policy still denies undeclared components: the rule only chooses another
+ * action (quarantine, warn) for them.
+ */
+const undeclaredComponentRule = z.strictObject({
+  id: ruleId,
+  kind: z.literal('undeclared-component'),
+  action,
+});
+
 const celRule = z.strictObject({
   id: ruleId,
   kind: z.literal('cel'),
@@ -145,6 +156,7 @@ const rule = z.discriminatedUnion('kind', [
   slsaRule,
   sourceRule,
   sbomAgeRule,
+  undeclaredComponentRule,
   celRule,
 ]);
 
@@ -249,6 +261,7 @@ export type SlsaRule = z.infer<typeof slsaRule>;
 export type SourceRule = z.infer<typeof sourceRule>;
 export type SbomAgeRule = z.infer<typeof sbomAgeRule>;
 export type CelRule = z.infer<typeof celRule>;
+export type UndeclaredComponentRule = z.infer<typeof undeclaredComponentRule>;
 
 function deepFreeze<T>(v: T): T {
   if (typeof v === 'object' && v !== null) {

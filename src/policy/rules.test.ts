@@ -333,3 +333,32 @@ describe('CEL rules over the fact model', () => {
     assert.match(d.reasons[0]?.message ?? '', /not a boolean/);
   });
 });
+
+describe('undeclared components', () => {
+  const undeclared = [
+    {
+      purl: 'pkg:npm/minimist@1.2.5',
+      name: 'minimist',
+      version: '1.2.5',
+      path: 'dist/app.tar!vendor/mm/package.json',
+      method: 'npm-package',
+      declaredVersions: ['1.2.6'],
+    },
+  ];
+
+  it('denies them, naming the component and where it was found, even in a policy that never mentions them', async () => {
+    const d = await engine('rules: []\n').evaluate({ ...base, undeclared });
+    assert.equal(d.outcome, 'deny');
+    assert.equal(d.reasons[0]?.rule, 'undeclared-component');
+    assert.match(
+      d.reasons[0]?.message ?? '',
+      /minimist@1\.2\.5 is in the artifact \(dist\/app\.tar!vendor\/mm\/package\.json, npm-package\) but the project declares minimist at 1\.2\.6/,
+    );
+  });
+
+  it('takes the action the policy gives the rule', async () => {
+    const e = engine('rules:\n  - { id: undeclared, kind: undeclared-component, action: quarantine }\n');
+    assert.equal((await e.evaluate({ ...base, undeclared })).outcome, 'quarantine');
+    assert.equal((await e.evaluate({ ...base, undeclared: [] })).outcome, 'allow');
+  });
+});

@@ -183,19 +183,21 @@ async function manifestNear(dir: string): Promise<NpmManifest | undefined> {
 }
 
 /**
- * Catalog the given workspace-relative files of `dir` (or, without a list, every supported lockfile
- * found under it, skipping installed copies such as node_modules and never following symlinks).
+ * Catalog every supported lockfile found under `dir` (skipping installed copies such as
+ * node_modules and never following symlinks), or exactly the given files, plus any `extra` ones.
  * Errors name files as `displayRoot/relative-path`.
- * @param options.files workspace-relative files to catalogue; each must exist
+ * @param options.files workspace-relative files to catalogue instead of searching; each must exist
+ * @param options.extra workspace-relative files to catalogue besides those found; each must exist
  * @param options.displayRoot how to name `dir` in errors (defaults to `dir`)
  * @throws GatehouseError BAD_LOCKFILE naming the file, the position and the problem
  */
 export async function catalogDirectory(
   dir: string,
-  options: { files?: readonly string[]; displayRoot?: string } = {},
+  options: { files?: readonly string[]; extra?: readonly string[]; displayRoot?: string } = {},
 ): Promise<DirectoryCatalog> {
   const display = options.displayRoot ?? dir;
-  const files = options.files ?? (await findLockfiles(dir));
+  const found = options.files ?? (await findLockfiles(dir));
+  const files = [...new Set([...found, ...(options.extra ?? [])])].sort();
   const catalogs: Catalog[] = [];
   const sources: DirectoryCatalog['sources'] = [];
   let project: Catalog['project'] | undefined;
@@ -295,9 +297,10 @@ export async function catalogBuildEnvironment(root = '/'): Promise<Component[]> 
 }
 
 /**
- * The components of a build: every lockfile of the workspace (or exactly the listed ones, each of
- * which must exist) plus the packages of the runner image, marked as the build environment.
- * @param options.files workspace-relative lockfiles the project configured; all found otherwise
+ * The components of a build: every lockfile of the workspace, plus the ones the project lists
+ * (each of which must exist: a project may add lockfiles, never leave one out), plus the packages
+ * of the runner image, marked as the build environment.
+ * @param options.extra workspace-relative lockfiles the project configured, besides all found
  * @param options.displayRoot how to name the workspace in errors (the source folder)
  * @param options.environmentRoot root of the runner image's file system (`/` for a sandbox that
  *   mounts the host's system read-only); false to leave the build environment out
@@ -305,10 +308,10 @@ export async function catalogBuildEnvironment(root = '/'): Promise<Component[]> 
  */
 export async function catalogWorkspace(
   workspace: string,
-  options: { files?: readonly string[]; displayRoot?: string; environmentRoot?: string | false } = {},
+  options: { extra?: readonly string[]; displayRoot?: string; environmentRoot?: string | false } = {},
 ): Promise<Component[]> {
   const project = await catalogDirectory(workspace, {
-    ...(options.files === undefined ? {} : { files: options.files }),
+    ...(options.extra === undefined ? {} : { extra: options.extra }),
     ...(options.displayRoot === undefined ? {} : { displayRoot: options.displayRoot }),
   });
   const environment =

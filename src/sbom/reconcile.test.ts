@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Component } from './model.ts';
+import { npmPurl } from './purl.ts';
+import { type FoundInArtifact, fetchedComponent, reconcile, reconciliationSummary } from './reconcile.ts';
+
+const npm = (name: string, version: string): Component => ({
+  name,
+  version,
+  purl: npmPurl(name, version),
+  ecosystem: 'npm',
+  hashes: [],
+  dependencies: [],
+});
+const found = (c: Component, path: string, method = 'npm-package'): FoundInArtifact => ({
+  ...c,
+  evidence: { path, method },
+});
+
+describe('three SBOMs reconciled', () => {
+  it('merges a component declared and found into one, with both origins', () => {
+    const r = reconcile({
+      declared: [npm('ms', '2.1.3')],
+      fetched: [],
+      found: [found(npm('ms', '2.1.3'), 'node_modules/ms/package.json')],
+    });
+    assert.equal(r.components.length, 1);
+    assert.deepEqual(
+      r.components[0]?.origins.map((o) => o.kind),
+      ['declared', 'found'],
+    );
+    assert.deepEqual(r.undeclared, []);
+  });
+
+  it('reports a vendored package under any directory name, with its path', () => {
+    const r = reconcile({
+      declared: [npm('ms', '2.1.3')],
+      fetched: [],
+      found: [found(npm('minimist', '1.2.5'), 'dist/app.tar!third_party/mm/package.json')],
+    });
+    assert.deepEqual(r.undeclared, [
+      {
+        purl: npmPurl('minimist', '1.2.5'),
+        name: 'minimist',
+        version: '1.2.5',
+        path: 'dist/app.tar!third_party/mm/package.json',
+        method: 'npm-package',
+        declaredVersions: [],
+      },
+    ]);
+  });
+
+  it('reports a package the declared SBOM names at another version (a decoy lockfile)', () => {
+    const r = reconcile({
+      declared: [npm('minimist', '1.2.6')],
+      fetched: [],
+      found: [found(npm('minimist', '1.2.5'), 'node_modules/minimist/package.json')],
+    });
+    assert.deepEqual(
+      r.undeclared.map((u) => [u.version, u.declaredVersions]),
+      [['1.2.5', ['1.2.6']]],
+    );
+    assert.deepEqual(
+      r.components.map((c) => c.version),
+      ['1.2.5', '1.2.6'],
+      'the policy judges both: what was declared and what was found',
+    );
+  });
+
+  it("does not count the project's own package as undeclared", () => {
+    const r = reconcile({
+      declared: [],
+      fetched: [],
+      found: [found(npm('hello-app', '1.0.0'), 'package.json')],
+      own: [npmPurl('hello-app', '1.0.0')],
+    });
+    assert.deepEqual(r.undeclared, []);
+    assert.deepEqual(r.components, []);
+  });
+
+  it('judges what the fetch phase downloaded, and reports it undeclared once it is found in the artifact', () => {
+    const download = {
+      uri: 'https://registry.npmjs.org/minimist/-/minimist-1.2.5.tgz',
+      digest: { sha256: 'a'.repeat(64) },
+    };
+    const r = reconcile({
+      declared: [],
+      fetched: [download],
+      found: [found(npm('minimist', '1.2.5'), 'vendor/minimist/package.json')],
+    });
+    assert.deepEqual(
+      r.components[0]?.origins.map((o) => o.kind),
+      ['fetched', 'found'],
+    );
+    assert.equal(r.undeclared.length, 1);
+    assert.equal(reconciliationSummary(r), 'declared 0, fetched 1, found 1, undeclared 1');
+  });
+
+  it('names downloads by their registry file names, and anything else by digest', () => {
+    const d = (uri: string) => fetchedComponent({ uri, digest: { sha256: 'b'.repeat(64) } });
+    assert.equal(
+      d('https://registry.npmjs.org/@scope/pkg/-/pkg-2.0.0.tgz').purl,
+      'pkg:npm/%40scope/pkg@2.0.0',
+    );
+    assert.equal(
+      d('https://proxy.golang.org/golang.org/x/text/@v/v0.3.7.zip').purl,
+      'pkg:golang/golang.org/x/text@v0.3.7',
+    );
+    assert.equal(
+      d('https://files.pythonhosted.org/packages/x/requests-2.31.0-py3-none-any.whl').purl,
+      'pkg:pypi/requests@2.31.0',
+    );
+    const generic = d('https://downloads.example/tool.bin');
+    assert.equal(generic.ecosystem, 'generic');
+    assert.match(generic.purl, /^pkg:generic\/tool\.bin\?checksum=sha256:b{64}&download_url=/);
+  });
+});
