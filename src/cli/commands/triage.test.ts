@@ -15,6 +15,7 @@ import { registryFromConfig } from '../../registry/registry-config.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { SECURITY_PAYLOAD, signSecurityAct } from '../../signing/security-act.ts';
 import { parseVsa } from '../../signing/vsa.ts';
+import { component } from '../../testing/components.ts';
 import { attestedJob, submitRequest } from '../../testing/submission.ts';
 import { loadRevocations } from '../../verify/revocations.ts';
 import { importOsv } from '../../vuln/import.ts';
@@ -51,16 +52,7 @@ describe('triage release and reject, and revocation, end to end', () => {
         token: withToken ? job.token : undefined,
         name: 'out.tar',
         bytes,
-        components: [
-          {
-            name: 'minimist',
-            version: '1.2.5',
-            purl: 'pkg:npm/minimist@1.2.5',
-            ecosystem: 'npm',
-            hashes: [],
-            dependencies: [],
-          },
-        ],
+        components: [component('pkg:npm/minimist@1.2.5')],
       }),
     );
     assert.notEqual(result.outcome, 'allow');
