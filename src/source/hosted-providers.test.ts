@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { listenOnLoopback } from '../../test/helpers.ts';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
@@ -63,8 +63,7 @@ async function serve(
     res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
     res.end(typeof a.body === 'string' ? a.body : JSON.stringify(a.body));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  api = `http://127.0.0.1:${(server.address() as AddressInfo).port}${prefix}`;
+  api = `${(await listenOnLoopback(server)).url}${prefix}`;
   let text = readFileSync(join(here, 'testdata', file), 'utf8');
   for (const [k, v] of Object.entries({ ...values, API: api }))
     text = text.replaceAll(`@${k}@`, JSON.stringify(v).slice(1, -1));
