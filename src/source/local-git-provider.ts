@@ -32,6 +32,7 @@ import {
   acceptHead,
   buildConfigPath,
   establishedSource,
+  noSuchCommit,
   refFact,
   toTrustedSigner,
   verifyRegistered,
@@ -148,9 +149,7 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
     const { repository, commit } = claim;
     const dir = fileURLToPath(repository);
     if (!OBJECT_ID.test(commit)) throw new GatehouseError('BAD_INPUT', `'${commit}' is not a full commit id`);
-    if ((await tryGit(dir, ['cat-file', '-t', commit])) !== 'commit') {
-      throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
-    }
+    if ((await tryGit(dir, ['cat-file', '-t', commit])) !== 'commit') throw noSuchCommit(claim);
     const parsed = await readCommit(dir, commit);
     const refs = await this.#refs(store, dir, repository, protections, commit);
     const signers = (await store.signers(repository)).map(toTrustedSigner);
