@@ -7,7 +7,7 @@ import { HostedProvider, type HostedProviderOptions } from './hosted-provider.ts
 import { signatureFormat, verifyGpgSignature, verifySshSignature } from './signers.ts';
 import type { SourceApproval, SourceClaim, SourceRefFact, SourceVerification } from './source-provider.ts';
 import { refMatches } from './source-provider.ts';
-import { acceptHead, establishedSource, noSuchCommit, refFact, toTrustedSigner } from './verification.ts';
+import { acceptHead, establishedSource, noSuchCommit, refFact } from './verification.ts';
 
 const user = z.object({ login: z.string() });
 const commitSchema = z.object({
@@ -218,7 +218,7 @@ export class GitHubProvider extends HostedProvider {
     const format = signatureFormat(verification.signature);
     if (format !== 'ssh' && format !== 'gpg')
       return { present: true, trusted: false, detail: `unsupported signature (${verification.reason})` };
-    const signers = (await this.options.store.signers(repository)).map(toTrustedSigner);
+    const signers = await this.options.store.signers(repository);
     try {
       const ok =
         format === 'ssh'

@@ -6,7 +6,7 @@ import { HostedProvider, type HostedProviderOptions } from './hosted-provider.ts
 import { parseSshPublicKey } from './signers.ts';
 import type { SourceApproval, SourceClaim, SourceRefFact, SourceVerification } from './source-provider.ts';
 import { refMatches } from './source-provider.ts';
-import { acceptHead, establishedSource, noSuchCommit, refFact, toTrustedSigner } from './verification.ts';
+import { acceptHead, establishedSource, noSuchCommit, refFact } from './verification.ts';
 
 const commitSchema = z.object({
   id: z.string().regex(OBJECT_ID),
@@ -178,7 +178,7 @@ export class GitLabProvider extends HostedProvider {
     const s = await this.api.get(`${project}/repository/commits/${commit}/signature`, signatureSchema);
     if (s === undefined) return { present: false, trusted: false };
     const format = s.signature_type === 'SSH' ? 'ssh' : s.signature_type === 'PGP' ? 'gpg' : 'x509';
-    const signers = (await this.options.store.signers(repository)).map(toTrustedSigner);
+    const signers = await this.options.store.signers(repository);
     let signer: (typeof signers)[number] | undefined;
     if (format === 'ssh' && s.key?.key !== undefined) {
       let id: string | undefined;

@@ -34,7 +34,6 @@ import {
   establishedSource,
   noSuchCommit,
   refFact,
-  toTrustedSigner,
   verifyRegistered,
 } from './verification.ts';
 
@@ -152,7 +151,7 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
     if ((await tryGit(dir, ['cat-file', '-t', commit])) !== 'commit') throw noSuchCommit(claim);
     const parsed = await readCommit(dir, commit);
     const refs = await this.#refs(store, dir, repository, protections, commit);
-    const signers = (await store.signers(repository)).map(toTrustedSigner);
+    const signers = await store.signers(repository);
     const signature = await verifyCommitSignature(parsed, signers);
     const authorIds = new Set([parsed.author.email.toLowerCase()]);
     if (signature.trusted && signature.signer !== undefined) authorIds.add(signature.signer.toLowerCase());

@@ -1,6 +1,5 @@
 import { describeError, GatehouseError } from '../common/errors.ts';
-import type { SourceProtectionRecord, SourceSignerRecord, SourceStore } from '../store/store.ts';
-import type { TrustedSigner } from './signers.ts';
+import type { SourceProtectionRecord, SourceStore } from '../store/store.ts';
 import {
   checkSourceRequirements,
   refMatches,
@@ -31,17 +30,6 @@ export function strictest(rules: readonly SourceProtectionRecord[]): SourceRequi
     forbidSelfApproval: rules.some((r) => r.rule.forbidSelfApproval),
     signedCommits: rules.some((r) => r.rule.signedCommits),
     buildConfigUnchanged: rules.some((r) => r.rule.buildConfigUnchanged),
-  };
-}
-
-export function toTrustedSigner(s: SourceSignerRecord): TrustedSigner {
-  return {
-    id: s.id,
-    principal: s.principal,
-    format: s.format,
-    publicKey: s.publicKey,
-    createdAt: s.createdAt,
-    ...(s.repository === undefined ? {} : { repository: s.repository }),
   };
 }
 
