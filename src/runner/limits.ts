@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
+import { pathExists } from '../common/files.ts';
 
 /** Resource limits every build runs under: central configuration, never the project's choice. */
 export interface RunnerLimits {
@@ -37,22 +38,13 @@ export type LimitBreach = 'memory' | 'processes' | 'cpu';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Which cgroup hierarchy this host offers for limits, or why it offers none. */
 export async function detectCgroups(): Promise<LimitEnforcement> {
-  if (await exists(join(CGROUP_ROOT, 'cgroup.controllers'))) return 'cgroup-v2';
+  if (await pathExists(join(CGROUP_ROOT, 'cgroup.controllers'))) return 'cgroup-v2';
   if (
-    (await exists(join(CGROUP_ROOT, 'pids', 'cgroup.procs'))) &&
-    (await exists(join(CGROUP_ROOT, 'memory', 'cgroup.procs'))) &&
-    (await exists(join(CGROUP_ROOT, 'cpuacct', 'cgroup.procs')))
+    (await pathExists(join(CGROUP_ROOT, 'pids', 'cgroup.procs'))) &&
+    (await pathExists(join(CGROUP_ROOT, 'memory', 'cgroup.procs'))) &&
+    (await pathExists(join(CGROUP_ROOT, 'cpuacct', 'cgroup.procs')))
   ) {
     return 'cgroup-v1';
   }
