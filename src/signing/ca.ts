@@ -5,14 +5,14 @@
  * intermediate key can move to an HSM or KMS without changing this file.
  */
 import { createHash, createPublicKey, X509Certificate as NodeX509, randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import './reflect-metadata-shim.ts';
 import * as x509 from '@peculiar/x509';
 import { GatehouseError } from '../common/errors.ts';
 import { pathExists } from '../common/files.ts';
 import { FileKeySigner } from './file-key-signer.ts';
-import type { KeyProtection } from './key-file.ts';
+import { type KeyProtection, readKeptFile } from './key-file.ts';
 import { issueLeafDer, keyIdOf, subjectNameOf } from './leaf-der.ts';
 import type { Signer } from './signer.ts';
 
@@ -388,13 +388,7 @@ async function issue(signer: Signer, params: IssueParams): Promise<x509.X509Cert
 }
 
 async function readCert(path: string): Promise<x509.X509Certificate> {
-  let pem: string;
-  try {
-    pem = await readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
-    throw new GatehouseError(code, 'cannot read the CA certificate', { where: path, cause: e });
-  }
+  const pem = await readKeptFile(path, 'CA certificate');
   try {
     new NodeX509(pem);
     return new x509.X509Certificate(pem);
