@@ -18,6 +18,7 @@ import { parsePolicy } from '../src/policy/policy.ts';
 import { PolicyService } from '../src/policy/policy-service.ts';
 import type { Component } from '../src/sbom/model.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { component } from '../src/testing/components.ts';
 import { importOsv } from '../src/vuln/import.ts';
 import { matchVulnerabilities } from '../src/vuln/match.ts';
 import { parseOsvJson } from '../src/vuln/osv.ts';
@@ -28,10 +29,6 @@ const ZIPS = { Go: join(DATA, 'Go', 'all.zip'), PyPI: join(DATA, 'PyPI', 'all.zi
 const SYNTHETIC_NPM = 5000;
 const COMPONENTS = 10_000;
 const RUNS = 40;
-
-function comp(purl: string, name: string, version: string, ecosystem: string): Component {
-  return { name, version, purl, ecosystem, hashes: [], dependencies: [], licenses: ['MIT'] };
-}
 
 /** SYNTHETIC npm advisories: one per package `synthetic-<i>`, affected below 2.0.0. */
 async function syntheticNpm(store: SqliteStore): Promise<void> {
@@ -79,16 +76,16 @@ async function buildSbom(store: SqliteStore): Promise<Component[]> {
   const py = [...pyNames].slice(0, 3000);
   for (const [i, n] of go.entries()) {
     const v = i % 2 === 0 ? '0.1.0' : '99.0.0';
-    out.push(comp(`pkg:golang/${n}@v${v}`, n, `v${v}`, 'golang'));
+    out.push(component(`pkg:golang/${n}@v${v}`, { licenses: ['MIT'] }));
   }
   for (const [i, n] of py.entries()) {
     const v = i % 2 === 0 ? '0.1' : '9999.0';
-    out.push(comp(`pkg:pypi/${n.toLowerCase()}@${v}`, n, v, 'pypi'));
+    out.push(component(`pkg:pypi/${n.toLowerCase()}@${v}`, { name: n, licenses: ['MIT'] }));
   }
   for (let i = 0; out.length < COMPONENTS; i++) {
     const name = i < SYNTHETIC_NPM ? `synthetic-${i}` : `clean-${i}`;
     const v = i % 3 === 0 ? '2.1.0' : '1.4.2';
-    out.push(comp(`pkg:npm/${name}@${v}`, name, v, 'npm'));
+    out.push(component(`pkg:npm/${name}@${v}`, { licenses: ['MIT'] }));
   }
   return out;
 }

@@ -1,5 +1,7 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,11 +16,36 @@ export function tempDir(prefix: string): { path: string; cleanup: () => void } {
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/** A reason to skip when one of the commands is not on the PATH, else undefined. */
+export function missingTools(...commands: string[]): string | undefined {
+  for (const c of commands) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' });
+    } catch {
+      return `${c} is not installed`;
+    }
+  }
+  return undefined;
+}
+
 /** Copy an example project to a temporary directory, to change it freely. */
 export function copyExample(name: string, into: string): string {
   const dest = join(into, name);
   cpSync(join(examplesDir, name), dest, { recursive: true });
   return dest;
+}
+
+/** Listen on an ephemeral port of 127.0.0.1: the port, and the base URL `http://127.0.0.1:<port>`. */
+export async function listenOnLoopback(server: Server): Promise<{ port: number; url: string }> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return { port, url: `http://127.0.0.1:${port}` };
+}
+
+/** Close a server, ending its open connections first. */
+export async function closeServer(server: Server | HttpServer): Promise<void> {
+  if ('closeAllConnections' in server) server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
 }
 
 export interface CliResult {

@@ -1,25 +1,29 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose';
+import { tempDir } from '../../test/helpers.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import { detectHostLayout } from '../runner/host-layout.ts';
-import { parseProjectConfig } from '../runner/project-config.ts';
-import { bubblewrapSandboxProfile } from '../runner/sandbox-profile.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import {
+  attestWithFreshKey,
+  measuredSoftware,
+  newSigningKey,
+  softwareEvidence,
+} from '../testing/attestation.ts';
 import { extendPcr, PCR_RESET_VALUE } from '../tpm/pcr.ts';
-import { AttestationAuthority, type ReferenceValues } from './authority.ts';
+import { AttestationAuthority, type AttestationAuthorityOptions, type ReferenceValues } from './authority.ts';
 import { CiTokenVerifier } from './ci-token.ts';
-import { type MeasuredBaseline, measureBaseline } from './measurement.ts';
+import type { MeasuredBaseline } from './measurement.ts';
 import { EAR_PROFILE, generateRunnerKey, verifyAttestationToken } from './token.ts';
 
 const ISSUER = 'https://gatehouse.test/attestation';
 
 describe('attestation authority', () => {
-  let dir: string;
+  const tmp = tempDir('authority');
+  const dir = tmp.path;
   let store: SqliteStore;
   let baseline: MeasuredBaseline;
   let reference: ReferenceValues;
@@ -28,45 +32,36 @@ describe('attestation authority', () => {
   const nonce = randomBytes(32).toString('base64');
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-authority-'));
-    await writeFile(join(dir, 'agent.ts'), 'export {};\n');
-    store = SqliteStore.open(':memory:');
-    const profile = bubblewrapSandboxProfile(
-      parseProjectConfig('project: p\nbuild: {command: make}\noutputs: [a]\n', 'x'),
-      await detectHostLayout(),
-    );
-    baseline = await measureBaseline({
-      sandboxProfile: profile,
-      toolchain: ['/bin/sh'],
-      agentFiles: [join(dir, 'agent.ts')],
-      jobId,
-      nonce,
-    });
-    const digestOf = (type: string) => baseline.events.find((e) => e.type === type)?.digest ?? '';
-    reference = {
-      agent: [digestOf('agent')],
-      sandboxProfile: [digestOf('sandbox-profile')],
-      toolchain: { '/bin/sh': [digestOf('toolchain')] },
-    };
-    authority = new AttestationAuthority({
+  /** An authority over the measured reference values; `options` changes any of its options. */
+  const authorityWith = (options: Partial<AttestationAuthorityOptions> = {}) =>
+    new AttestationAuthority({
       signingKey: privateKey,
       keyId: 'test-key',
       issuer: ISSUER,
       referenceValues: reference,
       tokens: store.tokens,
+      ...options,
     });
+
+  before(async () => {
+    await writeFile(join(dir, 'agent.ts'), 'export {};\n');
+    store = SqliteStore.open(':memory:');
+    ({ baseline, reference } = await measuredSoftware({
+      toolchain: ['/bin/sh'],
+      agentFiles: [join(dir, 'agent.ts')],
+      jobId,
+      nonce,
+    }));
+    authority = authorityWith();
   });
   after(async () => {
     await store.close();
-    await rm(dir, { recursive: true, force: true });
+    tmp.cleanup();
   });
 
-  const evidence = (b: { events: readonly object[]; pcrs: object } = baseline) => ({
-    type: 'software-measurement',
-    events: b.events,
-    pcrs: b.pcrs,
-  });
+  const evidence = (b: { events: readonly object[]; pcrs: object } = baseline) => softwareEvidence(b);
+  const attestOnce = (a: AttestationAuthority, e: unknown = evidence()) =>
+    attestWithFreshKey(a, { jobId, nonce, evidence: e });
 
   it('issues an ES256 EAR token bound to the runner key for good evidence', async () => {
     const key = await generateRunnerKey();
@@ -290,29 +285,12 @@ describe('attestation authority', () => {
 
   it('rotates its signing key, publishing the old key until the tokens it signed have expired', async () => {
     let now = new Date();
-    const rotating = new AttestationAuthority({
-      signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
-      keyId: 'old',
-      issuer: ISSUER,
-      referenceValues: reference,
-      tokens: store.tokens,
-      now: () => now,
-    });
-    const attestOnce = async () =>
-      rotating.attest({
-        jobId,
-        nonce,
-        runnerKey: (await generateRunnerKey()).publicJwk,
-        evidence: evidence(),
-      });
-    const before = await attestOnce();
-    const { retiredKeyId, until } = rotating.rotateSigningKey(
-      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
-      'new',
-    );
+    const rotating = authorityWith({ signingKey: newSigningKey(), keyId: 'old', now: () => now });
+    const before = await attestOnce(rotating);
+    const { retiredKeyId, until } = rotating.rotateSigningKey(newSigningKey(), 'new');
     assert.equal(retiredKeyId, 'old');
     assert.ok(until >= before.expiresAt);
-    const after = await attestOnce();
+    const after = await attestOnce(rotating);
     assert.equal(decodeProtectedHeader(after.token).kid, 'new');
     assert.deepEqual(
       rotating.jwks().keys.map((k) => k.kid),
@@ -329,7 +307,7 @@ describe('attestation authority', () => {
     await verify(before.token);
     await verify(after.token);
     assert.throws(
-      () => rotating.rotateSigningKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'old'),
+      () => rotating.rotateSigningKey(newSigningKey(), 'old'),
       (e) => isGatehouseError(e, 'BAD_CONFIG'),
     );
     // Once every token of the old key has expired, the old key leaves the JWKS.
@@ -342,27 +320,13 @@ describe('attestation authority', () => {
 
   it('keeps publishing keys rotated out before it started, until their tokens have expired', async () => {
     const oldKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const old = new AttestationAuthority({
-      signingKey: oldKey.privateKey,
-      keyId: 'gen-1',
-      issuer: ISSUER,
-      referenceValues: reference,
-      tokens: store.tokens,
-    });
-    const issued = await old.attest({
-      jobId,
-      nonce,
-      runnerKey: (await generateRunnerKey()).publicJwk,
-      evidence: evidence(),
-    });
+    const old = authorityWith({ signingKey: oldKey.privateKey, keyId: 'gen-1' });
+    const issued = await attestOnce(old);
     const spki = new Uint8Array(oldKey.publicKey.export({ format: 'der', type: 'spki' }));
     const restarted = (until: number) =>
-      new AttestationAuthority({
-        signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      authorityWith({
+        signingKey: newSigningKey(),
         keyId: 'gen-2',
-        issuer: ISSUER,
-        referenceValues: reference,
-        tokens: store.tokens,
         retiredKeys: [{ keyId: 'gen-1', publicKey: spki, until }],
       });
     const live = restarted(issued.expiresAt);
@@ -376,12 +340,7 @@ describe('attestation authority', () => {
       jobId,
       tokens: store.tokens,
     });
-    const fresh = await live.attest({
-      jobId,
-      nonce,
-      runnerKey: (await generateRunnerKey()).publicJwk,
-      evidence: evidence(),
-    });
+    const fresh = await attestOnce(live);
     assert.equal(decodeProtectedHeader(fresh.token).kid, 'gen-2');
     // A retired key whose tokens have all expired is not published again.
     const late = restarted(Math.floor(Date.now() / 1000) - 1);
@@ -393,17 +352,7 @@ describe('attestation authority', () => {
       { keyId: 'gen-2', publicKey: spki, until: issued.expiresAt },
       { keyId: 'x', publicKey: new Uint8Array([1, 2, 3]), until: issued.expiresAt },
     ]) {
-      assert.throws(
-        () =>
-          new AttestationAuthority({
-            signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
-            keyId: 'gen-2',
-            issuer: ISSUER,
-            referenceValues: reference,
-            tokens: store.tokens,
-            retiredKeys: [bad],
-          }),
-      );
+      assert.throws(() => authorityWith({ signingKey: newSigningKey(), keyId: 'gen-2', retiredKeys: [bad] }));
     }
   });
 
@@ -428,14 +377,7 @@ describe('attestation authority', () => {
       ],
       { home: dir },
     );
-    const withCi = new AttestationAuthority({
-      signingKey: privateKey,
-      keyId: 'test-key',
-      issuer: ISSUER,
-      referenceValues: reference,
-      tokens: store.tokens,
-      verifyCiToken: async (t) => ({ ...(await verifier.verify(t)) }),
-    });
+    const withCi = authorityWith({ verifyCiToken: async (t) => ({ ...(await verifier.verify(t)) }) });
     const now = Math.floor(Date.now() / 1000);
     // A GitHub Actions OIDC token in the documented claim shape.
     const ciToken = (repository: string) =>
@@ -459,11 +401,9 @@ describe('attestation authority', () => {
         .setNotBefore(now - 5)
         .setExpirationTime(now + 300)
         .sign(rsa.privateKey);
-    const { token } = await withCi.attest({
-      jobId,
-      nonce,
-      runnerKey: (await generateRunnerKey()).publicJwk,
-      evidence: { ...evidence(), ci_token: await ciToken('octo-org/octo-repo') },
+    const { token } = await attestOnce(withCi, {
+      ...evidence(),
+      ci_token: await ciToken('octo-org/octo-repo'),
     });
     const { payload } = await jwtVerify(token, createLocalJWKSet(withCi.jwks()), { algorithms: ['ES256'] });
     const submods = payload.submods as Record<string, Record<string, unknown>>;
@@ -474,17 +414,10 @@ describe('attestation authority', () => {
       'ci-oidc',
     ]);
     const refusedCheck = async (auth: AttestationAuthority, ci: string) =>
-      auth
-        .attest({
-          jobId,
-          nonce,
-          runnerKey: (await generateRunnerKey()).publicJwk,
-          evidence: { ...evidence(), ci_token: ci },
-        })
-        .then(
-          () => assert.fail('accepted'),
-          (e: unknown) => (e as { failedChecks?: { check: string }[] }).failedChecks?.map((f) => f.check),
-        );
+      attestOnce(auth, { ...evidence(), ci_token: ci }).then(
+        () => assert.fail('accepted'),
+        (e: unknown) => (e as { failedChecks?: { check: string }[] }).failedChecks?.map((f) => f.check),
+      );
     // Another repository, a tampered token, and no configured issuers: refused with CI_TOKEN_INVALID.
     assert.deepEqual(await refusedCheck(withCi, await ciToken('mallory/app')), ['CI_TOKEN_INVALID']);
     const good = await ciToken('octo-org/octo-repo');
@@ -509,15 +442,7 @@ describe('attestation authority', () => {
   for (const [name, change] of badOptions) {
     it(`refuses to start with ${name}`, () => {
       assert.throws(
-        () =>
-          new AttestationAuthority({
-            signingKey: privateKey,
-            keyId: 'k',
-            issuer: ISSUER,
-            referenceValues: reference,
-            tokens: store.tokens,
-            ...change,
-          } as ConstructorParameters<typeof AttestationAuthority>[0]),
+        () => authorityWith({ keyId: 'k', ...change } as Partial<AttestationAuthorityOptions>),
         (e) => isGatehouseError(e, 'BAD_CONFIG'),
       );
     });

@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
+import { closeServer, listenOnLoopback } from '../../test/helpers.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { CiTokenVerifier } from './ci-token.ts';
 
@@ -115,8 +115,7 @@ describe('CI identity tokens', () => {
       res.writeHead(body === undefined ? 404 : 200, { 'content-type': 'application/json' });
       res.end(body ?? '{}');
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ url: base } = await listenOnLoopback(server));
     verifier = new CiTokenVerifier(
       [
         {
@@ -141,9 +140,7 @@ describe('CI identity tokens', () => {
       { now: () => new Date(NOW * 1000) },
     );
   });
-  after(async () => {
-    await new Promise((r) => server.close(r));
-  });
+  after(() => closeServer(server));
 
   const sign = (claims: JWTPayload, key: KeyObject = github.privateKey, kid = 'gh-1', alg = 'RS256') =>
     new SignJWT(claims).setProtectedHeader({ alg, kid, typ: 'JWT' }).sign(key);

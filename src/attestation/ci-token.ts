@@ -88,16 +88,29 @@ const githubClaims = z.looseObject({
   workflow_ref: str,
   runner_environment: str,
 });
-/** The claims gatehouse needs from a GitLab CI ID token. */
-const gitlabClaims = z.looseObject({
-  sub: str,
-  project_path: str,
-  ref: str,
-  ref_type: z.enum(['branch', 'tag']),
-  sha: z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-digit commit id'),
-  ci_config_ref_uri: str,
-  runner_environment: str,
-});
+/**
+ * The claims gatehouse needs from a GitLab CI ID token, under the names of the GitHub ones:
+ * `project_path` is the repository, `ci_config_ref_uri` the workflow, and the ref a full ref name.
+ */
+const gitlabClaims = z
+  .looseObject({
+    sub: str,
+    project_path: str,
+    ref: str,
+    ref_type: z.enum(['branch', 'tag']),
+    sha: z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-digit commit id'),
+    ci_config_ref_uri: str,
+    runner_environment: str,
+  })
+  .transform((c) => ({
+    sub: c.sub,
+    repository: c.project_path,
+    // GitLab names the short ref and its kind; gatehouse speaks full ref names everywhere.
+    ref: `${c.ref_type === 'branch' ? 'refs/heads/' : 'refs/tags/'}${c.ref}`,
+    sha: c.sha,
+    workflow_ref: c.ci_config_ref_uri,
+    runner_environment: c.runner_environment,
+  }));
 
 function fail(message: string, cause?: unknown): GatehouseError {
   return new GatehouseError(
@@ -112,33 +125,17 @@ function matches(value: string, allowed: readonly string[]): boolean {
 }
 
 function identityOf(platform: CiIssuerConfig['platform'], payload: JWTPayload, issuer: string): CiIdentity {
-  if (platform === 'github-actions') {
-    const r = githubClaims.safeParse(payload);
-    if (!r.success) throw fail(`claim ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`);
-    const c = r.data;
-    return {
-      platform,
-      issuer,
-      subject: c.sub,
-      repository: c.repository,
-      ref: c.ref,
-      sha: c.sha,
-      workflow_ref: c.workflow_ref,
-      runner_environment: c.runner_environment,
-    };
-  }
-  const r = gitlabClaims.safeParse(payload);
+  const r = (platform === 'github-actions' ? githubClaims : gitlabClaims).safeParse(payload);
   if (!r.success) throw fail(`claim ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`);
   const c = r.data;
   return {
     platform,
     issuer,
     subject: c.sub,
-    repository: c.project_path,
-    // GitLab names the short ref and its kind; gatehouse speaks full ref names everywhere.
-    ref: `${c.ref_type === 'branch' ? 'refs/heads/' : 'refs/tags/'}${c.ref}`,
+    repository: c.repository,
+    ref: c.ref,
     sha: c.sha,
-    workflow_ref: c.ci_config_ref_uri,
+    workflow_ref: c.workflow_ref,
     runner_environment: c.runner_environment,
   };
 }

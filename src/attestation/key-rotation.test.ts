@@ -6,14 +6,12 @@ import { decodeProtectedHeader } from 'jose';
 import { cli, tempDir } from '../../test/helpers.ts';
 import { loadConfig } from '../home/config.ts';
 import { homePaths, initHome, openHome } from '../home/home.ts';
-import { detectHostLayout } from '../runner/host-layout.ts';
-import { parseProjectConfig } from '../runner/project-config.ts';
-import { bubblewrapSandboxProfile } from '../runner/sandbox-profile.ts';
 import { openHomeKeys, rotateHomeKey } from '../signing/home-keys.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { attestWithFreshKey, measuredSoftware, softwareEvidence } from '../testing/attestation.ts';
 import { AttestationAuthority, type ReferenceValues } from './authority.ts';
-import { type MeasuredBaseline, measureBaseline } from './measurement.ts';
-import { generateRunnerKey, verifyAttestationToken } from './token.ts';
+import type { MeasuredBaseline } from './measurement.ts';
+import { verifyAttestationToken } from './token.ts';
 
 describe('attestation token key rotation, persisted in the home', () => {
   const tmp = tempDir('attestation-rotation');
@@ -27,18 +25,12 @@ describe('attestation token key rotation, persisted in the home', () => {
   before(async () => {
     await initHome(root);
     store = SqliteStore.open(':memory:');
-    baseline = await measureBaseline({
-      sandboxProfile: bubblewrapSandboxProfile(
-        parseProjectConfig('project: p\nbuild: {command: make}\noutputs: [a]\n', 'x'),
-        await detectHostLayout(),
-      ),
+    ({ baseline, reference } = await measuredSoftware({
       toolchain: [],
       agentFiles: [join(root, 'config.json')],
       jobId,
       nonce,
-    });
-    const digestOf = (type: string) => baseline.events.find((e) => e.type === type)?.digest ?? '';
-    reference = { agent: [digestOf('agent')], sandboxProfile: [digestOf('sandbox-profile')], toolchain: {} };
+    }));
   });
   after(async () => {
     await store?.close();
@@ -59,13 +51,8 @@ describe('attestation token key rotation, persisted in the home', () => {
       tokens: store.tokens,
     });
   }
-  const attest = async (a: AttestationAuthority) =>
-    a.attest({
-      jobId,
-      nonce,
-      runnerKey: (await generateRunnerKey()).publicJwk,
-      evidence: { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs },
-    });
+  const attest = (a: AttestationAuthority) =>
+    attestWithFreshKey(a, { jobId, nonce, evidence: softwareEvidence(baseline) });
   const verify = (token: string, a: AttestationAuthority) =>
     verifyAttestationToken(token, {
       jwks: a.jwks(),

@@ -1,24 +1,26 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
+import { tempDir } from '../../test/helpers.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import { detectHostLayout } from '../runner/host-layout.ts';
-import { parseProjectConfig } from '../runner/project-config.ts';
-import { bubblewrapSandboxProfile } from '../runner/sandbox-profile.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
 import { keyIdOf, type TrustedKey } from '../signing/security-act.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import {
+  attestWithFreshKey,
+  measuredSoftware,
+  newSigningKey,
+  refusedChecks,
+  softwareEvidence,
+} from '../testing/attestation.ts';
 import { AttestationAuthority } from './authority.ts';
 import type { ReferenceValues } from './baseline.ts';
-import { EvidenceRejectedError } from './checks.ts';
-import { type MeasuredBaseline, measureBaseline } from './measurement.ts';
+import type { MeasuredBaseline } from './measurement.ts';
 import { ReferenceValueService, referenceBundlePayload, signReferenceValues } from './reference-values.ts';
-import { generateRunnerKey } from './token.ts';
 
 const trust = (s: EphemeralSigner): TrustedKey => ({
   keyId: keyIdOf(s.publicKeySpki()),
@@ -26,7 +28,8 @@ const trust = (s: EphemeralSigner): TrustedKey => ({
 });
 
 describe('signed reference-value bundles', () => {
-  let dir: string;
+  const tmp = tempDir('rv');
+  const dir = tmp.path;
   let store: SqliteStore;
   let service: ReferenceValueService;
   let baseline: MeasuredBaseline;
@@ -37,59 +40,34 @@ describe('signed reference-value bundles', () => {
   const nonce = randomBytes(32).toString('base64');
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-rv-'));
     await writeFile(join(dir, 'agent.ts'), 'export {};\n');
     store = SqliteStore.open(join(dir, 'db.sqlite'));
     service = new ReferenceValueService({ store: store.attestation, trustedKeys: [trust(security)] });
-    baseline = await measureBaseline({
-      sandboxProfile: bubblewrapSandboxProfile(
-        parseProjectConfig('project: p\nbuild: {command: make}\noutputs: [a]\n', 'x'),
-        await detectHostLayout(),
-      ),
+    ({ baseline, reference: values } = await measuredSoftware({
       toolchain: ['/bin/sh'],
       agentFiles: [join(dir, 'agent.ts')],
       jobId,
       nonce,
-    });
-    const digestOf = (type: string) => baseline.events.find((e) => e.type === type)?.digest ?? '';
-    values = {
-      agent: [digestOf('agent')],
-      sandboxProfile: [digestOf('sandbox-profile')],
-      toolchain: { '/bin/sh': [digestOf('toolchain')] },
-    };
+    }));
   });
   after(async () => {
     await store.close();
-    await rm(dir, { recursive: true, force: true });
+    tmp.cleanup();
   });
 
   const authority = () =>
     new AttestationAuthority({
-      signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      signingKey: newSigningKey(),
       keyId: 'k',
       issuer: 'https://gatehouse.test/attestation',
       referenceBundles: service,
       tokens: store.tokens,
     });
-  const attest = async (a: AttestationAuthority) =>
-    a.attest({
-      jobId,
-      nonce,
-      runnerKey: (await generateRunnerKey()).publicJwk,
-      evidence: { type: 'software-measurement', events: baseline.events, pcrs: baseline.pcrs },
-    });
-  const codes = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (e) {
-      if (e instanceof EvidenceRejectedError) return e.failedChecks.map((f) => f.check);
-      throw e;
-    }
-    assert.fail('expected a refusal');
-  };
+  const attest = (a: AttestationAuthority) =>
+    attestWithFreshKey(a, { jobId, nonce, evidence: softwareEvidence(baseline) });
 
   it('fails closed while no bundle is published', async () => {
-    assert.deepEqual(await codes(attest(authority())), ['REFERENCE_BUNDLE_INVALID']);
+    assert.deepEqual(await refusedChecks(attest(authority())), ['REFERENCE_BUNDLE_INVALID']);
   });
 
   it('publishes version 1 signed by the security role, and tokens name it', async () => {
@@ -218,12 +196,12 @@ describe('signed reference-value bundles', () => {
       ],
     );
     const a = new AttestationAuthority({
-      signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      signingKey: newSigningKey(),
       keyId: 'k',
       issuer: 'https://gatehouse.test/attestation',
       referenceBundles: fresh,
       tokens: store.tokens,
     });
-    assert.deepEqual(await codes(attest(a)), ['REFERENCE_BUNDLE_INVALID']);
+    assert.deepEqual(await refusedChecks(attest(a)), ['REFERENCE_BUNDLE_INVALID']);
   });
 });

@@ -62,11 +62,7 @@ export async function signReferenceValues(
   values: ReferenceValues,
   signer: Signer,
 ): Promise<SecuritySignature> {
-  const bytes = preAuthEncoding(
-    REFERENCE_VALUES_PAYLOAD_TYPE,
-    new TextEncoder().encode(referenceBundlePayload(version, values)),
-  );
-  return { signature: toBase64(await signer.sign(bytes)), keyId: keyIdOf(signer.publicKeySpki()) };
+  return signSecurityPayload(REFERENCE_VALUES_PAYLOAD_TYPE, referenceBundlePayload(version, values), signer);
 }
 
 /**

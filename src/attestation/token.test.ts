@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { sha256Hex } from '../common/encoding.ts';
 import { type ErrorCode, isGatehouseError } from '../common/errors.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { newSigningKey } from '../testing/attestation.ts';
 import { AttestationAuthority } from './authority.ts';
 import { jobBindingDigest, PCR_ALLOCATION, replayToRecord } from './measurement.ts';
 import {
@@ -48,19 +49,22 @@ describe('attestation token verification', () => {
   let authority: AttestationAuthority;
   let runner: RunnerKeyPair;
   let token: string;
-  const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const signingKey = newSigningKey();
   const t0 = new Date('2030-01-01T00:00:00Z');
-
-  before(async () => {
-    store = SqliteStore.open(':memory:');
-    authority = new AttestationAuthority({
-      signingKey,
+  /** An authority signing with `key` under the kid `k1`, at `t0`. */
+  const authorityAtT0 = (key = newSigningKey()) =>
+    new AttestationAuthority({
+      signingKey: key,
       keyId: 'k1',
       issuer: ISSUER,
       referenceValues: REFERENCE,
       tokens: store.tokens,
       now: () => t0,
     });
+
+  before(async () => {
+    store = SqliteStore.open(':memory:');
+    authority = authorityAtT0(signingKey);
     runner = await generateRunnerKey();
     ({ token } = await authority.attest({
       jobId: JOB,
@@ -133,14 +137,7 @@ describe('attestation token verification', () => {
   });
 
   it('refuses a token signed by a foreign key, even with the right kid', async () => {
-    const foreign = new AttestationAuthority({
-      signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
-      keyId: 'k1',
-      issuer: ISSUER,
-      referenceValues: REFERENCE,
-      tokens: store.tokens,
-      now: () => t0,
-    });
+    const foreign = authorityAtT0();
     const { token: t } = await foreign.attest({
       jobId: JOB,
       nonce: NONCE,

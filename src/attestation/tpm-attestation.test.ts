@@ -1,32 +1,21 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
+import { tempDir } from '../../test/helpers.ts';
 import { answerChallenge, challengeRequest } from '../agent/attester.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
+import { refusedChecks, tpmToolsMissing } from '../testing/attestation.ts';
 import { ensurePlatformCa, platformCaPaths } from '../tpm/platform-ca.ts';
 import { manufactureVtpm, VirtualTpm } from '../tpm/swtpm.ts';
 import { AttestationAuthority } from './authority.ts';
 import type { ReferenceValues } from './baseline.ts';
-import { EvidenceRejectedError } from './checks.ts';
 import { jobBindingDigest, type MeasurementEvent } from './measurement.ts';
 import { generateRunnerKey, verifyAttestationToken } from './token.ts';
 import type { Challenge } from './tpm-verifier.ts';
-
-function hasTools(): string | undefined {
-  try {
-    execFileSync('swtpm', ['--version'], { stdio: 'ignore' });
-    execFileSync('tpm2_quote', ['--version'], { stdio: 'ignore' });
-    return undefined;
-  } catch {
-    return 'swtpm or tpm2-tools is not installed';
-  }
-}
 
 const JOB = 'job-tpm-1';
 const JOB_NONCE = randomBytes(32).toString('base64');
@@ -43,18 +32,9 @@ const REFERENCE: ReferenceValues = {
   toolchain: { '/usr/bin/sh': [d('sh')] },
 };
 
-async function rejection(p: Promise<unknown>): Promise<string[]> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof EvidenceRejectedError) return e.failedChecks.map((f) => f.check);
-    throw e;
-  }
-  assert.fail('expected a refusal');
-}
-
-describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
-  let dir: string;
+describe('TPM attestation with a real vTPM', { skip: tpmToolsMissing() }, () => {
+  const tmp = tempDir('tpm-attest');
+  const dir = tmp.path;
   let tpm: VirtualTpm;
   let other: VirtualTpm;
   let store: Store;
@@ -67,7 +47,6 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
   };
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gh-tpm-attest-'));
     await ensurePlatformCa(join(dir, 'ca'));
     trusted.push(new X509Certificate(await readFile(platformCaPaths(join(dir, 'ca')).cert)));
     await Promise.all([
@@ -97,7 +76,7 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
     await tpm?.destroy();
     await other?.destroy();
     await store?.close();
-    await rm(dir, { recursive: true, force: true });
+    tmp.cleanup();
   });
 
   async function fresh(
@@ -135,15 +114,15 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
     const { key, challenge } = await fresh();
     const wrong = { ...challenge, nonce: randomBytes(32).toString('base64') };
     const body = await answerChallenge(tpm, wrong, key.publicJwk, EVENTS);
-    assert.deepEqual(await rejection(authority.evidence(body, jobs)), ['QUOTE_QUALIFYING_DATA']);
-    assert.deepEqual(await rejection(authority.evidence(body, jobs)), ['NONCE_REPLAYED']);
-    assert.deepEqual(await rejection(authority.evidence({ ...body, session: 'A'.repeat(24) }, jobs)), [
+    assert.deepEqual(await refusedChecks(authority.evidence(body, jobs)), ['QUOTE_QUALIFYING_DATA']);
+    assert.deepEqual(await refusedChecks(authority.evidence(body, jobs)), ['NONCE_REPLAYED']);
+    assert.deepEqual(await refusedChecks(authority.evidence({ ...body, session: 'A'.repeat(24) }, jobs)), [
       'SESSION_UNKNOWN',
     ]);
     const late = await fresh();
     const lateBody = await answerChallenge(tpm, late.challenge, late.key.publicJwk, EVENTS);
     clock += 61_000;
-    assert.deepEqual(await rejection(authority.evidence(lateBody, jobs)), ['NONCE_EXPIRED']);
+    assert.deepEqual(await refusedChecks(authority.evidence(lateBody, jobs)), ['NONCE_EXPIRED']);
   });
 
   it('names the check a flipped byte in the quote, the signature or a PCR value breaks', async () => {
@@ -193,7 +172,7 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
     for (const [name, tamper, expected] of cases) {
       const { key, challenge } = await fresh();
       const body = tamper(await answerChallenge(tpm, challenge, key.publicJwk, EVENTS));
-      assert.deepEqual(await rejection(authority.evidence(body, jobs)), expected, name);
+      assert.deepEqual(await refusedChecks(authority.evidence(body, jobs)), expected, name);
     }
   });
 
@@ -205,12 +184,12 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
       key.publicJwk,
       EVENTS,
     );
-    assert.ok((await rejection(authority.evidence(body, jobs))).includes('QUOTE_PCR_SELECTION'));
+    assert.ok((await refusedChecks(authority.evidence(body, jobs))).includes('QUOTE_PCR_SELECTION'));
     // The quote is made for another runner key than the challenge was bound to.
     const stranger = await generateRunnerKey();
     const c2 = await fresh();
     const b2 = await answerChallenge(tpm, c2.challenge, stranger.publicJwk, EVENTS);
-    assert.deepEqual(await rejection(authority.evidence(b2, jobs)), ['QUOTE_QUALIFYING_DATA']);
+    assert.deepEqual(await refusedChecks(authority.evidence(b2, jobs)), ['QUOTE_QUALIFYING_DATA']);
   });
 
   it('refuses an AK that is not a restricted signing key, an AK from another TPM and an untrusted EK certificate', async () => {
@@ -219,11 +198,13 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
     const ekPub = join(dir, 'ek.pub');
     await tpm.tool('tpm2_readpublic', ['-c', '0x81010001', '-o', ekPub, '-f', 'tss']);
     assert.deepEqual(
-      await rejection(authority.challenge({ ...req, ak_public: (await readFile(ekPub)).toString('base64') })),
+      await refusedChecks(
+        authority.challenge({ ...req, ak_public: (await readFile(ekPub)).toString('base64') }),
+      ),
       ['AK_NOT_RESTRICTED_SIGNING'],
     );
     assert.deepEqual(
-      await rejection(
+      await refusedChecks(
         authority.challenge({
           ...req,
           ak_public: Buffer.concat([await tpm.akPublic(), Buffer.from([0])]).toString('base64'),
@@ -247,10 +228,10 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
       pcrs: { sha256: await other.readPcrs([8, 9, 10, 11]) },
       event_log: EVENTS,
     };
-    assert.ok((await rejection(authority.evidence(forged, jobs))).includes('CREDENTIAL_MISMATCH'));
+    assert.ok((await refusedChecks(authority.evidence(forged, jobs))).includes('CREDENTIAL_MISMATCH'));
     const saved = trusted.splice(0);
     try {
-      assert.deepEqual(await rejection(authority.challenge(req)), ['EK_CERT_UNTRUSTED']);
+      assert.deepEqual(await refusedChecks(authority.challenge(req)), ['EK_CERT_UNTRUSTED']);
     } finally {
       trusted.push(...saved);
     }
@@ -282,7 +263,9 @@ describe('TPM attestation with a real vTPM', { skip: hasTools() }, () => {
     const extraLen = q.readUInt16BE(8 + signerLen);
     const resetOffset = 8 + signerLen + 2 + extraLen + 8;
     q.writeUInt32BE(0, resetOffset);
-    const codes = await rejection(authority.evidence({ ...staleBody, quote: q.toString('base64') }, jobs));
+    const codes = await refusedChecks(
+      authority.evidence({ ...staleBody, quote: q.toString('base64') }, jobs),
+    );
     assert.ok(codes.includes('CLOCK_ROLLBACK'), codes.join(','));
   });
 });

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createPublicKey, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
-import { copyExample } from '../../test/helpers.ts';
+import { closeServer, copyExample, listenOnLoopback, missingTools, tempDir } from '../../test/helpers.ts';
 import { runJob } from '../agent/agent.ts';
 import { initHome, type OpenHome, openHome } from '../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
@@ -30,17 +28,6 @@ import { attestationPaths, EK_CA_PAYLOAD_TYPE, ekCaTrustPayload, trustedEkCasLoa
 
 const CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), '../../docs/tpm-attest.sh');
 
-function missingTools(): string | undefined {
-  for (const t of ['swtpm', 'tpm2_quote', 'curl', 'jq', 'openssl']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
-    } catch {
-      return `${t} is not installed`;
-    }
-  }
-  return undefined;
-}
-
 function runClient(
   args: string[],
   env: NodeJS.ProcessEnv,
@@ -53,9 +40,10 @@ function runClient(
 }
 
 describe('the documented HTTP protocol, spoken by the shell client with tpm2-tools', {
-  skip: missingTools(),
+  skip: missingTools('swtpm', 'tpm2_quote', 'curl', 'jq', 'openssl'),
 }, () => {
-  let dir: string;
+  const tmp = tempDir('tpm-http');
+  const dir = tmp.path;
   let home: OpenHome;
   let url: string;
   let tpm: VirtualTpm;
@@ -63,12 +51,10 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
   let shellHost: FileKeySigner;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gh-tpm-http-'));
     await initHome(join(dir, 'home'));
     home = await openHome(join(dir, 'home'));
     server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ url } = await listenOnLoopback(server));
     const paths = attestationPaths(join(dir, 'home'));
     tpm = await new VtpmPool(paths.vtpmPool, {
       platformCaDir: paths.platformCa,
@@ -96,9 +82,9 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
 
   after(async () => {
     await tpm?.destroy();
-    await new Promise((r) => server?.close(r));
+    if (server !== undefined) await closeServer(server);
     await home?.close();
-    await rm(dir, { recursive: true, force: true });
+    tmp.cleanup();
   });
 
   async function eventLogFor(jobId: string, nonce: string): Promise<unknown[]> {

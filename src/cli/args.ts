@@ -42,3 +42,22 @@ export function parse<O extends Options>(
   }
   return { values: parsed.values, positionals: parsed.positionals };
 }
+
+/**
+ * A whole number given on the command line: digits only, at most `digits` of them, and at least
+ * `min`; anything else (a missing value too) is a usage error naming the option or argument.
+ */
+export function wholeNumber(
+  value: string | undefined,
+  name: string,
+  usage: string,
+  limits: { min: number; digits: number },
+): number {
+  if (
+    value === undefined ||
+    !new RegExp(`^\\d{1,${limits.digits}}$`).test(value) ||
+    Number(value) < limits.min
+  )
+    throw new UsageError(`${name} must be a whole number\nusage: ${usage}`);
+  return Number(value);
+}

@@ -1,24 +1,46 @@
 import { readFile } from 'node:fs/promises';
 import { GatehouseError } from '../common/errors.ts';
-import { openHome } from '../home/home.ts';
+import { withHome } from './home-access.ts';
 
 /** The code a command gives a file it cannot read: a bad argument, or a missing document. */
 type UnreadableCode = 'BAD_INPUT' | 'NOT_FOUND';
 
+/** Read the file at `path` with `read`; a failure is the `code` error "cannot read the <what>". */
+async function readNamed<T>(
+  path: string,
+  what: string,
+  code: UnreadableCode,
+  read: (path: string) => Promise<T>,
+): Promise<T> {
+  try {
+    return await read(path);
+  } catch (e) {
+    throw new GatehouseError(code, `cannot read the ${what}`, { where: path, cause: e });
+  }
+}
+
 /**
- * Read a text file named on the command line.
+ * Read a file named on the command line.
  * @throws GatehouseError `code` (default BAD_INPUT) "cannot read the <what>", where the path
  */
-export async function readTextFile(
+export function readBytesFile(
+  path: string,
+  what: string,
+  code: UnreadableCode = 'BAD_INPUT',
+): Promise<Buffer> {
+  return readNamed(path, what, code, (p) => readFile(p));
+}
+
+/**
+ * Read a UTF-8 text file named on the command line.
+ * @throws GatehouseError `code` (default BAD_INPUT) "cannot read the <what>", where the path
+ */
+export function readTextFile(
   path: string,
   what: string,
   code: UnreadableCode = 'BAD_INPUT',
 ): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw new GatehouseError(code, `cannot read the ${what}`, { where: path, cause: e });
-  }
+  return readNamed(path, what, code, (p) => readFile(p, 'utf8'));
 }
 
 /**
@@ -45,10 +67,5 @@ export async function readJsonFile(
 /** The trusted root of `--trusted-root FILE`, else the one of the home at `homeRoot`. */
 export async function loadTrustedRoot(file: string | undefined, homeRoot: string): Promise<unknown> {
   if (file !== undefined) return readJsonFile(file, 'trusted root');
-  const home = await openHome(homeRoot);
-  try {
-    return await home.trustedRoot();
-  } finally {
-    await home.close();
-  }
+  return withHome(homeRoot, (home) => home.trustedRoot());
 }

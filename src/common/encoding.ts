@@ -38,3 +38,12 @@ export function canonicalJson(value: unknown): string {
   }
   throw new TypeError(`canonical JSON cannot hold a ${typeof value}`);
 }
+
+/** Freeze a decoded document and every object and array in it; returns it. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

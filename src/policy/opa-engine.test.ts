@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { closeServer, listenOnLoopback } from '../../test/helpers.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { CombinedPolicyEngine, OpaPolicyEngine } from './opa-engine.ts';
 import { parsePolicy } from './policy.ts';
@@ -51,13 +51,9 @@ describe('OPA as an external decision point', () => {
         else setTimeout(send, a.delayMs).unref();
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ url } = await listenOnLoopback(server));
   });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
+  after(() => closeServer(server));
 
   const opa = (path: string, timeoutMs = 200) =>
     new OpaPolicyEngine({ url, path, timeoutMs, policyDigest: 'digest' });

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import type { Component } from '../sbom/model.ts';
 import { npmPurl } from '../sbom/purl.ts';
+import { component } from '../testing/components.ts';
 import type { Finding } from '../vuln/findings.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { parsePolicy, policyDigest } from './policy.ts';
@@ -13,14 +13,6 @@ import type { PolicyInput } from './policy-engine.ts';
 const yamlText = readFileSync(new URL('./testdata/default.yaml', import.meta.url), 'utf8');
 const policy = parsePolicy(yamlText, 'default.yaml');
 
-const comp = (name: string, version: string): Component => ({
-  name,
-  version,
-  purl: npmPurl(name, version),
-  ecosystem: 'npm',
-  hashes: [],
-  dependencies: [],
-});
 const finding = (name: string, severity: Finding['severity'], vulnId = `GHSA-${name}`): Finding => ({
   vulnId,
   aliases: ['CVE-1'],
@@ -33,7 +25,7 @@ const finding = (name: string, severity: Finding['severity'], vulnId = `GHSA-${n
 });
 const clean: PolicyInput = {
   project: 'demo',
-  components: [comp('ok', '1.0.0')],
+  components: [component(npmPurl('ok', '1.0.0'))],
   findings: [],
   attestation: { verified: true, evidenceTypes: ['software-measurement', 'tpm'] },
 };
@@ -218,7 +210,7 @@ describe('embedded policy engine', () => {
   ];
   for (const [name, version, denied] of banned) {
     it(`${denied ? 'denies' : 'allows'} ${name}@${version} under the banned-components rule`, async () => {
-      const d = await engine.evaluate({ ...clean, components: [comp(name, version)] });
+      const d = await engine.evaluate({ ...clean, components: [component(npmPurl(name, version))] });
       assert.equal(d.outcome, denied ? 'deny' : 'allow');
       if (denied) assert.equal(d.reasons[0]?.purl, npmPurl(name, version));
     });

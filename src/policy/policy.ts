@@ -1,6 +1,6 @@
 import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { canonicalJson, sha256Hex } from '../common/encoding.ts';
+import { canonicalJson, deepFreeze, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { compileCel } from './cel.ts';
 import { parseComponentPattern } from './purl-pattern.ts';
@@ -262,14 +262,6 @@ export type SourceRule = z.infer<typeof sourceRule>;
 export type SbomAgeRule = z.infer<typeof sbomAgeRule>;
 export type CelRule = z.infer<typeof celRule>;
 export type UndeclaredComponentRule = z.infer<typeof undeclaredComponentRule>;
-
-function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null) {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
-  }
-  return v;
-}
 
 /** The 1-based line of the node at `path` in the document (or of its nearest parent). */
 function lineOf(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Component } from '../sbom/model.ts';
+import { component } from '../testing/components.ts';
 import type { Finding } from '../vuln/findings.ts';
 import { EmbeddedPolicyEngine } from './embedded-engine.ts';
 import { readLicense } from './licenses.ts';
@@ -11,26 +11,20 @@ const head = 'apiVersion: gatehouse.dev/v1\nkind: Policy\nname: p\n';
 const engine = (yaml: string) =>
   new EmbeddedPolicyEngine({ policy: parsePolicy(`${head}${yaml}`, 'p.yaml') });
 
-const comp = (purl: string, licenses?: string[]): Component => ({
-  name: purl.split('/').pop()?.split('@')[0] ?? '',
-  version: purl.split('@').pop() ?? '',
-  purl,
-  ecosystem: purl.slice(4, purl.indexOf('/')),
-  hashes: [],
-  dependencies: [],
-  ...(licenses === undefined ? {} : { licenses }),
-});
-const finding = (purl: string, vulnId: string, extra: Partial<Finding> = {}): Finding => ({
-  vulnId,
-  aliases: [],
-  purl,
-  name: purl.split('/').pop()?.split('@')[0] ?? '',
-  version: purl.split('@').pop() ?? '',
-  severity: 'high',
-  fixedVersions: ['9.9.9'],
-  summary: '',
-  ...extra,
-});
+const finding = (purl: string, vulnId: string, extra: Partial<Finding> = {}): Finding => {
+  const { name, version } = component(purl);
+  return {
+    vulnId,
+    aliases: [],
+    purl,
+    name,
+    version,
+    severity: 'high',
+    fixedVersions: ['9.9.9'],
+    summary: '',
+    ...extra,
+  };
+};
 const base: PolicyInput = { project: 'app', components: [], findings: [], now: '2025-06-01T00:00:00Z' };
 
 describe('vulnerability thresholds', () => {
@@ -85,9 +79,9 @@ describe('component rules', () => {
     const d = await e.evaluate({
       ...base,
       components: [
-        comp('pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1'),
-        comp('pkg:maven/org.apache.logging.log4j/log4j-core@2.17.1'),
-        comp('pkg:pypi/evil-pkg@1.0'),
+        component('pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1'),
+        component('pkg:maven/org.apache.logging.log4j/log4j-core@2.17.1'),
+        component('pkg:pypi/evil-pkg@1.0'),
       ],
     });
     assert.deepEqual(
@@ -98,7 +92,7 @@ describe('component rules', () => {
   it('warns about components outside the allowed list', async () => {
     const d = await e.evaluate({
       ...base,
-      components: [comp('pkg:npm/%40acme/ui@1.0.0'), comp('pkg:npm/left-pad@1.0.0')],
+      components: [component('pkg:npm/%40acme/ui@1.0.0'), component('pkg:npm/left-pad@1.0.0')],
     });
     assert.equal(d.outcome, 'allow');
     assert.deepEqual(
@@ -125,7 +119,10 @@ describe('licence rules', () => {
   ];
   for (const [what, licenses, outcome] of cases)
     it(`decides ${what}: ${outcome}`, async () => {
-      const d = await e.evaluate({ ...base, components: [comp('pkg:npm/x@1.0.0', licenses)] });
+      const d = await e.evaluate({
+        ...base,
+        components: [component('pkg:npm/x@1.0.0', licenses === undefined ? {} : { licenses })],
+      });
       assert.equal(d.outcome, outcome, JSON.stringify(d.reasons));
     });
   it('normalises declared licences into one SPDX expression', () => {
@@ -301,7 +298,7 @@ describe('CEL rules over the fact model', () => {
   it('evaluates build-wide, per-component and per-finding expressions', async () => {
     const d = await e.evaluate({
       ...base,
-      components: [{ ...comp('pkg:npm/debug-tool@1.0.0'), scope: 'dev' }, comp('pkg:npm/ok@1.0.0')],
+      components: [{ ...component('pkg:npm/debug-tool@1.0.0'), scope: 'dev' }, component('pkg:npm/ok@1.0.0')],
       findings: [
         finding('pkg:npm/a@1', 'V1', { severity: 'critical', cvssV3Score: 9.8 }),
         finding('pkg:npm/b@1', 'V2', { severity: 'critical' }),

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { closeServer, listenOnLoopback } from '../../test/helpers.ts';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { registrySkip, startRegistry, type TestRegistry } from '../testing/registry.ts';
@@ -308,14 +309,8 @@ describe('a registry that answers wrongly', () => {
         res.writeHead(404).end();
       }
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const addr = server.address() as { port: number };
-    url = `http://127.0.0.1:${addr.port}`;
-    close = () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      });
+    ({ url } = await listenOnLoopback(server));
+    close = () => closeServer(server);
   });
   after(() => close());
 

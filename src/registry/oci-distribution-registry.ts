@@ -10,14 +10,15 @@ import {
 import type { OciDistributionClient } from './oci-client.ts';
 import { OCI_MANIFEST } from './oci-format.ts';
 import { COSIGN_KINDS, cosignTag } from './oci-names.ts';
-import type {
-  Area,
-  ArtifactFile,
-  ArtifactRegistry,
-  Attachment,
-  PlacedArtifact,
-  Placement,
-  PlacementRequest,
+import {
+  type Area,
+  type ArtifactFile,
+  type ArtifactRegistry,
+  type Attachment,
+  type PlacedArtifact,
+  type Placement,
+  type PlacementRequest,
+  PlacingRegistry,
 } from './registry.ts';
 
 export interface OciDistributionRegistryOptions {
@@ -40,11 +41,12 @@ const MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
  * `sha256-<hex>.sig` / `.att` tags. Promoted and quarantined artifacts go to different
  * repositories, so that a pull policy on the promoted prefix never sees a quarantined one.
  */
-export class OciDistributionRegistry implements ArtifactRegistry {
+export class OciDistributionRegistry extends PlacingRegistry implements ArtifactRegistry {
   readonly #client: OciDistributionClient;
   readonly #prefix: Record<Area, string>;
 
   constructor(options: OciDistributionRegistryOptions) {
+    super();
     const clean = (p: string): string => p.replace(/^\/+|\/+$/g, '');
     const promoted = clean(options.repositoryPrefix);
     const quarantine = clean(options.quarantinePrefix);
@@ -71,15 +73,7 @@ export class OciDistributionRegistry implements ArtifactRegistry {
     return `oci://${this.#client.host}/${this.repository(area, project)}`;
   }
 
-  promote(request: PlacementRequest): Promise<Placement> {
-    return this.#place('promoted', request);
-  }
-
-  quarantine(request: PlacementRequest): Promise<Placement> {
-    return this.#place('quarantine', request);
-  }
-
-  async #place(area: Area, request: PlacementRequest): Promise<Placement> {
+  protected override async place(area: Area, request: PlacementRequest): Promise<Placement> {
     const plan = planPlacement(request);
     const repo = this.repository(area, request.project);
     const c = this.#client;

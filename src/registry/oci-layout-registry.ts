@@ -22,14 +22,15 @@ import {
   referrerDescriptor,
 } from './oci-format.ts';
 import { COSIGN_KINDS, cosignTag, digestOf, isDigest } from './oci-names.ts';
-import type {
-  Area,
-  ArtifactFile,
-  ArtifactRegistry,
-  Attachment,
-  PlacedArtifact,
-  Placement,
-  PlacementRequest,
+import {
+  type Area,
+  type ArtifactFile,
+  type ArtifactRegistry,
+  type Attachment,
+  type PlacedArtifact,
+  type Placement,
+  type PlacementRequest,
+  PlacingRegistry,
 } from './registry.ts';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -42,19 +43,12 @@ const REF_NAME = 'org.opencontainers.image.ref.name';
  * cosign way. Writes are atomic (temporary file, then rename), so a crash never leaves a
  * half-written blob or index.
  */
-export class OciLayoutRegistry implements ArtifactRegistry {
+export class OciLayoutRegistry extends PlacingRegistry implements ArtifactRegistry {
   readonly #root: string;
 
   constructor(options: { root: string }) {
+    super();
     this.#root = options.root;
-  }
-
-  promote(request: PlacementRequest): Promise<Placement> {
-    return this.#place('promoted', request);
-  }
-
-  quarantine(request: PlacementRequest): Promise<Placement> {
-    return this.#place('quarantine', request);
   }
 
   /** The layout folder of a project's area. */
@@ -155,7 +149,7 @@ export class OciLayoutRegistry implements ArtifactRegistry {
     return bytes;
   }
 
-  async #place(area: Area, request: PlacementRequest): Promise<Placement> {
+  protected override async place(area: Area, request: PlacementRequest): Promise<Placement> {
     const plan = planPlacement(request);
     const dir = this.layoutDir(area, request.project);
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });

@@ -58,6 +58,23 @@ export interface PlacedArtifact {
 
 export type Area = 'promoted' | 'quarantine';
 
+/**
+ * The promote and quarantine entry points of an adapter that places an artifact the same way in
+ * either area; the adapter's `place` does it.
+ */
+export abstract class PlacingRegistry {
+  promote(request: PlacementRequest): Promise<Placement> {
+    return this.place('promoted', request);
+  }
+
+  quarantine(request: PlacementRequest): Promise<Placement> {
+    return this.place('quarantine', request);
+  }
+
+  /** Place the artifact, its attachments and their cosign tags in one area. */
+  protected abstract place(area: Area, request: PlacementRequest): Promise<Placement>;
+}
+
 /** An artifact repository with a promoted area and a quarantine area. */
 export interface ArtifactRegistry {
   promote(request: PlacementRequest): Promise<Placement>;

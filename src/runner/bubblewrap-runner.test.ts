@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { access, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { closeServer, listenOnLoopback } from '../../test/helpers.ts';
 import { collectOutputs } from '../agent/outputs.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import { describeRunnerContract, shellConfig } from '../testing/runner-contract.ts';
+import { describeRunnerContract, processesWithMarker, shellConfig } from '../testing/runner-contract.ts';
 import { BubblewrapRunner } from './bubblewrap-runner.ts';
 import { detectHostLayout } from './host-layout.ts';
 import { parseProjectConfig } from './project-config.ts';
@@ -15,20 +16,6 @@ import type { RunnerInstance } from './runner.ts';
 import { bubblewrapSandboxProfile } from './sandbox-profile.ts';
 
 describeRunnerContract('bubblewrap', () => new BubblewrapRunner());
-
-/** Host pids whose environment contains `marker`. */
-async function processesWithMarker(marker: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if ((await readFile(`/proc/${name}/environ`)).includes(marker)) found.push(Number(name));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return found;
-}
 
 describe('bubblewrap sandbox isolation', () => {
   const runner = new BubblewrapRunner();
@@ -95,10 +82,8 @@ describe('bubblewrap sandbox isolation', () => {
       connections++;
       s.destroy();
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const address = await listenOnLoopback(server);
     try {
-      const address = server.address();
-      assert.ok(address !== null && typeof address === 'object');
       // Control: the listener does accept connections from the host.
       await new Promise<void>((resolve, reject) => {
         const s = connect(address.port, '127.0.0.1', () => {
@@ -125,7 +110,7 @@ describe('bubblewrap sandbox isolation', () => {
       assert.deepEqual(interfaces, ['lo']);
       assert.equal(connections, 1);
     } finally {
-      await new Promise((r) => server.close(r));
+      await closeServer(server);
     }
   });
 

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
+import { pathExists } from '../common/files.ts';
 
 /** Resource limits every build runs under: central configuration, never the project's choice. */
 export interface RunnerLimits {
@@ -37,22 +38,38 @@ export type LimitBreach = 'memory' | 'processes' | 'cpu';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
+/** SIGKILL each of the processes; one that is gone already is passed over. */
+export function killAll(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
   }
+}
+
+/**
+ * Kill what `left` names until it names nothing, for about a second (50 rounds 20 ms apart).
+ * @returns false when processes were still there in the last round
+ */
+export async function killUntilGone(left: () => Promise<readonly number[]>): Promise<boolean> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const pids = await left();
+    if (pids.length === 0) return true;
+    killAll(pids);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
 }
 
 /** Which cgroup hierarchy this host offers for limits, or why it offers none. */
 export async function detectCgroups(): Promise<LimitEnforcement> {
-  if (await exists(join(CGROUP_ROOT, 'cgroup.controllers'))) return 'cgroup-v2';
+  if (await pathExists(join(CGROUP_ROOT, 'cgroup.controllers'))) return 'cgroup-v2';
   if (
-    (await exists(join(CGROUP_ROOT, 'pids', 'cgroup.procs'))) &&
-    (await exists(join(CGROUP_ROOT, 'memory', 'cgroup.procs'))) &&
-    (await exists(join(CGROUP_ROOT, 'cpuacct', 'cgroup.procs')))
+    (await pathExists(join(CGROUP_ROOT, 'pids', 'cgroup.procs'))) &&
+    (await pathExists(join(CGROUP_ROOT, 'memory', 'cgroup.procs'))) &&
+    (await pathExists(join(CGROUP_ROOT, 'cpuacct', 'cgroup.procs')))
   ) {
     return 'cgroup-v1';
   }
@@ -185,29 +202,12 @@ export class BuildCgroup {
 
   /** Kill everything in the cgroup now (one pass; remove() makes sure). */
   async kill(): Promise<void> {
-    for (const pid of await this.pids()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
+    killAll(await this.pids());
   }
 
   /** Kill everything left and remove the cgroups. Idempotent. */
   async remove(): Promise<void> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const left = await this.pids();
-      if (left.length === 0) break;
-      for (const pid of left) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await killUntilGone(() => this.pids());
     for (const d of [...this.#dirs].reverse()) await rmdir(d).catch(() => undefined);
   }
 }

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { open, readdir, readFile, readlink } from 'node:fs/promises';
 import { GatehouseError } from '../common/errors.ts';
-import type { BuildCgroup, LimitBreach, RunnerLimits } from './limits.ts';
+import { type BuildCgroup, killUntilGone, type LimitBreach, type RunnerLimits } from './limits.ts';
 import { Tail } from './output-tail.ts';
 import { OUTPUT_TAIL_BYTES } from './runner.ts';
 
@@ -209,18 +209,7 @@ async function processesIn(pidNamespace: number): Promise<number[]> {
  * init dies, but we verify rather than trust, and kill stragglers by pid.
  */
 async function reapNamespace(pidNamespace: number): Promise<void> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const left = await processesIn(pidNamespace);
-    if (left.length === 0) return;
-    for (const pid of left) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  if (await killUntilGone(() => processesIn(pidNamespace))) return;
   throw new GatehouseError(
     'INTERNAL',
     `processes of a finished sandbox would not die (pid namespace ${pidNamespace})`,

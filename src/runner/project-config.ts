@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { deepFreeze } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 
 /** The file a project keeps at its root to tell gatehouse how to build it. */
@@ -91,6 +92,14 @@ const envName = z
     'looks like a secret; build.env holds plain values only, never secrets',
   );
 
+/** How long a build or fetch step may run. */
+const timeoutSeconds = z
+  .number({ error: 'must be a number of seconds' })
+  .int('must be a whole number of seconds')
+  .min(1, 'must be at least 1 second')
+  .max(MAX_BUILD_TIMEOUT_SECONDS, `must be at most ${MAX_BUILD_TIMEOUT_SECONDS} seconds`)
+  .optional();
+
 const schema = z.strictObject({
   project: z
     .string({ error: 'is required and must be a string' })
@@ -107,12 +116,7 @@ const schema = z.strictObject({
         ],
         { error: 'must be a string or a non-empty array of strings' },
       ),
-      timeout: z
-        .number({ error: 'must be a number of seconds' })
-        .int('must be a whole number of seconds')
-        .min(1, 'must be at least 1 second')
-        .max(MAX_BUILD_TIMEOUT_SECONDS, `must be at most ${MAX_BUILD_TIMEOUT_SECONDS} seconds`)
-        .optional(),
+      timeout: timeoutSeconds,
       env: z
         .record(envName, envValue, {
           error: (issue) =>
@@ -130,12 +134,7 @@ const schema = z.strictObject({
           command: z.union([argvItem, z.array(argvItem).min(1).max(256)], {
             error: 'must be a string or a non-empty array of strings',
           }),
-          timeout: z
-            .number({ error: 'must be a number of seconds' })
-            .int('must be a whole number of seconds')
-            .min(1, 'must be at least 1 second')
-            .max(MAX_BUILD_TIMEOUT_SECONDS, `must be at most ${MAX_BUILD_TIMEOUT_SECONDS} seconds`)
-            .optional(),
+          timeout: timeoutSeconds,
         }),
       ],
       { error: "must be 'npm' or a mapping with command (and timeout)" },
@@ -250,12 +249,4 @@ function findProtoKey(value: unknown, path: string[]): string | undefined {
     if (found !== undefined) return found;
   }
   return undefined;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object') {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sha256Hex } from '../common/encoding.ts';
+import { deepFreeze, sha256Hex } from '../common/encoding.ts';
 import { type HostLayout, ROOT_DIRS } from './host-layout.ts';
 import { DEFAULT_LIMITS, type RunnerLimits } from './limits.ts';
 import type { ProjectConfig } from './project-config.ts';
@@ -125,12 +125,4 @@ function sandboxEnv(config: ProjectConfig): Record<string, string> {
     env[k] = v;
   }
   return env;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object') {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }

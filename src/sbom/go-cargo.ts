@@ -1,7 +1,7 @@
 import { type Catalog, finishCatalog, lockfileError } from './lockfile.ts';
 import type { Component } from './model.ts';
 import { formatPurl } from './purl.ts';
-import { parseToml, type TomlTable, type TomlValue } from './toml.ts';
+import { isTable, parseToml, type TomlValue } from './toml.ts';
 
 // ---- Go ----
 
@@ -153,8 +153,6 @@ export function catalogGoMod(text: string, where: string): Catalog {
 
 const CRATE_NAME = /^[A-Za-z0-9_-]+$/;
 const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
-const isTable = (v: TomlValue | undefined): v is TomlTable =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Catalog a Cargo.lock (versions 1 to 4). Packages without a `source` are the workspace's own

@@ -64,6 +64,33 @@ function paragraphs(
   return out;
 }
 
+/**
+ * An installed package of a distribution's package database (`type` deb or apk), as a component
+ * needed at run time: its purl names the distribution (`namespace` when the release is unknown)
+ * and the architecture.
+ */
+function osPackage(
+  type: 'deb' | 'apk',
+  namespace: string,
+  p: { name: string; version: string; arch: string | undefined },
+  distro: Distro | undefined,
+): Component {
+  const { name, version } = p;
+  const qualifiers: Record<string, string> = {};
+  if (p.arch !== undefined) qualifiers.arch = p.arch;
+  if (distro !== undefined)
+    qualifiers.distro = distro.versionId === undefined ? distro.id : `${distro.id}-${distro.versionId}`;
+  return {
+    name,
+    version,
+    purl: formatPurl({ type, namespace: distro?.id ?? namespace, name, version, qualifiers }),
+    ecosystem: type,
+    hashes: [],
+    dependencies: [],
+    scope: 'required',
+  };
+}
+
 const DEB_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
 const DEB_VERSION = /^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$/;
 
@@ -87,20 +114,7 @@ export function catalogDpkgStatus(text: string, where: string, distro?: Distro):
     if (!DEB_NAME.test(name)) throw fail(`invalid package name '${name}'`);
     if (version === undefined || !DEB_VERSION.test(version))
       throw fail(`package ${name} has an invalid version '${version ?? ''}'`);
-    const arch = f.get('Architecture');
-    const qualifiers: Record<string, string> = {};
-    if (arch !== undefined) qualifiers.arch = arch;
-    if (distro !== undefined)
-      qualifiers.distro = distro.versionId === undefined ? distro.id : `${distro.id}-${distro.versionId}`;
-    const c: Component = {
-      name,
-      version,
-      purl: formatPurl({ type: 'deb', namespace: distro?.id ?? 'debian', name, version, qualifiers }),
-      ecosystem: 'deb',
-      hashes: [],
-      dependencies: [],
-      scope: 'required',
-    };
+    const c = osPackage('deb', 'debian', { name, version, arch: f.get('Architecture') }, distro);
     const source = f.get('Source');
     if (source !== undefined) {
       const m = /^([a-z0-9][a-z0-9+.-]+)(?:\s+\(([^)]+)\))?$/.exec(source.trim());
@@ -155,21 +169,8 @@ export function catalogApkInstalled(text: string, where: string, distro?: Distro
       throw fail(`invalid package name '${name ?? ''}'`);
     if (version === undefined || !/^[0-9][A-Za-z0-9._~-]*$/.test(version))
       throw fail(`package ${name} has an invalid version '${version ?? ''}'`);
-    const qualifiers: Record<string, string> = {};
-    const arch = f.get('A');
-    if (arch !== undefined) qualifiers.arch = arch;
-    if (distro !== undefined)
-      qualifiers.distro = distro.versionId === undefined ? distro.id : `${distro.id}-${distro.versionId}`;
-    const c: Component = {
-      name,
-      version,
-      purl: formatPurl({ type: 'apk', namespace: distro?.id ?? 'alpine', name, version, qualifiers }),
-      ecosystem: 'apk',
-      hashes: [],
-      dependencies: [],
-      scope: 'required',
-      sourcePackage: { name: f.get('o') ?? name, version },
-    };
+    const c = osPackage('apk', 'alpine', { name, version, arch: f.get('A') }, distro);
+    c.sourcePackage = { name: f.get('o') ?? name, version };
     const license = f.get('L');
     if (license !== undefined && license !== '') c.licenses = [license];
     if (byName.has(name)) throw fail(`package ${name} is listed twice`);

@@ -9,7 +9,7 @@ import {
 } from './lockfile.ts';
 import type { Component, ComponentHash } from './model.ts';
 import { formatPurl } from './purl.ts';
-import { parseToml, type TomlTable, type TomlValue } from './toml.ts';
+import { isTable, parseToml, type TomlTable, type TomlValue } from './toml.ts';
 
 // PEP 508 names: letters and digits, with . _ - inside.
 const PYPI_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
@@ -50,8 +50,6 @@ function distributionHash(files: { name: string; hash: string }[]): ComponentHas
   return h === undefined ? [] : [h];
 }
 
-const isTable = (v: TomlValue | undefined): v is TomlTable =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: TomlValue | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
 function checkNameVersion(

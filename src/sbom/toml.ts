@@ -23,7 +23,8 @@ export function parseToml(text: string, where: string): TomlTable {
 }
 
 const table = (): TomlTable => Object.create(null) as TomlTable;
-const isTable = (v: TomlValue | undefined): v is TomlTable =>
+/** True when a TOML value is a table (not an array, not a scalar). */
+export const isTable = (v: TomlValue | undefined): v is TomlTable =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 class TomlReader {
@@ -115,23 +116,17 @@ class TomlReader {
   }
 
   #openTable(root: TomlTable, keys: string[], at: number): TomlTable {
-    let t = root;
-    for (const [n, k] of keys.entries()) {
-      const v = t[k];
-      if (v === undefined) {
-        const fresh = table();
-        t[k] = fresh;
-        t = fresh;
-      } else if (isTable(v) && !this.#frozen.has(v)) {
-        if (n === keys.length - 1 && this.#defined.has(v))
-          throw this.#fail(`table [${keys.join('.')}] is defined twice`, at);
-        t = v;
-      } else if (Array.isArray(v) && this.#arrayTables.has(v) && n < keys.length - 1) {
-        const last = v[v.length - 1];
-        if (!isTable(last)) throw this.#fail(`key '${k}' is not a table`, at);
-        t = last;
-      } else throw this.#fail(`key '${keys.slice(0, n + 1).join('.')}' is already a value`, at);
-    }
+    const parent = this.#openPath(root, keys.slice(0, -1), at);
+    const k = keys[keys.length - 1] ?? '';
+    const v = parent[k];
+    let t: TomlTable;
+    if (v === undefined) {
+      t = table();
+      parent[k] = t;
+    } else if (isTable(v) && !this.#frozen.has(v)) {
+      if (this.#defined.has(v)) throw this.#fail(`table [${keys.join('.')}] is defined twice`, at);
+      t = v;
+    } else throw this.#fail(`key '${keys.join('.')}' is already a value`, at);
     this.#defined.add(t);
     return t;
   }
@@ -152,34 +147,48 @@ class TomlReader {
     return fresh;
   }
 
-  // Walk (creating implicitly) the tables a header or dotted key passes through.
+  // Walk (creating implicitly) the tables a header passes through: tables, and the last table of an
+  // array of tables.
   #openPath(root: TomlTable, keys: string[], at: number): TomlTable {
-    let t = root;
-    for (const [n, k] of keys.entries()) {
-      const v = t[k];
-      if (v === undefined) {
-        const fresh = table();
-        t[k] = fresh;
-        t = fresh;
-      } else if (isTable(v) && !this.#frozen.has(v)) t = v;
-      else if (Array.isArray(v) && this.#arrayTables.has(v) && isTable(v[v.length - 1]))
-        t = v[v.length - 1] as TomlTable;
-      else throw this.#fail(`key '${keys.slice(0, n + 1).join('.')}' is already a value`, at);
-    }
-    return t;
+    return this.#walk(root, keys, at, 'is already a value', (v) => {
+      if (isTable(v) && !this.#frozen.has(v)) return v;
+      const last = Array.isArray(v) && this.#arrayTables.has(v) ? v[v.length - 1] : undefined;
+      return isTable(last) ? last : undefined;
+    });
   }
 
-  #assign(t: TomlTable, keys: string[], value: TomlValue, at: number): void {
+  /**
+   * Walk `keys` from `t`, creating the tables that are not there yet; `into` names the table an
+   * existing value lets the walk go on in, else the key is `taken` (an error naming it).
+   */
+  #walk(
+    t: TomlTable,
+    keys: string[],
+    at: number,
+    taken: string,
+    into: (v: TomlValue) => TomlTable | undefined,
+  ): TomlTable {
     let target = t;
-    for (const [n, k] of keys.slice(0, -1).entries()) {
+    for (const [n, k] of keys.entries()) {
       const v = target[k];
       if (v === undefined) {
         const fresh = table();
         target[k] = fresh;
         target = fresh;
-      } else if (isTable(v) && !this.#frozen.has(v) && !this.#defined.has(v)) target = v;
-      else throw this.#fail(`key '${keys.slice(0, n + 1).join('.')}' is already defined`, at);
+        continue;
+      }
+      const next = into(v);
+      if (next === undefined) throw this.#fail(`key '${keys.slice(0, n + 1).join('.')}' ${taken}`, at);
+      target = next;
     }
+    return target;
+  }
+
+  #assign(t: TomlTable, keys: string[], value: TomlValue, at: number): void {
+    // Dotted keys pass through tables they made themselves, never through a [table] or an inline one.
+    const target = this.#walk(t, keys.slice(0, -1), at, 'is already defined', (v) =>
+      isTable(v) && !this.#frozen.has(v) && !this.#defined.has(v) ? v : undefined,
+    );
     const last = keys[keys.length - 1] ?? '';
     if (last in target) throw this.#fail(`key '${keys.join('.')}' is defined twice`, at);
     target[last] = value;

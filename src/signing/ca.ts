@@ -5,13 +5,14 @@
  * intermediate key can move to an HSM or KMS without changing this file.
  */
 import { createHash, createPublicKey, X509Certificate as NodeX509, randomBytes } from 'node:crypto';
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import './reflect-metadata-shim.ts';
 import * as x509 from '@peculiar/x509';
 import { GatehouseError } from '../common/errors.ts';
+import { pathExists } from '../common/files.ts';
 import { FileKeySigner } from './file-key-signer.ts';
-import type { KeyProtection } from './key-file.ts';
+import { type KeyProtection, readKeptFile } from './key-file.ts';
 import { issueLeafDer, keyIdOf, subjectNameOf } from './leaf-der.ts';
 import type { Signer } from './signer.ts';
 
@@ -174,15 +175,6 @@ function isUri(s: string): boolean {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The internal CA: root and intermediate certificates, and the intermediate's signing key. */
 export class InternalCa {
   readonly #intermediateSigner: Signer;
@@ -215,7 +207,7 @@ export class InternalCa {
       // With an HSM-held intermediate there is no intermediate key file to collide with.
       if (f === FILES.intermediateKey && options.intermediateSigner !== undefined) continue;
       const path = join(dir, f);
-      if (await exists(path)) {
+      if (await pathExists(path)) {
         throw new GatehouseError('CONFLICT', 'a CA file already exists; refusing to overwrite it', {
           where: path,
         });
@@ -396,13 +388,7 @@ async function issue(signer: Signer, params: IssueParams): Promise<x509.X509Cert
 }
 
 async function readCert(path: string): Promise<x509.X509Certificate> {
-  let pem: string;
-  try {
-    pem = await readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
-    throw new GatehouseError(code, 'cannot read the CA certificate', { where: path, cause: e });
-  }
+  const pem = await readKeptFile(path, 'CA certificate');
   try {
     new NodeX509(pem);
     return new x509.X509Certificate(pem);

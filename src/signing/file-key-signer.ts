@@ -1,7 +1,13 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { GatehouseError } from '../common/errors.ts';
-import { isEncryptedKeyFile, type KeyProtection, openPrivateKey, sealPrivateKey } from './key-file.ts';
+import {
+  isEncryptedKeyFile,
+  type KeyProtection,
+  openPrivateKey,
+  readKeptFile,
+  sealPrivateKey,
+} from './key-file.ts';
 import type { Signer } from './signer.ts';
 
 /** Check that a key is an EC P-256 key; `where` names it in the error. */
@@ -96,13 +102,7 @@ export class FileKeySigner extends KeyObjectSigner {
     protection: KeyProtection = { kind: 'none' },
     purpose = 'signing',
   ): Promise<FileKeySigner> {
-    let pem: string;
-    try {
-      pem = await readFile(path, 'utf8');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
-      throw new GatehouseError(code, 'cannot read the key file', { where: path, cause: e });
-    }
+    const pem = await readKeptFile(path, 'key file');
     if (isEncryptedKeyFile(pem)) {
       const key = openPrivateKey(pem, protection, purpose, path);
       assertP256(key, path);
@@ -139,13 +139,7 @@ export async function readPrivateKeyFile(
   protection: KeyProtection,
   purpose: string,
 ): Promise<KeyObject> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
-    throw new GatehouseError(code, 'cannot read the key file', { where: path, cause: e });
-  }
+  const text = await readKeptFile(path, 'key file');
   if (isEncryptedKeyFile(text)) return openPrivateKey(text, protection, purpose, path);
   if (protection.kind !== 'none') {
     throw new GatehouseError(

@@ -20,6 +20,7 @@ import {
   randomBytes,
   scryptSync,
 } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { canonicalJson } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
@@ -179,5 +180,18 @@ export function openPrivateKey(
     throw new GatehouseError('BAD_CONFIG', 'the encrypted key file holds no valid private key', opts);
   } finally {
     der.fill(0);
+  }
+}
+
+/**
+ * Read a key or certificate file the home keeps.
+ * @throws GatehouseError NOT_FOUND when it is not there, STORE_ERROR when it cannot be read
+ */
+export async function readKeptFile(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_ERROR';
+    throw new GatehouseError(code, `cannot read the ${what}`, { where: path, cause: e });
   }
 }

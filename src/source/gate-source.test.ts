@@ -4,6 +4,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, copyExample, examplesDir, tempDir } from '../../test/helpers.ts';
+import { initRepo, sshKeyPair } from '../testing/source.ts';
 
 /**
  * Source origin through the whole pipeline: `gatehouse run` on a real git repository registered
@@ -21,12 +22,10 @@ describe('source origin at the gate', () => {
     assert.equal((await cli(['init'], { env })).code, 0);
     assert.equal((await cli(['vulndb', 'import', join(examplesDir, 'advisories')], { env })).code, 0);
     app = copyExample('hello-app', tmp.path);
-    git('init', '-q', '-b', 'main');
-    git('config', 'user.email', 'alice@example.com');
-    git('config', 'user.name', 'Alice');
+    initRepo(app, { name: 'Alice', email: 'alice@example.com' });
     git('add', '-A');
     git('commit', '-q', '-m', 'one');
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(tmp.path, 'bob')]);
+    sshKeyPair(join(tmp.path, 'bob'));
     const protect = await cli(['source', 'protect', app, '--branch', 'main', '--approvals', '1'], { env });
     assert.equal(protect.code, 0, protect.stderr);
     const signer = await cli(

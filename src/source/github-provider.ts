@@ -1,29 +1,13 @@
 import { z } from 'zod';
 import { sha256Hex } from '../common/encoding.ts';
-import { describeError, GatehouseError } from '../common/errors.ts';
+import { describeError } from '../common/errors.ts';
 import type { SourceProtectionRecord } from '../store/store.ts';
 import { OBJECT_ID } from './git.ts';
-import type { RestClient } from './rest-client.ts';
+import { HostedProvider, type HostedProviderOptions } from './hosted-provider.ts';
 import { signatureFormat, verifyGpgSignature, verifySshSignature } from './signers.ts';
-import type {
-  SourceApproval,
-  SourceClaim,
-  SourceProvider,
-  SourceRefFact,
-  SourceVerification,
-} from './source-provider.ts';
-import { refMatches, unverified } from './source-provider.ts';
-import {
-  acceptHead,
-  buildConfigPath,
-  establishedSource,
-  type HostedProviderOptions,
-  hostedRestClient,
-  noteHostedLimits,
-  refFact,
-  toTrustedSigner,
-  verifyRegistered,
-} from './verification.ts';
+import type { SourceApproval, SourceClaim, SourceRefFact, SourceVerification } from './source-provider.ts';
+import { refMatches } from './source-provider.ts';
+import { acceptHead, establishedSource, noSuchCommit, refFact } from './verification.ts';
 
 const user = z.object({ login: z.string() });
 const commitSchema = z.object({
@@ -83,56 +67,34 @@ const ruleSchema = z.object({ type: z.string(), parameters: z.record(z.string(),
  * payload GitHub returns, not by GitHub's verdict), the build configuration at the commit, and the
  * CI identity token's claims tying the job to repository, ref and commit.
  */
-export class GitHubProvider implements SourceProvider {
-  readonly kind = 'github' as const;
-  readonly #o: HostedProviderOptions;
-  readonly #api: RestClient;
-  readonly #web: string;
-
+export class GitHubProvider extends HostedProvider {
   constructor(options: HostedProviderOptions) {
-    this.#o = options;
-    this.#web = options.webUrl.replace(/\/+$/, '');
-    this.#api = hostedRestClient(options, {
-      accept: 'application/vnd.github+json',
-      'x-github-api-version': '2022-11-28',
+    super(options, {
+      kind: 'github',
+      name: 'GitHub',
+      path: /^[\w.-]+\/[\w.-]+$/,
+      notAPath: 'not an owner/name repository URI',
+      headers: { accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' },
     });
   }
 
-  handles(repository: string): boolean {
-    return repository.startsWith(`${this.#web}/`);
-  }
-
-  async verify(claim: SourceClaim): Promise<SourceVerification> {
-    const { repository, commit } = claim;
-    const slug = repository.slice(this.#web.length + 1);
-    if (!/^[\w.-]+\/[\w.-]+$/.test(slug))
-      return unverified('github', repository, 'not an owner/name repository URI', commit);
-    return verifyRegistered('github', this.#o.store, claim, (protections) =>
-      this.#verify(slug, claim, protections),
-    );
-  }
-
-  async #verify(
+  protected override async establish(
     slug: string,
     claim: SourceClaim,
     protections: readonly SourceProtectionRecord[],
   ): Promise<SourceVerification> {
     const { repository, commit } = claim;
     const repo = `repos/${slug}`;
-    const ci = checkGitHubIdentity(claim, slug);
-    if (ci !== undefined && !ci.matched)
-      throw new GatehouseError('SOURCE_MISMATCH', ci.detail ?? 'CI identity mismatch');
-    const c = await this.#api.get(`${repo}/commits/${commit}`, commitSchema);
-    if (c === undefined || c.sha !== commit)
-      throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
-    const store = this.#o.store;
+    const c = await this.api.get(`${repo}/commits/${commit}`, commitSchema);
+    if (c === undefined || c.sha !== commit) throw noSuchCommit(claim);
+    const store = this.options.store;
     const refs: SourceRefFact[] = [];
     const isAncestor = async (a: string, b: string): Promise<boolean> => {
       if (a === b) return true;
-      const cmp = await this.#api.get(`${repo}/compare/${a}...${b}`, compareSchema);
+      const cmp = await this.api.get(`${repo}/compare/${a}...${b}`, compareSchema);
       return cmp?.status === 'ahead' || cmp?.status === 'identical';
     };
-    for (const b of await this.#api.list(`${repo}/branches?protected=true&per_page=100`, branchSchema)) {
+    for (const b of await this.api.list(`${repo}/branches?protected=true&per_page=100`, branchSchema)) {
       const ref = `refs/heads/${b.name}`;
       if (!protections.some((p) => refMatches(p.ref, ref))) continue;
       const seen = await acceptHead(store, isAncestor, repository, ref, 'branch', b.commit.sha);
@@ -143,7 +105,7 @@ export class GitHubProvider implements SourceProvider {
     }
 
     // Reviews of the pull requests that brought the commit in; the latest review per user counts.
-    const prs = await this.#api.list(`${repo}/commits/${commit}/pulls?per_page=100`, pullSchema);
+    const prs = await this.api.list(`${repo}/commits/${commit}/pulls?per_page=100`, pullSchema);
     const approvals: SourceApproval[] = [];
     let reviewedCommit: string | undefined;
     const authorLogins = new Set<string>([c.author?.login ?? ''].filter((x) => x !== ''));
@@ -152,7 +114,7 @@ export class GitHubProvider implements SourceProvider {
       if (!inPr) continue;
       const prAuthor = pr.user?.login;
       const latest = new Map<string, z.infer<typeof reviewSchema>>();
-      for (const r of await this.#api.list(`${repo}/pulls/${pr.number}/reviews?per_page=100`, reviewSchema)) {
+      for (const r of await this.api.list(`${repo}/pulls/${pr.number}/reviews?per_page=100`, reviewSchema)) {
         if (r.user !== null && r.state !== 'COMMENTED' && r.state !== 'PENDING') latest.set(r.user.login, r);
       }
       for (const [login, r] of latest) {
@@ -174,8 +136,8 @@ export class GitHubProvider implements SourceProvider {
     const any = new Set(independent.map((a) => a.reviewer));
     if (exact.size === 0) reviewedCommit = independent[0]?.commit;
 
-    const configPath = buildConfigPath(claim, this.#o.buildConfigFile ?? 'gatehouse.yaml');
-    const v = await establishedSource({
+    const configPath = this.configPath(claim);
+    return establishedSource({
       provider: 'github',
       repository,
       commit,
@@ -192,7 +154,7 @@ export class GitHubProvider implements SourceProvider {
       buildConfig: {
         path: configPath,
         digestAt: async (ref) => {
-          const f = await this.#api.get(`${repo}/contents/${configPath}?ref=${ref}`, contentSchema);
+          const f = await this.api.get(`${repo}/contents/${configPath}?ref=${ref}`, contentSchema);
           return f === undefined
             ? undefined
             : sha256Hex(Buffer.from(f.content.replace(/\s+/g, ''), 'base64'));
@@ -200,15 +162,28 @@ export class GitHubProvider implements SourceProvider {
       },
       reviewedCommit,
     });
-    return noteHostedLimits(v, claim, ci, 'GitHub');
+  }
+
+  protected override otherRepository(t: Readonly<Record<string, unknown>>, slug: string): string | undefined {
+    return typeof t.repository !== 'string' || t.repository.toLowerCase() !== slug.toLowerCase()
+      ? `repository ${String(t.repository)}`
+      : undefined;
+  }
+
+  protected override sameRef(t: Readonly<Record<string, unknown>>, ref: string): boolean {
+    return t.ref === ref;
+  }
+
+  protected override runOf(t: Readonly<Record<string, unknown>>): string {
+    return `run ${String(t.run_id ?? '?')} of ${String(t.workflow_ref ?? t.job_workflow_ref ?? '?')}`;
   }
 
   async #hostProtection(repo: string, branch: string): Promise<Partial<SourceRefFact>> {
-    const classic = await this.#api.get(
+    const classic = await this.api.get(
       `${repo}/branches/${encodeURIComponent(branch)}/protection`,
       protectionSchema,
     );
-    const rules = await this.#api.list(
+    const rules = await this.api.list(
       `${repo}/rules/branches/${encodeURIComponent(branch)}?per_page=100`,
       ruleSchema,
     );
@@ -243,7 +218,7 @@ export class GitHubProvider implements SourceProvider {
     const format = signatureFormat(verification.signature);
     if (format !== 'ssh' && format !== 'gpg')
       return { present: true, trusted: false, detail: `unsupported signature (${verification.reason})` };
-    const signers = (await this.#o.store.signers(repository)).map(toTrustedSigner);
+    const signers = await this.options.store.signers(repository);
     try {
       const ok =
         format === 'ssh'
@@ -266,25 +241,4 @@ export class GitHubProvider implements SourceProvider {
       };
     }
   }
-}
-
-/** Compare a GitHub Actions OIDC token's claims with the repository, commit and ref. */
-function checkGitHubIdentity(claim: SourceClaim, slug: string): SourceVerification['ciIdentity'] {
-  const t = claim.ciIdentity;
-  if (t === undefined) return undefined;
-  const wrong: string[] = [];
-  if (typeof t.repository !== 'string' || t.repository.toLowerCase() !== slug.toLowerCase())
-    wrong.push(`repository ${String(t.repository)}`);
-  if (t.sha !== claim.commit) wrong.push(`sha ${String(t.sha).slice(0, 12)}`);
-  if (claim.ref !== undefined && t.ref !== claim.ref) wrong.push(`ref ${String(t.ref)}`);
-  if (wrong.length > 0) {
-    return {
-      matched: false,
-      detail: `the CI identity token names ${wrong.join(', ')}, not ${slug}@${claim.commit.slice(0, 12)}`,
-    };
-  }
-  return {
-    matched: true,
-    detail: `run ${String(t.run_id ?? '?')} of ${String(t.workflow_ref ?? t.job_workflow_ref ?? '?')}`,
-  };
 }

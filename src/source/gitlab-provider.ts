@@ -1,29 +1,12 @@
 import { z } from 'zod';
 import { sha256Hex } from '../common/encoding.ts';
-import { GatehouseError } from '../common/errors.ts';
 import type { SourceProtectionRecord } from '../store/store.ts';
 import { OBJECT_ID } from './git.ts';
-import type { RestClient } from './rest-client.ts';
+import { HostedProvider, type HostedProviderOptions } from './hosted-provider.ts';
 import { parseSshPublicKey } from './signers.ts';
-import type {
-  SourceApproval,
-  SourceClaim,
-  SourceProvider,
-  SourceRefFact,
-  SourceVerification,
-} from './source-provider.ts';
-import { refMatches, unverified } from './source-provider.ts';
-import {
-  acceptHead,
-  buildConfigPath,
-  establishedSource,
-  type HostedProviderOptions,
-  hostedRestClient,
-  noteHostedLimits,
-  refFact,
-  toTrustedSigner,
-  verifyRegistered,
-} from './verification.ts';
+import type { SourceApproval, SourceClaim, SourceRefFact, SourceVerification } from './source-provider.ts';
+import { refMatches } from './source-provider.ts';
+import { acceptHead, establishedSource, noSuchCommit, refFact } from './verification.ts';
 
 const commitSchema = z.object({
   id: z.string().regex(OBJECT_ID),
@@ -63,49 +46,29 @@ const fileSchema = z.object({ encoding: z.literal('base64'), content: z.string()
  * merge-request approvals, GitLab's commit-signature verdict matched against gatehouse's trusted
  * keys, the build configuration at the commit, and the CI id_token's claims.
  */
-export class GitLabProvider implements SourceProvider {
-  readonly kind = 'gitlab' as const;
-  readonly #o: HostedProviderOptions;
-  readonly #api: RestClient;
-  readonly #web: string;
-
+export class GitLabProvider extends HostedProvider {
   constructor(options: HostedProviderOptions) {
-    this.#o = options;
-    this.#web = options.webUrl.replace(/\/+$/, '');
-    this.#api = hostedRestClient(options);
+    super(options, {
+      kind: 'gitlab',
+      name: 'GitLab',
+      path: /^[\w.-]+(\/[\w.-]+)+$/,
+      notAPath: 'not a group/project repository URI',
+    });
   }
 
-  handles(repository: string): boolean {
-    return repository.startsWith(`${this.#web}/`);
-  }
-
-  async verify(claim: SourceClaim): Promise<SourceVerification> {
-    const { repository, commit } = claim;
-    const path = repository.slice(this.#web.length + 1);
-    if (!/^[\w.-]+(\/[\w.-]+)+$/.test(path))
-      return unverified('gitlab', repository, 'not a group/project repository URI', commit);
-    return verifyRegistered('gitlab', this.#o.store, claim, (protections) =>
-      this.#verify(path, claim, protections),
-    );
-  }
-
-  async #verify(
+  protected override async establish(
     path: string,
     claim: SourceClaim,
     protections: readonly SourceProtectionRecord[],
   ): Promise<SourceVerification> {
     const { repository, commit } = claim;
     const project = `projects/${encodeURIComponent(path)}`;
-    const ci = checkGitLabIdentity(claim, path);
-    if (ci !== undefined && !ci.matched)
-      throw new GatehouseError('SOURCE_MISMATCH', ci.detail ?? 'CI identity mismatch');
-    const c = await this.#api.get(`${project}/repository/commits/${commit}`, commitSchema);
-    if (c === undefined || c.id !== commit)
-      throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
-    const store = this.#o.store;
+    const c = await this.api.get(`${project}/repository/commits/${commit}`, commitSchema);
+    if (c === undefined || c.id !== commit) throw noSuchCommit(claim);
+    const store = this.options.store;
     const isAncestor = async (a: string, b: string): Promise<boolean> => {
       if (a === b) return true;
-      const base = await this.#api.get(
+      const base = await this.api.get(
         `${project}/repository/merge_base?refs[]=${a}&refs[]=${b}`,
         mergeBaseSchema,
       );
@@ -113,20 +76,20 @@ export class GitLabProvider implements SourceProvider {
     };
     const holding = new Set(
       (
-        await this.#api.list(
+        await this.api.list(
           `${project}/repository/commits/${commit}/refs?type=branch&per_page=100`,
           refSchema,
         )
       ).map((r) => `refs/heads/${r.name}`),
     );
     const refs: SourceRefFact[] = [];
-    for (const pb of await this.#api.list(
+    for (const pb of await this.api.list(
       `${project}/protected_branches?per_page=100`,
       protectedBranchSchema,
     )) {
       const ref = `refs/heads/${pb.name}`;
       if (pb.name.includes('*') || !protections.some((p) => refMatches(p.ref, ref))) continue;
-      const b = await this.#api.get(
+      const b = await this.api.get(
         `${project}/repository/branches/${encodeURIComponent(pb.name)}`,
         branchSchema,
       );
@@ -142,13 +105,13 @@ export class GitLabProvider implements SourceProvider {
     // project says so); they cover the commit when it is that head or the MR's merge/squash commit.
     const approvals: SourceApproval[] = [];
     let reviewedCommit: string | undefined;
-    for (const mr of await this.#api.list(
+    for (const mr of await this.api.list(
       `${project}/repository/commits/${commit}/merge_requests?per_page=100`,
       mrSchema,
     )) {
       if (mr.sha !== commit && mr.merge_commit_sha !== commit && mr.squash_commit_sha !== commit) continue;
-      const a = await this.#api.get(`${project}/merge_requests/${mr.iid}/approvals`, approvalsSchema);
-      const rules = await this.#api.list(
+      const a = await this.api.get(`${project}/merge_requests/${mr.iid}/approvals`, approvalsSchema);
+      const rules = await this.api.list(
         `${project}/merge_requests/${mr.iid}/approval_rules?per_page=100`,
         ruleSchema,
       );
@@ -167,8 +130,8 @@ export class GitLabProvider implements SourceProvider {
     }
     const independent = new Set(approvals.filter((x) => !x.byAuthor).map((x) => x.reviewer));
 
-    const configPath = buildConfigPath(claim, this.#o.buildConfigFile ?? 'gatehouse.yaml');
-    const v = await establishedSource({
+    const configPath = this.configPath(claim);
+    return establishedSource({
       provider: 'gitlab',
       repository,
       commit,
@@ -182,7 +145,7 @@ export class GitLabProvider implements SourceProvider {
       buildConfig: {
         path: configPath,
         digestAt: async (ref) => {
-          const f = await this.#api.get(
+          const f = await this.api.get(
             `${project}/repository/files/${encodeURIComponent(configPath)}?ref=${ref}`,
             fileSchema,
           );
@@ -191,7 +154,19 @@ export class GitLabProvider implements SourceProvider {
       },
       reviewedCommit,
     });
-    return noteHostedLimits(v, claim, ci, 'GitLab');
+  }
+
+  protected override otherRepository(t: Readonly<Record<string, unknown>>, path: string): string | undefined {
+    return t.project_path !== path ? `project ${String(t.project_path)}` : undefined;
+  }
+
+  /** GitLab names the short ref; a full one is taken too. */
+  protected override sameRef(t: Readonly<Record<string, unknown>>, ref: string): boolean {
+    return `refs/heads/${String(t.ref)}` === ref || t.ref === ref;
+  }
+
+  protected override runOf(t: Readonly<Record<string, unknown>>): string {
+    return `pipeline ${String(t.pipeline_id ?? '?')}`;
   }
 
   /** GitLab verifies the signature; gatehouse trusts it only when the key is one of its own signers. */
@@ -200,10 +175,10 @@ export class GitLabProvider implements SourceProvider {
     commit: string,
     repository: string,
   ): Promise<SourceVerification['signature']> {
-    const s = await this.#api.get(`${project}/repository/commits/${commit}/signature`, signatureSchema);
+    const s = await this.api.get(`${project}/repository/commits/${commit}/signature`, signatureSchema);
     if (s === undefined) return { present: false, trusted: false };
     const format = s.signature_type === 'SSH' ? 'ssh' : s.signature_type === 'PGP' ? 'gpg' : 'x509';
-    const signers = (await this.#o.store.signers(repository)).map(toTrustedSigner);
+    const signers = await this.options.store.signers(repository);
     let signer: (typeof signers)[number] | undefined;
     if (format === 'ssh' && s.key?.key !== undefined) {
       let id: string | undefined;
@@ -235,22 +210,4 @@ export class GitLabProvider implements SourceProvider {
       detail: 'GitLab: verified',
     };
   }
-}
-
-/** Compare a GitLab CI id_token's claims with the project, commit and ref. */
-function checkGitLabIdentity(claim: SourceClaim, path: string): SourceVerification['ciIdentity'] {
-  const t = claim.ciIdentity;
-  if (t === undefined) return undefined;
-  const wrong: string[] = [];
-  if (t.project_path !== path) wrong.push(`project ${String(t.project_path)}`);
-  if (t.sha !== claim.commit) wrong.push(`sha ${String(t.sha).slice(0, 12)}`);
-  if (claim.ref !== undefined && `refs/heads/${String(t.ref)}` !== claim.ref && t.ref !== claim.ref)
-    wrong.push(`ref ${String(t.ref)}`);
-  if (wrong.length > 0) {
-    return {
-      matched: false,
-      detail: `the CI identity token names ${wrong.join(', ')}, not ${path}@${claim.commit.slice(0, 12)}`,
-    };
-  }
-  return { matched: true, detail: `pipeline ${String(t.pipeline_id ?? '?')}` };
 }

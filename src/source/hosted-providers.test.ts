@@ -2,18 +2,20 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { listenOnLoopback } from '../../test/helpers.ts';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { BUILD_CONFIG, reviewedAndSigned, sshKeyPair } from '../testing/source.ts';
 import { addSigner } from './admin.ts';
 import { parseCommitObject } from './git.ts';
 import { GitHubProvider } from './github-provider.ts';
 import { GitLabProvider } from './gitlab-provider.ts';
+import type { HostedProviderOptions } from './hosted-provider.ts';
 import { nextLink, rateLimitWait } from './rest-client.ts';
 
 /**
@@ -30,7 +32,6 @@ const HEAD = hex('2');
 const BASE = hex('3');
 const MAIN = hex('4');
 const OLD = hex('5');
-const CONFIG = 'project: app\nbuild:\n  command: ["sh", "build.sh"]\noutputs: [out.tar]\n';
 
 interface Route {
   status: number;
@@ -63,8 +64,7 @@ async function serve(
     res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
     res.end(typeof a.body === 'string' ? a.body : JSON.stringify(a.body));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  api = `http://127.0.0.1:${(server.address() as AddressInfo).port}${prefix}`;
+  api = `${(await listenOnLoopback(server)).url}${prefix}`;
   let text = readFileSync(join(here, 'testdata', file), 'utf8');
   for (const [k, v] of Object.entries({ ...values, API: api }))
     text = text.replaceAll(`@${k}@`, JSON.stringify(v).slice(1, -1));
@@ -77,22 +77,15 @@ describe('hosted source providers (recorded API answers on loopback)', () => {
   const values: Record<string, string> = {};
   const servers: Server[] = [];
   let aliceKey = '';
-  const rule = {
-    minApprovals: 1,
-    staleApprovals: false,
-    forbidSelfApproval: true,
-    signedCommits: true,
-    buildConfigUnchanged: true,
-  };
+  const rule = reviewedAndSigned({ buildConfigUnchanged: true });
 
   before(async () => {
     // A real SSH-signed commit: its signature and payload are what GitHub returns in `verification`.
-    const key = join(tmp, 'alice');
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const key = sshKeyPair(join(tmp, 'alice'));
     aliceKey = readFileSync(`${key}.pub`, 'utf8').trim();
     const repo = join(tmp, 'repo');
     execFileSync('git', ['init', '-q', repo]);
-    writeFileSync(join(repo, 'gatehouse.yaml'), CONFIG);
+    writeFileSync(join(repo, 'gatehouse.yaml'), BUILD_CONFIG);
     const g = (...args: string[]) =>
       execFileSync(
         'git',
@@ -113,8 +106,8 @@ describe('hosted source providers (recorded API answers on loopback)', () => {
       MAIN_SHORT: MAIN.slice(0, 8),
       SIGNATURE: parsed.signature ?? '',
       PAYLOAD: parsed.payload.toString('utf8'),
-      CONFIG_B64: Buffer.from(CONFIG).toString('base64'),
-      CONFIG_SHA: sha256Hex(CONFIG),
+      CONFIG_B64: Buffer.from(BUILD_CONFIG).toString('base64'),
+      CONFIG_SHA: sha256Hex(BUILD_CONFIG),
       ALICE_KEY: aliceKey,
       RESET_NOW: String(Math.floor(Date.now() / 1000)),
     });
@@ -135,15 +128,23 @@ describe('hosted source providers (recorded API answers on loopback)', () => {
     rmSync(tmp, { recursive: true, force: true });
   });
 
+  /** A GitHub provider (github.com) over the recorded GitHub answers, with `options` added. */
+  const github = async (options: Partial<HostedProviderOptions> = {}, answers = values) => {
+    const api = await serve('github-api.json', answers, '');
+    servers.push(api.server);
+    return {
+      api,
+      provider: new GitHubProvider({
+        apiUrl: api.api,
+        webUrl: 'https://github.com',
+        store: store.source,
+        ...options,
+      }),
+    };
+  };
+
   it('GitHub: verifies a reviewed, signed merge commit on a protected branch', async () => {
-    const gh = await serve('github-api.json', values, '');
-    servers.push(gh.server);
-    const provider = new GitHubProvider({
-      apiUrl: gh.api,
-      webUrl: 'https://github.com',
-      token: 't0ken',
-      store: store.source,
-    });
+    const { api: gh, provider } = await github({ token: 't0ken' });
     const v = await provider.verify({
       repository: 'https://github.com/octo/app',
       commit: MERGE,
@@ -181,13 +182,7 @@ describe('hosted source providers (recorded API answers on loopback)', () => {
   });
 
   it('GitHub: refuses a job whose CI identity token names another commit', async () => {
-    const gh = await serve('github-api.json', values, '');
-    servers.push(gh.server);
-    const provider = new GitHubProvider({
-      apiUrl: gh.api,
-      webUrl: 'https://github.com',
-      store: store.source,
-    });
+    const { provider } = await github();
     const v = await provider.verify({
       repository: 'https://github.com/octo/app',
       commit: MERGE,
@@ -202,18 +197,10 @@ describe('hosted source providers (recorded API answers on loopback)', () => {
   });
 
   it('GitHub: fails closed when the rate limit resets later than it may wait', async () => {
-    const gh = await serve(
-      'github-api.json',
+    const { provider } = await github(
+      { maxRateLimitWaitSeconds: 1 },
       { ...values, RESET_NOW: String(Math.floor(Date.now() / 1000) + 3600) },
-      '',
     );
-    servers.push(gh.server);
-    const provider = new GitHubProvider({
-      apiUrl: gh.api,
-      webUrl: 'https://github.com',
-      store: store.source,
-      maxRateLimitWaitSeconds: 1,
-    });
     const v = await provider.verify({ repository: 'https://github.com/octo/app', commit: MERGE });
     assert.equal(v.verified, false);
     assert.match(v.problems[0] ?? '', /rate limited by 127\.0\.0\.1:\d+ for 3\d{3} s more/);

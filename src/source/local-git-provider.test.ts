@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { BUILD_CONFIG, initRepo, reviewedAndSigned, sshKeyPair } from '../testing/source.ts';
 import { addSigner, protectRef } from './admin.ts';
 import { pinnedTreeDigest, readCommitTree } from './git.ts';
 import { canonicalRepositoryUri, LocalGitProvider } from './local-git-provider.ts';
@@ -33,21 +34,9 @@ function sh(cwd: string, cmd: string, args: string[], env: Record<string, string
   }).trim();
 }
 
-function key(name: string): string {
-  const path = join(root, `${name}_ed25519`);
-  sh(root, 'ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', path]);
-  return path;
-}
-
-function newRepo(name: string): string {
-  const dir = join(root, name);
-  mkdirSync(dir);
-  sh(dir, 'git', ['init', '-q', '-b', 'main']);
-  sh(dir, 'git', ['config', 'user.name', 'Alice']);
-  sh(dir, 'git', ['config', 'user.email', 'alice@example.com']);
-  sh(dir, 'git', ['config', 'commit.gpgsign', 'false']);
-  return dir;
-}
+const key = (name: string): string => sshKeyPair(join(root, `${name}_ed25519`), name);
+const newRepo = (name: string): string =>
+  initRepo(join(root, name), { name: 'Alice', email: 'alice@example.com' });
 
 /** Commit the given files; `sign` names an SSH key file, `gpg` signs with Carol's GPG key. */
 function commit(
@@ -67,14 +56,7 @@ function commit(
   return sh(dir, 'git', ['rev-parse', 'HEAD']);
 }
 
-const CONFIG = 'project: app\nbuild:\n  command: ["sh", "build.sh"]\noutputs: [out.tar]\n';
-const rule = {
-  minApprovals: 1,
-  staleApprovals: false,
-  forbidSelfApproval: true,
-  signedCommits: true,
-  buildConfigUnchanged: false,
-};
+const rule = reviewedAndSigned();
 
 describe('local git source provider', () => {
   const store = SqliteStore.open(':memory:');
@@ -106,7 +88,7 @@ describe('local git source provider', () => {
       key: readFileSync(`${bob}.pub`, 'utf8'),
     });
 
-    c.reviewed = commit(repo, { 'gatehouse.yaml': CONFIG, 'build.sh': 'echo 1\n' }, { sign: alice });
+    c.reviewed = commit(repo, { 'gatehouse.yaml': BUILD_CONFIG, 'build.sh': 'echo 1\n' }, { sign: alice });
     sh(repo, 'git', ['checkout', '-q', '-b', 'feature']);
     c.feature = commit(repo, { 'build.sh': 'echo feature\n' }, { sign: alice });
     sh(repo, 'git', ['checkout', '-q', 'main']);
@@ -263,9 +245,9 @@ describe('local git source provider', () => {
 
   it('refuses a build configuration changed after review, and accepts other changes', async () => {
     const repo2 = newRepo('app2');
-    const r1 = commit(repo2, { 'gatehouse.yaml': CONFIG, 'build.sh': 'echo 1\n' });
+    const r1 = commit(repo2, { 'gatehouse.yaml': BUILD_CONFIG, 'build.sh': 'echo 1\n' });
     const r2 = commit(repo2, { 'build.sh': 'echo 2\n' });
-    const r3 = commit(repo2, { 'gatehouse.yaml': CONFIG.replace('build.sh', 'evil.sh') });
+    const r3 = commit(repo2, { 'gatehouse.yaml': BUILD_CONFIG.replace('build.sh', 'evil.sh') });
     const { repository } = await protectRef(store.source, repo2, 'refs/heads/main', {
       ...rule,
       signedCommits: false,
@@ -354,13 +336,9 @@ describe('pinned checkout', () => {
   });
 
   it('fills the workspace with exactly the commit, and copies a dirty tree as a directory', async () => {
-    const repo = join(dir, 'repo');
-    mkdirSync(repo);
-    sh(repo, 'git', ['init', '-q', '-b', 'main']);
-    sh(repo, 'git', ['config', 'user.email', 'a@example.com']);
-    sh(repo, 'git', ['config', 'user.name', 'A']);
+    const repo = initRepo(join(dir, 'repo'), { name: 'A', email: 'a@example.com' });
     mkdirSync(join(repo, 'sub'));
-    writeFileSync(join(repo, 'sub', 'gatehouse.yaml'), CONFIG);
+    writeFileSync(join(repo, 'sub', 'gatehouse.yaml'), BUILD_CONFIG);
     writeFileSync(join(repo, 'sub', 'run.sh'), 'echo hi\n', { mode: 0o755 });
     sh(repo, 'ln', ['-s', 'run.sh', 'sub/link']);
     writeFileSync(join(repo, 'outside.txt'), 'not built\n');
@@ -373,7 +351,7 @@ describe('pinned checkout', () => {
 
     const pinned = await pinSource(join(repo, 'sub'));
     assert.equal(pinned.pinned, true);
-    const facts = await pinned.populate(ws, CONFIG);
+    const facts = await pinned.populate(ws, BUILD_CONFIG);
     assert.equal(facts?.commit, head);
     assert.equal(facts?.path, 'sub');
     assert.equal(facts?.pinned, true);
@@ -384,7 +362,7 @@ describe('pinned checkout', () => {
     ]);
     assert.equal(facts?.treeDigest, pinnedTreeDigest(await readCommitTree(repo, head, 'sub')));
 
-    await assert.rejects(pinned.populate(ws, `${CONFIG}# other\n`), (e) =>
+    await assert.rejects(pinned.populate(ws, `${BUILD_CONFIG}# other\n`), (e) =>
       isGatehouseError(e, 'SOURCE_MISMATCH'),
     );
 
@@ -392,6 +370,6 @@ describe('pinned checkout', () => {
     const dirty = await pinSource(join(repo, 'sub'));
     assert.equal(dirty.pinned, false);
     assert.equal(dirty.facts.dirty, true);
-    assert.equal(await dirty.populate(ws, CONFIG), undefined);
+    assert.equal(await dirty.populate(ws, BUILD_CONFIG), undefined);
   });
 });

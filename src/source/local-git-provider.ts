@@ -32,8 +32,8 @@ import {
   acceptHead,
   buildConfigPath,
   establishedSource,
+  noSuchCommit,
   refFact,
-  toTrustedSigner,
   verifyRegistered,
 } from './verification.ts';
 
@@ -148,12 +148,10 @@ export class LocalGitProvider implements SourceProvider, SourceDescriber {
     const { repository, commit } = claim;
     const dir = fileURLToPath(repository);
     if (!OBJECT_ID.test(commit)) throw new GatehouseError('BAD_INPUT', `'${commit}' is not a full commit id`);
-    if ((await tryGit(dir, ['cat-file', '-t', commit])) !== 'commit') {
-      throw new GatehouseError('SOURCE_UNAVAILABLE', `commit ${commit.slice(0, 12)} is not in ${repository}`);
-    }
+    if ((await tryGit(dir, ['cat-file', '-t', commit])) !== 'commit') throw noSuchCommit(claim);
     const parsed = await readCommit(dir, commit);
     const refs = await this.#refs(store, dir, repository, protections, commit);
-    const signers = (await store.signers(repository)).map(toTrustedSigner);
+    const signers = await store.signers(repository);
     const signature = await verifyCommitSignature(parsed, signers);
     const authorIds = new Set([parsed.author.email.toLowerCase()]);
     if (signature.trusted && signature.signer !== undefined) authorIds.add(signature.signer.toLowerCase());

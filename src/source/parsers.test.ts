@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
+import { sshKeyPair } from '../testing/source.ts';
 import { parseCommitObject } from './git.ts';
 import { parseReviewRecord, REVIEW_TYPE } from './review.ts';
 import {
@@ -177,8 +177,8 @@ describe('SSH signature verification', () => {
   };
 
   it('accepts the trusted key in its namespace and refuses every other combination', async () => {
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', otherFile]);
+    sshKeyPair(keyFile);
+    sshKeyPair(otherFile);
     const trusted = [signer('a@example.com', keyFile)];
     const sig = await sshSign(keyFile, 'gatehouse-review', 'payload');
     const ok = await verifySshSignature(trusted, 'gatehouse-review', sig, 'payload');

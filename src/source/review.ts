@@ -123,11 +123,7 @@ export async function recordReview(options: {
   const payload = reviewPayload(record);
   const signature = await sshSign(options.keyFile, REVIEW_NAMESPACE, payload);
   const review: SignedReview = { id: sha256Hex(payload), record, signature };
-  const signers = (await options.store.signers(options.repository)).map((s) => ({
-    ...s,
-    ...(s.repository === undefined ? {} : { repository: s.repository }),
-  }));
-  await verifyReview(review, signers);
+  await verifyReview(review, await options.store.signers(options.repository));
   await options.store.addReview({
     id: review.id,
     repository: record.repository,

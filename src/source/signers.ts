@@ -5,22 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { GatehouseError } from '../common/errors.ts';
+import type { SourceSignerRecord } from '../store/store.ts';
 
 const execFileP = promisify(execFile);
 
-/** A key gatehouse trusts to sign commits and review records, held centrally in the store. */
-export interface TrustedSigner {
-  /** SSH: `SHA256:<base64>` key fingerprint; GPG: the primary key's fingerprint, upper-case hex. */
-  id: string;
-  /** Who the key belongs to: an email address (the SSH allowed-signers principal). */
-  principal: string;
-  format: 'ssh' | 'gpg';
-  /** SSH: `<type> <base64>` public key line; GPG: the ASCII-armoured public key. */
-  publicKey: string;
-  /** Limited to this repository URI; absent: trusted for every repository. */
-  repository?: string;
-  createdAt: string;
-}
+/** A key gatehouse trusts to sign commits and review records: the store's record of it. */
+export type TrustedSigner = SourceSignerRecord;
 
 /** A signature that verified, and whose key made it. */
 export interface VerifiedSignature {

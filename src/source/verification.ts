@@ -1,7 +1,5 @@
-import { describeError } from '../common/errors.ts';
-import type { SourceProtectionRecord, SourceSignerRecord, SourceStore } from '../store/store.ts';
-import { RestClient } from './rest-client.ts';
-import type { TrustedSigner } from './signers.ts';
+import { describeError, GatehouseError } from '../common/errors.ts';
+import type { SourceProtectionRecord, SourceStore } from '../store/store.ts';
 import {
   checkSourceRequirements,
   refMatches,
@@ -15,32 +13,12 @@ import {
 
 /** The pieces every source provider shares: central protections, accepted heads, the assembled facts. */
 
-export interface HostedProviderOptions {
-  /** REST API base (`https://api.github.com`, `https://gitlab.example/api/v4`). */
-  apiUrl: string;
-  /** Web base that repository URIs start with (`https://github.com`). */
-  webUrl: string;
-  token?: string;
-  /** Central configuration: protections, trusted signers, accepted heads. */
-  store: SourceStore;
-  maxRateLimitWaitSeconds?: number;
-  /** Build configuration file name (default `gatehouse.yaml`). */
-  buildConfigFile?: string;
-}
-
-/** The REST client of a hosted provider, with the provider's own headers. */
-export function hostedRestClient(
-  options: HostedProviderOptions,
-  headers?: Record<string, string>,
-): RestClient {
-  return new RestClient({
-    baseUrl: options.apiUrl,
-    ...(options.token === undefined ? {} : { token: options.token }),
-    ...(headers === undefined ? {} : { headers }),
-    ...(options.maxRateLimitWaitSeconds === undefined
-      ? {}
-      : { maxRateLimitWaitSeconds: options.maxRateLimitWaitSeconds }),
-  });
+/** The refusal of a claim whose commit the repository does not hold. */
+export function noSuchCommit(claim: SourceClaim): GatehouseError<'SOURCE_UNAVAILABLE'> {
+  return new GatehouseError(
+    'SOURCE_UNAVAILABLE',
+    `commit ${claim.commit.slice(0, 12)} is not in ${claim.repository}`,
+  );
 }
 
 /** The strictest combination of several protections' rules. */
@@ -52,17 +30,6 @@ export function strictest(rules: readonly SourceProtectionRecord[]): SourceRequi
     forbidSelfApproval: rules.some((r) => r.rule.forbidSelfApproval),
     signedCommits: rules.some((r) => r.rule.signedCommits),
     buildConfigUnchanged: rules.some((r) => r.rule.buildConfigUnchanged),
-  };
-}
-
-export function toTrustedSigner(s: SourceSignerRecord): TrustedSigner {
-  return {
-    id: s.id,
-    principal: s.principal,
-    format: s.format,
-    publicKey: s.publicKey,
-    createdAt: s.createdAt,
-    ...(s.repository === undefined ? {} : { repository: s.repository }),
   };
 }
 
@@ -207,23 +174,5 @@ export async function establishedSource(s: EstablishedSource): Promise<SourceVer
     violations: [],
   };
   if (reviewedCommit !== undefined) v.reviewedCommit = reviewedCommit;
-  return v;
-}
-
-/**
- * The facts only a hosted API cannot give: the CI identity binding (required; its absence is a
- * problem) and the pinned tree digest, which the attested agent compares against its clone's
- * objects since the API has no content digest of a whole tree (see docs/source.md).
- */
-export function noteHostedLimits(
-  v: SourceVerification,
-  claim: SourceClaim,
-  ci: SourceVerification['ciIdentity'],
-  host: string,
-): SourceVerification {
-  if (ci !== undefined) v.ciIdentity = ci;
-  else v.problems.push('no CI identity token ties the job to this repository and commit');
-  if (claim.treeDigest !== undefined)
-    v.problems.push(`the pinned tree digest is not compared through the ${host} API`);
   return v;
 }

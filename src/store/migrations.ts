@@ -8,6 +8,21 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * The two triggers that make a table append-only: any update or delete of its rows aborts with
+ * `message`. The text is the one the migrations wrote out by hand before.
+ */
+function appendOnly(table: string, message: string, options: { ifNotExists?: boolean } = {}): string {
+  const create = options.ifNotExists === true ? 'CREATE TRIGGER IF NOT EXISTS' : 'CREATE TRIGGER';
+  const abort = `BEGIN SELECT RAISE(ABORT, '${message}'); END;`;
+  return [
+    `${create} ${table}_no_update BEFORE UPDATE ON ${table}`,
+    `        ${abort}`,
+    `      ${create} ${table}_no_delete BEFORE DELETE ON ${table}`,
+    `        ${abort}`,
+  ].join('\n');
+}
+
 export const sqliteMigrations: readonly Migration[] = [
   {
     version: 1,
@@ -43,10 +58,7 @@ export const sqliteMigrations: readonly Migration[] = [
         integrated_time INTEGER NOT NULL
       );
       -- The log is append-only: refuse changes and deletions at the database itself.
-      CREATE TRIGGER log_entries_no_update BEFORE UPDATE ON log_entries
-        BEGIN SELECT RAISE(ABORT, 'transparency log entries are immutable'); END;
-      CREATE TRIGGER log_entries_no_delete BEFORE DELETE ON log_entries
-        BEGIN SELECT RAISE(ABORT, 'transparency log entries are immutable'); END;
+      ${appendOnly('log_entries', 'transparency log entries are immutable')}
       CREATE TABLE vulns (
         id TEXT PRIMARY KEY,
         modified TEXT NOT NULL,
@@ -83,10 +95,7 @@ export const sqliteMigrations: readonly Migration[] = [
         PRIMARY KEY (name, version)
       );
       -- Published versions are history: they are never changed or removed.
-      CREATE TRIGGER policy_versions_no_update BEFORE UPDATE ON policy_versions
-        BEGIN SELECT RAISE(ABORT, 'published policy versions are immutable'); END;
-      CREATE TRIGGER policy_versions_no_delete BEFORE DELETE ON policy_versions
-        BEGIN SELECT RAISE(ABORT, 'published policy versions are immutable'); END;
+      ${appendOnly('policy_versions', 'published policy versions are immutable')}
       -- Which policy a project is held to (set centrally; a project cannot choose).
       CREATE TABLE project_policies (
         project TEXT PRIMARY KEY,
@@ -142,10 +151,7 @@ export const sqliteMigrations: readonly Migration[] = [
         hash BLOB NOT NULL,
         PRIMARY KEY (level, idx)
       ) WITHOUT ROWID;
-      CREATE TRIGGER IF NOT EXISTS log_nodes_no_update BEFORE UPDATE ON log_nodes
-        BEGIN SELECT RAISE(ABORT, 'transparency log nodes are immutable'); END;
-      CREATE TRIGGER IF NOT EXISTS log_nodes_no_delete BEFORE DELETE ON log_nodes
-        BEGIN SELECT RAISE(ABORT, 'transparency log nodes are immutable'); END;
+      ${appendOnly('log_nodes', 'transparency log nodes are immutable', { ifNotExists: true })}
     `,
   },
   {
@@ -207,10 +213,7 @@ export const sqliteMigrations: readonly Migration[] = [
         published_at TEXT NOT NULL
       );
       -- Published bundles are history: they are never changed or removed.
-      CREATE TRIGGER reference_value_bundles_no_update BEFORE UPDATE ON reference_value_bundles
-        BEGIN SELECT RAISE(ABORT, 'published reference values are immutable'); END;
-      CREATE TRIGGER reference_value_bundles_no_delete BEFORE DELETE ON reference_value_bundles
-        BEGIN SELECT RAISE(ABORT, 'published reference values are immutable'); END;
+      ${appendOnly('reference_value_bundles', 'published reference values are immutable')}
       -- Every refused attestation with its failed checks (audit), append-only.
       CREATE TABLE attestation_refusals (
         id TEXT PRIMARY KEY,
@@ -220,10 +223,7 @@ export const sqliteMigrations: readonly Migration[] = [
         created_at TEXT NOT NULL
       );
       CREATE INDEX attestation_refusals_created ON attestation_refusals (created_at);
-      CREATE TRIGGER attestation_refusals_no_update BEFORE UPDATE ON attestation_refusals
-        BEGIN SELECT RAISE(ABORT, 'attestation refusals are immutable'); END;
-      CREATE TRIGGER attestation_refusals_no_delete BEFORE DELETE ON attestation_refusals
-        BEGIN SELECT RAISE(ABORT, 'attestation refusals are immutable'); END;
+      ${appendOnly('attestation_refusals', 'attestation refusals are immutable')}
     `,
   },
   {
@@ -245,10 +245,7 @@ export const sqliteMigrations: readonly Migration[] = [
         revoked_at TEXT NOT NULL,
         log_index INTEGER NOT NULL
       );
-      CREATE TRIGGER revocations_no_update BEFORE UPDATE ON revocations
-        BEGIN SELECT RAISE(ABORT, 'revocations are permanent'); END;
-      CREATE TRIGGER revocations_no_delete BEFORE DELETE ON revocations
-        BEGIN SELECT RAISE(ABORT, 'revocations are permanent'); END;
+      ${appendOnly('revocations', 'revocations are permanent')}
     `,
   },
   {

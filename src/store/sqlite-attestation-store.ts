@@ -1,6 +1,5 @@
-import type { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
-import type { Row } from './sqlite-support.ts';
+import { type Row, SqliteTables } from './sqlite-support.ts';
 import type { AttestationRefusalRecord, AttestationStore, ReferenceValueBundleRecord } from './store.ts';
 
 function bundleOf(r: Row): ReferenceValueBundleRecord {
@@ -25,21 +24,21 @@ function refusalOf(r: Row): AttestationRefusalRecord {
 }
 
 /** Attestation tables of the embedded store (migration 8). */
-export class SqliteAttestationStore implements AttestationStore {
-  readonly #db: DatabaseSync;
-  constructor(db: DatabaseSync) {
-    this.#db = db;
-  }
-
+export class SqliteAttestationStore extends SqliteTables implements AttestationStore {
   async publishReferenceValues(r: ReferenceValueBundleRecord): Promise<void> {
     // Check and insert in one statement so that two publishers cannot both take the next version.
-    const res = this.#db
-      .prepare(
-        `INSERT INTO reference_value_bundles (version, digest, payload, signature, key_id, published_at)
-         SELECT ?, ?, ?, ?, ?, ? WHERE ? = (SELECT COALESCE(MAX(version), 0) + 1 FROM reference_value_bundles)`,
-      )
-      .run(r.version, r.digest, r.payload, r.signature, r.keyId, r.publishedAt, r.version);
-    if (Number(res.changes) !== 1)
+    const changed = this.run(
+      `INSERT INTO reference_value_bundles (version, digest, payload, signature, key_id, published_at)
+       SELECT ?, ?, ?, ?, ?, ? WHERE ? = (SELECT COALESCE(MAX(version), 0) + 1 FROM reference_value_bundles)`,
+      r.version,
+      r.digest,
+      r.payload,
+      r.signature,
+      r.keyId,
+      r.publishedAt,
+      r.version,
+    );
+    if (changed !== 1)
       throw new GatehouseError(
         'CONFLICT',
         `reference values version ${r.version} is not the next version (published concurrently?)`,
@@ -47,47 +46,35 @@ export class SqliteAttestationStore implements AttestationStore {
   }
 
   async latestReferenceValues(): Promise<ReferenceValueBundleRecord | undefined> {
-    const r = this.#db.prepare('SELECT * FROM reference_value_bundles ORDER BY version DESC LIMIT 1').get() as
-      | Row
-      | undefined;
+    const r = this.row('SELECT * FROM reference_value_bundles ORDER BY version DESC LIMIT 1');
     return r === undefined ? undefined : bundleOf(r);
   }
 
   async getReferenceValues(version: number): Promise<ReferenceValueBundleRecord | undefined> {
-    const r = this.#db.prepare('SELECT * FROM reference_value_bundles WHERE version = ?').get(version) as
-      | Row
-      | undefined;
+    const r = this.row('SELECT * FROM reference_value_bundles WHERE version = ?', version);
     return r === undefined ? undefined : bundleOf(r);
   }
 
   async referenceValueHistory(): Promise<ReferenceValueBundleRecord[]> {
-    const rows = this.#db
-      .prepare('SELECT * FROM reference_value_bundles ORDER BY version DESC')
-      .all() as Row[];
-    return rows.map(bundleOf);
+    return this.rows('SELECT * FROM reference_value_bundles ORDER BY version DESC').map(bundleOf);
   }
 
   async addRefusal(r: AttestationRefusalRecord): Promise<void> {
-    this.#db
-      .prepare(
-        'INSERT INTO attestation_refusals (id, stage, job_id, failed_checks, created_at) VALUES (?, ?, ?, ?, ?)',
-      )
-      .run(r.id, r.stage, r.jobId ?? null, JSON.stringify(r.failedChecks), r.createdAt);
+    this.run(
+      'INSERT INTO attestation_refusals (id, stage, job_id, failed_checks, created_at) VALUES (?, ?, ?, ?, ?)',
+      r.id,
+      r.stage,
+      r.jobId ?? null,
+      JSON.stringify(r.failedChecks),
+      r.createdAt,
+    );
   }
 
   async listRefusals(options: { limit?: number; jobId?: string } = {}): Promise<AttestationRefusalRecord[]> {
     const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000));
-    const rows = (
-      options.jobId === undefined
-        ? this.#db
-            .prepare('SELECT * FROM attestation_refusals ORDER BY created_at DESC, rowid DESC LIMIT ?')
-            .all(limit)
-        : this.#db
-            .prepare(
-              'SELECT * FROM attestation_refusals WHERE job_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?',
-            )
-            .all(options.jobId, limit)
-    ) as Row[];
-    return rows.map(refusalOf);
+    return this.listed('attestation_refusals', 'created_at DESC, rowid DESC', limit, {
+      column: 'job_id',
+      value: options.jobId,
+    }).map(refusalOf);
   }
 }

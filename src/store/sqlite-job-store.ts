@@ -1,6 +1,5 @@
-import type { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
-import { isUniqueViolation, type Row, storeError } from './sqlite-support.ts';
+import { type Row, SqliteTables } from './sqlite-support.ts';
 import type { JobRecord, JobStore } from './store.ts';
 
 function parseJob(r: Row): JobRecord {
@@ -21,37 +20,27 @@ function parseJob(r: Row): JobRecord {
 }
 
 /** The jobs table of the embedded store. */
-export class SqliteJobStore implements JobStore {
-  readonly #db: DatabaseSync;
-  constructor(db: DatabaseSync) {
-    this.#db = db;
-  }
-
+export class SqliteJobStore extends SqliteTables implements JobStore {
   async create(job: JobRecord): Promise<void> {
-    try {
-      this.#db
-        .prepare(
-          'INSERT INTO jobs (id, project, state, nonce, created_at, updated_at, steps, result, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        )
-        .run(
-          job.id,
-          job.project,
-          job.state,
-          job.nonce,
-          job.createdAt,
-          job.updatedAt,
-          JSON.stringify(job.steps),
-          job.result === undefined ? null : JSON.stringify(job.result),
-          job.host ?? null,
-        );
-    } catch (e) {
-      if (isUniqueViolation(e)) throw new GatehouseError('CONFLICT', `job ${job.id} already exists`);
-      throw storeError(`cannot create job ${job.id}`, e);
-    }
+    this.insertNew(
+      'INSERT INTO jobs (id, project, state, nonce, created_at, updated_at, steps, result, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      [
+        job.id,
+        job.project,
+        job.state,
+        job.nonce,
+        job.createdAt,
+        job.updatedAt,
+        JSON.stringify(job.steps),
+        job.result === undefined ? null : JSON.stringify(job.result),
+        job.host ?? null,
+      ],
+      { conflict: `job ${job.id} already exists`, failure: `cannot create job ${job.id}` },
+    );
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
-    const r = this.#db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
+    const r = this.row('SELECT * FROM jobs WHERE id = ?', id);
     return r === undefined ? undefined : parseJob(r);
   }
 
@@ -62,25 +51,22 @@ export class SqliteJobStore implements JobStore {
     const existing = await this.get(id);
     if (existing === undefined) throw new GatehouseError('NOT_FOUND', `no job ${id}`);
     const next: JobRecord = { ...existing, ...change, updatedAt: new Date().toISOString() };
-    this.#db
-      .prepare(
-        'UPDATE jobs SET state = ?, steps = ?, result = ?, runner_key = ?, updated_at = ? WHERE id = ?',
-      )
-      .run(
-        next.state,
-        JSON.stringify(next.steps),
-        next.result === undefined ? null : JSON.stringify(next.result),
-        next.runnerKey ?? null,
-        next.updatedAt,
-        id,
-      );
+    this.run(
+      'UPDATE jobs SET state = ?, steps = ?, result = ?, runner_key = ?, updated_at = ? WHERE id = ?',
+      next.state,
+      JSON.stringify(next.steps),
+      next.result === undefined ? null : JSON.stringify(next.result),
+      next.runnerKey ?? null,
+      next.updatedAt,
+      id,
+    );
     return next;
   }
 
   async claim(id: string, host: string): Promise<JobRecord> {
     const now = new Date().toISOString();
     // One statement: two hosts racing for the job cannot both see it unclaimed.
-    const r = this.#db
+    const r = this.db
       .prepare("UPDATE jobs SET host = ?, updated_at = ? WHERE id = ? AND host IS NULL AND state = 'queued'")
       .run(host, now, id);
     const job = await this.get(id);
@@ -96,19 +82,13 @@ export class SqliteJobStore implements JobStore {
   }
 
   async list(options: { limit?: number; project?: string } = {}): Promise<JobRecord[]> {
-    const limit = options.limit ?? 100;
-    const rows = (
-      options.project === undefined
-        ? this.#db.prepare('SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?').all(limit)
-        : this.#db
-            .prepare('SELECT * FROM jobs WHERE project = ? ORDER BY created_at DESC, id LIMIT ?')
-            .all(options.project, limit)
-    ) as Row[];
-    return rows.map(parseJob);
+    return this.listed('jobs', 'created_at DESC, id', options.limit ?? 100, {
+      column: 'project',
+      value: options.project,
+    }).map(parseJob);
   }
 
   async countByState(): Promise<Record<string, number>> {
-    const rows = this.#db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as Row[];
-    return Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
+    return this.countBy('jobs', 'state');
   }
 }

@@ -1,20 +1,19 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
-import { blob, type Immediate, type Row } from './sqlite-support.ts';
+import { blob, type Immediate, type Row, SqliteTables } from './sqlite-support.ts';
 import type { LogEntryRecord, LogNodeRecord, LogStore, NewLogEntryRecord } from './store.ts';
 
 /**
  * Transparency log tables of the embedded store: entries and the interior node hashes the log
  * hands in with them (migration 5). No hash is computed here.
  */
-export class SqliteLogStore implements LogStore {
-  readonly #db: DatabaseSync;
+export class SqliteLogStore extends SqliteTables implements LogStore {
   readonly #immediate: Immediate;
   // Prepared once: appends and proofs run these on every approval.
   readonly #q: Record<'insert' | 'leaf' | 'node' | 'insertNode' | 'size', StatementSync>;
 
   constructor(db: DatabaseSync, immediate: Immediate) {
-    this.#db = db;
+    super(db);
     this.#immediate = immediate;
     this.#q = {
       insert: db.prepare(
@@ -61,7 +60,7 @@ export class SqliteLogStore implements LogStore {
   }
 
   async nodeCount(): Promise<number> {
-    return Number((this.#db.prepare('SELECT COUNT(*) AS n FROM log_nodes').get() as Row).n);
+    return Number(this.row('SELECT COUNT(*) AS n FROM log_nodes')?.n);
   }
 
   async subtreeHashes(refs: readonly { level: number; index: number }[]): Promise<Uint8Array[]> {
@@ -85,7 +84,7 @@ export class SqliteLogStore implements LogStore {
   }
 
   async get(index: number): Promise<LogEntryRecord | undefined> {
-    const r = this.#db.prepare('SELECT * FROM log_entries WHERE idx = ?').get(index) as Row | undefined;
+    const r = this.row('SELECT * FROM log_entries WHERE idx = ?', index);
     if (r === undefined) return undefined;
     return {
       index: Number(r.idx),
@@ -96,9 +95,11 @@ export class SqliteLogStore implements LogStore {
   }
 
   async leafHashes(start: number, end: number): Promise<Uint8Array[]> {
-    const rows = this.#db
-      .prepare('SELECT leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx')
-      .all(start, end) as Row[];
+    const rows = this.rows(
+      'SELECT leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx',
+      start,
+      end,
+    );
     return rows.map((r) => blob(r.leaf_hash));
   }
 }

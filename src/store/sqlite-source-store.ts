@@ -1,6 +1,4 @@
-import type { DatabaseSync } from 'node:sqlite';
-import { GatehouseError } from '../common/errors.ts';
-import { isUniqueViolation, type Row } from './sqlite-support.ts';
+import { SqliteTables } from './sqlite-support.ts';
 import type {
   SourceProtectionRecord,
   SourceRefHeadRecord,
@@ -13,36 +11,29 @@ import type {
 const GLOBAL = '*';
 
 /** Source-origin tables of the embedded store (migration 7). */
-export class SqliteSourceStore implements SourceStore {
-  readonly #db: DatabaseSync;
-  constructor(db: DatabaseSync) {
-    this.#db = db;
-  }
-
+export class SqliteSourceStore extends SqliteTables implements SourceStore {
   async protect(r: SourceProtectionRecord): Promise<void> {
-    this.#db
-      .prepare(
-        `INSERT INTO source_protection (repository, ref_pattern, rule, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (repository, ref_pattern) DO UPDATE SET rule = excluded.rule, created_at = excluded.created_at`,
-      )
-      .run(r.repository, r.ref, JSON.stringify(r.rule), r.createdAt);
+    this.run(
+      `INSERT INTO source_protection (repository, ref_pattern, rule, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (repository, ref_pattern) DO UPDATE SET rule = excluded.rule, created_at = excluded.created_at`,
+      r.repository,
+      r.ref,
+      JSON.stringify(r.rule),
+      r.createdAt,
+    );
   }
 
   async unprotect(repository: string, ref: string): Promise<boolean> {
-    const res = this.#db
-      .prepare('DELETE FROM source_protection WHERE repository = ? AND ref_pattern = ?')
-      .run(repository, ref);
-    return Number(res.changes) > 0;
+    return (
+      this.run('DELETE FROM source_protection WHERE repository = ? AND ref_pattern = ?', repository, ref) > 0
+    );
   }
 
   async protections(repository?: string): Promise<SourceProtectionRecord[]> {
-    const rows = (
+    const rows =
       repository === undefined
-        ? this.#db.prepare('SELECT * FROM source_protection ORDER BY repository, ref_pattern').all()
-        : this.#db
-            .prepare('SELECT * FROM source_protection WHERE repository = ? ORDER BY ref_pattern')
-            .all(repository)
-    ) as Row[];
+        ? this.rows('SELECT * FROM source_protection ORDER BY repository, ref_pattern')
+        : this.rows('SELECT * FROM source_protection WHERE repository = ? ORDER BY ref_pattern', repository);
     return rows.map((r) => ({
       repository: String(r.repository),
       ref: String(r.ref_pattern),
@@ -52,24 +43,22 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   async addReview(r: SourceReviewRecord): Promise<void> {
-    try {
-      this.#db
-        .prepare(
-          `INSERT INTO source_reviews (id, repository, commit_id, reviewer, record, signature, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(r.id, r.repository, r.commit, r.reviewer, r.record, r.signature, r.createdAt);
-    } catch (e) {
-      if (isUniqueViolation(e))
-        throw new GatehouseError('CONFLICT', `review ${r.id.slice(0, 12)} is already kept`);
-      throw new GatehouseError('STORE_ERROR', `cannot keep review ${r.id.slice(0, 12)}`, { cause: e });
-    }
+    this.insertNew(
+      `INSERT INTO source_reviews (id, repository, commit_id, reviewer, record, signature, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      [r.id, r.repository, r.commit, r.reviewer, r.record, r.signature, r.createdAt],
+      {
+        conflict: `review ${r.id.slice(0, 12)} is already kept`,
+        failure: `cannot keep review ${r.id.slice(0, 12)}`,
+      },
+    );
   }
 
   async reviews(repository: string): Promise<SourceReviewRecord[]> {
-    const rows = this.#db
-      .prepare('SELECT * FROM source_reviews WHERE repository = ? ORDER BY created_at, id')
-      .all(repository) as Row[];
+    const rows = this.rows(
+      'SELECT * FROM source_reviews WHERE repository = ? ORDER BY created_at, id',
+      repository,
+    );
     return rows.map((r) => ({
       id: String(r.id),
       repository: String(r.repository),
@@ -82,36 +71,31 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   async addSigner(s: SourceSignerRecord): Promise<void> {
-    try {
-      this.#db
-        .prepare(
-          `INSERT INTO source_signers (id, scope, principal, format, public_key, created_at)
-           VALUES (?, ?, ?, ?, ?, ?)`,
-        )
-        .run(s.id, s.repository ?? GLOBAL, s.principal, s.format, s.publicKey, s.createdAt);
-    } catch (e) {
-      if (isUniqueViolation(e))
-        throw new GatehouseError('CONFLICT', `signer key ${s.id} is already trusted there`);
-      throw new GatehouseError('STORE_ERROR', `cannot trust signer key ${s.id}`, { cause: e });
-    }
+    this.insertNew(
+      `INSERT INTO source_signers (id, scope, principal, format, public_key, created_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+      [s.id, s.repository ?? GLOBAL, s.principal, s.format, s.publicKey, s.createdAt],
+      { conflict: `signer key ${s.id} is already trusted there`, failure: `cannot trust signer key ${s.id}` },
+    );
   }
 
   async removeSigner(id: string, repository?: string): Promise<boolean> {
-    const res =
+    const changed =
       repository === undefined
-        ? this.#db.prepare('DELETE FROM source_signers WHERE id = ?').run(id)
-        : this.#db.prepare('DELETE FROM source_signers WHERE id = ? AND scope = ?').run(id, repository);
-    return Number(res.changes) > 0;
+        ? this.run('DELETE FROM source_signers WHERE id = ?', id)
+        : this.run('DELETE FROM source_signers WHERE id = ? AND scope = ?', id, repository);
+    return changed > 0;
   }
 
   async signers(repository?: string): Promise<SourceSignerRecord[]> {
-    const rows = (
+    const rows =
       repository === undefined
-        ? this.#db.prepare('SELECT * FROM source_signers ORDER BY principal, id, scope').all()
-        : this.#db
-            .prepare('SELECT * FROM source_signers WHERE scope IN (?, ?) ORDER BY principal, id, scope')
-            .all(GLOBAL, repository)
-    ) as Row[];
+        ? this.rows('SELECT * FROM source_signers ORDER BY principal, id, scope')
+        : this.rows(
+            'SELECT * FROM source_signers WHERE scope IN (?, ?) ORDER BY principal, id, scope',
+            GLOBAL,
+            repository,
+          );
     return rows.map((r) => {
       const rec: SourceSignerRecord = {
         id: String(r.id),
@@ -126,9 +110,7 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   async refHead(repository: string, ref: string): Promise<SourceRefHeadRecord | undefined> {
-    const r = this.#db
-      .prepare('SELECT * FROM source_ref_heads WHERE repository = ? AND ref = ?')
-      .get(repository, ref) as Row | undefined;
+    const r = this.row('SELECT * FROM source_ref_heads WHERE repository = ? AND ref = ?', repository, ref);
     if (r === undefined) return undefined;
     const rec: SourceRefHeadRecord = {
       repository: String(r.repository),
@@ -142,12 +124,16 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   async setRefHead(r: SourceRefHeadRecord): Promise<void> {
-    this.#db
-      .prepare(
-        `INSERT INTO source_ref_heads (repository, ref, head, seen_at, rewritten_to, rewritten_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (repository, ref) DO UPDATE SET head = excluded.head, seen_at = excluded.seen_at,
-           rewritten_to = excluded.rewritten_to, rewritten_at = excluded.rewritten_at`,
-      )
-      .run(r.repository, r.ref, r.head, r.seenAt, r.rewrittenTo ?? null, r.rewrittenAt ?? null);
+    this.run(
+      `INSERT INTO source_ref_heads (repository, ref, head, seen_at, rewritten_to, rewritten_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (repository, ref) DO UPDATE SET head = excluded.head, seen_at = excluded.seen_at,
+         rewritten_to = excluded.rewritten_to, rewritten_at = excluded.rewritten_at`,
+      r.repository,
+      r.ref,
+      r.head,
+      r.seenAt,
+      r.rewrittenTo ?? null,
+      r.rewrittenAt ?? null,
+    );
   }
 }

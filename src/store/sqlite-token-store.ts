@@ -1,24 +1,19 @@
-import type { DatabaseSync } from 'node:sqlite';
+import { SqliteTables } from './sqlite-support.ts';
 import type { TokenStore } from './store.ts';
 
 /** Revoked token ids of the embedded store. */
-export class SqliteTokenStore implements TokenStore {
-  readonly #db: DatabaseSync;
-  constructor(db: DatabaseSync) {
-    this.#db = db;
-  }
-
+export class SqliteTokenStore extends SqliteTables implements TokenStore {
   async revoke(jti: string, expiresAt: number): Promise<void> {
-    this.#db
-      .prepare('INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING')
-      .run(jti, expiresAt);
+    this.run(
+      'INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING',
+      jti,
+      expiresAt,
+    );
     // Revocations of tokens that have expired on their own are no longer needed.
-    this.#db
-      .prepare('DELETE FROM revoked_tokens WHERE expires_at < ?')
-      .run(Math.floor(Date.now() / 1000) - 3600);
+    this.run('DELETE FROM revoked_tokens WHERE expires_at < ?', Math.floor(Date.now() / 1000) - 3600);
   }
 
   async isRevoked(jti: string): Promise<boolean> {
-    return this.#db.prepare('SELECT 1 FROM revoked_tokens WHERE jti = ?').get(jti) !== undefined;
+    return this.row('SELECT 1 FROM revoked_tokens WHERE jti = ?', jti) !== undefined;
   }
 }

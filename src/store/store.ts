@@ -211,11 +211,14 @@ export interface SourceReviewRecord {
 
 /** A key trusted to sign commits and reviews. */
 export interface SourceSignerRecord {
+  /** SSH: `SHA256:<base64>` key fingerprint; GPG: the primary key's fingerprint, upper-case hex. */
   id: string;
+  /** Who the key belongs to: an email address (the SSH allowed-signers principal). */
   principal: string;
   format: 'ssh' | 'gpg';
+  /** SSH: `<type> <base64>` public key line; GPG: the ASCII-armoured public key. */
   publicKey: string;
-  /** Limited to one repository; absent: every repository. */
+  /** Limited to this repository URI; absent: trusted for every repository. */
   repository?: string;
   createdAt: string;
 }

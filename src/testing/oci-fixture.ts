@@ -3,9 +3,9 @@
  * it, driven the way a runner agent drives the gate but without a build. One allowed artifact
  * (signed provenance, SBOM and VSA attached) and one denied one (quarantined).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tempDir } from '../../test/helpers.ts';
 import type { GateResult } from '../gate/submission.ts';
 import { initHome, type OpenHome, openHome } from '../home/home.ts';
 import { OciDistributionClient } from '../registry/oci-client.ts';
@@ -28,6 +28,10 @@ export interface OciWorld {
   /** `HOST/REPO@sha256:…` of the promoted artifact. */
   allowedRef: string;
   deniedRef: string;
+  /** The home's revocation-list file (unsigned, as `verify oci://` and `admission` read a file). */
+  revocationsPath: string;
+  /** Write that file: the allowed artifact revoked for `reason`, or nothing revoked. */
+  setRevoked(reason?: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -50,7 +54,8 @@ async function submit(
 /** Start a registry, a home promoting to it, and run one allowed and one denied submission. */
 export async function makeOciWorld(): Promise<OciWorld> {
   const registry = await startRegistry();
-  const homeDir = await mkdtemp(join(tmpdir(), 'gatehouse-oci-home-'));
+  const tmp = tempDir('oci-home');
+  const homeDir = tmp.path;
   let home: OpenHome | undefined;
   let allowed: GateResult;
   let denied: GateResult;
@@ -66,12 +71,13 @@ export async function makeOciWorld(): Promise<OciWorld> {
     // Never leave a registry process behind: it would keep the test runner alive.
     await home?.close();
     await registry.stop();
-    await rm(homeDir, { recursive: true, force: true });
+    tmp.cleanup();
     throw e;
   }
   const opened = home;
   const ref = (r: GateResult, area: string, project: string): string =>
     `${registry.host}/gatehouse/${area}/${project}@${r.placement.manifestDigest}`;
+  const revocationsPath = join(homeDir, 'revocations.json');
   return {
     registry,
     client,
@@ -82,10 +88,18 @@ export async function makeOciWorld(): Promise<OciWorld> {
     denied,
     allowedRef: ref(allowed, 'promoted', 'hello-app'),
     deniedRef: ref(denied, 'quarantine', 'shady-app'),
+    revocationsPath,
+    setRevoked: async (reason) => {
+      const revoked =
+        reason === undefined
+          ? []
+          : [{ digest: allowed.placement.manifestDigest, reason, revokedAt: new Date().toISOString() }];
+      await writeFile(revocationsPath, JSON.stringify({ version: 1, revoked }));
+    },
     close: async () => {
       await opened.close();
       await registry.stop();
-      await rm(homeDir, { recursive: true, force: true });
+      tmp.cleanup();
     },
   };
 }

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { SignJWT } from 'jose';
+import { closeServer, listenOnLoopback } from '../../test/helpers.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -42,11 +43,9 @@ export type TestAuth =
 
 async function freePort(): Promise<number> {
   const srv = createNetServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const addr = srv.address();
-  await new Promise<void>((r) => srv.close(() => r()));
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
+  const { port } = await listenOnLoopback(srv);
+  await closeServer(srv);
+  return port;
 }
 
 /** A bcrypt hash through the system's crypt(3) (libxcrypt), via perl, which every Debian has. */
@@ -116,20 +115,14 @@ async function startTokenService(username: string, password: string): Promise<To
         .end(JSON.stringify({ token, expires_in: 300 }));
     })();
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('no address');
+  const { url } = await listenOnLoopback(server);
   return {
-    realm: `http://127.0.0.1:${addr.port}/token`,
+    realm: `${url}/token`,
     issuer,
     service,
     certPem: cert.toString('pem'),
     requests,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
+    close: () => closeServer(server),
   };
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +22,20 @@ export function shellConfig(
     }),
     'contract/gatehouse.yaml',
   );
+}
+
+/** Host pids whose environment contains `marker`: a build's processes, or ones it left behind. */
+export async function processesWithMarker(marker: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if ((await readFile(`/proc/${name}/environ`)).includes(marker)) found.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
 }
 
 /**

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import type { JobRecord, Store, VulnRecord } from '../store/store.ts';
+import { reviewedAndSigned } from './source.ts';
 
 /**
  * The behaviour every Store adapter must show. Run it from each adapter's test file with a
@@ -286,13 +287,7 @@ function vulnAndTokenCases(store: Store): void {
 /** Source protections, reviews and trusted signers. */
 function sourceCases(store: Store): void {
   it('keeps source protections, replacing one per repository and ref', async () => {
-    const rule = {
-      minApprovals: 1,
-      staleApprovals: false,
-      forbidSelfApproval: true,
-      signedCommits: true,
-      buildConfigUnchanged: false,
-    };
+    const rule = reviewedAndSigned();
     const at = new Date().toISOString();
     await store.source.protect({ repository: 'file:///r', ref: 'refs/heads/main', rule, createdAt: at });
     await store.source.protect({

@@ -23,6 +23,11 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const key = EphemeralSigner.generate();
 const checkpointKey = { name: ORIGIN, spkiDer: key.publicKeySpki() };
 
+/** The log of this test's key and origin over a store. */
+function logOver(store: SqliteStore): TransparencyLog {
+  return new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+}
+
 function bodies(n: number, tag = 'e'): Uint8Array[] {
   return Array.from({ length: n }, (_, i) => Buffer.from(`{"${tag}":${i}}`));
 }
@@ -30,7 +35,7 @@ function bodies(n: number, tag = 'e'): Uint8Array[] {
 describe('transparency log with stored interior nodes', () => {
   it('gives the same roots and proofs as the tree rebuilt from every leaf, at every size to 70', async () => {
     const store = SqliteStore.open(':memory:');
-    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const log = logOver(store);
     const leaves: Uint8Array[] = [];
     for (const b of bodies(70)) {
       await log.append(b);
@@ -55,12 +60,12 @@ describe('transparency log with stored interior nodes', () => {
   it('survives a restart with its nodes, and keeps growing consistently', async () => {
     const path = join(dir, 'restart.db');
     let store = SqliteStore.open(path);
-    let log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    let log = logOver(store);
     for (const b of bodies(13)) await log.append(b);
     const before = await log.rootHash();
     await store.close();
     store = SqliteStore.open(path);
-    log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    log = logOver(store);
     assert.deepEqual(await log.rootHash(), before);
     await log.append(Buffer.from('{"after":1}'));
     const c = await log.consistencyProof(13, 14);
@@ -70,7 +75,7 @@ describe('transparency log with stored interior nodes', () => {
 
   it('logs every decision kind, including release and revoke', async () => {
     const store = SqliteStore.open(':memory:');
-    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const log = logOver(store);
     for (const outcome of ['allow', 'deny', 'quarantine', 'release', 'revoke']) {
       const e = await log.append(decisionEntryBody({ outcome, subject: 'sha256:00', policyDigest: 'ab' }));
       const stored = await store.log.get(e.index);
@@ -82,7 +87,7 @@ describe('transparency log with stored interior nodes', () => {
 
   it('refuses to rewrite nodes or entries in the database itself', async () => {
     const store = SqliteStore.open(join(dir, 'immutable.db'));
-    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const log = logOver(store);
     for (const b of bodies(4)) await log.append(b);
     await store.close();
     const { DatabaseSync } = await import('node:sqlite');
@@ -97,7 +102,7 @@ describe('transparency log appends and stored nodes', () => {
   it('fills in the nodes of a log written before they were stored, then keeps growing consistently', async () => {
     const path = join(dir, 'legacy.db');
     let store = SqliteStore.open(path);
-    let log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    let log = logOver(store);
     const leaves: Uint8Array[] = [];
     for (const b of bodies(13)) {
       await log.append(b);
@@ -111,7 +116,7 @@ describe('transparency log appends and stored nodes', () => {
     db.close();
     store = SqliteStore.open(path);
     assert.equal(await store.log.nodeCount(), 0);
-    log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    log = logOver(store);
     assert.deepEqual((await log.rootHash()).rootHash, rootHash(leaves));
     assert.equal(await store.log.nodeCount(), 10);
     const p = await log.inclusionProof(5);
@@ -124,7 +129,7 @@ describe('transparency log appends and stored nodes', () => {
 
   it('gives concurrent appends consecutive indices in the order of the calls', async () => {
     const store = SqliteStore.open(':memory:');
-    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const log = logOver(store);
     const appended = await Promise.all(bodies(9).map((b) => log.append(b)));
     assert.deepEqual(
       appended.map((e) => e.index),
@@ -136,8 +141,8 @@ describe('transparency log appends and stored nodes', () => {
 
   it('starts an append over when another writer took its index first', async () => {
     const store = SqliteStore.open(':memory:');
-    const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
-    const other = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+    const log = logOver(store);
+    const other = logOver(store);
     const [a, b] = await Promise.all([
       log.append(Buffer.from('{"a":1}')),
       other.append(Buffer.from('{"b":1}')),
@@ -152,7 +157,7 @@ describe('transparency log appends and stored nodes', () => {
 /** A log in its own store, and a monitor's reader of it. */
 async function world(path: string) {
   const store = SqliteStore.open(path);
-  const log = new TransparencyLog({ store: store.log, signer: key, origin: ORIGIN });
+  const log = logOver(store);
   const reader: AuditedLog = {
     checkpoint: () => log.checkpoint(),
     consistencyProof: async (a, b) => {

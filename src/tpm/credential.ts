@@ -12,6 +12,28 @@ import { GatehouseError } from '../common/errors.ts';
 import { TpmReader, TpmWriter } from './marshal.ts';
 
 /**
+ * The counter-mode loop both TPM KDFs share: `block(i)` for i = 1, 2, … (i as 32-bit big-endian),
+ * concatenated until there are `bits`, cut to whole bytes.
+ */
+function counterKdf(bits: number, block: (counter: Buffer) => Buffer): Buffer {
+  const out: Buffer[] = [];
+  let have = 0;
+  for (let i = 1; have * 8 < bits; i++) {
+    const counter = Buffer.alloc(4);
+    counter.writeUInt32BE(i);
+    const b = block(counter);
+    out.push(b);
+    have += b.length;
+  }
+  return Buffer.concat(out).subarray(0, Math.ceil(bits / 8));
+}
+
+/** A label with its terminating 0x00, as both KDFs take it. */
+function labelBytes(label: string): Buffer {
+  return Buffer.concat([Buffer.from(label, 'ascii'), Buffer.alloc(1)]);
+}
+
+/**
  * KDFa (TPM 2.0 Part 1, §11.4.10.2): SP 800-108 counter mode with HMAC. Each block is
  * HMAC(key, i ‖ label ‖ 0x00 ‖ contextU ‖ contextV ‖ bits), i and bits as 32-bit big-endian.
  */
@@ -23,25 +45,18 @@ export function kdfa(
   contextV: Uint8Array,
   bits: number,
 ): Buffer {
-  const out: Buffer[] = [];
   const bitsBuf = Buffer.alloc(4);
   bitsBuf.writeUInt32BE(bits);
-  const labelBuf = Buffer.concat([Buffer.from(label, 'ascii'), Buffer.alloc(1)]);
-  let have = 0;
-  for (let i = 1; have * 8 < bits; i++) {
-    const counter = Buffer.alloc(4);
-    counter.writeUInt32BE(i);
-    const block = createHmac(hash, key)
+  const labelBuf = labelBytes(label);
+  return counterKdf(bits, (counter) =>
+    createHmac(hash, key)
       .update(counter)
       .update(labelBuf)
       .update(contextU)
       .update(contextV)
       .update(bitsBuf)
-      .digest();
-    out.push(block);
-    have += block.length;
-  }
-  return Buffer.concat(out).subarray(0, Math.ceil(bits / 8));
+      .digest(),
+  );
 }
 
 /**
@@ -56,23 +71,10 @@ export function kdfe(
   partyV: Uint8Array,
   bits: number,
 ): Buffer {
-  const out: Buffer[] = [];
-  const labelBuf = Buffer.concat([Buffer.from(label, 'ascii'), Buffer.alloc(1)]);
-  let have = 0;
-  for (let i = 1; have * 8 < bits; i++) {
-    const counter = Buffer.alloc(4);
-    counter.writeUInt32BE(i);
-    const block = createHash(hash)
-      .update(counter)
-      .update(z)
-      .update(labelBuf)
-      .update(partyU)
-      .update(partyV)
-      .digest();
-    out.push(block);
-    have += block.length;
-  }
-  return Buffer.concat(out).subarray(0, Math.ceil(bits / 8));
+  const labelBuf = labelBytes(label);
+  return counterKdf(bits, (counter) =>
+    createHash(hash).update(counter).update(z).update(labelBuf).update(partyU).update(partyV).digest(),
+  );
 }
 
 /** The tpm2-tools credential file header: magic 0xBADCC0DE, version 1. */

@@ -113,43 +113,26 @@ function readTpmtPublic(r: TpmReader): Omit<TpmtPublic, 'raw'> {
   if (HASHES[nameAlg] === undefined) throw r.fail(`unsupported nameAlg 0x${nameAlg.toString(16)}`);
   const objectAttributes = r.u32();
   const authPolicy = r.tpm2b(64, 'authPolicy');
+  if (type !== TPM_ALG.RSA && type !== TPM_ALG.ECC)
+    throw r.fail(`unsupported object type 0x${type.toString(16)} (RSA or ECC keys only)`);
+  // The RSA and the ECC parameters both start with the symmetric algorithm and the scheme.
+  const symmetric = readSymDef(r);
+  const scheme = readScheme(r);
+  const common = { type, nameAlg, objectAttributes, authPolicy, symmetric, scheme };
   if (type === TPM_ALG.RSA) {
-    const symmetric = readSymDef(r);
-    const scheme = readScheme(r);
     const keyBits = r.u16();
     const exponent = r.u32();
     const modulus = r.tpm2b(512, 'RSA modulus');
     if (modulus.length * 8 !== keyBits) throw r.fail(`RSA modulus is not ${keyBits} bits`);
-    return {
-      type,
-      nameAlg,
-      objectAttributes,
-      authPolicy,
-      symmetric,
-      scheme,
-      rsa: { keyBits, exponent, modulus },
-    };
+    return { ...common, rsa: { keyBits, exponent, modulus } };
   }
-  if (type === TPM_ALG.ECC) {
-    const symmetric = readSymDef(r);
-    const scheme = readScheme(r);
-    const curve = r.u16();
-    if (CURVES[curve] === undefined) throw r.fail(`unsupported ECC curve 0x${curve.toString(16)}`);
-    const kdfAlg = r.u16();
-    if (kdfAlg !== TPM_ALG.NULL) r.u16();
-    const x = r.tpm2b(66, 'ECC x');
-    const y = r.tpm2b(66, 'ECC y');
-    return {
-      type,
-      nameAlg,
-      objectAttributes,
-      authPolicy,
-      symmetric,
-      scheme,
-      ecc: { curve, kdf: kdfAlg, x, y },
-    };
-  }
-  throw r.fail(`unsupported object type 0x${type.toString(16)} (RSA or ECC keys only)`);
+  const curve = r.u16();
+  if (CURVES[curve] === undefined) throw r.fail(`unsupported ECC curve 0x${curve.toString(16)}`);
+  const kdfAlg = r.u16();
+  if (kdfAlg !== TPM_ALG.NULL) r.u16();
+  const x = r.tpm2b(66, 'ECC x');
+  const y = r.tpm2b(66, 'ECC y');
+  return { ...common, ecc: { curve, kdf: kdfAlg, x, y } };
 }
 
 /**

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { tempDir } from '../../test/helpers.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
+import { tpmToolsMissing } from '../testing/attestation.ts';
 import { kdfa, kdfe, makeCredential, parseCredentialBlob } from './credential.ts';
 import { EkCertificateError, verifyEkCertificate } from './ek-certificate.ts';
 import {
@@ -20,16 +20,7 @@ import { akAttributeProblem, appraiseQuote } from './quote.ts';
 import { objectName, parseAttest, parseSignature, parseTpm2bPublic, TPMA_OBJECT } from './structures.ts';
 import { manufactureVtpm, VirtualTpm, VtpmPool } from './swtpm.ts';
 
-function hasTools(): string | undefined {
-  try {
-    execFileSync('swtpm', ['--version'], { stdio: 'ignore' });
-    execFileSync('tpm2_quote', ['--version'], { stdio: 'ignore' });
-    return undefined;
-  } catch {
-    return 'swtpm or tpm2-tools is not installed';
-  }
-}
-const skip = hasTools();
+const skip = tpmToolsMissing();
 
 const PCRS = [8, 9, 10, 11];
 const KEK: KeyProtection = { kind: 'kek', kek: randomBytes(32) };
@@ -40,13 +31,13 @@ const flip = (b: Buffer, i: number): Buffer => {
 };
 
 describe('TPM structures and quote verification with a real vTPM', { skip }, () => {
-  let dir: string;
+  const tmp = tempDir('tpm-test');
+  const dir = tmp.path;
   let tpm: VirtualTpm;
   let other: VirtualTpm;
   let caCert: X509Certificate;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gh-tpm-test-'));
     // The platform CA key is sealed, as in a home: manufacturing opens it for swtpm_localca.
     await ensurePlatformCa(join(dir, 'ca'), undefined, KEK);
     caCert = new X509Certificate(await readFile(platformCaPaths(join(dir, 'ca')).cert));
@@ -71,7 +62,7 @@ describe('TPM structures and quote verification with a real vTPM', { skip }, () 
   after(async () => {
     await tpm?.destroy();
     await other?.destroy();
-    await rm(dir, { recursive: true, force: true });
+    tmp.cleanup();
   });
 
   it('keeps the platform CA key sealed, and hands swtpm_localca a copy that is gone afterwards', async () => {

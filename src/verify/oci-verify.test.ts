@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { cli, examplesDir } from '../../test/helpers.ts';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { blobOf, emptyConfig, manifestBlob } from '../registry/manifests.ts';
@@ -188,26 +188,15 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
       '--home',
       w.homeDir,
     ];
-    const ok = await run([...args, '--json']);
+    const ok = await cli([...args, '--json']);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(JSON.parse(ok.stdout).verified, true);
-    const revocations = join(w.homeDir, 'revocations.json');
-    const list = {
-      version: 1,
-      revoked: [
-        {
-          digest: w.allowed.placement.manifestDigest,
-          reason: 'recalled',
-          revokedAt: new Date().toISOString(),
-        },
-      ],
-    };
-    await writeFile(revocations, JSON.stringify(list));
-    const revoked = await run(args);
+    await w.setRevoked('recalled');
+    const revoked = await cli(args);
     assert.equal(revoked.code, 3);
     assert.match(revoked.stderr, /revoked/);
     assert.equal(revoked.stderr.trim().split('\n').length, 1);
-    await writeFile(revocations, JSON.stringify(none));
+    await w.setRevoked();
   });
 
   it('CLI: away from the control plane, a missing revocation list fails verification unless waived out loud', async () => {
@@ -217,10 +206,10 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     await writeFile(policyFile, `projects: [hello-app]\nidentityBase: ${IDENTITY_BASE}\nissuer: ${ISSUER}\n`);
     const args = ['verify', `oci://${w.allowedRef}`, '--plain-http', '--trusted-root', root];
     const policy = ['--policy', policyFile, '--home', join(w.homeDir, 'no-home-here')];
-    const missing = await run([...args, ...policy]);
+    const missing = await cli([...args, ...policy]);
     assert.equal(missing.code, 2, missing.stderr);
     assert.match(missing.stderr, /no revocation list/);
-    const waived = await run([...args, ...policy, '--no-revocation-check']);
+    const waived = await cli([...args, ...policy, '--no-revocation-check']);
     assert.equal(waived.code, 0, waived.stderr);
     assert.match(waived.stderr, /revocation check is waived/);
     // From the control plane: the list it signs with the log key, fresh.
@@ -228,7 +217,7 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const fetched = await run([...args, ...policy, '--server', url]);
+      const fetched = await cli([...args, ...policy, '--server', url]);
       assert.equal(fetched.code, 0, fetched.stderr);
     } finally {
       server.closeAllConnections();
@@ -239,8 +228,8 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
   it('CLI: gatehouse run --registry URL promotes a real build there, and verify oci:// accepts it', {
     skip: existsSync('/usr/bin/bwrap') ? false : 'bubblewrap is not installed',
   }, async () => {
-    const example = join(import.meta.dirname, '..', '..', 'examples', 'hello-app');
-    const ran = await run(['run', example, '--registry', w.registry.url, '--home', w.homeDir, '--json']);
+    const example = join(examplesDir, 'hello-app');
+    const ran = await cli(['run', example, '--registry', w.registry.url, '--home', w.homeDir, '--json']);
     assert.equal(ran.code, 0, ran.stderr);
     const placement = JSON.parse(ran.stdout).decision.placement as {
       reference: string;
@@ -248,7 +237,7 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     };
     assert.ok(placement.reference.startsWith(`${w.registry.host}/gatehouse/promoted/hello-app:`));
     const ref = `oci://${w.registry.host}/gatehouse/promoted/hello-app@${placement.manifestDigest}`;
-    const verified = await run([
+    const verified = await cli([
       'verify',
       ref,
       '--project',
@@ -279,25 +268,6 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     assert.deepEqual(r.attestations.map((a) => a.kind).sort(), ['provenance', 'sbom', 'vsa']);
   });
 });
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(import.meta.dirname, '..', '..', 'bin', 'gatehouse'), args, {
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 describe('registry references, deploy policies and revocation lists', () => {
   it('parses a digest-pinned reference, with or without oci:// and a tag', () => {

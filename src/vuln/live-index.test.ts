@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { isGatehouseError } from '../common/errors.ts';
-import type { Component } from '../sbom/model.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { VulnRecord } from '../store/store.ts';
+import { component } from '../testing/components.ts';
 import { importOsv, packagesOf } from './import.ts';
 import { LiveVulnIndex } from './live-index.ts';
 import { matchVulnerabilities } from './match.ts';
@@ -16,11 +16,6 @@ import { parseOsvRecord } from './osv.ts';
 import { VulnIndex } from './vuln-index.ts';
 
 const run = promisify(execFile);
-
-function comp(purl: string): Component {
-  const version = decodeURIComponent(purl.slice(purl.lastIndexOf('@') + 1));
-  return { name: purl, version, purl, ecosystem: '', hashes: [], dependencies: [], licenses: [] };
-}
 
 type Events = Record<string, string>[];
 function osv(id: string, ecosystem: string, name: string, ranges: { type: string; events: Events }[]) {
@@ -78,7 +73,7 @@ const TRICKY_COMPONENTS = [
   'pkg:pypi/g@3',
   'pkg:deb/debian/h@1.0-1?distro=debian-12',
   'pkg:deb/debian/h@1.0-1?distro=debian-11',
-].map(comp);
+].map((purl) => component(purl));
 
 describe('live vulnerability index', () => {
   let dir: string;
@@ -117,7 +112,7 @@ describe('live vulnerability index', () => {
     await importOsv([join(dir, 'here.json')], store);
     const second = await live.current();
     assert.notEqual(second, first);
-    const r = await matchVulnerabilities([comp('pkg:npm/c@1.2.0')], live);
+    const r = await matchVulnerabilities([component('pkg:npm/c@1.2.0')], live);
     assert.deepEqual(
       r.findings.map((f) => f.vulnId),
       ['T-limit-star'],
@@ -126,7 +121,7 @@ describe('live vulnerability index', () => {
 
   it("sees another process's import on its next decision", async () => {
     const live = new LiveVulnIndex(store.vulns);
-    const probe = [comp('pkg:npm/from-elsewhere@1.0.0')];
+    const probe = [component('pkg:npm/from-elsewhere@1.0.0')];
     assert.deepEqual((await matchVulnerabilities(probe, live)).findings, []);
     const file = join(dir, 'elsewhere.json');
     writeFileSync(
@@ -162,7 +157,7 @@ describe('live vulnerability index', () => {
     const live = new LiveVulnIndex(s.vulns);
     await live.current();
     await s.vulns.upsert([{ ...stored(TRICKY[0] as { id: string }), json: '{"id": "T-unreadable-fixed"' }]);
-    await assert.rejects(matchVulnerabilities([comp('pkg:npm/a@1.0.0')], live), (e: unknown) =>
+    await assert.rejects(matchVulnerabilities([component('pkg:npm/a@1.0.0')], live), (e: unknown) =>
       isGatehouseError(e, 'BAD_OSV_RECORD'),
     );
     // No fallback to the index loaded before: every call until the data reads again refuses.
@@ -171,7 +166,7 @@ describe('live vulnerability index', () => {
       stored(TRICKY[4] as { id: string }),
       { ...stored(TRICKY[0] as { id: string }), withdrawn: '2024-02-01T00:00:00Z' },
     ]);
-    const r = await matchVulnerabilities([comp('pkg:npm/e@1.1.0')], live);
+    const r = await matchVulnerabilities([component('pkg:npm/e@1.1.0')], live);
     assert.deepEqual(
       r.findings.map((f) => f.vulnId),
       ['T-last-affected'],

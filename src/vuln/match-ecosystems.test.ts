@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { Component } from '../sbom/model.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { component } from '../testing/components.ts';
 import { importOsv } from './import.ts';
 import { matchVulnerabilities } from './match.ts';
 import { parseOsvRecord } from './osv.ts';
@@ -10,16 +11,6 @@ import { osvPackageOf } from './osv-package.ts';
 import { VulnIndex } from './vuln-index.ts';
 
 const PYPI_ZIP = new URL('../../../shared/data/osv/PyPI/all.zip', import.meta.url).pathname;
-
-const comp = (purl: string, extra: Partial<Component> = {}): Component => ({
-  name: purl.split('/').pop()?.split('@')[0] ?? '',
-  version: purl.split('@').pop()?.split('?')[0] ?? '',
-  purl,
-  ecosystem: purl.slice(4, purl.indexOf('/')),
-  hashes: [],
-  dependencies: [],
-  ...extra,
-});
 
 const rec = (
   id: string,
@@ -60,43 +51,47 @@ describe('matching across ecosystems', () => {
   const cases: [string, Component, string[]][] = [
     [
       'PyPI, with PEP 503 names and a PEP 440 prerelease fix',
-      comp('pkg:pypi/zope-interface@4.7.2'),
+      component('pkg:pypi/zope-interface@4.7.2'),
       ['PYSEC-1'],
     ],
-    ['PyPI, not affected after the fix', comp('pkg:pypi/zope.interface@5.0.0'), []],
-    ['Go module paths', comp('pkg:golang/github.com/gin-gonic/gin@v1.9.0'), ['GO-1']],
+    ['PyPI, not affected after the fix', component('pkg:pypi/zope.interface@5.0.0'), []],
+    ['Go module paths', component('pkg:golang/github.com/gin-gonic/gin@v1.9.0'), ['GO-1']],
     [
       'Maven group:artifact with qualifiers in versions',
-      comp('pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1'),
+      component('pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1'),
       ['GHSA-mvn1'],
     ],
     [
       'Maven before the introduced prerelease',
-      comp('pkg:maven/org.apache.logging.log4j/log4j-core@2.0-alpha1'),
+      component('pkg:maven/org.apache.logging.log4j/log4j-core@2.0-alpha1'),
       [],
     ],
     [
       'Debian by source package and release',
-      comp('pkg:deb/debian/libssl3@3.0.11-1~deb12u1?arch=amd64&distro=debian-12&upstream=openssl'),
+      component('pkg:deb/debian/libssl3@3.0.11-1~deb12u1?arch=amd64&distro=debian-12&upstream=openssl'),
       ['DSA-1'],
     ],
     [
       'Debian through the SBOM source package',
-      comp('pkg:deb/debian/libssl1.1@1.1.1n-0+deb11u5?distro=debian-11', {
+      component('pkg:deb/debian/libssl1.1@1.1.1n-0+deb11u5?distro=debian-11', {
         sourcePackage: { name: 'openssl' },
       }),
       ['DSA-2'],
     ],
-    ['Alpine with -r revisions', comp('pkg:apk/alpine/busybox@1.36.1-r0?distro=alpine-3.18.4'), ['ALPINE-1']],
-    ['RubyGems with last_affected inclusive', comp('pkg:gem/rack@2.2.3'), ['GHSA-gem1']],
+    [
+      'Alpine with -r revisions',
+      component('pkg:apk/alpine/busybox@1.36.1-r0?distro=alpine-3.18.4'),
+      ['ALPINE-1'],
+    ],
+    ['RubyGems with last_affected inclusive', component('pkg:gem/rack@2.2.3'), ['GHSA-gem1']],
     [
       'Packagist names without regard to case',
-      comp('pkg:composer/symfony/http-kernel@v4.4.12'),
+      component('pkg:composer/symfony/http-kernel@v4.4.12'),
       ['GHSA-php1'],
     ],
-    ['NuGet ids without regard to case', comp('pkg:nuget/newtonsoft.json@12.0.3'), ['GHSA-nuget1']],
-    ['crates.io', comp('pkg:cargo/smallvec@1.6.0'), ['RUSTSEC-1']],
-    ['a limit event', comp('pkg:npm/lim@2.0.0'), []],
+    ['NuGet ids without regard to case', component('pkg:nuget/newtonsoft.json@12.0.3'), ['GHSA-nuget1']],
+    ['crates.io', component('pkg:cargo/smallvec@1.6.0'), ['RUSTSEC-1']],
+    ['a limit event', component('pkg:npm/lim@2.0.0'), []],
   ];
   for (const [what, c, ids] of cases)
     it(`matches ${what}`, async () => {
@@ -109,13 +104,16 @@ describe('matching across ecosystems', () => {
     });
 
   it('names the versions that fix a finding, ordered by the ecosystem', async () => {
-    const r = await matchVulnerabilities([comp('pkg:pypi/zope-interface@4.0')], index);
+    const r = await matchVulnerabilities([component('pkg:pypi/zope-interface@4.0')], index);
     assert.deepEqual(r.findings[0]?.fixedVersions, ['5.0.0rc1']);
     assert.equal(r.findings[0]?.ecosystem, 'PyPI');
   });
 
   it('reports, never passes, a component that cannot be matched', async () => {
-    const r = await matchVulnerabilities([comp('pkg:npm/odd@1.0.0'), comp('pkg:npm/lim@latest')], index);
+    const r = await matchVulnerabilities(
+      [component('pkg:npm/odd@1.0.0'), component('pkg:npm/lim@latest')],
+      index,
+    );
     assert.deepEqual(
       r.unmatched.map((u) => [u.purl, u.code]),
       [
@@ -127,13 +125,13 @@ describe('matching across ecosystems', () => {
   });
 
   it('reads OSV package identities from purls', () => {
-    assert.deepEqual(osvPackageOf(comp('pkg:npm/%40scope/pkg@1.0.0')), {
+    assert.deepEqual(osvPackageOf(component('pkg:npm/%40scope/pkg@1.0.0')), {
       ecosystem: 'npm',
       name: '@scope/pkg',
       version: '1.0.0',
     });
-    assert.equal(osvPackageOf(comp('pkg:generic/thing@1')), undefined);
-    assert.equal(osvPackageOf(comp('not a purl')), undefined);
+    assert.equal(osvPackageOf(component('pkg:generic/thing@1')), undefined);
+    assert.equal(osvPackageOf({ ...component('pkg:generic/thing@1'), purl: 'not a purl' }), undefined);
   });
 
   it('finds the real PyPI advisories of an old Django through the store', {
@@ -141,7 +139,7 @@ describe('matching across ecosystems', () => {
   }, async () => {
     const store = SqliteStore.open(':memory:');
     await importOsv([PYPI_ZIP], store);
-    const r = await matchVulnerabilities([comp('pkg:pypi/Django@1.11.0')], store.vulns);
+    const r = await matchVulnerabilities([component('pkg:pypi/Django@1.11.0')], store.vulns);
     assert.ok(r.findings.length > 10, String(r.findings.length));
     assert.ok(r.findings.every((f) => f.fixedVersions.length > 0 && f.ecosystem === 'PyPI'));
     // One finding per vulnerability, not one per alias.

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { Component } from '../sbom/model.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { component } from '../testing/components.ts';
 import { importOsv } from './import.ts';
 import { LiveVulnIndex } from './live-index.ts';
 import { matchVulnerabilities } from './match.ts';
@@ -14,16 +15,9 @@ const DEMO = new URL('../../examples/advisories', import.meta.url).pathname;
 const PER_PACKAGE = 7;
 const PURL_TYPE: Record<string, string> = { Go: 'golang', PyPI: 'pypi', npm: 'npm' };
 
-function comp(type: string, name: string, version: string): Component {
-  return {
-    name,
-    version,
-    purl: `pkg:${type}/${name.split('/').map(encodeURIComponent).join('/')}@${encodeURIComponent(version)}`,
-    ecosystem: type,
-    hashes: [],
-    dependencies: [],
-    licenses: [],
-  };
+/** The purl of a package named as OSV names it (each path segment of the name encoded). */
+function purlOf(type: string, name: string, version: string): string {
+  return `pkg:${type}/${name.split('/').map(encodeURIComponent).join('/')}@${encodeURIComponent(version)}`;
 }
 
 /**
@@ -52,7 +46,8 @@ async function boundaryComponents(store: SqliteStore): Promise<Component[]> {
   const out: Component[] = [];
   for (const [key, set] of versions) {
     const [type, name] = key.split('\u0000') as [string, string];
-    for (const v of set) out.push(comp(type, name, type === 'golang' && /^\d/.test(v) ? `v${v}` : v));
+    for (const v of set)
+      out.push(component(purlOf(type, name, type === 'golang' && /^\d/.test(v) ? `v${v}` : v)));
   }
   return out;
 }

@@ -3,9 +3,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
-import type { Component } from '../sbom/model.ts';
 import { npmPurl } from '../sbom/purl.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { component } from '../testing/components.ts';
 import { cvss3BaseScore, severityOfScore } from './cvss.ts';
 import { packagesOf } from './import.ts';
 import { findVulnerabilities } from './match.ts';
@@ -13,15 +13,6 @@ import { compareNpmVersions, parseNpmVersion } from './npm-version.ts';
 import { parseOsvRecord } from './osv.ts';
 
 const VERSIONS = new URL('../../../shared/data/versions/', import.meta.url).pathname;
-
-const comp = (name: string, version: string): Component => ({
-  name,
-  version,
-  purl: npmPurl(name, version),
-  ecosystem: 'npm',
-  hashes: [],
-  dependencies: [],
-});
 
 type Events = Record<string, string>[];
 const osv = (
@@ -182,7 +173,7 @@ describe('vulnerability matching', () => {
   after(() => store.close());
 
   const hit = async (name: string, version: string) =>
-    (await findVulnerabilities([comp(name, version)], store.vulns)).map((f) => f.vulnId);
+    (await findVulnerabilities([component(npmPurl(name, version))], store.vulns)).map((f) => f.vulnId);
 
   const table: [string, string, string[]][] = [
     ['fx', '1.1.9', ['GHSA-fixed']],
@@ -217,7 +208,7 @@ describe('vulnerability matching', () => {
   });
 
   it('reports one finding for records that alias each other, ids merged, worst severity kept', async () => {
-    const [f, ...rest] = await findVulnerabilities([comp('dp', '1.0.0')], store.vulns);
+    const [f, ...rest] = await findVulnerabilities([component(npmPurl('dp', '1.0.0'))], store.vulns);
     assert.equal(rest.length, 0);
     assert.equal(f?.vulnId, 'GHSA-dup1');
     assert.deepEqual(f?.aliases, ['CVE-2024-1', 'OTHER-7']);
@@ -226,31 +217,32 @@ describe('vulnerability matching', () => {
   });
 
   it('takes severity from the database rating, else the CVSS vector, else unknown', async () => {
-    const [fx] = await findVulnerabilities([comp('fx', '1.0.0')], store.vulns);
+    const [fx] = await findVulnerabilities([component(npmPurl('fx', '1.0.0'))], store.vulns);
     assert.equal(fx?.severity, 'medium');
     assert.equal(fx?.summary, 'fixed-range');
-    const [cv] = await findVulnerabilities([comp('cv', '1.0.0')], store.vulns);
+    const [cv] = await findVulnerabilities([component(npmPurl('cv', '1.0.0'))], store.vulns);
     assert.equal(cv?.severity, 'medium');
     assert.equal(cv?.cvssVector, 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:L/A:N');
-    const [la] = await findVulnerabilities([comp('la', '1.0.0')], store.vulns);
+    const [la] = await findVulnerabilities([component(npmPurl('la', '1.0.0'))], store.vulns);
     assert.equal(la?.severity, 'unknown');
   });
 
   it('lists only fixes newer than the installed version', async () => {
-    const [f] = await findVulnerabilities([comp('mu', '2.0.0')], store.vulns);
+    const [f] = await findVulnerabilities([component(npmPurl('mu', '2.0.0'))], store.vulns);
     assert.deepEqual(f?.fixedVersions, ['2.1.0']);
   });
 
   it('refuses to guess when a range event is not a version', async () => {
     await assert.rejects(
-      findVulnerabilities([comp('be', '1.0.0')], store.vulns),
+      findVulnerabilities([component(npmPurl('be', '1.0.0'))], store.vulns),
       (e: unknown) => isGatehouseError(e, 'BAD_OSV_RECORD') && /GHSA-badev.*not-a-version/.test(e.message),
     );
   });
 
   it('refuses a component whose version npm cannot order', async () => {
-    await assert.rejects(findVulnerabilities([comp('fx', 'latest')], store.vulns), (e: unknown) =>
-      isGatehouseError(e, 'BAD_INPUT'),
+    await assert.rejects(
+      findVulnerabilities([component(npmPurl('fx', 'latest'))], store.vulns),
+      (e: unknown) => isGatehouseError(e, 'BAD_INPUT'),
     );
   });
 });

@@ -16,7 +16,7 @@ import { collectOutputs } from '../../src/agent/outputs.ts';
 import { isGatehouseError } from '../../src/common/errors.ts';
 import { BubblewrapRunner } from '../../src/runner/bubblewrap-runner.ts';
 import type { BuildResult, RunnerInstance } from '../../src/runner/runner.ts';
-import { shellConfig } from '../../src/testing/runner-contract.ts';
+import { processesWithMarker, shellConfig } from '../../src/testing/runner-contract.ts';
 
 const MiB = 1024 ** 2;
 const LIMITS = {
@@ -27,20 +27,6 @@ const LIMITS = {
   tmpBytes: 4 * MiB,
 };
 const MARKER = `GH_ESCAPE_${randomBytes(6).toString('hex')}`;
-
-/** Host pids whose environment carries the suite's marker: sandbox processes left behind. */
-async function leftovers(): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if ((await readFile(`/proc/${name}/environ`)).includes(MARKER)) found.push(Number(name));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return found;
-}
 
 /** Our own cgroups' children named like build cgroups. */
 async function buildCgroups(): Promise<string[]> {
@@ -101,7 +87,7 @@ describe('escape suite', () => {
     await rm(source, { recursive: true, force: true });
     await rm(fakeHome, { recursive: true, force: true });
     // The host is unchanged: no process of any build left, no build cgroup left.
-    assert.deepEqual(await leftovers(), []);
+    assert.deepEqual(await processesWithMarker(MARKER), []);
     assert.deepEqual(await buildCgroups(), []);
   });
 

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { runJob } from '../../src/agent/agent.ts';
 import { initHome, type OpenHome, openHome } from '../../src/home/home.ts';
 import { LocalGitProvider } from '../../src/source/local-git-provider.ts';
-import { copyExample, tempDir } from '../helpers.ts';
+import { closeServer, copyExample, listenOnLoopback, tempDir } from '../helpers.ts';
 
 const PAYLOAD = Buffer.from('a dependency tarball\n');
 
@@ -30,8 +30,7 @@ describe('runner lifecycle', () => {
       if (req.url === '/dep.tgz') res.end(PAYLOAD);
       else res.writeHead(404).end();
     });
-    await new Promise<void>((r) => registry.listen(0, '127.0.0.1', r));
-    port = (registry.address() as { port: number }).port;
+    ({ port } = await listenOnLoopback(registry));
     const root = join(tmp.path, 'home');
     await initHome(root);
     // The central allowlist names only the test's "registry".
@@ -43,7 +42,7 @@ describe('runner lifecycle', () => {
   });
   after(async () => {
     await home.close();
-    await new Promise((r) => registry.close(r));
+    await closeServer(registry);
     tmp.cleanup();
   });
 

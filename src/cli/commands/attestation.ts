@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   parseReferenceValues,
@@ -9,12 +8,13 @@ import {
 import { addTrustedEkCa, attestationPaths, trustedEkCasLoader } from '../../attestation/trust-store.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import { loadConfig } from '../../home/config.ts';
-import { homePaths, openHome, resolveHome } from '../../home/home.ts';
-import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
+import { resolveHome } from '../../home/home.ts';
 import { homeKeyProtection } from '../../signing/home-keys.ts';
 import { VtpmPool } from '../../tpm/swtpm.ts';
-import { commonOptions, parse, UsageError } from '../args.ts';
+import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { securitySigner, withHome } from '../home-access.ts';
+import { readTextFile } from '../input-files.ts';
 import { bold, green, makeOutput } from '../output.ts';
 
 const USAGE = `gatehouse attestation trust-ca add FILE | trust-ca list | vtpm-pool fill N |
@@ -110,28 +110,21 @@ export async function attestationCommand(argv: string[]): Promise<number> {
   if (group === 'reference-values' && verb !== undefined)
     return referenceValues(verb, arg, values, root, out);
   if (group === 'refusals' && verb === undefined) {
-    const limit = wholeNumber(values.limit, '--limit') ?? 100;
-    const home = await openHome(root);
-    try {
-      const refusals = await home.controlPlane.attestationRefusals({ limit });
-      out.document({ refusals });
-      for (const r of refusals)
-        out.line(
-          `${r.createdAt}  ${r.stage}${r.jobId === undefined ? '' : ` job ${r.jobId}`}  ${r.failedChecks.map((f) => f.check).join(', ')}`,
-        );
-      return EXIT.ok;
-    } finally {
-      await home.close();
-    }
+    const limit = optionalWholeNumber(values.limit, '--limit') ?? 100;
+    const refusals = await withHome(root, (home) => home.controlPlane.attestationRefusals({ limit }));
+    out.document({ refusals });
+    for (const r of refusals)
+      out.line(
+        `${r.createdAt}  ${r.stage}${r.jobId === undefined ? '' : ` job ${r.jobId}`}  ${r.failedChecks.map((f) => f.check).join(', ')}`,
+      );
+    return EXIT.ok;
   }
   throw new UsageError(`unknown attestation command\nusage: ${USAGE}`);
 }
 
-function wholeNumber(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!/^\d{1,9}$/.test(v) || n < 1) throw new UsageError(`${name} must be a whole number\nusage: ${USAGE}`);
-  return n;
+/** An optional count or version option: a whole number from 1, of at most nine digits. */
+function optionalWholeNumber(v: string | undefined, name: string): number | undefined {
+  return v === undefined ? undefined : wholeNumber(v, name, USAGE, { min: 1, digits: 9 });
 }
 
 function describe(b: Pick<ReferenceBundle, 'version' | 'digest' | 'publishedAt' | 'keyId'>): string {
@@ -146,12 +139,7 @@ async function referenceValues(
   out: ReturnType<typeof makeOutput>,
 ): Promise<number> {
   if (verb === 'publish' && arg !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(arg, 'utf8');
-    } catch (e) {
-      throw new GatehouseError('NOT_FOUND', 'cannot read the reference values', { where: arg, cause: e });
-    }
+    const text = await readTextFile(arg, 'reference values', 'NOT_FOUND');
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -160,9 +148,7 @@ async function referenceValues(
     }
     // Check locally first, so that a mistake is reported before anything is signed or sent.
     const parsed = parseReferenceValues(json, arg);
-    const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys), {
-      home: root,
-    });
+    const signer = await securitySigner(root, values.key);
     let bundle: ReferenceBundle;
     if (values.server !== undefined) {
       const history = (await callServer(values.server, '/v1/reference-values/history')) as {
@@ -176,15 +162,12 @@ async function referenceValues(
         ...sig,
       })) as ReferenceBundle;
     } else {
-      const home = await openHome(root);
-      try {
+      bundle = await withHome(root, async (home) => {
         const history = await home.controlPlane.referenceValueHistory();
         const version = (history[0]?.version ?? 0) + 1;
         const sig = await signReferenceValues(version, parsed, signer);
-        bundle = await home.controlPlane.publishReferenceValues({ version, values: parsed, ...sig });
-      } finally {
-        await home.close();
-      }
+        return home.controlPlane.publishReferenceValues({ version, values: parsed, ...sig });
+      });
     }
     out.document(bundle);
     out.line(
@@ -193,7 +176,7 @@ async function referenceValues(
     return EXIT.ok;
   }
   if ((verb === 'show' || verb === 'history') && arg === undefined) {
-    const version = wholeNumber(values.version, '--version');
+    const version = optionalWholeNumber(values.version, '--version');
     if (values.server !== undefined) {
       const doc =
         verb === 'history'
@@ -206,23 +189,18 @@ async function referenceValues(
       out.line(JSON.stringify(doc, null, 2));
       return EXIT.ok;
     }
-    const home = await openHome(root);
-    try {
-      if (verb === 'history') {
-        const versions = await home.controlPlane.referenceValueHistory();
-        out.document({ versions });
-        for (const v of versions) out.line(`${describe(v)}${v.valid ? '' : '  SIGNATURE INVALID'}`);
-        return EXIT.ok;
-      }
-      const bundle = await home.controlPlane.getReferenceValues(version);
-      out.document(bundle);
-      out.line(describe(bundle));
-      out.line(bundle.policyId);
-      out.line(JSON.stringify(bundle.values, null, 2));
+    if (verb === 'history') {
+      const versions = await withHome(root, (home) => home.controlPlane.referenceValueHistory());
+      out.document({ versions });
+      for (const v of versions) out.line(`${describe(v)}${v.valid ? '' : '  SIGNATURE INVALID'}`);
       return EXIT.ok;
-    } finally {
-      await home.close();
     }
+    const bundle = await withHome(root, (home) => home.controlPlane.getReferenceValues(version));
+    out.document(bundle);
+    out.line(describe(bundle));
+    out.line(bundle.policyId);
+    out.line(JSON.stringify(bundle.values, null, 2));
+    return EXIT.ok;
   }
   throw new UsageError(`unknown reference-values command\nusage: ${USAGE}`);
 }

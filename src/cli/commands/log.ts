@@ -1,35 +1,20 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { type OpenHome, openHome, resolveHome } from '../../home/home.ts';
 import { parseTrustedRoot } from '../../signing/trust-root.ts';
 import { type AuditedLog, auditLog } from '../../tlog/monitor.ts';
-import { commonOptions, parse, UsageError } from '../args.ts';
+import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { readJsonFile } from '../input-files.ts';
 import { green, makeOutput } from '../output.ts';
 
 const USAGE =
   'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND | audit [--state F] [--server URL] [--trusted-root F] [--home DIR] [--json]';
 
+/** A log index or tree size: a whole number from 0, of at most 15 digits. */
 function whole(value: string | undefined, what: string): number {
-  if (value === undefined || !/^\d{1,15}$/.test(value))
-    throw new UsageError(`${what} must be a whole number\nusage: ${USAGE}`);
-  return Number(value);
-}
-
-async function readRoot(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', 'cannot read the trusted root', { where: path, cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', 'the trusted root is not valid JSON', { where: path, cause: e });
-  }
+  return wholeNumber(value, what, USAGE, { min: 0, digits: 15 });
 }
 
 export async function logCommand(argv: string[]): Promise<number> {
@@ -91,7 +76,9 @@ async function audit(
 ): Promise<number> {
   // The log key comes from a pinned trusted root, never from the server being audited.
   const rootJson =
-    values['trusted-root'] !== undefined ? await readRoot(values['trusted-root']) : await home?.trustedRoot();
+    values['trusted-root'] !== undefined
+      ? await readJsonFile(values['trusted-root'], 'trusted root')
+      : await home?.trustedRoot();
   if (rootJson === undefined)
     throw new UsageError(`log audit --server needs --trusted-root F\nusage: ${USAGE}`);
   const root = parseTrustedRoot(rootJson, values['trusted-root']);

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cli, examplesDir, tempDir } from '../../../test/helpers.ts';
+import { cli, closeServer, examplesDir, listenOnLoopback, tempDir } from '../../../test/helpers.ts';
 import { DEFAULT_POLICY } from '../../home/default-policy.ts';
 import { openHome } from '../../home/home.ts';
 import { loadSecuritySigner } from '../../home/security-role.ts';
@@ -148,7 +147,7 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
 
   it('lists quarantine and refuses to triage an unknown decision', async () => {
     const list = await cli(['triage', 'list', ...h, '--json']);
-    assert.equal(list.code, 0, list.stderr);
+    await assert.equal(list.code, 0, list.stderr);
     assert.deepEqual(JSON.parse(list.stdout).quarantined, []);
     const r = await cli(['triage', 'release', 'dec-none', '--reason', 'checked', ...h]);
     assert.equal(r.code, 1);
@@ -162,8 +161,7 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
   it('publishes over the API only with the security signature, and serves policies and quarantine', async () => {
     const opened = await openHome(home);
     const server = createApiServer({ controlPlane: opened.controlPlane, apiToken: opened.apiToken });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { url: base } = await listenOnLoopback(server);
     const auth = { 'content-type': 'application/json', authorization: `Bearer ${opened.apiToken}` };
     try {
       const text = DEFAULT_POLICY.replace('maxSeverity: medium', 'maxSeverity: high');
@@ -218,8 +216,7 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
       const metrics = await (await fetch(`${base}/metrics`)).text();
       assert.match(metrics, /gatehouse_reevaluation_detection_seconds_count 0/);
     } finally {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await closeServer(server);
       await opened.close();
     }
   });

@@ -1,9 +1,9 @@
-import { homePaths, openHome, resolveHome } from '../../home/home.ts';
-import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
+import { resolveHome } from '../../home/home.ts';
 import { signSecurityAct } from '../../signing/security-act.ts';
 import { revocationAct } from '../../triage/triage-service.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { securitySigner, withHome } from '../home-access.ts';
 import { bold, makeOutput } from '../output.ts';
 
 const USAGE = 'gatehouse revoke DIGEST --reason TEXT [--key K] [--home DIR] [--json]';
@@ -25,17 +25,9 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   const out = makeOutput(values.json === true);
   const root = resolveHome(values.home);
   const act = { digest: digest.startsWith('sha256:') ? digest : `sha256:${digest}`, reason: values.reason };
-  const signer = await loadSecuritySigner(values.key ?? securityKeyPath(homePaths(root).keys), {
-    home: root,
-  });
-  const sig = await signSecurityAct(revocationAct(act), signer);
-  const home = await openHome(root);
-  try {
-    const record = await home.triage.revoke(act, sig);
-    out.document(record);
-    out.line(`revoked ${bold(record.digest)}; logged as entry #${record.logIndex}`);
-    return EXIT.ok;
-  } finally {
-    await home.close();
-  }
+  const sig = await signSecurityAct(revocationAct(act), await securitySigner(root, values.key));
+  const record = await withHome(root, (home) => home.triage.revoke(act, sig));
+  out.document(record);
+  out.line(`revoked ${bold(record.digest)}; logged as entry #${record.logIndex}`);
+  return EXIT.ok;
 }

@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../home/home.ts';
+import { resolveHome } from '../../home/home.ts';
 import { addSigner, protectRef, refPattern } from '../../source/admin.ts';
 import { git, OBJECT_ID } from '../../source/git.ts';
 import { canonicalRepositoryUri } from '../../source/local-git-provider.ts';
@@ -11,6 +10,8 @@ import { sourceProviders } from '../../source/wiring.ts';
 import type { SourceProtectionRecord } from '../../store/store.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { withHome } from '../home-access.ts';
+import { readTextFile } from '../input-files.ts';
 import { green, makeOutput, red } from '../output.ts';
 
 const USAGE = `gatehouse source <command> [--home DIR] [--json]
@@ -52,22 +53,13 @@ function refOf(values: { branch?: string | undefined; tag?: string | undefined }
     : refPattern('tag', values.tag ?? '');
 }
 
-async function readKey(path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', 'cannot read the key file', { where: path, cause: e });
-  }
-}
-
 /** `gatehouse source …`: central source protection, reviews and trusted signers. */
 export async function sourceCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, options, { min: 1, max: 3, usage: USAGE });
   const out = makeOutput(values.json === true);
   const [sub, a, b] = positionals;
-  const home = await openHome(resolveHome(values.home));
-  const store = home.store.source;
-  try {
+  return withHome(resolveHome(values.home), async (home) => {
+    const store = home.store.source;
     switch (sub) {
       case 'protect': {
         if (a === undefined) throw new UsageError(`usage: ${USAGE}`);
@@ -130,7 +122,7 @@ export async function sourceCommand(argv: string[]): Promise<number> {
             throw new UsageError(`usage: ${USAGE}`);
           }
           const format = values['ssh-key'] !== undefined ? 'ssh' : 'gpg';
-          const key = await readKey(values['ssh-key'] ?? values['gpg-key'] ?? '');
+          const key = await readTextFile(values['ssh-key'] ?? values['gpg-key'] ?? '', 'key file');
           const s = await addSigner(store, {
             principal: values.principal,
             format,
@@ -217,7 +209,5 @@ export async function sourceCommand(argv: string[]): Promise<number> {
       default:
         throw new UsageError(`unknown source command '${sub ?? ''}'\nusage: ${USAGE}`);
     }
-  } finally {
-    await home.close();
-  }
+  });
 }

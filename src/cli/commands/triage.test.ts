@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cli, examplesDir, tempDir } from '../../../test/helpers.ts';
+import { cli, closeServer, examplesDir, listenOnLoopback, tempDir } from '../../../test/helpers.ts';
 import { sha256Hex } from '../../common/encoding.ts';
 import { isGatehouseError } from '../../common/errors.ts';
 import { TRIAGE_ARTIFACT_TYPE } from '../../gate/placement.ts';
@@ -15,6 +14,7 @@ import { registryFromConfig } from '../../registry/registry-config.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { signSecurityAct } from '../../signing/security-act.ts';
 import { parseVsa } from '../../signing/vsa.ts';
+import { component } from '../../testing/components.ts';
 import { attestedJob, registerProject, submitRequest } from '../../testing/submission.ts';
 import { triageAct } from '../../triage/triage-service.ts';
 import { loadRevocations } from '../../verify/revocations.ts';
@@ -53,16 +53,7 @@ describe('triage release and reject, and revocation, end to end', () => {
         token: withToken ? job.token : undefined,
         name: 'out.tar',
         bytes,
-        components: [
-          {
-            name: 'minimist',
-            version: '1.2.5',
-            purl: 'pkg:npm/minimist@1.2.5',
-            ecosystem: 'npm',
-            hashes: [],
-            dependencies: [],
-          },
-        ],
+        components: [component('pkg:npm/minimist@1.2.5')],
       }),
     );
     assert.notEqual(result.outcome, 'allow');
@@ -218,9 +209,9 @@ describe('triage release and reject, and revocation, end to end', () => {
     assert.match(bad.stderr, /not a sha256 digest/);
 
     const server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
-    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const { url: base } = await listenOnLoopback(server);
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/revocations`;
+      const url = `${base}/v1/revocations`;
       const trustedRoot = await home.trustedRoot();
       const list = await loadRevocations(url, { trustedRoot });
       assert.deepEqual(
@@ -252,7 +243,7 @@ describe('triage release and reject, and revocation, end to end', () => {
         other.cleanup();
       }
     } finally {
-      server.close();
+      await closeServer(server);
     }
   });
 });

@@ -1,7 +1,8 @@
 import { writeFile } from 'node:fs/promises';
-import { openHome, resolveHome } from '../../home/home.ts';
+import { resolveHome } from '../../home/home.ts';
 import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { withHome } from '../home-access.ts';
 
 export async function trustRootCommand(argv: string[]): Promise<number> {
   const { values } = parse(
@@ -9,13 +10,8 @@ export async function trustRootCommand(argv: string[]): Promise<number> {
     { ...commonOptions, output: { type: 'string', short: 'o' } },
     { min: 0, max: 0, usage: 'gatehouse trust-root [--home DIR] [--output FILE]' },
   );
-  const home = await openHome(resolveHome(values.home));
-  try {
-    const text = `${JSON.stringify(await home.trustedRoot(), null, 2)}\n`;
-    if (values.output === undefined) process.stdout.write(text);
-    else await writeFile(values.output, text);
-    return EXIT.ok;
-  } finally {
-    await home.close();
-  }
+  const text = `${JSON.stringify(await withHome(resolveHome(values.home), (home) => home.trustedRoot()), null, 2)}\n`;
+  if (values.output === undefined) process.stdout.write(text);
+  else await writeFile(values.output, text);
+  return EXIT.ok;
 }

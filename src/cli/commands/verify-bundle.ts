@@ -1,5 +1,4 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { GatehouseError } from '../../common/errors.ts';
 import { parseTrustedRoot } from '../../signing/trust-root.ts';
 import { parseSigstoreBundle } from '../../verify/sigstore-bundle.ts';
@@ -10,28 +9,13 @@ import {
 } from '../../verify/sigstore-verifier.ts';
 import { parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { readBytesFile, readJsonFile } from '../input-files.ts';
 
 const USAGE =
   'gatehouse verify-bundle --bundle F (--certificate-identity I --certificate-oidc-issuer U | --key K) [--trusted-root F] FILE_OR_DIGEST';
 
 /** Where the trusted root comes from when `--trusted-root` is not given (the pinned public-good root). */
 export const TRUSTED_ROOT_ENV = 'GATEHOUSE_SIGSTORE_TRUSTED_ROOT';
-
-async function readInput(path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', `cannot read the ${what}`, { where: path, cause: e });
-  }
-}
-
-function json(bytes: Buffer, what: string, where: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (e) {
-    throw new GatehouseError('BAD_INPUT', `the ${what} is not valid JSON`, { where, cause: e });
-  }
-}
 
 /**
  * `gatehouse verify-bundle`: the sigstore-conformance client protocol. Exit 0 when the bundle
@@ -86,15 +70,12 @@ export async function verifyBundleArgs(argv: string[]): Promise<SigstoreVerified
       `no trusted root: pass --trusted-root F or set ${TRUSTED_ROOT_ENV}\nusage: ${USAGE}`,
     );
   }
-  const trustedRoot = parseTrustedRoot(
-    json(await readInput(rootPath, 'trusted root'), 'trusted root', rootPath),
-    rootPath,
-  );
-  const bundle = parseSigstoreBundle(await readInput(values.bundle, 'bundle'), values.bundle);
+  const trustedRoot = parseTrustedRoot(await readJsonFile(rootPath, 'trusted root'), rootPath);
+  const bundle = parseSigstoreBundle(await readBytesFile(values.bundle, 'bundle'), values.bundle);
   let publicKey: KeyObject | undefined;
   if (values.key !== undefined) {
     try {
-      publicKey = createPublicKey(await readInput(values.key, 'public key'));
+      publicKey = createPublicKey(await readBytesFile(values.key, 'public key'));
     } catch (e) {
       if (e instanceof GatehouseError) throw e;
       throw new GatehouseError('BAD_INPUT', 'the key is not a PEM public key', {
@@ -106,7 +87,7 @@ export async function verifyBundleArgs(argv: string[]): Promise<SigstoreVerified
   const target = positionals[0] ?? '';
   const artifact: ArtifactInput = /^sha256:[0-9a-f]{64}$/.test(target)
     ? { sha256: Buffer.from(target.slice(7), 'hex') }
-    : { bytes: await readInput(target, 'artifact') };
+    : { bytes: await readBytesFile(target, 'artifact') };
   return verifySigstoreBundle({
     bundle,
     trustedRoot,

@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../home/home.ts';
+import { resolveHome } from '../../home/home.ts';
 import { importOsv } from '../../vuln/import.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { withHome } from '../home-access.ts';
+import { readTextFile } from '../input-files.ts';
 import { makeOutput } from '../output.ts';
 
 const USAGE = 'gatehouse vulndb import PATH... | vex FILE... [--home DIR] [--json]';
@@ -20,28 +20,18 @@ export async function vulndbCommand(argv: string[]): Promise<number> {
   if (sub !== 'import' && sub !== 'vex')
     throw new UsageError(`unknown vulndb command '${sub ?? ''}'\nusage: ${USAGE}`);
   const out = makeOutput(values.json === true);
-  const home = await openHome(resolveHome(values.home));
-  if (sub === 'vex') {
-    try {
+  return withHome(resolveHome(values.home), async (home) => {
+    if (sub === 'vex') {
       // Each document is checked before it is kept; a bad one stops the command before it is stored.
       const kept: { file: string; statements: number }[] = [];
       for (const f of paths) {
-        let text: string;
-        try {
-          text = await readFile(f, 'utf8');
-        } catch (e) {
-          throw new GatehouseError('NOT_FOUND', 'cannot read the VEX document', { where: f, cause: e });
-        }
+        const text = await readTextFile(f, 'VEX document', 'NOT_FOUND');
         kept.push({ file: f, statements: await home.policies.addVex(text, basename(f)) });
       }
       out.document({ vex: kept });
       for (const k of kept) out.line(`kept VEX ${k.file}: ${k.statements} statements`);
       return EXIT.ok;
-    } finally {
-      await home.close();
     }
-  }
-  try {
     const t0 = performance.now();
     const r = await importOsv(paths, home.store);
     const seconds = (performance.now() - t0) / 1000;
@@ -62,7 +52,5 @@ export async function vulndbCommand(argv: string[]): Promise<number> {
     const more = r.refused.length > 1 ? ` (and ${r.refused.length - 1} more)` : '';
     process.stderr.write(`gatehouse vulndb: refused ${first.where}: ${first.reason}${more}\n`);
     return EXIT.error;
-  } finally {
-    await home.close();
-  }
+  });
 }

@@ -64,12 +64,10 @@ describe('the admission webhook', { skip }, () => {
   let w: OciWorld;
   let hook: RunningWebhook;
   let ca = '';
-  let revocations = '';
   let policy: DeployPolicy;
   before(async () => {
     w = await makeOciWorld();
-    revocations = join(w.homeDir, 'revocations.json');
-    await writeFile(revocations, JSON.stringify({ version: 1, revoked: [] }));
+    await w.setRevoked();
     policy = {
       projects: ['hello-app', 'shady-app'],
       identityBase: IDENTITY_BASE,
@@ -85,7 +83,11 @@ describe('the admission webhook', { skip }, () => {
       port: 0,
       certPem: tls.certPem,
       keyPem: tls.keyPem,
-      verifyImage: ociImageVerifier({ policy, trustedRoot: w.trustedRoot, revocationsPath: revocations }),
+      verifyImage: ociImageVerifier({
+        policy,
+        trustedRoot: w.trustedRoot,
+        revocationsPath: w.revocationsPath,
+      }),
     });
   });
   after(async () => {
@@ -182,32 +184,22 @@ describe('the admission webhook', { skip }, () => {
   });
 
   it('denies a revoked artifact at once, even one it verified a moment ago', async () => {
-    const list = {
-      version: 1,
-      revoked: [
-        {
-          digest: w.allowed.placement.manifestDigest,
-          reason: 'recalled build',
-          revokedAt: new Date().toISOString(),
-        },
-      ],
-    };
-    await writeFile(revocations, JSON.stringify(list));
+    await w.setRevoked('recalled build');
     const r = await admit(review('pod-create.json', w.allowedRef));
     assert.equal(r.allowed, false);
     assert.match(r.status?.message ?? '', /revoked .*recalled build/);
-    await writeFile(revocations, JSON.stringify({ version: 1, revoked: [] }));
+    await w.setRevoked();
   });
 
   it('fails closed when the revocation list cannot be read', async () => {
-    const saved = await readFile(revocations, 'utf8');
-    await rm(revocations);
+    const saved = await readFile(w.revocationsPath, 'utf8');
+    await rm(w.revocationsPath);
     try {
       const r = await admit(review('pod-create.json', w.allowedRef));
       assert.equal(r.allowed, false);
       assert.match(r.status?.message ?? '', /revocation list/);
     } finally {
-      await writeFile(revocations, saved);
+      await writeFile(w.revocationsPath, saved);
     }
   });
 
@@ -216,7 +208,7 @@ describe('the admission webhook', { skip }, () => {
     const verifier = ociImageVerifier({
       policy: { ...policy, registries: { [deadHost]: { plainHttp: true } } },
       trustedRoot: w.trustedRoot,
-      revocationsPath: revocations,
+      revocationsPath: w.revocationsPath,
     });
     const body = review('pod-create.json', w.allowedRef.replace(w.registry.host, deadHost));
     const r = await decideAdmission(body, verifier);
