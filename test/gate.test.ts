@@ -51,6 +51,7 @@ describe('the gate', () => {
     submitRequest(
       { ticket, key },
       {
+        controlPlane: home.controlPlane,
         token,
         name: 'out',
         bytes: artifact,

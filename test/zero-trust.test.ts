@@ -155,12 +155,22 @@ describe('zero trust: the operator token and public reads get nothing signed', (
     const bytes = new TextEncoder().encode('arbitrary bytes\n');
     const r = await post(
       `/v1/jobs/${job.ticket.jobId}/submit`,
-      await submitRequest(job, { token: undefined, name: 'dist/hello-app.tar', bytes }),
+      await submitRequest(job, {
+        controlPlane: home.controlPlane,
+        token: undefined,
+        name: 'dist/hello-app.tar',
+        bytes,
+      }),
       asOperator(),
     );
     assert.equal(r.status, 409, 'an unattested job is not waiting for the gate');
     const attested = await attestedJob(home, 'hello-app');
-    const stolen = await submitRequest(attested, { token: undefined, name: 'dist/hello-app.tar', bytes });
+    const stolen = await submitRequest(attested, {
+      controlPlane: home.controlPlane,
+      token: undefined,
+      name: 'dist/hello-app.tar',
+      bytes,
+    });
     const decided = (await (await post(`/v1/jobs/${attested.ticket.jobId}/submit`, stolen)).json()) as {
       outcome: string;
       bundle?: unknown;

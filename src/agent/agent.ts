@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve } from 'node:path';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { generateRunnerKey, signSubmission } from '../attestation/token.ts';
-import { canonicalJson, sha256Hex, toBase64 } from '../common/encoding.ts';
+import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
@@ -19,7 +21,7 @@ import type { JobStep } from '../store/store.ts';
 import { type Attester, needsReattestation } from './attester.ts';
 import { JobCredentials, type RunnerHost } from './credentials.ts';
 import { fetchDependencies } from './fetch.ts';
-import { collectOutputs } from './outputs.ts';
+import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const testingDir = join(srcRoot, 'testing');
@@ -71,6 +73,8 @@ export interface AgentOptions {
   reattestMarginSeconds?: number;
   /** Build this commit of the git repository at `dir` rather than its work tree. */
   commit?: string;
+  /** Copy the outputs of an allowed build here (by file name), before the runner is destroyed. */
+  outDir?: string;
 }
 
 /** How one job ended. */
@@ -82,8 +86,8 @@ export interface JobOutcome {
   result?: GateResult;
   /** Why the job failed before reaching a decision. */
   failure?: { code: string; message: string };
-  /** The outputs the agent collected and submitted (as digested, before the runner was destroyed). */
-  outputs?: { name: string; sha256: string; bytes: Uint8Array }[];
+  /** The outputs the agent collected and submitted, as it digested them. */
+  outputs?: { name: string; sha256: string; size: number }[];
 }
 
 /**
@@ -219,7 +223,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       (o) => o.map((f) => `${f.path} sha256:${f.sha256.slice(0, 12)}`).join(', '),
     );
 
-    outcome.outputs = outputs.map((o) => ({ name: o.path, sha256: o.sha256, bytes: o.bytes }));
+    outcome.outputs = outputs.map((o) => ({ name: o.path, sha256: o.sha256, size: o.size }));
     const subjects = outputs.map((o) => ({ name: o.path, sha256: o.sha256 }));
     const primary = subjects[0];
     const sbom = writeCycloneDx({
@@ -258,16 +262,21 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     }
     const result = await step(
       'gate',
-      () =>
-        cp.submit({
-          token,
-          proof,
-          submission,
-          artifacts: outputs.map((o) => ({ name: o.path, content: toBase64(o.bytes) })),
-        }),
+      async () => {
+        // Each output's bytes go to the control plane as a stream, signed for by the job key;
+        // the control plane digests them itself.
+        for (const o of outputs) {
+          const request = { jobId: ticket.jobId, name: o.path, sha256: o.sha256, size: o.size };
+          await cp.uploadOutput(request, o.file, await credentials.job('upload', ticket.jobId, request));
+        }
+        return cp.submit({ token, proof, submission });
+      },
       (r) => r.outcome,
     );
     outcome.result = result;
+    // Copies of an allowed build's outputs for the caller (`run --out`), before the runner goes.
+    if (result.outcome === 'allow' && options.outDir !== undefined)
+      await copyOutputs(outputs, options.outDir);
   } catch (e) {
     outcome.failure = {
       code: e instanceof GatehouseError ? e.code : 'INTERNAL',
@@ -309,6 +318,13 @@ async function catalogue(
   required: boolean,
 ): Promise<Component[]> {
   return catalogWorkspace(workspace, { displayRoot: sourceDir, ...(required ? { extra: lockfiles } : {}) });
+}
+
+/** Copy outputs into `dir` by their file names, as streams. */
+async function copyOutputs(outputs: readonly CollectedOutput[], dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const o of outputs)
+    await pipeline(createReadStream(o.file), createWriteStream(join(dir, basename(o.path))));
 }
 
 async function listFiles(root: string): Promise<{ path: string; sha256: string }[]> {

@@ -37,6 +37,11 @@ export class JobCredentials {
     return signHostRequest(this.#host.signer, this.#host.name, expected);
   }
 
+  /** A request signed with the job key (after attestation). */
+  job(act: RequestAct, job: string, request: unknown): Promise<string> {
+    return signJobRequest(this.#key.privateKey, { act, job, request });
+  }
+
   /** The control plane's attestation endpoints, each request signed by the host. */
   endpoints(jobId: string): AttestationEndpoints {
     const cp = this.#cp;

@@ -1,21 +1,24 @@
+import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { lstat, open, realpath } from 'node:fs/promises';
 import { isAbsolute, join, sep } from 'node:path';
-import { sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { RunnerInstance } from '../runner/runner.ts';
 
-/** One build output, read once: its digest is of exactly these bytes. */
+/** One build output, digested as a stream; the control plane digests the bytes again on receipt. */
 export interface CollectedOutput {
   /** Workspace-relative path, as listed in gatehouse.yaml. */
   readonly path: string;
   readonly sha256: string;
   readonly size: number;
-  readonly bytes: Uint8Array;
+  /** The file in the workspace, to upload from. */
+  readonly file: string;
 }
 
-/** The largest single output collected by default (1 GiB). */
-export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024 * 1024;
+/** The largest single output collected by default (64 GiB: bounded by disk, never by memory). */
+export const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024 * 1024;
+/** Outputs are hashed in chunks of this size, so memory stays flat whatever their size. */
+const CHUNK_BYTES = 1024 * 1024;
 
 function reject(path: string, why: string, cause?: unknown): GatehouseError {
   return new GatehouseError(
@@ -38,6 +41,8 @@ export async function collectOutputs(
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   const root = await realpath(instance.workspace);
   const collected: CollectedOutput[] = [];
+  // A file listed twice through hard links would be counted (and signed) as two outputs.
+  const inodes = new Map<string, string>();
   for (const path of outputs) {
     // The config parser already refuses these; checked again because this is the trust boundary.
     if (path === '' || isAbsolute(path) || path.split('/').includes('..') || path.includes('\0')) {
@@ -63,6 +68,10 @@ export async function collectOutputs(
       throw reject(path, 'resolves outside the workspace (through a symlinked directory)');
     }
     if (st.size > maxBytes) throw reject(path, `is larger than the limit of ${maxBytes} bytes`);
+    const inode = `${st.dev}:${st.ino}`;
+    const twin = inodes.get(inode);
+    if (twin !== undefined) throw reject(path, `is a hard link to the output '${twin}'`);
+    inodes.set(inode, path);
     // O_NOFOLLOW and the inode check close the gap between the checks above and the read.
     let handle: Awaited<ReturnType<typeof open>>;
     try {
@@ -75,15 +84,18 @@ export async function collectOutputs(
       if (!fst.isFile() || fst.ino !== st.ino || fst.dev !== st.dev)
         throw reject(path, 'changed while being collected');
       if (fst.size > maxBytes) throw reject(path, `is larger than the limit of ${maxBytes} bytes`);
-      const bytes = new Uint8Array(fst.size);
+      const hash = createHash('sha256');
+      const chunk = Buffer.alloc(Math.min(CHUNK_BYTES, Math.max(1, fst.size)));
       let read = 0;
-      while (read < bytes.length) {
-        const r = await handle.read(bytes, read, bytes.length - read, read);
+      for (;;) {
+        const r = await handle.read(chunk, 0, chunk.length, read);
         if (r.bytesRead === 0) break;
+        hash.update(chunk.subarray(0, r.bytesRead));
         read += r.bytesRead;
+        if (read > fst.size) break;
       }
-      if (read !== bytes.length) throw reject(path, 'changed size while being collected');
-      collected.push({ path, sha256: sha256Hex(bytes), size: bytes.length, bytes });
+      if (read !== fst.size) throw reject(path, 'changed size while being collected');
+      collected.push({ path, sha256: hash.digest('hex'), size: read, file: full });
     } finally {
       await handle.close();
     }

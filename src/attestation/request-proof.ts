@@ -16,7 +16,15 @@ import type { TokenStore } from '../store/store.ts';
 import { jwkThumbprint, runnerPublicJwkSchema } from './token.ts';
 
 /** What a signed request asks. */
-export type RequestAct = 'create' | 'claim' | 'attest' | 'challenge' | 'evidence' | 'fail' | 'finish';
+export type RequestAct =
+  | 'create'
+  | 'claim'
+  | 'attest'
+  | 'challenge'
+  | 'evidence'
+  | 'upload'
+  | 'fail'
+  | 'finish';
 
 /** `typ` of a runner host's signed request. */
 export const HOST_REQUEST_TYP = 'gatehouse-host-request+jws';
@@ -28,7 +36,7 @@ const CLOCK_SKEW_SECONDS = 60;
 const MAX_PROOF_CHARS = 4096;
 
 const claimsSchema = z.strictObject({
-  act: z.enum(['create', 'claim', 'attest', 'challenge', 'evidence', 'fail', 'finish']),
+  act: z.enum(['create', 'claim', 'attest', 'challenge', 'evidence', 'upload', 'fail', 'finish']),
   job: z.string().min(1).max(128).optional(),
   digest: z.string().regex(/^[0-9a-f]{64}$/),
   iat: z.number().int().nonnegative(),

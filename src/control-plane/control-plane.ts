@@ -26,7 +26,17 @@ export interface ControlPlane {
   attestationChallenge(body: unknown, proof: string): Promise<Challenge>;
   /** TPM path, step 2: activated credential, quote and event log in; a token out. */
   attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }>;
-  /** Hand the build's outputs to the gate; returns its decision and, when allowed, the bundles. */
+  /**
+   * Hand one output to the control plane before submitting: its bytes, streamed (`content` is a
+   * file to read, or a stream), with a proof by the job key. The control plane keeps them under the
+   * digest it computes itself and returns that digest.
+   */
+  uploadOutput(
+    request: UploadRequest,
+    content: string | NodeJS.ReadableStream,
+    proof: string,
+  ): Promise<UploadResult>;
+  /** Hand the build's facts to the gate; returns its decision and, when allowed, the bundles. */
   submit(request: SubmitRequest): Promise<GateResult>;
   /** End a job that could not reach the gate, revoking its token. */
   fail(request: FailRequest, proof: string): Promise<void>;
@@ -68,6 +78,21 @@ export interface AttestResult {
   token: string;
   /** Seconds since the epoch. */
   expiresAt: number;
+}
+
+export interface UploadRequest {
+  jobId: string;
+  /** The output's workspace-relative path, as a subject name. */
+  name: string;
+  /** The digest the runner computed (the control plane computes its own). */
+  sha256: string;
+  size: number;
+}
+
+export interface UploadResult {
+  /** The digest of the bytes the control plane received. */
+  sha256: string;
+  size: number;
 }
 
 export interface FailRequest {

@@ -26,6 +26,8 @@ import type {
   FailRequest,
   FinishRequest,
   JobTicket,
+  UploadRequest,
+  UploadResult,
 } from './control-plane.ts';
 import type { Metrics } from './metrics.ts';
 import type { JobPipeline } from './pipeline.ts';
@@ -87,6 +89,14 @@ export class EmbeddedControlPlane implements ControlPlane {
   /** POST /v1/attestation/evidence: verify a TPM quote and event log, issue a token. */
   attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }> {
     return this.#o.pipeline.attestationEvidence(body, proof);
+  }
+
+  uploadOutput(
+    request: UploadRequest,
+    content: string | NodeJS.ReadableStream,
+    proof: string,
+  ): Promise<UploadResult> {
+    return this.#o.pipeline.uploadOutput(request, content, proof);
   }
 
   submit(request: SubmitRequest): Promise<GateResult> {

@@ -1,3 +1,5 @@
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { GatehouseError, isErrorCode } from '../common/errors.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
@@ -12,6 +14,8 @@ import type {
   FailRequest,
   FinishRequest,
   JobTicket,
+  UploadRequest,
+  UploadResult,
 } from './control-plane.ts';
 
 /** Answers of the open read routes (checkpoint, proofs) are small; more than this is refused. */
@@ -130,6 +134,45 @@ export class HttpControlPlane implements ControlPlane {
 
   attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }> {
     return this.#call('POST', '/v1/attestation/evidence', body, { proof });
+  }
+
+  /** PUT /v1/jobs/:id/outputs: the output's bytes, streamed from the file (never read whole). */
+  async uploadOutput(
+    request: UploadRequest,
+    content: string | NodeJS.ReadableStream,
+    proof: string,
+  ): Promise<UploadResult> {
+    const q = new URLSearchParams({ name: request.name, sha256: request.sha256, size: String(request.size) });
+    const url = new URL(`${jobPath(request.jobId)}/outputs?${q}`, this.#base);
+    const stream = typeof content === 'string' ? createReadStream(content) : content;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream', 'gatehouse-proof': proof },
+        body: Readable.toWeb(Readable.from(stream)) as ReadableStream<Uint8Array>,
+        duplex: 'half',
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      } as RequestInit);
+    } catch (e) {
+      throw new GatehouseError('UNREACHABLE', `control plane ${this.#base.origin} did not take the upload`, {
+        where: url.pathname,
+        cause: e,
+      });
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new GatehouseError(
+        'UNREACHABLE',
+        `control plane answered ${res.status} with a body that is not JSON`,
+        { cause: e },
+      );
+    }
+    if (!res.ok) throw errorOfAnswer(res.status, json);
+    return json as UploadResult;
   }
 
   /** The submission carries its own credentials: the attestation token and the proof of possession. */

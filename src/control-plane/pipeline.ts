@@ -22,6 +22,7 @@ import {
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { CheckedSubmission, Gate, LoggedDecision } from '../gate/gate.ts';
+import type { OutputStaging } from '../gate/staging.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { ProjectRegistration, ProjectRegistry } from '../policy/projects.ts';
@@ -35,6 +36,8 @@ import type {
   FailRequest,
   FinishRequest,
   JobTicket,
+  UploadRequest,
+  UploadResult,
 } from './control-plane.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -48,6 +51,8 @@ export interface JobPipelineOptions {
   hosts: HostRegistry;
   /** The registered projects: which names may have jobs, and which pools may build them. */
   projects: ProjectRegistry;
+  /** Where outputs wait for the gate. */
+  staging: OutputStaging;
   /** Toolchain binaries every runner measures. */
   toolchain: readonly string[];
   /** Origins the fetch phase's egress proxy may reach. */
@@ -170,6 +175,27 @@ export class JobPipeline implements ControlPlane {
   }
 
   /**
+   * Receive one output of a running, attested job from its job key: streamed into the staging
+   * area under the digest computed here.
+   * @throws GatehouseError CONFLICT (not running), UNAUTHORIZED, OUTPUT_REJECTED (too large)
+   */
+  async uploadOutput(
+    request: UploadRequest,
+    content: string | NodeJS.ReadableStream,
+    proof: string,
+  ): Promise<UploadResult> {
+    const job = await this.getJob(request.jobId);
+    if (job.state !== 'running' || job.runnerKey === undefined)
+      throw new GatehouseError(
+        'CONFLICT',
+        `job ${job.id} is ${job.state}; outputs are received from an attested runner`,
+      );
+    await this.#jobSpeaker(job, { act: 'upload', job: job.id, request }, proof);
+    const staged = await this.#o.staging.receive(job.id, request.name, content);
+    return { sha256: staged.sha256, size: staged.size };
+  }
+
+  /**
    * The gate, step by step. Every submission that reaches it is decided and logged, refusals
    * included; only an allowed one is signed and promoted.
    * @throws GatehouseError NOT_FOUND (no such job), CONFLICT (the job is not waiting for the gate)
@@ -195,6 +221,9 @@ export class JobPipeline implements ControlPlane {
         result: { decisionId: decision.decisionId, error: describeError(e) },
       });
       throw e;
+    } finally {
+      // The registry holds what was placed; the staged copies are not needed any more.
+      await this.#o.staging.remove(job.id);
     }
   }
 

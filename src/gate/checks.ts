@@ -1,10 +1,10 @@
 /** The gate's checks of what a runner handed in: proof freshness, artifact bytes, refusal rules. */
-import { fromBase64, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { ProjectRegistration } from '../policy/projects.ts';
 import type { ArtifactFile } from '../registry/registry.ts';
 import type { TokenStore } from '../store/store.ts';
-import type { Submission, SubmitRequest } from './submission.ts';
+import type { OutputStaging } from './staging.ts';
+import type { Submission } from './submission.ts';
 
 /** How long after signing a runner's submission proof is accepted, and the clock skew allowed. */
 export const PROOF_MAX_AGE_SECONDS = 300;
@@ -33,30 +33,35 @@ export async function checkProofFresh(submission: Submission, tokens: TokenStore
 }
 
 /**
- * Every subject has exactly one artifact whose bytes hash to its digest, and nothing else is sent.
+ * Every subject is an output the control plane received itself, under exactly the digest the
+ * subject names and with the same name: the bytes judged, signed and promoted are those, never
+ * what the runner says they are.
  * @throws GatehouseError SUBJECT_MISMATCH
  */
-export function checkArtifacts(request: SubmitRequest): ArtifactFile[] {
-  const { subjects } = request.submission;
+export async function checkStagedOutputs(
+  submission: Submission,
+  staging: OutputStaging,
+): Promise<ArtifactFile[]> {
+  const { subjects } = submission;
   if (subjects.length === 0) throw new GatehouseError('SUBJECT_MISMATCH', 'the submission names no outputs');
-  const byName = new Map(request.artifacts.map((a) => [a.name, a]));
-  if (byName.size !== request.artifacts.length || request.artifacts.length !== subjects.length) {
-    throw new GatehouseError('SUBJECT_MISMATCH', 'the artifacts sent do not match the subjects one for one');
-  }
-  return subjects.map((s) => {
-    const a = byName.get(s.name);
-    if (a === undefined)
-      throw new GatehouseError('SUBJECT_MISMATCH', `no artifact sent for subject ${s.name}`);
-    const bytes = fromBase64(a.content);
-    const digest = sha256Hex(bytes);
-    if (digest !== s.sha256) {
+  if (new Set(subjects.map((s) => s.name)).size !== subjects.length)
+    throw new GatehouseError('SUBJECT_MISMATCH', 'the submission names an output twice');
+  const files: ArtifactFile[] = [];
+  for (const s of subjects) {
+    const staged = await staging.get(submission.jobId, s.sha256);
+    if (staged === undefined)
       throw new GatehouseError(
         'SUBJECT_MISMATCH',
-        `artifact ${s.name} has sha256 ${digest}, the submission says ${s.sha256}`,
+        `no output with sha256 ${s.sha256} was received for subject ${s.name}: the bytes uploaded are not the ones the submission names`,
       );
-    }
-    return { name: s.name, sha256: digest, bytes: new Uint8Array(bytes) };
-  });
+    if (staged.name !== s.name)
+      throw new GatehouseError(
+        'SUBJECT_MISMATCH',
+        `the output received as ${staged.name} is named ${s.name} in the submission`,
+      );
+    files.push({ name: s.name, sha256: staged.sha256, size: staged.size, path: staged.path });
+  }
+  return files;
 }
 
 /**

@@ -16,10 +16,16 @@ import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
-import { checkArtifacts, checkProofFresh, checkSourceAgainstRegistration, refusalRule } from './checks.ts';
+import {
+  checkProofFresh,
+  checkSourceAgainstRegistration,
+  checkStagedOutputs,
+  refusalRule,
+} from './checks.ts';
 import { type HeldBuild, heldBuildOf } from './held-build.ts';
 import { decisionRecord, promoteSigned, sbomRecord } from './placement.ts';
 import { type Approval, type SignedBuild, type SigningDeps, signBuild } from './sign-build.ts';
+import type { OutputStaging } from './staging.ts';
 import type { GateReason, GateResult, Submission, SubmitRequest } from './submission.ts';
 
 /**
@@ -38,6 +44,8 @@ export interface GateOptions {
   tokens: TokenAuthority;
   /** The central project registrations: where a project's source must come from. */
   projects: ProjectRegistry;
+  /** Where the outputs the control plane received wait for the gate. */
+  staging: OutputStaging;
   policy: PolicyEngine;
   /** Digest of the policy `policy` enforces, recorded on refusals decided before it runs. */
   policyDigest: string;
@@ -137,7 +145,7 @@ export class Gate {
         );
       }
       checkSourceAgainstRegistration(submission, await this.#o.projects.require(job.project));
-      checked.files = checkArtifacts(request);
+      checked.files = await checkStagedOutputs(submission, this.#o.staging);
       checked.components = readSbom(submission.sbom, 'submission.sbom').components;
       checked.claims = claims;
     } catch (e) {

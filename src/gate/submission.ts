@@ -34,8 +34,6 @@ export interface SubmitRequest {
   /** Compact JWS by the runner key over the canonical JSON of `submission`. */
   proof: string;
   submission: Submission;
-  /** The output files, base64, matching `submission.subjects` by name. */
-  artifacts: { name: string; content: string }[];
 }
 
 export interface GateReason {

@@ -23,6 +23,7 @@ import { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts
 import { Metrics } from '../control-plane/metrics.ts';
 import { JobPipeline } from '../control-plane/pipeline.ts';
 import { Gate } from '../gate/gate.ts';
+import { OutputStaging } from '../gate/staging.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { DEFAULT_POLICY_NAME, PolicyService } from '../policy/policy-service.ts';
 import type { ArtifactRegistry } from '../registry/registry.ts';
@@ -282,8 +283,10 @@ export async function openHome(
   // Central policies come from the store, signed by the security role (src/policy).
   const policies = new PolicyService({ store, trustedKeys: securityKeys });
   const defaultPolicy = await policies.load(DEFAULT_POLICY_NAME).catch(() => undefined);
+  const staging = new OutputStaging({ root: join(root, 'staging') });
   const gate = new Gate({
     store,
+    staging,
     tokens: authority,
     projects: policies.projects,
     policy: policies.engine(),
@@ -327,6 +330,7 @@ export async function openHome(
     metrics,
     hosts,
     projects: policies.projects,
+    staging,
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
     attestation: config.runner.attestation ?? 'tpm',

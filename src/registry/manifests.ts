@@ -4,7 +4,7 @@
  * referrers (artifact manifests with the empty config and a `subject`), and cosign's tag-schema
  * attachments `sha256-<hex>.sig` / `.att` for consumers that do not read referrers.
  */
-import { sha256Hex } from '../common/encoding.ts';
+import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import {
   type Descriptor,
@@ -30,6 +30,17 @@ export const TITLE = 'org.opencontainers.image.title';
 export interface Blob {
   descriptor: Descriptor;
   bytes: Uint8Array;
+}
+
+/** An artifact file to store as a blob: read from disk as a stream, checked as it is written. */
+export interface FileBlob {
+  descriptor: Descriptor;
+  path: string;
+}
+
+/** Whether a planned blob is an artifact file on disk (rather than bytes in memory). */
+export function isFileBlob(b: Blob | FileBlob): b is FileBlob {
+  return 'path' in b;
 }
 
 export function blobOf(bytes: Uint8Array, mediaType: string, annotations?: Record<string, string>): Blob {
@@ -104,19 +115,17 @@ export function checkPlacementRequest(request: PlacementRequest): void {
   }
   if (!isTag(request.tag))
     throw new GatehouseError('BAD_INPUT', `tag '${request.tag}' is not a valid OCI tag`);
+  // The bytes themselves are checked against the digest as each adapter writes them.
   for (const f of request.files) {
-    if (!/^[0-9a-f]{64}$/.test(f.sha256) || sha256Hex(f.bytes) !== f.sha256) {
-      throw new GatehouseError(
-        'BAD_INPUT',
-        `artifact ${f.name} does not match its digest sha256:${f.sha256}`,
-      );
+    if (!/^[0-9a-f]{64}$/.test(f.sha256) || !Number.isSafeInteger(f.size) || f.size < 0) {
+      throw new GatehouseError('BAD_INPUT', `artifact ${f.name} has no valid digest and size`);
     }
   }
 }
 
 /** Everything one placement writes, in the order a registry must receive it (blobs before manifests). */
 export interface PlacementPlan {
-  blobs: Blob[];
+  blobs: (Blob | FileBlob)[];
   artifact: Blob;
   referrers: { manifest: Blob; artifactType: string; annotations?: Record<string, string> }[];
   cosign: { tag: string; manifest: Blob }[];
@@ -127,7 +136,7 @@ export function planPlacement(request: PlacementRequest, now = new Date()): Plac
   checkPlacementRequest(request);
   const created = now.toISOString();
   // Each step appends the blobs it needs, so that blobs keep the order they are planned in.
-  const blobs: Blob[] = [];
+  const blobs: (Blob | FileBlob)[] = [];
   const artifact = planArtifact(request, created, blobs);
   const { referrers, cosignLayers } = planAttachments(request.attachments, artifact.descriptor, blobs);
   const cosign = planCosign(cosignLayers, artifact.descriptor.digest, created, blobs);
@@ -135,11 +144,16 @@ export function planPlacement(request: PlacementRequest, now = new Date()): Plac
 }
 
 /** The artifact manifest: one titled layer per file, over an image config naming them. */
-function planArtifact(request: PlacementRequest, created: string, blobs: Blob[]): Blob {
+function planArtifact(request: PlacementRequest, created: string, blobs: (Blob | FileBlob)[]): Blob {
   const layers = request.files.map((f) => {
-    const b = blobOf(f.bytes, 'application/octet-stream', { [TITLE]: f.name });
-    blobs.push(b);
-    return b.descriptor;
+    const descriptor: Descriptor = {
+      mediaType: 'application/octet-stream',
+      digest: `sha256:${f.sha256}`,
+      size: f.size,
+      annotations: { [TITLE]: f.name },
+    };
+    blobs.push({ descriptor, path: f.path });
+    return descriptor;
   });
   const config = imageConfig(layers, created);
   blobs.push(config);
@@ -160,7 +174,7 @@ type CosignLayers = Record<(typeof COSIGN_KINDS)[number], Descriptor[]>;
 function planAttachments(
   attachments: Attachment[],
   subject: Descriptor,
-  blobs: Blob[],
+  blobs: (Blob | FileBlob)[],
 ): { referrers: PlacementPlan['referrers']; cosignLayers: CosignLayers } {
   const empty = emptyConfig();
   blobs.push(empty);
@@ -193,7 +207,7 @@ function planCosign(
   cosignLayers: CosignLayers,
   subjectDigest: string,
   created: string,
-  blobs: Blob[],
+  blobs: (Blob | FileBlob)[],
 ): PlacementPlan['cosign'] {
   const cosign: PlacementPlan['cosign'] = [];
   for (const kind of COSIGN_KINDS) {
@@ -271,18 +285,21 @@ export function planReferrer(
 }
 
 /**
- * The files of an artifact manifest, in order, each read with `readLayer` (which must refuse bytes
- * that do not hash to the layer's digest).
+ * The files of an artifact manifest, in order, each written into `dir` by `writeLayer` (which must
+ * refuse bytes that do not hash to the layer's digest).
  */
 export async function readArtifactFiles(
   manifestBytes: Uint8Array,
   where: string,
-  readLayer: (layer: { name: string; digest: string }) => Promise<Uint8Array>,
+  dir: string,
+  writeLayer: (layer: { name: string; digest: string }, dest: string) => Promise<number>,
 ): Promise<ArtifactFile[]> {
   const out: ArtifactFile[] = [];
   for (const l of parseImageManifest(manifestBytes, where).layers) {
     const layer = { name: l.annotations?.[TITLE] ?? '', digest: l.digest };
-    out.push({ name: layer.name, sha256: l.digest.slice(7), bytes: await readLayer(layer) });
+    const path = join(dir, l.digest.slice(7));
+    const size = await writeLayer(layer, path);
+    out.push({ name: layer.name, sha256: l.digest.slice(7), size, path });
   }
   return out;
 }

@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 /**
  * A client of the OCI distribution API (https://github.com/opencontainers/distribution-spec, v1.1):
  * blobs (existence, cross-repository mount, monolithic and chunked upload, download), manifests,
@@ -6,6 +9,7 @@
  * bearer token from the token service named in `WWW-Authenticate`.
  */
 import { GatehouseError } from '../common/errors.ts';
+import { writeVerified } from './blob-file.ts';
 import {
   type Descriptor,
   DOCKER_LIST,
@@ -146,6 +150,55 @@ export class OciDistributionClient {
       throw registryError(`the registry returned a blob that does not match ${digest}`, path);
     }
     return bytes;
+  }
+
+  /**
+   * Download a blob into a file as a stream, refusing more than `maxBytes` or bytes that do not
+   * hash to `digest`. @returns the size written
+   */
+  async getBlobToFile(repo: string, digest: string, dest: string, maxBytes: number): Promise<number> {
+    const path = `/v2/${checkRepository(repo)}/blobs/${checkDigest(digest)}`;
+    const res = await this.#request('GET', path, { scope: pullScope(repo), followRedirects: true });
+    await this.#expect(res, [200], `GET ${path}`);
+    if (res.body === null) return writeVerified(Readable.from([]), dest, digest, maxBytes);
+    return writeVerified(res.body, dest, digest, maxBytes);
+  }
+
+  /**
+   * Upload an artifact file as a blob unless the repository has it: read from disk chunk by chunk
+   * (never whole), hashed on the way, and the upload abandoned if the bytes are not `descriptor`'s.
+   */
+  async pushBlobFile(repo: string, path: string, descriptor: Descriptor): Promise<Descriptor> {
+    if ((await this.blobSize(repo, descriptor.digest)) !== undefined) return descriptor;
+    const where = `/v2/${repo}/blobs/uploads/`;
+    let location = await this.#startUpload(repo);
+    const hash = createHash('sha256');
+    const handle = await open(path, 'r');
+    try {
+      const buffer = Buffer.alloc(this.#chunkSize);
+      for (let off = 0; ; ) {
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, off);
+        if (bytesRead === 0) break;
+        const chunk = buffer.subarray(0, bytesRead);
+        hash.update(chunk);
+        location = await this.#patchChunk(repo, location, chunk, off, where);
+        off += bytesRead;
+      }
+    } finally {
+      await handle.close();
+    }
+    if (`sha256:${hash.digest('hex')}` !== descriptor.digest) {
+      const cancel = await this.#request('DELETE', location, { scope: pushScope(repo) });
+      await cancel.body?.cancel();
+      throw new GatehouseError('BAD_INPUT', `artifact file ${path} does not hash to ${descriptor.digest}`, {
+        where,
+      });
+    }
+    const res = await this.#request('PUT', withDigest(location, descriptor.digest), {
+      scope: pushScope(repo),
+    });
+    await this.#expect(res, [201], `PUT ${where}`);
+    return descriptor;
   }
 
   /**
@@ -341,18 +394,29 @@ export class OciDistributionClient {
     let location = start;
     for (let off = 0; off < bytes.byteLength; off += this.#chunkSize) {
       const chunk = bytes.subarray(off, Math.min(off + this.#chunkSize, bytes.byteLength));
-      const res = await this.#request('PATCH', location, {
-        scope: pushScope(repo),
-        body: chunk,
-        headers: {
-          'content-type': 'application/octet-stream',
-          'content-range': `${off}-${off + chunk.byteLength - 1}`,
-        },
-      });
-      await this.#expect(res, [202], `PATCH ${where}`);
-      location = this.#location(res, where);
+      location = await this.#patchChunk(repo, location, chunk, off, where);
     }
     return location;
+  }
+
+  /** PATCH one chunk at offset `off`; returns the location for the next. */
+  async #patchChunk(
+    repo: string,
+    location: string,
+    chunk: Uint8Array,
+    off: number,
+    where: string,
+  ): Promise<string> {
+    const res = await this.#request('PATCH', location, {
+      scope: pushScope(repo),
+      body: chunk,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-range': `${off}-${off + chunk.byteLength - 1}`,
+      },
+    });
+    await this.#expect(res, [202], `PATCH ${where}`);
+    return this.#location(res, where);
   }
 
   /** An upload location; it must stay on the registry's origin, since our credentials go there. */

@@ -7,7 +7,7 @@ import { closeServer, listenOnLoopback } from '../../test/helpers.ts';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { registrySkip, startRegistry, type TestRegistry } from '../testing/registry.ts';
-import { describeRegistryContract } from '../testing/registry-contract.ts';
+import { artifactFile, describeRegistryContract } from '../testing/registry-contract.ts';
 import { OciDistributionClient } from './oci-client.ts';
 import { OciDistributionRegistry } from './oci-distribution-registry.ts';
 import { jsonBytes, OCI_INDEX, OCI_MANIFEST, parseImageManifest, parseIndex } from './oci-format.ts';
@@ -66,11 +66,10 @@ describe('OCI distribution client against docker-registry', { skip }, () => {
 
   it('lists tags and falls back to the referrers tag where the registry has no referrers API', async () => {
     const registry = new OciDistributionRegistry({ client, repositoryPrefix: 'p', quarantinePrefix: 'q' });
-    const bytes = new TextEncoder().encode('artifact');
     const placed = await registry.promote({
       project: 'app',
       tag: 'v1',
-      files: [{ name: 'a', sha256: sha256Hex(bytes), bytes }],
+      files: [artifactFile('a', 'artifact')],
       attachments: [
         {
           artifactType: 'application/x.test',
@@ -102,7 +101,7 @@ describe('OCI distribution client against docker-registry', { skip }, () => {
     const placed = await registry.promote({
       project: 'app',
       tag: 'job-9',
-      files: [{ name: 'app.tar', sha256: sha256Hex(bytes), bytes }],
+      files: [artifactFile('app.tar', 'skopeo reads this')],
       attachments: [
         {
           artifactType: 'application/x.b',
@@ -165,11 +164,10 @@ describe('registry authentication', { skip }, () => {
         repositoryPrefix: 'tok/promoted',
         quarantinePrefix: 'tok/quarantine',
       });
-      const bytes = new TextEncoder().encode('token');
       const placed = await registry.promote({
         project: 'app',
         tag: 'j',
-        files: [{ name: 'a', sha256: sha256Hex(bytes), bytes }],
+        files: [artifactFile('a', 'artifact')],
         attachments: [],
       });
       assert.equal((await registry.inspect('promoted', 'app', 'j'))?.manifestDigest, placed.manifestDigest);

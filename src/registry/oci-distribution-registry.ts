@@ -2,6 +2,7 @@ import { GatehouseError } from '../common/errors.ts';
 import {
   attachmentLayer,
   describePlaced,
+  isFileBlob,
   noArtifact,
   planPlacement,
   planReferrer,
@@ -80,7 +81,8 @@ export class OciDistributionRegistry extends PlacingRegistry implements Artifact
     const pushed = new Set<string>();
     for (const b of plan.blobs) {
       if (pushed.has(b.descriptor.digest)) continue;
-      await c.pushBlob(repo, b.bytes, b.descriptor.mediaType);
+      if (isFileBlob(b)) await c.pushBlobFile(repo, b.path, b.descriptor);
+      else await c.pushBlob(repo, b.bytes, b.descriptor.mediaType);
       pushed.add(b.descriptor.digest);
     }
     const artifactDigest = plan.artifact.descriptor.digest;
@@ -122,13 +124,13 @@ export class OciDistributionRegistry extends PlacingRegistry implements Artifact
     return this.#client.getBlob(repo, layer.digest, MAX_ATTACHMENT_BYTES);
   }
 
-  async files(area: Area, project: string, reference: string): Promise<ArtifactFile[]> {
+  async files(area: Area, project: string, reference: string, dir: string): Promise<ArtifactFile[]> {
     const repo = this.repository(area, project);
     const m = await this.#client.getManifest(repo, reference);
     if (m === undefined) throw noArtifact(reference, area, repo);
-    // getBlob refuses bytes that do not hash to the layer's digest.
-    return readArtifactFiles(m.bytes, `${repo}@${m.digest}`, (l) =>
-      this.#client.getBlob(repo, l.digest, MAX_FILE_BYTES),
+    // The download is streamed to the file and refused if its bytes do not hash to the layer's digest.
+    return readArtifactFiles(m.bytes, `${repo}@${m.digest}`, dir, (l, dest) =>
+      this.#client.getBlobToFile(repo, l.digest, dest, MAX_FILE_BYTES),
     );
   }
 

@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
+import { exists, fileMismatch, writeVerified } from './blob-file.ts';
 import {
   ARTIFACT_TYPE,
   attachmentLayer,
   describePlaced,
+  isFileBlob,
   noArtifact,
   noAttachmentContent,
   PROJECT_RE,
@@ -103,16 +105,17 @@ export class OciLayoutRegistry extends PlacingRegistry implements ArtifactRegist
     return content;
   }
 
-  async files(area: Area, project: string, reference: string): Promise<ArtifactFile[]> {
+  async files(area: Area, project: string, reference: string, into: string): Promise<ArtifactFile[]> {
     const dir = this.layoutDir(area, project);
     const placed = await this.inspect(area, project, reference);
     const bytes = placed === undefined ? undefined : await this.#readBlob(dir, placed.manifestDigest);
     if (placed === undefined || bytes === undefined) throw noArtifact(reference, area, dir);
-    return readArtifactFiles(bytes, placed.manifestDigest, async (l) => {
-      const content = await this.#readBlob(dir, l.digest);
-      if (content === undefined)
+    return readArtifactFiles(bytes, placed.manifestDigest, into, async (l, dest) => {
+      const blob = join(dir, 'blobs', 'sha256', l.digest.slice(7));
+      if (!isDigest(l.digest) || !(await exists(blob)))
         throw new GatehouseError('NOT_FOUND', `file ${l.name} (${l.digest}) is missing`, { where: dir });
-      return content;
+      // A layout on disk is not trusted more than a remote registry: the copy is checked.
+      return writeVerified(blob, dest, l.digest);
     });
   }
 
@@ -160,7 +163,16 @@ export class OciLayoutRegistry extends PlacingRegistry implements ArtifactRegist
       ...plan.referrers.map((r) => r.manifest),
       ...plan.cosign.map((c) => c.manifest),
     ]) {
-      await writeIfAbsent(join(dir, 'blobs', 'sha256', b.descriptor.digest.slice(7)), b.bytes);
+      const dest = join(dir, 'blobs', 'sha256', b.descriptor.digest.slice(7));
+      if (!isFileBlob(b)) await writeIfAbsent(dest, b.bytes);
+      else if (!(await exists(dest)))
+        await writeVerified(
+          b.path,
+          dest,
+          b.descriptor.digest,
+          Number.POSITIVE_INFINITY,
+          fileMismatch(b.path),
+        );
     }
     const referrers: Descriptor[] = plan.referrers.map((r) =>
       referrerDescriptor(r.manifest.descriptor, r.artifactType, r.annotations),

@@ -3,11 +3,15 @@
  * quarantined one is kept apart, with its reasons, and never reaches the promoted repository.
  */
 
-/** A file the build produced, as the agent digested it. */
+/**
+ * A file the build produced, on disk: its SHA-256 as the control plane computed it from the bytes it
+ * received (never the runner's claim), and where those bytes are. Registries read it as a stream.
+ */
 export interface ArtifactFile {
   name: string;
   sha256: string;
-  bytes: Uint8Array;
+  size: number;
+  path: string;
 }
 
 /** Something attached to the artifact: a bundle, an SBOM, a decision record. */
@@ -86,11 +90,11 @@ export interface ArtifactRegistry {
   /** A URI naming the repository of a project's area, for records such as the VSA's resourceUri. */
   repositoryUri(area: Area, project: string): string;
   /**
-   * The artifact's files with their bytes (a triage release promotes them from quarantine), each
-   * checked against its digest.
+   * The artifact's files (a triage release promotes them from quarantine), each written into `dir`
+   * as a stream and checked against its digest.
    * @throws GatehouseError NOT_FOUND when the area has no such artifact, REGISTRY_ERROR on a digest mismatch
    */
-  files(area: Area, project: string, reference: string): Promise<ArtifactFile[]>;
+  files(area: Area, project: string, reference: string, dir: string): Promise<ArtifactFile[]>;
   /**
    * Attach one more referrer to an artifact already placed, e.g. the record of a triage act.
    * @throws GatehouseError NOT_FOUND when the area has no artifact with that manifest digest

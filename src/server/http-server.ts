@@ -19,14 +19,14 @@ interface Reply {
   contentType?: string;
 }
 interface Route {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT';
   pattern: RegExp;
   keys: string[];
   auth: boolean;
   handler: Handler;
 }
 
-function route(method: 'GET' | 'POST', path: string, auth: boolean, handler: Handler): Route {
+function route(method: 'GET' | 'POST' | 'PUT', path: string, auth: boolean, handler: Handler): Route {
   const keys: string[] = [];
   const pattern = new RegExp(
     `^${path.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
@@ -78,7 +78,11 @@ const submitBody = z.object({
   token: z.string().max(16384).optional(),
   proof: z.string().max(8 * 1024 * 1024),
   submission: submissionSchema,
-  artifacts: z.array(z.object({ name: z.string().max(1024), content: z.string() })).max(256),
+});
+const uploadQuery = z.strictObject({
+  name: z.string().min(1).max(1024),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.coerce.number().int().nonnegative(),
 });
 const failBody = z.strictObject({
   reason: z.string().max(4096),
@@ -265,6 +269,12 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       const request = { jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence };
       return { json: await cp.attest(request, requiredProof(req)) };
     }),
+    // An output's bytes, streamed into the staging area (never read whole into memory).
+    route('PUT', '/v1/jobs/:id/outputs', false, async (req, p, url) => {
+      const query = parseBody(uploadQuery, Object.fromEntries(url.searchParams));
+      const request = { jobId: p.id ?? '', ...query };
+      return { status: 201, json: await cp.uploadOutput(request, req, requiredProof(req)) };
+    }),
     route('POST', '/v1/jobs/:id/submit', false, async (req, p) => {
       const body = parseBody(submitBody, await readJson(req));
       if (body.submission.jobId !== p.id)
@@ -274,7 +284,6 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
           token: body.token,
           proof: body.proof,
           submission: body.submission as Submission,
-          artifacts: body.artifacts,
         }),
       };
     }),

@@ -44,6 +44,7 @@ async function submit(
   const job = await attestedJob(home, project);
   return home.controlPlane.submit(
     await submitRequest(job, {
+      controlPlane: home.controlPlane,
       token: tamperToken ? `${job.token}x` : job.token,
       name: `${project}.tar`,
       bytes,

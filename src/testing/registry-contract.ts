@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
@@ -7,10 +10,20 @@ import type { ArtifactFile, ArtifactRegistry, Attachment } from '../registry/reg
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const DECISION = 'application/vnd.gatehouse.decision.v1+json';
 
-function file(name: string, text: string): ArtifactFile {
+/** A scratch directory for the contract's artifact files, removed when the process ends. */
+const scratch = mkdtempSync(join(tmpdir(), 'gatehouse-registry-contract-'));
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
+
+/** An artifact file on disk, as the gate hands registries the outputs it received. */
+export function artifactFile(name: string, text: string): ArtifactFile & { bytes: Uint8Array } {
   const bytes = new TextEncoder().encode(text);
-  return { name, sha256: sha256Hex(bytes), bytes };
+  const sha256 = sha256Hex(bytes);
+  const path = join(scratch, sha256);
+  writeFileSync(path, bytes);
+  return { name, sha256, size: bytes.byteLength, path, bytes };
 }
+
+const file = artifactFile;
 
 function attachment(artifactType: string, text: string, extra: Partial<Attachment> = {}): Attachment {
   return { artifactType, mediaType: artifactType, bytes: new TextEncoder().encode(text), ...extra };
@@ -105,12 +118,13 @@ export function describeRegistryContract(
         files: [bad],
         attachments: [attachment(DECISION, '{"outcome":"quarantine"}')],
       });
-      const files = await registry.files('quarantine', 'contract-held', 'job-h');
+      const into = mkdtempSync(join(scratch, 'read-'));
+      const files = await registry.files('quarantine', 'contract-held', 'job-h', into);
       assert.deepEqual(
-        files.map((f) => [f.name, f.sha256, new TextDecoder().decode(f.bytes)]),
+        files.map((f) => [f.name, f.sha256, readFileSync(f.path, 'utf8')]),
         [['held.tar', bad.sha256, 'held bytes']],
       );
-      await assert.rejects(registry.files('promoted', 'contract-held', 'job-h'), (e) =>
+      await assert.rejects(registry.files('promoted', 'contract-held', 'job-h', into), (e) =>
         isGatehouseError(e, 'NOT_FOUND'),
       );
       const mark = await registry.attach(

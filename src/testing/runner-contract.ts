@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,10 +82,11 @@ export function describeRunnerContract(name: string, makeRunner: () => Runner): 
       const [out, ...rest] = await collectOutputs(instance, instance.config.outputs);
       assert.equal(rest.length, 0);
       const expected = 'from the source\nbuilt';
-      assert.deepEqual(out && { ...out, bytes: Buffer.from(out.bytes).toString() }, {
+      assert.deepEqual(out && { ...out, bytes: readFileSync(out.file, 'utf8') }, {
         path: 'out.txt',
         sha256: sha256Hex(expected),
         size: expected.length,
+        file: join(instance.workspace, 'out.txt'),
         bytes: expected,
       });
     });

@@ -4,12 +4,17 @@
  * extended with exactly the profile the home measures its reference values with (home/home.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
 import { JobCredentials } from '../agent/credentials.ts';
 import { type MeasuredBaseline, measureBaseline } from '../attestation/measurement.ts';
+import { signJobRequest } from '../attestation/request-proof.ts';
 import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../attestation/token.ts';
-import { sha256Hex, toBase64 } from '../common/encoding.ts';
-import type { JobTicket } from '../control-plane/control-plane.ts';
+import { sha256Hex } from '../common/encoding.ts';
+import { isGatehouseError } from '../common/errors.ts';
+import type { ControlPlane, JobTicket } from '../control-plane/control-plane.ts';
 import type { Submission, SubmitRequest } from '../gate/submission.ts';
 import { homePaths, type OpenHome } from '../home/home.ts';
 import { LOCAL_POOL } from '../home/runner-host.ts';
@@ -107,9 +112,12 @@ export async function submitRequest(
     upload?: Uint8Array;
     /** Seconds since the epoch the proof says it was signed at (default: now). */
     signedAt?: number;
+    /** Where the output's bytes are uploaded before the submission, with the job key's proof. */
+    controlPlane: ControlPlane;
   },
 ): Promise<SubmitRequest> {
   const { ticket, key } = job;
+  await uploadOutput(options.controlPlane, ticket.jobId, key, options.name, options.upload ?? options.bytes);
   const subject = { name: options.name, sha256: sha256Hex(options.bytes) };
   const submission: Submission = {
     jobId: ticket.jobId,
@@ -131,8 +139,33 @@ export async function submitRequest(
     token: options.token,
     proof: await signSubmission(submission, key.privateKey),
     submission,
-    artifacts: [{ name: options.name, content: toBase64(options.upload ?? options.bytes) }],
   };
+}
+
+/**
+ * Upload one output's bytes as the job's runner does. A test of a refused submission may hold a
+ * key that may not upload for the job; the upload is then refused and the gate refuses the
+ * submission by its own checks.
+ */
+async function uploadOutput(
+  cp: ControlPlane,
+  jobId: string,
+  key: RunnerKeyPair,
+  name: string,
+  bytes: Uint8Array,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-upload-'));
+  try {
+    const file = join(dir, 'output');
+    await writeFile(file, bytes);
+    const request = { jobId, name, sha256: sha256Hex(bytes), size: bytes.byteLength };
+    const proof = await signJobRequest(key.privateKey, { act: 'upload', job: jobId, request });
+    await cp.uploadOutput(request, file, proof).catch((e: unknown) => {
+      if (!isGatehouseError(e, 'UNAUTHORIZED', 'CONFLICT')) throw e;
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**

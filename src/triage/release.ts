@@ -1,8 +1,12 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import type { Gate } from '../gate/gate.ts';
 import type { HeldBuild, ReleaseNote } from '../gate/held-build.ts';
 import { decisionRecord, promoteSigned, sbomRecord, TRIAGE_ARTIFACT_TYPE } from '../gate/placement.ts';
 import { jsonBytes } from '../gate/sign-build.ts';
+import type { ArtifactFile } from '../registry/registry.ts';
 import type { DecisionRecord, Store } from '../store/store.ts';
 import type { ReleaseResult, TriageEffects } from './triage-service.ts';
 
@@ -30,7 +34,28 @@ export class GateRelease implements TriageEffects {
   async release(decision: DecisionRecord, held: HeldBuild, note: ReleaseNote): Promise<ReleaseResult> {
     const registry = this.#gate.registry;
     const reference = held.quarantineManifest ?? decision.jobId;
-    const files = await registry.files('quarantine', decision.project, reference);
+    const work = await mkdtemp(join(tmpdir(), 'gatehouse-release-'));
+    try {
+      return await this.#release(
+        decision,
+        held,
+        note,
+        reference,
+        await registry.files('quarantine', decision.project, reference, work),
+      );
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  async #release(
+    decision: DecisionRecord,
+    held: HeldBuild,
+    note: ReleaseNote,
+    reference: string,
+    files: ArtifactFile[],
+  ): Promise<ReleaseResult> {
+    const registry = this.#gate.registry;
     // The bytes promoted must be exactly the subjects the decision logged, one for one.
     const want = new Map(decision.subjects.map((s) => [s.name, s.sha256]));
     if (files.length !== want.size || files.some((f) => want.get(f.name) !== f.sha256))

@@ -5,7 +5,6 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, examplesDir } from '../../test/helpers.ts';
-import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { blobOf, emptyConfig, manifestBlob } from '../registry/manifests.ts';
 import { OciDistributionRegistry } from '../registry/oci-distribution-registry.ts';
@@ -16,6 +15,7 @@ import { createApiServer } from '../server/http-server.ts';
 import { parseRevocations, type RevocationList } from '../signing/revocation-list.ts';
 import { IDENTITY_BASE, ISSUER, makeOciWorld, type OciWorld } from '../testing/oci-fixture.ts';
 import { registrySkip } from '../testing/registry.ts';
+import { artifactFile } from '../testing/registry-contract.ts';
 import { BUNDLE_MEDIA_TYPE } from './bundle-discovery.ts';
 import { type DeployPolicy, parseDeployPolicy } from './deploy-policy.ts';
 import { parseOciReference } from './oci-reference.ts';
@@ -150,11 +150,10 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     const repo = 'gatehouse/promoted/hello-app';
     const subject = w.allowed.placement.manifestDigest;
     // Another artifact, pushed straight to the promoted repository by someone with push access.
-    const bytes = new TextEncoder().encode('a look-alike\n');
     const copycat = await new OciDistributionRegistry({ client: w.client, ...RUN_PREFIXES }).promote({
       project: 'hello-app',
       tag: 'copycat',
-      files: [{ name: 'hello-app.tar', sha256: sha256Hex(bytes), bytes }],
+      files: [artifactFile('hello-app.tar', 'a look-alike\n')],
       attachments: [],
     });
     const { manifests } = await w.client.referrers(repo, subject);

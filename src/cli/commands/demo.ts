@@ -73,6 +73,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
           controlPlane: home.controlPlane,
           source: new LocalGitProvider(),
           onStep: (s) => printStep(out, s),
+          outDir: join(root, 'out'),
         });
         printOutcome(out, outcome);
         return outcome;

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { type JobOutcome, runJob } from '../../agent/agent.ts';
@@ -59,7 +60,11 @@ export function printOutcome(out: Output, o: JobOutcome): void {
   out.line(`  ${r.outcome === 'allow' ? 'promoted' : 'quarantined'}: ${r.placement.reference}`);
 }
 
-/** Write the outputs and their bundles to `dir` so that they can be verified and shipped. */
+/**
+ * Write the bundles of an allowed build to `dir`, next to its outputs (which the agent copied there
+ * before the runner was destroyed), so that they can be verified and shipped.
+ * @returns the outputs and bundles in `dir`
+ */
 export async function writeOutputs(dir: string, outcome: JobOutcome): Promise<string[]> {
   const written: string[] = [];
   const r = outcome.result;
@@ -68,8 +73,7 @@ export async function writeOutputs(dir: string, outcome: JobOutcome): Promise<st
   await mkdir(dir, { recursive: true });
   for (const a of artifacts) {
     const path = join(dir, basename(a.name));
-    await writeFile(path, a.bytes);
-    written.push(path);
+    if (existsSync(path)) written.push(path);
   }
   if (r.bundle !== undefined) {
     const path = join(dir, `${basename(artifacts[0]?.name ?? outcome.project)}.sigstore.json`);
@@ -139,6 +143,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       onStep: (s) => printStep(out, s),
       ...(values.project === undefined ? {} : { project: values.project }),
       ...(values.commit === undefined ? {} : { commit: values.commit }),
+      ...(values.out === undefined ? {} : { outDir: resolve(values.out) }),
     });
     const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, closeServer, examplesDir, listenOnLoopback, tempDir } from '../../../test/helpers.ts';
@@ -50,6 +50,7 @@ describe('triage release and reject, and revocation, end to end', () => {
     const job = await attestedJob(home, 'demo');
     const result = await home.controlPlane.submit(
       await submitRequest(job, {
+        controlPlane: home.controlPlane,
         token: withToken ? job.token : undefined,
         name: 'out.tar',
         bytes,
@@ -149,12 +150,15 @@ describe('triage release and reject, and revocation, end to end', () => {
     const { result, bytes } = await refusedBuild('out written\n');
     const released = await triage(result.decisionId, 'release', 'for run --out');
     const dir = join(tmp.path, 'out');
+    // The agent copies an allowed build's outputs into --out; writeOutputs adds the bundles.
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'out.tar'), bytes);
     const written = await writeOutputs(dir, {
       jobId: result.jobId,
       project: 'demo',
       steps: [],
       result: { ...result, outcome: 'allow', ...released, placement: released.placement ?? result.placement },
-      outputs: [{ name: 'dist/out.tar', sha256: sha256Hex(bytes), bytes }],
+      outputs: [{ name: 'dist/out.tar', sha256: sha256Hex(bytes), size: bytes.length }],
     });
     assert.deepEqual(
       written.map((w) => w.slice(dir.length + 1)),
