@@ -75,6 +75,11 @@ export interface AgentOptions {
   commit?: string;
   /** Copy the outputs of an allowed build here (by file name), before the runner is destroyed. */
   outDir?: string;
+  /**
+   * Cancels the job: the sandbox is killed at once, no further step runs, the runner and its vTPM
+   * are destroyed and the control plane records the job as cancelled.
+   */
+  signal?: AbortSignal;
 }
 
 /** How one job ended. */
@@ -120,7 +125,11 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   const cp = options.controlPlane;
   const steps: JobStep[] = [];
 
+  const signal = options.signal;
+  const cancelled = (): GatehouseError => new GatehouseError('CANCELLED', 'the job was cancelled');
   async function step<T>(name: string, fn: () => Promise<T>, detail?: (v: T) => string): Promise<T> {
+    // A cancelled job takes no further step (the cleanup steps, destroy and revoke, excepted).
+    if (signal?.aborted === true && name !== 'destroy' && name !== 'revoke') throw cancelled();
     const startedAt = new Date();
     const t0 = performance.now();
     try {
@@ -160,6 +169,12 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   const endpoints = credentials.endpoints(ticket.jobId);
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
+  // Stopped on purpose (SIGINT, SIGTERM): the sandbox's processes die now, whatever step is running;
+  // the runner, its workspace and its vTPM are then destroyed as for any other end.
+  const stopNow = (): void => {
+    void instance?.destroy().catch(() => undefined);
+  };
+  signal?.addEventListener('abort', stopNow, { once: true });
   try {
     instance = await step('provision', () =>
       options.runner.provision({ jobId: ticket.jobId, sourceDir, config: { ...config, project } }),
@@ -278,11 +293,13 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     if (result.outcome === 'allow' && options.outDir !== undefined)
       await copyOutputs(outputs, options.outDir);
   } catch (e) {
+    const error = signal?.aborted === true ? cancelled() : e;
     outcome.failure = {
-      code: e instanceof GatehouseError ? e.code : 'INTERNAL',
-      message: describeError(e),
+      code: error instanceof GatehouseError ? error.code : 'INTERNAL',
+      message: describeError(error),
     };
   } finally {
+    signal?.removeEventListener('abort', stopNow);
     const destroyed = instance;
     // The runner and its vTPM die together: the TPM state is deleted with the workspace.
     await step('destroy', async () => {
@@ -298,7 +315,13 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
           )
         : credentials.end(
             'fail',
-            { jobId: ticket.jobId, reason: outcome.failure.message, steps: steps.slice(), ...tokenPart },
+            {
+              jobId: ticket.jobId,
+              reason: outcome.failure.message,
+              ...(outcome.failure.code === 'CANCELLED' ? { cancelled: true } : {}),
+              steps: steps.slice(),
+              ...tokenPart,
+            },
             token !== undefined,
           );
     await step('revoke', () => ended).catch(() => undefined);

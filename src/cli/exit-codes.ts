@@ -28,6 +28,7 @@ export const exitCodeByCode: Readonly<Record<ErrorCode, number>> = {
   BUILD_LIMIT_EXCEEDED: 1,
   FETCH_FAILED: 1,
   IMAGE_UNVERIFIED: 1,
+  CANCELLED: 1,
   OUTPUT_REJECTED: 1,
   EVIDENCE_REJECTED: 3,
   TOKEN_MISSING: 3,

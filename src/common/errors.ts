@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'FETCH_FAILED',
   'IMAGE_UNVERIFIED',
   'OUTPUT_REJECTED',
+  'CANCELLED',
   // attestation and tokens
   'EVIDENCE_REJECTED',
   'TOKEN_MISSING',

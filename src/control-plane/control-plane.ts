@@ -98,6 +98,8 @@ export interface UploadResult {
 export interface FailRequest {
   jobId: string;
   reason: string;
+  /** The job was stopped on purpose (SIGINT, SIGTERM) before it reached the gate. */
+  cancelled?: boolean;
   steps: JobStep[];
   /** The job's token, if it has one, to revoke. */
   token?: string;

@@ -106,7 +106,16 @@ export class Metrics {
         lines.push(`${name}${l === '' ? '' : `{${l}}`} ${v}`);
       }
     };
-    const states = ['queued', 'running', 'submitted', 'allowed', 'denied', 'quarantined', 'failed'];
+    const states = [
+      'queued',
+      'running',
+      'submitted',
+      'allowed',
+      'denied',
+      'quarantined',
+      'failed',
+      'cancelled',
+    ];
     metric(
       'gatehouse_jobs',
       'gauge',

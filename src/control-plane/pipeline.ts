@@ -233,7 +233,13 @@ export class JobPipeline implements ControlPlane {
     await this.#jobSpeaker(job, { act: 'fail', job: job.id, request }, proof);
     this.#o.metrics.runnerJob(request.steps, request.reason);
     if (request.token !== undefined) await this.#o.authority.revoke(request.token);
-    if (job.state === 'queued' || job.state === 'running' || job.state === 'submitted') {
+    const cancel = request.cancelled === true && (job.state === 'queued' || job.state === 'running');
+    if (cancel) {
+      await this.#o.orchestrator.transition(job.id, 'cancelled', {
+        steps: request.steps,
+        result: { error: request.reason },
+      });
+    } else if (job.state === 'queued' || job.state === 'running' || job.state === 'submitted') {
       await this.#o.orchestrator.transition(job.id, 'failed', {
         steps: request.steps,
         result: { error: request.reason },

@@ -4,16 +4,18 @@ import type { JobState } from '../store/store.ts';
 /**
  * The job state machine. A job moves forward only: queued → running (its runner attested) →
  * submitted (outputs handed to the gate) → allowed | denied | quarantined; any unfinished state may
- * end in failed. Final states never change again.
+ * end in failed, and a job not yet submitted in cancelled (its runner was stopped on purpose).
+ * Final states never change again.
  */
 const transitions: Readonly<Record<JobState, readonly JobState[]>> = {
-  queued: ['running', 'failed'],
-  running: ['submitted', 'failed'],
+  queued: ['running', 'failed', 'cancelled'],
+  running: ['submitted', 'failed', 'cancelled'],
   submitted: ['allowed', 'denied', 'quarantined', 'failed'],
   allowed: [],
   denied: [],
   quarantined: [],
   failed: [],
+  cancelled: [],
 };
 
 /** @throws GatehouseError CONFLICT when `from → to` is not a transition of the machine */

@@ -21,6 +21,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   BUILD_LIMIT_EXCEEDED: 422,
   FETCH_FAILED: 422,
   IMAGE_UNVERIFIED: 503,
+  CANCELLED: 409,
   OUTPUT_REJECTED: 422,
   EVIDENCE_REJECTED: 403,
   TOKEN_MISSING: 401,

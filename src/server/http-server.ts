@@ -86,6 +86,7 @@ const uploadQuery = z.strictObject({
 });
 const failBody = z.strictObject({
   reason: z.string().max(4096),
+  cancelled: z.boolean().optional(),
   steps: z.array(stepSchema).max(64),
   token: z.string().max(16384).optional(),
 });
@@ -292,6 +293,7 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       const request = {
         jobId: p.id ?? '',
         reason: body.reason,
+        ...(body.cancelled === undefined ? {} : { cancelled: body.cancelled }),
         steps: body.steps as JobStep[],
         ...tokenOf(body),
       };

@@ -4,7 +4,15 @@
  * `describeStoreContract`.
  */
 
-export type JobState = 'queued' | 'running' | 'submitted' | 'allowed' | 'denied' | 'quarantined' | 'failed';
+export type JobState =
+  | 'queued'
+  | 'running'
+  | 'submitted'
+  | 'allowed'
+  | 'denied'
+  | 'quarantined'
+  | 'failed'
+  | 'cancelled';
 
 /** One step of a job's lifecycle, with its timing. */
 export interface JobStep {

@@ -130,11 +130,22 @@ export async function runCommand(argv: string[]): Promise<number> {
     host = home.host;
     close = () => home.close();
   }
+  // Ctrl-C or SIGTERM cancels the job: its sandbox is killed, its runner, workspace and vTPM
+  // destroyed, and the control plane records it cancelled. A second signal leaves at once.
+  const cancel = new AbortController();
+  const onSignal = (): void => {
+    if (cancel.signal.aborted) process.exit(EXIT.error);
+    process.stderr.write('gatehouse run: cancelling the job (again to leave at once)\n');
+    cancel.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     out.line(
       `${bold('gatehouse run')} ${dir}${values.server === undefined ? '' : `  (control plane ${values.server})`}`,
     );
     const outcome = await runJob(dir, {
+      signal: cancel.signal,
       runner,
       attester,
       host,
@@ -163,6 +174,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
     return exitCodeOf(outcome);
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await close();
   }
 }
