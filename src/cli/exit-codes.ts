@@ -20,6 +20,7 @@ export const exitCodeByCode: Readonly<Record<ErrorCode, number>> = {
   NOT_FOUND: 1,
   CONFLICT: 1,
   HOME_NOT_INITIALIZED: 1,
+  STORE_DAMAGED: 1,
   STORE_ERROR: 1,
   MIGRATION_FAILED: 1,
   SANDBOX_UNAVAILABLE: 1,

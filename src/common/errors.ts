@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   // the home and its stores
   'HOME_NOT_INITIALIZED',
   'STORE_ERROR',
+  'STORE_DAMAGED',
   'MIGRATION_FAILED',
   // runner
   'SANDBOX_UNAVAILABLE',

@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
@@ -31,7 +31,7 @@ import { registryFromConfig } from '../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
-import { homeKeyProtection, initHomeKeys, openHomeKeys } from '../signing/home-keys.ts';
+import { homeKeyProtection, initHomeKeys, openHomeKeys, rotateHomeKey } from '../signing/home-keys.ts';
 import { signRevocationList } from '../signing/revocation-list.ts';
 import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
@@ -44,6 +44,7 @@ import { GateRelease } from '../triage/release.ts';
 import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
 import { type Config, defaultConfig, loadConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
+import { checkDatabaseFile, LogAnchor, readLogAnchor } from './log-anchor.ts';
 import { currentRevocations, mirrorRevocations } from './revocations-file.ts';
 import { initRunnerHost, loadRunnerHost, registerExampleProjects } from './runner-host.ts';
 import {
@@ -63,6 +64,8 @@ export interface HomePaths {
   attestationKey: string;
   apiToken: string;
   referenceValues: string;
+  /** The log's identity and last checkpoint, beside the database (src/home/log-anchor.ts). */
+  logAnchor: string;
 }
 
 /** `--home`, else $GATEHOUSE_HOME, else ~/.local/share/gatehouse. */
@@ -84,6 +87,7 @@ export function homePaths(root: string): HomePaths {
     attestationKey: join(keys, 'attestation.key.pem'),
     apiToken: join(keys, 'api-token'),
     referenceValues: join(root, 'reference-values.json'),
+    logAnchor: join(root, 'log-anchor.json'),
   };
 }
 
@@ -128,7 +132,7 @@ async function writeNew(path: string, content: string, mode: number): Promise<bo
  */
 export async function initHome(
   root: string,
-  options: { updateReferenceValues?: boolean; examples?: boolean } = {},
+  options: { updateReferenceValues?: boolean; examples?: boolean; newLog?: boolean } = {},
 ): Promise<string[]> {
   const p = homePaths(root);
   const created: string[] = [];
@@ -151,7 +155,8 @@ export async function initHome(
     await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
     created.push('reference-values.json');
   }
-  const store = openStore(root, config);
+  if (options.newLog === true) created.push(...(await startNewLog(root, config)));
+  const store = await openStore(root, config);
   try {
     // The security role's key, and the default policy published as version 1, signed by it.
     const policyText = await readFile(join(root, config.policy), 'utf8').catch(() => DEFAULT_POLICY);
@@ -192,15 +197,48 @@ export async function initHome(
   return created;
 }
 
-function openStore(root: string, config: Config): Store {
+/**
+ * Open the home's store, refusing one that does not hold the log its anchor records (missing,
+ * empty) or that fails an integrity check: never a fresh database in place of a lost one.
+ * @throws GatehouseError STORE_DAMAGED, BAD_CONFIG
+ */
+async function openStore(root: string, config: Config): Promise<Store> {
   switch (config.store.kind) {
-    case 'sqlite':
-      return SqliteStore.open(resolve(root, config.store.path));
+    case 'sqlite': {
+      const database = resolve(root, config.store.path);
+      await checkDatabaseFile(database, homePaths(root).logAnchor);
+      const store = SqliteStore.open(database);
+      const problems = await store.integrityCheck().catch((e: unknown) => [String(e)]);
+      if (problems.length > 0) {
+        await store.close();
+        throw new GatehouseError(
+          'STORE_DAMAGED',
+          `the database fails its integrity check (${problems.slice(0, 3).join('; ')}): restore the home from a backup (\`gatehouse restore DIR\`)`,
+          { where: database },
+        );
+      }
+      return store;
+    }
     case 'postgres':
       throw new GatehouseError('BAD_CONFIG', 'the postgres store is not available in this version', {
         where: 'config.json store.kind',
       });
   }
+}
+
+/**
+ * Start a new transparency log in a home whose database was lost: the log key is rotated (the
+ * new log is a different log, never the old one reborn) and the old anchor set aside.
+ */
+async function startNewLog(root: string, config: Config): Promise<string[]> {
+  const p = homePaths(root);
+  const anchor = await readLogAnchor(p.logAnchor);
+  if (anchor === undefined) return [];
+  await rotateHomeKey(root, p.keys, config.keys, 'log');
+  await rename(p.logAnchor, `${p.logAnchor}.${anchor.logId.slice(0, 16)}.retired`);
+  return [
+    `a new log (the log key rotated; the old anchor kept as log-anchor.json.${anchor.logId.slice(0, 16)}.retired)`,
+  ];
 }
 
 /** Everything wired together for one home. */
@@ -252,10 +290,23 @@ export async function openHome(
     16,
   );
 
-  const store = openStore(root, config);
+  const store = await openStore(root, config);
   // The checkpoint origin doubles as the note key name; verifiers find it from the tlog baseUrl.
   const logOrigin = `${new URL(config.identityBase).host}/log`;
-  const log = new TransparencyLog({ store: store.log, signer: logSigner, origin: logOrigin });
+  const anchor = new LogAnchor(p.logAnchor);
+  const log = new TransparencyLog({
+    store: store.log,
+    signer: logSigner,
+    origin: logOrigin,
+    onAppend: () => anchor.schedule(),
+  });
+  try {
+    await anchor.verify(log);
+  } catch (e) {
+    keys.close();
+    await store.close();
+    throw e;
+  }
   const securityKeys = await trustedSecurityKeys(p.keys);
   // The authority appraises against the newest signed reference-value bundle in the store.
   const referenceValues = new ReferenceValueService({ store: store.attestation, trustedKeys: securityKeys });
@@ -376,6 +427,7 @@ export async function openHome(
     reevaluate: (o) => triage.reevaluate(o),
     trustedRoot,
     close: async () => {
+      await anchor.flush().catch(() => undefined);
       keys.close();
       await store.close();
     },

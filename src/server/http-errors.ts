@@ -13,6 +13,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   NOT_FOUND: 404,
   CONFLICT: 409,
   HOME_NOT_INITIALIZED: 500,
+  STORE_DAMAGED: 500,
   STORE_ERROR: 500,
   MIGRATION_FAILED: 500,
   SANDBOX_UNAVAILABLE: 503,

@@ -201,7 +201,8 @@ describe('SSH signature verification', () => {
           verifySshSignature(
             trusted,
             'gatehouse-review',
-            sig.replace(/[A-Za-z](?=[^\n]*\n-----END)/, 'A'),
+            // Always a different letter: replacing an 'A' with 'A' would change nothing.
+            sig.replace(/[A-Za-z](?=[^\n]*\n-----END)/, (c) => (c === 'A' ? 'B' : 'A')),
             'payload',
           ),
       ],

@@ -454,5 +454,9 @@ export interface Store {
   transaction<T>(fn: () => Promise<T>): Promise<T>;
   /** Applied schema version. */
   schemaVersion(): Promise<number>;
+  /** Problems a quick integrity check of the database finds; empty when it is sound. */
+  integrityCheck(): Promise<string[]>;
+  /** Copy the whole store, consistently, to `path` while it stays in use. */
+  backupTo(path: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -23,6 +23,8 @@ export interface TransparencyLogOptions {
   origin: string;
   /** Clock, for tests. */
   now?: () => Date;
+  /** Called after each append (the home moves its log anchor forward). */
+  onAppend?: () => void;
 }
 
 /** What the log promises about a freshly appended entry. */
@@ -118,6 +120,7 @@ export class TransparencyLog {
   readonly #store: LogStore;
   readonly #signer: Signer;
   readonly #now: () => Date;
+  readonly #onAppend: (() => void) | undefined;
   /** Appends of this instance run one after another, so indices follow the order of the calls. */
   #appending: Promise<unknown> = Promise.resolve();
   /** The fill of missing interior nodes, started by the first use of the tree (see {@link fillMissingNodes}). */
@@ -130,6 +133,7 @@ export class TransparencyLog {
     this.#store = options.store;
     this.#signer = options.signer;
     this.#now = options.now ?? (() => new Date());
+    this.#onAppend = options.onAppend;
     this.logId = sha256Hex(options.signer.publicKeySpki());
   }
 
@@ -150,6 +154,7 @@ export class TransparencyLog {
     const [index] = await this.#inTurn(() => appendEntries(this.#store, [entry]));
     if (index === undefined)
       throw new GatehouseError('STORE_ERROR', 'the store returned no index for the entry');
+    this.#onAppend?.();
     const inclusionPromise = await this.#signer.sign(
       setPayload({ body, integratedTime, logId: this.logId, logIndex: index }),
     );
