@@ -309,6 +309,7 @@ export class Gate {
       ...{ project: job.project, tag: job.id, files: checked.files, sbom, signed },
       records: [sbomRecord(sbom), decisionRecord(decision.doc)],
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
+      createdAt: decision.createdAt,
     });
   }
 
@@ -328,6 +329,7 @@ export class Gate {
           ? [decisionRecord(decision.doc)]
           : [sbomRecord(checked.submission.sbom), decisionRecord(decision.doc)],
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
+      createdAt: decision.createdAt,
     });
     if (claims !== undefined && components !== undefined)
       await this.#o.store.policies.holdBuild({

@@ -36,6 +36,7 @@ export function promoteSigned(
     signed: SignedBuild;
     records: Attachment[];
     annotations: Record<string, string>;
+    createdAt?: string;
   },
 ): Promise<Placement> {
   const bundle = (bytes: unknown, predicateType: string, cosign: ('sig' | 'att')[]): Attachment => ({
@@ -56,5 +57,6 @@ export function promoteSigned(
       ...p.records,
     ],
     annotations: p.annotations,
+    ...(p.createdAt === undefined ? {} : { createdAt: p.createdAt }),
   });
 }

@@ -140,6 +140,17 @@ export const configSchema = z
     /** Where keys live and how they are sealed; absent in homes that predate encryption (plain files). */
     keys: keysConfig.optional(),
     /**
+     * How long unfinished jobs wait before reconciliation settles them: a submitted job no one is
+     * deciding any more (`submittedGraceSeconds`), a queued or running job whose runner vanished
+     * (`deadlineSeconds`, the longest build timeout plus a margin by default).
+     */
+    jobs: z
+      .strictObject({
+        submittedGraceSeconds: z.number().int().min(1).max(86_400).optional(),
+        deadlineSeconds: z.number().int().min(1).max(604_800).optional(),
+      })
+      .optional(),
+    /**
      * The vulnerability database the gate matches against: a build is denied when it is empty, or
      * when its newest record is older than `maxAgeDays` (when set).
      */

@@ -22,6 +22,7 @@ import { GatehouseError } from '../common/errors.ts';
 import { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
 import { Metrics } from '../control-plane/metrics.ts';
 import { JobPipeline } from '../control-plane/pipeline.ts';
+import { Reconciler } from '../control-plane/reconcile.ts';
 import { Gate } from '../gate/gate.ts';
 import { OutputStaging } from '../gate/staging.ts';
 import { Orchestrator } from '../orchestrator/orchestrator.ts';
@@ -29,7 +30,7 @@ import { DEFAULT_POLICY_NAME, PolicyService } from '../policy/policy-service.ts'
 import type { ArtifactRegistry } from '../registry/registry.ts';
 import { registryFromConfig } from '../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
-import { parseProjectConfig } from '../runner/project-config.ts';
+import { MAX_BUILD_TIMEOUT_SECONDS, parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
 import { homeKeyProtection, initHomeKeys, openHomeKeys, rotateHomeKey } from '../signing/home-keys.ts';
 import { signRevocationList } from '../signing/revocation-list.ts';
@@ -255,6 +256,10 @@ export interface OpenHome {
   host: RunnerHost;
   /** The enrolled runner hosts. */
   hosts: HostRegistry;
+  /** Settles jobs a crash left unfinished (run at start-up and periodically). */
+  reconciler: Reconciler;
+  /** Removes what runners of dead agents left on this host (workspaces, vTPMs). */
+  sweep(): Promise<string[]>;
   apiToken: string;
   /** Central policies and VEX. */
   policies: PolicyService;
@@ -373,9 +378,10 @@ export async function openHome(
     buildTrustedRoot(keys.trustedRootInput(`https://${logOrigin}`)) as unknown as Record<string, unknown>;
   const metrics = new Metrics();
   const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
+  const orchestrator = new Orchestrator({ store });
   const pipeline = new JobPipeline({
     store,
-    orchestrator: new Orchestrator({ store }),
+    orchestrator,
     authority,
     gate,
     metrics,
@@ -385,6 +391,15 @@ export async function openHome(
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
     attestation: config.runner.attestation ?? 'tpm',
+  });
+  const reconciler = new Reconciler({
+    store,
+    orchestrator,
+    registry,
+    staging,
+    log,
+    submittedGraceSeconds: config.jobs?.submittedGraceSeconds ?? 600,
+    jobDeadlineSeconds: config.jobs?.deadlineSeconds ?? MAX_BUILD_TIMEOUT_SECONDS + 600,
   });
   const controlPlane = new EmbeddedControlPlane({
     store,
@@ -420,6 +435,8 @@ export async function openHome(
     attester,
     host,
     hosts,
+    reconciler,
+    sweep: () => sweepRunnerLeftovers(root, config, runner),
     apiToken,
     policies,
     triage,
@@ -441,11 +458,25 @@ export async function openHome(
  */
 async function attesterFactory(root: string, config: Config): Promise<() => Attester> {
   if (config.runner.attestation === 'software') return () => new SoftwareAttester();
-  const pool = new VtpmPool(attestationPaths(root).vtpmPool, {
+  const pool = await vtpmPoolOf(root, config);
+  return () => new VtpmAttester(pool);
+}
+
+async function vtpmPoolOf(root: string, config: Config): Promise<VtpmPool> {
+  return new VtpmPool(attestationPaths(root).vtpmPool, {
     platformCaDir: attestationPaths(root).platformCa,
     platformCaProtection: await homeKeyProtection(root, config.keys),
   });
-  return () => new VtpmAttester(pool);
+}
+
+/**
+ * Remove what runners of this host left behind when their agent died without cleaning up
+ * (SIGKILL, a crash): workspaces with their tmpfs mounts, and vTPMs with their swtpm.
+ * @returns what it removed
+ */
+export async function sweepRunnerLeftovers(root: string, config: Config, runner: Runner): Promise<string[]> {
+  const pool = await vtpmPoolOf(root, config);
+  return [...(await runner.sweep()), ...(await pool.sweep())];
 }
 
 /**
@@ -454,7 +485,9 @@ async function attesterFactory(root: string, config: Config): Promise<() => Atte
  * one does (a pooled vTPM whose EK certificate the home's platform CA issued).
  * @throws GatehouseError HOME_NOT_INITIALIZED, BAD_CONFIG
  */
-export async function runnerAttester(root: string): Promise<{ attester: () => Attester; host: RunnerHost }> {
+export async function runnerAttester(
+  root: string,
+): Promise<{ attester: () => Attester; host: RunnerHost; sweep: (runner: Runner) => Promise<string[]> }> {
   const p = homePaths(root);
   if (!existsSync(p.config))
     throw new GatehouseError(
@@ -463,7 +496,11 @@ export async function runnerAttester(root: string): Promise<{ attester: () => At
     );
   const config = loadConfig(p.config);
   const protection = await homeKeyProtection(root, config.keys);
-  return { attester: await attesterFactory(root, config), host: await loadRunnerHost(p.keys, protection) };
+  return {
+    attester: await attesterFactory(root, config),
+    host: await loadRunnerHost(p.keys, protection),
+    sweep: (runner) => sweepRunnerLeftovers(root, config, runner),
+  };
 }
 
 async function readText(path: string): Promise<string> {

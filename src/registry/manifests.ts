@@ -132,7 +132,10 @@ export interface PlacementPlan {
 }
 
 /** Plan the blobs and manifests of a placement, the same for every adapter. */
-export function planPlacement(request: PlacementRequest, now = new Date()): PlacementPlan {
+export function planPlacement(
+  request: PlacementRequest,
+  now = request.createdAt === undefined ? new Date() : new Date(request.createdAt),
+): PlacementPlan {
   checkPlacementRequest(request);
   const created = now.toISOString();
   // Each step appends the blobs it needs, so that blobs keep the order they are planned in.

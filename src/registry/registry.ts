@@ -36,6 +36,11 @@ export interface PlacementRequest {
   files: ArtifactFile[];
   attachments: Attachment[];
   annotations?: Record<string, string>;
+  /**
+   * When the artifact was decided (RFC 3339), the manifests' creation time: the same placement
+   * then gives the same manifest digest, so placing it again (after a crash) adds nothing.
+   */
+  createdAt?: string;
 }
 
 export interface Placement {

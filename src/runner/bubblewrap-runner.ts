@@ -13,6 +13,7 @@ import {
   isFull,
   type JobDirectory,
   removeJobDirectory,
+  sweepJobDirectories,
   writeEtcFiles,
 } from './job-directory.ts';
 import { BuildCgroup, DEFAULT_LIMITS, describeBreach, type RunnerLimits } from './limits.ts';
@@ -133,6 +134,10 @@ export class BubblewrapRunner implements Runner {
    *   IMAGE_UNVERIFIED when the base image does not match its digest; BAD_INPUT for a bad job id
    *   or an unreadable source directory
    */
+  sweep(): Promise<string[]> {
+    return sweepJobDirectories(this.#tempRoot);
+  }
+
   async provision(spec: ProvisionSpec): Promise<RunnerInstance> {
     const ready = await this.#prepare();
     await checkProvisionSpec(spec);

@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { GatehouseError } from '../common/errors.ts';
+import { processAlive } from '../common/process.ts';
 import { ETC_FILES } from './sandbox-profile.ts';
 
 const execFileAsync = promisify(execFile);
@@ -50,6 +51,8 @@ export async function createJobDirectory<T>(
   };
   let mounted = false;
   try {
+    // Who owns the directory: a sweep removes it once that process is gone (a SIGKILLed agent).
+    await writeFile(join(root, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
     await mkdir(dir.workspace, { mode: 0o700 });
     await mkdir(dir.etcDir, { mode: 0o700 });
     await mountWorkspace(dir.workspace, workspaceBytes);
@@ -73,6 +76,33 @@ async function mountWorkspace(workspace: string, workspaceBytes: number): Promis
       cause: e,
     });
   });
+}
+
+const OWNER_FILE = '.owner';
+
+/**
+ * Remove the job directories under `tempRoot` whose owning process is gone (an agent killed with
+ * SIGKILL cannot clean up after itself), unmounting their workspaces first.
+ * @returns the directories removed
+ */
+export async function sweepJobDirectories(tempRoot: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(tempRoot).catch(() => [] as string[])) {
+    if (!name.startsWith('gatehouse-job-')) continue;
+    const root = join(tempRoot, name);
+    const owner = Number((await readFile(join(root, OWNER_FILE), 'utf8').catch(() => '')).trim());
+    // Without an owner file the directory is being made, or predates owners: leave it.
+    if (!Number.isSafeInteger(owner) || owner <= 0 || processAlive(owner)) continue;
+    await removeJobDirectory({
+      root,
+      workspace: join(root, 'workspace'),
+      etcDir: join(root, 'etc'),
+      seccompFile: join(root, 'seccomp.bpf'),
+      forwarderFile: join(root, 'egress-forwarder.mjs'),
+    });
+    removed.push(root);
+  }
+  return removed;
 }
 
 /** Remove a job's directory, unmounting its workspace first. */

@@ -134,4 +134,9 @@ export interface Runner {
    * @throws GatehouseError SANDBOX_UNAVAILABLE, BAD_INPUT
    */
   provision(spec: ProvisionSpec): Promise<RunnerInstance>;
+  /**
+   * Remove what runners of processes that died without cleaning up left behind (workspaces and
+   * their mounts). @returns what it removed
+   */
+  sweep(): Promise<string[]>;
 }

@@ -81,6 +81,13 @@ export class SqliteJobStore extends SqliteTables implements JobStore {
     return job;
   }
 
+  async listUnfinished(limit = 1000): Promise<JobRecord[]> {
+    return this.rows(
+      "SELECT * FROM jobs WHERE state IN ('queued', 'running', 'submitted') ORDER BY updated_at, id LIMIT ?",
+      limit,
+    ).map(parseJob);
+  }
+
   async list(options: { limit?: number; project?: string } = {}): Promise<JobRecord[]> {
     return this.listed('jobs', 'created_at DESC, id', options.limit ?? 100, {
       column: 'project',

@@ -95,6 +95,8 @@ export interface JobStore {
    */
   claim(id: string, host: string): Promise<JobRecord>;
   list(options?: { limit?: number; project?: string }): Promise<JobRecord[]>;
+  /** Jobs in a state that is not final (queued, running, submitted), oldest change first. */
+  listUnfinished(limit?: number): Promise<JobRecord[]>;
   countByState(): Promise<Record<string, number>>;
 }
 

@@ -5,6 +5,7 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
+import { processAlive } from '../common/process.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import { platformCaPaths, withPlatformCaKeyForTool } from './platform-ca.ts';
 
@@ -98,6 +99,8 @@ export class VirtualTpm {
     });
     try {
       await spawned;
+      // Who runs this vTPM: a pool sweep destroys it once that process is gone (SIGKILL).
+      await writeFile(ownerFile(stateDir), `${process.pid} ${proc.pid ?? 0} ${sockDir}\n`, { mode: 0o600 });
       await waitFor(`${socket}.ctrl`, proc);
       await waitFor(socket, proc);
     } catch (e) {
@@ -214,7 +217,13 @@ export class VirtualTpm {
       else this.#proc.once('exit', () => r());
     });
     this.#proc.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise((r) => {
+      timer = setTimeout(r, 2000);
+    });
+    await Promise.race([exited, grace]);
+    // Cleared at once: a pending timer would keep the process alive for its whole 2 s.
+    clearTimeout(timer);
     if (this.#proc.exitCode === null) this.#proc.kill('SIGKILL');
     await rm(this.#sockDir, { recursive: true, force: true });
   }
@@ -223,7 +232,13 @@ export class VirtualTpm {
   async destroy(): Promise<void> {
     await this.stop();
     await rm(this.stateDir, { recursive: true, force: true });
+    await rm(ownerFile(this.stateDir), { force: true });
   }
+}
+
+/** The file naming the process that runs a vTPM state, beside the state. */
+function ownerFile(stateDir: string): string {
+  return `${stateDir}.owner`;
 }
 
 function derPrefix(bytes: Buffer): Buffer {
@@ -374,20 +389,59 @@ export class VtpmPool {
     return made;
   }
 
+  /**
+   * Destroy the vTPMs in use by processes that are gone (an agent killed with SIGKILL): stop their
+   * swtpm, delete their state and socket directory.
+   * @returns the states destroyed
+   */
+  async sweep(): Promise<string[]> {
+    const removed: string[] = [];
+    const names = await readdir(this.#inUse).catch(() => [] as string[]);
+    for (const name of names) {
+      // An owner file whose state never arrived (killed between the two): the file alone goes.
+      if (name.endsWith('.owner')) {
+        const owner = Number((await readFile(join(this.#inUse, name), 'utf8').catch(() => '')).split(' ')[0]);
+        if (!names.includes(name.slice(0, -6)) && owner > 0 && !processAlive(owner))
+          await rm(join(this.#inUse, name), { force: true });
+        continue;
+      }
+      const state = join(this.#inUse, name);
+      const [owner, swtpm, sockDir] = (await readFile(ownerFile(state), 'utf8').catch(() => ''))
+        .trim()
+        .split(' ');
+      const agent = Number(owner);
+      if (!Number.isSafeInteger(agent) || agent <= 0 || processAlive(agent)) continue;
+      const tpmPid = Number(swtpm);
+      // Only the swtpm serving this state: a reused pid belongs to someone else.
+      if (tpmPid > 0 && (await readFile(`/proc/${tpmPid}/cmdline`, 'utf8').catch(() => '')).includes(state))
+        process.kill(tpmPid, 'SIGKILL');
+      if (sockDir?.startsWith(join(tmpdir(), 'gh-vtpm-')))
+        await rm(sockDir, { recursive: true, force: true });
+      await rm(state, { recursive: true, force: true });
+      await rm(ownerFile(state), { force: true });
+      removed.push(state);
+    }
+    return removed;
+  }
+
   /** Claim one state (or manufacture one) and start it. */
   async take(): Promise<VirtualTpm> {
     await mkdir(this.#inUse, { recursive: true, mode: 0o700 });
     for (const name of await readdir(this.#ready).catch(() => [] as string[])) {
       if (name.startsWith('.')) continue;
       const target = join(this.#inUse, name);
+      // Owned before it is taken: a process killed between the two leaves a state a sweep finds.
+      await writeFile(ownerFile(target), `${process.pid} 0 -\n`, { mode: 0o600 });
       try {
         await rename(join(this.#ready, name), target);
       } catch {
+        await rm(ownerFile(target), { force: true });
         continue; // another runner took it first
       }
       return VirtualTpm.start(target);
     }
     const target = join(this.#inUse, randomBytes(8).toString('hex'));
+    await writeFile(ownerFile(target), `${process.pid} 0 -\n`, { mode: 0o600 });
     await manufactureVtpm(target, this.#options);
     return VirtualTpm.start(target);
   }

@@ -121,9 +121,16 @@ export async function runCommand(argv: string[]): Promise<number> {
     cp = new HttpControlPlane({ url: values.server });
     // Against a remote control plane the runner attests exactly as an embedded one: a vTPM from
     // this host's home (the control plane refuses software evidence unless configured for it).
-    ({ attester, host } = await runnerAttester(homeRoot));
+    const local = await runnerAttester(homeRoot);
+    ({ attester, host } = local);
+    // What runners of agents killed on this host left behind goes first.
+    await local.sweep(runner);
   } else {
     const home = await openHome(homeRoot, registryOption(values.registry, values.server));
+    // The embedded control plane settles what an earlier run's crash left unfinished, and what
+    // runners of agents killed on this host left behind goes.
+    await home.reconciler.run();
+    await home.sweep();
     cp = home.controlPlane;
     runner = home.runner;
     attester = home.attester;

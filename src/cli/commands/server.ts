@@ -20,6 +20,15 @@ export async function serverCommand(argv: string[]): Promise<number> {
   );
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:8700');
   const home = await openHome(resolveHome(values.home));
+  // Settle what a crash left unfinished before taking new work, then keep settling.
+  const settled = await home.reconciler.run();
+  const total = settled.completed.length + settled.failed.length + settled.expired.length;
+  if (total > 0)
+    process.stdout.write(
+      `reconciled ${total} unfinished jobs: ${settled.completed.length} completed, ${settled.failed.length} failed, ${settled.expired.length} expired\n`,
+    );
+  const reconciling = setInterval(() => void home.reconciler.run().catch(() => undefined), 30_000);
+  reconciling.unref();
   const server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) =>
@@ -39,6 +48,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  clearInterval(reconciling);
   await home.close();
   return EXIT.ok;
 }
