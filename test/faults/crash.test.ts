@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { attestationPaths } from '../../src/attestation/trust-store.ts';
 import { initHome, openHome } from '../../src/home/home.ts';
 import { readLayoutIndex } from '../../src/registry/oci-layout-registry.ts';
