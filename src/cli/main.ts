@@ -2,6 +2,7 @@ import { describeError, GatehouseError } from '../common/errors.ts';
 import { UsageError } from './args.ts';
 import { admissionCommand } from './commands/admission.ts';
 import { attestationCommand } from './commands/attestation.ts';
+import { backupCommand, restoreCommand } from './commands/backup.ts';
 import { demoCommand } from './commands/demo.ts';
 import { hostCommand } from './commands/host.ts';
 import { imageCommand } from './commands/image.ts';
@@ -63,6 +64,8 @@ const USAGE = `usage: gatehouse <command> [options]   (every command takes --hom
   log checkpoint|inclusion INDEX|consistency FIRST SECOND|audit [--state F] [--server URL]
                                 read, prove and monitor the transparency log
   keys status|rotate log|ca|tsa where the signing keys live; rotate one (old signatures keep verifying)
+  backup DIR | restore DIR [--replace]
+                                a consistent copy of the home (database, log anchor, sealed keys), and back
   image build [--suite S] [--mirror URL] [--include PKG,...]|import DIR|list
                                 content-addressed runner base images (debootstrap minbase)
   trust-root [--output F]       export the Sigstore trusted_root.json
@@ -92,6 +95,8 @@ const commands: Record<string, Command> = {
   revoke: revokeCommand,
   log: logCommand,
   keys: keysCommand,
+  backup: backupCommand,
+  restore: restoreCommand,
   attestation: attestationCommand,
   'trust-root': trustRootCommand,
 };

@@ -43,6 +43,7 @@ import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts'
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { GateRelease } from '../triage/release.ts';
 import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
+import { type BackupManifest, backupHome } from './backup.ts';
 import { type Config, defaultConfig, loadConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
 import { checkDatabaseFile, LogAnchor, readLogAnchor } from './log-anchor.ts';
@@ -501,6 +502,33 @@ export async function runnerAttester(
     host: await loadRunnerHost(p.keys, protection),
     sweep: (runner) => sweepRunnerLeftovers(root, config, runner),
   };
+}
+
+/**
+ * Back up a home into `dir` while it stays in use (src/home/backup.ts): its database as one
+ * consistent snapshot, that snapshot's log anchor signed with the log key, the sealed keys and the
+ * rest, with a manifest of digests.
+ * @throws GatehouseError HOME_NOT_INITIALIZED, BAD_INPUT, STORE_ERROR
+ */
+export async function backupHomeTo(root: string, dir: string): Promise<BackupManifest> {
+  const p = homePaths(root);
+  if (!existsSync(p.config))
+    throw new GatehouseError(
+      'HOME_NOT_INITIALIZED',
+      `no gatehouse home at ${root}: run \`gatehouse init\` first`,
+    );
+  const config = loadConfig(p.config);
+  const keys = await openHomeKeys(root, p.keys, config.keys);
+  try {
+    const origin = `${new URL(config.identityBase).host}/log`;
+    return await backupHome(
+      root,
+      dir,
+      async (store) => new TransparencyLog({ store: store.log, signer: keys.logSigner, origin }),
+    );
+  } finally {
+    keys.close();
+  }
 }
 
 async function readText(path: string): Promise<string> {
