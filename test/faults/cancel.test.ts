@@ -46,9 +46,12 @@ function runAndSignal(
   });
 }
 
-/** What a job of this test could leave behind on the host. */
-function leftovers(home: string): string[] {
-  const jobs = readdirSync(tmpdir()).filter((n) => n.startsWith('gatehouse-job-'));
+/** What the jobs of this test's home could leave behind on the host (other tests run alongside). */
+async function leftovers(home: string): Promise<string[]> {
+  const opened = await openHome(home);
+  const ids = (await opened.store.jobs.list({ limit: 1000 })).map((j) => j.id);
+  await opened.close();
+  const jobs = readdirSync(tmpdir()).filter((n) => ids.some((id) => n.startsWith(`gatehouse-${id}-`)));
   const inUse = join(attestationPaths(home).vtpmPool, 'in-use');
   const vtpms = existsSync(inUse) ? readdirSync(inUse).map((n) => `vtpm ${n}`) : [];
   return [...jobs.map((n) => `/tmp/${n}`), ...vtpms];
@@ -78,7 +81,7 @@ describe('a run stopped by a signal', () => {
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const)
     it(`cancels the job on ${signal}, kills the build and leaves no workspace or vTPM behind`, async () => {
-      const before = new Set(leftovers(root));
+      const before = new Set(await leftovers(root));
       const started = Date.now();
       const r = await runAndSignal(['run', project, '--home', root], /✓ fetch/, signal);
       assert.equal(r.code, 1, r.stderr);
@@ -97,7 +100,7 @@ describe('a run stopped by a signal', () => {
         'the check looks where vTPMs live',
       );
       assert.deepEqual(
-        leftovers(root).filter((l) => !before.has(l)),
+        (await leftovers(root)).filter((l) => !before.has(l)),
         [],
       );
     });

@@ -152,7 +152,13 @@ describe('crashes at random moments', () => {
     await sleep(3500);
     const clean = await cli(['run', join(examplesDir, 'hello-app'), '--home', root]);
     assert.equal(clean.code, 0, clean.stderr);
-    const jobs = readdirSync(tmpdir()).filter((n) => n.startsWith('gatehouse-job-') && !before.has(n));
+    // Only this home's jobs: other tests run jobs alongside.
+    const opened = await openHome(root);
+    const ids = (await opened.store.jobs.list({ limit: 1000 })).map((j) => j.id);
+    await opened.close();
+    const jobs = readdirSync(tmpdir()).filter(
+      (n) => !before.has(n) && ids.some((id) => n.startsWith(`gatehouse-${id}-`)),
+    );
     assert.deepEqual(jobs, []);
     const inUse = join(attestationPaths(root).vtpmPool, 'in-use');
     assert.deepEqual(existsSync(inUse) ? readdirSync(inUse) : [], []);
