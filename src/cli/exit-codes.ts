@@ -29,6 +29,7 @@ export const exitCodeByCode: Readonly<Record<ErrorCode, number>> = {
   FETCH_FAILED: 1,
   IMAGE_UNVERIFIED: 1,
   OUTPUT_REJECTED: 1,
+  ARTIFACT_REFUSED: 3,
   EVIDENCE_REJECTED: 3,
   TOKEN_MISSING: 3,
   TOKEN_INVALID: 3,

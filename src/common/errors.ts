@@ -27,6 +27,8 @@ export const ERROR_CODES = [
   'FETCH_FAILED',
   'IMAGE_UNVERIFIED',
   'OUTPUT_REJECTED',
+  // an artifact too large, too deep or too compressed to catalogue within the limits
+  'ARTIFACT_REFUSED',
   // attestation and tokens
   'EVIDENCE_REJECTED',
   'TOKEN_MISSING',

@@ -22,6 +22,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   FETCH_FAILED: 422,
   IMAGE_UNVERIFIED: 503,
   OUTPUT_REJECTED: 422,
+  ARTIFACT_REFUSED: 422,
   EVIDENCE_REJECTED: 403,
   TOKEN_MISSING: 401,
   TOKEN_INVALID: 401,
