@@ -99,5 +99,6 @@ export function cargoAuditableComponents(json: string): Component[] | undefined 
       const t = comps[d];
       if (t !== undefined && d !== i) comps[i]?.dependencies.push(t.purl);
     }
+  for (const c of comps) c.dependencies = [...new Set(c.dependencies)].sort();
   return comps;
 }

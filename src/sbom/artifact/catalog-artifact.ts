@@ -305,6 +305,9 @@ class ArtifactWalk {
     const out = decompress(kind, raw, this.#meter(where), where);
     try {
       await this.entry(tree, layer, { ...p, depth: p.depth + 1, decoded: true }, { stream: out });
+      // Decode to the end even what holds nothing to read: a bomb is refused, not left unread, and
+      // a corrupt stream is reported rather than passed over.
+      await out.skipRest();
     } finally {
       await out.close();
     }
