@@ -31,6 +31,7 @@ export const exitCodeByCode: Readonly<Record<ErrorCode, number>> = {
   IMAGE_UNVERIFIED: 1,
   CANCELLED: 1,
   OUTPUT_REJECTED: 1,
+  ARTIFACT_REFUSED: 3,
   EVIDENCE_REJECTED: 3,
   TOKEN_MISSING: 3,
   TOKEN_INVALID: 3,

@@ -29,6 +29,8 @@ export const ERROR_CODES = [
   'IMAGE_UNVERIFIED',
   'OUTPUT_REJECTED',
   'CANCELLED',
+  // an artifact too large, too deep or too compressed to catalogue within the limits
+  'ARTIFACT_REFUSED',
   // attestation and tokens
   'EVIDENCE_REJECTED',
   'TOKEN_MISSING',

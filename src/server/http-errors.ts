@@ -24,6 +24,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   IMAGE_UNVERIFIED: 503,
   CANCELLED: 409,
   OUTPUT_REJECTED: 422,
+  ARTIFACT_REFUSED: 422,
   EVIDENCE_REJECTED: 403,
   TOKEN_MISSING: 401,
   TOKEN_INVALID: 401,
