@@ -206,10 +206,10 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     );
 
     // The SBOM is taken from the workspace before the build runs, so the build cannot rewrite it.
-    const components = await step(
+    const declared = await step(
       'sbom',
       () => catalogue(runnerInstance.workspace, sourceDir, config.sbom.lockfiles, config.sbom.required),
-      (c) => `${c.length} components`,
+      (c) => `${c.components.length} components`,
     );
 
     // Dependencies come in through the agent's allowlisting egress proxy only, and are digested
@@ -243,7 +243,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     const primary = subjects[0];
     const sbom = writeCycloneDx({
       subject: primary === undefined ? { name: project } : { name: primary.name, sha256: primary.sha256 },
-      components,
+      components: declared.components,
+      projectPackages: declared.projects,
     }) as unknown as Record<string, unknown>;
     const submission: Submission = {
       jobId: ticket.jobId,
@@ -339,7 +340,7 @@ async function catalogue(
   sourceDir: string,
   lockfiles: readonly string[],
   required: boolean,
-): Promise<Component[]> {
+): Promise<{ components: Component[]; projects: string[] }> {
   return catalogWorkspace(workspace, { displayRoot: sourceDir, ...(required ? { extra: lockfiles } : {}) });
 }
 

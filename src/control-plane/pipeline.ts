@@ -204,6 +204,7 @@ export class JobPipeline implements ControlPlane {
     const { gate } = this.#o;
     const job = await this.#enterGate(request);
     const checked = await gate.verify(request, job);
+    await gate.catalog(checked);
     await gate.verifySource(checked, job);
     await gate.checkVulnerabilityData(checked);
     const verdict = await gate.judge(job, checked);

@@ -7,7 +7,8 @@ import type { PolicyEngine } from '../policy/policy-engine.ts';
 import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
 import type { ProjectRegistry } from '../policy/projects.ts';
 import type { ArtifactFile, ArtifactRegistry, Placement } from '../registry/registry.ts';
-import type { Component } from '../sbom/model.ts';
+import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
+import type { Component, Sbom } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
 import type { InternalCa } from '../signing/ca.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
@@ -23,6 +24,7 @@ import {
   refusalRule,
 } from './checks.ts';
 import { type HeldBuild, heldBuildOf } from './held-build.ts';
+import { type JudgedSbom, judgeArtifacts } from './judged-sbom.ts';
 import { decisionRecord, promoteSigned, sbomRecord } from './placement.ts';
 import { type Approval, type SignedBuild, type SigningDeps, signBuild } from './sign-build.ts';
 import type { OutputStaging } from './staging.ts';
@@ -69,6 +71,10 @@ export interface GateOptions {
   vulnIndex?: CurrentVulnIndex;
   /** Deny when the newest vulnerability record is older than this many days (unset: no limit). */
   vulnerabilityDbMaxAgeDays?: number;
+  /** Bounds on cataloguing an artifact (src/sbom/artifact/limits.ts); the defaults otherwise. */
+  artifactLimits?: Partial<ArtifactLimits>;
+  /** Where the cataloguer may keep temporary copies (the system's temporary directory otherwise). */
+  catalogTempDir?: string;
 }
 
 /**
@@ -79,7 +85,12 @@ export interface CheckedSubmission {
   submission: Submission;
   claims?: AttestationClaims;
   files: ArtifactFile[];
+  /** What the runner declared (its lockfiles before the build), as it signed it. */
+  declared?: Sbom;
+  /** What the policy judges: the union of declared, fetched and found, once catalogued. */
   components?: Component[];
+  /** The reconciliation of the three SBOMs, and the union as the document that is signed. */
+  judged?: JudgedSbom;
   source?: SourceVerification;
   refusals: GateReason[];
 }
@@ -146,13 +157,37 @@ export class Gate {
       }
       checkSourceAgainstRegistration(submission, await this.#o.projects.require(job.project));
       checked.files = await checkStagedOutputs(submission, this.#o.staging);
-      checked.components = readSbom(submission.sbom, 'submission.sbom').components;
+      checked.declared = readSbom(submission.sbom, 'submission.sbom');
       checked.claims = claims;
     } catch (e) {
       // Verification failures are decisions too: a deny, logged like any other.
       checked.refusals.push({ rule: refusalRule(e), action: 'deny', message: describeError(e) });
     }
     return checked;
+  }
+
+  /**
+   * What was built is what is judged: catalogue the outputs the control plane received and
+   * digested itself, and reconcile what was found with what was declared and downloaded. The
+   * runner's SBOM only says what the project meant to use; the policy judges the union, and each
+   * component found but not declared is a finding naming where it was found.
+   */
+  async catalog(checked: CheckedSubmission): Promise<void> {
+    const { declared, submission } = checked;
+    if (checked.refusals.length > 0 || declared === undefined) return;
+    try {
+      checked.judged = await judgeArtifacts({
+        files: checked.files,
+        declared,
+        fetched: submission.fetched ?? [],
+        ...(this.#o.artifactLimits === undefined ? {} : { limits: this.#o.artifactLimits }),
+        ...(this.#o.catalogTempDir === undefined ? {} : { tempDir: this.#o.catalogTempDir }),
+      });
+      checked.components = checked.judged.components;
+    } catch (e) {
+      // An artifact that cannot be catalogued cannot be judged: a bomb or a corrupt archive is denied.
+      checked.refusals.push({ rule: 'artifact-catalog', action: 'deny', message: describeError(e) });
+    }
   }
 
   /**
@@ -204,8 +239,13 @@ export class Gate {
 
   /** Ask the central policy about a verified submission; a refused one is a deny as it stands. */
   async judge(job: JobRecord, checked: CheckedSubmission): Promise<Verdict> {
-    const { claims, components, source, submission } = checked;
-    if (checked.refusals.length > 0 || claims === undefined || components === undefined) {
+    const { claims, components, judged, source, submission } = checked;
+    if (
+      checked.refusals.length > 0 ||
+      claims === undefined ||
+      components === undefined ||
+      judged === undefined
+    ) {
       const reasons = checked.refusals;
       return { outcome: 'deny', policyDigest: this.#o.policyDigest, reasons, warnings: [], suppressed: [] };
     }
@@ -219,6 +259,7 @@ export class Gate {
     const decision = await this.#o.policy.evaluate({
       project: job.project,
       components,
+      undeclared: judged.undeclared,
       ...(matched === undefined ? {} : { findings: matched.findings, unmatched: matched.unmatched }),
       attestation: { verified: true, evidenceTypes: claims.gatehouse.evidence_types },
       ...(source === undefined ? {} : { source: sourceFactsOf(source) }),
@@ -260,6 +301,7 @@ export class Gate {
       // What VEX statements and policy exceptions set aside, with who and why.
       ...(suppressed.length === 0 ? {} : { suppressed }),
       timestamp: createdAt,
+      ...(checked.judged === undefined ? {} : { sbom: checked.judged.summary }),
       ...(source === undefined ? {} : { source }),
       ...(claims === undefined
         ? {}
@@ -276,7 +318,10 @@ export class Gate {
         ...{ decisionId, project: job.project, components: JSON.stringify(components) },
         ...{ subjects, createdAt },
       });
-    const result = { jobId: job.id, decisionId, outcome, policyDigest, reasons, warnings, logIndex };
+    const result = {
+      ...{ jobId: job.id, decisionId, outcome, policyDigest, reasons, warnings, logIndex },
+      ...(checked.judged === undefined ? {} : { sbom: checked.judged.summary }),
+    };
     return { decisionId, createdAt, logIndex, doc: { ...doc, logIndex }, result };
   }
 
@@ -287,9 +332,10 @@ export class Gate {
 
   /** The facts an approved (or later released) build is signed from. */
   held(checked: CheckedSubmission): HeldBuild {
-    if (checked.claims === undefined || checked.components === undefined)
-      throw new GatehouseError('INTERNAL', 'only a verified submission can be signed');
-    return heldBuildOf(checked.submission, checked.claims, checked.components, checked.source);
+    const { claims, judged } = checked;
+    if (claims === undefined || judged === undefined)
+      throw new GatehouseError('INTERNAL', 'only a verified and catalogued submission can be signed');
+    return heldBuildOf(checked.submission, claims, judged, checked.source);
   }
 
   /** Sign the provenance, SBOM attestation and VSA of an approved build, logging each. */
@@ -304,7 +350,7 @@ export class Gate {
     decision: LoggedDecision,
     signed: SignedBuild,
   ): Promise<Placement> {
-    const { sbom } = checked.submission;
+    const sbom = this.#judgedDocument(checked);
     return promoteSigned(this.#o.registry, {
       ...{ project: job.project, tag: job.id, files: checked.files, sbom, signed },
       records: [sbomRecord(sbom), decisionRecord(decision.doc)],
@@ -325,13 +371,13 @@ export class Gate {
       tag: job.id,
       files: checked.files,
       attachments:
-        components === undefined
+        checked.judged === undefined
           ? [decisionRecord(decision.doc)]
-          : [sbomRecord(checked.submission.sbom), decisionRecord(decision.doc)],
+          : [sbomRecord(checked.judged.document), decisionRecord(decision.doc)],
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
       createdAt: decision.createdAt,
     });
-    if (claims !== undefined && components !== undefined)
+    if (claims !== undefined && components !== undefined && checked.judged !== undefined)
       await this.#o.store.policies.holdBuild({
         decisionId: decision.decisionId,
         project: job.project,
@@ -342,6 +388,12 @@ export class Gate {
         createdAt: decision.createdAt,
       });
     return placement;
+  }
+
+  #judgedDocument(checked: CheckedSubmission): Record<string, unknown> {
+    if (checked.judged === undefined)
+      throw new GatehouseError('INTERNAL', 'only a catalogued submission can be promoted');
+    return checked.judged.document;
   }
 
   /** The registry the gate places artifacts in (triage releases from its quarantine area). */

@@ -12,7 +12,13 @@ import type { Submission } from './submission.ts';
 export interface HeldBuild {
   submission: Omit<Submission, 'steps'>;
   attestation: { tokenId: string; evidenceTypes: string[]; pcrs: Record<string, string> };
+  /** The union the policy judged, each component with how it is known. */
   components: Component[];
+  /**
+   * The signed SBOM: the union as CycloneDX, with evidence. Absent on builds held before the gate
+   * catalogued artifacts, which are signed with the SBOM the runner declared.
+   */
+  sbom?: Record<string, unknown>;
   source?: SourceVerification;
   /** Manifest digest of the artifact in the quarantine area (refused builds only). */
   quarantineManifest?: string;
@@ -32,11 +38,16 @@ export interface ReleaseNote {
   logIndex: number;
 }
 
+/** The SBOM a held build is signed with: the judged union, or for older holds the declared one. */
+export function signedSbomOf(held: HeldBuild): Record<string, unknown> {
+  return held.sbom ?? held.submission.sbom;
+}
+
 /** The facts the gate signs, from a verified submission. */
 export function heldBuildOf(
   submission: Submission,
   claims: AttestationClaims,
-  components: Component[],
+  judged: { components: Component[]; document: Record<string, unknown> },
   source: SourceVerification | undefined,
 ): HeldBuild {
   const { steps: _steps, ...rest } = submission;
@@ -47,7 +58,8 @@ export function heldBuildOf(
       evidenceTypes: claims.gatehouse.evidence_types,
       pcrs: claims.gatehouse.pcrs,
     },
-    components,
+    components: judged.components,
+    sbom: judged.document,
     ...(source === undefined ? {} : { source }),
   };
 }

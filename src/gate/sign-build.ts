@@ -19,7 +19,7 @@ import {
 } from '../signing/intoto.ts';
 import { buildLevelOf, SLSA_VSA_V1, verificationSummary } from '../signing/vsa.ts';
 import { dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
-import type { HeldBuild, ReleaseNote } from './held-build.ts';
+import { type HeldBuild, type ReleaseNote, signedSbomOf } from './held-build.ts';
 import { buildIdentity } from './submission.ts';
 
 /** What signing needs: the CA, the log, where artifacts are promoted, and the identity settings. */
@@ -61,7 +61,8 @@ export async function signBuild(o: SigningDeps, held: HeldBuild, decided: Approv
   const sign = (predicateType: string, predicate: unknown) =>
     signStatement(o, makeStatement(subjects, predicateType, predicate), leafKey, certificatePem);
   const bundle = await sign(SLSA_PROVENANCE_V1, provenanceOf(o, held));
-  const sbomBundle = await sign(sbomAttestationTypes(submission.sbom).predicateType, submission.sbom);
+  const sbom = signedSbomOf(held);
+  const sbomBundle = await sign(sbomAttestationTypes(sbom).predicateType, sbom);
   const vsaBundle = await sign(SLSA_VSA_V1, summaryOf(o, held, decided, [bundle, sbomBundle]));
   return { bundle, sbomBundle, vsaBundle };
 }

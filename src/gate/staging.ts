@@ -26,6 +26,7 @@ export interface StagedOutput {
 /** The largest output accepted by default (64 GiB: bounded by disk, never by memory). */
 export const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024 * 1024;
 const JOB_ID = /^job-[0-9a-f-]{36}$/;
+const MiB = 1024 * 1024;
 
 /** The staging area of a control plane, a directory in its home. */
 export class OutputStaging {
@@ -69,7 +70,7 @@ export class OutputStaging {
       },
     });
     try {
-      const input = typeof source === 'string' ? createReadStream(source) : source;
+      const input = typeof source === 'string' ? createReadStream(source, { highWaterMark: MiB }) : source;
       await pipeline(input, meter, createWriteStream(tmp, { mode: 0o600, flags: 'wx' }));
     } catch (e) {
       await rm(tmp, { force: true });

@@ -52,6 +52,11 @@ export interface GateResult {
   warnings: GateReason[];
   /** Index of the decision's transparency-log entry. */
   logIndex: number;
+  /**
+   * The reconciliation of what was declared, fetched and found in the artifact, in one line:
+   * `declared 2, fetched 0, found 3, undeclared 0` (absent when the gate refused before cataloguing).
+   */
+  sbom?: string;
   /** Sigstore bundle of the signed provenance (allowed builds only). */
   bundle?: Record<string, unknown>;
   /** Sigstore bundle of the signed SBOM attestation (allowed builds only). */

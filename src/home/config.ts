@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ciIssuerConfigSchema } from '../attestation/ci-token.ts';
 import { GatehouseError } from '../common/errors.ts';
+import { artifactLimitsSchema } from '../sbom/artifact/limits.ts';
 import { sourceConfigSchema } from '../source/config.ts';
 
 /**
@@ -155,6 +156,11 @@ export const configSchema = z
      * when its newest record is older than `maxAgeDays` (when set).
      */
     vulnerabilityDb: z.strictObject({ maxAgeDays: z.number().int().min(1).max(3650).optional() }).optional(),
+    /**
+     * The gate's cataloguing of artifacts: bounds no output may push it past (depth, entries,
+     * bytes, compression ratios; src/sbom/artifact/limits.ts has the defaults and why).
+     */
+    catalog: z.strictObject({ limits: artifactLimitsSchema.optional() }).optional(),
     /** The attestation authority: trusted CI identity token issuers (docs/attestation.md). */
     attestation: z.strictObject({ ciIssuers: z.array(ciIssuerConfigSchema).max(32).optional() }).optional(),
   })

@@ -32,6 +32,7 @@ import { registryFromConfig } from '../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
 import { MAX_BUILD_TIMEOUT_SECONDS, parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
+import { resolveArtifactLimits } from '../sbom/artifact/limits.ts';
 import { homeKeyProtection, initHomeKeys, openHomeKeys, rotateHomeKey } from '../signing/home-keys.ts';
 import { signRevocationList } from '../signing/revocation-list.ts';
 import type { TimestampAuthority } from '../signing/rfc3161.ts';
@@ -360,6 +361,11 @@ export async function openHome(
     ...(config.vulnerabilityDb?.maxAgeDays === undefined
       ? {}
       : { vulnerabilityDbMaxAgeDays: config.vulnerabilityDb.maxAgeDays }),
+    ...(config.catalog?.limits === undefined
+      ? {}
+      : { artifactLimits: resolveArtifactLimits(config.catalog.limits) }),
+    // Spilled copies of nested archives stay in the home, beside the staged outputs they come from.
+    catalogTempDir: join(root, 'staging'),
     ...(keys.tsa === undefined
       ? {}
       : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),

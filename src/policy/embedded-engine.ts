@@ -272,7 +272,7 @@ export class EmbeddedPolicyEngine implements PolicyEngine {
       const reason: PolicyReason = {
         rule: rule.id,
         action: rule.action,
-        message: `${f.name}@${f.version} is affected by ${f.vulnId}${aka} (${rating})${fix}`,
+        message: `${f.name}@${f.version} is affected by ${f.vulnId}${aka} (${rating})${fix}${whereFound(input, f.purl)}`,
         purl: f.purl,
         vulnId: f.vulnId,
         aliases: f.aliases,
@@ -479,6 +479,16 @@ export class EmbeddedPolicyEngine implements PolicyEngine {
       return [failed(e)];
     }
   }
+}
+
+/** Where in the artifact the gate found a component (from its judged origins), for a reason's text. */
+function whereFound(input: PolicyInput, purl: string): string {
+  const c = input.components?.find((x) => x.purl === purl);
+  const paths = (c?.origins ?? [])
+    .filter((o) => o.kind === 'found' && o.path !== undefined)
+    .map((o) => o.path);
+  if (paths.length === 0) return '';
+  return `; found in the artifact at ${paths.slice(0, 3).join(', ')}${paths.length > 3 ? ', …' : ''}`;
 }
 
 /** One reason per component found in the artifact and not declared, naming where it was found. */

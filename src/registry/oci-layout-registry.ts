@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
-import { exists, fileMismatch, writeVerified } from './blob-file.ts';
+import { exists, fileMismatch, placeVerified, writeVerified } from './blob-file.ts';
 import {
   ARTIFACT_TYPE,
   attachmentLayer,
@@ -166,13 +166,7 @@ export class OciLayoutRegistry extends PlacingRegistry implements ArtifactRegist
       const dest = join(dir, 'blobs', 'sha256', b.descriptor.digest.slice(7));
       if (!isFileBlob(b)) await writeIfAbsent(dest, b.bytes);
       else if (!(await exists(dest)))
-        await writeVerified(
-          b.path,
-          dest,
-          b.descriptor.digest,
-          Number.POSITIVE_INFINITY,
-          fileMismatch(b.path),
-        );
+        await placeVerified(b.path, dest, b.descriptor.digest, fileMismatch(b.path));
     }
     const referrers: Descriptor[] = plan.referrers.map((r) =>
       referrerDescriptor(r.manifest.descriptor, r.artifactType, r.annotations),

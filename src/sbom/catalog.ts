@@ -8,6 +8,7 @@ import type { Component, ComponentScope } from './model.ts';
 import { catalogNpmLockfile } from './npm-lock.ts';
 import { catalogApkInstalled, catalogDpkgStatus, type Distro, parseOsRelease } from './os-packages.ts';
 import { catalogPnpmLock } from './pnpm-lock.ts';
+import { formatPurl, npmPurl } from './purl.ts';
 import { catalogPipfileLock, catalogPoetryLock, catalogRequirements, catalogUvLock } from './python-lock.ts';
 import { catalogYarnLock, type NpmManifest } from './yarn-lock.ts';
 
@@ -131,6 +132,34 @@ export function mergeCatalogs(project: Catalog['project'], catalogs: Iterable<Ca
 /** What {@link catalogDirectory} found: the merged catalog and each file it read. */
 export interface DirectoryCatalog extends Catalog {
   sources: { path: string; format: LockfileFormat; components: number }[];
+  /** purls of the projects the lockfiles belong to (their own packages), sorted. */
+  projects: string[];
+}
+
+const PROJECT_PURL_TYPE: Partial<Record<LockfileFormat, string>> = {
+  npm: 'npm',
+  yarn: 'npm',
+  pnpm: 'npm',
+  poetry: 'pypi',
+  uv: 'pypi',
+  pipenv: 'pypi',
+  cargo: 'cargo',
+  maven: 'maven',
+};
+
+/** The purl of the project a lockfile belongs to, where the format names it with its version. */
+export function projectPurlOf(format: LockfileFormat, project: Catalog['project']): string | undefined {
+  const type = PROJECT_PURL_TYPE[format];
+  const { name, version } = project;
+  if (type === undefined || name === undefined || version === undefined || name === '') return undefined;
+  if (type === 'npm') return npmPurl(name, version);
+  if (type === 'pypi') return formatPurl({ type, name: name.toLowerCase().replace(/[-_.]+/g, '-'), version });
+  if (type === 'maven') {
+    const colon = name.indexOf(':');
+    if (colon < 0) return undefined;
+    return formatPurl({ type, namespace: name.slice(0, colon), name: name.slice(colon + 1), version });
+  }
+  return formatPurl({ type, name, version });
 }
 
 // Folders that hold installed or generated copies, not the project's own declarations.
@@ -200,6 +229,7 @@ export async function catalogDirectory(
   const files = [...new Set([...found, ...(options.extra ?? [])])].sort();
   const catalogs: Catalog[] = [];
   const sources: DirectoryCatalog['sources'] = [];
+  const projects = new Set<string>();
   let project: Catalog['project'] | undefined;
   let projectDepth = Number.POSITIVE_INFINITY;
   for (const rel of files) {
@@ -225,6 +255,8 @@ export async function catalogDirectory(
     const cat = catalogFile(rel, text, context, where);
     catalogs.push(cat);
     sources.push({ path: rel, format, components: cat.components.length });
+    const own = projectPurlOf(format, cat.project);
+    if (own !== undefined) projects.add(own);
     // The shallowest lockfile that names its project names the whole directory.
     const depth = rel.split('/').length;
     if (cat.project.name !== undefined && (project === undefined || depth < projectDepth)) {
@@ -232,7 +264,7 @@ export async function catalogDirectory(
       projectDepth = depth;
     }
   }
-  return { ...mergeCatalogs(project ?? {}, catalogs), sources };
+  return { ...mergeCatalogs(project ?? {}, catalogs), sources, projects: [...projects].sort() };
 }
 
 /** Every supported lockfile under `dir`, workspace-relative and sorted. */
@@ -309,7 +341,7 @@ export async function catalogBuildEnvironment(root = '/'): Promise<Component[]> 
 export async function catalogWorkspace(
   workspace: string,
   options: { extra?: readonly string[]; displayRoot?: string; environmentRoot?: string | false } = {},
-): Promise<Component[]> {
+): Promise<{ components: Component[]; projects: string[] }> {
   const project = await catalogDirectory(workspace, {
     ...(options.extra === undefined ? {} : { extra: options.extra }),
     ...(options.displayRoot === undefined ? {} : { displayRoot: options.displayRoot }),
@@ -318,5 +350,6 @@ export async function catalogWorkspace(
     options.environmentRoot === false ? [] : await catalogBuildEnvironment(options.environmentRoot ?? '/');
   const byPurl = new Map(project.components.map((c) => [c.purl, c]));
   for (const c of environment) if (!byPurl.has(c.purl)) byPurl.set(c.purl, c);
-  return [...byPurl.values()].sort((a, b) => (a.purl < b.purl ? -1 : a.purl > b.purl ? 1 : 0));
+  const components = [...byPurl.values()].sort((a, b) => (a.purl < b.purl ? -1 : a.purl > b.purl ? 1 : 0));
+  return { components, projects: project.projects };
 }

@@ -5,6 +5,7 @@ import { GatehouseError } from '../common/errors.ts';
 import type {
   Component,
   ComponentHash,
+  ComponentOrigin,
   ComponentScope,
   HashAlgorithm,
   Sbom,
@@ -27,6 +28,7 @@ export interface CycloneDxDocument {
     timestamp: string;
     tools: { components: { type: 'application'; name: string; version: string }[] };
     component?: CycloneDxComponent;
+    properties?: { name: string; value: string }[];
   };
   components: CycloneDxComponent[];
   dependencies: { ref: string; dependsOn: string[] }[];
@@ -43,6 +45,15 @@ export interface CycloneDxComponent {
   hashes?: { alg: HashAlgorithm; content: string }[];
   licenses?: ({ expression: string } | { license: { name: string } })[];
   scope?: 'required' | 'optional' | 'excluded';
+  externalReferences?: { type: 'distribution'; url: string }[];
+  evidence?: {
+    identity?: {
+      field: 'purl';
+      confidence: number;
+      methods: { technique: string; confidence: number; value: string }[];
+    }[];
+    occurrences?: { location: string }[];
+  };
   properties?: { name: string; value: string }[];
 }
 
@@ -63,6 +74,12 @@ const NPM_DEV_PROPERTY = 'cdx:npm:package:development';
 // gatehouse's own properties: a runner image package, and the source package an OS package came from.
 const BUILD_ENV_PROPERTY = 'gatehouse:build-environment';
 const SOURCE_PACKAGE_PROPERTY = 'gatehouse:source-package';
+// How the gate knows a component (`declared`, `fetched <url>`, `found <method> <path>`), and the
+// project's own packages as its lockfiles name them.
+const ORIGIN_PROPERTY = 'gatehouse:origin';
+const PROJECT_PACKAGE_PROPERTY = 'gatehouse:project-package';
+// CycloneDX identity-evidence techniques for the ways the cataloguer finds a component.
+const BINARY_METHODS = new Set(['go-buildinfo', 'cargo-auditable']);
 // A licence string that reads as an SPDX expression: ids joined by AND / OR / WITH.
 const SPDX_EXPRESSION = /^\(*[A-Za-z0-9.\-+:]+\)*( +(AND|OR|WITH|and|or|with) +\(*[A-Za-z0-9.\-+:]+\)*)*$/;
 
@@ -139,6 +156,10 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
             ? c.sourcePackage.name
             : `${c.sourcePackage.name} ${c.sourcePackage.version}`,
       });
+    if (c.origins !== undefined && c.origins.length > 0) {
+      properties.push(...c.origins.map((o) => ({ name: ORIGIN_PROPERTY, value: originText(o) })));
+      Object.assign(out, originEvidence(c.origins, options.specVersion ?? '1.6'));
+    }
     if (properties.length > 0) out.properties = properties;
     components.push(out);
   }
@@ -148,6 +169,8 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
     timestamp,
     tools: { components: [{ type: 'application', name: 'gatehouse', version: gatehouseVersion() }] },
   };
+  if (sbom.projectPackages !== undefined && sbom.projectPackages.length > 0)
+    metadata.properties = sbom.projectPackages.map((value) => ({ name: PROJECT_PACKAGE_PROPERTY, value }));
   if (sbom.subject !== undefined) {
     const s = sbom.subject;
     let ref = s.purl ?? `gatehouse:subject:${s.name}`;
@@ -184,6 +207,49 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
     components,
     dependencies,
   };
+}
+
+function originText(o: ComponentOrigin): string {
+  if (o.kind === 'fetched') return `fetched ${o.uri ?? ''}`.trimEnd();
+  if (o.kind === 'found') return `found ${o.method ?? 'unknown'} ${o.path ?? ''}`.trimEnd();
+  return 'declared';
+}
+
+function originOf(text: string): ComponentOrigin | undefined {
+  const [kind, a, ...rest] = text.split(' ');
+  if (kind === 'declared') return { kind };
+  if (kind === 'fetched' && a !== undefined) return { kind, uri: a };
+  if (kind === 'found' && a !== undefined && rest.length > 0)
+    return { kind, method: a, path: rest.join(' ') };
+  return undefined;
+}
+
+/** The standard fields for where a component was found and downloaded from. */
+function originEvidence(
+  origins: readonly ComponentOrigin[],
+  specVersion: CycloneDxVersion,
+): Pick<CycloneDxComponent, 'evidence' | 'externalReferences'> {
+  const found = origins.filter((o) => o.kind === 'found' && o.path !== undefined);
+  const urls = origins.filter((o) => o.kind === 'fetched' && o.uri !== undefined);
+  const out: Pick<CycloneDxComponent, 'evidence' | 'externalReferences'> = {};
+  if (urls.length > 0)
+    out.externalReferences = urls.map((o) => ({ type: 'distribution', url: o.uri as string }));
+  if (found.length === 0) return out;
+  out.evidence = { occurrences: found.map((o) => ({ location: o.path as string })) };
+  // Identity evidence is a list from CycloneDX 1.6 on.
+  if (specVersion !== '1.5')
+    out.evidence.identity = [
+      {
+        field: 'purl',
+        confidence: 1,
+        methods: found.map((o) => ({
+          technique: BINARY_METHODS.has(o.method ?? '') ? 'binary-analysis' : 'manifest-analysis',
+          confidence: o.method === 'lockfile' ? 0.7 : 1,
+          value: o.path as string,
+        })),
+      },
+    ];
+  return out;
 }
 
 // ---- reading ----
@@ -357,6 +423,7 @@ const bomSchema = z.looseObject({
       timestamp: z.string().regex(DATE_TIME, 'is not an RFC 3339 date-time').optional(),
       component: componentSchema.optional(),
       licenses: licenseList.optional(),
+      properties: z.array(z.looseObject({ name: z.string(), value: z.string().optional() })).optional(),
     })
     .optional(),
   components: z.array(componentSchema).optional(),
@@ -487,6 +554,11 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
       component.buildEnvironment = true;
       delete component.scope;
     }
+    const origins = (c.properties ?? [])
+      .filter((x) => x.name === ORIGIN_PROPERTY)
+      .map((x) => originOf(x.value ?? ''))
+      .filter((o) => o !== undefined);
+    if (origins.length > 0) component.origins = origins;
     const src = c.properties?.find((x) => x.name === SOURCE_PACKAGE_PROPERTY)?.value?.split(' ');
     if (src?.[0] !== undefined && src[0] !== '')
       component.sourcePackage = src[1] === undefined ? { name: src[0] } : { name: src[0], version: src[1] };
@@ -522,5 +594,9 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
     sbom.subject = subject;
   } else delete sbom.subject;
   if (unidentified.length > 0) sbom.unidentified = unidentified;
+  const own = (bom.metadata?.properties ?? [])
+    .filter((x) => x.name === PROJECT_PACKAGE_PROPERTY && x.value !== undefined && x.value !== '')
+    .map((x) => x.value as string);
+  if (own.length > 0) sbom.projectPackages = [...new Set(own)].sort();
   return sbom;
 }

@@ -42,6 +42,25 @@ export interface Component {
   buildEnvironment?: boolean;
   /** OS packages: the source package the binary package was built from (advisories name it). */
   sourcePackage?: { name: string; version?: string };
+  /**
+   * How the gate came to know the component (its judged SBOM only): declared by a lockfile,
+   * downloaded by the fetch phase, or found in the artifact.
+   */
+  origins?: ComponentOrigin[];
+}
+
+/** How a component came to be known. */
+export type OriginKind = 'declared' | 'fetched' | 'found';
+
+/** One way a component is known: declared in a lockfile, downloaded by the fetch phase, or found. */
+export interface ComponentOrigin {
+  kind: OriginKind;
+  /** Where it was found in the artifact (found), e.g. `dist/app.tar!node_modules/x/package.json`. */
+  path?: string;
+  /** How it was found (found): `npm-package`, `python-metadata`, `go-buildinfo`, … */
+  method?: string;
+  /** The URL it was downloaded from (fetched). */
+  uri?: string;
 }
 
 /** The artifact an SBOM describes. */
@@ -71,4 +90,9 @@ export interface Sbom {
    * against vulnerability data, so policy may want to know about them.
    */
   unidentified?: UnidentifiedComponent[];
+  /**
+   * purls of the project's own packages, as its lockfiles name them (package.json's name and
+   * version, say): the artifact may carry them, and they are not dependencies it failed to declare.
+   */
+  projectPackages?: string[];
 }

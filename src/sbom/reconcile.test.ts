@@ -67,7 +67,7 @@ describe('three SBOMs reconciled', () => {
     );
   });
 
-  it("does not count the project's own package as undeclared", () => {
+  it("judges the project's own package but does not count it as undeclared", () => {
     const r = reconcile({
       declared: [],
       fetched: [],
@@ -75,7 +75,11 @@ describe('three SBOMs reconciled', () => {
       own: [npmPurl('hello-app', '1.0.0')],
     });
     assert.deepEqual(r.undeclared, []);
-    assert.deepEqual(r.components, []);
+    assert.deepEqual(
+      r.components.map((c) => c.purl),
+      [npmPurl('hello-app', '1.0.0')],
+      'a project named after a vulnerable package is still matched against advisories',
+    );
   });
 
   it('judges what the fetch phase downloaded, and reports it undeclared once it is found in the artifact', () => {

@@ -6,22 +6,11 @@
  * undeclared, with the path it was found at.
  */
 import { createHash } from 'node:crypto';
-import type { Component } from './model.ts';
+import type { Component, ComponentOrigin, OriginKind } from './model.ts';
+
+export type { ComponentOrigin, OriginKind } from './model.ts';
+
 import { formatPurl, npmPurl, parsePurl } from './purl.ts';
-
-/** How a component came to be known. */
-export type OriginKind = 'declared' | 'fetched' | 'found';
-
-/** One way a component is known: declared in a lockfile, downloaded by the fetch phase, or found. */
-export interface ComponentOrigin {
-  kind: OriginKind;
-  /** Where it was found in the artifact (found), e.g. `dist/app.tar!node_modules/x/package.json`. */
-  path?: string;
-  /** How it was found (found): `npm-package`, `python-metadata`, `go-buildinfo`, … */
-  method?: string;
-  /** The URL it was downloaded from (fetched). */
-  uri?: string;
-}
 
 /** A component of the union, with every origin it has. */
 export interface JudgedComponent extends Component {
@@ -130,7 +119,7 @@ export function fetchedComponent(f: FetchedArtifact): Component {
 
 /**
  * Reconcile the three SBOMs. The project's own package (the declared SBOM's root, which the
- * artifact may well carry, e.g. its package.json) is not a dependency and not undeclared.
+ * artifact may well carry, e.g. its package.json) is in the union but never undeclared.
  */
 export function reconcile(input: {
   declared: readonly Component[];
@@ -160,9 +149,10 @@ export function reconcile(input: {
     const { evidence, ...component } = f;
     const path = [...(evidence.archive ?? []), evidence.path].join('!');
     const key = identity(f.purl);
-    if (own.has(key)) continue;
     add(component, { kind: 'found', path, method: evidence.method });
-    if (declared.has(key)) continue;
+    // The project's own package is judged like any other (a project named after a vulnerable
+    // package gains nothing), but it is not a dependency the project failed to declare.
+    if (declared.has(key) || own.has(key)) continue;
     undeclared.push({
       purl: f.purl,
       name: f.name,
@@ -191,9 +181,13 @@ function dedupeUndeclared(list: UndeclaredComponent[]): UndeclaredComponent[] {
   });
 }
 
-/** One line for people: how many components each SBOM holds and how many were undeclared. */
+/**
+ * One line for people: how many components each SBOM holds and how many were undeclared. The
+ * runner image's packages (declared as the build environment) are counted apart.
+ */
 export function reconciliationSummary(r: Reconciliation): string {
-  const count = (kind: OriginKind) =>
-    r.components.filter((c) => c.origins.some((o) => o.kind === kind)).length;
-  return `declared ${count('declared')}, fetched ${count('fetched')}, found ${count('found')}, undeclared ${r.undeclared.length}`;
+  const artifact = r.components.filter((c) => c.buildEnvironment !== true);
+  const count = (kind: OriginKind) => artifact.filter((c) => c.origins.some((o) => o.kind === kind)).length;
+  const environment = r.components.length - artifact.length;
+  return `declared ${count('declared')}, fetched ${count('fetched')}, found ${count('found')}, undeclared ${r.undeclared.length}${environment === 0 ? '' : ` (and ${environment} build-environment packages)`}`;
 }

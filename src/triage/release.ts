@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import type { Gate } from '../gate/gate.ts';
-import type { HeldBuild, ReleaseNote } from '../gate/held-build.ts';
+import { type HeldBuild, type ReleaseNote, signedSbomOf } from '../gate/held-build.ts';
 import { decisionRecord, promoteSigned, sbomRecord, TRIAGE_ARTIFACT_TYPE } from '../gate/placement.ts';
 import { jsonBytes } from '../gate/sign-build.ts';
 import type { ArtifactFile } from '../registry/registry.ts';
@@ -66,7 +66,7 @@ export class GateRelease implements TriageEffects {
     const at = new Date().toISOString();
     const signed = await this.#gate.sign(held, { policyDigest: decision.policyDigest, at, release: note });
     const record = { ...note, kind: 'triage', action: 'release', project: decision.project, timestamp: at };
-    const { sbom } = held.submission;
+    const sbom = signedSbomOf(held);
     const placement = await promoteSigned(registry, {
       ...{ project: decision.project, tag: decision.jobId, files, sbom, signed },
       records: [sbomRecord(sbom), decisionRecord(record)],

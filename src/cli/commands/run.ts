@@ -48,6 +48,8 @@ export function printOutcome(out: Output, o: JobOutcome): void {
   out.line(
     `${label}  ${o.project}  ${o.jobId}  ${dim(`policy sha256:${r.policyDigest.slice(0, 12)}  log #${r.logIndex}`)}`,
   );
+  // What the gate found in the artifact, against what the project declared.
+  if (r.sbom !== undefined) out.line(`  ${dim(`sbom: ${r.sbom}`)}`);
   for (const reason of r.reasons) {
     const ids = [reason.vulnId, ...((reason.aliases as string[] | undefined) ?? [])].filter(
       (x) => x !== undefined,

@@ -72,7 +72,8 @@ export const DEFAULT_ARTIFACT_LIMITS: Readonly<ArtifactLimits> = Object.freeze({
 });
 
 const positive = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
-const limitsSchema = z
+/** Overrides of the limits, as configuration states them (`catalog.limits` in config.json). */
+export const artifactLimitsSchema = z
   .object({
     maxDepth: positive.max(64),
     maxEntries: positive,
@@ -92,7 +93,7 @@ const limitsSchema = z
  * @throws GatehouseError BAD_INPUT naming the first invalid limit
  */
 export function resolveArtifactLimits(partial: unknown = {}): Readonly<ArtifactLimits> {
-  const parsed = limitsSchema.safeParse(partial);
+  const parsed = artifactLimitsSchema.safeParse(partial);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new GatehouseError(
