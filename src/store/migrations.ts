@@ -291,4 +291,27 @@ export const sqliteMigrations: readonly Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'security acts are permanent'); END;
     `,
   },
+  {
+    version: 13,
+    name: 'shared-attestation-state',
+    sql: `
+      -- Challenges of the TPM path, answered once, by whichever instance receives the answer.
+      CREATE TABLE attestation_sessions (
+        id TEXT PRIMARY KEY,
+        job_id TEXT,
+        state TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        spent_at TEXT
+      );
+      CREATE INDEX attestation_sessions_expiry ON attestation_sessions (expires_at);
+      -- The highest TPM reset and restart counts accepted per AK: they never go back.
+      CREATE TABLE ak_counters (
+        ak_name TEXT PRIMARY KEY,
+        reset_count INTEGER NOT NULL,
+        restart_count INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
 ];

@@ -1,6 +1,12 @@
 import { GatehouseError } from '../common/errors.ts';
 import { type Row, SqliteTables } from './sqlite-support.ts';
-import type { AttestationRefusalRecord, AttestationStore, ReferenceValueBundleRecord } from './store.ts';
+import type {
+  AttestationRefusalRecord,
+  AttestationSessionRecord,
+  AttestationStore,
+  ReferenceValueBundleRecord,
+  TakenSession,
+} from './store.ts';
 
 function bundleOf(r: Row): ReferenceValueBundleRecord {
   return {
@@ -76,5 +82,67 @@ export class SqliteAttestationStore extends SqliteTables implements AttestationS
       column: 'job_id',
       value: options.jobId,
     }).map(refusalOf);
+  }
+
+  async openSession(r: AttestationSessionRecord, maxOpen: number): Promise<void> {
+    this.run('DELETE FROM attestation_sessions WHERE expires_at < ?', Date.now() - 60_000);
+    // Past the bound, the oldest unanswered challenges go first.
+    this.run(
+      `DELETE FROM attestation_sessions WHERE id IN (
+         SELECT id FROM attestation_sessions WHERE spent_at IS NULL
+         ORDER BY expires_at DESC, id LIMIT -1 OFFSET ?)`,
+      Math.max(0, maxOpen - 1),
+    );
+    this.run(
+      'INSERT INTO attestation_sessions (id, job_id, state, expires_at, created_at) VALUES (?, ?, ?, ?, ?)',
+      r.id,
+      r.jobId ?? null,
+      r.state,
+      r.expiresAt,
+      r.createdAt,
+    );
+  }
+
+  async takeSession(id: string): Promise<TakenSession> {
+    // One statement: of two callers handed the same answer, one spends the session.
+    const r = this.row(
+      'UPDATE attestation_sessions SET spent_at = ? WHERE id = ? AND spent_at IS NULL RETURNING *',
+      new Date().toISOString(),
+      id,
+    );
+    if (r !== undefined)
+      return {
+        status: 'taken',
+        session: {
+          id: String(r.id),
+          ...(r.job_id === null || r.job_id === undefined ? {} : { jobId: String(r.job_id) }),
+          state: String(r.state),
+          expiresAt: Number(r.expires_at),
+          createdAt: String(r.created_at),
+        },
+      };
+    return this.row('SELECT 1 FROM attestation_sessions WHERE id = ?', id) === undefined
+      ? { status: 'unknown' }
+      : { status: 'spent' };
+  }
+
+  async akCounters(akName: string): Promise<{ resetCount: number; restartCount: number } | undefined> {
+    const r = this.row('SELECT reset_count, restart_count FROM ak_counters WHERE ak_name = ?', akName);
+    return r === undefined
+      ? undefined
+      : { resetCount: Number(r.reset_count), restartCount: Number(r.restart_count) };
+  }
+
+  async putAkCounters(akName: string, c: { resetCount: number; restartCount: number }): Promise<void> {
+    this.run(
+      `INSERT INTO ak_counters (ak_name, reset_count, restart_count, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (ak_name) DO UPDATE SET reset_count = excluded.reset_count,
+         restart_count = excluded.restart_count, updated_at = excluded.updated_at
+       WHERE (excluded.reset_count, excluded.restart_count) > (ak_counters.reset_count, ak_counters.restart_count)`,
+      akName,
+      c.resetCount,
+      c.restartCount,
+      new Date().toISOString(),
+    );
   }
 }

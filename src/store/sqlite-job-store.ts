@@ -1,6 +1,6 @@
 import { GatehouseError } from '../common/errors.ts';
 import { type Row, SqliteTables } from './sqlite-support.ts';
-import type { JobRecord, JobStore } from './store.ts';
+import { type JobRecord, type JobStore, nextUpdatedAt } from './store.ts';
 
 function parseJob(r: Row): JobRecord {
   const job: JobRecord = {
@@ -47,19 +47,32 @@ export class SqliteJobStore extends SqliteTables implements JobStore {
   async update(
     id: string,
     change: Partial<Pick<JobRecord, 'state' | 'steps' | 'result' | 'runnerKey'>>,
+    options: { expect?: Pick<JobRecord, 'state' | 'updatedAt'> } = {},
   ): Promise<JobRecord> {
-    const existing = await this.get(id);
-    if (existing === undefined) throw new GatehouseError('NOT_FOUND', `no job ${id}`);
-    const next: JobRecord = { ...existing, ...change, updatedAt: new Date().toISOString() };
-    this.run(
-      'UPDATE jobs SET state = ?, steps = ?, result = ?, runner_key = ?, updated_at = ? WHERE id = ?',
+    // Read and write with no await between them: nothing in this process interleaves.
+    const r = this.row('SELECT * FROM jobs WHERE id = ?', id);
+    if (r === undefined) throw new GatehouseError('NOT_FOUND', `no job ${id}`);
+    const existing = parseJob(r);
+    const { expect } = options;
+    if (expect !== undefined && (existing.state !== expect.state || existing.updatedAt !== expect.updatedAt))
+      throw new GatehouseError(
+        'CONFLICT',
+        `job ${id} changed meanwhile (now ${existing.state}, updated ${existing.updatedAt})`,
+      );
+    const next: JobRecord = { ...existing, ...change, updatedAt: nextUpdatedAt(existing.updatedAt) };
+    // The write names the version read: one another process wrote meanwhile makes it change nothing.
+    const changed = this.run(
+      'UPDATE jobs SET state = ?, steps = ?, result = ?, runner_key = ?, updated_at = ? WHERE id = ? AND updated_at = ?',
       next.state,
       JSON.stringify(next.steps),
       next.result === undefined ? null : JSON.stringify(next.result),
       next.runnerKey ?? null,
       next.updatedAt,
       id,
+      existing.updatedAt,
     );
+    if (changed !== 1)
+      throw new GatehouseError('CONFLICT', `job ${id} was changed by another process meanwhile`);
     return next;
   }
 

@@ -9,6 +9,7 @@ import type { LogEntryRecord, LogNodeRecord, LogStore, NewLogEntryRecord } from 
  */
 export class SqliteLogStore extends SqliteTables implements LogStore {
   readonly #immediate: Immediate;
+  #sequencing: Promise<unknown> = Promise.resolve();
   // Prepared once: appends and proofs run these on every approval.
   readonly #q: Record<'insert' | 'leaf' | 'node' | 'insertNode' | 'size', StatementSync>;
 
@@ -49,6 +50,13 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
       this.#insertNodes(nodes);
       return indices;
     });
+  }
+
+  async sequence<T>(fn: () => Promise<T>): Promise<T> {
+    // One sequencer per process; another process writing the same file meets append's size check.
+    const next = this.#sequencing.then(fn, fn);
+    this.#sequencing = next.catch(() => undefined);
+    return next;
   }
 
   async addNodes(nodes: readonly LogNodeRecord[]): Promise<void> {

@@ -84,10 +84,16 @@ export interface VulnRecord {
 export interface JobStore {
   create(job: JobRecord): Promise<void>;
   get(id: string): Promise<JobRecord | undefined>;
-  /** Replace the mutable fields of an existing job. Throws NOT_FOUND. */
+  /**
+   * Replace the mutable fields of an existing job; its `updatedAt` moves forward (never to a
+   * value it had). With `expect`, only if the job is still in that state and was last changed at
+   * that time: CONFLICT, writing nothing, when another writer (another instance) changed it since.
+   * Throws NOT_FOUND.
+   */
   update(
     id: string,
     change: Partial<Pick<JobRecord, 'state' | 'steps' | 'result' | 'runnerKey'>>,
+    options?: { expect?: Pick<JobRecord, 'state' | 'updatedAt'> },
   ): Promise<JobRecord>;
   /**
    * Claim an unclaimed job for a host, atomically. Throws NOT_FOUND, CONFLICT (another host
@@ -160,6 +166,15 @@ export interface LogStore {
   addNodes(nodes: readonly LogNodeRecord[]): Promise<void>;
   /** Number of interior nodes stored. */
   nodeCount(): Promise<number>;
+  /**
+   * Run `fn` as the log's one sequencer: while it runs no other caller of `sequence`, in this
+   * process or (PostgreSQL) in any instance sharing the database, appends, so that the size it
+   * reads is the size it appends at. PostgreSQL holds an advisory lock in a transaction that
+   * `fn`'s reads and writes join; a holder that stalls loses the lock with its session, and its
+   * uncommitted append with it (fencing). SQLite serialises the callers of this process; a second
+   * process writing the same file is caught by `append`'s size check.
+   */
+  sequence<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 export interface VulnStore {
@@ -186,6 +201,12 @@ export interface TokenStore {
   /** Mark a token id revoked until `expiresAt` (after which it is dead anyway). */
   revoke(jti: string, expiresAt: number): Promise<void>;
   isRevoked(jti: string): Promise<boolean>;
+  /**
+   * Record a single-use id (a submission proof's jti) until `expiresAt`: true the first time,
+   * false when it was already recorded, by this or any other instance. One atomic statement, so
+   * two instances handed the same proof at once cannot both accept it.
+   */
+  useOnce(jti: string, expiresAt: number): Promise<boolean>;
 }
 
 /** A protected ref pattern of a repository and what it demands (rule: SourceRequirements JSON). */
@@ -398,7 +419,32 @@ export interface AttestationRefusalRecord {
   createdAt: string;
 }
 
-/** Attestation authority state: reference-value bundles and the refusal audit trail. */
+/**
+ * A challenge the attestation authority issued on the TPM path, answered once (migration 13). It
+ * lives in the store, so that the instance that checks the answer need not be the one that issued
+ * the challenge.
+ */
+export interface AttestationSessionRecord {
+  id: string;
+  /** The job the runner attests for, when it named one. */
+  jobId?: string;
+  /**
+   * JSON of what the answer is checked against (EK certificate, AK, runner key, nonce, and the
+   * SHA-256 of the credential's secret: never the secret itself).
+   */
+  state: string;
+  /** Milliseconds since the epoch after which an answer is refused. */
+  expiresAt: number;
+  createdAt: string;
+}
+
+/** What taking a session found: it, the first time; `spent` for a replay; `unknown` otherwise. */
+export type TakenSession =
+  | { status: 'taken'; session: AttestationSessionRecord }
+  | { status: 'spent' }
+  | { status: 'unknown' };
+
+/** Attestation authority state: reference-value bundles, the refusal audit trail, open challenges. */
 export interface AttestationStore {
   /** Publish the next bundle; throws CONFLICT if `version` is not the next one. */
   publishReferenceValues(record: ReferenceValueBundleRecord): Promise<void>;
@@ -409,6 +455,20 @@ export interface AttestationStore {
   addRefusal(record: AttestationRefusalRecord): Promise<void>;
   /** Refusals, newest first. */
   listRefusals(options?: { limit?: number; jobId?: string }): Promise<AttestationRefusalRecord[]>;
+  /**
+   * Keep an issued challenge. Sessions expired over a minute ago are forgotten; past `maxOpen`
+   * unanswered ones, the oldest are dropped.
+   */
+  openSession(record: AttestationSessionRecord, maxOpen: number): Promise<void>;
+  /**
+   * Spend a session, atomically: the first caller, in any instance, gets it; every later one
+   * learns that it was spent (a replay), until it is forgotten.
+   */
+  takeSession(id: string): Promise<TakenSession>;
+  /** The highest TPM reset and restart counts accepted for an AK (hex name). */
+  akCounters(akName: string): Promise<{ resetCount: number; restartCount: number } | undefined>;
+  /** Raise the counts kept for an AK; counts lower than those kept leave them as they are. */
+  putAkCounters(akName: string, counters: { resetCount: number; restartCount: number }): Promise<void>;
 }
 
 /**
@@ -461,4 +521,14 @@ export interface Store {
   /** Copy the whole store, consistently, to `path` while it stays in use. */
   backupTo(path: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * The time a job's change is recorded at: now, or just after the previous change when the clock
+ * has not moved past it, so that `updatedAt` names one version of the job.
+ */
+export function nextUpdatedAt(previous: string): string {
+  const now = Date.now();
+  const last = Date.parse(previous);
+  return new Date(Number.isFinite(last) && last >= now ? last + 1 : now).toISOString();
 }
