@@ -35,7 +35,12 @@ import {
   TOKEN_AUDIENCE,
   verifyAttestationToken,
 } from './token.ts';
-import { type AkCounterStore, type Challenge, TpmEvidenceVerifier } from './tpm-verifier.ts';
+import {
+  type AkCounterStore,
+  type AttestationSessions,
+  type Challenge,
+  TpmEvidenceVerifier,
+} from './tpm-verifier.ts';
 
 export type { ReferenceValues } from './baseline.ts';
 
@@ -70,6 +75,11 @@ export interface AttestationAuthorityOptions {
   readonly trustedEkCas?: () => readonly X509Certificate[];
   /** Where the last TPM reset/restart counts of each AK are kept. */
   readonly akCounters?: AkCounterStore;
+  /**
+   * Where TPM challenges wait for their answer: the store, so that every instance may check an
+   * answer to a challenge another issued (default: this process only).
+   */
+  readonly sessions?: AttestationSessions;
   /** Checks a CI platform's OIDC token; returns the ci submod's claims, or throws. */
   readonly verifyCiToken?: (token: string) => Promise<Record<string, unknown>>;
   /**
@@ -232,6 +242,7 @@ export class AttestationAuthority {
     this.#tpm = new TpmEvidenceVerifier({
       trustedEkCas: options.trustedEkCas ?? (() => []),
       ...(options.akCounters === undefined ? {} : { counters: options.akCounters }),
+      ...(options.sessions === undefined ? {} : { sessions: options.sessions }),
       ...(options.now === undefined ? {} : { now: options.now }),
     });
     this.#verifyCi = options.verifyCiToken;

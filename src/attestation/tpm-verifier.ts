@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual, type X509Certificate } from '
 import { calculateJwkThumbprint } from 'jose';
 import { z } from 'zod';
 import { isGatehouseError } from '../common/errors.ts';
+import type { AttestationSessionRecord, TakenSession } from '../store/store.ts';
 import { makeCredential } from '../tpm/credential.ts';
 import {
   EkCertificateError,
@@ -68,9 +69,56 @@ interface Session {
   readonly runnerJwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
   readonly jkt: string;
   readonly nonce: Buffer;
-  readonly secret: Buffer;
+  /** SHA-256 of the credential's secret: the secret itself is never kept. */
+  readonly secretSha256: Buffer;
   readonly expiresAt: number;
   readonly jobId: string | undefined;
+}
+
+/** What a session keeps in the store, as JSON: enough to check the answer, no secret. */
+const sessionStateSchema = z.strictObject({
+  ekCert: z.string(),
+  akPublic: z.string(),
+  runnerJwk: z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url43, y: b64url43 }),
+  nonce: z.string(),
+  secretSha256: hex64,
+  issuedAt: z.number().int(),
+});
+
+/**
+ * Where issued challenges wait for their answer: the store (`AttestationStore`), so that any
+ * instance may check an answer to a challenge another issued, or {@link MemoryAttestationSessions}.
+ */
+export interface AttestationSessions {
+  openSession(record: AttestationSessionRecord, maxOpen: number): Promise<void>;
+  takeSession(id: string): Promise<TakenSession>;
+}
+
+/** Sessions held in this process only (one instance, tests). */
+export class MemoryAttestationSessions implements AttestationSessions {
+  readonly #open = new Map<string, AttestationSessionRecord>();
+  /** Spent sessions until they are forgotten, to tell a replay from an unknown session. */
+  readonly #spent = new Map<string, number>();
+
+  async openSession(record: AttestationSessionRecord, maxOpen: number): Promise<void> {
+    const forget = Date.now() - 60_000;
+    for (const [id, s] of this.#open) if (s.expiresAt < forget) this.#open.delete(id);
+    for (const [id, exp] of this.#spent) if (exp < forget) this.#spent.delete(id);
+    while (this.#open.size >= maxOpen) {
+      const first = this.#open.keys().next().value;
+      if (first === undefined) break;
+      this.#open.delete(first);
+    }
+    this.#open.set(record.id, { ...record });
+  }
+
+  async takeSession(id: string): Promise<TakenSession> {
+    const session = this.#open.get(id);
+    if (session === undefined) return this.#spent.has(id) ? { status: 'spent' } : { status: 'unknown' };
+    this.#open.delete(id);
+    this.#spent.set(id, session.expiresAt);
+    return { status: 'taken', session };
+  }
 }
 
 /** The last TPM clock counters seen for an AK, so that they never go backwards. */
@@ -116,12 +164,11 @@ function issuesOf(e: z.ZodError): CheckFailure[] {
 /**
  * The TPM half of the attestation authority: issues challenges (nonce + MakeCredential to the
  * EK for the AK) and verifies the answers (credential activation, the quote, the event log
- * replay, counters). Challenges live in this process for at most a minute and are single-use.
+ * replay, counters). Challenges live for a minute, are single-use, and are kept where
+ * `sessions` says: the store, so that any instance may check the answer.
  */
 export class TpmEvidenceVerifier {
-  readonly #sessions = new Map<string, Session>();
-  /** Consumed or expired session ids until their expiry, to tell a replay from an unknown session. */
-  readonly #spent = new Map<string, number>();
+  readonly #sessions: AttestationSessions;
   readonly #trusted: () => readonly X509Certificate[];
   readonly #counters: AkCounterStore;
   readonly #now: () => Date;
@@ -129,23 +176,73 @@ export class TpmEvidenceVerifier {
   constructor(options: {
     trustedEkCas: () => readonly X509Certificate[];
     counters?: AkCounterStore;
+    /** Where challenges wait for their answer (default: this process only). */
+    sessions?: AttestationSessions;
     now?: () => Date;
   }) {
     this.#trusted = options.trustedEkCas;
     this.#counters = options.counters ?? new MemoryAkCounterStore();
+    this.#sessions = options.sessions ?? new MemoryAttestationSessions();
     this.#now = options.now ?? (() => new Date());
   }
 
-  #sweep(nowMs: number): void {
-    for (const [id, s] of this.#sessions) {
-      if (s.expiresAt <= nowMs - 60_000) this.#sessions.delete(id);
+  /**
+   * The session an answer names, spent now whatever the outcome, rebuilt from what the store
+   * kept: the AK parsed again, the EK certificate verified again (against the CAs trusted now, at
+   * the time the challenge was issued).
+   * @throws EvidenceRejectedError for an unknown, replayed or unusable session
+   */
+  async #take(id: string): Promise<Session> {
+    const taken = await this.#sessions.takeSession(id);
+    if (taken.status !== 'taken')
+      throw new EvidenceRejectedError(
+        [
+          taken.status === 'spent'
+            ? {
+                check: CHECKS.nonceReplayed,
+                message: 'this challenge was already answered: a nonce is single-use',
+              }
+            : {
+                check: CHECKS.sessionUnknown,
+                message: 'no such attestation session (never issued, or forgotten)',
+              },
+        ],
+        'attestation evidence',
+      );
+    const unusable = (message: string) =>
+      new EvidenceRejectedError([{ check: CHECKS.sessionUnknown, message }], 'attestation evidence');
+    let state: z.infer<typeof sessionStateSchema>;
+    try {
+      state = sessionStateSchema.parse(JSON.parse(taken.session.state));
+    } catch {
+      throw unusable('the attestation session kept in the store is unreadable');
     }
-    for (const [id, exp] of this.#spent) if (exp <= nowMs - 60_000) this.#spent.delete(id);
-    while (this.#sessions.size >= MAX_SESSIONS) {
-      const first = this.#sessions.keys().next().value;
-      if (first === undefined) break;
-      this.#sessions.delete(first);
+    let ek: VerifiedEkCertificate;
+    let ak: TpmtPublic;
+    try {
+      ek = verifyEkCertificate(
+        Buffer.from(state.ekCert, 'base64'),
+        this.#trusted(),
+        new Date(state.issuedAt),
+      );
+      ak = parseTpm2bPublic(Buffer.from(state.akPublic, 'base64'), 'ak_public');
+    } catch (e) {
+      throw new EvidenceRejectedError(
+        [{ check: CHECKS.ekCertUntrusted, message: isGatehouseError(e) ? e.message : 'unusable EK or AK' }],
+        'attestation evidence',
+      );
     }
+    return {
+      ak,
+      akName: objectName(ak),
+      ek,
+      runnerJwk: state.runnerJwk,
+      jkt: await calculateJwkThumbprint(state.runnerJwk, 'sha256'),
+      nonce: Buffer.from(state.nonce, 'base64'),
+      secretSha256: Buffer.from(state.secretSha256, 'hex'),
+      expiresAt: taken.session.expiresAt,
+      jobId: taken.session.jobId,
+    };
   }
 
   /**
@@ -180,7 +277,6 @@ export class TpmEvidenceVerifier {
     if (failures.length > 0 || ek === undefined || ak === undefined)
       throw new EvidenceRejectedError(failures, 'attestation challenge');
     const runnerJwk = { kty: 'EC' as const, crv: 'P-256' as const, x: req.runner_key.x, y: req.runner_key.y };
-    const jkt = await calculateJwkThumbprint(runnerJwk, 'sha256');
     const nonce = randomBytes(32);
     const secret = randomBytes(32);
     const akName = objectName(ak);
@@ -194,20 +290,26 @@ export class TpmEvidenceVerifier {
       );
     }
     const nowMs = now.getTime();
-    this.#sweep(nowMs);
     const session = randomBytes(18).toString('base64url');
     const expiresAt = nowMs + CHALLENGE_TTL_SECONDS * 1000;
-    this.#sessions.set(session, {
-      ak,
-      akName,
-      ek,
+    const state: z.infer<typeof sessionStateSchema> = {
+      ekCert: req.ek_cert,
+      akPublic: req.ak_public,
       runnerJwk,
-      jkt,
-      nonce,
-      secret,
-      expiresAt,
-      jobId: req.job_id,
-    });
+      nonce: nonce.toString('base64'),
+      secretSha256: createHash('sha256').update(secret).digest('hex'),
+      issuedAt: nowMs,
+    };
+    await this.#sessions.openSession(
+      {
+        id: session,
+        ...(req.job_id === undefined ? {} : { jobId: req.job_id }),
+        state: JSON.stringify(state),
+        expiresAt,
+        createdAt: now.toISOString(),
+      },
+      MAX_SESSIONS,
+    );
     return {
       session,
       nonce: nonce.toString('base64'),
@@ -229,27 +331,8 @@ export class TpmEvidenceVerifier {
     if (!parsed.success) throw new EvidenceRejectedError(issuesOf(parsed.error), 'attestation evidence');
     const req = parsed.data;
     const nowMs = this.#now().getTime();
-    const session = this.#sessions.get(req.session);
-    if (session === undefined) {
-      const replay = this.#spent.has(req.session);
-      throw new EvidenceRejectedError(
-        [
-          replay
-            ? {
-                check: CHECKS.nonceReplayed,
-                message: 'this challenge was already answered: a nonce is single-use',
-              }
-            : {
-                check: CHECKS.sessionUnknown,
-                message: 'no such attestation session (never issued, or forgotten)',
-              },
-        ],
-        'attestation evidence',
-      );
-    }
-    // Single use: spend the session before anything else, whatever the outcome.
-    this.#sessions.delete(req.session);
-    this.#spent.set(req.session, session.expiresAt);
+    // Single use: the session is spent before anything else, whatever the outcome.
+    const session = await this.#take(req.session);
     if (nowMs > session.expiresAt) {
       throw new EvidenceRejectedError(
         [
@@ -262,8 +345,8 @@ export class TpmEvidenceVerifier {
       );
     }
     const failures: CheckFailure[] = [];
-    const secret = Buffer.from(req.secret, 'base64');
-    if (secret.length !== session.secret.length || !timingSafeEqual(secret, session.secret)) {
+    const secret = createHash('sha256').update(Buffer.from(req.secret, 'base64')).digest();
+    if (!timingSafeEqual(secret, session.secretSha256)) {
       failures.push({
         check: CHECKS.credentialMismatch,
         message: 'the activated credential is wrong: the AK and the EK are not in the same TPM',

@@ -27,7 +27,9 @@ const USAGE = `usage: gatehouse <command> [options]   (every command takes --hom
 
   init                          create the home: config, keys, CA, log, database
   demo                          run the bundled examples end to end in a temporary home
-  server [--listen HOST:PORT]   run the control plane (default 127.0.0.1:8700)
+  server [--listen HOST:PORT] [--store postgres://USER@HOST/DB]
+                                run the control plane (default 127.0.0.1:8700); several
+                                instances share one PostgreSQL store
   run DIR [--project NAME] [--commit SHA] [--server URL | --registry URL] [--out DIR] [--json]
                                 one job in an ephemeral runner, gated
   verify ARTIFACT --bundle F [--trusted-root F] [--identity I --issuer U] [--json]

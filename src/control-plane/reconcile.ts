@@ -7,6 +7,7 @@
  * consulted, never written, so a decision is promoted at most once.
  */
 
+import { isGatehouseError } from '../common/errors.ts';
 import type { OutputStaging } from '../gate/staging.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { ArtifactRegistry } from '../registry/registry.ts';
@@ -58,11 +59,23 @@ export class Reconciler {
     const report: ReconcileReport = { completed: [], failed: [], expired: [] };
     for (const job of await this.#o.store.jobs.listUnfinished()) {
       const idle = (now.getTime() - Date.parse(job.updatedAt)) / 1000;
+      const due =
+        job.state === 'submitted'
+          ? idle >= this.#o.submittedGraceSeconds
+          : idle >= this.#o.jobDeadlineSeconds;
+      if (!due) continue;
       try {
-        if (job.state === 'submitted' && idle >= this.#o.submittedGraceSeconds)
-          await this.#settle(job, report);
-        else if (job.state !== 'submitted' && idle >= this.#o.jobDeadlineSeconds)
-          await this.#end(job, `expired: no word from its runner for ${Math.round(idle)} s`, report.expired);
+        // Take the job first, from the version listed: of several instances reconciling at once
+        // (or the job's own runner coming back), one goes on; the others leave it.
+        const taken = await this.#take(job);
+        if (taken === undefined) continue;
+        if (taken.state === 'submitted') await this.#settle(taken, report);
+        else
+          await this.#end(
+            taken,
+            `expired: no word from its runner for ${Math.round(idle)} s`,
+            report.expired,
+          );
       } catch (e) {
         // The job moved on meanwhile (its runner or another pass finished it), or the store
         // failed: the next pass looks again.
@@ -70,6 +83,16 @@ export class Reconciler {
       }
     }
     return report;
+  }
+
+  /** The job, taken for this pass; undefined when another writer changed it since it was listed. */
+  async #take(job: JobRecord): Promise<JobRecord | undefined> {
+    try {
+      return await this.#o.store.jobs.update(job.id, {}, { expect: job });
+    } catch (e) {
+      if (isGatehouseError(e, 'CONFLICT')) return undefined;
+      throw e;
+    }
   }
 
   /** A submitted job: its placed decision is completed; anything short of that fails, logged. */

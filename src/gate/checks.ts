@@ -25,11 +25,11 @@ export async function checkProofFresh(submission: Submission, tokens: TokenStore
       `the submission proof is stale: signed at ${new Date(iat * 1000).toISOString()}, accepted for ${PROOF_MAX_AGE_SECONDS} s`,
     );
   }
-  const id = `proof:${jti}`;
-  if (await tokens.isRevoked(id)) {
+  // One atomic use: of two instances handed the same proof at once, one accepts it.
+  const first = await tokens.useOnce(`proof:${jti}`, iat + PROOF_MAX_AGE_SECONDS + PROOF_CLOCK_SKEW_SECONDS);
+  if (!first) {
     throw new GatehouseError('PROOF_OF_POSSESSION_FAILED', 'the submission proof was already used');
   }
-  await tokens.revoke(id, iat + PROOF_MAX_AGE_SECONDS + PROOF_CLOCK_SKEW_SECONDS);
 }
 
 /**

@@ -11,8 +11,21 @@ import { sourceConfigSchema } from '../source/config.ts';
  */
 const storeConfig = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sqlite'), path: z.string().min(1) }).strict(),
-  z.object({ kind: z.literal('postgres'), url: z.string().min(1) }).strict(),
+  z
+    .object({
+      kind: z.literal('postgres'),
+      /** `postgres://USER@HOST[:PORT]/DATABASE[?sslmode=…&sslrootcert=…]`, never with a password. */
+      url: z.string().min(1),
+      /** The role's password, in a file of mode 0600 (relative to the home); else PGPASSWORD, or none. */
+      passwordFile: z.string().min(1).optional(),
+      /** Connections in this instance's pool (default 10). */
+      maxConnections: z.number().int().min(1).max(1000).optional(),
+    })
+    .strict(),
 ]);
+
+/** Where the store is: the embedded SQLite file, or a PostgreSQL database that instances share. */
+export type StoreConfig = z.infer<typeof storeConfig>;
 
 /** Registry credentials: the password lives in a file (relative to the home), never in config.json. */
 const registryAuth = z.discriminatedUnion('kind', [

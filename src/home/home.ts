@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
@@ -38,6 +38,7 @@ import { signRevocationList } from '../signing/revocation-list.ts';
 import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
+import { PostgresStore } from '../store/postgres-store.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
@@ -45,7 +46,7 @@ import { VtpmPool } from '../tpm/swtpm.ts';
 import { GateRelease } from '../triage/release.ts';
 import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
 import { type BackupManifest, backupHome } from './backup.ts';
-import { type Config, defaultConfig, loadConfig } from './config.ts';
+import { type Config, defaultConfig, loadConfig, type StoreConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
 import { checkDatabaseFile, LogAnchor, readLogAnchor } from './log-anchor.ts';
 import { currentRevocations, mirrorRevocations } from './revocations-file.ts';
@@ -223,9 +224,7 @@ async function openStore(root: string, config: Config): Promise<Store> {
       return store;
     }
     case 'postgres':
-      throw new GatehouseError('BAD_CONFIG', 'the postgres store is not available in this version', {
-        where: 'config.json store.kind',
-      });
+      return openPostgresStore(root, config.store);
   }
 }
 
@@ -242,6 +241,52 @@ async function startNewLog(root: string, config: Config): Promise<string[]> {
   return [
     `a new log (the log key rotated; the old anchor kept as log-anchor.json.${anchor.logId.slice(0, 16)}.retired)`,
   ];
+}
+
+/**
+ * Open the PostgreSQL database that several instances share (src/store/postgres-store.ts), with
+ * the password from the file the config names, which must be readable by its owner alone.
+ * @throws GatehouseError BAD_CONFIG, STORE_ERROR, MIGRATION_FAILED, STORE_DAMAGED
+ */
+async function openPostgresStore(root: string, config: StoreConfig & { kind: 'postgres' }): Promise<Store> {
+  let password: string | undefined;
+  if (config.passwordFile !== undefined) {
+    const path = resolve(root, config.passwordFile);
+    const info = await stat(path).catch((e: unknown) => {
+      throw new GatehouseError(
+        'BAD_CONFIG',
+        `cannot read the database password file: ${(e as Error).message}`,
+        {
+          where: 'config.json store.passwordFile',
+          cause: e,
+        },
+      );
+    });
+    if ((info.mode & 0o077) !== 0)
+      throw new GatehouseError(
+        'BAD_CONFIG',
+        `the database password file ${path} is readable by others: chmod 600 it`,
+        {
+          where: 'config.json store.passwordFile',
+        },
+      );
+    password = (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
+  }
+  const store = await PostgresStore.open({
+    url: config.url,
+    ...(password === undefined ? {} : { password }),
+    ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
+  });
+  const problems = await store.integrityCheck();
+  if (problems.length > 0) {
+    await store.close();
+    throw new GatehouseError(
+      'STORE_DAMAGED',
+      `the database fails its integrity check (${problems.slice(0, 3).join('; ')}): restore it from a PostgreSQL backup`,
+      { where: store.where },
+    );
+  }
+  return store;
 }
 
 /** Everything wired together for one home. */
@@ -279,7 +324,11 @@ export interface OpenHome {
  */
 export async function openHome(
   root: string,
-  options: { registry?: ArtifactRegistry } = {},
+  options: {
+    registry?: ArtifactRegistry;
+    /** A store in place of the config's (`gatehouse server --store postgres://…`). */
+    store?: StoreConfig;
+  } = {},
 ): Promise<OpenHome> {
   const p = homePaths(root);
   if (!existsSync(p.config)) {
@@ -288,7 +337,7 @@ export async function openHome(
       `no gatehouse home at ${root}: run \`gatehouse init\` first`,
     );
   }
-  const config = loadConfig(p.config);
+  const config = withStore(loadConfig(p.config), options.store);
   const apiToken = (await readText(p.apiToken)).trim();
   const keys = await openHomeKeys(root, p.keys, config.keys);
   const { ca, logSigner, attestationKey } = keys;
@@ -335,6 +384,12 @@ export async function openHome(
     tokenTtlSeconds: config.tokenTtlSeconds,
     tokens: store.tokens,
     trustedEkCas: trustedEkCasLoader(root),
+    // Challenges and AK counters in the store: any instance checks an answer another challenged.
+    sessions: store.attestation,
+    akCounters: {
+      get: (akName) => store.attestation.akCounters(akName),
+      put: (akName, counters) => store.attestation.putAkCounters(akName, counters),
+    },
   });
   // `gatehouse run --registry URL` hands in its own; otherwise the config's (see registry-config.ts).
   const registry = options.registry ?? registryFromConfig(config.registry, root);
@@ -546,6 +601,27 @@ async function readText(path: string): Promise<string> {
       cause: e,
     });
   }
+}
+
+/**
+ * The config with its store replaced, when one is given: `--store postgres://…` keeps the
+ * config's password file and pool size when the config names PostgreSQL too.
+ */
+function withStore(config: Config, store: StoreConfig | undefined): Config {
+  if (store === undefined) return config;
+  const merged: StoreConfig =
+    store.kind === 'postgres' && config.store.kind === 'postgres'
+      ? {
+          ...store,
+          ...(store.passwordFile === undefined && config.store.passwordFile !== undefined
+            ? { passwordFile: config.store.passwordFile }
+            : {}),
+          ...(store.maxConnections === undefined && config.store.maxConnections !== undefined
+            ? { maxConnections: config.store.maxConnections }
+            : {}),
+        }
+      : store;
+  return Object.freeze({ ...config, store: Object.freeze(merged) });
 }
 
 /** The canonical digest of a JSON value, for reference-value files and tests. */

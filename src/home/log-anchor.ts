@@ -145,6 +145,10 @@ export class LogAnchor {
 
   async #write(log: TransparencyLog): Promise<void> {
     const { treeSize, rootHash } = await log.rootHash();
+    // Instances sharing one database (and perhaps one home) each move the anchor: it only moves
+    // forward, never back to a smaller tree another writer has passed.
+    const held = await readLogAnchor(this.#path).catch(() => undefined);
+    if (held !== undefined && held.logId === log.logId && held.treeSize > treeSize) return;
     const record: LogAnchorRecord = {
       version: 1,
       origin: log.origin,

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { GatehouseError } from '../common/errors.ts';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { JobRecord, JobState, JobStep, Store } from '../store/store.ts';
 import { assertTransition } from './job-state.ts';
 
@@ -53,7 +53,8 @@ export class Orchestrator {
     if (job.runnerKey === thumbprint) return job;
     if (job.runnerKey !== undefined)
       throw new GatehouseError('CONFLICT', `job ${jobId} is bound to another runner key`);
-    return this.#store.jobs.update(jobId, { runnerKey: thumbprint });
+    // From the version read: of two attestations binding different keys at once, one wins.
+    return this.#store.jobs.update(jobId, { runnerKey: thumbprint }, { expect: job });
   }
 
   /** @throws GatehouseError NOT_FOUND */
@@ -72,22 +73,45 @@ export class Orchestrator {
     to: JobState,
     change: { steps?: JobStep[]; result?: Record<string, unknown> } = {},
   ): Promise<JobRecord> {
-    const job = await this.get(jobId);
-    assertTransition(jobId, job.state, to);
-    const update: Partial<Pick<JobRecord, 'state' | 'steps' | 'result'>> = {
-      state: to,
-      steps: mergeSteps(job.steps, change.steps ?? []),
-    };
-    if (change.result !== undefined) update.result = { ...job.result, ...change.result };
-    return this.#store.jobs.update(jobId, update);
+    return this.#change(jobId, (job) => {
+      assertTransition(jobId, job.state, to);
+      const update: Partial<Pick<JobRecord, 'state' | 'steps' | 'result'>> = {
+        state: to,
+        steps: mergeSteps(job.steps, change.steps ?? []),
+      };
+      if (change.result !== undefined) update.result = { ...job.result, ...change.result };
+      return update;
+    });
   }
 
   /** Record steps without changing state (e.g. destroy and revoke, after the decision). */
   async recordSteps(jobId: string, steps: JobStep[]): Promise<JobRecord> {
-    const job = await this.get(jobId);
-    return this.#store.jobs.update(jobId, { steps: mergeSteps(job.steps, steps) });
+    return this.#change(jobId, (job) => ({ steps: mergeSteps(job.steps, steps) }));
+  }
+
+  /**
+   * Change a job from the version read: when another writer (another instance, the reconciler)
+   * changed it meanwhile, read it again and decide again, so that no change is lost and no
+   * transition is made from a state the job has left.
+   */
+  async #change(
+    jobId: string,
+    decide: (job: JobRecord) => Partial<Pick<JobRecord, 'state' | 'steps' | 'result'>>,
+  ): Promise<JobRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const job = await this.get(jobId);
+      const update = decide(job);
+      try {
+        return await this.#store.jobs.update(jobId, update, { expect: job });
+      } catch (e) {
+        if (!isGatehouseError(e, 'CONFLICT') || attempt >= CHANGE_ATTEMPTS) throw e;
+      }
+    }
   }
 }
+
+/** How often a job change is decided again after losing a race with another writer. */
+const CHANGE_ATTEMPTS = 5;
 
 /** Steps are keyed by name: a step reported again replaces the earlier report. */
 function mergeSteps(existing: JobStep[], added: JobStep[]): JobStep[] {

@@ -29,6 +29,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
     triageCases(store);
     heldBuildAndReferenceValueCases(store);
     refusalCases(store);
+    securityActCases(store);
+    sharedStateCases(store);
   });
 }
 
@@ -517,5 +519,152 @@ function refusalCases(store: Store): void {
       (await store.attestation.listRefusals({ jobId: 'job-1' })).map((r) => r.id),
       ['r2'],
     );
+  });
+}
+
+/** The security role's acts: exactly-next versions, the latest of each name, history. */
+function securityActCases(store: Store): void {
+  it('records security acts only as the next version of their name', async () => {
+    const act = (name: string, version: number) => ({
+      kind: 'project',
+      name,
+      version,
+      content: `{"v":${version}}`,
+      signature: 'c2ln',
+      keyId: 'k',
+      createdAt: new Date().toISOString(),
+    });
+    await assert.rejects(store.acts.append(act('a', 2)), (e) => isGatehouseError(e, 'CONFLICT'));
+    await store.acts.append(act('a', 1));
+    await store.acts.append(act('a', 2));
+    await store.acts.append(act('b', 1));
+    await assert.rejects(store.acts.append({ ...act('a', 2), content: '{}' }), (e) =>
+      isGatehouseError(e, 'CONFLICT'),
+    );
+    assert.equal((await store.acts.latest('project', 'a'))?.content, '{"v":2}');
+    assert.equal(await store.acts.latest('host', 'a'), undefined);
+    assert.deepEqual(
+      (await store.acts.listLatest('project')).map((a) => `${a.name}@${a.version}`),
+      ['a@2', 'b@1'],
+    );
+    assert.deepEqual(
+      (await store.acts.history('project', 'a')).map((a) => a.version),
+      [2, 1],
+    );
+  });
+}
+
+/** What several instances share: single-use ids, job versions, challenges, AK counters, the sequencer. */
+function sharedStateCases(store: Store): void {
+  it('accepts a single-use id once', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 300;
+    assert.equal(await store.tokens.useOnce('proof:once', exp), true);
+    assert.equal(await store.tokens.useOnce('proof:once', exp), false);
+    assert.equal(await store.tokens.isRevoked('proof:once'), true);
+    const raced = await Promise.all(Array.from({ length: 8 }, () => store.tokens.useOnce('proof:race', exp)));
+    assert.equal(raced.filter((x) => x).length, 1);
+  });
+
+  it('changes a job only from the version the writer read', async () => {
+    await store.jobs.create(job('j-cas'));
+    const read = await store.jobs.get('j-cas');
+    assert.ok(read !== undefined);
+    const first = await store.jobs.update('j-cas', { state: 'running' }, { expect: read });
+    assert.ok(first.updatedAt > read.updatedAt, 'updatedAt moves forward');
+    await assert.rejects(store.jobs.update('j-cas', { state: 'failed' }, { expect: read }), (e) =>
+      isGatehouseError(e, 'CONFLICT'),
+    );
+    assert.equal((await store.jobs.get('j-cas'))?.state, 'running');
+    const second = await store.jobs.update('j-cas', { state: 'submitted' }, { expect: first });
+    assert.equal(second.state, 'submitted');
+    assert.deepEqual(
+      (await store.jobs.listUnfinished()).map((j) => j.id),
+      ['j2', 'j-cas'],
+      'unfinished jobs, oldest change first',
+    );
+  });
+
+  it('claims a job for one host only', async () => {
+    await store.jobs.create(job('j-claim'));
+    const results = await Promise.allSettled(['h1', 'h2', 'h3'].map((h) => store.jobs.claim('j-claim', h)));
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+    for (const r of results)
+      if (r.status === 'rejected') assert.ok(isGatehouseError(r.reason, 'CONFLICT'), String(r.reason));
+    await assert.rejects(store.jobs.claim('j-none', 'h1'), (e) => isGatehouseError(e, 'NOT_FOUND'));
+  });
+
+  it('hands an attestation session out once, and tells a replay from an unknown session', async () => {
+    const session = {
+      id: 'session-contract-1',
+      jobId: 'j1',
+      state: '{"nonce":"bm9uY2U="}',
+      expiresAt: Date.now() + 60_000,
+      createdAt: new Date().toISOString(),
+    };
+    await store.attestation.openSession(session, 100);
+    const taken = await Promise.all([1, 2, 3].map(() => store.attestation.takeSession(session.id)));
+    assert.deepEqual(taken.map((t) => t.status).sort(), ['spent', 'spent', 'taken']);
+    assert.deepEqual(
+      taken.find((t) => t.status === 'taken'),
+      { status: 'taken', session },
+    );
+    assert.deepEqual(await store.attestation.takeSession('session-never'), { status: 'unknown' });
+  });
+
+  it('keeps at most the bound of open sessions, dropping the oldest, and forgets expired ones', async () => {
+    const now = Date.now();
+    const open = (id: string, expiresAt: number) =>
+      store.attestation.openSession({ id, state: '{}', expiresAt, createdAt: new Date().toISOString() }, 2);
+    await open('old-expired', now - 120_000);
+    await open('s-a', now + 10_000);
+    await open('s-b', now + 20_000);
+    await open('s-c', now + 30_000);
+    assert.equal((await store.attestation.takeSession('old-expired')).status, 'unknown');
+    assert.equal((await store.attestation.takeSession('s-a')).status, 'unknown');
+    assert.equal((await store.attestation.takeSession('s-b')).status, 'taken');
+    assert.equal((await store.attestation.takeSession('s-c')).status, 'taken');
+  });
+
+  it('keeps AK counters that never go back', async () => {
+    assert.equal(await store.attestation.akCounters('ak1'), undefined);
+    await store.attestation.putAkCounters('ak1', { resetCount: 3, restartCount: 5 });
+    await store.attestation.putAkCounters('ak1', { resetCount: 3, restartCount: 4 });
+    await store.attestation.putAkCounters('ak1', { resetCount: 2, restartCount: 9 });
+    assert.deepEqual(await store.attestation.akCounters('ak1'), { resetCount: 3, restartCount: 5 });
+    await store.attestation.putAkCounters('ak1', { resetCount: 4, restartCount: 0 });
+    assert.deepEqual(await store.attestation.akCounters('ak1'), { resetCount: 4, restartCount: 0 });
+  });
+
+  it('runs one log sequencer at a time, whose appends are never overtaken', async () => {
+    const order: string[] = [];
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const sequenced = (name: string) =>
+      store.log.sequence(async () => {
+        order.push(`${name}+`);
+        const size = await store.log.size();
+        await sleep(20);
+        const [index] = await store.log.append(
+          size,
+          [{ body: new Uint8Array([1]), leafHash: new Uint8Array(32).fill(42), integratedTime: 1 }],
+          [],
+        );
+        order.push(`${name}-`);
+        return index;
+      });
+    const before = await store.log.size();
+    const indices = await Promise.all(['a', 'b', 'c'].map(sequenced));
+    assert.deepEqual(
+      [...indices].sort((x, y) => (x ?? 0) - (y ?? 0)),
+      [before, before + 1, before + 2],
+    );
+    // No sequencer started while another was running.
+    for (let i = 0; i < order.length; i += 2) assert.equal(order[i]?.[0], order[i + 1]?.[0]);
+    await assert.rejects(
+      store.log.sequence(async () => {
+        throw new Error('sequencer failed');
+      }),
+      /sequencer failed/,
+    );
+    assert.equal(await store.log.size(), before + 3);
   });
 }

@@ -32,6 +32,12 @@ export async function appendEntries(
   store: LogStore,
   entries: readonly NewLogEntryRecord[],
 ): Promise<number[]> {
+  // As the one sequencer (across instances, on PostgreSQL), the size read is the size appended
+  // at; the retry remains for a writer that does not take part (another process on SQLite).
+  return store.sequence(() => appendAtEnd(store, entries));
+}
+
+async function appendAtEnd(store: LogStore, entries: readonly NewLogEntryRecord[]): Promise<number[]> {
   for (let attempt = 1; ; attempt++) {
     const start = await store.size();
     const nodes = await nodesCompletedBy(

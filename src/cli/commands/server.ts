@@ -15,11 +15,20 @@ export function parseListen(value: string): { host: string; port: number } {
 export async function serverCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { ...commonOptions, listen: { type: 'string' } },
-    { min: 0, max: 0, usage: 'gatehouse server [--home DIR] [--listen HOST:PORT]' },
+    { ...commonOptions, listen: { type: 'string' }, store: { type: 'string' } },
+    {
+      min: 0,
+      max: 0,
+      usage: 'gatehouse server [--home DIR] [--listen HOST:PORT] [--store postgres://USER@HOST/DB]',
+    },
   );
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:8700');
-  const home = await openHome(resolveHome(values.home));
+  // --store: the PostgreSQL database this instance shares with the others (the config's otherwise).
+  if (values.store !== undefined && !/^postgres(?:ql)?:\/\//.test(values.store))
+    throw new UsageError(`--store '${values.store.slice(0, 80)}' is not a postgres:// URL`);
+  const home = await openHome(resolveHome(values.home), {
+    ...(values.store === undefined ? {} : { store: { kind: 'postgres', url: values.store } }),
+  });
   // Settle what a crash left unfinished before taking new work, then keep settling.
   const settled = await home.reconciler.run();
   const total = settled.completed.length + settled.failed.length + settled.expired.length;
