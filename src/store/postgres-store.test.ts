@@ -63,7 +63,11 @@ describe('PostgreSQL store', { skip }, () => {
     it('refuses to change, delete or truncate log entries, even with SQL from outside', async () => {
       const url = freshDatabase();
       const s = await instance(url);
-      await s.log.append(0, [{ body: new Uint8Array([1]), leafHash: new Uint8Array(32), integratedTime: 1 }], []);
+      await s.log.append(
+        0,
+        [{ body: new Uint8Array([1]), leafHash: new Uint8Array(32), integratedTime: 1 }],
+        [],
+      );
       const db = url.slice(url.lastIndexOf('/') + 1);
       for (const sql of [
         "UPDATE log_entries SET body = '\\x02'",
@@ -93,14 +97,20 @@ describe('PostgreSQL store', { skip }, () => {
       const url = freshDatabase();
       const signer = EphemeralSigner.generate();
       const stores = await Promise.all([instance(url, 8), instance(url, 8)]);
-      const logs = stores.map((s) => new TransparencyLog({ store: s.log, signer, origin: 'gatehouse.test/log' }));
+      const logs = stores.map(
+        (s) => new TransparencyLog({ store: s.log, signer, origin: 'gatehouse.test/log' }),
+      );
       const body = (i: number) => decisionEntryBody({ kind: 'race', i });
       // Each instance runs its appends concurrently too, as a busy server does.
       const appended = await Promise.all(
         Array.from({ length: 1000 }, (_, i) => (logs[i % 2] as TransparencyLog).append(body(i))),
       );
       const indices = appended.map((e) => e.index).sort((x, y) => x - y);
-      assert.deepEqual(indices, Array.from({ length: 1000 }, (_, i) => i), 'every index once, no gap');
+      assert.deepEqual(
+        indices,
+        Array.from({ length: 1000 }, (_, i) => i),
+        'every index once, no gap',
+      );
       const [a, b] = stores as [PostgresStore, PostgresStore];
       assert.equal(await a.log.size(), 1000);
       // Each entry holds the body its append was given, at the index it was told.
@@ -141,7 +151,10 @@ describe('PostgreSQL store', { skip }, () => {
         createdAt: new Date().toISOString(),
       };
       await a.attestation.openSession(session, 10_000);
-      const taken = await Promise.all([b.attestation.takeSession(session.id), a.attestation.takeSession(session.id)]);
+      const taken = await Promise.all([
+        b.attestation.takeSession(session.id),
+        a.attestation.takeSession(session.id),
+      ]);
       assert.deepEqual(taken.map((t) => t.status).sort(), ['spent', 'taken']);
     });
 
@@ -199,7 +212,11 @@ describe('PostgreSQL store', { skip }, () => {
       const entries = await Promise.all(
         Array.from({ length: await first.log.size() }, (_, i) => first.log.get(i)),
       );
-      const logged = entries.filter((e) => Buffer.from(e?.body ?? []).toString().includes(abandoned.id));
+      const logged = entries.filter((e) =>
+        Buffer.from(e?.body ?? [])
+          .toString()
+          .includes(abandoned.id),
+      );
       assert.equal(logged.length, 1, 'its failure is logged once');
     });
 
@@ -213,7 +230,10 @@ describe('PostgreSQL store', { skip }, () => {
         modified: '2025-01-01T00:00:00Z',
         published: '2025-01-01T00:00:00Z',
         affected: [
-          { package: { ecosystem: 'npm', name: 'left-pad' }, ranges: [{ type: 'SEMVER', events: [{ introduced: '0' }] }] },
+          {
+            package: { ecosystem: 'npm', name: 'left-pad' },
+            ranges: [{ type: 'SEMVER', events: [{ introduced: '0' }] }],
+          },
         ],
       };
       await a.vulns.upsert([
@@ -250,11 +270,16 @@ describe('PostgreSQL store', { skip }, () => {
       for (const [url, message] of cases)
         assert.throws(
           () => parsePostgresUrl(url),
-          (e) => isGatehouseError(e, 'BAD_CONFIG') && message.test(e.message) && !e.message.includes('secret'),
+          (e) =>
+            isGatehouseError(e, 'BAD_CONFIG') && message.test(e.message) && !e.message.includes('secret'),
           url,
         );
       assert.equal(parsePostgresUrl('postgres://u@127.0.0.1/db').ssl, false, 'loopback without TLS');
-      assert.equal(typeof parsePostgresUrl('postgres://u@db.example.com/db').ssl, 'object', 'verify-full off loopback');
+      assert.equal(
+        typeof parsePostgresUrl('postgres://u@db.example.com/db').ssl,
+        'object',
+        'verify-full off loopback',
+      );
     });
 
     it('fails with STORE_ERROR, never the password, on a wrong password or an unreachable server', async () => {

@@ -36,7 +36,11 @@ export async function serverCommand(argv: string[]): Promise<number> {
     process.stdout.write(
       `reconciled ${total} unfinished jobs: ${settled.completed.length} completed, ${settled.failed.length} failed, ${settled.expired.length} expired\n`,
     );
-  const reconciling = setInterval(() => void home.reconciler.run().catch(() => undefined), 30_000);
+  // Every 30 s, or as often as the shortest grace (a job abandoned by another instance that died is
+  // settled by the survivors within about twice its grace).
+  const jobs = home.config.jobs;
+  const every = Math.min(30, jobs?.submittedGraceSeconds ?? 30, jobs?.deadlineSeconds ?? 30) * 1000;
+  const reconciling = setInterval(() => void home.reconciler.run().catch(() => undefined), every);
   reconciling.unref();
   const server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
   await new Promise<void>((resolve, reject) => {
