@@ -5,6 +5,7 @@
  * one proof, one job, and seeing each other's vulnerability imports.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -293,5 +294,71 @@ describe('PostgreSQL store', { skip }, () => {
         isGatehouseError(e, 'STORE_ERROR'),
       );
     });
+  });
+});
+
+describe('PostgreSQL store over TLS', { skip }, () => {
+  let pg: TestPostgres | undefined;
+  before(async () => {
+    pg = await startPostgres({ tls: true });
+  });
+  after(async () => {
+    await pg?.stop();
+  });
+  const url = (host: string, query: string) => {
+    if (pg === undefined) throw new Error('no cluster');
+    return `postgres://${pg.username}@${host}:${pg.port}/gatehouse?${query}`;
+  };
+
+  it('connects with sslmode=verify-full to the server its CA certified, by the name certified', async () => {
+    const s = await PostgresStore.open({
+      url: url('127.0.0.1', `sslmode=verify-full&sslrootcert=${pg?.caFile}`),
+      password: pg?.password ?? '',
+    });
+    assert.ok((await s.schemaVersion()) > 0);
+    await s.close();
+  });
+
+  it('refuses a server certified by another CA, or for another name, under verify-full', async () => {
+    const other = mkdtempSync(join(tmpdir(), 'gatehouse-pg-otherca-'));
+    after(() => rmSync(other, { recursive: true, force: true }));
+    const otherCa = join(other, 'ca.pem');
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'].concat([
+        '-days',
+        '1',
+        '-subj',
+        '/CN=another CA',
+        '-keyout',
+        join(other, 'ca.key'),
+        '-out',
+        otherCa,
+      ]),
+      {
+        stdio: 'ignore',
+      },
+    );
+    for (const target of [
+      url('127.0.0.1', `sslmode=verify-full&sslrootcert=${otherCa}`),
+      // The same server and CA, reached at an address its certificate does not name.
+      url('127.0.0.2', `sslmode=verify-full&sslrootcert=${pg?.caFile}`),
+      // verify-full with the system's roots: the test CA is not among them.
+      url('127.0.0.1', 'sslmode=verify-full'),
+    ])
+      await assert.rejects(
+        PostgresStore.open({ url: target, password: pg?.password ?? '' }),
+        (e) => isGatehouseError(e, 'STORE_ERROR'),
+        target,
+      );
+  });
+
+  it('encrypts without checking who answers under sslmode=require', async () => {
+    const s = await PostgresStore.open({
+      url: url('127.0.0.2', 'sslmode=require'),
+      password: pg?.password ?? '',
+    });
+    assert.ok((await s.schemaVersion()) > 0);
+    await s.close();
   });
 });

@@ -29,6 +29,47 @@ export function postgresSkip(): string | false {
   return 'PostgreSQL server binaries are not installed (scripts/setup installs postgresql)';
 }
 
+/** A CA and a server certificate for 127.0.0.1 (IP SAN only), made with openssl in `dir`. */
+function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
+  const ca = join(dir, 'ca.pem');
+  const caKey = join(dir, 'ca.key');
+  const cert = join(dir, 'server.pem');
+  const key = join(dir, 'server.key');
+  const csr = join(dir, 'server.csr');
+  const ext = join(dir, 'server.ext');
+  const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', timeout: 30_000 });
+  openssl(
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2'].concat([
+      '-subj',
+      '/CN=gatehouse test database CA',
+      '-keyout',
+      caKey,
+      '-out',
+      ca,
+    ]),
+  );
+  openssl(
+    ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'].concat([
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      csr,
+    ]),
+  );
+  writeFileSync(ext, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  openssl(
+    ['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '2'].concat([
+      '-extfile',
+      ext,
+      '-out',
+      cert,
+    ]),
+  );
+  return { ca, cert, key };
+}
+
 export interface TestPostgres {
   /** `postgres://gatehouse@127.0.0.1:PORT/gatehouse`, without the password. */
   url: string;
@@ -37,6 +78,8 @@ export interface TestPostgres {
   password: string;
   /** A file holding the password (mode 0600), for `store.passwordFile`. */
   passwordFile: string;
+  /** With `tls`: the CA that issued the server's certificate (for 127.0.0.1; 127.0.0.2 also listens). */
+  caFile?: string;
   /** A fresh database in the cluster; its URL (without the password). */
   createDatabase(name: string): string;
   /** Run SQL as the cluster's superuser through psql, for tests that go around the store. */
@@ -63,7 +106,7 @@ process.once('exit', () => {
  * stops it on the way out.
  * @throws Error when the binaries are missing or the server does not start within a minute
  */
-export async function startPostgres(): Promise<TestPostgres> {
+export async function startPostgres(options: { tls?: boolean } = {}): Promise<TestPostgres> {
   const [bin] = serverBinDirs();
   if (bin === undefined) throw new Error(String(postgresSkip()));
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-pg-'));
@@ -80,11 +123,12 @@ export async function startPostgres(): Promise<TestPostgres> {
     const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
     return execFileSync(file, argv, { encoding: 'utf8', timeout, stdio: ['ignore', 'pipe', 'pipe'] });
   };
+  const certs = options.tls === true ? makeCertificates(dir) : undefined;
   if (asRoot) {
     const ids = execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim();
     const gid = execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim();
-    chownSync(dir, Number(ids), Number(gid));
-    chownSync(pwInit, Number(ids), Number(gid));
+    for (const path of [dir, pwInit, ...(certs === undefined ? [] : [certs.cert, certs.key])])
+      chownSync(path, Number(ids), Number(gid));
   }
   const port = await freePort();
   let started = false;
@@ -110,9 +154,11 @@ export async function startPostgres(): Promise<TestPostgres> {
       '--no-locale',
       '--no-sync',
     ]);
-    const options = [
+    const serverOptions = [
       `-p ${port}`,
-      "-c listen_addresses='127.0.0.1'",
+      certs === undefined
+        ? "-c listen_addresses='127.0.0.1'"
+        : `-c listen_addresses='127.0.0.1,127.0.0.2' -c ssl=on -c ssl_cert_file='${certs.cert}' -c ssl_key_file='${certs.key}'`,
       `-c unix_socket_directories='${dir}'`,
       // A throwaway cluster: durability is not what these tests measure.
       '-c fsync=off',
@@ -124,7 +170,7 @@ export async function startPostgres(): Promise<TestPostgres> {
       '-D',
       data,
       '-o',
-      options,
+      serverOptions,
       '-l',
       join(dir, 'server.log'),
       '-w',
@@ -174,6 +220,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     username,
     password,
     passwordFile,
+    ...(certs === undefined ? {} : { caFile: certs.ca }),
     createDatabase(name: string): string {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`bad database name ${name}`);
       psql('postgres', `CREATE DATABASE ${name}`);
