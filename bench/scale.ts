@@ -68,18 +68,23 @@ const exited = (child: ChildProcess) =>
     child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()),
   );
 
-/** One `gatehouse run` against a server: its exit code and wall time. */
-function runJob(home: string, url: string): Promise<{ code: number; ms: number }> {
+/** One `gatehouse run` against a server: its exit code, wall time and last line on stderr. */
+function runJob(home: string, url: string): Promise<{ code: number; ms: number; error: string }> {
   const t0 = performance.now();
   const child = spawn(bin, ['run', example, '--server', url, '--home', home], {
     env: { ...process.env, NO_COLOR: '1' },
-    stdio: 'ignore',
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-2000);
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
   return new Promise((resolve) =>
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ code: code ?? -1, ms: performance.now() - t0 });
+      const error = stderr.trim().split('\n').at(-1) ?? '';
+      resolve({ code: code ?? -1, ms: performance.now() - t0, error });
     }),
   );
 }
@@ -106,7 +111,9 @@ async function prepareHome(
         quarantinePrefix: 'gatehouse/quarantine',
         auth: { kind: 'anonymous' },
       },
-      jobs: { submittedGraceSeconds: 2, deadlineSeconds: 20 },
+      // A grace longer than any decision takes here: a reconciler cannot tell a slow instance from a
+      // dead one, and would fail a job another instance is still deciding.
+      jobs: { submittedGraceSeconds: 10, deadlineSeconds: 20 },
     }),
     { mode: 0o600 },
   );
@@ -133,6 +140,8 @@ interface PhaseResult {
   decisionsLost: number;
   forks: number;
   stuckJobs: number;
+  /** What the runs that failed said last (not in the table), by message. */
+  errorMessages: Record<string, number>;
 }
 
 async function phase(
@@ -153,6 +162,7 @@ async function phase(
   const durations: number[] = [];
   let errors = 0;
   let cutOff = 0;
+  const errorMessages: Record<string, number> = {};
   const t0 = performance.now();
   const deadline = t0 + SECONDS * 1000;
   let killedAt: number | undefined;
@@ -176,7 +186,11 @@ async function phase(
         const result = await runJob(root, target.url);
         if (result.code === 0) durations.push(result.ms);
         else if (killedAt !== undefined && started <= killedAt && !alive.has(target)) cutOff++;
-        else errors++;
+        else {
+          errors++;
+          const message = result.error.replace(/job-[0-9a-f-]{36}/g, 'job-…').slice(0, 200);
+          errorMessages[message] = (errorMessages[message] ?? 0) + 1;
+        }
       }
     }),
   );
@@ -188,7 +202,7 @@ async function phase(
   let decisionsLost = 0;
   let approvals = 0;
   try {
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 120; i++) {
       stuckJobs = (await home.store.jobs.listUnfinished()).length;
       if (stuckJobs === 0) break;
       await sleep(500);
@@ -204,9 +218,9 @@ async function phase(
           ? undefined
           : (JSON.parse(Buffer.from(entry.body).toString()).spec as { decisionId?: string });
       const job = jobs.find((j) => j.id === d.jobId);
-      const settled =
-        job?.state === named[d.outcome] ||
-        (job?.state === 'failed' && typeof job.result?.logIndex === 'number');
+      // Lost: not in the log at its index, or its job neither in the state it names nor failed
+      // (a failure after the decision is an error, counted with the runs), or allowed unpromoted.
+      const settled = job?.state === named[d.outcome] || job?.state === 'failed';
       const promoted =
         job?.state !== 'allowed' || (await registry.inspect('promoted', job.project, job.id)) !== undefined;
       if (spec?.decisionId !== d.id || !settled || !promoted) decisionsLost++;
@@ -232,6 +246,7 @@ async function phase(
     decisionsLost,
     forks,
     stuckJobs,
+    errorMessages,
   };
 }
 
@@ -264,8 +279,11 @@ export async function run(): Promise<void> {
     }
     printTable(
       `scale: ${RUNNERS} concurrent runners, ${SECONDS} s a phase, hello-app jobs (whole gatehouse run processes)`,
-      rows.map((r) => ({ ...r })),
+      rows.map(({ errorMessages: _, ...r }) => ({ ...r })),
     );
+    for (const r of rows)
+      for (const [message, n] of Object.entries(r.errorMessages))
+        process.stdout.write(`  ${r.phase} ×${r.instances}: ${n} × ${message}\n`);
     const path = writeResult('scale', { runners: RUNNERS, secondsPerPhase: SECONDS, rows });
     process.stdout.write(`\nwritten ${path}\n`);
   } finally {

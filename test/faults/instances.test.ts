@@ -90,8 +90,9 @@ describe('two control-plane instances on one PostgreSQL', { skip }, () => {
           quarantinePrefix: 'gatehouse/quarantine',
           auth: { kind: 'anonymous' },
         },
-        // Settle quickly: a submitted job nobody decides after 1 s, a runner silent for 3 s.
-        jobs: { submittedGraceSeconds: 1, deadlineSeconds: 3 },
+        // Settle soon, yet after any decision here takes: an instance cannot tell another that is
+        // slow from one that is dead, and would fail a job it is still deciding.
+        jobs: { submittedGraceSeconds: 8, deadlineSeconds: 8 },
       }),
       { mode: 0o600 },
     );
@@ -129,8 +130,13 @@ describe('two control-plane instances on one PostgreSQL', { skip }, () => {
     await audit();
 
     // A job through A, and A SIGKILLed mid-run; B goes on serving.
+    const jobCount = async () =>
+      ((await (await fetch(`${b.url}/v1/jobs?limit=1000`)).json()) as { jobs: unknown[] }).jobs.length;
+    const before = await jobCount();
     const doomed = start(['run', join(examplesDir, 'hello-app'), '--server', a.url, '--home', root]);
-    await sleep(1200);
+    // Kill once its job exists (seen through the other instance), while its runner works.
+    for (let i = 0; i < 300 && (await jobCount()) === before; i++) await sleep(100);
+    await sleep(300);
     a.child.kill('SIGKILL');
     await exited(a.child);
     await exited(doomed);
@@ -143,7 +149,7 @@ describe('two control-plane instances on one PostgreSQL', { skip }, () => {
     const home = await openHome(root);
     try {
       let unfinished: string[] = [];
-      for (let i = 0; i < 40; i++) {
+      for (let i = 0; i < 80; i++) {
         unfinished = (await home.store.jobs.listUnfinished()).map((j) => `${j.id} ${j.state}`);
         if (unfinished.length === 0) break;
         await sleep(500);

@@ -37,7 +37,8 @@ export async function serverCommand(argv: string[]): Promise<number> {
       `reconciled ${total} unfinished jobs: ${settled.completed.length} completed, ${settled.failed.length} failed, ${settled.expired.length} expired\n`,
     );
   // Every 30 s, or as often as the shortest grace (a job abandoned by another instance that died is
-  // settled by the survivors within about twice its grace).
+  // settled by the survivors within about twice its grace). A grace must exceed the longest
+  // decision: no instance can tell another that is slow from one that is dead.
   const jobs = home.config.jobs;
   const every = Math.min(30, jobs?.submittedGraceSeconds ?? 30, jobs?.deadlineSeconds ?? 30) * 1000;
   const reconciling = setInterval(() => void home.reconciler.run().catch(() => undefined), every);
