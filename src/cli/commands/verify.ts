@@ -8,12 +8,12 @@ import { parseBundle } from '../../signing/bundle.ts';
 import { verifyArtifactBundle } from '../../verify/verify.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { loadTrustedRoot, readJsonFile } from '../input-files.ts';
 import { bold, green, makeOutput } from '../output.ts';
 import { verifyOciCommand } from './verify-oci.ts';
 
-const USAGE =
-  'gatehouse verify ARTIFACT --bundle FILE (--identity URI --issuer URI | --project NAME [--issuer URI]) [--trusted-root FILE] [--home DIR] [--json]';
+const USAGE = usageOf('verify');
 
 /**
  * The identity and issuer a bundle must carry. Like cosign, there is no default: a bundle
