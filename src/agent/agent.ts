@@ -11,7 +11,7 @@ import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
-import type { Runner, RunnerInstance, SandboxProfile } from '../runner/runner.ts';
+import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import { environmentSbom } from '../sbom/environment.ts';
@@ -51,7 +51,7 @@ export async function agentFiles(): Promise<string[]> {
  * environment, working directory: the developer's choices). This part is measured and appraised
  * against reference values; the whole profile's digest goes into the provenance.
  */
-export function isolationProfile(profile: SandboxProfile): SandboxProfile {
+export function isolationProfile<P extends IsolationProfile>(profile: P): P {
   return { ...profile, command: [], env: {}, cwd: '' };
 }
 
@@ -218,7 +218,10 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       (c) => `${c.components.length} components`,
     );
     // The runner image's packages: one SBOM per image, referenced by digest, not listed per job.
-    const environment = await environmentSbom(runnerInstance.imageRoot, options.environmentCache);
+    const environment =
+      runnerInstance.imageRoot === undefined
+        ? undefined
+        : await environmentSbom(runnerInstance.imageRoot, options.environmentCache);
 
     // Dependencies come in through the agent's allowlisting egress proxy only, and are digested
     // on the way; the build that follows has no network at all.

@@ -138,7 +138,9 @@ export class BubblewrapRunner implements Runner {
     return sweepJobDirectories(this.#tempRoot);
   }
 
-  async provision(spec: ProvisionSpec): Promise<RunnerInstance> {
+  async provision(
+    spec: ProvisionSpec,
+  ): Promise<RunnerInstance & { readonly sandboxProfile: SandboxProfile }> {
     const ready = await this.#prepare();
     await checkProvisionSpec(spec);
     // Checked before every use: a base image that no longer matches its digest is never run.
