@@ -11,6 +11,7 @@ import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
 import type { InternalCa } from '../signing/ca.ts';
+import type { PrecertificateLog } from '../signing/ct.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
 import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
@@ -52,6 +53,8 @@ export interface GateOptions {
   /** Digest of the policy `policy` enforces, recorded on refusals decided before it runs. */
   policyDigest: string;
   ca: InternalCa;
+  /** The CT log(s) every leaf's precertificate goes to before it is issued (SCTs embedded). */
+  ctLogs: readonly PrecertificateLog[];
   log: TransparencyLog;
   registry: ArtifactRegistry;
   issuer: string;
@@ -129,6 +132,7 @@ export class Gate {
     this.#o = options;
     this.#signing = {
       ca: options.ca,
+      ctLogs: options.ctLogs,
       log: options.log,
       repositoryUri: (project) => options.registry.repositoryUri('promoted', project),
       issuer: options.issuer,

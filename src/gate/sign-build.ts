@@ -8,6 +8,7 @@ import { sha256Hex } from '../common/encoding.ts';
 import { sbomAttestationTypes } from '../sbom/read.ts';
 import { buildBundle } from '../signing/bundle.ts';
 import type { InternalCa } from '../signing/ca.ts';
+import type { PrecertificateLog } from '../signing/ct.ts';
 import { type Envelope, signEnvelope } from '../signing/dsse.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
 import {
@@ -25,6 +26,8 @@ import { buildIdentity } from './submission.ts';
 /** What signing needs: the CA, the log, where artifacts are promoted, and the identity settings. */
 export interface SigningDeps {
   ca: InternalCa;
+  /** CT logs the leaf's precertificate is submitted to; their SCTs are embedded in the leaf. */
+  ctLogs: readonly PrecertificateLog[];
   log: TransparencyLog;
   /** The promoted repository of a project, named in the VSA as the verified resource. */
   repositoryUri: (project: string) => string;
@@ -72,22 +75,25 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
   const { submission } = held;
   const base = baseOf(o);
   const source = submission.source;
-  return o.ca.issueLeaf({
-    publicKeySpki: leafKey.publicKeySpki(),
-    identity: buildIdentity(o.identityBase, submission.project),
-    issuer: o.issuer,
-    validityMinutes: o.certValidityMinutes,
-    extensions: {
-      runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
-      sourceRepositoryUri: source.uri,
-      ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
-      ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
-      buildConfigUri: `${source.uri}/gatehouse.yaml`,
-      buildConfigDigest: submission.build.sandboxProfileDigest,
-      runInvocationUri: `${base}/jobs/${submission.jobId}`,
-      buildSignerUri: `${base}/runners/bubblewrap`,
+  return o.ca.issueLeaf(
+    {
+      publicKeySpki: leafKey.publicKeySpki(),
+      identity: buildIdentity(o.identityBase, submission.project),
+      issuer: o.issuer,
+      validityMinutes: o.certValidityMinutes,
+      extensions: {
+        runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
+        sourceRepositoryUri: source.uri,
+        ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
+        ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
+        buildConfigUri: `${source.uri}/gatehouse.yaml`,
+        buildConfigDigest: submission.build.sandboxProfileDigest,
+        runInvocationUri: `${base}/jobs/${submission.jobId}`,
+        buildSignerUri: `${base}/runners/bubblewrap`,
+      },
     },
-  });
+    o.ctLogs,
+  );
 }
 
 /** The SLSA Provenance v1 predicate of a verified build. */

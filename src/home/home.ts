@@ -1,4 +1,4 @@
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -40,6 +40,7 @@ import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
+import { CtLog } from '../tlog/ct-log.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { GateRelease } from '../triage/release.ts';
@@ -250,6 +251,8 @@ export interface OpenHome {
   config: Config;
   store: Store;
   log: TransparencyLog;
+  /** The internal CA's certificate transparency log (its current key generation). */
+  ct: CtLog;
   controlPlane: EmbeddedControlPlane;
   runner: Runner;
   /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
@@ -307,6 +310,18 @@ export async function openHome(
     origin: logOrigin,
     onAppend: () => anchor.schedule(),
   });
+  // Each CT key generation is its own log, named by its key: `<host>/ct/<first 16 hex of its ID>`.
+  const ctOrigin = (spki: Uint8Array): string =>
+    `${new URL(config.identityBase).host}/ct/${sha256Hex(spki).slice(0, 16)}`;
+  const rootInput = () =>
+    keys.trustedRootInput(`https://${logOrigin}`, (spki) => `https://${ctOrigin(spki)}`);
+  const ct = new CtLog({
+    store: store.ct,
+    signer: keys.ctSigner,
+    origin: ctOrigin(keys.ctSigner.publicKeySpki()),
+    // The CA's roots, current and retired: the only chains this log takes.
+    acceptedRoots: () => [rootInput().ca].flat().map((c) => new Uint8Array(certificateDer(c.rootPem))),
+  });
   try {
     await anchor.verify(log);
   } catch (e) {
@@ -350,6 +365,7 @@ export async function openHome(
     policy: policies.engine(),
     policyDigest: defaultPolicy?.record.digest ?? '',
     ca,
+    ctLogs: [ct],
     log,
     registry,
     issuer: config.issuer,
@@ -382,7 +398,7 @@ export async function openHome(
     onRevoked: (records) => mirrorRevocations(revocationsFile, records),
   });
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
-    buildTrustedRoot(keys.trustedRootInput(`https://${logOrigin}`)) as unknown as Record<string, unknown>;
+    buildTrustedRoot(rootInput()) as unknown as Record<string, unknown>;
   const metrics = new Metrics();
   const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
   const orchestrator = new Orchestrator({ store });
@@ -437,6 +453,7 @@ export async function openHome(
     config,
     store,
     log,
+    ct,
     controlPlane,
     runner,
     attester,
@@ -546,6 +563,11 @@ async function readText(path: string): Promise<string> {
       cause: e,
     });
   }
+}
+
+/** The DER of a PEM certificate. */
+function certificateDer(pem: string): Buffer {
+  return new X509Certificate(pem).raw;
 }
 
 /** The canonical digest of a JSON value, for reference-value files and tests. */

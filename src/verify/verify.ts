@@ -1,7 +1,7 @@
 /**
  * Offline verification of a gatehouse (Sigstore v0.3, DSSE) bundle against a trusted root: the log
- * entry (SET, checkpoint, inclusion proof, body), the certificate chain at the integrated time, the
- * identity, the DSSE signature and the in-toto subject. Each check throws a GatehouseError with
+ * entry (SET, checkpoint, inclusion proof, body), the certificate chain at the integrated time, its
+ * signed certificate timestamps, the identity, the DSSE signature and the in-toto subject. Each check throws a GatehouseError with
  * its own code; nothing is returned unless everything holds.
  */
 import '../signing/reflect-metadata-shim.ts';
@@ -19,6 +19,7 @@ import {
 } from '../signing/trust-root.ts';
 import { verifySigningCertificate } from './ca-chain.ts';
 import { verifyCertificateIdentity } from './cert-identity.ts';
+import { verifyScts } from './sct.ts';
 import { verifiedTimestampTime } from './timestamps.ts';
 import {
   checkInclusionProof,
@@ -100,7 +101,14 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
 
   // 3. The certificate, at every verified time (a short-lived leaf has long expired by now). Each
   // time is checked on its own: a CA trusted at that time suffices.
-  for (const t of times) verifySigningCertificate(leaf, root.certificateAuthorities, [t], 'integrated');
+  let issuerCert: X509Certificate | undefined;
+  for (const t of times)
+    issuerCert = verifySigningCertificate(leaf, root.certificateAuthorities, [t], 'integrated');
+
+  // 3b. The leaf was logged: an SCT from a CT log the root trusts (a root that lists CT logs
+  // promises every leaf is in one), so a certificate issued outside the CA's logged path, by a
+  // stolen intermediate key say, is refused even though it chains.
+  if (root.ctlogs.length > 0 && issuerCert !== undefined) verifyScts(leaf, issuerCert, root.ctlogs);
   const ident = verifyCertificateIdentity(leaf, 'URI', options);
 
   // 3. The signature, by the certified key.
