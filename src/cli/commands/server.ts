@@ -1,5 +1,6 @@
 import { GatehouseError } from '../../common/errors.ts';
 import { openHome, resolveHome } from '../../home/home.ts';
+import { ctRoutes } from '../../server/ct-routes.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -29,7 +30,11 @@ export async function serverCommand(argv: string[]): Promise<number> {
     );
   const reconciling = setInterval(() => void home.reconciler.run().catch(() => undefined), 30_000);
   reconciling.unref();
-  const server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
+  const server = createApiServer({
+    controlPlane: home.controlPlane,
+    apiToken: home.apiToken,
+    extraRoutes: ctRoutes(home.ct),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) =>
       reject(new GatehouseError('UNREACHABLE', `cannot listen on ${host}:${port}: ${(e as Error).message}`)),
