@@ -68,6 +68,11 @@ export interface GateOptions {
   /** RFC 3161 time-stamping of a signature; absent: bundles carry only the log's timestamp. */
   timestamp?: (signature: Uint8Array) => Promise<Uint8Array>;
   /**
+   * Have the log's witnesses cosign a tree of at least `minSize` entries; returns its size, whose
+   * checkpoint (with the cosignatures) the bundle carries. Absent: no witnesses.
+   */
+  witness?: (minSize: number) => Promise<number>;
+  /**
    * The vulnerability database in memory, kept current (src/vuln/live-index.ts); absent: one store
    * query per component's package.
    */
@@ -139,6 +144,7 @@ export class Gate {
       identityBase: options.identityBase,
       certValidityMinutes: options.certValidityMinutes,
       ...(options.timestamp === undefined ? {} : { timestamp: options.timestamp }),
+      ...(options.witness === undefined ? {} : { witness: options.witness }),
     };
   }
 

@@ -39,6 +39,11 @@ export interface SigningDeps {
    * log's signed entry timestamp as trusted time.
    */
   timestamp?: (signature: Uint8Array) => Promise<Uint8Array>;
+  /**
+   * Have the log's witnesses cosign a tree of at least `minSize` entries and return its size
+   * (src/tlog/witness-client.ts); absent: the bundle's checkpoint is the log's alone.
+   */
+  witness?: (minSize: number) => Promise<number>;
 }
 
 /** The three signed bundles of an approved artifact. */
@@ -193,7 +198,10 @@ async function signStatement(
   const envelope: Envelope = await signEnvelope(INTOTO_PAYLOAD_TYPE, statementPayload(statement), signer);
   const body = dsseEntryBody(envelope, certificatePem);
   const entry = await o.log.append(body);
-  const proof = await o.log.inclusionProof(entry.index);
+  // With witnesses, the proof is against a tree they cosigned, so the checkpoint in the bundle
+  // carries their cosignatures and a verifier can require them offline.
+  const treeSize = o.witness === undefined ? undefined : await o.witness(entry.index + 1);
+  const proof = await o.log.inclusionProof(entry.index, treeSize);
   const stamp = o.timestamp;
   const rfc3161Timestamps =
     stamp === undefined ? [] : [await stamp(Buffer.from(envelope.signatures[0]?.sig ?? '', 'base64'))];

@@ -40,8 +40,10 @@ import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
+import { parseVkey } from '../tlog/cosignature.ts';
 import { CtLog } from '../tlog/ct-log.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
+import { LogWitnessing } from '../tlog/witness-client.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { GateRelease } from '../triage/release.ts';
 import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
@@ -253,6 +255,8 @@ export interface OpenHome {
   log: TransparencyLog;
   /** The internal CA's certificate transparency log (its current key generation). */
   ct: CtLog;
+  /** The log's witnesses, when the config names any. */
+  witnessing: LogWitnessing | undefined;
   controlPlane: EmbeddedControlPlane;
   runner: Runner;
   /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
@@ -309,7 +313,10 @@ export async function openHome(
     signer: logSigner,
     origin: logOrigin,
     onAppend: () => anchor.schedule(),
+    // Checkpoints carry the witness cosignatures kept for their tree.
+    cosignatures: store.cosignatures,
   });
+  const witnessing = logWitnessing(config, log, store);
   // Each CT key generation is its own log, named by its key: `<host>/ct/<first 16 hex of its ID>`.
   const ctOrigin = (spki: Uint8Array): string =>
     `${new URL(config.identityBase).host}/ct/${sha256Hex(spki).slice(0, 16)}`;
@@ -385,6 +392,9 @@ export async function openHome(
     ...(keys.tsa === undefined
       ? {}
       : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),
+    ...(witnessing === undefined
+      ? {}
+      : { witness: async (minSize: number) => (await witnessing.cosign(minSize)).treeSize }),
   });
   // Revocations are logged and stored; the home's file mirrors them for local verifiers.
   const revocationsFile = join(root, 'revocations.json');
@@ -454,6 +464,7 @@ export async function openHome(
     store,
     log,
     ct,
+    witnessing,
     controlPlane,
     runner,
     attester,
@@ -473,6 +484,26 @@ export async function openHome(
       await store.close();
     },
   };
+}
+
+/**
+ * The witnesses the config names, as the log asks them.
+ * @throws GatehouseError BAD_CONFIG for a witness key that does not parse
+ */
+function logWitnessing(config: Config, log: TransparencyLog, store: Store): LogWitnessing | undefined {
+  const witnesses = (config.witnesses ?? []).map((w, i) => {
+    try {
+      return { url: w.url, key: parseVkey(w.key) };
+    } catch (e) {
+      throw new GatehouseError('BAD_CONFIG', e instanceof Error ? e.message : 'bad witness key', {
+        where: `config.json witnesses.${i}.key`,
+        cause: e,
+      });
+    }
+  });
+  return witnesses.length === 0
+    ? undefined
+    : new LogWitnessing({ log, cosignatures: store.cosignatures, witnesses });
 }
 
 /**

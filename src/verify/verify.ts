@@ -17,6 +17,7 @@ import {
   parseTrustedRoot,
   type TrustedLog,
 } from '../signing/trust-root.ts';
+import { verifyWitnessQuorum, type WitnessKey } from '../tlog/cosignature.ts';
 import { verifySigningCertificate } from './ca-chain.ts';
 import { verifyCertificateIdentity } from './cert-identity.ts';
 import { verifyScts } from './sct.ts';
@@ -40,6 +41,11 @@ export interface VerifyArtifactOptions {
   issuer?: string;
   /** Not used for certificate validity (the log's integrated time is); reserved for policy. */
   now?: Date;
+  /**
+   * Require the checkpoint of each log entry to carry cosignatures by `threshold` distinct
+   * witnesses among `keys` (c2sp.org/tlog-cosignature): the log showed this tree to them.
+   */
+  witnesses?: { keys: readonly WitnessKey[]; threshold: number };
 }
 
 export interface VerifiedArtifact {
@@ -53,6 +59,8 @@ export interface VerifiedArtifact {
   logIndex: number;
   /** When the log integrated the entry: the time the certificate was checked at. */
   integratedTime: Date;
+  /** The required witnesses that cosigned the entry's checkpoint (names). */
+  witnesses: string[];
 }
 
 function fail(code: ErrorCode, message: string, cause?: unknown): never {
@@ -80,11 +88,18 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
   // 1. The log: every entry must be proven; the first SET-verified one gives the signing time.
   let integratedTime: Date | undefined;
   let logIndex = -1;
+  const witnessed = new Set<string>();
   for (const [i, entry] of bundle.tlogEntries.entries()) {
     const log = findLog(root, entry, i);
     verifyInclusionPromise(entry, log, i);
     verifyEntryInclusion(entry, log, i);
     verifyEntryBody(entry, bundle, i);
+    // The checkpoint was verified with the log key above; its cosignatures sign the same body.
+    if (options.witnesses !== undefined) {
+      const { keys, threshold } = options.witnesses;
+      const found = verifyWitnessQuorum(entry.inclusionProof?.checkpoint ?? '', keys, threshold, options.now);
+      for (const f of found) witnessed.add(f.key.name);
+    }
     if (integratedTime === undefined) {
       integratedTime = new Date(entry.integratedTime * 1000);
       logIndex = entry.logIndex;
@@ -137,6 +152,7 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
     statement,
     logIndex,
     integratedTime,
+    witnesses: [...witnessed],
   };
 }
 
