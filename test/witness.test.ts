@@ -26,7 +26,10 @@ describe('a second home witnesses the first', () => {
   let witnessUrl = '';
   let vkey = '';
   // A witness nobody runs: a key that never cosigned anything of A's.
-  const stranger = formatVkey('stranger.test/witness', createPublicKey(generateKeyPairSync('ed25519').privateKey));
+  const stranger = formatVkey(
+    'stranger.test/witness',
+    createPublicKey(generateKeyPairSync('ed25519').privateKey),
+  );
 
   before(async () => {
     for (const home of [a, b]) {
@@ -107,7 +110,15 @@ describe('a second home witnesses the first', () => {
     assert.match(r.stderr, /0 of the 1 required witness cosignatures \(missing: stranger\.test\/witness\)/);
     const both = await cli([...verifyArgs(), '--witness', vkey, '--witness', stranger]);
     assert.equal(both.code, 3, both.stderr);
-    const one = await cli([...verifyArgs(), '--witness', vkey, '--witness', stranger, '--witness-threshold', '1']);
+    const one = await cli([
+      ...verifyArgs(),
+      '--witness',
+      vkey,
+      '--witness',
+      stranger,
+      '--witness-threshold',
+      '1',
+    ]);
     assert.equal(one.code, 0, one.stderr);
     const bad = await cli([...verifyArgs(), '--witness', 'not-a-key']);
     assert.equal(bad.code, 1, bad.stderr);
@@ -123,7 +134,10 @@ describe('a second home witnesses the first', () => {
     assert.equal(cp.code, 0, cp.stderr);
     const lines = cp.stdout.trimEnd().split('\n');
     assert.equal(Number(lines[1]), round.treeSize);
-    assert.ok(lines.some((l) => l.startsWith(`\u2014 ${vkey.split('+')[0]} `)), cp.stdout);
+    assert.ok(
+      lines.some((l) => l.startsWith(`\u2014 ${vkey.split('+')[0]} `)),
+      cp.stdout,
+    );
     const origin = lines[0] ?? '';
     const r = await fetch(`${witnessUrl}/${originHash(origin)}/checkpoint`);
     assert.equal(r.status, 200);
