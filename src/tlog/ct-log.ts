@@ -130,8 +130,8 @@ interface Parsed {
 }
 
 function parseChain(chain: readonly Uint8Array[]): Parsed[] {
-  if (chain.length < 1 || chain.length > MAX_CHAIN)
-    throw refused(`a chain of ${chain.length} certificates is outside 1..${MAX_CHAIN}`);
+  if (chain.length > MAX_CHAIN)
+    throw refused(`a chain of ${chain.length} certificates is longer than ${MAX_CHAIN}`);
   return chain.map((c, i) => {
     const der = Buffer.from(c);
     try {
@@ -142,6 +142,14 @@ function parseChain(chain: readonly Uint8Array[]): Parsed[] {
       });
     }
   });
+}
+
+async function signedBy(child: Parsed, parent: Parsed): Promise<boolean> {
+  try {
+    return await child.cert.verify({ publicKey: parent.cert.publicKey, signatureOnly: true });
+  } catch {
+    return false;
+  }
 }
 
 /** The log. One instance per process is the sequencer of its shard. */
@@ -156,6 +164,7 @@ export class CtLog implements PrecertificateLog {
   readonly #roots: () => readonly Uint8Array[];
   readonly #now: () => Date;
   #appending: Promise<unknown> = Promise.resolve();
+  readonly #checkedIssuers = new Map<string, Parsed[]>();
 
   /** @throws GatehouseError BAD_CONFIG when the origin cannot name a note key */
   constructor(o: CtLogOptions) {
@@ -257,9 +266,10 @@ export class CtLog implements PrecertificateLog {
    * a precertificate carries the critical poison and no SCTs, a certificate no poison.
    */
   async #verifyChain(type: CtEntryType, chain: readonly Uint8Array[]): Promise<Parsed[]> {
-    const parsed = parseChain(chain);
+    const parsed = parseChain(chain.slice(0, 1));
     const [leaf] = parsed;
-    if (leaf === undefined) throw refused('the chain is empty');
+    if (leaf === undefined || chain.length > MAX_CHAIN)
+      throw refused(`a chain must hold 2..${MAX_CHAIN} certificates`);
     const poison = leaf.cert.getExtensions(PRECERT_POISON_OID);
     if (type === 'precert') {
       if (poison.length !== 1 || !poison[0]?.critical)
@@ -269,34 +279,47 @@ export class CtLog implements PrecertificateLog {
     } else if (poison.length > 0) {
       throw refused('a precertificate was submitted with add-chain; use add-pre-chain');
     }
-    const now = this.#now();
-    if (leaf.cert.notAfter < now) throw refused('the certificate has expired');
+    if (leaf.cert.notAfter < this.#now()) throw refused('the certificate has expired');
+    const issuers = await this.#verifiedIssuers(chain.slice(1));
+    if (!(await signedBy(leaf, issuers[0] as Parsed)))
+      throw refused('chain certificate 0 is not signed by certificate 1');
+    return [leaf, ...issuers];
+  }
+
+  /**
+   * The issuers of a chain, checked: each a CA and no precertificate signing certificate, each
+   * signed by the next, ending at an accepted root (added when the chain stops below it). The
+   * issuers of the CA's leaves are the same every time, so a checked chain is remembered (keyed by
+   * its bytes and the accepted roots): only the leaf is parsed and checked per submission.
+   */
+  async #verifiedIssuers(ders: readonly Uint8Array[]): Promise<Parsed[]> {
+    if (ders.length === 0) throw refused('the chain names no issuer');
     const roots = this.#roots().map((r) => Buffer.from(r));
-    const last = parsed[parsed.length - 1] as Parsed;
+    const key = sha256(Buffer.concat([...ders, Buffer.of(0), ...roots])).toString('hex');
+    const hit = this.#checkedIssuers.get(key);
+    if (hit !== undefined) return hit;
+    const issuers = parseChain(ders);
+    const last = issuers[issuers.length - 1] as Parsed;
     if (!roots.some((r) => r.equals(last.der))) {
       const root = roots
         .map((der) => ({ der, cert: new x509.X509Certificate(der) }))
         .find((r) => r.cert.subject === last.cert.issuer);
       if (root === undefined) throw refused('the chain does not end at a root this log accepts');
-      parsed.push(root);
+      issuers.push(root);
     }
-    for (let i = 0; i < parsed.length - 1; i++) {
-      const child = parsed[i] as Parsed;
-      const parent = parsed[i + 1] as Parsed;
+    for (const [i, parent] of issuers.entries()) {
       const bc = parent.cert.getExtension(x509.BasicConstraintsExtension);
       if (bc === null || !bc.ca) throw refused(`chain certificate ${i + 1} is not a CA`);
       const eku = parent.cert.getExtension(x509.ExtendedKeyUsageExtension);
       if (eku?.usages.some((u) => String(u) === PRECERT_SIGNING_EKU))
         throw refused('precertificate signing certificates are not accepted');
-      let ok = false;
-      try {
-        ok = await child.cert.verify({ publicKey: parent.cert.publicKey, signatureOnly: true });
-      } catch {
-        ok = false;
-      }
-      if (!ok) throw refused(`chain certificate ${i} is not signed by certificate ${i + 1}`);
+      const next = issuers[i + 1];
+      if (next !== undefined && !(await signedBy(parent, next)))
+        throw refused(`chain certificate ${i + 1} is not signed by certificate ${i + 2}`);
     }
-    return parsed;
+    if (this.#checkedIssuers.size >= 16) this.#checkedIssuers.clear();
+    this.#checkedIssuers.set(key, issuers);
+    return issuers;
   }
 
   #inTurn<T>(fn: () => Promise<T>): Promise<T> {
