@@ -59,6 +59,12 @@ const runnerConfig = z.discriminatedUnion('kind', [
         .partial()
         .strict()
         .optional(),
+      /**
+       * vTPM states kept manufactured ahead of jobs (`target`, default 4; 0 keeps none): `init`,
+       * each `run` and the server refill the pool in the background, so that a job takes a ready
+       * vTPM instead of manufacturing one (about 0.7 s).
+       */
+      vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
       /** Origins the fetch phase's egress proxy may reach, e.g. https://registry.npmjs.org. */
       egressAllow: z.array(z.url()).max(256).optional(),
       /** The base image: the host's system directories, measured and verified (default), or none. */

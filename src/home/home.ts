@@ -525,6 +525,32 @@ async function vtpmPoolOf(root: string, config: Config): Promise<VtpmPool> {
 }
 
 /**
+ * Where a runner host's home keeps build-environment SBOMs between jobs (one per runner image,
+ * by the digest of its package databases).
+ */
+export function environmentCacheOf(root: string): string {
+  return join(root, 'cache', 'build-environment');
+}
+
+/** How many vTPM states a home keeps ready when its config does not say (runner.vtpmPool.target). */
+export const DEFAULT_VTPM_POOL_TARGET = 4;
+
+/**
+ * The home's vTPM pool and how many states it should keep ready; undefined for a home whose
+ * runners attest in software (no vTPMs) or that does not exist.
+ */
+export async function homeVtpmPool(root: string): Promise<{ pool: VtpmPool; target: number } | undefined> {
+  const p = homePaths(root);
+  if (!existsSync(p.config)) return undefined;
+  const config = loadConfig(p.config);
+  if (config.runner.attestation === 'software') return undefined;
+  return {
+    pool: await vtpmPoolOf(root, config),
+    target: config.runner.vtpmPool?.target ?? DEFAULT_VTPM_POOL_TARGET,
+  };
+}
+
+/**
  * Remove what runners of this host left behind when their agent died without cleaning up
  * (SIGKILL, a crash): workspaces with their tmpfs mounts, and vTPMs with their swtpm.
  * @returns what it removed

@@ -154,6 +154,7 @@ export class BubblewrapRunner implements Runner {
         config: spec.config,
         profile: this.#profile(spec.config, ready.layout, image),
         limits: this.#limits,
+        imageRoot: this.#image?.root ?? '/',
       });
     });
   }
@@ -183,6 +184,7 @@ interface InstanceInit {
   config: ProjectConfig;
   profile: SandboxProfile;
   limits: RunnerLimits;
+  imageRoot: string;
 }
 
 /** How the sandbox of one phase ended, everything {@link BubblewrapInstance} judges it by. */
@@ -201,6 +203,7 @@ class BubblewrapInstance implements RunnerInstance {
   readonly workspace: string;
   readonly config: ProjectConfig;
   readonly sandboxProfile: SandboxProfile;
+  readonly imageRoot: string;
   readonly #bwrap: string;
   readonly #dir: JobDirectory;
   readonly #limits: RunnerLimits;
@@ -214,6 +217,7 @@ class BubblewrapInstance implements RunnerInstance {
     this.workspace = init.dir.workspace;
     this.config = init.config;
     this.sandboxProfile = init.profile;
+    this.imageRoot = init.imageRoot;
     this.#bwrap = init.bwrap;
     this.#dir = init.dir;
     this.#limits = init.limits;

@@ -103,6 +103,11 @@ export interface RunnerInstance {
   readonly config: ProjectConfig;
   readonly sandboxProfile: SandboxProfile;
   /**
+   * Host path of the root of the image the build runs in (`/` for the host's own system), where
+   * the build environment's packages are read from.
+   */
+  readonly imageRoot: string;
+  /**
    * Run the project's build command in the sandbox, once.
    * Resolves with the result whatever the exit code; the caller decides what a failure means.
    * @throws GatehouseError BUILD_TIMEOUT when the wall-clock limit killed it, BUILD_FAILED when the

@@ -10,6 +10,10 @@ import { httpStatusByCode } from './http-errors.ts';
 
 /** Bodies larger than this are refused before they are read in full. */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const environmentBody = z.strictObject({
+  digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  document: z.string().min(2),
+});
 
 export type Handler = (req: IncomingMessage, params: Record<string, string>, url: URL) => Promise<Reply>;
 export interface Reply {
@@ -278,6 +282,22 @@ export function createApiServer(options: {
       const body = parseBody(attestBody, await readJson(req));
       const request = { jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence };
       return { json: await cp.attest(request, requiredProof(req)) };
+    }),
+    // The build environment's SBOM, kept once per digest: whether it is known, and from a job key.
+    route('GET', '/v1/environments/:digest', false, async (_r, p) => {
+      const digest = p.digest ?? '';
+      if (!(await cp.environmentSbomKnown(digest)))
+        throw new GatehouseError('NOT_FOUND', `no build environment SBOM ${digest.slice(0, 80)}`);
+      return { json: { digest } };
+    }),
+    route('POST', '/v1/jobs/:id/environment', false, async (req, p) => {
+      const body = parseBody(environmentBody, await readJson(req));
+      await cp.uploadEnvironmentSbom(
+        { jobId: p.id ?? '', digest: body.digest },
+        body.document,
+        requiredProof(req),
+      );
+      return { status: 201, json: { digest: body.digest } };
     }),
     // An output's bytes, streamed into the staging area (never read whole into memory).
     route('PUT', '/v1/jobs/:id/outputs', false, async (req, p, url) => {

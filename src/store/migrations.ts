@@ -293,6 +293,21 @@ export const sqliteMigrations: readonly Migration[] = [
   },
   {
     version: 13,
+    name: 'environment-sboms',
+    sql: `
+      -- The build environment's packages, kept once per runner image SBOM and referenced by digest.
+      CREATE TABLE environment_sboms (
+        digest TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TRIGGER environment_sboms_no_update BEFORE UPDATE ON environment_sboms
+        BEGIN SELECT RAISE(ABORT, 'an environment SBOM is kept under its digest and never changes'); END;
+      ALTER TABLE artifact_sboms ADD COLUMN environment TEXT;
+    `,
+  },
+  {
+    version: 14,
     name: 'ct-log-and-witnesses',
     sql: `
       -- The certificate transparency log: one shard per CT key generation, each its own tree.

@@ -1,3 +1,5 @@
+import { statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
 import { type Migration, sqliteMigrations } from './migrations.ts';
@@ -25,6 +27,19 @@ import type {
 } from './store.ts';
 
 /** The embedded store: one SQLite file in the home (or `:memory:` for tests). */
+/** `; its file system has 12 KiB free` when the disk under `path` is (nearly) full, else nothing. */
+function spaceNote(path: string): string {
+  try {
+    const { bavail, bsize } = statfsSync(dirname(path));
+    const free = bavail * bsize;
+    return free < 1024 * 1024
+      ? ` (its file system has ${Math.floor(free / 1024)} KiB free: make room and retry)`
+      : '';
+  } catch {
+    return '';
+  }
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly jobs: JobStore;
@@ -71,7 +86,7 @@ export class SqliteStore implements Store {
       // NORMAL may lose the last transactions); measured in bench/signing.ts.
       db.exec('PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;');
     } catch (e) {
-      throw storeError(`cannot open the database ${path}`, e);
+      throw storeError(`cannot open the database ${path}${spaceNote(path)}`, e);
     }
     migrate(db, migrations);
     return new SqliteStore(db);

@@ -384,6 +384,9 @@ export interface PolicyStore {
   listReevaluations(options?: { limit?: number }): Promise<ReevaluationRecord[]>;
   /** Keep the components of a promoted artifact (JSON of its SBOM components) for re-evaluation. */
   keepArtifactSbom(record: ArtifactSbomRecord): Promise<void>;
+  /** Keep a build environment's SBOM (idempotent: a digest names one document). */
+  putEnvironmentSbom(record: EnvironmentSbomRecord): Promise<void>;
+  environmentSbom(digest: string): Promise<EnvironmentSbomRecord | undefined>;
   artifactSboms(): Promise<ArtifactSbomRecord[]>;
   /** Keep a VEX document (replacing one with the same id). */
   addVex(record: { id: string; json: string; createdAt: string }): Promise<void>;
@@ -423,7 +426,24 @@ export interface ArtifactSbomRecord {
   project: string;
   /** JSON array of SBOM components. */
   components: string;
+  /**
+   * `sha256:<hex>` of the build environment's SBOM (an {@link EnvironmentSbomRecord}) whose
+   * packages are judged with `components` (migration 13); absent when they are in `components`.
+   */
+  environment?: string;
   subjects: { name: string; sha256: string }[];
+  createdAt: string;
+}
+
+/**
+ * The SBOM of a build environment (the runner image's packages), kept once by its digest and
+ * referenced by every job that ran in it (migration 13).
+ */
+export interface EnvironmentSbomRecord {
+  /** `sha256:<hex>` of `document`. */
+  digest: string;
+  /** The CycloneDX JSON text, as its digest covers it. */
+  document: string;
   createdAt: string;
 }
 

@@ -114,6 +114,8 @@ export async function submitRequest(
     signedAt?: number;
     /** Where the output's bytes are uploaded before the submission, with the job key's proof. */
     controlPlane: ControlPlane;
+    /** `sha256:<hex>` of a build-environment SBOM the submission references. */
+    environment?: string;
   },
 ): Promise<SubmitRequest> {
   const { ticket, key } = job;
@@ -134,6 +136,7 @@ export async function submitRequest(
       sandboxProfileDigest: '0'.repeat(64),
     },
     steps: [],
+    ...(options.environment === undefined ? {} : { environment: { sbom: options.environment } }),
   };
   return {
     token: options.token,

@@ -281,6 +281,8 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
       where: ca.dir,
     });
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  // Starting the new vTPM below records its swtpm in the owner file; what was there is restored.
+  const claim = await readFile(ownerFile(stateDir), 'utf8').catch(() => undefined);
   const work = await mkdtemp(join(tmpdir(), 'gh-vtpm-mfg-'));
   try {
     const opts = join(work, 'localca.options');
@@ -336,6 +338,8 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
     } finally {
       await tpm.tool('tpm2_shutdown', []).catch(() => undefined);
       await tpm.stop();
+      if (claim === undefined) await rm(ownerFile(stateDir), { force: true });
+      else await writeFile(ownerFile(stateDir), claim, { mode: 0o600 });
     }
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -369,14 +373,21 @@ export class VtpmPool {
     return (await readdir(this.#ready).catch(() => [])).filter((n) => !n.startsWith('.')).length;
   }
 
+  /** Where the pool lives (its `ready/` and `in-use/` folders). */
+  get dir(): string {
+    return this.#dir;
+  }
+
   /** Manufacture states until `count` are ready; returns how many were made. */
   async fill(count: number): Promise<number> {
     await mkdir(this.#ready, { recursive: true, mode: 0o700 });
+    await this.#sweepHalfMade();
     let made = 0;
     while ((await this.size()) < count) {
       const id = randomBytes(8).toString('hex');
-      // Manufacture under a dot-name and rename when complete, so a half-made state is never taken.
-      const tmp = join(this.#ready, `.mfg-${id}`);
+      // Manufacture under a dot-name and rename when complete, so a half-made state is never taken;
+      // the name carries the manufacturer's pid, so that what a killed filler left can be removed.
+      const tmp = join(this.#ready, `.mfg-${process.pid}-${id}`);
       try {
         await manufactureVtpm(tmp, this.#options);
       } catch (e) {
@@ -387,6 +398,15 @@ export class VtpmPool {
       made++;
     }
     return made;
+  }
+
+  /** Remove half-manufactured states whose manufacturer is gone (a filler killed mid-way). */
+  async #sweepHalfMade(): Promise<void> {
+    for (const name of await readdir(this.#ready).catch(() => [] as string[])) {
+      const pid = Number(/^\.mfg-(\d+)-/.exec(name)?.[1]); // the state and its .owner file
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid))
+        await rm(join(this.#ready, name), { recursive: true, force: true });
+    }
   }
 
   /**

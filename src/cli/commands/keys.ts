@@ -4,9 +4,10 @@ import { homePaths, resolveHome } from '../../home/home.ts';
 import { openHomeKeys, rotateHomeKey } from '../../signing/home-keys.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { bold, makeOutput } from '../output.ts';
 
-const USAGE = 'gatehouse keys status | rotate log|ct|ca|tsa|attestation [--home DIR] [--json]';
+const USAGE = usageOf('keys');
 
 /** `gatehouse keys`: where the signing keys live, their generations, and rotation. */
 export async function keysCommand(argv: string[]): Promise<number> {

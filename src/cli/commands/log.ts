@@ -7,12 +7,12 @@ import { parseTrustedRoot } from '../../signing/trust-root.ts';
 import { type AuditedLog, auditLog } from '../../tlog/monitor.ts';
 import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { readJsonFile } from '../input-files.ts';
 import { green, makeOutput } from '../output.ts';
 import { cosignNow, runWitness } from './witness.ts';
 
-const USAGE =
-  'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND | audit [--state F] [--server URL] [--trusted-root F] | witness --trusted-root F… [--listen HOST:PORT] [--name N] | witness-key [--name N] | cosign  [--home DIR] [--json]';
+const USAGE = usageOf('log');
 
 /** A log index or tree size: a whole number from 0, of at most 15 digits. */
 function whole(value: string | undefined, what: string): number {

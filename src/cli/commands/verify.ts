@@ -9,12 +9,12 @@ import { parseVkey, type WitnessKey } from '../../tlog/cosignature.ts';
 import { verifyArtifactBundle } from '../../verify/verify.ts';
 import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { loadTrustedRoot, readJsonFile } from '../input-files.ts';
 import { bold, green, makeOutput } from '../output.ts';
 import { verifyOciCommand } from './verify-oci.ts';
 
-const USAGE =
-  'gatehouse verify ARTIFACT --bundle FILE (--identity URI --issuer URI | --project NAME [--issuer URI]) [--trusted-root FILE] [--witness KEY… [--witness-threshold N]] [--home DIR] [--json]';
+const USAGE = usageOf('verify');
 
 /**
  * The witnesses a bundle's checkpoint must carry: every `--witness` key, or `--witness-threshold`
