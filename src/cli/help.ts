@@ -48,7 +48,7 @@ export const COMMAND_HELP = {
   verify: {
     summary: 'deploy-time verification: a file and its bundle, or an image in a registry',
     usage:
-      'gatehouse verify ARTIFACT --bundle FILE (--identity URI --issuer URI | --project NAME [--issuer URI]) [--trusted-root FILE] [--home DIR] [--json]\n' +
+      'gatehouse verify ARTIFACT --bundle FILE (--identity URI --issuer URI | --project NAME [--issuer URI]) [--trusted-root FILE] [--witness KEY… [--witness-threshold N]] [--home DIR] [--json]\n' +
       'gatehouse verify oci://HOST/REPO@sha256:HEX [--policy F] [--identity URI | --project NAME] [--issuer URI] ' +
       '[--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F|URL | --server URL | --no-revocation-check] [--trusted-root F] ' +
       '[--plain-http] [--home DIR] [--json]',
@@ -128,12 +128,13 @@ export const COMMAND_HELP = {
   log: {
     summary: 'read, prove and monitor the transparency log',
     usage:
-      'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND | audit [--state F] [--server URL] [--trusted-root F] [--home DIR] [--json]',
+      'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND | audit [--state F] [--server URL] [--trusted-root F] [--home DIR] [--json]\n' +
+      'gatehouse log witness --trusted-root F… [--listen HOST:PORT] [--name N] | witness-key [--name N] | cosign [--home DIR] [--json]',
     examples: ['gatehouse log checkpoint', 'gatehouse log inclusion 0'],
   },
   keys: {
     summary: 'where the signing keys live; rotate one (old signatures keep verifying)',
-    usage: 'gatehouse keys status | rotate log|ca|tsa|attestation [--home DIR] [--json]',
+    usage: 'gatehouse keys status | rotate log|ct|ca|tsa|attestation [--home DIR] [--json]',
     examples: ['gatehouse keys status'],
   },
   backup: {

@@ -12,6 +12,7 @@ import { environmentComponents } from '../sbom/environment.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
 import type { InternalCa } from '../signing/ca.ts';
+import type { PrecertificateLog } from '../signing/ct.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
 import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
@@ -53,6 +54,8 @@ export interface GateOptions {
   /** Digest of the policy `policy` enforces, recorded on refusals decided before it runs. */
   policyDigest: string;
   ca: InternalCa;
+  /** The CT log(s) every leaf's precertificate goes to before it is issued (SCTs embedded). */
+  ctLogs: readonly PrecertificateLog[];
   log: TransparencyLog;
   registry: ArtifactRegistry;
   issuer: string;
@@ -65,6 +68,11 @@ export interface GateOptions {
   verifySource?: (facts: SourceFacts, project: string) => Promise<SourceVerification>;
   /** RFC 3161 time-stamping of a signature; absent: bundles carry only the log's timestamp. */
   timestamp?: (signature: Uint8Array) => Promise<Uint8Array>;
+  /**
+   * Have the log's witnesses cosign a tree of at least `minSize` entries; returns its size, whose
+   * checkpoint (with the cosignatures) the bundle carries. Absent: no witnesses.
+   */
+  witness?: (minSize: number) => Promise<number>;
   /**
    * The vulnerability database in memory, kept current (src/vuln/live-index.ts); absent: one store
    * query per component's package.
@@ -133,12 +141,14 @@ export class Gate {
     this.#o = options;
     this.#signing = {
       ca: options.ca,
+      ctLogs: options.ctLogs,
       log: options.log,
       repositoryUri: (project) => options.registry.repositoryUri('promoted', project),
       issuer: options.issuer,
       identityBase: options.identityBase,
       certValidityMinutes: options.certValidityMinutes,
       ...(options.timestamp === undefined ? {} : { timestamp: options.timestamp }),
+      ...(options.witness === undefined ? {} : { witness: options.witness }),
     };
   }
 

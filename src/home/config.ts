@@ -169,6 +169,21 @@ export const configSchema = z
     catalog: z.strictObject({ limits: artifactLimitsSchema.optional() }).optional(),
     /** The attestation authority: trusted CI identity token issuers (docs/attestation.md). */
     attestation: z.strictObject({ ciIssuers: z.array(ciIssuerConfigSchema).max(32).optional() }).optional(),
+    /**
+     * Witnesses of the transparency log (c2sp.org/tlog-witness): each signed bundle's checkpoint is
+     * sent to them first, and their cosignatures travel in the bundle (docs/witnesses.md).
+     */
+    witnesses: z
+      .array(
+        z.strictObject({
+          /** The witness's submission prefix (`<url>/add-checkpoint`). */
+          url: z.url(),
+          /** Its verifier key, `name+hexid+base64` (what `gatehouse log witness-key` prints). */
+          key: z.string().min(1).max(512),
+        }),
+      )
+      .max(16)
+      .optional(),
   })
   .strict();
 

@@ -1,4 +1,4 @@
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -40,7 +40,10 @@ import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
+import { parseVkey } from '../tlog/cosignature.ts';
+import { CtLog } from '../tlog/ct-log.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
+import { LogWitnessing } from '../tlog/witness-client.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { GateRelease } from '../triage/release.ts';
 import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
@@ -250,6 +253,10 @@ export interface OpenHome {
   config: Config;
   store: Store;
   log: TransparencyLog;
+  /** The internal CA's certificate transparency log (its current key generation). */
+  ct: CtLog;
+  /** The log's witnesses, when the config names any. */
+  witnessing: LogWitnessing | undefined;
   controlPlane: EmbeddedControlPlane;
   runner: Runner;
   /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
@@ -306,6 +313,21 @@ export async function openHome(
     signer: logSigner,
     origin: logOrigin,
     onAppend: () => anchor.schedule(),
+    // Checkpoints carry the witness cosignatures kept for their tree.
+    cosignatures: store.cosignatures,
+  });
+  const witnessing = logWitnessing(config, log, store);
+  // Each CT key generation is its own log, named by its key: `<host>/ct/<first 16 hex of its ID>`.
+  const ctOrigin = (spki: Uint8Array): string =>
+    `${new URL(config.identityBase).host}/ct/${sha256Hex(spki).slice(0, 16)}`;
+  const rootInput = () =>
+    keys.trustedRootInput(`https://${logOrigin}`, (spki) => `https://${ctOrigin(spki)}`);
+  const ct = new CtLog({
+    store: store.ct,
+    signer: keys.ctSigner,
+    origin: ctOrigin(keys.ctSigner.publicKeySpki()),
+    // The CA's roots, current and retired: the only chains this log takes.
+    acceptedRoots: () => [rootInput().ca].flat().map((c) => new Uint8Array(certificateDer(c.rootPem))),
   });
   try {
     await anchor.verify(log);
@@ -350,6 +372,7 @@ export async function openHome(
     policy: policies.engine(),
     policyDigest: defaultPolicy?.record.digest ?? '',
     ca,
+    ctLogs: [ct],
     log,
     registry,
     issuer: config.issuer,
@@ -369,6 +392,9 @@ export async function openHome(
     ...(keys.tsa === undefined
       ? {}
       : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),
+    ...(witnessing === undefined
+      ? {}
+      : { witness: async (minSize: number) => (await witnessing.cosign(minSize)).treeSize }),
   });
   // Revocations are logged and stored; the home's file mirrors them for local verifiers.
   const revocationsFile = join(root, 'revocations.json');
@@ -382,7 +408,7 @@ export async function openHome(
     onRevoked: (records) => mirrorRevocations(revocationsFile, records),
   });
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
-    buildTrustedRoot(keys.trustedRootInput(`https://${logOrigin}`)) as unknown as Record<string, unknown>;
+    buildTrustedRoot(rootInput()) as unknown as Record<string, unknown>;
   const metrics = new Metrics();
   const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
   const orchestrator = new Orchestrator({ store });
@@ -437,6 +463,8 @@ export async function openHome(
     config,
     store,
     log,
+    ct,
+    witnessing,
     controlPlane,
     runner,
     attester,
@@ -456,6 +484,26 @@ export async function openHome(
       await store.close();
     },
   };
+}
+
+/**
+ * The witnesses the config names, as the log asks them.
+ * @throws GatehouseError BAD_CONFIG for a witness key that does not parse
+ */
+function logWitnessing(config: Config, log: TransparencyLog, store: Store): LogWitnessing | undefined {
+  const witnesses = (config.witnesses ?? []).map((w, i) => {
+    try {
+      return { url: w.url, key: parseVkey(w.key) };
+    } catch (e) {
+      throw new GatehouseError('BAD_CONFIG', e instanceof Error ? e.message : 'bad witness key', {
+        where: `config.json witnesses.${i}.key`,
+        cause: e,
+      });
+    }
+  });
+  return witnesses.length === 0
+    ? undefined
+    : new LogWitnessing({ log, cosignatures: store.cosignatures, witnesses });
 }
 
 /**
@@ -572,6 +620,11 @@ async function readText(path: string): Promise<string> {
       cause: e,
     });
   }
+}
+
+/** The DER of a PEM certificate. */
+function certificateDer(pem: string): Buffer {
+  return new X509Certificate(pem).raw;
 }
 
 /** The canonical digest of a JSON value, for reference-value files and tests. */

@@ -15,14 +15,18 @@ const environmentBody = z.strictObject({
   document: z.string().min(2),
 });
 
-type Handler = (req: IncomingMessage, params: Record<string, string>, url: URL) => Promise<Reply>;
-interface Reply {
+export type Handler = (req: IncomingMessage, params: Record<string, string>, url: URL) => Promise<Reply>;
+export interface Reply {
   status?: number;
   json?: unknown;
   text?: string;
+  /** A binary answer (CT tiles, certificates). */
+  bytes?: Uint8Array;
   contentType?: string;
+  /** Extra headers (caching of immutable tiles). */
+  headers?: Record<string, string>;
 }
-interface Route {
+export interface Route {
   method: 'GET' | 'POST' | 'PUT';
   pattern: RegExp;
   keys: string[];
@@ -30,7 +34,7 @@ interface Route {
   handler: Handler;
 }
 
-function route(method: 'GET' | 'POST' | 'PUT', path: string, auth: boolean, handler: Handler): Route {
+export function route(method: 'GET' | 'POST' | 'PUT', path: string, auth: boolean, handler: Handler): Route {
   const keys: string[] = [];
   const pattern = new RegExp(
     `^${path.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
@@ -41,7 +45,7 @@ function route(method: 'GET' | 'POST' | 'PUT', path: string, auth: boolean, hand
   return { method, pattern, keys, auth, handler };
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+export async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -153,7 +157,12 @@ function intParam(url: URL, name: string): number | undefined {
  * write needs the home's API token as a bearer token. Errors are JSON `{ error: { code, message } }`
  * with the status from `httpStatusByCode`; internal errors never echo their detail.
  */
-export function createApiServer(options: { controlPlane: EmbeddedControlPlane; apiToken: string }): Server {
+export function createApiServer(options: {
+  controlPlane: EmbeddedControlPlane;
+  apiToken: string;
+  /** Routes of other services the server carries (the CT log: src/server/ct-routes.ts). */
+  extraRoutes?: readonly Route[];
+}): Server {
   const cp = options.controlPlane;
   const expected = Buffer.from(options.apiToken);
   const routes: Route[] = [
@@ -326,6 +335,7 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       await cp.finish(request, requiredProof(req));
       return { json: { ok: true } };
     }),
+    ...(options.extraRoutes ?? []),
   ];
 
   function authorized(req: IncomingMessage): boolean {
@@ -360,8 +370,20 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       });
       const reply = await r.handler(req, params, url);
       if (reply.text !== undefined) {
-        res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain' });
+        res.writeHead(reply.status ?? 200, {
+          'content-type': reply.contentType ?? 'text/plain',
+          ...reply.headers,
+        });
         res.end(reply.text);
+        return;
+      }
+      if (reply.bytes !== undefined) {
+        res.writeHead(reply.status ?? 200, {
+          'content-type': reply.contentType ?? 'application/octet-stream',
+          'content-length': reply.bytes.length,
+          ...reply.headers,
+        });
+        res.end(reply.bytes);
         return;
       }
       send(res, reply.status ?? 200, reply.json);

@@ -13,7 +13,18 @@ import { SqliteSourceStore } from './sqlite-source-store.ts';
 import { type Row, storeError } from './sqlite-support.ts';
 import { SqliteTokenStore } from './sqlite-token-store.ts';
 import { SqliteVulnStore } from './sqlite-vuln-store.ts';
-import type { DecisionStore, JobStore, LogStore, Store, TokenStore, VulnStore } from './store.ts';
+import { SqliteCosignatureStore, SqliteCtLogStore, SqliteWitnessStore } from './sqlite-witness-store.ts';
+import type {
+  CosignatureStore,
+  CtLogStore,
+  DecisionStore,
+  JobStore,
+  LogStore,
+  Store,
+  TokenStore,
+  VulnStore,
+  WitnessStore,
+} from './store.ts';
 
 /** The embedded store: one SQLite file in the home (or `:memory:` for tests). */
 /** `; its file system has 12 KiB free` when the disk under `path` is (nearly) full, else nothing. */
@@ -34,6 +45,9 @@ export class SqliteStore implements Store {
   readonly jobs: JobStore;
   readonly decisions: DecisionStore;
   readonly log: LogStore;
+  readonly ct: CtLogStore;
+  readonly cosignatures: CosignatureStore;
+  readonly witness: WitnessStore;
   readonly vulns: VulnStore;
   readonly tokens: TokenStore;
   readonly source: SqliteSourceStore;
@@ -49,6 +63,9 @@ export class SqliteStore implements Store {
     this.jobs = new SqliteJobStore(db);
     this.decisions = new SqliteDecisionStore(db);
     this.log = new SqliteLogStore(db, (fn) => this.#immediate(fn));
+    this.ct = new SqliteCtLogStore(db, (fn) => this.#immediate(fn));
+    this.cosignatures = new SqliteCosignatureStore(db);
+    this.witness = new SqliteWitnessStore(db, (fn) => this.#immediate(fn));
     this.vulns = new SqliteVulnStore(db, (fn) => this.#immediate(fn));
     this.tokens = new SqliteTokenStore(db);
     this.source = new SqliteSourceStore(db);

@@ -31,6 +31,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
       const generations = [
         ...windows('ca', [input.ca].flat()),
         ...windows('log', [input.tlog].flat()),
+        ...windows('ct', input.ctlogs ?? []),
         ...windows('tsa', input.timestampAuthorities ?? []),
         ...keys.retiredAttestationKeys.map((k) => ({
           kind: 'attestation',
@@ -43,7 +44,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
         config.keys === undefined
           ? 'plain key files (a home from before encryption)'
           : config.keys.kind === 'pkcs11'
-            ? `PKCS#11 token '${config.keys.token}' (labels ${config.keys.label}-ca, -log, -tsa); other keys in files`
+            ? `PKCS#11 token '${config.keys.token}' (labels ${config.keys.label}-ca, -log, -ct, -tsa); other keys in files`
             : `key files sealed with ${config.keys.encryption.kind === 'kek-file' ? `the key-encryption key ${join(root, config.keys.encryption.path)}` : config.keys.encryption.kind === 'passphrase' ? `the passphrase in $${config.keys.encryption.passphraseEnv}` : 'nothing (plain files)'}`;
       out.document({ keys: where, generations });
       out.line(`${bold('keys')}  ${where}`);
@@ -56,8 +57,8 @@ export async function keysCommand(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     case 'rotate': {
-      if (which !== 'log' && which !== 'ca' && which !== 'tsa' && which !== 'attestation') {
-        throw new UsageError(`rotate log, ca, tsa or attestation\nusage: ${USAGE}`);
+      if (which !== 'log' && which !== 'ct' && which !== 'ca' && which !== 'tsa' && which !== 'attestation') {
+        throw new UsageError(`rotate log, ct, ca, tsa or attestation\nusage: ${USAGE}`);
       }
       await rotateHomeKey(root, p.keys, config.keys, which, new Date(), {
         tokenTtlSeconds: config.tokenTtlSeconds,

@@ -1,5 +1,6 @@
 import { GatehouseError } from '../../common/errors.ts';
 import { homeVtpmPool, openHome, resolveHome } from '../../home/home.ts';
+import { ctRoutes } from '../../server/ct-routes.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { backgroundFillEnabled, releaseFillLock, takeFillLock } from '../background-fill.ts';
@@ -50,7 +51,11 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const refilling = setInterval(() => void refillPool(home.root), 10_000);
   refilling.unref();
   void refillPool(home.root);
-  const server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
+  const server = createApiServer({
+    controlPlane: home.controlPlane,
+    apiToken: home.apiToken,
+    extraRoutes: ctRoutes(home.ct),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) =>
       reject(new GatehouseError('UNREACHABLE', `cannot listen on ${host}:${port}: ${(e as Error).message}`)),
