@@ -101,9 +101,9 @@ describe('gatehouse CLI, end to end', () => {
         m.annotations?.['org.opencontainers.image.ref.name'] === doc.jobId,
     );
     assert.ok(tagged, 'the artifact manifest is tagged with the job id');
-    // bundles (provenance, SBOM, VSA), SBOM, decision: five referrers of the artifact, and the
-    // cosign tags sha256-<hex>.sig and .att
-    assert.equal(index.manifests.length, 8);
+    // bundles (provenance, SBOM, VSA), SBOM, build-environment SBOM, decision: six referrers of
+    // the artifact, and the cosign tags sha256-<hex>.sig and .att
+    assert.equal(index.manifests.length, 9);
   });
 
   it('writes an OCI layout that skopeo reads', {

@@ -219,7 +219,10 @@ async function openStore(root: string, config: Config): Promise<Store> {
         await store.close();
         throw new GatehouseError(
           'STORE_DAMAGED',
-          `the database fails its integrity check (${problems.slice(0, 3).join('; ')}): restore the home from a backup (\`gatehouse restore DIR\`)`,
+          `the database fails its integrity check (${problems
+            .slice(0, 3)
+            .map((p) => p.replace(/\s+/g, ' ').trim())
+            .join('; ')}): restore the home from a backup (\`gatehouse restore DIR\`)`,
           { where: database },
         );
       }
