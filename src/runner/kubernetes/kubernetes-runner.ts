@@ -219,6 +219,16 @@ class KubernetesInstance implements RunnerInstance {
     this.#state = 'built';
     const durationMs = Math.round(performance.now() - t0);
     const ended = finished(status);
+    const pod = await this.#pod();
+    const container = pod?.status?.containerStatuses?.find((c) => c.name === 'build');
+    const waiting = container?.state?.waiting;
+    // A Pod still waiting at the end never ran: its image, its volume or the node refused it.
+    if (waiting !== undefined && (status.succeeded ?? 0) === 0)
+      throw new GatehouseError(
+        'BUILD_FAILED',
+        `the build Pod never started: ${waiting.reason ?? 'waiting'}${waiting.message === undefined ? '' : ` (${waiting.message})`}`,
+        { where: this.jobId },
+      );
     if (
       ended?.reason === 'DeadlineExceeded' ||
       (ended === undefined && (status.succeeded ?? 0) === 0 && (status.failed ?? 0) === 0)
@@ -226,17 +236,6 @@ class KubernetesInstance implements RunnerInstance {
       throw new GatehouseError('BUILD_TIMEOUT', `the build ran past its ${timeout} s limit and was stopped`, {
         where: this.jobId,
       });
-    const pod = await this.#pod();
-    const container = pod?.status?.containerStatuses?.find((c) => c.name === 'build');
-    const waiting = container?.state?.waiting;
-    if (waiting !== undefined)
-      throw new GatehouseError(
-        'BUILD_FAILED',
-        `the build Pod never started: ${waiting.reason ?? 'waiting'}${waiting.message === undefined ? '' : ` (${waiting.message})`}`,
-        {
-          where: this.jobId,
-        },
-      );
     const terminated = container?.state?.terminated;
     if (terminated?.exitCode === undefined)
       throw new GatehouseError(
