@@ -78,7 +78,10 @@ describe('Kubernetes Job runner (recorded API answers)', {
       if (req.method === 'POST' && path.endsWith('/networkpolicies')) return json(201, JSON.stringify(body));
       if (req.method === 'POST' && path.endsWith('/jobs')) {
         if (scenario === 'forbidden') return json(403, recorded('status-forbidden.json', name));
-        return json(201, recorded('job-running.json', (body?.metadata as { name: string }).name));
+        return json(
+          201,
+          recorded('job-running.json', String((body?.metadata as { name?: string } | undefined)?.name)),
+        );
       }
       if (req.method === 'GET' && path.includes('/jobs/')) {
         polls++;
