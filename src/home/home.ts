@@ -29,7 +29,7 @@ import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { DEFAULT_POLICY_NAME, PolicyService } from '../policy/policy-service.ts';
 import type { ArtifactRegistry } from '../registry/registry.ts';
 import { registryFromConfig } from '../registry/registry-config.ts';
-import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
+import { runnerFromConfig } from '../runner/from-config.ts';
 import { MAX_BUILD_TIMEOUT_SECONDS, parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
 import { resolveArtifactLimits } from '../sbom/artifact/limits.ts';
@@ -108,7 +108,7 @@ export async function measureReferenceValues(config: Config, root: string): Prom
   );
   const baseline = await measureBaseline({
     // Exactly the profile the configured runner gives a job: limits, seccomp, verified image.
-    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(config.runner, root).profileFor(probe)),
+    sandboxProfile: isolationProfile(await runnerFromConfig(config.runner, root).profileFor(probe)),
     toolchain: [...config.runner.toolchain],
     agentFiles: await agentFiles(),
     jobId: 'reference',
@@ -453,12 +453,7 @@ export async function openHome(
       signRevocationList(await currentRevocations(revocationsFile, await triage.revocations()), logSigner),
     trustEkCa: (body) => trustEkCaSigned(root, body, securityKeys),
   });
-  const runner = (() => {
-    switch (config.runner.kind) {
-      case 'bubblewrap':
-        return bubblewrapRunnerFromConfig(config.runner, root);
-    }
-  })();
+  const runner = runnerFromConfig(config.runner, root);
   const attester = await attesterFactory(root, config);
   const host = await loadRunnerHost(p.keys, await homeKeyProtection(root, config.keys));
   return {

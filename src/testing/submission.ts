@@ -20,7 +20,7 @@ import { homePaths, type OpenHome } from '../home/home.ts';
 import { LOCAL_POOL } from '../home/runner-host.ts';
 import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
 import type { ProjectContent, ProjectRegistration } from '../policy/projects.ts';
-import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
+import { runnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
@@ -34,7 +34,7 @@ export async function baselineFor(home: OpenHome, ticket: JobTicket): Promise<Me
     'reference',
   );
   return measureBaseline({
-    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(home.config.runner).profileFor(probe)),
+    sandboxProfile: isolationProfile(await runnerFromConfig(home.config.runner).profileFor(probe)),
     toolchain: ticket.toolchain,
     agentFiles: await agentFiles(),
     jobId: ticket.jobId,

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { closeServer, listenOnLoopback, tempDir } from '../../../test/helpers.ts';
 import { sandboxProfileDigest } from '../../attestation/measurement.ts';
 import { isGatehouseError } from '../../common/errors.ts';
+import { kubernetesRunnerFromConfig } from '../from-config.ts';
 import { DEFAULT_LIMITS } from '../limits.ts';
 import { parseProjectConfig } from '../project-config.ts';
 import { KubernetesApi } from './api.ts';
@@ -308,5 +309,38 @@ describe('Kubernetes Job runner (recorded API answers)', {
       () => new KubernetesApi({ server: 'http://10.0.0.1:6443', token: TOKEN, namespace: 'builds' }),
       (e) => isGatehouseError(e, 'BAD_CONFIG'),
     );
+  });
+
+  it('is made from a home config: its API server and token file, or refuses what is missing', async () => {
+    const tokenFile = join(tmp.path, 'token');
+    writeFileSync(tokenFile, `${TOKEN}\n`);
+    const base = { namespace: 'builds', image: IMAGE, workspaceRoot: join(tmp.path, 'jobs'), node: 'node-a' };
+    assert.throws(
+      () => kubernetesRunnerFromConfig({ ...base, apiServer: url }),
+      (e) => isGatehouseError(e, 'BAD_CONFIG') && /tokenFile/.test((e as Error).message),
+    );
+    const { node: _node, ...noNode } = base;
+    const saved = process.env.NODE_NAME;
+    delete process.env.NODE_NAME;
+    try {
+      assert.throws(
+        () => kubernetesRunnerFromConfig({ ...noNode, apiServer: url, tokenFile }),
+        /needs its node/,
+      );
+    } finally {
+      if (saved !== undefined) process.env.NODE_NAME = saved;
+    }
+    start('success');
+    const runner = kubernetesRunnerFromConfig({ ...base, apiServer: url, tokenFile });
+    const instance = await provision(runner);
+    try {
+      assert.equal((await instance.build()).exitCode, 0);
+      assert.ok(
+        seen.every((x) => x.auth === `Bearer ${TOKEN}`),
+        'the token file, trimmed, is the bearer token',
+      );
+    } finally {
+      await instance.destroy();
+    }
   });
 });
