@@ -101,9 +101,9 @@ describe('gatehouse CLI, end to end', () => {
         m.annotations?.['org.opencontainers.image.ref.name'] === doc.jobId,
     );
     assert.ok(tagged, 'the artifact manifest is tagged with the job id');
-    // bundles (provenance, SBOM, VSA), SBOM, decision: five referrers of the artifact, and the
-    // cosign tags sha256-<hex>.sig and .att
-    assert.equal(index.manifests.length, 8);
+    // bundles (provenance, SBOM, VSA), SBOM, build-environment SBOM, decision: six referrers of
+    // the artifact, and the cosign tags sha256-<hex>.sig and .att
+    assert.equal(index.manifests.length, 9);
   });
 
   it('writes an OCI layout that skopeo reads', {
@@ -155,25 +155,34 @@ describe('gatehouse CLI, end to end', () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
-  it('produces a bundle that sigstore-js verifies against `gatehouse trust-root`', async () => {
+  it('produces bundles that sigstore-js verifies at its default settings against `gatehouse trust-root`', async () => {
     const r = await cli(['trust-root', ...h]);
     assert.equal(r.code, 0, r.stderr);
-    const verifier = new Verifier(toTrustMaterial(TrustedRoot.fromJSON(JSON.parse(r.stdout))), {
-      ctlogThreshold: 0,
-      tlogThreshold: 1,
-    });
+    const root = JSON.parse(r.stdout);
+    assert.equal(root.ctlogs.length, 1, 'the CT log key is in the exported root');
+    // No options: sigstore-js requires one SCT from a trusted CT log and one tlog entry.
+    const verifier = new Verifier(toTrustMaterial(TrustedRoot.fromJSON(root)));
+    // Every bundle of the run: provenance, SBOM attestation and the gate's VSA.
+    for (const suffix of ['sigstore.json', 'sbom.sigstore.json', 'vsa.sigstore.json']) {
+      const file = join(out, `hello-app.tar.${suffix}`);
+      const entity = toSignedEntity(bundleFromJSON(JSON.parse(readFileSync(file, 'utf8'))));
+      const signer = verifier.verify(entity, {
+        subjectAlternativeName: identityOf('hello-app'),
+        extensions: { issuer: ISSUER },
+      });
+      assert.equal(signer.identity?.subjectAlternativeName, identityOf('hello-app'), suffix);
+    }
     const entity = toSignedEntity(
       bundleFromJSON(JSON.parse(readFileSync(bundle, 'utf8'))),
       readFileSync(artifact),
     );
-    const signer = verifier.verify(entity, {
-      subjectAlternativeName: identityOf('hello-app'),
-      extensions: { issuer: ISSUER },
-    });
-    assert.equal(signer.identity?.subjectAlternativeName, identityOf('hello-app'));
+    verifier.verify(entity, { subjectAlternativeName: identityOf('hello-app') });
     assert.throws(() => verifier.verify(entity, { subjectAlternativeName: identityOf('other-app') }), {
       code: 'UNTRUSTED_SIGNER_ERROR',
     });
+    // The same root without its CT log: sigstore-js at its defaults refuses the leaf.
+    const noCt = new Verifier(toTrustMaterial(TrustedRoot.fromJSON({ ...root, ctlogs: [] })));
+    assert.throws(() => noCt.verify(entity), { code: 'CERTIFICATE_ERROR' });
   });
 
   it('refuses the wrong identity (exit 3)', async () => {

@@ -11,9 +11,10 @@ import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
-import type { Runner, RunnerInstance, SandboxProfile } from '../runner/runner.ts';
+import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
+import { environmentSbom } from '../sbom/environment.ts';
 import type { Component } from '../sbom/model.ts';
 import { configAtCommit, pinSource } from '../source/pinned-checkout.ts';
 import type { SourceDescriber } from '../source/source-provider.ts';
@@ -50,7 +51,7 @@ export async function agentFiles(): Promise<string[]> {
  * environment, working directory: the developer's choices). This part is measured and appraised
  * against reference values; the whole profile's digest goes into the provenance.
  */
-export function isolationProfile(profile: SandboxProfile): SandboxProfile {
+export function isolationProfile<P extends IsolationProfile>(profile: P): P {
   return { ...profile, command: [], env: {}, cwd: '' };
 }
 
@@ -80,6 +81,11 @@ export interface AgentOptions {
    * are destroyed and the control plane records the job as cancelled.
    */
   signal?: AbortSignal;
+  /**
+   * Where the build environment's SBOM is kept between jobs, by the digest of the package
+   * databases it was read from (the runner host's home); absent, it is made for every job.
+   */
+  environmentCache?: string;
 }
 
 /** How one job ended. */
@@ -211,6 +217,11 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       () => catalogue(runnerInstance.workspace, sourceDir, config.sbom.lockfiles, config.sbom.required),
       (c) => `${c.components.length} components`,
     );
+    // The runner image's packages: one SBOM per image, referenced by digest, not listed per job.
+    const environment =
+      runnerInstance.imageRoot === undefined
+        ? undefined
+        : await environmentSbom(runnerInstance.imageRoot, options.environmentCache);
 
     // Dependencies come in through the agent's allowlisting egress proxy only, and are digested
     // on the way; the build that follows has no network at all.
@@ -245,6 +256,14 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       subject: primary === undefined ? { name: project } : { name: primary.name, sha256: primary.sha256 },
       components: declared.components,
       projectPackages: declared.projects,
+      ...(environment === undefined
+        ? {}
+        : {
+            environment: {
+              digest: environment.digest,
+              url: `urn:gatehouse:build-environment:${environment.digest}`,
+            },
+          }),
     }) as unknown as Record<string, unknown>;
     const submission: Submission = {
       jobId: ticket.jobId,
@@ -261,6 +280,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         sandboxProfileDigest: sha256Hex(canonicalJson(runnerInstance.sandboxProfile)),
       },
       steps: [...steps],
+      ...(environment === undefined ? {} : { environment: { sbom: environment.digest } }),
       ...(fetched.fetched.length === 0
         ? {}
         : { fetched: fetched.fetched.map((f) => ({ uri: f.uri, digest: { sha256: f.digest.sha256 } })) }),
@@ -284,6 +304,15 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         for (const o of outputs) {
           const request = { jobId: ticket.jobId, name: o.path, sha256: o.sha256, size: o.size };
           await cp.uploadOutput(request, o.file, await credentials.job('upload', ticket.jobId, request));
+        }
+        // The build environment's SBOM goes once: the control plane keeps it by its digest.
+        if (environment !== undefined && !(await cp.environmentSbomKnown(environment.digest))) {
+          const request = { jobId: ticket.jobId, digest: environment.digest };
+          await cp.uploadEnvironmentSbom(
+            request,
+            environment.text,
+            await credentials.job('environment', ticket.jobId, request),
+          );
         }
         return cp.submit({ token, proof, submission });
       },
@@ -341,7 +370,11 @@ async function catalogue(
   lockfiles: readonly string[],
   required: boolean,
 ): Promise<{ components: Component[]; projects: string[] }> {
-  return catalogWorkspace(workspace, { displayRoot: sourceDir, ...(required ? { extra: lockfiles } : {}) });
+  return catalogWorkspace(workspace, {
+    displayRoot: sourceDir,
+    environmentRoot: false,
+    ...(required ? { extra: lockfiles } : {}),
+  });
 }
 
 /** Copy outputs into `dir` by their file names, as streams. */

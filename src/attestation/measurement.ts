@@ -5,7 +5,7 @@ import { dirname, isAbsolute, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
-import type { SandboxProfile } from '../runner/runner.ts';
+import type { IsolationProfile } from '../runner/runner.ts';
 import { replayEventLog, type Sha256Hex } from '../tpm/pcr.ts';
 
 /**
@@ -68,7 +68,7 @@ export const softwareMeasurementEvidenceSchema = z.strictObject({
 export type SoftwareMeasurementEvidence = z.infer<typeof softwareMeasurementEvidenceSchema>;
 
 /** Digest a sandbox profile is measured as: SHA-256 of its canonical JSON. */
-export function sandboxProfileDigest(profile: SandboxProfile): Sha256Hex {
+export function sandboxProfileDigest(profile: IsolationProfile): Sha256Hex {
   return sha256Hex(canonicalJson(profile));
 }
 
@@ -127,7 +127,7 @@ export async function agentManifestDigest(files: readonly string[]): Promise<Sha
 
 /** Inputs to {@link measureBaseline}. */
 export interface BaselineInputs {
-  readonly sandboxProfile: SandboxProfile;
+  readonly sandboxProfile: IsolationProfile;
   /** Absolute paths of the binaries the build may use, e.g. /bin/sh, /usr/bin/node. */
   readonly toolchain: readonly string[];
   /** The runner agent's own source files. */

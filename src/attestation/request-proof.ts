@@ -23,6 +23,7 @@ export type RequestAct =
   | 'challenge'
   | 'evidence'
   | 'upload'
+  | 'environment'
   | 'fail'
   | 'finish';
 
@@ -36,7 +37,17 @@ const CLOCK_SKEW_SECONDS = 60;
 const MAX_PROOF_CHARS = 4096;
 
 const claimsSchema = z.strictObject({
-  act: z.enum(['create', 'claim', 'attest', 'challenge', 'evidence', 'upload', 'fail', 'finish']),
+  act: z.enum([
+    'create',
+    'claim',
+    'attest',
+    'challenge',
+    'evidence',
+    'upload',
+    'environment',
+    'fail',
+    'finish',
+  ]),
   job: z.string().min(1).max(128).optional(),
   digest: z.string().regex(/^[0-9a-f]{64}$/),
   iat: z.number().int().nonnegative(),

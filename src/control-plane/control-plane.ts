@@ -36,6 +36,13 @@ export interface ControlPlane {
     content: string | NodeJS.ReadableStream,
     proof: string,
   ): Promise<UploadResult>;
+  /** Whether the control plane keeps the build-environment SBOM with this digest (`sha256:<hex>`). */
+  environmentSbomKnown(digest: string): Promise<boolean>;
+  /**
+   * Hand the SBOM of the job's build environment to the control plane, once per environment: the
+   * CycloneDX text whose digest the submission names, with a proof by the job key (act `environment`).
+   */
+  uploadEnvironmentSbom(request: EnvironmentSbomRequest, text: string, proof: string): Promise<void>;
   /** Hand the build's facts to the gate; returns its decision and, when allowed, the bundles. */
   submit(request: SubmitRequest): Promise<GateResult>;
   /** End a job that could not reach the gate, revoking its token. */
@@ -87,6 +94,12 @@ export interface UploadRequest {
   /** The digest the runner computed (the control plane computes its own). */
   sha256: string;
   size: number;
+}
+
+export interface EnvironmentSbomRequest {
+  jobId: string;
+  /** `sha256:<hex>` of the document's text. */
+  digest: string;
 }
 
 export interface UploadResult {

@@ -23,6 +23,7 @@ import type {
   ClaimJobRequest,
   ControlPlane,
   CreateJobRequest,
+  EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
   JobTicket,
@@ -97,6 +98,14 @@ export class EmbeddedControlPlane implements ControlPlane {
     proof: string,
   ): Promise<UploadResult> {
     return this.#o.pipeline.uploadOutput(request, content, proof);
+  }
+
+  environmentSbomKnown(digest: string): Promise<boolean> {
+    return this.#o.pipeline.environmentSbomKnown(digest);
+  }
+
+  uploadEnvironmentSbom(request: EnvironmentSbomRequest, text: string, proof: string): Promise<void> {
+    return this.#o.pipeline.uploadEnvironmentSbom(request, text, proof);
   }
 
   submit(request: SubmitRequest): Promise<GateResult> {

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
-import { GatehouseError, isErrorCode } from '../common/errors.ts';
+import { GatehouseError, isErrorCode, isGatehouseError } from '../common/errors.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { SecuritySignature } from '../signing/security-act.ts';
 import type { JobRecord, PolicyVersionRecord } from '../store/store.ts';
@@ -11,6 +11,7 @@ import type {
   ClaimJobRequest,
   ControlPlane,
   CreateJobRequest,
+  EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
   JobTicket,
@@ -134,6 +135,27 @@ export class HttpControlPlane implements ControlPlane {
 
   attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }> {
     return this.#call('POST', '/v1/attestation/evidence', body, { proof });
+  }
+
+  /** GET /v1/environments/:digest: 200 when the control plane keeps it, 404 when not. */
+  async environmentSbomKnown(digest: string): Promise<boolean> {
+    try {
+      await this.#call('GET', `/v1/environments/${encodeURIComponent(digest)}`);
+      return true;
+    } catch (e) {
+      if (isGatehouseError(e, 'NOT_FOUND')) return false;
+      throw e;
+    }
+  }
+
+  /** POST /v1/jobs/:id/environment: the build environment's SBOM text, with the job key's proof. */
+  async uploadEnvironmentSbom(request: EnvironmentSbomRequest, text: string, proof: string): Promise<void> {
+    await this.#call(
+      'POST',
+      `${jobPath(request.jobId)}/environment`,
+      { digest: request.digest, document: text },
+      { proof },
+    );
   }
 
   /** PUT /v1/jobs/:id/outputs: the output's bytes, streamed from the file (never read whole). */

@@ -8,7 +8,7 @@
  * (src/gate) does each check and each effect; the attestation authority (src/attestation)
  * appraises evidence and issues, verifies and revokes tokens.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { AttestationAuthority } from '../attestation/authority.ts';
 import { CHECKS, EvidenceRejectedError, failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
 import type { HostEnrollment, HostRegistry } from '../attestation/hosts.ts';
@@ -26,6 +26,7 @@ import type { OutputStaging } from '../gate/staging.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { ProjectRegistration, ProjectRegistry } from '../policy/projects.ts';
+import { environmentComponents } from '../sbom/environment.ts';
 import type { AttestationRefusalRecord, JobRecord, Store } from '../store/store.ts';
 import type {
   AttestRequest,
@@ -33,6 +34,7 @@ import type {
   ClaimJobRequest,
   ControlPlane,
   CreateJobRequest,
+  EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
   JobTicket,
@@ -40,6 +42,9 @@ import type {
   UploadResult,
 } from './control-plane.ts';
 import type { Metrics } from './metrics.ts';
+
+/** The largest build-environment SBOM received (a full desktop image lists a few thousand packages). */
+const MAX_ENVIRONMENT_SBOM_BYTES = 32 * 1024 * 1024;
 
 export interface JobPipelineOptions {
   store: Store;
@@ -193,6 +198,41 @@ export class JobPipeline implements ControlPlane {
     await this.#jobSpeaker(job, { act: 'upload', job: job.id, request }, proof);
     const staged = await this.#o.staging.receive(job.id, request.name, content);
     return { sha256: staged.sha256, size: staged.size };
+  }
+
+  /** Whether the build-environment SBOM with this digest is kept. */
+  async environmentSbomKnown(digest: string): Promise<boolean> {
+    return (await this.#o.store.policies.environmentSbom(digest)) !== undefined;
+  }
+
+  /**
+   * Keep the SBOM of a running, attested job's build environment, from its job key: under the
+   * digest computed here, which must be the one the request names.
+   * @throws GatehouseError CONFLICT (not running), UNAUTHORIZED, BAD_INPUT (digest, size, not an SBOM)
+   */
+  async uploadEnvironmentSbom(request: EnvironmentSbomRequest, text: string, proof: string): Promise<void> {
+    const job = await this.getJob(request.jobId);
+    if (job.state !== 'running' || job.runnerKey === undefined)
+      throw new GatehouseError(
+        'CONFLICT',
+        `job ${job.id} is ${job.state}; a build environment is received from an attested runner`,
+      );
+    await this.#jobSpeaker(job, { act: 'environment', job: job.id, request }, proof);
+    if (Buffer.byteLength(text) > MAX_ENVIRONMENT_SBOM_BYTES)
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `the build environment SBOM is larger than ${MAX_ENVIRONMENT_SBOM_BYTES} bytes`,
+      );
+    const digest = `sha256:${createHash('sha256').update(text).digest('hex')}`;
+    if (digest !== request.digest)
+      throw new GatehouseError('BAD_INPUT', `the build environment SBOM is ${digest}, not ${request.digest}`);
+    // Read as an SBOM now, so that the gate never meets a document it cannot read.
+    environmentComponents(text, digest);
+    await this.#o.store.policies.putEnvironmentSbom({
+      digest,
+      document: text,
+      createdAt: new Date().toISOString(),
+    });
   }
 
   /**

@@ -6,11 +6,13 @@ import { describeError, GatehouseError } from '../common/errors.ts';
 import type { PolicyEngine } from '../policy/policy-engine.ts';
 import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
 import type { ProjectRegistry } from '../policy/projects.ts';
-import type { ArtifactFile, ArtifactRegistry, Placement } from '../registry/registry.ts';
+import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
 import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
+import { environmentComponents } from '../sbom/environment.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
 import type { InternalCa } from '../signing/ca.ts';
+import type { PrecertificateLog } from '../signing/ct.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
 import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
@@ -25,7 +27,7 @@ import {
 } from './checks.ts';
 import { type HeldBuild, heldBuildOf } from './held-build.ts';
 import { type JudgedSbom, judgeArtifacts } from './judged-sbom.ts';
-import { decisionRecord, promoteSigned, sbomRecord } from './placement.ts';
+import { decisionRecord, environmentRecord, promoteSigned, sbomRecord } from './placement.ts';
 import { type Approval, type SignedBuild, type SigningDeps, signBuild } from './sign-build.ts';
 import type { OutputStaging } from './staging.ts';
 import type { GateReason, GateResult, Submission, SubmitRequest } from './submission.ts';
@@ -52,6 +54,8 @@ export interface GateOptions {
   /** Digest of the policy `policy` enforces, recorded on refusals decided before it runs. */
   policyDigest: string;
   ca: InternalCa;
+  /** The CT log(s) every leaf's precertificate goes to before it is issued (SCTs embedded). */
+  ctLogs: readonly PrecertificateLog[];
   log: TransparencyLog;
   registry: ArtifactRegistry;
   issuer: string;
@@ -64,6 +68,11 @@ export interface GateOptions {
   verifySource?: (facts: SourceFacts, project: string) => Promise<SourceVerification>;
   /** RFC 3161 time-stamping of a signature; absent: bundles carry only the log's timestamp. */
   timestamp?: (signature: Uint8Array) => Promise<Uint8Array>;
+  /**
+   * Have the log's witnesses cosign a tree of at least `minSize` entries; returns its size, whose
+   * checkpoint (with the cosignatures) the bundle carries. Absent: no witnesses.
+   */
+  witness?: (minSize: number) => Promise<number>;
   /**
    * The vulnerability database in memory, kept current (src/vuln/live-index.ts); absent: one store
    * query per component's package.
@@ -87,6 +96,8 @@ export interface CheckedSubmission {
   files: ArtifactFile[];
   /** What the runner declared (its lockfiles before the build), as it signed it. */
   declared?: Sbom;
+  /** The build environment's packages, from the SBOM the submission references by digest. */
+  environment?: { digest: string; text: string; components: Component[] };
   /** What the policy judges: the union of declared, fetched and found, once catalogued. */
   components?: Component[];
   /** The reconciliation of the three SBOMs, and the union as the document that is signed. */
@@ -124,17 +135,20 @@ export interface LoggedDecision {
 export class Gate {
   readonly #o: GateOptions;
   readonly #signing: SigningDeps;
+  readonly #environments = new Map<string, NonNullable<CheckedSubmission['environment']>>();
 
   constructor(options: GateOptions) {
     this.#o = options;
     this.#signing = {
       ca: options.ca,
+      ctLogs: options.ctLogs,
       log: options.log,
       repositoryUri: (project) => options.registry.repositoryUri('promoted', project),
       issuer: options.issuer,
       identityBase: options.identityBase,
       certValidityMinutes: options.certValidityMinutes,
       ...(options.timestamp === undefined ? {} : { timestamp: options.timestamp }),
+      ...(options.witness === undefined ? {} : { witness: options.witness }),
     };
   }
 
@@ -158,6 +172,8 @@ export class Gate {
       checkSourceAgainstRegistration(submission, await this.#o.projects.require(job.project));
       checked.files = await checkStagedOutputs(submission, this.#o.staging);
       checked.declared = readSbom(submission.sbom, 'submission.sbom');
+      if (submission.environment !== undefined)
+        checked.environment = await this.#environment(submission.environment.sbom);
       checked.claims = claims;
     } catch (e) {
       // Verification failures are decisions too: a deny, logged like any other.
@@ -179,6 +195,15 @@ export class Gate {
       checked.judged = await judgeArtifacts({
         files: checked.files,
         declared,
+        ...(checked.environment === undefined
+          ? {}
+          : {
+              environment: {
+                digest: checked.environment.digest,
+                url: this.#environmentUrl(checked.environment.digest),
+                packages: checked.environment.components.length,
+              },
+            }),
         fetched: submission.fetched ?? [],
         ...(this.#o.artifactLimits === undefined ? {} : { limits: this.#o.artifactLimits }),
         ...(this.#o.catalogTempDir === undefined ? {} : { tempDir: this.#o.catalogTempDir }),
@@ -188,6 +213,32 @@ export class Gate {
       // An artifact that cannot be catalogued cannot be judged: a bomb or a corrupt archive is denied.
       checked.refusals.push({ rule: 'artifact-catalog', action: 'deny', message: describeError(e) });
     }
+  }
+
+  /**
+   * The build environment's SBOM the submission names, as the control plane keeps it; every
+   * package in it is the build environment's, whatever the document says.
+   * @throws GatehouseError BAD_SBOM when it was never handed over
+   */
+  async #environment(digest: string): Promise<NonNullable<CheckedSubmission['environment']>> {
+    const known = this.#environments.get(digest);
+    if (known !== undefined) return known;
+    const kept = await this.#o.store.policies.environmentSbom(digest);
+    if (kept === undefined)
+      throw new GatehouseError('BAD_SBOM', `the build environment SBOM ${digest} was never handed over`);
+    const environment = {
+      digest,
+      text: kept.document,
+      components: environmentComponents(kept.document, digest),
+    };
+    // A host builds every job in the same few images: their packages are read once per process.
+    if (this.#environments.size >= 8) this.#environments.clear();
+    this.#environments.set(digest, environment);
+    return environment;
+  }
+
+  #environmentUrl(digest: string): string {
+    return `${this.#o.identityBase.replace(/\/+$/, '')}/environments/${digest}`;
   }
 
   /**
@@ -249,16 +300,18 @@ export class Gate {
       const reasons = checked.refusals;
       return { outcome: 'deny', policyDigest: this.#o.policyDigest, reasons, warnings: [], suppressed: [] };
     }
+    // The build environment's packages are judged with the artifact's, as when they were listed.
+    const judgedComponents = [...components, ...(checked.environment?.components ?? [])];
     let matched: MatchResult | undefined;
     try {
-      matched = await matchVulnerabilities(components, this.#o.vulnIndex ?? this.#o.store.vulns);
+      matched = await matchVulnerabilities(judgedComponents, this.#o.vulnIndex ?? this.#o.store.vulns);
     } catch {
       matched = undefined; // the engine denies when a rule lacks its facts
     }
     const createdAtOfSbom = sbomCreatedAt(submission.sbom);
     const decision = await this.#o.policy.evaluate({
       project: job.project,
-      components,
+      components: judgedComponents,
       undeclared: judged.undeclared,
       ...(matched === undefined ? {} : { findings: matched.findings, unmatched: matched.unmatched }),
       attestation: { verified: true, evidenceTypes: claims.gatehouse.evidence_types },
@@ -317,6 +370,7 @@ export class Gate {
       await o.store.policies.keepArtifactSbom({
         ...{ decisionId, project: job.project, components: JSON.stringify(components) },
         ...{ subjects, createdAt },
+        ...(checked.environment === undefined ? {} : { environment: checked.environment.digest }),
       });
     const result = {
       ...{ jobId: job.id, decisionId, outcome, policyDigest, reasons, warnings, logIndex },
@@ -335,7 +389,7 @@ export class Gate {
     const { claims, judged } = checked;
     if (claims === undefined || judged === undefined)
       throw new GatehouseError('INTERNAL', 'only a verified and catalogued submission can be signed');
-    return heldBuildOf(checked.submission, claims, judged, checked.source);
+    return heldBuildOf(checked.submission, claims, judged, checked.source, checked.environment?.digest);
   }
 
   /** Sign the provenance, SBOM attestation and VSA of an approved build, logging each. */
@@ -353,7 +407,7 @@ export class Gate {
     const sbom = this.#judgedDocument(checked);
     return promoteSigned(this.#o.registry, {
       ...{ project: job.project, tag: job.id, files: checked.files, sbom, signed },
-      records: [sbomRecord(sbom), decisionRecord(decision.doc)],
+      records: [sbomRecord(sbom), ...this.#environmentRecords(checked), decisionRecord(decision.doc)],
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
       createdAt: decision.createdAt,
     });
@@ -373,7 +427,11 @@ export class Gate {
       attachments:
         checked.judged === undefined
           ? [decisionRecord(decision.doc)]
-          : [sbomRecord(checked.judged.document), decisionRecord(decision.doc)],
+          : [
+              sbomRecord(checked.judged.document),
+              ...this.#environmentRecords(checked),
+              decisionRecord(decision.doc),
+            ],
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
       createdAt: decision.createdAt,
     });
@@ -388,6 +446,10 @@ export class Gate {
         createdAt: decision.createdAt,
       });
     return placement;
+  }
+
+  #environmentRecords(checked: CheckedSubmission): Attachment[] {
+    return checked.environment === undefined ? [] : [environmentRecord(checked.environment.text)];
   }
 
   #judgedDocument(checked: CheckedSubmission): Record<string, unknown> {

@@ -19,6 +19,8 @@ export interface HeldBuild {
    * catalogued artifacts, which are signed with the SBOM the runner declared.
    */
   sbom?: Record<string, unknown>;
+  /** `sha256:<hex>` of the build environment's SBOM the judged one references, if any. */
+  environment?: string;
   source?: SourceVerification;
   /** Manifest digest of the artifact in the quarantine area (refused builds only). */
   quarantineManifest?: string;
@@ -49,6 +51,7 @@ export function heldBuildOf(
   claims: AttestationClaims,
   judged: { components: Component[]; document: Record<string, unknown> },
   source: SourceVerification | undefined,
+  environment?: string,
 ): HeldBuild {
   const { steps: _steps, ...rest } = submission;
   return {
@@ -60,6 +63,7 @@ export function heldBuildOf(
     },
     components: judged.components,
     sbom: judged.document,
+    ...(environment === undefined ? {} : { environment }),
     ...(source === undefined ? {} : { source }),
   };
 }

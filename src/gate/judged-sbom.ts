@@ -35,6 +35,8 @@ export interface JudgedSbom {
 export async function judgeArtifacts(input: {
   files: readonly ArtifactFile[];
   declared: Sbom;
+  /** The build environment's SBOM, referenced by the judged one (its packages are judged apart). */
+  environment?: { digest: string; url: string; packages: number };
   fetched: readonly FetchedArtifact[];
   limits?: Partial<ArtifactLimits>;
   tempDir?: string;
@@ -66,11 +68,14 @@ export async function judgeArtifacts(input: {
     ...(input.declared.projectPackages === undefined
       ? {}
       : { projectPackages: input.declared.projectPackages }),
+    ...(input.environment === undefined
+      ? {}
+      : { environment: { digest: input.environment.digest, url: input.environment.url } }),
   }) as unknown as Record<string, unknown>;
   return {
     components: r.components,
     undeclared: r.undeclared,
-    summary: reconciliationSummary(r),
+    summary: `${reconciliationSummary(r)}${input.environment === undefined ? '' : `; build environment ${input.environment.packages} packages (${input.environment.digest.slice(0, 19)})`}`,
     document,
     skipped,
   };

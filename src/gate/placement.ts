@@ -20,6 +20,21 @@ export function sbomRecord(sbom: Record<string, unknown>): Attachment {
   return { artifactType: mediaType, mediaType, bytes: jsonBytes(sbom) };
 }
 
+/** Artifact type of the build environment's SBOM attached to an artifact (its layer is CycloneDX). */
+export const ENVIRONMENT_SBOM_ARTIFACT_TYPE = 'application/vnd.gatehouse.build-environment-sbom.v1+json';
+
+/**
+ * The build environment's SBOM as a record attached to the artifact: its exact text, so that the
+ * layer's digest is the digest the artifact's SBOM references it by.
+ */
+export function environmentRecord(text: string): Attachment {
+  return {
+    artifactType: ENVIRONMENT_SBOM_ARTIFACT_TYPE,
+    mediaType: 'application/vnd.cyclonedx+json',
+    bytes: new TextEncoder().encode(text),
+  };
+}
+
 /** A decision (or triage) document as a record attached to the artifact. */
 export function decisionRecord(doc: Record<string, unknown>): Attachment {
   return { artifactType: MEDIA.decision, mediaType: MEDIA.decision, bytes: jsonBytes(doc) };

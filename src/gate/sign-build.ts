@@ -8,6 +8,7 @@ import { sha256Hex } from '../common/encoding.ts';
 import { sbomAttestationTypes } from '../sbom/read.ts';
 import { buildBundle } from '../signing/bundle.ts';
 import type { InternalCa } from '../signing/ca.ts';
+import type { PrecertificateLog } from '../signing/ct.ts';
 import { type Envelope, signEnvelope } from '../signing/dsse.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
 import {
@@ -25,6 +26,8 @@ import { buildIdentity } from './submission.ts';
 /** What signing needs: the CA, the log, where artifacts are promoted, and the identity settings. */
 export interface SigningDeps {
   ca: InternalCa;
+  /** CT logs the leaf's precertificate is submitted to; their SCTs are embedded in the leaf. */
+  ctLogs: readonly PrecertificateLog[];
   log: TransparencyLog;
   /** The promoted repository of a project, named in the VSA as the verified resource. */
   repositoryUri: (project: string) => string;
@@ -36,6 +39,11 @@ export interface SigningDeps {
    * log's signed entry timestamp as trusted time.
    */
   timestamp?: (signature: Uint8Array) => Promise<Uint8Array>;
+  /**
+   * Have the log's witnesses cosign a tree of at least `minSize` entries and return its size
+   * (src/tlog/witness-client.ts); absent: the bundle's checkpoint is the log's alone.
+   */
+  witness?: (minSize: number) => Promise<number>;
 }
 
 /** The three signed bundles of an approved artifact. */
@@ -72,22 +80,25 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
   const { submission } = held;
   const base = baseOf(o);
   const source = submission.source;
-  return o.ca.issueLeaf({
-    publicKeySpki: leafKey.publicKeySpki(),
-    identity: buildIdentity(o.identityBase, submission.project),
-    issuer: o.issuer,
-    validityMinutes: o.certValidityMinutes,
-    extensions: {
-      runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
-      sourceRepositoryUri: source.uri,
-      ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
-      ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
-      buildConfigUri: `${source.uri}/gatehouse.yaml`,
-      buildConfigDigest: submission.build.sandboxProfileDigest,
-      runInvocationUri: `${base}/jobs/${submission.jobId}`,
-      buildSignerUri: `${base}/runners/bubblewrap`,
+  return o.ca.issueLeaf(
+    {
+      publicKeySpki: leafKey.publicKeySpki(),
+      identity: buildIdentity(o.identityBase, submission.project),
+      issuer: o.issuer,
+      validityMinutes: o.certValidityMinutes,
+      extensions: {
+        runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
+        sourceRepositoryUri: source.uri,
+        ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
+        ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
+        buildConfigUri: `${source.uri}/gatehouse.yaml`,
+        buildConfigDigest: submission.build.sandboxProfileDigest,
+        runInvocationUri: `${base}/jobs/${submission.jobId}`,
+        buildSignerUri: `${base}/runners/bubblewrap`,
+      },
     },
-  });
+    o.ctLogs,
+  );
 }
 
 /** The SLSA Provenance v1 predicate of a verified build. */
@@ -187,7 +198,10 @@ async function signStatement(
   const envelope: Envelope = await signEnvelope(INTOTO_PAYLOAD_TYPE, statementPayload(statement), signer);
   const body = dsseEntryBody(envelope, certificatePem);
   const entry = await o.log.append(body);
-  const proof = await o.log.inclusionProof(entry.index);
+  // With witnesses, the proof is against a tree they cosigned, so the checkpoint in the bundle
+  // carries their cosignatures and a verifier can require them offline.
+  const treeSize = o.witness === undefined ? undefined : await o.witness(entry.index + 1);
+  const proof = await o.log.inclusionProof(entry.index, treeSize);
   const stamp = o.timestamp;
   const rfc3161Timestamps =
     stamp === undefined ? [] : [await stamp(Buffer.from(envelope.signatures[0]?.sig ?? '', 'base64'))];

@@ -24,6 +24,11 @@ export interface Submission {
     sandboxProfileDigest: string;
   };
   steps: JobStep[];
+  /**
+   * The build environment (runner image) packages, as the SBOM the runner handed over once
+   * (`sha256:<hex>` of its text) and the control plane keeps.
+   */
+  environment?: { sbom: string };
   /** Every artifact the fetch phase's egress proxy passed, with its digest (SLSA resolvedDependencies). */
   fetched?: { uri: string; digest: { sha256: string } }[];
 }
@@ -123,6 +128,10 @@ export const submissionSchema = z
           .strict(),
       )
       .max(64),
+    environment: z
+      .object({ sbom: z.string().regex(/^sha256:[0-9a-f]{64}$/) })
+      .strict()
+      .optional(),
     fetched: z
       .array(z.object({ uri: z.url().max(4096), digest: z.object({ sha256: sha256Hex }).strict() }).strict())
       .max(100_000)

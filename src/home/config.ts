@@ -49,6 +49,19 @@ const registryConfig = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
+/** Resource limits of every build (runner issue 3); defaults in src/runner/limits.ts. */
+const runnerLimitsConfig = z
+  .object({
+    cpuSeconds: z.number().int().min(1).max(86_400),
+    memoryMiB: z.number().int().min(16).max(1_048_576),
+    processes: z.number().int().min(8).max(1_000_000),
+    workspaceMiB: z.number().int().min(1).max(1_048_576),
+    tmpMiB: z.number().int().min(1).max(1_048_576),
+  })
+  .partial()
+  .strict()
+  .optional();
+
 const runnerConfig = z.discriminatedUnion('kind', [
   z
     .object({
@@ -61,17 +74,13 @@ const runnerConfig = z.discriminatedUnion('kind', [
        */
       attestation: z.enum(['tpm', 'software']).optional(),
       /** Resource limits of every build (runner issue 3); defaults in src/runner/limits.ts. */
-      limits: z
-        .object({
-          cpuSeconds: z.number().int().min(1).max(86_400),
-          memoryMiB: z.number().int().min(16).max(1_048_576),
-          processes: z.number().int().min(8).max(1_000_000),
-          workspaceMiB: z.number().int().min(1).max(1_048_576),
-          tmpMiB: z.number().int().min(1).max(1_048_576),
-        })
-        .partial()
-        .strict()
-        .optional(),
+      limits: runnerLimitsConfig,
+      /**
+       * vTPM states kept manufactured ahead of jobs (`target`, default 4; 0 keeps none): `init`,
+       * each `run` and the server refill the pool in the background, so that a job takes a ready
+       * vTPM instead of manufacturing one (about 0.7 s).
+       */
+      vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
       /** Origins the fetch phase's egress proxy may reach, e.g. https://registry.npmjs.org. */
       egressAllow: z.array(z.url()).max(256).optional(),
       /** The base image: the host's system directories, measured and verified (default), or none. */
@@ -99,6 +108,35 @@ const runnerConfig = z.discriminatedUnion('kind', [
             .strict(),
         ])
         .optional(),
+    })
+    .strict(),
+  // Builds as Kubernetes Jobs from an agent on the node (a DaemonSet with the node's TPM): see
+  // docs/kubernetes.md. Its settings are the agent's; the Pod's hardening is not configurable.
+  z
+    .object({
+      kind: z.literal('kubernetes'),
+      /** The namespace build Jobs are made in (the agent's RBAC is limited to it). */
+      namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
+      /** The build image, pinned by digest: `registry/repo@sha256:<hex>`. */
+      image: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$/, 'must be pinned: repo@sha256:<hex>'),
+      /** This agent's node; default $NODE_NAME (the downward API). */
+      node: z.string().min(1).max(253).optional(),
+      /** Node-local directory of job workspaces, the same path in the agent's Pod and on the node. */
+      workspaceRoot: z.string().startsWith('/'),
+      /** The API server; default the in-cluster service and the Pod's service account. */
+      apiServer: z.url({ protocol: /^https?$/ }).optional(),
+      tokenFile: z.string().startsWith('/').optional(),
+      caFile: z.string().startsWith('/').optional(),
+      /** A Localhost seccomp profile installed on the nodes; default the runtime's. */
+      seccompProfile: z.string().min(1).optional(),
+      /** Binaries of the agent's own host that every runner measures (the build's are in the image). */
+      toolchain: z.array(z.string().startsWith('/')).default([]),
+      attestation: z.enum(['tpm', 'software']).optional(),
+      limits: runnerLimitsConfig,
+      vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
+      egressAllow: z.array(z.url()).max(256).optional(),
     })
     .strict(),
 ]);
@@ -176,6 +214,21 @@ export const configSchema = z
     catalog: z.strictObject({ limits: artifactLimitsSchema.optional() }).optional(),
     /** The attestation authority: trusted CI identity token issuers (docs/attestation.md). */
     attestation: z.strictObject({ ciIssuers: z.array(ciIssuerConfigSchema).max(32).optional() }).optional(),
+    /**
+     * Witnesses of the transparency log (c2sp.org/tlog-witness): each signed bundle's checkpoint is
+     * sent to them first, and their cosignatures travel in the bundle (docs/witnesses.md).
+     */
+    witnesses: z
+      .array(
+        z.strictObject({
+          /** The witness's submission prefix (`<url>/add-checkpoint`). */
+          url: z.url(),
+          /** Its verifier key, `name+hexid+base64` (what `gatehouse log witness-key` prints). */
+          key: z.string().min(1).max(512),
+        }),
+      )
+      .max(16)
+      .optional(),
   })
   .strict();
 

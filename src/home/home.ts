@@ -1,4 +1,4 @@
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -29,7 +29,7 @@ import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { DEFAULT_POLICY_NAME, PolicyService } from '../policy/policy-service.ts';
 import type { ArtifactRegistry } from '../registry/registry.ts';
 import { registryFromConfig } from '../registry/registry-config.ts';
-import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
+import { runnerFromConfig } from '../runner/from-config.ts';
 import { MAX_BUILD_TIMEOUT_SECONDS, parseProjectConfig } from '../runner/project-config.ts';
 import type { Runner } from '../runner/runner.ts';
 import { resolveArtifactLimits } from '../sbom/artifact/limits.ts';
@@ -41,7 +41,10 @@ import { sourceVerifier } from '../source/wiring.ts';
 import { PostgresStore } from '../store/postgres-store.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
+import { parseVkey } from '../tlog/cosignature.ts';
+import { CtLog } from '../tlog/ct-log.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
+import { LogWitnessing } from '../tlog/witness-client.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { GateRelease } from '../triage/release.ts';
 import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
@@ -106,7 +109,7 @@ export async function measureReferenceValues(config: Config, root: string): Prom
   );
   const baseline = await measureBaseline({
     // Exactly the profile the configured runner gives a job: limits, seccomp, verified image.
-    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(config.runner, root).profileFor(probe)),
+    sandboxProfile: isolationProfile(await runnerFromConfig(config.runner, root).profileFor(probe)),
     toolchain: [...config.runner.toolchain],
     agentFiles: await agentFiles(),
     jobId: 'reference',
@@ -217,7 +220,10 @@ async function openStore(root: string, config: Config): Promise<Store> {
         await store.close();
         throw new GatehouseError(
           'STORE_DAMAGED',
-          `the database fails its integrity check (${problems.slice(0, 3).join('; ')}): restore the home from a backup (\`gatehouse restore DIR\`)`,
+          `the database fails its integrity check (${problems
+            .slice(0, 3)
+            .map((p) => p.replace(/\s+/g, ' ').trim())
+            .join('; ')}): restore the home from a backup (\`gatehouse restore DIR\`)`,
           { where: database },
         );
       }
@@ -295,6 +301,10 @@ export interface OpenHome {
   config: Config;
   store: Store;
   log: TransparencyLog;
+  /** The internal CA's certificate transparency log (its current key generation). */
+  ct: CtLog;
+  /** The log's witnesses, when the config names any. */
+  witnessing: LogWitnessing | undefined;
   controlPlane: EmbeddedControlPlane;
   runner: Runner;
   /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
@@ -355,6 +365,21 @@ export async function openHome(
     signer: logSigner,
     origin: logOrigin,
     onAppend: () => anchor.schedule(),
+    // Checkpoints carry the witness cosignatures kept for their tree.
+    cosignatures: store.cosignatures,
+  });
+  const witnessing = logWitnessing(config, log, store);
+  // Each CT key generation is its own log, named by its key: `<host>/ct/<first 16 hex of its ID>`.
+  const ctOrigin = (spki: Uint8Array): string =>
+    `${new URL(config.identityBase).host}/ct/${sha256Hex(spki).slice(0, 16)}`;
+  const rootInput = () =>
+    keys.trustedRootInput(`https://${logOrigin}`, (spki) => `https://${ctOrigin(spki)}`);
+  const ct = new CtLog({
+    store: store.ct,
+    signer: keys.ctSigner,
+    origin: ctOrigin(keys.ctSigner.publicKeySpki()),
+    // The CA's roots, current and retired: the only chains this log takes.
+    acceptedRoots: () => [rootInput().ca].flat().map((c) => new Uint8Array(certificateDer(c.rootPem))),
   });
   try {
     await anchor.verify(log);
@@ -405,6 +430,7 @@ export async function openHome(
     policy: policies.engine(),
     policyDigest: defaultPolicy?.record.digest ?? '',
     ca,
+    ctLogs: [ct],
     log,
     registry,
     issuer: config.issuer,
@@ -424,6 +450,9 @@ export async function openHome(
     ...(keys.tsa === undefined
       ? {}
       : { timestamp: (signature: Uint8Array) => (keys.tsa as TimestampAuthority).timestamp(signature) }),
+    ...(witnessing === undefined
+      ? {}
+      : { witness: async (minSize: number) => (await witnessing.cosign(minSize)).treeSize }),
   });
   // Revocations are logged and stored; the home's file mirrors them for local verifiers.
   const revocationsFile = join(root, 'revocations.json');
@@ -437,7 +466,7 @@ export async function openHome(
     onRevoked: (records) => mirrorRevocations(revocationsFile, records),
   });
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
-    buildTrustedRoot(keys.trustedRootInput(`https://${logOrigin}`)) as unknown as Record<string, unknown>;
+    buildTrustedRoot(rootInput()) as unknown as Record<string, unknown>;
   const metrics = new Metrics();
   const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
   const orchestrator = new Orchestrator({ store });
@@ -479,12 +508,7 @@ export async function openHome(
       signRevocationList(await currentRevocations(revocationsFile, await triage.revocations()), logSigner),
     trustEkCa: (body) => trustEkCaSigned(root, body, securityKeys),
   });
-  const runner = (() => {
-    switch (config.runner.kind) {
-      case 'bubblewrap':
-        return bubblewrapRunnerFromConfig(config.runner, root);
-    }
-  })();
+  const runner = runnerFromConfig(config.runner, root);
   const attester = await attesterFactory(root, config);
   const host = await loadRunnerHost(p.keys, await homeKeyProtection(root, config.keys));
   return {
@@ -492,6 +516,8 @@ export async function openHome(
     config,
     store,
     log,
+    ct,
+    witnessing,
     controlPlane,
     runner,
     attester,
@@ -514,6 +540,26 @@ export async function openHome(
 }
 
 /**
+ * The witnesses the config names, as the log asks them.
+ * @throws GatehouseError BAD_CONFIG for a witness key that does not parse
+ */
+function logWitnessing(config: Config, log: TransparencyLog, store: Store): LogWitnessing | undefined {
+  const witnesses = (config.witnesses ?? []).map((w, i) => {
+    try {
+      return { url: w.url, key: parseVkey(w.key) };
+    } catch (e) {
+      throw new GatehouseError('BAD_CONFIG', e instanceof Error ? e.message : 'bad witness key', {
+        where: `config.json witnesses.${i}.key`,
+        cause: e,
+      });
+    }
+  });
+  return witnesses.length === 0
+    ? undefined
+    : new LogWitnessing({ log, cosignatures: store.cosignatures, witnesses });
+}
+
+/**
  * How the runners of a home attest, as its config says: a vTPM per runner from the home's pool
  * (`tpm`, the default), or the measured baseline alone (`software`, which a TPM control plane
  * refuses).
@@ -529,6 +575,32 @@ async function vtpmPoolOf(root: string, config: Config): Promise<VtpmPool> {
     platformCaDir: attestationPaths(root).platformCa,
     platformCaProtection: await homeKeyProtection(root, config.keys),
   });
+}
+
+/**
+ * Where a runner host's home keeps build-environment SBOMs between jobs (one per runner image,
+ * by the digest of its package databases).
+ */
+export function environmentCacheOf(root: string): string {
+  return join(root, 'cache', 'build-environment');
+}
+
+/** How many vTPM states a home keeps ready when its config does not say (runner.vtpmPool.target). */
+export const DEFAULT_VTPM_POOL_TARGET = 4;
+
+/**
+ * The home's vTPM pool and how many states it should keep ready; undefined for a home whose
+ * runners attest in software (no vTPMs) or that does not exist.
+ */
+export async function homeVtpmPool(root: string): Promise<{ pool: VtpmPool; target: number } | undefined> {
+  const p = homePaths(root);
+  if (!existsSync(p.config)) return undefined;
+  const config = loadConfig(p.config);
+  if (config.runner.attestation === 'software') return undefined;
+  return {
+    pool: await vtpmPoolOf(root, config),
+    target: config.runner.vtpmPool?.target ?? DEFAULT_VTPM_POOL_TARGET,
+  };
 }
 
 /**
@@ -622,6 +694,11 @@ function withStore(config: Config, store: StoreConfig | undefined): Config {
         }
       : store;
   return Object.freeze({ ...config, store: Object.freeze(merged) });
+}
+
+/** The DER of a PEM certificate. */
+function certificateDer(pem: string): Buffer {
+  return new X509Certificate(pem).raw;
 }
 
 /** The canonical digest of a JSON value, for reference-value files and tests. */

@@ -138,7 +138,9 @@ export class BubblewrapRunner implements Runner {
     return sweepJobDirectories(this.#tempRoot);
   }
 
-  async provision(spec: ProvisionSpec): Promise<RunnerInstance> {
+  async provision(
+    spec: ProvisionSpec,
+  ): Promise<RunnerInstance & { readonly sandboxProfile: SandboxProfile }> {
     const ready = await this.#prepare();
     await checkProvisionSpec(spec);
     // Checked before every use: a base image that no longer matches its digest is never run.
@@ -154,6 +156,7 @@ export class BubblewrapRunner implements Runner {
         config: spec.config,
         profile: this.#profile(spec.config, ready.layout, image),
         limits: this.#limits,
+        imageRoot: this.#image?.root ?? '/',
       });
     });
   }
@@ -183,6 +186,7 @@ interface InstanceInit {
   config: ProjectConfig;
   profile: SandboxProfile;
   limits: RunnerLimits;
+  imageRoot: string;
 }
 
 /** How the sandbox of one phase ended, everything {@link BubblewrapInstance} judges it by. */
@@ -201,6 +205,7 @@ class BubblewrapInstance implements RunnerInstance {
   readonly workspace: string;
   readonly config: ProjectConfig;
   readonly sandboxProfile: SandboxProfile;
+  readonly imageRoot: string;
   readonly #bwrap: string;
   readonly #dir: JobDirectory;
   readonly #limits: RunnerLimits;
@@ -214,6 +219,7 @@ class BubblewrapInstance implements RunnerInstance {
     this.workspace = init.dir.workspace;
     this.config = init.config;
     this.sandboxProfile = init.profile;
+    this.imageRoot = init.imageRoot;
     this.#bwrap = init.bwrap;
     this.#dir = init.dir;
     this.#limits = init.limits;

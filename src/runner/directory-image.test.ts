@@ -33,7 +33,7 @@ import {
   listImages,
   mirrorFromAptSources,
 } from './directory-image.ts';
-import { bubblewrapRunnerFromConfig, homeImagesDir } from './from-config.ts';
+import { bubblewrapRunnerFromConfig, homeImagesDir, runnerFromConfig } from './from-config.ts';
 import { detectHostLayout } from './host-layout.ts';
 import type { RunnerInstance } from './runner.ts';
 import { bubblewrapSandboxProfile } from './sandbox-profile.ts';
@@ -144,7 +144,7 @@ describe('directory images', () => {
       }),
       'config.json',
     );
-    const runner = bubblewrapRunnerFromConfig(config.runner, home);
+    const runner = runnerFromConfig(config.runner, home);
     const instance = await runner.provision({
       jobId: `dirimage-${process.pid}`,
       sourceDir: buildSource,

@@ -1,9 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import { BubblewrapRunner } from './bubblewrap-runner.ts';
 import { DirectoryImage } from './directory-image.ts';
 import { type BaseImage, defaultImageCacheDir, HostSystemImage } from './image.ts';
+import { inClusterAccess, type KubernetesAccess, KubernetesApi } from './kubernetes/api.ts';
+import { KubernetesRunner } from './kubernetes/kubernetes-runner.ts';
 import { DEFAULT_LIMITS, type RunnerLimits } from './limits.ts';
+import type { ProjectConfig } from './project-config.ts';
+import type { IsolationProfile, Runner } from './runner.ts';
 
 /** The runner part of the home's config, as this folder needs it (validated by the server's schema). */
 export interface BubblewrapRunnerConfig {
@@ -26,6 +31,85 @@ export interface BubblewrapRunnerConfig {
     | { readonly kind: 'unmeasured' }
     | { readonly kind: 'directory'; readonly digest: string; readonly imagesDir?: string | undefined }
     | undefined;
+}
+
+/** The Kubernetes runner part of the home's config (validated by the home's schema). */
+export interface KubernetesRunnerConfig {
+  readonly namespace: string;
+  readonly image: string;
+  readonly node?: string | undefined;
+  readonly workspaceRoot: string;
+  readonly apiServer?: string | undefined;
+  readonly tokenFile?: string | undefined;
+  readonly caFile?: string | undefined;
+  readonly seccompProfile?: string | undefined;
+  readonly limits?: BubblewrapRunnerConfig['limits'];
+}
+
+/** A runner that can say, before any job, how it isolates one: what reference values measure. */
+export type MeasurableRunner = Runner & {
+  profileFor(config: ProjectConfig): IsolationProfile | Promise<IsolationProfile>;
+};
+
+/** The runner a home's config describes, of either kind. */
+export function runnerFromConfig(
+  config:
+    | ({ kind: 'bubblewrap' } & BubblewrapRunnerConfig)
+    | ({ kind: 'kubernetes' } & KubernetesRunnerConfig),
+  homeDir?: string,
+): MeasurableRunner {
+  return config.kind === 'kubernetes'
+    ? kubernetesRunnerFromConfig(config)
+    : bubblewrapRunnerFromConfig(config, homeDir);
+}
+
+/**
+ * The Kubernetes Job runner a config describes: the API server and credentials given, or the
+ * Pod's own service account.
+ * @throws GatehouseError BAD_CONFIG when the node, the token or the CA cannot be found
+ */
+export function kubernetesRunnerFromConfig(config: KubernetesRunnerConfig): KubernetesRunner {
+  const node = config.node ?? process.env.NODE_NAME;
+  if (node === undefined || node === '')
+    throw new GatehouseError(
+      'BAD_CONFIG',
+      'the Kubernetes runner needs its node: runner.node or $NODE_NAME (downward API)',
+    );
+  let access: KubernetesAccess;
+  if (config.apiServer === undefined) access = inClusterAccess(config.namespace);
+  else {
+    const read = (file: string | undefined, what: string): string | undefined => {
+      if (file === undefined) return undefined;
+      try {
+        return readFileSync(file, 'utf8').trim();
+      } catch (cause) {
+        throw new GatehouseError('BAD_CONFIG', `the Kubernetes ${what} cannot be read`, {
+          where: file,
+          cause,
+        });
+      }
+    };
+    const token = read(config.tokenFile, 'token');
+    if (token === undefined)
+      throw new GatehouseError('BAD_CONFIG', 'runner.tokenFile is needed with runner.apiServer');
+    const ca = read(config.caFile, 'CA');
+    access = {
+      server: config.apiServer,
+      token,
+      namespace: config.namespace,
+      ...(ca === undefined ? {} : { ca }),
+    };
+  }
+  return new KubernetesRunner({
+    api: new KubernetesApi(access),
+    image: config.image,
+    node,
+    workspaceRoot: config.workspaceRoot,
+    limits: limitsFromConfig(config.limits),
+    ...(config.seccompProfile === undefined
+      ? {}
+      : { seccomp: { type: 'Localhost' as const, localhostProfile: config.seccompProfile } }),
+  });
 }
 
 /** Resolve configured limits over the defaults. */

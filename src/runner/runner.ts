@@ -63,6 +63,25 @@ export interface SandboxProfile {
   readonly command: readonly string[];
 }
 
+/**
+ * The isolation of a build Pod on Kubernetes (src/runner/kubernetes): the canonical Pod template
+ * the Job is made from, without anything per job; measured like a sandbox profile.
+ */
+export interface PodProfile {
+  readonly version: 1;
+  readonly backend: 'kubernetes-job';
+  readonly pod: Readonly<Record<string, unknown>>;
+  /** The build image, by manifest digest (`sha256:<hex>`). */
+  readonly image: { readonly kind: 'oci'; readonly reference: string };
+  readonly limits: RunnerLimits;
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  readonly command: readonly string[];
+}
+
+/** How a runner isolates a build, as measured into the sandbox-profile PCR. */
+export type IsolationProfile = SandboxProfile | PodProfile;
+
 /** A verified base image: what it is and its content digest (see image.ts). */
 export interface ImageRef {
   readonly kind: 'host-system' | 'directory';
@@ -101,7 +120,12 @@ export interface RunnerInstance {
   /** Host path of the job's workspace, seen as /workspace inside the sandbox. */
   readonly workspace: string;
   readonly config: ProjectConfig;
-  readonly sandboxProfile: SandboxProfile;
+  readonly sandboxProfile: IsolationProfile;
+  /**
+   * Host path of the root of the image the build runs in (`/` for the host's own system), where
+   * the build environment's packages are read from; absent when the image is not on this host.
+   */
+  readonly imageRoot?: string;
   /**
    * Run the project's build command in the sandbox, once.
    * Resolves with the result whatever the exit code; the caller decides what a failure means.

@@ -32,6 +32,12 @@ export interface CycloneDxDocument {
   };
   components: CycloneDxComponent[];
   dependencies: { ref: string; dependsOn: string[] }[];
+  externalReferences?: {
+    type: 'bom';
+    url: string;
+    comment: string;
+    hashes: { alg: 'SHA-256'; content: string }[];
+  }[];
 }
 
 /** One component of a {@link CycloneDxDocument}. */
@@ -78,6 +84,8 @@ const SOURCE_PACKAGE_PROPERTY = 'gatehouse:source-package';
 // project's own packages as its lockfiles name them.
 const ORIGIN_PROPERTY = 'gatehouse:origin';
 const PROJECT_PACKAGE_PROPERTY = 'gatehouse:project-package';
+// The build environment's own SBOM, by digest (its packages are not listed in this one).
+const ENVIRONMENT_PROPERTY = 'gatehouse:build-environment-sbom';
 // CycloneDX identity-evidence techniques for the ways the cataloguer finds a component.
 const BINARY_METHODS = new Set(['go-buildinfo', 'cargo-auditable']);
 // A licence string that reads as an SPDX expression: ids joined by AND / OR / WITH.
@@ -169,8 +177,13 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
     timestamp,
     tools: { components: [{ type: 'application', name: 'gatehouse', version: gatehouseVersion() }] },
   };
-  if (sbom.projectPackages !== undefined && sbom.projectPackages.length > 0)
-    metadata.properties = sbom.projectPackages.map((value) => ({ name: PROJECT_PACKAGE_PROPERTY, value }));
+  const metaProperties = (sbom.projectPackages ?? []).map((value) => ({
+    name: PROJECT_PACKAGE_PROPERTY,
+    value,
+  }));
+  if (sbom.environment !== undefined)
+    metaProperties.push({ name: ENVIRONMENT_PROPERTY, value: sbom.environment.digest });
+  if (metaProperties.length > 0) metadata.properties = metaProperties;
   if (sbom.subject !== undefined) {
     const s = sbom.subject;
     let ref = s.purl ?? `gatehouse:subject:${s.name}`;
@@ -197,7 +210,7 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
       'BAD_INPUT',
       `CycloneDX ${String(specVersion)} cannot be written (1.5, 1.6 or 1.7)`,
     );
-  return {
+  const doc: CycloneDxDocument = {
     $schema: `http://cyclonedx.org/schema/bom-${specVersion}.schema.json`,
     bomFormat: 'CycloneDX',
     specVersion,
@@ -207,6 +220,16 @@ export function writeCycloneDx(sbom: Sbom, options: WriteCycloneDxOptions = {}):
     components,
     dependencies,
   };
+  if (sbom.environment !== undefined)
+    doc.externalReferences = [
+      {
+        type: 'bom',
+        url: sbom.environment.url,
+        comment: 'the build environment: the packages of the runner image the build ran in',
+        hashes: [{ alg: 'SHA-256', content: sbom.environment.digest.replace(/^sha256:/, '') }],
+      },
+    ];
+  return doc;
 }
 
 function originText(o: ComponentOrigin): string {
@@ -598,5 +621,18 @@ export function readCycloneDx(json: unknown, where: string): Sbom {
     .filter((x) => x.name === PROJECT_PACKAGE_PROPERTY && x.value !== undefined && x.value !== '')
     .map((x) => x.value as string);
   if (own.length > 0) sbom.projectPackages = [...new Set(own)].sort();
+  const env = bom.metadata?.properties?.find((x) => x.name === ENVIRONMENT_PROPERTY)?.value;
+  if (env !== undefined && /^sha256:[0-9a-f]{64}$/.test(env)) {
+    const refs = (
+      raw as { externalReferences?: { type?: unknown; url?: unknown; hashes?: { content?: unknown }[] }[] }
+    ).externalReferences;
+    const ref = refs?.find(
+      (r) => r.type === 'bom' && r.hashes?.some((h) => `sha256:${String(h.content)}` === env),
+    );
+    sbom.environment = {
+      digest: env,
+      url: typeof ref?.url === 'string' ? ref.url : `urn:gatehouse:build-environment:${env}`,
+    };
+  }
   return sbom;
 }

@@ -95,4 +95,9 @@ export interface Sbom {
    * version, say): the artifact may carry them, and they are not dependencies it failed to declare.
    */
   projectPackages?: string[];
+  /**
+   * The SBOM of the build environment (the runner image's packages), referenced by its digest
+   * (`sha256:<hex>`) instead of listed: one document per image, kept by the control plane.
+   */
+  environment?: { digest: string; url: string };
 }

@@ -1,16 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 
 let toolVersion: string | undefined;
 
-/** gatehouse's version from package.json, for the tool entries of written SBOMs. */
+/** gatehouse's version from package.json, for the tool entries of written SBOMs and `--version`. */
 export function gatehouseVersion(): string {
   if (toolVersion === undefined) {
     try {
-      const pkg = z
-        .object({ version: z.string() })
-        .parse(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')));
-      toolVersion = pkg.version;
+      const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+      const version = (pkg as { version?: unknown } | null)?.version;
+      toolVersion = typeof version === 'string' && version !== '' ? version : 'unknown';
     } catch {
       toolVersion = 'unknown';
     }

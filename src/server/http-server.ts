@@ -10,15 +10,23 @@ import { httpStatusByCode } from './http-errors.ts';
 
 /** Bodies larger than this are refused before they are read in full. */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const environmentBody = z.strictObject({
+  digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  document: z.string().min(2),
+});
 
-type Handler = (req: IncomingMessage, params: Record<string, string>, url: URL) => Promise<Reply>;
-interface Reply {
+export type Handler = (req: IncomingMessage, params: Record<string, string>, url: URL) => Promise<Reply>;
+export interface Reply {
   status?: number;
   json?: unknown;
   text?: string;
+  /** A binary answer (CT tiles, certificates). */
+  bytes?: Uint8Array;
   contentType?: string;
+  /** Extra headers (caching of immutable tiles). */
+  headers?: Record<string, string>;
 }
-interface Route {
+export interface Route {
   method: 'GET' | 'POST' | 'PUT';
   pattern: RegExp;
   keys: string[];
@@ -26,7 +34,7 @@ interface Route {
   handler: Handler;
 }
 
-function route(method: 'GET' | 'POST' | 'PUT', path: string, auth: boolean, handler: Handler): Route {
+export function route(method: 'GET' | 'POST' | 'PUT', path: string, auth: boolean, handler: Handler): Route {
   const keys: string[] = [];
   const pattern = new RegExp(
     `^${path.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
@@ -37,7 +45,7 @@ function route(method: 'GET' | 'POST' | 'PUT', path: string, auth: boolean, hand
   return { method, pattern, keys, auth, handler };
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+export async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -149,7 +157,12 @@ function intParam(url: URL, name: string): number | undefined {
  * write needs the home's API token as a bearer token. Errors are JSON `{ error: { code, message } }`
  * with the status from `httpStatusByCode`; internal errors never echo their detail.
  */
-export function createApiServer(options: { controlPlane: EmbeddedControlPlane; apiToken: string }): Server {
+export function createApiServer(options: {
+  controlPlane: EmbeddedControlPlane;
+  apiToken: string;
+  /** Routes of other services the server carries (the CT log: src/server/ct-routes.ts). */
+  extraRoutes?: readonly Route[];
+}): Server {
   const cp = options.controlPlane;
   const expected = Buffer.from(options.apiToken);
   const routes: Route[] = [
@@ -270,6 +283,22 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       const request = { jobId: p.id ?? '', runnerKey: body.runnerKey, evidence: body.evidence };
       return { json: await cp.attest(request, requiredProof(req)) };
     }),
+    // The build environment's SBOM, kept once per digest: whether it is known, and from a job key.
+    route('GET', '/v1/environments/:digest', false, async (_r, p) => {
+      const digest = p.digest ?? '';
+      if (!(await cp.environmentSbomKnown(digest)))
+        throw new GatehouseError('NOT_FOUND', `no build environment SBOM ${digest.slice(0, 80)}`);
+      return { json: { digest } };
+    }),
+    route('POST', '/v1/jobs/:id/environment', false, async (req, p) => {
+      const body = parseBody(environmentBody, await readJson(req));
+      await cp.uploadEnvironmentSbom(
+        { jobId: p.id ?? '', digest: body.digest },
+        body.document,
+        requiredProof(req),
+      );
+      return { status: 201, json: { digest: body.digest } };
+    }),
     // An output's bytes, streamed into the staging area (never read whole into memory).
     route('PUT', '/v1/jobs/:id/outputs', false, async (req, p, url) => {
       const query = parseBody(uploadQuery, Object.fromEntries(url.searchParams));
@@ -306,6 +335,7 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       await cp.finish(request, requiredProof(req));
       return { json: { ok: true } };
     }),
+    ...(options.extraRoutes ?? []),
   ];
 
   function authorized(req: IncomingMessage): boolean {
@@ -340,8 +370,20 @@ export function createApiServer(options: { controlPlane: EmbeddedControlPlane; a
       });
       const reply = await r.handler(req, params, url);
       if (reply.text !== undefined) {
-        res.writeHead(reply.status ?? 200, { 'content-type': reply.contentType ?? 'text/plain' });
+        res.writeHead(reply.status ?? 200, {
+          'content-type': reply.contentType ?? 'text/plain',
+          ...reply.headers,
+        });
         res.end(reply.text);
+        return;
+      }
+      if (reply.bytes !== undefined) {
+        res.writeHead(reply.status ?? 200, {
+          'content-type': reply.contentType ?? 'application/octet-stream',
+          'content-length': reply.bytes.length,
+          ...reply.headers,
+        });
+        res.end(reply.bytes);
         return;
       }
       send(res, reply.status ?? 200, reply.json);

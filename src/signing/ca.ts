@@ -11,9 +11,16 @@ import './reflect-metadata-shim.ts';
 import * as x509 from '@peculiar/x509';
 import { GatehouseError } from '../common/errors.ts';
 import { pathExists } from '../common/files.ts';
+import {
+  POISON_VALUE,
+  PRECERT_POISON_OID,
+  type PrecertificateLog,
+  SCT_LIST_OID,
+  sctListExtensionValue,
+} from './ct.ts';
 import { FileKeySigner } from './file-key-signer.ts';
 import { type KeyProtection, readKeptFile } from './key-file.ts';
-import { issueLeafDer, keyIdOf, subjectNameOf } from './leaf-der.ts';
+import { issueLeafDer, keyIdOf, type LeafTemplate, subjectNameOf } from './leaf-der.ts';
 import type { Signer } from './signer.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
@@ -315,9 +322,13 @@ export class InternalCa {
   /**
    * Issue a Fulcio-style leaf: empty subject, one critical URI SAN, digitalSignature, codeSigning,
    * and the Fulcio extensions for issuer and build facts.
-   * @throws GatehouseError BAD_INPUT for a non-URI identity or issuer, a bad key or lifetime
+   * With `ctLogs`, the leaf is first issued as a precertificate (the critical poison extension in
+   * place of the SCT list), submitted to each log, and then issued with their SCTs embedded in the
+   * SCT list extension, as Fulcio does: the two TBS differ in that one extension only.
+   * @throws GatehouseError BAD_INPUT for a non-URI identity or issuer, a bad key or lifetime; what
+   *   a CT log throws when it refuses the precertificate (nothing is issued then)
    */
-  async issueLeaf(req: LeafRequest): Promise<string> {
+  async issueLeaf(req: LeafRequest, ctLogs: readonly PrecertificateLog[] = []): Promise<string> {
     if (!isUri(req.identity))
       throw new GatehouseError('BAD_INPUT', `the identity '${req.identity}' is not a URI`);
     if (req.issuer.length === 0) throw new GatehouseError('BAD_INPUT', 'the issuer cannot be empty');
@@ -345,20 +356,43 @@ export class InternalCa {
     }
     // Encoded directly (leaf-der.ts): the same fields the generic builder wrote, an order of
     // magnitude faster, and every approval issues a leaf.
-    const der = await issueLeafDer(
-      {
-        serialHex: randomSerial(),
-        issuerName: this.#intermediateName,
-        notBefore,
-        notAfter,
-        spkiDer: req.publicKeySpki,
-        subjectKeyId: keyIdOf(req.publicKeySpki),
-        authorityKeyId: this.#intermediateKeyId,
-        identityUri: req.identity,
-        extraExtensions,
-      },
-      this.#intermediateSigner,
-    );
+    const template: LeafTemplate = {
+      serialHex: randomSerial(),
+      issuerName: this.#intermediateName,
+      notBefore,
+      notAfter,
+      spkiDer: req.publicKeySpki,
+      subjectKeyId: keyIdOf(req.publicKeySpki),
+      authorityKeyId: this.#intermediateKeyId,
+      identityUri: req.identity,
+      extraExtensions,
+    };
+    let der: Buffer;
+    if (ctLogs.length === 0) {
+      der = await issueLeafDer(template, this.#intermediateSigner);
+    } else {
+      // The poison and the SCT list take the same (last) place, so that removing either from its
+      // certificate leaves the same TBS: the one the SCTs sign.
+      const precert = await issueLeafDer(
+        {
+          ...template,
+          extraExtensions: [
+            ...extraExtensions,
+            { oid: PRECERT_POISON_OID, value: POISON_VALUE, critical: true },
+          ],
+        },
+        this.#intermediateSigner,
+      );
+      const chain = [precert, Buffer.from(this.#intermediate.rawData), Buffer.from(this.#root.rawData)];
+      const scts = await Promise.all(ctLogs.map((log) => log.addPreChain(chain)));
+      der = await issueLeafDer(
+        {
+          ...template,
+          extraExtensions: [...extraExtensions, { oid: SCT_LIST_OID, value: sctListExtensionValue(scts) }],
+        },
+        this.#intermediateSigner,
+      );
+    }
     const b64 = der.toString('base64').replace(/.{64}/g, '$&\n');
     return `-----BEGIN CERTIFICATE-----\n${b64.replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
   }

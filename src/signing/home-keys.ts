@@ -1,6 +1,7 @@
 /**
  * The keys of a gatehouse home, created, opened and rotated in one place: the internal CA, the
- * transparency log key, the attestation key and the timestamp authority. Key files are sealed as
+ * transparency log key, the certificate transparency log key, the attestation key and the
+ * timestamp authority. Key files are sealed as
  * the config says (key-file.ts); with PKCS#11 the CA intermediate, log and TSA keys live in the
  * token instead. Retired key generations are kept in `keys/history.json` with their validity
  * windows, so the exported trusted root lists them and old signatures keep verifying.
@@ -40,6 +41,7 @@ function paths(keys: string) {
   return {
     ca: join(keys, 'ca'),
     log: join(keys, 'log.key.pem'),
+    ct: join(keys, 'ct.key.pem'),
     attestation: join(keys, 'attestation.key.pem'),
     tsa: join(keys, 'tsa'),
     history: join(keys, 'history.json'),
@@ -54,6 +56,13 @@ const historySchema = z.object({
       z.discriminatedUnion('kind', [
         z.object({
           kind: z.literal('log'),
+          spki: base64String,
+          validFrom: z.iso.datetime(),
+          validTo: z.iso.datetime(),
+        }),
+        // A certificate transparency log key: each generation is its own CT log.
+        z.object({
+          kind: z.literal('ct'),
           spki: base64String,
           validFrom: z.iso.datetime(),
           validTo: z.iso.datetime(),
@@ -85,7 +94,7 @@ const historySchema = z.object({
 });
 
 type History = z.infer<typeof historySchema>;
-export type KeyKind = 'log' | 'ca' | 'tsa';
+export type KeyKind = 'log' | 'ct' | 'ca' | 'tsa';
 /** The keys `rotateHomeKey` rotates: the trusted-root keys and the attestation token key. */
 export type RotatableKey = KeyKind | 'attestation';
 
@@ -153,9 +162,17 @@ export async function initHomeKeys(
     }
     if (c.kind === 'pkcs11') {
       opened.push(hsm(c, 'log', true));
-    } else if (!existsSync(p.log)) {
-      await FileKeySigner.generate(p.log, protection, 'log');
-      created.push('keys/log.key.pem');
+      opened.push(hsm(c, 'ct', true));
+    } else {
+      if (!existsSync(p.log)) {
+        await FileKeySigner.generate(p.log, protection, 'log');
+        created.push('keys/log.key.pem');
+      }
+      // Homes from before certificate transparency get their CT log key on the next init.
+      if (!existsSync(p.ct)) {
+        await FileKeySigner.generate(p.ct, protection, 'ct');
+        created.push('keys/ct.key.pem');
+      }
     }
     if (!existsSync(p.attestation)) {
       await FileKeySigner.generate(p.attestation, protection, 'attestation');
@@ -184,6 +201,10 @@ export async function initHomeKeys(
 export interface HomeKeys {
   ca: InternalCa;
   logSigner: Signer;
+  /** The certificate transparency log key of the current generation. */
+  ctSigner: Signer;
+  /** Retired CT log keys: their shards stay readable, their SCTs verify in their windows. */
+  retiredCtKeys: { spki: Uint8Array; validFrom: Date; validTo: Date }[];
   attestationKey: KeyObject;
   /** The JWKS key id of `attestationKey`. */
   attestationKeyId: string;
@@ -194,8 +215,11 @@ export interface HomeKeys {
   retiredAttestationKeys: { keyId: string; publicKey: Uint8Array; until: number }[];
   /** Absent in homes created before trusted time. */
   tsa: TimestampAuthority | undefined;
-  /** Everything the trusted root must list: current and retired generations with their windows. */
-  trustedRootInput(logBaseUrl: string): TrustedRootInput;
+  /**
+   * Everything the trusted root must list: current and retired generations with their windows.
+   * `ctBaseUrl` names the CT log of a key generation from its DER public key.
+   */
+  trustedRootInput(logBaseUrl: string, ctBaseUrl?: (spki: Uint8Array) => string): TrustedRootInput;
   /** Close HSM sessions. */
   close(): void;
 }
@@ -225,6 +249,7 @@ export async function openHomeKeys(
     };
     const ca = await InternalCa.load(p.ca, protection, hsmKey('ca'));
     const logSigner = hsmKey('log') ?? (await loadFileKey(p.log, protection, 'log'));
+    const ctSigner = hsmKey('ct') ?? (await loadFileKey(p.ct, protection, 'ct'));
     const attestationKey = await readPrivateKeyFile(p.attestation, protection, 'attestation');
     const tsa = existsSync(p.tsa)
       ? await loadTimestampAuthority(p.tsa, protection, hsmKey('tsa'))
@@ -242,9 +267,22 @@ export async function openHomeKeys(
           ]
         : [],
     );
+    const retiredCtKeys = history.retired.flatMap((r) =>
+      r.kind === 'ct'
+        ? [
+            {
+              spki: new Uint8Array(Buffer.from(r.spki, 'base64')),
+              validFrom: new Date(r.validFrom),
+              validTo: new Date(r.validTo),
+            },
+          ]
+        : [],
+    );
     return {
       ca,
       logSigner,
+      ctSigner,
+      retiredCtKeys,
       attestationKey,
       attestationKeyId: attestationKeyId(
         createPublicKey(attestationKey).export({ format: 'der', type: 'spki' }),
@@ -252,7 +290,8 @@ export async function openHomeKeys(
       retiredAttestationKeys,
       tsa: tsa?.authority,
       close,
-      trustedRootInput: (logBaseUrl) => trustedRootInput(history, { ca, logSigner, tsa }, logBaseUrl),
+      trustedRootInput: (logBaseUrl, ctBaseUrl) =>
+        trustedRootInput(history, { ca, logSigner, ctSigner, tsa }, logBaseUrl, ctBaseUrl),
     };
   } catch (e) {
     close();
@@ -282,17 +321,27 @@ function currentSince(history: History, kind: RotatableKey, initial: Date): Date
 
 function trustedRootInput(
   history: History,
-  current: { ca: InternalCa; logSigner: Signer; tsa: { chainPem: string[]; validFrom: Date } | undefined },
+  current: {
+    ca: InternalCa;
+    logSigner: Signer;
+    ctSigner: Signer;
+    tsa: { chainPem: string[]; validFrom: Date } | undefined;
+  },
   baseUrl: string,
+  ctBaseUrl: (spki: Uint8Array) => string = () => baseUrl,
 ): TrustedRootInput {
   const caFrom = current.ca.validFrom();
   const cas: TrustedRootCaInput[] = [];
   const logs: TrustedRootLogInput[] = [];
+  const ctlogs: TrustedRootLogInput[] = [];
   const tsas: NonNullable<TrustedRootInput['timestampAuthorities']> = [];
   for (const r of history.retired) {
     const window = { validFrom: new Date(r.validFrom), validTo: new Date(r.validTo) };
     if (r.kind === 'log') logs.push({ spkiDer: Buffer.from(r.spki, 'base64'), baseUrl, ...window });
-    else if (r.kind === 'ca') {
+    else if (r.kind === 'ct') {
+      const spkiDer = Buffer.from(r.spki, 'base64');
+      ctlogs.push({ spkiDer, baseUrl: ctBaseUrl(spkiDer), ...window });
+    } else if (r.kind === 'ca') {
       const [intermediatePem, rootPem] = r.chainPem;
       cas.push({
         rootPem: rootPem ?? intermediatePem ?? '',
@@ -311,13 +360,18 @@ function trustedRootInput(
     baseUrl,
     validFrom: currentSince(history, 'log', caFrom),
   });
+  ctlogs.push({
+    spkiDer: current.ctSigner.publicKeySpki(),
+    baseUrl: ctBaseUrl(current.ctSigner.publicKeySpki()),
+    validFrom: currentSince(history, 'ct', caFrom),
+  });
   if (current.tsa !== undefined) {
     tsas.push({
       chainPem: current.tsa.chainPem,
       validFrom: currentSince(history, 'tsa', current.tsa.validFrom),
     });
   }
-  return { ca: cas, tlog: logs, timestampAuthorities: tsas };
+  return { ca: cas, tlog: logs, ctlogs, timestampAuthorities: tsas };
 }
 
 /**
@@ -364,6 +418,21 @@ export async function rotateHomeKey(
       });
       await rename(p.log, join(retiredDir, 'log.key.pem'));
       await FileKeySigner.generate(p.log, protection, 'log');
+      break;
+    }
+    case 'ct': {
+      // A new CT key is a new CT log (a new shard): the old one is frozen, its SCTs keep
+      // verifying in the window recorded here.
+      const current = input.ctlogs?.at(-1);
+      if (current === undefined) throw new GatehouseError('INTERNAL', 'no current CT log key');
+      history.retired.push({
+        kind: 'ct',
+        spki: Buffer.from(current.spkiDer).toString('base64'),
+        validFrom: current.validFrom.toISOString(),
+        validTo: now.toISOString(),
+      });
+      await rename(p.ct, join(retiredDir, 'ct.key.pem'));
+      await FileKeySigner.generate(p.ct, protection, 'ct');
       break;
     }
     case 'ca': {

@@ -42,7 +42,8 @@ export interface LeafTemplate {
   subjectKeyId: Buffer;
   authorityKeyId: Buffer;
   identityUri: string;
-  extraExtensions: { oid: string; value: Uint8Array }[];
+  /** Non-critical unless `critical` (the precertificate poison is critical). */
+  extraExtensions: { oid: string; value: Uint8Array; critical?: boolean }[];
 }
 
 /** The DER subject Name of a certificate. */
@@ -94,7 +95,7 @@ export async function issueLeafDer(t: LeafTemplate, signer: Signer): Promise<Buf
     extension('2.5.29.35', false, seq(derElement(0x80, t.authorityKeyId))),
     // subjectAltName: one URI (GeneralName [6] IA5String), critical because the subject is empty
     extension('2.5.29.17', true, seq(derElement(0x86, Buffer.from(t.identityUri, 'ascii')))),
-    ...t.extraExtensions.map((e) => extension(e.oid, false, e.value)),
+    ...t.extraExtensions.map((e) => extension(e.oid, e.critical === true, e.value)),
   ];
   const tbs = seq(
     derElement(0xa0, derElement(0x02, Buffer.of(0x02))),

@@ -1,6 +1,7 @@
 /**
  * The Sigstore `trusted_root.json` (protobuf-specs TrustedRoot v0.1) that external verifiers and
- * `gatehouse verify` use: the internal CA chain and the transparency log key.
+ * `gatehouse verify` use: the internal CA chain, the transparency log key and the certificate
+ * transparency log key, each generation with its validity window.
  */
 import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
@@ -43,6 +44,11 @@ export interface TrustedRootInput {
   ca: TrustedRootCaInput | TrustedRootCaInput[];
   /** The log key, or every log key generation. */
   tlog: TrustedRootLogInput | TrustedRootLogInput[];
+  /**
+   * The certificate transparency log key of each generation (each its own CT log, `baseUrl` its
+   * submission prefix), whose SCTs the CA's leaves embed.
+   */
+  ctlogs?: TrustedRootLogInput[];
   /** RFC 3161 timestamp authorities: leaf (signing) certificate first. */
   timestampAuthorities?: { chainPem: string[]; validFrom: Date; validTo?: Date; uri?: string }[];
 }
@@ -64,18 +70,19 @@ const asArray = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
 
 /** Build the trusted root JSON document. */
 export function buildTrustedRoot(input: TrustedRootInput) {
+  const log = (t: TrustedRootLogInput) => ({
+    baseUrl: t.baseUrl,
+    hashAlgorithm: 'SHA2_256',
+    publicKey: {
+      rawBytes: Buffer.from(t.spkiDer).toString('base64'),
+      keyDetails: 'PKIX_ECDSA_P256_SHA_256',
+      validFor: validFor(t.validFrom, t.validTo),
+    },
+    logId: { keyId: sha256(t.spkiDer).toString('base64') },
+  });
   return {
     mediaType: TRUSTED_ROOT_MEDIA_TYPE,
-    tlogs: asArray(input.tlog).map((t) => ({
-      baseUrl: t.baseUrl,
-      hashAlgorithm: 'SHA2_256',
-      publicKey: {
-        rawBytes: Buffer.from(t.spkiDer).toString('base64'),
-        keyDetails: 'PKIX_ECDSA_P256_SHA_256',
-        validFor: validFor(t.validFrom, t.validTo),
-      },
-      logId: { keyId: sha256(t.spkiDer).toString('base64') },
-    })),
+    tlogs: asArray(input.tlog).map(log),
     certificateAuthorities: asArray(input.ca).map((ca) => ({
       subject: ca.subject ?? { organization: 'gatehouse', commonName: 'gatehouse' },
       uri: ca.uri ?? '',
@@ -87,7 +94,7 @@ export function buildTrustedRoot(input: TrustedRootInput) {
       },
       validFor: validFor(ca.validFrom, ca.validTo),
     })),
-    ctlogs: [] as unknown[],
+    ctlogs: (input.ctlogs ?? []).map(log),
     timestampAuthorities: (input.timestampAuthorities ?? []).map((tsa) => ({
       subject: { organization: 'gatehouse', commonName: 'gatehouse-tsa' },
       uri: tsa.uri ?? '',
@@ -121,7 +128,7 @@ export interface TrustedCa {
 export interface ParsedTrustedRoot {
   tlogs: TrustedLog[];
   certificateAuthorities: TrustedCa[];
-  /** Certificate transparency logs (SCTs in Fulcio certificates); empty for the internal CA. */
+  /** Certificate transparency logs (SCTs in Fulcio-style certificates). */
   ctlogs: TrustedLog[];
   /** RFC 3161 timestamp authorities: chain with the TSA's signing certificate first. */
   timestampAuthorities: TrustedCa[];

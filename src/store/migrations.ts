@@ -293,6 +293,69 @@ export const sqliteMigrations: readonly Migration[] = [
   },
   {
     version: 13,
+    name: 'environment-sboms',
+    sql: `
+      -- The build environment's packages, kept once per runner image SBOM and referenced by digest.
+      CREATE TABLE environment_sboms (
+        digest TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TRIGGER environment_sboms_no_update BEFORE UPDATE ON environment_sboms
+        BEGIN SELECT RAISE(ABORT, 'an environment SBOM is kept under its digest and never changes'); END;
+      ALTER TABLE artifact_sboms ADD COLUMN environment TEXT;
+    `,
+  },
+  {
+    version: 14,
+    name: 'ct-log-and-witnesses',
+    sql: `
+      -- The certificate transparency log: one shard per CT key generation, each its own tree.
+      CREATE TABLE ct_entries (
+        shard TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        integrated_time INTEGER NOT NULL,
+        PRIMARY KEY (shard, idx)
+      ) WITHOUT ROWID;
+      ${appendOnly('ct_entries', 'certificate transparency entries are immutable')}
+      CREATE TABLE ct_nodes (
+        shard TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (shard, level, idx)
+      ) WITHOUT ROWID;
+      ${appendOnly('ct_nodes', 'certificate transparency nodes are immutable')}
+      -- The issuer certificates CT entries name by fingerprint (served at issuer/<fingerprint>).
+      CREATE TABLE ct_issuers (
+        fingerprint TEXT PRIMARY KEY,
+        der BLOB NOT NULL
+      );
+      -- Witness cosignatures of the transparency log's checkpoints, beside the tree they sign.
+      CREATE TABLE log_cosignatures (
+        tree_size INTEGER NOT NULL,
+        root_hash BLOB NOT NULL,
+        key_name TEXT NOT NULL,
+        key_id BLOB NOT NULL,
+        timestamp INTEGER NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (tree_size, key_name, key_id)
+      );
+      ${appendOnly('log_cosignatures', 'witness cosignatures are immutable')}
+      -- A witness's record of the latest checkpoint it cosigned, per log origin.
+      CREATE TABLE witness_state (
+        origin TEXT PRIMARY KEY,
+        tree_size INTEGER NOT NULL,
+        root_hash BLOB NOT NULL,
+        checkpoint TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
+  {
+    version: 15,
     name: 'shared-attestation-state',
     sql: `
       -- Challenges of the TPM path, answered once, by whichever instance receives the answer.

@@ -1,12 +1,23 @@
 import { GatehouseError } from '../common/errors.ts';
-import { bytes, PgTables, pgError, type Sql } from './postgres-support.ts';
+import { bytes, type PgConnection, PgTables, pgError, type Sql } from './postgres-support.ts';
 import type { LogEntryRecord, LogNodeRecord, LogStore, NewLogEntryRecord } from './store.ts';
 
 /**
- * The advisory lock of the log's sequencer (an arbitrary constant, "gatehouse log" in ASCII):
- * whoever holds it in a transaction is the only writer of the log until that transaction ends.
+ * The advisory lock class of the logs' sequencers (an arbitrary constant, "glog" in ASCII), and
+ * within it one key per log (its table and shard): whoever holds it in a transaction is the only
+ * writer of that log until the transaction ends.
  */
-const SEQUENCER_LOCK = 0x6761_7465_6c6f_67n;
+const SEQUENCER_LOCK = 0x676c_6f67;
+
+/** The tables holding one log: the transparency log's, or one shard of the CT log's (migration 14). */
+export interface PgLogTables {
+  entries: string;
+  nodes: string;
+  /** The shard's value of the `shard` column; absent for tables holding one log. */
+  shard?: string;
+}
+
+const TRANSPARENCY_LOG: PgLogTables = { entries: 'log_entries', nodes: 'log_nodes' };
 /** Rows per INSERT: PostgreSQL takes at most 65,535 bind parameters in one statement. */
 const ROWS_PER_INSERT = 10_000;
 /**
@@ -29,11 +40,35 @@ function chunks<T>(rows: readonly T[]): T[][] {
  * starts at the current size; the primary key on the index refuses a second entry at any index.
  */
 export class PostgresLogStore extends PgTables implements LogStore {
+  readonly #t: PgLogTables;
+
+  constructor(connection: PgConnection, tables: PgLogTables = TRANSPARENCY_LOG) {
+    super(connection);
+    this.#t = tables;
+  }
+
+  /** The condition that picks this log's rows (its shard, or every row). */
+  #mine(sql: Sql) {
+    return this.#t.shard === undefined ? sql`TRUE` : sql`shard = ${this.#t.shard}`;
+  }
+
+  /** The `(columns) VALUES …` of rows as inserted: with the shard column when the tables are sharded. */
+  #values(sql: Sql, rows: Record<string, unknown>[], ...cols: string[]) {
+    const { shard } = this.#t;
+    const all = shard === undefined ? rows : rows.map((r) => ({ shard, ...r }));
+    const columns = shard === undefined ? cols : ['shard', ...cols];
+    return (sql as unknown as (rows: unknown, ...columns: string[]) => ReturnType<Sql['array']>)(
+      all,
+      ...columns,
+    );
+  }
+
   /** Take the sequencer lock in the open transaction, bounded in how long it waits and idles. */
   async #lock(sql: Sql): Promise<void> {
     await sql`SELECT set_config('lock_timeout', ${LEASE}, true), set_config('idle_in_transaction_session_timeout', ${LEASE}, true)`;
     try {
-      await sql`SELECT pg_advisory_xact_lock(${SEQUENCER_LOCK.toString()}::bigint)`;
+      const key = `${this.#t.entries}/${this.#t.shard ?? ''}`;
+      await sql`SELECT pg_advisory_xact_lock(${SEQUENCER_LOCK}::int, hashtext(${key}))`;
     } catch (e) {
       throw pgError(`the log sequencer lock was not free within ${LEASE} (another instance holds it)`, e);
     }
@@ -67,7 +102,7 @@ export class PostgresLogStore extends PgTables implements LogStore {
             leaf_hash: e.leafHash,
             integrated_time: e.integratedTime,
           }));
-          await sql`INSERT INTO log_entries ${sql(rows, 'idx', 'body', 'leaf_hash', 'integrated_time')}`;
+          await sql`INSERT INTO ${sql(this.#t.entries)} ${this.#values(sql, rows, 'idx', 'body', 'leaf_hash', 'integrated_time')}`;
         }
         await this.#insertNodes(sql, nodes);
         return entries.map((_, i) => start + i);
@@ -89,14 +124,14 @@ export class PostgresLogStore extends PgTables implements LogStore {
     // A node hash never changes, so one handed in twice (a repeated fill) keeps the first.
     for (const part of chunks(nodes)) {
       const rows = part.map((n) => ({ level: n.level, idx: n.index, hash: n.hash }));
-      await sql`INSERT INTO log_nodes ${sql(rows, 'level', 'idx', 'hash')} ON CONFLICT (level, idx) DO NOTHING`;
+      await sql`INSERT INTO ${sql(this.#t.nodes)} ${this.#values(sql, rows, 'level', 'idx', 'hash')} ON CONFLICT DO NOTHING`;
     }
   }
 
   async nodeCount(): Promise<number> {
     const [r] = await this.query(
       'cannot count log nodes',
-      (sql) => sql`SELECT COUNT(*)::bigint AS n FROM log_nodes`,
+      (sql) => sql`SELECT COUNT(*)::bigint AS n FROM ${sql(this.#t.nodes)} WHERE ${this.#mine(sql)}`,
     );
     return Number(r?.n);
   }
@@ -108,12 +143,13 @@ export class PostgresLogStore extends PgTables implements LogStore {
     await this.query('cannot read log subtrees', async (sql) => {
       if (leaves.length > 0) {
         const rows = await sql`
-          SELECT idx, leaf_hash AS h FROM log_entries WHERE idx = ANY(${sql.array(leaves.map(String))}::bigint[])`;
+          SELECT idx, leaf_hash AS h FROM ${sql(this.#t.entries)}
+          WHERE ${this.#mine(sql)} AND idx = ANY(${sql.array(leaves.map(String))}::bigint[])`;
         for (const r of rows) found.set(`0/${String(r.idx)}`, bytes(r.h));
       }
       if (inner.length > 0) {
         const rows = await sql`
-          SELECT n.level, n.idx, n.hash AS h FROM log_nodes n
+          SELECT n.level, n.idx, n.hash AS h FROM (SELECT * FROM ${sql(this.#t.nodes)} WHERE ${this.#mine(sql)}) n
           JOIN unnest(${sql.array(inner.map((r) => String(r.level)))}::int[],
                       ${sql.array(inner.map((r) => String(r.index)))}::bigint[]) AS want(level, idx)
             ON n.level = want.level AND n.idx = want.idx`;
@@ -130,7 +166,8 @@ export class PostgresLogStore extends PgTables implements LogStore {
 
   async #size(sql: Sql): Promise<number> {
     // MAX of the primary key is an index lookup; COUNT(*) would read every row.
-    const [r] = await sql`SELECT COALESCE(MAX(idx) + 1, 0)::bigint AS n FROM log_entries`;
+    const [r] =
+      await sql`SELECT COALESCE(MAX(idx) + 1, 0)::bigint AS n FROM ${sql(this.#t.entries)} WHERE ${this.#mine(sql)}`;
     return Number(r?.n);
   }
 
@@ -142,7 +179,7 @@ export class PostgresLogStore extends PgTables implements LogStore {
     if (!Number.isSafeInteger(index) || index < 0) return undefined;
     const [r] = await this.query(
       `cannot read log entry ${index}`,
-      (sql) => sql`SELECT * FROM log_entries WHERE idx = ${index}`,
+      (sql) => sql`SELECT * FROM ${sql(this.#t.entries)} WHERE ${this.#mine(sql)} AND idx = ${index}`,
     );
     if (r === undefined) return undefined;
     return {
@@ -156,7 +193,8 @@ export class PostgresLogStore extends PgTables implements LogStore {
   async leafHashes(start: number, end: number): Promise<Uint8Array[]> {
     const rows = await this.query(
       'cannot read log leaf hashes',
-      (sql) => sql`SELECT leaf_hash FROM log_entries WHERE idx >= ${start} AND idx < ${end} ORDER BY idx`,
+      (sql) =>
+        sql`SELECT leaf_hash FROM ${sql(this.#t.entries)} WHERE ${this.#mine(sql)} AND idx >= ${start} AND idx < ${end} ORDER BY idx`,
     );
     return rows.map((r) => bytes(r.leaf_hash));
   }

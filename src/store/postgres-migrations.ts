@@ -280,6 +280,64 @@ export const postgresMigrations: readonly Migration[] = [
   },
   {
     version: 13,
+    name: 'environment-sboms',
+    sql: `
+      CREATE TABLE environment_sboms (
+        digest ${T} PRIMARY KEY,
+        document ${T} NOT NULL,
+        created_at ${T} NOT NULL
+      );
+      CREATE TRIGGER environment_sboms_immutable BEFORE UPDATE ON environment_sboms
+        FOR EACH ROW EXECUTE FUNCTION gatehouse_refuse_change('an environment SBOM is kept under its digest and never changes');
+      ALTER TABLE artifact_sboms ADD COLUMN environment ${T};
+    `,
+  },
+  {
+    version: 14,
+    name: 'ct-log-and-witnesses',
+    sql: `
+      CREATE TABLE ct_entries (
+        shard ${T} NOT NULL,
+        idx BIGINT NOT NULL CHECK (idx >= 0),
+        body BYTEA NOT NULL,
+        leaf_hash BYTEA NOT NULL,
+        integrated_time BIGINT NOT NULL,
+        PRIMARY KEY (shard, idx)
+      );
+      ${appendOnly('ct_entries', 'certificate transparency entries are immutable')}
+      CREATE TABLE ct_nodes (
+        shard ${T} NOT NULL,
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hash BYTEA NOT NULL,
+        PRIMARY KEY (shard, level, idx)
+      );
+      ${appendOnly('ct_nodes', 'certificate transparency nodes are immutable')}
+      CREATE TABLE ct_issuers (
+        fingerprint ${T} PRIMARY KEY,
+        der BYTEA NOT NULL
+      );
+      CREATE TABLE log_cosignatures (
+        tree_size BIGINT NOT NULL,
+        root_hash BYTEA NOT NULL,
+        key_name ${T} NOT NULL,
+        key_id BYTEA NOT NULL,
+        timestamp BIGINT NOT NULL,
+        line ${T} NOT NULL,
+        PRIMARY KEY (tree_size, key_name, key_id)
+      );
+      ${appendOnly('log_cosignatures', 'witness cosignatures are immutable')}
+      CREATE TABLE witness_state (
+        origin ${T} PRIMARY KEY,
+        tree_size BIGINT NOT NULL,
+        root_hash BYTEA NOT NULL,
+        checkpoint ${T} NOT NULL,
+        updated_at ${T} NOT NULL
+      );
+    `,
+  },
+  {
+    version: 15,
     name: 'shared-attestation-state',
     sql: `
       CREATE TABLE attestation_sessions (

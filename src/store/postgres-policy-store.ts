@@ -1,7 +1,8 @@
 import { GatehouseError } from '../common/errors.ts';
-import { type PgRow, PgTables } from './postgres-support.ts';
+import { optional, type PgRow, PgTables } from './postgres-support.ts';
 import type {
   ArtifactSbomRecord,
+  EnvironmentSbomRecord,
   HeldBuildRecord,
   PolicyStore,
   PolicyVersionRecord,
@@ -167,10 +168,30 @@ export class PostgresPolicyStore extends PgTables implements PolicyStore {
     await this.query(
       `cannot keep the SBOM of ${r.decisionId}`,
       (sql) => sql`
-        INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at)
-        VALUES (${r.decisionId}, ${r.project}, ${r.components}, ${JSON.stringify(r.subjects)}, ${r.createdAt})
+        INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at, environment)
+        VALUES (${r.decisionId}, ${r.project}, ${r.components}, ${JSON.stringify(r.subjects)}, ${r.createdAt},
+                ${r.environment ?? null})
         ON CONFLICT (decision_id) DO NOTHING`,
     );
+  }
+
+  async putEnvironmentSbom(r: EnvironmentSbomRecord): Promise<void> {
+    await this.query(
+      `cannot keep the environment SBOM ${r.digest}`,
+      (sql) => sql`
+        INSERT INTO environment_sboms (digest, document, created_at) VALUES (${r.digest}, ${r.document}, ${r.createdAt})
+        ON CONFLICT (digest) DO NOTHING`,
+    );
+  }
+
+  async environmentSbom(digest: string): Promise<EnvironmentSbomRecord | undefined> {
+    const [r] = await this.query(
+      `cannot read the environment SBOM ${digest}`,
+      (sql) => sql`SELECT * FROM environment_sboms WHERE digest = ${digest}`,
+    );
+    return r === undefined
+      ? undefined
+      : { digest: String(r.digest), document: String(r.document), createdAt: String(r.created_at) };
   }
 
   async artifactSboms(): Promise<ArtifactSbomRecord[]> {
@@ -184,6 +205,7 @@ export class PostgresPolicyStore extends PgTables implements PolicyStore {
       components: String(r.components),
       subjects: JSON.parse(String(r.subjects)) as ArtifactSbomRecord['subjects'],
       createdAt: String(r.created_at),
+      ...(optional(r.environment) === undefined ? {} : { environment: String(r.environment) }),
     }));
   }
 

@@ -16,6 +16,11 @@ import { PostgresSourceStore } from './postgres-source-store.ts';
 import { type PgConnection, pgError, type Sql } from './postgres-support.ts';
 import { PostgresTokenStore } from './postgres-token-store.ts';
 import { PostgresVulnStore } from './postgres-vuln-store.ts';
+import {
+  PostgresCosignatureStore,
+  PostgresCtLogStore,
+  PostgresWitnessStore,
+} from './postgres-witness-store.ts';
 import type { Store } from './store.ts';
 
 /** How the store connects: the URL (never with a password in it) and the password, if any. */
@@ -142,6 +147,9 @@ export class PostgresStore implements Store {
   readonly policies: PostgresPolicyStore;
   readonly attestation: PostgresAttestationStore;
   readonly acts: PostgresActStore;
+  readonly ct: PostgresCtLogStore;
+  readonly cosignatures: PostgresCosignatureStore;
+  readonly witness: PostgresWitnessStore;
   readonly #connection: PgConnection;
   readonly #target: PostgresTarget;
 
@@ -158,6 +166,9 @@ export class PostgresStore implements Store {
     this.policies = new PostgresPolicyStore(c);
     this.attestation = new PostgresAttestationStore(c);
     this.acts = new PostgresActStore(c);
+    this.ct = new PostgresCtLogStore(c);
+    this.cosignatures = new PostgresCosignatureStore(c);
+    this.witness = new PostgresWitnessStore(c);
   }
 
   /**

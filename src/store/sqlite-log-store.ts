@@ -1,7 +1,21 @@
-import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
 import { blob, type Immediate, type Row, SqliteTables } from './sqlite-support.ts';
 import type { LogEntryRecord, LogNodeRecord, LogStore, NewLogEntryRecord } from './store.ts';
+
+/**
+ * Which tables a log lives in: the transparency log's own (`log_entries`, `log_nodes`), or one
+ * shard of a table pair that holds several logs side by side (the CT log's key generations,
+ * migration 13), told apart by a `shard` column.
+ */
+export interface LogTables {
+  entries: string;
+  nodes: string;
+  /** The shard's value of the `shard` column; absent for tables holding one log. */
+  shard?: string;
+}
+
+const TRANSPARENCY_LOG: LogTables = { entries: 'log_entries', nodes: 'log_nodes' };
 
 /**
  * Transparency log tables of the embedded store: entries and the interior node hashes the log
@@ -9,24 +23,47 @@ import type { LogEntryRecord, LogNodeRecord, LogStore, NewLogEntryRecord } from 
  */
 export class SqliteLogStore extends SqliteTables implements LogStore {
   readonly #immediate: Immediate;
+  readonly #tables: LogTables;
   #sequencing: Promise<unknown> = Promise.resolve();
   // Prepared once: appends and proofs run these on every approval.
   readonly #q: Record<'insert' | 'leaf' | 'node' | 'insertNode' | 'size', StatementSync>;
 
-  constructor(db: DatabaseSync, immediate: Immediate) {
+  constructor(db: DatabaseSync, immediate: Immediate, tables: LogTables = TRANSPARENCY_LOG) {
     super(db);
     this.#immediate = immediate;
+    this.#tables = tables;
+    const { entries, nodes } = tables;
+    // A sharded table pair carries the shard as the first column of every key.
+    const col = tables.shard === undefined ? '' : 'shard, ';
+    const val = tables.shard === undefined ? '' : '?, ';
+    const where = tables.shard === undefined ? '' : 'shard = ? AND ';
     this.#q = {
       insert: db.prepare(
-        'INSERT INTO log_entries (idx, body, leaf_hash, integrated_time) VALUES (?, ?, ?, ?)',
+        `INSERT INTO ${entries} (${col}idx, body, leaf_hash, integrated_time) VALUES (${val}?, ?, ?, ?)`,
       ),
-      leaf: db.prepare('SELECT leaf_hash AS h FROM log_entries WHERE idx = ?'),
-      node: db.prepare('SELECT hash AS h FROM log_nodes WHERE level = ? AND idx = ?'),
+      leaf: db.prepare(`SELECT leaf_hash AS h FROM ${entries} WHERE ${where}idx = ?`),
+      node: db.prepare(`SELECT hash AS h FROM ${nodes} WHERE ${where}level = ? AND idx = ?`),
       // A node hash never changes, so one handed in twice (a repeated fill) keeps the first.
-      insertNode: db.prepare('INSERT OR IGNORE INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)'),
+      insertNode: db.prepare(
+        `INSERT OR IGNORE INTO ${nodes} (${col}level, idx, hash) VALUES (${val}?, ?, ?)`,
+      ),
       // MAX of the integer primary key is a b-tree lookup; COUNT(*) would read every row.
-      size: db.prepare('SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM log_entries'),
+      size: db.prepare(
+        `SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM ${entries}${tables.shard === undefined ? '' : ' WHERE shard = ?'}`,
+      ),
     };
+  }
+
+  /** The statement parameters, after the shard when the tables are sharded. */
+  #p(...params: SQLInputValue[]): SQLInputValue[] {
+    return this.#tables.shard === undefined ? params : [this.#tables.shard, ...params];
+  }
+
+  /** The condition selecting this log's rows, and its parameters. */
+  #scope(): { where: string; params: SQLInputValue[] } {
+    return this.#tables.shard === undefined
+      ? { where: '1 = 1', params: [] }
+      : { where: 'shard = ?', params: [this.#tables.shard] };
   }
 
   async append(
@@ -44,7 +81,7 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
         );
       }
       const indices = entries.map((e, i) => {
-        this.#q.insert.run(start + i, e.body, e.leafHash, e.integratedTime);
+        this.#q.insert.run(...this.#p(start + i, e.body, e.leafHash, e.integratedTime));
         return start + i;
       });
       this.#insertNodes(nodes);
@@ -64,17 +101,20 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
   }
 
   #insertNodes(nodes: readonly LogNodeRecord[]): void {
-    for (const n of nodes) this.#q.insertNode.run(n.level, n.index, n.hash);
+    for (const n of nodes) this.#q.insertNode.run(...this.#p(n.level, n.index, n.hash));
   }
 
   async nodeCount(): Promise<number> {
-    return Number(this.row('SELECT COUNT(*) AS n FROM log_nodes')?.n);
+    const { where, params } = this.#scope();
+    return Number(this.row(`SELECT COUNT(*) AS n FROM ${this.#tables.nodes} WHERE ${where}`, ...params)?.n);
   }
 
   async subtreeHashes(refs: readonly { level: number; index: number }[]): Promise<Uint8Array[]> {
     const { leaf, node } = this.#q;
     return refs.map((r) => {
-      const row = (r.level === 0 ? leaf.get(r.index) : node.get(r.level, r.index)) as Row | undefined;
+      const row = (r.level === 0 ? leaf.get(...this.#p(r.index)) : node.get(...this.#p(r.level, r.index))) as
+        | Row
+        | undefined;
       if (row === undefined) {
         throw new GatehouseError('NOT_FOUND', `log subtree ${r.level}/${r.index} is not complete`);
       }
@@ -83,7 +123,7 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
   }
 
   #sizeSync(): number {
-    const r = this.#q.size.get() as Row;
+    const r = this.#q.size.get(...this.#p()) as Row;
     return Number(r.n);
   }
 
@@ -92,7 +132,8 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
   }
 
   async get(index: number): Promise<LogEntryRecord | undefined> {
-    const r = this.row('SELECT * FROM log_entries WHERE idx = ?', index);
+    const { where, params } = this.#scope();
+    const r = this.row(`SELECT * FROM ${this.#tables.entries} WHERE ${where} AND idx = ?`, ...params, index);
     if (r === undefined) return undefined;
     return {
       index: Number(r.idx),
@@ -103,8 +144,10 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
   }
 
   async leafHashes(start: number, end: number): Promise<Uint8Array[]> {
+    const { where, params } = this.#scope();
     const rows = this.rows(
-      'SELECT leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx',
+      `SELECT leaf_hash FROM ${this.#tables.entries} WHERE ${where} AND idx >= ? AND idx < ? ORDER BY idx`,
+      ...params,
       start,
       end,
     );

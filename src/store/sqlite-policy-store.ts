@@ -2,6 +2,7 @@ import { GatehouseError } from '../common/errors.ts';
 import { type Row, SqliteTables } from './sqlite-support.ts';
 import type {
   ArtifactSbomRecord,
+  EnvironmentSbomRecord,
   HeldBuildRecord,
   PolicyStore,
   PolicyVersionRecord,
@@ -148,14 +149,32 @@ export class SqlitePolicyStore extends SqliteTables implements PolicyStore {
 
   async keepArtifactSbom(r: ArtifactSbomRecord): Promise<void> {
     this.run(
-      `INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (decision_id) DO NOTHING`,
+      `INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at, environment)
+       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING`,
       r.decisionId,
       r.project,
       r.components,
       JSON.stringify(r.subjects),
       r.createdAt,
+      r.environment ?? null,
     );
+  }
+
+  async putEnvironmentSbom(r: EnvironmentSbomRecord): Promise<void> {
+    this.run(
+      `INSERT INTO environment_sboms (digest, document, created_at) VALUES (?, ?, ?)
+       ON CONFLICT (digest) DO NOTHING`,
+      r.digest,
+      r.document,
+      r.createdAt,
+    );
+  }
+
+  async environmentSbom(digest: string): Promise<EnvironmentSbomRecord | undefined> {
+    const r = this.row('SELECT * FROM environment_sboms WHERE digest = ?', digest);
+    return r === undefined
+      ? undefined
+      : { digest: String(r.digest), document: String(r.document), createdAt: String(r.created_at) };
   }
 
   async artifactSboms(): Promise<ArtifactSbomRecord[]> {
@@ -166,6 +185,9 @@ export class SqlitePolicyStore extends SqliteTables implements PolicyStore {
       components: String(r.components),
       subjects: JSON.parse(String(r.subjects)) as ArtifactSbomRecord['subjects'],
       createdAt: String(r.created_at),
+      ...(r.environment === null || r.environment === undefined
+        ? {}
+        : { environment: String(r.environment) }),
     }));
   }
 

@@ -1,3 +1,5 @@
+import { statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
 import { type Migration, sqliteMigrations } from './migrations.ts';
@@ -11,14 +13,41 @@ import { SqliteSourceStore } from './sqlite-source-store.ts';
 import { type Row, storeError } from './sqlite-support.ts';
 import { SqliteTokenStore } from './sqlite-token-store.ts';
 import { SqliteVulnStore } from './sqlite-vuln-store.ts';
-import type { DecisionStore, JobStore, LogStore, Store, TokenStore, VulnStore } from './store.ts';
+import { SqliteCosignatureStore, SqliteCtLogStore, SqliteWitnessStore } from './sqlite-witness-store.ts';
+import type {
+  CosignatureStore,
+  CtLogStore,
+  DecisionStore,
+  JobStore,
+  LogStore,
+  Store,
+  TokenStore,
+  VulnStore,
+  WitnessStore,
+} from './store.ts';
 
 /** The embedded store: one SQLite file in the home (or `:memory:` for tests). */
+/** `; its file system has 12 KiB free` when the disk under `path` is (nearly) full, else nothing. */
+function spaceNote(path: string): string {
+  try {
+    const { bavail, bsize } = statfsSync(dirname(path));
+    const free = bavail * bsize;
+    return free < 1024 * 1024
+      ? ` (its file system has ${Math.floor(free / 1024)} KiB free: make room and retry)`
+      : '';
+  } catch {
+    return '';
+  }
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly jobs: JobStore;
   readonly decisions: DecisionStore;
   readonly log: LogStore;
+  readonly ct: CtLogStore;
+  readonly cosignatures: CosignatureStore;
+  readonly witness: WitnessStore;
   readonly vulns: VulnStore;
   readonly tokens: TokenStore;
   readonly source: SqliteSourceStore;
@@ -34,6 +63,9 @@ export class SqliteStore implements Store {
     this.jobs = new SqliteJobStore(db);
     this.decisions = new SqliteDecisionStore(db);
     this.log = new SqliteLogStore(db, (fn) => this.#immediate(fn));
+    this.ct = new SqliteCtLogStore(db, (fn) => this.#immediate(fn));
+    this.cosignatures = new SqliteCosignatureStore(db);
+    this.witness = new SqliteWitnessStore(db, (fn) => this.#immediate(fn));
     this.vulns = new SqliteVulnStore(db, (fn) => this.#immediate(fn));
     this.tokens = new SqliteTokenStore(db);
     this.source = new SqliteSourceStore(db);
@@ -54,7 +86,7 @@ export class SqliteStore implements Store {
       // NORMAL may lose the last transactions); measured in bench/signing.ts.
       db.exec('PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;');
     } catch (e) {
-      throw storeError(`cannot open the database ${path}`, e);
+      throw storeError(`cannot open the database ${path}${spaceNote(path)}`, e);
     }
     migrate(db, migrations);
     return new SqliteStore(db);

@@ -177,6 +177,61 @@ export interface LogStore {
   sequence<T>(fn: () => Promise<T>): Promise<T>;
 }
 
+/**
+ * The certificate transparency log: one shard per CT key generation (each its own Merkle tree,
+ * kept like the transparency log's), and the issuer certificates its entries name.
+ */
+export interface CtLogStore {
+  /** The entries and tree of the shard named `shard` (the hex log ID of its key). */
+  shard(shard: string): LogStore;
+  /** Keep an issuer certificate under its SHA-256 fingerprint (hex); one already kept stays. */
+  addIssuer(fingerprint: string, der: Uint8Array): Promise<void>;
+  issuer(fingerprint: string): Promise<Uint8Array | undefined>;
+}
+
+/** One witness cosignature of the transparency log's checkpoint of `treeSize` entries. */
+export interface CosignatureRecord {
+  treeSize: number;
+  rootHash: Uint8Array;
+  /** The witness key name and 4-byte key ID of the signature line. */
+  keyName: string;
+  keyId: Uint8Array;
+  /** The cosignature's own timestamp, seconds since the epoch. */
+  timestamp: number;
+  /** The whole note signature line, without its newline. */
+  line: string;
+}
+
+/** Witness cosignatures the log obtained, kept beside the checkpoints they cosign. */
+export interface CosignatureStore {
+  /** Keep a verified cosignature; one for the same tree size and key is kept as it was. */
+  add(record: CosignatureRecord): Promise<void>;
+  /** The cosignatures of the tree of `treeSize` entries. */
+  forTreeSize(treeSize: number): Promise<CosignatureRecord[]>;
+  /** The largest tree size each witness key (`name` + hex key ID) cosigned. */
+  latestByKey(): Promise<Map<string, number>>;
+}
+
+/** What a witness remembers of a log: the latest checkpoint it cosigned. */
+export interface WitnessStateRecord {
+  origin: string;
+  treeSize: number;
+  rootHash: Uint8Array;
+  /** The checkpoint as the witness verified it, with its own cosignature added. */
+  checkpoint: string;
+  updatedAt: string;
+}
+
+/** A witness's state, one record per log origin, moved forward atomically. */
+export interface WitnessStore {
+  get(origin: string): Promise<WitnessStateRecord | undefined>;
+  /**
+   * Replace the record of `next.origin` if the size it holds is `oldSize` (0 when there is none),
+   * atomically. Throws CONFLICT, writing nothing, otherwise.
+   */
+  advance(oldSize: number, next: WitnessStateRecord): Promise<void>;
+}
+
 export interface VulnStore {
   /** Insert or replace records atomically, keyed by id. */
   upsert(records: VulnRecord[]): Promise<void>;
@@ -350,6 +405,9 @@ export interface PolicyStore {
   listReevaluations(options?: { limit?: number }): Promise<ReevaluationRecord[]>;
   /** Keep the components of a promoted artifact (JSON of its SBOM components) for re-evaluation. */
   keepArtifactSbom(record: ArtifactSbomRecord): Promise<void>;
+  /** Keep a build environment's SBOM (idempotent: a digest names one document). */
+  putEnvironmentSbom(record: EnvironmentSbomRecord): Promise<void>;
+  environmentSbom(digest: string): Promise<EnvironmentSbomRecord | undefined>;
   artifactSboms(): Promise<ArtifactSbomRecord[]>;
   /** Keep a VEX document (replacing one with the same id). */
   addVex(record: { id: string; json: string; createdAt: string }): Promise<void>;
@@ -389,7 +447,24 @@ export interface ArtifactSbomRecord {
   project: string;
   /** JSON array of SBOM components. */
   components: string;
+  /**
+   * `sha256:<hex>` of the build environment's SBOM (an {@link EnvironmentSbomRecord}) whose
+   * packages are judged with `components` (migration 13); absent when they are in `components`.
+   */
+  environment?: string;
   subjects: { name: string; sha256: string }[];
+  createdAt: string;
+}
+
+/**
+ * The SBOM of a build environment (the runner image's packages), kept once by its digest and
+ * referenced by every job that ran in it (migration 13).
+ */
+export interface EnvironmentSbomRecord {
+  /** `sha256:<hex>` of `document`. */
+  digest: string;
+  /** The CycloneDX JSON text, as its digest covers it. */
+  document: string;
   createdAt: string;
 }
 
@@ -508,6 +583,12 @@ export interface Store {
   readonly jobs: JobStore;
   readonly decisions: DecisionStore;
   readonly log: LogStore;
+  /** The certificate transparency log of the internal CA. */
+  readonly ct: CtLogStore;
+  /** Witness cosignatures of the transparency log's checkpoints. */
+  readonly cosignatures: CosignatureStore;
+  /** This home's state as a witness of other logs. */
+  readonly witness: WitnessStore;
   readonly vulns: VulnStore;
   readonly tokens: TokenStore;
   /** The security role's versioned acts: project registrations, host enrollments, EK CAs. */

@@ -1,4 +1,5 @@
 /** Real keys, CA, log and bundle for the verification tests (test support, not product code). */
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import type { SerializedBundle } from '@sigstore/bundle';
 import { sha256 } from '../common/encoding.ts';
 import { buildBundle } from '../signing/bundle.ts';
 import { InternalCa } from '../signing/ca.ts';
+import type { PrecertificateLog } from '../signing/ct.ts';
 import { type Envelope, signEnvelope } from '../signing/dsse.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
 import {
@@ -18,9 +20,11 @@ import {
 import type { Signer } from '../signing/signer.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { CtLog } from '../tlog/ct-log.ts';
 import { dsseEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 
 export const ORIGIN = 'gatehouse.test/log';
+export const CT_ORIGIN = 'gatehouse.test/ct/test';
 export const IDENTITY = 'https://gatehouse.test/projects/demo/jobs/1';
 export const ISSUER = 'https://gatehouse.test';
 
@@ -28,6 +32,9 @@ export interface World {
   ca: InternalCa;
   logKey: EphemeralSigner;
   log: TransparencyLog;
+  /** The CA's certificate transparency log, listed in the trusted root's `ctlogs`. */
+  ct: CtLog;
+  ctKey: EphemeralSigner;
   trustedRoot: ReturnType<typeof buildTrustedRoot>;
 }
 
@@ -44,6 +51,13 @@ export async function makeWorld(options: { now?: () => Date } = {}): Promise<Wor
     origin: ORIGIN,
     ...(options.now ? { now: options.now } : {}),
   });
+  const ctKey = EphemeralSigner.generate();
+  const ct = new CtLog({
+    store: store.ct,
+    signer: ctKey,
+    origin: CT_ORIGIN,
+    acceptedRoots: () => [new X509Certificate(ca.rootPem()).raw],
+  });
   const trustedRoot = buildTrustedRoot({
     ca: { rootPem: ca.rootPem(), intermediatePem: ca.intermediatePem(), validFrom: ca.validFrom() },
     tlog: {
@@ -51,8 +65,15 @@ export async function makeWorld(options: { now?: () => Date } = {}): Promise<Wor
       baseUrl: `https://${ORIGIN}`,
       validFrom: new Date(Date.now() - 3600_000),
     },
+    ctlogs: [
+      {
+        spkiDer: ctKey.publicKeySpki(),
+        baseUrl: `https://${CT_ORIGIN}`,
+        validFrom: new Date(Date.now() - 3600_000),
+      },
+    ],
   });
-  return { ca, logKey, log, trustedRoot };
+  return { ca, logKey, log, ct, ctKey, trustedRoot };
 }
 
 export interface SignOptions {
@@ -63,6 +84,8 @@ export interface SignOptions {
   envelopeSigner?: Signer;
   /** Issue the leaf from this CA instead. */
   ca?: InternalCa;
+  /** Submit the precertificate to these CT logs instead of the world's (none: a leaf without SCTs). */
+  ctLogs?: readonly PrecertificateLog[];
   notBefore?: Date;
   validityMinutes?: number;
 }
@@ -80,18 +103,21 @@ export async function signArtifact(world: World, options: SignOptions = {}): Pro
   const artifact = options.artifact ?? Buffer.from('the artifact bytes\n');
   const digest = sha256(artifact);
   const leafKey = EphemeralSigner.generate();
-  const certificatePem = await (options.ca ?? world.ca).issueLeaf({
-    publicKeySpki: leafKey.publicKeySpki(),
-    identity: options.identity ?? IDENTITY,
-    issuer: options.issuer ?? ISSUER,
-    ...(options.notBefore ? { notBefore: options.notBefore } : {}),
-    ...(options.validityMinutes ? { validityMinutes: options.validityMinutes } : {}),
-    extensions: {
-      sourceRepositoryUri: 'https://git.test/demo',
-      sourceRepositoryRef: 'refs/heads/main',
-      runnerEnvironment: 'gatehouse-bubblewrap',
+  const certificatePem = await (options.ca ?? world.ca).issueLeaf(
+    {
+      publicKeySpki: leafKey.publicKeySpki(),
+      identity: options.identity ?? IDENTITY,
+      issuer: options.issuer ?? ISSUER,
+      ...(options.notBefore ? { notBefore: options.notBefore } : {}),
+      ...(options.validityMinutes ? { validityMinutes: options.validityMinutes } : {}),
+      extensions: {
+        sourceRepositoryUri: 'https://git.test/demo',
+        sourceRepositoryRef: 'refs/heads/main',
+        runnerEnvironment: 'gatehouse-bubblewrap',
+      },
     },
-  });
+    options.ctLogs ?? [world.ct],
+  );
   const now = new Date();
   const statement = makeStatement(
     [{ name: 'demo.tgz', digest: { sha256: digest.toString('hex') } }],

@@ -31,6 +31,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
     refusalCases(store);
     securityActCases(store);
     sharedStateCases(store);
+    transparencyWitnessCases(store);
   });
 }
 
@@ -666,5 +667,82 @@ function sharedStateCases(store: Store): void {
       /sequencer failed/,
     );
     assert.equal(await store.log.size(), before + 3);
+  });
+}
+
+/** CT log shards and issuers, witness cosignatures, and a witness's state (migration 13). */
+function transparencyWitnessCases(store: Store): void {
+  it('keeps each CT shard its own tree, apart from the transparency log, and issuers once', async () => {
+    const logSize = await store.log.size();
+    const a = store.ct.shard('aa');
+    const b = store.ct.shard('bb');
+    const entry = (n: number) => ({
+      body: new Uint8Array([n]),
+      leafHash: new Uint8Array(32).fill(n),
+      integratedTime: n,
+    });
+    assert.deepEqual(
+      await a.append(0, [entry(1), entry(2)], [{ level: 1, index: 0, hash: new Uint8Array(32).fill(9) }]),
+      [0, 1],
+    );
+    assert.deepEqual(await b.append(0, [entry(3)], []), [0]);
+    assert.equal(await a.size(), 2);
+    assert.equal(await b.size(), 1);
+    assert.equal(await a.nodeCount(), 1);
+    assert.equal(await b.nodeCount(), 0);
+    assert.deepEqual((await b.get(0))?.body, new Uint8Array([3]));
+    assert.deepEqual((await a.subtreeHashes([{ level: 1, index: 0 }]))[0]?.[0], 9);
+    await assert.rejects(b.subtreeHashes([{ level: 1, index: 0 }]), { code: 'NOT_FOUND' });
+    await assert.rejects(a.append(1, [entry(4)], []), { code: 'CONFLICT' });
+    assert.equal(await store.log.size(), logSize);
+    await store.ct.addIssuer('ab'.repeat(32), new Uint8Array([1, 2]));
+    await store.ct.addIssuer('ab'.repeat(32), new Uint8Array([3]));
+    assert.deepEqual(await store.ct.issuer('ab'.repeat(32)), new Uint8Array([1, 2]));
+    assert.equal(await store.ct.issuer('cd'.repeat(32)), undefined);
+  });
+
+  it('keeps witness cosignatures by tree size and key, the first of each', async () => {
+    const c = (treeSize: number, keyName: string, line: string) => ({
+      treeSize,
+      rootHash: new Uint8Array(32).fill(treeSize),
+      keyName,
+      keyId: new Uint8Array([1, 2, 3, 4]),
+      timestamp: 1_700_000_000,
+      line,
+    });
+    await store.cosignatures.add(c(5, 'w1', 'first'));
+    await store.cosignatures.add(c(5, 'w1', 'second'));
+    await store.cosignatures.add(c(5, 'w2', 'other'));
+    await store.cosignatures.add(c(7, 'w1', 'later'));
+    const five = await store.cosignatures.forTreeSize(5);
+    assert.deepEqual(
+      five.map((r) => [r.keyName, r.line]),
+      [
+        ['w1', 'first'],
+        ['w2', 'other'],
+      ],
+    );
+    assert.deepEqual(await store.cosignatures.forTreeSize(6), []);
+    const latest = await store.cosignatures.latestByKey();
+    assert.equal(latest.get('w1+01020304'), 7);
+    assert.equal(latest.get('w2+01020304'), 5);
+  });
+
+  it('moves a witness state only from the size it holds', async () => {
+    const rec = (treeSize: number) => ({
+      origin: 'log.test/log',
+      treeSize,
+      rootHash: new Uint8Array(32).fill(treeSize),
+      checkpoint: `cp ${treeSize}`,
+      updatedAt: new Date().toISOString(),
+    });
+    assert.equal(await store.witness.get('log.test/log'), undefined);
+    await assert.rejects(store.witness.advance(3, rec(4)), { code: 'CONFLICT' });
+    await store.witness.advance(0, rec(4));
+    await assert.rejects(store.witness.advance(0, rec(6)), { code: 'CONFLICT' });
+    await store.witness.advance(4, rec(6));
+    const got = await store.witness.get('log.test/log');
+    assert.equal(got?.treeSize, 6);
+    assert.equal(got?.checkpoint, 'cp 6');
   });
 }

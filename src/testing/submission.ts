@@ -20,7 +20,7 @@ import { homePaths, type OpenHome } from '../home/home.ts';
 import { LOCAL_POOL } from '../home/runner-host.ts';
 import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
 import type { ProjectContent, ProjectRegistration } from '../policy/projects.ts';
-import { bubblewrapRunnerFromConfig } from '../runner/from-config.ts';
+import { runnerFromConfig } from '../runner/from-config.ts';
 import { parseProjectConfig } from '../runner/project-config.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import type { Component } from '../sbom/model.ts';
@@ -34,7 +34,7 @@ export async function baselineFor(home: OpenHome, ticket: JobTicket): Promise<Me
     'reference',
   );
   return measureBaseline({
-    sandboxProfile: isolationProfile(await bubblewrapRunnerFromConfig(home.config.runner).profileFor(probe)),
+    sandboxProfile: isolationProfile(await runnerFromConfig(home.config.runner).profileFor(probe)),
     toolchain: ticket.toolchain,
     agentFiles: await agentFiles(),
     jobId: ticket.jobId,
@@ -114,6 +114,8 @@ export async function submitRequest(
     signedAt?: number;
     /** Where the output's bytes are uploaded before the submission, with the job key's proof. */
     controlPlane: ControlPlane;
+    /** `sha256:<hex>` of a build-environment SBOM the submission references. */
+    environment?: string;
   },
 ): Promise<SubmitRequest> {
   const { ticket, key } = job;
@@ -134,6 +136,7 @@ export async function submitRequest(
       sandboxProfileDigest: '0'.repeat(64),
     },
     steps: [],
+    ...(options.environment === undefined ? {} : { environment: { sbom: options.environment } }),
   };
   return {
     token: options.token,

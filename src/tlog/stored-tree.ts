@@ -54,6 +54,35 @@ async function appendAtEnd(store: LogStore, entries: readonly NewLogEntryRecord[
 }
 
 /**
+ * Append one entry whose content depends on the index it gets (a CT entry names its own leaf
+ * index): `build` is called with the index the entry would take, again after each lost race.
+ * @throws GatehouseError STORE_ERROR, CONFLICT after {@link APPEND_ATTEMPTS} lost races
+ */
+export async function appendEntryAt<T extends NewLogEntryRecord>(
+  store: LogStore,
+  build: (index: number) => T,
+): Promise<{ index: number; entry: T }> {
+  return store.sequence(() => appendBuiltAtEnd(store, build));
+}
+
+async function appendBuiltAtEnd<T extends NewLogEntryRecord>(
+  store: LogStore,
+  build: (index: number) => T,
+): Promise<{ index: number; entry: T }> {
+  for (let attempt = 1; ; attempt++) {
+    const start = await store.size();
+    const entry = build(start);
+    const nodes = await nodesCompletedBy(store, start, [entry.leafHash]);
+    try {
+      await store.append(start, [entry], nodes);
+      return { index: start, entry };
+    } catch (e) {
+      if (!isGatehouseError(e, 'CONFLICT') || attempt >= APPEND_ATTEMPTS) throw e;
+    }
+  }
+}
+
+/**
  * Store every interior node a log is missing: a log written before interior nodes were stored gets
  * them once; a complete log is only counted. Nodes already stored are kept, so a fill that stops
  * half way, or runs in two processes at once, does no harm.

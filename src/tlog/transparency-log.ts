@@ -10,7 +10,7 @@ import { canonicalJson, sha256, sha256Hex, toBase64 } from '../common/encoding.t
 import { GatehouseError } from '../common/errors.ts';
 import type { Envelope } from '../signing/dsse.ts';
 import type { Signer } from '../signing/signer.ts';
-import type { LogStore } from '../store/store.ts';
+import type { CosignatureStore, LogStore } from '../store/store.ts';
 import { assertKeyName, signCheckpoint } from './checkpoint.ts';
 import { consistencyRanges, foldSubtrees, inclusionRanges, leafHash, subtreesOf } from './merkle.ts';
 import { appendEntries, fillMissingNodes } from './stored-tree.ts';
@@ -25,6 +25,11 @@ export interface TransparencyLogOptions {
   now?: () => Date;
   /** Called after each append (the home moves its log anchor forward). */
   onAppend?: () => void;
+  /**
+   * Witness cosignatures kept beside checkpoints (src/tlog/witness-client.ts): every checkpoint
+   * the log signs carries those of its tree.
+   */
+  cosignatures?: CosignatureStore;
 }
 
 /** What the log promises about a freshly appended entry. */
@@ -121,6 +126,7 @@ export class TransparencyLog {
   readonly #signer: Signer;
   readonly #now: () => Date;
   readonly #onAppend: (() => void) | undefined;
+  readonly #cosignatures: CosignatureStore | undefined;
   /** Appends of this instance run one after another, so indices follow the order of the calls. */
   #appending: Promise<unknown> = Promise.resolve();
   /** The fill of missing interior nodes, started by the first use of the tree (see {@link fillMissingNodes}). */
@@ -134,6 +140,7 @@ export class TransparencyLog {
     this.#signer = options.signer;
     this.#now = options.now ?? (() => new Date());
     this.#onAppend = options.onAppend;
+    this.#cosignatures = options.cosignatures;
     this.logId = sha256Hex(options.signer.publicKeySpki());
   }
 
@@ -266,11 +273,21 @@ export class TransparencyLog {
     return treeSize;
   }
 
-  #sign(treeSize: number, root: Uint8Array): Promise<string> {
-    return signCheckpoint(
+  async #sign(treeSize: number, root: Uint8Array): Promise<string> {
+    const note = await signCheckpoint(
       { origin: this.origin, treeSize, rootHash: root, extensions: [] },
       this.#signer,
       this.origin,
     );
+    return this.#withCosignatures(note, treeSize, root);
+  }
+
+  /** The note with the witness cosignatures kept for its tree (same size, same root). */
+  async #withCosignatures(note: string, treeSize: number, root: Uint8Array): Promise<string> {
+    if (this.#cosignatures === undefined) return note;
+    const lines = (await this.#cosignatures.forTreeSize(treeSize))
+      .filter((c) => Buffer.from(c.rootHash).equals(Buffer.from(root)))
+      .map((c) => `${c.line}\n`);
+    return `${note}${lines.join('')}`;
   }
 }

@@ -68,6 +68,11 @@ export class TpmReader {
     return this.bytes(size);
   }
 
+  /** Everything not yet read. */
+  rest(): Buffer {
+    return this.bytes(this.#buf.length - this.#pos);
+  }
+
   /** Refuse trailing bytes. */
   end(): void {
     if (this.#pos !== this.#buf.length) {

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import { processAlive } from '../common/process.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
+import { parseCredentialBlob } from './credential.ts';
 import { platformCaPaths, withPlatformCaKeyForTool } from './platform-ca.ts';
+import { TpmClient } from './tpm-client.ts';
 
 /** Persistent handles in a manufactured vTPM: the TCG RSA 2048 EK and its cert, and the AK. */
 export const VTPM_HANDLES = { ek: '0x81010001', ekCertNv: '0x1c00002', ak: '0x81008001' } as const;
@@ -55,6 +57,8 @@ export class VirtualTpm {
   readonly #proc: ChildProcess;
   readonly #sockDir: string;
   readonly #env: NodeJS.ProcessEnv;
+  /** Attestation's commands, spoken directly over the socket (a tpm2-tools process each is ~10 ms). */
+  readonly #client: TpmClient;
   #stopped = false;
 
   private constructor(stateDir: string, proc: ChildProcess, sockDir: string, socket: string) {
@@ -62,6 +66,7 @@ export class VirtualTpm {
     this.#proc = proc;
     this.#sockDir = sockDir;
     this.#env = { ...process.env, TPM2TOOLS_TCTI: `swtpm:path=${socket}` };
+    this.#client = new TpmClient(socket);
   }
 
   /** The TCTI string tpm2-tools (and the shell client) use for this vTPM. */
@@ -111,107 +116,69 @@ export class VirtualTpm {
     return new VirtualTpm(stateDir, proc, sockDir, socket);
   }
 
-  /** Run a tpm2-tools command against this vTPM; returns stdout. */
+  /**
+   * Run a tpm2-tools command against this vTPM; returns stdout. The direct client's connection is
+   * closed first: swtpm serves one connection at a time.
+   */
   tool(name: string, args: readonly string[]): Promise<Buffer> {
     if (this.#stopped) return Promise.reject(tpmError('the vTPM has been destroyed'));
+    this.#client.close();
     return run(name, args, this.#env);
+  }
+
+  /** The direct TPM client, once this vTPM is known to be running. */
+  #tpm(): TpmClient {
+    if (this.#stopped) throw tpmError('the vTPM has been destroyed');
+    return this.#client;
   }
 
   /** Extend SHA-256 PCRs with event digests, in order. */
   async extend(events: readonly { pcr: number; digest: string }[]): Promise<void> {
-    // One tpm2_pcrextend call takes several extends, applied in order.
-    for (let i = 0; i < events.length; i += 16) {
-      await this.tool(
-        'tpm2_pcrextend',
-        events.slice(i, i + 16).map((e) => `${e.pcr}:sha256=${e.digest}`),
-      );
-    }
+    const tpm = this.#tpm();
+    for (const e of events) await tpm.extend(e.pcr, e.digest);
   }
 
   /** Read SHA-256 PCR values. */
-  async readPcrs(pcrs: readonly number[]): Promise<Record<string, string>> {
-    const out = (await this.tool('tpm2_pcrread', [`sha256:${pcrs.join(',')}`])).toString('utf8');
-    // The output is YAML-like: "  sha256:\n    8 : 0x<hex>"; read the lines, not as YAML numbers.
-    const values: Record<string, string> = {};
-    for (const m of out.matchAll(/^\s+(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$/gm))
-      values[m[1] ?? ''] = (m[2] ?? '').toLowerCase();
-    for (const p of pcrs) {
-      if (values[String(p)] === undefined) throw tpmError(`tpm2_pcrread gave no SHA-256 value for PCR ${p}`);
-    }
-    return values;
+  readPcrs(pcrs: readonly number[]): Promise<Record<string, string>> {
+    return this.#tpm().readPcrs(pcrs);
   }
 
   /** The DER EK certificate from its NV index. */
   async ekCertificate(): Promise<Buffer> {
-    const file = join(this.#sockDir, `ek-${randomBytes(4).toString('hex')}.der`);
-    await this.tool('tpm2_nvread', [VTPM_HANDLES.ekCertNv, '-o', file]);
     // The NV index may be larger than the certificate: keep exactly the outer DER SEQUENCE.
-    return derPrefix(await readFile(file));
+    return derPrefix(await this.#tpm().nvRead(Number(VTPM_HANDLES.ekCertNv)));
   }
 
   /** The AK's TPM2B_PUBLIC. */
-  async akPublic(): Promise<Buffer> {
-    const file = join(this.#sockDir, `ak-${randomBytes(4).toString('hex')}.pub`);
-    await this.tool('tpm2_readpublic', ['-c', VTPM_HANDLES.ak, '-o', file, '-f', 'tss']);
-    return readFile(file);
+  akPublic(): Promise<Buffer> {
+    return this.#tpm().readPublic(Number(VTPM_HANDLES.ak));
   }
 
   /** TPM2_ActivateCredential with the EK (policy session with PolicySecret(endorsement)) and AK. */
-  async activateCredential(blob: Uint8Array): Promise<Buffer> {
-    const id = randomBytes(4).toString('hex');
-    const [blobFile, sess, out] = ['cred', 'sess', 'secret'].map((n) => join(this.#sockDir, `${n}-${id}`));
-    await writeFile(blobFile ?? '', blob);
-    await this.tool('tpm2_startauthsession', ['--policy-session', '-S', sess ?? '']);
-    try {
-      await this.tool('tpm2_policysecret', ['-S', sess ?? '', '-c', 'e']);
-      await this.tool('tpm2_activatecredential', [
-        '-c',
-        VTPM_HANDLES.ak,
-        '-C',
-        VTPM_HANDLES.ek,
-        '-i',
-        blobFile ?? '',
-        '-o',
-        out ?? '',
-        '-P',
-        `session:${sess}`,
-      ]);
-    } finally {
-      await this.tool('tpm2_flushcontext', [sess ?? '']).catch(() => undefined);
-    }
-    return readFile(out ?? '');
+  activateCredential(blob: Uint8Array): Promise<Buffer> {
+    const { idObject, encryptedSecret } = parseCredentialBlob(blob);
+    return this.#tpm().activateCredential(
+      Number(VTPM_HANDLES.ak),
+      Number(VTPM_HANDLES.ek),
+      idObject,
+      encryptedSecret,
+    );
   }
 
-  /** TPM2_Quote with the AK over SHA-256 PCRs: the TPMS_ATTEST and TPMT_SIGNATURE bytes. */
-  async quote(
+  /** TPM2_Quote with the AK over PCRs of a bank (SHA-256 by default): TPMS_ATTEST and TPMT_SIGNATURE. */
+  quote(
     qualifyingData: Uint8Array,
     pcrs: readonly number[],
     bank = 'sha256',
   ): Promise<{ attest: Buffer; signature: Buffer }> {
-    const id = randomBytes(4).toString('hex');
-    const msg = join(this.#sockDir, `quote-${id}.msg`);
-    const sig = join(this.#sockDir, `quote-${id}.sig`);
-    await this.tool('tpm2_quote', [
-      '-c',
-      VTPM_HANDLES.ak,
-      '-l',
-      `${bank}:${pcrs.join(',')}`,
-      '-q',
-      Buffer.from(qualifyingData).toString('hex'),
-      '-m',
-      msg,
-      '-s',
-      sig,
-      '-g',
-      'sha256',
-    ]);
-    return { attest: await readFile(msg), signature: await readFile(sig) };
+    return this.#tpm().quote(Number(VTPM_HANDLES.ak), qualifyingData, pcrs, bank);
   }
 
   /** Stop swtpm, keeping the TPM state (used after manufacturing). */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#client.close();
     const exited = new Promise<void>((r) => {
       if (this.#proc.exitCode !== null) r();
       else this.#proc.once('exit', () => r());
@@ -281,6 +248,8 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
       where: ca.dir,
     });
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  // Starting the new vTPM below records its swtpm in the owner file; what was there is restored.
+  const claim = await readFile(ownerFile(stateDir), 'utf8').catch(() => undefined);
   const work = await mkdtemp(join(tmpdir(), 'gh-vtpm-mfg-'));
   try {
     const opts = join(work, 'localca.options');
@@ -336,6 +305,8 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
     } finally {
       await tpm.tool('tpm2_shutdown', []).catch(() => undefined);
       await tpm.stop();
+      if (claim === undefined) await rm(ownerFile(stateDir), { force: true });
+      else await writeFile(ownerFile(stateDir), claim, { mode: 0o600 });
     }
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -369,14 +340,21 @@ export class VtpmPool {
     return (await readdir(this.#ready).catch(() => [])).filter((n) => !n.startsWith('.')).length;
   }
 
+  /** Where the pool lives (its `ready/` and `in-use/` folders). */
+  get dir(): string {
+    return this.#dir;
+  }
+
   /** Manufacture states until `count` are ready; returns how many were made. */
   async fill(count: number): Promise<number> {
     await mkdir(this.#ready, { recursive: true, mode: 0o700 });
+    await this.#sweepHalfMade();
     let made = 0;
     while ((await this.size()) < count) {
       const id = randomBytes(8).toString('hex');
-      // Manufacture under a dot-name and rename when complete, so a half-made state is never taken.
-      const tmp = join(this.#ready, `.mfg-${id}`);
+      // Manufacture under a dot-name and rename when complete, so a half-made state is never taken;
+      // the name carries the manufacturer's pid, so that what a killed filler left can be removed.
+      const tmp = join(this.#ready, `.mfg-${process.pid}-${id}`);
       try {
         await manufactureVtpm(tmp, this.#options);
       } catch (e) {
@@ -387,6 +365,15 @@ export class VtpmPool {
       made++;
     }
     return made;
+  }
+
+  /** Remove half-manufactured states whose manufacturer is gone (a filler killed mid-way). */
+  async #sweepHalfMade(): Promise<void> {
+    for (const name of await readdir(this.#ready).catch(() => [] as string[])) {
+      const pid = Number(/^\.mfg-(\d+)-/.exec(name)?.[1]); // the state and its .owner file
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid))
+        await rm(join(this.#ready, name), { recursive: true, force: true });
+    }
   }
 
   /**

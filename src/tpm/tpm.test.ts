@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tempDir } from '../../test/helpers.ts';
@@ -18,7 +19,8 @@ import {
 } from './platform-ca.ts';
 import { akAttributeProblem, appraiseQuote } from './quote.ts';
 import { objectName, parseAttest, parseSignature, parseTpm2bPublic, TPMA_OBJECT } from './structures.ts';
-import { manufactureVtpm, VirtualTpm, VtpmPool } from './swtpm.ts';
+import { manufactureVtpm, VirtualTpm, VTPM_HANDLES, VtpmPool } from './swtpm.ts';
+import { TpmClient } from './tpm-client.ts';
 
 const skip = tpmToolsMissing();
 
@@ -194,6 +196,48 @@ describe('TPM structures and quote verification with a real vTPM', { skip }, () 
     // A quote by another TPM's AK does not verify with this AK.
     const foreign = await other.quote(qd, PCRS);
     assert.ok(codes(foreign.attest, foreign.signature).includes('QUOTE_SIGNATURE'));
+  });
+
+  it('speaks the attestation commands directly and gets what tpm2-tools gets', async () => {
+    const pcrText = (await tpm.tool('tpm2_pcrread', ['sha256:8,9,10,11'])).toString('utf8');
+    const direct = await tpm.readPcrs(PCRS);
+    for (const p of PCRS)
+      assert.match(pcrText, new RegExp(`${p}\\s*:\\s*0x${direct[String(p)]}`, 'i'), `PCR ${p}`);
+    const nvFile = join(dir, 'ek.der');
+    await tpm.tool('tpm2_nvread', [VTPM_HANDLES.ekCertNv, '-o', nvFile]);
+    const viaTools = await readFile(nvFile);
+    const cert = await tpm.ekCertificate();
+    assert.deepEqual(cert, viaTools.subarray(0, cert.length));
+    const pubFile = join(dir, 'ak.pub');
+    await tpm.tool('tpm2_readpublic', ['-c', VTPM_HANDLES.ak, '-o', pubFile, '-f', 'tss']);
+    assert.deepEqual(await tpm.akPublic(), await readFile(pubFile));
+  });
+
+  it('names the command and response code of a refused command, and refuses hostile answers', async () => {
+    await assert.rejects(
+      tpm.extend([{ pcr: 24, digest: 'aa'.repeat(32) }]),
+      /TPM2_PCR_Extend failed: response code 0x1[0-9a-f]{2}/,
+    );
+    await assert.rejects(tpm.readPcrs([24]), /PCR 24 is not 0 to 23/);
+    await assert.rejects(new TpmClient(join(dir, 'nothing.sock')).readPcrs([8]), (e) =>
+      isGatehouseError(e, 'TPM_UNAVAILABLE'),
+    );
+    // A "TPM" that announces a huge response, and one that hangs up: both refused, nothing buffered.
+    const sock = join(dir, 'hostile.sock');
+    const server = createServer((c) => {
+      c.once('data', () => {
+        const head = Buffer.alloc(10);
+        head.writeUInt16BE(0x8001, 0);
+        head.writeUInt32BE(0x7fffffff, 2);
+        c.end(head);
+      });
+    });
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      await assert.rejects(new TpmClient(sock).readPcrs([8]), /response size 2147483647/);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 

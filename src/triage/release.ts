@@ -4,9 +4,15 @@ import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import type { Gate } from '../gate/gate.ts';
 import { type HeldBuild, type ReleaseNote, signedSbomOf } from '../gate/held-build.ts';
-import { decisionRecord, promoteSigned, sbomRecord, TRIAGE_ARTIFACT_TYPE } from '../gate/placement.ts';
+import {
+  decisionRecord,
+  environmentRecord,
+  promoteSigned,
+  sbomRecord,
+  TRIAGE_ARTIFACT_TYPE,
+} from '../gate/placement.ts';
 import { jsonBytes } from '../gate/sign-build.ts';
-import type { ArtifactFile } from '../registry/registry.ts';
+import type { ArtifactFile, Attachment } from '../registry/registry.ts';
 import type { DecisionRecord, Store } from '../store/store.ts';
 import type { ReleaseResult, TriageEffects } from './triage-service.ts';
 
@@ -69,7 +75,7 @@ export class GateRelease implements TriageEffects {
     const sbom = signedSbomOf(held);
     const placement = await promoteSigned(registry, {
       ...{ project: decision.project, tag: decision.jobId, files, sbom, signed },
-      records: [sbomRecord(sbom), decisionRecord(record)],
+      records: [sbomRecord(sbom), ...(await this.#environmentRecords(held)), decisionRecord(record)],
       annotations: { 'dev.gatehouse.decision': 'allow', 'dev.gatehouse.release': note.triageId },
     });
     await this.#mark(decision, { ...record, promoted: placement.reference }, held.quarantineManifest);
@@ -80,8 +86,21 @@ export class GateRelease implements TriageEffects {
         components: JSON.stringify(held.components),
         subjects: decision.subjects,
         createdAt: at,
+        ...(held.environment === undefined ? {} : { environment: held.environment }),
       });
     return { ...signed, placement };
+  }
+
+  /** The build environment's SBOM a held build references, attached as at the gate. */
+  async #environmentRecords(held: HeldBuild): Promise<Attachment[]> {
+    if (held.environment === undefined) return [];
+    const kept = await this.#store.policies.environmentSbom(held.environment);
+    if (kept === undefined)
+      throw new GatehouseError(
+        'STORE_DAMAGED',
+        `the build environment SBOM ${held.environment} is missing from the store`,
+      );
+    return [environmentRecord(kept.document)];
   }
 
   /** Reject: the quarantined copy stays where it is, marked. */

@@ -4,6 +4,7 @@ import type { HeldBuild, ReleaseNote } from '../gate/held-build.ts';
 import type { SignedBuild } from '../gate/sign-build.ts';
 import type { PolicyService } from '../policy/policy-service.ts';
 import type { Placement } from '../registry/registry.ts';
+import { environmentComponents } from '../sbom/environment.ts';
 import type { Component } from '../sbom/model.ts';
 import {
   type SecurityAct,
@@ -264,6 +265,8 @@ export class TriageService {
    * @param options.importedAt when the database change finished (ms since the epoch), for the metric
    */
   async reevaluate(options: { importedAt: number; index?: VulnIndex }): Promise<ReevaluationResult> {
+    // A build environment is shared by many artifacts: its packages are read once per pass.
+    const environments = new Map<string, Component[]>();
     const index = options.index ?? (await this.#o.policies.vulnIndex.current());
     const vex = await this.#o.policies.vexStatements();
     const seen = await this.#reasonsFlaggedBefore();
@@ -271,10 +274,30 @@ export class TriageService {
     const flagged: ReevaluationRecord[] = [];
     for (const a of artifacts) {
       if ((await this.#policies.triageOf(a.decisionId))?.action === 'reject') continue;
-      const record = await this.#reevaluateOne(a, { index, vex, seen, importedAt: options.importedAt });
+      const record = await this.#reevaluateOne(a, {
+        index,
+        vex,
+        seen,
+        importedAt: options.importedAt,
+        environments,
+      });
       if (record !== undefined) flagged.push(record);
     }
     return { evaluated: artifacts.length, flagged };
+  }
+
+  async #environmentComponents(digest: string, cache: Map<string, Component[]>): Promise<Component[]> {
+    const known = cache.get(digest);
+    if (known !== undefined) return known;
+    const kept = await this.#o.store.policies.environmentSbom(digest);
+    if (kept === undefined)
+      throw new GatehouseError(
+        'STORE_DAMAGED',
+        `the build environment SBOM ${digest} is missing from the store`,
+      );
+    const components = environmentComponents(kept.document, digest);
+    cache.set(digest, components);
+    return components;
   }
 
   async #reevaluateOne(
@@ -283,10 +306,22 @@ export class TriageService {
       project: string;
       components: string;
       subjects: { name: string; sha256: string }[];
+      environment?: string;
     },
-    ctx: { index: VulnIndex; vex: VexStatement[]; seen: Set<string>; importedAt: number },
+    ctx: {
+      index: VulnIndex;
+      vex: VexStatement[];
+      seen: Set<string>;
+      importedAt: number;
+      environments: Map<string, Component[]>;
+    },
   ): Promise<ReevaluationRecord | undefined> {
-    const components = JSON.parse(a.components) as Component[];
+    const components = [
+      ...(JSON.parse(a.components) as Component[]),
+      ...(a.environment === undefined
+        ? []
+        : await this.#environmentComponents(a.environment, ctx.environments)),
+    ];
     const matched = await matchVulnerabilities(components, ctx.index);
     // Only what the database decides is re-judged: build facts (attestation, source, SBOM
     // age) were settled at the gate, so reasons without an advisory are left out here.

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,12 +19,14 @@ import { loadTimestampAuthority, TimestampAuthority } from '../signing/rfc3161.t
 import type { Signer } from '../signing/signer.ts';
 import { buildTrustedRoot, parseTrustedRoot } from '../signing/trust-root.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { CtLog } from '../tlog/ct-log.ts';
 import { dsseEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { parseSigstoreBundle } from './sigstore-bundle.ts';
 import { verifySigstoreBundle } from './sigstore-verifier.ts';
 import { verifyArtifactBundle } from './verify.ts';
 
 const ORIGIN = 'gatehouse.test/log';
+const CT_ORIGIN = 'gatehouse.test/ct';
 const IDENTITY = 'https://gatehouse.test/projects/demo';
 const ISSUER = 'https://gatehouse.test/attestation';
 const CONFIG: HomeKeysConfig = { kind: 'file', encryption: { kind: 'kek-file', path: 'keys/kek' } };
@@ -33,18 +36,28 @@ const root = mkdtempSync(join(tmpdir(), 'gatehouse-time-'));
 const keysDir = join(root, 'keys');
 after(() => rmSync(root, { recursive: true, force: true }));
 
-/** Sign ARTIFACT at time `at` with the given CA, log key and TSA: the gate's signing path. */
-async function sign(ca: InternalCa, logSigner: Signer, tsa: TimestampAuthority, at: Date) {
+/** Sign ARTIFACT at time `at` with the given CA, log and CT keys and TSA: the gate's signing path. */
+async function sign(ca: InternalCa, logSigner: Signer, ctSigner: Signer, tsa: TimestampAuthority, at: Date) {
   const store = SqliteStore.open(':memory:');
   const log = new TransparencyLog({ store: store.log, signer: logSigner, origin: ORIGIN, now: () => at });
-  const leafKey = EphemeralSigner.generate();
-  const certificatePem = await ca.issueLeaf({
-    publicKeySpki: leafKey.publicKeySpki(),
-    identity: IDENTITY,
-    issuer: ISSUER,
-    notBefore: new Date(at.getTime() - 1000),
-    validityMinutes: 10,
+  const ct = new CtLog({
+    store: store.ct,
+    signer: ctSigner,
+    origin: CT_ORIGIN,
+    acceptedRoots: () => [new X509Certificate(ca.rootPem()).raw],
+    now: () => at,
   });
+  const leafKey = EphemeralSigner.generate();
+  const certificatePem = await ca.issueLeaf(
+    {
+      publicKeySpki: leafKey.publicKeySpki(),
+      identity: IDENTITY,
+      issuer: ISSUER,
+      notBefore: new Date(at.getTime() - 1000),
+      validityMinutes: 10,
+    },
+    [ct],
+  );
   const statement = makeStatement(
     [{ name: 'a', digest: { sha256: sha256(ARTIFACT).toString('hex') } }],
     'https://x.test/p',
@@ -73,9 +86,8 @@ async function pastTsa(at: Date): Promise<TimestampAuthority> {
 }
 
 function sigstoreJs(trustedRoot: unknown, timestampThreshold: number): Verifier {
+  // sigstore-js's defaults (one SCT, one tlog entry), with the timestamp threshold under test.
   return new Verifier(toTrustMaterial(TrustedRoot.fromJSON(JSON.parse(JSON.stringify(trustedRoot)))), {
-    ctlogThreshold: 0,
-    tlogThreshold: 1,
     timestampThreshold,
   });
 }
@@ -90,16 +102,17 @@ describe('trusted time and key rotation', () => {
     await initHomeKeys(root, keysDir, CONFIG, new Date(then.getTime() - 3600_000));
     const keys = await openHomeKeys(root, keysDir, CONFIG);
     // Keys made "now" are not trusted two hours ago; back-date the windows as an older home would be.
-    const input = keys.trustedRootInput(`https://${ORIGIN}`);
+    const input = keys.trustedRootInput(`https://${ORIGIN}`, () => `https://${CT_ORIGIN}`);
     const early = new Date(then.getTime() - 3600_000);
-    for (const w of [input.ca, input.tlog, input.timestampAuthorities ?? []].flat()) w.validFrom = early;
+    for (const w of [input.ca, input.tlog, input.ctlogs ?? [], input.timestampAuthorities ?? []].flat())
+      w.validFrom = early;
     oldRoot = buildTrustedRoot(input);
-    oldBundle = await signBackdated(keys.ca, keys.logSigner, then);
+    oldBundle = await signBackdated(keys.ca, keys.logSigner, keys.ctSigner, then);
     keys.close();
   });
 
-  async function signBackdated(ca: InternalCa, logSigner: Signer, at: Date) {
-    return sign(ca, logSigner, await pastTsa(at), at);
+  async function signBackdated(ca: InternalCa, logSigner: Signer, ctSigner: Signer, at: Date) {
+    return sign(ca, logSigner, ctSigner, await pastTsa(at), at);
   }
 
   it('carries an RFC 3161 timestamp from the gatehouse TSA, listed in the trusted root', () => {
@@ -178,19 +191,22 @@ describe('trusted time and key rotation', () => {
     );
   });
 
-  it('rotates the log key, the CA and the TSA: old bundles keep verifying, new ones verify, windows show in the root', async () => {
+  it('rotates the log key, the CT log key, the CA and the TSA: old bundles keep verifying, new ones verify, windows show in the root', async () => {
     const rotation = new Date(Date.now() - 3600_000);
-    for (const kind of ['log', 'ca', 'tsa'] as const)
+    for (const kind of ['log', 'ct', 'ca', 'tsa'] as const)
       await rotateHomeKey(root, keysDir, CONFIG, kind, rotation);
     const keys = await openHomeKeys(root, keysDir, CONFIG);
     try {
-      const input = keys.trustedRootInput(`https://${ORIGIN}`);
+      const input = keys.trustedRootInput(`https://${ORIGIN}`, () => `https://${CT_ORIGIN}`);
       // The retired generations start when the old root said; back-date them the same way.
       const early = new Date(then.getTime() - 3600_000);
-      for (const w of [input.ca, input.tlog, input.timestampAuthorities ?? []].flat()) {
+      for (const w of [input.ca, input.tlog, input.ctlogs ?? [], input.timestampAuthorities ?? []].flat()) {
         if (w.validTo !== undefined) w.validFrom = early;
       }
       const rotated = buildTrustedRoot(input);
+      assert.equal(rotated.ctlogs.length, 2);
+      assert.equal(rotated.ctlogs[0]?.publicKey.validFor.end, rotation.toISOString());
+      assert.notEqual(rotated.ctlogs[0]?.logId.keyId, rotated.ctlogs[1]?.logId.keyId);
       assert.equal(rotated.tlogs.length, 2);
       assert.equal(rotated.certificateAuthorities.length, 2);
       assert.equal(rotated.timestampAuthorities.length, 2);
@@ -205,7 +221,13 @@ describe('trusted time and key rotation', () => {
       });
       sigstoreJs(rotated, 2).verify(toSignedEntity(bundleFromJSON(oldBundle)));
       // A new bundle, by the new generation.
-      const fresh = await sign(keys.ca, keys.logSigner, keys.tsa as TimestampAuthority, new Date());
+      const fresh = await sign(
+        keys.ca,
+        keys.logSigner,
+        keys.ctSigner,
+        keys.tsa as TimestampAuthority,
+        new Date(),
+      );
       verifyArtifactBundle({
         artifactDigest: sha256(ARTIFACT),
         bundle: parseBundle(fresh),
@@ -214,7 +236,7 @@ describe('trusted time and key rotation', () => {
       });
       sigstoreJs(rotated, 2).verify(toSignedEntity(bundleFromJSON(fresh)));
       // A signature by a retired log key dated after its window closed is refused.
-      const forged = await signBackdated(keys.ca, await retiredLogKey(), new Date());
+      const forged = await signBackdated(keys.ca, await retiredKey('log'), keys.ctSigner, new Date());
       assert.throws(
         () =>
           verifyArtifactBundle({
@@ -224,15 +246,30 @@ describe('trusted time and key rotation', () => {
           }),
         { code: 'LOG_PROOF_INVALID' },
       );
+      // An SCT by the retired CT log key dated after its window closed is refused, by gatehouse
+      // and by sigstore-js, though everything else in the bundle is current.
+      const lateSct = await signBackdated(keys.ca, keys.logSigner, await retiredKey('ct'), new Date());
+      assert.throws(
+        () =>
+          verifyArtifactBundle({
+            artifactDigest: sha256(ARTIFACT),
+            bundle: parseBundle(lateSct),
+            trustedRoot: rotated,
+          }),
+        { code: 'CERTIFICATE_INVALID', message: /outside the CT log key's window/ },
+      );
+      assert.throws(() => sigstoreJs(rotated, 1).verify(toSignedEntity(bundleFromJSON(lateSct))), {
+        code: 'CERTIFICATE_ERROR',
+      });
     } finally {
       keys.close();
     }
   });
 });
 
-async function retiredLogKey(): Promise<Signer> {
+async function retiredKey(kind: 'log' | 'ct'): Promise<Signer> {
   const { readdirSync } = await import('node:fs');
-  const dir = readdirSync(join(keysDir, 'retired')).find((d) => d.startsWith('log-'));
+  const dir = readdirSync(join(keysDir, 'retired')).find((d) => d.startsWith(`${kind}-`));
   const protection = await resolveKeyProtection(root, CONFIG.encryption);
-  return FileKeySigner.load(join(keysDir, 'retired', dir ?? '', 'log.key.pem'), protection, 'log');
+  return FileKeySigner.load(join(keysDir, 'retired', dir ?? '', `${kind}.key.pem`), protection, kind);
 }

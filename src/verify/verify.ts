@@ -1,7 +1,7 @@
 /**
  * Offline verification of a gatehouse (Sigstore v0.3, DSSE) bundle against a trusted root: the log
- * entry (SET, checkpoint, inclusion proof, body), the certificate chain at the integrated time, the
- * identity, the DSSE signature and the in-toto subject. Each check throws a GatehouseError with
+ * entry (SET, checkpoint, inclusion proof, body), the certificate chain at the integrated time, its
+ * signed certificate timestamps, the identity, the DSSE signature and the in-toto subject. Each check throws a GatehouseError with
  * its own code; nothing is returned unless everything holds.
  */
 import '../signing/reflect-metadata-shim.ts';
@@ -17,8 +17,10 @@ import {
   parseTrustedRoot,
   type TrustedLog,
 } from '../signing/trust-root.ts';
+import { verifyWitnessQuorum, type WitnessKey } from '../tlog/cosignature.ts';
 import { verifySigningCertificate } from './ca-chain.ts';
 import { verifyCertificateIdentity } from './cert-identity.ts';
+import { verifyScts } from './sct.ts';
 import { verifiedTimestampTime } from './timestamps.ts';
 import {
   checkInclusionProof,
@@ -39,6 +41,11 @@ export interface VerifyArtifactOptions {
   issuer?: string;
   /** Not used for certificate validity (the log's integrated time is); reserved for policy. */
   now?: Date;
+  /**
+   * Require the checkpoint of each log entry to carry cosignatures by `threshold` distinct
+   * witnesses among `keys` (c2sp.org/tlog-cosignature): the log showed this tree to them.
+   */
+  witnesses?: { keys: readonly WitnessKey[]; threshold: number };
 }
 
 export interface VerifiedArtifact {
@@ -52,6 +59,8 @@ export interface VerifiedArtifact {
   logIndex: number;
   /** When the log integrated the entry: the time the certificate was checked at. */
   integratedTime: Date;
+  /** The required witnesses that cosigned the entry's checkpoint (names). */
+  witnesses: string[];
 }
 
 function fail(code: ErrorCode, message: string, cause?: unknown): never {
@@ -79,11 +88,18 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
   // 1. The log: every entry must be proven; the first SET-verified one gives the signing time.
   let integratedTime: Date | undefined;
   let logIndex = -1;
+  const witnessed = new Set<string>();
   for (const [i, entry] of bundle.tlogEntries.entries()) {
     const log = findLog(root, entry, i);
     verifyInclusionPromise(entry, log, i);
     verifyEntryInclusion(entry, log, i);
     verifyEntryBody(entry, bundle, i);
+    // The checkpoint was verified with the log key above; its cosignatures sign the same body.
+    if (options.witnesses !== undefined) {
+      const { keys, threshold } = options.witnesses;
+      const found = verifyWitnessQuorum(entry.inclusionProof?.checkpoint ?? '', keys, threshold, options.now);
+      for (const f of found) witnessed.add(f.key.name);
+    }
     if (integratedTime === undefined) {
       integratedTime = new Date(entry.integratedTime * 1000);
       logIndex = entry.logIndex;
@@ -100,7 +116,14 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
 
   // 3. The certificate, at every verified time (a short-lived leaf has long expired by now). Each
   // time is checked on its own: a CA trusted at that time suffices.
-  for (const t of times) verifySigningCertificate(leaf, root.certificateAuthorities, [t], 'integrated');
+  let issuerCert: X509Certificate | undefined;
+  for (const t of times)
+    issuerCert = verifySigningCertificate(leaf, root.certificateAuthorities, [t], 'integrated');
+
+  // 3b. The leaf was logged: an SCT from a CT log the root trusts (a root that lists CT logs
+  // promises every leaf is in one), so a certificate issued outside the CA's logged path, by a
+  // stolen intermediate key say, is refused even though it chains.
+  if (root.ctlogs.length > 0 && issuerCert !== undefined) verifyScts(leaf, issuerCert, root.ctlogs);
   const ident = verifyCertificateIdentity(leaf, 'URI', options);
 
   // 3. The signature, by the certified key.
@@ -129,6 +152,7 @@ export function verifyArtifactBundle(options: VerifyArtifactOptions): VerifiedAr
     statement,
     logIndex,
     integratedTime,
+    witnesses: [...witnessed],
   };
 }
 

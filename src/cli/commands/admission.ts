@@ -10,12 +10,11 @@ import { startAdmissionWebhook } from '../../verify/admission/webhook-server.ts'
 import { parseDeployPolicy } from '../../verify/deploy-policy.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { loadTrustedRoot, readTextFile } from '../input-files.ts';
 import { revocationsPath } from './verify-oci.ts';
 
-const USAGE =
-  'gatehouse admission --policy F [--listen HOST:PORT] [--cert F --key F | --dns NAME...] [--trusted-root F] ' +
-  '[--revocations F|URL] [--home DIR]';
+const USAGE = usageOf('admission');
 
 /**
  * The serving certificate: the operator's (`--cert`/`--key`), else a self-signed one kept in

@@ -5,21 +5,18 @@ import {
   type ReferenceBundle,
   signReferenceValues,
 } from '../../attestation/reference-values.ts';
-import { addTrustedEkCa, attestationPaths, trustedEkCasLoader } from '../../attestation/trust-store.ts';
+import { addTrustedEkCa, trustedEkCasLoader } from '../../attestation/trust-store.ts';
 import { GatehouseError } from '../../common/errors.ts';
-import { loadConfig } from '../../home/config.ts';
-import { resolveHome } from '../../home/home.ts';
-import { homeKeyProtection } from '../../signing/home-keys.ts';
-import { VtpmPool } from '../../tpm/swtpm.ts';
+import { homeVtpmPool, resolveHome } from '../../home/home.ts';
 import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
+import { releaseFillLock, takeFillLock } from '../background-fill.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { securitySigner, withHome } from '../home-access.ts';
 import { readTextFile } from '../input-files.ts';
 import { bold, green, makeOutput } from '../output.ts';
 
-const USAGE = `gatehouse attestation trust-ca add FILE | trust-ca list | vtpm-pool fill N |
-       reference-values publish FILE [--key K] [--server URL] | reference-values show [--version N] |
-       reference-values history | refusals [--limit N] [--home DIR] [--json]`;
+const USAGE = usageOf('attestation');
 
 /** Call the control plane's API as the home's operator (GATEHOUSE_API_TOKEN). */
 async function callServer(server: string, path: string, body?: unknown): Promise<unknown> {
@@ -64,6 +61,7 @@ export async function attestationCommand(argv: string[]): Promise<number> {
       server: { type: 'string' },
       version: { type: 'string' },
       limit: { type: 'string' },
+      background: { type: 'boolean' },
     },
     { min: 1, max: 3, usage: USAGE },
   );
@@ -92,19 +90,29 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     out.document({ trustedEkCas: cas });
     return EXIT.ok;
   }
-  if (group === 'vtpm-pool' && verb === 'fill' && arg !== undefined) {
-    const n = Number(arg);
-    if (!Number.isInteger(n) || n < 1 || n > 256)
-      throw new UsageError(`N must be a whole number from 1 to 256\nusage: ${USAGE}`);
-    const p = attestationPaths(root);
-    const config = loadConfig(join(root, 'config.json'));
-    const pool = new VtpmPool(p.vtpmPool, {
-      platformCaDir: p.platformCa,
-      platformCaProtection: await homeKeyProtection(root, config.keys),
-    });
-    const made = await pool.fill(n);
-    out.line(`manufactured ${made} vTPM state${made === 1 ? '' : 's'}; ${await pool.size()} ready`);
-    out.document({ manufactured: made, ready: await pool.size() });
+  if (group === 'vtpm-pool' && verb === 'fill') {
+    const pooled = await homeVtpmPool(root);
+    if (pooled === undefined)
+      throw new GatehouseError(
+        'BAD_CONFIG',
+        'this home attests in software (runner.attestation): it has no vTPM pool to fill',
+        { where: join(root, 'config.json') },
+      );
+    let n = pooled.target;
+    if (arg !== undefined) {
+      n = Number(arg);
+      if (!/^\d{1,3}$/.test(arg) || n < 1 || n > 256)
+        throw new UsageError(`N must be a whole number from 1 to 256\nusage: ${USAGE}`);
+    }
+    // A background filler (started by init, run or the server) leaves quietly when another fills.
+    if (values.background === true && !takeFillLock(pooled.pool)) return EXIT.ok;
+    try {
+      const made = await pooled.pool.fill(n);
+      out.line(`manufactured ${made} vTPM state${made === 1 ? '' : 's'}; ${await pooled.pool.size()} ready`);
+      out.document({ manufactured: made, ready: await pooled.pool.size() });
+    } finally {
+      if (values.background === true) releaseFillLock(pooled.pool);
+    }
     return EXIT.ok;
   }
   if (group === 'reference-values' && verb !== undefined)

@@ -3,10 +3,11 @@ import { restoreHome } from '../../home/backup.ts';
 import { backupHomeTo, resolveHome } from '../../home/home.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { bold, makeOutput } from '../output.ts';
 
-const BACKUP_USAGE = 'gatehouse backup DIR [--home DIR] [--json]';
-const RESTORE_USAGE = 'gatehouse restore DIR [--replace] [--home DIR] [--json]';
+const BACKUP_USAGE = usageOf('backup');
+const RESTORE_USAGE = usageOf('restore');
 
 /**
  * `gatehouse backup DIR`: a consistent copy of the home while it stays in use (database snapshot,

@@ -6,13 +6,14 @@ import { type JobOutcome, runJob } from '../../agent/agent.ts';
 import { sha256 } from '../../common/encoding.ts';
 import { describeError } from '../../common/errors.ts';
 import { buildIdentity } from '../../gate/submission.ts';
-import { initHome, openHome } from '../../home/home.ts';
+import { environmentCacheOf, initHome, openHome } from '../../home/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
 import { verifyArtifactBundle } from '../../verify/verify.ts';
 import { importOsv } from '../../vuln/import.ts';
 import { commonOptions, parse } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { bold, dim, green, makeOutput, ms, red } from '../output.ts';
 import { printOutcome, printStep, writeOutputs } from './run.ts';
 
@@ -29,7 +30,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     {
       min: 0,
       max: 0,
-      usage: 'gatehouse demo [--keep] [--json]',
+      usage: usageOf('demo'),
     },
   );
   const out = makeOutput(values.json === true);
@@ -74,6 +75,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
           source: new LocalGitProvider(),
           onStep: (s) => printStep(out, s),
           outDir: join(root, 'out'),
+          environmentCache: environmentCacheOf(root),
         });
         printOutcome(out, outcome);
         return outcome;
@@ -102,9 +104,12 @@ export async function demoCommand(argv: string[]): Promise<number> {
             (r) => `signature, certificate chain, identity, subject digest, log inclusion #${r.logIndex}`,
           );
           verified = result.identity === identity;
+          // Only a kept home can be verified against after the demo: without --keep it is removed.
           out.line(
             dim(
-              `    gatehouse verify ${artifactPath} --bundle ${bundlePath} --home ${root} --identity ${identity} --issuer ${home.config.issuer}`,
+              values.keep === true
+                ? `    gatehouse verify ${artifactPath} --bundle ${bundlePath} --home ${root} --project hello-app`
+                : '    (gatehouse demo --keep keeps the home, and prints the verify command to try)',
             ),
           );
         } catch (e) {

@@ -7,10 +7,10 @@ import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts
 import { signSecurityAct } from '../../signing/security-act.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { bold, dim, makeOutput, type Output, red } from '../output.ts';
 
-const USAGE = `gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software] [--key K]
-       | revoke NAME [--key K] | list | key   [--home DIR] [--json]`;
+const USAGE = usageOf('host');
 
 function print(out: Output, h: HostEnrollment): void {
   out.line(

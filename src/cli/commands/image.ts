@@ -4,10 +4,10 @@ import { aptDefaultMirror, buildImage, importImage, listImages } from '../../run
 import { homeImagesDir } from '../../runner/from-config.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { makeOutput, ms } from '../output.ts';
 
-const USAGE =
-  'gatehouse image build [--suite S] [--mirror URL] [--include PKG,...] | import DIR | list [--home DIR] [--json]';
+const USAGE = usageOf('image');
 
 /**
  * `gatehouse image`: content-addressed runner base images in the home (`<home>/images`).

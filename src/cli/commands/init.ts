@@ -1,6 +1,8 @@
 import { initHome, resolveHome } from '../../home/home.ts';
 import { commonOptions, parse } from '../args.ts';
+import { fillPoolInBackground } from '../background-fill.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { makeOutput } from '../output.ts';
 
 export async function initCommand(argv: string[]): Promise<number> {
@@ -15,7 +17,7 @@ export async function initCommand(argv: string[]): Promise<number> {
     {
       min: 0,
       max: 0,
-      usage: 'gatehouse init [--home DIR] [--update-reference-values] [--no-examples] [--new-log] [--json]',
+      usage: usageOf('init'),
     },
   );
   const out = makeOutput(values.json === true);
@@ -27,8 +29,11 @@ export async function initCommand(argv: string[]): Promise<number> {
     // A home whose database was lost is refused; --new-log starts another log under a new key.
     newLog: values['new-log'] === true,
   });
-  out.document({ home, created });
+  // vTPMs are manufactured ahead of the first jobs, without anyone waiting for them.
+  const filling = await fillPoolInBackground(home);
+  out.document({ home, created, fillingVtpmPool: filling });
   if (created.length === 0) out.line(`gatehouse home ${home} is ready (nothing to create)`);
   else out.line(`gatehouse home ${home}: created ${created.join(', ')}`);
+  if (filling) out.line('manufacturing vTPMs for the first jobs in the background');
   return EXIT.ok;
 }

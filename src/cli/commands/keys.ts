@@ -4,9 +4,10 @@ import { homePaths, resolveHome } from '../../home/home.ts';
 import { openHomeKeys, rotateHomeKey } from '../../signing/home-keys.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { bold, makeOutput } from '../output.ts';
 
-const USAGE = 'gatehouse keys status | rotate log|ca|tsa|attestation [--home DIR] [--json]';
+const USAGE = usageOf('keys');
 
 /** `gatehouse keys`: where the signing keys live, their generations, and rotation. */
 export async function keysCommand(argv: string[]): Promise<number> {
@@ -30,6 +31,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
       const generations = [
         ...windows('ca', [input.ca].flat()),
         ...windows('log', [input.tlog].flat()),
+        ...windows('ct', input.ctlogs ?? []),
         ...windows('tsa', input.timestampAuthorities ?? []),
         ...keys.retiredAttestationKeys.map((k) => ({
           kind: 'attestation',
@@ -42,7 +44,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
         config.keys === undefined
           ? 'plain key files (a home from before encryption)'
           : config.keys.kind === 'pkcs11'
-            ? `PKCS#11 token '${config.keys.token}' (labels ${config.keys.label}-ca, -log, -tsa); other keys in files`
+            ? `PKCS#11 token '${config.keys.token}' (labels ${config.keys.label}-ca, -log, -ct, -tsa); other keys in files`
             : `key files sealed with ${config.keys.encryption.kind === 'kek-file' ? `the key-encryption key ${join(root, config.keys.encryption.path)}` : config.keys.encryption.kind === 'passphrase' ? `the passphrase in $${config.keys.encryption.passphraseEnv}` : 'nothing (plain files)'}`;
       out.document({ keys: where, generations });
       out.line(`${bold('keys')}  ${where}`);
@@ -55,8 +57,8 @@ export async function keysCommand(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     case 'rotate': {
-      if (which !== 'log' && which !== 'ca' && which !== 'tsa' && which !== 'attestation') {
-        throw new UsageError(`rotate log, ca, tsa or attestation\nusage: ${USAGE}`);
+      if (which !== 'log' && which !== 'ct' && which !== 'ca' && which !== 'tsa' && which !== 'attestation') {
+        throw new UsageError(`rotate log, ct, ca, tsa or attestation\nusage: ${USAGE}`);
       }
       await rotateHomeKey(root, p.keys, config.keys, which, new Date(), {
         tokenTtlSeconds: config.tokenTtlSeconds,

@@ -2,15 +2,17 @@ import { join } from 'node:path';
 import { GatehouseError } from '../../common/errors.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { type OpenHome, openHome, resolveHome } from '../../home/home.ts';
+import { witnessIdentity } from '../../home/witness-home.ts';
 import { parseTrustedRoot } from '../../signing/trust-root.ts';
 import { type AuditedLog, auditLog } from '../../tlog/monitor.ts';
 import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { readJsonFile } from '../input-files.ts';
 import { green, makeOutput } from '../output.ts';
+import { cosignNow, runWitness } from './witness.ts';
 
-const USAGE =
-  'gatehouse log checkpoint | inclusion INDEX [--tree-size N] | consistency FIRST SECOND | audit [--state F] [--server URL] [--trusted-root F] [--home DIR] [--json]';
+const USAGE = usageOf('log');
 
 /** A log index or tree size: a whole number from 0, of at most 15 digits. */
 function whole(value: string | undefined, what: string): number {
@@ -25,7 +27,10 @@ export async function logCommand(argv: string[]): Promise<number> {
       'tree-size': { type: 'string' },
       state: { type: 'string' },
       server: { type: 'string' },
-      'trusted-root': { type: 'string' },
+      // Several for `witness` (one per log it watches); one for `audit`.
+      'trusted-root': { type: 'string', multiple: true },
+      listen: { type: 'string' },
+      name: { type: 'string' },
     },
     { min: 1, max: 3, usage: USAGE },
   );
@@ -34,7 +39,9 @@ export async function logCommand(argv: string[]): Promise<number> {
   const remote = sub === 'audit' && values.server !== undefined;
   let home: OpenHome | undefined;
   try {
-    if (remote) return await audit(new HttpControlPlane({ url: values.server ?? '' }), undefined, values);
+    const auditValues = { ...values, 'trusted-root': values['trusted-root']?.at(-1) };
+    if (remote)
+      return await audit(new HttpControlPlane({ url: values.server ?? '' }), undefined, auditValues);
     home = await openHome(resolveHome(values.home));
     const cp = home.controlPlane;
     switch (sub) {
@@ -56,7 +63,23 @@ export async function logCommand(argv: string[]): Promise<number> {
         return EXIT.ok;
       }
       case 'audit':
-        return await audit(cp, home, values);
+        return await audit(cp, home, auditValues);
+      case 'witness':
+        return await runWitness(home, {
+          trustedRoots: values['trusted-root'] ?? [],
+          listen: values.listen,
+          name: values.name,
+          usage: USAGE,
+        });
+      case 'witness-key': {
+        const id = await witnessIdentity(home.root, values.name);
+        const out = makeOutput(values.json === true);
+        out.document({ name: id.name, key: id.vkey });
+        out.line(id.vkey);
+        return EXIT.ok;
+      }
+      case 'cosign':
+        return await cosignNow(home, values.json === true);
       default:
         throw new UsageError(`unknown log command '${sub ?? ''}'\nusage: ${USAGE}`);
     }

@@ -11,12 +11,11 @@ import type { PolicyVersionRecord } from '../../store/store.ts';
 import { parseVex } from '../../vuln/vex.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT, exitCodeOfOutcome } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { readJsonFile, readTextFile } from '../input-files.ts';
 import { bold, dim, green, makeOutput, red, yellow } from '../output.ts';
 
-const USAGE = `gatehouse policy push FILE [--key K] [--version N] [--server URL] | show [NAME] [--version N] |
-       history [NAME] | assign PROJECT NAME [--key K] |
-       check --sbom F [--policy F | --project P] [--facts F] [--vex F]... [--json]`;
+const USAGE = usageOf('policy');
 
 function wholeNumber(text: string, flag: string): number {
   const n = Number(text);

@@ -6,10 +6,10 @@ import { signSecurityAct } from '../../signing/security-act.ts';
 import { canonicalRepositoryUri } from '../../source/local-git-provider.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { bold, dim, makeOutput, type Output } from '../output.ts';
 
-const USAGE = `gatehouse project register NAME (--repository URI|PATH | --unverified-directory) [--policy P] [--pool POOL]... [--key K]
-       | list | show NAME   [--home DIR] [--json]`;
+const USAGE = usageOf('project');
 
 function print(out: Output, p: ProjectRegistration): void {
   const source = p.source.kind === 'git' ? p.source.repository : 'any directory (unverified)';

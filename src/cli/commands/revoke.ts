@@ -3,10 +3,11 @@ import { signSecurityAct } from '../../signing/security-act.ts';
 import { revocationAct } from '../../triage/triage-service.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { securitySigner, withHome } from '../home-access.ts';
 import { bold, makeOutput } from '../output.ts';
 
-const USAGE = 'gatehouse revoke DIGEST --reason TEXT [--key K] [--home DIR] [--json]';
+const USAGE = usageOf('revoke');
 
 /**
  * `gatehouse revoke`: the security role revokes an artifact (file or manifest digest). The act is

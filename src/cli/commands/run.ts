@@ -6,18 +6,19 @@ import type { Attester } from '../../agent/attester.ts';
 import type { RunnerHost } from '../../agent/credentials.ts';
 import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
-import { openHome, resolveHome, runnerAttester } from '../../home/home.ts';
+import { environmentCacheOf, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
 import type { JobStep } from '../../store/store.ts';
 import { commonOptions, parse } from '../args.ts';
+import { fillPoolInBackground } from '../background-fill.ts';
 import { EXIT, exitCodeOfOutcome } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
 
-const USAGE =
-  'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL | --registry URL] [--out DIR] [--home DIR] [--json]';
+const USAGE = usageOf('run');
 
 /** Exit code for a finished job: 0 allowed, 3 denied, 4 quarantined, else the failure's. */
 export function exitCodeOf(outcome: JobOutcome): number {
@@ -164,6 +165,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       ...(values.project === undefined ? {} : { project: values.project }),
       ...(values.commit === undefined ? {} : { commit: values.commit }),
       ...(values.out === undefined ? {} : { outDir: resolve(values.out) }),
+      environmentCache: environmentCacheOf(homeRoot),
     });
     const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);
@@ -186,5 +188,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await close();
+    // The vTPM this job used is replaced for the next one, after this job and in the background.
+    await fillPoolInBackground(homeRoot);
   }
 }

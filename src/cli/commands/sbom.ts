@@ -7,9 +7,9 @@ import type { Sbom } from '../../sbom/model.ts';
 import { writeSpdx } from '../../sbom/spdx.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 
-const USAGE =
-  'gatehouse sbom DIR [--format cyclonedx|spdx] [--spec-version 1.5|1.6|1.7] [--lockfile F]... [--output FILE]';
+const USAGE = usageOf('sbom');
 
 /**
  * `gatehouse sbom DIR`: catalogue every supported lockfile under DIR (or the given ones) and write

@@ -1,8 +1,11 @@
 import { GatehouseError } from '../../common/errors.ts';
-import { openHome, resolveHome } from '../../home/home.ts';
+import { homeVtpmPool, openHome, resolveHome } from '../../home/home.ts';
+import { ctRoutes } from '../../server/ct-routes.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
+import { backgroundFillEnabled, releaseFillLock, takeFillLock } from '../background-fill.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 
 /** Parse HOST:PORT (IPv6 as [::1]:PORT). */
 export function parseListen(value: string): { host: string; port: number } {
@@ -12,15 +15,26 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
 }
 
+/** Fill the home's vTPM pool to its target in this process, unless another process is filling it. */
+async function refillPool(root: string): Promise<void> {
+  if (!backgroundFillEnabled()) return;
+  const pooled = await homeVtpmPool(root).catch(() => undefined);
+  if (pooled === undefined || pooled.target === 0 || (await pooled.pool.size()) >= pooled.target) return;
+  if (!takeFillLock(pooled.pool)) return;
+  try {
+    await pooled.pool.fill(pooled.target);
+  } catch {
+    // The next tick tries again; a job meanwhile manufactures its own vTPM.
+  } finally {
+    releaseFillLock(pooled.pool);
+  }
+}
+
 export async function serverCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
     { ...commonOptions, listen: { type: 'string' }, store: { type: 'string' } },
-    {
-      min: 0,
-      max: 0,
-      usage: 'gatehouse server [--home DIR] [--listen HOST:PORT] [--store postgres://USER@HOST/DB]',
-    },
+    { min: 0, max: 0, usage: usageOf('server') },
   );
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:8700');
   // --store: the PostgreSQL database this instance shares with the others (the config's otherwise).
@@ -43,7 +57,15 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const every = Math.min(30, jobs?.submittedGraceSeconds ?? 30, jobs?.deadlineSeconds ?? 30) * 1000;
   const reconciling = setInterval(() => void home.reconciler.run().catch(() => undefined), every);
   reconciling.unref();
-  const server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
+  // Runners on this host take vTPMs from the home's pool; the server keeps it filled.
+  const refilling = setInterval(() => void refillPool(home.root), 10_000);
+  refilling.unref();
+  void refillPool(home.root);
+  const server = createApiServer({
+    controlPlane: home.controlPlane,
+    apiToken: home.apiToken,
+    extraRoutes: ctRoutes(home.ct),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) =>
       reject(new GatehouseError('UNREACHABLE', `cannot listen on ${host}:${port}: ${(e as Error).message}`)),
@@ -63,6 +85,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   clearInterval(reconciling);
+  clearInterval(refilling);
   await home.close();
   return EXIT.ok;
 }

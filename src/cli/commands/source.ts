@@ -10,20 +10,12 @@ import { sourceProviders } from '../../source/wiring.ts';
 import type { SourceProtectionRecord } from '../../store/store.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { withHome } from '../home-access.ts';
 import { readTextFile } from '../input-files.ts';
 import { green, makeOutput, red } from '../output.ts';
 
-const USAGE = `gatehouse source <command> [--home DIR] [--json]
-  protect REPO (--branch NAME | --tag PATTERN) [--approvals N] [--signed] [--allow-self-approval]
-               [--stale-approvals] [--build-config-unchanged] [--accept-head] [--project NAME]...
-  unprotect REPO (--branch NAME | --tag PATTERN)
-  approve REPO COMMIT --reviewer EMAIL --key SSH_KEY_FILE
-  signers add --principal EMAIL (--ssh-key FILE | --gpg-key FILE) [--repo REPO]
-  signers remove KEY_ID [--repo REPO]
-  signers list
-  status [REPO]
-  verify REPO COMMIT`;
+const USAGE = usageOf('source');
 
 const options = {
   ...commonOptions,
@@ -150,14 +142,14 @@ export async function sourceCommand(argv: string[]): Promise<number> {
         }
         if (a === 'list') {
           const all = await store.signers();
-          out.document(
-            all.map((s) => ({
+          out.document({
+            signers: all.map((s) => ({
               id: s.id,
               principal: s.principal,
               format: s.format,
               repository: s.repository ?? null,
             })),
-          );
+          });
           for (const s of all)
             out.line(
               `${s.format}  ${s.id}  ${s.principal}${s.repository === undefined ? '' : `  ${s.repository}`}`,
@@ -171,7 +163,7 @@ export async function sourceCommand(argv: string[]): Promise<number> {
         const rules = await store.protections(uri);
         const rows = [];
         for (const r of rules) rows.push({ ...r, head: (await store.refHead(r.repository, r.ref)) ?? null });
-        out.document(rows);
+        out.document({ protections: rows });
         for (const r of rows) {
           out.line(
             `${r.repository}  ${r.ref}  approvals ${r.rule.minApprovals}${r.rule.signedCommits ? ', signed' : ''}${r.rule.forbidSelfApproval ? ', no self-approval' : ''}${r.rule.buildConfigUnchanged ? ', build config unchanged' : ''}${r.head?.rewrittenTo === undefined ? '' : red(`  REWRITTEN to ${r.head.rewrittenTo}`)}`,

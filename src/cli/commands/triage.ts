@@ -3,10 +3,11 @@ import { signSecurityAct } from '../../signing/security-act.ts';
 import { triageAct } from '../../triage/triage-service.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { securitySigner, withHome } from '../home-access.ts';
 import { bold, makeOutput } from '../output.ts';
 
-const USAGE = 'gatehouse triage list [--limit N] | release|reject DECISION --reason TEXT [--key K] [--json]';
+const USAGE = usageOf('triage');
 
 /**
  * `gatehouse triage`: list quarantined artifacts with their reasons; the security role releases

@@ -9,10 +9,10 @@ import {
 } from '../../verify/sigstore-verifier.ts';
 import { parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { readBytesFile, readJsonFile } from '../input-files.ts';
 
-const USAGE =
-  'gatehouse verify-bundle --bundle F (--certificate-identity I --certificate-oidc-issuer U | --key K) [--trusted-root F] FILE_OR_DIGEST';
+const USAGE = usageOf('verify-bundle');
 
 /** Where the trusted root comes from when `--trusted-root` is not given (the pinned public-good root). */
 export const TRUSTED_ROOT_ENV = 'GATEHOUSE_SIGSTORE_TRUSTED_ROOT';
@@ -22,10 +22,6 @@ export const TRUSTED_ROOT_ENV = 'GATEHOUSE_SIGSTORE_TRUSTED_ROOT';
  * verifies, non-zero (3 refused, 1 unreadable input, 2 usage) otherwise.
  */
 export async function verifyBundleCommand(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`usage: ${USAGE}\n`);
-    return EXIT.ok;
-  }
   const result = await verifyBundleArgs(argv);
   process.stdout.write(
     `OK: ${result.identity ?? 'key'} at ${result.times.map((t) => t.toISOString()).join(', ')}\n`,

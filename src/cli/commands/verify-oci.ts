@@ -10,13 +10,11 @@ import { verifyOciArtifact } from '../../verify/oci-verify.ts';
 import { loadRevocations } from '../../verify/revocations.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { loadTrustedRoot, readTextFile } from '../input-files.ts';
 import { bold, green, makeOutput, type Output } from '../output.ts';
 
-const USAGE =
-  'gatehouse verify oci://HOST/REPO@sha256:HEX [--policy F] [--identity URI | --project NAME] [--issuer URI] ' +
-  '[--require provenance,sbom,vsa] [--min-level N] [--max-age 30d] [--revocations F|URL | --server URL | --no-revocation-check] [--trusted-root F] ' +
-  '[--plain-http] [--home DIR] [--json]';
+const USAGE = usageOf('verify');
 
 /** The file the control plane publishes revoked digests in (see docs/admission.md). */
 export function revocationsPath(home: string): string {

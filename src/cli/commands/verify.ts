@@ -5,15 +5,44 @@ import { buildIdentity } from '../../gate/submission.ts';
 import { loadConfig } from '../../home/config.ts';
 import { homePaths, resolveHome } from '../../home/home.ts';
 import { parseBundle } from '../../signing/bundle.ts';
+import { parseVkey, type WitnessKey } from '../../tlog/cosignature.ts';
 import { verifyArtifactBundle } from '../../verify/verify.ts';
-import { commonOptions, parse, UsageError } from '../args.ts';
+import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { loadTrustedRoot, readJsonFile } from '../input-files.ts';
 import { bold, green, makeOutput } from '../output.ts';
 import { verifyOciCommand } from './verify-oci.ts';
 
-const USAGE =
-  'gatehouse verify ARTIFACT --bundle FILE (--identity URI --issuer URI | --project NAME [--issuer URI]) [--trusted-root FILE] [--home DIR] [--json]';
+const USAGE = usageOf('verify');
+
+/**
+ * The witnesses a bundle's checkpoint must carry: every `--witness` key, or `--witness-threshold`
+ * of them.
+ * @throws GatehouseError BAD_INPUT for a key that does not parse; UsageError for a bad threshold
+ */
+function requiredWitnesses(
+  keys: string[] | undefined,
+  threshold: string | undefined,
+): { keys: WitnessKey[]; threshold: number } | undefined {
+  if (keys === undefined || keys.length === 0) {
+    if (threshold !== undefined)
+      throw new UsageError(`--witness-threshold needs --witness KEY\nusage: ${USAGE}`);
+    return undefined;
+  }
+  const parsed = keys.map((k) => parseVkey(k));
+  if (new Set(parsed.map((k) => k.vkey)).size !== parsed.length)
+    throw new UsageError(`the same --witness key is given twice\nusage: ${USAGE}`);
+  const n =
+    threshold === undefined
+      ? parsed.length
+      : wholeNumber(threshold, '--witness-threshold', USAGE, { min: 1, digits: 2 });
+  if (n > parsed.length)
+    throw new UsageError(
+      `--witness-threshold ${n} is more than the ${parsed.length} witnesses given\nusage: ${USAGE}`,
+    );
+  return { keys: parsed, threshold: n };
+}
 
 /**
  * The identity and issuer a bundle must carry. Like cosign, there is no default: a bundle
@@ -70,11 +99,14 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       identity: { type: 'string' },
       issuer: { type: 'string' },
       project: { type: 'string' },
+      witness: { type: 'string', multiple: true },
+      'witness-threshold': { type: 'string' },
     },
     { min: 1, max: 1, usage: USAGE },
   );
   if (values.bundle === undefined) throw new UsageError(`--bundle is required\nusage: ${USAGE}`);
   const expected = expectedIdentity(values);
+  const witnesses = requiredWitnesses(values.witness, values['witness-threshold']);
   const out = makeOutput(values.json === true);
   const artifact = positionals[0] ?? '';
   const artifactDigest = /^sha256:[0-9a-f]{64}$/.test(artifact)
@@ -95,6 +127,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     trustedRoot: trustedRoot as Record<string, unknown>,
     identity: expected.identity,
     issuer: expected.issuer,
+    ...(witnesses === undefined ? {} : { witnesses }),
   });
   out.document({ verified: true, ...result, statement: undefined });
   out.line(`${green(bold('VERIFIED'))}  ${artifact}`);
@@ -103,5 +136,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   out.line(`  predicate  ${result.predicateType}`);
   out.line(`  log entry  #${result.logIndex}, integrated ${result.integratedTime.toISOString()}`);
   for (const t of result.timestamps) out.line(`  timestamp  ${t.toISOString()} (RFC 3161, trusted TSA)`);
+  if (witnesses !== undefined)
+    out.line(`  witnessed  ${result.witnesses.join(', ')} (${witnesses.threshold} required)`);
   return EXIT.ok;
 }

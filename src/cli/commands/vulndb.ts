@@ -3,11 +3,12 @@ import { resolveHome } from '../../home/home.ts';
 import { importOsv } from '../../vuln/import.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
+import { usageOf } from '../help.ts';
 import { withHome } from '../home-access.ts';
 import { readTextFile } from '../input-files.ts';
 import { makeOutput } from '../output.ts';
 
-const USAGE = 'gatehouse vulndb import PATH... | vex FILE... [--home DIR] [--json]';
+const USAGE = usageOf('vulndb');
 
 /**
  * `gatehouse vulndb import`: import OSV records. Malformed records are refused and named (file and

@@ -61,8 +61,14 @@ export function decompress(
           consumed += c.length;
           if (!z.write(c))
             await new Promise<void>((resolve) => {
-              z.once('drain', resolve);
-              z.once('close', resolve);
+              // Whichever comes first; the other listener goes, so that long streams add none.
+              const done = (): void => {
+                z.off('drain', done);
+                z.off('close', done);
+                resolve();
+              };
+              z.once('drain', done);
+              z.once('close', done);
             });
         }
         if (!stop) z.end();
