@@ -1,8 +1,19 @@
-import { parse as parseCel } from '@marcbachmann/cel-js';
+import { createRequire } from 'node:module';
 import { GatehouseError } from '../common/errors.ts';
 import type { Component } from '../sbom/model.ts';
 import type { Finding } from '../vuln/findings.ts';
 import type { PolicyInput } from './policy-engine.ts';
+
+type CelParse = typeof import('@marcbachmann/cel-js')['parse'];
+let celParse: CelParse | undefined;
+
+/** The CEL parser, loaded the first time a policy has a CEL rule (most never do). */
+function parseCel(expression: string): ReturnType<CelParse> {
+  celParse ??= (
+    createRequire(import.meta.url)('@marcbachmann/cel-js') as typeof import('@marcbachmann/cel-js')
+  ).parse;
+  return celParse(expression);
+}
 
 /** A compiled CEL expression that answers true or false. */
 export type CelPredicate = (context: Record<string, unknown>) => boolean;
