@@ -38,7 +38,6 @@ import { signRevocationList } from '../signing/revocation-list.ts';
 import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
-import { PostgresStore } from '../store/postgres-store.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
 import { parseVkey } from '../tlog/cosignature.ts';
@@ -278,6 +277,8 @@ async function openPostgresStore(root: string, config: StoreConfig & { kind: 'po
       );
     password = (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
   }
+  // Loaded only for a PostgreSQL home: the driver is not every command's cost.
+  const { PostgresStore } = await import('../store/postgres-store.ts');
   const store = await PostgresStore.open({
     url: config.url,
     ...(password === undefined ? {} : { password }),
