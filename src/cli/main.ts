@@ -61,11 +61,25 @@ function cacheCompiledCode(): void {
   }
 }
 
+/**
+ * A reader that goes away (`gatehouse policy show | head -1`) closes our stdout: the next write
+ * fails with EPIPE. The command is not stopped half-way (a `run` still finishes or cancels its job
+ * and cleans up): further output is dropped and the command ends with its own exit code, quietly.
+ */
+function toleratePipeClosed(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
+    stream.write = (() => true) as typeof stream.write;
+  });
+}
+
 function firstLine(s: string): string {
   return s.split('\n')[0]?.trim() ?? '';
 }
 
 async function main(argv: string[]): Promise<number> {
+  toleratePipeClosed(process.stdout);
+  toleratePipeClosed(process.stderr);
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-V' || name === 'version') {
     process.stdout.write(`gatehouse ${gatehouseVersion()}\n`);
