@@ -198,11 +198,16 @@ export class EmbeddedControlPlane implements ControlPlane {
   }
 
   /** POST /v1/policies: publish a policy version signed by a trusted security key. */
-  async publishPolicy(body: Signed<{ text: string; version: number }>): Promise<PolicyVersionRecord> {
-    return this.#o.policies.publish(body.text, body.version, {
-      signature: body.signature,
-      keyId: body.keyId,
-    });
+  async publishPolicy(
+    body: Signed<{ text: string; version: number; allowEmpty?: boolean | undefined }>,
+  ): Promise<PolicyVersionRecord> {
+    return this.#o.policies.publish(
+      body.text,
+      body.version,
+      { signature: body.signature, keyId: body.keyId },
+      'the pushed policy',
+      { allowEmpty: body.allowEmpty === true },
+    );
   }
 
   /** GET /v1/policies/:name[?version=N]: a published version (latest by default). */

@@ -217,8 +217,14 @@ export class HttpControlPlane implements ControlPlane {
   }
 
   /** POST /v1/policies: publish a policy version the security role signed over name, version and text. */
-  publishPolicy(text: string, version: number, sig: SecuritySignature): Promise<PolicyVersionRecord> {
-    return this.#call('POST', '/v1/policies', { text, version, ...sig }, { auth: true, timeoutMs: 30_000 });
+  publishPolicy(
+    text: string,
+    version: number,
+    sig: SecuritySignature,
+    options: { allowEmpty?: boolean } = {},
+  ): Promise<PolicyVersionRecord> {
+    const body = { text, version, ...sig, ...(options.allowEmpty === true ? { allowEmpty: true } : {}) };
+    return this.#call('POST', '/v1/policies', body, { auth: true, timeoutMs: 30_000 });
   }
 
   /** The latest published version of a policy (0 when none is). */

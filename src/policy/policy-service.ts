@@ -82,15 +82,25 @@ export class PolicyService {
    * this version and the text, and the version must be exactly the next one: an old version's
    * signature re-posted is refused and changes nothing. On any failure nothing is stored and the
    * previous version stays in force.
-   * @throws GatehouseError BAD_POLICY (naming the line), SIGNATURE_INVALID, CONFLICT (not the next version)
+   * A policy without rules (and no external decision point) allows every build; it is published
+   * only when `allowEmpty` says that is meant, so that an emptied file cannot open the gate by mistake.
+   * @throws GatehouseError BAD_POLICY (naming the line, or a policy that allows everything),
+   *   SIGNATURE_INVALID, CONFLICT (not the next version)
    */
   async publish(
     text: string,
     version: number,
     sig: SecuritySignature,
     where = 'the pushed policy',
+    options: { allowEmpty?: boolean } = {},
   ): Promise<PolicyVersionRecord> {
     const policy = parsePolicy(text, where);
+    if (policy.rules.length === 0 && policy.opa === undefined && options.allowEmpty !== true)
+      throw new GatehouseError(
+        'BAD_POLICY',
+        `${where}: policy ${policy.name} has no rules, so it would allow every build; publish it with --allow-empty if that is meant`,
+        { where },
+      );
     verifySecurityAct(policyAct(policy.name, version, text), sig, this.#trusted);
     const record: PolicyVersionRecord = {
       name: policy.name,

@@ -108,6 +108,7 @@ const MAX_POLICY_BYTES = 1024 * 1024;
 const policyBody = z.strictObject({
   text: z.string().min(1).max(MAX_POLICY_BYTES),
   version: z.number().int().min(1).max(1_000_000_000),
+  allowEmpty: z.boolean().optional(),
   ...securitySig,
 });
 const revokeBody = z.strictObject({

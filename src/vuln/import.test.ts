@@ -72,6 +72,28 @@ describe('OSV import', () => {
     await store.close();
   });
 
+  it('refuses a record modified in the future, so that it cannot block the real updates after it', async () => {
+    const store = SqliteStore.open(':memory:');
+    const now = new Date('2026-06-01T12:00:00Z');
+    const f = join(dir, 'future.json');
+    writeFileSync(f, rec('GHSA-f', '2024-01-01T00:00:00Z'));
+    await importOsv([f], store, { now });
+    writeFileSync(f, rec('GHSA-f', '2099-01-01T00:00:00Z', { summary: 'planted' }));
+    const planted = await importOsv([f], store, { now });
+    assert.equal(planted.updated, 0);
+    assert.equal(planted.refused.length, 1);
+    assert.match(planted.refused[0]?.reason ?? '', /GHSA-f: modified 2099-01-01T00:00:00Z is in the future/);
+    assert.equal(planted.refused[0]?.where, f);
+    // The real update that follows still lands.
+    writeFileSync(f, rec('GHSA-f', '2026-06-01T11:00:00Z', { summary: 'real' }));
+    assert.equal((await importOsv([f], store, { now })).updated, 1);
+    assert.equal(JSON.parse((await store.vulns.get('GHSA-f'))?.json ?? '{}').summary, 'real');
+    // A publisher's clock a few minutes ahead of ours is not an attack.
+    writeFileSync(f, rec('GHSA-f', '2026-06-01T12:05:00Z', { summary: 'skewed' }));
+    assert.equal((await importOsv([f], store, { now })).updated, 1);
+    await store.close();
+  });
+
   it('normalises PyPI names per PEP 503 for lookup', async () => {
     const store = SqliteStore.open(':memory:');
     const f = join(dir, 'py.json');

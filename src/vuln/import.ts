@@ -32,7 +32,16 @@ export interface RefusedRecord {
 export interface ImportOptions {
   /** Parse and count, but write nothing. */
   dryRun?: boolean;
+  /** The time `modified` dates are judged against (default: now). */
+  now?: Date;
 }
+
+/**
+ * How far ahead of this machine's clock a record's `modified` may be (the clocks of OSV's
+ * publishers and ours differ a little). Beyond that the record is refused: a copy dated in the
+ * future would count as newer than every real update until that date, and block them all.
+ */
+export const FUTURE_MODIFIED_TOLERANCE_MS = 10 * 60 * 1000;
 
 interface Parsed {
   record: OsvRecord;
@@ -40,10 +49,18 @@ interface Parsed {
   where: string;
 }
 
-function readInput(path: string, out: Parsed[], refused: RefusedRecord[]): void {
+function readInput(path: string, out: Parsed[], refused: RefusedRecord[], now: Date): void {
   const parseFile = (text: string, where: string): void => {
     try {
-      out.push({ record: parseOsvJson(text, where), json: text, where });
+      const record = parseOsvJson(text, where);
+      if (Date.parse(record.modified) > now.getTime() + FUTURE_MODIFIED_TOLERANCE_MS) {
+        refused.push({
+          where,
+          reason: `${record.id}: modified ${record.modified} is in the future (now ${now.toISOString()}); a record dated ahead would block every real update until then`,
+        });
+        return;
+      }
+      out.push({ record, json: text, where });
     } catch (e) {
       // A malformed record is reported and skipped; the rest of the import goes on.
       if (!isGatehouseError(e, 'BAD_OSV_RECORD')) throw e;
@@ -124,7 +141,8 @@ export async function importOsv(
 ): Promise<ImportResult> {
   const parsed: Parsed[] = [];
   const refused: RefusedRecord[] = [];
-  for (const p of paths) readInput(p, parsed, refused);
+  const now = options.now ?? new Date();
+  for (const p of paths) readInput(p, parsed, refused, now);
 
   // The same id in several inputs: keep the newest copy.
   const byId = new Map<string, Parsed>();

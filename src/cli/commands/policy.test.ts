@@ -90,6 +90,41 @@ describe('gatehouse policy, vulndb vex and triage, end to end', () => {
     assert.match(doc.text, /maxSeverity: low/);
   });
 
+  it('publishes a policy that allows everything only when told so, locally and over the API', async () => {
+    const open = join(tmp.path, 'open.yaml');
+    const text = 'apiVersion: gatehouse.dev/v1\nkind: Policy\nname: wide-open\nrules: []\n';
+    writeFileSync(open, text);
+    const refused = await cli(['policy', 'push', open, ...h]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /open\.yaml: policy wide-open has no rules, so it would allow every build; .*--allow-empty/,
+    );
+    assert.equal((await cli(['policy', 'history', 'wide-open', ...h])).code, 1, 'nothing was published');
+    // Over the API, a correctly signed empty policy is refused the same way without the flag.
+    const opened = await openHome(home);
+    const server = createApiServer({ controlPlane: opened.controlPlane, apiToken: opened.apiToken });
+    const { url: base } = await listenOnLoopback(server);
+    try {
+      const signer = await loadSecuritySigner(join(home, 'keys', 'security.key.pem'));
+      const sig = await signSecurityAct(policyAct('wide-open', 1, text), signer);
+      const r = await fetch(`${base}/v1/policies`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${opened.apiToken}` },
+        body: JSON.stringify({ text, version: 1, ...sig }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      assert.equal(r.status, 400);
+      assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'BAD_POLICY');
+    } finally {
+      await closeServer(server);
+      await opened.close();
+    }
+    const allowed = await cli(['policy', 'push', open, '--allow-empty', ...h, '--json']);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.equal(JSON.parse(allowed.stdout).name, 'wide-open');
+  });
+
   it('checks an SBOM and explains the deny (exit 3)', async () => {
     const r = await cli(['policy', 'check', '--sbom', sbom, ...h, '--json']);
     assert.equal(r.code, 3, r.stderr);

@@ -45,6 +45,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
       project: { type: 'string' },
       facts: { type: 'string' },
       vex: { type: 'string', multiple: true },
+      'allow-empty': { type: 'boolean' },
     },
     { min: 1, max: 3, usage: USAGE },
   );
@@ -64,6 +65,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
       const text = await readText(file, 'policy');
       // Check locally first, so that a mistake is reported with its line before anything is sent.
       const { name } = parsePolicy(text, file);
+      const allowEmpty = values['allow-empty'] === true;
       const signer = await loadSecuritySigner(keyPath, { home: root });
       // The signature covers the version too: it is exactly the next one, or what --version says.
       const explicit = values.version === undefined ? undefined : wholeNumber(values.version, '--version');
@@ -79,13 +81,14 @@ export async function policyCommand(argv: string[]): Promise<number> {
           text,
           version,
           await signSecurityAct(policyAct(name, version, text), signer),
+          { allowEmpty },
         );
       } else {
         const home = await openHome(root);
         try {
           const version = explicit ?? (await home.policies.nextVersion(name));
           const sig = await signSecurityAct(policyAct(name, version, text), signer);
-          record = await home.policies.publish(text, version, sig, file);
+          record = await home.policies.publish(text, version, sig, file, { allowEmpty });
         } finally {
           await home.close();
         }
