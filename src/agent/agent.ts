@@ -10,6 +10,7 @@ import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
+import { defaultImageCacheDir } from '../runner/image.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
 import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
@@ -21,6 +22,7 @@ import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
 import { type Attester, needsReattestation } from './attester.ts';
 import { JobCredentials, type RunnerHost } from './credentials.ts';
+import { explainReferenceDrift } from './drift.ts';
 import { fetchDependencies } from './fetch.ts';
 import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
@@ -86,6 +88,13 @@ export interface AgentOptions {
    * databases it was read from (the runner host's home); absent, it is made for every job.
    */
   environmentCache?: string;
+  /**
+   * The home whose security role publishes reference values, named in the command a refusal for
+   * drifted measurements suggests (embedded runs; absent, the command names no home).
+   */
+  referenceHome?: string;
+  /** Where the host-system image's measurements are cached (default: the machine's cache). */
+  imageCacheDir?: string;
 }
 
 /** How one job ended. */
@@ -96,7 +105,7 @@ export interface JobOutcome {
   /** The gate's answer, when the job reached the gate. */
   result?: GateResult;
   /** Why the job failed before reaching a decision. */
-  failure?: { code: string; message: string };
+  failure?: { code: string; message: string; explanation?: string[] };
   /** The outputs the agent collected and submitted, as it digested them. */
   outputs?: { name: string; sha256: string; size: number }[];
 }
@@ -328,6 +337,18 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       code: error instanceof GatehouseError ? error.code : 'INTERNAL',
       message: describeError(error),
     };
+    // Measurements that are no longer reference values: say which changed, since when, and what to run.
+    const explanation = await explainReferenceDrift({
+      refusal: outcome.failure.message,
+      ...(instance !== undefined && 'digest' in instance.sandboxProfile.image
+        ? { image: instance.sandboxProfile.image }
+        : {}),
+      imageCacheDir: options.imageCacheDir ?? defaultImageCacheDir(),
+      agentFiles: await agentFiles(),
+      agentRoot: dirname(srcRoot),
+      ...(options.referenceHome === undefined ? {} : { home: options.referenceHome }),
+    }).catch(() => []);
+    if (explanation.length > 0) outcome.failure.explanation = explanation;
   } finally {
     signal?.removeEventListener('abort', stopNow);
     const destroyed = instance;

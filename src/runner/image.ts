@@ -207,6 +207,7 @@ export class HostSystemImage implements BaseImage {
       );
     }
     const summary: Summary = { key, digest: sha256Hex(canonicalJson(manifest)), verifiedAt: Date.now() };
+    await recordImageDigest(this.#cacheDir, summary.digest, summary.verifiedAt);
     // Write-then-rename: a concurrent reader sees the old cache or the new one, never half of one.
     const tmp = `.tmp-${process.pid}-${Date.now()}`;
     await writeFile(join(this.#cacheDir, `files${tmp}`), JSON.stringify(next), { mode: 0o600 });
@@ -216,6 +217,46 @@ export class HostSystemImage implements BaseImage {
     await rm(join(this.#cacheDir, `files${tmp}`), { force: true });
     return summary;
   }
+}
+
+/** One digest the host-system image has measured to, from the first time it did. */
+export interface ImageDigestChange {
+  digest: string;
+  /** When a full measurement first produced this digest (ms since the epoch). */
+  firstMeasuredAt: number;
+}
+
+const HISTORY_FILE = 'host-system.history.json';
+const HISTORY_LENGTH = 20;
+
+/**
+ * The digests the host-system image measured to, oldest first (the last 20 changes): what lets a
+ * refusal say when the image changed. Empty when nothing was recorded.
+ */
+export async function hostImageHistory(cacheDir: string): Promise<ImageDigestChange[]> {
+  try {
+    const v = JSON.parse(await readFile(join(cacheDir, HISTORY_FILE), 'utf8')) as unknown;
+    return Array.isArray(v)
+      ? v.filter(
+          (e): e is ImageDigestChange =>
+            typeof e === 'object' &&
+            e !== null &&
+            /^[0-9a-f]{64}$/.test(String((e as ImageDigestChange).digest)) &&
+            typeof (e as ImageDigestChange).firstMeasuredAt === 'number',
+        )
+      : [];
+  } catch {
+    return [];
+  }
+}
+
+async function recordImageDigest(cacheDir: string, digest: string, at: number): Promise<void> {
+  const history = await hostImageHistory(cacheDir);
+  if (history.at(-1)?.digest === digest) return;
+  const next = [...history, { digest, firstMeasuredAt: at }].slice(-HISTORY_LENGTH);
+  const tmp = join(cacheDir, `history.tmp-${process.pid}-${Date.now()}`);
+  await writeFile(tmp, JSON.stringify(next), { mode: 0o600 });
+  await rename(tmp, join(cacheDir, HISTORY_FILE));
 }
 
 /** A default cache directory for verified images, shared by all homes on this machine. */

@@ -14,7 +14,7 @@ import { LocalGitProvider } from '../../source/local-git-provider.ts';
 import type { JobStep } from '../../store/store.ts';
 import { commonOptions, parse } from '../args.ts';
 import { fillPoolInBackground } from '../background-fill.ts';
-import { EXIT, exitCodeOfOutcome } from '../exit-codes.ts';
+import { EXIT, exitCodeByCode, exitCodeOfOutcome } from '../exit-codes.ts';
 import { usageOf } from '../help.ts';
 import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
 
@@ -22,7 +22,10 @@ const USAGE = usageOf('run');
 
 /** Exit code for a finished job: 0 allowed, 3 denied, 4 quarantined, else the failure's. */
 export function exitCodeOf(outcome: JobOutcome): number {
-  return outcome.result === undefined ? EXIT.error : exitCodeOfOutcome(outcome.result.outcome);
+  if (outcome.result !== undefined) return exitCodeOfOutcome(outcome.result.outcome);
+  // A refusal (attestation, token, source) is "denied or verification failed", like the gate's.
+  const code = outcome.failure?.code as keyof typeof exitCodeByCode | undefined;
+  return code === undefined ? EXIT.error : (exitCodeByCode[code] ?? EXIT.error);
 }
 
 export function printStep(out: Output, s: JobStep): void {
@@ -37,6 +40,7 @@ export function printOutcome(out: Output, o: JobOutcome): void {
   if (o.result === undefined) {
     out.line(`${red(bold('FAILED'))}  ${o.project}  ${o.jobId}`);
     out.line(`  ${o.failure?.message ?? 'unknown failure'}`);
+    for (const line of o.failure?.explanation ?? []) out.line(`  ${line}`);
     return;
   }
   const r = o.result;
@@ -166,6 +170,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       ...(values.commit === undefined ? {} : { commit: values.commit }),
       ...(values.out === undefined ? {} : { outDir: resolve(values.out) }),
       environmentCache: environmentCacheOf(homeRoot),
+      ...(values.server === undefined ? { referenceHome: homeRoot } : {}),
     });
     const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);
@@ -182,6 +187,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     });
     if (outcome.result === undefined && outcome.failure !== undefined) {
       process.stderr.write(`gatehouse run: ${outcome.failure.message.split('\n')[0]}\n`);
+      for (const line of outcome.failure.explanation ?? []) process.stderr.write(`  ${line}\n`);
     }
     return exitCodeOf(outcome);
   } finally {
