@@ -142,6 +142,15 @@ export const COMMAND_HELP = {
     usage: 'gatehouse keys status | rotate log|ct|ca|tsa|attestation [--home DIR] [--json]',
     examples: ['gatehouse keys status'],
   },
+  doctor: {
+    summary: 'check this host and home: tools, sandbox, database, reference values, pool, disk, clock',
+    usage: 'gatehouse doctor [--home DIR] [--json]',
+    details:
+      'Each finding is ok, warn or fail, with what to do. Exit 0 when nothing fails, 1 otherwise.\n' +
+      'Reference-value drift (an upgraded package, an edited gatehouse) is named with the command that\n' +
+      'makes the current state the reference, for the security role to run once the change is checked.',
+    examples: ['gatehouse doctor', 'gatehouse doctor --json'],
+  },
   backup: {
     summary: 'a consistent copy of the home (database, log anchor, sealed keys)',
     usage: 'gatehouse backup DIR [--home DIR] [--json]',

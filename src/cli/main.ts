@@ -28,6 +28,7 @@ const commands: Record<CommandName, () => Promise<Command>> = {
   attestation: async () => (await import('./commands/attestation.ts')).attestationCommand,
   log: async () => (await import('./commands/log.ts')).logCommand,
   keys: async () => (await import('./commands/keys.ts')).keysCommand,
+  doctor: async () => (await import('./commands/doctor.ts')).doctorCommand,
   backup: async () => (await import('./commands/backup.ts')).backupCommand,
   restore: async () => (await import('./commands/backup.ts')).restoreCommand,
   image: async () => (await import('./commands/image.ts')).imageCommand,
