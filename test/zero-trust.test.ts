@@ -328,7 +328,7 @@ describe('zero trust: what the gate computes rather than believes', () => {
     }
     // The host stays enrolled for TPM: the security role, not the config, declares software pools.
     const stillTpm = await cli(['run', join(examplesDir, 'hello-app'), '--json', '--home', root]);
-    assert.equal(stillTpm.code, 1, stillTpm.stderr);
+    assert.equal(stillTpm.code, 3, stillTpm.stderr); // refused, like any failed verification
     assert.match(stillTpm.stderr, /ATTESTATION_MODE: runner host .* is enrolled for TPM attestation/);
     // Declared by the security role as a software pool, the host is believed — for an L2 build.
     const again = await openHome(root);
