@@ -10,6 +10,7 @@ import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
+import { BuildLog, lastLines } from '../runner/build-log.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
 import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
@@ -86,6 +87,28 @@ export interface AgentOptions {
    * databases it was read from (the runner host's home); absent, it is made for every job.
    */
   environmentCache?: string;
+  /**
+   * The build's output (fetch and build phases, stdout and stderr as they arrive), masked, as it
+   * can be shown: for a live view. The log kept with the job is bounded; this is not.
+   */
+  onOutput?: (masked: Buffer) => void;
+  /**
+   * Secret values to mask in the build's output besides the job's own credentials (its
+   * attestation tokens, always masked), e.g. tokens the caller holds.
+   */
+  secrets?: readonly string[];
+}
+
+/** The job's build log, as the agent handed it over (or, if that failed, as it captured it). */
+export interface JobLog {
+  /** SHA-256 hex of the log as the control plane kept it (the provenance's `build.log`). */
+  sha256: string;
+  size: number;
+  truncated: boolean;
+  /** Whether the control plane kept it; false: the digest is of the agent's own copy. */
+  stored: boolean;
+  /** The last lines of the log (at most 40), as shown for a failed build. */
+  lastLines: string[];
 }
 
 /** How one job ended. */
@@ -99,6 +122,8 @@ export interface JobOutcome {
   failure?: { code: string; message: string };
   /** The outputs the agent collected and submitted, as it digested them. */
   outputs?: { name: string; sha256: string; size: number }[];
+  /** The build log, once the fetch or build phase ran. */
+  log?: JobLog;
 }
 
 /**
@@ -175,6 +200,38 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   const endpoints = credentials.endpoints(ticket.jobId);
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
+  // The build's output, read by the runner from the sandbox's pipes (never reported by the build),
+  // masked before anything of it is shown or kept, bounded, and handed over once.
+  const buildLog = new BuildLog({
+    secrets: options.secrets ?? [],
+    ...(options.onOutput === undefined ? {} : { onOutput: options.onOutput }),
+  });
+  const sink = (chunk: Buffer): void => buildLog.write(chunk);
+  let logStarted = false;
+  let logSent: Promise<void> | undefined;
+  const handOverLog = (): Promise<void> =>
+    (logSent ??= (async () => {
+      const content = buildLog.end();
+      const local = {
+        sha256: content.sha256,
+        size: content.size,
+        truncated: content.truncated,
+        lastLines: lastLines(content.bytes.subarray(Math.max(0, content.size - 64 * 1024)).toString('utf8')),
+      };
+      outcome.log = { ...local, stored: false };
+      const request = {
+        jobId: ticket.jobId,
+        sha256: content.sha256,
+        size: content.size,
+        truncated: content.truncated,
+      };
+      const kept = await cp.uploadLog(
+        request,
+        content.bytes,
+        await credentials.job('log', ticket.jobId, request),
+      );
+      outcome.log = { ...local, sha256: kept.sha256, size: kept.size, stored: true };
+    })());
   // Stopped on purpose (SIGINT, SIGTERM): the sandbox's processes die now, whatever step is running;
   // the runner, its workspace and its vTPM are then destroyed as for any other end.
   const stopNow = (): void => {
@@ -201,6 +258,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       () => attester.kind,
     );
     token = attested.token;
+    // The job's own credential is the first secret its log must never show.
+    buildLog.addSecret(token);
 
     const source = await step(
       'source',
@@ -225,15 +284,29 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
 
     // Dependencies come in through the agent's allowlisting egress proxy only, and are digested
     // on the way; the build that follows has no network at all.
+    logStarted = true;
     const fetched = await step(
       'fetch',
-      () => fetchDependencies(runnerInstance, ticket.egressAllow ?? []),
+      async () => {
+        try {
+          return await fetchDependencies(runnerInstance, ticket.egressAllow ?? [], sink);
+        } catch (e) {
+          // What is held back is let out before the step's end is shown.
+          buildLog.end();
+          throw e;
+        }
+      },
       (f) => f.summary,
     );
 
     const startedOn = new Date().toISOString();
     const build = await step('build', async () => {
-      const r = await runnerInstance.build();
+      let r: Awaited<ReturnType<typeof runnerInstance.build>>;
+      try {
+        r = await runnerInstance.build(sink);
+      } finally {
+        buildLog.end();
+      }
       if (r.exitCode !== 0) {
         throw new GatehouseError(
           'BUILD_FAILED',
@@ -295,10 +368,13 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         () => attester.kind,
       );
       token = fresh.token;
+      buildLog.addSecret(fresh.token);
     }
     const result = await step(
       'gate',
       async () => {
+        // The log first: the gate names the digest of what the control plane kept.
+        await handOverLog();
         // Each output's bytes go to the control plane as a stream, signed for by the job key;
         // the control plane digests them itself.
         for (const o of outputs) {
@@ -328,6 +404,9 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       code: error instanceof GatehouseError ? error.code : 'INTERNAL',
       message: describeError(error),
     };
+    // A failed build's log is kept too (it says why); a log that cannot be handed over must not
+    // hide the failure itself.
+    if (logStarted && token !== undefined) await handOverLog().catch(() => undefined);
   } finally {
     signal?.removeEventListener('abort', stopNow);
     const destroyed = instance;

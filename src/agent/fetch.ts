@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import { EgressProxy, type FetchedArtifact } from '../runner/egress-proxy.ts';
-import type { RunnerInstance } from '../runner/runner.ts';
+import type { OutputSink, RunnerInstance } from '../runner/runner.ts';
 
 /** What a fetch phase did, for the job record and the provenance. */
 export interface FetchOutcome {
@@ -23,6 +23,7 @@ export interface FetchOutcome {
 export async function fetchDependencies(
   instance: RunnerInstance,
   allow: readonly string[],
+  output?: OutputSink,
 ): Promise<FetchOutcome> {
   const fetch = instance.config.fetch;
   if (fetch === undefined) return { fetched: [], summary: 'no fetch phase declared' };
@@ -35,6 +36,7 @@ export async function fetchDependencies(
       command: fetch.command,
       timeoutSeconds: fetch.timeoutSeconds,
       proxySocket: proxy.socketPath,
+      ...(output === undefined ? {} : { output }),
     });
     const refused = proxy.refused();
     if (result.exitCode !== 0) {
