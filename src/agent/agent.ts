@@ -22,7 +22,7 @@ import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
 import { type Attester, needsReattestation } from './attester.ts';
 import { JobCredentials, type RunnerHost } from './credentials.ts';
-import { fetchDependencies } from './fetch.ts';
+import { fetchDependencies, maskedLastLine } from './fetch.ts';
 import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -289,7 +289,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       'fetch',
       async () => {
         try {
-          return await fetchDependencies(runnerInstance, ticket.egressAllow ?? [], sink);
+          return await fetchDependencies(runnerInstance, ticket.egressAllow ?? [], buildLog);
         } catch (e) {
           // What is held back is let out before the step's end is shown.
           buildLog.end();
@@ -308,9 +308,10 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         buildLog.end();
       }
       if (r.exitCode !== 0) {
+        // The log's last line, masked: the message is shown, and kept with the job.
         throw new GatehouseError(
           'BUILD_FAILED',
-          `the build exited with code ${r.exitCode}: ${lastLine(r.stderrTail || r.stdoutTail)}`,
+          `the build exited with code ${r.exitCode}: ${maskedLastLine(buildLog)}`,
         );
       }
       return r;
@@ -474,9 +475,4 @@ async function listFiles(root: string): Promise<{ path: string; sha256: string }
   }
   await walk(root);
   return out;
-}
-
-function lastLine(text: string): string {
-  const lines = text.trim().split('\n');
-  return (lines[lines.length - 1] ?? '').slice(0, 300);
 }

@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
+import { type BuildLog, lastLines } from '../runner/build-log.ts';
 import { EgressProxy, type FetchedArtifact } from '../runner/egress-proxy.ts';
-import type { OutputSink, RunnerInstance } from '../runner/runner.ts';
+import type { RunnerInstance } from '../runner/runner.ts';
 
 /** What a fetch phase did, for the job record and the provenance. */
 export interface FetchOutcome {
@@ -23,7 +24,7 @@ export interface FetchOutcome {
 export async function fetchDependencies(
   instance: RunnerInstance,
   allow: readonly string[],
-  output?: OutputSink,
+  log?: BuildLog,
 ): Promise<FetchOutcome> {
   const fetch = instance.config.fetch;
   if (fetch === undefined) return { fetched: [], summary: 'no fetch phase declared' };
@@ -36,14 +37,17 @@ export async function fetchDependencies(
       command: fetch.command,
       timeoutSeconds: fetch.timeoutSeconds,
       proxySocket: proxy.socketPath,
-      ...(output === undefined ? {} : { output }),
+      ...(log === undefined ? {} : { output: (chunk: Buffer) => log.write(chunk) }),
     });
     const refused = proxy.refused();
     if (result.exitCode !== 0) {
       const first = refused[0];
+      // From the masked log when there is one: the message is shown and kept.
       const why =
         first === undefined
-          ? lastLine(result.stderrTail || result.stdoutTail)
+          ? log === undefined
+            ? lastLine(result.stderrTail || result.stdoutTail)
+            : maskedLastLine(log)
           : `egress refused ${first.method} ${first.target}: ${first.reason}`;
       throw new GatehouseError('FETCH_FAILED', `the fetch exited with code ${result.exitCode}: ${why}`, {
         where: instance.jobId,
@@ -63,4 +67,12 @@ export async function fetchDependencies(
 function lastLine(text: string): string {
   const lines = text.trim().split('\n');
   return (lines[lines.length - 1] ?? '').slice(0, 300);
+}
+
+/** The last line of a log, masked (ending the log). */
+export function maskedLastLine(log: BuildLog): string {
+  const content = log.end();
+  return (lastLines(content.bytes.subarray(Math.max(0, content.size - 4096)).toString('utf8'), 1)[0] ?? '')
+    .trim()
+    .slice(0, 300);
 }

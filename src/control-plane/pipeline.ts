@@ -319,9 +319,18 @@ export class JobPipeline implements ControlPlane {
   }
 
   /** End a job that could not reach the gate, revoking its token: said by the job's runner only. */
-  async fail(request: FailRequest, proof: string): Promise<void> {
-    const job = await this.getJob(request.jobId);
-    await this.#jobSpeaker(job, { act: 'fail', job: job.id, request }, proof);
+  async fail(signed: FailRequest, proof: string): Promise<void> {
+    const job = await this.getJob(signed.jobId);
+    await this.#jobSpeaker(job, { act: 'fail', job: job.id, request: signed }, proof);
+    // A failed build's reason quotes its output: the control plane's secrets never reach the job
+    // record in it, whatever the runner masked.
+    const request = {
+      ...signed,
+      reason: this.#maskText(signed.reason),
+      steps: signed.steps.map((s) =>
+        s.detail === undefined ? s : { ...s, detail: this.#maskText(s.detail) },
+      ),
+    };
     this.#o.metrics.runnerJob(request.steps, request.reason);
     if (request.token !== undefined) await this.#o.authority.revoke(request.token);
     const cancel = request.cancelled === true && (job.state === 'queued' || job.state === 'running');
@@ -351,6 +360,10 @@ export class JobPipeline implements ControlPlane {
 
   getJob(jobId: string): Promise<JobRecord> {
     return this.#o.orchestrator.get(jobId);
+  }
+
+  #maskText(text: string): string {
+    return this.#masker.size === 0 ? text : this.#masker.mask(Buffer.from(text)).toString();
   }
 
   #ticket(job: JobRecord): JobTicket {

@@ -261,7 +261,7 @@ export async function runCommand(argv: string[]): Promise<number> {
           ? `\`gatehouse server\` serves it at /v1/jobs/${outcome.jobId}/log`
           : new URL(`/v1/jobs/${encodeURIComponent(outcome.jobId)}/log`, values.server).href,
       );
-      process.stderr.write(`gatehouse run: ${outcome.failure.message.split('\n')[0]}\n`);
+      process.stderr.write(`gatehouse run: ${printableLine(outcome.failure.message.split('\n')[0] ?? '')}\n`);
     }
     return exitCodeOf(outcome);
   } finally {
