@@ -232,6 +232,13 @@ describe('build logs', () => {
     // A proof for other bytes: the digest is checked against what arrives.
     const other = Buffer.from('something else\n');
     assert.equal((await post(await jobProof(), other)).status, 400);
+    // Content that is not canonical base64.
+    const garbled = await fetch(`${url}/v1/jobs/${jobId}/log`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'gatehouse-proof': await jobProof() },
+      body: body(content).replace(/"content":"[^"]*"/, '"content":"bm90IGJhc2U2NA"'),
+    });
+    assert.equal(garbled.status, 400);
     // Over the bound.
     const big = Buffer.alloc(BUILD_LOG_MAX_BYTES + 1, 0x61);
     const bigRequest = { ...request, sha256: sha256(big), size: big.length };
