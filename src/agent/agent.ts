@@ -10,7 +10,7 @@ import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
-import { BuildLog, lastLines } from '../runner/build-log.ts';
+import { BuildLog } from '../runner/build-log.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
 import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
@@ -22,7 +22,7 @@ import type { SourceDescriber } from '../source/source-provider.ts';
 import type { JobStep } from '../store/store.ts';
 import { type Attester, needsReattestation } from './attester.ts';
 import { JobCredentials, type RunnerHost } from './credentials.ts';
-import { fetchDependencies, maskedLastLine } from './fetch.ts';
+import { fetchDependencies, lastLineOf } from './fetch.ts';
 import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -216,7 +216,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         sha256: content.sha256,
         size: content.size,
         truncated: content.truncated,
-        lastLines: lastLines(content.bytes.subarray(Math.max(0, content.size - 64 * 1024)).toString('utf8')),
+        lastLines: buildLog.tail(),
       };
       outcome.log = { ...local, stored: false };
       const request = {
@@ -311,7 +311,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         // The log's last line, masked: the message is shown, and kept with the job.
         throw new GatehouseError(
           'BUILD_FAILED',
-          `the build exited with code ${r.exitCode}: ${maskedLastLine(buildLog)}`,
+          `the build exited with code ${r.exitCode}: ${lastLineOf(buildLog)}`,
         );
       }
       return r;

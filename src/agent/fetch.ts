@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
-import { type BuildLog, lastLines } from '../runner/build-log.ts';
+import type { BuildLog } from '../runner/build-log.ts';
 import { EgressProxy, type FetchedArtifact } from '../runner/egress-proxy.ts';
 import type { RunnerInstance } from '../runner/runner.ts';
 
@@ -47,7 +47,7 @@ export async function fetchDependencies(
         first === undefined
           ? log === undefined
             ? lastLine(result.stderrTail || result.stdoutTail)
-            : maskedLastLine(log)
+            : lastLineOf(log)
           : `egress refused ${first.method} ${first.target}: ${first.reason}`;
       throw new GatehouseError('FETCH_FAILED', `the fetch exited with code ${result.exitCode}: ${why}`, {
         where: instance.jobId,
@@ -69,10 +69,7 @@ function lastLine(text: string): string {
   return (lines[lines.length - 1] ?? '').slice(0, 300);
 }
 
-/** The last line of a log, masked (ending the log). */
-export function maskedLastLine(log: BuildLog): string {
-  const content = log.end();
-  return (lastLines(content.bytes.subarray(Math.max(0, content.size - 4096)).toString('utf8'), 1)[0] ?? '')
-    .trim()
-    .slice(0, 300);
+/** The last line of a build log, masked (ending the log), as a failure message quotes it. */
+export function lastLineOf(log: BuildLog): string {
+  return (log.tail(1)[0] ?? '').trim().slice(0, 300);
 }

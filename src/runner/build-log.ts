@@ -96,6 +96,15 @@ export class BuildLog {
     return this.#ended;
   }
 
+  /**
+   * The last `count` lines of the log (ending it), as a failed build shows them: from its last
+   * 64 KiB at most, so a line longer than that is shown in part.
+   */
+  tail(count: number = FAILURE_TAIL_LINES): string[] {
+    const { bytes } = this.end();
+    return lastLines(bytes.subarray(Math.max(0, bytes.length - 64 * 1024)).toString('utf8'), count);
+  }
+
   #keep(masked: Buffer): void {
     if (masked.length === 0) return;
     this.#onOutput?.(masked);
