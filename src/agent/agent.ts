@@ -10,6 +10,7 @@ import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
+import { BuildLog } from '../runner/build-log.ts';
 import { defaultImageCacheDir } from '../runner/image.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
 import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
@@ -23,7 +24,7 @@ import type { JobStep } from '../store/store.ts';
 import { type Attester, needsReattestation } from './attester.ts';
 import { JobCredentials, type RunnerHost } from './credentials.ts';
 import { explainReferenceDrift } from './drift.ts';
-import { fetchDependencies } from './fetch.ts';
+import { fetchDependencies, lastLineOf } from './fetch.ts';
 import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -95,6 +96,28 @@ export interface AgentOptions {
   referenceHome?: string;
   /** Where the host-system image's measurements are cached (default: the machine's cache). */
   imageCacheDir?: string;
+  /**
+   * The build's output (fetch and build phases, stdout and stderr as they arrive), masked, as it
+   * can be shown: for a live view. The log kept with the job is bounded; this is not.
+   */
+  onOutput?: (masked: Buffer) => void;
+  /**
+   * Secret values to mask in the build's output besides the job's own credentials (its
+   * attestation tokens, always masked), e.g. tokens the caller holds.
+   */
+  secrets?: readonly string[];
+}
+
+/** The job's build log, as the agent handed it over (or, if that failed, as it captured it). */
+export interface JobLog {
+  /** SHA-256 hex of the log as the control plane kept it (the provenance's `build.log`). */
+  sha256: string;
+  size: number;
+  truncated: boolean;
+  /** Whether the control plane kept it; false: the digest is of the agent's own copy. */
+  stored: boolean;
+  /** The last lines of the log (at most 40), as shown for a failed build. */
+  lastLines: string[];
 }
 
 /** How one job ended. */
@@ -108,6 +131,8 @@ export interface JobOutcome {
   failure?: { code: string; message: string; explanation?: string[] };
   /** The outputs the agent collected and submitted, as it digested them. */
   outputs?: { name: string; sha256: string; size: number }[];
+  /** The build log, once the fetch or build phase ran. */
+  log?: JobLog;
 }
 
 /**
@@ -184,6 +209,38 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   const endpoints = credentials.endpoints(ticket.jobId);
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
+  // The build's output, read by the runner from the sandbox's pipes (never reported by the build),
+  // masked before anything of it is shown or kept, bounded, and handed over once.
+  const buildLog = new BuildLog({
+    secrets: options.secrets ?? [],
+    ...(options.onOutput === undefined ? {} : { onOutput: options.onOutput }),
+  });
+  const sink = (chunk: Buffer): void => buildLog.write(chunk);
+  let logStarted = false;
+  let logSent: Promise<void> | undefined;
+  const handOverLog = (): Promise<void> =>
+    (logSent ??= (async () => {
+      const content = buildLog.end();
+      const local = {
+        sha256: content.sha256,
+        size: content.size,
+        truncated: content.truncated,
+        lastLines: buildLog.tail(),
+      };
+      outcome.log = { ...local, stored: false };
+      const request = {
+        jobId: ticket.jobId,
+        sha256: content.sha256,
+        size: content.size,
+        truncated: content.truncated,
+      };
+      const kept = await cp.uploadLog(
+        request,
+        content.bytes,
+        await credentials.job('log', ticket.jobId, request),
+      );
+      outcome.log = { ...local, sha256: kept.sha256, size: kept.size, stored: true };
+    })());
   // Stopped on purpose (SIGINT, SIGTERM): the sandbox's processes die now, whatever step is running;
   // the runner, its workspace and its vTPM are then destroyed as for any other end.
   const stopNow = (): void => {
@@ -210,6 +267,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       () => attester.kind,
     );
     token = attested.token;
+    // The job's own credential is the first secret its log must never show.
+    buildLog.addSecret(token);
 
     const source = await step(
       'source',
@@ -234,19 +293,34 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
 
     // Dependencies come in through the agent's allowlisting egress proxy only, and are digested
     // on the way; the build that follows has no network at all.
+    logStarted = true;
     const fetched = await step(
       'fetch',
-      () => fetchDependencies(runnerInstance, ticket.egressAllow ?? []),
+      async () => {
+        try {
+          return await fetchDependencies(runnerInstance, ticket.egressAllow ?? [], buildLog);
+        } catch (e) {
+          // What is held back is let out before the step's end is shown.
+          buildLog.end();
+          throw e;
+        }
+      },
       (f) => f.summary,
     );
 
     const startedOn = new Date().toISOString();
     const build = await step('build', async () => {
-      const r = await runnerInstance.build();
+      let r: Awaited<ReturnType<typeof runnerInstance.build>>;
+      try {
+        r = await runnerInstance.build(sink);
+      } finally {
+        buildLog.end();
+      }
       if (r.exitCode !== 0) {
+        // The log's last line, masked: the message is shown, and kept with the job.
         throw new GatehouseError(
           'BUILD_FAILED',
-          `the build exited with code ${r.exitCode}: ${lastLine(r.stderrTail || r.stdoutTail)}`,
+          `the build exited with code ${r.exitCode}: ${lastLineOf(buildLog)}`,
         );
       }
       return r;
@@ -304,10 +378,13 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         () => attester.kind,
       );
       token = fresh.token;
+      buildLog.addSecret(fresh.token);
     }
     const result = await step(
       'gate',
       async () => {
+        // The log first: the gate names the digest of what the control plane kept.
+        await handOverLog();
         // Each output's bytes go to the control plane as a stream, signed for by the job key;
         // the control plane digests them itself.
         for (const o of outputs) {
@@ -349,6 +426,9 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       ...(options.referenceHome === undefined ? {} : { home: options.referenceHome }),
     }).catch(() => []);
     if (explanation.length > 0) outcome.failure.explanation = explanation;
+    // A failed build's log is kept too (it says why); a log that cannot be handed over must not
+    // hide the failure itself.
+    if (logStarted && token !== undefined) await handOverLog().catch(() => undefined);
   } finally {
     signal?.removeEventListener('abort', stopNow);
     const destroyed = instance;
@@ -416,9 +496,4 @@ async function listFiles(root: string): Promise<{ path: string; sha256: string }
   }
   await walk(root);
   return out;
-}
-
-function lastLine(text: string): string {
-  const lines = text.trim().split('\n');
-  return (lines[lines.length - 1] ?? '').slice(0, 300);
 }

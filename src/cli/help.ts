@@ -44,11 +44,20 @@ export const COMMAND_HELP = {
   run: {
     summary: 'one job in an ephemeral runner, attested and gated',
     usage:
-      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL | --registry URL] [--out DIR] [--home DIR] [--json]',
+      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL | --registry URL] [--out DIR] [--quiet] [--home DIR] [--json]',
     details:
       "Exit 0 allowed, 3 denied, 4 quarantined, 1 failed. With --out, an allowed build's outputs and\n" +
-      'bundles are written to DIR.',
-    examples: ['gatehouse run examples/hello-app', 'gatehouse run examples/hello-app --out out/'],
+      'bundles are written to DIR.\n' +
+      "The build's output (stdout and stderr of the fetch and build phases) streams under its step as\n" +
+      'it runs, with secrets masked as ***; --quiet (-q) leaves it out, and --json never streams it (the\n' +
+      "document carries the log's digest). Each job's log is kept, at most 1 MiB (the start and the\n" +
+      'end, with a marker where output was left out), served at GET /v1/jobs/ID/log, and its digest is\n' +
+      "the provenance's build.log byproduct. A failed build prints the last 40 lines on stderr.",
+    examples: [
+      'gatehouse run examples/hello-app',
+      'gatehouse run examples/hello-app --out out/',
+      'gatehouse run examples/hello-app --quiet',
+    ],
   },
   verify: {
     summary: 'deploy-time verification: a file and its bundle, or an image in a registry',

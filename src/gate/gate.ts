@@ -15,7 +15,7 @@ import type { InternalCa } from '../signing/ca.ts';
 import type { PrecertificateLog } from '../signing/ct.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
-import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
+import type { BuildLogSummary, DecisionOutcome, JobRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
@@ -103,6 +103,8 @@ export interface CheckedSubmission {
   /** The reconciliation of the three SBOMs, and the union as the document that is signed. */
   judged?: JudgedSbom;
   source?: SourceVerification;
+  /** The job's build log as the control plane kept it, if the runner handed one over. */
+  buildLog?: BuildLogSummary;
   refusals: GateReason[];
 }
 
@@ -174,6 +176,9 @@ export class Gate {
       checked.declared = readSbom(submission.sbom, 'submission.sbom');
       if (submission.environment !== undefined)
         checked.environment = await this.#environment(submission.environment.sbom);
+      // The log as kept here, never the runner's word for its digest.
+      const buildLog = await this.#o.store.jobs.logSummary(job.id);
+      if (buildLog !== undefined) checked.buildLog = buildLog;
       checked.claims = claims;
     } catch (e) {
       // Verification failures are decisions too: a deny, logged like any other.
@@ -389,7 +394,15 @@ export class Gate {
     const { claims, judged } = checked;
     if (claims === undefined || judged === undefined)
       throw new GatehouseError('INTERNAL', 'only a verified and catalogued submission can be signed');
-    return heldBuildOf(checked.submission, claims, judged, checked.source, checked.environment?.digest);
+    const log = checked.buildLog;
+    return heldBuildOf(
+      checked.submission,
+      claims,
+      judged,
+      checked.source,
+      checked.environment?.digest,
+      log === undefined ? undefined : { sha256: log.sha256, size: log.size, truncated: log.truncated },
+    );
   }
 
   /** Sign the provenance, SBOM attestation and VSA of an approved build, logging each. */

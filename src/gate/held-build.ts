@@ -22,6 +22,11 @@ export interface HeldBuild {
   /** `sha256:<hex>` of the build environment's SBOM the judged one references, if any. */
   environment?: string;
   source?: SourceVerification;
+  /**
+   * The job's build log as the control plane kept it (digest of the kept bytes), named in the
+   * provenance as a byproduct; absent when the runner handed none over.
+   */
+  buildLog?: { sha256: string; size: number; truncated: boolean };
   /** Manifest digest of the artifact in the quarantine area (refused builds only). */
   quarantineManifest?: string;
 }
@@ -52,6 +57,7 @@ export function heldBuildOf(
   judged: { components: Component[]; document: Record<string, unknown> },
   source: SourceVerification | undefined,
   environment?: string,
+  buildLog?: HeldBuild['buildLog'],
 ): HeldBuild {
   const { steps: _steps, ...rest } = submission;
   return {
@@ -65,5 +71,6 @@ export function heldBuildOf(
     sbom: judged.document,
     ...(environment === undefined ? {} : { environment }),
     ...(source === undefined ? {} : { source }),
+    ...(buildLog === undefined ? {} : { buildLog }),
   };
 }

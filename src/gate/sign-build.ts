@@ -23,6 +23,9 @@ import { dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts
 import { type HeldBuild, type ReleaseNote, signedSbomOf } from './held-build.ts';
 import { buildIdentity } from './submission.ts';
 
+/** The name of the build log among the provenance's byproducts. */
+export const BUILD_LOG_BYPRODUCT = 'build.log';
+
 /** What signing needs: the CA, the log, where artifacts are promoted, and the identity settings. */
 export interface SigningDeps {
   ca: InternalCa;
@@ -130,6 +133,20 @@ function provenanceOf(o: SigningDeps, held: HeldBuild): unknown {
     invocationId: submission.jobId,
     startedOn: new Date(submission.build.startedOn),
     finishedOn: new Date(submission.build.finishedOn),
+    // The log as the control plane kept it (masked, bounded), served at the job's log URL.
+    ...(held.buildLog === undefined
+      ? {}
+      : {
+          byproducts: [
+            {
+              name: BUILD_LOG_BYPRODUCT,
+              uri: `${base}/jobs/${submission.jobId}/log`,
+              digest: { sha256: held.buildLog.sha256 },
+              mediaType: 'text/plain; charset=utf-8',
+              annotations: { size: held.buildLog.size, truncated: held.buildLog.truncated },
+            },
+          ],
+        }),
   });
 }
 

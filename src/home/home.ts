@@ -483,6 +483,8 @@ export async function openHome(
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
     attestation: config.runner.attestation ?? 'tpm',
+    // Masked in every build log kept, whatever the runner masked: the operator's token.
+    secrets: [apiToken],
   });
   const reconciler = new Reconciler({
     store,

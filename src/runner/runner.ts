@@ -89,6 +89,12 @@ export interface ImageRef {
   readonly digest: string;
 }
 
+/**
+ * Receives a sandbox's output as it is written, chunk by chunk, read by the runner from the
+ * sandbox's pipes (outside the sandbox): what the agent's build log is made of.
+ */
+export type OutputSink = (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
+
 /** What the agent's egress proxy tells a fetch phase. */
 export interface FetchRequest {
   /** The argv of the fetch command (e.g. npm ci --ignore-scripts). */
@@ -96,6 +102,8 @@ export interface FetchRequest {
   readonly timeoutSeconds: number;
   /** Host path of the egress proxy's Unix socket, bound into the sandbox for this phase only. */
   readonly proxySocket: string;
+  /** Where the fetch command's output goes as it is written. */
+  readonly output?: OutputSink;
 }
 
 /** What one build run produced, apart from its outputs. */
@@ -127,12 +135,13 @@ export interface RunnerInstance {
    */
   readonly imageRoot?: string;
   /**
-   * Run the project's build command in the sandbox, once.
+   * Run the project's build command in the sandbox, once, handing its output to `output` as it
+   * is written (a backend that can only read the output at the end hands it over then).
    * Resolves with the result whatever the exit code; the caller decides what a failure means.
    * @throws GatehouseError BUILD_TIMEOUT when the wall-clock limit killed it, BUILD_FAILED when the
    *   sandbox could not start the command or build() was already called
    */
-  build(): Promise<BuildResult>;
+  build(output?: OutputSink): Promise<BuildResult>;
   /**
    * Run the dependency-fetch command in the same kind of sandbox, whose only way out is the
    * egress proxy's socket. Must come before build(), at most once.

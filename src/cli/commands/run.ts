@@ -16,7 +16,18 @@ import { commonOptions, parse } from '../args.ts';
 import { fillPoolInBackground } from '../background-fill.ts';
 import { EXIT, exitCodeByCode, exitCodeOfOutcome } from '../exit-codes.ts';
 import { usageOf } from '../help.ts';
-import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
+import {
+  bold,
+  dim,
+  green,
+  LiveLines,
+  makeOutput,
+  ms,
+  type Output,
+  printableLine,
+  red,
+  yellow,
+} from '../output.ts';
 
 const USAGE = usageOf('run');
 
@@ -65,6 +76,38 @@ export function printOutcome(out: Output, o: JobOutcome): void {
   }
   for (const w of r.warnings) out.line(`  ${yellow('!')} [${w.rule}] ${w.message}`);
   out.line(`  ${r.outcome === 'allow' ? 'promoted' : 'quarantined'}: ${r.placement.reference}`);
+  if (o.log !== undefined) out.line(`  ${dim(`build log: ${describeLog(o.log)}`)}`);
+}
+
+function describeLog(log: NonNullable<JobOutcome['log']>): string {
+  return `sha256:${log.sha256.slice(0, 12)}  ${log.size} bytes${log.truncated ? ', cut in the middle' : ''}${log.stored ? '' : ' (not kept by the control plane)'}`;
+}
+
+/**
+ * Live build output under the running step, for a person: each line indented under the step
+ * list, made printable; the partial last line is shown when its phase ends.
+ */
+function liveOutput(out: Output): { onOutput: (chunk: Buffer) => void; stepEnded: (s: JobStep) => void } {
+  const lines = new LiveLines((l) => out.line(`    ${dim('│')} ${l}`));
+  return {
+    onOutput: (chunk) => lines.push(chunk),
+    stepEnded: (s) => {
+      if (s.name === 'fetch' || s.name === 'build') lines.flush();
+    },
+  };
+}
+
+/**
+ * A failed build's last lines, on stderr before the one line naming the failure, so that the
+ * reason is on screen (and in a CI log) without opening the stored log.
+ */
+export function printFailureTail(outcome: JobOutcome, where: string): void {
+  const log = outcome.log;
+  if (outcome.failure === undefined || log === undefined || log.lastLines.length === 0) return;
+  const tail = log.lastLines.map((l) => `  ${printableLine(l)}\n`).join('');
+  process.stderr.write(
+    `gatehouse run: the last ${log.lastLines.length} lines of the build log (all of it: ${where}):\n${tail}`,
+  );
 }
 
 /**
@@ -100,6 +143,22 @@ export async function writeOutputs(dir: string, outcome: JobOutcome): Promise<st
   return written;
 }
 
+/** The build log in `run --json`: its digest (the provenance's), and the last lines of a failure. */
+function logDocument(outcome: JobOutcome, server: string | undefined): Record<string, unknown> {
+  const log = outcome.log;
+  if (log === undefined) return {};
+  return {
+    sha256: log.sha256,
+    size: log.size,
+    truncated: log.truncated,
+    stored: log.stored,
+    ...(log.stored && server !== undefined
+      ? { url: new URL(`/v1/jobs/${encodeURIComponent(outcome.jobId)}/log`, server).href }
+      : {}),
+    ...(outcome.failure === undefined ? {} : { lastLines: log.lastLines }),
+  };
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
@@ -110,6 +169,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       registry: { type: 'string' },
       out: { type: 'string' },
       commit: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
     },
     { min: 1, max: 1, usage: USAGE },
   );
@@ -123,6 +183,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   let attester: () => Attester;
   let host: RunnerHost;
   let close = async (): Promise<void> => {};
+  // Secret values this process holds, masked in the build's output besides the job's own tokens.
+  let secrets: string[] = [];
   if (values.server !== undefined) {
     // A runner host needs no operator token: its requests are signed with its enrolled key.
     cp = new HttpControlPlane({ url: values.server });
@@ -132,6 +194,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     ({ attester, host } = local);
     // What runners of agents killed on this host left behind goes first.
     await local.sweep(runner);
+    const operatorToken = process.env.GATEHOUSE_API_TOKEN;
+    if (operatorToken !== undefined && operatorToken !== '') secrets = [operatorToken];
   } else {
     const home = await openHome(homeRoot, registryOption(values.registry, values.server));
     // The embedded control plane settles what an earlier run's crash left unfinished, and what
@@ -142,6 +206,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     runner = home.runner;
     attester = home.attester;
     host = home.host;
+    secrets = [home.apiToken];
     close = () => home.close();
   }
   // Ctrl-C or SIGTERM cancels the job: its sandbox is killed, its runner, workspace and vTPM
@@ -158,6 +223,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     out.line(
       `${bold('gatehouse run')} ${dir}${values.server === undefined ? '' : `  (control plane ${values.server})`}`,
     );
+    // The build's output streams under its step for a person; --quiet and --json leave it out
+    // (--json keeps stdout for its one document).
+    const live = out.json || values.quiet === true ? undefined : liveOutput(out);
     const outcome = await runJob(dir, {
       signal: cancel.signal,
       runner,
@@ -165,7 +233,12 @@ export async function runCommand(argv: string[]): Promise<number> {
       host,
       controlPlane: cp,
       source: new LocalGitProvider(),
-      onStep: (s) => printStep(out, s),
+      onStep: (s) => {
+        live?.stepEnded(s);
+        printStep(out, s);
+      },
+      ...(live === undefined ? {} : { onOutput: live.onOutput }),
+      secrets,
       ...(values.project === undefined ? {} : { project: values.project }),
       ...(values.commit === undefined ? {} : { commit: values.commit }),
       ...(values.out === undefined ? {} : { outDir: resolve(values.out) }),
@@ -183,10 +256,17 @@ export async function runCommand(argv: string[]): Promise<number> {
       outputs: (outcome.outputs ?? []).map((o) => ({ name: o.name, sha256: o.sha256 })),
       ...(outcome.result === undefined ? {} : { decision: outcome.result }),
       ...(outcome.failure === undefined ? {} : { failure: outcome.failure }),
+      ...(outcome.log === undefined ? {} : { log: logDocument(outcome, values.server) }),
       written,
     });
     if (outcome.result === undefined && outcome.failure !== undefined) {
-      process.stderr.write(`gatehouse run: ${outcome.failure.message.split('\n')[0]}\n`);
+      printFailureTail(
+        outcome,
+        values.server === undefined
+          ? `\`gatehouse server\` serves it at /v1/jobs/${outcome.jobId}/log`
+          : new URL(`/v1/jobs/${encodeURIComponent(outcome.jobId)}/log`, values.server).href,
+      );
+      process.stderr.write(`gatehouse run: ${printableLine(outcome.failure.message.split('\n')[0] ?? '')}\n`);
       for (const line of outcome.failure.explanation ?? []) process.stderr.write(`  ${line}\n`);
     }
     return exitCodeOf(outcome);
