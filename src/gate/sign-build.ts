@@ -181,6 +181,7 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
       extensions: {
         runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
         sourceRepositoryUri: source.uri,
+        ...ownerOf(source.uri),
         ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
         ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
         buildConfigUri: `${source.uri}/gatehouse.yaml`,
@@ -191,6 +192,16 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
     },
     o.ctLogs,
   );
+}
+
+/**
+ * The owner of a source hosted as `https://HOST/OWNER/REPO` (GitHub, GitLab, Gitea): Fulcio's
+ * source-repository-owner extension, which `gh attestation verify --owner` compares. None for
+ * any other source (a local repository has no owner to name).
+ */
+function ownerOf(uri: string): { sourceRepositoryOwnerUri?: string } {
+  const m = /^(https:\/\/[^/@]+\/[^/]+)\/[^/]+?(?:\.git)?\/?$/.exec(uri);
+  return m?.[1] === undefined ? {} : { sourceRepositoryOwnerUri: m[1] };
 }
 
 /** The SLSA Provenance v1 predicate of a verified build. */
