@@ -259,22 +259,25 @@ describe('deploy-side recipes, filled from a real home', { skip }, () => {
   });
 });
 
+/** A placeholder as a template writes it. */
+const ph = (name: string): string => `\${${name}}`;
+
 describe('filling a recipe template', () => {
   const values = Object.fromEntries(RECIPE_VARIABLES.map((v) => [v, `value of ${v}`])) as Parameters<
     typeof renderRecipe
   >[1];
 
   it('replaces a whole-value placeholder and keeps everything else', () => {
-    const out = renderRecipe('a: "${GATEHOUSE_ISSUER}"\nb: plain\n', values, 't.yaml');
+    const out = renderRecipe(`a: "${ph('GATEHOUSE_ISSUER')}"\nb: plain\n`, values, 't.yaml');
     assert.deepEqual(parseAllDocuments(out)[0]?.toJS(), { a: 'value of GATEHOUSE_ISSUER', b: 'plain' });
   });
 
   const bad: [string, string][] = [
-    ['an unknown placeholder', 'a: "${GATEHOUSE_NOPE}"\n'],
-    ['a placeholder inside a longer value', 'a: "prefix ${GATEHOUSE_ISSUER}"\n'],
-    ['two placeholders in one value', 'a: "${GATEHOUSE_ISSUER}${GATEHOUSE_IMAGES}"\n'],
-    ['a placeholder in a key', '"${GATEHOUSE_ISSUER}": x\n'],
-    ['a malformed placeholder', 'a: "${GATEHOUSE_ISSUER"\n'],
+    ['an unknown placeholder', `a: "${ph('GATEHOUSE_NOPE')}"\n`],
+    ['a placeholder inside a longer value', `a: "prefix ${ph('GATEHOUSE_ISSUER')}"\n`],
+    ['two placeholders in one value', `a: "${ph('GATEHOUSE_ISSUER')}${ph('GATEHOUSE_IMAGES')}"\n`],
+    ['a placeholder in a key', `"${ph('GATEHOUSE_ISSUER')}": x\n`],
+    ['a malformed placeholder', `a: "${ph('GATEHOUSE_ISSUER').slice(0, -1)}"\n`],
     ['not YAML', 'a: [unclosed\n'],
   ];
   for (const [what, template] of bad)

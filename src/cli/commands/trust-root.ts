@@ -33,7 +33,7 @@ export async function trustRootCommand(argv: string[]): Promise<number> {
     if (values.render !== undefined) {
       const images = values.images ?? promotedImages(home.config);
       const template = await readFile(values.render, 'utf8');
-      if (images === undefined && template.includes('${GATEHOUSE_IMAGES}'))
+      if (images === undefined && template.includes(`\${GATEHOUSE_IMAGES}`))
         throw new UsageError(
           `${values.render} names the images: pass --images GLOB (the home's registry is not a distribution registry)`,
         );
