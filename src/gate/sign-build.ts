@@ -181,7 +181,7 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
       extensions: {
         runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
         sourceRepositoryUri: source.uri,
-        ...ownerOf(source.uri),
+        ...sourceOwnerOf(source.uri),
         ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
         ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
         buildConfigUri: `${source.uri}/gatehouse.yaml`,
@@ -199,7 +199,7 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
  * source-repository-owner extension, which `gh attestation verify --owner` compares. None for
  * any other source (a local repository has no owner to name).
  */
-function ownerOf(uri: string): { sourceRepositoryOwnerUri?: string } {
+export function sourceOwnerOf(uri: string): { sourceRepositoryOwnerUri?: string } {
   const m = /^(https:\/\/[^/@]+\/[^/]+)\/[^/]+?(?:\.git)?\/?$/.exec(uri);
   return m?.[1] === undefined ? {} : { sourceRepositoryOwnerUri: m[1] };
 }
