@@ -178,8 +178,13 @@ export const COMMAND_HELP = {
   },
   'trust-root': {
     summary: 'export the Sigstore trusted_root.json of this home',
-    usage: 'gatehouse trust-root [--home DIR] [--output FILE]',
-    examples: ['gatehouse trust-root --output trusted_root.json'],
+    usage:
+      'gatehouse trust-root [--home DIR] [--output FILE] [--format json|jsonl] [--render TEMPLATE [--images GLOB]]',
+    examples: [
+      'gatehouse trust-root --output trusted_root.json',
+      'gatehouse trust-root --format jsonl --output trusted_root.jsonl',
+      "gatehouse trust-root --render deploy/kyverno/cluster-policy.yaml --images 'registry.example/gatehouse/promoted/*'",
+    ],
   },
   source: {
     summary: 'central branch protection, signed reviews, trusted signers',

@@ -431,12 +431,13 @@ export class JobPipeline implements ControlPlane {
   async #approve(job: JobRecord, checked: CheckedSubmission, decision: LoggedDecision): Promise<GateResult> {
     const { gate } = this.#o;
     const approval = { policyDigest: decision.result.policyDigest, at: decision.createdAt };
-    const signed = await gate.sign(gate.held(checked), approval);
+    // The manifest is planned first, so that the statements can name the digest a deployer pins.
+    const signed = await gate.sign(gate.held(checked), approval, gate.deployment(job, checked, decision));
     const placement = await gate.promote(job, checked, decision, signed);
     await this.#o.orchestrator.transition(job.id, 'allowed', {
       result: { decisionId: decision.decisionId, outcome: 'allow', placement: placement.reference },
     });
-    return { ...decision.result, ...signed, placement };
+    return { ...decision.result, ...signed.bundles, placement };
   }
 
   /** Denied or quarantined: the artifact goes to quarantine, and the job ends so. */

@@ -27,8 +27,20 @@ import {
 } from './checks.ts';
 import { type HeldBuild, heldBuildOf } from './held-build.ts';
 import { type JudgedSbom, judgeArtifacts } from './judged-sbom.ts';
-import { decisionRecord, environmentRecord, promoteSigned, sbomRecord } from './placement.ts';
-import { type Approval, type SignedBuild, type SigningDeps, signBuild } from './sign-build.ts';
+import {
+  artifactDeployment,
+  decisionRecord,
+  environmentRecord,
+  promoteSigned,
+  sbomRecord,
+} from './placement.ts';
+import {
+  type Approval,
+  type Deployment,
+  type SignedPromotion,
+  type SigningDeps,
+  signBuild,
+} from './sign-build.ts';
 import type { OutputStaging } from './staging.ts';
 import type { GateReason, GateResult, Submission, SubmitRequest } from './submission.ts';
 
@@ -405,9 +417,17 @@ export class Gate {
     );
   }
 
-  /** Sign the provenance, SBOM attestation and VSA of an approved build, logging each. */
-  sign(held: HeldBuild, approval: Approval): Promise<SignedBuild> {
-    return signBuild(this.#signing, held, approval);
+  /**
+   * Sign the provenance, SBOM attestation and VSA of an approved build, logging each, for its files
+   * and the manifests of `deployment` (see {@link Gate.deployment}).
+   */
+  sign(held: HeldBuild, approval: Approval, deployment: Deployment): Promise<SignedPromotion> {
+    return signBuild(this.#signing, held, approval, deployment);
+  }
+
+  /** The artifact manifest an allowed submission will be promoted as, planned before signing. */
+  deployment(job: JobRecord, checked: CheckedSubmission, decision: LoggedDecision): Deployment {
+    return artifactDeployment(this.#o.registry, job.project, this.#manifestInput(checked, decision));
   }
 
   /** Promote an approved artifact with its bundles, its SBOM and the decision. */
@@ -415,15 +435,26 @@ export class Gate {
     job: JobRecord,
     checked: CheckedSubmission,
     decision: LoggedDecision,
-    signed: SignedBuild,
+    signed: SignedPromotion,
   ): Promise<Placement> {
     const sbom = this.#judgedDocument(checked);
     return promoteSigned(this.#o.registry, {
-      ...{ project: job.project, tag: job.id, files: checked.files, sbom, signed },
+      ...{ project: job.project, tag: job.id, sbom, signed },
+      ...this.#manifestInput(checked, decision),
       records: [sbomRecord(sbom), ...this.#environmentRecords(checked), decisionRecord(decision.doc)],
+    });
+  }
+
+  /** What the promoted artifact manifest is made of: the same when planned and when placed. */
+  #manifestInput(
+    checked: CheckedSubmission,
+    decision: LoggedDecision,
+  ): { files: ArtifactFile[]; annotations: Record<string, string>; createdAt: string } {
+    return {
+      files: checked.files,
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
       createdAt: decision.createdAt,
-    });
+    };
   }
 
   /**

@@ -22,11 +22,37 @@ export interface Attachment {
   mediaType: string;
   bytes: Uint8Array;
   annotations?: Record<string, string>;
-  /**
-   * Also attach it under cosign's tag schema: `sig` (a signature of the artifact) and/or `att` (a
-   * signed attestation), for consumers that do not read OCI 1.1 referrers.
-   */
-  cosign?: ('sig' | 'att')[];
+}
+
+/**
+ * A layer under one of cosign's tags, for consumers that read cosign's tag schema rather than
+ * OCI 1.1 referrers: under `sig` a simple-signing payload, under `att` a DSSE envelope, each with
+ * the annotations cosign reads (signature, certificate, chain, log bundle, predicate type).
+ */
+export interface CosignLayer {
+  kind: 'sig' | 'att';
+  mediaType: string;
+  bytes: Uint8Array;
+  annotations: Record<string, string>;
+}
+
+/**
+ * A manifest that is deployed and that signed statements name: an artifact manifest, an image
+ * manifest or an image index. Its digest is known before anything is written (manifests are
+ * planned from their content alone), so the statements can name it before promotion.
+ */
+export interface DeployedManifest {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** What the artifact manifest of a placement is made of: its files, annotations and creation time. */
+export interface ArtifactManifestInput {
+  files: ArtifactFile[];
+  annotations?: Record<string, string>;
+  /** RFC 3339; the manifest's `created` annotation and its config's `created`. */
+  createdAt: string;
 }
 
 export interface PlacementRequest {
@@ -41,6 +67,13 @@ export interface PlacementRequest {
    * then gives the same manifest digest, so placing it again (after a crash) adds nothing.
    */
   createdAt?: string;
+  /** Layers to write under cosign's `sha256-<hex>.sig` / `.att` tags of the artifact manifest. */
+  cosign?: CosignLayer[];
+  /**
+   * The artifact manifest digest the attachments were signed for: a placement whose planned
+   * manifest differs is refused before anything is written.
+   */
+  manifestDigest?: string;
 }
 
 export interface Placement {

@@ -79,8 +79,8 @@ interface BundleExpectations {
   root: ParsedTrustedRoot;
   policy: DeployPolicy;
   allowed: string[];
-  /** SHA-256 of the artifact's first file: the digest the bundle is verified for. */
-  firstFile: Buffer;
+  /** SHA-256 of the artifact manifest: the digest the bundle is verified for. */
+  manifest: Buffer;
   files: ArtifactFile[];
 }
 
@@ -128,7 +128,7 @@ export async function verifyOciArtifact(options: VerifyOciOptions): Promise<Veri
     root,
     policy: p,
     allowed: allowedIdentities(p),
-    firstFile: Buffer.from(manifest.layers[0]?.digest.slice(7) ?? '', 'hex'),
+    manifest: Buffer.from(ref.digest.slice(7), 'hex'),
     files,
   });
 
@@ -184,14 +184,16 @@ function verifyBundles(found: readonly FoundBundle[], expect: BundleExpectations
 }
 
 /**
- * One bundle: it verifies for the artifact, is signed by an identity the policy allows, and names
- * every file of the artifact.
+ * One bundle: it verifies for the artifact manifest (which it names as a subject), is signed by an
+ * identity the policy allows, and names every file of the artifact.
  * @throws GatehouseError (whatever verification throws), IDENTITY_MISMATCH, SUBJECT_MISMATCH
  */
 function verifyFoundBundle(f: FoundBundle, expect: BundleExpectations): VerifiedBundle {
   const bundle = parseBundle(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(f.bytes)), f.digest);
   const result = verifyArtifactBundle({
-    artifactDigest: expect.firstFile,
+    // The statement must name the manifest digest a pod pins, not only its files: a bundle for the
+    // same files under another manifest (another config, say) must not verify for this one.
+    artifactDigest: expect.manifest,
     bundle,
     trustedRoot: expect.root,
     ...(expect.policy.issuer === undefined ? {} : { issuer: expect.policy.issuer }),
