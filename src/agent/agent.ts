@@ -72,6 +72,11 @@ export interface AgentOptions {
   attester: () => Attester;
   /** Re-attest before the gate when the token has less than this left (seconds; default 60). */
   reattestMarginSeconds?: number;
+  /**
+   * The CI platform's identity token, when the agent runs inside a CI job (GitHub Actions,
+   * GitLab CI): sent with every attestation, so that the token the runner earns names the CI job.
+   */
+  ciToken?: () => Promise<string>;
   /** Build this commit of the git repository at `dir` rather than its work tree. */
   commit?: string;
   /** Copy the outputs of an allowed build here (by file name), before the runner is destroyed. */
@@ -173,6 +178,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   const outcome: JobOutcome = { jobId: ticket.jobId, project, steps };
   const attester = options.attester();
   const endpoints = credentials.endpoints(ticket.jobId);
+  const ci = options.ciToken === undefined ? {} : { ciToken: options.ciToken };
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
   // Stopped on purpose (SIGINT, SIGTERM): the sandbox's processes die now, whatever step is running;
@@ -197,8 +203,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     );
     const attested = await step(
       'attest',
-      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
-      () => attester.kind,
+      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints, ...ci }),
+      () => (options.ciToken === undefined ? attester.kind : `${attester.kind} + ci-oidc`),
     );
     token = attested.token;
 
@@ -291,7 +297,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     if (needsReattestation(attester, attested, new Date(), options.reattestMarginSeconds)) {
       const fresh = await step(
         'reattest',
-        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
+        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints, ...ci }),
         () => attester.kind,
       );
       token = fresh.token;

@@ -28,9 +28,11 @@ const hostContentSchema = z.strictObject({
   pool: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/),
   /**
    * How the host's runners attest: `tpm`, or `software` for a pool the security role declares as
-   * software-measured (a control plane configured for TPM refuses those all the same).
+   * software-measured (a control plane configured for TPM refuses those all the same), or `ci`
+   * for a CI platform's runners (`gatehouse run --server` inside GitHub Actions or GitLab CI):
+   * software-measured and, always, with the platform's verified OIDC identity token.
    */
-  attestation: z.enum(['tpm', 'software']),
+  attestation: z.enum(['tpm', 'software', 'ci']),
   /** A revoked host's requests are refused. */
   revoked: z.boolean().optional(),
 });

@@ -44,10 +44,12 @@ export const COMMAND_HELP = {
   run: {
     summary: 'one job in an ephemeral runner, attested and gated',
     usage:
-      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL | --registry URL] [--out DIR] [--home DIR] [--json]',
+      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL [--host NAME --host-key F] [--ci-audience AUD] | --registry URL] [--out DIR] [--home DIR] [--json]',
     details:
       "Exit 0 allowed, 3 denied, 4 quarantined, 1 failed. With --out, an allowed build's outputs and\n" +
-      'bundles are written to DIR.',
+      "bundles are written to DIR. Inside GitHub Actions or GitLab CI, --server sends the job's OIDC\n" +
+      "token (audience --ci-audience, default the server's origin); --host and --host-key run as a\n" +
+      'CI runner host (enrolled --attestation ci) without a home (docs/ci.md).',
     examples: ['gatehouse run examples/hello-app', 'gatehouse run examples/hello-app --out out/'],
   },
   verify: {
@@ -105,7 +107,7 @@ export const COMMAND_HELP = {
   host: {
     summary: 'enrolled runner hosts (enroll and revoke need the security key)',
     usage:
-      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software] [--key K]\n' +
+      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software|ci] [--key K]\n' +
       '       | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
     examples: ['gatehouse host list', 'gatehouse host key'],
   },

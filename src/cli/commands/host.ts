@@ -92,8 +92,8 @@ export async function hostCommand(argv: string[]): Promise<number> {
       if (values['public-key'] === undefined || values.pool === undefined)
         throw new UsageError(`host enroll needs --public-key and --pool\nusage: ${USAGE}`);
       const attestation = values.attestation ?? 'tpm';
-      if (attestation !== 'tpm' && attestation !== 'software')
-        throw new UsageError(`--attestation is tpm or software\nusage: ${USAGE}`);
+      if (attestation !== 'tpm' && attestation !== 'software' && attestation !== 'ci')
+        throw new UsageError(`--attestation is tpm, software or ci\nusage: ${USAGE}`);
       content = { publicKey: await publicJwk(values['public-key']), pool: values.pool, attestation };
     }
     const version = await home.hosts.nextVersion(name);
