@@ -1,0 +1,256 @@
+/**
+ * `gatehouse run --server` inside a CI job, end to end: a real `gatehouse server` whose config
+ * trusts GitHub Actions' OIDC issuer (its keys at a loopback JWKS), a runner host the security
+ * role enrolled `--attestation ci` with its key in a file (as a CI secret would be written), and a
+ * loopback server playing GitHub's job token service in its documented shapes
+ * (`GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=AUD`, bearer `$ACTIONS_ID_TOKEN_REQUEST_TOKEN`,
+ * answering `{"value": "<jwt>"}`). No GitHub runs here: the tokens are minted by this test in
+ * GitHub's documented claim shape with an RSA key it generates. Checked: the build is attested in
+ * software with the CI identity, the policy sees the runner kind, the signed provenance names the
+ * CI runner as its builder; and the attacks — no token, a token for another audience, a
+ * self-hosted runner where only GitHub-hosted ones are allowed — fail.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, type JWK, SignJWT } from 'jose';
+import { DEFAULT_POLICY } from '../src/home/default-policy.ts';
+import { initHome, openHome } from '../src/home/home.ts';
+import { loadSecuritySigner, securityKeyPath } from '../src/home/security-role.ts';
+import { signSecurityAct } from '../src/signing/security-act.ts';
+import { seedVulnerabilityData } from '../src/testing/submission.ts';
+import { cli, closeServer, examplesDir, listenOnLoopback, repoRoot, tempDir } from './helpers.ts';
+
+const GITHUB = 'https://token.actions.githubusercontent.com';
+const AUDIENCE = 'https://gatehouse.test';
+const REQUEST_TOKEN = 'ghs_job-request-token';
+const CI_HOST = 'ci-github-octo-repo';
+
+/** A policy that accepts GitHub-hosted CI builds at Build L2 and nothing else of CI. */
+const CI_POLICY = DEFAULT_POLICY.replace('require: [tpm]', 'require: [ci-oidc]')
+  .replace('minLevel: 3', 'minLevel: 2')
+  .concat(`  - id: github-hosted-only
+    kind: cel
+    when: 'build.runnerKind != "github-actions-hosted"'
+    message: only GitHub-hosted runners may build outside gatehouse's own runners
+    action: deny
+`);
+
+async function startServer(home: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(
+    join(repoRoot, 'bin', 'gatehouse'),
+    ['server', '--listen', '127.0.0.1:0', '--home', home],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+) /.exec(out);
+      if (m?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on('exit', (code) => reject(new Error(`the server exited (${code}): ${out}`)));
+  });
+  return { url, child };
+}
+
+describe('gatehouse run --server inside a GitHub Actions job', () => {
+  const tmp = tempDir('ci-runner');
+  const root = join(tmp.path, 'home');
+  const hostKey = join(tmp.path, 'host.key.pem');
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  let runnerEnvironment = 'github-hosted';
+  let tokens: Server;
+  let tokensUrl = '';
+  let server: { url: string; child: ChildProcess } | undefined;
+
+  before(async () => {
+    const jwk: JWK = { ...(await exportJWK(rsa.publicKey)), kid: 'gh-1', alg: 'RS256', use: 'sig' };
+    tokens = createServer(async (req, res) => {
+      const u = new URL(req.url ?? '/', 'http://127.0.0.1');
+      if (u.pathname === '/.well-known/jwks') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+        return;
+      }
+      if (u.pathname !== '/idtoken' || req.headers.authorization !== `bearer ${REQUEST_TOKEN}`) {
+        res.writeHead(401).end();
+        return;
+      }
+      const now = Math.floor(Date.now() / 1000);
+      const repository = 'octo-org/octo-repo';
+      const value = await new SignJWT({
+        sub: `repo:${repository}:ref:refs/heads/main`,
+        ref: 'refs/heads/main',
+        ref_type: 'branch',
+        sha: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4',
+        repository,
+        repository_owner: 'octo-org',
+        run_id: '5678',
+        runner_environment: runnerEnvironment,
+        event_name: 'push',
+        workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
+        job_workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
+      })
+        .setProtectedHeader({ alg: 'RS256', kid: 'gh-1', typ: 'JWT' })
+        .setIssuer(GITHUB)
+        .setAudience(u.searchParams.get('audience') ?? 'none')
+        .setIssuedAt(now)
+        .setNotBefore(now - 5)
+        .setExpirationTime(now + 300)
+        .sign(rsa.privateKey);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count: 1, value }));
+    });
+    ({ url: tokensUrl } = await listenOnLoopback(tokens));
+
+    await initHome(root);
+    const configPath = join(root, 'config.json');
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
+    config.attestation = {
+      ciIssuers: [
+        {
+          platform: 'github-actions',
+          issuer: GITHUB,
+          jwksUrl: `${tokensUrl}/.well-known/jwks`,
+          audience: AUDIENCE,
+          claims: { repository: ['octo-org/octo-repo'] },
+        },
+      ],
+    };
+    await writeFile(configPath, JSON.stringify(config, null, 2));
+    // The CI host's key, as the workflow writes it from a secret; the security role enrolls it.
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await writeFile(hostKey, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    const xy = publicKey.export({ format: 'jwk' });
+    const home = await openHome(root);
+    try {
+      await seedVulnerabilityData(home);
+      const security = await loadSecuritySigner(securityKeyPath(join(root, 'keys')));
+      const content = {
+        publicKey: { kty: 'EC', crv: 'P-256', x: xy.x, y: xy.y },
+        pool: 'local',
+        attestation: 'ci',
+      };
+      const act = { kind: 'host', name: CI_HOST, version: 1, content } as const;
+      await home.hosts.enroll(CI_HOST, 1, content, await signSecurityAct(act, security));
+    } finally {
+      await home.close();
+    }
+    const policy = join(tmp.path, 'ci-policy.yaml');
+    await writeFile(policy, CI_POLICY);
+    const pushed = await cli(['policy', 'push', policy, '--home', root]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    server = await startServer(root);
+  });
+  after(async () => {
+    server?.child.kill('SIGTERM');
+    await closeServer(tokens);
+    tmp.cleanup();
+  });
+
+  const githubEnv = (): Record<string, string> => ({
+    GITHUB_ACTIONS: 'true',
+    ACTIONS_ID_TOKEN_REQUEST_URL: `${tokensUrl}/idtoken?api-version=2.0`,
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN: REQUEST_TOKEN,
+    GATEHOUSE_API_TOKEN: '',
+  });
+  const runInCi = (extra: string[] = [], env: Record<string, string> = githubEnv()) =>
+    cli(
+      [
+        'run',
+        join(examplesDir, 'hello-app'),
+        '--server',
+        server?.url ?? '',
+        '--host',
+        CI_HOST,
+        '--host-key',
+        hostKey,
+        '--ci-audience',
+        AUDIENCE,
+        '--json',
+        ...extra,
+      ],
+      { env, timeoutMs: 240_000 },
+    );
+
+  it('attests with the CI identity, and signs provenance that names the GitHub-hosted runner', async () => {
+    runnerEnvironment = 'github-hosted';
+    const out = join(tmp.path, 'out');
+    const r = await runInCi(['--out', out]);
+    assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`);
+    const doc = JSON.parse(r.stdout) as { outcome: string; steps: { name: string; detail?: string }[] };
+    assert.equal(doc.outcome, 'allow');
+    assert.equal(doc.steps.find((s) => s.name === 'attest')?.detail, 'software-measurement + ci-oidc');
+    const bundle = JSON.parse(await readFile(join(out, 'hello-app.tar.sigstore.json'), 'utf8')) as {
+      dsseEnvelope: { payload: string };
+    };
+    const statement = JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString('utf8')) as {
+      predicate: {
+        runDetails: { builder: { id: string } };
+        buildDefinition: { internalParameters: { runnerKind: string; slsaBuildLevel: number } };
+      };
+    };
+    assert.match(statement.predicate.runDetails.builder.id, /\/runners\/github-actions-hosted$/);
+    assert.equal(statement.predicate.buildDefinition.internalParameters.runnerKind, 'github-actions-hosted');
+    assert.equal(statement.predicate.buildDefinition.internalParameters.slsaBuildLevel, 2);
+  });
+
+  it('lets the policy refuse a self-hosted runner it did not allow', async () => {
+    runnerEnvironment = 'self-hosted';
+    try {
+      const r = await runInCi();
+      assert.equal(r.code, 3, r.stderr);
+      const doc = JSON.parse(r.stdout) as { decision: { reasons: { rule: string }[] } };
+      assert.deepEqual(
+        doc.decision.reasons.map((x) => x.rule),
+        ['github-hosted-only'],
+      );
+    } finally {
+      runnerEnvironment = 'github-hosted';
+    }
+  });
+
+  it('refuses the CI host without a CI token, and with a token for another audience', async () => {
+    const { GITHUB_ACTIONS: _g, ...outsideCi } = githubEnv();
+    const none = await runInCi([], { ...outsideCi, GITHUB_ACTIONS: '' });
+    assert.equal(none.code, 1, none.stdout);
+    assert.match(none.stderr, /CI_TOKEN_INVALID.*a CI identity token is required/);
+    const other = await cli(
+      [
+        'run',
+        join(examplesDir, 'hello-app'),
+        '--server',
+        server?.url ?? '',
+        '--host',
+        CI_HOST,
+        '--host-key',
+        hostKey,
+        '--ci-audience',
+        'https://another-service.example',
+        '--json',
+      ],
+      { env: githubEnv(), timeoutMs: 240_000 },
+    );
+    assert.equal(other.code, 1, other.stdout);
+    assert.match(other.stderr, /CI_TOKEN_INVALID/);
+    assert.doesNotMatch(other.stderr + other.stdout, new RegExp(REQUEST_TOKEN));
+  });
+
+  it('tells a job without `id-token: write` what is missing, before any job is opened', async () => {
+    const r = await runInCi([], { GITHUB_ACTIONS: 'true', GATEHOUSE_API_TOKEN: '' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /id-token: write/);
+  });
+});
