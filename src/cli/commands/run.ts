@@ -119,8 +119,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   const dir = resolve(positionals[0] ?? '.');
   const homeRoot = resolveHome(values.home);
   let cp: ControlPlane;
-  // With --server, the runner uses the default limits and image, which the server's reference
-  // values must then describe; embedded, it is the runner the home's config describes.
+  // With --server, a bubblewrap runner uses the default limits and image, which the server's
+  // reference values must then describe (another backend is the home's own); embedded, it is
+  // the runner the home's config describes.
   let runner: Runner = bubblewrapRunnerFromConfig({});
   let attester: () => Attester;
   let host: RunnerHost;
@@ -151,6 +152,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       // this host's home (the control plane refuses software evidence unless configured for it).
       const local = await runnerAttester(homeRoot);
       ({ attester, host } = local);
+      // A node agent's home names its backend (Kubernetes Jobs, GitHub JIT runners): it is used.
+      if (local.runner !== undefined) runner = local.runner;
       // What runners of agents killed on this host left behind goes first.
       await local.sweep(runner);
     }
