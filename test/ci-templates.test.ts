@@ -14,6 +14,9 @@ import { parse } from 'yaml';
 import { GITLAB_ID_TOKEN_VARIABLE } from '../src/agent/ci-token-source.ts';
 import { repoRoot } from './helpers.ts';
 
+/** A GitHub Actions expression as it is written in a workflow file. */
+const expression = (inner: string): string => `\${{ ${inner} }}`;
+
 const load = (path: string): Record<string, unknown> =>
   parse(readFileSync(join(repoRoot, path), 'utf8')) as Record<string, unknown>;
 
@@ -43,7 +46,7 @@ describe('CI integration files', () => {
     const run = runs.steps.find((s) => s.id === 'run');
     assert.ok(run?.run?.includes('--host-key'));
     assert.ok(run?.run?.includes('rm -f "$key"'), 'the key file is removed');
-    assert.equal(run?.env?.GATEHOUSE_INPUT_HOST_KEY, '${{ inputs.host-key }}');
+    assert.equal(run?.env?.GATEHOUSE_INPUT_HOST_KEY, expression('inputs.host-key'));
   });
 
   it('the GitLab template declares the ID token the agent reads, and pins gatehouse by commit', () => {
@@ -68,7 +71,7 @@ describe('CI integration files', () => {
     assert.equal(on.workflow_dispatch.inputs.runner_label?.required, true);
     assert.deepEqual(workflow.permissions, {});
     const job = (workflow.jobs as Record<string, { 'runs-on': string; steps: Step[] }>).build;
-    assert.equal(job?.['runs-on'], '${{ inputs.runner_label }}');
+    assert.equal(job?.['runs-on'], expression('inputs.runner_label'));
     for (const step of job?.steps ?? []) assert.doesNotMatch(step.run ?? '', /\$\{\{/);
   });
 });
