@@ -47,9 +47,10 @@ export const COMMAND_HELP = {
       'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL [--host NAME --host-key F] [--ci-audience AUD] | --registry URL] [--out DIR] [--home DIR] [--json]',
     details:
       "Exit 0 allowed, 3 denied, 4 quarantined, 1 failed. With --out, an allowed build's outputs and\n" +
-      "bundles are written to DIR. Inside GitHub Actions or GitLab CI, --server sends the job's OIDC\n" +
-      "token (audience --ci-audience, default the server's origin); --host and --host-key run as a\n" +
-      'CI runner host (enrolled --attestation ci) without a home (docs/ci.md).',
+      'bundles are written to DIR. --host and --host-key run as a CI runner host (enrolled\n' +
+      '--attestation ci) without a home: inside GitHub Actions or GitLab CI it attests with the\n' +
+      "job's OIDC token (audience --ci-audience, default the server's origin; --ci-audience alone\n" +
+      "adds the token to a home's host). See docs/ci.md.",
     examples: ['gatehouse run examples/hello-app', 'gatehouse run examples/hello-app --out out/'],
   },
   verify: {

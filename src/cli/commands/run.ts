@@ -135,12 +135,16 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (values.server !== undefined) {
     // A runner host needs no operator token: its requests are signed with its enrolled key.
     cp = new HttpControlPlane({ url: values.server });
-    // Inside a CI job the platform's identity token goes with every attestation; outside CI there
-    // is none. A CI job that was given no token (GitHub: no `id-token: write`) fails here, named.
-    const source = ciTokenSourceFromEnv(process.env, {
-      audience: values['ci-audience'] ?? new URL(values.server).origin,
-    });
-    if (source !== undefined) ciToken = () => source.token();
+    // Inside a CI job the platform's identity token goes with every attestation of a CI host
+    // (--host), or of a home's host when --ci-audience asks for it: a TPM host that merely runs in
+    // CI sends none, so a control plane without CI issuers does not refuse it. A CI job that was
+    // given no token (GitHub: no `id-token: write`) fails here, named; outside CI there is none.
+    if (values.host !== undefined || values['ci-audience'] !== undefined) {
+      const source = ciTokenSourceFromEnv(process.env, {
+        audience: values['ci-audience'] ?? new URL(values.server).origin,
+      });
+      if (source !== undefined) ciToken = () => source.token();
+    }
     if (values.host !== undefined && values['host-key'] !== undefined) {
       // A CI runner (host enrolled `--attestation ci`): no home, a key from the CI's secrets, the
       // measured baseline in software, and the CI token the control plane then requires.
