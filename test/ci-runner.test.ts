@@ -20,8 +20,6 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, type JWK, SignJWT } from 'jose';
 import { DEFAULT_POLICY } from '../src/home/default-policy.ts';
 import { initHome, openHome } from '../src/home/home.ts';
-import { loadSecuritySigner, securityKeyPath } from '../src/home/security-role.ts';
-import { signSecurityAct } from '../src/signing/security-act.ts';
 import { seedVulnerabilityData } from '../src/testing/submission.ts';
 import { cli, closeServer, examplesDir, listenOnLoopback, repoRoot, tempDir } from './helpers.ts';
 
@@ -29,6 +27,7 @@ const GITHUB = 'https://token.actions.githubusercontent.com';
 const AUDIENCE = 'https://gatehouse.test';
 const REQUEST_TOKEN = 'ghs_job-request-token';
 const CI_HOST = 'ci-github-octo-repo';
+const OTHER_HOST = 'ci-github-other-org';
 
 /** A policy that accepts GitHub-hosted CI builds at Build L2 and nothing else of CI. */
 const CI_POLICY = DEFAULT_POLICY.replace('require: [tpm]', 'require: [ci-oidc]')
@@ -71,6 +70,7 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
   const tmp = tempDir('ci-runner');
   const root = join(tmp.path, 'home');
   const hostKey = join(tmp.path, 'host.key.pem');
+  const otherKey = join(tmp.path, 'other-host.key.pem');
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   let runnerEnvironment = 'github-hosted';
   let tokens: Server;
@@ -130,23 +130,37 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
       ],
     };
     await writeFile(configPath, JSON.stringify(config, null, 2));
-    // The CI host's key, as the workflow writes it from a secret; the security role enrolls it.
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    await writeFile(hostKey, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-    const xy = publicKey.export({ format: 'jwk' });
     const home = await openHome(root);
     try {
       await seedVulnerabilityData(home);
-      const security = await loadSecuritySigner(securityKeyPath(join(root, 'keys')));
-      const content = {
-        publicKey: { kty: 'EC', crv: 'P-256', x: xy.x, y: xy.y },
-        pool: 'local',
-        attestation: 'ci',
-      };
-      const act = { kind: 'host', name: CI_HOST, version: 1, content } as const;
-      await home.hosts.enroll(CI_HOST, 1, content, await signSecurityAct(act, security));
     } finally {
       await home.close();
+    }
+    // The CI hosts' keys, as the workflow writes them from a secret; the security role enrolls
+    // each for the pipelines it may serve: this repository's, and (for the attack) another's.
+    for (const [name, file, repository] of [
+      [CI_HOST, hostKey, 'octo-org/octo-repo'],
+      [OTHER_HOST, otherKey, 'other-org/*'],
+    ] as const) {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      await writeFile(file, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+      await writeFile(`${file}.pub`, publicKey.export({ format: 'pem', type: 'spki' }));
+      const enrolled = await cli([
+        'host',
+        'enroll',
+        name,
+        '--public-key',
+        `${file}.pub`,
+        '--pool',
+        'local',
+        '--attestation',
+        'ci',
+        '--ci-claim',
+        `repository=${repository}`,
+        '--home',
+        root,
+      ]);
+      assert.equal(enrolled.code, 0, enrolled.stderr);
     }
     const policy = join(tmp.path, 'ci-policy.yaml');
     await writeFile(policy, CI_POLICY);
@@ -246,6 +260,30 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
     assert.equal(other.code, 1, other.stdout);
     assert.match(other.stderr, /CI_TOKEN_INVALID/);
     assert.doesNotMatch(other.stderr + other.stdout, new RegExp(REQUEST_TOKEN));
+  });
+
+  it('refuses a CI host enrolled for other pipelines, even with a token the issuer allows', async () => {
+    const r = await cli(
+      [
+        'run',
+        join(examplesDir, 'hello-app'),
+        '--server',
+        server?.url ?? '',
+        '--host',
+        OTHER_HOST,
+        '--host-key',
+        otherKey,
+        '--ci-audience',
+        AUDIENCE,
+        '--json',
+      ],
+      { env: githubEnv(), timeoutMs: 240_000 },
+    );
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(
+      r.stderr,
+      /CI_TOKEN_INVALID.*repository "octo-org\/octo-repo" is not one the runner host is enrolled for/,
+    );
   });
 
   it('tells a job without `id-token: write` what is missing, before any job is opened', async () => {

@@ -223,6 +223,34 @@ describe('CI identity token: from the CI job to the attestation authority', () =
     }
   });
 
+  it('refuses a valid token of a pipeline the CI host was not enrolled for', async () => {
+    mode = 'ok';
+    repository = 'octo-org/octo-repo';
+    const attestFor = async (ciClaims: Record<string, string[]>) => {
+      const source = ciTokenSourceFromEnv(githubEnv(), { audience: AUDIENCE });
+      assert.ok(source);
+      return new SoftwareAttester().attest({
+        jobId,
+        baseline,
+        runnerKey: (await generateRunnerKey()).publicJwk,
+        ciToken: () => source.token(),
+        endpoints: { attest: (r) => authority.attest({ ...r, nonce, requireCi: true, ciClaims }) },
+      });
+    };
+    // The issuer allows the repository; this host's enrollment names another one.
+    assert.deepEqual(await refusedChecks(attestFor({ repository: ['octo-org/other-app'] })), [
+      'CI_TOKEN_INVALID',
+    ]);
+    assert.deepEqual(
+      await refusedChecks(
+        attestFor({ workflow_ref: ['octo-org/octo-repo/.github/workflows/release.yml@*'] }),
+      ),
+      ['CI_TOKEN_INVALID'],
+    );
+    // Its own pipeline, by exact value and by prefix, is accepted.
+    await attestFor({ repository: ['octo-org/octo-repo'], ref: ['refs/heads/*'] });
+  });
+
   it('refuses a CI host that presents no CI token, and a token signed by another key', async () => {
     const key = await generateRunnerKey();
     const noToken = new SoftwareAttester().attest({

@@ -123,6 +123,8 @@ export interface AttestedJob {
   readonly runnerKey?: string;
   /** The runner's host is a CI runner: a verified CI identity token is required. */
   readonly requireCi?: boolean;
+  /** The CI identities the runner's host may build for (its enrollment's `ci.claims`). */
+  readonly ciClaims?: Readonly<Partial<Record<string, readonly string[]>>>;
 }
 
 /** What a runner hands the authority to get a token. */
@@ -138,6 +140,8 @@ export interface AttestRequest {
   readonly runner?: RunnerIdentity;
   /** The runner's host is a CI runner: a verified CI identity token is required. */
   readonly requireCi?: boolean;
+  /** The CI identities the runner's host may build for (its enrollment's `ci.claims`). */
+  readonly ciClaims?: Readonly<Partial<Record<string, readonly string[]>>>;
 }
 
 /** A successful appraisal: the token and when it expires. */
@@ -336,7 +340,7 @@ export class AttestationAuthority {
 
     // A CI identity token is checked like on the TPM path; it adds the ci submod, never replaces one.
     const ci = parsed.success
-      ? await this.#checkCiToken(parsed.data.ci_token, failures, request.requireCi === true)
+      ? await this.#checkCiToken(parsed.data.ci_token, failures, request.requireCi === true, request.ciClaims)
       : undefined;
     if (
       failures.length > 0 ||
@@ -372,6 +376,7 @@ export class AttestationAuthority {
     token: string | undefined,
     failures: CheckFailure[],
     required = false,
+    allowed: Readonly<Partial<Record<string, readonly string[]>>> = {},
   ): Promise<Record<string, unknown> | undefined> {
     if (token === undefined) {
       // A CI runner's host key alone proves nothing about which pipeline runs: its identity is the
@@ -387,12 +392,30 @@ export class AttestationAuthority {
       failures.push({ check: CHECKS.ciTokenInvalid, message: 'no CI token issuers are configured' });
       return undefined;
     }
+    let identity: Record<string, unknown>;
     try {
-      return await this.#verifyCi(token);
+      identity = await this.#verifyCi(token);
     } catch (e) {
       failures.push({ check: CHECKS.ciTokenInvalid, message: e instanceof Error ? e.message : String(e) });
       return undefined;
     }
+    // The host's enrollment names the pipelines its key may serve; a valid token of another
+    // pipeline (another repository of the same issuer) is refused all the same.
+    for (const [claim, values] of Object.entries(allowed)) {
+      const v = identity[claim];
+      if (values === undefined) continue;
+      if (
+        typeof v !== 'string' ||
+        !values.some((a) => (a.endsWith('*') ? v.startsWith(a.slice(0, -1)) : v === a))
+      ) {
+        failures.push({
+          check: CHECKS.ciTokenInvalid,
+          message: `the CI token's ${claim} ${JSON.stringify(String(v)).slice(0, 200)} is not one the runner host is enrolled for`,
+        });
+        return undefined;
+      }
+    }
+    return identity;
   }
 
   /** The reference values in force, or the failure that refuses the attestation (fail closed). */
@@ -497,7 +520,12 @@ export class AttestationAuthority {
     const reference = await this.#loadReference();
     if ('check' in reference) failures.push(reference);
     else failures.push(...appraiseBaseline(ev.events, reference.values, jobId, expected));
-    const ci = await this.#checkCiToken(ev.ciToken, failures, attested?.requireCi === true);
+    const ci = await this.#checkCiToken(
+      ev.ciToken,
+      failures,
+      attested?.requireCi === true,
+      attested?.ciClaims,
+    );
     if (failures.length > 0 || jobId === undefined || 'check' in reference)
       throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`, jobId);
     await this.#tpm.recordCounters(ev.akName, ev.quote);

@@ -108,7 +108,7 @@ export const COMMAND_HELP = {
   host: {
     summary: 'enrolled runner hosts (enroll and revoke need the security key)',
     usage:
-      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software|ci] [--key K]\n' +
+      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software|ci [--ci-claim CLAIM=VALUE]…] [--key K]\n' +
       '       | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
     examples: ['gatehouse host list', 'gatehouse host key'],
   },

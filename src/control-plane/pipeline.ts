@@ -131,6 +131,7 @@ export class JobPipeline implements ControlPlane {
         evidence: request.evidence,
         runner: { host: host.name, pool: host.pool },
         requireCi: host.attestation === 'ci',
+        ...(host.ci === undefined ? {} : { ciClaims: host.ci.claims }),
       });
     });
     await this.#bindRunnerKey(job.id, issued.token);
@@ -171,6 +172,7 @@ export class JobPipeline implements ControlPlane {
           nonce: job.nonce,
           runner: { host: host.name, pool: host.pool },
           requireCi: host.attestation === 'ci',
+          ...(host.ci === undefined ? {} : { ciClaims: host.ci.claims }),
           ...(job.runnerKey === undefined ? {} : { runnerKey: job.runnerKey }),
         };
       }),
