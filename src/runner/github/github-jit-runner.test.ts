@@ -18,8 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { closeServer, listenOnLoopback, tempDir } from '../../../test/helpers.ts';
 import { sha256Hex } from '../../common/encoding.ts';
 import { isGatehouseError } from '../../common/errors.ts';
+import { defaultConfig, parseConfig } from '../../home/config.ts';
 import { describeRunnerContract, processesWithMarker, shellConfig } from '../../testing/runner-contract.ts';
-import { githubJitRunnerFromConfig } from '../from-config.ts';
+import { githubJitRunnerFromConfig, runnerFromConfig } from '../from-config.ts';
 import { DEFAULT_LIMITS } from '../limits.ts';
 import { GITHUB_API_VERSION, GithubRunnersApi } from './github-api.ts';
 import { GithubJitRunner } from './github-jit-runner.ts';
@@ -381,5 +382,40 @@ else {
         }),
       (e) => isGatehouseError(e, 'BAD_CONFIG'),
     );
+  });
+});
+
+describe('runner kind github-jit in config.json', () => {
+  const tmp = tempDir('gh-jit-config');
+  after(() => tmp.cleanup());
+
+  it('is parsed, with defaults, and gives the JIT runner; a bad repository or group is refused', () => {
+    const tokenFile = join(tmp.path, 'token');
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const runner = {
+      kind: 'github-jit',
+      repository: REPO,
+      tokenFile,
+      launcher: ['/bin/true'],
+      workspaceRoot: join(tmp.path, 'jobs'),
+    };
+    const text = (r: Record<string, unknown>) => JSON.stringify({ ...defaultConfig(), runner: r });
+    const config = parseConfig(text(runner), 'config.json');
+    assert.equal(config.runner.kind, 'github-jit');
+    if (config.runner.kind !== 'github-jit') return;
+    assert.equal(config.runner.runnerGroupId, 1);
+    assert.deepEqual(config.runner.labels, ['self-hosted', 'linux', 'gatehouse']);
+    assert.ok(runnerFromConfig(config.runner) instanceof GithubJitRunner);
+    for (const bad of [
+      { ...runner, repository: 'no-slash' },
+      { ...runner, runnerGroupId: 0 },
+      { ...runner, labels: ['has space'] },
+      { ...runner, tokenFile: 'relative' },
+      { ...runner, surprise: true },
+    ])
+      assert.throws(
+        () => parseConfig(text(bad), 'config.json'),
+        (e) => isGatehouseError(e, 'BAD_CONFIG'),
+      );
   });
 });
