@@ -11,19 +11,19 @@
  * self-hosted runner where only GitHub-hosted ones are allowed — fail.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { exportJWK, type JWK, SignJWT } from 'jose';
+import { exportJWK, type JWK } from 'jose';
 import { DEFAULT_POLICY } from '../src/home/default-policy.ts';
 import { initHome, openHome } from '../src/home/home.ts';
+import { GITHUB_ACTIONS_ISSUER as GITHUB, githubActionsToken } from '../src/testing/github-oidc.ts';
 import { seedVulnerabilityData } from '../src/testing/submission.ts';
-import { cli, closeServer, examplesDir, listenOnLoopback, repoRoot, tempDir } from './helpers.ts';
+import { cli, closeServer, examplesDir, listenOnLoopback, startServer, tempDir } from './helpers.ts';
 
-const GITHUB = 'https://token.actions.githubusercontent.com';
 const AUDIENCE = 'https://gatehouse.test';
 const REQUEST_TOKEN = 'ghs_job-request-token';
 const CI_HOST = 'ci-github-octo-repo';
@@ -38,33 +38,6 @@ const CI_POLICY = DEFAULT_POLICY.replace('require: [tpm]', 'require: [ci-oidc]')
     message: only GitHub-hosted runners may build outside gatehouse's own runners
     action: deny
 `);
-
-async function startServer(home: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(
-    join(repoRoot, 'bin', 'gatehouse'),
-    ['server', '--listen', '127.0.0.1:0', '--home', home],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+) /.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('exit', (code) => reject(new Error(`the server exited (${code}): ${out}`)));
-  });
-  return { url, child };
-}
 
 describe('gatehouse run --server inside a GitHub Actions job', () => {
   const tmp = tempDir('ci-runner');
@@ -89,28 +62,10 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
         res.writeHead(401).end();
         return;
       }
-      const now = Math.floor(Date.now() / 1000);
-      const repository = 'octo-org/octo-repo';
-      const value = await new SignJWT({
-        sub: `repo:${repository}:ref:refs/heads/main`,
-        ref: 'refs/heads/main',
-        ref_type: 'branch',
-        sha: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4',
-        repository,
-        repository_owner: 'octo-org',
-        run_id: '5678',
-        runner_environment: runnerEnvironment,
-        event_name: 'push',
-        workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
-        job_workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
-      })
-        .setProtectedHeader({ alg: 'RS256', kid: 'gh-1', typ: 'JWT' })
-        .setIssuer(GITHUB)
-        .setAudience(u.searchParams.get('audience') ?? 'none')
-        .setIssuedAt(now)
-        .setNotBefore(now - 5)
-        .setExpirationTime(now + 300)
-        .sign(rsa.privateKey);
+      const value = await githubActionsToken(rsa.privateKey, {
+        audience: u.searchParams.get('audience') ?? 'none',
+        runnerEnvironment,
+      });
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count: 1, value }));
     });
     ({ url: tokensUrl } = await listenOnLoopback(tokens));
@@ -180,7 +135,16 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
     ACTIONS_ID_TOKEN_REQUEST_TOKEN: REQUEST_TOKEN,
     GATEHOUSE_API_TOKEN: '',
   });
-  const runInCi = (extra: string[] = [], env: Record<string, string> = githubEnv()) =>
+  /** `gatehouse run --server` in the job, as the action runs it, as a CI host. */
+  const runInCi = (
+    o: {
+      extra?: string[];
+      env?: Record<string, string>;
+      host?: string;
+      key?: string;
+      audience?: string;
+    } = {},
+  ) =>
     cli(
       [
         'run',
@@ -188,21 +152,21 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
         '--server',
         server?.url ?? '',
         '--host',
-        CI_HOST,
+        o.host ?? CI_HOST,
         '--host-key',
-        hostKey,
+        o.key ?? hostKey,
         '--ci-audience',
-        AUDIENCE,
+        o.audience ?? AUDIENCE,
         '--json',
-        ...extra,
+        ...(o.extra ?? []),
       ],
-      { env, timeoutMs: 240_000 },
+      { env: o.env ?? githubEnv(), timeoutMs: 240_000 },
     );
 
   it('attests with the CI identity, and signs provenance that names the GitHub-hosted runner', async () => {
     runnerEnvironment = 'github-hosted';
     const out = join(tmp.path, 'out');
-    const r = await runInCi(['--out', out]);
+    const r = await runInCi({ extra: ['--out', out] });
     assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`);
     const doc = JSON.parse(r.stdout) as { outcome: string; steps: { name: string; detail?: string }[] };
     assert.equal(doc.outcome, 'allow');
@@ -238,47 +202,17 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
 
   it('refuses the CI host without a CI token, and with a token for another audience', async () => {
     const { GITHUB_ACTIONS: _g, ...outsideCi } = githubEnv();
-    const none = await runInCi([], { ...outsideCi, GITHUB_ACTIONS: '' });
+    const none = await runInCi({ env: { ...outsideCi, GITHUB_ACTIONS: '' } });
     assert.equal(none.code, 1, none.stdout);
     assert.match(none.stderr, /CI_TOKEN_INVALID.*a CI identity token is required/);
-    const other = await cli(
-      [
-        'run',
-        join(examplesDir, 'hello-app'),
-        '--server',
-        server?.url ?? '',
-        '--host',
-        CI_HOST,
-        '--host-key',
-        hostKey,
-        '--ci-audience',
-        'https://another-service.example',
-        '--json',
-      ],
-      { env: githubEnv(), timeoutMs: 240_000 },
-    );
+    const other = await runInCi({ audience: 'https://another-service.example' });
     assert.equal(other.code, 1, other.stdout);
     assert.match(other.stderr, /CI_TOKEN_INVALID/);
     assert.doesNotMatch(other.stderr + other.stdout, new RegExp(REQUEST_TOKEN));
   });
 
   it('refuses a CI host enrolled for other pipelines, even with a token the issuer allows', async () => {
-    const r = await cli(
-      [
-        'run',
-        join(examplesDir, 'hello-app'),
-        '--server',
-        server?.url ?? '',
-        '--host',
-        OTHER_HOST,
-        '--host-key',
-        otherKey,
-        '--ci-audience',
-        AUDIENCE,
-        '--json',
-      ],
-      { env: githubEnv(), timeoutMs: 240_000 },
-    );
+    const r = await runInCi({ host: OTHER_HOST, key: otherKey });
     assert.equal(r.code, 1, r.stdout);
     assert.match(
       r.stderr,
@@ -287,7 +221,7 @@ describe('gatehouse run --server inside a GitHub Actions job', () => {
   });
 
   it('tells a job without `id-token: write` what is missing, before any job is opened', async () => {
-    const r = await runInCi([], { GITHUB_ACTIONS: 'true', GATEHOUSE_API_TOKEN: '' });
+    const r = await runInCi({ env: { GITHUB_ACTIONS: 'true', GATEHOUSE_API_TOKEN: '' } });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /id-token: write/);
   });

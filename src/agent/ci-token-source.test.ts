@@ -13,7 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createLocalJWKSet, exportJWK, type JWK, jwtVerify, SignJWT } from 'jose';
+import { createLocalJWKSet, exportJWK, type JWK, jwtVerify } from 'jose';
 import { closeServer, listenOnLoopback, tempDir } from '../../test/helpers.ts';
 import { AttestationAuthority, runnerKindOf } from '../attestation/authority.ts';
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
@@ -22,10 +22,10 @@ import { generateRunnerKey } from '../attestation/token.ts';
 import { isGatehouseError } from '../common/errors.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { measuredSoftware, newSigningKey, refusedChecks } from '../testing/attestation.ts';
+import { GITHUB_ACTIONS_ISSUER as GITHUB, githubActionsToken } from '../testing/github-oidc.ts';
 import { SoftwareAttester } from './attester.ts';
 import { ciTokenSourceFromEnv, GithubActionsTokenSource } from './ci-token-source.ts';
 
-const GITHUB = 'https://token.actions.githubusercontent.com';
 const AUDIENCE = 'https://gatehouse.test';
 const REQUEST_TOKEN = 'ghs_request-token-of-this-job';
 
@@ -46,30 +46,8 @@ describe('CI identity token: from the CI job to the attestation authority', () =
   const nonce = randomBytes(32).toString('base64');
 
   /** A GitHub Actions OIDC token in the documented claim shape, for the requested audience. */
-  const mint = (audience: string): Promise<string> => {
-    const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({
-      sub: `repo:${repository}:ref:refs/heads/main`,
-      ref: 'refs/heads/main',
-      ref_type: 'branch',
-      sha: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4',
-      repository,
-      repository_owner: repository.split('/')[0],
-      run_id: '5678',
-      run_attempt: '1',
-      runner_environment: runnerEnvironment,
-      event_name: 'push',
-      workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
-      job_workflow_ref: `${repository}/.github/workflows/build.yml@refs/heads/main`,
-    })
-      .setProtectedHeader({ alg: 'RS256', kid: 'gh-1', typ: 'JWT' })
-      .setIssuer(GITHUB)
-      .setAudience(audience)
-      .setIssuedAt(now)
-      .setNotBefore(now - 5)
-      .setExpirationTime(now + 300)
-      .sign(rsa.privateKey);
-  };
+  const mint = (audience: string): Promise<string> =>
+    githubActionsToken(rsa.privateKey, { audience, repository, runnerEnvironment });
 
   before(async () => {
     const jwk: JWK = { ...(await exportJWK(rsa.publicKey)), kid: 'gh-1', alg: 'RS256', use: 'sig' };
@@ -263,20 +241,7 @@ describe('CI identity token: from the CI job to the attestation authority', () =
     // A token of the right shape and claims, signed by an attacker's key under GitHub's kid.
     const attacker = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const now = Math.floor(Date.now() / 1000);
-    const forged = await new SignJWT({
-      sub: 'repo:octo-org/octo-repo:ref:refs/heads/main',
-      ref: 'refs/heads/main',
-      sha: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4',
-      repository: 'octo-org/octo-repo',
-      runner_environment: 'github-hosted',
-      workflow_ref: 'octo-org/octo-repo/.github/workflows/build.yml@refs/heads/main',
-    })
-      .setProtectedHeader({ alg: 'RS256', kid: 'gh-1' })
-      .setIssuer(GITHUB)
-      .setAudience(AUDIENCE)
-      .setIssuedAt(now)
-      .setExpirationTime(now + 300)
-      .sign(attacker.privateKey);
+    const forged = await githubActionsToken(attacker.privateKey, { audience: AUDIENCE });
     const withForged = new SoftwareAttester().attest({
       jobId,
       baseline,

@@ -12,9 +12,8 @@
  * - GitLab CI: an ID token the pipeline declares with `id_tokens:` (its `aud` is set there),
  *   read from the variable it names (default `GATEHOUSE_ID_TOKEN`).
  */
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { z } from 'zod';
+import { readBoundedText } from '../common/bounded-body.ts';
 import { GatehouseError } from '../common/errors.ts';
 
 /** Gives a CI identity token for one attestation. */
@@ -117,64 +116,44 @@ export class GithubActionsTokenSource implements CiTokenSource {
   }
 
   /** Ask for a fresh token. @throws GatehouseError UNREACHABLE */
-  token(): Promise<string> {
+  async token(): Promise<string> {
     const url = this.#url;
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    return new Promise<string>((resolve, reject) => {
-      const req = send(
-        url,
-        {
-          method: 'GET',
-          headers: {
-            authorization: `bearer ${this.#bearer}`,
-            accept: 'application/json; api-version=2.0',
-            'user-agent': 'gatehouse-agent',
-          },
-          timeout: TIMEOUT_MS,
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        headers: {
+          authorization: `bearer ${this.#bearer}`,
+          accept: 'application/json; api-version=2.0',
+          'user-agent': 'gatehouse-agent',
         },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_ANSWER_BYTES) {
-              req.destroy(unavailable(`the token service answered more than ${MAX_ANSWER_BYTES} bytes`));
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on('error', (e) => reject(unavailable('the token service answer broke off', e)));
-          res.on('end', () => {
-            // Neither the status text nor the body is echoed: an answer may carry a credential.
-            if (res.statusCode !== 200) {
-              reject(unavailable(`the token service answered HTTP ${res.statusCode ?? 0}`));
-              return;
-            }
-            let parsed: unknown;
-            try {
-              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-            } catch (e) {
-              reject(unavailable('the token service did not answer JSON', e));
-              return;
-            }
-            const r = githubAnswerSchema.safeParse(parsed);
-            if (!r.success) {
-              reject(unavailable('the token service answer has no `value` holding a compact JWT'));
-              return;
-            }
-            resolve(r.data.value);
-          });
-        },
+        // A redirect could carry the request token elsewhere: none is followed.
+        redirect: 'error',
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      });
+    } catch (cause) {
+      throw unavailable(`the token service at ${url.origin} cannot be reached`, cause);
+    }
+    let text: string;
+    try {
+      text = await readBoundedText(res, MAX_ANSWER_BYTES, 'CI identity token: the token service');
+    } catch (cause) {
+      throw unavailable(
+        cause instanceof GatehouseError
+          ? `the token service answered more than ${MAX_ANSWER_BYTES} bytes`
+          : 'the token service answer broke off',
+        cause,
       );
-      req.on('timeout', () => req.destroy(unavailable('the token service did not answer in time')));
-      req.on('error', (e) =>
-        reject(
-          e instanceof GatehouseError
-            ? e
-            : unavailable(`the token service at ${url.origin} cannot be reached`, e),
-        ),
-      );
-      req.end();
-    });
+    }
+    // Neither the status text nor the body is echoed: an answer may carry a credential.
+    if (res.status !== 200) throw unavailable(`the token service answered HTTP ${res.status}`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw unavailable('the token service did not answer JSON', e);
+    }
+    const r = githubAnswerSchema.safeParse(parsed);
+    if (!r.success) throw unavailable('the token service answer has no `value` holding a compact JWT');
+    return r.data.value;
   }
 }

@@ -62,6 +62,19 @@ const runnerLimitsConfig = z
   .strict()
   .optional();
 
+/**
+ * The settings of a runner host whose builds run elsewhere (a Kubernetes node agent, a JIT runner
+ * host): what its own agent measures and how it attests, and the builds' limits.
+ */
+const agentHostFields = {
+  /** Binaries of the agent's own host that every runner measures (the build's are elsewhere). */
+  toolchain: z.array(z.string().startsWith('/')).default([]),
+  attestation: z.enum(['tpm', 'software']).optional(),
+  limits: runnerLimitsConfig,
+  vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
+  egressAllow: z.array(z.url()).max(256).optional(),
+};
+
 const runnerConfig = z.discriminatedUnion('kind', [
   z
     .object({
@@ -131,12 +144,7 @@ const runnerConfig = z.discriminatedUnion('kind', [
       caFile: z.string().startsWith('/').optional(),
       /** A Localhost seccomp profile installed on the nodes; default the runtime's. */
       seccompProfile: z.string().min(1).optional(),
-      /** Binaries of the agent's own host that every runner measures (the build's are in the image). */
-      toolchain: z.array(z.string().startsWith('/')).default([]),
-      attestation: z.enum(['tpm', 'software']).optional(),
-      limits: runnerLimitsConfig,
-      vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
-      egressAllow: z.array(z.url()).max(256).optional(),
+      ...agentHostFields,
     })
     .strict(),
   // Builds on just-in-time GitHub Actions runners, one registered per job and removed after it:
@@ -170,11 +178,7 @@ const runnerConfig = z.discriminatedUnion('kind', [
         .regex(/^[a-z0-9][a-z0-9-]{0,23}$/)
         .optional(),
       bootSeconds: z.number().int().min(0).max(3600).optional(),
-      toolchain: z.array(z.string().startsWith('/')).default([]),
-      attestation: z.enum(['tpm', 'software']).optional(),
-      limits: runnerLimitsConfig,
-      vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
-      egressAllow: z.array(z.url()).max(256).optional(),
+      ...agentHostFields,
     })
     .strict(),
 ]);

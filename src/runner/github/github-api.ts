@@ -8,6 +8,7 @@
  * and bounded; a refusal names the call and GitHub's own message, never the token or a JIT config.
  */
 import { z } from 'zod';
+import { readBoundedText } from '../../common/bounded-body.ts';
 import { GatehouseError } from '../../common/errors.ts';
 
 /** Where and as whom to call the API. */
@@ -190,7 +191,7 @@ export class GithubRunnersApi {
         },
       );
     }
-    const text = await boundedText(res, `${method} ${path}`);
+    const text = await readBoundedText(res, MAX_ANSWER_BYTES, `GitHub ${method} ${path}`);
     let parsed: unknown = text;
     if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') {
       try {
@@ -206,28 +207,6 @@ export class GithubRunnersApi {
 interface Answer {
   status: number;
   body: unknown;
-}
-
-async function boundedText(res: Response, what: string): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? '0');
-  if (declared > MAX_ANSWER_BYTES)
-    throw new GatehouseError(
-      'UNREACHABLE',
-      `GitHub ${what}: the answer is larger than ${MAX_ANSWER_BYTES} bytes`,
-    );
-  if (res.body === null) return '';
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += chunk.byteLength;
-    if (size > MAX_ANSWER_BYTES)
-      throw new GatehouseError(
-        'UNREACHABLE',
-        `GitHub ${what}: the answer is larger than ${MAX_ANSWER_BYTES} bytes`,
-      );
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** GitHub's refusal, with its own `message` (never the request's body, which may hold secrets). */

@@ -27,6 +27,7 @@ import {
 } from '../job-directory.ts';
 import type { RunnerLimits } from '../limits.ts';
 import { Tail } from '../output-tail.ts';
+import { killGroup } from '../process-tree.ts';
 import type { ProjectConfig } from '../project-config.ts';
 import {
   type BuildResult,
@@ -348,13 +349,4 @@ class JitInstance implements RunnerInstance {
 
 function cancelled(jobId: string): GatehouseError {
   return new GatehouseError('CANCELLED', 'the runner was destroyed while the build ran', { where: jobId });
-}
-
-function killGroup(child: ChildProcess): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
 }
