@@ -240,7 +240,6 @@ describe('CI identity token: from the CI job to the attestation authority', () =
     assert.deepEqual(await refusedChecks(noToken), ['CI_TOKEN_INVALID']);
     // A token of the right shape and claims, signed by an attacker's key under GitHub's kid.
     const attacker = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const now = Math.floor(Date.now() / 1000);
     const forged = await githubActionsToken(attacker.privateKey, { audience: AUDIENCE });
     const withForged = new SoftwareAttester().attest({
       jobId,
