@@ -13,7 +13,7 @@ import type { GateResult, Submission } from '../gate/submission.ts';
 import { BuildLog } from '../runner/build-log.ts';
 import { defaultImageCacheDir } from '../runner/image.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
-import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
+import type { ImageRef, IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import { environmentSbom } from '../sbom/environment.ts';
@@ -75,6 +75,11 @@ export interface AgentOptions {
   attester: () => Attester;
   /** Re-attest before the gate when the token has less than this left (seconds; default 60). */
   reattestMarginSeconds?: number;
+  /**
+   * The CI platform's identity token, when the agent runs inside a CI job (GitHub Actions,
+   * GitLab CI): sent with every attestation, so that the token the runner earns names the CI job.
+   */
+  ciToken?: () => Promise<string>;
   /** Build this commit of the git repository at `dir` rather than its work tree. */
   commit?: string;
   /** Copy the outputs of an allowed build here (by file name), before the runner is destroyed. */
@@ -118,6 +123,12 @@ export interface JobLog {
   stored: boolean;
   /** The last lines of the log (at most 40), as shown for a failed build. */
   lastLines: string[];
+}
+
+/** The verified image a profile names, for explaining a refusal (absent for remote backends). */
+function imageOf(profile: IsolationProfile | undefined): { image?: ImageRef } {
+  const image = profile !== undefined && 'image' in profile ? profile.image : undefined;
+  return image !== undefined && 'digest' in image ? { image } : {};
 }
 
 /** How one job ended. */
@@ -207,6 +218,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   const outcome: JobOutcome = { jobId: ticket.jobId, project, steps };
   const attester = options.attester();
   const endpoints = credentials.endpoints(ticket.jobId);
+  const ci = options.ciToken === undefined ? {} : { ciToken: options.ciToken };
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
   // The build's output, read by the runner from the sandbox's pipes (never reported by the build),
@@ -263,8 +275,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     );
     const attested = await step(
       'attest',
-      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
-      () => attester.kind,
+      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints, ...ci }),
+      () => (options.ciToken === undefined ? attester.kind : `${attester.kind} + ci-oidc`),
     );
     token = attested.token;
     // The job's own credential is the first secret its log must never show.
@@ -374,7 +386,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     if (needsReattestation(attester, attested, new Date(), options.reattestMarginSeconds)) {
       const fresh = await step(
         'reattest',
-        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
+        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints, ...ci }),
         () => attester.kind,
       );
       token = fresh.token;
@@ -417,9 +429,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     // Measurements that are no longer reference values: say which changed, since when, and what to run.
     const explanation = await explainReferenceDrift({
       refusal: outcome.failure.message,
-      ...(instance !== undefined && 'digest' in instance.sandboxProfile.image
-        ? { image: instance.sandboxProfile.image }
-        : {}),
+      ...imageOf(instance?.sandboxProfile),
       imageCacheDir: options.imageCacheDir ?? defaultImageCacheDir(),
       agentFiles: await agentFiles(),
       agentRoot: dirname(srcRoot),

@@ -121,6 +121,10 @@ export interface AttestedJob {
    * must present the same key, so that a second runner cannot take over the job.
    */
   readonly runnerKey?: string;
+  /** The runner's host is a CI runner: a verified CI identity token is required. */
+  readonly requireCi?: boolean;
+  /** The CI identities the runner's host may build for (its enrollment's `ci.claims`). */
+  readonly ciClaims?: Readonly<Partial<Record<string, readonly string[]>>>;
 }
 
 /** What a runner hands the authority to get a token. */
@@ -134,6 +138,10 @@ export interface AttestRequest {
   readonly evidence: unknown;
   /** The host that claimed the job (verified by the control plane). */
   readonly runner?: RunnerIdentity;
+  /** The runner's host is a CI runner: a verified CI identity token is required. */
+  readonly requireCi?: boolean;
+  /** The CI identities the runner's host may build for (its enrollment's `ci.claims`). */
+  readonly ciClaims?: Readonly<Partial<Record<string, readonly string[]>>>;
 }
 
 /** A successful appraisal: the token and when it expires. */
@@ -177,6 +185,24 @@ function describeIssues(error: z.ZodError, prefix: string): string[] {
 }
 
 /** The `ci` submod of a verified CI identity token: the platform vouches for the workload. */
+/**
+ * What kind of runner earned a token, from verified evidence only: a CI platform's runner (hosted
+ * by the platform or self-hosted, as its verified token says), else gatehouse's own ephemeral
+ * runner. Provenance and policy read it (`build.runnerKind`); a runner never states it itself.
+ */
+export function runnerKindOf(ci: Record<string, unknown> | undefined): string {
+  if (ci === undefined) return 'gatehouse-ephemeral';
+  const platform = ci.platform === 'gitlab-ci' ? 'gitlab-ci' : 'github-actions';
+  const env = ci.runner_environment;
+  const where =
+    env === 'github-hosted' || env === 'gitlab-hosted'
+      ? 'hosted'
+      : env === 'self-hosted'
+        ? 'self-hosted'
+        : 'unknown';
+  return `${platform}-${where}`;
+}
+
 function ciSubmod(ci: Record<string, unknown>): Record<string, unknown> {
   return { 'ear.status': 'affirming', 'ear.trustworthiness-vector': { 'instance-identity': 2 }, ...ci };
 }
@@ -313,7 +339,9 @@ export class AttestationAuthority {
     }
 
     // A CI identity token is checked like on the TPM path; it adds the ci submod, never replaces one.
-    const ci = parsed.success ? await this.#checkCiToken(parsed.data.ci_token, failures) : undefined;
+    const ci = parsed.success
+      ? await this.#checkCiToken(parsed.data.ci_token, failures, request.requireCi === true, request.ciClaims)
+      : undefined;
     if (
       failures.length > 0 ||
       jobId === undefined ||
@@ -336,7 +364,10 @@ export class AttestationAuthority {
         image: this.#imageSubmod(reference.policyId),
         ...(ci === undefined ? {} : { ci: ciSubmod(ci) }),
       },
-      ...(request.runner === undefined ? {} : { extra: { runner: { ...request.runner } } }),
+      extra: {
+        runner_kind: runnerKindOf(ci),
+        ...(request.runner === undefined ? {} : { runner: { ...request.runner } }),
+      },
     });
   }
 
@@ -344,18 +375,47 @@ export class AttestationAuthority {
   async #checkCiToken(
     token: string | undefined,
     failures: CheckFailure[],
+    required = false,
+    allowed: Readonly<Partial<Record<string, readonly string[]>>> = {},
   ): Promise<Record<string, unknown> | undefined> {
-    if (token === undefined) return undefined;
+    if (token === undefined) {
+      // A CI runner's host key alone proves nothing about which pipeline runs: its identity is the
+      // platform's token, so a CI host's attestation without one is refused.
+      if (required)
+        failures.push({
+          check: CHECKS.ciTokenInvalid,
+          message: 'the runner host is enrolled for CI attestation: a CI identity token is required',
+        });
+      return undefined;
+    }
     if (this.#verifyCi === undefined) {
       failures.push({ check: CHECKS.ciTokenInvalid, message: 'no CI token issuers are configured' });
       return undefined;
     }
+    let identity: Record<string, unknown>;
     try {
-      return await this.#verifyCi(token);
+      identity = await this.#verifyCi(token);
     } catch (e) {
       failures.push({ check: CHECKS.ciTokenInvalid, message: e instanceof Error ? e.message : String(e) });
       return undefined;
     }
+    // The host's enrollment names the pipelines its key may serve; a valid token of another
+    // pipeline (another repository of the same issuer) is refused all the same.
+    for (const [claim, values] of Object.entries(allowed)) {
+      const v = identity[claim];
+      if (values === undefined) continue;
+      if (
+        typeof v !== 'string' ||
+        !values.some((a) => (a.endsWith('*') ? v.startsWith(a.slice(0, -1)) : v === a))
+      ) {
+        failures.push({
+          check: CHECKS.ciTokenInvalid,
+          message: `the CI token's ${claim} ${JSON.stringify(String(v)).slice(0, 200)} is not one the runner host is enrolled for`,
+        });
+        return undefined;
+      }
+    }
+    return identity;
   }
 
   /** The reference values in force, or the failure that refuses the attestation (fail closed). */
@@ -460,7 +520,12 @@ export class AttestationAuthority {
     const reference = await this.#loadReference();
     if ('check' in reference) failures.push(reference);
     else failures.push(...appraiseBaseline(ev.events, reference.values, jobId, expected));
-    const ci = await this.#checkCiToken(ev.ciToken, failures);
+    const ci = await this.#checkCiToken(
+      ev.ciToken,
+      failures,
+      attested?.requireCi === true,
+      attested?.ciClaims,
+    );
     if (failures.length > 0 || jobId === undefined || 'check' in reference)
       throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`, jobId);
     await this.#tpm.recordCounters(ev.akName, ev.quote);
@@ -485,6 +550,7 @@ export class AttestationAuthority {
         ci === undefined ? ['tpm', 'software-measurement'] : ['tpm', 'software-measurement', 'ci-oidc'],
       submods,
       extra: {
+        runner_kind: runnerKindOf(ci),
         ...(attested?.runner === undefined ? {} : { runner: { ...attested.runner } }),
         tpm: {
           ak_name: ev.akName,

@@ -44,7 +44,7 @@ export const COMMAND_HELP = {
   run: {
     summary: 'one job in an ephemeral runner, attested and gated',
     usage:
-      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL | --registry URL] [--out DIR] [--quiet] [--home DIR] [--json]',
+      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL [--host NAME --host-key F] [--ci-audience AUD] | --registry URL] [--out DIR] [--quiet] [--home DIR] [--json]',
     details:
       "Exit 0 allowed, 3 denied, 4 quarantined, 1 failed. With --out, an allowed build's outputs and\n" +
       'bundles are written to DIR.\n' +
@@ -52,7 +52,10 @@ export const COMMAND_HELP = {
       'it runs, with secrets masked as ***; --quiet (-q) leaves it out, and --json never streams it (the\n' +
       "document carries the log's digest). Each job's log is kept, at most 1 MiB (the start and the\n" +
       'end, with a marker where output was left out), served at GET /v1/jobs/ID/log, and its digest is\n' +
-      "the provenance's build.log byproduct. A failed build prints the last 40 lines on stderr.",
+      "the provenance's build.log byproduct. A failed build prints the last 40 lines on stderr.\n" +
+      '--host and --host-key run as a CI runner host (enrolled --attestation ci) without a home: inside\n' +
+      "GitHub Actions or GitLab CI it attests with the job's OIDC token (audience --ci-audience, default\n" +
+      "the server's origin; --ci-audience alone adds the token to a home's host). See docs/ci.md.",
     examples: [
       'gatehouse run examples/hello-app',
       'gatehouse run examples/hello-app --out out/',
@@ -114,7 +117,7 @@ export const COMMAND_HELP = {
   host: {
     summary: 'enrolled runner hosts (enroll and revoke need the security key)',
     usage:
-      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software] [--key K]\n' +
+      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software|ci [--ci-claim CLAIM=VALUE]…] [--key K]\n' +
       '       | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
     examples: ['gatehouse host list', 'gatehouse host key'],
   },

@@ -142,6 +142,8 @@ export class JobPipeline implements ControlPlane {
         runnerKey: request.runnerKey,
         evidence: request.evidence,
         runner: { host: host.name, pool: host.pool },
+        requireCi: host.attestation === 'ci',
+        ...(host.ci === undefined ? {} : { ciClaims: host.ci.claims }),
       });
     });
     await this.#bindRunnerKey(job.id, issued.token);
@@ -181,6 +183,8 @@ export class JobPipeline implements ControlPlane {
         return {
           nonce: job.nonce,
           runner: { host: host.name, pool: host.pool },
+          requireCi: host.attestation === 'ci',
+          ...(host.ci === undefined ? {} : { ciClaims: host.ci.claims }),
           ...(job.runnerKey === undefined ? {} : { runnerKey: job.runnerKey }),
         };
       }),
@@ -504,6 +508,10 @@ function notClaimer(job: JobRecord, host: HostEnrollment): string {
 
 /** Why software evidence from `host` is refused, if it is. */
 function softwareRefusal(mode: 'tpm' | 'software', host: HostEnrollment): string | undefined {
+  // A CI host's runners are software-measured on any control plane, but never without the CI
+  // platform's verified identity token (the authority requires it) and never above Build L2: the
+  // policy sees the runner kind and level and decides whether that is enough for a project.
+  if (host.attestation === 'ci') return undefined;
   if (mode === 'tpm') return 'this control plane requires TPM attestation; software evidence is refused';
   if (host.attestation !== 'software')
     return `runner host ${host.name} is enrolled for TPM attestation; software evidence is refused`;

@@ -334,7 +334,10 @@ export class Gate {
       attestation: { verified: true, evidenceTypes: claims.gatehouse.evidence_types },
       ...(source === undefined ? {} : { source: sourceFactsOf(source) }),
       // Computed from the evidence that earned the token, never assumed (docs/trust-model.md).
-      build: { slsaBuildLevel: buildLevelOf(claims.gatehouse.evidence_types) },
+      build: {
+        slsaBuildLevel: buildLevelOf(claims.gatehouse.evidence_types),
+        runnerKind: claims.gatehouse.runner_kind ?? 'gatehouse-ephemeral',
+      },
       ...(createdAtOfSbom === undefined ? {} : { sbom: { createdAt: createdAtOfSbom } }),
       // The artifact's identifiers for VEX: its digests (the project purl is added by the engine).
       subjects: submission.subjects.map((s) => `sha256:${s.sha256}`),

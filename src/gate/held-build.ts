@@ -11,7 +11,13 @@ import type { Submission } from './submission.ts';
  */
 export interface HeldBuild {
   submission: Omit<Submission, 'steps'>;
-  attestation: { tokenId: string; evidenceTypes: string[]; pcrs: Record<string, string> };
+  attestation: {
+    tokenId: string;
+    evidenceTypes: string[];
+    pcrs: Record<string, string>;
+    /** The kind of runner the token names (absent on builds held before it was recorded). */
+    runnerKind?: string;
+  };
   /** The union the policy judged, each component with how it is known. */
   components: Component[];
   /**
@@ -66,6 +72,7 @@ export function heldBuildOf(
       tokenId: claims.jti,
       evidenceTypes: claims.gatehouse.evidence_types,
       pcrs: claims.gatehouse.pcrs,
+      ...(claims.gatehouse.runner_kind === undefined ? {} : { runnerKind: claims.gatehouse.runner_kind }),
     },
     components: judged.components,
     sbom: judged.document,

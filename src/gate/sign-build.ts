@@ -182,7 +182,7 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
       issuer: o.issuer,
       validityMinutes: o.certValidityMinutes,
       extensions: {
-        runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
+        runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes, held.attestation.runnerKind),
         sourceRepositoryUri: source.uri,
         ...sourceOwnerOf(source.uri),
         ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
@@ -190,7 +190,7 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
         buildConfigUri: `${source.uri}/gatehouse.yaml`,
         buildConfigDigest: submission.build.sandboxProfileDigest,
         runInvocationUri: `${base}/jobs/${submission.jobId}`,
-        buildSignerUri: `${base}/runners/bubblewrap`,
+        buildSignerUri: builderIdOf(base, held),
       },
     },
     o.ctLogs,
@@ -227,12 +227,13 @@ function provenanceOf(o: SigningDeps, held: HeldBuild): unknown {
     internalParameters: {
       sandboxProfileDigest: submission.build.sandboxProfileDigest,
       slsaBuildLevel: buildLevelOf(held.attestation.evidenceTypes),
+      runnerKind: held.attestation.runnerKind ?? 'gatehouse-ephemeral',
       attestation: held.attestation,
       // The origin facts the gate established from the repository (src/source).
       ...(held.source === undefined ? {} : { sourceVerification: held.source }),
     },
     resolvedDependencies: resolvedDependenciesOf(held),
-    builderId: `${base}/runners/bubblewrap`,
+    builderId: builderIdOf(base, held),
     invocationId: submission.jobId,
     startedOn: new Date(submission.build.startedOn),
     finishedOn: new Date(submission.build.finishedOn),
@@ -337,8 +338,35 @@ async function signStatement(
  * The certificate's runner-environment extension: an ephemeral gatehouse runner, and how it was
  * attested (`tpm` or `software`), so a verifier can tell the two apart from the certificate alone.
  */
-export function runnerEnvironmentOf(evidenceTypes: readonly string[]): string {
-  return `gatehouse-ephemeral-${buildLevelOf(evidenceTypes) === 3 ? 'tpm' : 'software'}`;
+export function runnerEnvironmentOf(evidenceTypes: readonly string[], runnerKind?: string): string {
+  // A CI platform's runner is named as the platform names it (Fulcio's Runner Environment
+  // extension: `github-hosted`, `self-hosted`), never as one of gatehouse's own.
+  switch (runnerKind) {
+    case 'github-actions-hosted':
+      return 'github-hosted';
+    case 'gitlab-ci-hosted':
+      return 'gitlab-hosted';
+    case 'github-actions-self-hosted':
+    case 'gitlab-ci-self-hosted':
+      return 'self-hosted';
+    case 'github-actions-unknown':
+    case 'gitlab-ci-unknown':
+      return 'unknown';
+    default:
+      return `gatehouse-ephemeral-${buildLevelOf(evidenceTypes) === 3 ? 'tpm' : 'software'}`;
+  }
+}
+
+/**
+ * The provenance's builder: gatehouse's own ephemeral runner, or the CI platform's runner the
+ * agent ran in (its kind from the verified CI token), so that a verifier who trusts one builder
+ * does not take a build of the other for it.
+ */
+function builderIdOf(base: string, held: HeldBuild): string {
+  const kind = held.attestation.runnerKind;
+  return kind === undefined || kind === 'gatehouse-ephemeral'
+    ? `${base}/runners/bubblewrap`
+    : `${base}/runners/${kind}`;
 }
 
 function baseOf(o: SigningDeps): string {

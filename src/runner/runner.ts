@@ -79,8 +79,30 @@ export interface PodProfile {
   readonly command: readonly string[];
 }
 
+/**
+ * The isolation of a build on a just-in-time GitHub Actions runner (src/runner/github): which
+ * repository's runners, which group and labels, and the launcher (by digest) that boots the
+ * single-use machine; without anything per job.
+ */
+export interface JitRunnerProfile {
+  readonly version: 1;
+  readonly backend: 'github-jit';
+  readonly repository: string;
+  readonly runnerGroupId: number;
+  /** The labels every runner gets, sorted (each job's runner also gets its own name as a label). */
+  readonly labels: readonly string[];
+  /** The workflow dispatched to run the build on the runner, if gatehouse dispatches one. */
+  readonly workflow: { readonly file: string; readonly ref: string } | null;
+  /** The launcher's argv and the SHA-256 of its executable. */
+  readonly launcher: { readonly argv: readonly string[]; readonly sha256: string };
+  readonly limits: RunnerLimits;
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  readonly command: readonly string[];
+}
+
 /** How a runner isolates a build, as measured into the sandbox-profile PCR. */
-export type IsolationProfile = SandboxProfile | PodProfile;
+export type IsolationProfile = SandboxProfile | PodProfile | JitRunnerProfile;
 
 /** A verified base image: what it is and its content digest (see image.ts). */
 export interface ImageRef {
