@@ -6,7 +6,8 @@ import { describeError, GatehouseError } from '../common/errors.ts';
 import type { PolicyEngine } from '../policy/policy-engine.ts';
 import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
 import type { ProjectRegistry } from '../policy/projects.ts';
-import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
+import type { AssembledImage } from '../registry/image-assembly.ts';
+import type { ArtifactFile, ArtifactRegistry, Attachment, ImagePlacement, Placement } from '../registry/registry.ts';
 import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
 import { environmentComponents } from '../sbom/environment.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
@@ -22,6 +23,7 @@ import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
 import {
   checkProofFresh,
   checkSourceAgainstRegistration,
+  checkImageArchive,
   checkStagedOutputs,
   refusalRule,
 } from './checks.ts';
@@ -94,6 +96,8 @@ export interface CheckedSubmission {
   submission: Submission;
   claims?: AttestationClaims;
   files: ArtifactFile[];
+  /** The image inside the archive, as the gate opened and checked it (image submissions only). */
+  image?: AssembledImage;
   /** What the runner declared (its lockfiles before the build), as it signed it. */
   declared?: Sbom;
   /** The build environment's packages, from the SBOM the submission references by digest. */
@@ -123,6 +127,22 @@ export interface LoggedDecision {
   /** The document in the log, which is also attached to the artifact. */
   doc: Record<string, unknown>;
   result: Omit<GateResult, 'placement'>;
+}
+
+/** The image to place instead of the files, when the submission is an image the gate opened. */
+function imagePlacementOf(checked: CheckedSubmission): { image?: ImagePlacement } {
+  const image = checked.image;
+  if (image === undefined) return {};
+  return {
+    image: {
+      manifest: { descriptor: image.manifest.descriptor, bytes: image.manifest.bytes },
+      config: { descriptor: image.config.descriptor, bytes: image.config.bytes },
+      layers: image.layers.map((l) => ({
+        descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size },
+        path: l.path,
+      })),
+    },
+  };
 }
 
 /**
@@ -171,6 +191,8 @@ export class Gate {
       }
       checkSourceAgainstRegistration(submission, await this.#o.projects.require(job.project));
       checked.files = await checkStagedOutputs(submission, this.#o.staging);
+      const image = await checkImageArchive(submission, checked.files, this.#o.staging);
+      if (image !== undefined) checked.image = image;
       checked.declared = readSbom(submission.sbom, 'submission.sbom');
       if (submission.environment !== undefined)
         checked.environment = await this.#environment(submission.environment.sbom);
@@ -407,6 +429,7 @@ export class Gate {
     const sbom = this.#judgedDocument(checked);
     return promoteSigned(this.#o.registry, {
       ...{ project: job.project, tag: job.id, files: checked.files, sbom, signed },
+      ...imagePlacementOf(checked),
       records: [sbomRecord(sbom), ...this.#environmentRecords(checked), decisionRecord(decision.doc)],
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
       createdAt: decision.createdAt,
@@ -424,6 +447,7 @@ export class Gate {
       project: job.project,
       tag: job.id,
       files: checked.files,
+      ...imagePlacementOf(checked),
       attachments:
         checked.judged === undefined
           ? [decisionRecord(decision.doc)]

@@ -1,5 +1,11 @@
 /** Where a decided artifact goes: promoted with its bundles and records, or quarantined. */
-import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
+import type {
+  ArtifactFile,
+  ArtifactRegistry,
+  Attachment,
+  ImagePlacement,
+  Placement,
+} from '../registry/registry.ts';
 import { sbomAttestationTypes } from '../sbom/read.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
 import { SLSA_VSA_V1 } from '../signing/vsa.ts';
@@ -47,6 +53,7 @@ export function promoteSigned(
     project: string;
     tag: string;
     files: ArtifactFile[];
+    image?: ImagePlacement;
     sbom: Record<string, unknown>;
     signed: SignedBuild;
     records: Attachment[];
@@ -65,6 +72,7 @@ export function promoteSigned(
     project: p.project,
     tag: p.tag,
     files: p.files,
+    ...(p.image === undefined ? {} : { image: p.image }),
     attachments: [
       bundle(p.signed.bundle, SLSA_PROVENANCE_V1, ['sig', 'att']),
       bundle(p.signed.sbomBundle, sbomAttestationTypes(p.sbom).predicateType, ['att']),

@@ -66,6 +66,10 @@ export async function signBuild(o: SigningDeps, held: HeldBuild, decided: Approv
   const leafKey = EphemeralSigner.generate();
   const certificatePem = await issueBuildLeaf(o, held, leafKey);
   const subjects = submission.subjects.map((s) => ({ name: s.name, digest: { sha256: s.sha256 } }));
+  // An image is deployed by its manifest digest (checked by the gate against the archive), so the
+  // statements name it too, beside the archive they were judged from.
+  if (submission.image !== undefined)
+    subjects.push({ name: submission.image.name, digest: { sha256: submission.image.manifestDigest.slice(7) } });
   const sign = (predicateType: string, predicate: unknown) =>
     signStatement(o, makeStatement(subjects, predicateType, predicate), leafKey, certificatePem);
   const bundle = await sign(SLSA_PROVENANCE_V1, provenanceOf(o, held));

@@ -8,7 +8,7 @@ import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { environmentCacheOf, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
-import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
+import { bubblewrapRunnerFromConfig, homeImagesDir } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
 import type { JobStep } from '../../store/store.ts';
@@ -166,6 +166,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       ...(values.commit === undefined ? {} : { commit: values.commit }),
       ...(values.out === undefined ? {} : { outDir: resolve(values.out) }),
       environmentCache: environmentCacheOf(homeRoot),
+      imagesDir: homeImagesDir(homeRoot),
     });
     const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);
