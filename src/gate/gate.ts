@@ -12,6 +12,7 @@ import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
 import { environmentComponents } from '../sbom/environment.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
+import { toolchainProvides } from '../sbom/reconcile.ts';
 import type { InternalCa } from '../signing/ca.ts';
 import type { PrecertificateLog } from '../signing/ct.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
@@ -227,6 +228,9 @@ export class Gate {
               },
             }),
         fetched: submission.fetched ?? [],
+        ...(checked.environment === undefined
+          ? {}
+          : { toolchain: toolchainProvides(checked.environment.components) }),
         ...(this.#o.artifactLimits === undefined ? {} : { limits: this.#o.artifactLimits }),
         ...(this.#o.catalogTempDir === undefined ? {} : { tempDir: this.#o.catalogTempDir }),
       });
