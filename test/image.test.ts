@@ -31,12 +31,13 @@ function skopeo(args: string[]): string {
  * Unpack an image from an OCI layout and run it as its config says (entrypoint, cmd, env, user,
  * working directory); its stdout.
  */
-function runImage(layout: string, tag: string, work: string): string {
+function runImage(layout: string, tag: string, work: string, extraArgs: string[] = []): string {
   const bundle = join(work, `bundle-${tag}`);
   if (runtime === 'runc') {
     execFileSync('umoci', ['unpack', '--image', `${layout}:${tag}`, bundle]);
     const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
     spec.process.terminal = false;
+    spec.process.args.push(...extraArgs);
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
     return execFileSync('runc', ['run', '--bundle', bundle, `gatehouse-test-${tag}-${process.pid}`], {
       encoding: 'utf8',
@@ -57,7 +58,7 @@ function runImage(layout: string, tag: string, work: string): string {
   const c = config.config;
   const [uid, gid] = String(c.User ?? '0:0').split(':');
   const env = (c.Env ?? []).flatMap((e: string) => ['--setenv', e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]);
-  const argv = [...(c.Entrypoint ?? []), ...(c.Cmd ?? [])];
+  const argv = [...(c.Entrypoint ?? []), ...(c.Cmd ?? []), ...extraArgs];
   const r = spawnSync(
     'bwrap',
     [
@@ -182,7 +183,7 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
     const manifest = JSON.parse(skopeo(['inspect', '--raw', `oci:${layout}:node`]));
     assert.equal(manifest.annotations['dev.gatehouse.image.base'], `store:${digest}`);
     assert.equal(manifest.layers.length, 2, 'the base, then the build files');
-    const output = runImage(layout, 'node', tmp.path);
+    const output = runImage(layout, 'node', tmp.path, ['--self-test']);
     assert.match(output, /^node-service: \{"service":"node-service","path":"\/health","node":"v\d+\.\d+\.\d+"\} as uid 1000 in \/app\n$/);
   });
 

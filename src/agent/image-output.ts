@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { lstat, open, readdir, readlink, realpath } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, realpath, rm } from 'node:fs/promises';
 import { join, posix, sep } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import {
@@ -19,11 +19,11 @@ import {
   imageConfigSchema,
   imageManifestSchema,
   type LayerFile,
-  OCI_LAYER_TAR,
+  OCI_LAYER_GZIP,
   parseImageJson,
   writeImageArchive,
 } from '../registry/image-assembly.ts';
-import { type TarEntry, writeLayerTar } from '../registry/layer-tar.ts';
+import { gzipLayer, type TarEntry, writeLayerTar } from '../registry/layer-tar.ts';
 import { OCI_INDEX, OCI_MANIFEST } from '../registry/oci-format.ts';
 import { DirectoryImage, imageDir } from '../runner/directory-image.ts';
 import type { ImageBaseConfig, ImageOutputConfig } from '../runner/project-config.ts';
@@ -70,17 +70,9 @@ export async function collectImage(input: {
     platform: input.image.platform,
   });
   const entries = await buildEntries(root, input.image);
-  const layerPath = join(input.workDir, 'build-layer.tar');
-  const written = await writeLayerTar(entries, layerPath).catch((e: unknown) => {
+  const layer = await writeLayer(entries, join(input.workDir, 'build-layer')).catch((e: unknown) => {
     throw e instanceof GatehouseError && e.code === 'BAD_INPUT' ? rejected(`image layer: ${e.message}`, e) : e;
   });
-  const layer: LayerFile = {
-    mediaType: OCI_LAYER_TAR,
-    digest: `sha256:${written.sha256}`,
-    size: written.size,
-    diffId: `sha256:${written.sha256}`,
-    path: layerPath,
-  };
   const i = input.image;
   const image = assembleImage({
     base,
@@ -102,6 +94,20 @@ export async function collectImage(input: {
     output: { path: name, sha256: archive.sha256, size: archive.size, file },
     image,
     base: { source: base.source, ...(base.manifestDigest === undefined ? {} : { manifestDigest: base.manifestDigest }) },
+  };
+}
+
+/** A layer of `entries`: the tar (its digest is the diff ID), then gzip-compressed deterministically. */
+async function writeLayer(entries: readonly TarEntry[], base: string): Promise<LayerFile> {
+  const tar = await writeLayerTar(entries, `${base}.tar`);
+  const gz = await gzipLayer(`${base}.tar`, `${base}.tar.gz`);
+  await rm(`${base}.tar`, { force: true });
+  return {
+    mediaType: OCI_LAYER_GZIP,
+    digest: `sha256:${gz.sha256}`,
+    size: gz.size,
+    diffId: `sha256:${tar.sha256}`,
+    path: `${base}.tar.gz`,
   };
 }
 
@@ -254,12 +260,7 @@ async function storeBase(digest: string, imagesDir: string | undefined, workDir:
     }
   };
   await walkRoot('');
-  const path = join(workDir, 'base-layer.tar');
-  const w = await writeLayerTar(entries, path);
-  return {
-    source: `store:${digest}`,
-    layers: [{ mediaType: OCI_LAYER_TAR, digest: `sha256:${w.sha256}`, size: w.size, diffId: `sha256:${w.sha256}`, path }],
-  };
+  return { source: `store:${digest}`, layers: [await writeLayer(entries, join(workDir, 'base-layer'))] };
 }
 
 /** Copy a blob of a layout into `dest` while hashing it; refuse it unless it hashes to `digest`. */

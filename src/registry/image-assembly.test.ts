@@ -96,7 +96,9 @@ describe('image assembly', () => {
     });
     const [layer] = got.image.layers;
     assert.ok(layer !== undefined);
-    assert.equal(config.rootfs.diff_ids[0], layer.digest);
+    assert.equal(config.rootfs.diff_ids[0], layer.diffId);
+    assert.equal(layer.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip');
+    assert.equal(`sha256:${sha(execFileSync('gzip', ['-dc', layer.path]))}`, layer.diffId);
     const listing = execFileSync('tar', ['-tvf', layer.path, '--numeric-owner'], { encoding: 'utf8' });
     assert.match(listing, /drwxr-xr-x 0\/0 +0 1970-01-01 00:00 app\//);
     assert.match(listing, /-rwxr-xr-x 0\/0 +10 1970-01-01 00:00 app\/run/);

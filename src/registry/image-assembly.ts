@@ -2,9 +2,9 @@
  * Container images assembled by gatehouse itself, outside any sandbox and without a daemon: a
  * verified base image's layers, then the build's files as one layer gatehouse wrote, under an
  * image config gatehouse computed from the project's declared settings. The same inputs give the
- * same manifest digest: layers are uncompressed tars with sorted entries and mtime 0
- * (src/registry/layer-tar.ts), the config and manifest are JSON with a fixed key order and the
- * epoch as their creation time.
+ * same manifest digest: layers are tars with sorted entries and mtime 0, gzip-compressed by a
+ * pinned pure-JavaScript compressor (src/registry/layer-tar.ts); the config and manifest are JSON
+ * with a fixed key order and the epoch as their creation time.
  *
  * The result travels as one file, an OCI image layout in a tar (`<name>.oci.tar`), which the gate
  * receives, digests, catalogues and opens again with {@link openImageArchive} before it signs and
@@ -23,7 +23,7 @@ import { byteSource, checkLayerEntries, readTar, writeLayerTar } from './layer-t
 import { type Descriptor, OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST } from './oci-format.ts';
 import { digestOf, isDigest } from './oci-names.ts';
 
-/** An uncompressed OCI layer: what gatehouse writes, so that its digest is its diff ID. */
+/** An uncompressed OCI layer (read from bases; gatehouse writes gzip layers). */
 export const OCI_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
 export const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
@@ -449,7 +449,8 @@ export async function openImageArchive(archive: string, dir: string, where: stri
   for (const [i, l] of manifest.layers.entries()) {
     if (!BASE_LAYER_TYPES.has(l.mediaType)) throw refused(`layer ${i} has the unsupported type ${l.mediaType}`, where);
     const b = blob(l, `layer ${i}`);
-    const build = i === last && l.mediaType === OCI_LAYER_TAR;
+    // The last layer is always the build's, which gatehouse wrote: held to stricter rules.
+    const build = i === last;
     const diffId = await layerDiffId(b.path, l.mediaType, `${where} layer ${i} (${l.digest})`, { build });
     if (diffId !== config.rootfs.diff_ids[i])
       throw refused(`layer ${i} unpacks to ${diffId}, but the config promises ${config.rootfs.diff_ids[i]}`, where);

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { posix } from 'node:path';
+import { Gzip } from 'fflate';
 import { GatehouseError } from '../common/errors.ts';
 
 /** Content of a regular-file entry: bytes in memory, or a file on disk read without following links. */
@@ -170,6 +171,50 @@ export async function writeLayerTar(entries: readonly TarEntry[], out: string): 
     await write(Buffer.alloc(BLOCK * 2));
   } finally {
     await fh.close();
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+/**
+ * Compress a layer with gzip so that the same tar always gives the same bytes: fflate (pure
+ * JavaScript, pinned by the lockfile, so no zlib build of the host decides the output) at level
+ * 6, with no file name and mtime 0 in the gzip header. Registries and copy tools keep gzip layers
+ * as they are, where they would compress an uncompressed one (and so change the digest).
+ */
+export async function gzipLayer(tar: string, out: string): Promise<WrittenTar> {
+  const src = await open(tar, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  const dest = await open(out, 'wx', 0o600);
+  const hash = createHash('sha256');
+  let size = 0;
+  let pending: Uint8Array[] = [];
+  const gz = new Gzip({ level: 6, mtime: 0 });
+  gz.ondata = (chunk) => {
+    pending.push(chunk);
+  };
+  const flush = async (): Promise<void> => {
+    const ready = pending;
+    pending = [];
+    for (const c of ready) {
+      hash.update(c);
+      size += c.byteLength;
+      await dest.write(c);
+    }
+  };
+  try {
+    const total = (await src.stat()).size;
+    let at = 0;
+    do {
+      // A fresh buffer for each push: the compressor may keep a reference to what it was given.
+      const buf = Buffer.alloc(Math.min(CHUNK, total - at));
+      const r = await src.read(buf, 0, buf.length, at);
+      at += r.bytesRead;
+      gz.push(buf.subarray(0, r.bytesRead), at >= total || r.bytesRead === 0);
+      await flush();
+      if (r.bytesRead === 0) break;
+    } while (at < total);
+  } finally {
+    await src.close();
+    await dest.close();
   }
   return { sha256: hash.digest('hex'), size };
 }
