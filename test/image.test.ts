@@ -47,17 +47,23 @@ function runImage(layout: string, tag: string, work: string, extraArgs: string[]
   // images), the process started in that root with bubblewrap as the config says.
   const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
   const top = index.manifests.find(
-    (m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === tag,
+    (m: { annotations?: Record<string, string> }) =>
+      m.annotations?.['org.opencontainers.image.ref.name'] === tag,
   );
   const blob = (d: string) => join(layout, 'blobs', 'sha256', d.slice(7));
   const manifest = JSON.parse(readFileSync(blob(top.digest), 'utf8'));
   const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8'));
   const rootfs = join(bundle, 'rootfs');
   mkdirSync(rootfs, { recursive: true });
-  for (const l of manifest.layers) execFileSync('tar', ['-xf', blob(l.digest), '-C', rootfs, '--numeric-owner']);
+  for (const l of manifest.layers)
+    execFileSync('tar', ['-xf', blob(l.digest), '-C', rootfs, '--numeric-owner']);
   const c = config.config;
   const [uid, gid] = String(c.User ?? '0:0').split(':');
-  const env = (c.Env ?? []).flatMap((e: string) => ['--setenv', e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]);
+  const env = (c.Env ?? []).flatMap((e: string) => [
+    '--setenv',
+    e.slice(0, e.indexOf('=')),
+    e.slice(e.indexOf('=') + 1),
+  ]);
   const argv = [...(c.Entrypoint ?? []), ...(c.Cmd ?? []), ...extraArgs];
   const r = spawnSync(
     'bwrap',
@@ -136,7 +142,11 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
     assert.equal(inspected.Os, 'linux');
     assert.equal(inspected.Architecture, 'amd64');
     const tags = JSON.parse(
-      skopeo(['list-tags', '--tls-verify=false', `docker://${registry.host}/gatehouse/promoted/static-image`]),
+      skopeo([
+        'list-tags',
+        '--tls-verify=false',
+        `docker://${registry.host}/gatehouse/promoted/static-image`,
+      ]),
     ).Tags as string[];
     const hex = staticDigest.slice(7);
     assert.ok(tags.includes(`sha256-${hex}.sig`) && tags.includes(`sha256-${hex}.att`), tags.join(','));
@@ -144,7 +154,10 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
     const bundle = JSON.parse(readFileSync(join(out, 'static-image.oci.tar.sigstore.json'), 'utf8'));
     const statement = JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString('utf8'));
     assert.ok(
-      statement.subject.some((s: { name: string; digest: { sha256: string } }) => s.name === 'static-image' && s.digest.sha256 === hex),
+      statement.subject.some(
+        (s: { name: string; digest: { sha256: string } }) =>
+          s.name === 'static-image' && s.digest.sha256 === hex,
+      ),
       JSON.stringify(statement.subject),
     );
   });
@@ -156,11 +169,24 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
 
   it(`copies the image with skopeo to a second registry and a layout, unpacks it and runs it (${runtime})`, () => {
     const src = `docker://${registry.host}/gatehouse/promoted/static-image@${staticDigest}`;
-    skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', src, `docker://${second.host}/mirror/static-image:v1`]);
-    const copied = JSON.parse(skopeo(['inspect', '--tls-verify=false', `docker://${second.host}/mirror/static-image:v1`]));
+    skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      src,
+      `docker://${second.host}/mirror/static-image:v1`,
+    ]);
+    const copied = JSON.parse(
+      skopeo(['inspect', '--tls-verify=false', `docker://${second.host}/mirror/static-image:v1`]),
+    );
     assert.equal(copied.Digest, staticDigest, 'the copy keeps the manifest digest');
     const layout = join(tmp.path, 'layout');
-    skopeo(['copy', '--src-tls-verify=false', `docker://${second.host}/mirror/static-image:v1`, `oci:${layout}:static`]);
+    skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${second.host}/mirror/static-image:v1`,
+      `oci:${layout}:static`,
+    ]);
     const output = runImage(layout, 'static', tmp.path);
     assert.match(output, /^static-image: hello from linux\/amd64 as uid 65532 in \/\n$/);
   });
@@ -179,12 +205,20 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
     const doc = await run(project);
     const manifestDigest = doc.decision?.placement.manifestDigest ?? '';
     const layout = join(tmp.path, 'layout');
-    skopeo(['copy', '--src-tls-verify=false', `docker://${registry.host}/gatehouse/promoted/node-service@${manifestDigest}`, `oci:${layout}:node`]);
+    skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${registry.host}/gatehouse/promoted/node-service@${manifestDigest}`,
+      `oci:${layout}:node`,
+    ]);
     const manifest = JSON.parse(skopeo(['inspect', '--raw', `oci:${layout}:node`]));
     assert.equal(manifest.annotations['dev.gatehouse.image.base'], `store:${digest}`);
     assert.equal(manifest.layers.length, 2, 'the base, then the build files');
     const output = runImage(layout, 'node', tmp.path, ['--self-test']);
-    assert.match(output, /^node-service: \{"service":"node-service","path":"\/health","node":"v\d+\.\d+\.\d+"\} as uid 1000 in \/app\n$/);
+    assert.match(
+      output,
+      /^node-service: \{"service":"node-service","path":"\/health","node":"v\d+\.\d+\.\d+"\} as uid 1000 in \/app\n$/,
+    );
   });
 
   it('refuses a build whose image files hold a symlink out of the build output (exit 1, named)', async () => {
@@ -198,7 +232,10 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
     assert.equal(r.code, 1, r.stderr);
     const doc = JSON.parse(r.stdout) as RunDoc;
     assert.equal(doc.failure?.code, 'OUTPUT_REJECTED');
-    assert.match(doc.failure?.message ?? '', /symlink 'dist\/app\/passwd' -> '\/etc\/passwd' escapes the build output/);
+    assert.match(
+      doc.failure?.message ?? '',
+      /symlink 'dist\/app\/passwd' -> '\/etc\/passwd' escapes the build output/,
+    );
     // Nothing was promoted for it.
     assert.ok(!existsSync(join(home, 'registry', 'promoted', 'escape-image')));
   });

@@ -71,7 +71,9 @@ export async function collectImage(input: {
   });
   const entries = await buildEntries(root, input.image);
   const layer = await writeLayer(entries, join(input.workDir, 'build-layer')).catch((e: unknown) => {
-    throw e instanceof GatehouseError && e.code === 'BAD_INPUT' ? rejected(`image layer: ${e.message}`, e) : e;
+    throw e instanceof GatehouseError && e.code === 'BAD_INPUT'
+      ? rejected(`image layer: ${e.message}`, e)
+      : e;
   });
   const i = input.image;
   const image = assembleImage({
@@ -93,7 +95,10 @@ export async function collectImage(input: {
   return {
     output: { path: name, sha256: archive.sha256, size: archive.size, file },
     image,
-    base: { source: base.source, ...(base.manifestDigest === undefined ? {} : { manifestDigest: base.manifestDigest }) },
+    base: {
+      source: base.source,
+      ...(base.manifestDigest === undefined ? {} : { manifestDigest: base.manifestDigest }),
+    },
   };
 }
 
@@ -121,7 +126,8 @@ async function buildEntries(root: string, image: ImageOutputConfig): Promise<Tar
       if (old.type === 'dir' && e.type === 'dir') return;
       throw rejected(`image path /${e.path} is given twice (again by image.files '${from}')`);
     }
-    if (entries.size >= MAX_ENTRIES) throw rejected(`the image layer would hold more than ${MAX_ENTRIES} entries`);
+    if (entries.size >= MAX_ENTRIES)
+      throw rejected(`the image layer would hold more than ${MAX_ENTRIES} entries`);
     entries.set(e.path, e);
   };
   const dir = (path: string): TarEntry => ({ path, type: 'dir', mode: 0o755, uid, gid });
@@ -130,13 +136,16 @@ async function buildEntries(root: string, image: ImageOutputConfig): Promise<Tar
     const st = await lstat(full).catch((e: unknown) => {
       throw rejected(`image.files '${f.from}' was not produced by the build`, e);
     });
-    if (st.isSymbolicLink()) throw rejected(`image.files '${f.from}' is a symlink; list what it points to instead`);
+    if (st.isSymbolicLink())
+      throw rejected(`image.files '${f.from}' is a symlink; list what it points to instead`);
     // A symlinked parent directory would make the real file live elsewhere, perhaps outside the workspace.
     const real = await realpath(full).catch((e: unknown) => {
       throw rejected(`image.files '${f.from}' cannot be resolved`, e);
     });
     if (real !== full || !real.startsWith(root + sep))
-      throw rejected(`image.files '${f.from}' resolves outside the workspace (through a symlinked directory)`);
+      throw rejected(
+        `image.files '${f.from}' resolves outside the workspace (through a symlinked directory)`,
+      );
     const to = f.to.replace(/^\/+/, '');
     // Parents of the destination, e.g. app/ for /app/server.js.
     const parts = to === '' ? [] : to.split('/');
@@ -216,7 +225,12 @@ async function walk(
 
 async function loadBase(
   base: ImageBaseConfig,
-  o: { root: string; workDir: string; imagesDir: string | undefined; platform: ImageOutputConfig['platform'] },
+  o: {
+    root: string;
+    workDir: string;
+    imagesDir: string | undefined;
+    platform: ImageOutputConfig['platform'];
+  },
 ): Promise<BaseImageContent> {
   switch (base.kind) {
     case 'scratch':
@@ -232,8 +246,13 @@ async function loadBase(
  * A base from the image store: the stored root file system, verified against its digest, as one
  * uncompressed layer (owned by root, modes as stored, sorted, mtime 0).
  */
-async function storeBase(digest: string, imagesDir: string | undefined, workDir: string): Promise<BaseImageContent> {
-  if (imagesDir === undefined) throw unverified(`image base ${digest} is from the image store, and this runner host has none`);
+async function storeBase(
+  digest: string,
+  imagesDir: string | undefined,
+  workDir: string,
+): Promise<BaseImageContent> {
+  if (imagesDir === undefined)
+    throw unverified(`image base ${digest} is from the image store, and this runner host has none`);
   const stored = new DirectoryImage({ imagesDir, digest });
   try {
     await stored.verify();
@@ -251,12 +270,20 @@ async function storeBase(digest: string, imagesDir: string | undefined, workDir:
       const full = join(rootfs, r);
       const st = await lstat(full);
       const mode = st.mode & 0o7777;
-      if (st.isSymbolicLink()) entries.push({ path: r, type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: await readlink(full) });
+      if (st.isSymbolicLink())
+        entries.push({ path: r, type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: await readlink(full) });
       else if (st.isDirectory()) {
         entries.push({ path: r, type: 'dir', mode, uid: 0, gid: 0 });
         await walkRoot(r);
       } else if (st.isFile())
-        entries.push({ path: r, type: 'file', mode, uid: 0, gid: 0, content: { file: full, size: st.size, ino: st.ino } });
+        entries.push({
+          path: r,
+          type: 'file',
+          mode,
+          uid: 0,
+          gid: 0,
+          content: { file: full, size: st.size, ino: st.ino },
+        });
     }
   };
   await walkRoot('');
@@ -264,7 +291,13 @@ async function storeBase(digest: string, imagesDir: string | undefined, workDir:
 }
 
 /** Copy a blob of a layout into `dest` while hashing it; refuse it unless it hashes to `digest`. */
-async function copyVerified(src: string, dest: string, digest: string, where: string, maxBytes?: number): Promise<number> {
+async function copyVerified(
+  src: string,
+  dest: string,
+  digest: string,
+  where: string,
+  maxBytes?: number,
+): Promise<number> {
   let fh: Awaited<ReturnType<typeof open>>;
   try {
     fh = await open(src, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
@@ -277,7 +310,8 @@ async function copyVerified(src: string, dest: string, digest: string, where: st
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw unverified(`${where}: blob ${digest} is not a regular file`);
-    if (maxBytes !== undefined && st.size > maxBytes) throw unverified(`${where}: blob ${digest} is too large`);
+    if (maxBytes !== undefined && st.size > maxBytes)
+      throw unverified(`${where}: blob ${digest} is too large`);
     const buf = Buffer.alloc(1024 * 1024);
     for (;;) {
       const r = await fh.read(buf, 0, buf.length, size);
@@ -291,7 +325,8 @@ async function copyVerified(src: string, dest: string, digest: string, where: st
     await out.close();
   }
   const got = `sha256:${hash.digest('hex')}`;
-  if (got !== digest) throw unverified(`${where}: blob ${digest} hashes to ${got}: the base image was changed`);
+  if (got !== digest)
+    throw unverified(`${where}: blob ${digest} hashes to ${got}: the base image was changed`);
   return size;
 }
 
@@ -364,7 +399,8 @@ async function layoutBase(
     bytes = await readVerified(dir, manifestDigest, where, workDir);
     mediaType = json(bytes).mediaType;
   }
-  if (mediaType !== OCI_MANIFEST) throw unverified(`${where}: ${manifestDigest} is not an OCI image manifest`);
+  if (mediaType !== OCI_MANIFEST)
+    throw unverified(`${where}: ${manifestDigest} is not an OCI image manifest`);
   const manifest = parseImageJson(imageManifestSchema, bytes, 'base manifest', where);
   const config = parseImageJson(
     imageConfigSchema,
@@ -373,14 +409,24 @@ async function layoutBase(
     where,
   );
   if (config.rootfs.diff_ids.length !== manifest.layers.length)
-    throw unverified(`${where}: its config lists ${config.rootfs.diff_ids.length} diff IDs for ${manifest.layers.length} layers`);
+    throw unverified(
+      `${where}: its config lists ${config.rootfs.diff_ids.length} diff IDs for ${manifest.layers.length} layers`,
+    );
   const layers: LayerFile[] = [];
   for (const [n, l] of manifest.layers.entries()) {
-    if (!BASE_LAYER_TYPES.has(l.mediaType)) throw unverified(`${where}: layer ${n} has the unsupported type ${l.mediaType}`);
+    if (!BASE_LAYER_TYPES.has(l.mediaType))
+      throw unverified(`${where}: layer ${n} has the unsupported type ${l.mediaType}`);
     const dest = join(workDir, `base-layer-${n}`);
     const size = await copyVerified(join(dir, 'blobs', 'sha256', l.digest.slice(7)), dest, l.digest, where);
-    if (size !== l.size) throw unverified(`${where}: layer ${n} is ${size} bytes, the manifest says ${l.size}`);
-    layers.push({ mediaType: l.mediaType, digest: l.digest, size, diffId: config.rootfs.diff_ids[n] as string, path: dest });
+    if (size !== l.size)
+      throw unverified(`${where}: layer ${n} is ${size} bytes, the manifest says ${l.size}`);
+    layers.push({
+      mediaType: l.mediaType,
+      digest: l.digest,
+      size,
+      diffId: config.rootfs.diff_ids[n] as string,
+      path: dest,
+    });
   }
   const c = config.config ?? {};
   const runConfig: BaseRunConfig = {

@@ -115,7 +115,11 @@ export async function checkImageArchive(
       `the image archive holds manifest ${opened.manifestDigest}, the submission names ${image.manifestDigest}`,
     );
   const p = opened.platform;
-  if (p.os !== image.platform.os || p.architecture !== image.platform.architecture || p.variant !== image.platform.variant)
+  if (
+    p.os !== image.platform.os ||
+    p.architecture !== image.platform.architecture ||
+    p.variant !== image.platform.variant
+  )
     throw new GatehouseError(
       'SUBJECT_MISMATCH',
       `the image config is for ${platformString(p)}, the submission names ${platformString(image.platform)}`,

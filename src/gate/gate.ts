@@ -7,7 +7,13 @@ import type { PolicyEngine } from '../policy/policy-engine.ts';
 import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
 import type { ProjectRegistry } from '../policy/projects.ts';
 import type { AssembledImage } from '../registry/image-assembly.ts';
-import type { ArtifactFile, ArtifactRegistry, Attachment, ImagePlacement, Placement } from '../registry/registry.ts';
+import type {
+  ArtifactFile,
+  ArtifactRegistry,
+  Attachment,
+  ImagePlacement,
+  Placement,
+} from '../registry/registry.ts';
 import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
 import { environmentComponents } from '../sbom/environment.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
@@ -22,9 +28,9 @@ import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-lo
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
 import {
+  checkImageArchive,
   checkProofFresh,
   checkSourceAgainstRegistration,
-  checkImageArchive,
   checkStagedOutputs,
   refusalRule,
 } from './checks.ts';

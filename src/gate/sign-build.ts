@@ -69,7 +69,10 @@ export async function signBuild(o: SigningDeps, held: HeldBuild, decided: Approv
   // An image is deployed by its manifest digest (checked by the gate against the archive), so the
   // statements name it too, beside the archive they were judged from.
   if (submission.image !== undefined)
-    subjects.push({ name: submission.image.name, digest: { sha256: submission.image.manifestDigest.slice(7) } });
+    subjects.push({
+      name: submission.image.name,
+      digest: { sha256: submission.image.manifestDigest.slice(7) },
+    });
   const sign = (predicateType: string, predicate: unknown) =>
     signStatement(o, makeStatement(subjects, predicateType, predicate), leafKey, certificatePem);
   const bundle = await sign(SLSA_PROVENANCE_V1, provenanceOf(o, held));

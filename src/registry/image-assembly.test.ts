@@ -136,7 +136,12 @@ describe('image assembly', () => {
     writeFileSync(join(rootfs, 'usr', 'bin', 'tool'), 'tool');
     const stored = await importImage(rootfs, images);
     const image = imageConfig(SIMPLE.replace('base: scratch', `base: { store: sha256:${stored.digest} }`));
-    const got = await collectImage({ workspace: await workspace(), image, imagesDir: images, workDir: await temp() });
+    const got = await collectImage({
+      workspace: await workspace(),
+      image,
+      imagesDir: images,
+      workDir: await temp(),
+    });
     assert.equal(got.image.layers.length, 2);
     assert.equal(got.base.source, `store:sha256:${stored.digest}`);
     const listing = execFileSync('tar', ['-tf', got.image.layers[0]?.path ?? ''], { encoding: 'utf8' });
@@ -145,7 +150,11 @@ describe('image assembly', () => {
 
   it('uses an OCI layout base pinned by digest, with its config and platform', async () => {
     // The base: an image this module assembled, unpacked as a layout directory into the source.
-    const base = await collectImage({ workspace: await workspace(), image: imageConfig(SIMPLE), workDir: await temp() });
+    const base = await collectImage({
+      workspace: await workspace(),
+      image: imageConfig(SIMPLE),
+      workDir: await temp(),
+    });
     const ws = await workspace();
     const layout = join(ws, 'base');
     mkdirSync(layout);
@@ -169,7 +178,11 @@ describe('image assembly', () => {
 
 describe('image assembly refuses hostile inputs', () => {
   it('refuses a base layout whose content no longer matches the pinned digest', async () => {
-    const base = await collectImage({ workspace: await workspace(), image: imageConfig(SIMPLE), workDir: await temp() });
+    const base = await collectImage({
+      workspace: await workspace(),
+      image: imageConfig(SIMPLE),
+      workDir: await temp(),
+    });
     const ws = await workspace();
     const layout = join(ws, 'base');
     mkdirSync(layout);
@@ -178,7 +191,11 @@ describe('image assembly refuses hostile inputs', () => {
       `  base: { layout: base, digest: ${digest} }\n  files: [{ from: dist/app, to: /x }]\n  platform: linux/amd64\n`;
     // A pin that names nothing in the layout.
     await assert.rejects(
-      collectImage({ workspace: ws, image: imageConfig(yaml(`sha256:${'0'.repeat(64)}`)), workDir: await temp() }),
+      collectImage({
+        workspace: ws,
+        image: imageConfig(yaml(`sha256:${'0'.repeat(64)}`)),
+        workDir: await temp(),
+      }),
       (e: Error & { code?: string }) =>
         e.code === 'IMAGE_UNVERIFIED' && /has no blob with the pinned digest sha256:0{64}/.test(e.message),
     );
@@ -186,9 +203,14 @@ describe('image assembly refuses hostile inputs', () => {
     const layer = base.image.layers[0]?.digest.slice(7) ?? '';
     writeFileSync(join(layout, 'blobs', 'sha256', layer), 'tampered');
     await assert.rejects(
-      collectImage({ workspace: ws, image: imageConfig(yaml(base.image.manifestDigest)), workDir: await temp() }),
+      collectImage({
+        workspace: ws,
+        image: imageConfig(yaml(base.image.manifestDigest)),
+        workDir: await temp(),
+      }),
       (e: Error & { code?: string }) =>
-        e.code === 'IMAGE_UNVERIFIED' && /hashes to sha256:[0-9a-f]{64}: the base image was changed/.test(e.message),
+        e.code === 'IMAGE_UNVERIFIED' &&
+        /hashes to sha256:[0-9a-f]{64}: the base image was changed/.test(e.message),
     );
   });
 
@@ -228,7 +250,9 @@ describe('image assembly refuses hostile inputs', () => {
     await assert.rejects(
       collectImage({
         workspace: ws,
-        image: imageConfig('  base: scratch\n  files: [{ from: dist/via/host-file, to: /f }]\n  platform: linux/amd64\n'),
+        image: imageConfig(
+          '  base: scratch\n  files: [{ from: dist/via/host-file, to: /f }]\n  platform: linux/amd64\n',
+        ),
         workDir: await temp(),
       }),
       /image.files 'dist\/via\/host-file' resolves outside the workspace/,
@@ -236,7 +260,9 @@ describe('image assembly refuses hostile inputs', () => {
     await assert.rejects(
       collectImage({
         workspace: ws,
-        image: imageConfig('  base: scratch\n  files: [{ from: dist/via, to: /f }]\n  platform: linux/amd64\n'),
+        image: imageConfig(
+          '  base: scratch\n  files: [{ from: dist/via, to: /f }]\n  platform: linux/amd64\n',
+        ),
         workDir: await temp(),
       }),
       /image.files 'dist\/via' is a symlink/,
@@ -254,7 +280,8 @@ describe('image assembly refuses hostile inputs', () => {
 
   it('refuses image paths with .. and declared platforms that are not the base’s in gatehouse.yaml', () => {
     assert.throws(
-      () => imageConfig('  base: scratch\n  files: [{ from: a, to: /app/../../etc }]\n  platform: linux/amd64\n'),
+      () =>
+        imageConfig('  base: scratch\n  files: [{ from: a, to: /app/../../etc }]\n  platform: linux/amd64\n'),
       /image.files.0.to must not contain '..'/,
     );
     assert.throws(
@@ -295,12 +322,22 @@ describe('image assembly refuses hostile inputs', () => {
       base: gzip
         ? {
             source: `oci-layout:sha256:${'1'.repeat(64)}`,
-            layers: [{ mediaType: OCI_LAYER_GZIP, digest, size: bytes.length, diffId: `sha256:${sha(layer)}`, path }],
+            layers: [
+              { mediaType: OCI_LAYER_GZIP, digest, size: bytes.length, diffId: `sha256:${sha(layer)}`, path },
+            ],
           }
         : { source: 'scratch', layers: [] },
       layers: gzip
         ? []
-        : [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: bytes.length, diffId: digest, path }],
+        : [
+            {
+              mediaType: 'application/vnd.oci.image.layer.v1.tar',
+              digest,
+              size: bytes.length,
+              diffId: digest,
+              path,
+            },
+          ],
       settings: { platform: { os: 'linux', architecture: 'amd64' } },
     });
     await writeImageArchive(image, 'evil', join(d, 'evil.oci.tar'));
@@ -327,7 +364,10 @@ describe('image assembly refuses hostile inputs', () => {
       );
     }
     const absolute = gnuTar(['--transform', 's,^x$,/etc/x,', '-P', 'x'], src);
-    await assert.rejects(openImageArchive(await archiveWithLayer(absolute), await temp(), 'image evil'), /is outside the image root/);
+    await assert.rejects(
+      openImageArchive(await archiveWithLayer(absolute), await temp(), 'image evil'),
+      /is outside the image root/,
+    );
   });
 
   it('refuses at the gate a link name out of the root, a device node and a setuid build file', async () => {
@@ -335,7 +375,10 @@ describe('image assembly refuses hostile inputs', () => {
     writeFileSync(join(src, 'x'), 'x');
     symlinkSync('/etc/passwd', join(src, 'l'));
     const hard = gnuTar(['--hard-dereference', '--transform', 's,^x$,../x,', '-P', 'x'], src);
-    await assert.rejects(openImageArchive(await archiveWithLayer(hard), await temp(), 'image evil'), /outside the image root/);
+    await assert.rejects(
+      openImageArchive(await archiveWithLayer(hard), await temp(), 'image evil'),
+      /outside the image root/,
+    );
     const dev = gnuTar(['-P', '/dev/null'], src);
     await assert.rejects(
       openImageArchive(await archiveWithLayer(dev), await temp(), 'image evil'),
@@ -343,7 +386,10 @@ describe('image assembly refuses hostile inputs', () => {
     );
     chmodSync(join(src, 'x'), 0o4755);
     const suid = gnuTar(['x'], src);
-    await assert.rejects(openImageArchive(await archiveWithLayer(suid), await temp(), 'image evil'), /is setuid or setgid/);
+    await assert.rejects(
+      openImageArchive(await archiveWithLayer(suid), await temp(), 'image evil'),
+      /is setuid or setgid/,
+    );
   });
 
   it('refuses at the gate an archive whose blob does not hash to its name', async () => {
@@ -354,6 +400,9 @@ describe('image assembly refuses hostile inputs', () => {
     const layer = got.image.layers[0]?.digest.slice(7) ?? '';
     writeFileSync(join(d, 'blobs', 'sha256', layer), 'other bytes');
     execFileSync('tar', ['-cf', join(d, 'bad.tar'), '-C', d, 'oci-layout', 'index.json', 'blobs']);
-    await assert.rejects(openImageArchive(join(d, 'bad.tar'), await temp(), 'image demo'), /does not hash to its name/);
+    await assert.rejects(
+      openImageArchive(join(d, 'bad.tar'), await temp(), 'image demo'),
+      /does not hash to its name/,
+    );
   });
 });

@@ -28,7 +28,11 @@ export const OCI_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
 export const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 /** The layer media types a base image may use (zstd is not read: its diff IDs cannot be checked here). */
-export const BASE_LAYER_TYPES: ReadonlySet<string> = new Set([OCI_LAYER_TAR, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP]);
+export const BASE_LAYER_TYPES: ReadonlySet<string> = new Set([
+  OCI_LAYER_TAR,
+  OCI_LAYER_GZIP,
+  DOCKER_LAYER_GZIP,
+]);
 
 /** The creation time of every image gatehouse assembles: fixed, so that it never changes a digest. */
 export const IMAGE_CREATED = '1970-01-01T00:00:00Z';
@@ -151,7 +155,9 @@ export function assembleImage(input: {
   const env = mergeEnv(b.Env ?? [], settings.env ?? {});
   const labels = { ...(b.Labels ?? {}), ...(settings.labels ?? {}) };
   const runConfig = {
-    ...((settings.user ?? b.User) === undefined || (settings.user ?? b.User) === '' ? {} : { User: settings.user ?? b.User }),
+    ...((settings.user ?? b.User) === undefined || (settings.user ?? b.User) === ''
+      ? {}
+      : { User: settings.user ?? b.User }),
     ...(env.length === 0 ? {} : { Env: env }),
     ...(entrypoint === undefined || entrypoint === null ? {} : { Entrypoint: [...entrypoint] }),
     ...(cmd === undefined || cmd === null ? {} : { Cmd: [...cmd] }),
@@ -160,7 +166,13 @@ export function assembleImage(input: {
       : { WorkingDir: settings.workdir ?? b.WorkingDir }),
     ...(Object.keys(labels).length === 0
       ? {}
-      : { Labels: Object.fromEntries(Object.keys(labels).sort().map((k) => [k, labels[k] as string])) }),
+      : {
+          Labels: Object.fromEntries(
+            Object.keys(labels)
+              .sort()
+              .map((k) => [k, labels[k] as string]),
+          ),
+        }),
   };
   const history = [
     ...base.layers.map(() => ({ created: IMAGE_CREATED, created_by: `gatehouse: base ${base.source}` })),
@@ -373,7 +385,10 @@ export async function openImageArchive(archive: string, dir: string, where: stri
   try {
     await readTar(byteSource(input), where, async (e, content) => {
       const name = e.path.replace(/^\.\//, '');
-      if (e.type === 'dir' && (name === 'blobs/' || name === 'blobs/sha256/' || name === 'blobs' || name === 'blobs/sha256'))
+      if (
+        e.type === 'dir' &&
+        (name === 'blobs/' || name === 'blobs/sha256/' || name === 'blobs' || name === 'blobs/sha256')
+      )
         return;
       if (e.type !== 'file') throw refused(`entry '${name.slice(0, 200)}' is not a regular file`, where);
       if (name === 'oci-layout' || name === 'index.json') {
@@ -382,7 +397,8 @@ export async function openImageArchive(archive: string, dir: string, where: stri
         return;
       }
       const hex = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)?.[1];
-      if (hex === undefined) throw refused(`entry '${name.slice(0, 200)}' is not part of an image layout`, where);
+      if (hex === undefined)
+        throw refused(`entry '${name.slice(0, 200)}' is not part of an image layout`, where);
       if (blobs.has(hex)) throw refused(`blob sha256:${hex} appears twice`, where);
       // Blobs can be as large as the layers: written in pieces, never held whole.
       const path = join(dir, 'blobs', hex);
@@ -447,13 +463,17 @@ export async function openImageArchive(archive: string, dir: string, where: stri
   const last = manifest.layers.length - 1;
   const layers: LayerFile[] = [];
   for (const [i, l] of manifest.layers.entries()) {
-    if (!BASE_LAYER_TYPES.has(l.mediaType)) throw refused(`layer ${i} has the unsupported type ${l.mediaType}`, where);
+    if (!BASE_LAYER_TYPES.has(l.mediaType))
+      throw refused(`layer ${i} has the unsupported type ${l.mediaType}`, where);
     const b = blob(l, `layer ${i}`);
     // The last layer is always the build's, which gatehouse wrote: held to stricter rules.
     const build = i === last;
     const diffId = await layerDiffId(b.path, l.mediaType, `${where} layer ${i} (${l.digest})`, { build });
     if (diffId !== config.rootfs.diff_ids[i])
-      throw refused(`layer ${i} unpacks to ${diffId}, but the config promises ${config.rootfs.diff_ids[i]}`, where);
+      throw refused(
+        `layer ${i} unpacks to ${diffId}, but the config promises ${config.rootfs.diff_ids[i]}`,
+        where,
+      );
     layers.push({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId, path: b.path });
   }
   const configBlob = blob(manifest.config, 'config');
@@ -462,7 +482,10 @@ export async function openImageArchive(archive: string, dir: string, where: stri
   if (st.size !== top.size) throw refused('the manifest changed while it was read', where);
   return {
     manifestDigest: top.digest,
-    manifest: { bytes: manifestBytes, descriptor: { mediaType: OCI_MANIFEST, digest: top.digest, size: top.size } },
+    manifest: {
+      bytes: manifestBytes,
+      descriptor: { mediaType: OCI_MANIFEST, digest: top.digest, size: top.size },
+    },
     config: {
       bytes: configBytes,
       descriptor: { mediaType: OCI_IMAGE_CONFIG, digest: manifest.config.digest, size: configBlob.size },

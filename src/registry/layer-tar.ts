@@ -23,7 +23,13 @@ export type EntryContent =
 
 /** One entry of a layer. Paths are relative to the image root, without a leading `/`. */
 export type TarEntry =
-  | { readonly path: string; readonly type: 'dir'; readonly mode: number; readonly uid: number; readonly gid: number }
+  | {
+      readonly path: string;
+      readonly type: 'dir';
+      readonly mode: number;
+      readonly uid: number;
+      readonly gid: number;
+    }
   | {
       readonly path: string;
       readonly type: 'file';
@@ -68,7 +74,8 @@ function paxRecord(key: string, value: string): Buffer {
   // The length field counts itself, so grow it until it is stable.
   const body = ` ${key}=${value}\n`;
   let len = Buffer.byteLength(body) + 1;
-  while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
+  while (String(len).length + Buffer.byteLength(body) !== len)
+    len = String(len).length + Buffer.byteLength(body);
   return Buffer.from(`${len}${body}`);
 }
 
@@ -122,7 +129,10 @@ export async function writeLayerTar(entries: readonly TarEntry[], out: string): 
   for (let i = 0; i < sorted.length; i++) {
     const e = sorted[i] as TarEntry;
     if (!isSafeLayerPath(e.path) || e.path.startsWith('./') || e.path.endsWith('/'))
-      throw new GatehouseError('BAD_INPUT', `layer path '${e.path.slice(0, 200)}' is not a safe relative path`);
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `layer path '${e.path.slice(0, 200)}' is not a safe relative path`,
+      );
     if (i > 0 && sorted[i - 1]?.path === e.path)
       throw new GatehouseError('BAD_INPUT', `layer path '${e.path.slice(0, 200)}' appears twice`);
     checkId(e.uid, 'uid', e.path);
@@ -143,14 +153,16 @@ export async function writeLayerTar(entries: readonly TarEntry[], out: string): 
       const linkname = e.type === 'symlink' ? e.target : undefined;
       const pax: Buffer[] = [];
       if (Buffer.byteLength(name) > 100) pax.push(paxRecord('path', name));
-      if (linkname !== undefined && Buffer.byteLength(linkname) > 100) pax.push(paxRecord('linkpath', linkname));
+      if (linkname !== undefined && Buffer.byteLength(linkname) > 100)
+        pax.push(paxRecord('linkpath', linkname));
       if (pax.length > 0) {
         const body = Buffer.concat(pax);
         await write(header({ name: 'PaxHeader', mode: 0o644, uid: 0, gid: 0, size: body.length, type: 'x' }));
         await write(body);
         await write(padding(body.length));
       }
-      const short = (s: string): string => (Buffer.byteLength(s) > 100 ? Buffer.from(s).subarray(0, 100).toString() : s);
+      const short = (s: string): string =>
+        Buffer.byteLength(s) > 100 ? Buffer.from(s).subarray(0, 100).toString() : s;
       const common = { name: short(name), mode: e.mode, uid: e.uid, gid: e.gid };
       if (e.type === 'dir') await write(header({ ...common, size: 0, type: '5' }));
       else if (e.type === 'symlink')
@@ -244,7 +256,10 @@ async function copyFileContent(
       done += r.bytesRead;
     }
     if (done !== c.size)
-      throw new GatehouseError('OUTPUT_REJECTED', `image file /${path} changed size while the layer was written`);
+      throw new GatehouseError(
+        'OUTPUT_REJECTED',
+        `image file /${path} changed size while the layer was written`,
+      );
   } finally {
     await src.close();
   }
@@ -271,7 +286,8 @@ function cString(b: Buffer, start: number, len: number): string {
 
 function readOctal(b: Buffer, start: number, len: number, where: string): number {
   const field = b.subarray(start, start + len);
-  if ((field[0] ?? 0) & 0x80) throw new GatehouseError('BAD_INPUT', `${where}: base-256 numbers are not accepted`);
+  if ((field[0] ?? 0) & 0x80)
+    throw new GatehouseError('BAD_INPUT', `${where}: base-256 numbers are not accepted`);
   const s = cString(b, start, len).trim();
   if (s === '') return 0;
   if (!/^[0-7]+$/.test(s)) throw new GatehouseError('BAD_INPUT', `${where}: malformed tar header`);
@@ -357,7 +373,8 @@ export async function readTar(
     const at = `${where} at byte ${offset - BLOCK}`;
     let sum = 0;
     for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (h[i] as number);
-    if (readOctal(h, 148, 8, at) !== sum) throw new GatehouseError('BAD_INPUT', `${at}: bad tar header checksum`);
+    if (readOctal(h, 148, 8, at) !== sum)
+      throw new GatehouseError('BAD_INPUT', `${at}: bad tar header checksum`);
     const flag = String.fromCharCode(h[156] ?? 0x30);
     const size = readOctal(h, 124, 12, at);
     const padded = size + ((BLOCK - (size % BLOCK)) % BLOCK);
@@ -376,7 +393,8 @@ export async function readTar(
     pax = new Map();
     longName = undefined;
     longLink = undefined;
-    if (++count > maxEntries) throw new GatehouseError('BAD_INPUT', `${where} has more than ${maxEntries} entries`);
+    if (++count > maxEntries)
+      throw new GatehouseError('BAD_INPUT', `${where} has more than ${maxEntries} entries`);
     const type =
       flag === '0' || flag === '\0' || flag === '7'
         ? 'file'
@@ -390,7 +408,15 @@ export async function readTar(
     const start = offset;
     let consumed = false;
     await onEntry(
-      { path, type, flag, size: type === 'file' ? size : 0, mode: readOctal(h, 100, 8, at), linkname, offset: start },
+      {
+        path,
+        type,
+        flag,
+        size: type === 'file' ? size : 0,
+        mode: readOctal(h, 100, 8, at),
+        linkname,
+        offset: start,
+      },
       {
         all: async () => {
           consumed = true;
@@ -441,14 +467,15 @@ export async function checkLayerEntries(
     if (e.type === 'other') refuse(`is a device node, FIFO or other special file (type '${e.flag}')`);
     if (e.type === 'hardlink') {
       if (options.build === true) refuse('is a hard link, which gatehouse never writes');
-      if (!isSafeLayerPath(e.linkname)) refuse(`is a hard link to '${e.linkname.slice(0, 200)}' outside the root`);
+      if (!isSafeLayerPath(e.linkname))
+        refuse(`is a hard link to '${e.linkname.slice(0, 200)}' outside the root`);
       const target = posix.normalize(e.linkname.replace(/^\.\//, ''));
-      if (!seen.has(target)) refuse(`is a hard link to '${target.slice(0, 200)}', which is not an earlier entry`);
+      if (!seen.has(target))
+        refuse(`is a hard link to '${target.slice(0, 200)}', which is not an earlier entry`);
     }
     if (options.build === true && posix.basename(name).startsWith('.wh.'))
       refuse('is a whiteout, which gatehouse never writes in a build layer');
-    if (e.type === 'file' && (e.mode & 0o6000) !== 0 && options.build === true)
-      refuse('is setuid or setgid');
+    if (e.type === 'file' && (e.mode & 0o6000) !== 0 && options.build === true) refuse('is setuid or setgid');
     seen.add(name);
   });
 }

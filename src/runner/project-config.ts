@@ -140,7 +140,7 @@ const imagePath = z
   .refine((p) => !p.split('/').includes('..'), "must not contain '..'")
   .transform((p) => posix.normalize(p).replace(/\/+$/, '') || '/');
 
-const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,254}$/;
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$/;
 
 const imageSchema = z.strictObject(
   {
@@ -168,18 +168,21 @@ const imageSchema = z.strictObject(
       .optional(),
     platform: z
       .string({ error: 'is required: os/architecture[/variant], e.g. linux/amd64' })
-      .regex(/^[a-z0-9]{1,32}\/[a-z0-9_]{1,32}(?:\/[a-z0-9]{1,32})?$/, 'must be os/architecture[/variant], e.g. linux/amd64'),
+      .regex(
+        /^[a-z0-9]{1,32}\/[a-z0-9_]{1,32}(?:\/[a-z0-9]{1,32})?$/,
+        'must be os/architecture[/variant], e.g. linux/amd64',
+      ),
     entrypoint: z.array(argvItem).min(1).max(256).optional(),
     cmd: z.array(argvItem).max(256).optional(),
     env: z
-      .record(
-        z.string().regex(ENV_NAME, 'must be a variable name ([A-Za-z_][A-Za-z0-9_]*)'),
-        envValue,
-      )
+      .record(z.string().regex(ENV_NAME, 'must be a variable name ([A-Za-z_][A-Za-z0-9_]*)'), envValue)
       .optional(),
     user: z
       .string()
-      .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$/, 'must be user[:group]')
+      .regex(
+        /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$/,
+        'must be user[:group]',
+      )
       .optional(),
     workdir: imagePath.optional(),
     labels: z.record(z.string().regex(LABEL_KEY, 'must be a label key'), argvItem).optional(),
@@ -334,11 +337,7 @@ export function parseProjectConfig(text: string, where: string): ProjectConfig {
   });
 }
 
-function imageOutputOf(
-  i: z.infer<typeof imageSchema>,
-  project: string,
-  where: string,
-): ImageOutputConfig {
+function imageOutputOf(i: z.infer<typeof imageSchema>, project: string, where: string): ImageOutputConfig {
   const tos = i.files.map((f) => f.to);
   const dup = tos.find((t, n) => tos.indexOf(t) !== n);
   if (dup !== undefined) throw fail(`image.files puts two entries at '${dup}'`, where);
