@@ -162,6 +162,19 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
     );
   });
 
+  it('verifies the promoted image by its manifest digest at deploy time (gatehouse verify oci://)', async () => {
+    const ref = `oci://${registry.host}/gatehouse/promoted/static-image@${staticDigest}`;
+    const args = ['verify', ref, '--project', 'static-image', '--plain-http', '--json', ...h];
+    const ok = await cli(args);
+    assert.equal(ok.code, 0, ok.stderr);
+    const doc = JSON.parse(ok.stdout);
+    assert.equal(doc.verified, true);
+    assert.equal(doc.manifestDigest, staticDigest);
+    // Another project's identity is not this image's.
+    const other = await cli(['verify', ref, '--project', 'node-service', '--plain-http', ...h]);
+    assert.equal(other.code, 3, other.stderr);
+  });
+
   it('builds the same image again to the same manifest digest', async () => {
     const doc = await run(join(examplesDir, 'static-image'));
     assert.equal(doc.decision?.placement.manifestDigest, staticDigest);
