@@ -392,6 +392,44 @@ describe('image assembly refuses hostile inputs', () => {
     );
   });
 
+  it('refuses at the gate an archive with two index.json (one for the cataloguer, one to promote)', async () => {
+    const got = await collectImage({
+      workspace: await workspace(),
+      image: imageConfig(SIMPLE),
+      workDir: await temp(),
+    });
+    const d = await temp();
+    execFileSync('tar', ['-xf', got.output.file, '-C', d]);
+    execFileSync('cp', [got.output.file, join(d, 'twice.tar')]);
+    // GNU tar appends a second index.json after the first.
+    execFileSync('tar', ['-rf', join(d, 'twice.tar'), '-C', d, 'index.json']);
+    await assert.rejects(
+      openImageArchive(join(d, 'twice.tar'), await temp(), 'image demo'),
+      (e: Error & { code?: string }) =>
+        e.code === 'ARTIFACT_REFUSED' && /entry 'index.json' appears twice/.test(e.message),
+    );
+  });
+
+  it('refuses at the gate a gzip layer that is not gzip, without waiting forever', async () => {
+    const d = await temp();
+    const junk = Buffer.from('this is not gzip at all');
+    writeFileSync(join(d, 'layer'), junk);
+    const digest = `sha256:${sha(junk)}`;
+    const image = assembleImage({
+      base: { source: 'scratch', layers: [] },
+      layers: [
+        { mediaType: OCI_LAYER_GZIP, digest, size: junk.length, diffId: digest, path: join(d, 'layer') },
+      ],
+      settings: { platform: { os: 'linux', architecture: 'amd64' } },
+    });
+    await writeImageArchive(image, 'junk', join(d, 'junk.oci.tar'));
+    await assert.rejects(
+      openImageArchive(join(d, 'junk.oci.tar'), await temp(), 'image junk'),
+      (e: Error & { code?: string }) =>
+        e.code === 'ARTIFACT_REFUSED' && /layer cannot be read/.test(e.message),
+    );
+  });
+
   it('refuses at the gate an archive whose blob does not hash to its name', async () => {
     const ws = await workspace();
     const got = await collectImage({ workspace: ws, image: imageConfig(SIMPLE), workDir: await temp() });

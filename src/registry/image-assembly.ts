@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { pipeline as streamPipeline, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { z } from 'zod';
@@ -354,7 +354,12 @@ export async function layerDiffId(
     },
   });
   const raw = createReadStream(path, { highWaterMark: 1024 * 1024 });
-  const source = mediaType === OCI_LAYER_TAR ? raw.pipe(tee) : raw.pipe(createGunzip()).pipe(tee);
+  // pipeline, not pipe: a corrupt gzip stream must fail the read, not leave it waiting forever.
+  const done = (): void => undefined;
+  const source =
+    mediaType === OCI_LAYER_TAR
+      ? streamPipeline(raw, tee, done)
+      : streamPipeline(raw, createGunzip(), tee, done);
   try {
     await checkLayerEntries(byteSource(source), where, options);
     // Whatever follows the end of the archive still counts in the diff ID.
@@ -383,8 +388,13 @@ export async function openImageArchive(archive: string, dir: string, where: stri
   const blobs = new Map<string, { path: string; size: number }>();
   const input = createReadStream(archive, { highWaterMark: 1024 * 1024 });
   try {
+    const names = new Set<string>();
     await readTar(byteSource(input), where, async (e, content) => {
       const name = e.path.replace(/^\.\//, '');
+      // One name, one entry: with two index.json, the cataloguer and the gate could read two images.
+      const key = name.replace(/\/$/, '');
+      if (names.has(key)) throw refused(`entry '${name.slice(0, 200)}' appears twice`, where);
+      names.add(key);
       if (
         e.type === 'dir' &&
         (name === 'blobs/' || name === 'blobs/sha256/' || name === 'blobs' || name === 'blobs/sha256')
