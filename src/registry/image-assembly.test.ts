@@ -363,6 +363,10 @@ describe('image assembly refuses hostile inputs', () => {
         `gzip ${gzip}`,
       );
     }
+    // `tar -C dir .` names the root './': that is not an escape, and such a base layer is read.
+    const rooted = gnuTar(['.'], src);
+    const opened = await openImageArchive(await archiveWithLayer(rooted, true), await temp(), 'image rooted');
+    assert.equal(opened.layers.length, 1);
     const absolute = gnuTar(['--transform', 's,^x$,/etc/x,', '-P', 'x'], src);
     await assert.rejects(
       openImageArchive(await archiveWithLayer(absolute), await temp(), 'image evil'),

@@ -462,6 +462,8 @@ export async function checkLayerEntries(
     const refuse = (why: string): never => {
       throw new GatehouseError('ARTIFACT_REFUSED', `${where}: entry '${e.path.slice(0, 200)}' ${why}`);
     };
+    // The root itself (`./`, as `tar -C dir .` writes it) is a directory entry, not an escape.
+    if (e.type === 'dir' && (e.path === './' || e.path === '.')) return;
     if (!isSafeLayerPath(e.path)) refuse('is outside the image root (absolute or with ..)');
     const name = posix.normalize(e.path.replace(/^\.\//, '')).replace(/\/$/, '');
     if (e.type === 'other') refuse(`is a device node, FIFO or other special file (type '${e.flag}')`);
