@@ -10,6 +10,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { registrySkip, startRegistry, type TestRegistry } from '../src/testing/registry.ts';
+import { decideAdmission } from '../src/verify/admission/admission.ts';
+import { ociImageVerifier } from '../src/verify/admission/image-verifier.ts';
 import { cli, copyExample, examplesDir, missingTools, repoRoot, tempDir } from './helpers.ts';
 
 const skip = registrySkip() || missingTools('skopeo', 'bwrap', 'go', 'tar') || false;
@@ -173,6 +175,60 @@ describe('container images as build outputs', { skip, timeout: 900_000 }, () => 
     // Another project's identity is not this image's.
     const other = await cli(['verify', ref, '--project', 'node-service', '--plain-http', ...h]);
     assert.equal(other.code, 3, other.stderr);
+  });
+
+  it('admits a Pod running the promoted image, and refuses the same image re-packaged under another digest', async () => {
+    const rootFile = join(tmp.path, 'trusted_root.json');
+    assert.equal((await cli(['trust-root', '--output', rootFile, ...h])).code, 0);
+    const revocationsPath = join(tmp.path, 'revocations.json');
+    writeFileSync(revocationsPath, JSON.stringify({ version: 1, revoked: [] }));
+    const verifyImage = ociImageVerifier({
+      policy: {
+        projects: ['static-image'],
+        identityBase: 'https://gatehouse.internal',
+        issuer: 'https://gatehouse.internal/attestation',
+        require: ['provenance', 'sbom', 'vsa'],
+        maxAge: '7d',
+        registries: { [registry.host]: { plainHttp: true } },
+      },
+      trustedRoot: JSON.parse(readFileSync(rootFile, 'utf8')),
+      revocationsPath,
+    });
+    const pod = (image: string) =>
+      JSON.parse(
+        readFileSync(
+          join(repoRoot, 'src', 'verify', 'admission', 'testdata', 'pod-create.json'),
+          'utf8',
+        ).replaceAll('"IMAGE_0"', JSON.stringify(image)),
+      );
+    const image = `${registry.host}/gatehouse/promoted/static-image@${staticDigest}`;
+    const allowed = await decideAdmission(pod(image), verifyImage, 60_000);
+    assert.equal(allowed.response.allowed, true, JSON.stringify(allowed.response));
+    // The same layers and config as a Docker manifest: the bytes run the same, but no statement
+    // names that digest, so it is refused.
+    skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      '--format',
+      'v2s2',
+      `docker://${image}`,
+      `docker://${registry.host}/gatehouse/promoted/static-image:repacked`,
+    ]);
+    const repacked = JSON.parse(
+      skopeo([
+        'inspect',
+        '--tls-verify=false',
+        `docker://${registry.host}/gatehouse/promoted/static-image:repacked`,
+      ]),
+    ).Digest as string;
+    assert.notEqual(repacked, staticDigest);
+    const refused = await decideAdmission(
+      pod(`${registry.host}/gatehouse/promoted/static-image@${repacked}`),
+      verifyImage,
+      60_000,
+    );
+    assert.equal(refused.response.allowed, false);
   });
 
   it('builds the same image again to the same manifest digest', async () => {
