@@ -351,8 +351,12 @@ export class Gate {
       // Computed from the evidence that earned the token, never assumed (docs/trust-model.md).
       build: { slsaBuildLevel: buildLevelOf(claims.gatehouse.evidence_types) },
       ...(createdAtOfSbom === undefined ? {} : { sbom: { createdAt: createdAtOfSbom } }),
-      // The artifact's identifiers for VEX: its digests (the project purl is added by the engine).
-      subjects: submission.subjects.map((s) => `sha256:${s.sha256}`),
+      // The artifact's identifiers for VEX: its digests (the project purl is added by the engine),
+      // and an image's manifest digest, which the gate checked against the archive.
+      subjects: [
+        ...submission.subjects.map((s) => `sha256:${s.sha256}`),
+        ...(checked.image === undefined ? [] : [checked.image.manifestDigest]),
+      ],
     });
     return {
       outcome: decision.outcome,
