@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,7 @@ import { type Attester, needsReattestation } from './attester.ts';
 import { JobCredentials, type RunnerHost } from './credentials.ts';
 import { explainReferenceDrift } from './drift.ts';
 import { fetchDependencies, lastLineOf } from './fetch.ts';
+import { type CollectedImage, collectImage } from './image-output.ts';
 import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -111,6 +113,8 @@ export interface AgentOptions {
    * attestation tokens, always masked), e.g. tokens the caller holds.
    */
   secrets?: readonly string[];
+  /** The runner host's image store (`gatehouse image import`), where an image's `base: {store}` is. */
+  imagesDir?: string;
 }
 
 /** The job's build log, as the agent handed it over (or, if that failed, as it captured it). */
@@ -253,6 +257,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       );
       outcome.log = { ...local, sha256: kept.sha256, size: kept.size, stored: true };
     })());
+  // Where an image output is assembled: the agent's own directory, never the build's workspace.
+  let imageWork: string | undefined;
   // Stopped on purpose (SIGINT, SIGTERM): the sandbox's processes die now, whatever step is running;
   // the runner, its workspace and its vTPM are then destroyed as for any other end.
   const stopNow = (): void => {
@@ -338,11 +344,26 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       return r;
     });
     const finishedOn = new Date().toISOString();
+    let image: CollectedImage | undefined;
     const outputs = await step(
       'collect',
-      () => collectOutputs(runnerInstance, config.outputs),
-      (o) => o.map((f) => `${f.path} sha256:${f.sha256.slice(0, 12)}`).join(', '),
+      async () => {
+        if (config.image === undefined) return collectOutputs(runnerInstance, config.outputs);
+        imageWork = await mkdtemp(join(tmpdir(), 'gatehouse-image-'));
+        image = await collectImage({
+          workspace: runnerInstance.workspace,
+          image: config.image,
+          workDir: imageWork,
+          ...(options.imagesDir === undefined ? {} : { imagesDir: options.imagesDir }),
+        });
+        return [image.output];
+      },
+      (o) =>
+        image === undefined
+          ? o.map((f) => `${f.path} sha256:${f.sha256.slice(0, 12)}`).join(', ')
+          : `image ${image.image.manifestDigest.slice(0, 19)} (${image.image.layers.length} layers)`,
     );
+    const collectedImage = image as CollectedImage | undefined;
 
     outcome.outputs = outputs.map((o) => ({ name: o.path, sha256: o.sha256, size: o.size }));
     const subjects = outputs.map((o) => ({ name: o.path, sha256: o.sha256 }));
@@ -375,6 +396,17 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         sandboxProfileDigest: sha256Hex(canonicalJson(runnerInstance.sandboxProfile)),
       },
       steps: [...steps],
+      ...(collectedImage === undefined
+        ? {}
+        : {
+            image: {
+              name: config.image?.name ?? project,
+              archive: collectedImage.output.path,
+              manifestDigest: collectedImage.image.manifestDigest,
+              platform: { ...collectedImage.image.platform },
+              base: { ...collectedImage.base },
+            },
+          }),
       ...(environment === undefined ? {} : { environment: { sbom: environment.digest } }),
       ...(fetched.fetched.length === 0
         ? {}
@@ -466,6 +498,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
             token !== undefined,
           );
     await step('revoke', () => ended).catch(() => undefined);
+    if (imageWork !== undefined) await rm(imageWork, { recursive: true, force: true });
   }
   return outcome;
 }

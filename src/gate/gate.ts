@@ -6,11 +6,20 @@ import { describeError, GatehouseError } from '../common/errors.ts';
 import type { PolicyEngine } from '../policy/policy-engine.ts';
 import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
 import type { ProjectRegistry } from '../policy/projects.ts';
-import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
+import type { AssembledImage } from '../registry/image-assembly.ts';
+import type {
+  ArtifactFile,
+  ArtifactManifestInput,
+  ArtifactRegistry,
+  Attachment,
+  ImagePlacement,
+  Placement,
+} from '../registry/registry.ts';
 import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
 import { environmentComponents } from '../sbom/environment.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
+import { toolchainProvides } from '../sbom/reconcile.ts';
 import type { InternalCa } from '../signing/ca.ts';
 import type { PrecertificateLog } from '../signing/ct.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
@@ -20,6 +29,7 @@ import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-lo
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
 import {
+  checkImageArchive,
   checkProofFresh,
   checkSourceAgainstRegistration,
   checkStagedOutputs,
@@ -106,6 +116,8 @@ export interface CheckedSubmission {
   submission: Submission;
   claims?: AttestationClaims;
   files: ArtifactFile[];
+  /** The image inside the archive, as the gate opened and checked it (image submissions only). */
+  image?: AssembledImage;
   /** What the runner declared (its lockfiles before the build), as it signed it. */
   declared?: Sbom;
   /** The build environment's packages, from the SBOM the submission references by digest. */
@@ -137,6 +149,22 @@ export interface LoggedDecision {
   /** The document in the log, which is also attached to the artifact. */
   doc: Record<string, unknown>;
   result: Omit<GateResult, 'placement'>;
+}
+
+/** The image to place instead of the files, when the submission is an image the gate opened. */
+function imagePlacementOf(checked: CheckedSubmission): { image?: ImagePlacement } {
+  const image = checked.image;
+  if (image === undefined) return {};
+  return {
+    image: {
+      manifest: { descriptor: image.manifest.descriptor, bytes: image.manifest.bytes },
+      config: { descriptor: image.config.descriptor, bytes: image.config.bytes },
+      layers: image.layers.map((l) => ({
+        descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size },
+        path: l.path,
+      })),
+    },
+  };
 }
 
 /**
@@ -185,6 +213,8 @@ export class Gate {
       }
       checkSourceAgainstRegistration(submission, await this.#o.projects.require(job.project));
       checked.files = await checkStagedOutputs(submission, this.#o.staging);
+      const image = await checkImageArchive(submission, checked.files, this.#o.staging);
+      if (image !== undefined) checked.image = image;
       checked.declared = readSbom(submission.sbom, 'submission.sbom');
       if (submission.environment !== undefined)
         checked.environment = await this.#environment(submission.environment.sbom);
@@ -222,6 +252,9 @@ export class Gate {
               },
             }),
         fetched: submission.fetched ?? [],
+        ...(checked.environment === undefined
+          ? {}
+          : { toolchain: toolchainProvides(checked.environment.components) }),
         ...(this.#o.artifactLimits === undefined ? {} : { limits: this.#o.artifactLimits }),
         ...(this.#o.catalogTempDir === undefined ? {} : { tempDir: this.#o.catalogTempDir }),
       });
@@ -339,8 +372,12 @@ export class Gate {
         runnerKind: claims.gatehouse.runner_kind ?? 'gatehouse-ephemeral',
       },
       ...(createdAtOfSbom === undefined ? {} : { sbom: { createdAt: createdAtOfSbom } }),
-      // The artifact's identifiers for VEX: its digests (the project purl is added by the engine).
-      subjects: submission.subjects.map((s) => `sha256:${s.sha256}`),
+      // The artifact's identifiers for VEX: its digests (the project purl is added by the engine),
+      // and an image's manifest digest, which the gate checked against the archive.
+      subjects: [
+        ...submission.subjects.map((s) => `sha256:${s.sha256}`),
+        ...(checked.image === undefined ? [] : [checked.image.manifestDigest]),
+      ],
     });
     return {
       outcome: decision.outcome,
@@ -452,11 +489,13 @@ export class Gate {
   #manifestInput(
     checked: CheckedSubmission,
     decision: LoggedDecision,
-  ): { files: ArtifactFile[]; annotations: Record<string, string>; createdAt: string } {
+  ): ArtifactManifestInput & { annotations: Record<string, string> } {
     return {
       files: checked.files,
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
       createdAt: decision.createdAt,
+      // An image is promoted exactly as assembled: its manifest is the one planned and signed for.
+      ...imagePlacementOf(checked),
     };
   }
 
@@ -471,6 +510,7 @@ export class Gate {
       project: job.project,
       tag: job.id,
       files: checked.files,
+      ...imagePlacementOf(checked),
       attachments:
         checked.judged === undefined
           ? [decisionRecord(decision.doc)]

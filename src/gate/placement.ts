@@ -6,6 +6,7 @@ import type {
   ArtifactManifestInput,
   ArtifactRegistry,
   Attachment,
+  ImagePlacement,
   Placement,
 } from '../registry/registry.ts';
 import { sbomAttestationTypes } from '../sbom/read.ts';
@@ -84,6 +85,7 @@ export function promoteSigned(
     project: string;
     tag: string;
     files: ArtifactFile[];
+    image?: ImagePlacement;
     sbom: Record<string, unknown>;
     signed: SignedPromotion;
     records: Attachment[];
@@ -112,6 +114,7 @@ export function promoteSigned(
     project: p.project,
     tag: p.tag,
     files: p.files,
+    ...(p.image === undefined ? {} : { image: p.image }),
     attachments: [
       bundle(bundles.bundle, SLSA_PROVENANCE_V1),
       bundle(bundles.sbomBundle, sbomAttestationTypes(p.sbom).predicateType),

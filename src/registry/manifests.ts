@@ -175,6 +175,13 @@ export function artifactManifest(input: ArtifactManifestInput): Blob {
 /** The artifact manifest: one titled layer per file, over an image config naming them. */
 function planArtifact(request: ArtifactManifestInput, blobs: (Blob | FileBlob)[]): Blob {
   const created = request.createdAt;
+  const image = request.image;
+  if (image !== undefined) {
+    // A runnable image is placed exactly as assembled: its digest is the one checked and signed.
+    for (const l of image.layers) blobs.push({ descriptor: l.descriptor, path: l.path });
+    blobs.push({ descriptor: image.config.descriptor, bytes: image.config.bytes });
+    return { descriptor: image.manifest.descriptor, bytes: image.manifest.bytes };
+  }
   const layers = request.files.map((f) => {
     const descriptor: Descriptor = {
       mediaType: 'application/octet-stream',

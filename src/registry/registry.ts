@@ -1,3 +1,5 @@
+import type { Descriptor } from './oci-format.ts';
+
 /**
  * Where gate outcomes go: an allowed artifact is promoted with its attestations; a denied or
  * quarantined one is kept apart, with its reasons, and never reaches the promoted repository.
@@ -53,6 +55,18 @@ export interface ArtifactManifestInput {
   annotations?: Record<string, string>;
   /** RFC 3339; the manifest's `created` annotation and its config's `created`. */
   createdAt: string;
+  /** When set, the artifact is this image exactly as assembled (its manifest digest names it). */
+  image?: ImagePlacement;
+}
+
+/**
+ * A container image to place as the artifact: its manifest and config exactly as assembled (so
+ * the manifest digest is the one that was checked and signed), and its layers as files.
+ */
+export interface ImagePlacement {
+  manifest: { descriptor: Descriptor; bytes: Uint8Array };
+  config: { descriptor: Descriptor; bytes: Uint8Array };
+  layers: { descriptor: Descriptor; path: string }[];
 }
 
 export interface PlacementRequest {
@@ -60,6 +74,8 @@ export interface PlacementRequest {
   /** The tag to give the artifact manifest, e.g. the job id. */
   tag: string;
   files: ArtifactFile[];
+  /** When set, the artifact placed is this image (its manifest digest names it), not `files`. */
+  image?: ImagePlacement;
   attachments: Attachment[];
   annotations?: Record<string, string>;
   /**

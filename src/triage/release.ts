@@ -41,6 +41,13 @@ export class GateRelease implements TriageEffects {
   async release(decision: DecisionRecord, held: HeldBuild, note: ReleaseNote): Promise<ReleaseResult> {
     const registry = this.#gate.registry;
     const reference = held.quarantineManifest ?? decision.jobId;
+    // A quarantined image is its manifest and layers, not the archive the decision names; a
+    // release that re-placed it would have to re-open and re-check the image, which it does not.
+    if (held.submission.image !== undefined)
+      throw new GatehouseError(
+        'CONFLICT',
+        `decision ${decision.id} is for the image ${held.submission.image.name} (${held.submission.image.manifestDigest}); a quarantined image cannot be released yet: rebuild it once the finding is resolved or excepted in the policy`,
+      );
     const work = await mkdtemp(join(tmpdir(), 'gatehouse-release-'));
     try {
       return await this.#release(

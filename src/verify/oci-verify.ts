@@ -7,7 +7,7 @@
 import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { OciDistributionClient } from '../registry/oci-client.ts';
-import { type ImageManifest, parseImageManifest } from '../registry/oci-format.ts';
+import { type ImageManifest, OCI_IMAGE_CONFIG, parseImageManifest } from '../registry/oci-format.ts';
 import type { RegistryCredentials } from '../registry/registry-auth.ts';
 import { parseBundle } from '../signing/bundle.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
@@ -121,7 +121,9 @@ export async function verifyOciArtifact(options: VerifyOciOptions): Promise<Veri
 
   const artifact: RegistryArtifact = { client, ref, where };
   const manifest = await fetchArtifactManifest(artifact);
-  const files = artifactFiles(manifest);
+  // A runnable image is deployed, and signed, by its manifest digest; a file artifact by its files.
+  const image = isRunnableImage(manifest);
+  const files = image ? [{ name: ref.repository, sha256: ref.digest.slice(7) }] : artifactFiles(manifest);
   for (const l of manifest.layers) checkRevoked(l.digest);
   const { found, discovery } = await findBundles(artifact);
   const bundles = verifyBundles(found, {
@@ -159,6 +161,22 @@ async function fetchArtifactManifest({ client, ref, where }: RegistryArtifact): 
   const manifest = parseImageManifest(fetched.bytes, where);
   if (manifest.layers.length === 0) fail('the artifact has no files', where);
   return manifest;
+}
+
+/**
+ * Whether a manifest is a runnable image (as gatehouse promotes an image output): no
+ * artifactType, an image config, and layers that are tar layers rather than titled files.
+ */
+function isRunnableImage(manifest: ImageManifest): boolean {
+  return (
+    manifest.artifactType === undefined &&
+    manifest.config.mediaType === OCI_IMAGE_CONFIG &&
+    manifest.layers.every(
+      (l) =>
+        /^application\/vnd\.oci\.image\.layer\.v1\.tar(?:\+gzip)?$/.test(l.mediaType) &&
+        l.annotations?.['org.opencontainers.image.title'] === undefined,
+    )
+  );
 }
 
 /** The artifact's files: one a layer, named by its title annotation. */

@@ -10,7 +10,7 @@ import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { environmentCacheOf, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
-import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
+import { bubblewrapRunnerFromConfig, homeImagesDir } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
 import { FileKeySigner } from '../../signing/file-key-signer.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
@@ -278,6 +278,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       ...(ciToken === undefined ? {} : { ciToken }),
       ...(useHomeCache ? { environmentCache: environmentCacheOf(homeRoot) } : {}),
       ...(values.server === undefined ? { referenceHome: homeRoot } : {}),
+      imagesDir: homeImagesDir(homeRoot),
     });
     const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);
