@@ -9,6 +9,7 @@
  * appraises evidence and issues, verifies and revokes tokens.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import type { AlertSink } from '../alerts/alert-event.ts';
 import type { AttestationAuthority } from '../attestation/authority.ts';
 import { CHECKS, EvidenceRejectedError, failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
 import type { HostEnrollment, HostRegistry } from '../attestation/hosts.ts';
@@ -67,6 +68,8 @@ export interface JobPipelineOptions {
    * refuses software evidence at every entry point.
    */
   attestation: 'tpm' | 'software';
+  /** Told of each deny, quarantine and attestation refusal (src/alerts). */
+  alerts?: AlertSink;
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
@@ -256,6 +259,21 @@ export class JobPipeline implements ControlPlane {
           ? await this.#approve(job, checked, decision)
           : await this.#hold(job, checked, decision);
       this.#o.metrics.decision(result.outcome);
+      if (result.outcome !== 'allow') {
+        await this.#o.alerts?.({
+          type:
+            result.outcome === 'deny'
+              ? 'dev.gatehouse.decision.denied'
+              : 'dev.gatehouse.decision.quarantined',
+          subject: `decisions/${decision.decisionId}`,
+          data: {
+            ...{ decisionId: decision.decisionId, jobId: job.id, project: job.project },
+            ...{ outcome: result.outcome, policyDigest: result.policyDigest, logIndex: result.logIndex },
+            ...{ reasons: result.reasons, placement: result.placement.reference },
+            ...(job.host === undefined ? {} : { host: job.host }),
+          },
+        });
+      }
       return result;
     } catch (e) {
       await this.#o.orchestrator.transition(job.id, 'failed', {
@@ -401,8 +419,27 @@ export class JobPipeline implements ControlPlane {
     } catch (e) {
       this.#o.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
       await this.#recordRefusal(stage, e, jobId ?? refusedJobOf(e));
+      await this.#alertRefusal(stage, e, jobId ?? refusedJobOf(e));
       throw e;
     }
+  }
+
+  /** Tell of a refused attestation, with its failed checks and the host that asked. */
+  async #alertRefusal(stage: AttestationRefusalRecord['stage'], e: unknown, jobId?: string): Promise<void> {
+    const failedChecks = failedChecksOf(e);
+    if (failedChecks === undefined || this.#o.alerts === undefined) return;
+    const host =
+      jobId === undefined ? undefined : (await this.#o.store.jobs.get(jobId).catch(() => undefined))?.host;
+    await this.#o.alerts({
+      type: 'dev.gatehouse.attestation.refused',
+      subject: jobId === undefined ? 'attestation' : `jobs/${jobId}`,
+      data: {
+        stage,
+        ...(jobId === undefined ? {} : { jobId }),
+        ...(host === undefined ? {} : { host }),
+        failedChecks: failedChecks.map((f) => ({ check: f.check, message: f.message })),
+      },
+    });
   }
 
   /** Keep a refusal for audit; a store failure here must not hide the refusal itself. */
