@@ -14,8 +14,14 @@ import { GatehouseError } from '../../common/errors.ts';
 import type { EmbeddedControlPlane } from '../../control-plane/embedded-control-plane.ts';
 import type { DecisionRecord, Store } from '../../store/store.ts';
 import { type Reply, type Route, readJson, route } from '../http-server.ts';
-import { cookieValue, type ConsoleSession, SESSION_COOKIE, SESSION_SECONDS, SessionKeeper } from './session.ts';
 import { seedMetricSeries } from './series.ts';
+import {
+  type ConsoleSession,
+  cookieValue,
+  SESSION_COOKIE,
+  SESSION_SECONDS,
+  SessionKeeper,
+} from './session.ts';
 
 const ASSETS_DIR = join(import.meta.dirname, 'assets');
 const TYPES: Record<string, string> = {
@@ -64,7 +70,10 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body);
   if (!r.success) {
     const issue = r.error.issues[0];
-    throw new GatehouseError('BAD_INPUT', `request body ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+    throw new GatehouseError(
+      'BAD_INPUT',
+      `request body ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   return r.data;
 }
@@ -157,15 +166,20 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
       throw new GatehouseError('UNAUTHORIZED', 'the CSRF token is missing or wrong');
   }
 
-  const read = (handler: (req: IncomingMessage, p: Record<string, string>, url: URL) => Promise<unknown>) =>
+  const read =
+    (handler: (req: IncomingMessage, p: Record<string, string>, url: URL) => Promise<unknown>) =>
     async (req: IncomingMessage, p: Record<string, string>, url: URL): Promise<Reply> => {
       viewer(req);
       return json(await handler(req, p, url));
     };
 
-  async function triageState(): Promise<Map<string, { action: string; createdAt: string; logIndex: number }>> {
+  async function triageState(): Promise<
+    Map<string, { action: string; createdAt: string; logIndex: number }>
+  > {
     const all = await store.policies.listTriage({ limit: 100_000 });
-    return new Map(all.map((t) => [t.decisionId, { action: t.action, createdAt: t.createdAt, logIndex: t.logIndex }]));
+    return new Map(
+      all.map((t) => [t.decisionId, { action: t.action, createdAt: t.createdAt, logIndex: t.logIndex }]),
+    );
   }
 
   async function withTriage(decisions: DecisionRecord[]) {
@@ -184,7 +198,8 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
     route('POST', '/console/api/login', false, async (req) => {
       sameOrigin(req);
       const body = parse(loginBody, await readJson(req));
-      if (!sessions.isViewerToken(body.token)) throw new GatehouseError('UNAUTHORIZED', 'that is not the viewer token');
+      if (!sessions.isViewerToken(body.token))
+        throw new GatehouseError('UNAUTHORIZED', 'that is not the viewer token');
       const { cookie, session } = sessions.issue();
       // Secure when the request reached us over TLS (a terminating proxy says so).
       const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';
@@ -260,7 +275,8 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
         for (const r of refusals) {
           let host = '(before a job was named)';
           if (r.jobId !== undefined) {
-            if (!hosts.has(r.jobId)) hosts.set(r.jobId, (await store.jobs.get(r.jobId))?.host ?? '(unclaimed job)');
+            if (!hosts.has(r.jobId))
+              hosts.set(r.jobId, (await store.jobs.get(r.jobId))?.host ?? '(unclaimed job)');
             host = hosts.get(r.jobId) ?? host;
           }
           byHost[host] = (byHost[host] ?? 0) + 1;
@@ -292,7 +308,9 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
       '/console/api/log/checkpoint',
       false,
       read(async () => {
-        const root = (await cp.trustedRoot()) as { tlogs?: { baseUrl?: string; publicKey?: { rawBytes?: string } }[] };
+        const root = (await cp.trustedRoot()) as {
+          tlogs?: { baseUrl?: string; publicKey?: { rawBytes?: string } }[];
+        };
         return {
           checkpoint: await cp.checkpoint(),
           // The keys the page checks the checkpoint's signature with: those of the trusted root.
@@ -306,7 +324,8 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
       false,
       read(async (_r, p, url) => {
         const index = Number(p.index);
-        if (!/^\d{1,15}$/.test(p.index ?? '')) throw new GatehouseError('BAD_INPUT', 'log index must be a whole number');
+        if (!/^\d{1,15}$/.test(p.index ?? ''))
+          throw new GatehouseError('BAD_INPUT', 'log index must be a whole number');
         const size = url.searchParams.get('treeSize');
         if (size !== null && !/^\d{1,15}$/.test(size))
           throw new GatehouseError('BAD_INPUT', 'treeSize must be a whole number');

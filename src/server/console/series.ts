@@ -3,7 +3,12 @@
  * after a restart): share of builds on ephemeral runners, attestation success rate, time to detect
  * a policy violation, artifacts blocked. `/metrics` has the live counters; this is their history.
  */
-import type { AttestationRefusalRecord, DecisionRecord, JobRecord, ReevaluationRecord } from '../../store/store.ts';
+import type {
+  AttestationRefusalRecord,
+  DecisionRecord,
+  JobRecord,
+  ReevaluationRecord,
+} from '../../store/store.ts';
 
 export interface SeriesPoint {
   /** Start of the bucket (ISO 8601). */
@@ -59,7 +64,9 @@ export function seedMetricSeries(
   ].filter(Number.isFinite);
   const earliest = times.length === 0 ? now : Math.min(...times);
   const stepMs =
-    STEP_CHOICES_MS.find((s) => s * buckets >= now - earliest) ?? STEP_CHOICES_MS[STEP_CHOICES_MS.length - 1] ?? 1;
+    STEP_CHOICES_MS.find((s) => s * buckets >= now - earliest) ??
+    STEP_CHOICES_MS[STEP_CHOICES_MS.length - 1] ??
+    1;
   const start = Math.floor(now / stepMs) * stepMs - (buckets - 1) * stepMs;
   const bucketOf = (iso: string): number => {
     const i = Math.floor((Date.parse(iso) - start) / stepMs);
