@@ -32,7 +32,7 @@ async function receiver(): Promise<{ url: string; got: Received[]; answers: numb
 }
 
 describe('webhook alerts', () => {
-  const key = webhookKey('whsec_' + Buffer.from('a test secret of 32 bytes!!!!!!!').toString('base64'));
+  const key = webhookKey(`whsec_${Buffer.from('a test secret of 32 bytes!!!!!!!').toString('base64')}`);
   let rx: Awaited<ReturnType<typeof receiver>>;
   let store: SqliteStore;
   let clock = Date.UTC(2026, 0, 1);
