@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { verifyWebhook, webhookKey } from '../src/alerts/webhook-signature.ts';
+import { signHostRequest } from '../src/attestation/request-proof.ts';
 import { loadSigningKey, signAct, triageAct } from '../src/server/console/assets/act.js';
 import {
   fromBase64,
@@ -27,6 +28,7 @@ import {
   verifyInclusion,
 } from '../src/server/console/assets/merkle.js';
 import { verifyCheckpoint } from '../src/server/console/assets/note.js';
+import { EphemeralSigner } from '../src/signing/file-key-signer.ts';
 import { cli, examplesDir, repoRoot, tempDir } from './helpers.ts';
 
 interface Hook {
@@ -365,6 +367,22 @@ describe('the console and alerts, end to end', () => {
     )
       await new Promise((res) => setTimeout(res, 100));
     assert.ok(hooks.some((k) => JSON.parse(k.body).type === 'dev.gatehouse.triage.released'));
+  });
+
+  it('tells of a runner host that is not enrolled, and still refuses it', async () => {
+    const request = { project: 'hello-app' };
+    const proof = await signHostRequest(EphemeralSigner.generate(), 'rogue-host', { act: 'create', request });
+    const r = await fetch(`${url}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'gatehouse-proof': proof },
+      body: JSON.stringify(request),
+    });
+    assert.equal(r.status, 401);
+    const deadline = Date.now() + 10_000;
+    const told = () => hooks.filter((k) => JSON.parse(k.body).type === 'dev.gatehouse.runner.unenrolled');
+    while (told().length === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    assert.equal(told().length, 1);
+    assert.match(JSON.parse(told()[0]?.body ?? '{}').data.refusal, /rogue-host/);
   });
 
   it('lists the deliveries with gatehouse alerts', async () => {

@@ -14,6 +14,9 @@ export const ALERT_TYPES = [
   'dev.gatehouse.attestation.refused',
   'dev.gatehouse.artifact.revoked',
   'dev.gatehouse.reevaluation.flagged',
+  'dev.gatehouse.host.drift',
+  'dev.gatehouse.provisioning.surge',
+  'dev.gatehouse.runner.unenrolled',
 ] as const;
 
 export type AlertType = (typeof ALERT_TYPES)[number];
