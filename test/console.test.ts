@@ -218,6 +218,30 @@ describe('the console and alerts, end to end', () => {
     assert.ok(Number.isInteger(d?.logIndex));
   });
 
+  it("shows each artifact's SBOM with its findings and whether VEX settles them", async () => {
+    const id = runs['vulnerable-app']?.doc.decision?.decisionId ?? '';
+    const s = await getJson<{
+      known: boolean;
+      components: { purl: string }[];
+      findings: { vulnId: string; purl: string; vex: unknown }[];
+    }>(`/console/api/decisions/${id}/sbom`);
+    assert.ok(s.known);
+    assert.ok(s.components.length > 0);
+    assert.ok(s.findings.length > 0, 'the vulnerable app has findings');
+    assert.ok(
+      s.findings.every((f) => s.components.some((c) => c.purl === f.purl) || f.purl.startsWith('pkg:deb')),
+    );
+    assert.ok(
+      s.findings.some((f) => f.vex === null),
+      'no VEX settles what denied it',
+    );
+    const allowed = await getJson<{ known: boolean }>(
+      `/console/api/decisions/${runs['hello-app']?.doc.decision?.decisionId}/sbom`,
+    );
+    assert.ok(allowed.known);
+    assert.equal((await get('/console/api/decisions/no-such/sbom')).status, 404);
+  });
+
   it('charts the four seed metrics with the measured values', async () => {
     const m = await getJson<{
       series: { name: string; current: number | null; points: { v: number | null }[] }[];

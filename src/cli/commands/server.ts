@@ -82,7 +82,12 @@ export async function serverCommand(argv: string[]): Promise<number> {
     apiToken: home.apiToken,
     extraRoutes: [
       ...ctRoutes(home.ct),
-      ...consoleRoutes({ controlPlane: home.controlPlane, store: home.store, viewerToken: viewer.token }),
+      ...consoleRoutes({
+        controlPlane: home.controlPlane,
+        store: home.store,
+        policies: home.policies,
+        viewerToken: viewer.token,
+      }),
     ],
   });
   await new Promise<void>((resolve, reject) => {

@@ -12,7 +12,13 @@ import { extname, join } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../../common/errors.ts';
 import type { EmbeddedControlPlane } from '../../control-plane/embedded-control-plane.ts';
+import type { HeldBuild } from '../../gate/held-build.ts';
+import type { PolicyService } from '../../policy/policy-service.ts';
+import { environmentComponents } from '../../sbom/environment.ts';
+import type { Component } from '../../sbom/model.ts';
 import type { DecisionRecord, Store } from '../../store/store.ts';
+import { matchVulnerabilities } from '../../vuln/match.ts';
+import { projectPurl, vexFor } from '../../vuln/vex.ts';
 import { type Reply, type Route, readJson, route } from '../http-server.ts';
 import { seedMetricSeries } from './series.ts';
 import {
@@ -99,13 +105,15 @@ function loadAssets(): Map<string, { bytes: Buffer; type: string }> {
 export interface ConsoleOptions {
   controlPlane: EmbeddedControlPlane;
   store: Store;
+  /** The vulnerability index and VEX statements an artifact's findings are read against. */
+  policies: PolicyService;
   /** The static viewer token viewers log in with. */
   viewerToken: string;
 }
 
 /** The console's routes, to hand to `createApiServer({ extraRoutes })`. */
 export function consoleRoutes(options: ConsoleOptions): Route[] {
-  const { controlPlane: cp, store } = options;
+  const { controlPlane: cp, store, policies } = options;
   const sessions = new SessionKeeper(options.viewerToken);
   const assets = loadAssets();
 
@@ -243,6 +251,63 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
       read(async (_r, _p, url) => ({
         decisions: await withTriage(await store.decisions.list({ limit: limitOf(url, 100) })),
       })),
+    ),
+    route(
+      'GET',
+      '/console/api/decisions/:id/sbom',
+      false,
+      read(async (_r, p) => {
+        const d = await cp.getDecision(p.id ?? '');
+        // A refused build's judged components are held for triage; an allowed one's are kept for
+        // re-evaluation.
+        const held = await store.policies.heldBuild(d.id);
+        const kept =
+          held === undefined
+            ? (await store.policies.artifactSboms()).find((a) => a.decisionId === d.id)
+            : undefined;
+        const facts = held === undefined ? undefined : (JSON.parse(held.facts) as HeldBuild);
+        const components: Component[] =
+          facts?.components ?? (kept === undefined ? [] : (JSON.parse(kept.components) as Component[]));
+        const envDigest = facts?.environment ?? kept?.environment;
+        const envRecord =
+          envDigest === undefined ? undefined : await store.policies.environmentSbom(envDigest);
+        const env =
+          envRecord === undefined ? [] : environmentComponents(envRecord.document, envRecord.digest);
+        // Findings as the database and the VEX statements stand now, which may differ from the
+        // decision's reasons (new advisories, new VEX).
+        const matched = await matchVulnerabilities([...components, ...env], policies.vulnIndex);
+        const vex = await policies.vexStatements();
+        const identifiers = [projectPurl(d.project), ...d.subjects.map((s) => `sha256:${s.sha256}`)];
+        return {
+          decisionId: d.id,
+          project: d.project,
+          outcome: d.outcome,
+          known: held !== undefined || kept !== undefined,
+          components: components.map((c) => ({
+            name: c.name,
+            version: c.version,
+            purl: c.purl,
+            ...(c.scope === undefined ? {} : { scope: c.scope }),
+            ...(c.licenses === undefined ? {} : { licenses: c.licenses }),
+          })),
+          environment: envDigest === undefined ? null : { digest: envDigest, packages: env.length },
+          findings: matched.findings.map((f) => {
+            const s = vexFor(f, vex, identifiers);
+            return {
+              ...{ vulnId: f.vulnId, aliases: f.aliases, purl: f.purl, severity: f.severity },
+              vex:
+                s === undefined
+                  ? null
+                  : {
+                      document: s.document,
+                      status: s.status,
+                      ...(s.justification === undefined ? {} : { justification: s.justification }),
+                    },
+            };
+          }),
+          unmatched: matched.unmatched,
+        };
+      }),
     ),
     route(
       'GET',

@@ -142,10 +142,76 @@ function decisionsTable(decisions) {
       stateCell(d.outcome),
       reasons(d.reasons),
       h('code', { title: d.policyDigest }, short(d.policyDigest, 19)),
-      h('a', { href: `#/log/${d.logIndex}` }, `#${d.logIndex}`),
+      h(
+        'span',
+        {},
+        h('a', { href: `#/log/${d.logIndex}` }, `#${d.logIndex}`),
+        ' ',
+        h('a', { href: `#/sbom/${encodeURIComponent(d.id)}` }, 'SBOM'),
+      ),
       d.triage ? `${d.triage.action}d (#${d.triage.logIndex})` : '',
     ]),
     'Decisions',
+  );
+}
+
+async function sbomView(id) {
+  const s = await api(`/decisions/${encodeURIComponent(id)}/sbom`);
+  page(
+    `SBOM of ${short(s.decisionId, 13)}`,
+    h(
+      'p',
+      {},
+      `${s.project} · `,
+      stateCell(s.outcome),
+      s.known ? '' : ' · no components kept for this decision',
+    ),
+    h('h2', {}, `Findings (${s.findings.length})`),
+    s.findings.length === 0
+      ? h('p', {}, 'No known vulnerability in its components.')
+      : table(
+          ['Vulnerability', 'Component', 'Severity', 'VEX'],
+          s.findings.map((f) => [
+            h('code', { title: f.aliases.join(', ') }, f.vulnId),
+            h('code', {}, f.purl),
+            f.severity,
+            f.vex === null
+              ? h('span', { class: 'bad' }, 'affected (no VEX statement settles it)')
+              : h(
+                  'span',
+                  { class: 'ok' },
+                  `${f.vex.status}${f.vex.justification ? `: ${f.vex.justification}` : ''} (${f.vex.document})`,
+                ),
+          ]),
+          'Findings',
+        ),
+    s.unmatched.length > 0
+      ? h(
+          'p',
+          { class: 'warn' },
+          `${s.unmatched.length} component(s) could not be matched against their advisories.`,
+        )
+      : '',
+    h('h2', {}, `Components (${s.components.length})`),
+    s.environment
+      ? h(
+          'p',
+          { class: 'muted' },
+          `Plus ${s.environment.packages} packages of the build environment `,
+          h('code', {}, short(s.environment.digest, 23)),
+        )
+      : '',
+    table(
+      ['Name', 'Version', 'purl', 'Scope', 'Licences'],
+      s.components.map((c) => [
+        c.name,
+        c.version,
+        h('code', {}, c.purl),
+        c.scope ?? '',
+        (c.licenses ?? []).join(', '),
+      ]),
+      'Components',
+    ),
   );
 }
 
@@ -430,6 +496,7 @@ const routes = [
   [/^#\/jobs\/([^/]+)$/, (m) => jobView(decodeURIComponent(m[1])), 'jobs'],
   [/^#\/jobs$/, jobsView, 'jobs'],
   [/^#\/decisions$/, decisionsView, 'decisions'],
+  [/^#\/sbom\/([^/]+)$/, (m) => sbomView(decodeURIComponent(m[1])), 'decisions'],
   [/^#\/quarantine$/, quarantineView, 'quarantine'],
   [/^#\/refusals$/, refusalsView, 'refusals'],
   [/^#\/metrics$/, metricsView, 'metrics'],
