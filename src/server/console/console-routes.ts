@@ -221,9 +221,12 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
         'set-cookie': `${SESSION_COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0`,
       });
     }),
+    // Answers 200 either way: the page asks on load, and a 401 there would be a console error.
     route('GET', '/console/api/session', false, async (req) => {
-      const who = viewer(req);
-      return json(who === 'bearer' ? { bearer: true } : who);
+      const b = bearer(req);
+      if (b !== undefined) return json({ loggedIn: sessions.isViewerToken(b), bearer: true });
+      const s = sessions.check(cookieValue(req.headers.cookie, SESSION_COOKIE));
+      return json(s === undefined ? { loggedIn: false } : { loggedIn: true, ...s });
     }),
     route(
       'GET',

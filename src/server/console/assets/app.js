@@ -545,6 +545,7 @@ window.addEventListener('hashchange', () => void route());
 
 try {
   const s = await api('/session');
+  if (!s.loggedIn) throw new Unauthorized('log in first');
   csrf = s.csrf;
   showApp();
   await route();
