@@ -458,11 +458,7 @@ describe('the console and alerts, end to end', () => {
     it('asks for the viewer token and logs in from the keyboard', async () => {
       await page.goto(`${url}/console/`);
       await page.locator('#token').waitFor();
-      assert.equal(
-        await page.evaluate('document.activeElement?.id'),
-        'token',
-        'the token field has focus',
-      );
+      assert.equal(await page.evaluate('document.activeElement?.id'), 'token', 'the token field has focus');
       assert.ok(await page.locator('#nav').isHidden());
       await shot('login');
       await page.keyboard.type(viewerToken);
