@@ -18,7 +18,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import { verifyWebhook, webhookKey } from '../src/alerts/webhook-signature.ts';
 import { signHostRequest } from '../src/attestation/request-proof.ts';
 import { loadSigningKey, signAct, triageAct } from '../src/server/console/assets/act.js';
@@ -32,6 +32,12 @@ import {
 import { verifyCheckpoint } from '../src/server/console/assets/note.js';
 import { EphemeralSigner } from '../src/signing/file-key-signer.ts';
 import { cli, examplesDir, missingTools, repoRoot, tempDir } from './helpers.ts';
+
+/** The text of an element as a person sees it (rendered, with cell and line breaks). */
+function shown(l: Locator): Promise<string> {
+  // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text, on purpose
+  return l.innerText();
+}
 
 interface Hook {
   headers: IncomingMessage['headers'];
@@ -474,24 +480,21 @@ describe('the console and alerts, end to end', () => {
 
     it("shows the allowed and the denied builds, and a job's lifecycle timeline", async () => {
       await page.locator('td', { hasText: 'allowed' }).first().waitFor();
-      const text = await page.locator('#view').innerText();
+      const text = await shown(page.locator('#view'));
       assert.match(text, /hello-app\s+allowed/);
       assert.match(text, /vulnerable-app\s+denied/);
       await shot('jobs');
       await page.locator('tr', { hasText: 'denied' }).first().locator('a').click();
       await page.locator('svg.timeline rect').first().waitFor();
       assert.ok((await page.locator('svg.timeline rect').count()) >= 4, 'one bar per step');
-      assert.match(await page.locator('#view').innerText(), /deny/);
+      assert.match(await shown(page.locator('#view')), /deny/);
       await shot('job');
     });
 
     it('shows the decisions with their reasons, policy digest and log index', async () => {
       await page.goto(`${url}/console/#/decisions`);
       await page.locator('td .state-deny').first().waitFor();
-      const row = await page
-        .locator('tr', { has: page.locator('.state-deny') })
-        .first()
-        .innerText();
+      const row = await shown(page.locator('tr', { has: page.locator('.state-deny') }).first());
       assert.match(row, /vuln|CVE|GHSA/i, 'the reason is shown');
       assert.match(row, /#\d+/, 'the log index is shown');
       assert.equal(await page.locator('tbody tr').count(), 3);
@@ -525,7 +528,7 @@ describe('the console and alerts, end to end', () => {
       await page.locator('#inclusion-status[data-state]').waitFor();
       assert.equal(await page.getAttribute('#checkpoint-status', 'data-state'), 'ok');
       assert.equal(await page.getAttribute('#inclusion-status', 'data-state'), 'ok');
-      assert.match(await page.locator('.entry-body').innerText(), /gatehouse-decision/);
+      assert.match(await shown(page.locator('.entry-body')), /gatehouse-decision/);
       await shot('log');
     });
 
@@ -538,8 +541,8 @@ describe('the console and alerts, end to end', () => {
       await card.locator('textarea').fill('accepted risk, reviewed in the browser');
       await card.locator('button', { hasText: 'Prepare act' }).click();
       await card.locator('.act-digest').waitFor();
-      assert.match(await card.locator('.act-digest').innerText(), /^[0-9a-f]{64}$/);
-      assert.match(await card.locator('.act-json').innerText(), new RegExp(id));
+      assert.match(await shown(card.locator('.act-digest')), /^[0-9a-f]{64}$/);
+      assert.match(await shown(card.locator('.act-json')), new RegExp(id));
       await shot('quarantine');
       await card.locator('input[type="file"]').setInputFiles({
         name: 'triager.pem',
@@ -551,12 +554,9 @@ describe('the console and alerts, end to end', () => {
       assert.equal(
         await card.locator('.verified').getAttribute('data-state'),
         'ok',
-        await card.locator('.verified').innerText(),
+        await shown(card.locator('.verified')),
       );
-      assert.match(
-        await card.locator('.verified').innerText(),
-        /Released: logged as entry #\d+, promoted to /,
-      );
+      assert.match(await shown(card.locator('.verified')), /Released: logged as entry #\d+, promoted to /);
       const { held } = await getJson<{ held: { id: string }[] }>('/console/api/quarantine');
       assert.ok(!held.some((d) => d.id === id));
     });
