@@ -493,6 +493,8 @@ describe('the console and alerts, end to end', () => {
 
     it('shows the decisions with their reasons, policy digest and log index', async () => {
       await page.goto(`${url}/console/#/decisions`);
+      // The view is replaced as a whole: wait for this page's heading, not a cell the last page had.
+      await page.locator('#view h1', { hasText: 'Decisions' }).waitFor();
       await page.locator('td .state-deny').first().waitFor();
       const row = await shown(page.locator('tr', { has: page.locator('.state-deny') }).first());
       assert.match(row, /vuln|CVE|GHSA/i, 'the reason is shown');
