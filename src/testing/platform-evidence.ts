@@ -194,3 +194,90 @@ export async function makeSnpReport(chain: SnpChain, f: SnpReportFields): Promis
     .copy(r, 0x2a0 + 72);
   return r;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Intel TDX
+
+/** A test Intel chain: SGX Root CA ← Platform CA ← PCK (all P-256), and a QE attestation key. */
+export interface TdxChain {
+  readonly root: TestCert;
+  readonly platformCa: TestCert;
+  readonly pck: TestCert;
+  readonly attestationKey: CryptoKeyPair;
+}
+
+export async function makeTdxChain(opts: { root?: TestCert } = {}): Promise<TdxChain> {
+  const root =
+    opts.root ?? (await makeCert({ name: 'CN=Intel SGX Root CA, O=Test Intel', alg: EC_P256, ca: true }));
+  const platformCa = await makeCert({
+    name: 'CN=Intel SGX PCK Platform CA, O=Test Intel',
+    alg: EC_P256,
+    issuer: root,
+    ca: true,
+  });
+  const pck = await makeCert({
+    name: 'CN=Intel SGX PCK Certificate, O=Test Intel',
+    alg: EC_P256,
+    issuer: platformCa,
+  });
+  const attestationKey = (await subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
+  return { root, platformCa, pck, attestationKey };
+}
+
+/** The fields of a sample TDX quote; the rest is zero. */
+export interface TdxQuoteFields {
+  reportData: Buffer;
+  mrTd: Buffer;
+  rtmrs?: Buffer[];
+  tdAttributes?: bigint;
+  teeTcbSvn?: Buffer;
+  /** Sign the QE report with this key instead of the PCK's (an attacker's). */
+  qeSigner?: webcrypto.CryptoKey;
+  /** Bind this key in the QE report instead of the one signing the quote. */
+  boundKey?: CryptoKeyPair;
+  /** The PEM chain to embed (default: PCK, Platform CA, root). */
+  pem?: string;
+}
+
+const pemOf = (c: TestCert) => c.cert.toString();
+
+/** Build a TDX v4 quote: header, TD quote body, signature data with the QE report and PCK chain. */
+export async function makeTdxQuote(chain: TdxChain, f: TdxQuoteFields): Promise<Buffer> {
+  const header = Buffer.alloc(0x30);
+  header.writeUInt16LE(4, 0);
+  header.writeUInt16LE(2, 2);
+  header.writeUInt32LE(0x81, 4);
+  Buffer.from('939a7233f79c4ca9940a0db3957f0607', 'hex').copy(header, 12);
+  const body = Buffer.alloc(0x248);
+  (f.teeTcbSvn ?? Buffer.from('03000500000000000000000000000000', 'hex')).copy(body, 0);
+  body.writeBigUInt64LE(f.tdAttributes ?? 0x10000000n, 0x78); // SEPT_VE_DISABLE
+  f.mrTd.copy(body, 0x88);
+  (f.rtmrs ?? []).forEach((r, i) => {
+    r.copy(body, 0x148 + 48 * i);
+  });
+  f.reportData.copy(body, 0x208);
+  const signed = Buffer.concat([header, body]);
+  const sig = await signWith(chain.attestationKey.privateKey, EC_P256, signed);
+  const akRaw = await rawEcPoint((f.boundKey ?? chain.attestationKey).publicKey);
+  const qeAuth = Buffer.from('test QE authentication data');
+  const qeReport = Buffer.alloc(0x180);
+  Buffer.from('8c4f5775d796503e96137f77c68a829a0056ac8ded70140b081b094490c57bff', 'hex').copy(qeReport, 0x80);
+  qeReport.writeUInt16LE(1, 0x100);
+  qeReport.writeUInt16LE(8, 0x102);
+  createHash('sha256').update(akRaw).update(qeAuth).digest().copy(qeReport, 0x140);
+  const qeSig = await signWith(f.qeSigner ?? chain.pck.keys.privateKey, EC_P256, qeReport);
+  const pem = Buffer.from(f.pem ?? [chain.pck, chain.platformCa, chain.root].map(pemOf).join(''), 'latin1');
+  const authLen = Buffer.alloc(2);
+  authLen.writeUInt16LE(qeAuth.length);
+  const pckHead = Buffer.alloc(6);
+  pckHead.writeUInt16LE(5, 0);
+  pckHead.writeUInt32LE(pem.length, 2);
+  const qeCert = Buffer.concat([qeReport, qeSig, authLen, qeAuth, pckHead, pem]);
+  const certHead = Buffer.alloc(6);
+  certHead.writeUInt16LE(6, 0);
+  certHead.writeUInt32LE(qeCert.length, 2);
+  const sigData = Buffer.concat([sig, await rawEcPoint(chain.attestationKey.publicKey), certHead, qeCert]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(sigData.length);
+  return Buffer.concat([signed, len, sigData]);
+}

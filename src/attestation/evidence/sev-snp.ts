@@ -15,6 +15,7 @@ import {
   type EvidenceAppraisal,
   type EvidenceVerifier,
   messageOf,
+  referenceFor,
   reportData64,
   type TrustClaim,
   type VerifyContext,
@@ -343,34 +344,27 @@ export class SevSnpVerifier implements EvidenceVerifier {
     if ((report.policy & SNP_POLICY_DEBUG) !== 0n)
       out.fail(C.debug, 'runtime-opaque', 'the guest policy allows debugging (POLICY bit 19 at offset 0x8)');
 
-    const ref = snpReferenceSchema.safeParse(ctx.reference);
-    if (ctx.reference === undefined || !ref.success) {
-      out.fail(
-        C.measurement,
-        'executables',
-        'no SEV-SNP reference values are published: no measurement is approved',
-      );
-      return out.done();
-    }
-    if (!ref.data.measurements.includes(out.measurements.measurement))
+    const ref = referenceFor(out, snpReferenceSchema, ctx.reference, 'SEV-SNP');
+    if (ref === undefined) return out.done();
+    if (!ref.measurements.includes(out.measurements.measurement))
       out.fail(
         C.measurement,
         'executables',
         `MEASUREMENT ${out.measurements.measurement} is not a reference value`,
       );
-    if ((report.policy & SNP_POLICY_MIGRATE_MA) !== 0n && !ref.data.allowMigrationAgent)
+    if ((report.policy & SNP_POLICY_MIGRATE_MA) !== 0n && !ref.allowMigrationAgent)
       out.fail(
         C.debug,
         'configuration',
         'the guest policy allows a migration agent (POLICY bit 18), which the reference values do not',
       );
-    if (!ref.data.vmpls.includes(report.vmpl))
+    if (!ref.vmpls.includes(report.vmpl))
       out.fail(
         C.measurement,
         'configuration',
-        `the report comes from VMPL ${report.vmpl}, not one of ${ref.data.vmpls.join(', ')}`,
+        `the report comes from VMPL ${report.vmpl}, not one of ${ref.vmpls.join(', ')}`,
       );
-    const min = ref.data.minTcb;
+    const min = ref.minTcb;
     if (min !== undefined)
       for (const level of TCB_LEVELS) {
         const want = min[level];

@@ -6,6 +6,7 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
+import type { z } from 'zod';
 import type { CheckFailure } from '../../tpm/quote.ts';
 
 /** The kinds of platform evidence, each also the name of its EAR submod and policy evidence type. */
@@ -159,4 +160,34 @@ export class EvidenceParseError extends Error {
 /** The message of any error, for a failure. */
 export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The kind's reference values, parsed; when none are published or they do not parse, a
+ * measurement failure is recorded and undefined returned: nothing is approved (fail closed).
+ */
+export function referenceFor<T>(
+  out: AppraisalBuilder,
+  schema: z.ZodType<T>,
+  reference: unknown,
+  label: string,
+): T | undefined {
+  if (reference === undefined) {
+    out.fail(
+      EVIDENCE_CHECKS.measurement,
+      'executables',
+      `no ${label} reference values are published: no measurement is approved`,
+    );
+    return undefined;
+  }
+  const parsed = schema.safeParse(reference);
+  if (!parsed.success) {
+    out.fail(
+      EVIDENCE_CHECKS.measurement,
+      'executables',
+      `the ${label} reference values do not parse (${parsed.error.issues[0]?.message ?? 'invalid'})`,
+    );
+    return undefined;
+  }
+  return parsed.data;
 }
