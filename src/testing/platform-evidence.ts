@@ -4,8 +4,10 @@
  * vendor-signed evidence can be obtained offline, and none of this ran on real hardware.
  */
 import '../signing/reflect-metadata-shim.ts';
-import { createHash, webcrypto, X509Certificate } from 'node:crypto';
+import { createHash, randomUUID, webcrypto, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { type JSONWebKeySet, type JWK, SignJWT } from 'jose';
+import { type CborValue, encodeCbor } from '../attestation/evidence/cbor.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -280,4 +282,138 @@ export async function makeTdxQuote(chain: TdxChain, f: TdxQuoteFields): Promise<
   const len = Buffer.alloc(4);
   len.writeUInt32LE(sigData.length);
   return Buffer.concat([signed, len, sigData]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure Attestation
+
+/** A test attestation provider: its RS256 key, JWKS (with x5c, as the provider publishes) and issuer. */
+export interface AzureProvider {
+  readonly issuer: string;
+  readonly jwks: JSONWebKeySet;
+  readonly signer: TestCert;
+  readonly kid: string;
+}
+
+export async function makeAzureProvider(
+  issuer = 'https://gatehousetest.weu.attest.azure.net',
+): Promise<AzureProvider> {
+  const signer = await makeCert({ name: 'CN=https://gatehousetest.weu.attest.azure.net', alg: RSA_256 });
+  const jwk = (await subtle.exportKey('jwk', signer.keys.publicKey)) as JWK;
+  const kid = createHash('sha256').update(signer.der).digest('base64url');
+  return {
+    issuer,
+    signer,
+    kid,
+    jwks: {
+      keys: [{ kty: 'RSA', n: jwk.n ?? '', e: jwk.e ?? '', kid, x5c: [signer.der.toString('base64')] }],
+    },
+  };
+}
+
+/** Sign Azure Attestation claims as the provider would (RS256, jku naming its /certs). */
+export async function makeAzureToken(
+  p: AzureProvider,
+  claims: Record<string, unknown>,
+  opts: { iat?: number; exp?: number; key?: webcrypto.CryptoKey; alg?: string } = {},
+): Promise<string> {
+  const iat = opts.iat ?? Math.floor(Date.now() / 1000);
+  return new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: opts.alg ?? 'RS256', jku: `${p.issuer}/certs`, kid: p.kid, typ: 'JWT' })
+    .setIssuer(p.issuer)
+    .setIssuedAt(iat)
+    .setNotBefore(iat)
+    .setExpirationTime(opts.exp ?? iat + 8 * 3600)
+    .setJti(randomUUID())
+    .sign(opts.key ?? p.signer.keys.privateKey);
+}
+
+/** The claims of a confidential VM's token (SEV-SNP isolation), as the provider's CVM policy emits them. */
+export function azureCvmClaims(over: {
+  binding: Buffer;
+  measurement: string;
+  debuggable?: boolean;
+  compliance?: string;
+  type?: string;
+}): Record<string, unknown> {
+  return {
+    'x-ms-ver': '1.0',
+    'x-ms-attestation-type': 'azurevm',
+    'x-ms-policy-hash': 'wm9mHlvTU82e8UqoOy1Yj1FBRSNkfe99-69IYDq9eWs',
+    'x-ms-isolation-tee': {
+      'x-ms-attestation-type': over.type ?? 'sevsnpvm',
+      'x-ms-compliance-status': over.compliance ?? 'azure-compliant-cvm',
+      'x-ms-sevsnpvm-is-debuggable': over.debuggable ?? false,
+      'x-ms-sevsnpvm-launchmeasurement': over.measurement,
+      'x-ms-sevsnpvm-vmpl': 0,
+    },
+    'x-ms-runtime': { 'client-payload': { nonce: over.binding.toString('base64url') }, keys: [] },
+    nonce: 'echoed-request-nonce',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS NitroTPM
+
+/** A test AWS Nitro chain: root ← zonal ← instance CA ← the hypervisor's signing certificate, all P-384. */
+export interface NitroChain {
+  readonly root: TestCert;
+  readonly intermediates: readonly TestCert[];
+  readonly leaf: TestCert;
+}
+
+export async function makeNitroChain(): Promise<NitroChain> {
+  const root = await makeCert({
+    name: 'CN=aws.nitro-enclaves, C=US, O=Amazon, OU=AWS',
+    alg: EC_P384,
+    ca: true,
+  });
+  const zonal = await makeCert({
+    name: 'CN=test.eu-west-1.aws.nitro-enclaves, O=Amazon',
+    alg: EC_P384,
+    issuer: root,
+    ca: true,
+  });
+  const instance = await makeCert({
+    name: 'CN=i-0test.eu-west-1.aws.nitro-enclaves, O=Amazon',
+    alg: EC_P384,
+    issuer: zonal,
+    ca: true,
+  });
+  const leaf = await makeCert({
+    name: 'CN=i-0test-nitrotpm.eu-west-1.aws, O=Amazon',
+    alg: EC_P384,
+    issuer: instance,
+  });
+  return { root, intermediates: [zonal, instance], leaf };
+}
+
+/** Build a signed NitroTPM attestation document (COSE_Sign1, tag 18, ES384). */
+export async function makeNitroDocument(
+  chain: NitroChain,
+  f: {
+    nonce?: Buffer | null;
+    pcrs: ReadonlyMap<number, Buffer>;
+    timestamp?: number;
+    digest?: string;
+    enclave?: boolean;
+    signer?: webcrypto.CryptoKey;
+  },
+): Promise<Buffer> {
+  const doc = new Map<CborValue, CborValue>([
+    ['module_id', 'i-0test-nitrotpm'],
+    ['digest', f.digest ?? 'SHA384'],
+    ['timestamp', f.timestamp ?? Date.now()],
+    [f.enclave === true ? 'pcrs' : 'nitrotpm_pcrs', new Map<CborValue, CborValue>([...f.pcrs])],
+    ['certificate', chain.leaf.der],
+    ['cabundle', [chain.root.der, ...chain.intermediates.map((c) => c.der)]],
+    ['public_key', null],
+    ['user_data', null],
+    ['nonce', f.nonce ?? null],
+  ]);
+  const protectedHeader = encodeCbor(new Map<CborValue, CborValue>([[1, -35]]));
+  const payload = encodeCbor(doc);
+  const tbs = encodeCbor(['Signature1', protectedHeader, Buffer.alloc(0), payload]);
+  const sig = await signWith(f.signer ?? chain.leaf.keys.privateKey, EC_P384, tbs);
+  return encodeCbor({ tag: 18, value: [protectedHeader, new Map(), payload, sig] });
 }
