@@ -52,8 +52,16 @@ export async function makeCert(opts: {
   extensions?: x509.Extension[];
   notBefore?: Date;
   notAfter?: Date;
+  /** Certify this public key (SPKI DER) instead of a fresh key pair's; `keys` then holds a throwaway pair. */
+  subjectKey?: Buffer;
 }): Promise<TestCert> {
   const keys = (await subtle.generateKey(opts.alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const subjectPublic =
+    opts.subjectKey === undefined
+      ? keys.publicKey
+      : await subtle.importKey('spki', opts.subjectKey, { name: 'ECDSA', namedCurve: 'P-256' }, true, [
+          'verify',
+        ]);
   const ca = opts.ca ?? false;
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(ca, undefined, true),
@@ -84,7 +92,7 @@ export async function makeCert(opts: {
           notBefore,
           notAfter,
           signingAlgorithm: opts.issuerAlg ?? opts.alg,
-          publicKey: keys.publicKey,
+          publicKey: subjectPublic,
           signingKey: opts.issuer.keys.privateKey,
           extensions,
         });
@@ -416,4 +424,90 @@ export async function makeNitroDocument(
   const tbs = encodeCbor(['Signature1', protectedHeader, Buffer.alloc(0), payload]);
   const sig = await signWith(f.signer ?? chain.leaf.keys.privateKey, EC_P384, tbs);
   return encodeCbor({ tag: 18, value: [protectedHeader, new Map(), payload, sig] });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Google Cloud Shielded VM vTPM
+
+function der(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  const len =
+    n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
+  return Buffer.concat([Buffer.from([tag]), len, content]);
+}
+function derUint(n: bigint): Buffer {
+  let hex = n.toString(16);
+  if (hex.length % 2 === 1) hex = `0${hex}`;
+  let b = Buffer.from(hex, 'hex');
+  if (((b[0] ?? 0) & 0x80) !== 0) b = Buffer.concat([Buffer.alloc(1), b]);
+  return der(0x02, b);
+}
+
+/** The GCE instance-identity extension value, as the AK certificate carries it. */
+export function gceInstanceExtension(i: {
+  zone: string;
+  projectNumber: bigint;
+  projectId: string;
+  instanceId: bigint;
+  instanceName: string;
+  isProduction?: boolean;
+}): Buffer {
+  const props = der(
+    0x30,
+    Buffer.concat([
+      der(0xa0, derUint(1n)),
+      der(0xa1, der(0x01, Buffer.from([i.isProduction === false ? 0 : 0xff]))),
+    ]),
+  );
+  return der(
+    0x30,
+    Buffer.concat([
+      der(0x0c, Buffer.from(i.zone)),
+      derUint(i.projectNumber),
+      der(0x0c, Buffer.from(i.projectId)),
+      derUint(i.instanceId),
+      der(0x0c, Buffer.from(i.instanceName)),
+      der(0xa0, props),
+    ]),
+  );
+}
+
+/** A test Google chain: EK/AK CA Root ← EK/AK CA Intermediate (RSA), which issues AK certificates. */
+export interface GcpChain {
+  readonly root: TestCert;
+  readonly intermediate: TestCert;
+}
+
+export async function makeGcpChain(): Promise<GcpChain> {
+  const root = await makeCert({
+    name: 'CN=EK/AK CA Root, OU=Google Cloud, O=Google LLC',
+    alg: RSA_256,
+    ca: true,
+  });
+  const intermediate = await makeCert({
+    name: 'CN=EK/AK CA Intermediate, OU=Google Cloud, O=Google LLC',
+    alg: RSA_256,
+    issuer: root,
+    ca: true,
+  });
+  return { root, intermediate };
+}
+
+/** Issue an AK certificate over an AK's SPKI, with the instance identity (omit it with `instance: null`). */
+export async function makeGcpAkCert(
+  chain: GcpChain,
+  akSpki: Buffer,
+  instance: Parameters<typeof gceInstanceExtension>[0] | null,
+): Promise<TestCert> {
+  return makeCert({
+    name: 'CN=gatehouse-runner-1, OU=Google Cloud, O=Google LLC',
+    alg: EC_P256,
+    issuer: chain.intermediate,
+    issuerAlg: RSA_256,
+    subjectKey: akSpki,
+    extensions:
+      instance === null
+        ? []
+        : [new x509.Extension('1.3.6.1.4.1.11129.2.1.21', false, gceInstanceExtension(instance))],
+  });
 }
