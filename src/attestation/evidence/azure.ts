@@ -33,7 +33,7 @@ export const azureReferenceSchema = z.strictObject({
   /** Allowed launch measurements (SEV-SNP MEASUREMENT or TDX MRTD, hex). */
   measurements: z.array(hex96).min(1).max(256),
   /** Require `x-ms-compliance-status: azure-compliant-cvm` (default). */
-  requireCompliance: z.boolean().default(true),
+  requireCompliance: z.boolean().optional(),
   /** Allowed `x-ms-policy-hash` values (the provider's attestation policy); any when absent. */
   policyHashes: z.array(z.string().min(1)).min(1).optional(),
 });
@@ -168,7 +168,7 @@ export class AzureAttestationVerifier implements EvidenceVerifier {
         `the launch measurement ${out.measurements.measurement ?? '(none)'} is not a reference value`,
       );
     const compliance = tee['x-ms-compliance-status'] ?? claims['x-ms-compliance-status'];
-    if (ref.requireCompliance && compliance !== 'azure-compliant-cvm')
+    if (ref.requireCompliance !== false && compliance !== 'azure-compliant-cvm')
       out.fail(
         C.tcb,
         'hardware',

@@ -200,9 +200,9 @@ export const snpReferenceSchema = z.strictObject({
     .strictObject({ bootloader: spl, tee: spl, snp: spl, microcode: spl, fmc: spl.optional() })
     .optional(),
   /** Accept a guest policy that lets a migration agent be associated (default: refuse). */
-  allowMigrationAgent: z.boolean().default(false),
+  allowMigrationAgent: z.boolean().optional(),
   /** The VMPLs a report may come from (default: 0 only). */
-  vmpls: z.array(z.number().int().min(0).max(3)).min(1).default([0]),
+  vmpls: z.array(z.number().int().min(0).max(3)).min(1).optional(),
 });
 export type SnpReference = z.infer<typeof snpReferenceSchema>;
 
@@ -352,17 +352,18 @@ export class SevSnpVerifier implements EvidenceVerifier {
         'executables',
         `MEASUREMENT ${out.measurements.measurement} is not a reference value`,
       );
-    if ((report.policy & SNP_POLICY_MIGRATE_MA) !== 0n && !ref.allowMigrationAgent)
+    if ((report.policy & SNP_POLICY_MIGRATE_MA) !== 0n && ref.allowMigrationAgent !== true)
       out.fail(
         C.debug,
         'configuration',
         'the guest policy allows a migration agent (POLICY bit 18), which the reference values do not',
       );
-    if (!ref.vmpls.includes(report.vmpl))
+    const vmpls = ref.vmpls ?? [0];
+    if (!vmpls.includes(report.vmpl))
       out.fail(
         C.measurement,
         'configuration',
-        `the report comes from VMPL ${report.vmpl}, not one of ${ref.vmpls.join(', ')}`,
+        `the report comes from VMPL ${report.vmpl}, not one of ${vmpls.join(', ')}`,
       );
     const min = ref.minTcb;
     if (min !== undefined)
