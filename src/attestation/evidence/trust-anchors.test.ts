@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { tempDir } from '../../../test/helpers.ts';
+import { makeAzureProvider, makeSnpChain } from '../../testing/platform-evidence.ts';
+import { platformAnchorsLoader, platformRootsDir } from './trust-anchors.ts';
+
+describe('platform trust anchors in a home', () => {
+  const tmp = tempDir('platform-roots');
+  after(() => tmp.cleanup());
+
+  it('reads the CA certificates of a kind and the Azure provider, skipping what does not parse', async () => {
+    const load = platformAnchorsLoader(tmp.path);
+    assert.deepEqual(load('sev-snp').roots, []);
+    const snp = await makeSnpChain();
+    const dir = join(platformRootsDir(tmp.path), 'sev-snp');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'ark-milan.pem'), snp.ark.cert.toString());
+    writeFileSync(join(dir, 'vcek.pem'), snp.vcek.cert.toString()); // not a CA: trusts nothing
+    writeFileSync(join(dir, 'junk.pem'), 'not a certificate');
+    assert.deepEqual(
+      load('sev-snp').roots.map((c) => c.fingerprint256),
+      [snp.ark.cert.fingerprint256],
+    );
+    assert.deepEqual(load('tdx').roots, []);
+    const provider = await makeAzureProvider();
+    mkdirSync(join(platformRootsDir(tmp.path), 'azure'));
+    const file = join(platformRootsDir(tmp.path), 'azure', 'provider.json');
+    writeFileSync(file, JSON.stringify({ issuer: 'not a url', jwks: provider.jwks }));
+    assert.equal(load('azure').issuer, undefined);
+    writeFileSync(file, JSON.stringify({ issuer: provider.issuer, jwks: provider.jwks }));
+    assert.equal(load('azure').issuer, provider.issuer);
+    assert.equal(load('azure').jwks?.keys.length, 1);
+  });
+});
