@@ -117,6 +117,11 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
     throw new Error('the SEV-SNP report has reserved signer-info bits set at offset 0x48');
   const family = version >= 3 ? r.u8(0x188, 'CPUID_FAM_ID') : undefined;
   const sig = r.bytes(SNP_SIGNED_SIZE, 0x90, 'SIGNATURE');
+  // The rest of the 512-byte signature field is reserved and not signed: it must be zero.
+  if (
+    r.bytes(SNP_SIGNED_SIZE + 0x90, SNP_REPORT_SIZE - SNP_SIGNED_SIZE - 0x90, 'reserved').some((b) => b !== 0)
+  )
+    throw new Error('the SEV-SNP report has non-zero reserved bytes after the signature (offset 0x330)');
   return {
     version,
     guestSvn: r.u32le(0x4, 'GUEST_SVN'),

@@ -36,17 +36,21 @@ export function parseDerCertificate(der: Uint8Array, field: string): X509Certifi
  * @throws EvidenceParseError naming `field` and the certificate's position
  */
 export function parsePemChain(text: string, field: string, max = MAX_DEPTH): X509Certificate[] {
-  const blocks = [
-    ...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g),
-  ];
-  const rest = text.replace(/-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----/g, '');
-  if (!/^[\s\0]*$/.test(rest))
+  // Only base64 and line breaks inside, only line breaks (and NUL padding) between, canonical
+  // base64: every byte of the chain either means something or is refused.
+  const pem = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\r\n]+?)-----END CERTIFICATE-----/g;
+  const blocks = [...text.matchAll(pem)];
+  if (!/^[\r\n]*\0*$/.test(text.replace(pem, '')))
     throw new EvidenceParseError(`${field} holds text that is not a PEM certificate`);
   if (blocks.length === 0 || blocks.length > max)
     throw new EvidenceParseError(`${field} holds ${blocks.length} certificates, not 1–${max}`);
-  return blocks.map((b, i) =>
-    parseDerCertificate(Buffer.from((b[1] ?? '').replace(/\s+/g, ''), 'base64'), `${field} certificate ${i}`),
-  );
+  return blocks.map((b, i) => {
+    const b64 = (b[1] ?? '').replace(/[\r\n]+/g, '');
+    const der = Buffer.from(b64, 'base64');
+    if (der.toString('base64') !== b64)
+      throw new EvidenceParseError(`${field} certificate ${i} is not canonical base64`);
+    return parseDerCertificate(der, `${field} certificate ${i}`);
+  });
 }
 
 function keyUsageOf(cert: X509Certificate): number | undefined {
@@ -97,6 +101,13 @@ export function verifyChain(
       const problem = caProblem(anchor, now);
       if (problem !== undefined) throw new ChainError(`the trusted root '${subjectOf(anchor)}' ${problem}`);
       if (!anchor.raw.equals(current.raw)) path.push(anchor);
+      // A certificate presented but not on the path must be a trusted root itself (a bundle may
+      // repeat the root); anything else is unexplained input and is refused.
+      for (const c of intermediates)
+        if (!path.includes(c) && !roots.some((r) => r.raw.equals(c.raw)))
+          throw new ChainError(
+            `the ${what} chain carries '${subjectOf(c)}', which is neither on the path nor a trusted root`,
+          );
       return path;
     }
     const next = intermediates.find((c) => !path.includes(c) && issued(current, c));
