@@ -511,3 +511,27 @@ export async function makeGcpAkCert(
         : [new x509.Extension('1.3.6.1.4.1.11129.2.1.21', false, gceInstanceExtension(instance))],
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Revocation
+
+/** A CRL signed by `issuer` listing `revoked` certificates (by their serial numbers). */
+export async function makeCrl(
+  issuer: TestCert,
+  alg: Alg,
+  revoked: readonly TestCert[],
+  nextUpdate = new Date(Date.now() + 7 * DAY),
+): Promise<Buffer> {
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: issuer.cert.subject.split('\n').join(', '),
+    thisUpdate: new Date(Date.now() - DAY),
+    nextUpdate,
+    entries: revoked.map((c) => ({
+      serialNumber: c.cert.serialNumber,
+      revocationDate: new Date(Date.now() - DAY),
+    })),
+    signingAlgorithm: alg,
+    signingKey: issuer.keys.privateKey,
+  });
+  return Buffer.from(crl.rawData);
+}

@@ -13,6 +13,7 @@ import { isGatehouseError } from '../../common/errors.ts';
 import { akAttributeProblem, appraiseQuote, QUOTE_CHECKS } from '../../tpm/quote.ts';
 import { parseTpm2bPublic, publicKeyOf, type TpmtPublic } from '../../tpm/structures.ts';
 import { base64Field, describeZod } from './bytes.ts';
+import { checkRevocation } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -209,7 +210,12 @@ export class GcpVtpmVerifier implements EvidenceVerifier {
     // The AK certificate is Google's word that this key lives in this instance's vTPM: it must
     // chain to the trusted root and certify exactly the AK that signed the quote.
     try {
-      verifyChain(akCert, chain, ctx.anchors.roots, ctx.now, 'AK');
+      await checkRevocation(
+        verifyChain(akCert, chain, ctx.anchors.roots, ctx.now, 'AK'),
+        ctx.anchors.crls ?? [],
+        ctx.now,
+        'AK',
+      );
     } catch (e) {
       out.fail(C.chainUntrusted, 'hardware', messageOf(e));
     }

@@ -9,6 +9,7 @@ import { verify, type X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { base64Field, describeZod, sameBytes } from './bytes.ts';
 import { type CborValue, decodeCbor, encodeCbor } from './cbor.ts';
+import { checkRevocation } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -167,7 +168,12 @@ export class NitroTpmVerifier implements EvidenceVerifier {
 
     // cabundle[0] is the root; only a configured AWS root is trusted, whatever the bundle says.
     try {
-      verifyChain(leaf, bundle, ctx.anchors.roots, ctx.now, 'Nitro signing');
+      await checkRevocation(
+        verifyChain(leaf, bundle, ctx.anchors.roots, ctx.now, 'Nitro signing'),
+        ctx.anchors.crls ?? [],
+        ctx.now,
+        'Nitro signing',
+      );
     } catch (e) {
       out.fail(C.chainUntrusted, 'hardware', messageOf(e));
     }

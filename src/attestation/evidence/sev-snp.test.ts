@@ -2,11 +2,14 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import {
+  makeCrl,
   makeSnpChain,
   makeSnpReport,
+  RSA_PSS_384,
   type SnpChain,
   type SnpReportFields,
 } from '../../testing/platform-evidence.ts';
+import { parseCrl } from './revocation.ts';
 import { parseSnpReport, SevSnpVerifier } from './sev-snp.ts';
 import { EVIDENCE_CHECKS as C, evidenceBinding, reportData64 } from './verifier.ts';
 
@@ -123,6 +126,29 @@ describe('SEV-SNP attestation reports', () => {
     assert.deepEqual(checks(await run({ ...ev, report: sig.toString('base64') })), [C.signature]);
     const vlek = await evidence({ signingKey: 1 });
     assert.ok(checks(await run(vlek)).includes(C.chainUntrusted));
+  });
+
+  it('refuses a chain whose ASK or VCEK is revoked by its issuer’s CRL, and one whose CRL is out of date', async () => {
+    const ev = await evidence();
+    const crl = async (issuer: typeof chain.ark, revoked: (typeof chain.ark)[], next?: Date) =>
+      parseCrl(await makeCrl(issuer, RSA_PSS_384, revoked, next), 'test CRL');
+    const withCrls = (crls: Awaited<ReturnType<typeof crl>>[]) =>
+      verifier.verify(ev, {
+        binding,
+        anchors: { roots: [chain.ark.cert], crls },
+        reference,
+        now: new Date(),
+      });
+    assert.deepEqual(checks(await withCrls([await crl(chain.ark, []), await crl(chain.ask, [])])), []);
+    const askRevoked = await withCrls([await crl(chain.ark, [chain.ask])]);
+    assert.deepEqual(checks(askRevoked), [C.chainUntrusted]);
+    assert.match(askRevoked.failures[0]?.message ?? '', /SEV-Milan.*revoked/);
+    assert.deepEqual(checks(await withCrls([await crl(chain.ask, [chain.vcek])])), [C.chainUntrusted]);
+    const stale = await withCrls([await crl(chain.ask, [], new Date(Date.now() - 60_000))]);
+    assert.match(stale.failures[0]?.message ?? '', /due for renewal/);
+    // A CRL naming the ARK but signed by another key revokes nothing.
+    const forged = await crl({ ...other.ark, cert: chain.ark.cert }, [chain.ask]);
+    assert.deepEqual(checks(await withCrls([forged])), []);
   });
 
   it('refuses a report whose TCB is not the one the VCEK was issued for, or below the minimum', async () => {

@@ -9,6 +9,7 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
 import { z } from 'zod';
 import { base64Field, describeZod, FieldReader, sameBytes } from './bytes.ts';
+import { checkRevocation } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -280,7 +281,12 @@ export class SevSnpVerifier implements EvidenceVerifier {
       );
     let chainOk = false;
     try {
-      verifyChain(vcek, chain, ctx.anchors.roots, ctx.now, 'VCEK');
+      await checkRevocation(
+        verifyChain(vcek, chain, ctx.anchors.roots, ctx.now, 'VCEK'),
+        ctx.anchors.crls ?? [],
+        ctx.now,
+        'VCEK',
+      );
       chainOk = true;
     } catch (e) {
       out.fail(C.chainUntrusted, 'hardware', messageOf(e));

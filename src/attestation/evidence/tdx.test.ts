@@ -3,11 +3,13 @@ import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import {
   EC_P256,
+  makeCrl,
   makeTdxChain,
   makeTdxQuote,
   type TdxChain,
   type TdxQuoteFields,
 } from '../../testing/platform-evidence.ts';
+import { parseCrl } from './revocation.ts';
 import { parseTdxQuote, TdxVerifier } from './tdx.ts';
 import { EVIDENCE_CHECKS as C, evidenceBinding, reportData64 } from './verifier.ts';
 
@@ -97,6 +99,19 @@ describe('Intel TDX quotes', () => {
       'verify',
     ])) as webcrypto.CryptoKeyPair;
     assert.deepEqual(checks(await run(await evidence({ boundKey: attacker }))), [C.signature]);
+  });
+
+  it('refuses a PCK its Platform CA revoked (the PCK CRL)', async () => {
+    const ev = await evidence();
+    const crl = parseCrl(await makeCrl(chain.platformCa, EC_P256, [chain.pck]), 'PCK CRL');
+    const a = await verifier.verify(ev, {
+      binding,
+      anchors: { roots: [chain.root.cert], crls: [crl] },
+      reference,
+      now: new Date(),
+    });
+    assert.deepEqual(checks(a), [C.chainUntrusted]);
+    assert.match(a.failures[0]?.message ?? '', /PCK Certificate.*revoked/);
   });
 
   it('refuses a tampered body', async () => {

@@ -8,6 +8,7 @@
 import { createHash, createPublicKey, type KeyObject, verify, type X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { base64Field, describeZod, FieldReader, sameBytes } from './bytes.ts';
+import { checkRevocation } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -259,7 +260,12 @@ export class TdxVerifier implements EvidenceVerifier {
     let pckKey: KeyObject | undefined;
     if (pck !== undefined) {
       try {
-        verifyChain(pck, intermediates, ctx.anchors.roots, ctx.now, 'PCK');
+        await checkRevocation(
+          verifyChain(pck, intermediates, ctx.anchors.roots, ctx.now, 'PCK'),
+          ctx.anchors.crls ?? [],
+          ctx.now,
+          'PCK',
+        );
         if (pck.publicKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
           throw new Error('the PCK key is not EC P-256');
         pckKey = pck.publicKey;

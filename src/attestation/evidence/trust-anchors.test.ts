@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { tempDir } from '../../../test/helpers.ts';
-import { makeAzureProvider, makeSnpChain } from '../../testing/platform-evidence.ts';
+import { makeAzureProvider, makeCrl, makeSnpChain, RSA_PSS_384 } from '../../testing/platform-evidence.ts';
 import { platformAnchorsLoader, platformRootsDir } from './trust-anchors.ts';
 
 describe('platform trust anchors in a home', () => {
@@ -23,6 +23,10 @@ describe('platform trust anchors in a home', () => {
       load('sev-snp').roots.map((c) => c.fingerprint256),
       [snp.ark.cert.fingerprint256],
     );
+    assert.deepEqual(load('sev-snp').crls, []);
+    writeFileSync(join(dir, 'ark.crl'), await makeCrl(snp.ark, RSA_PSS_384, [snp.ask]));
+    writeFileSync(join(dir, 'junk.crl'), 'not a CRL');
+    assert.equal(load('sev-snp').crls?.length, 1);
     assert.deepEqual(load('tdx').roots, []);
     const provider = await makeAzureProvider();
     mkdirSync(join(platformRootsDir(tmp.path), 'azure'));

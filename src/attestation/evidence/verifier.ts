@@ -5,6 +5,7 @@
  * turns each appraisal into a submod of the same name in its token.
  */
 import { createHash, type X509Certificate } from 'node:crypto';
+import type { X509Crl } from '@peculiar/x509';
 import type { JSONWebKeySet } from 'jose';
 import type { z } from 'zod';
 import type { CheckFailure } from '../../tpm/quote.ts';
@@ -79,6 +80,8 @@ export interface EvidenceAppraisal {
 export interface TrustAnchors {
   /** Root certificates (AMD ARK, Intel SGX Root CA, AWS Nitro root, Google EK/AK root). */
   readonly roots: readonly X509Certificate[];
+  /** The vendors' CRLs (AMD KDS, Intel PCS): a certificate its issuer revoked is refused. */
+  readonly crls?: readonly X509Crl[];
   /** Azure Attestation: the provider's signing keys (its `/certs` document) and issuer URL. */
   readonly jwks?: JSONWebKeySet;
   readonly issuer?: string;
