@@ -134,7 +134,7 @@ export interface SnpChain {
 }
 
 export async function makeSnpChain(
-  opts: { chipId?: Buffer; tcb?: SnpChain['tcb']; ark?: TestCert; ask?: TestCert } = {},
+  opts: { chipId?: Buffer; tcb?: SnpChain['tcb']; ark?: TestCert; ask?: TestCert; vlekCsp?: string } = {},
 ): Promise<SnpChain> {
   const ark = opts.ark ?? (await makeCert({ name: 'CN=ARK-Milan, O=Test AMD', alg: RSA_PSS_384, ca: true }));
   const ask =
@@ -158,8 +158,15 @@ export async function makeSnpChain(
       new x509.Extension('1.3.6.1.4.1.3704.1.3.2', false, derInt(tcb.tee)),
       new x509.Extension('1.3.6.1.4.1.3704.1.3.3', false, derInt(tcb.snp)),
       new x509.Extension('1.3.6.1.4.1.3704.1.3.8', false, derInt(tcb.microcode)),
-      // The KDS puts the 64 hwID bytes in the extension value as they are, without a tag.
-      new x509.Extension('1.3.6.1.4.1.3704.1.4', false, chipId),
+      // The KDS puts the 64 hwID bytes in the extension value as they are, without a tag; a
+      // VLEK names its cloud provider instead.
+      opts.vlekCsp === undefined
+        ? new x509.Extension('1.3.6.1.4.1.3704.1.4', false, chipId)
+        : new x509.Extension(
+            '1.3.6.1.4.1.3704.1.5',
+            false,
+            new Uint8Array([0x16, opts.vlekCsp.length, ...Buffer.from(opts.vlekCsp)]),
+          ),
     ],
   });
   return { ark, ask, vcek, chipId, tcb };

@@ -124,8 +124,8 @@ describe('SEV-SNP attestation reports', () => {
     const sig = Buffer.from(ev.report, 'base64');
     sig[0x2a0] = (sig[0x2a0] ?? 0) ^ 1;
     assert.deepEqual(checks(await run({ ...ev, report: sig.toString('base64') })), [C.signature]);
-    const vlek = await evidence({ signingKey: 1 });
-    assert.ok(checks(await run(vlek)).includes(C.chainUntrusted));
+    const reserved = await evidence({ signingKey: 2 });
+    assert.ok(checks(await run(reserved)).includes(C.chainUntrusted));
   });
 
   it('refuses a chain whose ASK or VCEK is revoked by its issuer’s CRL, and one whose CRL is out of date', async () => {
@@ -149,6 +149,28 @@ describe('SEV-SNP attestation reports', () => {
     // A CRL naming the ARK but signed by another key revokes nothing.
     const forged = await crl({ ...other.ark, cert: chain.ark.cert }, [chain.ask]);
     assert.deepEqual(checks(await withCrls([forged])), []);
+  });
+
+  it('accepts a VLEK-signed report only from a provider the reference values name', async () => {
+    const provider = await makeSnpChain({ ark: chain.ark, vlekCsp: 'gatehouse-cloud' });
+    const ev = await evidence({ signingKey: 1 }, provider);
+    assert.deepEqual(checks(await run(ev)), [C.identity]);
+    const allowed = { ...reference, vlekCspIds: ['gatehouse-cloud'] };
+    const a = await run(ev, { reference: allowed });
+    assert.deepEqual(a.failures, []);
+    assert.equal(a.claims.csp_id, 'gatehouse-cloud');
+    assert.deepEqual(checks(await run(ev, { reference: { ...reference, vlekCspIds: ['other'] } })), [
+      C.identity,
+    ]);
+    // A VCEK cannot pass for a VLEK, nor a VLEK for a VCEK.
+    assert.ok(
+      checks(await run(await evidence({ signingKey: 1 }), { reference: allowed })).includes(C.chainUntrusted),
+    );
+    assert.ok(
+      checks(await run(await evidence({ signingKey: 0 }, provider), { reference: allowed })).includes(
+        C.identity,
+      ),
+    );
   });
 
   it('refuses a report whose TCB is not the one the VCEK was issued for, or below the minimum', async () => {

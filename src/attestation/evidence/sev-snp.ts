@@ -42,6 +42,8 @@ export const VCEK_OIDS = {
   fmcSpl: '1.3.6.1.4.1.3704.1.3.9',
   hwId: '1.3.6.1.4.1.3704.1.4',
   productName: '1.3.6.1.4.1.3704.1.2',
+  /** The cloud provider a VLEK was issued to. */
+  cspId: '1.3.6.1.4.1.3704.1.5',
 } as const;
 
 /** The security patch levels of a TCB_VERSION. */
@@ -153,6 +155,8 @@ export interface VcekFacts {
   readonly tcb: Partial<SnpTcb>;
   readonly hwId: Buffer | undefined;
   readonly productName: string | undefined;
+  /** A VLEK's cloud service provider. */
+  readonly cspId: string | undefined;
 }
 
 /** Read a VCEK certificate's AMD extensions: SPLs as INTEGERs, the hwID as 64 raw (or wrapped) bytes. */
@@ -176,6 +180,7 @@ export function vcekFacts(cert: X509Certificate): VcekFacts {
     hwId = Buffer.from(AsnConvert.parse(hwId, OctetString).buffer);
   if (hwId !== undefined && hwId.length !== 64) throw new Error('the VCEK hwID extension is not 64 bytes');
   const name = ext.get(VCEK_OIDS.productName);
+  const csp = ext.get(VCEK_OIDS.cspId);
   const tcb: { bootloader?: number; tee?: number; snp?: number; microcode?: number; fmc?: number } = {};
   const set = (k: keyof SnpTcb, oid: string) => {
     const v = int(oid);
@@ -191,6 +196,7 @@ export function vcekFacts(cert: X509Certificate): VcekFacts {
     hwId,
     // IA5String (tag 0x16) with a short length.
     productName: name?.[0] === 0x16 ? name.subarray(2).toString('ascii') : undefined,
+    cspId: csp?.[0] === 0x16 ? csp.subarray(2).toString('ascii') : undefined,
   };
 }
 
@@ -209,6 +215,11 @@ export const snpReferenceSchema = z.strictObject({
   allowMigrationAgent: z.boolean().optional(),
   /** The VMPLs a report may come from (default: 0 only). */
   vmpls: z.array(z.number().int().min(0).max(3)).min(1).optional(),
+  /**
+   * Cloud providers whose VLEK may sign reports (the VLEK's CSP id, e.g. the provider's name); a
+   * VLEK-signed report names the provider, not the chip. Absent: VCEK only.
+   */
+  vlekCspIds: z.array(z.string().min(1).max(64)).min(1).optional(),
 });
 export type SnpReference = z.infer<typeof snpReferenceSchema>;
 
@@ -265,19 +276,21 @@ export class SevSnpVerifier implements EvidenceVerifier {
     out.facts.guest_svn = report.guestSvn;
     out.facts.host_data = report.hostData.toString('hex');
 
-    // Who signed: only a VCEK (a chip-unique key AMD certifies) is accepted; a VLEK is a cloud
-    // provider's key and would need the provider's own chain.
+    // Who signed: a VCEK (a chip-unique key AMD certifies), or a VLEK (a key AMD certifies for a
+    // cloud provider, chaining VLEK ← ASVK ← ARK) when the reference values name the provider.
     if (report.signatureAlgo !== 1)
       out.fail(
         C.signature,
         'hardware',
         `SIGNATURE_ALGO at offset 0x34 is ${report.signatureAlgo}, not 1 (ECDSA P-384 with SHA-384)`,
       );
-    if (report.signerInfo.signingKey !== 0)
+    const vlek = report.signerInfo.signingKey === 1;
+    const allowedCsps = snpReferenceSchema.safeParse(ctx.reference).data?.vlekCspIds;
+    if (report.signerInfo.signingKey > 1)
       out.fail(
         C.chainUntrusted,
         'hardware',
-        `the report is signed by signing key ${report.signerInfo.signingKey} (SIGNING_KEY at 0x48), not the VCEK (0)`,
+        `the report is signed by signing key ${report.signerInfo.signingKey} (SIGNING_KEY at 0x48), not a VCEK (0) or VLEK (1)`,
       );
     let chainOk = false;
     try {
@@ -328,7 +341,22 @@ export class SevSnpVerifier implements EvidenceVerifier {
         }
         if (facts.tcb.snp === undefined || facts.tcb.microcode === undefined)
           out.fail(C.tcb, 'hardware', 'the VCEK does not name the TCB it was issued for');
-        if (
+        if (vlek) {
+          // A VLEK is the provider's, not the chip's: it must say whose, and be allowed.
+          if (facts.cspId !== undefined) out.facts.csp_id = facts.cspId;
+          if (facts.hwId !== undefined || facts.cspId === undefined)
+            out.fail(
+              C.chainUntrusted,
+              'hardware',
+              'SIGNING_KEY says VLEK but the certificate is not a VLEK (no CSP id)',
+            );
+          else if (allowedCsps === undefined || !allowedCsps.includes(facts.cspId))
+            out.fail(
+              C.identity,
+              'instance-identity',
+              `the VLEK of provider '${facts.cspId}' is not one the reference values allow`,
+            );
+        } else if (
           !report.signerInfo.maskChipKey &&
           (facts.hwId === undefined || !sameBytes(facts.hwId, report.chipId))
         )
@@ -337,7 +365,7 @@ export class SevSnpVerifier implements EvidenceVerifier {
         out.fail(C.chainUntrusted, 'hardware', messageOf(e));
       }
     }
-    if (report.signerInfo.maskChipKey)
+    if (report.signerInfo.maskChipKey && !vlek)
       out.fail(
         C.identity,
         'instance-identity',
