@@ -315,7 +315,11 @@ describe('gatehouse CLI, end to end', () => {
     execFileSync('mkdir', ['-p', dir]);
     writeFileSync(
       join(dir, 'a-good.json'),
-      JSON.stringify({ ...good, id: 'GHSA-test-good-0001', modified: '2030-01-01T00:00:00Z' }),
+      JSON.stringify({
+        ...good,
+        id: 'GHSA-test-good-0001',
+        modified: new Date(Date.now() - 60_000).toISOString(),
+      }),
     );
     writeFileSync(join(dir, 'b-bad.json'), JSON.stringify({ id: 'GHSA-test-bad', affected: 'nope' }));
     const before = sqliteCount(join(home, 'gatehouse.db'), 'vulns');

@@ -4,7 +4,7 @@
  * no TPM and no job key, against a real `gatehouse server` on a home made by `gatehouse init`.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,32 +28,7 @@ import {
   seedVulnerabilityData,
   submitRequest,
 } from '../src/testing/submission.ts';
-import { cli, copyExample, examplesDir, repoRoot, tempDir } from './helpers.ts';
-
-/** Start `gatehouse server` on an ephemeral loopback port; resolves with its URL. */
-async function startServer(home: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(
-    join(repoRoot, 'bin', 'gatehouse'),
-    ['server', '--listen', '127.0.0.1:0', '--home', home],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 30_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+) /.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`the server exited (${code}): ${out}`)));
-  });
-  return { url, child };
-}
+import { cli, copyExample, examplesDir, startServer, tempDir } from './helpers.ts';
 
 describe('zero trust: the operator token and public reads get nothing signed', () => {
   const tmp = tempDir('zero-trust');
@@ -328,7 +303,7 @@ describe('zero trust: what the gate computes rather than believes', () => {
     }
     // The host stays enrolled for TPM: the security role, not the config, declares software pools.
     const stillTpm = await cli(['run', join(examplesDir, 'hello-app'), '--json', '--home', root]);
-    assert.equal(stillTpm.code, 1, stillTpm.stderr);
+    assert.equal(stillTpm.code, 3, stillTpm.stderr); // refused, like any failed verification
     assert.match(stillTpm.stderr, /ATTESTATION_MODE: runner host .* is enrolled for TPM attestation/);
     // Declared by the security role as a software pool, the host is believed — for an L2 build.
     const again = await openHome(root);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -10,9 +11,10 @@ import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { ControlPlane } from '../control-plane/control-plane.ts';
 import type { GateResult, Submission } from '../gate/submission.ts';
+import { BuildLog } from '../runner/build-log.ts';
 import { defaultImageCacheDir } from '../runner/image.ts';
 import { PROJECT_CONFIG_FILE, parseProjectConfig } from '../runner/project-config.ts';
-import type { IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
+import type { ImageRef, IsolationProfile, Runner, RunnerInstance } from '../runner/runner.ts';
 import { catalogWorkspace } from '../sbom/catalog.ts';
 import { writeCycloneDx } from '../sbom/cyclonedx.ts';
 import { environmentSbom } from '../sbom/environment.ts';
@@ -23,7 +25,8 @@ import type { JobStep } from '../store/store.ts';
 import { type Attester, needsReattestation } from './attester.ts';
 import { JobCredentials, type RunnerHost } from './credentials.ts';
 import { explainReferenceDrift } from './drift.ts';
-import { fetchDependencies } from './fetch.ts';
+import { fetchDependencies, lastLineOf } from './fetch.ts';
+import { type CollectedImage, collectImage } from './image-output.ts';
 import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -74,6 +77,11 @@ export interface AgentOptions {
   attester: () => Attester;
   /** Re-attest before the gate when the token has less than this left (seconds; default 60). */
   reattestMarginSeconds?: number;
+  /**
+   * The CI platform's identity token, when the agent runs inside a CI job (GitHub Actions,
+   * GitLab CI): sent with every attestation, so that the token the runner earns names the CI job.
+   */
+  ciToken?: () => Promise<string>;
   /** Build this commit of the git repository at `dir` rather than its work tree. */
   commit?: string;
   /** Copy the outputs of an allowed build here (by file name), before the runner is destroyed. */
@@ -95,6 +103,36 @@ export interface AgentOptions {
   referenceHome?: string;
   /** Where the host-system image's measurements are cached (default: the machine's cache). */
   imageCacheDir?: string;
+  /**
+   * The build's output (fetch and build phases, stdout and stderr as they arrive), masked, as it
+   * can be shown: for a live view. The log kept with the job is bounded; this is not.
+   */
+  onOutput?: (masked: Buffer) => void;
+  /**
+   * Secret values to mask in the build's output besides the job's own credentials (its
+   * attestation tokens, always masked), e.g. tokens the caller holds.
+   */
+  secrets?: readonly string[];
+  /** The runner host's image store (`gatehouse image import`), where an image's `base: {store}` is. */
+  imagesDir?: string;
+}
+
+/** The job's build log, as the agent handed it over (or, if that failed, as it captured it). */
+export interface JobLog {
+  /** SHA-256 hex of the log as the control plane kept it (the provenance's `build.log`). */
+  sha256: string;
+  size: number;
+  truncated: boolean;
+  /** Whether the control plane kept it; false: the digest is of the agent's own copy. */
+  stored: boolean;
+  /** The last lines of the log (at most 40), as shown for a failed build. */
+  lastLines: string[];
+}
+
+/** The verified image a profile names, for explaining a refusal (absent for remote backends). */
+function imageOf(profile: IsolationProfile | undefined): { image?: ImageRef } {
+  const image = profile !== undefined && 'image' in profile ? profile.image : undefined;
+  return image !== undefined && 'digest' in image ? { image } : {};
 }
 
 /** How one job ended. */
@@ -108,6 +146,8 @@ export interface JobOutcome {
   failure?: { code: string; message: string; explanation?: string[] };
   /** The outputs the agent collected and submitted, as it digested them. */
   outputs?: { name: string; sha256: string; size: number }[];
+  /** The build log, once the fetch or build phase ran. */
+  log?: JobLog;
 }
 
 /**
@@ -182,8 +222,43 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
   const outcome: JobOutcome = { jobId: ticket.jobId, project, steps };
   const attester = options.attester();
   const endpoints = credentials.endpoints(ticket.jobId);
+  const ci = options.ciToken === undefined ? {} : { ciToken: options.ciToken };
   let instance: RunnerInstance | undefined;
   let token: string | undefined;
+  // The build's output, read by the runner from the sandbox's pipes (never reported by the build),
+  // masked before anything of it is shown or kept, bounded, and handed over once.
+  const buildLog = new BuildLog({
+    secrets: options.secrets ?? [],
+    ...(options.onOutput === undefined ? {} : { onOutput: options.onOutput }),
+  });
+  const sink = (chunk: Buffer): void => buildLog.write(chunk);
+  let logStarted = false;
+  let logSent: Promise<void> | undefined;
+  const handOverLog = (): Promise<void> =>
+    (logSent ??= (async () => {
+      const content = buildLog.end();
+      const local = {
+        sha256: content.sha256,
+        size: content.size,
+        truncated: content.truncated,
+        lastLines: buildLog.tail(),
+      };
+      outcome.log = { ...local, stored: false };
+      const request = {
+        jobId: ticket.jobId,
+        sha256: content.sha256,
+        size: content.size,
+        truncated: content.truncated,
+      };
+      const kept = await cp.uploadLog(
+        request,
+        content.bytes,
+        await credentials.job('log', ticket.jobId, request),
+      );
+      outcome.log = { ...local, sha256: kept.sha256, size: kept.size, stored: true };
+    })());
+  // Where an image output is assembled: the agent's own directory, never the build's workspace.
+  let imageWork: string | undefined;
   // Stopped on purpose (SIGINT, SIGTERM): the sandbox's processes die now, whatever step is running;
   // the runner, its workspace and its vTPM are then destroyed as for any other end.
   const stopNow = (): void => {
@@ -206,10 +281,12 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     );
     const attested = await step(
       'attest',
-      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
-      () => attester.kind,
+      () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints, ...ci }),
+      () => (options.ciToken === undefined ? attester.kind : `${attester.kind} + ci-oidc`),
     );
     token = attested.token;
+    // The job's own credential is the first secret its log must never show.
+    buildLog.addSecret(token);
 
     const source = await step(
       'source',
@@ -234,29 +311,59 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
 
     // Dependencies come in through the agent's allowlisting egress proxy only, and are digested
     // on the way; the build that follows has no network at all.
+    logStarted = true;
     const fetched = await step(
       'fetch',
-      () => fetchDependencies(runnerInstance, ticket.egressAllow ?? []),
+      async () => {
+        try {
+          return await fetchDependencies(runnerInstance, ticket.egressAllow ?? [], buildLog);
+        } catch (e) {
+          // What is held back is let out before the step's end is shown.
+          buildLog.end();
+          throw e;
+        }
+      },
       (f) => f.summary,
     );
 
     const startedOn = new Date().toISOString();
     const build = await step('build', async () => {
-      const r = await runnerInstance.build();
+      let r: Awaited<ReturnType<typeof runnerInstance.build>>;
+      try {
+        r = await runnerInstance.build(sink);
+      } finally {
+        buildLog.end();
+      }
       if (r.exitCode !== 0) {
+        // The log's last line, masked: the message is shown, and kept with the job.
         throw new GatehouseError(
           'BUILD_FAILED',
-          `the build exited with code ${r.exitCode}: ${lastLine(r.stderrTail || r.stdoutTail)}`,
+          `the build exited with code ${r.exitCode}: ${lastLineOf(buildLog)}`,
         );
       }
       return r;
     });
     const finishedOn = new Date().toISOString();
+    let image: CollectedImage | undefined;
     const outputs = await step(
       'collect',
-      () => collectOutputs(runnerInstance, config.outputs),
-      (o) => o.map((f) => `${f.path} sha256:${f.sha256.slice(0, 12)}`).join(', '),
+      async () => {
+        if (config.image === undefined) return collectOutputs(runnerInstance, config.outputs);
+        imageWork = await mkdtemp(join(tmpdir(), 'gatehouse-image-'));
+        image = await collectImage({
+          workspace: runnerInstance.workspace,
+          image: config.image,
+          workDir: imageWork,
+          ...(options.imagesDir === undefined ? {} : { imagesDir: options.imagesDir }),
+        });
+        return [image.output];
+      },
+      (o) =>
+        image === undefined
+          ? o.map((f) => `${f.path} sha256:${f.sha256.slice(0, 12)}`).join(', ')
+          : `image ${image.image.manifestDigest.slice(0, 19)} (${image.image.layers.length} layers)`,
     );
+    const collectedImage = image as CollectedImage | undefined;
 
     outcome.outputs = outputs.map((o) => ({ name: o.path, sha256: o.sha256, size: o.size }));
     const subjects = outputs.map((o) => ({ name: o.path, sha256: o.sha256 }));
@@ -289,6 +396,17 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
         sandboxProfileDigest: sha256Hex(canonicalJson(runnerInstance.sandboxProfile)),
       },
       steps: [...steps],
+      ...(collectedImage === undefined
+        ? {}
+        : {
+            image: {
+              name: config.image?.name ?? project,
+              archive: collectedImage.output.path,
+              manifestDigest: collectedImage.image.manifestDigest,
+              platform: { ...collectedImage.image.platform },
+              base: { ...collectedImage.base },
+            },
+          }),
       ...(environment === undefined ? {} : { environment: { sbom: environment.digest } }),
       ...(fetched.fetched.length === 0
         ? {}
@@ -300,14 +418,17 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     if (needsReattestation(attester, attested, new Date(), options.reattestMarginSeconds)) {
       const fresh = await step(
         'reattest',
-        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints }),
+        () => attester.attest({ jobId: ticket.jobId, baseline, runnerKey: key.publicJwk, endpoints, ...ci }),
         () => attester.kind,
       );
       token = fresh.token;
+      buildLog.addSecret(fresh.token);
     }
     const result = await step(
       'gate',
       async () => {
+        // The log first: the gate names the digest of what the control plane kept.
+        await handOverLog();
         // Each output's bytes go to the control plane as a stream, signed for by the job key;
         // the control plane digests them itself.
         for (const o of outputs) {
@@ -340,15 +461,16 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
     // Measurements that are no longer reference values: say which changed, since when, and what to run.
     const explanation = await explainReferenceDrift({
       refusal: outcome.failure.message,
-      ...(instance !== undefined && 'digest' in instance.sandboxProfile.image
-        ? { image: instance.sandboxProfile.image }
-        : {}),
+      ...imageOf(instance?.sandboxProfile),
       imageCacheDir: options.imageCacheDir ?? defaultImageCacheDir(),
       agentFiles: await agentFiles(),
       agentRoot: dirname(srcRoot),
       ...(options.referenceHome === undefined ? {} : { home: options.referenceHome }),
     }).catch(() => []);
     if (explanation.length > 0) outcome.failure.explanation = explanation;
+    // A failed build's log is kept too (it says why); a log that cannot be handed over must not
+    // hide the failure itself.
+    if (logStarted && token !== undefined) await handOverLog().catch(() => undefined);
   } finally {
     signal?.removeEventListener('abort', stopNow);
     const destroyed = instance;
@@ -376,6 +498,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
             token !== undefined,
           );
     await step('revoke', () => ended).catch(() => undefined);
+    if (imageWork !== undefined) await rm(imageWork, { recursive: true, force: true });
   }
   return outcome;
 }
@@ -416,9 +539,4 @@ async function listFiles(root: string): Promise<{ path: string; sha256: string }
   }
   await walk(root);
   return out;
-}
-
-function lastLine(text: string): string {
-  const lines = text.trim().split('\n');
-  return (lines[lines.length - 1] ?? '').slice(0, 300);
 }

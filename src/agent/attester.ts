@@ -29,6 +29,11 @@ export interface AttestationContext {
   /** The runner's public key (EC P-256 JWK). */
   readonly runnerKey: JWK;
   readonly endpoints: AttestationEndpoints;
+  /**
+   * The CI platform's identity token, when the agent runs inside a CI job: asked for afresh at
+   * each attestation and sent with the evidence as `ci_token` (src/agent/ci-token-source.ts).
+   */
+  readonly ciToken?: () => Promise<string>;
 }
 
 /**
@@ -55,11 +60,17 @@ export class SoftwareAttester implements Attester {
   readonly kind = 'software-measurement' as const;
   readonly reattests = false;
 
-  attest(c: AttestationContext): Promise<IssuedToken> {
+  async attest(c: AttestationContext): Promise<IssuedToken> {
+    const ci = c.ciToken === undefined ? undefined : await c.ciToken();
     return c.endpoints.attest({
       jobId: c.jobId,
       runnerKey: c.runnerKey,
-      evidence: { type: 'software-measurement', events: c.baseline.events, pcrs: c.baseline.pcrs },
+      evidence: {
+        type: 'software-measurement',
+        events: c.baseline.events,
+        pcrs: c.baseline.pcrs,
+        ...(ci === undefined ? {} : { ci_token: ci }),
+      },
     });
   }
 
@@ -164,10 +175,9 @@ export class VtpmAttester implements Attester {
       c.endpoints,
       await challengeRequest(tpm, c.runnerKey, c.jobId),
     );
-    return attestationEvidence.call(
-      c.endpoints,
-      await answerChallenge(tpm, challenge, c.runnerKey, c.baseline.events),
-    );
+    const evidence = await answerChallenge(tpm, challenge, c.runnerKey, c.baseline.events);
+    if (c.ciToken !== undefined) evidence.ci_token = await c.ciToken();
+    return attestationEvidence.call(c.endpoints, evidence);
   }
 
   async destroy(): Promise<void> {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
+import type { BuildLog } from '../runner/build-log.ts';
 import { EgressProxy, type FetchedArtifact } from '../runner/egress-proxy.ts';
 import type { RunnerInstance } from '../runner/runner.ts';
 
@@ -23,6 +24,7 @@ export interface FetchOutcome {
 export async function fetchDependencies(
   instance: RunnerInstance,
   allow: readonly string[],
+  log?: BuildLog,
 ): Promise<FetchOutcome> {
   const fetch = instance.config.fetch;
   if (fetch === undefined) return { fetched: [], summary: 'no fetch phase declared' };
@@ -35,13 +37,17 @@ export async function fetchDependencies(
       command: fetch.command,
       timeoutSeconds: fetch.timeoutSeconds,
       proxySocket: proxy.socketPath,
+      ...(log === undefined ? {} : { output: (chunk: Buffer) => log.write(chunk) }),
     });
     const refused = proxy.refused();
     if (result.exitCode !== 0) {
       const first = refused[0];
+      // From the masked log when there is one: the message is shown and kept.
       const why =
         first === undefined
-          ? lastLine(result.stderrTail || result.stdoutTail)
+          ? log === undefined
+            ? lastLine(result.stderrTail || result.stdoutTail)
+            : lastLineOf(log)
           : `egress refused ${first.method} ${first.target}: ${first.reason}`;
       throw new GatehouseError('FETCH_FAILED', `the fetch exited with code ${result.exitCode}: ${why}`, {
         where: instance.jobId,
@@ -61,4 +67,9 @@ export async function fetchDependencies(
 function lastLine(text: string): string {
   const lines = text.trim().split('\n');
   return (lines[lines.length - 1] ?? '').slice(0, 300);
+}
+
+/** The last line of a build log, masked (ending the log), as a failure message quotes it. */
+export function lastLineOf(log: BuildLog): string {
+  return (log.tail(1)[0] ?? '').trim().slice(0, 300);
 }

@@ -97,6 +97,7 @@ describe('attestation authority', () => {
     assert.deepEqual(payload.gatehouse, {
       evidence_types: ['software-measurement'],
       pcrs: { ...baseline.pcrs },
+      runner_kind: 'gatehouse-ephemeral',
     });
   });
 

@@ -133,6 +133,10 @@ export interface AttestedJob {
    * must present the same key, so that a second runner cannot take over the job.
    */
   readonly runnerKey?: string;
+  /** The runner's host is a CI runner: a verified CI identity token is required. */
+  readonly requireCi?: boolean;
+  /** The CI identities the runner's host may build for (its enrollment's `ci.claims`). */
+  readonly ciClaims?: Readonly<Partial<Record<string, readonly string[]>>>;
 }
 
 /** What a runner hands the authority to get a token. */
@@ -146,6 +150,10 @@ export interface AttestRequest {
   readonly evidence: unknown;
   /** The host that claimed the job (verified by the control plane). */
   readonly runner?: RunnerIdentity;
+  /** The runner's host is a CI runner: a verified CI identity token is required. */
+  readonly requireCi?: boolean;
+  /** The CI identities the runner's host may build for (its enrollment's `ci.claims`). */
+  readonly ciClaims?: Readonly<Partial<Record<string, readonly string[]>>>;
 }
 
 /** A successful appraisal: the token and when it expires. */
@@ -189,6 +197,24 @@ function describeIssues(error: z.ZodError, prefix: string): string[] {
 }
 
 /** The `ci` submod of a verified CI identity token: the platform vouches for the workload. */
+/**
+ * What kind of runner earned a token, from verified evidence only: a CI platform's runner (hosted
+ * by the platform or self-hosted, as its verified token says), else gatehouse's own ephemeral
+ * runner. Provenance and policy read it (`build.runnerKind`); a runner never states it itself.
+ */
+export function runnerKindOf(ci: Record<string, unknown> | undefined): string {
+  if (ci === undefined) return 'gatehouse-ephemeral';
+  const platform = ci.platform === 'gitlab-ci' ? 'gitlab-ci' : 'github-actions';
+  const env = ci.runner_environment;
+  const where =
+    env === 'github-hosted' || env === 'gitlab-hosted'
+      ? 'hosted'
+      : env === 'self-hosted'
+        ? 'self-hosted'
+        : 'unknown';
+  return `${platform}-${where}`;
+}
+
 function ciSubmod(ci: Record<string, unknown>): Record<string, unknown> {
   return { 'ear.status': 'affirming', 'ear.trustworthiness-vector': { 'instance-identity': 2 }, ...ci };
 }
@@ -328,7 +354,9 @@ export class AttestationAuthority {
     }
 
     // A CI identity token is checked like on the TPM path; it adds the ci submod, never replaces one.
-    const ci = parsed.success ? await this.#checkCiToken(parsed.data.ci_token, failures) : undefined;
+    const ci = parsed.success
+      ? await this.#checkCiToken(parsed.data.ci_token, failures, request.requireCi === true, request.ciClaims)
+      : undefined;
     const platforms =
       key.success && expectedJobDigest !== undefined
         ? await this.#appraisePlatform(
@@ -367,6 +395,7 @@ export class AttestationAuthority {
         ...platformSubmods(platforms, reference.policyId),
       },
       extra: {
+        runner_kind: runnerKindOf(ci),
         ...(request.runner === undefined ? {} : { runner: { ...request.runner } }),
         ...platformExtra(platforms),
       },
@@ -377,18 +406,47 @@ export class AttestationAuthority {
   async #checkCiToken(
     token: string | undefined,
     failures: CheckFailure[],
+    required = false,
+    allowed: Readonly<Partial<Record<string, readonly string[]>>> = {},
   ): Promise<Record<string, unknown> | undefined> {
-    if (token === undefined) return undefined;
+    if (token === undefined) {
+      // A CI runner's host key alone proves nothing about which pipeline runs: its identity is the
+      // platform's token, so a CI host's attestation without one is refused.
+      if (required)
+        failures.push({
+          check: CHECKS.ciTokenInvalid,
+          message: 'the runner host is enrolled for CI attestation: a CI identity token is required',
+        });
+      return undefined;
+    }
     if (this.#verifyCi === undefined) {
       failures.push({ check: CHECKS.ciTokenInvalid, message: 'no CI token issuers are configured' });
       return undefined;
     }
+    let identity: Record<string, unknown>;
     try {
-      return await this.#verifyCi(token);
+      identity = await this.#verifyCi(token);
     } catch (e) {
       failures.push({ check: CHECKS.ciTokenInvalid, message: e instanceof Error ? e.message : String(e) });
       return undefined;
     }
+    // The host's enrollment names the pipelines its key may serve; a valid token of another
+    // pipeline (another repository of the same issuer) is refused all the same.
+    for (const [claim, values] of Object.entries(allowed)) {
+      const v = identity[claim];
+      if (values === undefined) continue;
+      if (
+        typeof v !== 'string' ||
+        !values.some((a) => (a.endsWith('*') ? v.startsWith(a.slice(0, -1)) : v === a))
+      ) {
+        failures.push({
+          check: CHECKS.ciTokenInvalid,
+          message: `the CI token's ${claim} ${JSON.stringify(String(v)).slice(0, 200)} is not one the runner host is enrolled for`,
+        });
+        return undefined;
+      }
+    }
+    return identity;
   }
 
   /**
@@ -523,7 +581,12 @@ export class AttestationAuthority {
     const reference = await this.#loadReference();
     if ('check' in reference) failures.push(reference);
     else failures.push(...appraiseBaseline(ev.events, reference.values, jobId, expected));
-    const ci = await this.#checkCiToken(ev.ciToken, failures);
+    const ci = await this.#checkCiToken(
+      ev.ciToken,
+      failures,
+      attested?.requireCi === true,
+      attested?.ciClaims,
+    );
     // Platform evidence is bound like the quote: to the challenge's nonce and the runner's key.
     const platforms = await this.#appraisePlatform(
       platform,
@@ -561,6 +624,7 @@ export class AttestationAuthority {
       ],
       submods,
       extra: {
+        runner_kind: runnerKindOf(ci),
         ...(attested?.runner === undefined ? {} : { runner: { ...attested.runner } }),
         tpm: {
           ak_name: ev.akName,

@@ -21,6 +21,9 @@ import { runnerPublicJwkSchema } from './token.ts';
 /** A host name. */
 export const HOST_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
+/** The verified CI identity's fields a `ci` host's enrollment may restrict. */
+export const CI_HOST_CLAIMS = ['repository', 'ref', 'workflow_ref', 'runner_environment', 'subject'] as const;
+
 const hostContentSchema = z.strictObject({
   /** The host's public key (EC P-256); its private half never leaves the host. */
   publicKey: runnerPublicJwkSchema,
@@ -28,9 +31,22 @@ const hostContentSchema = z.strictObject({
   pool: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/),
   /**
    * How the host's runners attest: `tpm`, or `software` for a pool the security role declares as
-   * software-measured (a control plane configured for TPM refuses those all the same).
+   * software-measured (a control plane configured for TPM refuses those all the same), or `ci`
+   * for a CI platform's runners (`gatehouse run --server` inside GitHub Actions or GitLab CI):
+   * software-measured and, always, with the platform's verified OIDC identity token.
    */
-  attestation: z.enum(['tpm', 'software']),
+  attestation: z.enum(['tpm', 'software', 'ci']),
+  /**
+   * For a `ci` host: the CI identities it may build for, as claims of the verified CI token
+   * (`repository`, `ref`, `workflow_ref`, `runner_environment`, `subject`) with allowed values (a
+   * trailing `*` matches by prefix). A token of another identity is refused, so that the host's
+   * key, a CI secret, serves only the pipelines it was enrolled for.
+   */
+  ci: z
+    .strictObject({
+      claims: z.partialRecord(z.enum(CI_HOST_CLAIMS), z.array(z.string().min(1).max(1024)).min(1).max(64)),
+    })
+    .optional(),
   /** A revoked host's requests are refused. */
   revoked: z.boolean().optional(),
 });

@@ -24,6 +24,7 @@ export type RequestAct =
   | 'evidence'
   | 'upload'
   | 'environment'
+  | 'log'
   | 'fail'
   | 'finish';
 
@@ -45,6 +46,7 @@ const claimsSchema = z.strictObject({
     'evidence',
     'upload',
     'environment',
+    'log',
     'fail',
     'finish',
   ]),

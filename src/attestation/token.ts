@@ -50,6 +50,11 @@ const claimsSchema = z.object({
     pcrs: z.record(z.string(), sha256Hex64),
     /** The enrolled runner host whose runner attested, and its pool. */
     runner: z.object({ host: z.string(), pool: z.string() }).optional(),
+    /**
+     * What kind of runner it was, from verified evidence (`gatehouse-ephemeral`,
+     * `github-actions-hosted`, `gitlab-ci-self-hosted`, …); absent on tokens issued before it.
+     */
+    runner_kind: z.string().min(1).max(64).optional(),
   }),
 });
 

@@ -44,11 +44,23 @@ export const COMMAND_HELP = {
   run: {
     summary: 'one job in an ephemeral runner, attested and gated',
     usage:
-      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL | --registry URL] [--out DIR] [--home DIR] [--json]',
+      'gatehouse run DIR [--commit SHA] [--project NAME] [--server URL [--host NAME --host-key F] [--ci-audience AUD] | --registry URL] [--out DIR] [--quiet] [--home DIR] [--json]',
     details:
       "Exit 0 allowed, 3 denied, 4 quarantined, 1 failed. With --out, an allowed build's outputs and\n" +
-      'bundles are written to DIR.',
-    examples: ['gatehouse run examples/hello-app', 'gatehouse run examples/hello-app --out out/'],
+      'bundles are written to DIR.\n' +
+      "The build's output (stdout and stderr of the fetch and build phases) streams under its step as\n" +
+      'it runs, with secrets masked as ***; --quiet (-q) leaves it out, and --json never streams it (the\n' +
+      "document carries the log's digest). Each job's log is kept, at most 1 MiB (the start and the\n" +
+      'end, with a marker where output was left out), served at GET /v1/jobs/ID/log, and its digest is\n' +
+      "the provenance's build.log byproduct. A failed build prints the last 40 lines on stderr.\n" +
+      '--host and --host-key run as a CI runner host (enrolled --attestation ci) without a home: inside\n' +
+      "GitHub Actions or GitLab CI it attests with the job's OIDC token (audience --ci-audience, default\n" +
+      "the server's origin; --ci-audience alone adds the token to a home's host). See docs/ci.md.",
+    examples: [
+      'gatehouse run examples/hello-app',
+      'gatehouse run examples/hello-app --out out/',
+      'gatehouse run examples/hello-app --quiet',
+    ],
   },
   verify: {
     summary: 'deploy-time verification: a file and its bundle, or an image in a registry',
@@ -105,7 +117,7 @@ export const COMMAND_HELP = {
   host: {
     summary: 'enrolled runner hosts (enroll and revoke need the security key)',
     usage:
-      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software] [--key K]\n' +
+      'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software|ci [--ci-claim CLAIM=VALUE]…] [--key K]\n' +
       '       | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
     examples: ['gatehouse host list', 'gatehouse host key'],
   },
@@ -169,8 +181,13 @@ export const COMMAND_HELP = {
   },
   'trust-root': {
     summary: 'export the Sigstore trusted_root.json of this home',
-    usage: 'gatehouse trust-root [--home DIR] [--output FILE]',
-    examples: ['gatehouse trust-root --output trusted_root.json'],
+    usage:
+      'gatehouse trust-root [--home DIR] [--output FILE] [--format json|jsonl] [--render TEMPLATE [--images GLOB]]',
+    examples: [
+      'gatehouse trust-root --output trusted_root.json',
+      'gatehouse trust-root --format jsonl --output trusted_root.jsonl',
+      "gatehouse trust-root --render deploy/kyverno/cluster-policy.yaml --images 'registry.example/gatehouse/promoted/*'",
+    ],
   },
   source: {
     summary: 'central branch protection, signed reviews, trusted signers',

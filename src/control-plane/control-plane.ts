@@ -43,6 +43,13 @@ export interface ControlPlane {
    * CycloneDX text whose digest the submission names, with a proof by the job key (act `environment`).
    */
   uploadEnvironmentSbom(request: EnvironmentSbomRequest, text: string, proof: string): Promise<void>;
+  /**
+   * Hand the job's build log to the control plane, once, before submitting or failing: the masked,
+   * bounded bytes the agent captured from the sandbox's pipes, with a proof by the job key (act
+   * `log`). The control plane masks its own secrets in it again and keeps it under the digest it
+   * computes of what it keeps, which is the digest the provenance names.
+   */
+  uploadLog(request: LogUploadRequest, content: Uint8Array, proof: string): Promise<LogUploadResult>;
   /** Hand the build's facts to the gate; returns its decision and, when allowed, the bundles. */
   submit(request: SubmitRequest): Promise<GateResult>;
   /** End a job that could not reach the gate, revoking its token. */
@@ -100,6 +107,23 @@ export interface EnvironmentSbomRequest {
   jobId: string;
   /** `sha256:<hex>` of the document's text. */
   digest: string;
+}
+
+export interface LogUploadRequest {
+  jobId: string;
+  /** SHA-256 hex of the bytes sent. */
+  sha256: string;
+  size: number;
+  /** The agent left output out in the middle (the content says where). */
+  truncated: boolean;
+}
+
+/** The build log as the control plane kept it. */
+export interface LogUploadResult {
+  /** SHA-256 hex of the bytes kept (after the control plane's own masking). */
+  sha256: string;
+  size: number;
+  truncated: boolean;
 }
 
 export interface UploadResult {

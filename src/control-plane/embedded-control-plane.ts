@@ -10,6 +10,7 @@ import type { ProjectRegistration } from '../policy/projects.ts';
 import type { RevocationList } from '../signing/revocation-list.ts';
 import type {
   AttestationRefusalRecord,
+  BuildLogRecord,
   DecisionRecord,
   JobRecord,
   PolicyVersionRecord,
@@ -27,6 +28,8 @@ import type {
   FailRequest,
   FinishRequest,
   JobTicket,
+  LogUploadRequest,
+  LogUploadResult,
   UploadRequest,
   UploadResult,
 } from './control-plane.ts';
@@ -108,6 +111,10 @@ export class EmbeddedControlPlane implements ControlPlane {
     return this.#o.pipeline.uploadEnvironmentSbom(request, text, proof);
   }
 
+  uploadLog(request: LogUploadRequest, content: Uint8Array, proof: string): Promise<LogUploadResult> {
+    return this.#o.pipeline.uploadLog(request, content, proof);
+  }
+
   submit(request: SubmitRequest): Promise<GateResult> {
     return this.#o.pipeline.submit(request);
   }
@@ -122,6 +129,17 @@ export class EmbeddedControlPlane implements ControlPlane {
 
   getJob(jobId: string): Promise<JobRecord> {
     return this.#o.pipeline.getJob(jobId);
+  }
+
+  /**
+   * GET /v1/jobs/:id/log: the job's build log as kept (masked, bounded), with its digest.
+   * @throws GatehouseError NOT_FOUND (no such job, or it has no log)
+   */
+  async getLog(jobId: string): Promise<BuildLogRecord> {
+    const job = await this.#o.pipeline.getJob(jobId);
+    const log = await this.#o.store.jobs.getLog(job.id);
+    if (log === undefined) throw new GatehouseError('NOT_FOUND', `job ${job.id} has no build log`);
+    return log;
   }
 
   listJobs(options: { limit: number }): Promise<JobRecord[]> {

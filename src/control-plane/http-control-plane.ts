@@ -15,6 +15,8 @@ import type {
   FailRequest,
   FinishRequest,
   JobTicket,
+  LogUploadRequest,
+  LogUploadResult,
   UploadRequest,
   UploadResult,
 } from './control-plane.ts';
@@ -195,6 +197,17 @@ export class HttpControlPlane implements ControlPlane {
     }
     if (!res.ok) throw errorOfAnswer(res.status, json);
     return json as UploadResult;
+  }
+
+  /** POST /v1/jobs/:id/log: the build log's bytes (base64 in JSON, at most 1 MiB), with the job key's proof. */
+  uploadLog(request: LogUploadRequest, content: Uint8Array, proof: string): Promise<LogUploadResult> {
+    const { jobId: _j, ...body } = request;
+    return this.#call(
+      'POST',
+      `${jobPath(request.jobId)}/log`,
+      { ...body, content: Buffer.from(content).toString('base64') },
+      { proof },
+    );
   }
 
   /** The submission carries its own credentials: the attestation token and the proof of possession. */

@@ -20,12 +20,15 @@ import {
   verifyRequestProof,
 } from '../attestation/request-proof.ts';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
+import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
+import { SecretMasker } from '../common/secret-mask.ts';
 import type { CheckedSubmission, Gate, LoggedDecision } from '../gate/gate.ts';
 import type { OutputStaging } from '../gate/staging.ts';
 import type { GateResult, SubmitRequest } from '../gate/submission.ts';
 import type { Orchestrator } from '../orchestrator/orchestrator.ts';
 import type { ProjectRegistration, ProjectRegistry } from '../policy/projects.ts';
+import { BUILD_LOG_MAX_BYTES } from '../runner/build-log.ts';
 import { environmentComponents } from '../sbom/environment.ts';
 import type { AttestationRefusalRecord, JobRecord, Store } from '../store/store.ts';
 import type {
@@ -38,6 +41,8 @@ import type {
   FailRequest,
   FinishRequest,
   JobTicket,
+  LogUploadRequest,
+  LogUploadResult,
   UploadRequest,
   UploadResult,
 } from './control-plane.ts';
@@ -67,14 +72,21 @@ export interface JobPipelineOptions {
    * refuses software evidence at every entry point.
    */
   attestation: 'tpm' | 'software';
+  /**
+   * Secret values the control plane holds (the operator's API token, registry passwords), masked
+   * in every build log it keeps whatever the runner masked.
+   */
+  secrets?: readonly string[];
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
 export class JobPipeline implements ControlPlane {
   readonly #o: JobPipelineOptions;
+  readonly #masker: SecretMasker;
 
   constructor(options: JobPipelineOptions) {
     this.#o = options;
+    this.#masker = new SecretMasker(options.secrets ?? []);
   }
 
   /**
@@ -130,6 +142,8 @@ export class JobPipeline implements ControlPlane {
         runnerKey: request.runnerKey,
         evidence: request.evidence,
         runner: { host: host.name, pool: host.pool },
+        requireCi: host.attestation === 'ci',
+        ...(host.ci === undefined ? {} : { ciClaims: host.ci.claims }),
       });
     });
     await this.#bindRunnerKey(job.id, issued.token);
@@ -169,6 +183,8 @@ export class JobPipeline implements ControlPlane {
         return {
           nonce: job.nonce,
           runner: { host: host.name, pool: host.pool },
+          requireCi: host.attestation === 'ci',
+          ...(host.ci === undefined ? {} : { ciClaims: host.ci.claims }),
           ...(job.runnerKey === undefined ? {} : { runnerKey: job.runnerKey }),
         };
       }),
@@ -236,6 +252,44 @@ export class JobPipeline implements ControlPlane {
   }
 
   /**
+   * Keep the build log of a running, attested job, from its job key, once. The log is
+   * informational and what the runner says about it is not believed: the bytes must be the ones
+   * the request names, no more than the bound, and the control plane masks its own secrets in
+   * them before it keeps them; the digest it answers (and the provenance names) is of what it kept.
+   * @throws GatehouseError CONFLICT (not running, or a log already kept), UNAUTHORIZED, BAD_INPUT
+   */
+  async uploadLog(request: LogUploadRequest, content: Uint8Array, proof: string): Promise<LogUploadResult> {
+    const job = await this.getJob(request.jobId);
+    if (job.state !== 'running' || job.runnerKey === undefined)
+      throw new GatehouseError(
+        'CONFLICT',
+        `job ${job.id} is ${job.state}; a build log is received from an attested runner before it submits`,
+      );
+    await this.#jobSpeaker(job, { act: 'log', job: job.id, request }, proof);
+    if (content.length > BUILD_LOG_MAX_BYTES)
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `the build log is ${content.length} bytes, more than the bound of ${BUILD_LOG_MAX_BYTES}`,
+      );
+    if (content.length !== request.size || sha256Hex(content) !== request.sha256)
+      throw new GatehouseError(
+        'BAD_INPUT',
+        'the build log differs from the digest and size its request names',
+      );
+    const kept = this.#masker.mask(content);
+    const record = {
+      jobId: job.id,
+      content: new Uint8Array(kept),
+      sha256: sha256Hex(kept),
+      size: kept.length,
+      truncated: request.truncated,
+      createdAt: new Date().toISOString(),
+    };
+    await this.#o.store.jobs.putLog(record);
+    return { sha256: record.sha256, size: record.size, truncated: record.truncated };
+  }
+
+  /**
    * The gate, step by step. Every submission that reaches it is decided and logged, refusals
    * included; only an allowed one is signed and promoted.
    * @throws GatehouseError NOT_FOUND (no such job), CONFLICT (the job is not waiting for the gate)
@@ -269,9 +323,18 @@ export class JobPipeline implements ControlPlane {
   }
 
   /** End a job that could not reach the gate, revoking its token: said by the job's runner only. */
-  async fail(request: FailRequest, proof: string): Promise<void> {
-    const job = await this.getJob(request.jobId);
-    await this.#jobSpeaker(job, { act: 'fail', job: job.id, request }, proof);
+  async fail(signed: FailRequest, proof: string): Promise<void> {
+    const job = await this.getJob(signed.jobId);
+    await this.#jobSpeaker(job, { act: 'fail', job: job.id, request: signed }, proof);
+    // A failed build's reason quotes its output: the control plane's secrets never reach the job
+    // record in it, whatever the runner masked.
+    const request = {
+      ...signed,
+      reason: this.#maskText(signed.reason),
+      steps: signed.steps.map((s) =>
+        s.detail === undefined ? s : { ...s, detail: this.#maskText(s.detail) },
+      ),
+    };
     this.#o.metrics.runnerJob(request.steps, request.reason);
     if (request.token !== undefined) await this.#o.authority.revoke(request.token);
     const cancel = request.cancelled === true && (job.state === 'queued' || job.state === 'running');
@@ -301,6 +364,10 @@ export class JobPipeline implements ControlPlane {
 
   getJob(jobId: string): Promise<JobRecord> {
     return this.#o.orchestrator.get(jobId);
+  }
+
+  #maskText(text: string): string {
+    return this.#masker.size === 0 ? text : this.#masker.mask(Buffer.from(text)).toString();
   }
 
   #ticket(job: JobRecord): JobTicket {
@@ -368,12 +435,13 @@ export class JobPipeline implements ControlPlane {
   async #approve(job: JobRecord, checked: CheckedSubmission, decision: LoggedDecision): Promise<GateResult> {
     const { gate } = this.#o;
     const approval = { policyDigest: decision.result.policyDigest, at: decision.createdAt };
-    const signed = await gate.sign(gate.held(checked), approval);
+    // The manifest is planned first, so that the statements can name the digest a deployer pins.
+    const signed = await gate.sign(gate.held(checked), approval, gate.deployment(job, checked, decision));
     const placement = await gate.promote(job, checked, decision, signed);
     await this.#o.orchestrator.transition(job.id, 'allowed', {
       result: { decisionId: decision.decisionId, outcome: 'allow', placement: placement.reference },
     });
-    return { ...decision.result, ...signed, placement };
+    return { ...decision.result, ...signed.bundles, placement };
   }
 
   /** Denied or quarantined: the artifact goes to quarantine, and the job ends so. */
@@ -440,6 +508,10 @@ function notClaimer(job: JobRecord, host: HostEnrollment): string {
 
 /** Why software evidence from `host` is refused, if it is. */
 function softwareRefusal(mode: 'tpm' | 'software', host: HostEnrollment): string | undefined {
+  // A CI host's runners are software-measured on any control plane, but never without the CI
+  // platform's verified identity token (the authority requires it) and never above Build L2: the
+  // policy sees the runner kind and level and decides whether that is enough for a project.
+  if (host.attestation === 'ci') return undefined;
   if (mode === 'tpm') return 'this control plane requires TPM attestation; software evidence is refused';
   if (host.attestation !== 'software')
     return `runner host ${host.name} is enrolled for TPM attestation; software evidence is refused`;

@@ -1,6 +1,7 @@
 /** The gate's checks of what a runner handed in: proof freshness, artifact bytes, refusal rules. */
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { ProjectRegistration } from '../policy/projects.ts';
+import { type AssembledImage, openImageArchive, platformString } from '../registry/image-assembly.ts';
 import type { ArtifactFile } from '../registry/registry.ts';
 import type { TokenStore } from '../store/store.ts';
 import type { OutputStaging } from './staging.ts';
@@ -84,6 +85,48 @@ export function checkSourceAgainstRegistration(submission: Submission, project: 
     throw new GatehouseError('SOURCE_MISMATCH', `${where}; this build is not of a committed, clean checkout`);
 }
 
+/**
+ * An image submission's archive is its only output, and the image inside it is the one the
+ * submission names: the gate opens the archive itself (every blob, diff ID and layer entry
+ * checked) and compares the manifest digest it finds with the one the runner reported.
+ * @throws GatehouseError SUBJECT_MISMATCH, ARTIFACT_REFUSED
+ */
+export async function checkImageArchive(
+  submission: Submission,
+  files: readonly ArtifactFile[],
+  staging: OutputStaging,
+): Promise<AssembledImage | undefined> {
+  const image = submission.image;
+  if (image === undefined) return undefined;
+  const [archive, ...more] = files;
+  if (archive === undefined || more.length > 0 || archive.name !== image.archive)
+    throw new GatehouseError(
+      'SUBJECT_MISMATCH',
+      `an image submission has exactly one output, its archive ${image.archive}`,
+    );
+  const opened = await openImageArchive(
+    archive.path,
+    await staging.workDir(submission.jobId, 'image'),
+    `image ${image.name}`,
+  );
+  if (opened.manifestDigest !== image.manifestDigest)
+    throw new GatehouseError(
+      'SUBJECT_MISMATCH',
+      `the image archive holds manifest ${opened.manifestDigest}, the submission names ${image.manifestDigest}`,
+    );
+  const p = opened.platform;
+  if (
+    p.os !== image.platform.os ||
+    p.architecture !== image.platform.architecture ||
+    p.variant !== image.platform.variant
+  )
+    throw new GatehouseError(
+      'SUBJECT_MISMATCH',
+      `the image config is for ${platformString(p)}, the submission names ${platformString(image.platform)}`,
+    );
+  return opened;
+}
+
 /** The rule a verification failure is reported under. */
 export function refusalRule(e: unknown): string {
   if (
@@ -94,6 +137,7 @@ export function refusalRule(e: unknown): string {
   if (isGatehouseError(e, 'PROOF_OF_POSSESSION_FAILED')) return 'proof-of-possession';
   if (isGatehouseError(e, 'BAD_SBOM')) return 'sbom';
   if (isGatehouseError(e, 'SUBJECT_MISMATCH')) return 'artifact-digest';
+  if (isGatehouseError(e, 'ARTIFACT_REFUSED')) return 'image';
   if (isGatehouseError(e, 'SOURCE_MISMATCH', 'NOT_FOUND')) return 'project-source';
   return 'submission';
 }

@@ -6,20 +6,30 @@ import { describeError, GatehouseError } from '../common/errors.ts';
 import type { PolicyEngine } from '../policy/policy-engine.ts';
 import { type Suppressed, sbomCreatedAt, sourceFactsOf } from '../policy/policy-engine.ts';
 import type { ProjectRegistry } from '../policy/projects.ts';
-import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
+import type { AssembledImage } from '../registry/image-assembly.ts';
+import type {
+  ArtifactFile,
+  ArtifactManifestInput,
+  ArtifactRegistry,
+  Attachment,
+  ImagePlacement,
+  Placement,
+} from '../registry/registry.ts';
 import type { ArtifactLimits } from '../sbom/artifact/limits.ts';
 import { environmentComponents } from '../sbom/environment.ts';
 import type { Component, Sbom } from '../sbom/model.ts';
 import { readSbom } from '../sbom/read.ts';
+import { toolchainProvides } from '../sbom/reconcile.ts';
 import type { InternalCa } from '../signing/ca.ts';
 import type { PrecertificateLog } from '../signing/ct.ts';
 import { buildLevelOf } from '../signing/vsa.ts';
 import type { SourceFacts, SourceVerification } from '../source/source-provider.ts';
-import type { DecisionOutcome, JobRecord, Store } from '../store/store.ts';
+import type { BuildLogSummary, DecisionOutcome, JobRecord, Store } from '../store/store.ts';
 import { decisionEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { type MatchResult, matchVulnerabilities } from '../vuln/match.ts';
 import type { CurrentVulnIndex } from '../vuln/vuln-index.ts';
 import {
+  checkImageArchive,
   checkProofFresh,
   checkSourceAgainstRegistration,
   checkStagedOutputs,
@@ -27,8 +37,20 @@ import {
 } from './checks.ts';
 import { type HeldBuild, heldBuildOf } from './held-build.ts';
 import { type JudgedSbom, judgeArtifacts } from './judged-sbom.ts';
-import { decisionRecord, environmentRecord, promoteSigned, sbomRecord } from './placement.ts';
-import { type Approval, type SignedBuild, type SigningDeps, signBuild } from './sign-build.ts';
+import {
+  artifactDeployment,
+  decisionRecord,
+  environmentRecord,
+  promoteSigned,
+  sbomRecord,
+} from './placement.ts';
+import {
+  type Approval,
+  type Deployment,
+  type SignedPromotion,
+  type SigningDeps,
+  signBuild,
+} from './sign-build.ts';
 import type { OutputStaging } from './staging.ts';
 import type { GateReason, GateResult, Submission, SubmitRequest } from './submission.ts';
 
@@ -94,6 +116,8 @@ export interface CheckedSubmission {
   submission: Submission;
   claims?: AttestationClaims;
   files: ArtifactFile[];
+  /** The image inside the archive, as the gate opened and checked it (image submissions only). */
+  image?: AssembledImage;
   /** What the runner declared (its lockfiles before the build), as it signed it. */
   declared?: Sbom;
   /** The build environment's packages, from the SBOM the submission references by digest. */
@@ -103,6 +127,8 @@ export interface CheckedSubmission {
   /** The reconciliation of the three SBOMs, and the union as the document that is signed. */
   judged?: JudgedSbom;
   source?: SourceVerification;
+  /** The job's build log as the control plane kept it, if the runner handed one over. */
+  buildLog?: BuildLogSummary;
   refusals: GateReason[];
 }
 
@@ -123,6 +149,22 @@ export interface LoggedDecision {
   /** The document in the log, which is also attached to the artifact. */
   doc: Record<string, unknown>;
   result: Omit<GateResult, 'placement'>;
+}
+
+/** The image to place instead of the files, when the submission is an image the gate opened. */
+function imagePlacementOf(checked: CheckedSubmission): { image?: ImagePlacement } {
+  const image = checked.image;
+  if (image === undefined) return {};
+  return {
+    image: {
+      manifest: { descriptor: image.manifest.descriptor, bytes: image.manifest.bytes },
+      config: { descriptor: image.config.descriptor, bytes: image.config.bytes },
+      layers: image.layers.map((l) => ({
+        descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size },
+        path: l.path,
+      })),
+    },
+  };
 }
 
 /**
@@ -171,9 +213,14 @@ export class Gate {
       }
       checkSourceAgainstRegistration(submission, await this.#o.projects.require(job.project));
       checked.files = await checkStagedOutputs(submission, this.#o.staging);
+      const image = await checkImageArchive(submission, checked.files, this.#o.staging);
+      if (image !== undefined) checked.image = image;
       checked.declared = readSbom(submission.sbom, 'submission.sbom');
       if (submission.environment !== undefined)
         checked.environment = await this.#environment(submission.environment.sbom);
+      // The log as kept here, never the runner's word for its digest.
+      const buildLog = await this.#o.store.jobs.logSummary(job.id);
+      if (buildLog !== undefined) checked.buildLog = buildLog;
       checked.claims = claims;
     } catch (e) {
       // Verification failures are decisions too: a deny, logged like any other.
@@ -205,6 +252,9 @@ export class Gate {
               },
             }),
         fetched: submission.fetched ?? [],
+        ...(checked.environment === undefined
+          ? {}
+          : { toolchain: toolchainProvides(checked.environment.components) }),
         ...(this.#o.artifactLimits === undefined ? {} : { limits: this.#o.artifactLimits }),
         ...(this.#o.catalogTempDir === undefined ? {} : { tempDir: this.#o.catalogTempDir }),
       });
@@ -322,10 +372,17 @@ export class Gate {
       },
       ...(source === undefined ? {} : { source: sourceFactsOf(source) }),
       // Computed from the evidence that earned the token, never assumed (docs/trust-model.md).
-      build: { slsaBuildLevel: buildLevelOf(claims.gatehouse.evidence_types) },
+      build: {
+        slsaBuildLevel: buildLevelOf(claims.gatehouse.evidence_types),
+        runnerKind: claims.gatehouse.runner_kind ?? 'gatehouse-ephemeral',
+      },
       ...(createdAtOfSbom === undefined ? {} : { sbom: { createdAt: createdAtOfSbom } }),
-      // The artifact's identifiers for VEX: its digests (the project purl is added by the engine).
-      subjects: submission.subjects.map((s) => `sha256:${s.sha256}`),
+      // The artifact's identifiers for VEX: its digests (the project purl is added by the engine),
+      // and an image's manifest digest, which the gate checked against the archive.
+      subjects: [
+        ...submission.subjects.map((s) => `sha256:${s.sha256}`),
+        ...(checked.image === undefined ? [] : [checked.image.manifestDigest]),
+      ],
     });
     return {
       outcome: decision.outcome,
@@ -394,12 +451,28 @@ export class Gate {
     const { claims, judged } = checked;
     if (claims === undefined || judged === undefined)
       throw new GatehouseError('INTERNAL', 'only a verified and catalogued submission can be signed');
-    return heldBuildOf(checked.submission, claims, judged, checked.source, checked.environment?.digest);
+    const log = checked.buildLog;
+    return heldBuildOf(
+      checked.submission,
+      claims,
+      judged,
+      checked.source,
+      checked.environment?.digest,
+      log === undefined ? undefined : { sha256: log.sha256, size: log.size, truncated: log.truncated },
+    );
   }
 
-  /** Sign the provenance, SBOM attestation and VSA of an approved build, logging each. */
-  sign(held: HeldBuild, approval: Approval): Promise<SignedBuild> {
-    return signBuild(this.#signing, held, approval);
+  /**
+   * Sign the provenance, SBOM attestation and VSA of an approved build, logging each, for its files
+   * and the manifests of `deployment` (see {@link Gate.deployment}).
+   */
+  sign(held: HeldBuild, approval: Approval, deployment: Deployment): Promise<SignedPromotion> {
+    return signBuild(this.#signing, held, approval, deployment);
+  }
+
+  /** The artifact manifest an allowed submission will be promoted as, planned before signing. */
+  deployment(job: JobRecord, checked: CheckedSubmission, decision: LoggedDecision): Deployment {
+    return artifactDeployment(this.#o.registry, job.project, this.#manifestInput(checked, decision));
   }
 
   /** Promote an approved artifact with its bundles, its SBOM and the decision. */
@@ -407,15 +480,28 @@ export class Gate {
     job: JobRecord,
     checked: CheckedSubmission,
     decision: LoggedDecision,
-    signed: SignedBuild,
+    signed: SignedPromotion,
   ): Promise<Placement> {
     const sbom = this.#judgedDocument(checked);
     return promoteSigned(this.#o.registry, {
-      ...{ project: job.project, tag: job.id, files: checked.files, sbom, signed },
+      ...{ project: job.project, tag: job.id, sbom, signed },
+      ...this.#manifestInput(checked, decision),
       records: [sbomRecord(sbom), ...this.#environmentRecords(checked), decisionRecord(decision.doc)],
+    });
+  }
+
+  /** What the promoted artifact manifest is made of: the same when planned and when placed. */
+  #manifestInput(
+    checked: CheckedSubmission,
+    decision: LoggedDecision,
+  ): ArtifactManifestInput & { annotations: Record<string, string> } {
+    return {
+      files: checked.files,
       annotations: { 'dev.gatehouse.decision': decision.result.outcome },
       createdAt: decision.createdAt,
-    });
+      // An image is promoted exactly as assembled: its manifest is the one planned and signed for.
+      ...imagePlacementOf(checked),
+    };
   }
 
   /**
@@ -429,6 +515,7 @@ export class Gate {
       project: job.project,
       tag: job.id,
       files: checked.files,
+      ...imagePlacementOf(checked),
       attachments:
         checked.judged === undefined
           ? [decisionRecord(decision.doc)]

@@ -11,7 +11,13 @@ import type { Submission } from './submission.ts';
  */
 export interface HeldBuild {
   submission: Omit<Submission, 'steps'>;
-  attestation: { tokenId: string; evidenceTypes: string[]; pcrs: Record<string, string> };
+  attestation: {
+    tokenId: string;
+    evidenceTypes: string[];
+    pcrs: Record<string, string>;
+    /** The kind of runner the token names (absent on builds held before it was recorded). */
+    runnerKind?: string;
+  };
   /** The union the policy judged, each component with how it is known. */
   components: Component[];
   /**
@@ -22,6 +28,11 @@ export interface HeldBuild {
   /** `sha256:<hex>` of the build environment's SBOM the judged one references, if any. */
   environment?: string;
   source?: SourceVerification;
+  /**
+   * The job's build log as the control plane kept it (digest of the kept bytes), named in the
+   * provenance as a byproduct; absent when the runner handed none over.
+   */
+  buildLog?: { sha256: string; size: number; truncated: boolean };
   /** Manifest digest of the artifact in the quarantine area (refused builds only). */
   quarantineManifest?: string;
 }
@@ -52,6 +63,7 @@ export function heldBuildOf(
   judged: { components: Component[]; document: Record<string, unknown> },
   source: SourceVerification | undefined,
   environment?: string,
+  buildLog?: HeldBuild['buildLog'],
 ): HeldBuild {
   const { steps: _steps, ...rest } = submission;
   return {
@@ -60,10 +72,12 @@ export function heldBuildOf(
       tokenId: claims.jti,
       evidenceTypes: claims.gatehouse.evidence_types,
       pcrs: claims.gatehouse.pcrs,
+      ...(claims.gatehouse.runner_kind === undefined ? {} : { runnerKind: claims.gatehouse.runner_kind }),
     },
     components: judged.components,
     sbom: judged.document,
     ...(environment === undefined ? {} : { environment }),
     ...(source === undefined ? {} : { source }),
+    ...(buildLog === undefined ? {} : { buildLog }),
   };
 }

@@ -38,6 +38,8 @@ export async function judgeArtifacts(input: {
   /** The build environment's SBOM, referenced by the judged one (its packages are judged apart). */
   environment?: { digest: string; url: string; packages: number };
   fetched: readonly FetchedArtifact[];
+  /** What the build environment's toolchain compiles in (src/sbom/reconcile.ts toolchainProvides). */
+  toolchain?: readonly string[];
   limits?: Partial<ArtifactLimits>;
   tempDir?: string;
 }): Promise<JudgedSbom> {
@@ -61,6 +63,7 @@ export async function judgeArtifacts(input: {
     fetched: input.fetched,
     found,
     own: input.declared.projectPackages ?? [],
+    ...(input.toolchain === undefined ? {} : { toolchain: input.toolchain }),
   });
   const document = writeCycloneDx({
     ...(input.declared.subject === undefined ? {} : { subject: input.declared.subject }),

@@ -1,9 +1,18 @@
 /** Where a decided artifact goes: promoted with its bundles and records, or quarantined. */
-import type { ArtifactFile, ArtifactRegistry, Attachment, Placement } from '../registry/registry.ts';
+import { GatehouseError } from '../common/errors.ts';
+import { artifactManifest } from '../registry/manifests.ts';
+import type {
+  ArtifactFile,
+  ArtifactManifestInput,
+  ArtifactRegistry,
+  Attachment,
+  ImagePlacement,
+  Placement,
+} from '../registry/registry.ts';
 import { sbomAttestationTypes } from '../sbom/read.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
 import { SLSA_VSA_V1 } from '../signing/vsa.ts';
-import { jsonBytes, type SignedBuild } from './sign-build.ts';
+import { type Deployment, jsonBytes, type SignedPromotion } from './sign-build.ts';
 
 /** Media and artifact types of what a promoted artifact carries. */
 export const MEDIA = {
@@ -40,38 +49,81 @@ export function decisionRecord(doc: Record<string, unknown>): Attachment {
   return { artifactType: MEDIA.decision, mediaType: MEDIA.decision, bytes: jsonBytes(doc) };
 }
 
-/** Promote an approved artifact with its three bundles and its records (SBOM, decision). */
+/** The value of `dev.sigstore.bundle.content` for a bundle holding a DSSE envelope. */
+export const BUNDLE_CONTENT_DSSE = 'dsse-envelope';
+
+/** A repository URI as a reference without scheme (`oci://host/repo` → `host/repo`). */
+export function dockerReference(repositoryUri: string): string {
+  return repositoryUri.replace(/^oci:\/\//, '');
+}
+
+/**
+ * The artifact manifest a promotion of these files will write, planned before anything is signed,
+ * and the repository it goes to: what the signed statements name beside the files.
+ */
+export function artifactDeployment(
+  registry: ArtifactRegistry,
+  project: string,
+  input: ArtifactManifestInput,
+): Deployment {
+  const { descriptor } = artifactManifest(input);
+  return {
+    repository: dockerReference(registry.repositoryUri('promoted', project)),
+    manifests: [{ mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size }],
+  };
+}
+
+/**
+ * Promote an approved artifact with its three bundles (referrers), cosign's signature and
+ * attestation layers (its tags) and its records (SBOM, decision). The placement is refused if its
+ * manifest is not the one the statements were signed for.
+ * @throws GatehouseError INTERNAL when the planned manifest differs from the signed one
+ */
 export function promoteSigned(
   registry: ArtifactRegistry,
   p: {
     project: string;
     tag: string;
     files: ArtifactFile[];
+    image?: ImagePlacement;
     sbom: Record<string, unknown>;
-    signed: SignedBuild;
+    signed: SignedPromotion;
     records: Attachment[];
     annotations: Record<string, string>;
-    createdAt?: string;
+    createdAt: string;
   },
 ): Promise<Placement> {
-  const bundle = (bytes: unknown, predicateType: string, cosign: ('sig' | 'att')[]): Attachment => ({
+  const manifest = artifactManifest(p).descriptor.digest;
+  const cosign = p.signed.cosign.find((c) => c.manifestDigest === manifest);
+  if (cosign === undefined)
+    throw new GatehouseError(
+      'INTERNAL',
+      `the artifact manifest ${manifest} is not one the build was signed for`,
+    );
+  const bundle = (bytes: unknown, predicateType: string): Attachment => ({
     artifactType: MEDIA.bundle,
     mediaType: MEDIA.bundle,
     bytes: jsonBytes(bytes),
-    annotations: { 'dev.sigstore.bundle.predicateType': predicateType },
-    cosign,
+    annotations: {
+      'dev.sigstore.bundle.content': BUNDLE_CONTENT_DSSE,
+      'dev.sigstore.bundle.predicateType': predicateType,
+    },
   });
+  const { bundles } = p.signed;
   return registry.promote({
     project: p.project,
     tag: p.tag,
     files: p.files,
+    ...(p.image === undefined ? {} : { image: p.image }),
     attachments: [
-      bundle(p.signed.bundle, SLSA_PROVENANCE_V1, ['sig', 'att']),
-      bundle(p.signed.sbomBundle, sbomAttestationTypes(p.sbom).predicateType, ['att']),
-      bundle(p.signed.vsaBundle, SLSA_VSA_V1, ['att']),
+      bundle(bundles.bundle, SLSA_PROVENANCE_V1),
+      bundle(bundles.sbomBundle, sbomAttestationTypes(p.sbom).predicateType),
+      bundle(bundles.vsaBundle, SLSA_VSA_V1),
       ...p.records,
     ],
     annotations: p.annotations,
-    ...(p.createdAt === undefined ? {} : { createdAt: p.createdAt }),
+    createdAt: p.createdAt,
+    cosign: cosign.layers,
+    manifestDigest: manifest,
   });
 }

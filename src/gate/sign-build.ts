@@ -5,9 +5,18 @@
  * released it and why), log each, and bundle each.
  */
 import { sha256Hex } from '../common/encoding.ts';
+import { GatehouseError } from '../common/errors.ts';
+import type { DeployedManifest } from '../registry/registry.ts';
 import { sbomAttestationTypes } from '../sbom/read.ts';
 import { buildBundle } from '../signing/bundle.ts';
 import type { InternalCa } from '../signing/ca.ts';
+import {
+  attestationLayer,
+  type CosignLayerContent,
+  hashedRekordBody,
+  signatureLayer,
+  simpleSigningPayload,
+} from '../signing/cosign.ts';
 import type { PrecertificateLog } from '../signing/ct.ts';
 import { type Envelope, signEnvelope } from '../signing/dsse.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
@@ -22,6 +31,9 @@ import { buildLevelOf, SLSA_VSA_V1, verificationSummary } from '../signing/vsa.t
 import { dsseEntryBody, type TransparencyLog } from '../tlog/transparency-log.ts';
 import { type HeldBuild, type ReleaseNote, signedSbomOf } from './held-build.ts';
 import { buildIdentity } from './submission.ts';
+
+/** The name of the build log among the provenance's byproducts. */
+export const BUILD_LOG_BYPRODUCT = 'build.log';
 
 /** What signing needs: the CA, the log, where artifacts are promoted, and the identity settings. */
 export interface SigningDeps {
@@ -53,6 +65,23 @@ export interface SignedBuild {
   vsaBundle: Record<string, unknown>;
 }
 
+/**
+ * What is deployed besides the files: the manifests (artifact or image manifest, image index),
+ * planned before signing, and the repository they are promoted to. The statements name each
+ * manifest digest, and each gets cosign's signature and attestation layers.
+ */
+export interface Deployment {
+  /** The promoted repository as a reference without scheme, e.g. `registry.example/team/app`. */
+  repository: string;
+  manifests: DeployedManifest[];
+}
+
+/** The bundles of an approved artifact, and the layers of cosign's tags of each deployed manifest. */
+export interface SignedPromotion {
+  bundles: SignedBuild;
+  cosign: { manifestDigest: string; layers: CosignLayerContent[] }[];
+}
+
 /** When and under which policy the build was approved, and (for a release) by whom. */
 export interface Approval {
   policyDigest: string;
@@ -60,19 +89,85 @@ export interface Approval {
   release?: ReleaseNote;
 }
 
-/** Sign, log and bundle the provenance, the SBOM attestation and the VSA of an approved build. */
-export async function signBuild(o: SigningDeps, held: HeldBuild, decided: Approval): Promise<SignedBuild> {
+/**
+ * Sign, log and bundle the provenance, the SBOM attestation and the VSA of an approved build, each
+ * naming the files and the deployed manifests; then sign each manifest in cosign's simple-signing
+ * format (logged as a `hashedrekord` entry) and lay out cosign's attestation layers.
+ */
+export async function signBuild(
+  o: SigningDeps,
+  held: HeldBuild,
+  decided: Approval,
+  deployment: Deployment,
+): Promise<SignedPromotion> {
   const { submission } = held;
   const leafKey = EphemeralSigner.generate();
   const certificatePem = await issueBuildLeaf(o, held, leafKey);
-  const subjects = submission.subjects.map((s) => ({ name: s.name, digest: { sha256: s.sha256 } }));
+  // What a pod pins is the manifest digest: the statements name it beside every file, so tools
+  // that look attestations up by that digest (cosign, Kyverno, gh attestation) find it a subject.
+  const subjects = [
+    ...submission.subjects.map((s) => ({ name: s.name, digest: { sha256: s.sha256 } })),
+    ...deployment.manifests.map((m) => ({
+      name: deployment.repository,
+      digest: { sha256: hexOf(m.digest) },
+    })),
+  ];
   const sign = (predicateType: string, predicate: unknown) =>
     signStatement(o, makeStatement(subjects, predicateType, predicate), leafKey, certificatePem);
   const bundle = await sign(SLSA_PROVENANCE_V1, provenanceOf(o, held));
   const sbom = signedSbomOf(held);
-  const sbomBundle = await sign(sbomAttestationTypes(sbom).predicateType, sbom);
+  const sbomPredicateType = sbomAttestationTypes(sbom).predicateType;
+  const sbomBundle = await sign(sbomPredicateType, sbom);
   const vsaBundle = await sign(SLSA_VSA_V1, summaryOf(o, held, decided, [bundle, sbomBundle]));
-  return { bundle, sbomBundle, vsaBundle };
+  const chainPem = o.ca.chainPem();
+  const attestations = [
+    attestationLayer(bundle, SLSA_PROVENANCE_V1, chainPem),
+    attestationLayer(sbomBundle, sbomPredicateType, chainPem),
+    attestationLayer(vsaBundle, SLSA_VSA_V1, chainPem),
+  ];
+  const cosign: SignedPromotion['cosign'] = [];
+  for (const m of deployment.manifests) {
+    const signature = await signManifest(o, deployment.repository, m.digest, leafKey, certificatePem);
+    cosign.push({ manifestDigest: m.digest, layers: [signature, ...attestations] });
+  }
+  return { bundles: { bundle, sbomBundle, vsaBundle }, cosign };
+}
+
+function hexOf(digest: string): string {
+  if (!/^sha256:[0-9a-f]{64}$/.test(digest))
+    throw new GatehouseError('INTERNAL', `the deployed manifest digest '${digest}' is not a sha256 digest`);
+  return digest.slice(7);
+}
+
+/**
+ * cosign's signature of a manifest: a simple-signing payload naming its digest, signed by the
+ * build's leaf, logged in the transparency log as a `hashedrekord` entry whose SET is the
+ * layer's log bundle.
+ */
+async function signManifest(
+  o: SigningDeps,
+  repository: string,
+  manifestDigest: string,
+  signer: EphemeralSigner,
+  certificatePem: string,
+): Promise<CosignLayerContent> {
+  const payload = simpleSigningPayload(repository, manifestDigest);
+  const signature = await signer.sign(payload);
+  const body = hashedRekordBody(payload, signature, certificatePem);
+  const entry = await o.log.append(body);
+  return signatureLayer({
+    payload,
+    signature,
+    certificatePem,
+    chainPem: o.ca.chainPem(),
+    entry: {
+      body,
+      integratedTime: entry.integratedTime,
+      logIndex: entry.index,
+      logId: entry.logId,
+      signedEntryTimestamp: entry.inclusionPromise,
+    },
+  });
 }
 
 /** A short-lived leaf for the project's build identity, with the Fulcio-style build extensions. */
@@ -87,18 +182,29 @@ function issueBuildLeaf(o: SigningDeps, held: HeldBuild, leafKey: EphemeralSigne
       issuer: o.issuer,
       validityMinutes: o.certValidityMinutes,
       extensions: {
-        runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes),
+        runnerEnvironment: runnerEnvironmentOf(held.attestation.evidenceTypes, held.attestation.runnerKind),
         sourceRepositoryUri: source.uri,
+        ...sourceOwnerOf(source.uri),
         ...(source.commit === undefined ? {} : { sourceRepositoryDigest: source.commit }),
         ...(source.ref === undefined ? {} : { sourceRepositoryRef: source.ref }),
         buildConfigUri: `${source.uri}/gatehouse.yaml`,
         buildConfigDigest: submission.build.sandboxProfileDigest,
         runInvocationUri: `${base}/jobs/${submission.jobId}`,
-        buildSignerUri: `${base}/runners/bubblewrap`,
+        buildSignerUri: builderIdOf(base, held),
       },
     },
     o.ctLogs,
   );
+}
+
+/**
+ * The owner of a source hosted as `https://HOST/OWNER/REPO` (GitHub, GitLab, Gitea): Fulcio's
+ * source-repository-owner extension, which `gh attestation verify --owner` compares. None for
+ * any other source (a local repository has no owner to name).
+ */
+export function sourceOwnerOf(uri: string): { sourceRepositoryOwnerUri?: string } {
+  const m = /^(https:\/\/[^/@]+\/[^/]+)\/[^/]+?(?:\.git)?\/?$/.exec(uri);
+  return m?.[1] === undefined ? {} : { sourceRepositoryOwnerUri: m[1] };
 }
 
 /** The SLSA Provenance v1 predicate of a verified build. */
@@ -121,15 +227,30 @@ function provenanceOf(o: SigningDeps, held: HeldBuild): unknown {
     internalParameters: {
       sandboxProfileDigest: submission.build.sandboxProfileDigest,
       slsaBuildLevel: buildLevelOf(held.attestation.evidenceTypes),
+      runnerKind: held.attestation.runnerKind ?? 'gatehouse-ephemeral',
       attestation: held.attestation,
       // The origin facts the gate established from the repository (src/source).
       ...(held.source === undefined ? {} : { sourceVerification: held.source }),
     },
     resolvedDependencies: resolvedDependenciesOf(held),
-    builderId: `${base}/runners/bubblewrap`,
+    builderId: builderIdOf(base, held),
     invocationId: submission.jobId,
     startedOn: new Date(submission.build.startedOn),
     finishedOn: new Date(submission.build.finishedOn),
+    // The log as the control plane kept it (masked, bounded), served at the job's log URL.
+    ...(held.buildLog === undefined
+      ? {}
+      : {
+          byproducts: [
+            {
+              name: BUILD_LOG_BYPRODUCT,
+              uri: `${base}/jobs/${submission.jobId}/log`,
+              digest: { sha256: held.buildLog.sha256 },
+              mediaType: 'text/plain; charset=utf-8',
+              annotations: { size: held.buildLog.size, truncated: held.buildLog.truncated },
+            },
+          ],
+        }),
   });
 }
 
@@ -217,8 +338,35 @@ async function signStatement(
  * The certificate's runner-environment extension: an ephemeral gatehouse runner, and how it was
  * attested (`tpm` or `software`), so a verifier can tell the two apart from the certificate alone.
  */
-export function runnerEnvironmentOf(evidenceTypes: readonly string[]): string {
-  return `gatehouse-ephemeral-${buildLevelOf(evidenceTypes) === 3 ? 'tpm' : 'software'}`;
+export function runnerEnvironmentOf(evidenceTypes: readonly string[], runnerKind?: string): string {
+  // A CI platform's runner is named as the platform names it (Fulcio's Runner Environment
+  // extension: `github-hosted`, `self-hosted`), never as one of gatehouse's own.
+  switch (runnerKind) {
+    case 'github-actions-hosted':
+      return 'github-hosted';
+    case 'gitlab-ci-hosted':
+      return 'gitlab-hosted';
+    case 'github-actions-self-hosted':
+    case 'gitlab-ci-self-hosted':
+      return 'self-hosted';
+    case 'github-actions-unknown':
+    case 'gitlab-ci-unknown':
+      return 'unknown';
+    default:
+      return `gatehouse-ephemeral-${buildLevelOf(evidenceTypes) === 3 ? 'tpm' : 'software'}`;
+  }
+}
+
+/**
+ * The provenance's builder: gatehouse's own ephemeral runner, or the CI platform's runner the
+ * agent ran in (its kind from the verified CI token), so that a verifier who trusts one builder
+ * does not take a build of the other for it.
+ */
+function builderIdOf(base: string, held: HeldBuild): string {
+  const kind = held.attestation.runnerKind;
+  return kind === undefined || kind === 'gatehouse-ephemeral'
+    ? `${base}/runners/bubblewrap`
+    : `${base}/runners/${kind}`;
 }
 
 function baseOf(o: SigningDeps): string {

@@ -96,6 +96,15 @@ export class OutputStaging {
     }
   }
 
+  /** A private directory among a job's staged outputs (removed with them), e.g. to open an image in. */
+  async workDir(jobId: string, name: string): Promise<string> {
+    if (!/^[a-z0-9-]{1,32}$/.test(name))
+      throw new GatehouseError('BAD_INPUT', `'${name}' is not a work directory name`);
+    const dir = join(this.#dir(jobId), `.work-${name}`);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  }
+
   /** Remove everything staged for a job. */
   async remove(jobId: string): Promise<void> {
     await rm(this.#dir(jobId), { recursive: true, force: true });

@@ -31,6 +31,22 @@ export interface Submission {
   environment?: { sbom: string };
   /** Every artifact the fetch phase's egress proxy passed, with its digest (SLSA resolvedDependencies). */
   fetched?: { uri: string; digest: { sha256: string } }[];
+  /**
+   * The container image the agent assembled (src/registry/image-assembly.ts): the output named
+   * `archive` is its OCI layout tar; the gate opens it and checks the manifest digest itself.
+   */
+  image?: SubmittedImage;
+}
+
+/** What a submission says about its image output. */
+export interface SubmittedImage {
+  name: string;
+  /** The subject (output) holding the image as an OCI layout tar. */
+  archive: string;
+  manifestDigest: string;
+  platform: { os: string; architecture: string; variant?: string };
+  /** `scratch`, `store:sha256:…` or `oci-layout:sha256:…`, and the base manifest for an OCI base. */
+  base: { source: string; manifestDigest?: string };
 }
 
 export interface SubmitRequest {
@@ -135,6 +151,30 @@ export const submissionSchema = z
     fetched: z
       .array(z.object({ uri: z.url().max(4096), digest: z.object({ sha256: sha256Hex }).strict() }).strict())
       .max(100_000)
+      .optional(),
+    image: z
+      .object({
+        name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/),
+        archive: z.string().min(1).max(1024),
+        manifestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+        platform: z
+          .object({
+            os: z.string().min(1).max(32),
+            architecture: z.string().min(1).max(32),
+            variant: z.string().min(1).max(32).optional(),
+          })
+          .strict(),
+        base: z
+          .object({
+            source: z.string().regex(/^(?:scratch|(?:store|oci-layout):sha256:[0-9a-f]{64})$/),
+            manifestDigest: z
+              .string()
+              .regex(/^sha256:[0-9a-f]{64}$/)
+              .optional(),
+          })
+          .strict(),
+      })
+      .strict()
       .optional(),
   })
   .strict();

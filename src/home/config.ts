@@ -62,6 +62,19 @@ const runnerLimitsConfig = z
   .strict()
   .optional();
 
+/**
+ * The settings of a runner host whose builds run elsewhere (a Kubernetes node agent, a JIT runner
+ * host): what its own agent measures and how it attests, and the builds' limits.
+ */
+const agentHostFields = {
+  /** Binaries of the agent's own host that every runner measures (the build's are elsewhere). */
+  toolchain: z.array(z.string().startsWith('/')).default([]),
+  attestation: z.enum(['tpm', 'software']).optional(),
+  limits: runnerLimitsConfig,
+  vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
+  egressAllow: z.array(z.url()).max(256).optional(),
+};
+
 const runnerConfig = z.discriminatedUnion('kind', [
   z
     .object({
@@ -131,12 +144,41 @@ const runnerConfig = z.discriminatedUnion('kind', [
       caFile: z.string().startsWith('/').optional(),
       /** A Localhost seccomp profile installed on the nodes; default the runtime's. */
       seccompProfile: z.string().min(1).optional(),
-      /** Binaries of the agent's own host that every runner measures (the build's are in the image). */
-      toolchain: z.array(z.string().startsWith('/')).default([]),
-      attestation: z.enum(['tpm', 'software']).optional(),
-      limits: runnerLimitsConfig,
-      vtpmPool: z.strictObject({ target: z.number().int().min(0).max(256) }).optional(),
-      egressAllow: z.array(z.url()).max(256).optional(),
+      ...agentHostFields,
+    })
+    .strict(),
+  // Builds on just-in-time GitHub Actions runners, one registered per job and removed after it:
+  // see docs/ci.md. The launcher boots the single-use machine; gatehouse registers and removes.
+  z
+    .object({
+      kind: z.literal('github-jit'),
+      /** `owner/repo` whose self-hosted runners the JIT runners are. */
+      repository: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/, 'must be owner/repo'),
+      /** Default https://api.github.com; a GitHub Enterprise Server's https://HOST/api/v3. */
+      apiUrl: z.url({ protocol: /^https?$/ }).optional(),
+      /** A 0600 file holding a token that may administer the repository's runners. */
+      tokenFile: z.string().startsWith('/'),
+      runnerGroupId: z.number().int().min(1).default(1),
+      labels: z
+        .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/))
+        .min(1)
+        .max(20)
+        .default(['self-hosted', 'linux', 'gatehouse']),
+      /** The launcher's argv (absolute executable first): it gets the JIT config on stdin. */
+      launcher: z.array(z.string().min(1)).min(1).max(64),
+      /** The workflow dispatched to each job's runner (`workflow_dispatch`), and its ref. */
+      workflow: z
+        .strictObject({ file: z.string().min(1).max(255), ref: z.string().min(1).max(255) })
+        .optional(),
+      workspaceRoot: z.string().startsWith('/'),
+      namePrefix: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9-]{0,23}$/)
+        .optional(),
+      bootSeconds: z.number().int().min(0).max(3600).optional(),
+      ...agentHostFields,
     })
     .strict(),
 ]);

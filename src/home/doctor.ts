@@ -250,8 +250,9 @@ export async function runDoctor(root: string): Promise<DoctorCheck[]> {
 
 /** Where the host-system image's measurements are cached, when the runner uses that image. */
 function hostImageCacheDir(config: Config): string | undefined {
+  if (config.runner.kind !== 'bubblewrap') return undefined;
   const image = config.runner.image ?? { kind: 'host-system' as const };
-  if (typeof image === 'string' || image.kind !== 'host-system') return undefined;
+  if (image.kind !== 'host-system') return undefined;
   return image.cacheDir ?? defaultImageCacheDir();
 }
 
@@ -262,8 +263,8 @@ async function currentImageDigest(config: Config, root: string): Promise<string>
     'project: doctor\nbuild:\n  command: ["true"]\noutputs: [out]\n',
     'doctor',
   );
-  const image = (await runnerFromConfig(config.runner, root).profileFor(probe)).image;
-  return 'digest' in image ? image.digest : '';
+  const profile = await runnerFromConfig(config.runner, root).profileFor(probe);
+  return 'image' in profile && 'digest' in profile.image ? profile.image.digest : '';
 }
 
 /** The refusal the authority would give a job measured as `measured` (empty when none). */

@@ -487,6 +487,8 @@ export async function openHome(
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
     attestation: config.runner.attestation ?? 'tpm',
+    // Masked in every build log kept, whatever the runner masked: the operator's token.
+    secrets: [apiToken],
   });
   const reconciler = new Reconciler({
     store,
@@ -624,9 +626,16 @@ export async function sweepRunnerLeftovers(root: string, config: Config, runner:
  * one does (a pooled vTPM whose EK certificate the home's platform CA issued).
  * @throws GatehouseError HOME_NOT_INITIALIZED, BAD_CONFIG
  */
-export async function runnerAttester(
-  root: string,
-): Promise<{ attester: () => Attester; host: RunnerHost; sweep: (runner: Runner) => Promise<string[]> }> {
+export async function runnerAttester(root: string): Promise<{
+  attester: () => Attester;
+  host: RunnerHost;
+  sweep: (runner: Runner) => Promise<string[]>;
+  /**
+   * The home's runner when its config names another backend than bubblewrap (a node agent's
+   * `kubernetes`, a `github-jit` host): jobs against a remote control plane run there.
+   */
+  runner?: Runner;
+}> {
   const p = homePaths(root);
   if (!existsSync(p.config))
     throw new GatehouseError(
@@ -639,6 +648,7 @@ export async function runnerAttester(
     attester: await attesterFactory(root, config),
     host: await loadRunnerHost(p.keys, protection),
     sweep: (runner) => sweepRunnerLeftovers(root, config, runner),
+    ...(config.runner.kind === 'bubblewrap' ? {} : { runner: runnerFromConfig(config.runner, root) }),
   };
 }
 

@@ -94,7 +94,10 @@ export function celFacts(input: PolicyInput, now: Date): Record<string, unknown>
     facts.source = src;
   }
   if (input.build?.slsaBuildLevel !== undefined)
-    facts.build = { slsaLevel: BigInt(input.build.slsaBuildLevel) };
+    facts.build = {
+      slsaLevel: BigInt(input.build.slsaBuildLevel),
+      ...(input.build.runnerKind === undefined ? {} : { runnerKind: input.build.runnerKind }),
+    };
   if (input.sbom?.createdAt !== undefined) {
     const t = Date.parse(input.sbom.createdAt);
     if (!Number.isNaN(t))

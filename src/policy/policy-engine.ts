@@ -46,8 +46,12 @@ export interface PolicyInput {
     submods?: Readonly<Record<string, string>>;
   };
   source?: SourceFacts;
-  /** SLSA build level of the build that produced the artifact. */
-  build?: { slsaBuildLevel?: number };
+  /**
+   * SLSA build level of the build that produced the artifact, and the kind of runner that built
+   * it (`gatehouse-ephemeral`, `github-actions-hosted`, `github-actions-self-hosted`,
+   * `gitlab-ci-hosted`, `gitlab-ci-self-hosted`), both from the verified attestation.
+   */
+  build?: { slsaBuildLevel?: number; runnerKind?: string };
   /**
    * Components the gate found in the artifact that the declared SBOM lacks or names at another
    * version, with where they were found. Absent: the artifact was not catalogued (nothing to judge).

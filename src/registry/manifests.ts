@@ -15,7 +15,15 @@ import {
   parseImageManifest,
 } from './oci-format.ts';
 import { COSIGN_KINDS, cosignTag, digestOf, isTag } from './oci-names.ts';
-import type { Area, ArtifactFile, Attachment, PlacedArtifact, PlacementRequest } from './registry.ts';
+import type {
+  Area,
+  ArtifactFile,
+  ArtifactManifestInput,
+  Attachment,
+  CosignLayer,
+  PlacedArtifact,
+  PlacementRequest,
+} from './registry.ts';
 
 /** Project names are single repository path components. */
 export const PROJECT_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -105,9 +113,6 @@ export function emptyConfig(): Blob {
   return blobOf(EMPTY_CONFIG, OCI_EMPTY);
 }
 
-/** cosign's annotation naming an attestation layer's predicate type. */
-export const COSIGN_PREDICATE_TYPE = 'predicateType';
-
 /** Check the fields every adapter checks the same way. @throws GatehouseError BAD_INPUT */
 export function checkPlacementRequest(request: PlacementRequest): void {
   if (!PROJECT_RE.test(request.project)) {
@@ -115,8 +120,12 @@ export function checkPlacementRequest(request: PlacementRequest): void {
   }
   if (!isTag(request.tag))
     throw new GatehouseError('BAD_INPUT', `tag '${request.tag}' is not a valid OCI tag`);
+  checkFiles(request.files);
+}
+
+function checkFiles(files: readonly ArtifactFile[]): void {
   // The bytes themselves are checked against the digest as each adapter writes them.
-  for (const f of request.files) {
+  for (const f of files) {
     if (!/^[0-9a-f]{64}$/.test(f.sha256) || !Number.isSafeInteger(f.size) || f.size < 0) {
       throw new GatehouseError('BAD_INPUT', `artifact ${f.name} has no valid digest and size`);
     }
@@ -140,14 +149,39 @@ export function planPlacement(
   const created = now.toISOString();
   // Each step appends the blobs it needs, so that blobs keep the order they are planned in.
   const blobs: (Blob | FileBlob)[] = [];
-  const artifact = planArtifact(request, created, blobs);
-  const { referrers, cosignLayers } = planAttachments(request.attachments, artifact.descriptor, blobs);
-  const cosign = planCosign(cosignLayers, artifact.descriptor.digest, created, blobs);
+  const artifact = planArtifact({ ...request, createdAt: created }, blobs);
+  // The attachments were signed for a manifest digest: placing them on any other manifest would
+  // attach statements that name something else.
+  if (request.manifestDigest !== undefined && request.manifestDigest !== artifact.descriptor.digest)
+    throw new GatehouseError(
+      'INTERNAL',
+      `the artifact manifest is ${artifact.descriptor.digest}, but its attestations were signed for ${request.manifestDigest}`,
+    );
+  const referrers = planAttachments(request.attachments, artifact.descriptor, blobs);
+  const cosign = planCosign(request.cosign ?? [], artifact.descriptor.digest, created, blobs);
   return { blobs, artifact, referrers, cosign };
 }
 
+/**
+ * The artifact manifest a placement of these files would write, computed before anything is
+ * signed or written: the digest the signed statements name. Pure, the same for every adapter.
+ * @throws GatehouseError BAD_INPUT (a file without a valid digest and size)
+ */
+export function artifactManifest(input: ArtifactManifestInput): Blob {
+  checkFiles(input.files);
+  return planArtifact({ ...input, createdAt: new Date(input.createdAt).toISOString() }, []);
+}
+
 /** The artifact manifest: one titled layer per file, over an image config naming them. */
-function planArtifact(request: PlacementRequest, created: string, blobs: (Blob | FileBlob)[]): Blob {
+function planArtifact(request: ArtifactManifestInput, blobs: (Blob | FileBlob)[]): Blob {
+  const created = request.createdAt;
+  const image = request.image;
+  if (image !== undefined) {
+    // A runnable image is placed exactly as assembled: its digest is the one checked and signed.
+    for (const l of image.layers) blobs.push({ descriptor: l.descriptor, path: l.path });
+    blobs.push({ descriptor: image.config.descriptor, bytes: image.config.bytes });
+    return { descriptor: image.manifest.descriptor, bytes: image.manifest.bytes };
+  }
   const layers = request.files.map((f) => {
     const descriptor: Descriptor = {
       mediaType: 'application/octet-stream',
@@ -168,53 +202,41 @@ function planArtifact(request: PlacementRequest, created: string, blobs: (Blob |
   });
 }
 
-type CosignLayers = Record<(typeof COSIGN_KINDS)[number], Descriptor[]>;
-
-/**
- * One referrer of `subject` per attachment, and the layers of the attachments that also go under
- * cosign's tags, by kind.
- */
+/** One referrer of `subject` per attachment. */
 function planAttachments(
   attachments: Attachment[],
   subject: Descriptor,
   blobs: (Blob | FileBlob)[],
-): { referrers: PlacementPlan['referrers']; cosignLayers: CosignLayers } {
+): PlacementPlan['referrers'] {
   const empty = emptyConfig();
   blobs.push(empty);
-  const referrers: PlacementPlan['referrers'] = [];
-  const cosignLayers: CosignLayers = { sig: [], att: [] };
-  for (const a of attachments) {
+  return attachments.map((a) => {
     const layer = blobOf(a.bytes, a.mediaType);
     blobs.push(layer);
-    referrers.push({
+    return {
       manifest: referrerManifest(a, layer.descriptor, empty.descriptor, subject),
       artifactType: a.artifactType,
       ...(a.annotations === undefined ? {} : { annotations: a.annotations }),
-    });
-    for (const kind of new Set(a.cosign ?? [])) {
-      const predicateType = a.annotations?.['dev.sigstore.bundle.predicateType'];
-      cosignLayers[kind].push({
-        ...layer.descriptor,
-        annotations: {
-          ...a.annotations,
-          ...(predicateType === undefined ? {} : { [COSIGN_PREDICATE_TYPE]: predicateType }),
-        },
-      });
-    }
-  }
-  return { referrers, cosignLayers };
+    };
+  });
 }
 
 /** One cosign manifest per kind that has layers, tagged `sha256-<hex>.<kind>` after the artifact. */
 function planCosign(
-  cosignLayers: CosignLayers,
+  layers: readonly CosignLayer[],
   subjectDigest: string,
   created: string,
   blobs: (Blob | FileBlob)[],
 ): PlacementPlan['cosign'] {
   const cosign: PlacementPlan['cosign'] = [];
   for (const kind of COSIGN_KINDS) {
-    const layersOfKind = cosignLayers[kind];
+    const layersOfKind = layers
+      .filter((l) => l.kind === kind)
+      .map((l) => {
+        const blob = blobOf(l.bytes, l.mediaType, l.annotations);
+        blobs.push(blob);
+        return blob.descriptor;
+      });
     if (layersOfKind.length === 0) continue;
     const cfg = imageConfig(layersOfKind, created);
     blobs.push(cfg);

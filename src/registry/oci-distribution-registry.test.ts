@@ -107,7 +107,14 @@ describe('OCI distribution client against docker-registry', { skip }, () => {
           artifactType: 'application/x.b',
           mediaType: 'application/x.b',
           bytes: new TextEncoder().encode('{}'),
-          cosign: ['att'],
+        },
+      ],
+      cosign: [
+        {
+          kind: 'att',
+          mediaType: 'application/vnd.dsse.envelope.v1+json',
+          bytes: new TextEncoder().encode('{"payloadType":"x","payload":"","signatures":[]}'),
+          annotations: { predicateType: 'https://example.com/p' },
         },
       ],
     });

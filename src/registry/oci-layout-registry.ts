@@ -172,7 +172,12 @@ export class OciLayoutRegistry extends PlacingRegistry implements ArtifactRegist
       referrerDescriptor(r.manifest.descriptor, r.artifactType, r.annotations),
     );
     await this.#updateIndex(dir, [
-      { ...plan.artifact.descriptor, artifactType: ARTIFACT_TYPE, annotations: { [REF_NAME]: request.tag } },
+      {
+        ...plan.artifact.descriptor,
+        // A runnable image is an image, not an artifact: no artifactType, as its manifest has none.
+        ...(request.image === undefined ? { artifactType: ARTIFACT_TYPE } : {}),
+        annotations: { [REF_NAME]: request.tag },
+      },
       ...referrers,
       ...plan.cosign.map((c) => ({ ...c.manifest.descriptor, annotations: { [REF_NAME]: c.tag } })),
     ]);

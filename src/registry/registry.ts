@@ -1,3 +1,5 @@
+import type { Descriptor } from './oci-format.ts';
+
 /**
  * Where gate outcomes go: an allowed artifact is promoted with its attestations; a denied or
  * quarantined one is kept apart, with its reasons, and never reaches the promoted repository.
@@ -22,11 +24,49 @@ export interface Attachment {
   mediaType: string;
   bytes: Uint8Array;
   annotations?: Record<string, string>;
-  /**
-   * Also attach it under cosign's tag schema: `sig` (a signature of the artifact) and/or `att` (a
-   * signed attestation), for consumers that do not read OCI 1.1 referrers.
-   */
-  cosign?: ('sig' | 'att')[];
+}
+
+/**
+ * A layer under one of cosign's tags, for consumers that read cosign's tag schema rather than
+ * OCI 1.1 referrers: under `sig` a simple-signing payload, under `att` a DSSE envelope, each with
+ * the annotations cosign reads (signature, certificate, chain, log bundle, predicate type).
+ */
+export interface CosignLayer {
+  kind: 'sig' | 'att';
+  mediaType: string;
+  bytes: Uint8Array;
+  annotations: Record<string, string>;
+}
+
+/**
+ * A manifest that is deployed and that signed statements name: an artifact manifest, an image
+ * manifest or an image index. Its digest is known before anything is written (manifests are
+ * planned from their content alone), so the statements can name it before promotion.
+ */
+export interface DeployedManifest {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** What the artifact manifest of a placement is made of: its files, annotations and creation time. */
+export interface ArtifactManifestInput {
+  files: ArtifactFile[];
+  annotations?: Record<string, string>;
+  /** RFC 3339; the manifest's `created` annotation and its config's `created`. */
+  createdAt: string;
+  /** When set, the artifact is this image exactly as assembled (its manifest digest names it). */
+  image?: ImagePlacement;
+}
+
+/**
+ * A container image to place as the artifact: its manifest and config exactly as assembled (so
+ * the manifest digest is the one that was checked and signed), and its layers as files.
+ */
+export interface ImagePlacement {
+  manifest: { descriptor: Descriptor; bytes: Uint8Array };
+  config: { descriptor: Descriptor; bytes: Uint8Array };
+  layers: { descriptor: Descriptor; path: string }[];
 }
 
 export interface PlacementRequest {
@@ -34,6 +74,8 @@ export interface PlacementRequest {
   /** The tag to give the artifact manifest, e.g. the job id. */
   tag: string;
   files: ArtifactFile[];
+  /** When set, the artifact placed is this image (its manifest digest names it), not `files`. */
+  image?: ImagePlacement;
   attachments: Attachment[];
   annotations?: Record<string, string>;
   /**
@@ -41,6 +83,13 @@ export interface PlacementRequest {
    * then gives the same manifest digest, so placing it again (after a crash) adds nothing.
    */
   createdAt?: string;
+  /** Layers to write under cosign's `sha256-<hex>.sig` / `.att` tags of the artifact manifest. */
+  cosign?: CosignLayer[];
+  /**
+   * The artifact manifest digest the attachments were signed for: a placement whose planned
+   * manifest differs is refused before anything is written.
+   */
+  manifestDigest?: string;
 }
 
 export interface Placement {

@@ -32,6 +32,7 @@ import type {
   BuildResult,
   FetchRequest,
   ImageRef,
+  OutputSink,
   ProvisionSpec,
   Runner,
   RunnerInstance,
@@ -235,18 +236,21 @@ class BubblewrapInstance implements RunnerInstance {
     const forwarder = this.#dir.forwarderFile;
     await writeFile(forwarder, forwarderText, { mode: 0o444 });
     try {
-      return await this.#run({
-        name: 'fetch',
-        command: request.command,
-        timeoutSeconds: request.timeoutSeconds,
-        egress: { socket: request.proxySocket, forwarder },
-      });
+      return await this.#run(
+        {
+          name: 'fetch',
+          command: request.command,
+          timeoutSeconds: request.timeoutSeconds,
+          egress: { socket: request.proxySocket, forwarder },
+        },
+        request.output,
+      );
     } finally {
       if (this.#state === 'fetching') this.#state = 'fetched';
     }
   }
 
-  async build(): Promise<BuildResult> {
+  async build(output?: OutputSink): Promise<BuildResult> {
     if (this.#state !== 'ready' && this.#state !== 'fetched') {
       throw new GatehouseError('BUILD_FAILED', `runner ${this.id} cannot build: it is ${this.#state}`, {
         where: this.jobId,
@@ -254,18 +258,21 @@ class BubblewrapInstance implements RunnerInstance {
     }
     this.#state = 'building';
     try {
-      return await this.#run({
-        name: 'build',
-        command: this.sandboxProfile.command,
-        timeoutSeconds: this.config.build.timeoutSeconds,
-      });
+      return await this.#run(
+        {
+          name: 'build',
+          command: this.sandboxProfile.command,
+          timeoutSeconds: this.config.build.timeoutSeconds,
+        },
+        output,
+      );
     } finally {
       if (this.#state === 'building') this.#state = 'built';
     }
   }
 
   /** Run one phase in a fresh sandbox under its own cgroup, wait for it and everything it started. */
-  async #run(phase: Phase): Promise<BuildResult> {
+  async #run(phase: Phase, sink: OutputSink | undefined): Promise<BuildResult> {
     const started = performance.now();
     const cgroup = await BuildCgroup.create(
       this.sandboxProfile.limits.enforcement,
@@ -281,7 +288,7 @@ class BubblewrapInstance implements RunnerInstance {
       limits: this.#limits,
     });
     this.#child = child;
-    const output = new SandboxOutput(child);
+    const output = new SandboxOutput(child, sink);
     const watchdog = new Watchdog(child, cgroup, this.#limits.cpuSeconds, phase.timeoutSeconds);
     const exited = sandboxExit(child);
     this.#exited = exited.then(() => undefined);

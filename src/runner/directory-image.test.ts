@@ -35,7 +35,7 @@ import {
 } from './directory-image.ts';
 import { bubblewrapRunnerFromConfig, homeImagesDir, runnerFromConfig } from './from-config.ts';
 import { detectHostLayout } from './host-layout.ts';
-import type { RunnerInstance } from './runner.ts';
+import type { RunnerInstance, SandboxProfile } from './runner.ts';
 import { bubblewrapSandboxProfile } from './sandbox-profile.ts';
 
 const execFileAsync = promisify(execFile);
@@ -153,7 +153,7 @@ describe('directory images', () => {
       ),
     });
     instances.push(instance);
-    assert.deepEqual(instance.sandboxProfile.image, { kind: 'directory', digest });
+    assert.deepEqual((instance.sandboxProfile as SandboxProfile).image, { kind: 'directory', digest });
     const result = await instance.build();
     assert.equal(result.exitCode, 0, result.stderrTail);
     assert.match(result.stdoutTail, new RegExp(`saw ${marker}`));

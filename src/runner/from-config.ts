@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
 import { BubblewrapRunner } from './bubblewrap-runner.ts';
 import { DirectoryImage } from './directory-image.ts';
+import { GithubRunnersApi } from './github/github-api.ts';
+import { GithubJitRunner } from './github/github-jit-runner.ts';
 import { type BaseImage, defaultImageCacheDir, HostSystemImage } from './image.ts';
 import { inClusterAccess, type KubernetesAccess, KubernetesApi } from './kubernetes/api.ts';
 import { KubernetesRunner } from './kubernetes/kubernetes-runner.ts';
@@ -46,6 +48,21 @@ export interface KubernetesRunnerConfig {
   readonly limits?: BubblewrapRunnerConfig['limits'];
 }
 
+/** The GitHub just-in-time runner part of the home's config (validated by the home's schema). */
+export interface GithubJitRunnerConfig {
+  readonly repository: string;
+  readonly apiUrl?: string | undefined;
+  readonly tokenFile: string;
+  readonly runnerGroupId: number;
+  readonly labels: readonly string[];
+  readonly launcher: readonly string[];
+  readonly workflow?: { readonly file: string; readonly ref: string } | undefined;
+  readonly workspaceRoot: string;
+  readonly namePrefix?: string | undefined;
+  readonly bootSeconds?: number | undefined;
+  readonly limits?: BubblewrapRunnerConfig['limits'];
+}
+
 /** A runner that can say, before any job, how it isolates one: what reference values measure. */
 export type MeasurableRunner = Runner & {
   profileFor(config: ProjectConfig): IsolationProfile | Promise<IsolationProfile>;
@@ -55,12 +72,55 @@ export type MeasurableRunner = Runner & {
 export function runnerFromConfig(
   config:
     | ({ kind: 'bubblewrap' } & BubblewrapRunnerConfig)
-    | ({ kind: 'kubernetes' } & KubernetesRunnerConfig),
+    | ({ kind: 'kubernetes' } & KubernetesRunnerConfig)
+    | ({ kind: 'github-jit' } & GithubJitRunnerConfig),
   homeDir?: string,
 ): MeasurableRunner {
-  return config.kind === 'kubernetes'
-    ? kubernetesRunnerFromConfig(config)
-    : bubblewrapRunnerFromConfig(config, homeDir);
+  switch (config.kind) {
+    case 'kubernetes':
+      return kubernetesRunnerFromConfig(config);
+    case 'github-jit':
+      return githubJitRunnerFromConfig(config);
+    case 'bubblewrap':
+      return bubblewrapRunnerFromConfig(config, homeDir);
+  }
+}
+
+/**
+ * The GitHub just-in-time runner a config describes, with its token read from a file only its
+ * owner may read.
+ * @throws GatehouseError BAD_CONFIG when the token file is missing, empty or readable by others
+ */
+export function githubJitRunnerFromConfig(config: GithubJitRunnerConfig): GithubJitRunner {
+  let token: string;
+  try {
+    if ((statSync(config.tokenFile).mode & 0o077) !== 0)
+      throw new GatehouseError('BAD_CONFIG', 'the GitHub token file is readable by others: chmod 600 it', {
+        where: config.tokenFile,
+      });
+    token = readFileSync(config.tokenFile, 'utf8').trim();
+  } catch (cause) {
+    if (cause instanceof GatehouseError) throw cause;
+    throw new GatehouseError('BAD_CONFIG', 'the GitHub token file cannot be read', {
+      where: config.tokenFile,
+      cause,
+    });
+  }
+  return new GithubJitRunner({
+    api: new GithubRunnersApi({
+      apiUrl: config.apiUrl ?? 'https://api.github.com',
+      repository: config.repository,
+      token,
+    }),
+    runnerGroupId: config.runnerGroupId,
+    labels: config.labels,
+    launcher: config.launcher,
+    workspaceRoot: config.workspaceRoot,
+    limits: limitsFromConfig(config.limits),
+    ...(config.workflow === undefined ? {} : { workflow: { ...config.workflow } }),
+    ...(config.namePrefix === undefined ? {} : { namePrefix: config.namePrefix }),
+    ...(config.bootSeconds === undefined ? {} : { bootSeconds: config.bootSeconds }),
+  });
 }
 
 /**

@@ -3,7 +3,7 @@ import { open, readdir, readFile, readlink } from 'node:fs/promises';
 import { GatehouseError } from '../common/errors.ts';
 import { type BuildCgroup, killUntilGone, type LimitBreach, type RunnerLimits } from './limits.ts';
 import { Tail } from './output-tail.ts';
-import { OUTPUT_TAIL_BYTES } from './runner.ts';
+import { OUTPUT_TAIL_BYTES, type OutputSink } from './runner.ts';
 
 /** How often the CPU-time limit is checked. */
 const CPU_POLL_MS = 250;
@@ -59,15 +59,24 @@ export async function spawnSandbox(command: SandboxCommand): Promise<ChildProces
   }
 }
 
-/** What a sandbox writes: the tails of its stdout and stderr, and bwrap's JSON status (fd 3). */
+/**
+ * What a sandbox writes: the tails of its stdout and stderr, and bwrap's JSON status (fd 3);
+ * every chunk of stdout and stderr also goes to the sink, if there is one, as it arrives.
+ */
 export class SandboxOutput {
   readonly stdout = new Tail(OUTPUT_TAIL_BYTES);
   readonly stderr = new Tail(OUTPUT_TAIL_BYTES);
   #status = '';
 
-  constructor(child: ChildProcess) {
-    child.stdout?.on('data', (c: Buffer) => this.stdout.push(c));
-    child.stderr?.on('data', (c: Buffer) => this.stderr.push(c));
+  constructor(child: ChildProcess, sink?: OutputSink) {
+    child.stdout?.on('data', (c: Buffer) => {
+      this.stdout.push(c);
+      sink?.(c, 'stdout');
+    });
+    child.stderr?.on('data', (c: Buffer) => {
+      this.stderr.push(c);
+      sink?.(c, 'stderr');
+    });
     child.stdio[3]?.on('data', (c: Buffer) => {
       if (this.#status.length < 65_536) this.#status += c.toString('utf8');
     });

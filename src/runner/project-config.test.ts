@@ -181,3 +181,51 @@ describe('gatehouse.yaml parsing', () => {
     );
   });
 });
+
+describe('gatehouse.yaml image outputs', () => {
+  const IMAGE = `project: svc
+build: { command: ["sh", "build.sh"] }
+image:
+  base: { layout: vendor/base, digest: sha256:${'a'.repeat(64)} }
+  files: [{ from: ./dist//app, to: /srv/app/ }]
+  platform: linux/arm64/v8
+  owner: "1000:1000"
+  entrypoint: [/srv/app/run]
+  env: { PORT: 8080 }
+`;
+
+  it('parses an image output: normalised paths, base, platform, owner', () => {
+    const c = parseProjectConfig(IMAGE, 'gatehouse.yaml');
+    assert.deepEqual(c.outputs, []);
+    assert.deepEqual(c.image, {
+      name: 'svc',
+      base: { kind: 'oci-layout', path: 'vendor/base', digest: `sha256:${'a'.repeat(64)}` },
+      files: [{ from: 'dist/app', to: '/srv/app' }],
+      owner: { uid: 1000, gid: 1000 },
+      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      entrypoint: ['/srv/app/run'],
+      env: { PORT: '8080' },
+    });
+    assert.ok(Object.isFrozen(c.image?.files));
+  });
+
+  it('refuses an image without a pinned base, with a base of the wrong shape, or with unknown keys', () => {
+    rejects(IMAGE.replace(/base: .*\n/, 'base: { layout: vendor/base }\n'), 'image.base');
+    rejects(IMAGE.replace(/base: .*\n/, 'base: { store: latest }\n'), 'image.base');
+    rejects(IMAGE.replace(/base: .*\n/, 'base: debian:12\n'), 'image.base');
+    rejects(`${IMAGE}  privileged: true\n`, 'unknown key in image: privileged');
+    rejects(IMAGE.replace('owner: "1000:1000"', 'owner: node'), 'image.owner must be numeric uid:gid');
+  });
+
+  it('refuses an image and outputs together, no image and no outputs, and two files at one path', () => {
+    rejects(`${IMAGE}outputs: [dist/x]\n`, 'declares both outputs and image');
+    rejects('project: p\nbuild: { command: x }\n', 'outputs is required (or image)');
+    rejects(
+      IMAGE.replace(
+        'files: [{ from: ./dist//app, to: /srv/app/ }]',
+        'files: [{ from: a, to: /x }, { from: b, to: /x/ }]',
+      ),
+      "image.files puts two entries at '/x'",
+    );
+  });
+});

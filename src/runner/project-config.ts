@@ -31,14 +31,39 @@ export interface ProjectConfig {
    * of sandbox, whose only way out is the agent's allowlisting egress proxy.
    */
   readonly fetch?: { readonly command: readonly string[]; readonly timeoutSeconds: number };
-  /** Workspace-relative, normalised POSIX paths of the files the build produces. */
+  /** Workspace-relative, normalised POSIX paths of the files the build produces (none for an image). */
   readonly outputs: readonly string[];
+  /** The container image gatehouse assembles from the build's files, when the project declares one. */
+  readonly image?: ImageOutputConfig;
   readonly sbom: {
     /** Workspace-relative lockfiles to catalogue. */
     readonly lockfiles: readonly string[];
     /** False when the list is the default (`package-lock.json`, used only if present). */
     readonly required: boolean;
   };
+}
+
+/** Where an image's base comes from: nothing, the runner host's image store, or an OCI layout in the source. */
+export type ImageBaseConfig =
+  | { readonly kind: 'scratch' }
+  | { readonly kind: 'store'; readonly digest: string }
+  | { readonly kind: 'oci-layout'; readonly path: string; readonly digest: string };
+
+/** A declared image output (gatehouse.yaml `image`), parsed. */
+export interface ImageOutputConfig {
+  /** The image's name: its archive is `<name>.oci.tar`, its ref name in the layout `<name>`. */
+  readonly name: string;
+  readonly base: ImageBaseConfig;
+  /** Workspace paths (files or directories) and where they go in the image (absolute, normalised). */
+  readonly files: readonly { readonly from: string; readonly to: string }[];
+  readonly owner: { readonly uid: number; readonly gid: number };
+  readonly platform: { readonly os: string; readonly architecture: string; readonly variant?: string };
+  readonly entrypoint?: readonly string[];
+  readonly cmd?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+  readonly user?: string;
+  readonly workdir?: string;
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -100,6 +125,71 @@ const timeoutSeconds = z
   .max(MAX_BUILD_TIMEOUT_SECONDS, `must be at most ${MAX_BUILD_TIMEOUT_SECONDS} seconds`)
   .optional();
 
+const digestPin = z
+  .string({ error: 'must be a sha256:<64 hex> digest' })
+  .regex(/^sha256:[0-9a-f]{64}$/, 'must be a sha256:<64 hex> digest');
+
+/** An absolute path inside the image: `/`-rooted, no `..`, normalised. */
+const imagePath = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(1024, 'is longer than 1024 characters')
+  .refine((p) => !hasControl(p), 'must not contain control characters')
+  .refine((p) => !p.includes('\\'), 'must use / as the separator, not \\')
+  .refine((p) => p.startsWith('/'), 'must be an absolute path in the image')
+  .refine((p) => !p.split('/').includes('..'), "must not contain '..'")
+  .transform((p) => posix.normalize(p).replace(/\/+$/, '') || '/');
+
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$/;
+
+const imageSchema = z.strictObject(
+  {
+    name: z.string().regex(NAME, 'must match [a-z0-9][a-z0-9._-]{0,62}').optional(),
+    base: z.union(
+      [
+        z.literal('scratch'),
+        z.strictObject({ store: digestPin }),
+        z.strictObject({ layout: relativePath, digest: digestPin }),
+      ],
+      {
+        error:
+          "must be 'scratch', {store: sha256:…} (the runner host's image store) or {layout: PATH, digest: sha256:…} (an OCI layout in the source, pinned by manifest digest)",
+      },
+    ),
+    files: z
+      .array(z.strictObject({ from: relativePath, to: imagePath }), {
+        error: 'must be a list of {from, to}',
+      })
+      .min(1, 'must list at least one file or directory')
+      .max(256),
+    owner: z
+      .string()
+      .regex(/^\d{1,7}:\d{1,7}$/, 'must be numeric uid:gid')
+      .optional(),
+    platform: z
+      .string({ error: 'is required: os/architecture[/variant], e.g. linux/amd64' })
+      .regex(
+        /^[a-z0-9]{1,32}\/[a-z0-9_]{1,32}(?:\/[a-z0-9]{1,32})?$/,
+        'must be os/architecture[/variant], e.g. linux/amd64',
+      ),
+    entrypoint: z.array(argvItem).min(1).max(256).optional(),
+    cmd: z.array(argvItem).max(256).optional(),
+    env: z
+      .record(z.string().regex(ENV_NAME, 'must be a variable name ([A-Za-z_][A-Za-z0-9_]*)'), envValue)
+      .optional(),
+    user: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$/,
+        'must be user[:group]',
+      )
+      .optional(),
+    workdir: imagePath.optional(),
+    labels: z.record(z.string().regex(LABEL_KEY, 'must be a label key'), argvItem).optional(),
+  },
+  { error: 'must be a mapping' },
+);
+
 const schema = z.strictObject({
   project: z
     .string({ error: 'is required and must be a string' })
@@ -143,7 +233,9 @@ const schema = z.strictObject({
   outputs: z
     .array(relativePath, { error: 'is required and must be a list of paths' })
     .min(1, 'must list at least one output')
-    .max(256, 'must list at most 256 outputs'),
+    .max(256, 'must list at most 256 outputs')
+    .optional(),
+  image: imageSchema.optional(),
   sbom: z
     .strictObject(
       { lockfiles: z.array(relativePath, { error: 'must be a list of paths' }).max(64).optional() },
@@ -207,7 +299,11 @@ export function parseProjectConfig(text: string, where: string): ProjectConfig {
     throw fail(lines.join('; '), where, parsed.error);
   }
   const c = parsed.data;
-  const outputs = c.outputs;
+  // An image project's one output is its image; files for it are listed under image.files.
+  if (c.image !== undefined && c.outputs !== undefined)
+    throw fail('declares both outputs and image: an image project lists its files under image.files', where);
+  if (c.image === undefined && c.outputs === undefined) throw fail('outputs is required (or image)', where);
+  const outputs = c.outputs ?? [];
   const dup = outputs.find((p, i) => outputs.indexOf(p) !== i);
   if (dup !== undefined) throw fail(`outputs lists '${dup}' twice`, where);
 
@@ -233,11 +329,39 @@ export function parseProjectConfig(text: string, where: string): ProjectConfig {
     },
     ...(fetch === undefined ? {} : { fetch }),
     outputs: [...outputs],
+    ...(c.image === undefined ? {} : { image: imageOutputOf(c.image, c.project, where) }),
     sbom:
       lockfiles === undefined
         ? { lockfiles: ['package-lock.json'], required: false }
         : { lockfiles, required: true },
   });
+}
+
+function imageOutputOf(i: z.infer<typeof imageSchema>, project: string, where: string): ImageOutputConfig {
+  const tos = i.files.map((f) => f.to);
+  const dup = tos.find((t, n) => tos.indexOf(t) !== n);
+  if (dup !== undefined) throw fail(`image.files puts two entries at '${dup}'`, where);
+  const [os, architecture, variant] = i.platform.split('/') as [string, string, string | undefined];
+  const [uid, gid] = (i.owner ?? '0:0').split(':').map(Number) as [number, number];
+  const base: ImageBaseConfig =
+    i.base === 'scratch'
+      ? { kind: 'scratch' }
+      : 'store' in i.base
+        ? { kind: 'store', digest: i.base.store }
+        : { kind: 'oci-layout', path: i.base.layout, digest: i.base.digest };
+  return {
+    name: i.name ?? project,
+    base,
+    files: i.files.map((f) => ({ from: f.from, to: f.to })),
+    owner: { uid, gid },
+    platform: { os, architecture, ...(variant === undefined ? {} : { variant }) },
+    ...(i.entrypoint === undefined ? {} : { entrypoint: [...i.entrypoint] }),
+    ...(i.cmd === undefined ? {} : { cmd: [...i.cmd] }),
+    ...(i.env === undefined ? {} : { env: { ...i.env } }),
+    ...(i.user === undefined ? {} : { user: i.user }),
+    ...(i.workdir === undefined ? {} : { workdir: i.workdir }),
+    ...(i.labels === undefined ? {} : { labels: { ...i.labels } }),
+  };
 }
 
 function findProtoKey(value: unknown, path: string[]): string | undefined {

@@ -79,8 +79,30 @@ export interface PodProfile {
   readonly command: readonly string[];
 }
 
+/**
+ * The isolation of a build on a just-in-time GitHub Actions runner (src/runner/github): which
+ * repository's runners, which group and labels, and the launcher (by digest) that boots the
+ * single-use machine; without anything per job.
+ */
+export interface JitRunnerProfile {
+  readonly version: 1;
+  readonly backend: 'github-jit';
+  readonly repository: string;
+  readonly runnerGroupId: number;
+  /** The labels every runner gets, sorted (each job's runner also gets its own name as a label). */
+  readonly labels: readonly string[];
+  /** The workflow dispatched to run the build on the runner, if gatehouse dispatches one. */
+  readonly workflow: { readonly file: string; readonly ref: string } | null;
+  /** The launcher's argv and the SHA-256 of its executable. */
+  readonly launcher: { readonly argv: readonly string[]; readonly sha256: string };
+  readonly limits: RunnerLimits;
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  readonly command: readonly string[];
+}
+
 /** How a runner isolates a build, as measured into the sandbox-profile PCR. */
-export type IsolationProfile = SandboxProfile | PodProfile;
+export type IsolationProfile = SandboxProfile | PodProfile | JitRunnerProfile;
 
 /** A verified base image: what it is and its content digest (see image.ts). */
 export interface ImageRef {
@@ -89,6 +111,12 @@ export interface ImageRef {
   readonly digest: string;
 }
 
+/**
+ * Receives a sandbox's output as it is written, chunk by chunk, read by the runner from the
+ * sandbox's pipes (outside the sandbox): what the agent's build log is made of.
+ */
+export type OutputSink = (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
+
 /** What the agent's egress proxy tells a fetch phase. */
 export interface FetchRequest {
   /** The argv of the fetch command (e.g. npm ci --ignore-scripts). */
@@ -96,6 +124,8 @@ export interface FetchRequest {
   readonly timeoutSeconds: number;
   /** Host path of the egress proxy's Unix socket, bound into the sandbox for this phase only. */
   readonly proxySocket: string;
+  /** Where the fetch command's output goes as it is written. */
+  readonly output?: OutputSink;
 }
 
 /** What one build run produced, apart from its outputs. */
@@ -127,12 +157,13 @@ export interface RunnerInstance {
    */
   readonly imageRoot?: string;
   /**
-   * Run the project's build command in the sandbox, once.
+   * Run the project's build command in the sandbox, once, handing its output to `output` as it
+   * is written (a backend that can only read the output at the end hands it over then).
    * Resolves with the result whatever the exit code; the caller decides what a failure means.
    * @throws GatehouseError BUILD_TIMEOUT when the wall-clock limit killed it, BUILD_FAILED when the
    *   sandbox could not start the command or build() was already called
    */
-  build(): Promise<BuildResult>;
+  build(output?: OutputSink): Promise<BuildResult>;
   /**
    * Run the dependency-fetch command in the same kind of sandbox, whose only way out is the
    * egress proxy's socket. Must come before build(), at most once.

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Component } from './model.ts';
 import { npmPurl } from './purl.ts';
-import { type FoundInArtifact, fetchedComponent, reconcile, reconciliationSummary } from './reconcile.ts';
+import {
+  type FoundInArtifact,
+  fetchedComponent,
+  reconcile,
+  reconciliationSummary,
+  toolchainProvides,
+} from './reconcile.ts';
 
 const npm = (name: string, version: string): Component => ({
   name,
@@ -117,5 +123,41 @@ describe('three SBOMs reconciled', () => {
     const generic = d('https://downloads.example/tool.bin');
     assert.equal(generic.ecosystem, 'generic');
     assert.match(generic.purl, /^pkg:generic\/tool\.bin\?checksum=sha256:b{64}&download_url=/);
+  });
+});
+
+describe('the build environment toolchain', () => {
+  const deb = (name: string, version: string): Component => ({
+    name,
+    version,
+    purl: `pkg:deb/debian/${name}@${version}?arch=amd64`,
+    ecosystem: 'deb',
+    hashes: [],
+    dependencies: [],
+  });
+  const stdlib = (version: string): FoundInArtifact => ({
+    name: 'stdlib',
+    version,
+    purl: `pkg:golang/stdlib@${version}`,
+    ecosystem: 'golang',
+    hashes: [],
+    dependencies: [],
+    evidence: { path: 'app.oci.tar!blobs/sha256/x!app', method: 'go-buildinfo' },
+  });
+
+  it("provides the Go standard library at the Debian compiler's upstream version", () => {
+    assert.deepEqual(toolchainProvides([deb('golang-1.19-go', '1.19.8-2'), deb('golang-go', '2:1.19~1')]), [
+      'pkg:golang/stdlib@1.19.8',
+    ]);
+  });
+
+  it('judges a binary built by that compiler without an undeclared finding, and no other version', () => {
+    const toolchain = toolchainProvides([deb('golang-1.19-go', '1.19.8-2')]);
+    const same = reconcile({ declared: [], fetched: [], found: [stdlib('1.19.8')], toolchain });
+    assert.deepEqual(same.undeclared, []);
+    assert.equal(same.components.length, 1, 'still judged');
+    // A binary compiled elsewhere (another Go) and smuggled in is not the toolchain's.
+    const other = reconcile({ declared: [], fetched: [], found: [stdlib('1.22.1')], toolchain });
+    assert.equal(other.undeclared[0]?.purl, 'pkg:golang/stdlib@1.22.1');
   });
 });

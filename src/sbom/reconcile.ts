@@ -127,6 +127,8 @@ export function reconcile(input: {
   found: readonly FoundInArtifact[];
   /** The project's own package identities (purls), as its lockfiles name it. */
   own?: readonly string[];
+  /** What the build environment's toolchain compiles into an artifact (see {@link toolchainProvides}). */
+  toolchain?: readonly string[];
 }): Reconciliation {
   const union = new Map<string, JudgedComponent>();
   const add = (c: Component, origin: ComponentOrigin): void => {
@@ -144,6 +146,7 @@ export function reconcile(input: {
     declaredVersions.set(pkg, [...(declaredVersions.get(pkg) ?? []), c.version]);
   }
   const own = new Set((input.own ?? []).map(identity));
+  const toolchain = new Set((input.toolchain ?? []).map(identity));
   const undeclared: UndeclaredComponent[] = [];
   for (const f of input.found) {
     const { evidence, ...component } = f;
@@ -153,6 +156,9 @@ export function reconcile(input: {
     // The project's own package is judged like any other (a project named after a vulnerable
     // package gains nothing), but it is not a dependency the project failed to declare.
     if (declared.has(key) || own.has(key)) continue;
+    // The Go standard library in a binary is the toolchain's, and the toolchain is a package of
+    // the build environment (whose SBOM is judged with the artifact): judged, not undeclared.
+    if (toolchain.has(key)) continue;
     undeclared.push({
       purl: f.purl,
       name: f.name,
@@ -164,6 +170,23 @@ export function reconcile(input: {
   }
   const components = [...union.values()].sort((a, b) => (a.purl < b.purl ? -1 : a.purl > b.purl ? 1 : 0));
   return { components, undeclared: dedupeUndeclared(undeclared) };
+}
+
+/**
+ * The components a build environment's toolchain compiles into what it builds, as purls: the Go
+ * standard library (`pkg:golang/stdlib@1.19.8`) of each Debian Go compiler package
+ * (`golang-1.19-go` at `1.19.8-2`), at the package's upstream version.
+ */
+export function toolchainProvides(environment: readonly Component[]): string[] {
+  const out: string[] = [];
+  for (const c of environment) {
+    if (!/^golang-\d+\.\d+-go$/.test(c.name)) continue;
+    // Debian version: [epoch:]upstream[-revision]; the upstream part is Go's own version.
+    const upstream = c.version.replace(/^\d+:/, '').replace(/-[^-]*$/, '');
+    if (/^\d+\.\d+(?:\.\d+)?$/.test(upstream))
+      out.push(formatPurl({ type: 'golang', name: 'stdlib', version: upstream }));
+  }
+  return out;
 }
 
 function sameOrigin(a: ComponentOrigin, b: ComponentOrigin): boolean {

@@ -5,6 +5,7 @@ import { failedChecksOf } from '../attestation/checks.ts';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
 import { type Submission, submissionSchema } from '../gate/submission.ts';
+import { BUILD_LOG_MAX_BYTES } from '../runner/build-log.ts';
 import type { JobStep } from '../store/store.ts';
 import { httpStatusByCode } from './http-errors.ts';
 
@@ -92,6 +93,18 @@ const uploadQuery = z.strictObject({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   size: z.coerce.number().int().nonnegative(),
 });
+const logBody = z.strictObject({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative().max(BUILD_LOG_MAX_BYTES),
+  truncated: z.boolean(),
+  // Checked by decoding (below): a regular expression over 1.4 MB of base64 costs ~60 ms.
+  content: z.string().max(Math.ceil(BUILD_LOG_MAX_BYTES / 3) * 4),
+});
+/**
+ * Whether reading jobs needs the API token: the job list, a job, and its build log share this, so
+ * that a job's log is never more (or less) open than the job itself.
+ */
+const JOB_READS_NEED_TOKEN = false;
 const failBody = z.strictObject({
   reason: z.string().max(4096),
   cancelled: z.boolean().optional(),
@@ -174,10 +187,26 @@ export function createApiServer(options: {
     })),
     route('GET', '/.well-known/jwks.json', false, async () => ({ json: await cp.jwks() })),
     route('GET', '/v1/trust-root', false, async () => ({ json: await cp.trustedRoot() })),
-    route('GET', '/v1/jobs', false, async (_r, _p, url) => ({
+    route('GET', '/v1/jobs', JOB_READS_NEED_TOKEN, async (_r, _p, url) => ({
       json: { jobs: await cp.listJobs({ limit: intParam(url, 'limit') ?? 100 }) },
     })),
-    route('GET', '/v1/jobs/:id', false, async (_r, p) => ({ json: await cp.getJob(p.id ?? '') })),
+    route('GET', '/v1/jobs/:id', JOB_READS_NEED_TOKEN, async (_r, p) => ({
+      json: await cp.getJob(p.id ?? ''),
+    })),
+    // The build log as kept: its bytes are the build's, so a browser must never run them as a page.
+    route('GET', '/v1/jobs/:id/log', JOB_READS_NEED_TOKEN, async (_r, p) => {
+      const log = await cp.getLog(p.id ?? '');
+      return {
+        bytes: log.content,
+        contentType: 'text/plain; charset=utf-8',
+        headers: {
+          'x-content-type-options': 'nosniff',
+          'content-security-policy': "default-src 'none'; sandbox",
+          'gatehouse-log-sha256': log.sha256,
+          'gatehouse-log-truncated': String(log.truncated),
+        },
+      };
+    }),
     route('GET', '/v1/decisions', false, async (_r, _p, url) => ({
       json: { decisions: await cp.listDecisions({ limit: intParam(url, 'limit') ?? 100 }) },
     })),
@@ -299,6 +328,16 @@ export function createApiServer(options: {
         requiredProof(req),
       );
       return { status: 201, json: { digest: body.digest } };
+    }),
+    // The build log, once, from the job key; the control plane digests what it keeps.
+    route('POST', '/v1/jobs/:id/log', false, async (req, p) => {
+      const body = parseBody(logBody, await readJson(req));
+      const request = { jobId: p.id ?? '', sha256: body.sha256, size: body.size, truncated: body.truncated };
+      const content = Buffer.from(body.content, 'base64');
+      // Canonical base64 only: what decodes must encode back to the very text received.
+      if (content.toString('base64') !== body.content)
+        throw new GatehouseError('BAD_INPUT', 'request body content: not valid base64');
+      return { status: 201, json: await cp.uploadLog(request, content, requiredProof(req)) };
     }),
     // An output's bytes, streamed into the staging area (never read whole into memory).
     route('PUT', '/v1/jobs/:id/outputs', false, async (req, p, url) => {

@@ -36,6 +36,7 @@ export const FULCIO_OIDS = {
   sourceRepositoryUri: '1.3.6.1.4.1.57264.1.12',
   sourceRepositoryDigest: '1.3.6.1.4.1.57264.1.13',
   sourceRepositoryRef: '1.3.6.1.4.1.57264.1.14',
+  sourceRepositoryOwnerUri: '1.3.6.1.4.1.57264.1.16',
   buildConfigUri: '1.3.6.1.4.1.57264.1.18',
   buildConfigDigest: '1.3.6.1.4.1.57264.1.19',
   runInvocationUri: '1.3.6.1.4.1.57264.1.21',
@@ -49,6 +50,7 @@ export interface LeafExtensions {
   sourceRepositoryUri?: string;
   sourceRepositoryDigest?: string;
   sourceRepositoryRef?: string;
+  sourceRepositoryOwnerUri?: string;
   buildConfigUri?: string;
   buildConfigDigest?: string;
   runInvocationUri?: string;

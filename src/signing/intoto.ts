@@ -28,6 +28,7 @@ export interface ResourceDescriptor {
   uri?: string;
   name?: string;
   digest?: Record<string, string>;
+  mediaType?: string;
   annotations?: Record<string, unknown>;
 }
 
@@ -41,6 +42,8 @@ export interface SlsaProvenanceV1 {
   runDetails: {
     builder: { id: string };
     metadata: { invocationId: string; startedOn: string; finishedOn: string };
+    /** Artifacts the build produced that are not its subjects (e.g. its log). */
+    byproducts?: ResourceDescriptor[];
   };
 }
 
@@ -54,6 +57,7 @@ export interface ProvenanceInput {
   invocationId: string;
   startedOn: Date;
   finishedOn: Date;
+  byproducts?: ResourceDescriptor[];
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -150,6 +154,9 @@ export function slsaProvenance(input: ProvenanceInput): SlsaProvenanceV1 {
         startedOn: input.startedOn.toISOString(),
         finishedOn: input.finishedOn.toISOString(),
       },
+      ...(input.byproducts === undefined || input.byproducts.length === 0
+        ? {}
+        : { byproducts: input.byproducts }),
     },
   };
 }

@@ -377,4 +377,21 @@ export const sqliteMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 16,
+    name: 'build-logs',
+    sql: `
+      -- A job's build output, masked and bounded by the runner agent, masked again and digested by
+      -- the control plane; the digest is in the provenance, so a log never changes or goes.
+      CREATE TABLE build_logs (
+        job_id TEXT PRIMARY KEY,
+        content BLOB NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      ${appendOnly('build_logs', 'a build log is kept as it was received and never changes')}
+    `,
+  },
 ];

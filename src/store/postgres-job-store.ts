@@ -1,6 +1,22 @@
 import { GatehouseError } from '../common/errors.ts';
-import { optional, type PgRow, PgTables } from './postgres-support.ts';
-import { type JobRecord, type JobStore, nextUpdatedAt } from './store.ts';
+import { bytea, bytes, optional, type PgRow, PgTables } from './postgres-support.ts';
+import {
+  type BuildLogRecord,
+  type BuildLogSummary,
+  type JobRecord,
+  type JobStore,
+  nextUpdatedAt,
+} from './store.ts';
+
+function parseLogSummary(r: PgRow): BuildLogSummary {
+  return {
+    jobId: String(r.job_id),
+    sha256: String(r.sha256),
+    size: Number(r.size),
+    truncated: r.truncated === true,
+    createdAt: String(r.created_at),
+  };
+}
 
 function parseJob(r: PgRow): JobRecord {
   const job: JobRecord = {
@@ -118,5 +134,32 @@ export class PostgresJobStore extends PgTables implements JobStore {
       (sql) => sql`SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state`,
     );
     return Object.fromEntries(rows.map((r) => [String(r.state), Number(r.n)]));
+  }
+
+  async putLog(log: BuildLogRecord): Promise<void> {
+    await this.query(
+      `cannot keep the build log of job ${log.jobId}`,
+      (sql) => sql`
+        INSERT INTO build_logs (job_id, content, sha256, size, truncated, created_at)
+        VALUES (${log.jobId}, ${bytea(log.content)}, ${log.sha256}, ${log.size}, ${log.truncated}, ${log.createdAt})`,
+      `job ${log.jobId} has a build log already`,
+    );
+  }
+
+  async getLog(jobId: string): Promise<BuildLogRecord | undefined> {
+    const [r] = await this.query(
+      `cannot read the build log of job ${jobId}`,
+      (sql) => sql`SELECT * FROM build_logs WHERE job_id = ${jobId}`,
+    );
+    return r === undefined ? undefined : { ...parseLogSummary(r), content: bytes(r.content) };
+  }
+
+  async logSummary(jobId: string): Promise<BuildLogSummary | undefined> {
+    const [r] = await this.query(
+      `cannot read the build log of job ${jobId}`,
+      (sql) =>
+        sql`SELECT job_id, sha256, size, truncated, created_at FROM build_logs WHERE job_id = ${jobId}`,
+    );
+    return r === undefined ? undefined : parseLogSummary(r);
   }
 }

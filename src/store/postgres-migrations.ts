@@ -357,4 +357,19 @@ export const postgresMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 16,
+    name: 'build-logs',
+    sql: `
+      CREATE TABLE build_logs (
+        job_id ${T} PRIMARY KEY,
+        content BYTEA NOT NULL,
+        sha256 ${T} NOT NULL,
+        size BIGINT NOT NULL CHECK (size >= 0),
+        truncated BOOLEAN NOT NULL,
+        created_at ${T} NOT NULL
+      );
+      ${appendOnly('build_logs', 'a build log is kept as it was received and never changes')}
+    `,
+  },
 ];

@@ -1,6 +1,22 @@
 import { GatehouseError } from '../common/errors.ts';
-import { type Row, SqliteTables } from './sqlite-support.ts';
-import { type JobRecord, type JobStore, nextUpdatedAt } from './store.ts';
+import { blob, type Row, SqliteTables } from './sqlite-support.ts';
+import {
+  type BuildLogRecord,
+  type BuildLogSummary,
+  type JobRecord,
+  type JobStore,
+  nextUpdatedAt,
+} from './store.ts';
+
+function parseLogSummary(r: Row): BuildLogSummary {
+  return {
+    jobId: String(r.job_id),
+    sha256: String(r.sha256),
+    size: Number(r.size),
+    truncated: Number(r.truncated) === 1,
+    createdAt: String(r.created_at),
+  };
+}
 
 function parseJob(r: Row): JobRecord {
   const job: JobRecord = {
@@ -110,5 +126,29 @@ export class SqliteJobStore extends SqliteTables implements JobStore {
 
   async countByState(): Promise<Record<string, number>> {
     return this.countBy('jobs', 'state');
+  }
+
+  async putLog(log: BuildLogRecord): Promise<void> {
+    this.insertNew(
+      'INSERT INTO build_logs (job_id, content, sha256, size, truncated, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      [log.jobId, log.content, log.sha256, log.size, log.truncated ? 1 : 0, log.createdAt],
+      {
+        conflict: `job ${log.jobId} has a build log already`,
+        failure: `cannot keep the build log of job ${log.jobId}`,
+      },
+    );
+  }
+
+  async getLog(jobId: string): Promise<BuildLogRecord | undefined> {
+    const r = this.row('SELECT * FROM build_logs WHERE job_id = ?', jobId);
+    return r === undefined ? undefined : { ...parseLogSummary(r), content: blob(r.content) };
+  }
+
+  async logSummary(jobId: string): Promise<BuildLogSummary | undefined> {
+    const r = this.row(
+      'SELECT job_id, sha256, size, truncated, created_at FROM build_logs WHERE job_id = ?',
+      jobId,
+    );
+    return r === undefined ? undefined : parseLogSummary(r);
   }
 }

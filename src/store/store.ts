@@ -104,6 +104,31 @@ export interface JobStore {
   /** Jobs in a state that is not final (queued, running, submitted), oldest change first. */
   listUnfinished(limit?: number): Promise<JobRecord[]>;
   countByState(): Promise<Record<string, number>>;
+  /**
+   * Keep a job's build log, once: it never changes after (its digest goes into the provenance).
+   * Throws CONFLICT, writing nothing, when the job has one already.
+   */
+  putLog(log: BuildLogRecord): Promise<void>;
+  /** A job's build log with its content. */
+  getLog(jobId: string): Promise<BuildLogRecord | undefined>;
+  /** A job's build log without its content: digest, size, whether it was cut. */
+  logSummary(jobId: string): Promise<BuildLogSummary | undefined>;
+}
+
+/** What is known about a kept build log without reading it. */
+export interface BuildLogSummary {
+  jobId: string;
+  /** SHA-256 hex of the content as kept. */
+  sha256: string;
+  size: number;
+  /** The runner left output out (the content has a marker line where). */
+  truncated: boolean;
+  createdAt: string;
+}
+
+/** A job's build log as the control plane keeps it: masked and bounded bytes. */
+export interface BuildLogRecord extends BuildLogSummary {
+  content: Uint8Array;
 }
 
 export interface DecisionStore {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from '../common/encoding.ts';
 import { isGatehouseError } from '../common/errors.ts';
-import type { ArtifactFile, ArtifactRegistry, Attachment } from '../registry/registry.ts';
+import { artifactManifest } from '../registry/manifests.ts';
+import type { ArtifactFile, ArtifactRegistry, Attachment, CosignLayer } from '../registry/registry.ts';
 
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const DECISION = 'application/vnd.gatehouse.decision.v1+json';
@@ -27,6 +28,10 @@ const file = artifactFile;
 
 function attachment(artifactType: string, text: string, extra: Partial<Attachment> = {}): Attachment {
   return { artifactType, mediaType: artifactType, bytes: new TextEncoder().encode(text), ...extra };
+}
+
+function cosignLayer(kind: 'sig' | 'att', text: string, annotations: Record<string, string>): CosignLayer {
+  return { kind, mediaType: `application/x.${kind}`, bytes: new TextEncoder().encode(text), annotations };
 }
 
 /**
@@ -56,10 +61,16 @@ export function describeRegistryContract(
         attachments: [
           attachment(BUNDLE, '{"bundle":"provenance"}', {
             annotations: { 'dev.sigstore.bundle.predicateType': 'https://slsa.dev/provenance/v1' },
-            cosign: ['att'],
           }),
-          attachment(BUNDLE, '{"bundle":"signature"}', { cosign: ['sig', 'att'] }),
+          attachment(BUNDLE, '{"bundle":"signature"}'),
           attachment(DECISION, '{"outcome":"allow"}'),
+        ],
+        cosign: [
+          cosignLayer('att', '{"envelope":"provenance"}', {
+            predicateType: 'https://slsa.dev/provenance/v1',
+          }),
+          cosignLayer('sig', '{"critical":{}}', { 'dev.cosignproject.cosign/signature': 'c2ln' }),
+          cosignLayer('att', '{"envelope":"sbom"}', { predicateType: 'https://cyclonedx.org/bom' }),
         ],
       });
       assert.equal(placement.area, 'promoted');
@@ -142,6 +153,42 @@ export function describeRegistryContract(
         registry.attach('promoted', 'contract-held', placement.manifestDigest, attachment(DECISION, '{}')),
         (e) => isGatehouseError(e, 'NOT_FOUND'),
       );
+    });
+
+    it('places exactly the manifest planned before signing, and the same one again', async () => {
+      const files = [file('planned.tar', 'planned bytes')];
+      const input = {
+        files,
+        annotations: { 'dev.gatehouse.decision': 'allow' },
+        createdAt: '2026-01-02T03:04:05.000Z',
+      };
+      const planned = artifactManifest(input).descriptor.digest;
+      const request = {
+        project: 'contract-planned',
+        tag: 'job-p',
+        attachments: [],
+        ...input,
+        manifestDigest: planned,
+      };
+      const first = await registry.promote(request);
+      assert.equal(first.manifestDigest, planned);
+      const again = await registry.promote(request);
+      assert.equal(again.manifestDigest, planned, 'placing it again is idempotent');
+    });
+
+    it('refuses a placement whose manifest is not the one its attestations were signed for', async () => {
+      const files = [file('signed.tar', 'signed bytes')];
+      const signedFor = artifactManifest({ files, createdAt: '2026-01-02T03:04:05.000Z' }).descriptor.digest;
+      // An attacker (or a bug) changes what the manifest says after signing: another creation time.
+      await assert.rejects(
+        registry.promote({
+          ...{ project: 'contract-resigned', tag: 'job-r', files, attachments: [] },
+          createdAt: '2026-01-02T03:04:06.000Z',
+          manifestDigest: signedFor,
+        }),
+        (e) => isGatehouseError(e, 'INTERNAL'),
+      );
+      assert.equal(await registry.inspect('promoted', 'contract-resigned', 'job-r'), undefined);
     });
 
     it('moves a tag to the newer artifact and keeps the older one by digest', async () => {

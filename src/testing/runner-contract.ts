@@ -118,6 +118,27 @@ export function describeRunnerContract(name: string, makeRunner: () => Runner): 
       assert.match(result.stderrTail, /oops/);
     });
 
+    it('hands every byte of stdout and stderr to the output sink as it is written', async () => {
+      const instance = await provision(
+        "printf 'out-1\\n'; printf 'err-1\\n' >&2; sleep 0.2; printf 'out-2 no newline'; printf '\\000\\377' >&2",
+      );
+      const chunks: { stream: string; chunk: Buffer; at: number }[] = [];
+      const started = Date.now();
+      const result = await instance.build((chunk, stream) => chunks.push({ stream, chunk, at: Date.now() }));
+      const ended = Date.now();
+      assert.equal(result.exitCode, 0, result.stderrTail);
+      const of = (stream: string) =>
+        Buffer.concat(chunks.filter((c) => c.stream === stream).map((c) => c.chunk));
+      assert.equal(of('stdout').toString(), 'out-1\nout-2 no newline');
+      assert.deepEqual(of('stderr'), Buffer.concat([Buffer.from('err-1\n'), Buffer.from([0, 0xff])]));
+      // Live, not at the end: the first line came well before the build ended.
+      const first = chunks[0];
+      assert.ok(
+        first !== undefined && first.at - started < ended - started - 100,
+        'output came as it was written',
+      );
+    });
+
     it('refuses to build twice in one runner', async () => {
       const instance = await provision('echo ok > out.txt');
       await instance.build();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
 import type { JobRecord, Store, VulnRecord } from '../store/store.ts';
@@ -32,6 +33,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
     securityActCases(store);
     sharedStateCases(store);
     transparencyWitnessCases(store);
+    buildLogCases(store);
   });
 }
 
@@ -744,5 +746,38 @@ function transparencyWitnessCases(store: Store): void {
     const got = await store.witness.get('log.test/log');
     assert.equal(got?.treeSize, 6);
     assert.equal(got?.checkpoint, 'cp 6');
+  });
+}
+
+/** Build logs: kept once per job, byte for byte, never changed. */
+function buildLogCases(store: Store): void {
+  it('keeps a build log byte for byte, once per job, and its summary without the content', async () => {
+    // Bytes a build may write that are not text: a NUL, an invalid UTF-8 sequence, a CR.
+    const content = Buffer.concat([
+      Buffer.from('line one\r\n'),
+      Buffer.from([0, 0xff, 0xfe]),
+      Buffer.from('\n'),
+    ]);
+    const record = {
+      jobId: 'log-job',
+      content: new Uint8Array(content),
+      sha256: createHash('sha256').update(content).digest('hex'),
+      size: content.length,
+      truncated: true,
+      createdAt: new Date().toISOString(),
+    };
+    assert.equal(await store.jobs.getLog('log-job'), undefined);
+    assert.equal(await store.jobs.logSummary('log-job'), undefined);
+    await store.jobs.putLog(record);
+    const got = await store.jobs.getLog('log-job');
+    assert.deepEqual(got && { ...got, content: Buffer.from(got.content) }, { ...record, content });
+    const { content: _c, ...summary } = record;
+    assert.deepEqual(await store.jobs.logSummary('log-job'), summary);
+    // A second log for the job (a rewrite of what the provenance names) is refused; the first stays.
+    await assert.rejects(
+      store.jobs.putLog({ ...record, content: new Uint8Array([1]), sha256: '0'.repeat(64), size: 1 }),
+      (e) => isGatehouseError(e, 'CONFLICT'),
+    );
+    assert.equal((await store.jobs.logSummary('log-job'))?.sha256, record.sha256);
   });
 }

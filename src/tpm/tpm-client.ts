@@ -69,6 +69,9 @@ interface Auth {
 }
 const PASSWORD: Auth = { handle: RS_PW };
 
+/** How long a refused connection to a TPM that should be running is retried. */
+const CONNECT_RETRY_MS = 5000;
+
 /** A TPM reached over a socket that carries raw command and response buffers (swtpm's). */
 export class TpmClient {
   readonly #path: string;
@@ -81,11 +84,25 @@ export class TpmClient {
 
   async #connect(): Promise<Socket> {
     if (this.#socket !== undefined && !this.#socket.destroyed) return this.#socket;
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection(this.#path);
-      s.once('connect', () => resolve(s));
-      s.once('error', (e) => reject(tpmError(`cannot reach the TPM at ${this.#path}`, e)));
-    });
+    // swtpm accepts one connection at a time, and binds its socket a moment before it listens:
+    // a refused connection right after start-up or after another client (tpm2-tools) is retried,
+    // briefly, before the TPM counts as unreachable.
+    const deadline = Date.now() + CONNECT_RETRY_MS;
+    let socket: Socket | undefined;
+    for (let wait = 5; socket === undefined; wait = Math.min(wait * 2, 100)) {
+      try {
+        socket = await new Promise<Socket>((resolve, reject) => {
+          const s = createConnection(this.#path);
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline)
+          throw tpmError(`cannot reach the TPM at ${this.#path}`, e);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
     socket.on('error', () => undefined);
     this.#socket = socket;
     return socket;

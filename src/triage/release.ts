@@ -5,6 +5,7 @@ import { GatehouseError } from '../common/errors.ts';
 import type { Gate } from '../gate/gate.ts';
 import { type HeldBuild, type ReleaseNote, signedSbomOf } from '../gate/held-build.ts';
 import {
+  artifactDeployment,
   decisionRecord,
   environmentRecord,
   promoteSigned,
@@ -40,6 +41,13 @@ export class GateRelease implements TriageEffects {
   async release(decision: DecisionRecord, held: HeldBuild, note: ReleaseNote): Promise<ReleaseResult> {
     const registry = this.#gate.registry;
     const reference = held.quarantineManifest ?? decision.jobId;
+    // A quarantined image is its manifest and layers, not the archive the decision names; a
+    // release that re-placed it would have to re-open and re-check the image, which it does not.
+    if (held.submission.image !== undefined)
+      throw new GatehouseError(
+        'CONFLICT',
+        `decision ${decision.id} is for the image ${held.submission.image.name} (${held.submission.image.manifestDigest}); a quarantined image cannot be released yet: rebuild it once the finding is resolved or excepted in the policy`,
+      );
     const work = await mkdtemp(join(tmpdir(), 'gatehouse-release-'));
     try {
       return await this.#release(
@@ -70,13 +78,23 @@ export class GateRelease implements TriageEffects {
         `the quarantined artifact ${reference} does not hold the subjects of decision ${decision.id}`,
       );
     const at = new Date().toISOString();
-    const signed = await this.#gate.sign(held, { policyDigest: decision.policyDigest, at, release: note });
+    const manifest = {
+      files,
+      annotations: { 'dev.gatehouse.decision': 'allow', 'dev.gatehouse.release': note.triageId },
+      createdAt: at,
+    };
+    // The manifest of the released artifact is planned first: the statements name its digest.
+    const signed = await this.#gate.sign(
+      held,
+      { policyDigest: decision.policyDigest, at, release: note },
+      artifactDeployment(registry, decision.project, manifest),
+    );
     const record = { ...note, kind: 'triage', action: 'release', project: decision.project, timestamp: at };
     const sbom = signedSbomOf(held);
     const placement = await promoteSigned(registry, {
-      ...{ project: decision.project, tag: decision.jobId, files, sbom, signed },
+      ...{ project: decision.project, tag: decision.jobId, sbom, signed },
+      ...manifest,
       records: [sbomRecord(sbom), ...(await this.#environmentRecords(held)), decisionRecord(record)],
-      annotations: { 'dev.gatehouse.decision': 'allow', 'dev.gatehouse.release': note.triageId },
     });
     await this.#mark(decision, { ...record, promoted: placement.reference }, held.quarantineManifest);
     if (held.components.length > 0 || decision.subjects.length > 0)
@@ -88,7 +106,7 @@ export class GateRelease implements TriageEffects {
         createdAt: at,
         ...(held.environment === undefined ? {} : { environment: held.environment }),
       });
-    return { ...signed, placement };
+    return { ...signed.bundles, placement };
   }
 
   /** The build environment's SBOM a held build references, attached as at the gate. */

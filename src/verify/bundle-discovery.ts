@@ -1,11 +1,12 @@
 /**
  * Finding the Sigstore bundles attached to an artifact in a registry: through referrers (the API,
- * or the spec's fallback tag) first, through cosign's `.att` and `.sig` tags when referrers give
- * nothing. What is found is only read, not trusted: every bundle is verified afterwards.
+ * or the spec's fallback tag) first, rebuilt from the DSSE layers of cosign's `.att` tag when
+ * referrers give nothing. What is found is only read, not trusted: every bundle is verified afterwards.
  */
 import { GatehouseError } from '../common/errors.ts';
 import { type Descriptor, parseImageManifest } from '../registry/oci-format.ts';
-import { cosignTag } from '../registry/oci-names.ts';
+import { cosignTag, digestOf } from '../registry/oci-names.ts';
+import { bundleFromAttestationLayer, DSSE_ENVELOPE_MEDIA_TYPE } from '../signing/cosign.ts';
 import type { RegistryArtifact } from './oci-reference.ts';
 
 export const BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -69,13 +70,31 @@ async function referrerBundles(a: RegistryArtifact, found: FoundBundle[]): Promi
   return referrers.source === 'api' ? 'referrers-api' : 'referrers-tag';
 }
 
-/** Read the bundles under the artifact's cosign tags into `found`. */
-async function cosignBundles(a: RegistryArtifact, found: FoundBundle[]): Promise<void> {
-  for (const kind of ['att', 'sig'] as const) {
-    const tag = cosignTag(a.ref.digest, kind);
-    const digest = await a.client.manifestDigest(a.ref.repository, tag);
-    if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest)) continue;
-    await bundleLayers(a, digest, (b) => parseImageManifest(b, `${a.where} ${tag}`).layers, 'cosign', found);
+/**
+ * Rebuild into `found` the bundles of the DSSE layers under the artifact's `.att` tag (cosign's
+ * format, with gatehouse's verification material annotation). The `.sig` tag holds a simple-signing
+ * signature, which says nothing about provenance, so it is not read here.
+ */
+async function cosignBundles({ client, ref, where }: RegistryArtifact, found: FoundBundle[]): Promise<void> {
+  const tag = cosignTag(ref.digest, 'att');
+  const digest = await client.manifestDigest(ref.repository, tag);
+  if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest)) return;
+  const m = await client.getManifest(ref.repository, digest);
+  if (m === undefined) return;
+  for (const layer of parseImageManifest(m.bytes, `${where} ${tag}`).layers) {
+    if (found.length >= MAX_BUNDLES) break;
+    if (layer.mediaType !== DSSE_ENVELOPE_MEDIA_TYPE || layer.size > MAX_BUNDLE_BYTES) continue;
+    const envelope = await client.getBlob(ref.repository, layer.digest, MAX_BUNDLE_BYTES);
+    let bytes: Uint8Array;
+    try {
+      bytes = bundleFromAttestationLayer(envelope, layer.annotations, `${where} ${tag} ${layer.digest}`);
+    } catch {
+      // Not one gatehouse wrote (no verification material): nothing to verify it with offline.
+      continue;
+    }
+    const bundleDigest = digestOf(bytes);
+    if (found.some((f) => f.digest === bundleDigest)) continue;
+    found.push({ bytes, digest: bundleDigest, source: 'cosign' });
   }
 }
 

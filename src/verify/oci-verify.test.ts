@@ -172,6 +172,34 @@ describe('deploy-time verification of a registry artifact', { skip }, () => {
     });
   });
 
+  it('does not accept the bundles on another manifest of the very same file: they name the manifest signed', async () => {
+    const repo = 'gatehouse/promoted/hello-app';
+    const subject = w.allowed.placement.manifestDigest;
+    // The same bytes under another manifest (here another creation time; for an image, another
+    // entrypoint): every file is a subject of the bundles, the manifest is not.
+    const twin = await new OciDistributionRegistry({ client: w.client, ...RUN_PREFIXES }).promote({
+      project: 'hello-app',
+      tag: 'twin',
+      files: [artifactFile('hello-app.tar', 'hello, world\n')],
+      attachments: [],
+      createdAt: '2020-01-01T00:00:00.000Z',
+    });
+    assert.notEqual(twin.manifestDigest, subject);
+    const { manifests } = await w.client.referrers(repo, subject);
+    for (const m of manifests.filter((x) => x.artifactType === BUNDLE_MEDIA_TYPE)) {
+      const manifest = await w.client.getManifest(repo, m.digest);
+      const layer =
+        manifest === undefined ? undefined : parseImageManifest(manifest.bytes, m.digest).layers[0];
+      if (layer === undefined) continue;
+      await attachBundle(repo, twin.manifestDigest, await w.client.getBlob(repo, layer.digest, 1 << 24));
+    }
+    await assert.rejects(verify({ reference: `${w.registry.host}/${repo}@${twin.manifestDigest}` }), (e) => {
+      assert.ok(isGatehouseError(e, 'VERIFICATION_FAILED'), String(e));
+      assert.match(e.message, new RegExp(`rejected: .*artifact digest ${twin.manifestDigest}`));
+      return true;
+    });
+  });
+
   it('CLI: gatehouse verify oci://… exits 0 when verified and 3 when revoked', async () => {
     const policyFile = join(w.homeDir, 'deploy-policy.yaml');
     await writeFile(

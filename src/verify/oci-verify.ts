@@ -7,7 +7,7 @@
 import { sha256Hex } from '../common/encoding.ts';
 import { describeError, GatehouseError } from '../common/errors.ts';
 import type { OciDistributionClient } from '../registry/oci-client.ts';
-import { type ImageManifest, parseImageManifest } from '../registry/oci-format.ts';
+import { type ImageManifest, OCI_IMAGE_CONFIG, parseImageManifest } from '../registry/oci-format.ts';
 import type { RegistryCredentials } from '../registry/registry-auth.ts';
 import { parseBundle } from '../signing/bundle.ts';
 import { SLSA_PROVENANCE_V1 } from '../signing/intoto.ts';
@@ -79,8 +79,8 @@ interface BundleExpectations {
   root: ParsedTrustedRoot;
   policy: DeployPolicy;
   allowed: string[];
-  /** SHA-256 of the artifact's first file: the digest the bundle is verified for. */
-  firstFile: Buffer;
+  /** SHA-256 of the artifact manifest: the digest the bundle is verified for. */
+  manifest: Buffer;
   files: ArtifactFile[];
 }
 
@@ -121,14 +121,16 @@ export async function verifyOciArtifact(options: VerifyOciOptions): Promise<Veri
 
   const artifact: RegistryArtifact = { client, ref, where };
   const manifest = await fetchArtifactManifest(artifact);
-  const files = artifactFiles(manifest);
+  // A runnable image is deployed, and signed, by its manifest digest; a file artifact by its files.
+  const image = isRunnableImage(manifest);
+  const files = image ? [{ name: ref.repository, sha256: ref.digest.slice(7) }] : artifactFiles(manifest);
   for (const l of manifest.layers) checkRevoked(l.digest);
   const { found, discovery } = await findBundles(artifact);
   const bundles = verifyBundles(found, {
     root,
     policy: p,
     allowed: allowedIdentities(p),
-    firstFile: Buffer.from(manifest.layers[0]?.digest.slice(7) ?? '', 'hex'),
+    manifest: Buffer.from(ref.digest.slice(7), 'hex'),
     files,
   });
 
@@ -161,6 +163,22 @@ async function fetchArtifactManifest({ client, ref, where }: RegistryArtifact): 
   return manifest;
 }
 
+/**
+ * Whether a manifest is a runnable image (as gatehouse promotes an image output): no
+ * artifactType, an image config, and layers that are tar layers rather than titled files.
+ */
+function isRunnableImage(manifest: ImageManifest): boolean {
+  return (
+    manifest.artifactType === undefined &&
+    manifest.config.mediaType === OCI_IMAGE_CONFIG &&
+    manifest.layers.every(
+      (l) =>
+        /^application\/vnd\.oci\.image\.layer\.v1\.tar(?:\+gzip)?$/.test(l.mediaType) &&
+        l.annotations?.['org.opencontainers.image.title'] === undefined,
+    )
+  );
+}
+
 /** The artifact's files: one a layer, named by its title annotation. */
 function artifactFiles(manifest: ImageManifest): ArtifactFile[] {
   return manifest.layers.map((l) => ({
@@ -184,14 +202,16 @@ function verifyBundles(found: readonly FoundBundle[], expect: BundleExpectations
 }
 
 /**
- * One bundle: it verifies for the artifact, is signed by an identity the policy allows, and names
- * every file of the artifact.
+ * One bundle: it verifies for the artifact manifest (which it names as a subject), is signed by an
+ * identity the policy allows, and names every file of the artifact.
  * @throws GatehouseError (whatever verification throws), IDENTITY_MISMATCH, SUBJECT_MISMATCH
  */
 function verifyFoundBundle(f: FoundBundle, expect: BundleExpectations): VerifiedBundle {
   const bundle = parseBundle(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(f.bytes)), f.digest);
   const result = verifyArtifactBundle({
-    artifactDigest: expect.firstFile,
+    // The statement must name the manifest digest a pod pins, not only its files: a bundle for the
+    // same files under another manifest (another config, say) must not verify for this one.
+    artifactDigest: expect.manifest,
     bundle,
     trustedRoot: expect.root,
     ...(expect.policy.issuer === undefined ? {} : { issuer: expect.policy.issuer }),

@@ -1,6 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { HostEnrollment } from '../../attestation/hosts.ts';
+import { CI_HOST_CLAIMS, type HostEnrollment } from '../../attestation/hosts.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
@@ -52,6 +52,7 @@ export async function hostCommand(argv: string[]): Promise<number> {
       pool: { type: 'string' },
       attestation: { type: 'string' },
       key: { type: 'string' },
+      'ci-claim': { type: 'string', multiple: true },
     },
     { min: 1, max: 2, usage: USAGE },
   );
@@ -86,15 +87,24 @@ export async function hostCommand(argv: string[]): Promise<number> {
         publicKey: current.publicKey,
         pool: current.pool,
         attestation: current.attestation,
+        ...(current.ci === undefined ? {} : { ci: current.ci }),
         revoked: true,
       };
     } else {
       if (values['public-key'] === undefined || values.pool === undefined)
         throw new UsageError(`host enroll needs --public-key and --pool\nusage: ${USAGE}`);
       const attestation = values.attestation ?? 'tpm';
-      if (attestation !== 'tpm' && attestation !== 'software')
-        throw new UsageError(`--attestation is tpm or software\nusage: ${USAGE}`);
-      content = { publicKey: await publicJwk(values['public-key']), pool: values.pool, attestation };
+      if (attestation !== 'tpm' && attestation !== 'software' && attestation !== 'ci')
+        throw new UsageError(`--attestation is tpm, software or ci\nusage: ${USAGE}`);
+      const ci = ciClaimsOf(values['ci-claim'] ?? []);
+      if (ci !== undefined && attestation !== 'ci')
+        throw new UsageError(`--ci-claim is for hosts enrolled --attestation ci\nusage: ${USAGE}`);
+      content = {
+        publicKey: await publicJwk(values['public-key']),
+        pool: values.pool,
+        attestation,
+        ...(ci === undefined ? {} : { ci: { claims: ci } }),
+      };
     }
     const version = await home.hosts.nextVersion(name);
     const sig = await signSecurityAct({ kind: 'host', name, version, content }, signer);
@@ -105,4 +115,21 @@ export async function hostCommand(argv: string[]): Promise<number> {
   } finally {
     await home.close();
   }
+}
+
+/** `--ci-claim repository=octo-org/app` (repeatable) as allowed values per CI identity claim. */
+function ciClaimsOf(flags: readonly string[]): Record<string, string[]> | undefined {
+  if (flags.length === 0) return undefined;
+  const claims: Record<string, string[]> = {};
+  for (const f of flags) {
+    const eq = f.indexOf('=');
+    const claim = f.slice(0, eq);
+    const value = f.slice(eq + 1);
+    if (eq < 1 || value === '' || !(CI_HOST_CLAIMS as readonly string[]).includes(claim))
+      throw new UsageError(
+        `--ci-claim '${f}' must be CLAIM=VALUE with CLAIM one of ${CI_HOST_CLAIMS.join(', ')}\nusage: ${USAGE}`,
+      );
+    claims[claim] = [...(claims[claim] ?? []), value];
+  }
+  return claims;
 }

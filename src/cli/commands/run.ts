@@ -1,22 +1,36 @@
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { type JobOutcome, runJob } from '../../agent/agent.ts';
-import type { Attester } from '../../agent/attester.ts';
+import { type Attester, SoftwareAttester } from '../../agent/attester.ts';
+import { ciTokenSourceFromEnv } from '../../agent/ci-token-source.ts';
 import type { RunnerHost } from '../../agent/credentials.ts';
+import { GatehouseError } from '../../common/errors.ts';
 import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { environmentCacheOf, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
-import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
+import { bubblewrapRunnerFromConfig, homeImagesDir } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
+import { FileKeySigner } from '../../signing/file-key-signer.ts';
 import { LocalGitProvider } from '../../source/local-git-provider.ts';
 import type { JobStep } from '../../store/store.ts';
-import { commonOptions, parse } from '../args.ts';
+import { commonOptions, parse, UsageError } from '../args.ts';
 import { fillPoolInBackground } from '../background-fill.ts';
 import { EXIT, exitCodeByCode, exitCodeOfOutcome } from '../exit-codes.ts';
 import { usageOf } from '../help.ts';
-import { bold, dim, green, makeOutput, ms, type Output, red, yellow } from '../output.ts';
+import {
+  bold,
+  dim,
+  green,
+  LiveLines,
+  makeOutput,
+  ms,
+  type Output,
+  printableLine,
+  red,
+  yellow,
+} from '../output.ts';
 
 const USAGE = usageOf('run');
 
@@ -65,6 +79,38 @@ export function printOutcome(out: Output, o: JobOutcome): void {
   }
   for (const w of r.warnings) out.line(`  ${yellow('!')} [${w.rule}] ${w.message}`);
   out.line(`  ${r.outcome === 'allow' ? 'promoted' : 'quarantined'}: ${r.placement.reference}`);
+  if (o.log !== undefined) out.line(`  ${dim(`build log: ${describeLog(o.log)}`)}`);
+}
+
+function describeLog(log: NonNullable<JobOutcome['log']>): string {
+  return `sha256:${log.sha256.slice(0, 12)}  ${log.size} bytes${log.truncated ? ', cut in the middle' : ''}${log.stored ? '' : ' (not kept by the control plane)'}`;
+}
+
+/**
+ * Live build output under the running step, for a person: each line indented under the step
+ * list, made printable; the partial last line is shown when its phase ends.
+ */
+function liveOutput(out: Output): { onOutput: (chunk: Buffer) => void; stepEnded: (s: JobStep) => void } {
+  const lines = new LiveLines((l) => out.line(`    ${dim('│')} ${l}`));
+  return {
+    onOutput: (chunk) => lines.push(chunk),
+    stepEnded: (s) => {
+      if (s.name === 'fetch' || s.name === 'build') lines.flush();
+    },
+  };
+}
+
+/**
+ * A failed build's last lines, on stderr before the one line naming the failure, so that the
+ * reason is on screen (and in a CI log) without opening the stored log.
+ */
+export function printFailureTail(outcome: JobOutcome, where: string): void {
+  const log = outcome.log;
+  if (outcome.failure === undefined || log === undefined || log.lastLines.length === 0) return;
+  const tail = log.lastLines.map((l) => `  ${printableLine(l)}\n`).join('');
+  process.stderr.write(
+    `gatehouse run: the last ${log.lastLines.length} lines of the build log (all of it: ${where}):\n${tail}`,
+  );
 }
 
 /**
@@ -100,6 +146,22 @@ export async function writeOutputs(dir: string, outcome: JobOutcome): Promise<st
   return written;
 }
 
+/** The build log in `run --json`: its digest (the provenance's), and the last lines of a failure. */
+function logDocument(outcome: JobOutcome, server: string | undefined): Record<string, unknown> {
+  const log = outcome.log;
+  if (log === undefined) return {};
+  return {
+    sha256: log.sha256,
+    size: log.size,
+    truncated: log.truncated,
+    stored: log.stored,
+    ...(log.stored && server !== undefined
+      ? { url: new URL(`/v1/jobs/${encodeURIComponent(outcome.jobId)}/log`, server).href }
+      : {}),
+    ...(outcome.failure === undefined ? {} : { lastLines: log.lastLines }),
+  };
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
@@ -110,6 +172,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       registry: { type: 'string' },
       out: { type: 'string' },
       commit: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+      host: { type: 'string' },
+      'host-key': { type: 'string' },
+      'ci-audience': { type: 'string' },
     },
     { min: 1, max: 1, usage: USAGE },
   );
@@ -117,21 +183,52 @@ export async function runCommand(argv: string[]): Promise<number> {
   const dir = resolve(positionals[0] ?? '.');
   const homeRoot = resolveHome(values.home);
   let cp: ControlPlane;
-  // With --server, the runner uses the default limits and image, which the server's reference
-  // values must then describe; embedded, it is the runner the home's config describes.
+  // With --server, a bubblewrap runner uses the default limits and image, which the server's
+  // reference values must then describe (another backend is the home's own); embedded, it is
+  // the runner the home's config describes.
   let runner: Runner = bubblewrapRunnerFromConfig({});
   let attester: () => Attester;
   let host: RunnerHost;
   let close = async (): Promise<void> => {};
+  let ciToken: (() => Promise<string>) | undefined;
+  // Secret values this process holds, masked in the build's output besides the job's own tokens.
+  let secrets: string[] = [];
+  let useHomeCache = true;
+  if ((values.host === undefined) !== (values['host-key'] === undefined))
+    throw new UsageError(`--host and --host-key go together\nusage: ${USAGE}`);
+  if (values.server === undefined && (values.host !== undefined || values['ci-audience'] !== undefined))
+    throw new UsageError(`--host, --host-key and --ci-audience need --server\nusage: ${USAGE}`);
   if (values.server !== undefined) {
     // A runner host needs no operator token: its requests are signed with its enrolled key.
     cp = new HttpControlPlane({ url: values.server });
-    // Against a remote control plane the runner attests exactly as an embedded one: a vTPM from
-    // this host's home (the control plane refuses software evidence unless configured for it).
-    const local = await runnerAttester(homeRoot);
-    ({ attester, host } = local);
-    // What runners of agents killed on this host left behind goes first.
-    await local.sweep(runner);
+    const operatorToken = process.env.GATEHOUSE_API_TOKEN;
+    if (operatorToken !== undefined && operatorToken !== '') secrets = [operatorToken];
+    // Inside a CI job the platform's identity token goes with every attestation of a CI host
+    // (--host), or of a home's host when --ci-audience asks for it: a TPM host that merely runs in
+    // CI sends none, so a control plane without CI issuers does not refuse it. A CI job that was
+    // given no token (GitHub: no `id-token: write`) fails here, named; outside CI there is none.
+    if (values.host !== undefined || values['ci-audience'] !== undefined) {
+      const source = ciTokenSourceFromEnv(process.env, {
+        audience: values['ci-audience'] ?? new URL(values.server).origin,
+      });
+      if (source !== undefined) ciToken = () => source.token();
+    }
+    if (values.host !== undefined && values['host-key'] !== undefined) {
+      // A CI runner (host enrolled `--attestation ci`): no home, a key from the CI's secrets, the
+      // measured baseline in software, and the CI token the control plane then requires.
+      host = await hostFromKeyFile(values.host, values['host-key']);
+      attester = () => new SoftwareAttester();
+      useHomeCache = false;
+    } else {
+      // Against a remote control plane the runner attests exactly as an embedded one: a vTPM from
+      // this host's home (the control plane refuses software evidence unless configured for it).
+      const local = await runnerAttester(homeRoot);
+      ({ attester, host } = local);
+      // A node agent's home names its backend (Kubernetes Jobs, GitHub JIT runners): it is used.
+      if (local.runner !== undefined) runner = local.runner;
+      // What runners of agents killed on this host left behind goes first.
+      await local.sweep(runner);
+    }
   } else {
     const home = await openHome(homeRoot, registryOption(values.registry, values.server));
     // The embedded control plane settles what an earlier run's crash left unfinished, and what
@@ -142,6 +239,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     runner = home.runner;
     attester = home.attester;
     host = home.host;
+    secrets = [home.apiToken];
     close = () => home.close();
   }
   // Ctrl-C or SIGTERM cancels the job: its sandbox is killed, its runner, workspace and vTPM
@@ -158,6 +256,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     out.line(
       `${bold('gatehouse run')} ${dir}${values.server === undefined ? '' : `  (control plane ${values.server})`}`,
     );
+    // The build's output streams under its step for a person; --quiet and --json leave it out
+    // (--json keeps stdout for its one document).
+    const live = out.json || values.quiet === true ? undefined : liveOutput(out);
     const outcome = await runJob(dir, {
       signal: cancel.signal,
       runner,
@@ -165,12 +266,19 @@ export async function runCommand(argv: string[]): Promise<number> {
       host,
       controlPlane: cp,
       source: new LocalGitProvider(),
-      onStep: (s) => printStep(out, s),
+      onStep: (s) => {
+        live?.stepEnded(s);
+        printStep(out, s);
+      },
+      ...(live === undefined ? {} : { onOutput: live.onOutput }),
+      secrets,
       ...(values.project === undefined ? {} : { project: values.project }),
       ...(values.commit === undefined ? {} : { commit: values.commit }),
       ...(values.out === undefined ? {} : { outDir: resolve(values.out) }),
-      environmentCache: environmentCacheOf(homeRoot),
+      ...(ciToken === undefined ? {} : { ciToken }),
+      ...(useHomeCache ? { environmentCache: environmentCacheOf(homeRoot) } : {}),
       ...(values.server === undefined ? { referenceHome: homeRoot } : {}),
+      imagesDir: homeImagesDir(homeRoot),
     });
     const written = values.out === undefined ? [] : await writeOutputs(resolve(values.out), outcome);
     printOutcome(out, outcome);
@@ -183,10 +291,17 @@ export async function runCommand(argv: string[]): Promise<number> {
       outputs: (outcome.outputs ?? []).map((o) => ({ name: o.name, sha256: o.sha256 })),
       ...(outcome.result === undefined ? {} : { decision: outcome.result }),
       ...(outcome.failure === undefined ? {} : { failure: outcome.failure }),
+      ...(outcome.log === undefined ? {} : { log: logDocument(outcome, values.server) }),
       written,
     });
     if (outcome.result === undefined && outcome.failure !== undefined) {
-      process.stderr.write(`gatehouse run: ${outcome.failure.message.split('\n')[0]}\n`);
+      printFailureTail(
+        outcome,
+        values.server === undefined
+          ? `\`gatehouse server\` serves it at /v1/jobs/${outcome.jobId}/log`
+          : new URL(`/v1/jobs/${encodeURIComponent(outcome.jobId)}/log`, values.server).href,
+      );
+      process.stderr.write(`gatehouse run: ${printableLine(outcome.failure.message.split('\n')[0] ?? '')}\n`);
       for (const line of outcome.failure.explanation ?? []) process.stderr.write(`  ${line}\n`);
     }
     return exitCodeOf(outcome);
@@ -195,6 +310,28 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
     await close();
     // The vTPM this job used is replaced for the next one, after this job and in the background.
-    await fillPoolInBackground(homeRoot);
+    if (useHomeCache) await fillPoolInBackground(homeRoot);
   }
+}
+
+/**
+ * A runner host from its name and a plain PKCS#8 P-256 key file (a CI secret written to a file):
+ * refused when others may read the file.
+ * @throws GatehouseError BAD_INPUT, NOT_FOUND
+ */
+async function hostFromKeyFile(name: string, path: string): Promise<RunnerHost> {
+  const file = resolve(path);
+  const mode = await stat(file).then(
+    (s) => s.mode,
+    (cause: unknown) => {
+      throw new GatehouseError('NOT_FOUND', 'cannot read the host key file', { where: file, cause });
+    },
+  );
+  if ((mode & 0o077) !== 0)
+    throw new GatehouseError(
+      'BAD_INPUT',
+      `the host key file is readable by others (mode ${(mode & 0o777).toString(8)}): chmod 600 it`,
+      { where: file },
+    );
+  return { name, signer: await FileKeySigner.load(file) };
 }

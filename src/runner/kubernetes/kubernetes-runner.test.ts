@@ -149,9 +149,12 @@ describe('Kubernetes Job runner (recorded API answers)', {
     const runner = makeRunner();
     const instance = await provision(runner);
     assert.equal(statSync(instance.workspace).uid, BUILD_UID, 'the workspace belongs to the build user');
-    const result = await instance.build();
+    const output: Buffer[] = [];
+    const result = await instance.build((chunk) => output.push(chunk));
     assert.equal(result.exitCode, 0);
     assert.equal(result.stdoutTail, 'built out.txt\n');
+    // The Pod's log reaches the agent's build log too, in one piece once the Pod ended.
+    assert.equal(Buffer.concat(output).toString(), 'built out.txt\n');
 
     assert.ok(
       seen.every((s) => s.auth === `Bearer ${TOKEN}`),

@@ -22,6 +22,7 @@ import {
   type BuildResult,
   type FetchRequest,
   OUTPUT_TAIL_BYTES,
+  type OutputSink,
   type PodProfile,
   type ProvisionSpec,
   type Runner,
@@ -182,7 +183,7 @@ class KubernetesInstance implements RunnerInstance {
     );
   }
 
-  async build(): Promise<BuildResult> {
+  async build(output?: OutputSink): Promise<BuildResult> {
     if (this.#state !== 'ready')
       throw new GatehouseError('BUILD_FAILED', `runner ${this.id} cannot build: it is ${this.#state}`, {
         where: this.jobId,
@@ -246,6 +247,8 @@ class KubernetesInstance implements RunnerInstance {
         },
       );
     const log = pod?.metadata?.name === undefined ? '' : await this.#log(pod.metadata.name);
+    // The API server gives the container's log only now, in one piece (stdout and stderr merged).
+    if (log !== '') output?.(Buffer.from(log), 'stdout');
     return {
       exitCode: terminated.exitCode,
       durationMs,
@@ -264,7 +267,8 @@ class KubernetesInstance implements RunnerInstance {
 
   async #log(pod: string): Promise<string> {
     const api = this.#o.api;
-    const q = new URLSearchParams({ container: 'build', limitBytes: String(OUTPUT_TAIL_BYTES * 2) });
+    // Enough for the agent's bounded build log (BUILD_LOG_MAX_BYTES) with room to mark the cut.
+    const q = new URLSearchParams({ container: 'build', limitBytes: String(2 * 1024 * 1024) });
     const answer = await api.call('GET', `${api.podsPath(pod)}/log?${q}`);
     return answer.status === 200 ? answer.text : '';
   }

@@ -1,0 +1,3 @@
+module example.com/static-image
+
+go 1.19
