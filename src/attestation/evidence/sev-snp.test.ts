@@ -10,7 +10,7 @@ import {
   type SnpReportFields,
 } from '../../testing/platform-evidence.ts';
 import { parseCrl } from './revocation.ts';
-import { parseSnpReport, SevSnpVerifier } from './sev-snp.ts';
+import { decodeTcb, encodeTcb, parseSnpReport, SevSnpVerifier } from './sev-snp.ts';
 import { EVIDENCE_CHECKS as C, evidenceBinding, reportData64 } from './verifier.ts';
 
 // Sample evidence only: a test ARK/ASK/VCEK chain and reports built to the SEV-SNP ABI layout.
@@ -69,6 +69,15 @@ describe('SEV-SNP attestation reports', () => {
     assert.equal(r.vmpl, 1);
     assert.deepEqual(r.reportedTcb, chain.tcb);
     assert.equal(r.cpuidFamily, 0x19);
+  });
+
+  it('decodes TCB_VERSION in the Milan/Genoa layout, and Turin’s with its FMC level', () => {
+    const milan = { bootloader: 3, tee: 0, snp: 14, microcode: 209 };
+    assert.equal(encodeTcb(milan), 0xd10e000000000003n);
+    assert.deepEqual(decodeTcb(0xd10e000000000003n, 0x19), milan);
+    const turin = { fmc: 1, bootloader: 2, tee: 3, snp: 4, microcode: 5 };
+    assert.deepEqual(decodeTcb(encodeTcb(turin, 0x1a), 0x1a), turin);
+    assert.equal(encodeTcb(turin, 0x1a), 0x0500000004030201n);
   });
 
   it('refuses a report bound to another nonce or runner key', async () => {
