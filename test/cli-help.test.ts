@@ -76,6 +76,7 @@ describe('gatehouse help', () => {
     image: ['build'],
     source: ['protect', '.', '--branch', 'main'],
     revoke: [`sha256:${'a'.repeat(64)}`, '--reason', 'r'],
+    alerts: ['replay', 'd-1'],
   };
 
   for (const name of names) {

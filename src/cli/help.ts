@@ -33,9 +33,11 @@ export const COMMAND_HELP = {
   },
   server: {
     summary: 'run the control plane over HTTP (default 127.0.0.1:8700)',
-    usage: 'gatehouse server [--home DIR] [--listen HOST:PORT] [--store postgres://USER@HOST/DB]',
+    usage:
+      'gatehouse server [--home DIR] [--listen HOST:PORT] [--store postgres://USER@HOST/DB] [--viewer-token-file F]',
     details:
-      'With --store (or config.json store.kind postgres), several instances share one PostgreSQL database (README: running beyond one machine).',
+      'With --store (or config.json store.kind postgres), several instances share one PostgreSQL database (README: running beyond one machine).\n' +
+      'The console is at /console; viewers log in with the token in --viewer-token-file (default keys/viewer-token, made on first start).',
     examples: [
       'gatehouse server --listen 127.0.0.1:8700',
       "gatehouse server --listen 0.0.0.0:8701 --store 'postgres://gatehouse@db.internal/gatehouse?sslmode=verify-full'",
@@ -125,6 +127,15 @@ export const COMMAND_HELP = {
     summary: 'quarantined artifacts; release (sign and promote) or reject them (security key)',
     usage: 'gatehouse triage list [--limit N] | release|reject DECISION --reason TEXT [--key K] [--json]',
     examples: ['gatehouse triage list'],
+  },
+  alerts: {
+    summary: 'webhook alerts: list deliveries and dead letters, replay one',
+    usage:
+      'gatehouse alerts list [--state pending|delivered|dead | --all] [--limit N] | replay ID   [--home DIR] [--json]',
+    details:
+      'Alerts are CloudEvents POSTed to the webhooks of config.json `alerts`, HMAC-signed (docs/alerts.md).\n' +
+      'A delivery that failed every attempt is a dead letter; `replay` sends it again now.',
+    examples: ['gatehouse alerts list', 'gatehouse alerts list --all --limit 20'],
   },
   revoke: {
     summary: 'revoke an artifact: logged, and in the revocation list (security key)',

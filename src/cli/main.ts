@@ -25,6 +25,7 @@ const commands: Record<CommandName, () => Promise<Command>> = {
   host: async () => (await import('./commands/host.ts')).hostCommand,
   triage: async () => (await import('./commands/triage.ts')).triageCommand,
   revoke: async () => (await import('./commands/revoke.ts')).revokeCommand,
+  alerts: async () => (await import('./commands/alerts.ts')).alertsCommand,
   attestation: async () => (await import('./commands/attestation.ts')).attestationCommand,
   log: async () => (await import('./commands/log.ts')).logCommand,
   keys: async () => (await import('./commands/keys.ts')).keysCommand,

@@ -9,6 +9,7 @@
  * appraises evidence and issues, verifies and revokes tokens.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import type { AlertSink } from '../alerts/alert-event.ts';
 import type { AttestationAuthority } from '../attestation/authority.ts';
 import { CHECKS, EvidenceRejectedError, failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
 import type { HostEnrollment, HostRegistry } from '../attestation/hosts.ts';
@@ -47,6 +48,7 @@ import type {
   UploadResult,
 } from './control-plane.ts';
 import type { Metrics } from './metrics.ts';
+import { ProvisioningWatch } from './provisioning-watch.ts';
 
 /** The largest build-environment SBOM received (a full desktop image lists a few thousand packages). */
 const MAX_ENVIRONMENT_SBOM_BYTES = 32 * 1024 * 1024;
@@ -77,16 +79,34 @@ export interface JobPipelineOptions {
    * in every build log it keeps whatever the runner masked.
    */
   secrets?: readonly string[];
+  /** Told of each deny, quarantine and attestation refusal (src/alerts). */
+  alerts?: AlertSink;
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
 export class JobPipeline implements ControlPlane {
   readonly #o: JobPipelineOptions;
   readonly #masker: SecretMasker;
+  readonly #watch: ProvisioningWatch;
 
   constructor(options: JobPipelineOptions) {
     this.#o = options;
     this.#masker = new SecretMasker(options.secrets ?? []);
+    this.#watch = new ProvisioningWatch({ jobs: options.store.jobs });
+  }
+
+  /** A host's signed request, verified; a refusal of an unenrolled or revoked host is told. */
+  async #host(proof: string, expected: ExpectedRequest): Promise<{ host: HostEnrollment }> {
+    try {
+      return await this.#o.hosts.verifyRequest(proof, expected);
+    } catch (e) {
+      const message = e instanceof GatehouseError ? e.message : '';
+      if (this.#o.alerts !== undefined && /is not enrolled|is revoked/.test(message)) {
+        const event = this.#watch.unenrolled(expected.act, message);
+        if (event !== undefined) await this.#o.alerts(event);
+      }
+      throw e;
+    }
   }
 
   /**
@@ -99,16 +119,21 @@ export class JobPipeline implements ControlPlane {
     const project = await this.#o.projects.require(request.project);
     let host: HostEnrollment | undefined;
     if (proof !== undefined) {
-      host = (await this.#o.hosts.verifyRequest(proof, { act: 'create', request })).host;
+      host = (await this.#host(proof, { act: 'create', request })).host;
       allowedToBuild(project, host);
     }
-    return this.#ticket(await this.#o.orchestrator.createJob(project.name, host?.name));
+    const ticket = this.#ticket(await this.#o.orchestrator.createJob(project.name, host?.name));
+    if (this.#o.alerts !== undefined) {
+      const surge = await this.#watch.afterCreate(project.name).catch(() => undefined);
+      if (surge !== undefined) await this.#o.alerts(surge);
+    }
+    return ticket;
   }
 
   /** A host claims a queued job: once. @throws GatehouseError UNAUTHORIZED, NOT_FOUND, CONFLICT */
   async claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
     const job = await this.getJob(request.jobId);
-    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'claim', job: job.id, request });
+    const { host } = await this.#host(proof, { act: 'claim', job: job.id, request });
     allowedToBuild(await this.#o.projects.require(job.project), host);
     return this.#ticket(await this.#o.orchestrator.claim(job.id, host.name));
   }
@@ -157,7 +182,7 @@ export class JobPipeline implements ControlPlane {
     if (typeof jobId === 'string') {
       await this.#claimer(await this.getJob(jobId), { act: 'challenge', job: jobId, request: body }, proof);
     } else {
-      await this.#o.hosts.verifyRequest(proof, { act: 'challenge', request: body });
+      await this.#host(proof, { act: 'challenge', request: body });
     }
     // A challenge is half an attestation: only its refusals count; the evidence that follows is
     // the attempt that succeeds or fails.
@@ -172,7 +197,7 @@ export class JobPipeline implements ControlPlane {
    * queued job then runs.
    */
   async attestationEvidence(body: unknown, proof: string): Promise<AttestResult & { jobId: string }> {
-    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'evidence', request: body });
+    const { host } = await this.#host(proof, { act: 'evidence', request: body });
     const issued = await this.#appraise('evidence', undefined, () =>
       this.#o.authority.evidence(body, async (jobId) => {
         const job = await this.getJob(jobId);
@@ -310,6 +335,21 @@ export class JobPipeline implements ControlPlane {
           ? await this.#approve(job, checked, decision)
           : await this.#hold(job, checked, decision);
       this.#o.metrics.decision(result.outcome);
+      if (result.outcome !== 'allow') {
+        await this.#o.alerts?.({
+          type:
+            result.outcome === 'deny'
+              ? 'dev.gatehouse.decision.denied'
+              : 'dev.gatehouse.decision.quarantined',
+          subject: `decisions/${decision.decisionId}`,
+          data: {
+            ...{ decisionId: decision.decisionId, jobId: job.id, project: job.project },
+            ...{ outcome: result.outcome, policyDigest: result.policyDigest, logIndex: result.logIndex },
+            ...{ reasons: result.reasons, placement: result.placement.reference },
+            ...(job.host === undefined ? {} : { host: job.host }),
+          },
+        });
+      }
       return result;
     } catch (e) {
       await this.#o.orchestrator.transition(job.id, 'failed', {
@@ -383,7 +423,7 @@ export class JobPipeline implements ControlPlane {
 
   /** The host a request about a job comes from, which must be the one that claimed the job. */
   async #claimer(job: JobRecord, expected: ExpectedRequest, proof: string): Promise<HostEnrollment> {
-    const { host } = await this.#o.hosts.verifyRequest(proof, expected);
+    const { host } = await this.#host(proof, expected);
     if (job.host !== host.name) throw new GatehouseError('UNAUTHORIZED', notClaimer(job, host));
     return host;
   }
@@ -469,8 +509,38 @@ export class JobPipeline implements ControlPlane {
     } catch (e) {
       this.#o.metrics.attestation(false, performance.now() - t0, failedChecksOf(e));
       await this.#recordRefusal(stage, e, jobId ?? refusedJobOf(e));
+      await this.#alertRefusal(stage, e, jobId ?? refusedJobOf(e));
       throw e;
     }
+  }
+
+  /** Tell of a refused attestation, with its failed checks and the host that asked. */
+  async #alertRefusal(stage: AttestationRefusalRecord['stage'], e: unknown, jobId?: string): Promise<void> {
+    const failedChecks = failedChecksOf(e);
+    if (failedChecks === undefined || this.#o.alerts === undefined) return;
+    const host =
+      jobId === undefined ? undefined : (await this.#o.store.jobs.get(jobId).catch(() => undefined))?.host;
+    await this.#o.alerts({
+      type: 'dev.gatehouse.attestation.refused',
+      subject: jobId === undefined ? 'attestation' : `jobs/${jobId}`,
+      data: {
+        stage,
+        ...(jobId === undefined ? {} : { jobId }),
+        ...(host === undefined ? {} : { host }),
+        failedChecks: failedChecks.map((f) => ({ check: f.check, message: f.message })),
+      },
+    });
+    // A known host whose measured state no longer matches the signed reference values has drifted.
+    const drift = failedChecks.filter((f) => DRIFT_CHECKS.has(f.check));
+    if (host !== undefined && drift.length > 0)
+      await this.#o.alerts({
+        type: 'dev.gatehouse.host.drift',
+        subject: `hosts/${host}`,
+        data: {
+          ...{ host, stage, ...(jobId === undefined ? {} : { jobId }) },
+          failedChecks: drift.map((f) => ({ check: f.check, message: f.message })),
+        },
+      });
   }
 
   /** Keep a refusal for audit; a store failure here must not hide the refusal itself. */
@@ -490,6 +560,13 @@ export class JobPipeline implements ControlPlane {
     }
   }
 }
+
+/** Failed checks that mean a host's measured state moved away from its reference values. */
+const DRIFT_CHECKS: ReadonlySet<string> = new Set([
+  CHECKS.pcrValues,
+  CHECKS.referenceValues,
+  CHECKS.eventLogReplay,
+]);
 
 /** A host may build a project only when the project's registration names the host's pool. */
 function allowedToBuild(project: ProjectRegistration, host: HostEnrollment): void {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { alertsConfigSchema } from '../alerts/webhook-dispatcher.ts';
 import { ciIssuerConfigSchema } from '../attestation/ci-token.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { artifactLimitsSchema } from '../sbom/artifact/limits.ts';
@@ -271,6 +272,10 @@ export const configSchema = z
       )
       .max(16)
       .optional(),
+    /** Webhook alerts (CloudEvents, HMAC-signed) on denies, quarantines, triage, refusals, revocations. */
+    alerts: alertsConfigSchema.optional(),
+    /** The web console (`/console`): where its viewer token is kept (default keys/viewer-token). */
+    console: z.strictObject({ viewerTokenFile: z.string().min(1).optional() }).optional(),
   })
   .strict();
 

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
 import { type Attester, SoftwareAttester, VtpmAttester } from '../agent/attester.ts';
 import type { RunnerHost } from '../agent/credentials.ts';
+import type { WebhookDispatcher } from '../alerts/webhook-dispatcher.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
 import { PlatformEvidenceAppraiser } from '../attestation/evidence/platform-evidence.ts';
@@ -49,6 +50,7 @@ import { LogWitnessing } from '../tlog/witness-client.ts';
 import { VtpmPool } from '../tpm/swtpm.ts';
 import { GateRelease } from '../triage/release.ts';
 import { type ReevaluationResult, TriageService } from '../triage/triage-service.ts';
+import { alertDispatcher } from './alerts-wiring.ts';
 import { type BackupManifest, backupHome } from './backup.ts';
 import { type Config, defaultConfig, loadConfig, type StoreConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
@@ -328,6 +330,8 @@ export interface OpenHome {
   /** Evaluate promoted artifacts again after a vulnerability database change. */
   reevaluate(options: { importedAt: number }): Promise<ReevaluationResult>;
   trustedRoot(): Promise<Record<string, unknown>>;
+  /** Webhook alerts: the outbox, its sender and its dead letters. */
+  alerts: WebhookDispatcher;
   close(): Promise<void>;
 }
 
@@ -459,6 +463,14 @@ export async function openHome(
       ? {}
       : { witness: async (minSize: number) => (await witnessing.cosign(minSize)).treeSize }),
   });
+  let alerts: WebhookDispatcher;
+  try {
+    alerts = await alertDispatcher(root, config, store);
+  } catch (e) {
+    keys.close();
+    await store.close();
+    throw e;
+  }
   // Revocations are logged and stored; the home's file mirrors them for local verifiers.
   const revocationsFile = join(root, 'revocations.json');
   const triage = new TriageService({
@@ -469,6 +481,7 @@ export async function openHome(
     effects: new GateRelease({ gate, store }),
     appendDecision: async (doc) => (await log.append(decisionEntryBody(doc))).index,
     onRevoked: (records) => mirrorRevocations(revocationsFile, records),
+    ...(alerts.enabled ? { alerts: alerts.emit } : {}),
   });
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
     buildTrustedRoot(rootInput()) as unknown as Record<string, unknown>;
@@ -489,6 +502,7 @@ export async function openHome(
     attestation: config.runner.attestation ?? 'tpm',
     // Masked in every build log kept, whatever the runner masked: the operator's token.
     secrets: [apiToken],
+    ...(alerts.enabled ? { alerts: alerts.emit } : {}),
   });
   const reconciler = new Reconciler({
     store,
@@ -538,7 +552,10 @@ export async function openHome(
     // Revocations go through the revoke path: logged, stored, and in the list verifiers read.
     reevaluate: (o) => triage.reevaluate(o),
     trustedRoot,
+    alerts,
     close: async () => {
+      // Attempts under way finish first; what they could not send stays in the outbox.
+      await alerts.stop();
       await anchor.flush().catch(() => undefined);
       keys.close();
       await store.close();

@@ -394,4 +394,28 @@ export const sqliteMigrations: readonly Migration[] = [
       ${appendOnly('build_logs', 'a build log is kept as it was received and never changes')}
     `,
   },
+  {
+    version: 17,
+    name: 'alert-deliveries',
+    sql: `
+      -- Webhook alerts, one row per event and endpoint: pending (the outbox), delivered, or dead
+      -- (the dead letter, kept to list and replay).
+      CREATE TABLE alert_deliveries (
+        id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        type TEXT NOT NULL,
+        event TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (event_id, endpoint)
+      );
+      CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_attempt_at);
+      CREATE INDEX alert_deliveries_created ON alert_deliveries (created_at);
+    `,
+  },
 ];

@@ -372,4 +372,26 @@ export const postgresMigrations: readonly Migration[] = [
       ${appendOnly('build_logs', 'a build log is kept as it was received and never changes')}
     `,
   },
+  {
+    version: 17,
+    name: 'alert-deliveries',
+    sql: `
+      CREATE TABLE alert_deliveries (
+        id ${T} PRIMARY KEY,
+        event_id ${T} NOT NULL,
+        endpoint ${T} NOT NULL,
+        type ${T} NOT NULL,
+        event ${T} NOT NULL,
+        state ${T} NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL,
+        next_attempt_at ${T} NOT NULL,
+        last_error ${T},
+        created_at ${T} NOT NULL,
+        updated_at ${T} NOT NULL,
+        UNIQUE (event_id, endpoint)
+      );
+      CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_attempt_at);
+      CREATE INDEX alert_deliveries_created ON alert_deliveries (created_at);
+    `,
+  },
 ];

@@ -17,7 +17,7 @@ import { Orchestrator } from '../orchestrator/orchestrator.ts';
 import { OciLayoutRegistry } from '../registry/oci-layout-registry.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
 import { postgresSkip, startPostgres, type TestPostgres } from '../testing/postgres.ts';
-import { describeStoreContract } from '../testing/store-contract.ts';
+import { describeAlertStoreContract, describeStoreContract } from '../testing/store-contract.ts';
 import { interiorNodeCount, leafHash, verifyInclusion } from '../tlog/merkle.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
 import { LiveVulnIndex } from '../vuln/live-index.ts';
@@ -51,6 +51,9 @@ describe('PostgreSQL store', { skip }, () => {
   };
 
   describeStoreContract('PostgreSQL', async () =>
+    PostgresStore.open({ url: freshDatabase(), password: cluster().password }),
+  );
+  describeAlertStoreContract('PostgreSQL', async () =>
     PostgresStore.open({ url: freshDatabase(), password: cluster().password }),
   );
 

@@ -6,6 +6,7 @@ import postgres from 'postgres';
 import { GatehouseError } from '../common/errors.ts';
 import type { Migration } from './migrations.ts';
 import { PostgresActStore } from './postgres-act-store.ts';
+import { PostgresAlertStore } from './postgres-alert-store.ts';
 import { PostgresAttestationStore } from './postgres-attestation-store.ts';
 import { PostgresDecisionStore } from './postgres-decision-store.ts';
 import { PostgresJobStore } from './postgres-job-store.ts';
@@ -147,6 +148,7 @@ export class PostgresStore implements Store {
   readonly policies: PostgresPolicyStore;
   readonly attestation: PostgresAttestationStore;
   readonly acts: PostgresActStore;
+  readonly alerts: PostgresAlertStore;
   readonly ct: PostgresCtLogStore;
   readonly cosignatures: PostgresCosignatureStore;
   readonly witness: PostgresWitnessStore;
@@ -166,6 +168,7 @@ export class PostgresStore implements Store {
     this.policies = new PostgresPolicyStore(c);
     this.attestation = new PostgresAttestationStore(c);
     this.acts = new PostgresActStore(c);
+    this.alerts = new PostgresAlertStore(c);
     this.ct = new PostgresCtLogStore(c);
     this.cosignatures = new PostgresCosignatureStore(c);
     this.witness = new PostgresWitnessStore(c);

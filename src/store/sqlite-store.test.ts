@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
 import { isGatehouseError } from '../common/errors.ts';
-import { describeStoreContract } from '../testing/store-contract.ts';
+import { describeAlertStoreContract, describeStoreContract } from '../testing/store-contract.ts';
 import { sqliteMigrations } from './migrations.ts';
 import { SqliteStore } from './sqlite-store.ts';
 
 describeStoreContract('SQLite', async () => SqliteStore.open(':memory:'));
+describeAlertStoreContract('SQLite', async () => SqliteStore.open(':memory:'));
 
 describe('SQLite store', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-store-'));

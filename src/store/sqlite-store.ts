@@ -4,6 +4,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
 import { type Migration, sqliteMigrations } from './migrations.ts';
 import { SqliteActStore } from './sqlite-act-store.ts';
+import { SqliteAlertStore } from './sqlite-alert-store.ts';
 import { SqliteAttestationStore } from './sqlite-attestation-store.ts';
 import { SqliteDecisionStore } from './sqlite-decision-store.ts';
 import { SqliteJobStore } from './sqlite-job-store.ts';
@@ -54,6 +55,7 @@ export class SqliteStore implements Store {
   readonly policies: SqlitePolicyStore;
   readonly attestation: SqliteAttestationStore;
   readonly acts: SqliteActStore;
+  readonly alerts: SqliteAlertStore;
   readonly #db: DatabaseSync;
   #txDepth = 0;
   #txQueue: Promise<unknown> = Promise.resolve();
@@ -72,6 +74,7 @@ export class SqliteStore implements Store {
     this.policies = new SqlitePolicyStore(db);
     this.attestation = new SqliteAttestationStore(db);
     this.acts = new SqliteActStore(db, (fn) => this.#immediate(fn));
+    this.alerts = new SqliteAlertStore(db);
   }
 
   /**

@@ -597,6 +597,51 @@ export interface SecurityActStore {
   history(kind: string, name: string): Promise<SecurityActRecord[]>;
 }
 
+/** Where one alert stands with one webhook endpoint. */
+export type AlertDeliveryState = 'pending' | 'delivered' | 'dead';
+
+/** One alert (a CloudEvent) on its way to one webhook endpoint: the outbox and dead-letter record. */
+export interface AlertDeliveryRecord {
+  id: string;
+  /** The CloudEvent's id: the same for every endpoint, so that receivers can drop repeats. */
+  eventId: string;
+  /** The configured endpoint's name. */
+  endpoint: string;
+  /** The CloudEvent's type, e.g. `dev.gatehouse.decision.denied`. */
+  type: string;
+  /** The CloudEvent, structured-mode JSON: the exact body sent. */
+  event: string;
+  state: AlertDeliveryState;
+  attempts: number;
+  /** When the next attempt is due (ISO 8601); a claimed delivery's lease end. */
+  nextAttemptAt: string;
+  /** Why the last attempt failed (status or network error), never a secret. */
+  lastError?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The alerts outbox: deliveries waiting, done, and dead letters to list and replay. */
+export interface AlertStore {
+  /** Record new deliveries, pending. */
+  enqueue(records: readonly AlertDeliveryRecord[]): Promise<void>;
+  /**
+   * Take up to `limit` pending deliveries due at `now`, leasing each until `leaseUntil`, so that
+   * two dispatchers (instances) never send the same attempt twice.
+   */
+  claimDue(now: string, leaseUntil: string, limit: number): Promise<AlertDeliveryRecord[]>;
+  /** Record the outcome of an attempt. */
+  settle(
+    id: string,
+    change: Pick<AlertDeliveryRecord, 'state' | 'attempts' | 'nextAttemptAt' | 'updatedAt'> & {
+      lastError?: string;
+    },
+  ): Promise<void>;
+  get(id: string): Promise<AlertDeliveryRecord | undefined>;
+  /** Newest first; only those in `state` when given. */
+  list(options: { state?: AlertDeliveryState; limit: number }): Promise<AlertDeliveryRecord[]>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   /** Reference-value bundles and attestation refusals. */
@@ -618,6 +663,8 @@ export interface Store {
   readonly tokens: TokenStore;
   /** The security role's versioned acts: project registrations, host enrollments, EK CAs. */
   readonly acts: SecurityActStore;
+  /** Webhook alerts: the outbox and its dead letters. */
+  readonly alerts: AlertStore;
   /** Run `fn` so that all of its writes land together or not at all. */
   transaction<T>(fn: () => Promise<T>): Promise<T>;
   /** Applied schema version. */

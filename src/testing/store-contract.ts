@@ -781,3 +781,77 @@ function buildLogCases(store: Store): void {
     assert.equal((await store.jobs.logSummary('log-job'))?.sha256, record.sha256);
   });
 }
+
+/** The alerts outbox: enqueue once per event and endpoint, claim due rows once, keep dead letters. */
+export function describeAlertStoreContract(name: string, makeStore: () => Promise<Store>): void {
+  describe(`${name} alert store contract`, () => {
+    let store: Store;
+    before(async () => {
+      store = await makeStore();
+    });
+    after(async () => {
+      await store.close();
+    });
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+    const delivery = (id: string, eventId: string, endpoint: string) => ({
+      id,
+      eventId,
+      endpoint,
+      type: 'dev.gatehouse.decision.denied',
+      event: `{"id":"${eventId}"}`,
+      state: 'pending' as const,
+      attempts: 0,
+      nextAttemptAt: at(0),
+      createdAt: at(0),
+      updatedAt: at(0),
+    });
+
+    it('records one delivery per event and endpoint', async () => {
+      await store.alerts.enqueue([delivery('d1', 'e1', 'soc'), delivery('d2', 'e1', 'chat')]);
+      await store.alerts.enqueue([delivery('d3', 'e1', 'soc')]);
+      const all = await store.alerts.list({ limit: 10 });
+      assert.deepEqual(all.map((d) => d.id).sort(), ['d1', 'd2']);
+      assert.equal((await store.alerts.get('d1'))?.event, '{"id":"e1"}');
+      assert.equal(await store.alerts.get('d3'), undefined);
+    });
+
+    it('leases a due delivery to one claimer until the lease ends', async () => {
+      const first = await store.alerts.claimDue(at(1), at(30), 10);
+      assert.deepEqual(first.map((d) => d.id).sort(), ['d1', 'd2']);
+      assert.deepEqual(
+        await store.alerts.claimDue(at(2), at(30), 10),
+        [],
+        'leased rows are not claimed twice',
+      );
+      const after = await store.alerts.claimDue(at(31), at(60), 1);
+      assert.equal(after.length, 1, 'a lease that ran out is claimed again, up to the limit');
+    });
+
+    it('keeps dead letters to list by state, with the last error', async () => {
+      await store.alerts.settle('d1', {
+        state: 'dead',
+        attempts: 5,
+        nextAttemptAt: at(40),
+        updatedAt: at(40),
+        lastError: 'HTTP 500',
+      });
+      await store.alerts.settle('d2', {
+        state: 'delivered',
+        attempts: 1,
+        nextAttemptAt: at(40),
+        updatedAt: at(40),
+      });
+      const dead = await store.alerts.list({ state: 'dead', limit: 10 });
+      assert.deepEqual(
+        dead.map((d) => [d.id, d.attempts, d.lastError]),
+        [['d1', 5, 'HTTP 500']],
+      );
+      assert.deepEqual(
+        await store.alerts.claimDue(at(100), at(130), 10),
+        [],
+        'settled rows are never claimed',
+      );
+      assert.equal((await store.alerts.get('d2'))?.lastError, undefined);
+    });
+  });
+}

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { AlertSink } from '../alerts/alert-event.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { HeldBuild, ReleaseNote } from '../gate/held-build.ts';
 import type { SignedBuild } from '../gate/sign-build.ts';
@@ -97,6 +98,8 @@ export interface TriageServiceOptions {
   appendDecision: AppendDecision;
   /** Called after each revocation with every revoked digest, e.g. to mirror the list to a file. */
   onRevoked?: (records: RevocationRecord[]) => Promise<void>;
+  /** Told of each release, reject, revocation and re-evaluation hit (src/alerts). */
+  alerts?: AlertSink;
 }
 
 /**
@@ -161,6 +164,16 @@ export class TriageService {
       ...{ reason: act.reason, actor, createdAt, logIndex },
     };
     await this.#policies.addTriage(record);
+    await this.#o.alerts?.({
+      type: act.action === 'release' ? 'dev.gatehouse.triage.released' : 'dev.gatehouse.triage.rejected',
+      subject: `decisions/${decision.id}`,
+      data: {
+        ...{ triageId: id, decisionId: decision.id, jobId: decision.jobId, project: decision.project },
+        ...{ reason: act.reason, actor, logIndex, policyDigest: decision.policyDigest },
+        subjects: decision.subjects,
+        ...(released === undefined ? {} : { placement: released.placement.reference }),
+      },
+    });
     return released === undefined ? record : { ...record, ...released };
   }
 
@@ -227,6 +240,11 @@ export class TriageService {
     const record: RevocationRecord = { digest, reason, actor, revokedAt, logIndex };
     await this.#policies.addRevocation(record);
     await this.#o.onRevoked?.(await this.#policies.revocations());
+    await this.#o.alerts?.({
+      type: 'dev.gatehouse.artifact.revoked',
+      subject: `revocations/${digest}`,
+      data: { digest, reason, actor, revokedAt, logIndex, ...context },
+    });
     return record;
   }
 
@@ -350,6 +368,15 @@ export class TriageService {
       await this.#revokeSubjects(a, record, why);
     }
     await this.#policies.addReevaluation(record);
+    await this.#o.alerts?.({
+      type: 'dev.gatehouse.reevaluation.flagged',
+      subject: `decisions/${a.decisionId}`,
+      data: {
+        ...{ reevaluationId: record.id, decisionId: a.decisionId, project: a.project },
+        ...{ outcome: record.outcome, revoked: record.revoked, policyDigest: record.policyDigest },
+        ...{ reasons: record.reasons, subjects: a.subjects, detectionMs: record.detectionMs },
+      },
+    });
     return record;
   }
 

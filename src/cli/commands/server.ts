@@ -1,5 +1,7 @@
 import { GatehouseError } from '../../common/errors.ts';
 import { homeVtpmPool, openHome, resolveHome } from '../../home/home.ts';
+import { consoleRoutes } from '../../server/console/console-routes.ts';
+import { loadViewerToken } from '../../server/console/viewer-token.ts';
 import { ctRoutes } from '../../server/ct-routes.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
@@ -33,7 +35,12 @@ async function refillPool(root: string): Promise<void> {
 export async function serverCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { ...commonOptions, listen: { type: 'string' }, store: { type: 'string' } },
+    {
+      ...commonOptions,
+      listen: { type: 'string' },
+      store: { type: 'string' },
+      'viewer-token-file': { type: 'string' },
+    },
     { min: 0, max: 0, usage: usageOf('server') },
   );
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:8700');
@@ -61,10 +68,27 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const refilling = setInterval(() => void refillPool(home.root), 10_000);
   refilling.unref();
   void refillPool(home.root);
+  const viewer = await loadViewerToken(
+    home.root,
+    values['viewer-token-file'] ?? home.config.console?.viewerTokenFile,
+  ).catch(async (e: unknown) => {
+    await home.close();
+    throw e;
+  });
+  // Alerts the outbox holds (from this process, `gatehouse run`, or a restart) go out from here.
+  home.alerts.start();
   const server = createApiServer({
     controlPlane: home.controlPlane,
     apiToken: home.apiToken,
-    extraRoutes: ctRoutes(home.ct),
+    extraRoutes: [
+      ...ctRoutes(home.ct),
+      ...consoleRoutes({
+        controlPlane: home.controlPlane,
+        store: home.store,
+        policies: home.policies,
+        viewerToken: viewer.token,
+      }),
+    ],
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) =>
@@ -76,6 +100,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const actual = typeof address === 'object' && address !== null ? address.port : port;
   const shown = host.includes(':') ? `[${host}]` : host;
   process.stdout.write(`gatehouse server listening on http://${shown}:${actual} (home ${home.root})\n`);
+  process.stdout.write(`console at http://${shown}:${actual}/console/ (viewer token in ${viewer.path})\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       server.close(() => resolve());
