@@ -70,4 +70,15 @@ describe('attestation.require over EAR submods', () => {
   it('refuses a policy requiring a kind nobody attests', () => {
     assert.throws(() => engine('[sev_snp]'), /rule 'hw' \(rules\[0\]\) field require\.0/);
   });
+
+  it('lets a CEL rule read the submod statuses, failing closed on a missing one', async () => {
+    const cel = new EmbeddedPolicyEngine({
+      policy: parsePolicy(
+        `${head}rules:\n  - { id: snp, kind: cel, when: "attestation.submods['sev-snp'] != 'affirming'", message: no SEV-SNP, action: deny }\n`,
+        'p.yaml',
+      ),
+    });
+    assert.equal((await cel.evaluate(token({ 'sev-snp': 'affirming' }))).outcome, 'allow');
+    assert.equal((await cel.evaluate(token({ tpm: 'affirming' }))).outcome, 'deny');
+  });
 });
