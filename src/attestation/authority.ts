@@ -21,6 +21,12 @@ import type { TokenStore } from '../store/store.ts';
 import { appraiseBaseline, type ReferenceValues } from './baseline.ts';
 import { CHECKS, type CheckFailure, EvidenceRejectedError } from './checks.ts';
 import {
+  type PlatformEvidenceAppraiser,
+  platformFacts,
+  platformSubmod,
+} from './evidence/platform-evidence.ts';
+import { EVIDENCE_CHECKS, type EvidenceAppraisal, evidenceBinding } from './evidence/verifier.ts';
+import {
   decodeNonce,
   jobBindingDigest,
   replayToRecord,
@@ -88,6 +94,12 @@ export interface AttestationAuthorityOptions {
    * signed has expired.
    */
   readonly retiredKeys?: readonly RetiredSigningKey[];
+  /**
+   * Cloud and TEE evidence (SEV-SNP, TDX, Azure Attestation, NitroTPM, GCP vTPM) a runner may
+   * present beside its quote or baseline as `platform_evidence`; without it, such evidence is
+   * refused.
+   */
+  readonly platformEvidence?: PlatformEvidenceAppraiser;
 }
 
 /** A token signing key rotated out, published until the tokens it signed have expired. */
@@ -225,6 +237,7 @@ export class AttestationAuthority {
   readonly #verifierId: { developer: string; build: string };
   readonly #tpm: TpmEvidenceVerifier;
   readonly #verifyCi: ((token: string) => Promise<Record<string, unknown>>) | undefined;
+  readonly #platform: PlatformEvidenceAppraiser | undefined;
 
   /** @throws GatehouseError BAD_CONFIG for a key that is not EC P-256, a bad issuer URL, or a TTL over 900 s */
   constructor(options: AttestationAuthorityOptions) {
@@ -272,6 +285,7 @@ export class AttestationAuthority {
       ...(options.now === undefined ? {} : { now: options.now }),
     });
     this.#verifyCi = options.verifyCiToken;
+    this.#platform = options.platformEvidence;
     this.#tokens = options.tokens;
     this.#now = options.now ?? (() => new Date());
     const vid = verifierIdSchema.safeParse(
@@ -315,7 +329,8 @@ export class AttestationAuthority {
 
     const reference = await this.#loadReference();
     if ('check' in reference) failures.push(reference);
-    const parsed = softwareMeasurementEvidenceSchema.safeParse(request.evidence);
+    const { rest: evidenceBody, platform } = splitPlatformEvidence(request.evidence);
+    const parsed = softwareMeasurementEvidenceSchema.safeParse(evidenceBody);
     if (!parsed.success) {
       failures.push(
         ...describeIssues(parsed.error, 'evidence').map((message) => ({
@@ -342,6 +357,16 @@ export class AttestationAuthority {
     const ci = parsed.success
       ? await this.#checkCiToken(parsed.data.ci_token, failures, request.requireCi === true, request.ciClaims)
       : undefined;
+    const platforms =
+      key.success && expectedJobDigest !== undefined
+        ? await this.#appraisePlatform(
+            platform,
+            decodeNonce(String(request.nonce)),
+            jwkThumbprint(key.data.x, key.data.y),
+            reference,
+            failures,
+          )
+        : [];
     if (
       failures.length > 0 ||
       jobId === undefined ||
@@ -359,14 +384,20 @@ export class AttestationAuthority {
       // Software measurement appraises configuration (the sandbox profile) and executables
       // (toolchain, agent); with no hardware root of trust it claims nothing about hardware or
       // instance identity, and says so in its evidence type so that a policy can demand a TPM.
-      evidenceTypes: ci === undefined ? ['software-measurement'] : ['software-measurement', 'ci-oidc'],
+      evidenceTypes: [
+        'software-measurement',
+        ...(ci === undefined ? [] : ['ci-oidc']),
+        ...platforms.map((a) => a.kind),
+      ],
       submods: {
         image: this.#imageSubmod(reference.policyId),
         ...(ci === undefined ? {} : { ci: ciSubmod(ci) }),
+        ...platformSubmods(platforms, reference.policyId),
       },
       extra: {
         runner_kind: runnerKindOf(ci),
         ...(request.runner === undefined ? {} : { runner: { ...request.runner } }),
+        ...platformExtra(platforms),
       },
     });
   }
@@ -416,6 +447,35 @@ export class AttestationAuthority {
       }
     }
     return identity;
+  }
+
+  /**
+   * Appraise the platform evidence presented (none: nothing to do); every failed check is added
+   * to `failures`, so that presented evidence that fails refuses the attestation.
+   */
+  async #appraisePlatform(
+    items: unknown,
+    nonce: Uint8Array,
+    jkt: string,
+    reference: { values: ReferenceValues; policyId: string } | CheckFailure,
+    failures: CheckFailure[],
+  ): Promise<readonly EvidenceAppraisal[]> {
+    if (items === undefined) return [];
+    if (this.#platform === undefined) {
+      failures.push({
+        check: EVIDENCE_CHECKS.kindUnsupported,
+        message: 'platform evidence was presented but no cloud or TEE verifiers are configured',
+      });
+      return [];
+    }
+    const result = await this.#platform.appraise(
+      items,
+      evidenceBinding(nonce, jkt),
+      'check' in reference ? undefined : reference.values.platforms,
+      this.#now(),
+    );
+    failures.push(...result.failures);
+    return result.affirmed;
   }
 
   /** The reference values in force, or the failure that refuses the attestation (fail closed). */
@@ -489,7 +549,8 @@ export class AttestationAuthority {
     body: unknown,
     job: (jobId: string) => Promise<AttestedJob>,
   ): Promise<AttestationResult & { jobId: string }> {
-    const ev = await this.#tpm.verify(body);
+    const { rest: tpmBody, platform } = splitPlatformEvidence(body);
+    const ev = await this.#tpm.verify(tpmBody);
     const failures = [...ev.failures];
     const jobEvents = ev.events.filter((e) => e.type === 'job');
     const jobId = ev.jobId ?? (jobEvents.length === 1 ? jobEvents[0]?.name : undefined);
@@ -526,6 +587,14 @@ export class AttestationAuthority {
       attested?.requireCi === true,
       attested?.ciClaims,
     );
+    // Platform evidence is bound like the quote: to the challenge's nonce and the runner's key.
+    const platforms = await this.#appraisePlatform(
+      platform,
+      Buffer.from(ev.nonce, 'base64'),
+      jwkThumbprint(ev.runnerJwk.x, ev.runnerJwk.y),
+      reference,
+      failures,
+    );
     if (failures.length > 0 || jobId === undefined || 'check' in reference)
       throw new EvidenceRejectedError(failures, jobId === undefined ? 'attestation' : `job ${jobId}`, jobId);
     await this.#tpm.recordCounters(ev.akName, ev.quote);
@@ -540,14 +609,19 @@ export class AttestationAuthority {
       image: this.#imageSubmod(reference.policyId),
     };
     if (ci !== undefined) submods.ci = ciSubmod(ci);
+    Object.assign(submods, platformSubmods(platforms, reference.policyId));
     const issued = await this.#issue({
       jobId,
       nonce: ev.nonce,
       runnerJwk: ev.runnerJwk,
       pcrs: ev.pcrs,
       // The quote roots the measured baseline in the TPM: both kinds of evidence were appraised.
-      evidenceTypes:
-        ci === undefined ? ['tpm', 'software-measurement'] : ['tpm', 'software-measurement', 'ci-oidc'],
+      evidenceTypes: [
+        'tpm',
+        'software-measurement',
+        ...(ci === undefined ? [] : ['ci-oidc']),
+        ...platforms.map((a) => a.kind),
+      ],
       submods,
       extra: {
         runner_kind: runnerKindOf(ci),
@@ -559,6 +633,7 @@ export class AttestationAuthority {
           reset_count: ev.quote.resetCount,
           restart_count: ev.quote.restartCount,
         },
+        ...platformExtra(platforms),
       },
     });
     return { ...issued, jobId };
@@ -642,6 +717,35 @@ export class AttestationAuthority {
       throw new GatehouseError('TOKEN_INVALID', 'cannot revoke: the token lacks jti, exp or iss');
     await this.#tokens.revoke(claims.data.jti, claims.data.exp);
   }
+}
+
+/** Take `platform_evidence` off an evidence body, so that the TPM and baseline schemas stay strict. */
+function splitPlatformEvidence(body: unknown): { rest: unknown; platform: unknown } {
+  if (
+    typeof body !== 'object' ||
+    body === null ||
+    Array.isArray(body) ||
+    !Object.hasOwn(body, 'platform_evidence')
+  )
+    return { rest: body, platform: undefined };
+  const { platform_evidence: platform, ...rest } = body as Record<string, unknown>;
+  // Present but null or undefined is still presented: it must parse, and it will not.
+  return { rest, platform: platform ?? null };
+}
+
+/** Each affirmed platform appraisal as the EAR submod named by its kind. */
+function platformSubmods(
+  platforms: readonly EvidenceAppraisal[],
+  policyId: string,
+): Record<string, Record<string, unknown>> {
+  return Object.fromEntries(platforms.map((a) => [a.kind, platformSubmod(a, policyId)]));
+}
+
+/** What the token names of the affirmed platform evidence (`gatehouse.platform`). */
+function platformExtra(platforms: readonly EvidenceAppraisal[]): Record<string, unknown> {
+  return platforms.length === 0
+    ? {}
+    : { platform: Object.fromEntries(platforms.map((a) => [a.kind, platformFacts(a)])) };
 }
 
 function parseJson(bytes: Uint8Array): unknown {

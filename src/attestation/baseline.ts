@@ -1,5 +1,6 @@
 import type { CheckFailure } from '../tpm/quote.ts';
 import { CHECKS } from './checks.ts';
+import type { PlatformReferenceValues } from './evidence/platform-evidence.ts';
 import { type MeasurementEvent, PCR_ALLOCATION } from './measurement.ts';
 
 /** Known-good digests a runner's measurements are appraised against. */
@@ -10,6 +11,8 @@ export interface ReferenceValues {
   readonly sandboxProfile: readonly string[];
   /** Absolute binary path → allowed digests. Every listed path must be measured. */
   readonly toolchain: Readonly<Record<string, readonly string[]>>;
+  /** Reference values of cloud and TEE evidence, per kind; a kind without them approves nothing. */
+  readonly platforms?: PlatformReferenceValues | undefined;
 }
 
 /**

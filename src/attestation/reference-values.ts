@@ -7,6 +7,7 @@ import { keyIdOf, type SecuritySignature, type TrustedKey } from '../signing/sec
 import type { Signer } from '../signing/signer.ts';
 import type { AttestationStore, ReferenceValueBundleRecord } from '../store/store.ts';
 import type { ReferenceValues } from './baseline.ts';
+import { platformReferenceValuesSchema } from './evidence/platform-evidence.ts';
 
 /** DSSE payload type of a reference-value bundle, signed by the security role. */
 export const REFERENCE_VALUES_PAYLOAD_TYPE = 'application/vnd.gatehouse.reference-values.v1+json';
@@ -19,6 +20,8 @@ export const referenceValuesSchema = z.strictObject({
   agent: digests,
   sandboxProfile: digests,
   toolchain: z.record(z.string().regex(/^\/[^\0]{0,4095}$/, 'must be an absolute path'), digests),
+  /** Cloud and TEE evidence: reference values per kind (docs/attestation.md). */
+  platforms: platformReferenceValuesSchema.optional(),
 });
 
 /** A bundle in force: its values, version and the id tokens name as their appraisal policy. */
@@ -218,11 +221,15 @@ export class ReferenceValueService {
    * @returns the bundle published, or undefined when nothing changed
    * @throws GatehouseError SIGNATURE_INVALID (the signer is not a trusted security key), BAD_INPUT, CONFLICT
    */
-  async publishIfChanged(values: ReferenceValues, signer: Signer): Promise<ReferenceBundle | undefined> {
+  async publishIfChanged(measured: ReferenceValues, signer: Signer): Promise<ReferenceBundle | undefined> {
     const latest = await this.#store.latestReferenceValues();
+    let values = measured;
     if (latest !== undefined) {
       try {
         const current = this.#verified(latest);
+        // Cloud and TEE reference values are not measured here: a re-measurement keeps them.
+        if (values.platforms === undefined && current.values.platforms !== undefined)
+          values = { ...values, platforms: current.values.platforms };
         if (canonicalJson(current.values) === canonicalJson(values)) return undefined;
       } catch {
         // An unverifiable newest bundle is superseded by a freshly signed one.

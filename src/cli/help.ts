@@ -143,14 +143,19 @@ export const COMMAND_HELP = {
     examples: ['gatehouse revoke sha256:HEX --reason "recalled build"'],
   },
   attestation: {
-    summary: 'trusted EK CAs, pre-manufactured vTPMs, reference values, refused attestations',
+    summary:
+      'trusted EK CAs, cloud and TEE roots, pre-manufactured vTPMs, reference values, refused attestations',
     usage:
       'gatehouse attestation trust-ca add FILE | trust-ca list | vtpm-pool fill [N] |\n' +
+      '       platform-root add sev-snp|tdx|azure|nitro-tpm|gcp-vtpm FILE | platform-root list |\n' +
       '       reference-values publish FILE [--key K] [--server URL] | reference-values show [--version N] |\n' +
       '       reference-values history | refusals [--limit N] [--home DIR] [--json]',
     details:
       "vtpm-pool fill manufactures vTPM states until N are ready (the config's runner.vtpmPool.target\n" +
-      'without N); init, run and the server keep the pool filled in the background.',
+      'without N); init, run and the server keep the pool filled in the background.\n' +
+      'platform-root add trusts a root CA (or installs a CRL) for cloud and TEE evidence: AMD ARK for\n' +
+      'sev-snp, Intel SGX Root CA for tdx, AWS Nitro root for nitro-tpm, Google EK/AK root for gcp-vtpm;\n' +
+      'for azure, FILE is the provider { "issuer", "jwks" }.',
     examples: ['gatehouse attestation vtpm-pool fill', 'gatehouse attestation refusals'],
   },
   log: {

@@ -364,7 +364,12 @@ export class Gate {
       components: judgedComponents,
       undeclared: judged.undeclared,
       ...(matched === undefined ? {} : { findings: matched.findings, unmatched: matched.unmatched }),
-      attestation: { verified: true, evidenceTypes: claims.gatehouse.evidence_types },
+      attestation: {
+        verified: true,
+        evidenceTypes: claims.gatehouse.evidence_types,
+        // Each appraisal's status, so that a required kind needs its own affirming submod.
+        submods: Object.fromEntries(Object.entries(claims.submods).map(([k, m]) => [k, m['ear.status']])),
+      },
       ...(source === undefined ? {} : { source: sourceFactsOf(source) }),
       // Computed from the evidence that earned the token, never assumed (docs/trust-model.md).
       build: {

@@ -9,6 +9,8 @@ import type { RunnerHost } from '../agent/credentials.ts';
 import type { WebhookDispatcher } from '../alerts/webhook-dispatcher.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
+import { PlatformEvidenceAppraiser } from '../attestation/evidence/platform-evidence.ts';
+import { platformAnchorsLoader } from '../attestation/evidence/trust-anchors.ts';
 import { HostRegistry } from '../attestation/hosts.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
@@ -414,6 +416,8 @@ export async function openHome(
     tokenTtlSeconds: config.tokenTtlSeconds,
     tokens: store.tokens,
     trustedEkCas: trustedEkCasLoader(root),
+    // Cloud and TEE evidence, checked against the roots in trusted-platform-roots/<kind>/.
+    platformEvidence: new PlatformEvidenceAppraiser({ anchors: platformAnchorsLoader(root) }),
     // Challenges and AK counters in the store: any instance checks an answer another challenged.
     sessions: store.attestation,
     akCounters: {

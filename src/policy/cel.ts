@@ -84,6 +84,7 @@ export function celFacts(input: PolicyInput, now: Date): Record<string, unknown>
     facts.attestation = {
       verified: input.attestation.verified,
       evidenceTypes: [...input.attestation.evidenceTypes],
+      submods: { ...(input.attestation.submods ?? {}) },
     };
   if (input.source !== undefined) {
     const s = input.source;

@@ -9,6 +9,7 @@ import {
   type CelRule,
   type ComponentAllowRule,
   type ComponentDenyRule,
+  EVIDENCE_SUBMODS,
   type LicenseRule,
   type Policy,
   type PolicyException,
@@ -352,14 +353,28 @@ export class EmbeddedPolicyEngine implements PolicyEngine {
     if (!a.verified)
       return [{ rule: rule.id, action: rule.action, message: 'the runner attestation was not verified' }];
     const lacking = rule.require.filter((t) => !a.evidenceTypes.includes(t));
-    if (lacking.length === 0) return [];
-    return [
-      {
+    // Naming a type is not enough: its appraisal (the submod) must be there and affirm, so that
+    // a token listing a kind whose submod is missing or contraindicated fails closed.
+    const unaffirmed = rule.require
+      .filter((t) => !lacking.includes(t))
+      .map((t) => [t, a.submods?.[EVIDENCE_SUBMODS[t]]] as const)
+      .filter(([, status]) => status !== 'affirming');
+    const out: PolicyReason[] = [];
+    if (lacking.length > 0)
+      out.push({
         rule: rule.id,
         action: rule.action,
         message: `the attestation lacks required evidence: ${lacking.join(', ')}`,
-      },
-    ];
+      });
+    if (unaffirmed.length > 0)
+      out.push({
+        rule: rule.id,
+        action: rule.action,
+        message: `the attestation does not affirm required evidence: ${unaffirmed
+          .map(([t, status]) => `${t} (submod ${EVIDENCE_SUBMODS[t]} ${status ?? 'absent'})`)
+          .join(', ')}`,
+      });
+    return out;
   }
 
   #slsa(rule: SlsaRule, input: PolicyInput): PolicyReason[] {

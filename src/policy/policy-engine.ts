@@ -39,7 +39,12 @@ export interface PolicyInput {
   findings?: readonly Finding[];
   /** Components that have advisories but could not be matched against them. */
   unmatched?: readonly Unmatched[];
-  attestation?: { verified: boolean; evidenceTypes: readonly string[] };
+  attestation?: {
+    verified: boolean;
+    evidenceTypes: readonly string[];
+    /** Each EAR submod of the token and its `ear.status`; a required type needs its submod affirming. */
+    submods?: Readonly<Record<string, string>>;
+  };
   source?: SourceFacts;
   /**
    * SLSA build level of the build that produced the artifact, and the kind of runner that built

@@ -134,7 +134,11 @@ describe('central signed policies', () => {
       project: 'payments',
       components: [],
       findings: [],
-      attestation: { verified: true, evidenceTypes: ['software-measurement'] },
+      attestation: {
+        verified: true,
+        evidenceTypes: ['software-measurement'],
+        submods: { image: 'affirming' },
+      },
     });
     assert.equal(d.policyDigest, (await service.load('strict')).record.digest);
   });

@@ -27,7 +27,11 @@ const clean: PolicyInput = {
   project: 'demo',
   components: [component(npmPurl('ok', '1.0.0'))],
   findings: [],
-  attestation: { verified: true, evidenceTypes: ['software-measurement', 'tpm'] },
+  attestation: {
+    verified: true,
+    evidenceTypes: ['software-measurement', 'tpm'],
+    submods: { image: 'affirming', tpm: 'affirming' },
+  },
 };
 
 describe('policy documents', () => {

@@ -83,11 +83,29 @@ const licenseRule = z
       ctx.issues.push({ code: 'custom', input: ctx.value, message: 'needs allow, deny or both' });
   });
 
+/**
+ * The evidence types the attestation authority names in its tokens (docs/attestation.md), and
+ * the EAR submod that carries each one's appraisal: a required type passes only when the token
+ * names it and its submod is present and affirming.
+ */
+export const EVIDENCE_SUBMODS = {
+  'software-measurement': 'image',
+  tpm: 'tpm',
+  'ci-oidc': 'ci',
+  'sev-snp': 'sev-snp',
+  tdx: 'tdx',
+  azure: 'azure',
+  'nitro-tpm': 'nitro-tpm',
+  'gcp-vtpm': 'gcp-vtpm',
+} as const;
+export type EvidenceType = keyof typeof EVIDENCE_SUBMODS;
+const evidenceType = z.enum(Object.keys(EVIDENCE_SUBMODS) as [EvidenceType, ...EvidenceType[]]);
+
 const attestationRule = z.strictObject({
   id: ruleId,
   kind: z.literal('attestation'),
-  /** Evidence types the runner's verified attestation must include. */
-  require: z.array(z.string().min(1)).default([]),
+  /** Evidence types the runner's verified attestation must include, each with an affirming submod. */
+  require: z.array(evidenceType).default([]),
   action,
 });
 

@@ -199,7 +199,7 @@ describe('exceptions', () => {
   it('sets aside a covered finding and lists it with owner, reason and expiry', async () => {
     const d = await e.evaluate({
       ...base,
-      attestation: { verified: true, evidenceTypes: ['tpm'] },
+      attestation: { verified: true, evidenceTypes: ['tpm'], submods: { tpm: 'affirming' } },
       findings: [finding('pkg:npm/a@1', 'GHSA-1', { aliases: ['CVE-1'] })],
     });
     assert.equal(d.outcome, 'allow');
@@ -219,7 +219,7 @@ describe('exceptions', () => {
   it('stops covering after its expiry, and says so', async () => {
     const d = await e.evaluate({
       ...base,
-      attestation: { verified: true, evidenceTypes: ['tpm'] },
+      attestation: { verified: true, evidenceTypes: ['tpm'], submods: { tpm: 'affirming' } },
       findings: [finding('pkg:npm/b@1', 'GHSA-2')],
     });
     assert.equal(d.outcome, 'deny');

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { addPlatformAnchor, platformAnchorsLoader } from '../../attestation/evidence/trust-anchors.ts';
+import { EVIDENCE_KINDS, isEvidenceKind } from '../../attestation/evidence/verifier.ts';
 import {
   parseReferenceValues,
   type ReferenceBundle,
@@ -63,7 +65,7 @@ export async function attestationCommand(argv: string[]): Promise<number> {
       limit: { type: 'string' },
       background: { type: 'boolean' },
     },
-    { min: 1, max: 3, usage: USAGE },
+    { min: 1, max: 4, usage: USAGE },
   );
   const root = resolveHome(values.home);
   const out = makeOutput(values.json === true);
@@ -74,6 +76,9 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     );
   }
   const [group, verb, arg] = positionals;
+  // Only `platform-root add KIND FILE` takes four words.
+  if (positionals.length > 3 && !(group === 'platform-root' && verb === 'add'))
+    throw new UsageError(`too many arguments\nusage: ${USAGE}`);
   if (group === 'trust-ca' && verb === 'add' && arg !== undefined) {
     const r = await addTrustedEkCa(root, arg);
     out.line(`${r.added ? 'trusted' : 'already trusted'}: ${r.subject} (${r.name})`);
@@ -88,6 +93,39 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     }));
     for (const c of cas) out.line(`${c.subject}  ${c.fingerprint256}`);
     out.document({ trustedEkCas: cas });
+    return EXIT.ok;
+  }
+  if (group === 'platform-root' && verb === 'add' && arg !== undefined) {
+    const [kind, file] = [arg, positionals[3]];
+    if (!isEvidenceKind(kind) || file === undefined)
+      throw new UsageError(
+        `platform-root add KIND FILE: KIND is one of ${EVIDENCE_KINDS.join(', ')}\nusage: ${USAGE}`,
+      );
+    const r = await addPlatformAnchor(root, kind, file);
+    out.line(`${r.added ? 'installed' : 'already installed'} for ${kind}: ${r.what} (${r.name})`);
+    out.document(r);
+    return EXIT.ok;
+  }
+  if (group === 'platform-root' && verb === 'list' && arg === undefined) {
+    const load = platformAnchorsLoader(root);
+    const kinds = EVIDENCE_KINDS.map((kind) => {
+      const a = load(kind);
+      return {
+        kind,
+        roots: a.roots.map((c) => ({
+          subject: c.subject.replace(/\n/g, ', '),
+          fingerprint256: c.fingerprint256,
+          validTo: c.validTo,
+        })),
+        crls: (a.crls ?? []).map((c) => ({ issuer: c.issuer, nextUpdate: c.nextUpdate?.toISOString() })),
+        ...(a.issuer === undefined ? {} : { issuer: a.issuer }),
+      };
+    });
+    for (const k of kinds)
+      out.line(
+        `${bold(k.kind)}: ${k.roots.length} root${k.roots.length === 1 ? '' : 's'}, ${k.crls.length} CRL${k.crls.length === 1 ? '' : 's'}${k.issuer === undefined ? '' : `, provider ${k.issuer}`}`,
+      );
+    out.document({ platformRoots: kinds });
     return EXIT.ok;
   }
   if (group === 'vtpm-pool' && verb === 'fill') {

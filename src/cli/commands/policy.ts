@@ -2,7 +2,7 @@ import { GatehouseError } from '../../common/errors.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
-import { parsePolicy } from '../../policy/policy.ts';
+import { EVIDENCE_SUBMODS, type EvidenceType, parsePolicy } from '../../policy/policy.ts';
 import { type PolicyDecision, type PolicyInput, sbomCreatedAt } from '../../policy/policy-engine.ts';
 import { engineForPolicy, policyAct } from '../../policy/policy-service.ts';
 import { readSbom } from '../../sbom/read.ts';
@@ -177,12 +177,12 @@ async function check(
       const f = (await readJson(values.facts, 'facts file')) as Record<string, unknown>;
       buildFacts = {};
       if (f.attestation !== undefined)
-        buildFacts.attestation = f.attestation as NonNullable<PolicyInput['attestation']>;
+        buildFacts.attestation = withSubmods(f.attestation as NonNullable<PolicyInput['attestation']>);
       if (f.source !== undefined) buildFacts.source = f.source as NonNullable<PolicyInput['source']>;
       if (f.build !== undefined) buildFacts.build = f.build as NonNullable<PolicyInput['build']>;
     } else {
       buildFacts = {
-        attestation: { verified: true, evidenceTypes: ['software-measurement', 'tpm'] },
+        attestation: withSubmods({ verified: true, evidenceTypes: ['software-measurement', 'tpm'] }),
         build: { slsaBuildLevel: 3 },
       };
       assumed.push(
@@ -235,4 +235,16 @@ async function check(
   } finally {
     await home.close();
   }
+}
+
+/**
+ * Facts that name evidence types without submods describe a verified token: each named type's
+ * submod is taken as affirming (a facts file may give `submods` to say otherwise).
+ */
+function withSubmods(a: NonNullable<PolicyInput['attestation']>): NonNullable<PolicyInput['attestation']> {
+  if (a.submods !== undefined || !Array.isArray(a.evidenceTypes)) return a;
+  const submods: Record<string, string> = {};
+  for (const t of a.evidenceTypes)
+    if (Object.hasOwn(EVIDENCE_SUBMODS, t)) submods[EVIDENCE_SUBMODS[t as EvidenceType]] = 'affirming';
+  return { ...a, submods };
 }
