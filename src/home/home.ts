@@ -533,6 +533,8 @@ export async function openHome(
     reevaluate: (o) => triage.reevaluate(o),
     trustedRoot,
     close: async () => {
+      // Appends still in a batch are written (and answered) before the anchor and the store close.
+      await log.drain();
       await anchor.flush().catch(() => undefined);
       keys.close();
       await store.close();
