@@ -26,10 +26,11 @@ import {
   timestampedEntry,
 } from '../signing/ct.ts';
 import type { Signer } from '../signing/signer.ts';
-import type { CtLogStore, LogStore } from '../store/store.ts';
+import type { CtLogStore, LogStore, NewLogEntryRecord } from '../store/store.ts';
 import { assertKeyName } from './checkpoint.ts';
+import { GroupCommit, type LogBatching } from './group-commit.ts';
 import { foldSubtrees, leafHash, subtreesOf } from './merkle.ts';
-import { appendEntryAt } from './stored-tree.ts';
+import { appendEntriesAt } from './stored-tree.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -49,7 +50,14 @@ export interface CtLogOptions {
   /** A retired shard: readable, but it logs nothing more. */
   readOnly?: boolean;
   now?: () => Date;
+  /** How submissions are grouped into batches (src/tlog/group-commit.ts). */
+  batching?: Partial<LogBatching>;
 }
+
+/** A CT entry as the log builds it at its index: the stored record and its TimestampedEntry. */
+type CtBuiltEntry = NewLogEntryRecord & {
+  te: Parameters<typeof timestampedEntry>[0] & { extensions: Buffer };
+};
 
 /** An RFC 6962 §4.1 add-chain / add-pre-chain response. */
 export interface AddChainResponse {
@@ -163,8 +171,11 @@ export class CtLog implements PrecertificateLog {
   readonly #signer: Signer;
   readonly #roots: () => readonly Uint8Array[];
   readonly #now: () => Date;
-  #appending: Promise<unknown> = Promise.resolve();
+  /** Appends in batches, each built at the index it takes (src/tlog/group-commit.ts). */
+  readonly #batches: GroupCommit<(index: number) => CtBuiltEntry, { index: number; entry: CtBuiltEntry }>;
   readonly #checkedIssuers = new Map<string, Parsed[]>();
+  /** Fingerprints of the issuers this instance has stored. */
+  readonly #issuersStored = new Set<string>();
 
   /** @throws GatehouseError BAD_CONFIG when the origin cannot name a note key */
   constructor(o: CtLogOptions) {
@@ -177,6 +188,7 @@ export class CtLog implements PrecertificateLog {
     this.#signer = o.signer;
     this.#roots = o.acceptedRoots;
     this.#now = o.now ?? (() => new Date());
+    this.#batches = new GroupCommit((builds) => appendEntriesAt(this.#tree, builds), o.batching);
   }
 
   /** The log's public key, DER SubjectPublicKeyInfo. */
@@ -222,34 +234,39 @@ export class CtLog implements PrecertificateLog {
     const keyHash =
       type === 'precert' ? issuerKeyHash(new Uint8Array(issuer.cert.publicKey.rawData)) : undefined;
     const fingerprints = parsed.slice(1).map((p) => sha256(p.der));
-    // Sequenced one at a time within the process; the store refuses an append another process
-    // overtook, and the entry (which names its own index) is built again.
-    const { index, entry } = await this.#inTurn(() =>
-      appendEntryAt(this.#tree, (i) => {
-        const timestamp = BigInt(this.#now().getTime());
-        const te = {
-          timestamp,
-          type,
-          signed,
-          ...(keyHash === undefined ? {} : { issuerKeyHash: keyHash }),
-          extensions: leafIndexExtension(i),
-        };
-        // TileLeaf: the TimestampedEntry, the precertificate as submitted, the chain's fingerprints.
-        const body = Buffer.concat([
-          timestampedEntry(te),
-          ...(type === 'precert' ? [u24(leaf.der.length), leaf.der] : []),
-          u16(fingerprints.length * 32),
-          ...fingerprints,
-        ]);
-        return {
-          body,
-          leafHash: leafHash(merkleTreeLeaf(te)),
-          integratedTime: Math.floor(Number(timestamp) / 1000),
-          te,
-        };
-      }),
-    );
-    for (const p of parsed.slice(1)) await this.#store.addIssuer(sha256(p.der).toString('hex'), p.der);
+    // Batched with the submissions of the same tick, in one transaction, sequenced within the
+    // process; the store refuses an append another process overtook, and each entry (which names
+    // its own index) is built again. The SCT is signed only once the entry is durable.
+    const { index, entry } = await this.#batches.submit((i) => {
+      const timestamp = BigInt(this.#now().getTime());
+      const te = {
+        timestamp,
+        type,
+        signed,
+        ...(keyHash === undefined ? {} : { issuerKeyHash: keyHash }),
+        extensions: leafIndexExtension(i),
+      };
+      // TileLeaf: the TimestampedEntry, the precertificate as submitted, the chain's fingerprints.
+      const body = Buffer.concat([
+        timestampedEntry(te),
+        ...(type === 'precert' ? [u24(leaf.der.length), leaf.der] : []),
+        u16(fingerprints.length * 32),
+        ...fingerprints,
+      ]);
+      return {
+        body,
+        leafHash: leafHash(merkleTreeLeaf(te)),
+        integratedTime: Math.floor(Number(timestamp) / 1000),
+        te,
+      };
+    });
+    for (const p of parsed.slice(1)) {
+      // The CA's issuers are the same every time: stored once per process, not per submission.
+      const fingerprint = sha256(p.der).toString('hex');
+      if (this.#issuersStored.has(fingerprint)) continue;
+      await this.#store.addIssuer(fingerprint, p.der);
+      this.#issuersStored.add(fingerprint);
+    }
     const signature = Buffer.from(await this.#signer.sign(sctSignedData(entry.te)));
     const sct = encodeSct({
       logId: this.logId,
@@ -320,12 +337,6 @@ export class CtLog implements PrecertificateLog {
     if (this.#checkedIssuers.size >= 16) this.#checkedIssuers.clear();
     this.#checkedIssuers.set(key, issuers);
     return issuers;
-  }
-
-  #inTurn<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#appending.then(fn, fn);
-    this.#appending = next.catch(() => undefined);
-    return next;
   }
 
   /** Number of entries. */

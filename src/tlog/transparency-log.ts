@@ -16,6 +16,7 @@ import type { Envelope } from '../signing/dsse.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { CosignatureStore, LogStore, NewLogEntryRecord } from '../store/store.ts';
 import { assertKeyName, signCheckpoint } from './checkpoint.ts';
+import { GroupCommit, type LogBatching } from './group-commit.ts';
 import { consistencyRanges, foldSubtrees, inclusionRanges, leafHash, subtreesOf } from './merkle.ts';
 import { appendEntries, fillMissingNodes } from './stored-tree.ts';
 
@@ -34,38 +35,12 @@ export interface TransparencyLogOptions {
    * the log signs carries those of its tree.
    */
   cosignatures?: CosignatureStore;
-  /** How appends are grouped; default {@link DEFAULT_LOG_BATCHING}. */
+  /** How appends are grouped into batches (src/tlog/group-commit.ts); default `DEFAULT_LOG_BATCHING`. */
   batching?: Partial<LogBatching>;
 }
 
-/**
- * How appends are grouped into batches, each written in one store transaction under one
- * checkpoint signature. A batch closes when the one before it is durable and signed (group
- * commit: under load, a batch is what arrived while the previous one was being written), or, on an
- * idle log, `tickMs` after its first entry; it never holds more than `maxEntries`.
- */
-export interface LogBatching {
-  /** How long an idle log waits for more entries before writing, ms; 0: the next turn of the event loop. */
-  tickMs: number;
-  /** The most entries in one batch (one transaction, one signature). */
-  maxEntries: number;
-}
-
-/**
- * The defaults (docs/decisions.md, issue 15): no added wait, so that a lone append costs no
- * latency, and batches of at most 1,024 entries, so that one transaction stays a few milliseconds.
- */
-export const DEFAULT_LOG_BATCHING: Readonly<LogBatching> = Object.freeze({ tickMs: 0, maxEntries: 1024 });
-
 /** Signed notes kept for reuse, newest last: every proof of a batch's entries carries the batch's. */
 const SIGNED_NOTES_KEPT = 64;
-
-/** An entry waiting for its batch, and its caller waiting for the index. */
-interface PendingEntry {
-  entry: NewLogEntryRecord;
-  resolve: (index: number) => void;
-  reject: (e: unknown) => void;
-}
 
 /** What the log promises about a freshly appended entry. */
 export interface AppendedEntry {
@@ -162,12 +137,8 @@ export class TransparencyLog {
   readonly #now: () => Date;
   readonly #onAppend: (() => void) | undefined;
   readonly #cosignatures: CosignatureStore | undefined;
-  readonly #batching: LogBatching;
-  /** Entries waiting for the next batch, in the order of the calls (which their indices follow). */
-  #pending: PendingEntry[] = [];
-  /** The batches being written, one after another; undefined while none is. */
-  #writing: Promise<void> | undefined;
-  #tick: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  /** Appends in batches, in the order of the calls (which their indices follow). */
+  readonly #batches: GroupCommit<NewLogEntryRecord, number>;
   /** The newest tree a batch of this instance was signed at: proofs default to it. */
   #latest: number | undefined;
   /** Signed notes by tree size, with the root they sign (hex), oldest first. */
@@ -184,13 +155,7 @@ export class TransparencyLog {
     this.#now = options.now ?? (() => new Date());
     this.#onAppend = options.onAppend;
     this.#cosignatures = options.cosignatures;
-    this.#batching = { ...DEFAULT_LOG_BATCHING, ...options.batching };
-    const { tickMs, maxEntries } = this.#batching;
-    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1 || !(tickMs >= 0 && tickMs <= 60_000))
-      throw new GatehouseError(
-        'BAD_CONFIG',
-        `log batching needs maxEntries ≥ 1 and 0 ≤ tickMs ≤ 60000, not ${maxEntries} and ${tickMs}`,
-      );
+    this.#batches = new GroupCommit((entries) => this.#writeBatch(entries), options.batching);
     this.logId = sha256Hex(options.signer.publicKeySpki());
   }
 
@@ -207,10 +172,7 @@ export class TransparencyLog {
   async append(body: Uint8Array): Promise<AppendedEntry> {
     if (body.length === 0) throw new GatehouseError('BAD_INPUT', 'a log entry body cannot be empty');
     const integratedTime = Math.floor(this.#now().getTime() / 1000);
-    const index = await new Promise<number>((resolve, reject) => {
-      this.#pending.push({ entry: { body, leafHash: leafHash(body), integratedTime }, resolve, reject });
-      this.#schedule();
-    });
+    const index = await this.#batches.submit({ body, leafHash: leafHash(body), integratedTime });
     const inclusionPromise = await this.#signer.sign(
       setPayload({ body, integratedTime, logId: this.logId, logIndex: index }),
     );
@@ -218,70 +180,27 @@ export class TransparencyLog {
   }
 
   /** Settles once every append made so far has been written (or has failed). */
-  async drain(): Promise<void> {
-    while (this.#pending.length > 0 || this.#writing !== undefined) {
-      if (this.#writing === undefined) this.#startWriting();
-      await this.#writing;
-    }
-  }
-
-  /** Close a batch now, at the tick, or when the batch being written is done. */
-  #schedule(): void {
-    // The writer takes whatever is pending when its batch is done: that is the group commit.
-    if (this.#writing !== undefined) return;
-    if (this.#pending.length >= this.#batching.maxEntries) return this.#startWriting();
-    if (this.#tick !== undefined) return;
-    const { tickMs } = this.#batching;
-    this.#tick =
-      tickMs === 0 ? setImmediate(() => this.#startWriting()) : setTimeout(() => this.#startWriting(), tickMs);
-  }
-
-  #startWriting(): void {
-    if (this.#tick !== undefined) {
-      clearTimeout(this.#tick as NodeJS.Timeout);
-      clearImmediate(this.#tick as NodeJS.Immediate);
-      this.#tick = undefined;
-    }
-    if (this.#writing !== undefined || this.#pending.length === 0) return;
-    this.#writing = this.#writeAll();
-  }
-
-  /** Write batches until nothing is pending; the last check and the end are one synchronous step. */
-  async #writeAll(): Promise<void> {
-    try {
-      while (this.#pending.length > 0)
-        await this.#writeBatch(this.#pending.splice(0, this.#batching.maxEntries));
-    } finally {
-      this.#writing = undefined;
-    }
+  drain(): Promise<void> {
+    return this.#batches.drain();
   }
 
   /**
-   * One batch: its entries in one store transaction, then one checkpoint over the tree they end,
-   * then every caller answered. Nobody hears of an index before the store holds it durably, so a
+   * One batch: its entries in one store transaction, then one checkpoint over the tree they end.
+   * Nobody hears of an index before the store holds it durably and the checkpoint is signed, so a
    * crash at any point loses only appends that were never acknowledged.
    */
-  async #writeBatch(batch: readonly PendingEntry[]): Promise<void> {
-    try {
-      await this.#treeReady();
-      const indices = await appendEntries(
-        this.#store,
-        batch.map((p) => p.entry),
-      );
-      const end = indices.at(-1);
-      if (indices.length !== batch.length || end === undefined)
-        throw new GatehouseError('STORE_ERROR', 'the store returned fewer indices than entries appended');
-      // One signature for the batch: the proofs of its entries are all against this tree.
-      const [root] = await this.#rangeHashes([[0, end + 1]]);
-      await this.#note(end + 1, root as Uint8Array);
-      this.#latest = Math.max(this.#latest ?? 0, end + 1);
-      this.#onAppend?.();
-      batch.forEach((p, i) => {
-        p.resolve(indices[i] as number);
-      });
-    } catch (e) {
-      for (const p of batch) p.reject(e);
-    }
+  async #writeBatch(entries: readonly NewLogEntryRecord[]): Promise<number[]> {
+    await this.#treeReady();
+    const indices = await appendEntries(this.#store, entries);
+    const end = indices.at(-1);
+    if (indices.length !== entries.length || end === undefined)
+      throw new GatehouseError('STORE_ERROR', 'the store returned fewer indices than entries appended');
+    // One signature for the batch: the proofs of its entries are all against this tree.
+    const [root] = await this.#rangeHashes([[0, end + 1]]);
+    await this.#note(end + 1, root as Uint8Array);
+    this.#latest = Math.max(this.#latest ?? 0, end + 1);
+    this.#onAppend?.();
+    return indices;
   }
 
   /** Current number of entries. */
@@ -350,7 +269,11 @@ export class TransparencyLog {
       treeSize: size,
       rootHash: root as Uint8Array,
       hashes,
-      checkpoint: await this.#withCosignatures(await this.#note(size, root as Uint8Array), size, root as Uint8Array),
+      checkpoint: await this.#withCosignatures(
+        await this.#note(size, root as Uint8Array),
+        size,
+        root as Uint8Array,
+      ),
     };
   }
 

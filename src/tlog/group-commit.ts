@@ -1,0 +1,130 @@
+/**
+ * Group commit for a log's appends: the items submitted in one tick are written together, in one
+ * store transaction (and, for the transparency log, under one checkpoint signature). A caller
+ * hears back only once the write of its batch has finished, so an acknowledged item is durable.
+ */
+import { GatehouseError } from '../common/errors.ts';
+
+/**
+ * How appends are grouped into batches. A batch closes when the one before it is written (under
+ * load, a batch is what arrived while the previous one was being written), or, on an idle log,
+ * `tickMs` after its first item; it never holds more than `maxEntries`.
+ */
+export interface LogBatching {
+  /** How long an idle log waits for more items before writing, ms; 0: the next turn of the event loop. */
+  tickMs: number;
+  /** The most items in one batch (one transaction). */
+  maxEntries: number;
+}
+
+/**
+ * The defaults (docs/decisions.md, issue 15): no added wait, so that a lone append costs no
+ * latency, and batches of at most 1,024 entries, so that one transaction stays a few milliseconds.
+ */
+export const DEFAULT_LOG_BATCHING: Readonly<LogBatching> = Object.freeze({ tickMs: 0, maxEntries: 1024 });
+
+/**
+ * The batching settings with the defaults filled in, checked.
+ * @throws GatehouseError BAD_CONFIG
+ */
+export function logBatching(given: Partial<LogBatching> = {}): LogBatching {
+  const b = { ...DEFAULT_LOG_BATCHING, ...given };
+  if (!Number.isSafeInteger(b.maxEntries) || b.maxEntries < 1 || !(b.tickMs >= 0 && b.tickMs <= 60_000))
+    throw new GatehouseError(
+      'BAD_CONFIG',
+      `log batching needs maxEntries ≥ 1 and 0 ≤ tickMs ≤ 60000, not ${b.maxEntries} and ${b.tickMs}`,
+    );
+  return b;
+}
+
+interface Pending<I, O> {
+  item: I;
+  resolve: (out: O) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Batches of submitted items, written one batch at a time by `write`, which answers one result per
+ * item, in order. A failed write fails every item of its batch and no other.
+ */
+export class GroupCommit<I, O> {
+  readonly #write: (items: readonly I[]) => Promise<readonly O[]>;
+  readonly #batching: LogBatching;
+  /** Items waiting for the next batch, in the order of the calls. */
+  #pending: Pending<I, O>[] = [];
+  /** The batches being written, one after another; undefined while none is. */
+  #writing: Promise<void> | undefined;
+  #tick: NodeJS.Timeout | NodeJS.Immediate | undefined;
+
+  constructor(write: (items: readonly I[]) => Promise<readonly O[]>, batching: Partial<LogBatching> = {}) {
+    this.#write = write;
+    this.#batching = logBatching(batching);
+  }
+
+  /** Add an item to the next batch; settles once that batch is written. */
+  submit(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.#pending.push({ item, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Settles once every item submitted so far has been written (or has failed). */
+  async drain(): Promise<void> {
+    while (this.#pending.length > 0 || this.#writing !== undefined) {
+      if (this.#writing === undefined) this.#start();
+      await this.#writing;
+    }
+  }
+
+  /** Close a batch now, at the tick, or when the batch being written is done. */
+  #schedule(): void {
+    // The writer takes whatever is pending when its batch is done: that is the group commit.
+    if (this.#writing !== undefined) return;
+    if (this.#pending.length >= this.#batching.maxEntries) {
+      this.#start();
+      return;
+    }
+    if (this.#tick !== undefined) return;
+    const { tickMs } = this.#batching;
+    this.#tick = tickMs === 0 ? setImmediate(() => this.#start()) : setTimeout(() => this.#start(), tickMs);
+  }
+
+  #start(): void {
+    if (this.#tick !== undefined) {
+      clearTimeout(this.#tick as NodeJS.Timeout);
+      clearImmediate(this.#tick as NodeJS.Immediate);
+      this.#tick = undefined;
+    }
+    if (this.#writing !== undefined || this.#pending.length === 0) return;
+    this.#writing = this.#writeAll();
+  }
+
+  /** Write batches until nothing is pending; the last check and the end are one synchronous step. */
+  async #writeAll(): Promise<void> {
+    try {
+      while (this.#pending.length > 0)
+        await this.#writeBatch(this.#pending.splice(0, this.#batching.maxEntries));
+    } finally {
+      this.#writing = undefined;
+    }
+  }
+
+  async #writeBatch(batch: readonly Pending<I, O>[]): Promise<void> {
+    let results: readonly O[];
+    try {
+      results = await this.#write(batch.map((p) => p.item));
+      if (results.length !== batch.length)
+        throw new GatehouseError(
+          'STORE_ERROR',
+          `a batch of ${batch.length} was written with ${results.length} results`,
+        );
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    batch.forEach((p, i) => {
+      p.resolve(results[i] as O);
+    });
+  }
+}
