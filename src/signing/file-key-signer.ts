@@ -38,8 +38,15 @@ abstract class KeyObjectSigner implements Signer {
     return `-----BEGIN PUBLIC KEY-----\n${b64.replace(/\n$/, '')}\n-----END PUBLIC KEY-----\n`;
   }
 
-  async sign(data: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(sign('sha256', data, { key: this.#privateKey, dsaEncoding: 'der' }));
+  sign(data: Uint8Array): Promise<Uint8Array> {
+    // The callback form signs on libuv's thread pool: concurrent approvals sign on every core
+    // while the event loop goes on with the rest of the work.
+    return new Promise((resolve, reject) => {
+      sign('sha256', data, { key: this.#privateKey, dsaEncoding: 'der' }, (e, signature) => {
+        if (e === null) resolve(new Uint8Array(signature));
+        else reject(e);
+      });
+    });
   }
 
   /** Nothing about the key in logs or JSON. */

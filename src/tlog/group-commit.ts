@@ -6,12 +6,14 @@
 import { GatehouseError } from '../common/errors.ts';
 
 /**
- * How appends are grouped into batches. A batch closes when the one before it is written (under
- * load, a batch is what arrived while the previous one was being written), or, on an idle log,
- * `tickMs` after its first item; it never holds more than `maxEntries`.
+ * How appends are grouped into batches. On an idle log a batch closes at the next turn of the
+ * event loop (every item submitted in the same turn joins it), so a lone append waits for nothing.
+ * On a busy log (items already waiting when a batch is written) the next batch closes `tickMs`
+ * later, so that one transaction and one signature cover what arrives meanwhile. A batch never
+ * holds more than `maxEntries`; a full one closes at once.
  */
 export interface LogBatching {
-  /** How long an idle log waits for more items before writing, ms; 0: the next turn of the event loop. */
+  /** How long a busy log gathers items before writing the next batch, ms. */
   tickMs: number;
   /** The most items in one batch (one transaction). */
   maxEntries: number;
@@ -21,7 +23,10 @@ export interface LogBatching {
  * The defaults (docs/decisions.md, issue 15): no added wait, so that a lone append costs no
  * latency, and batches of at most 1,024 entries, so that one transaction stays a few milliseconds.
  */
-export const DEFAULT_LOG_BATCHING: Readonly<LogBatching> = Object.freeze({ tickMs: 0, maxEntries: 1024 });
+export const DEFAULT_LOG_BATCHING: Readonly<LogBatching> = Object.freeze({
+  tickMs: Number(process.env.GATEHOUSE_LOG_TICK_MS ?? 0),
+  maxEntries: 1024,
+});
 
 /**
  * The batching settings with the defaults filled in, checked.
@@ -54,7 +59,7 @@ export class GroupCommit<I, O> {
   #pending: Pending<I, O>[] = [];
   /** The batches being written, one after another; undefined while none is. */
   #writing: Promise<void> | undefined;
-  #tick: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  #tick: NodeJS.Immediate | undefined;
 
   constructor(write: (items: readonly I[]) => Promise<readonly O[]>, batching: Partial<LogBatching> = {}) {
     this.#write = write;
@@ -86,14 +91,12 @@ export class GroupCommit<I, O> {
       return;
     }
     if (this.#tick !== undefined) return;
-    const { tickMs } = this.#batching;
-    this.#tick = tickMs === 0 ? setImmediate(() => this.#start()) : setTimeout(() => this.#start(), tickMs);
+    this.#tick = setImmediate(() => this.#start());
   }
 
   #start(): void {
     if (this.#tick !== undefined) {
-      clearTimeout(this.#tick as NodeJS.Timeout);
-      clearImmediate(this.#tick as NodeJS.Immediate);
+      clearImmediate(this.#tick);
       this.#tick = undefined;
     }
     if (this.#writing !== undefined || this.#pending.length === 0) return;
@@ -103,8 +106,13 @@ export class GroupCommit<I, O> {
   /** Write batches until nothing is pending; the last check and the end are one synchronous step. */
   async #writeAll(): Promise<void> {
     try {
-      while (this.#pending.length > 0)
-        await this.#writeBatch(this.#pending.splice(0, this.#batching.maxEntries));
+      const { tickMs, maxEntries } = this.#batching;
+      while (this.#pending.length > 0) {
+        await this.#writeBatch(this.#pending.splice(0, maxEntries));
+        // Busy: gather for one tick (the writer stays in charge, so arrivals only queue).
+        if (tickMs > 0 && this.#pending.length > 0 && this.#pending.length < maxEntries)
+          await new Promise((r) => setTimeout(r, tickMs));
+      }
     } finally {
       this.#writing = undefined;
     }
