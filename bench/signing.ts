@@ -461,7 +461,10 @@ export async function run(): Promise<void> {
     const keys = await openHomeKeys(dir, join(dir, 'keys'), config);
     const store = SqliteStore.open(join(dir, 'approvals.db'));
     const counter = new CountingSigner(keys.logSigner);
-    const log = new TransparencyLog({ store: store.log, signer: counter, origin: ORIGIN });
+    // BENCH_LOG_TICK_MS: the busy log's tick (default: the log's own, src/tlog/group-commit.ts).
+    const tick = process.env.BENCH_LOG_TICK_MS;
+    const batching = tick === undefined ? {} : { tickMs: Number(tick) };
+    const log = new TransparencyLog({ store: store.log, signer: counter, origin: ORIGIN, batching });
     const ctOrigin = 'gatehouse.bench/ct';
     const input = keys.trustedRootInput(`https://${ORIGIN}`, () => `https://${ctOrigin}`);
     const ct = new CtLog({
@@ -469,6 +472,7 @@ export async function run(): Promise<void> {
       signer: keys.ctSigner,
       origin: ctOrigin,
       acceptedRoots: () => [input.ca].flat().map((c) => new X509Certificate(c.rootPem).raw),
+      batching,
     });
     const trustedRootJson = buildTrustedRoot(input);
     const trustedRoot = parseTrustedRoot(trustedRootJson);

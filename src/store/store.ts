@@ -107,7 +107,12 @@ export interface JobStore {
 }
 
 export interface DecisionStore {
-  create(decision: DecisionRecord): Promise<void>;
+  /**
+   * Store a decision and, for an allowed one, the SBOM kept with it for re-evaluation: in one
+   * transaction, both or neither.
+   * @throws GatehouseError CONFLICT when the decision exists, STORE_ERROR
+   */
+  create(decision: DecisionRecord, kept?: { artifactSbom?: ArtifactSbomRecord }): Promise<void>;
   get(id: string): Promise<DecisionRecord | undefined>;
   list(options?: { limit?: number; jobId?: string }): Promise<DecisionRecord[]>;
   countByOutcome(): Promise<Record<string, number>>;
