@@ -45,7 +45,10 @@ const env = { ...process.env, NO_COLOR: '1', GATEHOUSE_BACKGROUND_FILL: '0' };
 function cpuSeconds(pid: number | 'self'): { own: number; children: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the parenthesised command name: state is field 3; utime 14, stime 15, cutime 16, cstime 17.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
   return { own: ((f[11] ?? 0) + (f[12] ?? 0)) / HZ, children: ((f[13] ?? 0) + (f[14] ?? 0)) / HZ };
 }
 
