@@ -15,7 +15,8 @@
  *
  * Besides jobs/min and latency, each row gives the CPU a job costs on each side, read from
  * /proc: the server process, and this process with its children (sandboxes, swtpm, tpm2-tools),
- * so that a missed target shows where the two cores went. Background vTPM refills are off while
+ * so that a missed target shows where the two cores went, and how much of them other work on the
+ * machine took during the row (/proc/stat). Background vTPM refills are off while
  * timing (GATEHOUSE_BACKGROUND_FILL=0). BENCH_SERVER_JOBS (default 12) jobs per runner and row.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -40,6 +41,15 @@ const TARGET_PER_MIN = 300;
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const HZ = 100;
 const env = { ...process.env, NO_COLOR: '1', GATEHOUSE_BACKGROUND_FILL: '0' };
+
+/** CPU seconds the whole machine has spent busy (every process, every core), from /proc/stat. */
+function machineBusySeconds(): number {
+  const [cpu] = readFileSync('/proc/stat', 'utf8').split('\n');
+  // user nice system idle iowait irq softirq steal …
+  const f = (cpu ?? '').split(/\s+/).slice(1).map(Number);
+  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+  return busy / HZ;
+}
 
 /** CPU seconds of a process (and of its children it has waited for) from /proc/<pid>/stat. */
 function cpuSeconds(pid: number | 'self'): { own: number; children: number } {
@@ -86,6 +96,10 @@ interface Row {
   runnerCpuMsPerJob: number;
   /** Jobs/min if the two cores did nothing but this: 2 × 60 s / CPU seconds per job. */
   cpuCeilingPerMin: number;
+  /** Cores busy with this benchmark (server, agents, their children) during the row. */
+  coresOurs: number;
+  /** Cores busy with everything else on the machine during the row (other work sharing it). */
+  coresOthers: number;
   errorMessages: Record<string, number>;
   stepsP50: Record<string, number>;
 }
@@ -102,6 +116,7 @@ async function phase(root: string, url: string, serverPid: number, runners: numb
   let started = 0;
   const server0 = cpuSeconds(serverPid).own;
   const self0 = cpuSeconds('self');
+  const machine0 = machineBusySeconds();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: runners }, async () => {
@@ -133,6 +148,7 @@ async function phase(root: string, url: string, serverPid: number, runners: numb
     }),
   );
   const wall = (performance.now() - t0) / 1000;
+  const machine = machineBusySeconds() - machine0;
   const serverCpu = cpuSeconds(serverPid).own - server0;
   const self1 = cpuSeconds('self');
   const runnerCpu = self1.own - self0.own + (self1.children - self0.children);
@@ -148,6 +164,8 @@ async function phase(root: string, url: string, serverPid: number, runners: numb
     serverCpuMsPerJob: Math.round((serverCpu * 1000) / Math.max(1, done)),
     runnerCpuMsPerJob: Math.round((runnerCpu * 1000) / Math.max(1, done)),
     cpuCeilingPerMin: Number(((2 * 60) / perJob).toFixed(0)),
+    coresOurs: Number(((serverCpu + runnerCpu) / wall).toFixed(2)),
+    coresOthers: Number((Math.max(0, machine - serverCpu - runnerCpu) / wall).toFixed(2)),
     errorMessages,
     stepsP50: Object.fromEntries([...steps].map(([k, v]) => [k, Math.round(percentile(v, 50))])),
   };
@@ -191,7 +209,7 @@ export async function run(): Promise<void> {
     const verdict =
       best.jobsPerMin >= TARGET_PER_MIN
         ? `target ≥ ${TARGET_PER_MIN} jobs/min met: ${best.jobsPerMin} with ${best.runners} runners`
-        : `target ≥ ${TARGET_PER_MIN} jobs/min missed by ${(TARGET_PER_MIN - best.jobsPerMin).toFixed(0)} (best ${best.jobsPerMin} with ${best.runners} runners): a job costs ${best.serverCpuMsPerJob} ms of server CPU and ${best.runnerCpuMsPerJob} ms of runner CPU (agent, sandbox, swtpm, tpm2-tools), so two cores hold at most ${best.cpuCeilingPerMin} jobs/min`;
+        : `target ≥ ${TARGET_PER_MIN} jobs/min missed by ${(TARGET_PER_MIN - best.jobsPerMin).toFixed(0)} (best ${best.jobsPerMin} with ${best.runners} runners): a job costs ${best.serverCpuMsPerJob} ms of server CPU and ${best.runnerCpuMsPerJob} ms of runner CPU (agent, sandbox, swtpm, tpm2-tools), so two idle cores would hold at most ${best.cpuCeilingPerMin} jobs/min; during that row this benchmark kept ${best.coresOurs} cores busy and other work on the machine ${best.coresOthers}`;
     process.stdout.write(`${verdict}\n`);
     printTable(
       `runner steps, median ms (${best.runners} runners)`,
