@@ -256,10 +256,7 @@ export class TransparencyLog {
    * @throws GatehouseError NOT_FOUND when the entry is not in that tree, BAD_INPUT for a bad size
    */
   async inclusionProof(index: number, treeSize?: number): Promise<InclusionProof> {
-    const latest = this.#latest;
-    const size = await this.#resolveSize(
-      treeSize ?? (latest !== undefined && index < latest ? latest : undefined),
-    );
+    const size = treeSize === undefined ? await this.#proofSize(index) : await this.#resolveSize(treeSize);
     if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
       throw new GatehouseError('NOT_FOUND', `log entry ${index} is not in the tree of size ${size}`);
     }
@@ -298,6 +295,13 @@ export class TransparencyLog {
       secondRoot: secondRoot as Uint8Array,
       hashes,
     };
+  }
+
+  /** The newest tree this log signed that holds entry `index` (while the store still has it), else the current one. */
+  async #proofSize(index: number): Promise<number> {
+    const current = await this.#store.size();
+    const latest = this.#latest;
+    return latest !== undefined && index < latest && latest <= current ? latest : current;
   }
 
   async #resolveSize(treeSize: number | undefined): Promise<number> {
