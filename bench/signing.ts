@@ -43,7 +43,7 @@ import { percentile, printTable, writeResult } from './lib.ts';
 const ORIGIN = 'gatehouse.bench/log';
 const IDENTITY = 'https://gatehouse.bench/projects/app';
 const ISSUER = 'https://gatehouse.bench/attestation';
-const APPROVALS = Number(process.env.BENCH_APPROVALS ?? 600);
+const APPROVALS = Number(process.env.BENCH_APPROVALS ?? 1500);
 /** Approvals in flight at once in the concurrent run, as a busy server has them. */
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const TARGET_PER_SECOND = 2000;
