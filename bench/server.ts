@@ -17,7 +17,7 @@
  * /proc: the server process, and this process with its children (sandboxes, swtpm, tpm2-tools),
  * so that a missed target shows where the two cores went, and how much of them other work on the
  * machine took during the row (/proc/stat). Background vTPM refills are off while
- * timing (GATEHOUSE_BACKGROUND_FILL=0). BENCH_SERVER_JOBS (default 12) jobs per runner and row.
+ * timing (GATEHOUSE_BACKGROUND_FILL=0). BENCH_SERVER_JOBS (default 6) jobs per runner and row.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -36,7 +36,7 @@ const repo = join(import.meta.dirname, '..');
 const bin = join(repo, 'bin', 'gatehouse');
 const example = join(repo, 'examples', 'hello-app');
 const RUNNERS = (process.env.BENCH_SERVER_RUNNERS ?? '1,4,8').split(',').map(Number);
-const JOBS_PER_RUNNER = Number(process.env.BENCH_SERVER_JOBS ?? 12);
+const JOBS_PER_RUNNER = Number(process.env.BENCH_SERVER_JOBS ?? 6);
 const TARGET_PER_MIN = 300;
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const HZ = 100;
