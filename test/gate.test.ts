@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -7,8 +8,12 @@ import { generateRunnerKey, type RunnerKeyPair, signSubmission } from '../src/at
 import { isGatehouseError } from '../src/common/errors.ts';
 import type { JobTicket } from '../src/control-plane/control-plane.ts';
 import type { SubmitRequest } from '../src/gate/submission.ts';
+import { buildIdentity } from '../src/gate/submission.ts';
 import { homePaths, initHome, type OpenHome, openHome } from '../src/home/home.ts';
+import { registryFromConfig } from '../src/registry/registry-config.ts';
+import { parseBundle } from '../src/signing/bundle.ts';
 import { openHomeKeys } from '../src/signing/home-keys.ts';
+import { parseTrustedRoot } from '../src/signing/trust-root.ts';
 import {
   type AttestedJob,
   attestedJob,
@@ -18,7 +23,11 @@ import {
   seedVulnerabilityData,
   submitRequest,
 } from '../src/testing/submission.ts';
+import { verifyArtifactBundle } from '../src/verify/verify.ts';
 import { tempDir } from './helpers.ts';
+
+/** The registry the home promotes into, as the config names it. */
+const registryOf = (home: OpenHome) => registryFromConfig(home.config.registry, home.root);
 
 /**
  * The gate, driven the way a runner agent drives it but without a build, so that each
@@ -85,6 +94,47 @@ describe('the gate', () => {
     assert.equal(result.outcome, 'allow', JSON.stringify(result.reasons));
     assert.ok(result.bundle);
     assert.equal(result.placement.area, 'promoted');
+  });
+
+  it('decides submissions made at once: each allowed, promoted under its own tag and verifiable', async () => {
+    const jobs: AttestedJob[] = [];
+    for (let i = 0; i < 4; i++) jobs.push(await attested());
+    // Distinct artifacts, submitted together: their log entries go in shared batches, their
+    // promotions into one project's registry index at once.
+    const outputs = jobs.map((_, i) => new TextEncoder().encode(`concurrent build ${i}\n`));
+    const requests = await Promise.all(
+      jobs.map(({ ticket, key, token }, i) =>
+        submitRequest(
+          { ticket, key },
+          { controlPlane: home.controlPlane, token, name: 'out', bytes: outputs[i] as Uint8Array },
+        ),
+      ),
+    );
+    const results = await Promise.all(requests.map((r) => home.controlPlane.submit(r)));
+    const root = parseTrustedRoot(await home.trustedRoot());
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.outcome, 'allow', JSON.stringify(result.reasons));
+      const jobId = jobs[i]?.ticket.jobId ?? '';
+      const placed = await home.store.jobs.get(jobId);
+      assert.equal(placed?.state, 'allowed');
+      assert.ok(
+        (await registryOf(home).inspect('promoted', 'demo', jobId)) !== undefined,
+        `${jobId} is promoted under its tag`,
+      );
+      // Each of its three bundles proves its log entries against a signed checkpoint.
+      for (const b of [result.bundle, result.sbomBundle, result.vsaBundle]) {
+        verifyArtifactBundle({
+          artifactDigest: createHash('sha256')
+            .update(outputs[i] as Uint8Array)
+            .digest(),
+          bundle: parseBundle(b),
+          trustedRoot: root,
+          identity: buildIdentity(home.config.identityBase, 'demo'),
+          issuer: home.config.issuer,
+        });
+      }
+    }
+    assert.equal(new Set(results.map((r) => r.logIndex)).size, results.length);
   });
 
   it('denies a submission without a token', async () => {

@@ -424,16 +424,22 @@ export class Gate {
     };
     const { index: logIndex } = await o.log.append(decisionEntryBody(doc));
     const reasonsStored = [...reasons, ...warnings];
-    await o.store.decisions.create({
-      ...{ id: decisionId, jobId: job.id, project: job.project, outcome, policyDigest, subjects },
-      ...{ reasons: reasonsStored, createdAt, logIndex },
-    });
-    if (outcome === 'allow' && components !== undefined)
-      await o.store.policies.keepArtifactSbom({
-        ...{ decisionId, project: job.project, components: JSON.stringify(components) },
-        ...{ subjects, createdAt },
-        ...(checked.environment === undefined ? {} : { environment: checked.environment.digest }),
-      });
+    // The decision and the SBOM an allowed artifact is evaluated again from: one transaction.
+    await o.store.decisions.create(
+      {
+        ...{ id: decisionId, jobId: job.id, project: job.project, outcome, policyDigest, subjects },
+        ...{ reasons: reasonsStored, createdAt, logIndex },
+      },
+      outcome === 'allow' && components !== undefined
+        ? {
+            artifactSbom: {
+              ...{ decisionId, project: job.project, components: JSON.stringify(components) },
+              ...{ subjects, createdAt },
+              ...(checked.environment === undefined ? {} : { environment: checked.environment.digest }),
+            },
+          }
+        : {},
+    );
     const result = {
       ...{ jobId: job.id, decisionId, outcome, policyDigest, reasons, warnings, logIndex },
       ...(checked.judged === undefined ? {} : { sbom: checked.judged.summary }),

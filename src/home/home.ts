@@ -556,6 +556,8 @@ export async function openHome(
     close: async () => {
       // Attempts under way finish first; what they could not send stays in the outbox.
       await alerts.stop();
+      // Appends still in a batch are written (and answered) before the anchor and the store close.
+      await log.drain();
       await anchor.flush().catch(() => undefined);
       keys.close();
       await store.close();

@@ -47,6 +47,12 @@ const REF_NAME = 'org.opencontainers.image.ref.name';
  */
 export class OciLayoutRegistry extends PlacingRegistry implements ArtifactRegistry {
   readonly #root: string;
+  /**
+   * The index updates of each layout folder, one after another: an update reads, changes and
+   * writes `index.json`, and two at once would lose one's manifests. Blobs, written under their
+   * digests, need no turn, so promotions of different jobs overlap everywhere else.
+   */
+  readonly #indexTurns = new Map<string, Promise<unknown>>();
 
   constructor(options: { root: string }) {
     super();
@@ -190,7 +196,19 @@ export class OciLayoutRegistry extends PlacingRegistry implements ArtifactRegist
     };
   }
 
-  async #updateIndex(dir: string, add: Descriptor[]): Promise<void> {
+  #updateIndex(dir: string, add: Descriptor[]): Promise<void> {
+    const run = () => this.#rewriteIndex(dir, add);
+    const next = (this.#indexTurns.get(dir) ?? Promise.resolve()).then(run, run);
+    const settled = next.catch(() => undefined);
+    this.#indexTurns.set(dir, settled);
+    // The last in line removes the folder's queue, so that the map does not grow with projects.
+    void settled.then(() => {
+      if (this.#indexTurns.get(dir) === settled) this.#indexTurns.delete(dir);
+    });
+    return next;
+  }
+
+  async #rewriteIndex(dir: string, add: Descriptor[]): Promise<void> {
     const path = join(dir, 'index.json');
     let index: ImageIndex = imageIndex([]);
     try {

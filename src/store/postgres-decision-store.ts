@@ -1,5 +1,6 @@
+import { insertArtifactSbom } from './postgres-policy-store.ts';
 import { type PgRow, PgTables } from './postgres-support.ts';
-import type { DecisionRecord, DecisionStore } from './store.ts';
+import type { ArtifactSbomRecord, DecisionRecord, DecisionStore } from './store.ts';
 
 function parseDecision(r: PgRow): DecisionRecord {
   return {
@@ -17,7 +18,18 @@ function parseDecision(r: PgRow): DecisionRecord {
 
 /** The decisions table of the PostgreSQL store. */
 export class PostgresDecisionStore extends PgTables implements DecisionStore {
-  async create(d: DecisionRecord): Promise<void> {
+  async create(d: DecisionRecord, kept: { artifactSbom?: ArtifactSbomRecord } = {}): Promise<void> {
+    const sbom = kept.artifactSbom;
+    if (sbom === undefined) return this.#insert(d);
+    // Both in one transaction (or in the caller's open one): a decision is never kept without
+    // the SBOM its re-evaluation needs.
+    await this.atomically(async () => {
+      await this.#insert(d);
+      await this.query(`cannot keep the SBOM of ${sbom.decisionId}`, (sql) => insertArtifactSbom(sql, sbom));
+    });
+  }
+
+  async #insert(d: DecisionRecord): Promise<void> {
     await this.query(
       `cannot record decision ${d.id}`,
       (sql) => sql`

@@ -1,5 +1,5 @@
 import { GatehouseError } from '../common/errors.ts';
-import { optional, type PgRow, PgTables } from './postgres-support.ts';
+import { optional, type PgRow, PgTables, type Sql } from './postgres-support.ts';
 import type {
   ArtifactSbomRecord,
   EnvironmentSbomRecord,
@@ -10,6 +10,15 @@ import type {
   RevocationRecord,
   TriageRecord,
 } from './store.ts';
+
+/** Keep an allowed artifact's SBOM (idempotent per decision); shared with the decisions table's writer. */
+export function insertArtifactSbom(sql: Sql, r: ArtifactSbomRecord): Promise<unknown> {
+  return sql`
+    INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at, environment)
+    VALUES (${r.decisionId}, ${r.project}, ${r.components}, ${JSON.stringify(r.subjects)}, ${r.createdAt},
+            ${r.environment ?? null})
+    ON CONFLICT (decision_id) DO NOTHING`;
+}
 
 function policyRow(r: PgRow): PolicyVersionRecord {
   return {
@@ -165,14 +174,7 @@ export class PostgresPolicyStore extends PgTables implements PolicyStore {
   }
 
   async keepArtifactSbom(r: ArtifactSbomRecord): Promise<void> {
-    await this.query(
-      `cannot keep the SBOM of ${r.decisionId}`,
-      (sql) => sql`
-        INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at, environment)
-        VALUES (${r.decisionId}, ${r.project}, ${r.components}, ${JSON.stringify(r.subjects)}, ${r.createdAt},
-                ${r.environment ?? null})
-        ON CONFLICT (decision_id) DO NOTHING`,
-    );
+    await this.query(`cannot keep the SBOM of ${r.decisionId}`, (sql) => insertArtifactSbom(sql, r));
   }
 
   async putEnvironmentSbom(r: EnvironmentSbomRecord): Promise<void> {

@@ -1,5 +1,7 @@
-import { type Row, SqliteTables } from './sqlite-support.ts';
-import type { DecisionRecord, DecisionStore } from './store.ts';
+import type { DatabaseSync } from 'node:sqlite';
+import { insertArtifactSbom } from './sqlite-policy-store.ts';
+import { type Immediate, type Row, SqliteTables } from './sqlite-support.ts';
+import type { ArtifactSbomRecord, DecisionRecord, DecisionStore } from './store.ts';
 
 function parseDecision(r: Row): DecisionRecord {
   return {
@@ -17,7 +19,22 @@ function parseDecision(r: Row): DecisionRecord {
 
 /** The decisions table of the embedded store. */
 export class SqliteDecisionStore extends SqliteTables implements DecisionStore {
-  async create(d: DecisionRecord): Promise<void> {
+  readonly #immediate: Immediate;
+
+  constructor(db: DatabaseSync, immediate: Immediate) {
+    super(db);
+    this.#immediate = immediate;
+  }
+
+  async create(d: DecisionRecord, kept: { artifactSbom?: ArtifactSbomRecord } = {}): Promise<void> {
+    // One write transaction, run synchronously: no other write can slip in between the two.
+    this.#immediate(() => {
+      this.#insert(d);
+      if (kept.artifactSbom !== undefined) insertArtifactSbom(this.db, kept.artifactSbom);
+    });
+  }
+
+  #insert(d: DecisionRecord): void {
     this.insertNew(
       `INSERT INTO decisions (id, job_id, project, outcome, policy_digest, subjects, reasons, created_at, log_index)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -17,6 +17,9 @@ export interface LogTables {
 
 const TRANSPARENCY_LOG: LogTables = { entries: 'log_entries', nodes: 'log_nodes' };
 
+/** Hashes looked up by one statement (well under SQLite's bound on parameters). */
+const LOOKUP_CHUNK = 200;
+
 /**
  * Transparency log tables of the embedded store: entries and the interior node hashes the log
  * hands in with them (migration 5). No hash is computed here.
@@ -26,7 +29,9 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
   readonly #tables: LogTables;
   #sequencing: Promise<unknown> = Promise.resolve();
   // Prepared once: appends and proofs run these on every approval.
-  readonly #q: Record<'insert' | 'leaf' | 'node' | 'insertNode' | 'size', StatementSync>;
+  readonly #q: Record<'insert' | 'insertNode' | 'size', StatementSync>;
+  /** Lookups of several hashes at once, by kind and count (see {@link SqliteLogStore.subtreeHashes}). */
+  readonly #lookups = new Map<string, StatementSync>();
 
   constructor(db: DatabaseSync, immediate: Immediate, tables: LogTables = TRANSPARENCY_LOG) {
     super(db);
@@ -36,13 +41,10 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
     // A sharded table pair carries the shard as the first column of every key.
     const col = tables.shard === undefined ? '' : 'shard, ';
     const val = tables.shard === undefined ? '' : '?, ';
-    const where = tables.shard === undefined ? '' : 'shard = ? AND ';
     this.#q = {
       insert: db.prepare(
         `INSERT INTO ${entries} (${col}idx, body, leaf_hash, integrated_time) VALUES (${val}?, ?, ?, ?)`,
       ),
-      leaf: db.prepare(`SELECT leaf_hash AS h FROM ${entries} WHERE ${where}idx = ?`),
-      node: db.prepare(`SELECT hash AS h FROM ${nodes} WHERE ${where}level = ? AND idx = ?`),
       // A node hash never changes, so one handed in twice (a repeated fill) keeps the first.
       insertNode: db.prepare(
         `INSERT OR IGNORE INTO ${nodes} (${col}level, idx, hash) VALUES (${val}?, ?, ?)`,
@@ -110,16 +112,48 @@ export class SqliteLogStore extends SqliteTables implements LogStore {
   }
 
   async subtreeHashes(refs: readonly { level: number; index: number }[]): Promise<Uint8Array[]> {
-    const { leaf, node } = this.#q;
+    // One statement per kind and chunk rather than one per hash: a proof reads some forty hashes,
+    // and every approval reads three proofs.
+    const found = new Map<string, Uint8Array>();
+    const leaves = refs.filter((r) => r.level === 0).map((r) => r.index);
+    const nodes = refs.filter((r) => r.level > 0);
+    for (let i = 0; i < leaves.length; i += LOOKUP_CHUNK) {
+      const part = leaves.slice(i, i + LOOKUP_CHUNK);
+      for (const row of this.#lookup('leaf', part.length).all(...this.#p(...part)) as Row[])
+        found.set(`0/${Number(row.idx)}`, blob(row.h));
+    }
+    for (let i = 0; i < nodes.length; i += LOOKUP_CHUNK) {
+      const part = nodes.slice(i, i + LOOKUP_CHUNK);
+      const params = part.flatMap((r) => [r.level, r.index]);
+      for (const row of this.#lookup('node', part.length).all(...this.#p(...params)) as Row[])
+        found.set(`${Number(row.level)}/${Number(row.idx)}`, blob(row.h));
+    }
     return refs.map((r) => {
-      const row = (r.level === 0 ? leaf.get(...this.#p(r.index)) : node.get(...this.#p(r.level, r.index))) as
-        | Row
-        | undefined;
-      if (row === undefined) {
+      const h = found.get(`${r.level}/${r.index}`);
+      if (h === undefined) {
         throw new GatehouseError('NOT_FOUND', `log subtree ${r.level}/${r.index} is not complete`);
       }
-      return blob(row.h);
+      return h;
     });
+  }
+
+  /** The prepared lookup of `n` leaves or nodes by coordinates, made once per kind and size. */
+  #lookup(kind: 'leaf' | 'node', n: number): StatementSync {
+    const key = `${kind}/${n}`;
+    let q = this.#lookups.get(key);
+    if (q === undefined) {
+      const where = this.#tables.shard === undefined ? '' : 'shard = ? AND ';
+      q =
+        kind === 'leaf'
+          ? this.db.prepare(
+              `SELECT idx, leaf_hash AS h FROM ${this.#tables.entries} WHERE ${where}idx IN (${Array(n).fill('?').join(', ')})`,
+            )
+          : this.db.prepare(
+              `SELECT level, idx, hash AS h FROM ${this.#tables.nodes} WHERE ${where}(level, idx) IN (VALUES ${Array(n).fill('(?, ?)').join(', ')})`,
+            );
+      this.#lookups.set(key, q);
+    }
+    return q;
   }
 
   #sizeSync(): number {

@@ -1,3 +1,4 @@
+import type { DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '../common/errors.ts';
 import { type Row, SqliteTables } from './sqlite-support.ts';
 import type {
@@ -10,6 +11,21 @@ import type {
   RevocationRecord,
   TriageRecord,
 } from './store.ts';
+
+/** Keep an allowed artifact's SBOM (idempotent per decision); shared with the decisions table's writer. */
+export function insertArtifactSbom(db: DatabaseSync, r: ArtifactSbomRecord): void {
+  db.prepare(
+    `INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at, environment)
+     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING`,
+  ).run(
+    r.decisionId,
+    r.project,
+    r.components,
+    JSON.stringify(r.subjects),
+    r.createdAt,
+    r.environment ?? null,
+  );
+}
 
 function policyRow(r: Row): PolicyVersionRecord {
   return {
@@ -148,16 +164,7 @@ export class SqlitePolicyStore extends SqliteTables implements PolicyStore {
   }
 
   async keepArtifactSbom(r: ArtifactSbomRecord): Promise<void> {
-    this.run(
-      `INSERT INTO artifact_sboms (decision_id, project, components, subjects, created_at, environment)
-       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING`,
-      r.decisionId,
-      r.project,
-      r.components,
-      JSON.stringify(r.subjects),
-      r.createdAt,
-      r.environment ?? null,
-    );
+    insertArtifactSbom(this.db, r);
   }
 
   async putEnvironmentSbom(r: EnvironmentSbomRecord): Promise<void> {

@@ -63,7 +63,7 @@ export class SqliteStore implements Store {
   private constructor(db: DatabaseSync) {
     this.#db = db;
     this.jobs = new SqliteJobStore(db);
-    this.decisions = new SqliteDecisionStore(db);
+    this.decisions = new SqliteDecisionStore(db, (fn) => this.#immediate(fn));
     this.log = new SqliteLogStore(db, (fn) => this.#immediate(fn));
     this.ct = new SqliteCtLogStore(db, (fn) => this.#immediate(fn));
     this.cosignatures = new SqliteCosignatureStore(db);

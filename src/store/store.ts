@@ -132,7 +132,12 @@ export interface BuildLogRecord extends BuildLogSummary {
 }
 
 export interface DecisionStore {
-  create(decision: DecisionRecord): Promise<void>;
+  /**
+   * Store a decision and, for an allowed one, the SBOM kept with it for re-evaluation: in one
+   * transaction, both or neither.
+   * @throws GatehouseError CONFLICT when the decision exists, STORE_ERROR
+   */
+  create(decision: DecisionRecord, kept?: { artifactSbom?: ArtifactSbomRecord }): Promise<void>;
   get(id: string): Promise<DecisionRecord | undefined>;
   list(options?: { limit?: number; jobId?: string }): Promise<DecisionRecord[]>;
   countByOutcome(): Promise<Record<string, number>>;

@@ -215,6 +215,26 @@ export function describeRegistryContract(
       );
     });
 
+    it('keeps every one of many promotions of one project made at once', async () => {
+      const tags = Array.from({ length: 8 }, (_, i) => `job-at-once-${i}`);
+      const placed = await Promise.all(
+        tags.map((tag, i) =>
+          registry.promote({
+            project: 'contract-concurrent',
+            tag,
+            files: [file('a', `concurrent ${i}`)],
+            attachments: [attachment(DECISION, `{"n":${i}}`)],
+          }),
+        ),
+      );
+      for (const [i, tag] of tags.entries())
+        assert.equal(
+          (await registry.inspect('promoted', 'contract-concurrent', tag))?.manifestDigest,
+          placed[i]?.manifestDigest,
+          `${tag} is still tagged`,
+        );
+    });
+
     const bad: [string, () => Parameters<ArtifactRegistry['promote']>[0]][] = [
       [
         'a file whose bytes do not match its digest',

@@ -131,6 +131,38 @@ function decisionAndLogEntryCases(store: Store): void {
     assert.equal((await store.decisions.list({ jobId: 'j1' })).length, 1);
   });
 
+  it('stores a decision and its kept SBOM together, or neither when the decision is refused', async () => {
+    const decision = {
+      id: 'd-kept',
+      jobId: 'j-kept',
+      project: 'p',
+      outcome: 'allow' as const,
+      policyDigest: 'ab'.repeat(32),
+      subjects: [{ name: 'a', sha256: 'cd'.repeat(32) }],
+      reasons: [],
+      createdAt: new Date().toISOString(),
+      logIndex: 7,
+    };
+    const sbom = (decisionId: string) => ({
+      decisionId,
+      project: 'p',
+      components: '[{"purl":"pkg:npm/x@1"}]',
+      subjects: decision.subjects,
+      createdAt: decision.createdAt,
+    });
+    await store.decisions.create(decision, { artifactSbom: sbom('d-kept') });
+    assert.equal((await store.decisions.get('d-kept'))?.logIndex, 7);
+    const kept = (await store.policies.artifactSboms()).filter((s) => s.decisionId === 'd-kept');
+    assert.deepEqual(kept, [sbom('d-kept')]);
+    // The same decision again, with an SBOM under another decision ID: refused as a whole, so the
+    // second SBOM is not kept either.
+    await assert.rejects(store.decisions.create(decision, { artifactSbom: sbom('d-kept-again') }), {
+      code: 'CONFLICT',
+    });
+    const after = (await store.policies.artifactSboms()).filter((s) => s.decisionId === 'd-kept-again');
+    assert.deepEqual(after, []);
+  });
+
   it('appends log entries at consecutive indices and returns them unchanged', async () => {
     const before = await store.log.size();
     const entries = [1, 2, 3].map((n) => ({
@@ -426,7 +458,10 @@ function triageCases(store: Store): void {
       createdAt: rev.createdAt,
     };
     await store.policies.keepArtifactSbom(sbom);
-    assert.deepEqual(await store.policies.artifactSboms(), [sbom]);
+    assert.deepEqual(
+      (await store.policies.artifactSboms()).filter((s) => s.decisionId === sbom.decisionId),
+      [sbom],
+    );
     await store.policies.addVex({ id: 'v', json: '{}', createdAt: rev.createdAt });
     await store.policies.addVex({ id: 'v', json: '{"a":1}', createdAt: rev.createdAt });
     const docs = (await store.policies.vexDocuments()).map((d) => d.json);

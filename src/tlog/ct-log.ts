@@ -7,11 +7,12 @@
  * origin); a retired shard is read-only.
  */
 import '../signing/reflect-metadata-shim.ts';
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { GatehouseError } from '../common/errors.ts';
 import {
   type CtEntryType,
+  certificateParts,
   digitallySigned,
   encodeSct,
   issuerKeyHash,
@@ -26,10 +27,11 @@ import {
   timestampedEntry,
 } from '../signing/ct.ts';
 import type { Signer } from '../signing/signer.ts';
-import type { CtLogStore, LogStore } from '../store/store.ts';
+import type { CtLogStore, LogStore, NewLogEntryRecord } from '../store/store.ts';
 import { assertKeyName } from './checkpoint.ts';
+import { GroupCommit, type LogBatching } from './group-commit.ts';
 import { foldSubtrees, leafHash, subtreesOf } from './merkle.ts';
-import { appendEntryAt } from './stored-tree.ts';
+import { appendEntriesAt } from './stored-tree.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -49,7 +51,14 @@ export interface CtLogOptions {
   /** A retired shard: readable, but it logs nothing more. */
   readOnly?: boolean;
   now?: () => Date;
+  /** How submissions are grouped into batches (src/tlog/group-commit.ts). */
+  batching?: Partial<LogBatching>;
 }
+
+/** A CT entry as the log builds it at its index: the stored record and its TimestampedEntry. */
+type CtBuiltEntry = NewLogEntryRecord & {
+  te: Parameters<typeof timestampedEntry>[0] & { extensions: Buffer };
+};
 
 /** An RFC 6962 §4.1 add-chain / add-pre-chain response. */
 export interface AddChainResponse {
@@ -163,8 +172,12 @@ export class CtLog implements PrecertificateLog {
   readonly #signer: Signer;
   readonly #roots: () => readonly Uint8Array[];
   readonly #now: () => Date;
-  #appending: Promise<unknown> = Promise.resolve();
+  /** Appends in batches, each built at the index it takes (src/tlog/group-commit.ts). */
+  readonly #batches: GroupCommit<(index: number) => CtBuiltEntry, { index: number; entry: CtBuiltEntry }>;
   readonly #checkedIssuers = new Map<string, Parsed[]>();
+  readonly #issuerKeys = new WeakMap<Parsed, KeyObject>();
+  /** Fingerprints of the issuers this instance has stored. */
+  readonly #issuersStored = new Set<string>();
 
   /** @throws GatehouseError BAD_CONFIG when the origin cannot name a note key */
   constructor(o: CtLogOptions) {
@@ -177,6 +190,7 @@ export class CtLog implements PrecertificateLog {
     this.#signer = o.signer;
     this.#roots = o.acceptedRoots;
     this.#now = o.now ?? (() => new Date());
+    this.#batches = new GroupCommit((builds) => appendEntriesAt(this.#tree, builds), o.batching);
   }
 
   /** The log's public key, DER SubjectPublicKeyInfo. */
@@ -215,41 +229,46 @@ export class CtLog implements PrecertificateLog {
   ): Promise<{ sct: Buffer; timestamp: bigint; extensions: Buffer; signature: Buffer; index: number }> {
     if (this.readOnly)
       throw new GatehouseError('CONFLICT', `the CT log ${this.origin} is retired and logs nothing more`);
-    const parsed = await this.#verifyChain(type, chain);
-    const [leaf, issuer] = parsed;
-    if (leaf === undefined || issuer === undefined) throw refused('the chain names no issuer');
-    const signed = type === 'precert' ? tbsWithout(leaf.der, PRECERT_POISON_OID) : leaf.der;
+    const { leaf, issuers } = await this.#verifyChain(type, chain);
+    const [issuer] = issuers;
+    if (issuer === undefined) throw refused('the chain names no issuer');
+    const signed = type === 'precert' ? tbsWithout(leaf, PRECERT_POISON_OID) : leaf;
     const keyHash =
       type === 'precert' ? issuerKeyHash(new Uint8Array(issuer.cert.publicKey.rawData)) : undefined;
-    const fingerprints = parsed.slice(1).map((p) => sha256(p.der));
-    // Sequenced one at a time within the process; the store refuses an append another process
-    // overtook, and the entry (which names its own index) is built again.
-    const { index, entry } = await this.#inTurn(() =>
-      appendEntryAt(this.#tree, (i) => {
-        const timestamp = BigInt(this.#now().getTime());
-        const te = {
-          timestamp,
-          type,
-          signed,
-          ...(keyHash === undefined ? {} : { issuerKeyHash: keyHash }),
-          extensions: leafIndexExtension(i),
-        };
-        // TileLeaf: the TimestampedEntry, the precertificate as submitted, the chain's fingerprints.
-        const body = Buffer.concat([
-          timestampedEntry(te),
-          ...(type === 'precert' ? [u24(leaf.der.length), leaf.der] : []),
-          u16(fingerprints.length * 32),
-          ...fingerprints,
-        ]);
-        return {
-          body,
-          leafHash: leafHash(merkleTreeLeaf(te)),
-          integratedTime: Math.floor(Number(timestamp) / 1000),
-          te,
-        };
-      }),
-    );
-    for (const p of parsed.slice(1)) await this.#store.addIssuer(sha256(p.der).toString('hex'), p.der);
+    const fingerprints = issuers.map((p) => sha256(p.der));
+    // Batched with the submissions of the same tick, in one transaction, sequenced within the
+    // process; the store refuses an append another process overtook, and each entry (which names
+    // its own index) is built again. The SCT is signed only once the entry is durable.
+    const { index, entry } = await this.#batches.submit((i) => {
+      const timestamp = BigInt(this.#now().getTime());
+      const te = {
+        timestamp,
+        type,
+        signed,
+        ...(keyHash === undefined ? {} : { issuerKeyHash: keyHash }),
+        extensions: leafIndexExtension(i),
+      };
+      // TileLeaf: the TimestampedEntry, the precertificate as submitted, the chain's fingerprints.
+      const body = Buffer.concat([
+        timestampedEntry(te),
+        ...(type === 'precert' ? [u24(leaf.length), leaf] : []),
+        u16(fingerprints.length * 32),
+        ...fingerprints,
+      ]);
+      return {
+        body,
+        leafHash: leafHash(merkleTreeLeaf(te)),
+        integratedTime: Math.floor(Number(timestamp) / 1000),
+        te,
+      };
+    });
+    for (const p of issuers) {
+      // The CA's issuers are the same every time: stored once per process, not per submission.
+      const fingerprint = sha256(p.der).toString('hex');
+      if (this.#issuersStored.has(fingerprint)) continue;
+      await this.#store.addIssuer(fingerprint, p.der);
+      this.#issuersStored.add(fingerprint);
+    }
     const signature = Buffer.from(await this.#signer.sign(sctSignedData(entry.te)));
     const sct = encodeSct({
       logId: this.logId,
@@ -265,25 +284,50 @@ export class CtLog implements PrecertificateLog {
    * when the chain stops below it); issuers are CAs, none a precertificate signing certificate;
    * a precertificate carries the critical poison and no SCTs, a certificate no poison.
    */
-  async #verifyChain(type: CtEntryType, chain: readonly Uint8Array[]): Promise<Parsed[]> {
-    const parsed = parseChain(chain.slice(0, 1));
-    const [leaf] = parsed;
-    if (leaf === undefined || chain.length > MAX_CHAIN)
+  async #verifyChain(
+    type: CtEntryType,
+    chain: readonly Uint8Array[],
+  ): Promise<{ leaf: Buffer; issuers: Parsed[] }> {
+    const [first] = chain;
+    if (first === undefined || chain.length > MAX_CHAIN)
       throw refused(`a chain must hold 2..${MAX_CHAIN} certificates`);
-    const poison = leaf.cert.getExtensions(PRECERT_POISON_OID);
+    // Every approval submits a leaf: it is read with the native parser and the project's own DER
+    // reader (the extensions exactly as encoded); the issuers, the same every time, are cached.
+    const leaf = Buffer.from(first);
+    let native: X509Certificate;
+    let extensions: ReturnType<typeof certificateParts>['extensions'];
+    try {
+      native = new X509Certificate(leaf);
+      extensions = certificateParts(leaf).extensions;
+    } catch (e) {
+      throw new GatehouseError('BAD_INPUT', 'chain certificate 0 is not a DER X.509 certificate', {
+        cause: e,
+      });
+    }
+    const poison = extensions.filter((e) => e.oid === PRECERT_POISON_OID);
     if (type === 'precert') {
       if (poison.length !== 1 || !poison[0]?.critical)
         throw refused('the precertificate does not carry exactly one critical poison extension');
-      if (leaf.cert.getExtensions(SCT_LIST_OID).length > 0)
+      if (extensions.some((e) => e.oid === SCT_LIST_OID))
         throw refused('the precertificate already carries SCTs');
     } else if (poison.length > 0) {
       throw refused('a precertificate was submitted with add-chain; use add-pre-chain');
     }
-    if (leaf.cert.notAfter < this.#now()) throw refused('the certificate has expired');
+    if (native.validToDate < this.#now()) throw refused('the certificate has expired');
     const issuers = await this.#verifiedIssuers(chain.slice(1));
-    if (!(await signedBy(leaf, issuers[0] as Parsed)))
+    if (!native.verify(this.#publicKeyOf(issuers[0] as Parsed)))
       throw refused('chain certificate 0 is not signed by certificate 1');
-    return [leaf, ...issuers];
+    return { leaf, issuers };
+  }
+
+  /** An issuer's public key as node:crypto holds it, made once per issuer. */
+  #publicKeyOf(issuer: Parsed): KeyObject {
+    let key = this.#issuerKeys.get(issuer);
+    if (key === undefined) {
+      key = createPublicKey({ key: Buffer.from(issuer.cert.publicKey.rawData), format: 'der', type: 'spki' });
+      this.#issuerKeys.set(issuer, key);
+    }
+    return key;
   }
 
   /**
@@ -320,12 +364,6 @@ export class CtLog implements PrecertificateLog {
     if (this.#checkedIssuers.size >= 16) this.#checkedIssuers.clear();
     this.#checkedIssuers.set(key, issuers);
     return issuers;
-  }
-
-  #inTurn<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#appending.then(fn, fn);
-    this.#appending = next.catch(() => undefined);
-    return next;
   }
 
   /** Number of entries. */

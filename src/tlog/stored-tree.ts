@@ -3,7 +3,7 @@
  * computes none: entries go in together with the interior nodes they complete, computed here, and
  * a log written before nodes were stored (before migration 5) has them filled in from its leaves.
  */
-import { isGatehouseError } from '../common/errors.ts';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { LogNodeRecord, LogStore, NewLogEntryRecord } from '../store/store.ts';
 import { completedNodes, interiorNodeCount, mergedSubtrees } from './merkle.ts';
 
@@ -54,28 +54,47 @@ async function appendAtEnd(store: LogStore, entries: readonly NewLogEntryRecord[
 }
 
 /**
- * Append one entry whose content depends on the index it gets (a CT entry names its own leaf
- * index): `build` is called with the index the entry would take, again after each lost race.
+ * Append entries whose content depends on the index each gets (a CT entry names its own leaf
+ * index), in one store transaction: `builds[k]` is called with the index its entry would take,
+ * again after each lost race.
  * @throws GatehouseError STORE_ERROR, CONFLICT after {@link APPEND_ATTEMPTS} lost races
  */
+export async function appendEntriesAt<T extends NewLogEntryRecord>(
+  store: LogStore,
+  builds: readonly ((index: number) => T)[],
+): Promise<{ index: number; entry: T }[]> {
+  return store.sequence(() => appendBuiltAtEnd(store, builds));
+}
+
+/** {@link appendEntriesAt} of one entry. */
 export async function appendEntryAt<T extends NewLogEntryRecord>(
   store: LogStore,
   build: (index: number) => T,
 ): Promise<{ index: number; entry: T }> {
-  return store.sequence(() => appendBuiltAtEnd(store, build));
+  const [one] = await appendEntriesAt(store, [build]);
+  if (one === undefined) throw new GatehouseError('STORE_ERROR', 'the store returned no index for the entry');
+  return one;
 }
 
 async function appendBuiltAtEnd<T extends NewLogEntryRecord>(
   store: LogStore,
-  build: (index: number) => T,
-): Promise<{ index: number; entry: T }> {
+  builds: readonly ((index: number) => T)[],
+): Promise<{ index: number; entry: T }[]> {
   for (let attempt = 1; ; attempt++) {
     const start = await store.size();
-    const entry = build(start);
-    const nodes = await nodesCompletedBy(store, start, [entry.leafHash]);
+    const built = builds.map((build, k) => ({ index: start + k, entry: build(start + k) }));
+    const nodes = await nodesCompletedBy(
+      store,
+      start,
+      built.map((b) => b.entry.leafHash),
+    );
     try {
-      await store.append(start, [entry], nodes);
-      return { index: start, entry };
+      await store.append(
+        start,
+        built.map((b) => b.entry),
+        nodes,
+      );
+      return built;
     } catch (e) {
       if (!isGatehouseError(e, 'CONFLICT') || attempt >= APPEND_ATTEMPTS) throw e;
     }

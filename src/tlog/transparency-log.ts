@@ -5,13 +5,18 @@
  * Proofs and checkpoints read O(log n) hashes of perfect subtrees the store keeps as appends
  * complete them (leaf hashes at level 0, interior nodes above), never the whole tree. The log
  * computes those hashes (stored-tree.ts); the store only keeps them.
+ *
+ * Appends are batched: the entries appended in one tick go to the store in one transaction, and
+ * one checkpoint signature covers them all; an append is acknowledged only once its batch is
+ * durable and signed, and its inclusion proof is against that checkpoint (or a later signed one).
  */
 import { canonicalJson, sha256, sha256Hex, toBase64 } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { Envelope } from '../signing/dsse.ts';
 import type { Signer } from '../signing/signer.ts';
-import type { CosignatureStore, LogStore } from '../store/store.ts';
+import type { CosignatureStore, LogStore, NewLogEntryRecord } from '../store/store.ts';
 import { assertKeyName, signCheckpoint } from './checkpoint.ts';
+import { GroupCommit, type LogBatching } from './group-commit.ts';
 import { consistencyRanges, foldSubtrees, inclusionRanges, leafHash, subtreesOf } from './merkle.ts';
 import { appendEntries, fillMissingNodes } from './stored-tree.ts';
 
@@ -30,7 +35,12 @@ export interface TransparencyLogOptions {
    * the log signs carries those of its tree.
    */
   cosignatures?: CosignatureStore;
+  /** How appends are grouped into batches (src/tlog/group-commit.ts); default `DEFAULT_LOG_BATCHING`. */
+  batching?: Partial<LogBatching>;
 }
+
+/** Signed notes kept for reuse, newest last: every proof of a batch's entries carries the batch's. */
+const SIGNED_NOTES_KEPT = 64;
 
 /** What the log promises about a freshly appended entry. */
 export interface AppendedEntry {
@@ -127,8 +137,12 @@ export class TransparencyLog {
   readonly #now: () => Date;
   readonly #onAppend: (() => void) | undefined;
   readonly #cosignatures: CosignatureStore | undefined;
-  /** Appends of this instance run one after another, so indices follow the order of the calls. */
-  #appending: Promise<unknown> = Promise.resolve();
+  /** Appends in batches, in the order of the calls (which their indices follow). */
+  readonly #batches: GroupCommit<NewLogEntryRecord, number>;
+  /** The newest tree a batch of this instance was signed at: proofs default to it. */
+  #latest: number | undefined;
+  /** Signed notes by tree size, with the root they sign (hex), oldest first. */
+  readonly #notes = new Map<number, { root: string; note: string }>();
   /** The fill of missing interior nodes, started by the first use of the tree (see {@link fillMissingNodes}). */
   #nodesComplete: Promise<void> | undefined;
 
@@ -141,6 +155,7 @@ export class TransparencyLog {
     this.#now = options.now ?? (() => new Date());
     this.#onAppend = options.onAppend;
     this.#cosignatures = options.cosignatures;
+    this.#batches = new GroupCommit((entries) => this.#writeBatch(entries), options.batching);
     this.logId = sha256Hex(options.signer.publicKeySpki());
   }
 
@@ -150,22 +165,42 @@ export class TransparencyLog {
   }
 
   /**
-   * Append one entry and sign its timestamp.
+   * Append one entry and sign its timestamp. It goes in with the other entries of its batch, and
+   * the promise settles only once that batch is durable in the store and its checkpoint signed.
    * @throws GatehouseError BAD_INPUT for an empty body, STORE_ERROR
    */
   async append(body: Uint8Array): Promise<AppendedEntry> {
     if (body.length === 0) throw new GatehouseError('BAD_INPUT', 'a log entry body cannot be empty');
     const integratedTime = Math.floor(this.#now().getTime() / 1000);
-    const entry = { body, leafHash: leafHash(body), integratedTime };
-    await this.#treeReady();
-    const [index] = await this.#inTurn(() => appendEntries(this.#store, [entry]));
-    if (index === undefined)
-      throw new GatehouseError('STORE_ERROR', 'the store returned no index for the entry');
-    this.#onAppend?.();
+    const index = await this.#batches.submit({ body, leafHash: leafHash(body), integratedTime });
     const inclusionPromise = await this.#signer.sign(
       setPayload({ body, integratedTime, logId: this.logId, logIndex: index }),
     );
     return { index, integratedTime, logId: this.logId, inclusionPromise };
+  }
+
+  /** Settles once every append made so far has been written (or has failed). */
+  drain(): Promise<void> {
+    return this.#batches.drain();
+  }
+
+  /**
+   * One batch: its entries in one store transaction, then one checkpoint over the tree they end.
+   * Nobody hears of an index before the store holds it durably and the checkpoint is signed, so a
+   * crash at any point loses only appends that were never acknowledged.
+   */
+  async #writeBatch(entries: readonly NewLogEntryRecord[]): Promise<number[]> {
+    await this.#treeReady();
+    const indices = await appendEntries(this.#store, entries);
+    const end = indices.at(-1);
+    if (indices.length !== entries.length || end === undefined)
+      throw new GatehouseError('STORE_ERROR', 'the store returned fewer indices than entries appended');
+    // One signature for the batch: the proofs of its entries are all against this tree.
+    const [root] = await this.#rangeHashes([[0, end + 1]]);
+    await this.#note(end + 1, root as Uint8Array);
+    this.#latest = Math.max(this.#latest ?? 0, end + 1);
+    this.#onAppend?.();
+    return indices;
   }
 
   /** Current number of entries. */
@@ -173,11 +208,14 @@ export class TransparencyLog {
     return this.#store.size();
   }
 
-  /** The signed note for the current tree (or for `treeSize` ≤ the current size). */
+  /**
+   * The signed note for the current tree (or for `treeSize` ≤ the current size): the one a batch
+   * signed when there is one for that tree, else signed now.
+   */
   async checkpoint(treeSize?: number): Promise<string> {
     const size = await this.#resolveSize(treeSize);
     const [root] = await this.#rangeHashes([[0, size]]);
-    return this.#sign(size, root as Uint8Array);
+    return this.#withCosignatures(await this.#note(size, root as Uint8Array), size, root as Uint8Array);
   }
 
   /** The root hash of the tree of `treeSize` entries (default: current), unsigned. */
@@ -185,13 +223,6 @@ export class TransparencyLog {
     const size = await this.#resolveSize(treeSize);
     const [root] = await this.#rangeHashes([[0, size]]);
     return { treeSize: size, rootHash: root as Uint8Array };
-  }
-
-  /** Run `fn` after every append started before it has finished. */
-  #inTurn<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#appending.then(fn, fn);
-    this.#appending = next.catch(() => undefined);
-    return next;
   }
 
   /**
@@ -220,11 +251,12 @@ export class TransparencyLog {
   }
 
   /**
-   * The inclusion proof of entry `index` in the tree of `treeSize` entries (default: current).
+   * The inclusion proof of entry `index` in the tree of `treeSize` entries (default: the newest
+   * tree this log signed that holds the entry, else the current one).
    * @throws GatehouseError NOT_FOUND when the entry is not in that tree, BAD_INPUT for a bad size
    */
   async inclusionProof(index: number, treeSize?: number): Promise<InclusionProof> {
-    const size = await this.#resolveSize(treeSize);
+    const size = treeSize === undefined ? await this.#proofSize(index) : await this.#resolveSize(treeSize);
     if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
       throw new GatehouseError('NOT_FOUND', `log entry ${index} is not in the tree of size ${size}`);
     }
@@ -234,7 +266,11 @@ export class TransparencyLog {
       treeSize: size,
       rootHash: root as Uint8Array,
       hashes,
-      checkpoint: await this.#sign(size, root as Uint8Array),
+      checkpoint: await this.#withCosignatures(
+        await this.#note(size, root as Uint8Array),
+        size,
+        root as Uint8Array,
+      ),
     };
   }
 
@@ -261,6 +297,13 @@ export class TransparencyLog {
     };
   }
 
+  /** The newest tree this log signed that holds entry `index` (while the store still has it), else the current one. */
+  async #proofSize(index: number): Promise<number> {
+    const current = await this.#store.size();
+    const latest = this.#latest;
+    return latest !== undefined && index < latest && latest <= current ? latest : current;
+  }
+
   async #resolveSize(treeSize: number | undefined): Promise<number> {
     const current = await this.#store.size();
     if (treeSize === undefined) return current;
@@ -273,13 +316,27 @@ export class TransparencyLog {
     return treeSize;
   }
 
-  async #sign(treeSize: number, root: Uint8Array): Promise<string> {
+  /**
+   * The log's signed note for a tree: the one already signed for that size and root, else a new
+   * one (kept for the proofs that follow). A root that differs from the kept one's is signed
+   * afresh, never answered with a note for another tree.
+   */
+  async #note(treeSize: number, root: Uint8Array): Promise<string> {
+    const hex = Buffer.from(root).toString('hex');
+    const kept = this.#notes.get(treeSize);
+    if (kept !== undefined && kept.root === hex) return kept.note;
     const note = await signCheckpoint(
       { origin: this.origin, treeSize, rootHash: root, extensions: [] },
       this.#signer,
       this.origin,
     );
-    return this.#withCosignatures(note, treeSize, root);
+    this.#notes.delete(treeSize);
+    this.#notes.set(treeSize, { root: hex, note });
+    for (const oldest of this.#notes.keys()) {
+      if (this.#notes.size <= SIGNED_NOTES_KEPT) break;
+      this.#notes.delete(oldest);
+    }
+    return note;
   }
 
   /** The note with the witness cosignatures kept for its tree (same size, same root). */
