@@ -239,6 +239,46 @@ describe('the console and alerts, end to end', () => {
     );
   });
 
+  it('logs in with OIDC over HTTP only with this browser’s state and an allowed user, never showing a secret', async () => {
+    const start = async () => {
+      const r = await fetch(`${url}/console/oidc/login`, { redirect: 'manual' });
+      assert.equal(r.status, 302);
+      const setCookie = r.headers.get('set-cookie') ?? '';
+      assert.match(setCookie, /^gatehouse_oidc=[^;]+; Path=\/console\/oidc; HttpOnly; SameSite=Lax/);
+      const location = r.headers.get('location') ?? '';
+      assert.ok(location.startsWith(`${oidc.issuer}/authorize?`));
+      assert.equal(new URL(location).searchParams.get('code_challenge_method'), 'S256');
+      assert.ok(!location.includes(oidcSecret) && !setCookie.includes(oidcSecret));
+      const back = await fetch(location, { redirect: 'manual' });
+      return { flow: setCookie.split(';')[0] ?? '', callback: back.headers.get('location') ?? '' };
+    };
+    oidc.user = { sub: 'u-http', groups: ['platform'] };
+    const a = await start();
+    assert.equal((await fetch(a.callback, { redirect: 'manual' })).status, 401, 'no flow cookie');
+    const b = await start();
+    assert.equal(
+      (await fetch(a.callback, { redirect: 'manual', headers: { cookie: b.flow } })).status,
+      401,
+      "another login's state",
+    );
+    oidc.user = { sub: 'u-other', groups: ['marketing'] };
+    const c = await start();
+    assert.equal((await fetch(c.callback, { redirect: 'manual', headers: { cookie: c.flow } })).status, 401);
+    oidc.user = { sub: 'u-http', groups: ['platform'] };
+    const d = await start();
+    const ok = await fetch(d.callback, { redirect: 'manual', headers: { cookie: d.flow } });
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.get('location'), '/console/#/jobs');
+    const session = ok.headers.getSetCookie().find((x) => x.startsWith('gatehouse_console=')) ?? '';
+    assert.match(session, /HttpOnly; SameSite=Strict/);
+    const who = (await (
+      await fetch(`${url}/console/api/session`, { headers: { cookie: session.split(';')[0] ?? '' } })
+    ).json()) as { role: string; who: string };
+    assert.deepEqual([who.role, who.who], ['viewer', 'u-http']);
+    // The code was good once.
+    assert.equal((await fetch(d.callback, { redirect: 'manual', headers: { cookie: d.flow } })).status, 401);
+  });
+
   it('shows the allowed and the denied build, with the lifecycle and the reasons', async () => {
     const { jobs } = await getJson<{ jobs: { id: string; project: string; state: string }[] }>(
       '/console/api/jobs',
