@@ -6,14 +6,17 @@
  * server never holds, and a signed CloudEvent for each deny at a webhook receiver on loopback.
  *
  * The page itself runs in headless Chromium (Debian's, driven by playwright-core): it renders,
- * logs in, shows the builds, charts and proofs, releases a build with a key file the person
- * loads, with no console error and by keyboard. GATEHOUSE_CONSOLE_SCREENSHOTS=DIR saves
- * screenshots of the main pages there (docs/console/ holds the committed ones).
+ * logs in (with the viewer token, and with OIDC against a loopback provider the test starts),
+ * shows the builds, their build logs as text with the digest checked against the signed
+ * provenance, charts and proofs, refuses a viewer's triage write and releases a build as a
+ * triager with a key file the person loads, with no console error and by keyboard.
+ * GATEHOUSE_CONSOLE_SCREENSHOTS=DIR saves screenshots of the main pages there (docs/console/
+ * holds the committed ones).
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -30,8 +33,13 @@ import {
   verifyInclusion,
 } from '../src/server/console/assets/merkle.js';
 import { verifyCheckpoint } from '../src/server/console/assets/note.js';
+import { buildLogOfBundle, entryRecordsPayload, sha256Hex } from '../src/server/console/assets/provenance.js';
 import { EphemeralSigner } from '../src/signing/file-key-signer.ts';
-import { cli, examplesDir, missingTools, repoRoot, tempDir } from './helpers.ts';
+import { LoopbackOidcProvider } from '../src/testing/oidc-provider.ts';
+import { cli, copyExample, examplesDir, missingTools, repoRoot, tempDir } from './helpers.ts';
+
+/** What hello-app's build prints besides its own line: markup the page must show as text. */
+const INJECTION = `<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"><b>bold</b>`;
 
 /** The text of an element as a person sees it (rendered, with cell and line breaks). */
 function shown(l: Locator): Promise<string> {
@@ -63,8 +71,11 @@ describe('the console and alerts, end to end', () => {
   let server: ChildProcess | undefined;
   let url = '';
   let viewerToken = '';
+  const triagerToken = 'the triager token of this console, for tests';
   let cookie = '';
   let csrf = '';
+  let oidc: LoopbackOidcProvider;
+  const oidcSecret = 'the OIDC client secret of the console';
   const triagePem = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const runs: Record<string, { code: number; doc: { jobId: string; decision?: { decisionId: string } } }> =
     {};
@@ -81,9 +92,23 @@ describe('the console and alerts, end to end', () => {
       triagePem.publicKey.export({ format: 'pem', type: 'spki' }),
     );
     writeFileSync(join(home, 'keys', 'webhook-secret'), secret, { mode: 0o600 });
+    // The identity provider: a confidential client, platform engineers view, security triages.
+    oidc = await LoopbackOidcProvider.start({ id: 'gatehouse-console', secret: oidcSecret });
+    writeFileSync(join(home, 'keys', 'oidc-client-secret'), oidcSecret, { mode: 0o600 });
+    writeFileSync(join(home, 'keys', 'triager-token'), triagerToken, { mode: 0o600 });
     const configPath = join(home, 'config.json');
     const config = JSON.parse(readFileSync(configPath, 'utf8'));
     config.alerts = { webhooks: [{ name: 'soc', url: hookUrl, secretFile: 'keys/webhook-secret' }] };
+    config.console = {
+      triagerTokenFile: 'keys/triager-token',
+      oidc: {
+        issuer: oidc.issuer,
+        clientId: 'gatehouse-console',
+        clientSecretFile: 'keys/oidc-client-secret',
+        allowed: { groups: ['platform', 'security'] },
+        triager: { groups: ['security'] },
+      },
+    };
     writeFileSync(configPath, JSON.stringify(config, null, 2));
 
     const child = spawn(join(repoRoot, 'bin', 'gatehouse'), ['server', '--listen', '127.0.0.1:0', ...h], {
@@ -101,13 +126,16 @@ describe('the console and alerts, end to end', () => {
       setTimeout(() => reject(new Error('server did not start')), 30_000).unref();
     });
     viewerToken = readFileSync(join(home, 'keys', 'viewer-token'), 'utf8').trim();
-    // One allowed build and two denied ones: one to release over HTTP, one in the browser.
-    for (const [name, app] of [
-      ['hello-app', 'hello-app'],
-      ['vulnerable-app', 'vulnerable-app'],
-      ['vulnerable-app-2', 'vulnerable-app'],
+    // One allowed build (that prints markup into its log) and two denied ones: one to release
+    // over HTTP, one in the browser.
+    const hello = copyExample('hello-app', tmp.path);
+    appendFileSync(join(hello, 'build.sh'), `echo '${INJECTION}'\n`);
+    for (const [name, dir] of [
+      ['hello-app', hello],
+      ['vulnerable-app', join(examplesDir, 'vulnerable-app')],
+      ['vulnerable-app-2', join(examplesDir, 'vulnerable-app')],
     ] as const) {
-      const r = await cli(['run', join(examplesDir, app), '--server', url, '--json', ...h], {
+      const r = await cli(['run', dir, '--server', url, '--json', ...h], {
         timeoutMs: 240_000,
       });
       runs[name] = { code: r.code, doc: JSON.parse(r.stdout) };
@@ -115,6 +143,7 @@ describe('the console and alerts, end to end', () => {
   });
   after(async () => {
     server?.kill('SIGTERM');
+    await oidc?.stop();
     receiver.closeAllConnections();
     await new Promise<void>((r) => receiver.close(() => r()));
     tmp.cleanup();
@@ -210,6 +239,46 @@ describe('the console and alerts, end to end', () => {
     );
   });
 
+  it('logs in with OIDC over HTTP only with this browser’s state and an allowed user, never showing a secret', async () => {
+    const start = async () => {
+      const r = await fetch(`${url}/console/oidc/login`, { redirect: 'manual' });
+      assert.equal(r.status, 302);
+      const setCookie = r.headers.get('set-cookie') ?? '';
+      assert.match(setCookie, /^gatehouse_oidc=[^;]+; Path=\/console\/oidc; HttpOnly; SameSite=Lax/);
+      const location = r.headers.get('location') ?? '';
+      assert.ok(location.startsWith(`${oidc.issuer}/authorize?`));
+      assert.equal(new URL(location).searchParams.get('code_challenge_method'), 'S256');
+      assert.ok(!location.includes(oidcSecret) && !setCookie.includes(oidcSecret));
+      const back = await fetch(location, { redirect: 'manual' });
+      return { flow: setCookie.split(';')[0] ?? '', callback: back.headers.get('location') ?? '' };
+    };
+    oidc.user = { sub: 'u-http', groups: ['platform'] };
+    const a = await start();
+    assert.equal((await fetch(a.callback, { redirect: 'manual' })).status, 401, 'no flow cookie');
+    const b = await start();
+    assert.equal(
+      (await fetch(a.callback, { redirect: 'manual', headers: { cookie: b.flow } })).status,
+      401,
+      "another login's state",
+    );
+    oidc.user = { sub: 'u-other', groups: ['marketing'] };
+    const c = await start();
+    assert.equal((await fetch(c.callback, { redirect: 'manual', headers: { cookie: c.flow } })).status, 401);
+    oidc.user = { sub: 'u-http', groups: ['platform'] };
+    const d = await start();
+    const ok = await fetch(d.callback, { redirect: 'manual', headers: { cookie: d.flow } });
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.get('location'), '/console/#/jobs');
+    const session = ok.headers.getSetCookie().find((x) => x.startsWith('gatehouse_console=')) ?? '';
+    assert.match(session, /HttpOnly; SameSite=Strict/);
+    const who = (await (
+      await fetch(`${url}/console/api/session`, { headers: { cookie: session.split(';')[0] ?? '' } })
+    ).json()) as { role: string; who: string };
+    assert.deepEqual([who.role, who.who], ['viewer', 'u-http']);
+    // The code was good once.
+    assert.equal((await fetch(d.callback, { redirect: 'manual', headers: { cookie: d.flow } })).status, 401);
+  });
+
   it('shows the allowed and the denied build, with the lifecycle and the reasons', async () => {
     const { jobs } = await getJson<{ jobs: { id: string; project: string; state: string }[] }>(
       '/console/api/jobs',
@@ -237,6 +306,37 @@ describe('the console and alerts, end to end', () => {
     assert.ok((d?.reasons.length ?? 0) > 0);
     assert.match(d?.policyDigest ?? '', /^(sha256:)?[0-9a-f]{64}$/, `policy digest ${d?.policyDigest}`);
     assert.ok(Number.isInteger(d?.logIndex));
+  });
+
+  it("serves each job's build log as text, with the digest its signed provenance names", async () => {
+    const allowed = runs['hello-app']?.doc.jobId ?? '';
+    assert.equal((await fetch(`${url}/console/api/jobs/${allowed}/log`)).status, 401);
+    const r = await get(`/console/api/jobs/${allowed}/log`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'text/plain; charset=utf-8');
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
+    assert.match(r.headers.get('content-security-policy') ?? '', /sandbox/);
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    assert.ok(new TextDecoder().decode(bytes).includes(INJECTION), 'kept as the build printed it');
+    const digest = await sha256Hex(bytes);
+    assert.equal(r.headers.get('gatehouse-log-sha256'), digest);
+    const { bundle } = await getJson<{ bundle: unknown }>(`/console/api/jobs/${allowed}/provenance`);
+    const named = await buildLogOfBundle(bundle);
+    assert.equal(named.digest, digest, "the provenance's build.log is the served log");
+    const e = await getJson<{ body: string }>(`/console/api/log/entries/${named.logIndex}`);
+    assert.ok(entryRecordsPayload(fromBase64(e.body), named.payloadSha256));
+    assert.ok(!entryRecordsPayload(fromBase64(e.body), '0'.repeat(64)));
+    // A provenance whose statement was altered no longer matches its log entry.
+    const altered = structuredClone(bundle) as { dsseEnvelope: { payload: string } };
+    const statement = JSON.parse(Buffer.from(altered.dsseEnvelope.payload, 'base64').toString());
+    statement.predicate.runDetails.byproducts[0].digest.sha256 = 'f'.repeat(64);
+    altered.dsseEnvelope.payload = Buffer.from(JSON.stringify(statement)).toString('base64');
+    const forged = await buildLogOfBundle(altered);
+    assert.ok(!entryRecordsPayload(fromBase64(e.body), forged.payloadSha256));
+    // A denied build was never signed: its log is there, its provenance is not.
+    const denied = runs['vulnerable-app']?.doc.jobId ?? '';
+    assert.equal((await get(`/console/api/jobs/${denied}/log`)).status, 200);
+    assert.equal((await getJson<{ bundle: unknown }>(`/console/api/jobs/${denied}/provenance`)).bundle, null);
   });
 
   it("shows each artifact's SBOM with its findings and whether VEX settles them", async () => {
@@ -371,6 +471,36 @@ describe('the console and alerts, end to end', () => {
         headers: { 'content-type': 'application/json', cookie, origin: url, ...headers },
         body: b,
       });
+    // A viewer's write is refused for its role, though the act is validly signed.
+    const viewerPost = await post({ 'x-gatehouse-csrf': csrf });
+    assert.equal(viewerPost.status, 403, await viewerPost.clone().text());
+    assert.equal(((await viewerPost.json()) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    assert.equal(
+      (
+        await fetch(`${url}/console/api/triage`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${viewerToken}` },
+          body,
+        })
+      ).status,
+      403,
+      'a bearer viewer token',
+    );
+    // A triager logs in with the static triager token; from here its session makes the writes.
+    const login = await fetch(`${url}/console/api/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: url },
+      body: JSON.stringify({ token: triagerToken }),
+    });
+    assert.equal(login.status, 200);
+    const triagerSession = (await login.json()) as { csrf: string; role: string };
+    assert.equal(triagerSession.role, 'triager');
+    const viewerCookie = cookie;
+    cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    csrf = triagerSession.csrf;
+    // A viewer's cookie with the role changed to triager is no session at all.
+    const forgedRole = viewerCookie.replace('.viewer.', '.triager.');
+    assert.equal((await post({ 'x-gatehouse-csrf': csrf, cookie: forgedRole })).status, 401);
     assert.equal((await post({})).status, 401, 'no CSRF token');
     assert.equal((await post({ 'x-gatehouse-csrf': 'x'.repeat(32) })).status, 401, 'a wrong CSRF token');
     assert.equal(
@@ -404,6 +534,17 @@ describe('the console and alerts, end to end', () => {
     assert.equal(out.action, 'release');
     assert.ok(out.placement !== undefined, 'signed and promoted');
     assert.equal((await post({ 'x-gatehouse-csrf': csrf })).status, 409, 'a replayed act is refused');
+    assert.equal(
+      (
+        await fetch(`${url}/console/api/triage`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${triagerToken}` },
+          body,
+        })
+      ).status,
+      409,
+      'a bearer triager token passes the role check; the act itself is still refused as replayed',
+    );
     const after = await getJson<{ held: { id: string }[] }>('/console/api/quarantine');
     assert.ok(!after.held.some((d) => d.id === target.id));
     // The release is told too.
@@ -466,6 +607,7 @@ describe('the console and alerts, end to end', () => {
       await page.locator('#token').waitFor();
       assert.equal(await page.evaluate('document.activeElement?.id'), 'token', 'the token field has focus');
       assert.ok(await page.locator('#nav').isHidden());
+      assert.ok(await page.locator('#oidc-login').isVisible(), 'OIDC is offered beside the token');
       await shot('login');
       await page.keyboard.type(viewerToken);
       await page.keyboard.press('Enter');
@@ -488,7 +630,33 @@ describe('the console and alerts, end to end', () => {
       await page.locator('svg.timeline rect').first().waitFor();
       assert.ok((await page.locator('svg.timeline rect').count()) >= 4, 'one bar per step');
       assert.match(await shown(page.locator('#view')), /deny/);
+      await page.locator('#log-provenance:not(:empty)').waitFor();
+      assert.equal(await page.getAttribute('#log-digest', 'data-state'), 'ok');
+      assert.match(await shown(page.locator('#log-provenance')), /No signed provenance/);
       await shot('job');
+    });
+
+    it('shows a build log as text, its digest checked in the page against the signed provenance', async () => {
+      const jobId = runs['hello-app']?.doc.jobId ?? '';
+      await page.goto(`${url}/console/#/jobs/${jobId}`);
+      await page.locator('#log-provenance[data-state]').waitFor();
+      assert.equal(
+        await page.getAttribute('#log-provenance', 'data-state'),
+        'ok',
+        await shown(page.locator('#log-provenance')),
+      );
+      assert.match(
+        await shown(page.locator('#log-provenance')),
+        /log entry #\d+, included in the verified checkpoint/,
+      );
+      const served = await (await get(`/console/api/jobs/${jobId}/log`)).arrayBuffer();
+      assert.equal(await shown(page.locator('#log-sha256')), await sha256Hex(new Uint8Array(served)));
+      // The build's markup is shown as the text it printed, and none of it became an element.
+      assert.ok((await page.locator('#build-log').textContent())?.includes(INJECTION));
+      assert.equal(await page.locator('#build-log *').count(), 0);
+      assert.equal(await page.evaluate('typeof window.pwned'), 'undefined');
+      await page.locator('#build-log').scrollIntoViewIfNeeded();
+      await shot('build-log');
     });
 
     it('shows the decisions with their reasons, policy digest and log index', async () => {
@@ -534,7 +702,64 @@ describe('the console and alerts, end to end', () => {
       await shot('log');
     });
 
-    it('releases a denied build with a security key file loaded into the page', async () => {
+    /** Log out, then log in at the loopback identity provider as `user`. */
+    const oidcLogin = async (user: Record<string, unknown>) => {
+      await page.goto(`${url}/console/#/jobs`);
+      await page.locator('#logout').click();
+      await page.locator('#oidc-login').waitFor();
+      oidc.user = user;
+      await page.locator('#oidc-login').click();
+      await page.locator('h1', { hasText: 'Jobs' }).waitFor();
+      const cookies = await page.context().cookies();
+      assert.equal(cookies.find((c) => c.name === 'gatehouse_console')?.httpOnly, true);
+      assert.equal(
+        cookies.find((c) => c.name === 'gatehouse_oidc'),
+        undefined,
+        'the flow state is gone',
+      );
+    };
+
+    it('logs in with OIDC as a viewer, who sees no signing form and whose write is refused', async () => {
+      await oidcLogin({ sub: 'u-view', email: 'vera@example.org', groups: ['platform'] });
+      assert.match(await shown(page.locator('#whoami')), /vera@example\.org \(u-view\) · viewer/);
+      const html = await page.content();
+      assert.ok(!html.includes(oidcSecret) && !html.includes(viewerToken), 'no secret in the page');
+      const id = runs['vulnerable-app-2']?.doc.decision?.decisionId ?? '';
+      await page.goto(`${url}/console/#/quarantine`);
+      const card = page.locator(`article[data-decision="${id}"]`);
+      await card.waitFor();
+      assert.equal(await card.locator('button[type="submit"]').count(), 0);
+      assert.ok(await card.locator('.viewer-note').isVisible());
+      await shot('quarantine-viewer');
+      // The page's own request with the session's CSRF token: refused for the role.
+      const before = errors.length;
+      const status = await page.evaluate(async (decisionId) => {
+        const s = (await (await fetch('/console/api/session')).json()) as { csrf: string };
+        const r = await fetch('/console/api/triage', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-gatehouse-csrf': s.csrf },
+          body: JSON.stringify({
+            decisionId,
+            action: 'release',
+            reason: 'a viewer tries',
+            signature: 'AAAA',
+            keyId: '0'.repeat(64),
+          }),
+        });
+        return r.status;
+      }, id);
+      assert.equal(status, 403);
+      // Chromium reports the refused request on its console; that one is expected.
+      const seen = errors.splice(before);
+      assert.ok(
+        seen.every((e) => /status of 403/.test(e)),
+        seen.join('\n'),
+      );
+    });
+
+    it('releases a denied build as a triager logged in with OIDC, with a security key file loaded into the page', async () => {
+      await oidcLogin({ sub: 'u-sec', email: 'sam@example.org', groups: ['security'] });
+      assert.match(await shown(page.locator('#whoami')), /· triager$/);
       const id = runs['vulnerable-app-2']?.doc.decision?.decisionId ?? '';
       await page.goto(`${url}/console/#/quarantine`);
       const card = page.locator(`article[data-decision="${id}"]`);

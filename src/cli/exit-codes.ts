@@ -39,6 +39,7 @@ export const exitCodeByCode: Readonly<Record<ErrorCode, number>> = {
   TOKEN_WRONG_JOB: 3,
   TOKEN_REVOKED: 3,
   UNAUTHORIZED: 3,
+  FORBIDDEN: 3,
   PROOF_OF_POSSESSION_FAILED: 3,
   TPM_UNAVAILABLE: 1,
   SIGNATURE_INVALID: 3,

@@ -37,7 +37,8 @@ export const COMMAND_HELP = {
       'gatehouse server [--home DIR] [--listen HOST:PORT] [--store postgres://USER@HOST/DB] [--viewer-token-file F]',
     details:
       'With --store (or config.json store.kind postgres), several instances share one PostgreSQL database (README: running beyond one machine).\n' +
-      'The console is at /console; viewers log in with the token in --viewer-token-file (default keys/viewer-token, made on first start).',
+      'The console is at /console; viewers log in with the token in --viewer-token-file (default keys/viewer-token, made on first start),\n' +
+      'or with the OIDC issuer of config.json console.oidc; triagers with console.triagerTokenFile or an OIDC claim (docs/console.md).',
     examples: [
       'gatehouse server --listen 127.0.0.1:8700',
       "gatehouse server --listen 0.0.0.0:8701 --store 'postgres://gatehouse@db.internal/gatehouse?sslmode=verify-full'",

@@ -41,6 +41,8 @@ export const ERROR_CODES = [
   'PROOF_OF_POSSESSION_FAILED',
   // a request about a job without the credential that may make it
   'UNAUTHORIZED',
+  // an authenticated party asking for what its role may not do
+  'FORBIDDEN',
   'TPM_UNAVAILABLE',
   // verification at deploy time
   'SIGNATURE_INVALID',

@@ -6,6 +6,55 @@ import { GatehouseError } from '../common/errors.ts';
 import { artifactLimitsSchema } from '../sbom/artifact/limits.ts';
 import { sourceConfigSchema } from '../source/config.ts';
 
+/** Signature algorithms an ID token may use (asymmetric only: never `none` or HMAC). */
+const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const;
+
+function isLoopback(u: URL): boolean {
+  return u.hostname === '127.0.0.1' || u.hostname === 'localhost' || u.hostname === '[::1]';
+}
+
+/** https, or plain http on loopback only (a test's or a local issuer). */
+function isSafeUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'https:' || (u.protocol === 'http:' && isLoopback(u))) && u.hash === '';
+  } catch {
+    return false;
+  }
+}
+
+const claimValues = z.record(
+  z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/),
+  z.array(z.string().min(1).max(1024)).min(1).max(256),
+);
+
+/** config.json `console.oidc`: the issuer viewers log in with. */
+export const consoleOidcSchema = z.strictObject({
+  /** The exact `iss` of its ID tokens; its discovery document is at `<issuer>/.well-known/openid-configuration`. */
+  issuer: z.string().refine(isSafeUrl, 'must be an https URL (plain http only on loopback)'),
+  clientId: z.string().min(1).max(512),
+  /** The client secret, in a file of mode 0600 (relative to the home); absent: a public client (PKCE only). */
+  clientSecretFile: z.string().min(1).optional(),
+  /**
+   * Who may log in: every claim named must be in the ID token with one of the values (for an
+   * array claim such as `groups`, one of its elements). At least one claim: an issuer's every
+   * account is rarely meant.
+   */
+  allowed: claimValues.refine((o) => Object.keys(o).length > 0, 'name at least one claim'),
+  /** Who logs in as a triager (besides passing `allowed`), in the same form; absent: nobody by OIDC. */
+  triager: claimValues.optional(),
+  /** The redirect URI registered at the issuer; default `<this origin>/console/oidc/callback`. */
+  redirectUri: z.string().refine(isSafeUrl, 'must be an https URL (plain http only on loopback)').optional(),
+  algorithms: z.array(z.enum(ALGORITHMS)).min(1).default(['RS256', 'ES256']),
+  scopes: z
+    .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/))
+    .max(16)
+    .default(['openid', 'profile', 'email']),
+});
+
+/** The console's OIDC issuer, as config.json gives it (defaults filled in). */
+export type ConsoleOidcConfig = z.infer<typeof consoleOidcSchema>;
+
 /**
  * The home's config.json: data, validated once at start-up, then frozen. The wiring switches
  * over each discriminated union exhaustively, so a new backend cannot be half-added.
@@ -274,8 +323,18 @@ export const configSchema = z
       .optional(),
     /** Webhook alerts (CloudEvents, HMAC-signed) on denies, quarantines, triage, refusals, revocations. */
     alerts: alertsConfigSchema.optional(),
-    /** The web console (`/console`): where its viewer token is kept (default keys/viewer-token). */
-    console: z.strictObject({ viewerTokenFile: z.string().min(1).optional() }).optional(),
+    /**
+     * The web console (`/console`, docs/console.md): where its viewer token is kept (default
+     * keys/viewer-token), the static triager token's file (none by default), and an OIDC issuer
+     * viewers and triagers may log in with.
+     */
+    console: z
+      .strictObject({
+        viewerTokenFile: z.string().min(1).optional(),
+        triagerTokenFile: z.string().min(1).optional(),
+        oidc: consoleOidcSchema.optional(),
+      })
+      .optional(),
   })
   .strict();
 

@@ -311,6 +311,8 @@ export interface OpenHome {
   /** The log's witnesses, when the config names any. */
   witnessing: LogWitnessing | undefined;
   controlPlane: EmbeddedControlPlane;
+  /** Where promoted and quarantined artifacts are placed, with their bundles. */
+  registry: ArtifactRegistry;
   runner: Runner;
   /** A fresh attester for one job, as the config says: a vTPM from the home's pool, or software. */
   attester: () => Attester;
@@ -540,6 +542,7 @@ export async function openHome(
     ct,
     witnessing,
     controlPlane,
+    registry,
     runner,
     attester,
     host,

@@ -32,6 +32,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   TOKEN_WRONG_JOB: 403,
   TOKEN_REVOKED: 401,
   UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   PROOF_OF_POSSESSION_FAILED: 401,
   TPM_UNAVAILABLE: 503,
   SIGNATURE_INVALID: 422,

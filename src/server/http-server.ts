@@ -24,8 +24,8 @@ export interface Reply {
   /** A binary answer (CT tiles, certificates). */
   bytes?: Uint8Array;
   contentType?: string;
-  /** Extra headers (caching of immutable tiles). */
-  headers?: Record<string, string>;
+  /** Extra headers (caching of immutable tiles); several values for one (set-cookie) as a list. */
+  headers?: Record<string, string | string[]>;
 }
 export interface Route {
   method: 'GET' | 'POST' | 'PUT';

@@ -1,7 +1,8 @@
 import { GatehouseError } from '../../common/errors.ts';
 import { homeVtpmPool, openHome, resolveHome } from '../../home/home.ts';
 import { consoleRoutes } from '../../server/console/console-routes.ts';
-import { loadViewerToken } from '../../server/console/viewer-token.ts';
+import { loadOidcClientSecret } from '../../server/console/oidc-login.ts';
+import { loadTriagerToken, loadViewerToken } from '../../server/console/viewer-token.ts';
 import { ctRoutes } from '../../server/ct-routes.ts';
 import { createApiServer } from '../../server/http-server.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
@@ -68,13 +69,22 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const refilling = setInterval(() => void refillPool(home.root), 10_000);
   refilling.unref();
   void refillPool(home.root);
-  const viewer = await loadViewerToken(
-    home.root,
-    values['viewer-token-file'] ?? home.config.console?.viewerTokenFile,
-  ).catch(async (e: unknown) => {
+  const consoleConfig = home.config.console;
+  const access = await (async () => {
+    const viewer = await loadViewerToken(
+      home.root,
+      values['viewer-token-file'] ?? consoleConfig?.viewerTokenFile,
+    );
+    const triagerToken = await loadTriagerToken(home.root, consoleConfig?.triagerTokenFile, viewer.token);
+    const oidc = consoleConfig?.oidc;
+    // The client secret is read now, so a bad file stops the start rather than the first login.
+    const clientSecret = oidc === undefined ? undefined : await loadOidcClientSecret(home.root, oidc);
+    return { viewer, triagerToken, oidc, clientSecret };
+  })().catch(async (e: unknown) => {
     await home.close();
     throw e;
   });
+  const { viewer } = access;
   // Alerts the outbox holds (from this process, `gatehouse run`, or a restart) go out from here.
   home.alerts.start();
   const server = createApiServer({
@@ -86,7 +96,17 @@ export async function serverCommand(argv: string[]): Promise<number> {
         controlPlane: home.controlPlane,
         store: home.store,
         policies: home.policies,
+        registry: home.registry,
         viewerToken: viewer.token,
+        ...(access.triagerToken === undefined ? {} : { triagerToken: access.triagerToken }),
+        ...(access.oidc === undefined
+          ? {}
+          : {
+              oidc: {
+                config: access.oidc,
+                ...(access.clientSecret === undefined ? {} : { clientSecret: access.clientSecret }),
+              },
+            }),
       }),
     ],
   });

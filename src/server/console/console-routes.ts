@@ -13,15 +13,20 @@ import { z } from 'zod';
 import { GatehouseError } from '../../common/errors.ts';
 import type { EmbeddedControlPlane } from '../../control-plane/embedded-control-plane.ts';
 import type { HeldBuild } from '../../gate/held-build.ts';
+import type { ConsoleOidcConfig } from '../../home/config.ts';
 import type { PolicyService } from '../../policy/policy-service.ts';
+import type { ArtifactRegistry } from '../../registry/registry.ts';
 import { environmentComponents } from '../../sbom/environment.ts';
 import type { Component } from '../../sbom/model.ts';
+import { SLSA_PROVENANCE_V1 } from '../../signing/intoto.ts';
 import type { DecisionRecord, Store } from '../../store/store.ts';
 import { matchVulnerabilities } from '../../vuln/match.ts';
 import { projectPurl, vexFor } from '../../vuln/vex.ts';
 import { type Reply, type Route, readJson, route } from '../http-server.ts';
+import { OIDC_COOKIE, OidcLogin } from './oidc-login.ts';
 import { seedMetricSeries } from './series.ts';
 import {
+  type ConsoleRole,
   type ConsoleSession,
   cookieValue,
   SESSION_COOKIE,
@@ -107,17 +112,35 @@ export interface ConsoleOptions {
   store: Store;
   /** The vulnerability index and VEX statements an artifact's findings are read against. */
   policies: PolicyService;
+  /** Where promoted artifacts and their bundles are: a job's signed provenance is read there. */
+  registry: ArtifactRegistry;
   /** The static viewer token viewers log in with. */
   viewerToken: string;
+  /** The static token that logs in as a triager, if one is configured. */
+  triagerToken?: string;
+  /** The OIDC issuer viewers and triagers may log in with, if one is configured. */
+  oidc?: { config: ConsoleOidcConfig; clientSecret?: string };
 }
+
+/** Who is asking: a session (cookie) or a bearer token, and with which role. */
+type Caller = { role: ConsoleRole; session?: ConsoleSession };
 
 /** The console's routes, to hand to `createApiServer({ extraRoutes })`. */
 export function consoleRoutes(options: ConsoleOptions): Route[] {
   const { controlPlane: cp, store, policies } = options;
-  const sessions = new SessionKeeper(options.viewerToken);
+  const sessions = new SessionKeeper(options.viewerToken, options.triagerToken);
+  const oidcOptions = options.oidc;
+  const oidc =
+    oidcOptions === undefined
+      ? undefined
+      : new OidcLogin(
+          oidcOptions.config,
+          sessions.derivedKey('oidc flow'),
+          oidcOptions.clientSecret === undefined ? {} : { clientSecret: oidcOptions.clientSecret },
+        );
   const assets = loadAssets();
 
-  const json = (body: unknown, status = 200, headers: Record<string, string> = {}): Reply => ({
+  const json = (body: unknown, status = 200, headers: Record<string, string | string[]> = {}): Reply => ({
     status,
     text: JSON.stringify(body),
     contentType: 'application/json',
@@ -147,31 +170,57 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
     return m?.[1];
   }
 
-  /** The viewer's session (cookie), or a bearer viewer token. @throws GatehouseError UNAUTHORIZED */
-  function viewer(req: IncomingMessage): ConsoleSession | 'bearer' {
+  /**
+   * The caller's session (cookie), or a bearer viewer or triager token.
+   * @throws GatehouseError UNAUTHORIZED
+   */
+  function viewer(req: IncomingMessage): Caller {
     const b = bearer(req);
     if (b !== undefined) {
-      if (sessions.isViewerToken(b)) return 'bearer';
-      throw new GatehouseError('UNAUTHORIZED', 'the bearer token is not the viewer token');
+      const role = sessions.roleOfToken(b);
+      if (role !== undefined) return { role };
+      throw new GatehouseError('UNAUTHORIZED', 'the bearer token is not a console token');
     }
     const s = sessions.check(cookieValue(req.headers.cookie, SESSION_COOKIE));
     if (s === undefined) throw new GatehouseError('UNAUTHORIZED', 'log in to the console first');
-    return s;
+    return { role: s.role, session: s };
   }
 
   /**
-   * A write: from this origin, as JSON, and either with a bearer token (never sent by a browser
-   * on its own) or with the session's CSRF token echoed in a header.
+   * A triage write: from this origin, as JSON, either with a bearer token (never sent by a
+   * browser on its own) or with the session's CSRF token echoed in a header, and by a triager.
+   * Viewers read; the security signature on the act still decides whether it is applied.
+   * @throws GatehouseError UNAUTHORIZED (not logged in, CSRF), FORBIDDEN (a viewer)
    */
-  function writer(req: IncomingMessage): void {
+  function triager(req: IncomingMessage): void {
     sameOrigin(req);
     if (!/^application\/json\b/.test(req.headers['content-type'] ?? ''))
       throw new GatehouseError('BAD_INPUT', 'console writes are JSON');
     const who = viewer(req);
-    if (who === 'bearer') return;
-    const given = req.headers['x-gatehouse-csrf'];
-    if (typeof given !== 'string' || given !== who.csrf)
-      throw new GatehouseError('UNAUTHORIZED', 'the CSRF token is missing or wrong');
+    if (who.session !== undefined) {
+      const given = req.headers['x-gatehouse-csrf'];
+      if (typeof given !== 'string' || given !== who.session.csrf)
+        throw new GatehouseError('UNAUTHORIZED', 'the CSRF token is missing or wrong');
+    }
+    if (who.role !== 'triager')
+      throw new GatehouseError('FORBIDDEN', 'a viewer may read the console, not submit triage acts');
+  }
+
+  const sessionCookie = (req: IncomingMessage, cookie: string): string => {
+    // Secure when the request reached us over TLS (a terminating proxy says so).
+    const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';
+    return `${SESSION_COOKIE}=${cookie}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`;
+  };
+
+  /** The job's signed provenance bundle, when the job's artifact was promoted (allowed or released). */
+  async function provenanceBundle(jobId: string, project: string): Promise<unknown> {
+    const placed = await options.registry.inspect('promoted', project, jobId);
+    const ref = placed?.referrers.find(
+      (r) => r.annotations['dev.sigstore.bundle.predicateType'] === SLSA_PROVENANCE_V1,
+    );
+    if (ref === undefined) return null;
+    const bytes = await options.registry.attachment('promoted', project, ref.digest);
+    return JSON.parse(Buffer.from(bytes).toString('utf8')) as unknown;
   }
 
   const read =
@@ -206,14 +255,47 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
     route('POST', '/console/api/login', false, async (req) => {
       sameOrigin(req);
       const body = parse(loginBody, await readJson(req));
-      if (!sessions.isViewerToken(body.token))
-        throw new GatehouseError('UNAUTHORIZED', 'that is not the viewer token');
-      const { cookie, session } = sessions.issue();
-      // Secure when the request reached us over TLS (a terminating proxy says so).
-      const secure = req.headers['x-forwarded-proto'] === 'https' ? '; Secure' : '';
-      return json(session, 200, {
-        'set-cookie': `${SESSION_COOKIE}=${cookie}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`,
-      });
+      const role = sessions.roleOfToken(body.token);
+      if (role === undefined) throw new GatehouseError('UNAUTHORIZED', 'that is not a console token');
+      const { cookie, session } = sessions.issue(Date.now(), { role, who: `${role} token` });
+      return json(session, 200, { 'set-cookie': sessionCookie(req, cookie) });
+    }),
+    // OIDC: a top-level navigation to the issuer and back, so these answer with redirects.
+    route('GET', '/console/oidc/login', false, async (req) => {
+      if (oidc === undefined)
+        throw new GatehouseError('NOT_FOUND', 'no OIDC issuer is configured for the console');
+      sameOrigin(req);
+      const proto = req.headers['x-forwarded-proto'] === 'https' ? 'https' : 'http';
+      const { location, cookie } = await oidc.start(
+        `${proto}://${req.headers.host ?? ''}/console/oidc/callback`,
+      );
+      const secure = proto === 'https' ? '; Secure' : '';
+      return {
+        status: 302,
+        text: '',
+        headers: {
+          ...securityHeaders('no-store'),
+          location,
+          // Lax, not Strict: the issuer's redirect back is a cross-site navigation.
+          'set-cookie': `${OIDC_COOKIE}=${cookie}; Path=/console/oidc; HttpOnly; SameSite=Lax; Max-Age=600${secure}`,
+        },
+      };
+    }),
+    route('GET', '/console/oidc/callback', false, async (req, _p, url) => {
+      if (oidc === undefined)
+        throw new GatehouseError('NOT_FOUND', 'no OIDC issuer is configured for the console');
+      const clear = `${OIDC_COOKIE}=; Path=/console/oidc; HttpOnly; SameSite=Lax; Max-Age=0`;
+      const who = await oidc.finish(url.searchParams, cookieValue(req.headers.cookie, OIDC_COOKIE));
+      const { cookie } = sessions.issue(Date.now(), { role: who.role, who: who.who });
+      return {
+        status: 303,
+        text: '',
+        headers: {
+          ...securityHeaders('no-store'),
+          location: '/console/#/jobs',
+          'set-cookie': [sessionCookie(req, cookie), clear],
+        },
+      };
     }),
     route('POST', '/console/api/logout', false, async (req) => {
       sameOrigin(req);
@@ -223,10 +305,14 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
     }),
     // Answers 200 either way: the page asks on load, and a 401 there would be a console error.
     route('GET', '/console/api/session', false, async (req) => {
+      const login = { oidc: oidc === undefined ? null : { issuer: oidc.issuer } };
       const b = bearer(req);
-      if (b !== undefined) return json({ loggedIn: sessions.isViewerToken(b), bearer: true });
+      if (b !== undefined) {
+        const role = sessions.roleOfToken(b);
+        return json({ loggedIn: role !== undefined, bearer: true, ...(role === undefined ? {} : { role }) });
+      }
       const s = sessions.check(cookieValue(req.headers.cookie, SESSION_COOKIE));
-      return json(s === undefined ? { loggedIn: false } : { loggedIn: true, ...s });
+      return json(s === undefined ? { loggedIn: false, ...login } : { loggedIn: true, ...s, ...login });
     }),
     route(
       'GET',
@@ -245,6 +331,31 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
           decisions: await withTriage(await store.decisions.list({ jobId: job.id, limit: 10 })),
           refusals: await store.attestation.listRefusals({ jobId: job.id, limit: 20 }),
         };
+      }),
+    ),
+    // The build's bytes as kept: text for the page to put in as text, never a page of its own.
+    route('GET', '/console/api/jobs/:id/log', false, async (req, p) => {
+      viewer(req);
+      const log = await cp.getLog(p.id ?? '');
+      return {
+        bytes: log.content,
+        contentType: 'text/plain; charset=utf-8',
+        headers: {
+          ...securityHeaders('no-store'),
+          'content-security-policy': "default-src 'none'; sandbox",
+          'gatehouse-log-sha256': log.sha256,
+          'gatehouse-log-truncated': String(log.truncated),
+        },
+      };
+    }),
+    // The job's signed provenance, which names the build log's digest; the page checks both.
+    route(
+      'GET',
+      '/console/api/jobs/:id/provenance',
+      false,
+      read(async (_r, p) => {
+        const job = await cp.getJob(p.id ?? '');
+        return { jobId: job.id, bundle: await provenanceBundle(job.id, job.project) };
       }),
     ),
     route(
@@ -413,7 +524,7 @@ export function consoleRoutes(options: ConsoleOptions): Route[] {
       }),
     ),
     route('POST', '/console/api/triage', false, async (req) => {
-      writer(req);
+      triager(req);
       const body = parse(triageBody, await readJson(req));
       // The signature is the security role's; the server never holds the key that makes it.
       const outcome = await cp.triage(body);

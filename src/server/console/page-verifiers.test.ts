@@ -14,6 +14,7 @@ import { triageAct as serverTriageAct } from '../../triage/triage-service.ts';
 import { actDigest, loadSigningKey, signAct, triageAct } from './assets/act.js';
 import { leafHash, verifyConsistency, verifyInclusion } from './assets/merkle.js';
 import { verifyCheckpoint } from './assets/note.js';
+import { buildLogOfBundle, entryRecordsPayload, sha256Hex } from './assets/provenance.js';
 
 const leavesOf = (n: number) => Array.from({ length: n }, (_, i) => new TextEncoder().encode(`entry ${i}`));
 
@@ -104,5 +105,71 @@ describe('the console page verifiers', () => {
       loadSigningKey(publicKey.export({ format: 'pem', type: 'spki' }).toString()),
       /PKCS#8/,
     );
+  });
+
+  describe("the build log's check against the provenance", () => {
+    const digest = 'a'.repeat(64);
+    const statement = (
+      over: Record<string, unknown> = {},
+      byproducts: unknown[] = [{ name: 'build.log', digest: { sha256: digest } }],
+    ) => ({
+      _type: 'https://in-toto.io/Statement/v1',
+      subject: [],
+      predicateType: 'https://slsa.dev/provenance/v1',
+      predicate: { buildDefinition: {}, runDetails: { byproducts } },
+      ...over,
+    });
+    const bundleOf = (st: unknown, o: { payloadType?: string; entries?: unknown[] } = {}) => ({
+      mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+      verificationMaterial: { tlogEntries: o.entries ?? [{ logIndex: '7' }] },
+      dsseEnvelope: {
+        payloadType: o.payloadType ?? 'application/vnd.in-toto+json',
+        payload: Buffer.from(JSON.stringify(st)).toString('base64'),
+        signatures: [],
+      },
+    });
+
+    it("reads the build.log digest, the bundle's log index and the statement's hash", async () => {
+      const b = bundleOf(statement());
+      const named = await buildLogOfBundle(b);
+      const payload = Buffer.from(b.dsseEnvelope.payload, 'base64');
+      assert.deepEqual(named, { digest, logIndex: 7, payloadSha256: await sha256Hex(payload) });
+      const entry = (value: string, kind = 'dsse') =>
+        new TextEncoder().encode(
+          JSON.stringify({ kind, spec: { payloadHash: { algorithm: 'sha256', value } } }),
+        );
+      assert.ok(entryRecordsPayload(entry(named.payloadSha256), named.payloadSha256));
+      assert.ok(!entryRecordsPayload(entry(named.payloadSha256, 'hashedrekord'), named.payloadSha256));
+      assert.ok(!entryRecordsPayload(entry('0'.repeat(64)), named.payloadSha256));
+      assert.equal((await buildLogOfBundle(bundleOf(statement({}, [])))).digest, null, 'no log named');
+    });
+
+    it('refuses a bundle that is not a provenance with one build log and one log entry', async () => {
+      const bad: [string, unknown][] = [
+        ['no envelope', { verificationMaterial: {} }],
+        ['another payload type', bundleOf(statement(), { payloadType: 'text/plain' })],
+        [
+          'another predicate',
+          bundleOf(statement({ predicateType: 'https://slsa.dev/verification_summary/v1' })),
+        ],
+        [
+          'two build logs',
+          bundleOf(
+            statement({}, [
+              { name: 'build.log', digest: { sha256: digest } },
+              { name: 'build.log', digest: { sha256: 'b'.repeat(64) } },
+            ]),
+          ),
+        ],
+        [
+          'a digest that is no SHA-256',
+          bundleOf(statement({}, [{ name: 'build.log', digest: { sha256: 'x' } }])),
+        ],
+        ['no log entry', bundleOf(statement(), { entries: [] })],
+        ['two log entries', bundleOf(statement(), { entries: [{ logIndex: '1' }, { logIndex: '2' }] })],
+        ['a negative index', bundleOf(statement(), { entries: [{ logIndex: '-1' }] })],
+      ];
+      for (const [what, b] of bad) await assert.rejects(buildLogOfBundle(b), Error, what);
+    });
   });
 });

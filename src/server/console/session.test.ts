@@ -16,13 +16,32 @@ describe('console sessions', () => {
 
   it('refuses a cookie changed in any part, of another token, or malformed', () => {
     const { cookie } = keeper.issue(now);
-    const [v, exp, csrf, mac] = cookie.split('.');
-    const later = `${v}.${Number(exp) + 86_400}.${csrf}.${mac}`;
-    const otherCsrf = `${v}.${exp}.${'A'.repeat(32)}.${mac}`;
+    const [v, exp, csrf, role, who, mac] = cookie.split('.');
+    const later = `${v}.${Number(exp) + 86_400}.${csrf}.${role}.${who}.${mac}`;
+    const otherCsrf = `${v}.${exp}.${'A'.repeat(32)}.${role}.${who}.${mac}`;
     const other = new SessionKeeper('another viewer token entirely').issue(now).cookie;
-    for (const bad of [later, otherCsrf, other, `${cookie}x`, '', 'v1..', cookie.replace('v1', 'v2')])
+    for (const bad of [later, otherCsrf, other, `${cookie}x`, '', 'v2..', cookie.replace('v2', 'v1')])
       assert.equal(keeper.check(bad, now), undefined, bad);
     assert.equal(keeper.check(undefined, now), undefined);
+  });
+
+  it("carries the role and who under the MAC: a viewer cannot make its cookie a triager's", () => {
+    const { cookie, session } = keeper.issue(now, { role: 'viewer', who: 'ana@example.org (u-1)' });
+    assert.equal(session.role, 'viewer');
+    assert.deepEqual(keeper.check(cookie, now), session);
+    const promoted = cookie.replace('.viewer.', '.triager.');
+    assert.equal(keeper.check(promoted, now), undefined);
+    const [v, exp, csrf, role, , mac] = cookie.split('.');
+    const renamed = `${v}.${exp}.${csrf}.${role}.${Buffer.from('admin').toString('base64url')}.${mac}`;
+    assert.equal(keeper.check(renamed, now), undefined);
+  });
+
+  it('tells the viewer token from the triager token, and knows neither otherwise', () => {
+    const both = new SessionKeeper('the viewer token of this home', 'the triager token of this home');
+    assert.equal(both.roleOfToken('the viewer token of this home'), 'viewer');
+    assert.equal(both.roleOfToken('the triager token of this home'), 'triager');
+    assert.equal(both.roleOfToken('the triager token of this hom'), undefined);
+    assert.equal(keeper.roleOfToken('the triager token of this home'), undefined, 'none configured');
   });
 
   it('compares the viewer token exactly', () => {

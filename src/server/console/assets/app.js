@@ -4,8 +4,11 @@ import { actDigest, loadSigningKey, signAct, triageAct } from './act.js';
 import { seriesChart, timeline } from './charts.js';
 import { fromBase64, fromHex, leafHash, toHex, verifyConsistency, verifyInclusion } from './merkle.js';
 import { verifyCheckpoint } from './note.js';
+import { buildLogOfBundle, entryRecordsPayload, sha256Hex } from './provenance.js';
 
 let csrf;
+let role;
+let oidcLogin = null;
 const byId = (id) => document.getElementById(id);
 const view = () => byId('view');
 
@@ -46,15 +49,23 @@ async function api(path, init = {}) {
 
 function showLogin() {
   csrf = undefined;
+  role = undefined;
   byId('nav').hidden = true;
+  byId('whoami').textContent = '';
   view().replaceChildren();
   byId('login').hidden = false;
+  const oidc = byId('oidc-login');
+  oidc.hidden = oidcLogin === null;
+  if (oidcLogin !== null) oidc.textContent = `Log in with ${new URL(oidcLogin.issuer).host}`;
   byId('token').focus();
 }
 
-function showApp() {
+function showApp(session) {
+  csrf = session.csrf;
+  role = session.role;
   byId('login').hidden = true;
   byId('nav').hidden = false;
+  byId('whoami').textContent = `${session.who ?? ''} · ${session.role}`;
 }
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
@@ -130,7 +141,84 @@ async function jobView(id) {
     job.result?.error ? h('p', { class: 'error' }, `Error: ${job.result.error}`) : '',
     refusals.length > 0 ? h('h2', {}, 'Attestation refusals') : '',
     refusals.length > 0 ? refusalsTable(refusals) : '',
+    buildLogSection(job),
   );
+}
+
+/**
+ * The build log as text (never markup: its bytes are the build's), its SHA-256 computed here,
+ * and checked against the digest the signed provenance names, whose statement is checked against
+ * the transparency log entry its bundle cites, with an inclusion proof under a verified checkpoint.
+ */
+function buildLogSection(job) {
+  const digestLine = h('p', { id: 'log-digest', class: 'verified', role: 'status' }, 'reading the log…');
+  const provenanceLine = h('p', { id: 'log-provenance', class: 'verified', role: 'status' });
+  const text = h('pre', { id: 'build-log', class: 'build-log', tabindex: '0', 'aria-label': 'Build log' });
+  const section = h(
+    'section',
+    { 'aria-label': 'Build log' },
+    h('h2', {}, 'Build log'),
+    digestLine,
+    provenanceLine,
+    text,
+  );
+  void (async () => {
+    const res = await fetch(`/console/api/jobs/${encodeURIComponent(job.id)}/log`, {
+      credentials: 'same-origin',
+    });
+    if (res.status === 404) {
+      digestLine.textContent = 'No build log was kept for this job.';
+      return;
+    }
+    if (!res.ok) throw new Error(`the log cannot be read (HTTP ${res.status})`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const digest = await sha256Hex(bytes);
+    text.textContent = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+    const served = res.headers.get('gatehouse-log-sha256');
+    const cut =
+      res.headers.get('gatehouse-log-truncated') === 'true' ? ' (cut to its first and last half MiB)' : '';
+    digestLine.append(h('code', { id: 'log-sha256' }, digest));
+    if (served !== digest) {
+      digestLine.dataset.state = 'failed';
+      digestLine.firstChild.textContent = `✘ the served bytes are not the digest the server names (${served}): `;
+    } else {
+      digestLine.dataset.state = 'ok';
+      digestLine.firstChild.textContent = `✔ ${bytes.length} bytes${cut}, SHA-256 computed in this browser: `;
+    }
+    const { bundle } = await api(`/jobs/${encodeURIComponent(job.id)}/provenance`);
+    if (bundle === null) {
+      provenanceLine.textContent =
+        'No signed provenance for this job (its build was not signed), so nothing to check the log against.';
+      return;
+    }
+    const named = await buildLogOfBundle(bundle);
+    if (named.digest === null) {
+      provenanceLine.textContent = 'The signed provenance names no build log.';
+      return;
+    }
+    if (named.digest !== digest)
+      throw new Error(`the provenance names build.log ${named.digest}, not these bytes`);
+    const { checkpoint, logKeys } = await api('/log/checkpoint');
+    const cp = await verifyCheckpoint(checkpoint, logKeys.map((k) => k.spki).filter(Boolean));
+    const e = await api(`/log/entries/${named.logIndex}?treeSize=${cp.treeSize}`);
+    const body = fromBase64(e.body);
+    await verifyInclusion(
+      named.logIndex,
+      cp.treeSize,
+      await leafHash(body),
+      e.inclusionProof.hashes.map(fromHex),
+      cp.rootHash,
+    );
+    if (!entryRecordsPayload(body, named.payloadSha256))
+      throw new Error(`log entry #${named.logIndex} does not record this provenance`);
+    provenanceLine.dataset.state = 'ok';
+    provenanceLine.textContent = `✔ the signed provenance names this digest for build.log, and its statement is log entry #${named.logIndex}, included in the verified checkpoint of ${cp.treeSize} entries`;
+  })().catch((err) => {
+    if (err instanceof Unauthorized) return;
+    provenanceLine.dataset.state = 'failed';
+    provenanceLine.textContent = `✘ ${err.message}`;
+  });
+  return section;
 }
 
 function decisionsTable(decisions) {
@@ -309,6 +397,13 @@ function triageCard(d) {
     d.releasable
       ? ''
       : h('p', { class: 'warn' }, 'Its submission never verified: it can be rejected, not released.'),
+    role === 'triager'
+      ? ''
+      : h(
+          'p',
+          { class: 'muted viewer-note' },
+          'You are logged in as a viewer: prepare the act and sign it with `gatehouse triage`, or ask a triager to submit it here.',
+        ),
     h(
       'form',
       { class: 'triage', onsubmit: submit },
@@ -328,9 +423,11 @@ function triageCard(d) {
         },
         'Prepare act',
       ),
-      h('label', { for: keyFile.id }, 'Security key (PKCS#8 PEM, stays in this page)'),
-      keyFile,
-      h('button', { type: 'submit' }, 'Sign and submit'),
+      role === 'triager'
+        ? h('label', { for: keyFile.id }, 'Security key (PKCS#8 PEM, stays in this page)')
+        : '',
+      role === 'triager' ? keyFile : '',
+      role === 'triager' ? h('button', { type: 'submit' }, 'Sign and submit') : '',
     ),
     out,
     status,
@@ -526,10 +623,9 @@ byId('login-form').addEventListener('submit', async (ev) => {
   const input = byId('token');
   try {
     const s = await api('/login', { method: 'POST', body: JSON.stringify({ token: input.value }) });
-    csrf = s.csrf;
     input.value = '';
     byId('login-error').textContent = '';
-    showApp();
+    showApp(s);
     await route();
   } catch (e) {
     byId('login-error').textContent = e.message;
@@ -545,9 +641,9 @@ window.addEventListener('hashchange', () => void route());
 
 try {
   const s = await api('/session');
+  oidcLogin = s.oidc ?? null;
   if (!s.loggedIn) throw new Unauthorized('log in first');
-  csrf = s.csrf;
-  showApp();
+  showApp(s);
   await route();
 } catch {
   showLogin();
