@@ -116,11 +116,22 @@ export class TpmClient {
 
   async #connect(): Promise<Socket> {
     if (this.#socket !== undefined && !this.#socket.destroyed) return this.#socket;
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection(this.#path);
-      s.once('connect', () => resolve(s));
-      s.once('error', (e) => reject(tpmError(`cannot reach the TPM at ${this.#path}`, e)));
-    });
+    const attempt = () =>
+      new Promise<Socket>((resolve, reject) => {
+        const s = createConnection(this.#path);
+        s.once('connect', () => resolve(s));
+        s.once('error', (e) => reject(tpmError(`cannot reach the TPM at ${this.#path}`, e)));
+      });
+    let socket: Socket | undefined;
+    // swtpm binds its socket file a moment before it listens: a refusal then is retried briefly.
+    for (let i = 0; socket === undefined; i++) {
+      try {
+        socket = await attempt();
+      } catch (e) {
+        if (i >= 50) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     socket.on('error', () => undefined);
     this.#socket = socket;
     return socket;
