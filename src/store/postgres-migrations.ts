@@ -357,4 +357,19 @@ export const postgresMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 19,
+    name: 'host-attestation',
+    sql: `
+      CREATE TABLE host_attestations (
+        host ${T} PRIMARY KEY,
+        enrollment_version BIGINT NOT NULL,
+        status ${T} NOT NULL CHECK (status IN ('trusted', 'quarantined')),
+        quoted_at BIGINT NOT NULL,
+        reason ${T},
+        pcrs ${T} NOT NULL,
+        updated_at ${T} NOT NULL
+      );
+    `,
+  },
 ];

@@ -143,7 +143,10 @@ export function derLength(der: Uint8Array): number {
 }
 
 /** The leaf checks every EK certificate gets: DER, not a CA, EK purpose, key usage, validity. */
-function checkEkLeaf(der: Uint8Array, now: Date): { cert: X509Certificate; tpm: VerifiedEkCertificate['tpm'] } {
+function checkEkLeaf(
+  der: Uint8Array,
+  now: Date,
+): { cert: X509Certificate; tpm: VerifiedEkCertificate['tpm'] } {
   let cert: X509Certificate;
   let tpm: VerifiedEkCertificate['tpm'];
   let usage: number | undefined;
@@ -160,7 +163,10 @@ function checkEkLeaf(der: Uint8Array, now: Date): { cert: X509Certificate; tpm: 
   if (cert.ca) throw new EkCertificateError('malformed', 'the EK certificate is a CA certificate');
   // The purpose is required: a certificate without extendedKeyUsage is not an EK certificate.
   if (!(cert.keyUsage ?? []).includes(TCG_OIDS.ekCertificate))
-    throw new EkCertificateError('malformed', 'the certificate is not for an EK (no tcg-kp-EKCertificate purpose)');
+    throw new EkCertificateError(
+      'malformed',
+      'the certificate is not for an EK (no tcg-kp-EKCertificate purpose)',
+    );
   const want = cert.publicKey.asymmetricKeyType === 'rsa' ? KU.keyEncipherment : KU.keyAgreement;
   if (usage === undefined || (usage & want) === 0)
     throw new EkCertificateError(
@@ -173,7 +179,13 @@ function checkEkLeaf(der: Uint8Array, now: Date): { cert: X509Certificate; tpm: 
 }
 
 /** keyUsage bits (digitalSignature = 0x80 of the first byte … as a number, bit 0 = digitalSignature). */
-const KU = { digitalSignature: 1 << 0, keyEncipherment: 1 << 2, keyAgreement: 1 << 4, keyCertSign: 1 << 5, cRLSign: 1 << 6 };
+const KU = {
+  digitalSignature: 1 << 0,
+  keyEncipherment: 1 << 2,
+  keyAgreement: 1 << 4,
+  keyCertSign: 1 << 5,
+  cRLSign: 1 << 6,
+};
 
 /** The keyUsage extension's bits (bit n = KeyUsage n of RFC 5280), or undefined when absent. */
 function keyUsageBits(der: Uint8Array): number | undefined {
@@ -210,11 +222,21 @@ export function parseEkCaCrl(bytes: Uint8Array | string, where: string): EkCaCrl
   try {
     const text = typeof bytes === 'string' ? bytes : Buffer.from(bytes).toString('latin1');
     const pem = /-----BEGIN (?:X509 )?CRL-----([A-Za-z0-9+/=\s]+)-----END (?:X509 )?CRL-----/.exec(text);
-    const der = pem !== null ? Buffer.from((pem[1] ?? '').replace(/\s+/g, ''), 'base64') : Buffer.from(bytes as Uint8Array);
+    const der =
+      pem !== null
+        ? Buffer.from((pem[1] ?? '').replace(/\s+/g, ''), 'base64')
+        : Buffer.from(bytes as Uint8Array);
     const list = AsnConvert.parse(der, CertificateList);
     const tbs = Buffer.from(AsnConvert.serialize(list.tbsCertList));
     const alg = list.signatureAlgorithm.algorithm;
-    const algorithm = alg === '1.2.840.10045.4.3.2' ? 'sha256' : alg === '1.2.840.10045.4.3.3' ? 'sha384' : alg === '1.2.840.113549.1.1.11' ? 'sha256' : '';
+    const algorithm =
+      alg === '1.2.840.10045.4.3.2'
+        ? 'sha256'
+        : alg === '1.2.840.10045.4.3.3'
+          ? 'sha384'
+          : alg === '1.2.840.113549.1.1.11'
+            ? 'sha256'
+            : '';
     if (algorithm === '') throw new Error(`unsupported CRL signature algorithm ${alg}`);
     const time = (t: { utcTime?: Date; generalTime?: Date } | undefined) => t?.utcTime ?? t?.generalTime;
     return {
@@ -223,7 +245,9 @@ export function parseEkCaCrl(bytes: Uint8Array | string, where: string): EkCaCrl
       thisUpdate: time(list.tbsCertList.thisUpdate) as Date,
       nextUpdate: time(list.tbsCertList.nextUpdate),
       revokedSerials: new Set(
-        (list.tbsCertList.revokedCertificates ?? []).map((r) => Buffer.from(r.userCertificate).toString('hex').replace(/^0+/, '').toUpperCase()),
+        (list.tbsCertList.revokedCertificates ?? []).map((r) =>
+          Buffer.from(r.userCertificate).toString('hex').replace(/^0+/, '').toUpperCase(),
+        ),
       ),
       tbs,
       signature: Buffer.from(list.signature),
@@ -274,7 +298,8 @@ export function verifyEkCertificatePath(der: Uint8Array, trust: EkPathTrust): Ve
   const checkCrl = (c: X509Certificate, issuer: X509Certificate) => {
     for (const crl of trust.crls) {
       if (crl.issuer.replace(/\s+/g, '') !== subject(issuer).replace(/\s+/g, '')) continue;
-      if (!verifyWith(crl, issuer)) throw untrusted(`a CRL claiming to be from '${subject(issuer)}' does not verify`);
+      if (!verifyWith(crl, issuer))
+        throw untrusted(`a CRL claiming to be from '${subject(issuer)}' does not verify`);
       if (crl.thisUpdate > trust.now || (crl.nextUpdate !== undefined && crl.nextUpdate < trust.now))
         throw untrusted(`the CRL of '${subject(issuer)}' is not current`);
       if (crl.revokedSerials.has(serialKey(c.serialNumber)))
@@ -284,7 +309,10 @@ export function verifyEkCertificatePath(der: Uint8Array, trust: EkPathTrust): Ve
   const path: string[] = [];
   let current = leaf;
   for (let depth = 0; depth < 5; depth++) {
-    const candidates = [...trust.anchors.map((c) => ({ c, anchor: true })), ...trust.intermediates.map((c) => ({ c, anchor: false }))];
+    const candidates = [
+      ...trust.anchors.map((c) => ({ c, anchor: true })),
+      ...trust.intermediates.map((c) => ({ c, anchor: false })),
+    ];
     const found = candidates.find(({ c }) => c.ca && current.checkIssued(c) && current.verify(c.publicKey));
     if (found === undefined)
       throw untrusted(
@@ -305,7 +333,13 @@ export function verifyEkCertificatePath(der: Uint8Array, trust: EkPathTrust): Ve
     checkCrl(current, ca);
     path.push(subject(ca));
     if (found.anchor)
-      return { publicKey: leaf.publicKey, tpm, issuer: path[0] ?? subject(ca), serialNumber: leaf.serialNumber, path };
+      return {
+        publicKey: leaf.publicKey,
+        tpm,
+        issuer: path[0] ?? subject(ca),
+        serialNumber: leaf.serialNumber,
+        path,
+      };
     current = ca;
   }
   throw untrusted('the EK certificate path is longer than five certificates');
@@ -363,5 +397,11 @@ export function verifyVtpmEkCertificate(
       'untrusted',
       `the EK certificate (issuer '${cert.issuer.replace(/\n/g, ', ')}') was not issued by the TPM-resident vTPM CA key of an enrolled runner host`,
     );
-  return { publicKey: cert.publicKey, tpm, issuer: cert.issuer.replace(/\n/g, ', '), serialNumber: cert.serialNumber, host: issuer.host };
+  return {
+    publicKey: cert.publicKey,
+    tpm,
+    issuer: cert.issuer.replace(/\n/g, ', '),
+    serialNumber: cert.serialNumber,
+    host: issuer.host,
+  };
 }

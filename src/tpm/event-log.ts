@@ -86,7 +86,10 @@ class LeReader {
  * Spec ID event declares, in a size it declares; nothing may follow the last event.
  * @throws GatehouseError BAD_INPUT naming what is wrong and at which byte
  */
-export function parseEventLog(bytes: Uint8Array): { algorithms: Record<number, number>; events: BootEvent[] } {
+export function parseEventLog(bytes: Uint8Array): {
+  algorithms: Record<number, number>;
+  events: BootEvent[];
+} {
   const r = new LeReader(Buffer.from(bytes));
   // The header event: SHA-1 format, EV_NO_ACTION, PCR 0, a zero digest.
   const pcr0 = r.u32('header PCR index');
@@ -144,7 +147,9 @@ export function parseEventLog(bytes: Uint8Array): { algorithms: Record<number, n
 }
 
 /** Marshal a crypto-agile event log with SHA-256 digests only (the stand-in's firmware log). */
-export function writeEventLog(events: readonly { pcr: number; type: number; data: Uint8Array; digest?: string }[]): Buffer {
+export function writeEventLog(
+  events: readonly { pcr: number; type: number; data: Uint8Array; digest?: string }[],
+): Buffer {
   const parts: Buffer[] = [];
   const u32 = (v: number) => {
     const b = Buffer.alloc(4);
@@ -168,7 +173,14 @@ export function writeEventLog(events: readonly { pcr: number; type: number; data
   parts.push(u32(0), u32(EV.NO_ACTION), Buffer.alloc(20), u32(spec.length), spec);
   for (const e of events) {
     const digest = e.digest ?? createHash('sha256').update(e.data).digest('hex');
-    parts.push(u32(e.pcr), u32(e.type), u32(1), u16(ALG_SHA256), Buffer.from(digest, 'hex'), u32(e.data.length));
+    parts.push(
+      u32(e.pcr),
+      u32(e.type),
+      u32(1),
+      u16(ALG_SHA256),
+      Buffer.from(digest, 'hex'),
+      u32(e.data.length),
+    );
     parts.push(Buffer.from(e.data));
   }
   return Buffer.concat(parts);
@@ -183,14 +195,21 @@ export function replayBootLog(events: readonly BootEvent[]): Record<string, stri
   for (const e of events) {
     if (e.type === EV.NO_ACTION) {
       // TCG_EfiStartupLocalityEvent: "StartupLocality\0" then the locality byte.
-      if (e.pcr === 0 && e.data.length === 17 && e.data.subarray(0, 16).toString('latin1') === 'StartupLocality\0')
+      if (
+        e.pcr === 0 &&
+        e.data.length === 17 &&
+        e.data.subarray(0, 16).toString('latin1') === 'StartupLocality\0'
+      )
         pcrs['0'] = `${'0'.repeat(62)}${(e.data[16] ?? 0).toString(16).padStart(2, '0')}`;
       continue;
     }
     const d = e.digests[ALG_SHA256];
     if (d === undefined) continue;
     const prev = pcrs[String(e.pcr)] ?? PCR_RESET_VALUE;
-    pcrs[String(e.pcr)] = createHash('sha256').update(Buffer.from(prev, 'hex')).update(Buffer.from(d, 'hex')).digest('hex');
+    pcrs[String(e.pcr)] = createHash('sha256')
+      .update(Buffer.from(prev, 'hex'))
+      .update(Buffer.from(d, 'hex'))
+      .digest('hex');
   }
   return pcrs;
 }
@@ -202,4 +221,3 @@ export function describeBootEvent(e: BootEvent): string {
   const printable = /^[\x20-\x7e]*$/.test(text) ? ` '${text.slice(0, 80)}'` : '';
   return `PCR ${e.pcr} EV_${name}${printable}`;
 }
-

@@ -23,7 +23,15 @@ import { processAlive } from '../common/process.ts';
 import { parseCredentialBlob } from './credential.ts';
 import { EV, writeEventLog } from './event-log.ts';
 import { manufactureEkChain } from './manufacturer.ts';
-import { marshalTpmtPublic, parseTpm2bPublic, publicKeyOf, parseSignature, TPM_ALG, TPM_ECC, TPMA_OBJECT } from './structures.ts';
+import {
+  marshalTpmtPublic,
+  parseSignature,
+  parseTpm2bPublic,
+  publicKeyOf,
+  TPM_ALG,
+  TPM_ECC,
+  TPMA_OBJECT,
+} from './structures.ts';
 import { TpmClient } from './tpm-client.ts';
 
 /** Persistent handles of the host TPM (TCG provisioning guidance ranges). */
@@ -42,7 +50,9 @@ export const DEFAULT_HOST_TPM_DIR = '/var/lib/gatehouse/host-tpm';
 const DEVICE_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 
 /** The host TPM this process uses: a device, or a stand-in directory. */
-export type HostTpmLocation = { readonly kind: 'device'; readonly path: string } | { readonly kind: 'stand-in'; readonly dir: string };
+export type HostTpmLocation =
+  | { readonly kind: 'device'; readonly path: string }
+  | { readonly kind: 'stand-in'; readonly dir: string };
 
 function tpmError(message: string, cause?: unknown): GatehouseError {
   return new GatehouseError('TPM_UNAVAILABLE', message, cause === undefined ? {} : { cause });
@@ -130,7 +140,9 @@ function runTool(cmd: string, args: readonly string[]): Promise<void> {
     });
     p.once('error', (e) => reject(tpmError(`${cmd} cannot be started (is it installed?)`, e)));
     p.once('exit', (code) =>
-      code === 0 ? resolve() : reject(tpmError(`${cmd} failed: ${err.trim().split('\n').slice(-1)[0] ?? code}`)),
+      code === 0
+        ? resolve()
+        : reject(tpmError(`${cmd} failed: ${err.trim().split('\n').slice(-1)[0] ?? code}`)),
     );
   });
 }
@@ -143,7 +155,10 @@ function runTool(cmd: string, args: readonly string[]): Promise<void> {
  * @returns true when it manufactured
  * @throws GatehouseError TPM_UNAVAILABLE
  */
-export async function manufactureHostTpmStandIn(dir: string, manufacturer = 'gatehouse stand-in TPM'): Promise<boolean> {
+export async function manufactureHostTpmStandIn(
+  dir: string,
+  manufacturer = 'gatehouse stand-in TPM',
+): Promise<boolean> {
   if (isStandInManufactured(dir)) return false;
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const work = join(dir, `.manufacturing-${process.pid}`);
@@ -154,7 +169,17 @@ export async function manufactureHostTpmStandIn(dir: string, manufacturer = 'gat
   try {
     const conf = join(work, 'swtpm_setup.conf');
     await writeFile(conf, 'active_pcr_banks = sha256\n');
-    await runTool('swtpm_setup', ['--tpm2', '--tpmstate', w.state, '--createek', '--create-spk', '--config', conf, '--logfile', join(work, 'setup.log')]);
+    await runTool('swtpm_setup', [
+      '--tpm2',
+      '--tpmstate',
+      w.state,
+      '--createek',
+      '--create-spk',
+      '--config',
+      conf,
+      '--logfile',
+      join(work, 'setup.log'),
+    ]);
     const sock = join(work, 's.sock');
     const proc = spawn('swtpm', swtpmArgs(w.state, sock), { stdio: 'ignore' });
     try {
@@ -190,9 +215,15 @@ export async function manufactureHostTpmStandIn(dir: string, manufacturer = 'gat
 }
 
 /** What the stand-in's "firmware" measures at boot: this machine's boot files, kernel and command line. */
-export async function standInBootEvents(): Promise<{ pcr: number; type: number; data: Buffer; digest?: string }[]> {
+export async function standInBootEvents(): Promise<
+  { pcr: number; type: number; data: Buffer; digest?: string }[]
+> {
   const events: { pcr: number; type: number; data: Buffer; digest?: string }[] = [];
-  events.push({ pcr: 0, type: EV.S_CRTM_VERSION, data: Buffer.from('gatehouse host TPM stand-in firmware 1\0', 'utf8') });
+  events.push({
+    pcr: 0,
+    type: EV.S_CRTM_VERSION,
+    data: Buffer.from('gatehouse host TPM stand-in firmware 1\0', 'utf8'),
+  });
   for (let pcr = 0; pcr <= 7; pcr++) events.push({ pcr, type: EV.SEPARATOR, data: Buffer.alloc(4) });
   // The boot loader's measurements: every regular file in /boot, by name, then the kernel's own
   // identity (a machine without /boot still boots a kernel), then its command line.
@@ -262,7 +293,11 @@ export async function startStandIn(dir: string): Promise<string> {
       if (await standInRunning(p)) return p.socket;
       // A stale process (booted by nobody) is stopped: its PCRs say nothing.
       const old = Number((await readFile(p.pid, 'utf8').catch(() => '')).trim());
-      if (old > 0 && processAlive(old) && (await readFile(`/proc/${old}/cmdline`, 'utf8').catch(() => '')).includes(p.state))
+      if (
+        old > 0 &&
+        processAlive(old) &&
+        (await readFile(`/proc/${old}/cmdline`, 'utf8').catch(() => '')).includes(p.state)
+      )
         process.kill(old, 'SIGKILL');
       await rm(p.socket, { force: true });
       await rm(p.pid, { force: true });
@@ -282,7 +317,9 @@ export async function startStandIn(dir: string): Promise<string> {
       await writeFile(`${p.bootLog}.tmp`, writeEventLog(events), { mode: 0o644 });
       await rename(`${p.bootLog}.tmp`, p.bootLog);
       const pid = Number((await readFile(p.pid, 'utf8')).trim());
-      await writeFile(p.boot, `${JSON.stringify({ pid, bootedAt: new Date().toISOString() })}\n`, { mode: 0o644 });
+      await writeFile(p.boot, `${JSON.stringify({ pid, bootedAt: new Date().toISOString() })}\n`, {
+        mode: 0o644,
+      });
       return p.socket;
     } finally {
       await rm(p.lock, { force: true });
@@ -298,7 +335,11 @@ export async function startStandIn(dir: string): Promise<string> {
 export async function stopStandIn(dir: string): Promise<void> {
   const p = standInPaths(dir);
   const pid = Number((await readFile(p.pid, 'utf8').catch(() => '')).trim());
-  if (pid > 0 && processAlive(pid) && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(p.state)) {
+  if (
+    pid > 0 &&
+    processAlive(pid) &&
+    (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(p.state)
+  ) {
     process.kill(pid, 'SIGTERM');
     for (let i = 0; i < 200 && processAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
   }
@@ -396,7 +437,8 @@ export class HostTpm {
     return this.#with(async (tpm) => {
       const bytes = await tpm.nvRead(HOST_TPM_HANDLES.ekCertNv);
       const len = derLen(bytes);
-      if (len < 0 || len > bytes.length) throw tpmError('the host EK certificate NV index holds no DER certificate');
+      if (len < 0 || len > bytes.length)
+        throw tpmError('the host EK certificate NV index holds no DER certificate');
       return bytes.subarray(0, len);
     });
   }
@@ -425,7 +467,8 @@ export class HostTpm {
 
   /** The boot's event log, as the firmware (or the stand-in's boot) wrote it. */
   async bootLog(): Promise<Buffer> {
-    const path = this.location.kind === 'stand-in' ? standInPaths(this.location.dir).bootLog : DEVICE_EVENT_LOG;
+    const path =
+      this.location.kind === 'stand-in' ? standInPaths(this.location.dir).bootLog : DEVICE_EVENT_LOG;
     try {
       return await readFile(path);
     } catch (e) {
@@ -476,7 +519,9 @@ export class HostTpm {
   /** TPM2_ActivateCredential of a MakeCredential blob for the host AK under the host EK. */
   activateCredential(blob: Uint8Array): Promise<Buffer> {
     const { idObject, encryptedSecret } = parseCredentialBlob(blob);
-    return this.#with((tpm) => tpm.activateCredential(HOST_TPM_HANDLES.ak, HOST_TPM_HANDLES.ek, idObject, encryptedSecret));
+    return this.#with((tpm) =>
+      tpm.activateCredential(HOST_TPM_HANDLES.ak, HOST_TPM_HANDLES.ek, idObject, encryptedSecret),
+    );
   }
 
   /** A quote by the host AK over SHA-256 PCRs, with the PCR values it covers. */
@@ -514,7 +559,12 @@ export function keyOfTpm2bPublic(bytes: Uint8Array, what: string): KeyObject {
 
 /** A name for this machine's host TPM, for messages and subjects. */
 export function machineName(): string {
-  return hostname().toLowerCase().replace(/[^a-z0-9.-]+/g, '-').slice(0, 63) || 'host';
+  return (
+    hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]+/g, '-')
+      .slice(0, 63) || 'host'
+  );
 }
 
 function derLen(der: Uint8Array): number {

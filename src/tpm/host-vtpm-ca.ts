@@ -6,9 +6,9 @@
 import type { KeyObject, webcrypto } from 'node:crypto';
 import '../signing/reflect-metadata-shim.ts';
 import * as x509 from '@peculiar/x509';
-import { ekCertificateExtensions, resignCertificate } from './manufacturer.ts';
 import { keyIdentifierOf } from './ek-certificate.ts';
 import { type HostTpm, keyOfTpm2bPublic } from './host-tpm.ts';
+import { ekCertificateExtensions, resignCertificate } from './manufacturer.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 

@@ -101,7 +101,10 @@ export async function manufactureEkChain(
   const inter = await globalThis.crypto.subtle.generateKey(EC, false, ['sign', 'verify']);
   const rootName = `CN=${manufacturer} EK Root CA, O=${manufacturer}`;
   const interName = `CN=${manufacturer} EK Intermediate CA, O=${manufacturer}`;
-  const caUsage = new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true);
+  const caUsage = new x509.KeyUsagesExtension(
+    x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+    true,
+  );
   const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: rootName,

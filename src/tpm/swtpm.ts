@@ -9,8 +9,8 @@ import { processAlive } from '../common/process.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import { parseCredentialBlob } from './credential.ts';
 import type { VtpmEkCertIssuer } from './host-vtpm-ca.ts';
-import { parseTpm2bPublic, publicKeyOf } from './structures.ts';
 import { platformCaPaths, withPlatformCaKeyForTool } from './platform-ca.ts';
+import { parseTpm2bPublic, publicKeyOf } from './structures.ts';
 import { TpmClient } from './tpm-client.ts';
 
 /** Persistent handles in a manufactured vTPM: the TCG RSA 2048 EK and its cert, and the AK. */
@@ -271,32 +271,46 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
     const setup = join(work, 'swtpm_setup.conf');
     const banks = `active_pcr_banks = ${(options.pcrBanks ?? ['sha256']).join(',')}\n`;
     const setupRun = (args: string[]) =>
-      run('swtpm_setup', ['--tpm2', '--tpmstate', stateDir, ...args, '--config', setup, '--logfile', join(work, 'log')]).catch(
-        async (e: unknown) => {
-          const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
-          throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
-        },
-      );
+      run('swtpm_setup', [
+        '--tpm2',
+        '--tpmstate',
+        stateDir,
+        ...args,
+        '--config',
+        setup,
+        '--logfile',
+        join(work, 'log'),
+      ]).catch(async (e: unknown) => {
+        const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
+        throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
+      });
     if (ca === undefined) {
       // The EK is made here and certified below, by the host TPM's key: no CA key file exists.
       await writeFile(setup, banks);
       await setupRun(['--createek']);
     } else {
-      await writeFile(opts, '--platform-manufacturer gatehouse\n--platform-version 1\n--platform-model vtpm\n');
+      await writeFile(
+        opts,
+        '--platform-manufacturer gatehouse\n--platform-version 1\n--platform-model vtpm\n',
+      );
       // swtpm_localca reads the CA key itself: it gets a decrypted copy that exists only while
       // swtpm_setup runs (see withPlatformCaKeyForTool), never the sealed file's secret.
-      await withPlatformCaKeyForTool(ca.dir, options.platformCaProtection ?? { kind: 'none' }, async (signkey) => {
-        const localca = join(work, 'localca.conf');
-        await writeFile(
-          localca,
-          `statedir = ${ca.dir}\nsigningkey = ${signkey}\nissuercert = ${ca.cert}\ncertserial = ${ca.serial}\n`,
-        );
-        await writeFile(
-          setup,
-          `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localca}\ncreate_certs_tool_options = ${opts}\n${banks}`,
-        );
-        await setupRun(['--create-ek-cert']);
-      });
+      await withPlatformCaKeyForTool(
+        ca.dir,
+        options.platformCaProtection ?? { kind: 'none' },
+        async (signkey) => {
+          const localca = join(work, 'localca.conf');
+          await writeFile(
+            localca,
+            `statedir = ${ca.dir}\nsigningkey = ${signkey}\nissuercert = ${ca.cert}\ncertserial = ${ca.serial}\n`,
+          );
+          await writeFile(
+            setup,
+            `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localca}\ncreate_certs_tool_options = ${opts}\n${banks}`,
+          );
+          await setupRun(['--create-ek-cert']);
+        },
+      );
     }
     const tpm = await VirtualTpm.start(stateDir);
     try {

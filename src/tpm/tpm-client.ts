@@ -107,7 +107,8 @@ export class TpmClient {
       writeSync(fd, command);
       const buf = Buffer.alloc(MAX_RESPONSE);
       const n = readSync(fd, buf, 0, buf.length, null);
-      if (n < 10 || buf.readUInt32BE(2) !== n) throw tpmError(`TPM2_${name}: truncated response from ${this.#path}`);
+      if (n < 10 || buf.readUInt32BE(2) !== n)
+        throw tpmError(`TPM2_${name}: truncated response from ${this.#path}`);
       return buf.subarray(0, n);
     } finally {
       closeSync(fd);
@@ -418,7 +419,11 @@ export class TpmClient {
   }
 
   /** TPM2_Load of a key made by {@link create} under `parent`; returns its transient handle. */
-  async load(parent: number, key: { private: Uint8Array; public: Uint8Array }, parentIsEk = false): Promise<number> {
+  async load(
+    parent: number,
+    key: { private: Uint8Array; public: Uint8Array },
+    parentIsEk = false,
+  ): Promise<number> {
     const session = parentIsEk ? await this.#endorsementSession() : undefined;
     try {
       const { handles } = await this.#command(
@@ -437,7 +442,12 @@ export class TpmClient {
 
   /** TPM2_EvictControl (owner authorisation, empty): make a loaded key persistent at `persistent`. */
   async evictControl(object: number, persistent: number): Promise<void> {
-    await this.#command('EvictControl', [RH_OWNER, object], [PASSWORD], new TpmWriter().u32(persistent).done());
+    await this.#command(
+      'EvictControl',
+      [RH_OWNER, object],
+      [PASSWORD],
+      new TpmWriter().u32(persistent).done(),
+    );
   }
 
   /**
@@ -445,7 +455,11 @@ export class TpmClient {
    * this TPM, with its Name and qualified Name, over `qualifyingData`.
    * @returns TPMS_ATTEST (type CERTIFY) and TPMT_SIGNATURE bytes
    */
-  async certify(object: number, signer: number, qualifyingData: Uint8Array): Promise<{ attest: Buffer; signature: Buffer }> {
+  async certify(
+    object: number,
+    signer: number,
+    qualifyingData: Uint8Array,
+  ): Promise<{ attest: Buffer; signature: Buffer }> {
     const params = new TpmWriter().tpm2b(qualifyingData).u16(ALG_NULL).done();
     const { params: out } = await this.#command('Certify', [object, signer], [PASSWORD, PASSWORD], params);
     const attest = out.tpm2b(2048, 'TPM2B_ATTEST');
@@ -477,11 +491,27 @@ export class TpmClient {
   async nvDefineAndWrite(index: number, data: Uint8Array): Promise<void> {
     // OWNERWRITE | PPREAD | OWNERREAD | AUTHREAD | NO_DA
     const attributes = 0x00000002 | 0x00010000 | 0x00020000 | 0x00040000 | 0x02000000;
-    const pub = new TpmWriter().u32(index).u16(ALG_SHA256).u32(attributes).tpm2b(Buffer.alloc(0)).u16(data.length).done();
-    await this.#command('NV_DefineSpace', [RH_OWNER], [PASSWORD], new TpmWriter().tpm2b(Buffer.alloc(0)).tpm2b(pub).done());
+    const pub = new TpmWriter()
+      .u32(index)
+      .u16(ALG_SHA256)
+      .u32(attributes)
+      .tpm2b(Buffer.alloc(0))
+      .u16(data.length)
+      .done();
+    await this.#command(
+      'NV_DefineSpace',
+      [RH_OWNER],
+      [PASSWORD],
+      new TpmWriter().tpm2b(Buffer.alloc(0)).tpm2b(pub).done(),
+    );
     for (let offset = 0; offset < data.length; offset += NV_CHUNK) {
       const chunk = data.subarray(offset, offset + NV_CHUNK);
-      await this.#command('NV_Write', [RH_OWNER, index], [PASSWORD], new TpmWriter().tpm2b(chunk).u16(offset).done());
+      await this.#command(
+        'NV_Write',
+        [RH_OWNER, index],
+        [PASSWORD],
+        new TpmWriter().tpm2b(chunk).u16(offset).done(),
+      );
     }
   }
 }
