@@ -50,6 +50,8 @@ const claimsSchema = z.object({
     pcrs: z.record(z.string(), sha256Hex64),
     /** The enrolled runner host whose runner attested, and its pool. */
     runner: z.object({ host: z.string(), pool: z.string() }).optional(),
+    /** On the TPM path: the enrolled host whose TPM-resident key issued the vTPM's EK certificate. */
+    tpm: z.object({ host: z.string().optional() }).optional(),
   }),
 });
 

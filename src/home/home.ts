@@ -8,6 +8,7 @@ import { type Attester, SoftwareAttester, VtpmAttester } from '../agent/attester
 import type { RunnerHost } from '../agent/credentials.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
+import type { HostAttestation } from '../attestation/host-attestation.ts';
 import { HostRegistry } from '../attestation/hosts.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
@@ -39,7 +40,7 @@ import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import type { Store } from '../store/store.ts';
+import type { HostAttestationRecord, Store } from '../store/store.ts';
 import { parseVkey } from '../tlog/cosignature.ts';
 import { CtLog } from '../tlog/ct-log.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
@@ -50,6 +51,14 @@ import { type ReevaluationResult, TriageService } from '../triage/triage-service
 import { type BackupManifest, backupHome } from './backup.ts';
 import { type Config, defaultConfig, loadConfig, type StoreConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
+import {
+  hostAttestationOf,
+  hostChainOf,
+  hostEkTrustOf,
+  hostVtpmIssuer,
+  openHostTpm,
+  trustManufacturerRoot,
+} from './host-tpm-home.ts';
 import { checkDatabaseFile, LogAnchor, readLogAnchor } from './log-anchor.ts';
 import { currentRevocations, mirrorRevocations } from './revocations-file.ts';
 import { initRunnerHost, loadRunnerHost, registerExampleProjects } from './runner-host.ts';
@@ -156,6 +165,17 @@ export async function initHome(
   // The platform CA and security keys are sealed like the others (plain only in homes without `keys`).
   const protection = await homeKeyProtection(root, config.keys);
   created.push(...(await initAttestationHome(root, protection)));
+  // A TPM home's runners attest through vTPMs its host TPM vouches for: the host TPM (the
+  // machine's stand-in, manufactured now if scripts/setup has not) and its manufacturer's root.
+  const tpmHome = (config.runner.attestation ?? 'tpm') === 'tpm';
+  const hostTpm = tpmHome ? await openHostTpm() : undefined;
+  const standInRoot = hostTpm?.manufacturerRoot();
+  if (
+    hostTpm !== undefined &&
+    standInRoot !== undefined &&
+    (await trustManufacturerRoot(root, standInRoot, hostTpm.manufacturerCrls()))
+  )
+    created.push('trusted-ek-cas: the host TPM stand-in manufacturer root');
   if (!existsSync(p.referenceValues) || options.updateReferenceValues === true) {
     const values = await measureReferenceValues(config, root);
     await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
@@ -193,8 +213,24 @@ export async function initHome(
         attestation: config.runner.attestation ?? 'tpm',
         security,
         trustedKeys,
+        ...(hostTpm === undefined
+          ? {}
+          : {
+              appraiseTpm: async (thumbprint: string) =>
+                (
+                  await hostAttestationOf(root, config, store).appraiseForEnrollment(hostTpm, thumbprint)
+                ).tpm,
+            }),
       })),
     );
+    // The first boot-state quote, so that the first job finds its host's standing fresh.
+    if (hostTpm !== undefined) {
+      const hosts = new HostRegistry({ acts: store.acts, trustedKeys, tokens: store.tokens });
+      const { name } = await loadRunnerHost(p.keys, protection);
+      const enrolled = await hosts.get(name);
+      if (enrolled?.tpm !== undefined)
+        await hostAttestationOf(root, config, store).requote(enrolled, hostTpm, { force: true });
+    }
     if (options.examples !== false)
       created.push(...(await registerExampleProjects({ store, security, trustedKeys })));
   } finally {
@@ -314,6 +350,13 @@ export interface OpenHome {
   host: RunnerHost;
   /** The enrolled runner hosts. */
   hosts: HostRegistry;
+  /** Host attestation: enrollment appraisal, re-quotes, standing. */
+  hostAttestation: HostAttestation;
+  /**
+   * Have this home's host quote its boot state unless its last quote is fresh enough (`force`:
+   * quote anyway); undefined for a home without TPM attestation.
+   */
+  requoteHost(options?: { force?: boolean }): Promise<HostAttestationRecord | undefined>;
   /** Settles jobs a crash left unfinished (run at start-up and periodically). */
   reconciler: Reconciler;
   /** Removes what runners of dead agents left on this host (workspaces, vTPMs). */
@@ -392,6 +435,9 @@ export async function openHome(
   const securityKeys = await trustedSecurityKeys(p.keys);
   // The authority appraises against the newest signed reference-value bundle in the store.
   const referenceValues = new ReferenceValueService({ store: store.attestation, trustedKeys: securityKeys });
+  const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
+  const hostAttestation = hostAttestationOf(root, config, store);
+  const hostChain = hostChainOf(hosts, hostAttestation);
   const authority = new AttestationAuthority({
     signingKey: attestationKey,
     keyId,
@@ -409,7 +455,10 @@ export async function openHome(
         }),
     tokenTtlSeconds: config.tokenTtlSeconds,
     tokens: store.tokens,
-    trustedEkCas: trustedEkCasLoader(root),
+    // No CA file is trusted for runner EKs: a vTPM's EK certificate must come from the TPM-resident
+    // key of an enrolled host in good standing (host attestation).
+    trustedEkCas: () => [],
+    hostChain,
     // Challenges and AK counters in the store: any instance checks an answer another challenged.
     sessions: store.attestation,
     akCounters: {
@@ -469,7 +518,6 @@ export async function openHome(
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
     buildTrustedRoot(rootInput()) as unknown as Record<string, unknown>;
   const metrics = new Metrics();
-  const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
   const orchestrator = new Orchestrator({ store });
   const pipeline = new JobPipeline({
     store,
@@ -524,6 +572,13 @@ export async function openHome(
     attester,
     host,
     hosts,
+    hostAttestation,
+    requoteHost: async (options = {}) => {
+      if ((config.runner.attestation ?? 'tpm') !== 'tpm') return undefined;
+      const enrolled = await hosts.get(host.name);
+      if (enrolled?.tpm === undefined) return undefined;
+      return hostAttestation.requote(enrolled, await openHostTpm(), options);
+    },
     reconciler,
     sweep: () => sweepRunnerLeftovers(root, config, runner),
     apiToken,
@@ -572,10 +627,9 @@ async function attesterFactory(root: string, config: Config): Promise<() => Atte
 }
 
 async function vtpmPoolOf(root: string, config: Config): Promise<VtpmPool> {
-  return new VtpmPool(attestationPaths(root).vtpmPool, {
-    platformCaDir: attestationPaths(root).platformCa,
-    platformCaProtection: await homeKeyProtection(root, config.keys),
-  });
+  // The EK certificates come from the host TPM's vTPM CA key (no file holds it).
+  void config;
+  return new VtpmPool(attestationPaths(root).vtpmPool, { ekIssuer: hostVtpmIssuer() });
 }
 
 /**

@@ -9,7 +9,6 @@ import {
   SubjectAlternativeName,
   SubjectPublicKeyInfo,
 } from '@peculiar/asn1-x509';
-import { Name as x509Name } from '@peculiar/x509';
 import { GatehouseError } from '../common/errors.ts';
 
 /** TCG OIDs of EK certificates (TCG EK Credential Profile). */
@@ -207,7 +206,8 @@ function pathLenOf(der: Uint8Array): number | undefined {
 /** A certificate revocation list of an EK CA, parsed: who issued it, when, and what it revokes. */
 export interface EkCaCrl {
   readonly der: Buffer;
-  readonly issuer: string;
+  /** The issuer's Name, DER. */
+  readonly issuer: Buffer;
   readonly thisUpdate: Date;
   readonly nextUpdate: Date | undefined;
   readonly revokedSerials: ReadonlySet<string>;
@@ -241,7 +241,7 @@ export function parseEkCaCrl(bytes: Uint8Array | string, where: string): EkCaCrl
     const time = (t: { utcTime?: Date; generalTime?: Date } | undefined) => t?.utcTime ?? t?.generalTime;
     return {
       der,
-      issuer: new x509Name(list.tbsCertList.issuer).toString(),
+      issuer: Buffer.from(AsnConvert.serialize(list.tbsCertList.issuer)),
       thisUpdate: time(list.tbsCertList.thisUpdate) as Date,
       nextUpdate: time(list.tbsCertList.nextUpdate),
       revokedSerials: new Set(
@@ -297,7 +297,10 @@ export function verifyEkCertificatePath(der: Uint8Array, trust: EkPathTrust): Ve
   const subject = (c: X509Certificate) => c.subject.replace(/\n/g, ', ');
   const checkCrl = (c: X509Certificate, issuer: X509Certificate) => {
     for (const crl of trust.crls) {
-      if (crl.issuer.replace(/\s+/g, '') !== subject(issuer).replace(/\s+/g, '')) continue;
+      const subjectDer = Buffer.from(
+        AsnConvert.serialize(AsnConvert.parse(issuer.raw, Certificate).tbsCertificate.subject),
+      );
+      if (!crl.issuer.equals(subjectDer)) continue;
       if (!verifyWith(crl, issuer))
         throw untrusted(`a CRL claiming to be from '${subject(issuer)}' does not verify`);
       if (crl.thisUpdate > trust.now || (crl.nextUpdate !== undefined && crl.nextUpdate < trust.now))

@@ -108,6 +108,9 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     if (values.background === true && !takeFillLock(pooled.pool)) return EXIT.ok;
     try {
       const made = await pooled.pool.fill(n);
+      // Every refill re-quotes the host's boot state (host attestation), in the background filler
+      // too: a drifted host is quarantined here, not in a job's critical path.
+      if (made > 0) await withHome(root, (home) => home.requoteHost({ force: true }));
       out.line(`manufactured ${made} vTPM state${made === 1 ? '' : 's'}; ${await pooled.pool.size()} ready`);
       out.document({ manufactured: made, ready: await pooled.pool.size() });
     } finally {

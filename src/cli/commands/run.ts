@@ -138,6 +138,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     // runners of agents killed on this host left behind goes.
     await home.reconciler.run();
     await home.sweep();
+    // Before claiming a job the host's boot-state quote must be fresh: one store read when it is.
+    await home.requoteHost();
     cp = home.controlPlane;
     runner = home.runner;
     attester = home.attester;

@@ -1,0 +1,132 @@
+/**
+ * A home's side of host attestation: the manufacturer CAs it trusts for host EKs (the PEM files
+ * of `trusted-ek-cas/`, their CRLs `*.crl.pem`, and `revoked.txt`, SHA-256 fingerprints of EK CAs
+ * the security role revoked), the enrollment of its own runner host with the host TPM, and the
+ * re-quotes that keep the host's standing.
+ */
+import { createHash, type X509Certificate } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HostAttestation, type HostEkTrust } from '../attestation/host-attestation.ts';
+import type { HostRegistry } from '../attestation/hosts.ts';
+import type { VtpmHostChain } from '../attestation/tpm-verifier.ts';
+import { attestationPaths } from '../attestation/trust-store.ts';
+import type { Store } from '../store/store.ts';
+import { type EkCaCrl, parseEkCaCrl, parseTrustedCa } from '../tpm/ek-certificate.ts';
+import { HostTpm, hostTpmLocation, manufactureHostTpmStandIn } from '../tpm/host-tpm.ts';
+import { HostTpmVtpmCa, type VtpmEkCertIssuer } from '../tpm/host-vtpm-ca.ts';
+import type { Config } from './config.ts';
+
+/** The file of the home's legacy platform CA: never an anchor for host EKs. */
+const LEGACY_PLATFORM_CA = 'platform-ca.pem';
+
+/** The trust a home places in TPM manufacturers, read afresh on each use. */
+export function hostEkTrustOf(root: string): HostEkTrust {
+  const dir = attestationPaths(root).trustedEkCas;
+  const names = () => {
+    try {
+      return readdirSync(dir).sort();
+    } catch {
+      return [] as string[];
+    }
+  };
+  return {
+    anchors: () => {
+      const out: X509Certificate[] = [];
+      for (const n of names()) {
+        if (!n.endsWith('.pem') || n.endsWith('.crl.pem') || n === LEGACY_PLATFORM_CA) continue;
+        try {
+          out.push(parseTrustedCa(readFileSync(join(dir, n)), join(dir, n)));
+        } catch {
+          // Fail closed: a file that is not a CA certificate trusts nothing.
+        }
+      }
+      return out;
+    },
+    crls: () => {
+      const out: EkCaCrl[] = [];
+      for (const n of names()) {
+        if (!n.endsWith('.crl.pem')) continue;
+        // An unreadable CRL is a parse error at enrollment, not a silently skipped revocation.
+        out.push(parseEkCaCrl(readFileSync(join(dir, n), 'utf8'), join(dir, n)));
+      }
+      return out;
+    },
+    revokedCas: () => {
+      const file = join(dir, 'revoked.txt');
+      if (!existsSync(file)) return new Set();
+      return new Set(
+        readFileSync(file, 'utf8')
+          .split('\n')
+          .map((l) => l.trim().toLowerCase())
+          .filter((l) => /^[0-9a-f]{64}$/.test(l)),
+      );
+    },
+  };
+}
+
+/** Trust a manufacturer root (and its CRLs) for host EKs; returns whether it was new. */
+export async function trustManufacturerRoot(
+  root: string,
+  pem: string,
+  crls: readonly string[],
+): Promise<boolean> {
+  const dir = attestationPaths(root).trustedEkCas;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const cert = parseTrustedCa(Buffer.from(pem), 'the host TPM manufacturer root');
+  const fp = createHash('sha256').update(cert.raw).digest('hex').slice(0, 16);
+  const target = join(dir, `${fp}.pem`);
+  crls.forEach((c, i) => {
+    parseEkCaCrl(c, 'the host TPM manufacturer CRL');
+  });
+  for (const [i, c] of crls.entries()) await writeFile(join(dir, `${fp}-${i}.crl.pem`), c, { mode: 0o644 });
+  if (existsSync(target)) return false;
+  await writeFile(target, cert.toString(), { mode: 0o644, flag: 'wx' });
+  return true;
+}
+
+/**
+ * Open this machine's host TPM, manufacturing the stand-in first when there is no hardware TPM
+ * and none was made yet (what scripts/setup does once per machine).
+ */
+export async function openHostTpm(): Promise<HostTpm> {
+  const loc = hostTpmLocation();
+  if (loc.kind === 'stand-in') await manufactureHostTpmStandIn(loc.dir);
+  return HostTpm.open(loc);
+}
+
+/** The host attestation service of a home, as its config says. */
+export function hostAttestationOf(root: string, config: Config, store: Store): HostAttestation {
+  const q = config.attestation?.hostQuote;
+  return new HostAttestation({
+    store: store.attestation,
+    trust: hostEkTrustOf(root),
+    ...(q?.intervalSeconds === undefined ? {} : { intervalSeconds: q.intervalSeconds }),
+    ...(q?.maxAgeSeconds === undefined ? {} : { maxAgeSeconds: q.maxAgeSeconds }),
+  });
+}
+
+/** The vTPM issuers and host standings the authority checks vTPM EK certificates against. */
+export function hostChainOf(hosts: HostRegistry, attestation: HostAttestation): VtpmHostChain {
+  return {
+    issuers: async () => HostAttestation.issuersOf(await hosts.list()),
+    standing: async (name) => attestation.standing(await hosts.get(name), name),
+  };
+}
+
+/** The vTPM EK certificate issuer of this machine: its host TPM's key, opened on first use. */
+export function hostVtpmIssuer(): VtpmEkCertIssuer {
+  let ca: Promise<HostTpmVtpmCa> | undefined;
+  return {
+    issue: async (ek) => {
+      ca ??= openHostTpm().then((tpm) => HostTpmVtpmCa.open(tpm));
+      try {
+        return await (await ca).issue(ek);
+      } catch (e) {
+        ca = undefined;
+        throw e;
+      }
+    },
+  };
+}
