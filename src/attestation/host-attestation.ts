@@ -262,7 +262,7 @@ export class HostAttestation {
    */
   async requote(
     host: HostEnrollment,
-    tpm: HostTpm,
+    openTpm: HostTpm | (() => Promise<HostTpm>),
     options: { force?: boolean; onQuarantine?: (record: HostAttestationRecord) => Promise<void> } = {},
   ): Promise<HostAttestationRecord> {
     const enrolled = host.tpm;
@@ -281,6 +281,8 @@ export class HostAttestation {
     const akPublic = Buffer.from(enrolled.akPublic, 'base64');
     const nonce = randomBytes(32);
     const qd = qualifying('requote', nonce, host.name);
+    // The TPM is reached only when a quote is due: the fresh path is one store read.
+    const tpm = typeof openTpm === 'function' ? await openTpm() : openTpm;
     const quote = await tpm.quote(qd, HOST_PCRS);
     const boot = appraiseBootQuote(quote, await tpm.bootLog(), akPublic, qd, enrolled.bootPcrs);
     const record: HostAttestationRecord = {

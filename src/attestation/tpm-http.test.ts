@@ -9,10 +9,10 @@ import { decodeJwt } from 'jose';
 import { closeServer, copyExample, listenOnLoopback, missingTools, tempDir } from '../../test/helpers.ts';
 import { runJob } from '../agent/agent.ts';
 import { initHome, type OpenHome, openHome } from '../home/home.ts';
+import { hostVtpmIssuer } from '../home/host-tpm-home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
 import { createApiServer } from '../server/http-server.ts';
 import { EphemeralSigner, FileKeySigner } from '../signing/file-key-signer.ts';
-import { homeKeyProtection } from '../signing/home-keys.ts';
 import { signSecurityAct } from '../signing/security-act.ts';
 import { LocalGitProvider } from '../source/local-git-provider.ts';
 import { registerProject, seedVulnerabilityData } from '../testing/submission.ts';
@@ -56,10 +56,8 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
     ({ url } = await listenOnLoopback(server));
     const paths = attestationPaths(join(dir, 'home'));
-    tpm = await new VtpmPool(paths.vtpmPool, {
-      platformCaDir: paths.platformCa,
-      platformCaProtection: await homeKeyProtection(join(dir, 'home'), home.config.keys),
-    }).take();
+    // A vTPM of the home's pool: its EK certificate issued by the host TPM's key.
+    tpm = await new VtpmPool(paths.vtpmPool, { ekIssuer: hostVtpmIssuer() }).take();
     // The shell client is a runner host of its own: a plain PEM key, enrolled by the security role.
     shellHost = await FileKeySigner.generate(join(dir, 'shell-host.key.pem'));
     const spki = Buffer.from(shellHost.publicKeySpki());

@@ -577,7 +577,7 @@ export async function openHome(
       if ((config.runner.attestation ?? 'tpm') !== 'tpm') return undefined;
       const enrolled = await hosts.get(host.name);
       if (enrolled?.tpm === undefined) return undefined;
-      return hostAttestation.requote(enrolled, await openHostTpm(), options);
+      return hostAttestation.requote(enrolled, openHostTpm, options);
     },
     reconciler,
     sweep: () => sweepRunnerLeftovers(root, config, runner),

@@ -217,7 +217,7 @@ export function replayBootLog(events: readonly BootEvent[]): Record<string, stri
 /** A short, printable description of an event (its type and, for text data, the text). */
 export function describeBootEvent(e: BootEvent): string {
   const name = Object.entries(EV).find(([, v]) => v === e.type)?.[0] ?? `0x${e.type.toString(16)}`;
-  const text = e.data.toString('utf8');
+  const text = e.data.toString('utf8').replace(/\0+$/, '');
   const printable = /^[\x20-\x7e]*$/.test(text) ? ` '${text.slice(0, 80)}'` : '';
   return `PCR ${e.pcr} EV_${name}${printable}`;
 }

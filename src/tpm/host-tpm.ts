@@ -46,6 +46,8 @@ export const HOST_TPM_HANDLES = {
 
 /** Where `scripts/setup` manufactures the machine's stand-in. */
 export const DEFAULT_HOST_TPM_DIR = '/var/lib/gatehouse/host-tpm';
+/** The version line of the stand-in's firmware, measured into PCR 0 at each boot. */
+const STAND_IN_FIRMWARE = 'gatehouse host TPM stand-in firmware 1';
 /** Where Linux exposes the firmware's event log of a hardware TPM. */
 const DEVICE_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 
@@ -196,6 +198,7 @@ export async function manufactureHostTpmStandIn(
       await writeFile(w.root, chain.rootPem, { mode: 0o644 });
       await writeFile(w.intermediate, chain.intermediatePem, { mode: 0o644 });
       await writeFile(w.crl, chain.rootCrlPem, { mode: 0o644 });
+      await writeFile(join(work, 'firmware'), `${STAND_IN_FIRMWARE}\n`, { mode: 0o644 });
     } finally {
       proc.kill('SIGTERM');
       await new Promise((r) => (proc.exitCode !== null ? r(undefined) : proc.once('exit', r)));
@@ -207,6 +210,7 @@ export async function manufactureHostTpmStandIn(
     await rm(join(dir, 'state'), { recursive: true, force: true });
     await rm(join(dir, 'manufacturer'), { recursive: true, force: true });
     await rename(w.state, join(dir, 'state'));
+    await rename(join(work, 'firmware'), join(dir, 'firmware'));
     await rename(join(work, 'manufacturer'), join(dir, 'manufacturer'));
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -215,15 +219,14 @@ export async function manufactureHostTpmStandIn(
 }
 
 /** What the stand-in's "firmware" measures at boot: this machine's boot files, kernel and command line. */
-export async function standInBootEvents(): Promise<
-  { pcr: number; type: number; data: Buffer; digest?: string }[]
-> {
+export async function standInBootEvents(
+  dir: string,
+): Promise<{ pcr: number; type: number; data: Buffer; digest?: string }[]> {
   const events: { pcr: number; type: number; data: Buffer; digest?: string }[] = [];
-  events.push({
-    pcr: 0,
-    type: EV.S_CRTM_VERSION,
-    data: Buffer.from('gatehouse host TPM stand-in firmware 1\0', 'utf8'),
-  });
+  // The stand-in's "firmware" is its version line (written at manufacture; a firmware update
+  // rewrites it, and the next boot measures the new one).
+  const firmware = (await readFile(join(dir, 'firmware'), 'utf8').catch(() => STAND_IN_FIRMWARE)).trim();
+  events.push({ pcr: 0, type: EV.S_CRTM_VERSION, data: Buffer.from(`${firmware}\0`, 'utf8') });
   for (let pcr = 0; pcr <= 7; pcr++) events.push({ pcr, type: EV.SEPARATOR, data: Buffer.alloc(4) });
   // The boot loader's measurements: every regular file in /boot, by name, then the kernel's own
   // identity (a machine without /boot still boots a kernel), then its command line.
@@ -306,7 +309,7 @@ export async function startStandIn(dir: string): Promise<string> {
       proc.unref();
       await waitForSocket(p.socket, 5000);
       await waitForSocket(p.pid, 5000);
-      const events = await standInBootEvents();
+      const events = await standInBootEvents(dir);
       const tpm = new TpmClient(p.socket);
       try {
         for (const e of events)
