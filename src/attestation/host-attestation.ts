@@ -314,7 +314,7 @@ export class HostAttestation {
     if (host === undefined) return no(CHECKS.hostUnknown, `runner host ${name} is not enrolled`);
     if (host.revoked === true) return no(CHECKS.hostUntrusted, `runner host ${name} is revoked`);
     if (host.tpm === undefined)
-      return no(CHECKS.hostUntrusted, `runner host ${name} is not enrolled with a TPM`);
+      return no(CHECKS.attestationMode, `runner host ${name} is not enrolled with a TPM`);
     const last = await this.#store.hostAttestation(name);
     if (last !== undefined && last.enrollmentVersion === host.version && last.status === 'quarantined')
       return no(

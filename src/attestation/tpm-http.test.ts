@@ -129,7 +129,7 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
       join(dir, 'runner.jwk'),
     ];
     const ok = await runClient([...args, '--claim', '--extend'], env);
-    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.code, 0, `client: ${ok.stderr}`);
     const claims = decodeJwt((JSON.parse(ok.stdout) as { token: string }).token);
     assert.equal(claims.sub, ticket.jobId);
     assert.deepEqual((claims.cnf as { jkt: string }).jkt, key.thumbprint);
