@@ -106,8 +106,9 @@ export const COMMAND_HELP = {
     summary: 'enrolled runner hosts (enroll and revoke need the security key)',
     usage:
       'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software] [--key K]\n' +
-      '       | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
-    examples: ['gatehouse host list', 'gatehouse host key'],
+      '       | enroll NAME --tpm [--public-key F] [--pool POOL] [--boot-reference F] [--key K]\n' +
+      '       | clear NAME [--accept-current] [--key K] | quote | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
+    examples: ['gatehouse host list', 'gatehouse host key', 'gatehouse host quote'],
   },
   triage: {
     summary: 'quarantined artifacts; release (sign and promote) or reject them (security key)',
