@@ -67,6 +67,11 @@ export interface JobPipelineOptions {
    * refuses software evidence at every entry point.
    */
   attestation: 'tpm' | 'software';
+  /**
+   * A host's standing from host attestation: a quarantined or revoked host claims no job (its
+   * vTPMs would be refused anyway; it is told at once).
+   */
+  hostStanding?: (host: string) => Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
@@ -98,6 +103,9 @@ export class JobPipeline implements ControlPlane {
     const job = await this.getJob(request.jobId);
     const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'claim', job: job.id, request });
     allowedToBuild(await this.#o.projects.require(job.project), host);
+    const standing = host.tpm === undefined ? undefined : await this.#o.hostStanding?.(host.name);
+    if (standing?.check === CHECKS.hostQuarantined || standing?.check === CHECKS.hostUntrusted)
+      throw new GatehouseError('UNAUTHORIZED', `runner host ${host.name} may not claim jobs: ${standing.problem ?? ''}`);
     return this.#ticket(await this.#o.orchestrator.claim(job.id, host.name));
   }
 

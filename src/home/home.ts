@@ -531,6 +531,7 @@ export async function openHome(
     toolchain: config.runner.toolchain,
     egressAllow: config.runner.egressAllow ?? [],
     attestation: config.runner.attestation ?? 'tpm',
+    hostStanding: hostChain.standing,
   });
   const reconciler = new Reconciler({
     store,
