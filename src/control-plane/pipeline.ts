@@ -71,7 +71,9 @@ export interface JobPipelineOptions {
    * A host's standing from host attestation: a quarantined or revoked host claims no job (its
    * vTPMs would be refused anyway; it is told at once).
    */
-  hostStanding?: (host: string) => Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
+  hostStanding?: (
+    host: string,
+  ) => Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
@@ -105,7 +107,10 @@ export class JobPipeline implements ControlPlane {
     allowedToBuild(await this.#o.projects.require(job.project), host);
     const standing = host.tpm === undefined ? undefined : await this.#o.hostStanding?.(host.name);
     if (standing?.check === CHECKS.hostQuarantined || standing?.check === CHECKS.hostUntrusted)
-      throw new GatehouseError('UNAUTHORIZED', `runner host ${host.name} may not claim jobs: ${standing.problem ?? ''}`);
+      throw new GatehouseError(
+        'UNAUTHORIZED',
+        `runner host ${host.name} may not claim jobs: ${standing.problem ?? ''}`,
+      );
     return this.#ticket(await this.#o.orchestrator.claim(job.id, host.name));
   }
 

@@ -2,12 +2,12 @@ import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { HostEnrollment } from '../../attestation/hosts.ts';
 import { jwkThumbprint } from '../../attestation/token.ts';
-import { openHostTpm } from '../../home/host-tpm-home.ts';
-import { describeBootEvent } from '../../tpm/event-log.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import { homePaths, openHome, resolveHome } from '../../home/home.ts';
+import { openHostTpm } from '../../home/host-tpm-home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../../home/security-role.ts';
 import { signSecurityAct } from '../../signing/security-act.ts';
+import { describeBootEvent } from '../../tpm/event-log.ts';
 import { commonOptions, parse, UsageError } from '../args.ts';
 import { EXIT } from '../exit-codes.ts';
 import { usageOf } from '../help.ts';
@@ -42,7 +42,9 @@ async function publicJwk(path: string): Promise<{ kty: 'EC'; crv: 'P-256'; x: st
 }
 
 function ownPublicJwk(spki: Uint8Array): { kty: 'EC'; crv: 'P-256'; x: string; y: string } {
-  const jwk = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }).export({ format: 'jwk' });
+  const jwk = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }).export({
+    format: 'jwk',
+  });
   return { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
 }
 
@@ -52,14 +54,22 @@ async function bootReference(path: string): Promise<Record<string, string>> {
   try {
     doc = JSON.parse(await readFile(path, 'utf8'));
   } catch (cause) {
-    throw new GatehouseError('BAD_INPUT', 'the boot reference values are not readable JSON', { where: path, cause });
+    throw new GatehouseError('BAD_INPUT', 'the boot reference values are not readable JSON', {
+      where: path,
+      cause,
+    });
   }
   const pcrs = (doc as { pcrs?: unknown } | null)?.pcrs;
   const ok =
     typeof pcrs === 'object' &&
     pcrs !== null &&
-    [0, 1, 2, 3, 4, 5, 6, 7].every((i) => /^[0-9a-f]{64}$/.test(String((pcrs as Record<string, unknown>)[String(i)])));
-  if (!ok) throw new GatehouseError('BAD_INPUT', 'boot reference values need pcrs "0" to "7", each 64 hex digits', { where: path });
+    [0, 1, 2, 3, 4, 5, 6, 7].every((i) =>
+      /^[0-9a-f]{64}$/.test(String((pcrs as Record<string, unknown>)[String(i)])),
+    );
+  if (!ok)
+    throw new GatehouseError('BAD_INPUT', 'boot reference values need pcrs "0" to "7", each 64 hex digits', {
+      where: path,
+    });
   return pcrs as Record<string, string>;
 }
 
@@ -124,12 +134,18 @@ export async function hostCommand(argv: string[]): Promise<number> {
       // it, with the boot state of the last quote accepted as the reference when asked.
       if (current === undefined) throw new GatehouseError('NOT_FOUND', `no runner host ${name} is enrolled`);
       if (current.tpm === undefined)
-        throw new GatehouseError('BAD_INPUT', `runner host ${name} is not enrolled with a TPM: nothing to clear`);
+        throw new GatehouseError(
+          'BAD_INPUT',
+          `runner host ${name} is not enrolled with a TPM: nothing to clear`,
+        );
       const last = await home.store.attestation.hostAttestation(name);
       const { name: _n, version: _v, actor: _a, enrolledAt: _e, ...rest } = current;
       content = {
         ...rest,
-        tpm: { ...current.tpm, ...(values['accept-current'] === true && last !== undefined ? { bootPcrs: last.pcrs } : {}) },
+        tpm: {
+          ...current.tpm,
+          ...(values['accept-current'] === true && last !== undefined ? { bootPcrs: last.pcrs } : {}),
+        },
       };
     } else if (sub === 'revoke') {
       if (current === undefined) throw new GatehouseError('NOT_FOUND', `no runner host ${name} is enrolled`);
@@ -146,12 +162,24 @@ export async function hostCommand(argv: string[]): Promise<number> {
       const own = name === home.host.name;
       if (!own && values['public-key'] === undefined)
         throw new UsageError(`host enroll --tpm for another host needs its --public-key\nusage: ${USAGE}`);
-      const publicKey = own ? ownPublicJwk(home.host.signer.publicKeySpki()) : await publicJwk(values['public-key'] ?? '');
-      const reference = values['boot-reference'] === undefined ? undefined : await bootReference(values['boot-reference']);
+      const publicKey = own
+        ? ownPublicJwk(home.host.signer.publicKeySpki())
+        : await publicJwk(values['public-key'] ?? '');
+      const reference =
+        values['boot-reference'] === undefined ? undefined : await bootReference(values['boot-reference']);
       const tpm = await openHostTpm();
-      const appraised = await home.hostAttestation.appraiseForEnrollment(tpm, jwkThumbprint(publicKey.x, publicKey.y), reference);
+      const appraised = await home.hostAttestation.appraiseForEnrollment(
+        tpm,
+        jwkThumbprint(publicKey.x, publicKey.y),
+        reference,
+      );
       for (const e of appraised.events) out.line(dim(`  ${describeBootEvent(e)}`));
-      content = { publicKey, pool: values.pool ?? current?.pool ?? 'local', attestation: 'tpm', tpm: appraised.tpm };
+      content = {
+        publicKey,
+        pool: values.pool ?? current?.pool ?? 'local',
+        attestation: 'tpm',
+        tpm: appraised.tpm,
+      };
     } else {
       if (values['public-key'] === undefined || values.pool === undefined)
         throw new UsageError(`host enroll needs --public-key and --pool\nusage: ${USAGE}`);
@@ -164,7 +192,8 @@ export async function hostCommand(argv: string[]): Promise<number> {
     const sig = await signSecurityAct({ kind: 'host', name, version, content }, signer);
     const enrolled = await home.hosts.enroll(name, version, content, sig);
     // Enrolled or cleared with a TPM: its first quote under this version, so that it stands now.
-    if (enrolled.tpm !== undefined && enrolled.revoked !== true && name === home.host.name) await home.requoteHost({ force: true });
+    if (enrolled.tpm !== undefined && enrolled.revoked !== true && name === home.host.name)
+      await home.requoteHost({ force: true });
     out.document(enrolled);
     print(out, enrolled);
     return EXIT.ok;

@@ -61,6 +61,14 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const refilling = setInterval(() => void refillPool(home.root), 10_000);
   refilling.unref();
   void refillPool(home.root);
+  // Continuous host attestation: this host quotes its boot state on the configured interval (a
+  // drifted host is quarantined here, between jobs, not in one's critical path).
+  const quoteEvery = (home.config.attestation?.hostQuote?.intervalSeconds ?? 300) * 1000;
+  const quoting = setInterval(
+    () => void home.requoteHost({ force: true }).catch(() => undefined),
+    quoteEvery,
+  );
+  quoting.unref();
   const server = createApiServer({
     controlPlane: home.controlPlane,
     apiToken: home.apiToken,
