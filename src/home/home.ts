@@ -12,12 +12,7 @@ import type { HostAttestation } from '../attestation/host-attestation.ts';
 import { HostRegistry } from '../attestation/hosts.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
-import {
-  attestationPaths,
-  initAttestationHome,
-  trustEkCaSigned,
-  trustedEkCasLoader,
-} from '../attestation/trust-store.ts';
+import { attestationPaths, initAttestationHome, trustEkCaSigned } from '../attestation/trust-store.ts';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
@@ -54,7 +49,6 @@ import { DEFAULT_POLICY } from './default-policy.ts';
 import {
   hostAttestationOf,
   hostChainOf,
-  hostEkTrustOf,
   hostVtpmIssuer,
   openHostTpm,
   trustManufacturerRoot,

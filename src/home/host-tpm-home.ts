@@ -77,9 +77,7 @@ export async function trustManufacturerRoot(
   const cert = parseTrustedCa(Buffer.from(pem), 'the host TPM manufacturer root');
   const fp = createHash('sha256').update(cert.raw).digest('hex').slice(0, 16);
   const target = join(dir, `${fp}.pem`);
-  crls.forEach((c, i) => {
-    parseEkCaCrl(c, 'the host TPM manufacturer CRL');
-  });
+  for (const c of crls) parseEkCaCrl(c, 'the host TPM manufacturer CRL');
   for (const [i, c] of crls.entries()) await writeFile(join(dir, `${fp}-${i}.crl.pem`), c, { mode: 0o644 });
   if (existsSync(target)) return false;
   await writeFile(target, cert.toString(), { mode: 0o644, flag: 'wx' });
