@@ -8,6 +8,7 @@
  * security role clears it (a newer enrollment version).
  */
 import { createHash, randomBytes, timingSafeEqual, type X509Certificate } from 'node:crypto';
+import { z } from 'zod';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { AttestationStore, HostAttestationRecord } from '../store/store.ts';
 import { makeCredential } from '../tpm/credential.ts';
@@ -53,6 +54,15 @@ function qualifying(purpose: string, nonce: Buffer, hostKeyThumbprint: string): 
     .update(`gatehouse-host-${purpose}\0`)
     .update(nonce)
     .update(Buffer.from(hostKeyThumbprint, 'base64url'))
+    .digest();
+}
+
+/** The qualifying data of a host's re-quote over `nonce` (what a host quoting over the API signs). */
+export function hostQuoteQualifyingData(nonce: Uint8Array, hostName: string): Buffer {
+  return createHash('sha256')
+    .update('gatehouse-host-requote\0')
+    .update(nonce)
+    .update(hostName, 'utf8')
     .digest();
 }
 
@@ -137,6 +147,21 @@ function verifyCaCertify(
     return fail(isGatehouseError(e) ? e.message : 'the certification does not parse');
   }
 }
+
+const b64 = (max: number) =>
+  z
+    .string()
+    .max(Math.ceil(max / 3) * 4)
+    .refine((v) => Buffer.from(v, 'base64').toString('base64') === v, 'must be canonical base64');
+
+/** The body of POST /v1/hosts/:name/quote. */
+const hostQuoteBodySchema = z.strictObject({
+  session: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/),
+  quote: b64(4096),
+  signature: b64(1024),
+  pcrs: z.record(z.string().regex(/^[0-7]$/), z.string().regex(/^[0-9a-f]{64}$/)),
+  boot_log: b64(2 * 1024 * 1024),
+});
 
 /** A host's standing for the authority: whether its vTPMs may attest, and why not. */
 export interface HostStanding {
@@ -277,19 +302,41 @@ export class HostAttestation {
       (last.status === 'quarantined' || now - last.quotedAt < this.#intervalMs)
     )
       return last;
-    // The identity is checked first: a different TPM answering (a copied home elsewhere) is refused.
-    const akPublic = Buffer.from(enrolled.akPublic, 'base64');
     const nonce = randomBytes(32);
-    const qd = qualifying('requote', nonce, host.name);
     // The TPM is reached only when a quote is due: the fresh path is one store read.
     const tpm = typeof openTpm === 'function' ? await openTpm() : openTpm;
-    const quote = await tpm.quote(qd, HOST_PCRS);
-    const boot = appraiseBootQuote(quote, await tpm.bootLog(), akPublic, qd, enrolled.bootPcrs);
+    const quote = await tpm.quote(hostQuoteQualifyingData(nonce, host.name), HOST_PCRS);
+    return this.#record(host, nonce, quote, await tpm.bootLog(), options.onQuarantine);
+  }
+
+  /**
+   * Appraise a boot-state quote by the host's enrolled AK over `nonce` and keep the result: the
+   * log replayed, the PCRs equal to the enrolled reference values, else quarantined.
+   */
+  async #record(
+    host: HostEnrollment,
+    nonce: Buffer,
+    quote: { attest: Buffer; signature: Buffer; pcrs: Record<string, string> },
+    log: Buffer,
+    onQuarantine?: (record: HostAttestationRecord) => Promise<void>,
+  ): Promise<HostAttestationRecord> {
+    const enrolled = host.tpm;
+    if (enrolled === undefined)
+      throw new GatehouseError('BAD_INPUT', `runner host ${host.name} is not enrolled with a TPM`);
+    // Checked against the enrolled AK: a different TPM answering (a copied home elsewhere) fails.
+    const akPublic = Buffer.from(enrolled.akPublic, 'base64');
+    const boot = appraiseBootQuote(
+      quote,
+      log,
+      akPublic,
+      hostQuoteQualifyingData(nonce, host.name),
+      enrolled.bootPcrs,
+    );
     const record: HostAttestationRecord = {
       host: host.name,
       enrollmentVersion: host.version,
       status: boot.failures.length === 0 ? 'trusted' : 'quarantined',
-      quotedAt: now,
+      quotedAt: this.#now().getTime(),
       ...(boot.failures.length === 0
         ? {}
         : {
@@ -298,11 +345,79 @@ export class HostAttestation {
               .join('; ')
               .slice(0, 2000),
           }),
-      pcrs: quote.pcrs,
+      pcrs: Object.fromEntries(HOST_PCRS.map((i) => [String(i), quote.pcrs[String(i)] ?? ''])),
     };
     await this.#store.putHostAttestation(record);
-    if (record.status === 'quarantined') await options.onQuarantine?.(record);
+    if (record.status === 'quarantined') await onQuarantine?.(record);
     return record;
+  }
+
+  /**
+   * A host quoting over the API, step 1: nothing to do when its last quote under this enrollment
+   * is younger than the interval (or it is quarantined), else a single-use nonce for 60 seconds.
+   */
+  async quoteChallenge(
+    host: HostEnrollment,
+  ): Promise<{ fresh: true } | { fresh: false; session: string; nonce: string }> {
+    if (host.tpm === undefined)
+      throw new GatehouseError('BAD_INPUT', `runner host ${host.name} is not enrolled with a TPM`);
+    const last = await this.#store.hostAttestation(host.name);
+    const now = this.#now().getTime();
+    if (
+      last !== undefined &&
+      last.enrollmentVersion === host.version &&
+      (last.status === 'quarantined' || now - last.quotedAt < this.#intervalMs)
+    )
+      return { fresh: true };
+    const nonce = randomBytes(32);
+    const session = randomBytes(18).toString('base64url');
+    await this.#store.openSession(
+      {
+        id: session,
+        state: JSON.stringify({ kind: 'host-quote', host: host.name, nonce: nonce.toString('base64') }),
+        expiresAt: now + 60_000,
+        createdAt: new Date(now).toISOString(),
+      },
+      10_000,
+    );
+    return { fresh: false, session, nonce: nonce.toString('base64') };
+  }
+
+  /**
+   * A host quoting over the API, step 2: the answer to its challenge (single use, 60 s), appraised
+   * and kept like a local re-quote.
+   * @throws GatehouseError BAD_INPUT for an unknown, spent, expired or foreign session, or a malformed body
+   */
+  async submitQuote(host: HostEnrollment, body: unknown): Promise<HostAttestationRecord> {
+    const parsed = hostQuoteBodySchema.safeParse(body);
+    if (!parsed.success)
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `host quote ${parsed.error.issues[0]?.path.join('.') ?? ''}: ${parsed.error.issues[0]?.message ?? 'malformed'}`,
+      );
+    const taken = await this.#store.takeSession(parsed.data.session);
+    if (taken.status !== 'taken')
+      throw new GatehouseError(
+        'BAD_INPUT',
+        `host quote session ${taken.status === 'spent' ? 'already answered' : 'unknown'}`,
+      );
+    let state: { kind?: string; host?: string; nonce?: string } = {};
+    try {
+      state = JSON.parse(taken.session.state) as typeof state;
+    } catch {
+      // unreadable: refused below
+    }
+    if (state.kind !== 'host-quote' || state.host !== host.name || typeof state.nonce !== 'string')
+      throw new GatehouseError('BAD_INPUT', "the host quote session is not this host's");
+    if (this.#now().getTime() > taken.session.expiresAt)
+      throw new GatehouseError('BAD_INPUT', 'the host quote challenge expired');
+    const b = parsed.data;
+    return this.#record(
+      host,
+      Buffer.from(state.nonce, 'base64'),
+      { attest: Buffer.from(b.quote, 'base64'), signature: Buffer.from(b.signature, 'base64'), pcrs: b.pcrs },
+      Buffer.from(b.boot_log, 'base64'),
+    );
   }
 
   /**

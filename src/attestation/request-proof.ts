@@ -25,7 +25,8 @@ export type RequestAct =
   | 'upload'
   | 'environment'
   | 'fail'
-  | 'finish';
+  | 'finish'
+  | 'host-quote';
 
 /** `typ` of a runner host's signed request. */
 export const HOST_REQUEST_TYP = 'gatehouse-host-request+jws';
@@ -47,6 +48,7 @@ const claimsSchema = z.strictObject({
     'environment',
     'fail',
     'finish',
+    'host-quote',
   ]),
   job: z.string().min(1).max(128).optional(),
   digest: z.string().regex(/^[0-9a-f]{64}$/),

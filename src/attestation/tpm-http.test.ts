@@ -8,8 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { closeServer, copyExample, listenOnLoopback, missingTools, tempDir } from '../../test/helpers.ts';
 import { runJob } from '../agent/agent.ts';
+import { quoteHostBootState } from '../agent/host-quote.ts';
+import { HttpControlPlane } from '../control-plane/http-control-plane.ts';
 import { initHome, type OpenHome, openHome } from '../home/home.ts';
-import { hostVtpmIssuer } from '../home/host-tpm-home.ts';
+import { hostVtpmIssuer, openHostTpm } from '../home/host-tpm-home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
 import { createApiServer } from '../server/http-server.ts';
 import { EphemeralSigner, FileKeySigner } from '../signing/file-key-signer.ts';
@@ -220,6 +222,28 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     assert.equal(outcome.result?.outcome, 'allow');
     const metrics = await (await fetch(`${url}/metrics`)).text();
     assert.match(metrics, /gatehouse_attestations_total\{result="success"\} 3/);
+  });
+
+  it('takes a host boot-state quote over the API when one is due, once per challenge', async () => {
+    const cp = new HttpControlPlane({ url });
+    // init quoted the home's host a moment ago: nothing is due, the TPM is not opened.
+    assert.equal(
+      await quoteHostBootState(cp, home.host, () => Promise.reject(new Error('not opened'))),
+      undefined,
+    );
+    // Its last quote made old: a quote is due, taken and appraised against the enrollment.
+    const last = await home.store.attestation.hostAttestation(home.host.name);
+    assert.ok(last);
+    await home.store.attestation.putHostAttestation({ ...last, quotedAt: last.quotedAt - 3_600_000 });
+    const result = await quoteHostBootState(cp, home.host, openHostTpm);
+    assert.equal(result?.status, 'trusted');
+    assert.ok((result?.quotedAt ?? 0) > last.quotedAt);
+    // A host enrolled without a TPM has nothing to quote; an unsigned request is refused.
+    await assert.rejects(
+      quoteHostBootState(cp, { name: 'shell-client', signer: shellHost }, openHostTpm),
+      /not enrolled with a TPM/,
+    );
+    await assert.rejects(cp.hostQuoteChallenge('not-a-proof'), { code: 'UNAUTHORIZED' });
   });
 
   it('trusts an EK CA over the API only with the security role signature', async () => {

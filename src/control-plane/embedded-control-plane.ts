@@ -26,6 +26,9 @@ import type {
   EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
+  HostQuoteBody,
+  HostQuoteChallenge,
+  HostQuoteResult,
   JobTicket,
   UploadRequest,
   UploadResult,
@@ -76,6 +79,14 @@ export class EmbeddedControlPlane implements ControlPlane {
 
   claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
     return this.#o.pipeline.claimJob(request, proof);
+  }
+
+  hostQuoteChallenge(proof: string): Promise<HostQuoteChallenge> {
+    return this.#o.pipeline.hostQuoteChallenge(proof);
+  }
+
+  hostQuote(body: HostQuoteBody, proof: string): Promise<HostQuoteResult> {
+    return this.#o.pipeline.hostQuote(body, proof);
   }
 
   attest(request: AttestRequest, proof: string): Promise<AttestResult> {

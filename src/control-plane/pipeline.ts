@@ -11,6 +11,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AttestationAuthority } from '../attestation/authority.ts';
 import { CHECKS, EvidenceRejectedError, failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
+import type { HostAttestation } from '../attestation/host-attestation.ts';
 import type { HostEnrollment, HostRegistry } from '../attestation/hosts.ts';
 import {
   type ExpectedRequest,
@@ -37,6 +38,9 @@ import type {
   EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
+  HostQuoteBody,
+  HostQuoteChallenge,
+  HostQuoteResult,
   JobTicket,
   UploadRequest,
   UploadResult,
@@ -74,6 +78,8 @@ export interface JobPipelineOptions {
   hostStanding?: (
     host: string,
   ) => Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
+  /** Host attestation, for hosts that quote their boot state over the API. */
+  hostAttestation?: HostAttestation;
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
@@ -98,6 +104,28 @@ export class JobPipeline implements ControlPlane {
       allowedToBuild(project, host);
     }
     return this.#ticket(await this.#o.orchestrator.createJob(project.name, host?.name));
+  }
+
+  /** A host asks whether it must quote its boot state, and for a nonce when it must. */
+  async hostQuoteChallenge(proof: string): Promise<HostQuoteChallenge> {
+    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'host-quote', request: {} });
+    if (this.#o.hostAttestation === undefined)
+      throw new GatehouseError('BAD_CONFIG', 'this control plane does not attest hosts');
+    return this.#o.hostAttestation.quoteChallenge(host);
+  }
+
+  /** A host's boot-state quote, appraised against its enrollment and kept. */
+  async hostQuote(body: HostQuoteBody, proof: string): Promise<HostQuoteResult> {
+    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'host-quote', request: body });
+    if (this.#o.hostAttestation === undefined)
+      throw new GatehouseError('BAD_CONFIG', 'this control plane does not attest hosts');
+    const r = await this.#o.hostAttestation.submitQuote(host, body);
+    return {
+      host: r.host,
+      status: r.status,
+      quotedAt: r.quotedAt,
+      ...(r.reason === undefined ? {} : { reason: r.reason }),
+    };
   }
 
   /** A host claims a queued job: once. @throws GatehouseError UNAUTHORIZED, NOT_FOUND, CONFLICT */

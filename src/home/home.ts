@@ -526,6 +526,7 @@ export async function openHome(
     egressAllow: config.runner.egressAllow ?? [],
     attestation: config.runner.attestation ?? 'tpm',
     hostStanding: hostChain.standing,
+    hostAttestation,
   });
   const reconciler = new Reconciler({
     store,

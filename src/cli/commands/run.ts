@@ -4,9 +4,11 @@ import { basename, join, resolve } from 'node:path';
 import { type JobOutcome, runJob } from '../../agent/agent.ts';
 import type { Attester } from '../../agent/attester.ts';
 import type { RunnerHost } from '../../agent/credentials.ts';
+import { quoteHostBootState } from '../../agent/host-quote.ts';
 import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { environmentCacheOf, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
+import { openHostTpm } from '../../home/host-tpm-home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
@@ -132,6 +134,10 @@ export async function runCommand(argv: string[]): Promise<number> {
     ({ attester, host } = local);
     // What runners of agents killed on this host left behind goes first.
     await local.sweep(runner);
+    // Before claiming, this host's boot state must be fresh at the control plane: one request
+    // when it is; a quote when it is due. A control plane that does not attest hosts, or a host
+    // enrolled without a TPM, leaves the decision to attestation (which fails closed).
+    await quoteHostBootState(cp, host, openHostTpm).catch(() => undefined);
   } else {
     const home = await openHome(homeRoot, registryOption(values.registry, values.server));
     // The embedded control plane settles what an earlier run's crash left unfinished, and what
