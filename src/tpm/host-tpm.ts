@@ -15,7 +15,6 @@ import { spawn } from 'node:child_process';
 import { createHash, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseError } from '../common/errors.ts';
@@ -247,18 +246,6 @@ export async function standInBootEvents(
   return events;
 }
 
-async function isListening(socket: string): Promise<boolean> {
-  if (!existsSync(socket)) return false;
-  return new Promise((resolve) => {
-    const s = connect(socket);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 /** Whether the stand-in's swtpm is running and was booted (its boot record names its process). */
 async function standInRunning(p: StandInPaths): Promise<boolean> {
   const pid = Number((await readFile(p.pid, 'utf8').catch(() => '')).trim());
@@ -269,7 +256,11 @@ async function standInRunning(p: StandInPaths): Promise<boolean> {
   } catch {
     return false;
   }
-  return isListening(p.socket);
+  // A live, booted process is running: a busy TPM (another client's connection, a full listen
+  // backlog) must never look dead and be restarted under its users.
+  return (
+    existsSync(p.socket) && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(p.state)
+  );
 }
 
 /**
