@@ -12,7 +12,7 @@ import { tempDir } from '../../test/helpers.ts';
 import '../signing/reflect-metadata-shim.ts';
 import * as x509 from '@peculiar/x509';
 import { answerChallenge, challengeRequest } from '../agent/attester.ts';
-import { hostChainOf, hostEkTrustOf, trustManufacturerRoot } from '../home/host-tpm-home.ts';
+import { hostChainOf, hostEkTrustOf, revokeEkCa, trustManufacturerRoot } from '../home/host-tpm-home.ts';
 import { EphemeralSigner } from '../signing/file-key-signer.ts';
 import { keyIdOf, signSecurityAct } from '../signing/security-act.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
@@ -310,6 +310,19 @@ describe('host attestation with a host TPM stand-in', { skip: tpmToolsMissing() 
       await refusedChecks(authority.challenge(await challengeRequest(again, key.publicJwk, JOB))),
       ['HOST_UNTRUSTED'],
     );
+  });
+
+  it('refuses to enroll a host TPM whose EK path passes through a CA the security role revoked', async () => {
+    const home = join(dir, 'home');
+    const pem = join(dir, 'intermediate.pem');
+    await writeFile(pem, (await hostTpm.ekIntermediates())[0] ?? '');
+    assert.equal((await revokeEkCa(home, pem)).added, true);
+    assert.equal((await revokeEkCa(home, pem)).added, false);
+    const thumb = jwkThumbprint(publicKey.x, publicKey.y);
+    assert.deepEqual(await refusedChecks(attestation.appraiseForEnrollment(hostTpm, thumb)), [
+      'EK_CERT_UNTRUSTED',
+    ]);
+    await assert.rejects(revokeEkCa(home, 'nope'), { code: 'BAD_INPUT' });
   });
 
   it('quarantines a host whose PCRs were extended outside its boot log', async () => {

@@ -123,7 +123,7 @@ export const COMMAND_HELP = {
   attestation: {
     summary: 'trusted EK CAs, pre-manufactured vTPMs, reference values, refused attestations',
     usage:
-      'gatehouse attestation trust-ca add FILE | trust-ca list | vtpm-pool fill [N] |\n' +
+      'gatehouse attestation trust-ca add FILE | trust-ca revoke FILE|SHA256 | trust-ca list | vtpm-pool fill [N] |\n' +
       '       reference-values publish FILE [--key K] [--server URL] | reference-values show [--version N] |\n' +
       '       reference-values history | refusals [--limit N] [--home DIR] [--json]',
     details:

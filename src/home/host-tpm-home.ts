@@ -6,12 +6,13 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HostAttestation, type HostEkTrust } from '../attestation/host-attestation.ts';
 import type { HostRegistry } from '../attestation/hosts.ts';
 import type { VtpmHostChain } from '../attestation/tpm-verifier.ts';
 import { attestationPaths } from '../attestation/trust-store.ts';
+import { GatehouseError } from '../common/errors.ts';
 import type { Store } from '../store/store.ts';
 import { type EkCaCrl, parseEkCaCrl, parseTrustedCa } from '../tpm/ek-certificate.ts';
 import { HostTpm, hostTpmLocation, manufactureHostTpmStandIn } from '../tpm/host-tpm.ts';
@@ -82,6 +83,38 @@ export async function trustManufacturerRoot(
   if (existsSync(target)) return false;
   await writeFile(target, cert.toString(), { mode: 0o644, flag: 'wx' });
   return true;
+}
+
+/**
+ * Revoke an EK CA for host EK paths: `what` is a CA certificate file (PEM or DER) or the SHA-256
+ * fingerprint of one (hex, colons allowed); it is added to `trusted-ek-cas/revoked.txt`.
+ * @throws GatehouseError BAD_INPUT naming what is wrong
+ */
+export async function revokeEkCa(
+  root: string,
+  what: string,
+): Promise<{ fingerprint: string; added: boolean }> {
+  let fingerprint = what.replace(/:/g, '').toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(what);
+    } catch (cause) {
+      throw new GatehouseError('BAD_INPUT', 'neither a SHA-256 fingerprint nor a readable certificate file', {
+        where: what,
+        cause,
+      });
+    }
+    fingerprint = createHash('sha256').update(parseTrustedCa(bytes, what).raw).digest('hex');
+  }
+  const dir = attestationPaths(root).trustedEkCas;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, 'revoked.txt');
+  const current = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  if (current.split('\n').some((l) => l.trim().toLowerCase() === fingerprint))
+    return { fingerprint, added: false };
+  await appendFile(file, `${fingerprint}\n`, { mode: 0o644 });
+  return { fingerprint, added: true };
 }
 
 /**

@@ -8,6 +8,7 @@ import {
 import { addTrustedEkCa, trustedEkCasLoader } from '../../attestation/trust-store.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import { homeVtpmPool, resolveHome } from '../../home/home.ts';
+import { revokeEkCa } from '../../home/host-tpm-home.ts';
 import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { releaseFillLock, takeFillLock } from '../background-fill.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -77,6 +78,14 @@ export async function attestationCommand(argv: string[]): Promise<number> {
   if (group === 'trust-ca' && verb === 'add' && arg !== undefined) {
     const r = await addTrustedEkCa(root, arg);
     out.line(`${r.added ? 'trusted' : 'already trusted'}: ${r.subject} (${r.name})`);
+    out.document(r);
+    return EXIT.ok;
+  }
+  if (group === 'trust-ca' && verb === 'revoke' && arg !== undefined) {
+    // An EK CA revoked by the security role: no host EK path may pass through it, whatever its
+    // issuer's CRL says (a vendor whose CA key leaked may never publish one).
+    const r = await revokeEkCa(root, arg);
+    out.line(`${r.added ? 'revoked' : 'already revoked'}: EK CA sha256:${r.fingerprint}`);
     out.document(r);
     return EXIT.ok;
   }
