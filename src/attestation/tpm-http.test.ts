@@ -237,6 +237,8 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     await home.store.attestation.putHostAttestation({ ...last, quotedAt: last.quotedAt - 3_600_000 });
     const result = await quoteHostBootState(cp, home.host, openHostTpm);
     assert.equal(result?.status, 'trusted');
+    assert.match(await home.controlPlane.metricsText(), /^gatehouse_runner_hosts\{standing="trusted"\} 1$/m);
+    assert.match(await home.controlPlane.metricsText(), /^gatehouse_runner_hosts\{standing="quarantined"\} 0$/m);
     assert.ok((result?.quotedAt ?? 0) > last.quotedAt);
     // A host enrolled without a TPM has nothing to quote; an unsigned request is refused.
     await assert.rejects(

@@ -48,6 +48,10 @@ export interface EmbeddedControlPlaneOptions {
   metrics: Metrics;
   policies: PolicyService;
   hosts: HostRegistry;
+  /** Host attestation standing, for /metrics (which hosts are quarantined). */
+  hostStanding?: (
+    host: string,
+  ) => Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
   triage: TriageService;
   referenceValues: ReferenceValueService;
   trustedRoot: () => Promise<Record<string, unknown>>;
@@ -196,6 +200,27 @@ export class EmbeddedControlPlane implements ControlPlane {
       decisionsByOutcome: await this.#o.store.decisions.countByOutcome(),
       logSize: await this.#o.log.size(),
       vulnerabilityRecords: await this.#o.store.vulns.count(),
+      ...(this.#o.hostStanding === undefined
+        ? {}
+        : {
+            hostsByStanding: await (async () => {
+              const counts: Record<string, number> = {};
+              for (const h of await this.#o.hosts.list()) {
+                if (h.tpm === undefined) continue;
+                const s = await this.#o.hostStanding?.(h.name);
+                const key =
+                  s?.problem === undefined
+                    ? 'trusted'
+                    : s.check === 'HOST_QUARANTINED'
+                      ? 'quarantined'
+                      : s.check === 'HOST_QUOTE_STALE'
+                        ? 'stale'
+                        : 'revoked';
+                counts[key] = (counts[key] ?? 0) + 1;
+              }
+              return counts;
+            })(),
+          }),
       reevaluation: await (async () => {
         const all = await this.#o.store.policies.listReevaluations({ limit: 1_000_000 });
         return {

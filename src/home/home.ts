@@ -552,6 +552,7 @@ export async function openHome(
     revocationList: async () =>
       signRevocationList(await currentRevocations(revocationsFile, await triage.revocations()), logSigner),
     trustEkCa: (body) => trustEkCaSigned(root, body, securityKeys),
+    hostStanding: hostChain.standing,
   });
   const runner = runnerFromConfig(config.runner, root);
   const attester = await attesterFactory(root, config);
