@@ -24,6 +24,7 @@ import { HostTpm, manufactureHostTpmStandIn, stopStandIn } from '../tpm/host-tpm
 import { HostTpmVtpmCa } from '../tpm/host-vtpm-ca.ts';
 import { ekCertificateExtensions, resignCertificate } from '../tpm/manufacturer.ts';
 import { ensurePlatformCa, platformCaPaths } from '../tpm/platform-ca.ts';
+import { parseCertifyAttest } from '../tpm/structures.ts';
 import { manufactureVtpm, VirtualTpm } from '../tpm/swtpm.ts';
 import { AttestationAuthority } from './authority.ts';
 import { HostAttestation } from './host-attestation.ts';
@@ -166,6 +167,23 @@ describe('host attestation with a host TPM stand-in', { skip: tpmToolsMissing() 
     await enroll({ publicKey, pool: 'local', attestation: 'tpm', tpm });
     const host = await hosts.get('h1');
     assert.equal((await attestation.requote(host as never, hostTpm, { force: true })).status, 'trusted');
+  });
+
+  it('parses a TPM2_Certify strictly', async () => {
+    const { attest } = await hostTpm.certifyVtpmCaKey(Buffer.alloc(32, 7));
+    const info = parseCertifyAttest(attest);
+    assert.deepEqual(info.extraData, Buffer.alloc(32, 7));
+    const cases: [string, Buffer][] = [
+      ['trailing byte', Buffer.concat([attest, Buffer.from([0])])],
+      ['truncated', attest.subarray(0, attest.length - 1)],
+      ['foreign magic', Buffer.concat([Buffer.from([0xff, 0x54, 0x43, 0x48]), attest.subarray(4)])],
+      [
+        'a quote, not a certify',
+        Buffer.concat([attest.subarray(0, 4), Buffer.from([0x80, 0x18]), attest.subarray(6)]),
+      ],
+    ];
+    for (const [what, bytes] of cases)
+      assert.throws(() => parseCertifyAttest(bytes), { code: 'BAD_INPUT' }, what);
   });
 
   it('refuses an EK path with a missing intermediate, an untrusted root, or a revoked CA', async () => {

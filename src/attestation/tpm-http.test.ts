@@ -238,7 +238,10 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     const result = await quoteHostBootState(cp, home.host, openHostTpm);
     assert.equal(result?.status, 'trusted');
     assert.match(await home.controlPlane.metricsText(), /^gatehouse_runner_hosts\{standing="trusted"\} 1$/m);
-    assert.match(await home.controlPlane.metricsText(), /^gatehouse_runner_hosts\{standing="quarantined"\} 0$/m);
+    assert.match(
+      await home.controlPlane.metricsText(),
+      /^gatehouse_runner_hosts\{standing="quarantined"\} 0$/m,
+    );
     assert.ok((result?.quotedAt ?? 0) > last.quotedAt);
     // A host enrolled without a TPM has nothing to quote; an unsigned request is refused.
     await assert.rejects(

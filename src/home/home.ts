@@ -162,7 +162,18 @@ export async function initHome(
   // A TPM home's runners attest through vTPMs its host TPM vouches for: the host TPM (the
   // machine's stand-in, manufactured now if scripts/setup has not) and its manufacturer's root.
   const tpmHome = (config.runner.attestation ?? 'tpm') === 'tpm';
-  const hostTpm = tpmHome ? await openHostTpm() : undefined;
+  // Without one (no swtpm, no device) the home is still made: its runners are refused until the
+  // security role enrolls the host with its TPM (`host enroll NAME --tpm`), which fails closed.
+  let hostTpm: Awaited<ReturnType<typeof openHostTpm>> | undefined;
+  if (tpmHome) {
+    try {
+      hostTpm = await openHostTpm();
+    } catch (e) {
+      created.push(
+        `no host TPM (${e instanceof Error ? e.message : String(e)}): its runners cannot attest until \`gatehouse host enroll NAME --tpm\``,
+      );
+    }
+  }
   const standInRoot = hostTpm?.manufacturerRoot();
   if (
     hostTpm !== undefined &&
