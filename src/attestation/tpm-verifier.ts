@@ -146,7 +146,8 @@ export class MemoryAkCounterStore implements AkCounterStore {
  * its vTPMs attest now (enrolled, not revoked, not quarantined, quoted recently).
  */
 export interface VtpmHostChain {
-  issuers(): Promise<readonly VtpmEkIssuer[]>;
+  /** The issuers; `fresh`: not from a cache (a certificate whose issuer was not found). */
+  issuers(fresh?: boolean): Promise<readonly VtpmEkIssuer[]>;
   standing(
     host: string,
   ): Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
@@ -227,7 +228,14 @@ export class TpmEvidenceVerifier {
         },
       ];
     try {
-      const ek = verifyVtpmEkCertificate(der, await this.#hosts.issuers(), at);
+      let ek: VerifiedRunnerEk & { host: string };
+      try {
+        ek = verifyVtpmEkCertificate(der, await this.#hosts.issuers(), at);
+      } catch (e) {
+        // A host enrolled a moment ago may not be in a cached list yet: asked once more, afresh.
+        if (!(e instanceof EkCertificateError && e.reason === 'untrusted')) throw e;
+        ek = verifyVtpmEkCertificate(der, await this.#hosts.issuers(true), at);
+      }
       const standing = await this.#hosts.standing(ek.host);
       if (standing.problem !== undefined)
         return [{ check: standing.check ?? CHECKS.hostUntrusted, message: standing.problem }];

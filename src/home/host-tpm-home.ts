@@ -140,11 +140,23 @@ export function hostAttestationOf(root: string, config: Config, store: Store): H
 
 /** The vTPM issuers and host standings the authority checks vTPM EK certificates against. */
 export function hostChainOf(hosts: HostRegistry, attestation: HostAttestation): VtpmHostChain {
+  // The issuers (key id → host, public key) are remembered for a few seconds: listing verifies
+  // every host's enrollment, which grows with the fleet. That is safe because they only name the
+  // host; whether its vTPMs may attest is its standing, read from its latest enrollment every time
+  // (a revocation or a quarantine takes effect at once).
+  let cached: { at: number; issuers: ReturnType<typeof HostAttestation.issuersOf> } | undefined;
   return {
-    issuers: async () => HostAttestation.issuersOf(await hosts.list()),
+    issuers: async (fresh = false) => {
+      if (fresh || cached === undefined || Date.now() - cached.at > ISSUERS_TTL_MS)
+        cached = { at: Date.now(), issuers: HostAttestation.issuersOf(await hosts.list()) };
+      return cached.issuers;
+    },
     standing: async (name) => attestation.standing(await hosts.get(name), name),
   };
 }
+
+/** How long the list of vTPM issuers is remembered. */
+const ISSUERS_TTL_MS = 10_000;
 
 /** The vTPM EK certificate issuer of this machine: its host TPM's key, opened on first use. */
 export function hostVtpmIssuer(): VtpmEkCertIssuer {
