@@ -15,8 +15,8 @@ import { attestationPaths } from '../attestation/trust-store.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { Store } from '../store/store.ts';
 import { type EkCaCrl, parseEkCaCrl, parseTrustedCa } from '../tpm/ek-certificate.ts';
-import { HostTpm, hostTpmLocation, manufactureHostTpmStandIn } from '../tpm/host-tpm.ts';
-import { HostTpmVtpmCa, type VtpmEkCertIssuer } from '../tpm/host-vtpm-ca.ts';
+import type { HostTpm } from '../tpm/host-tpm.ts';
+import type { HostTpmVtpmCa, VtpmEkCertIssuer } from '../tpm/host-vtpm-ca.ts';
 import type { Config } from './config.ts';
 
 /** The file of the home's legacy platform CA: never an anchor for host EKs. */
@@ -122,6 +122,8 @@ export async function revokeEkCa(
  * and none was made yet (what scripts/setup does once per machine).
  */
 export async function openHostTpm(): Promise<HostTpm> {
+  // Loaded when a TPM is used (enrollment, a due quote, pool fill), not by every command.
+  const { HostTpm, hostTpmLocation, manufactureHostTpmStandIn } = await import('../tpm/host-tpm.ts');
   const loc = hostTpmLocation();
   if (loc.kind === 'stand-in') await manufactureHostTpmStandIn(loc.dir);
   return HostTpm.open(loc);
@@ -163,7 +165,9 @@ export function hostVtpmIssuer(): VtpmEkCertIssuer {
   let ca: Promise<HostTpmVtpmCa> | undefined;
   return {
     issue: async (ek) => {
-      ca ??= openHostTpm().then((tpm) => HostTpmVtpmCa.open(tpm));
+      ca ??= Promise.all([openHostTpm(), import('../tpm/host-vtpm-ca.ts')]).then(([tpm, m]) =>
+        m.HostTpmVtpmCa.open(tpm),
+      );
       try {
         return await (await ca).issue(ek);
       } catch (e) {
