@@ -68,7 +68,7 @@ post() { # path body-file act job [request-file] -> answer in $W/answer, HTTP st
     --data-binary "@$2" "$GATEHOUSE_URL$1"
 }
 refused() {
-  jq -r '.failed_checks[]? | "\(.check): \(.message)"' "$W/answer" >&2 || cat "$W/answer" >&2
+  jq -er '.failed_checks[] | "\(.check): \(.message)"' "$W/answer" >&2 2>/dev/null || cat "$W/answer" >&2
   exit 3
 }
 

@@ -46,6 +46,7 @@ import {
   type AttestationSessions,
   type Challenge,
   TpmEvidenceVerifier,
+  type VtpmHostChain,
 } from './tpm-verifier.ts';
 
 export type { ReferenceValues } from './baseline.ts';
@@ -81,6 +82,11 @@ export interface AttestationAuthorityOptions {
   readonly trustedEkCas?: () => readonly X509Certificate[];
   /** Where the last TPM reset/restart counts of each AK are kept. */
   readonly akCounters?: AkCounterStore;
+  /**
+   * vTPM EK certificates issued by enrolled runner hosts' TPM-resident keys, and the hosts'
+   * standing; a token of a host that lost its standing (revoked, quarantined) is refused.
+   */
+  readonly hostChain?: VtpmHostChain;
   /**
    * Where TPM challenges wait for their answer: the store, so that every instance may check an
    * answer to a challenge another issued (default: this process only).
@@ -238,6 +244,7 @@ export class AttestationAuthority {
   readonly #tpm: TpmEvidenceVerifier;
   readonly #verifyCi: ((token: string) => Promise<Record<string, unknown>>) | undefined;
   readonly #platform: PlatformEvidenceAppraiser | undefined;
+  readonly #hosts: VtpmHostChain | undefined;
 
   /** @throws GatehouseError BAD_CONFIG for a key that is not EC P-256, a bad issuer URL, or a TTL over 900 s */
   constructor(options: AttestationAuthorityOptions) {
@@ -283,7 +290,9 @@ export class AttestationAuthority {
       ...(options.akCounters === undefined ? {} : { counters: options.akCounters }),
       ...(options.sessions === undefined ? {} : { sessions: options.sessions }),
       ...(options.now === undefined ? {} : { now: options.now }),
+      ...(options.hostChain === undefined ? {} : { hostChain: options.hostChain }),
     });
+    this.#hosts = options.hostChain;
     this.#verifyCi = options.verifyCiToken;
     this.#platform = options.platformEvidence;
     this.#tokens = options.tokens;
@@ -629,6 +638,7 @@ export class AttestationAuthority {
         tpm: {
           ak_name: ev.akName,
           ek_issuer: ev.ek.issuer,
+          ...(ev.ek.host === undefined ? {} : { host: ev.ek.host }),
           ...(ev.ek.tpm.model === undefined ? {} : { model: ev.ek.tpm.model }),
           reset_count: ev.quote.resetCount,
           restart_count: ev.quote.restartCount,
@@ -681,14 +691,33 @@ export class AttestationAuthority {
    * per call so that a rotation takes effect at once) and return its claims.
    * @throws GatehouseError TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_WRONG_JOB, TOKEN_REVOKED
    */
-  verifyToken(token: string | undefined, jobId: string): Promise<AttestationClaims> {
-    return verifyAttestationToken(token, {
+  async verifyToken(token: string | undefined, jobId: string): Promise<AttestationClaims> {
+    const claims = await verifyAttestationToken(token, {
       jwks: this.jwks(),
       issuer: this.#issuer,
       jobId,
       tokens: this.#tokens,
       now: this.#now,
     });
+    // A host revoked or quarantined since the token was issued takes its runners' tokens with it.
+    if (this.#hosts !== undefined) {
+      for (const host of new Set([claims.gatehouse.runner?.host, claims.gatehouse.tpm?.host])) {
+        if (host === undefined) continue;
+        const standing = await this.#hosts.standing(host);
+        if (
+          standing.check === CHECKS.hostUntrusted ||
+          standing.check === CHECKS.hostQuarantined ||
+          standing.check === CHECKS.hostUnknown
+        ) {
+          await this.#tokens.revoke(claims.jti, claims.exp);
+          throw new GatehouseError(
+            'TOKEN_REVOKED',
+            `the attestation token is revoked: ${standing.problem ?? ''}`,
+          );
+        }
+      }
+    }
+    return claims;
   }
 
   /** Revoke a token whose claims were verified, until it expires: a token is used once. */

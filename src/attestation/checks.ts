@@ -29,6 +29,11 @@ export const CHECKS = {
   attestationMode: 'ATTESTATION_MODE',
   hostUnknown: 'HOST_UNKNOWN',
   hostNotClaimer: 'HOST_NOT_CLAIMER',
+  hostUntrusted: 'HOST_UNTRUSTED',
+  hostQuarantined: 'HOST_QUARANTINED',
+  hostQuoteStale: 'HOST_QUOTE_STALE',
+  hostBootState: 'HOST_BOOT_STATE',
+  vtpmCaKey: 'VTPM_CA_KEY',
 } as const;
 
 /**

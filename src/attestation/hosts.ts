@@ -9,6 +9,7 @@ import { GatehouseError } from '../common/errors.ts';
 import { SecurityActLedger, type VerifiedAct } from '../signing/act-ledger.ts';
 import type { SecuritySignature, TrustedKey } from '../signing/security-act.ts';
 import type { SecurityActStore, TokenStore } from '../store/store.ts';
+import { hostTpmSchema } from './host-tpm-record.ts';
 import {
   type ExpectedRequest,
   HOST_REQUEST_TYP,
@@ -49,6 +50,11 @@ const hostContentSchema = z.strictObject({
     .optional(),
   /** A revoked host's requests are refused. */
   revoked: z.boolean().optional(),
+  /**
+   * The host's own TPM, appraised at enrollment: its AK is the host's identity, its vTPM CA key
+   * issues the EK certificates of its runners' vTPMs, its boot PCRs are its reference values.
+   */
+  tpm: hostTpmSchema.optional(),
 });
 
 /** What an enrollment says. */

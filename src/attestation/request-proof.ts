@@ -26,7 +26,8 @@ export type RequestAct =
   | 'environment'
   | 'log'
   | 'fail'
-  | 'finish';
+  | 'finish'
+  | 'host-quote';
 
 /** `typ` of a runner host's signed request. */
 export const HOST_REQUEST_TYP = 'gatehouse-host-request+jws';
@@ -49,6 +50,7 @@ const claimsSchema = z.strictObject({
     'log',
     'fail',
     'finish',
+    'host-quote',
   ]),
   job: z.string().min(1).max(128).optional(),
   digest: z.string().regex(/^[0-9a-f]{64}$/),

@@ -55,6 +55,8 @@ const claimsSchema = z.object({
      * `github-actions-hosted`, `gitlab-ci-self-hosted`, …); absent on tokens issued before it.
      */
     runner_kind: z.string().min(1).max(64).optional(),
+    /** On the TPM path: the enrolled host whose TPM-resident key issued the vTPM's EK certificate. */
+    tpm: z.object({ host: z.string().optional() }).optional(),
   }),
 });
 

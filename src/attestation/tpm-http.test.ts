@@ -8,11 +8,13 @@ import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { closeServer, copyExample, listenOnLoopback, missingTools, tempDir } from '../../test/helpers.ts';
 import { runJob } from '../agent/agent.ts';
+import { quoteHostBootState } from '../agent/host-quote.ts';
+import { HttpControlPlane } from '../control-plane/http-control-plane.ts';
 import { initHome, type OpenHome, openHome } from '../home/home.ts';
+import { hostVtpmIssuer, openHostTpm } from '../home/host-tpm-home.ts';
 import { loadSecuritySigner, securityKeyPath } from '../home/security-role.ts';
 import { createApiServer } from '../server/http-server.ts';
 import { EphemeralSigner, FileKeySigner } from '../signing/file-key-signer.ts';
-import { homeKeyProtection } from '../signing/home-keys.ts';
 import { signSecurityAct } from '../signing/security-act.ts';
 import { LocalGitProvider } from '../source/local-git-provider.ts';
 import { registerProject, seedVulnerabilityData } from '../testing/submission.ts';
@@ -56,10 +58,8 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     server = createApiServer({ controlPlane: home.controlPlane, apiToken: home.apiToken });
     ({ url } = await listenOnLoopback(server));
     const paths = attestationPaths(join(dir, 'home'));
-    tpm = await new VtpmPool(paths.vtpmPool, {
-      platformCaDir: paths.platformCa,
-      platformCaProtection: await homeKeyProtection(join(dir, 'home'), home.config.keys),
-    }).take();
+    // A vTPM of the home's pool: its EK certificate issued by the host TPM's key.
+    tpm = await new VtpmPool(paths.vtpmPool, { ekIssuer: hostVtpmIssuer() }).take();
     // The shell client is a runner host of its own: a plain PEM key, enrolled by the security role.
     shellHost = await FileKeySigner.generate(join(dir, 'shell-host.key.pem'));
     const spki = Buffer.from(shellHost.publicKeySpki());
@@ -131,7 +131,7 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
       join(dir, 'runner.jwk'),
     ];
     const ok = await runClient([...args, '--claim', '--extend'], env);
-    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.code, 0, `client: ${ok.stderr}`);
     const claims = decodeJwt((JSON.parse(ok.stdout) as { token: string }).token);
     assert.equal(claims.sub, ticket.jobId);
     assert.deepEqual((claims.cnf as { jkt: string }).jkt, key.thumbprint);
@@ -222,6 +222,33 @@ describe('the documented HTTP protocol, spoken by the shell client with tpm2-too
     assert.equal(outcome.result?.outcome, 'allow');
     const metrics = await (await fetch(`${url}/metrics`)).text();
     assert.match(metrics, /gatehouse_attestations_total\{result="success"\} 3/);
+  });
+
+  it('takes a host boot-state quote over the API when one is due, once per challenge', async () => {
+    const cp = new HttpControlPlane({ url });
+    // init quoted the home's host a moment ago: nothing is due, the TPM is not opened.
+    assert.equal(
+      await quoteHostBootState(cp, home.host, () => Promise.reject(new Error('not opened'))),
+      undefined,
+    );
+    // Its last quote made old: a quote is due, taken and appraised against the enrollment.
+    const last = await home.store.attestation.hostAttestation(home.host.name);
+    assert.ok(last);
+    await home.store.attestation.putHostAttestation({ ...last, quotedAt: last.quotedAt - 3_600_000 });
+    const result = await quoteHostBootState(cp, home.host, openHostTpm);
+    assert.equal(result?.status, 'trusted');
+    assert.match(await home.controlPlane.metricsText(), /^gatehouse_runner_hosts\{standing="trusted"\} 1$/m);
+    assert.match(
+      await home.controlPlane.metricsText(),
+      /^gatehouse_runner_hosts\{standing="quarantined"\} 0$/m,
+    );
+    assert.ok((result?.quotedAt ?? 0) > last.quotedAt);
+    // A host enrolled without a TPM has nothing to quote; an unsigned request is refused.
+    await assert.rejects(
+      quoteHostBootState(cp, { name: 'shell-client', signer: shellHost }, openHostTpm),
+      /not enrolled with a TPM/,
+    );
+    await assert.rejects(cp.hostQuoteChallenge('not-a-proof'), { code: 'UNAUTHORIZED' });
   });
 
   it('trusts an EK CA over the API only with the security role signature', async () => {

@@ -7,7 +7,9 @@ import { makeCredential } from '../tpm/credential.ts';
 import {
   EkCertificateError,
   type VerifiedEkCertificate,
+  type VtpmEkIssuer,
   verifyEkCertificate,
+  verifyVtpmEkCertificate,
 } from '../tpm/ek-certificate.ts';
 import { PCR_RESET_VALUE } from '../tpm/pcr.ts';
 import { akAttributeProblem, appraiseQuote, type CheckFailure } from '../tpm/quote.ts';
@@ -65,7 +67,7 @@ export interface Challenge {
 interface Session {
   readonly ak: TpmtPublic;
   readonly akName: Buffer;
-  readonly ek: VerifiedEkCertificate;
+  readonly ek: VerifiedRunnerEk;
   readonly runnerJwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
   readonly jkt: string;
   readonly nonce: Buffer;
@@ -139,6 +141,21 @@ export class MemoryAkCounterStore implements AkCounterStore {
   }
 }
 
+/**
+ * The runner hosts whose TPM-resident keys issue vTPM EK certificates, and whether each may have
+ * its vTPMs attest now (enrolled, not revoked, not quarantined, quoted recently).
+ */
+export interface VtpmHostChain {
+  /** The issuers; `fresh`: not from a cache (a certificate whose issuer was not found). */
+  issuers(fresh?: boolean): Promise<readonly VtpmEkIssuer[]>;
+  standing(
+    host: string,
+  ): Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
+}
+
+/** A verified EK certificate, and the enrolled host whose vTPM CA key issued it (host chain). */
+export type VerifiedRunnerEk = VerifiedEkCertificate & { readonly host?: string };
+
 /** TPM evidence that passed every TPM check, for the authority to appraise and sign. */
 export interface VerifiedTpmEvidence {
   readonly jobId: string | undefined;
@@ -147,7 +164,7 @@ export interface VerifiedTpmEvidence {
   readonly events: readonly MeasurementEvent[];
   readonly pcrs: Readonly<Record<string, string>>;
   readonly akName: string;
-  readonly ek: VerifiedEkCertificate;
+  readonly ek: VerifiedRunnerEk;
   readonly quote: TpmsQuote;
   readonly ciToken: string | undefined;
   /** Checks that need the authority's context (reference values, job binding) still to run. */
@@ -172,9 +189,12 @@ export class TpmEvidenceVerifier {
   readonly #trusted: () => readonly X509Certificate[];
   readonly #counters: AkCounterStore;
   readonly #now: () => Date;
+  readonly #hosts: VtpmHostChain | undefined;
 
   constructor(options: {
     trustedEkCas: () => readonly X509Certificate[];
+    /** vTPM EK certificates issued by enrolled hosts' TPM-resident keys (the home's only path). */
+    hostChain?: VtpmHostChain;
     counters?: AkCounterStore;
     /** Where challenges wait for their answer (default: this process only). */
     sessions?: AttestationSessions;
@@ -184,6 +204,51 @@ export class TpmEvidenceVerifier {
     this.#counters = options.counters ?? new MemoryAkCounterStore();
     this.#sessions = options.sessions ?? new MemoryAttestationSessions();
     this.#now = options.now ?? (() => new Date());
+    this.#hosts = options.hostChain;
+  }
+
+  /**
+   * Verify an EK certificate: issued by a directly trusted EK CA, or by the vTPM CA key of an
+   * enrolled host whose standing allows its vTPMs to attest now.
+   * @returns the certificate, or the failed checks
+   */
+  async #verifyEk(der: Buffer, at: Date): Promise<VerifiedRunnerEk | CheckFailure[]> {
+    let first: unknown;
+    try {
+      return verifyEkCertificate(der, this.#trusted(), at);
+    } catch (e) {
+      first = e;
+    }
+    const untrusted = first instanceof EkCertificateError && first.reason === 'untrusted';
+    if (!untrusted || this.#hosts === undefined)
+      return [
+        {
+          check: untrusted ? CHECKS.ekCertUntrusted : CHECKS.ekCertMalformed,
+          message: isGatehouseError(first) ? first.message : 'unreadable',
+        },
+      ];
+    try {
+      let ek: VerifiedRunnerEk & { host: string };
+      try {
+        ek = verifyVtpmEkCertificate(der, await this.#hosts.issuers(), at);
+      } catch (e) {
+        // A host enrolled a moment ago may not be in a cached list yet: asked once more, afresh.
+        if (!(e instanceof EkCertificateError && e.reason === 'untrusted')) throw e;
+        ek = verifyVtpmEkCertificate(der, await this.#hosts.issuers(true), at);
+      }
+      const standing = await this.#hosts.standing(ek.host);
+      if (standing.problem !== undefined)
+        return [{ check: standing.check ?? CHECKS.hostUntrusted, message: standing.problem }];
+      return ek;
+    } catch (e) {
+      const reason = e instanceof EkCertificateError ? e.reason : 'malformed';
+      return [
+        {
+          check: reason === 'untrusted' ? CHECKS.ekCertUntrusted : CHECKS.ekCertMalformed,
+          message: isGatehouseError(e) ? e.message : 'unreadable',
+        },
+      ];
+    }
   }
 
   /**
@@ -217,18 +282,14 @@ export class TpmEvidenceVerifier {
     } catch {
       throw unusable('the attestation session kept in the store is unreadable');
     }
-    let ek: VerifiedEkCertificate;
+    const ek = await this.#verifyEk(Buffer.from(state.ekCert, 'base64'), new Date(state.issuedAt));
+    if (Array.isArray(ek)) throw new EvidenceRejectedError(ek, 'attestation evidence');
     let ak: TpmtPublic;
     try {
-      ek = verifyEkCertificate(
-        Buffer.from(state.ekCert, 'base64'),
-        this.#trusted(),
-        new Date(state.issuedAt),
-      );
       ak = parseTpm2bPublic(Buffer.from(state.akPublic, 'base64'), 'ak_public');
     } catch (e) {
       throw new EvidenceRejectedError(
-        [{ check: CHECKS.ekCertUntrusted, message: isGatehouseError(e) ? e.message : 'unusable EK or AK' }],
+        [{ check: CHECKS.akMalformed, message: isGatehouseError(e) ? e.message : 'unusable AK' }],
         'attestation evidence',
       );
     }
@@ -256,16 +317,10 @@ export class TpmEvidenceVerifier {
     const req = parsed.data;
     const failures: CheckFailure[] = [];
     const now = this.#now();
-    let ek: VerifiedEkCertificate | undefined;
-    try {
-      ek = verifyEkCertificate(Buffer.from(req.ek_cert, 'base64'), this.#trusted(), now);
-    } catch (e) {
-      const untrusted = e instanceof EkCertificateError && e.reason === 'untrusted';
-      failures.push({
-        check: untrusted ? CHECKS.ekCertUntrusted : CHECKS.ekCertMalformed,
-        message: isGatehouseError(e) ? e.message : 'unreadable',
-      });
-    }
+    const verified = await this.#verifyEk(Buffer.from(req.ek_cert, 'base64'), now);
+    let ek: VerifiedRunnerEk | undefined;
+    if (Array.isArray(verified)) failures.push(...verified);
+    else ek = verified;
     let ak: TpmtPublic | undefined;
     try {
       ak = parseTpm2bPublic(Buffer.from(req.ak_public, 'base64'), 'ak_public');

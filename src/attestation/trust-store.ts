@@ -1,13 +1,13 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { canonicalJson } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import type { TrustedKey } from '../signing/security-act.ts';
 import { parseTrustedCa } from '../tpm/ek-certificate.ts';
-import { ensurePlatformCa, platformCaPaths } from '../tpm/platform-ca.ts';
+import { platformCaPaths, sealPlainPlatformCaKey } from '../tpm/platform-ca.ts';
 import { verifySecurityPayload } from './reference-values.ts';
 
 /** Where a home keeps its attestation trust: the platform CA, trusted EK CAs, the vTPM pool. */
@@ -38,14 +38,10 @@ export async function initAttestationHome(
 ): Promise<string[]> {
   const p = attestationPaths(root);
   const created: string[] = [];
-  // The CA key is sealed like the home's other keys (a plain one from an older home is sealed now).
-  if (await ensurePlatformCa(p.platformCa, undefined, protection)) created.push('keys/platform-ca');
+  // No platform CA is made any more: vTPM EK certificates are issued by the host TPM's key. An
+  // older home's plain platform CA key is still sealed, so that no plain key lies in a home.
+  if (existsSync(platformCaPaths(p.platformCa).key)) await sealPlainPlatformCaKey(p.platformCa, protection);
   await mkdir(p.trustedEkCas, { recursive: true, mode: 0o700 });
-  const target = join(p.trustedEkCas, 'platform-ca.pem');
-  if (!existsSync(target)) {
-    await copyFile(platformCaPaths(p.platformCa).cert, target);
-    created.push('trusted-ek-cas/platform-ca.pem');
-  }
   return created;
 }
 

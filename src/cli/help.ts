@@ -121,8 +121,9 @@ export const COMMAND_HELP = {
     summary: 'enrolled runner hosts (enroll and revoke need the security key)',
     usage:
       'gatehouse host enroll NAME --public-key F --pool POOL [--attestation tpm|software|ci [--ci-claim CLAIM=VALUE]…] [--key K]\n' +
-      '       | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
-    examples: ['gatehouse host list', 'gatehouse host key'],
+      '       | enroll NAME --tpm [--public-key F] [--pool POOL] [--boot-reference F] [--key K]\n' +
+      '       | clear NAME [--accept-current] [--key K] | quote | revoke NAME [--key K] | list | key   [--home DIR] [--json]',
+    examples: ['gatehouse host list', 'gatehouse host key', 'gatehouse host quote'],
   },
   triage: {
     summary: 'quarantined artifacts; release (sign and promote) or reject them (security key)',
@@ -147,7 +148,7 @@ export const COMMAND_HELP = {
     summary:
       'trusted EK CAs, cloud and TEE roots, pre-manufactured vTPMs, reference values, refused attestations',
     usage:
-      'gatehouse attestation trust-ca add FILE | trust-ca list | vtpm-pool fill [N] |\n' +
+      'gatehouse attestation trust-ca add FILE | trust-ca revoke FILE|SHA256 | trust-ca list | vtpm-pool fill [N] |\n' +
       '       platform-root add sev-snp|tdx|azure|nitro-tpm|gcp-vtpm FILE | platform-root list |\n' +
       '       reference-values publish FILE [--key K] [--server URL] | reference-values show [--version N] |\n' +
       '       reference-values history | refusals [--limit N] [--home DIR] [--json]',

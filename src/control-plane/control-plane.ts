@@ -57,6 +57,34 @@ export interface ControlPlane {
   /** Record the steps that ran after the decision (destroy, revoke) and revoke the token. */
   finish(request: FinishRequest, proof: string): Promise<void>;
   getJob(jobId: string): Promise<JobRecord>;
+  /**
+   * Host attestation over the API, step 1 (a host proof, act `host-quote`, over `{}`): `fresh`
+   * when the host's last boot-state quote is recent enough, else a nonce to quote over.
+   */
+  hostQuoteChallenge(proof: string): Promise<HostQuoteChallenge>;
+  /** Step 2: the quote over PCRs 0–7 and the boot log (host proof over the body); the appraisal. */
+  hostQuote(body: HostQuoteBody, proof: string): Promise<HostQuoteResult>;
+}
+
+export type HostQuoteChallenge = { fresh: true } | { fresh: false; session: string; nonce: string };
+
+export interface HostQuoteBody {
+  session: string;
+  /** TPMS_ATTEST, base64. */
+  quote: string;
+  /** TPMT_SIGNATURE, base64. */
+  signature: string;
+  /** SHA-256 PCRs 0–7, hex. */
+  pcrs: Record<string, string>;
+  /** The TCG crypto-agile boot event log, base64. */
+  boot_log: string;
+}
+
+export interface HostQuoteResult {
+  host: string;
+  status: 'trusted' | 'quarantined';
+  quotedAt: number;
+  reason?: string;
 }
 
 export interface CreateJobRequest {

@@ -27,6 +27,9 @@ import type {
   EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
+  HostQuoteBody,
+  HostQuoteChallenge,
+  HostQuoteResult,
   JobTicket,
   LogUploadRequest,
   LogUploadResult,
@@ -48,6 +51,10 @@ export interface EmbeddedControlPlaneOptions {
   metrics: Metrics;
   policies: PolicyService;
   hosts: HostRegistry;
+  /** Host attestation standing, for /metrics (which hosts are quarantined). */
+  hostStanding?: (
+    host: string,
+  ) => Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
   triage: TriageService;
   referenceValues: ReferenceValueService;
   trustedRoot: () => Promise<Record<string, unknown>>;
@@ -79,6 +86,14 @@ export class EmbeddedControlPlane implements ControlPlane {
 
   claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
     return this.#o.pipeline.claimJob(request, proof);
+  }
+
+  hostQuoteChallenge(proof: string): Promise<HostQuoteChallenge> {
+    return this.#o.pipeline.hostQuoteChallenge(proof);
+  }
+
+  hostQuote(body: HostQuoteBody, proof: string): Promise<HostQuoteResult> {
+    return this.#o.pipeline.hostQuote(body, proof);
   }
 
   attest(request: AttestRequest, proof: string): Promise<AttestResult> {
@@ -203,6 +218,27 @@ export class EmbeddedControlPlane implements ControlPlane {
       decisionsByOutcome: await this.#o.store.decisions.countByOutcome(),
       logSize: await this.#o.log.size(),
       vulnerabilityRecords: await this.#o.store.vulns.count(),
+      ...(this.#o.hostStanding === undefined
+        ? {}
+        : {
+            hostsByStanding: await (async () => {
+              const counts: Record<string, number> = {};
+              for (const h of await this.#o.hosts.list()) {
+                if (h.tpm === undefined) continue;
+                const s = await this.#o.hostStanding?.(h.name);
+                const key =
+                  s?.problem === undefined
+                    ? 'trusted'
+                    : s.check === 'HOST_QUARANTINED'
+                      ? 'quarantined'
+                      : s.check === 'HOST_QUOTE_STALE'
+                        ? 'stale'
+                        : 'revoked';
+                counts[key] = (counts[key] ?? 0) + 1;
+              }
+              return counts;
+            })(),
+          }),
       reevaluation: await (async () => {
         const all = await this.#o.store.policies.listReevaluations({ limit: 1_000_000 });
         return {

@@ -14,6 +14,9 @@ import type {
   EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
+  HostQuoteBody,
+  HostQuoteChallenge,
+  HostQuoteResult,
   JobTicket,
   LogUploadRequest,
   LogUploadResult,
@@ -124,6 +127,14 @@ export class HttpControlPlane implements ControlPlane {
 
   claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
     return this.#call('POST', `${jobPath(request.jobId)}/claim`, {}, { proof });
+  }
+
+  hostQuoteChallenge(proof: string): Promise<HostQuoteChallenge> {
+    return this.#call('POST', '/v1/hosts/quote/challenge', {}, { proof });
+  }
+
+  hostQuote(body: HostQuoteBody, proof: string): Promise<HostQuoteResult> {
+    return this.#call('POST', '/v1/hosts/quote', body, { proof });
   }
 
   attest(request: AttestRequest, proof: string): Promise<AttestResult> {

@@ -83,6 +83,8 @@ export class Metrics {
     decisionsByOutcome: Record<string, number>;
     logSize: number;
     vulnerabilityRecords: number;
+    /** Enrolled runner hosts by standing (host attestation): trusted, quarantined, stale, revoked. */
+    hostsByStanding?: Record<string, number>;
     /** Promoted artifacts found affected after a vulnerability database change (from the store). */
     reevaluation?: {
       flagged: number;
@@ -128,6 +130,17 @@ export class Metrics {
       'Gate decisions by outcome, all time.',
       ['allow', 'deny', 'quarantine'].map((o) => [{ outcome: o }, state.decisionsByOutcome[o] ?? 0]),
     );
+    if (state.hostsByStanding !== undefined)
+      // The alert a drifted host raises: a quarantined host is a page, not a log line.
+      metric(
+        'gatehouse_runner_hosts',
+        'gauge',
+        'Enrolled runner hosts with a TPM by standing (quarantined: boot state left its reference values).',
+        ['trusted', 'quarantined', 'stale', 'revoked'].map((s) => [
+          { standing: s },
+          state.hostsByStanding?.[s] ?? 0,
+        ]),
+      );
     metric('gatehouse_artifacts_blocked', 'gauge', 'Artifacts denied or quarantined, all time.', [
       [{}, (state.decisionsByOutcome.deny ?? 0) + (state.decisionsByOutcome.quarantine ?? 0)],
     ]);

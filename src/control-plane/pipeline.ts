@@ -12,6 +12,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { AlertSink } from '../alerts/alert-event.ts';
 import type { AttestationAuthority } from '../attestation/authority.ts';
 import { CHECKS, EvidenceRejectedError, failedChecksOf, refusedJobOf } from '../attestation/checks.ts';
+import type { HostAttestation } from '../attestation/host-attestation.ts';
 import type { HostEnrollment, HostRegistry } from '../attestation/hosts.ts';
 import {
   type ExpectedRequest,
@@ -41,6 +42,9 @@ import type {
   EnvironmentSbomRequest,
   FailRequest,
   FinishRequest,
+  HostQuoteBody,
+  HostQuoteChallenge,
+  HostQuoteResult,
   JobTicket,
   LogUploadRequest,
   LogUploadResult,
@@ -81,6 +85,15 @@ export interface JobPipelineOptions {
   secrets?: readonly string[];
   /** Told of each deny, quarantine and attestation refusal (src/alerts). */
   alerts?: AlertSink;
+  /**
+   * A host's standing from host attestation: a quarantined or revoked host claims no job (its
+   * vTPMs would be refused anyway; it is told at once).
+   */
+  hostStanding?: (
+    host: string,
+  ) => Promise<{ readonly check: string | undefined; readonly problem: string | undefined }>;
+  /** Host attestation, for hosts that quote their boot state over the API. */
+  hostAttestation?: HostAttestation;
 }
 
 /** The control plane's side of a job, as the runner agent's port (`ControlPlane`) sees it. */
@@ -130,11 +143,39 @@ export class JobPipeline implements ControlPlane {
     return ticket;
   }
 
+  /** A host asks whether it must quote its boot state, and for a nonce when it must. */
+  async hostQuoteChallenge(proof: string): Promise<HostQuoteChallenge> {
+    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'host-quote', request: {} });
+    if (this.#o.hostAttestation === undefined)
+      throw new GatehouseError('BAD_CONFIG', 'this control plane does not attest hosts');
+    return this.#o.hostAttestation.quoteChallenge(host);
+  }
+
+  /** A host's boot-state quote, appraised against its enrollment and kept. */
+  async hostQuote(body: HostQuoteBody, proof: string): Promise<HostQuoteResult> {
+    const { host } = await this.#o.hosts.verifyRequest(proof, { act: 'host-quote', request: body });
+    if (this.#o.hostAttestation === undefined)
+      throw new GatehouseError('BAD_CONFIG', 'this control plane does not attest hosts');
+    const r = await this.#o.hostAttestation.submitQuote(host, body);
+    return {
+      host: r.host,
+      status: r.status,
+      quotedAt: r.quotedAt,
+      ...(r.reason === undefined ? {} : { reason: r.reason }),
+    };
+  }
+
   /** A host claims a queued job: once. @throws GatehouseError UNAUTHORIZED, NOT_FOUND, CONFLICT */
   async claimJob(request: ClaimJobRequest, proof: string): Promise<JobTicket> {
     const job = await this.getJob(request.jobId);
     const { host } = await this.#host(proof, { act: 'claim', job: job.id, request });
     allowedToBuild(await this.#o.projects.require(job.project), host);
+    const standing = host.tpm === undefined ? undefined : await this.#o.hostStanding?.(host.name);
+    if (standing?.check === CHECKS.hostQuarantined || standing?.check === CHECKS.hostUntrusted)
+      throw new GatehouseError(
+        'UNAUTHORIZED',
+        `runner host ${host.name} may not claim jobs: ${standing.problem ?? ''}`,
+      );
     return this.#ticket(await this.#o.orchestrator.claim(job.id, host.name));
   }
 

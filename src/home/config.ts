@@ -305,7 +305,18 @@ export const configSchema = z
      */
     catalog: z.strictObject({ limits: artifactLimitsSchema.optional() }).optional(),
     /** The attestation authority: trusted CI identity token issuers (docs/attestation.md). */
-    attestation: z.strictObject({ ciIssuers: z.array(ciIssuerConfigSchema).max(32).optional() }).optional(),
+    attestation: z
+      .strictObject({
+        ciIssuers: z.array(ciIssuerConfigSchema).max(32).optional(),
+        /** Host attestation: how often runner hosts quote their boot state, and how old a quote may be. */
+        hostQuote: z
+          .strictObject({
+            intervalSeconds: z.number().int().min(10).max(86_400).optional(),
+            maxAgeSeconds: z.number().int().min(10).max(172_800).optional(),
+          })
+          .optional(),
+      })
+      .optional(),
     /**
      * Witnesses of the transparency log (c2sp.org/tlog-witness): each signed bundle's checkpoint is
      * sent to them first, and their cosignatures travel in the bundle (docs/witnesses.md).

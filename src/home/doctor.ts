@@ -10,6 +10,7 @@ import { attestationPaths } from '../attestation/trust-store.ts';
 import { describeError } from '../common/errors.ts';
 import { checkBwrap } from '../runner/bwrap-binary.ts';
 import { defaultImageCacheDir, hostImageHistory } from '../runner/image.ts';
+import { describeHostTpm, hostTpmLocation } from '../tpm/host-tpm.ts';
 import { type Config, loadConfig } from './config.ts';
 import { homePaths, measureReferenceValues, openHome } from './home.ts';
 import { trustedSecurityKeys } from './security-role.ts';
@@ -167,6 +168,37 @@ export async function runDoctor(root: string): Promise<DoctorCheck[]> {
         status: 'fail',
         detail: `jobs are refused: ${refusal}`,
         fix: lines,
+      };
+    });
+    await check('host TPM', async () => {
+      if ((config.runner.attestation ?? 'tpm') !== 'tpm')
+        return { status: 'ok', detail: 'software attestation' };
+      const where = describeHostTpm(hostTpmLocation());
+      const home = opened;
+      if (home === undefined) return { status: 'warn', detail: `${where}; the home did not open` };
+      const enrolled = await home.hosts.get(home.host.name);
+      if (enrolled?.tpm === undefined)
+        return {
+          status: 'fail',
+          detail: `${where}; runner host ${home.host.name} is not enrolled with its TPM: its vTPMs are refused`,
+          fix: [`gatehouse host enroll ${home.host.name} --tpm --home ${root}`],
+        };
+      // Only the record is read: the doctor changes nothing, and quotes nothing.
+      const standing = await home.hostAttestation.standing(enrolled, enrolled.name);
+      const last = await home.store.attestation.hostAttestation(enrolled.name);
+      const age =
+        last === undefined ? '' : `, last quote ${Math.round((Date.now() - last.quotedAt) / 1000)} s ago`;
+      if (standing.problem === undefined)
+        return { status: 'ok', detail: `${where}; host AK ${enrolled.tpm.akName.slice(4, 20)}${age}` };
+      return {
+        status: standing.check === 'HOST_QUOTE_STALE' ? 'warn' : 'fail',
+        detail: `${where}: ${standing.problem}`,
+        fix:
+          standing.check === 'HOST_QUARANTINED'
+            ? [
+                `gatehouse host clear ${enrolled.name} [--accept-current] --home ${root}   (security role, once the change is understood)`,
+              ]
+            : [`gatehouse host quote --home ${root}`],
       };
     });
     await check('vTPM pool', async () => {

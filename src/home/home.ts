@@ -11,15 +11,11 @@ import { AttestationAuthority, type ReferenceValues } from '../attestation/autho
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
 import { PlatformEvidenceAppraiser } from '../attestation/evidence/platform-evidence.ts';
 import { platformAnchorsLoader } from '../attestation/evidence/trust-anchors.ts';
+import type { HostAttestation } from '../attestation/host-attestation.ts';
 import { HostRegistry } from '../attestation/hosts.ts';
 import { measureBaseline } from '../attestation/measurement.ts';
 import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
-import {
-  attestationPaths,
-  initAttestationHome,
-  trustEkCaSigned,
-  trustedEkCasLoader,
-} from '../attestation/trust-store.ts';
+import { attestationPaths, initAttestationHome, trustEkCaSigned } from '../attestation/trust-store.ts';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
@@ -42,7 +38,7 @@ import type { TimestampAuthority } from '../signing/rfc3161.ts';
 import { buildTrustedRoot } from '../signing/trust-root.ts';
 import { sourceVerifier } from '../source/wiring.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import type { Store } from '../store/store.ts';
+import type { HostAttestationRecord, Store } from '../store/store.ts';
 import { parseVkey } from '../tlog/cosignature.ts';
 import { CtLog } from '../tlog/ct-log.ts';
 import { decisionEntryBody, TransparencyLog } from '../tlog/transparency-log.ts';
@@ -54,6 +50,13 @@ import { alertDispatcher } from './alerts-wiring.ts';
 import { type BackupManifest, backupHome } from './backup.ts';
 import { type Config, defaultConfig, loadConfig, type StoreConfig } from './config.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
+import {
+  hostAttestationOf,
+  hostChainOf,
+  hostVtpmIssuer,
+  openHostTpm,
+  trustManufacturerRoot,
+} from './host-tpm-home.ts';
 import { checkDatabaseFile, LogAnchor, readLogAnchor } from './log-anchor.ts';
 import { currentRevocations, mirrorRevocations } from './revocations-file.ts';
 import { initRunnerHost, loadRunnerHost, registerExampleProjects } from './runner-host.ts';
@@ -160,6 +163,28 @@ export async function initHome(
   // The platform CA and security keys are sealed like the others (plain only in homes without `keys`).
   const protection = await homeKeyProtection(root, config.keys);
   created.push(...(await initAttestationHome(root, protection)));
+  // A TPM home's runners attest through vTPMs its host TPM vouches for: the host TPM (the
+  // machine's stand-in, manufactured now if scripts/setup has not) and its manufacturer's root.
+  const tpmHome = (config.runner.attestation ?? 'tpm') === 'tpm';
+  // Without one (no swtpm, no device) the home is still made: its runners are refused until the
+  // security role enrolls the host with its TPM (`host enroll NAME --tpm`), which fails closed.
+  let hostTpm: Awaited<ReturnType<typeof openHostTpm>> | undefined;
+  if (tpmHome) {
+    try {
+      hostTpm = await openHostTpm();
+    } catch (e) {
+      created.push(
+        `no host TPM (${e instanceof Error ? e.message : String(e)}): its runners cannot attest until \`gatehouse host enroll NAME --tpm\``,
+      );
+    }
+  }
+  const standInRoot = hostTpm?.manufacturerRoot();
+  if (
+    hostTpm !== undefined &&
+    standInRoot !== undefined &&
+    (await trustManufacturerRoot(root, standInRoot, hostTpm.manufacturerCrls()))
+  )
+    created.push('trusted-ek-cas: the host TPM stand-in manufacturer root');
   if (!existsSync(p.referenceValues) || options.updateReferenceValues === true) {
     const values = await measureReferenceValues(config, root);
     await writeFile(p.referenceValues, `${JSON.stringify(values, null, 2)}\n`, { mode: 0o600 });
@@ -197,8 +222,24 @@ export async function initHome(
         attestation: config.runner.attestation ?? 'tpm',
         security,
         trustedKeys,
+        ...(hostTpm === undefined
+          ? {}
+          : {
+              appraiseTpm: async (thumbprint: string) =>
+                (
+                  await hostAttestationOf(root, config, store).appraiseForEnrollment(hostTpm, thumbprint)
+                ).tpm,
+            }),
       })),
     );
+    // The first boot-state quote, so that the first job finds its host's standing fresh.
+    if (hostTpm !== undefined) {
+      const hosts = new HostRegistry({ acts: store.acts, trustedKeys, tokens: store.tokens });
+      const { name } = await loadRunnerHost(p.keys, protection);
+      const enrolled = await hosts.get(name);
+      if (enrolled?.tpm !== undefined)
+        await hostAttestationOf(root, config, store).requote(enrolled, hostTpm, { force: true });
+    }
     if (options.examples !== false)
       created.push(...(await registerExampleProjects({ store, security, trustedKeys })));
   } finally {
@@ -320,6 +361,13 @@ export interface OpenHome {
   host: RunnerHost;
   /** The enrolled runner hosts. */
   hosts: HostRegistry;
+  /** Host attestation: enrollment appraisal, re-quotes, standing. */
+  hostAttestation: HostAttestation;
+  /**
+   * Have this home's host quote its boot state unless its last quote is fresh enough (`force`:
+   * quote anyway); undefined for a home without TPM attestation.
+   */
+  requoteHost(options?: { force?: boolean }): Promise<HostAttestationRecord | undefined>;
   /** Settles jobs a crash left unfinished (run at start-up and periodically). */
   reconciler: Reconciler;
   /** Removes what runners of dead agents left on this host (workspaces, vTPMs). */
@@ -400,6 +448,9 @@ export async function openHome(
   const securityKeys = await trustedSecurityKeys(p.keys);
   // The authority appraises against the newest signed reference-value bundle in the store.
   const referenceValues = new ReferenceValueService({ store: store.attestation, trustedKeys: securityKeys });
+  const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
+  const hostAttestation = hostAttestationOf(root, config, store);
+  const hostChain = hostChainOf(hosts, hostAttestation);
   const authority = new AttestationAuthority({
     signingKey: attestationKey,
     keyId,
@@ -417,7 +468,10 @@ export async function openHome(
         }),
     tokenTtlSeconds: config.tokenTtlSeconds,
     tokens: store.tokens,
-    trustedEkCas: trustedEkCasLoader(root),
+    // No CA file is trusted for runner EKs: a vTPM's EK certificate must come from the TPM-resident
+    // key of an enrolled host in good standing (host attestation).
+    trustedEkCas: () => [],
+    hostChain,
     // Cloud and TEE evidence, checked against the roots in trusted-platform-roots/<kind>/.
     platformEvidence: new PlatformEvidenceAppraiser({ anchors: platformAnchorsLoader(root) }),
     // Challenges and AK counters in the store: any instance checks an answer another challenged.
@@ -488,7 +542,6 @@ export async function openHome(
   const trustedRoot = async (): Promise<Record<string, unknown>> =>
     buildTrustedRoot(rootInput()) as unknown as Record<string, unknown>;
   const metrics = new Metrics();
-  const hosts = new HostRegistry({ acts: store.acts, trustedKeys: securityKeys, tokens: store.tokens });
   const orchestrator = new Orchestrator({ store });
   const pipeline = new JobPipeline({
     store,
@@ -505,6 +558,8 @@ export async function openHome(
     // Masked in every build log kept, whatever the runner masked: the operator's token.
     secrets: [apiToken],
     ...(alerts.enabled ? { alerts: alerts.emit } : {}),
+    hostStanding: hostChain.standing,
+    hostAttestation,
   });
   const reconciler = new Reconciler({
     store,
@@ -530,6 +585,7 @@ export async function openHome(
     revocationList: async () =>
       signRevocationList(await currentRevocations(revocationsFile, await triage.revocations()), logSigner),
     trustEkCa: (body) => trustEkCaSigned(root, body, securityKeys),
+    hostStanding: hostChain.standing,
   });
   const runner = runnerFromConfig(config.runner, root);
   const attester = await attesterFactory(root, config);
@@ -547,6 +603,13 @@ export async function openHome(
     attester,
     host,
     hosts,
+    hostAttestation,
+    requoteHost: async (options = {}) => {
+      if ((config.runner.attestation ?? 'tpm') !== 'tpm') return undefined;
+      const enrolled = await hosts.get(host.name);
+      if (enrolled?.tpm === undefined) return undefined;
+      return hostAttestation.requote(enrolled, openHostTpm, options);
+    },
     reconciler,
     sweep: () => sweepRunnerLeftovers(root, config, runner),
     apiToken,
@@ -600,10 +663,9 @@ async function attesterFactory(root: string, config: Config): Promise<() => Atte
 }
 
 async function vtpmPoolOf(root: string, config: Config): Promise<VtpmPool> {
-  return new VtpmPool(attestationPaths(root).vtpmPool, {
-    platformCaDir: attestationPaths(root).platformCa,
-    platformCaProtection: await homeKeyProtection(root, config.keys),
-  });
+  // The EK certificates come from the host TPM's vTPM CA key (no file holds it).
+  void config;
+  return new VtpmPool(attestationPaths(root).vtpmPool, { ekIssuer: hostVtpmIssuer() });
 }
 
 /**

@@ -10,7 +10,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { RunnerHost } from '../agent/credentials.ts';
+import type { HostTpmRecord } from '../attestation/host-tpm-record.ts';
 import { HostRegistry } from '../attestation/hosts.ts';
+import { jwkThumbprint } from '../attestation/token.ts';
 import { GatehouseError } from '../common/errors.ts';
 import { ProjectRegistry } from '../policy/projects.ts';
 import { FileKeySigner } from '../signing/file-key-signer.ts';
@@ -67,6 +69,8 @@ export async function initRunnerHost(options: {
   attestation: 'tpm' | 'software';
   security: Signer;
   trustedKeys: readonly TrustedKey[];
+  /** Appraise the host TPM for the enrollment, bound to the host key's thumbprint. */
+  appraiseTpm?: (hostKeyThumbprint: string) => Promise<HostTpmRecord>;
 }): Promise<string[]> {
   const created: string[] = [];
   const keyPath = hostKeyPath(options.keysDir);
@@ -84,11 +88,30 @@ export async function initRunnerHost(options: {
   if (fresh) created.push('keys/host.key.pem');
   const { name, pool } = await readHostInfo(infoPath);
   const hosts = new HostRegistry({ ...options, acts: options.store.acts, tokens: options.store.tokens });
-  if ((await hosts.get(name)) === undefined) {
-    const content = { publicKey: publicJwkOf(signer), pool, attestation: options.attestation };
-    const act = { kind: 'host', name, version: 1, content } as const;
-    await hosts.enroll(name, 1, content, await signSecurityAct(act, options.security));
-    created.push(`runner host ${name} (pool ${pool}, ${options.attestation})`);
+  const current = await hosts.get(name);
+  // A TPM host is enrolled with its TPM appraised (a home enrolled before host attestation gets
+  // the next version, with its TPM).
+  if (
+    current === undefined ||
+    (options.attestation === 'tpm' && current.tpm === undefined && current.revoked !== true)
+  ) {
+    const publicKey = publicJwkOf(signer);
+    const tpm =
+      options.appraiseTpm === undefined
+        ? undefined
+        : await options.appraiseTpm(jwkThumbprint(publicKey.x, publicKey.y));
+    const content = {
+      publicKey,
+      pool,
+      attestation: options.attestation,
+      ...(tpm === undefined ? {} : { tpm }),
+    };
+    const version = current === undefined ? 1 : current.version + 1;
+    const act = { kind: 'host', name, version, content } as const;
+    await hosts.enroll(name, version, content, await signSecurityAct(act, options.security));
+    created.push(
+      `runner host ${name} (pool ${pool}, ${options.attestation}${tpm === undefined ? '' : `, host TPM AK ${tpm.akName.slice(4, 20)}`})`,
+    );
   }
   return created;
 }

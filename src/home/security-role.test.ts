@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,7 +13,7 @@ import { loadSecuritySigner, securityKeyPath } from './security-role.ts';
 const SEALED = /^-----BEGIN GATEHOUSE ENCRYPTED PRIVATE KEY-----/;
 const code = (c: string) => (e: unknown) => isGatehouseError(e) && e.code === c;
 
-describe('the security key and the platform CA key at rest', () => {
+describe('the security key at rest', () => {
   const tmp = tempDir('security-key');
   const home = join(tmp.path, 'home');
   const keyPath = securityKeyPath(join(home, 'keys'));
@@ -23,9 +23,10 @@ describe('the security key and the platform CA key at rest', () => {
   });
   after(() => tmp.cleanup());
 
-  it('seals both with the home key-encryption key and opens the home key by its path', async () => {
+  it('seals it with the home key-encryption key and opens the home key by its path', async () => {
     assert.match(readFileSync(keyPath, 'utf8'), SEALED);
-    assert.match(readFileSync(join(home, 'keys', 'platform-ca', 'signkey.pem'), 'utf8'), SEALED);
+    // No platform CA key is made: vTPM EK certificates are issued inside the host TPM.
+    assert.equal(existsSync(join(home, 'keys', 'platform-ca')), false);
     const signer = await loadSecuritySigner(keyPath);
     assert.equal(signer.publicKeyPem(), readFileSync(join(home, 'keys', 'security.pub.pem'), 'utf8'));
   });
@@ -101,10 +102,6 @@ describe('the security key and the platform CA key at rest', () => {
     await initHome(legacy);
     const legacyKey = securityKeyPath(join(legacy, 'keys'));
     assert.match(readFileSync(legacyKey, 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
-    assert.match(
-      readFileSync(join(legacy, 'keys', 'platform-ca', 'signkey.pem'), 'utf8'),
-      /^-----BEGIN PRIVATE KEY-----/,
-    );
     await assert.doesNotReject(loadSecuritySigner(legacyKey));
   });
 

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { z } from 'zod';
 import { failedChecksOf } from '../attestation/checks.ts';
 import { GatehouseError, isGatehouseError } from '../common/errors.ts';
+import type { HostQuoteBody } from '../control-plane/control-plane.ts';
 import type { EmbeddedControlPlane } from '../control-plane/embedded-control-plane.ts';
 import { type Submission, submissionSchema } from '../gate/submission.ts';
 import { BUILD_LOG_MAX_BYTES } from '../runner/build-log.ts';
@@ -297,6 +298,13 @@ export function createApiServer(options: {
         throw new GatehouseError('UNAUTHORIZED', 'creating a job needs the API token or a runner host proof');
       return { status: 201, json: await cp.createJob({ project: body.project }, proof) };
     }),
+    route('POST', '/v1/hosts/quote/challenge', false, async (req) => {
+      parseBody(z.strictObject({}), await readJson(req));
+      return { json: await cp.hostQuoteChallenge(requiredProof(req)) };
+    }),
+    route('POST', '/v1/hosts/quote', false, async (req) => ({
+      json: await cp.hostQuote((await readJson(req)) as HostQuoteBody, requiredProof(req)),
+    })),
     route('POST', '/v1/jobs/:id/claim', false, async (req, p) => {
       parseBody(z.strictObject({}), await readJson(req));
       return { json: await cp.claimJob({ jobId: p.id ?? '' }, requiredProof(req)) };

@@ -418,4 +418,21 @@ export const sqliteMigrations: readonly Migration[] = [
       CREATE INDEX alert_deliveries_created ON alert_deliveries (created_at);
     `,
   },
+  {
+    version: 18,
+    name: 'host-attestation',
+    sql: `
+      -- The last appraisal of each runner host's own TPM quote (boot PCRs 0-7): when it was quoted,
+      -- whether it matched the host's reference values, and, when not, why (quarantined).
+      CREATE TABLE host_attestations (
+        host TEXT PRIMARY KEY,
+        enrollment_version INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('trusted', 'quarantined')),
+        quoted_at INTEGER NOT NULL,
+        reason TEXT,
+        pcrs TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
 ];

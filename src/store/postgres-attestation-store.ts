@@ -4,6 +4,7 @@ import type {
   AttestationRefusalRecord,
   AttestationSessionRecord,
   AttestationStore,
+  HostAttestationRecord,
   ReferenceValueBundleRecord,
   TakenSession,
 } from './store.ts';
@@ -155,6 +156,38 @@ export class PostgresAttestationStore extends PgTables implements AttestationSto
         ON CONFLICT (ak_name) DO UPDATE SET reset_count = excluded.reset_count,
           restart_count = excluded.restart_count, updated_at = excluded.updated_at
         WHERE (excluded.reset_count, excluded.restart_count) > (ak_counters.reset_count, ak_counters.restart_count)`,
+    );
+  }
+
+  async hostAttestation(host: string): Promise<HostAttestationRecord | undefined> {
+    const [r] = await this.query(
+      'cannot read the host attestation',
+      (sql) => sql`SELECT * FROM host_attestations WHERE host = ${host}`,
+    );
+    return r === undefined
+      ? undefined
+      : {
+          host: String(r.host),
+          enrollmentVersion: Number(r.enrollment_version),
+          status: r.status === 'trusted' ? 'trusted' : 'quarantined',
+          quotedAt: Number(r.quoted_at),
+          ...(r.reason === null || r.reason === undefined ? {} : { reason: String(r.reason) }),
+          pcrs: JSON.parse(String(r.pcrs)) as Record<string, string>,
+        };
+  }
+
+  async putHostAttestation(h: HostAttestationRecord): Promise<void> {
+    const now = new Date().toISOString();
+    const pcrs = JSON.stringify(h.pcrs);
+    const reason = h.reason ?? null;
+    await this.query(
+      'cannot keep the host attestation',
+      (sql) => sql`
+        INSERT INTO host_attestations (host, enrollment_version, status, quoted_at, reason, pcrs, updated_at)
+        VALUES (${h.host}, ${h.enrollmentVersion}, ${h.status}, ${h.quotedAt}, ${reason}, ${pcrs}, ${now})
+        ON CONFLICT (host) DO UPDATE SET enrollment_version = excluded.enrollment_version,
+          status = excluded.status, quoted_at = excluded.quoted_at, reason = excluded.reason,
+          pcrs = excluded.pcrs, updated_at = excluded.updated_at`,
     );
   }
 }

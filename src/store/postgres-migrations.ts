@@ -394,4 +394,19 @@ export const postgresMigrations: readonly Migration[] = [
       CREATE INDEX alert_deliveries_created ON alert_deliveries (created_at);
     `,
   },
+  {
+    version: 18,
+    name: 'host-attestation',
+    sql: `
+      CREATE TABLE host_attestations (
+        host ${T} PRIMARY KEY,
+        enrollment_version BIGINT NOT NULL,
+        status ${T} NOT NULL CHECK (status IN ('trusted', 'quarantined')),
+        quoted_at BIGINT NOT NULL,
+        reason ${T},
+        pcrs ${T} NOT NULL,
+        updated_at ${T} NOT NULL
+      );
+    `,
+  },
 ];

@@ -4,6 +4,7 @@ import type {
   AttestationRefusalRecord,
   AttestationSessionRecord,
   AttestationStore,
+  HostAttestationRecord,
   ReferenceValueBundleRecord,
   TakenSession,
 } from './store.ts';
@@ -145,4 +146,37 @@ export class SqliteAttestationStore extends SqliteTables implements AttestationS
       new Date().toISOString(),
     );
   }
+
+  async hostAttestation(host: string): Promise<HostAttestationRecord | undefined> {
+    const r = this.row('SELECT * FROM host_attestations WHERE host = ?', host);
+    return r === undefined ? undefined : hostAttestationOf(r);
+  }
+
+  async putHostAttestation(h: HostAttestationRecord): Promise<void> {
+    this.run(
+      `INSERT INTO host_attestations (host, enrollment_version, status, quoted_at, reason, pcrs, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (host) DO UPDATE SET enrollment_version = excluded.enrollment_version,
+         status = excluded.status, quoted_at = excluded.quoted_at, reason = excluded.reason,
+         pcrs = excluded.pcrs, updated_at = excluded.updated_at`,
+      h.host,
+      h.enrollmentVersion,
+      h.status,
+      h.quotedAt,
+      h.reason ?? null,
+      JSON.stringify(h.pcrs),
+      new Date().toISOString(),
+    );
+  }
+}
+
+function hostAttestationOf(r: Row): HostAttestationRecord {
+  return {
+    host: String(r.host),
+    enrollmentVersion: Number(r.enrollment_version),
+    status: r.status === 'trusted' ? 'trusted' : 'quarantined',
+    quotedAt: Number(r.quoted_at),
+    ...(r.reason === null || r.reason === undefined ? {} : { reason: String(r.reason) }),
+    pcrs: JSON.parse(String(r.pcrs)) as Record<string, string>,
+  };
 }

@@ -574,6 +574,23 @@ export interface AttestationStore {
   akCounters(akName: string): Promise<{ resetCount: number; restartCount: number } | undefined>;
   /** Raise the counts kept for an AK; counts lower than those kept leave them as they are. */
   putAkCounters(akName: string, counters: { resetCount: number; restartCount: number }): Promise<void>;
+  /** The last appraisal of a runner host's own TPM quote (migration 18). */
+  hostAttestation(host: string): Promise<HostAttestationRecord | undefined>;
+  /** Keep a host quote's appraisal, replacing the one before. */
+  putHostAttestation(record: HostAttestationRecord): Promise<void>;
+}
+
+/** The last appraisal of a runner host's boot-state quote. */
+export interface HostAttestationRecord {
+  host: string;
+  /** The enrollment version the quote was appraised against: a newer one (a clear) supersedes it. */
+  enrollmentVersion: number;
+  status: 'trusted' | 'quarantined';
+  /** Milliseconds since the epoch. */
+  quotedAt: number;
+  reason?: string;
+  /** Quoted PCR values by index (hex). */
+  pcrs: Record<string, string>;
 }
 
 /**

@@ -673,6 +673,38 @@ function sharedStateCases(store: Store): void {
     assert.deepEqual(await store.attestation.akCounters('ak1'), { resetCount: 4, restartCount: 0 });
   });
 
+  it("keeps each host's last boot-state appraisal, replacing the one before", async () => {
+    assert.equal(await store.attestation.hostAttestation('h1'), undefined);
+    const pcrs = { '0': 'a'.repeat(64), '7': 'b'.repeat(64) };
+    await store.attestation.putHostAttestation({
+      host: 'h1',
+      enrollmentVersion: 1,
+      status: 'trusted',
+      quotedAt: 1000,
+      pcrs,
+    });
+    assert.deepEqual(await store.attestation.hostAttestation('h1'), {
+      host: 'h1',
+      enrollmentVersion: 1,
+      status: 'trusted',
+      quotedAt: 1000,
+      pcrs,
+    });
+    await store.attestation.putHostAttestation({
+      host: 'h1',
+      enrollmentVersion: 1,
+      status: 'quarantined',
+      quotedAt: 2000,
+      reason: 'HOST_BOOT_STATE: PCR 0',
+      pcrs,
+    });
+    const got = await store.attestation.hostAttestation('h1');
+    assert.equal(got?.status, 'quarantined');
+    assert.equal(got?.reason, 'HOST_BOOT_STATE: PCR 0');
+    assert.equal(got?.quotedAt, 2000);
+    assert.equal(await store.attestation.hostAttestation('h2'), undefined);
+  });
+
   it('runs one log sequencer at a time, whose appends are never overtaken', async () => {
     const order: string[] = [];
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -111,6 +111,15 @@ function checkSignature(sig: TpmtSignature, ak: TpmtPublic, message: Uint8Array)
   return false;
 }
 
+/** Whether a TPMT_SIGNATURE (bytes) over `message` verifies with the key `signer`. */
+export function verifyTpmSignature(signature: Uint8Array, signer: TpmtPublic, message: Uint8Array): boolean {
+  try {
+    return checkSignature(parseSignature(signature), signer, message);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Verify a TPM quote (TPMS_ATTEST + TPMT_SIGNATURE) made by `ak`: the TPM magic and QUOTE type,
  * SHA-256 only (no SHA-1 bank, no SHA-1 signature), the qualifying data,

@@ -303,6 +303,35 @@ export function parseAttest(bytes: Uint8Array): TpmsQuote {
   return { ...common, pcrSelection, pcrDigest };
 }
 
+/** TPM_ST_ATTEST_CERTIFY. */
+export const TPM_ST_ATTEST_CERTIFY = 0x8017;
+
+/**
+ * Parse a TPMS_ATTEST of type CERTIFY strictly: TPM-made (magic), the certified object's Name and
+ * qualified Name, the caller's extraData.
+ * @throws GatehouseError BAD_INPUT for another type, a foreign magic, truncation or trailing bytes
+ */
+export function parseCertifyAttest(bytes: Uint8Array): {
+  extraData: Buffer;
+  name: Buffer;
+  qualifiedName: Buffer;
+} {
+  const r = new TpmReader(bytes, 'TPMS_ATTEST (certify)');
+  if (r.u32() !== TPM_GENERATED_VALUE) throw r.fail('not made by a TPM (magic is not TPM_GENERATED_VALUE)');
+  if (r.u16() !== TPM_ST_ATTEST_CERTIFY) throw r.fail('not a TPM_ST_ATTEST_CERTIFY');
+  r.tpm2b(68, 'qualifiedSigner');
+  const extraData = r.tpm2b(64, 'extraData');
+  r.u64();
+  r.u32();
+  r.u32();
+  r.u8();
+  r.u64();
+  const name = r.tpm2b(68, 'name');
+  const qualifiedName = r.tpm2b(68, 'qualifiedName');
+  r.end();
+  return { extraData, name, qualifiedName };
+}
+
 /** A parsed TPMT_SIGNATURE. */
 export interface TpmtSignature {
   readonly sigAlg: number;

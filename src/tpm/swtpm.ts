@@ -8,7 +8,9 @@ import { GatehouseError } from '../common/errors.ts';
 import { processAlive } from '../common/process.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import { parseCredentialBlob } from './credential.ts';
+import type { VtpmEkCertIssuer } from './host-vtpm-ca.ts';
 import { platformCaPaths, withPlatformCaKeyForTool } from './platform-ca.ts';
+import { parseTpm2bPublic, publicKeyOf } from './structures.ts';
 import { TpmClient } from './tpm-client.ts';
 
 /** Persistent handles in a manufactured vTPM: the TCG RSA 2048 EK and its cert, and the AK. */
@@ -149,6 +151,13 @@ export class VirtualTpm {
     return derPrefix(await this.#tpm().nvRead(Number(VTPM_HANDLES.ekCertNv)));
   }
 
+  /** Have `issuer` certify the EK and write the certificate at the TCG NV index (manufacturing). */
+  async provisionEkCertificate(issuer: VtpmEkCertIssuer): Promise<void> {
+    const tpm = this.#tpm();
+    const ek = publicKeyOf(parseTpm2bPublic(await tpm.readPublic(Number(VTPM_HANDLES.ek)), 'vTPM EK'));
+    await tpm.nvDefineAndWrite(Number(VTPM_HANDLES.ekCertNv), await issuer.issue(ek));
+  }
+
   /** The AK's TPM2B_PUBLIC. */
   akPublic(): Promise<Buffer> {
     return this.#tpm().readPublic(Number(VTPM_HANDLES.ak));
@@ -227,8 +236,13 @@ function derPrefix(bytes: Buffer): Buffer {
 
 /** Options for {@link manufactureVtpm}. */
 export interface ManufactureOptions {
-  /** Directory of the platform CA that signs the EK certificate (see ensurePlatformCa). */
-  readonly platformCaDir: string;
+  /**
+   * Who issues the EK certificate: the host TPM's vTPM CA key (what a home uses), or, for tools
+   * and tests of the TPM protocol alone, a file-based platform CA directory (see ensurePlatformCa).
+   */
+  readonly ekIssuer?: VtpmEkCertIssuer;
+  /** Directory of the platform CA that signs the EK certificate when there is no `ekIssuer`. */
+  readonly platformCaDir?: string;
   /** How the platform CA key is sealed (the home's key protection); default `none` (a plain key). */
   readonly platformCaProtection?: KeyProtection;
   /** PCR banks to activate; default sha256 only. */
@@ -242,8 +256,9 @@ export interface ManufactureOptions {
  * @throws GatehouseError TPM_UNAVAILABLE
  */
 export async function manufactureVtpm(stateDir: string, options: ManufactureOptions): Promise<void> {
-  const ca = platformCaPaths(options.platformCaDir);
-  if (!existsSync(ca.cert))
+  const issuer = options.ekIssuer;
+  const ca = issuer === undefined ? platformCaPaths(options.platformCaDir ?? '') : undefined;
+  if (ca !== undefined && !existsSync(ca.cert))
     throw new GatehouseError('BAD_CONFIG', 'the platform CA is missing: run `gatehouse init`', {
       where: ca.dir,
     });
@@ -254,39 +269,52 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
   try {
     const opts = join(work, 'localca.options');
     const setup = join(work, 'swtpm_setup.conf');
-    await writeFile(opts, '--platform-manufacturer gatehouse\n--platform-version 1\n--platform-model vtpm\n');
-    // swtpm_localca reads the CA key itself: it gets a decrypted copy that exists only while
-    // swtpm_setup runs (see withPlatformCaKeyForTool), never the sealed file's secret.
-    await withPlatformCaKeyForTool(
-      ca.dir,
-      options.platformCaProtection ?? { kind: 'none' },
-      async (signkey) => {
-        const localca = join(work, 'localca.conf');
-        await writeFile(
-          localca,
-          `statedir = ${ca.dir}\nsigningkey = ${signkey}\nissuercert = ${ca.cert}\ncertserial = ${ca.serial}\n`,
-        );
-        await writeFile(
-          setup,
-          `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localca}\ncreate_certs_tool_options = ${opts}\nactive_pcr_banks = ${(options.pcrBanks ?? ['sha256']).join(',')}\n`,
-        );
-        await run('swtpm_setup', [
-          '--tpm2',
-          '--tpmstate',
-          stateDir,
-          '--create-ek-cert',
-          '--config',
-          setup,
-          '--logfile',
-          join(work, 'log'),
-        ]).catch(async (e: unknown) => {
-          const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
-          throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
-        });
-      },
-    );
+    const banks = `active_pcr_banks = ${(options.pcrBanks ?? ['sha256']).join(',')}\n`;
+    const setupRun = (args: string[]) =>
+      run('swtpm_setup', [
+        '--tpm2',
+        '--tpmstate',
+        stateDir,
+        ...args,
+        '--config',
+        setup,
+        '--logfile',
+        join(work, 'log'),
+      ]).catch(async (e: unknown) => {
+        const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
+        throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
+      });
+    if (ca === undefined) {
+      // The EK is made here and certified below, by the host TPM's key: no CA key file exists.
+      await writeFile(setup, banks);
+      await setupRun(['--createek']);
+    } else {
+      await writeFile(
+        opts,
+        '--platform-manufacturer gatehouse\n--platform-version 1\n--platform-model vtpm\n',
+      );
+      // swtpm_localca reads the CA key itself: it gets a decrypted copy that exists only while
+      // swtpm_setup runs (see withPlatformCaKeyForTool), never the sealed file's secret.
+      await withPlatformCaKeyForTool(
+        ca.dir,
+        options.platformCaProtection ?? { kind: 'none' },
+        async (signkey) => {
+          const localca = join(work, 'localca.conf');
+          await writeFile(
+            localca,
+            `statedir = ${ca.dir}\nsigningkey = ${signkey}\nissuercert = ${ca.cert}\ncertserial = ${ca.serial}\n`,
+          );
+          await writeFile(
+            setup,
+            `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localca}\ncreate_certs_tool_options = ${opts}\n${banks}`,
+          );
+          await setupRun(['--create-ek-cert']);
+        },
+      );
+    }
     const tpm = await VirtualTpm.start(stateDir);
     try {
+      if (issuer !== undefined) await tpm.provisionEkCertificate(issuer);
       const ctx = join(work, 'ak.ctx');
       await tpm.tool('tpm2_createak', [
         '-C',

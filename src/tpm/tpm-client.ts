@@ -2,12 +2,15 @@
  * The few TPM 2.0 commands a runner needs at attestation time, spoken directly over swtpm's
  * command socket (raw TPM command and response buffers, TPM 2.0 Library Part 3), instead of one
  * tpm2-tools process per command: PCR_Extend, PCR_Read, NV_ReadPublic/NV_Read, ReadPublic,
- * StartAuthSession, PolicySecret, ActivateCredential, Quote and FlushContext. Authorisations are
+ * StartAuthSession, PolicySecret, ActivateCredential, Quote and FlushContext; and, for the host TPM
+ * and for manufacturing, Create, Load, EvictControl, Certify, Sign, NV_DefineSpace and NV_Write.
+ * It speaks to swtpm's socket or to a TPM character device (`/dev/tpmrm0`). Authorisations are
  * the empty password (TPM_RS_PW) and, for the EK, a policy session satisfied by
  * PolicySecret(TPM_RH_ENDORSEMENT), as the TCG EK template requires. One connection, one command at
  * a time; every response is bounds-checked as it is read.
  */
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { GatehouseError } from '../common/errors.ts';
 import { TpmReader, TpmWriter } from './marshal.ts';
@@ -21,7 +24,17 @@ const ALG_SHA256 = 0x000b;
 const ALG_NULL = 0x0010;
 const SE_POLICY = 0x01;
 
+const RH_OWNER = 0x40000001;
+const ST_HASHCHECK = 0x8024;
+
 const CC = {
+  EvictControl: 0x120,
+  NV_DefineSpace: 0x12a,
+  NV_Write: 0x137,
+  Certify: 0x148,
+  Create: 0x153,
+  Load: 0x157,
+  Sign: 0x15d,
   NV_Read: 0x14e,
   PolicySecret: 0x151,
   ActivateCredential: 0x147,
@@ -77,9 +90,32 @@ export class TpmClient {
   readonly #path: string;
   #socket: Socket | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /** A character device (`/dev/tpm*`) is written and read whole; a socket is streamed. */
+  readonly #device: boolean;
 
-  constructor(socketPath: string) {
-    this.#path = socketPath;
+  constructor(path: string) {
+    this.#path = path;
+    this.#device = path.startsWith('/dev/');
+  }
+
+  /** One command to a TPM character device: one write, one read of the whole response. */
+  #transmitDevice(command: Buffer, name: string): Buffer {
+    let fd: number;
+    try {
+      fd = openSync(this.#path, 'r+');
+    } catch (e) {
+      throw tpmError(`cannot open the TPM device ${this.#path}`, e);
+    }
+    try {
+      writeSync(fd, command);
+      const buf = Buffer.alloc(MAX_RESPONSE);
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n < 10 || buf.readUInt32BE(2) !== n)
+        throw tpmError(`TPM2_${name}: truncated response from ${this.#path}`);
+      return buf.subarray(0, n);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   async #connect(): Promise<Socket> {
@@ -116,6 +152,11 @@ export class TpmClient {
 
   /** Send one command and read its whole response; commands are serialised. */
   #transmit(command: Buffer, name: string): Promise<Buffer> {
+    if (this.#device) {
+      const run = this.#queue.then(() => this.#transmitDevice(command, name));
+      this.#queue = run.catch(() => undefined);
+      return run;
+    }
     const run = this.#queue.then(async () => {
       const socket = await this.#connect();
       return new Promise<Buffer>((resolve, reject) => {
@@ -315,6 +356,169 @@ export class TpmClient {
     const attest = out.tpm2b(2048, 'TPM2B_ATTEST');
     // TPMT_SIGNATURE is the rest of the parameters, as marshalled.
     return { attest, signature: out.rest() };
+  }
+
+  /** A policy session satisfying PolicySecret(TPM_RH_ENDORSEMENT): what the TCG EK template asks. */
+  async #endorsementSession(): Promise<number> {
+    const start = new TpmWriter()
+      .u32(RH_NULL)
+      .u32(RH_NULL)
+      .tpm2b(randomBytes(16))
+      .tpm2b(Buffer.alloc(0))
+      .u8(SE_POLICY)
+      .u16(ALG_NULL)
+      .u16(ALG_SHA256)
+      .done();
+    const session = (await this.#command('StartAuthSession', [], [], start, 1)).handles[0] as number;
+    const secret = new TpmWriter()
+      .tpm2b(Buffer.alloc(0))
+      .tpm2b(Buffer.alloc(0))
+      .tpm2b(Buffer.alloc(0))
+      .u32(0)
+      .done();
+    try {
+      await this.#command('PolicySecret', [RH_ENDORSEMENT, session], [PASSWORD], secret);
+    } catch (e) {
+      await this.flush(session);
+      throw e;
+    }
+    return session;
+  }
+
+  /** TPM2_FlushContext of a transient object or session (errors ignored: it may be gone). */
+  async flush(handle: number): Promise<void> {
+    await this.#command('FlushContext', [], [], new TpmWriter().u32(handle).done()).catch(() => undefined);
+  }
+
+  /**
+   * TPM2_Create of a key from `template` (a marshalled TPMT_PUBLIC) under `parent`, with an empty
+   * authorisation; under the EK (`parentIsEk`) through its endorsement policy session.
+   * @returns the TPM2B_PRIVATE and TPM2B_PUBLIC, as marshalled
+   */
+  async create(
+    parent: number,
+    template: Uint8Array,
+    parentIsEk = false,
+  ): Promise<{ private: Buffer; public: Buffer }> {
+    const sensitive = new TpmWriter().tpm2b(Buffer.alloc(0)).tpm2b(Buffer.alloc(0)).done();
+    const params = new TpmWriter()
+      .tpm2b(sensitive) // TPM2B_SENSITIVE_CREATE
+      .tpm2b(template) // TPM2B_PUBLIC
+      .tpm2b(Buffer.alloc(0)) // outsideInfo
+      .u32(0) // creationPCR: none
+      .done();
+    const session = parentIsEk ? await this.#endorsementSession() : undefined;
+    try {
+      const { params: out } = await this.#command(
+        'Create',
+        [parent],
+        [session === undefined ? PASSWORD : { handle: session, attributes: 0 }],
+        params,
+      );
+      const priv = out.tpm2b(4096, 'TPM2B_PRIVATE');
+      const pub = out.tpm2b(4096, 'TPM2B_PUBLIC');
+      return { private: new TpmWriter().tpm2b(priv).done(), public: new TpmWriter().tpm2b(pub).done() };
+    } catch (e) {
+      if (session !== undefined) await this.flush(session);
+      throw e;
+    }
+  }
+
+  /** TPM2_Load of a key made by {@link create} under `parent`; returns its transient handle. */
+  async load(
+    parent: number,
+    key: { private: Uint8Array; public: Uint8Array },
+    parentIsEk = false,
+  ): Promise<number> {
+    const session = parentIsEk ? await this.#endorsementSession() : undefined;
+    try {
+      const { handles } = await this.#command(
+        'Load',
+        [parent],
+        [session === undefined ? PASSWORD : { handle: session, attributes: 0 }],
+        Buffer.concat([Buffer.from(key.private), Buffer.from(key.public)]),
+        1,
+      );
+      return handles[0] as number;
+    } catch (e) {
+      if (session !== undefined) await this.flush(session);
+      throw e;
+    }
+  }
+
+  /** TPM2_EvictControl (owner authorisation, empty): make a loaded key persistent at `persistent`. */
+  async evictControl(object: number, persistent: number): Promise<void> {
+    await this.#command(
+      'EvictControl',
+      [RH_OWNER, object],
+      [PASSWORD],
+      new TpmWriter().u32(persistent).done(),
+    );
+  }
+
+  /**
+   * TPM2_Certify: `signer` (a restricted signing key, the AK) attests that `object` is loaded in
+   * this TPM, with its Name and qualified Name, over `qualifyingData`.
+   * @returns TPMS_ATTEST (type CERTIFY) and TPMT_SIGNATURE bytes
+   */
+  async certify(
+    object: number,
+    signer: number,
+    qualifyingData: Uint8Array,
+  ): Promise<{ attest: Buffer; signature: Buffer }> {
+    const params = new TpmWriter().tpm2b(qualifyingData).u16(ALG_NULL).done();
+    const { params: out } = await this.#command('Certify', [object, signer], [PASSWORD, PASSWORD], params);
+    const attest = out.tpm2b(2048, 'TPM2B_ATTEST');
+    return { attest, signature: out.rest() };
+  }
+
+  /**
+   * TPM2_Sign of a SHA-256 digest with an unrestricted signing key, in its own scheme.
+   * @returns the TPMT_SIGNATURE bytes
+   */
+  async sign(key: number, digest: Uint8Array): Promise<Buffer> {
+    if (digest.length !== 32) throw tpmError('TPM2_Sign here signs 32-byte SHA-256 digests');
+    const params = new TpmWriter()
+      .tpm2b(digest)
+      .u16(ALG_NULL) // inScheme: the key's own
+      .u16(ST_HASHCHECK)
+      .u32(RH_NULL) // a null ticket: only an unrestricted key accepts it
+      .tpm2b(Buffer.alloc(0))
+      .done();
+    const { params: out } = await this.#command('Sign', [key], [PASSWORD], params);
+    return out.rest();
+  }
+
+  /**
+   * Define an NV index (owner authorisation) of `size` bytes, readable with its empty authValue
+   * and by the owner, written by the owner, and write `data` into it: how an EK certificate is
+   * provisioned at the TCG index.
+   */
+  async nvDefineAndWrite(index: number, data: Uint8Array): Promise<void> {
+    // OWNERWRITE | PPREAD | OWNERREAD | AUTHREAD | NO_DA
+    const attributes = 0x00000002 | 0x00010000 | 0x00020000 | 0x00040000 | 0x02000000;
+    const pub = new TpmWriter()
+      .u32(index)
+      .u16(ALG_SHA256)
+      .u32(attributes)
+      .tpm2b(Buffer.alloc(0))
+      .u16(data.length)
+      .done();
+    await this.#command(
+      'NV_DefineSpace',
+      [RH_OWNER],
+      [PASSWORD],
+      new TpmWriter().tpm2b(Buffer.alloc(0)).tpm2b(pub).done(),
+    );
+    for (let offset = 0; offset < data.length; offset += NV_CHUNK) {
+      const chunk = data.subarray(offset, offset + NV_CHUNK);
+      await this.#command(
+        'NV_Write',
+        [RH_OWNER, index],
+        [PASSWORD],
+        new TpmWriter().tpm2b(chunk).u16(offset).done(),
+      );
+    }
   }
 }
 

@@ -10,6 +10,7 @@ import {
 import { addTrustedEkCa, trustedEkCasLoader } from '../../attestation/trust-store.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import { homeVtpmPool, resolveHome } from '../../home/home.ts';
+import { revokeEkCa } from '../../home/host-tpm-home.ts';
 import { commonOptions, parse, UsageError, wholeNumber } from '../args.ts';
 import { releaseFillLock, takeFillLock } from '../background-fill.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -85,6 +86,14 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     out.document(r);
     return EXIT.ok;
   }
+  if (group === 'trust-ca' && verb === 'revoke' && arg !== undefined) {
+    // An EK CA revoked by the security role: no host EK path may pass through it, whatever its
+    // issuer's CRL says (a vendor whose CA key leaked may never publish one).
+    const r = await revokeEkCa(root, arg);
+    out.line(`${r.added ? 'revoked' : 'already revoked'}: EK CA sha256:${r.fingerprint}`);
+    out.document(r);
+    return EXIT.ok;
+  }
   if (group === 'trust-ca' && verb === 'list' && arg === undefined) {
     const cas = trustedEkCasLoader(root)().map((c) => ({
       subject: c.subject.replace(/\n/g, ', '),
@@ -146,6 +155,9 @@ export async function attestationCommand(argv: string[]): Promise<number> {
     if (values.background === true && !takeFillLock(pooled.pool)) return EXIT.ok;
     try {
       const made = await pooled.pool.fill(n);
+      // Every refill re-quotes the host's boot state (host attestation), in the background filler
+      // too: a drifted host is quarantined here, not in a job's critical path.
+      if (made > 0) await withHome(root, (home) => home.requoteHost({ force: true }));
       out.line(`manufactured ${made} vTPM state${made === 1 ? '' : 's'}; ${await pooled.pool.size()} ready`);
       out.document({ manufactured: made, ready: await pooled.pool.size() });
     } finally {

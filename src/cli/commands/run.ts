@@ -5,10 +5,12 @@ import { type JobOutcome, runJob } from '../../agent/agent.ts';
 import { type Attester, SoftwareAttester } from '../../agent/attester.ts';
 import { ciTokenSourceFromEnv } from '../../agent/ci-token-source.ts';
 import type { RunnerHost } from '../../agent/credentials.ts';
+import { quoteHostBootState } from '../../agent/host-quote.ts';
 import { GatehouseError } from '../../common/errors.ts';
 import type { ControlPlane } from '../../control-plane/control-plane.ts';
 import { HttpControlPlane } from '../../control-plane/http-control-plane.ts';
 import { environmentCacheOf, openHome, resolveHome, runnerAttester } from '../../home/home.ts';
+import { openHostTpm } from '../../home/host-tpm-home.ts';
 import { registryOption } from '../../registry/registry-config.ts';
 import { bubblewrapRunnerFromConfig, homeImagesDir } from '../../runner/from-config.ts';
 import type { Runner } from '../../runner/runner.ts';
@@ -228,6 +230,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       if (local.runner !== undefined) runner = local.runner;
       // What runners of agents killed on this host left behind goes first.
       await local.sweep(runner);
+      // Before claiming, this host's boot state must be fresh at the control plane: one request
+      // when it is; a quote when it is due. A control plane that does not attest hosts, or a host
+      // enrolled without a TPM, leaves the decision to attestation (which fails closed).
+      await quoteHostBootState(cp, host, openHostTpm).catch(() => undefined);
     }
   } else {
     const home = await openHome(homeRoot, registryOption(values.registry, values.server));
@@ -235,6 +241,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     // runners of agents killed on this host left behind goes.
     await home.reconciler.run();
     await home.sweep();
+    // Before claiming a job the host's boot-state quote must be fresh: one store read when it is.
+    await home.requoteHost();
     cp = home.controlPlane;
     runner = home.runner;
     attester = home.attester;

@@ -87,6 +87,24 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const { viewer } = access;
   // Alerts the outbox holds (from this process, `gatehouse run`, or a restart) go out from here.
   home.alerts.start();
+  // Continuous host attestation: this host quotes its boot state on the configured interval (a
+  // drifted host is quarantined here, between jobs, not in one's critical path).
+  const quoteEvery = (home.config.attestation?.hostQuote?.intervalSeconds ?? 300) * 1000;
+  const quoting = setInterval(
+    () =>
+      void home
+        .requoteHost({ force: true })
+        .then((r) => {
+          // Said at every quote while it lasts; /metrics counts it (gatehouse_runner_hosts).
+          if (r?.status === 'quarantined')
+            process.stderr.write(
+              `gatehouse server: runner host ${r.host} is quarantined: ${r.reason ?? ''}\n`,
+            );
+        })
+        .catch(() => undefined),
+    quoteEvery,
+  );
+  quoting.unref();
   const server = createApiServer({
     controlPlane: home.controlPlane,
     apiToken: home.apiToken,
