@@ -27,29 +27,13 @@ import { JobCredentials, type RunnerHost } from './credentials.ts';
 import { explainReferenceDrift } from './drift.ts';
 import { fetchDependencies, lastLineOf } from './fetch.ts';
 import { type CollectedImage, collectImage } from './image-output.ts';
+import { agentFiles } from './launcher.ts';
 import { type CollectedOutput, collectOutputs } from './outputs.ts';
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const testingDir = join(srcRoot, 'testing');
 
-/**
- * The files that make up the runner agent: every non-test source file of this installation
- * (test support under `src/testing/` is not part of it). Their digests are measured into the
- * baseline, so a modified agent cannot attest.
- */
-export async function agentFiles(): Promise<string[]> {
-  const out: string[] = [];
-  async function walk(dir: string): Promise<void> {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) {
-        if (p !== testingDir) await walk(p);
-      } else if (/\.(?:ts|mjs)$/.test(e.name) && !e.name.endsWith('.test.ts')) out.push(p);
-    }
-  }
-  await walk(srcRoot);
-  return out.sort();
-}
+/** The agent's files (measured by the launcher, src/agent/launcher.ts, not by the agent). */
+export { agentFiles } from './launcher.ts';
 
 /**
  * The part of a sandbox profile that says how a build is isolated, without what it runs (command,
@@ -274,7 +258,8 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       measureBaseline({
         sandboxProfile: isolationProfile(runnerInstance.sandboxProfile),
         toolchain: ticket.toolchain,
-        agentFiles: await agentFiles(),
+        // No agent event: the launcher measured the agent into the vTPM before the job began
+        // (src/agent/launcher.ts); the software path, self-reported, adds it itself.
         jobId: ticket.jobId,
         nonce: ticket.nonce,
       }),

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { JWK } from 'jose';
-import type { MeasuredBaseline } from '../attestation/measurement.ts';
+import { type MeasuredBaseline, replayToRecord } from '../attestation/measurement.ts';
 import type { Challenge } from '../attestation/tpm-verifier.ts';
 import { GatehouseError } from '../common/errors.ts';
 import type { VirtualTpm, VtpmPool } from '../tpm/swtpm.ts';
+import { launchMeasurements } from './launcher.ts';
 
 /** A token for a job, as the control plane issues it. */
 export interface IssuedToken {
@@ -62,13 +63,17 @@ export class SoftwareAttester implements Attester {
 
   async attest(c: AttestationContext): Promise<IssuedToken> {
     const ci = c.ciToken === undefined ? undefined : await c.ciToken();
+    // Self-reported throughout: with no vTPM there is no launcher, the agent measures itself.
+    const events = c.baseline.events.some((e) => e.type === 'agent')
+      ? c.baseline.events
+      : [...(await launchMeasurements()), ...c.baseline.events];
     return c.endpoints.attest({
       jobId: c.jobId,
       runnerKey: c.runnerKey,
       evidence: {
         type: 'software-measurement',
-        events: c.baseline.events,
-        pcrs: c.baseline.pcrs,
+        events,
+        pcrs: replayToRecord(events),
         ...(ci === undefined ? {} : { ci_token: ci }),
       },
     });
@@ -145,8 +150,10 @@ export async function challengeRequest(
 }
 
 /**
- * Attestation with a per-runner vTPM from a pool of pre-manufactured states: the baseline is
- * extended into the PCRs once, then each attestation (the first, and each re-attestation before
+ * Attestation with a per-runner vTPM from a pool of pre-manufactured states. The pool hands the
+ * vTPM over with the agent already measured into it by the launcher (src/agent/launcher.ts); the
+ * agent's baseline (sandbox profile, toolchain, job binding) is extended once after it, and the
+ * log sent is the launcher's events followed by the agent's. Each attestation (the first, and each re-attestation before
  * the token expires) answers a fresh challenge with a fresh quote.
  */
 export class VtpmAttester implements Attester {
@@ -175,7 +182,10 @@ export class VtpmAttester implements Attester {
       c.endpoints,
       await challengeRequest(tpm, c.runnerKey, c.jobId),
     );
-    const evidence = await answerChallenge(tpm, challenge, c.runnerKey, c.baseline.events);
+    const evidence = await answerChallenge(tpm, challenge, c.runnerKey, [
+      ...tpm.launched,
+      ...c.baseline.events,
+    ]);
     if (c.ciToken !== undefined) evidence.ci_token = await c.ciToken();
     return attestationEvidence.call(c.endpoints, evidence);
   }

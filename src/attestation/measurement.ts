@@ -130,8 +130,12 @@ export interface BaselineInputs {
   readonly sandboxProfile: IsolationProfile;
   /** Absolute paths of the binaries the build may use, e.g. /bin/sh, /usr/bin/node. */
   readonly toolchain: readonly string[];
-  /** The runner agent's own source files. */
-  readonly agentFiles: readonly string[];
+  /**
+   * The runner agent's own source files, for an agent event in this baseline (reference values,
+   * the self-reported software path). Absent on the TPM path: there the launcher extends the
+   * agent event into the vTPM before the job begins (src/agent/launcher.ts).
+   */
+  readonly agentFiles?: readonly string[] | undefined;
   readonly jobId: string;
   /** The job's nonce, base64. */
   readonly nonce: string;
@@ -141,7 +145,7 @@ export interface BaselineInputs {
  * Measure a runner's baseline into a TCG-style event log and replay it into PCR values. Toolchain
  * binaries are measured by content, following symlinks (/bin/sh → dash is measured as dash's
  * bytes under the name /bin/sh).
- * @throws GatehouseError BAD_INPUT for a relative or unreadable toolchain path, no agent files, or
+ * @throws GatehouseError BAD_INPUT for a relative or unreadable toolchain path, an empty agent file list, or
  *   a malformed nonce
  */
 export async function measureBaseline(inputs: BaselineInputs): Promise<MeasuredBaseline> {
@@ -164,12 +168,14 @@ export async function measureBaseline(inputs: BaselineInputs): Promise<MeasuredB
     }
     events.push({ pcr: PCR_ALLOCATION.toolchain, type: 'toolchain', name: path, digest });
   }
-  events.push({
-    pcr: PCR_ALLOCATION.agent,
-    type: 'agent',
-    name: 'agent',
-    digest: await agentManifestDigest(inputs.agentFiles),
-  });
+  if (inputs.agentFiles !== undefined) {
+    events.push({
+      pcr: PCR_ALLOCATION.agent,
+      type: 'agent',
+      name: 'agent',
+      digest: await agentManifestDigest(inputs.agentFiles),
+    });
+  }
   events.push({
     pcr: PCR_ALLOCATION.job,
     type: 'job',

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { agentFiles, isolationProfile } from '../agent/agent.ts';
 import { type Attester, SoftwareAttester, VtpmAttester } from '../agent/attester.ts';
 import type { RunnerHost } from '../agent/credentials.ts';
+import { launchMeasurements } from '../agent/launcher.ts';
 import type { WebhookDispatcher } from '../alerts/webhook-dispatcher.ts';
 import { AttestationAuthority, type ReferenceValues } from '../attestation/authority.ts';
 import { CiTokenVerifier } from '../attestation/ci-token.ts';
@@ -665,7 +666,8 @@ async function attesterFactory(root: string, config: Config): Promise<() => Atte
 async function vtpmPoolOf(root: string, config: Config): Promise<VtpmPool> {
   // The EK certificates come from the host TPM's vTPM CA key (no file holds it).
   void config;
-  return new VtpmPool(attestationPaths(root).vtpmPool, { ekIssuer: hostVtpmIssuer() });
+  // The pool's claim path is the launcher: it measures the agent into each vTPM it hands out.
+  return new VtpmPool(attestationPaths(root).vtpmPool, { ekIssuer: hostVtpmIssuer() }, launchMeasurements);
 }
 
 /**

@@ -62,6 +62,7 @@ export class VirtualTpm {
   /** Attestation's commands, spoken directly over the socket (a tpm2-tools process each is ~10 ms). */
   readonly #client: TpmClient;
   #stopped = false;
+  #launched: readonly LaunchEvent[] = [];
 
   private constructor(stateDir: string, proc: ChildProcess, sockDir: string, socket: string) {
     this.stateDir = stateDir;
@@ -132,6 +133,21 @@ export class VirtualTpm {
   #tpm(): TpmClient {
     if (this.#stopped) throw tpmError('the vTPM has been destroyed');
     return this.#client;
+  }
+
+  /**
+   * What the launcher extended when the pool handed this vTPM out (src/agent/launcher.ts): the
+   * first events of its log, which the job's agent neither computed nor chose.
+   */
+  get launched(): readonly LaunchEvent[] {
+    return this.#launched;
+  }
+
+  /** Extend the launcher's events (once, on the claim path, before the job has the vTPM). */
+  async launch(events: readonly LaunchEvent[]): Promise<void> {
+    if (this.#launched.length > 0) throw tpmError('the vTPM was already launched');
+    await this.extend(events);
+    this.#launched = Object.freeze(events.map((e) => Object.freeze({ ...e })));
   }
 
   /** Extend SHA-256 PCRs with event digests, in order. */
@@ -211,6 +227,17 @@ export class VirtualTpm {
     await rm(ownerFile(this.stateDir), { force: true });
   }
 }
+
+/** An event the launcher extends into a vTPM before a job has it (a measurement event). */
+export interface LaunchEvent {
+  readonly pcr: number;
+  readonly type: 'agent';
+  readonly name: string;
+  readonly digest: string;
+}
+
+/** What the pool's claim path extends into each vTPM it hands out (src/agent/launcher.ts). */
+export type Launcher = () => Promise<readonly LaunchEvent[]>;
 
 /** The file naming the process that runs a vTPM state, beside the state. */
 function ownerFile(stateDir: string): string {
@@ -349,10 +376,17 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
 export class VtpmPool {
   readonly #dir: string;
   readonly #options: ManufactureOptions;
+  readonly #launcher: Launcher | undefined;
 
-  constructor(dir: string, options: ManufactureOptions) {
+  /**
+   * @param launcher what {@link VtpmPool.take} extends into each vTPM before handing it out (the
+   *   agent's measurement, src/agent/launcher.ts); absent, vTPMs are handed out as manufactured
+   *   (the TPM protocol's own tests), and a job's log then lacks its agent event.
+   */
+  constructor(dir: string, options: ManufactureOptions, launcher?: Launcher) {
     this.#dir = dir;
     this.#options = options;
+    this.#launcher = launcher;
   }
 
   get #ready(): string {
@@ -439,8 +473,27 @@ export class VtpmPool {
     return removed;
   }
 
-  /** Claim one state (or manufacture one) and start it. */
+  /**
+   * Claim one state (or manufacture one), start it and have the launcher measure into it: the
+   * vTPM reaches the job with the agent's measurement already extended.
+   */
   async take(): Promise<VirtualTpm> {
+    // The digest is taken while the state starts: the launcher adds no time of its own.
+    const [claimed, measured] = await Promise.allSettled([this.#claim(), this.#launcher?.()]);
+    if (claimed.status === 'rejected') throw claimed.reason;
+    const tpm = claimed.value;
+    try {
+      if (measured.status === 'rejected') throw measured.reason;
+      if (measured.value !== undefined) await tpm.launch(measured.value);
+    } catch (e) {
+      // A vTPM the launcher could not measure into is never handed out.
+      await tpm.destroy();
+      throw e;
+    }
+    return tpm;
+  }
+
+  async #claim(): Promise<VirtualTpm> {
     await mkdir(this.#inUse, { recursive: true, mode: 0o700 });
     for (const name of await readdir(this.#ready).catch(() => [] as string[])) {
       if (name.startsWith('.')) continue;
