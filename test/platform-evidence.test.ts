@@ -91,7 +91,7 @@ describe('platform evidence through a home', { skip: tpmToolsMissing() }, () => 
     try {
       const { token } = await attester.attest({
         jobId: ticket.jobId,
-        baseline: await baselineFor(home, ticket),
+        baseline: await baselineFor(home, ticket, { agent: false }),
         runnerKey: key.publicJwk,
         endpoints: withReport,
       });

@@ -193,7 +193,7 @@ describe('zero trust: the operator token and public reads get nothing signed', (
       await assert.rejects(
         attester.attest({
           jobId: job.ticket.jobId,
-          baseline: await baselineFor(home, job.ticket),
+          baseline: await baselineFor(home, job.ticket, { agent: false }),
           runnerKey: intruder.publicJwk,
           endpoints: credentials.endpoints(job.ticket.jobId),
         }),

@@ -13,7 +13,13 @@ import {
 } from '../tpm/ek-certificate.ts';
 import { PCR_RESET_VALUE } from '../tpm/pcr.ts';
 import { akAttributeProblem, appraiseQuote, type CheckFailure } from '../tpm/quote.ts';
-import { objectName, parseTpm2bPublic, type TpmsQuote, type TpmtPublic } from '../tpm/structures.ts';
+import {
+  akQualifiedNameUnderEk,
+  objectName,
+  parseTpm2bPublic,
+  type TpmsQuote,
+  type TpmtPublic,
+} from '../tpm/structures.ts';
 import { CHECKS, EvidenceRejectedError } from './checks.ts';
 import { type MeasurementEvent, measurementEventSchema, replayToRecord } from './measurement.ts';
 
@@ -424,6 +430,7 @@ export class TpmEvidenceVerifier {
       qualifyingData,
       pcrs: REQUIRED_PCRS,
       reported,
+      qualifiedSigner: akQualifiedNameUnderEk(session.ek.publicKey, session.ak),
     });
     failures.push(...appraisal.failures);
     // The event log must explain every quoted PCR: unextended PCRs stay at reset.

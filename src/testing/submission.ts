@@ -27,8 +27,16 @@ import type { Component } from '../sbom/model.ts';
 import { signSecurityAct } from '../signing/security-act.ts';
 import { importOsv } from '../vuln/import.ts';
 
-/** The baseline the home's runner measures for a job (the reference-value profile). */
-export async function baselineFor(home: OpenHome, ticket: JobTicket): Promise<MeasuredBaseline> {
+/**
+ * The baseline the home's runner measures for a job (the reference-value profile), with the
+ * agent's event as the software path self-reports it; without it (`agent: false`), as the agent
+ * measures on the TPM path, where the launcher has measured the agent into the vTPM.
+ */
+export async function baselineFor(
+  home: OpenHome,
+  ticket: JobTicket,
+  { agent = true }: { agent?: boolean } = {},
+): Promise<MeasuredBaseline> {
   const probe = parseProjectConfig(
     'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
     'reference',
@@ -36,7 +44,7 @@ export async function baselineFor(home: OpenHome, ticket: JobTicket): Promise<Me
   return measureBaseline({
     sandboxProfile: isolationProfile(await runnerFromConfig(home.config.runner).profileFor(probe)),
     toolchain: ticket.toolchain,
-    agentFiles: await agentFiles(),
+    agentFiles: agent ? await agentFiles() : undefined,
     jobId: ticket.jobId,
     nonce: ticket.nonce,
   });
@@ -88,7 +96,7 @@ export async function attestedJob(home: OpenHome, project: string): Promise<Atte
   try {
     const { token } = await attester.attest({
       jobId: ticket.jobId,
-      baseline: await baselineFor(home, ticket),
+      baseline: await baselineFor(home, ticket, { agent: false }),
       runnerKey: key.publicJwk,
       endpoints: credentials.endpoints(ticket.jobId),
     });

@@ -27,6 +27,7 @@ export const QUOTE_CHECKS = {
   type: 'QUOTE_TYPE',
   hashAlgorithm: 'QUOTE_HASH_ALGORITHM',
   qualifyingData: 'QUOTE_QUALIFYING_DATA',
+  qualifiedSigner: 'QUOTE_QUALIFIED_SIGNER',
   pcrSelection: 'QUOTE_PCR_SELECTION',
   pcrDigest: 'QUOTE_PCR_DIGEST',
   signature: 'QUOTE_SIGNATURE',
@@ -64,6 +65,11 @@ export interface QuoteExpectations {
   readonly pcrs: readonly number[];
   /** Reported SHA-256 PCR values by index; the digest is recomputed from them. */
   readonly reported: ReadonlyMap<number, Buffer>;
+  /**
+   * The AK's qualified name, where it is derivable (an AK under a TCG-template EK, see
+   * akQualifiedNameUnderEk): the quote's qualifiedSigner must be exactly this. Absent: not compared.
+   */
+  readonly qualifiedSigner?: Uint8Array | undefined;
 }
 
 /** The result of {@link appraiseQuote}: every failed check, and the quote when it parsed. */
@@ -122,7 +128,7 @@ export function verifyTpmSignature(signature: Uint8Array, signer: TpmtPublic, me
 
 /**
  * Verify a TPM quote (TPMS_ATTEST + TPMT_SIGNATURE) made by `ak`: the TPM magic and QUOTE type,
- * SHA-256 only (no SHA-1 bank, no SHA-1 signature), the qualifying data,
+ * the signer's qualified name (when expected), SHA-256 only (no SHA-1 bank, no SHA-1 signature), the qualifying data,
  * exactly the required PCR selection, the PCR digest recomputed from the reported values, and
  * the signature. Returns every failed check rather than stopping at the first, so that a refusal
  * explains itself; a structure that does not parse stops the checks that need it.
@@ -147,8 +153,14 @@ export function appraiseQuote(
     fail(QUOTE_CHECKS.type, `the attestation structure is of type 0x${quote.type.toString(16)}, not a quote`);
     return { failures, quote };
   }
-  // qualifiedSigner is the AK's qualified name, which depends on its whole parent chain; the
-  // signature by the AK is what proves the signer, so the name is not compared.
+  // qualifiedSigner is the AK's qualified name, which depends on its whole parent chain: where
+  // that chain is known (the AK under the TCG EK), the TPM must have named exactly that AK.
+  if (exp.qualifiedSigner !== undefined && !equal(quote.qualifiedSigner, exp.qualifiedSigner)) {
+    fail(
+      QUOTE_CHECKS.qualifiedSigner,
+      "the quote's qualifiedSigner is not the qualified name of the AK under the certified EK",
+    );
+  }
   if (!equal(quote.extraData, exp.qualifyingData)) {
     fail(
       QUOTE_CHECKS.qualifyingData,

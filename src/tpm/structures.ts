@@ -177,6 +177,72 @@ export function objectName(pub: TpmtPublic): Buffer {
   return Buffer.concat([alg, createHash(h.name).update(pub.raw).digest()]);
 }
 
+/** TPM_RH_ENDORSEMENT: the endorsement hierarchy's handle, the qualified name of its primaries' parent. */
+const TPM_RH_ENDORSEMENT = 0x4000000b;
+
+/** PolicyA of the TCG EK Credential Profile: PolicySecret(TPM_RH_ENDORSEMENT), SHA-256. */
+const EK_POLICY_A_SHA256 = Buffer.from(
+  '837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa',
+  'hex',
+);
+
+/**
+ * The TPMT_PUBLIC of an RSA 2048 EK made from the TCG default template (EK Credential Profile,
+ * template L-1: the one swtpm_setup and TPM vendors use), given its modulus; undefined for a key
+ * that template cannot have made (another size or exponent, or not RSA).
+ */
+export function tcgRsaEkPublic(key: KeyObject): TpmtPublic | undefined {
+  if (key.asymmetricKeyType !== 'rsa') return undefined;
+  const jwk = key.export({ format: 'jwk' });
+  if (jwk.e !== 'AQAB' || jwk.n === undefined) return undefined;
+  const modulus = Buffer.from(jwk.n, 'base64url');
+  if (modulus.length !== 256) return undefined;
+  const pub: Omit<TpmtPublic, 'raw'> = {
+    type: TPM_ALG.RSA,
+    nameAlg: TPM_ALG.SHA256,
+    objectAttributes:
+      TPMA_OBJECT.fixedTPM |
+      TPMA_OBJECT.fixedParent |
+      TPMA_OBJECT.sensitiveDataOrigin |
+      TPMA_OBJECT.adminWithPolicy |
+      TPMA_OBJECT.restricted |
+      TPMA_OBJECT.decrypt,
+    authPolicy: EK_POLICY_A_SHA256,
+    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
+    scheme: { algorithm: TPM_ALG.NULL },
+    rsa: { keyBits: 2048, exponent: 0, modulus },
+  };
+  return { ...pub, raw: marshalTpmtPublic(pub) };
+}
+
+/**
+ * The qualified name of an object whose parent has the qualified name `parentQualifiedName`:
+ * nameAlg ‖ H_nameAlg(parent QN ‖ Name) (TPM 2.0 Part 1, 16.6).
+ */
+export function qualifiedName(parentQualifiedName: Uint8Array, pub: TpmtPublic): Buffer {
+  const h = hashOf(pub.nameAlg, 'nameAlg');
+  const alg = Buffer.alloc(2);
+  alg.writeUInt16BE(pub.nameAlg);
+  return Buffer.concat([
+    alg,
+    createHash(h.name).update(parentQualifiedName).update(objectName(pub)).digest(),
+  ]);
+}
+
+/**
+ * The qualified name an AK created under the TCG default RSA EK (a primary of the endorsement
+ * hierarchy) has, which its TPM puts in every quote's qualifiedSigner: derivable from the EK
+ * certificate's key and the AK public area alone. Undefined when the EK is not of that template,
+ * so that the AK's parentage, and with it the qualified name, cannot be derived.
+ */
+export function akQualifiedNameUnderEk(ekKey: KeyObject, ak: TpmtPublic): Buffer | undefined {
+  const ek = tcgRsaEkPublic(ekKey);
+  if (ek === undefined) return undefined;
+  const hierarchy = Buffer.alloc(4);
+  hierarchy.writeUInt32BE(TPM_RH_ENDORSEMENT);
+  return qualifiedName(qualifiedName(hierarchy, ek), ak);
+}
+
 function leftPad(b: Buffer, size: number): Buffer {
   if (b.length > size) throw new GatehouseError('BAD_INPUT', 'an ECC coordinate is longer than its curve');
   return b.length === size ? b : Buffer.concat([Buffer.alloc(size - b.length), b]);

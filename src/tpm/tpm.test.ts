@@ -18,7 +18,15 @@ import {
   withPlatformCaKeyForTool,
 } from './platform-ca.ts';
 import { akAttributeProblem, appraiseQuote } from './quote.ts';
-import { objectName, parseAttest, parseSignature, parseTpm2bPublic, TPMA_OBJECT } from './structures.ts';
+import {
+  akQualifiedNameUnderEk,
+  objectName,
+  parseAttest,
+  parseSignature,
+  parseTpm2bPublic,
+  TPMA_OBJECT,
+  type TpmtPublic,
+} from './structures.ts';
 import { manufactureVtpm, VirtualTpm, VTPM_HANDLES, VtpmPool } from './swtpm.ts';
 import { TpmClient } from './tpm-client.ts';
 
@@ -196,6 +204,90 @@ describe('TPM structures and quote verification with a real vTPM', { skip }, () 
     // A quote by another TPM's AK does not verify with this AK.
     const foreign = await other.quote(qd, PCRS);
     assert.ok(codes(foreign.attest, foreign.signature).includes('QUOTE_SIGNATURE'));
+  });
+
+  it("derives the AK's qualified name from the EK certificate, and refuses a quote naming another signer", async () => {
+    const ak = parseTpm2bPublic(await tpm.akPublic());
+    const ekKey = verifyEkCertificate(await tpm.ekCertificate(), [caCert], new Date()).publicKey;
+    const expected = akQualifiedNameUnderEk(ekKey, ak);
+    assert.ok(expected !== undefined, 'the TCG EK template is derivable from the certificate');
+    const qd = createHash('sha256').update('qualified').digest();
+    const { attest, signature } = await tpm.quote(qd, PCRS);
+    // The TPM names its signer by the qualified name, not the Name: exactly the derived one.
+    assert.deepEqual(parseAttest(attest).qualifiedSigner, expected);
+    assert.notDeepEqual(parseAttest(attest).qualifiedSigner, objectName(ak));
+    const reported = new Map(
+      Object.entries(await tpm.readPcrs(PCRS)).map(([k, v]) => [Number(k), Buffer.from(v, 'hex')]),
+    );
+    const codes = (a: Buffer, s: Buffer, signer: TpmtPublic, qs: Buffer | undefined) =>
+      appraiseQuote(a, s, {
+        ak: signer,
+        qualifyingData: qd,
+        pcrs: PCRS,
+        reported,
+        qualifiedSigner: qs,
+      }).failures.map((f) => f.check);
+    assert.deepEqual(codes(attest, signature, ak, expected), []);
+    // Tampered: the qualifiedSigner bytes changed (the signature breaks too; each is named).
+    const at = 2 + 4 + 2 + 2 + 1; // magic, type, the name's size and algorithm: a digest byte
+    const tampered = codes(flip(attest, at), signature, ak, expected);
+    assert.ok(
+      tampered.includes('QUOTE_QUALIFIED_SIGNER') && tampered.includes('QUOTE_SIGNATURE'),
+      `${tampered}`,
+    );
+    // Around the signature: a restricted signing key in the same TPM but not the AK under its
+    // EK (a primary of the owner hierarchy) makes a quote that verifies with its own public area;
+    // only the qualified name says it is not the certified EK's AK.
+    const ctx = join(dir, 'rogue.ctx');
+    await tpm.tool('tpm2_createprimary', [
+      '-C',
+      'o',
+      '-g',
+      'sha256',
+      '-G',
+      'ecc256:ecdsa-sha256:null',
+      '-a',
+      'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign',
+      '-c',
+      ctx,
+    ]);
+    const [pubFile, msg, sig] = ['rogue.pub', 'rogue.msg', 'rogue.sig'].map((n) => join(dir, n)) as [
+      string,
+      string,
+      string,
+    ];
+    await tpm.tool('tpm2_readpublic', ['-c', ctx, '-o', pubFile, '-f', 'tss']);
+    await tpm.tool('tpm2_quote', [
+      '-c',
+      ctx,
+      '-l',
+      'sha256:8,9,10,11',
+      '-q',
+      qd.toString('hex'),
+      '-m',
+      msg,
+      '-s',
+      sig,
+      '-g',
+      'sha256',
+    ]);
+    await tpm.tool('tpm2_flushcontext', ['-t']);
+    const rogue = parseTpm2bPublic(await readFile(pubFile));
+    assert.equal(akAttributeProblem(rogue), undefined);
+    const rogueQuote = [await readFile(msg), await readFile(sig)] as const;
+    assert.deepEqual(
+      codes(rogueQuote[0], rogueQuote[1], rogue, undefined),
+      [],
+      'a valid quote by its own key',
+    );
+    assert.deepEqual(codes(rogueQuote[0], rogueQuote[1], rogue, akQualifiedNameUnderEk(ekKey, rogue)), [
+      'QUOTE_QUALIFIED_SIGNER',
+    ]);
+    // An EK that is not of the TCG template: its AK's qualified name is not derivable.
+    assert.equal(
+      akQualifiedNameUnderEk(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey, ak),
+      undefined,
+    );
   });
 
   it('speaks the attestation commands directly and gets what tpm2-tools gets', async () => {
