@@ -47,7 +47,9 @@ describe('a copied home on another machine', { skip: tpmToolsMissing() }, () => 
     await manufactureHostTpmStandIn(otherMachine);
     process.env.GATEHOUSE_HOST_TPM = otherMachine;
     copied = await openHome(copy);
-    // The vTPMs the copy makes are issued by the other machine's TPM-resident key.
+    // The vTPMs the copy makes are issued by the other machine's TPM-resident key. (States the
+    // genuine host had already made into the pool would be copied with it: none were made here,
+    // and that gap is named in docs/decisions.md, issue 17 item 4.)
     const ready = join(copy, 'vtpm-pool', 'ready');
     assert.deepEqual(existsSync(ready) ? readdirSync(ready).filter((n) => !n.startsWith('.')) : [], []);
     await assert.rejects(attestedJob(copied, 'hello-app'), (e: unknown) => {
