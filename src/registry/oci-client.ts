@@ -430,8 +430,23 @@ export class OciDistributionClient {
     return expectStatus(res, ok, what, this.baseUrl.origin);
   }
 
-  /** One request, authenticated as the last challenge asked; on a 401, answer its challenge once. */
+  /**
+   * One request, authenticated as the last challenge asked; on a 401, answer its challenge once.
+   * A read (HEAD, GET) the registry fails with a server error or 429 is tried again, twice, after a
+   * short wait: a registry that is writing the same blob for a concurrent push answers 500 to a
+   * HEAD of it for a moment (docker-registry's filesystem driver). Writes are never repeated here.
+   */
   async #request(method: string, pathOrUrl: string, options: RequestOptions): Promise<Response> {
+    const retryable = method === 'HEAD' || method === 'GET';
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.#requestOnce(method, pathOrUrl, options);
+      if (!retryable || attempt >= 2 || (res.status < 500 && res.status !== 429)) return res;
+      await res.body?.cancel();
+      await new Promise((r) => setTimeout(r, 50 * 4 ** attempt));
+    }
+  }
+
+  async #requestOnce(method: string, pathOrUrl: string, options: RequestOptions): Promise<Response> {
     const url = new URL(pathOrUrl, this.baseUrl);
     const res = await this.#send(method, url, options, this.#auth.authorization(options.scope));
     if (res.status !== 401) return res;
