@@ -38,6 +38,9 @@ export interface ReconcileReport {
 
 const FINAL_OF = { allow: 'allowed', deny: 'denied', quarantine: 'quarantined' } as const;
 
+/** How long a pass's hold on a job it took keeps other instances' passes off it. */
+const RECONCILE_LEASE_MS = 120_000;
+
 /** Finishes what a crash left unfinished; see the module comment. */
 export class Reconciler {
   readonly #o: ReconcileOptions;
@@ -64,10 +67,15 @@ export class Reconciler {
           ? idle >= this.#o.submittedGraceSeconds
           : idle >= this.#o.jobDeadlineSeconds;
       if (!due) continue;
+      // Another instance's pass has it (a lease it wrote when it took the job): leave it alone.
+      const lease = job.result?.reconciling;
+      if (typeof lease === 'string' && Math.abs(now.getTime() - Date.parse(lease)) < RECONCILE_LEASE_MS)
+        continue;
       try {
-        // Take the job first, from the version listed: of several instances reconciling at once
-        // (or the job's own runner coming back), one goes on; the others leave it.
-        const taken = await this.#take(job);
+        // Take the job first, from the version listed, writing a lease: of several instances
+        // reconciling at once (or the job's own runner coming back), one goes on; the others leave
+        // it, whether they listed it before the take (their version is stale) or after (the lease).
+        const taken = await this.#take(job, now);
         if (taken === undefined) continue;
         if (taken.state === 'submitted') await this.#settle(taken, report);
         else
@@ -86,9 +94,13 @@ export class Reconciler {
   }
 
   /** The job, taken for this pass; undefined when another writer changed it since it was listed. */
-  async #take(job: JobRecord): Promise<JobRecord | undefined> {
+  async #take(job: JobRecord, now: Date): Promise<JobRecord | undefined> {
     try {
-      return await this.#o.store.jobs.update(job.id, {}, { expect: job });
+      return await this.#o.store.jobs.update(
+        job.id,
+        { result: { ...(job.result ?? {}), reconciling: now.toISOString() } },
+        { expect: job },
+      );
     } catch (e) {
       if (isGatehouseError(e, 'CONFLICT')) return undefined;
       throw e;
