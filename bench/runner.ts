@@ -9,10 +9,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runJob } from '../src/agent/agent.ts';
-import { initHome, openHome } from '../src/home/home.ts';
+import { homeVtpmPool, initHome, openHome } from '../src/home/home.ts';
 import { BubblewrapRunner } from '../src/runner/bubblewrap-runner.ts';
 import { parseProjectConfig } from '../src/runner/project-config.ts';
 import { LocalGitProvider } from '../src/source/local-git-provider.ts';
+import { registerProject, seedVulnerabilityData } from '../src/testing/submission.ts';
 import { percentile, printTable, writeResult } from './lib.ts';
 
 const RUNNERS = 50;
@@ -84,6 +85,12 @@ export async function run(): Promise<void> {
     const homeRoot = join(work, 'home');
     await initHome(homeRoot);
     const home = await openHome(homeRoot);
+    // A job is only for a project the security role registered (as for any user of gatehouse).
+    await seedVulnerabilityData(home);
+    await registerProject(home, 'bench');
+    // vTPMs come from a filled pool, as the server and the CLI keep it (manufacturing is not a job's
+    // cost): one ready for every job, made before the clock starts.
+    await (await homeVtpmPool(homeRoot))?.pool.fill(JOBS + 1);
     const project = join(work, 'project');
     mkdirSync(project);
     writeFileSync(
