@@ -79,7 +79,9 @@ function runWithFd3(cmd: string, args: readonly string[], secret: string): Promi
 
 /** Write a secret to a child's fd 3 and close it (EPIPE, a child that exited early, is ignored). */
 function writeSecret(proc: ChildProcess, secret: string): void {
-  const pipe = proc.stdio[3] as NodeJS.WritableStream & { on(e: 'error', f: () => void): void };
+  const pipe = proc.stdio[3] as (NodeJS.WritableStream & { on(e: 'error', f: () => void): void }) | null;
+  // No pipe when the tool could not be spawned: its 'error' event reports that.
+  if (pipe === null || pipe === undefined) return;
   pipe.on('error', () => undefined);
   pipe.end(secret);
 }
