@@ -32,7 +32,7 @@ import {
   TPM_ECC,
   TPMA_OBJECT,
 } from './structures.ts';
-import { TpmClient } from './tpm-client.ts';
+import { TpmClient, TpmResponseError } from './tpm-client.ts';
 
 /** Persistent handles of the host TPM (TCG provisioning guidance ranges). */
 export const HOST_TPM_HANDLES = {
@@ -556,20 +556,35 @@ export class HostTpm {
    * Unseal a blob made by {@link HostTpm.seal}: loaded under the storage root key, unsealed and
    * flushed. A blob sealed by another TPM fails to load (its integrity does not check under
    * this TPM's storage key).
-   * @throws GatehouseError TPM_UNAVAILABLE when the blob is malformed or does not unseal here
+   * @throws GatehouseError KEY_UNAVAILABLE when the blob is malformed or this TPM refuses it,
+   *   TPM_UNAVAILABLE when the TPM cannot be reached
    */
   async unseal(blob: Uint8Array): Promise<Buffer> {
-    const r = new TpmReader(blob, 'sealed blob');
-    const priv = r.tpm2b(4096, 'TPM2B_PRIVATE');
-    const pub = r.tpm2b(4096, 'TPM2B_PUBLIC');
-    r.end();
-    const key = { private: new TpmWriter().tpm2b(priv).done(), public: new TpmWriter().tpm2b(pub).done() };
+    let key: { private: Buffer; public: Buffer };
+    try {
+      const r = new TpmReader(blob, 'sealed blob');
+      const priv = r.tpm2b(4096, 'TPM2B_PRIVATE');
+      const pub = r.tpm2b(4096, 'TPM2B_PUBLIC');
+      r.end();
+      key = { private: new TpmWriter().tpm2b(priv).done(), public: new TpmWriter().tpm2b(pub).done() };
+    } catch (e) {
+      throw new GatehouseError('KEY_UNAVAILABLE', 'the sealed blob is malformed', { cause: e });
+    }
     return this.#with(async (tpm) => {
-      const handle = await tpm.load(HOST_TPM_HANDLES.srk, key);
       try {
-        return await tpm.unseal(handle);
-      } finally {
-        await tpm.flush(handle);
+        const handle = await tpm.load(HOST_TPM_HANDLES.srk, key);
+        try {
+          return await tpm.unseal(handle);
+        } finally {
+          await tpm.flush(handle);
+        }
+      } catch (e) {
+        if (!(e instanceof TpmResponseError)) throw e;
+        throw new GatehouseError(
+          'KEY_UNAVAILABLE',
+          `${describeHostTpm(this.location)} refuses to unseal the blob (response code 0x${e.responseCode.toString(16)})`,
+          { cause: e },
+        );
       }
     });
   }

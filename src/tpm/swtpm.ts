@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { GatehouseError } from '../common/errors.ts';
+import { basename, join } from 'node:path';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import { processAlive } from '../common/process.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import { parseCredentialBlob } from './credential.ts';
@@ -600,16 +600,27 @@ export class VtpmPool {
    * Start a claimed state. With a state sealer, its key is unsealed through the host TPM and
    * handed to swtpm over a pipe; a state whose key does not unseal here (made on another machine,
    * or before the host TPM was cleared), or that has no sealed key, is never started: it is
-   * destroyed and the take refused.
-   * @throws GatehouseError KEY_UNAVAILABLE when the state's key does not unseal
+   * destroyed and the take refused. When the host TPM cannot be reached, the state is not at
+   * fault: it goes back to `ready/` and the take fails.
+   * @throws GatehouseError KEY_UNAVAILABLE when the state's key does not unseal, TPM_UNAVAILABLE
    */
   async #start(state: string): Promise<VirtualTpm> {
     const sealer = this.#options.stateSealer;
     if (sealer === undefined) return VirtualTpm.start(state);
     let key: Buffer;
     try {
-      key = await sealer.unseal(await readFile(join(state, VTPM_SEALED_KEY_FILE)));
+      const sealed = await readFile(join(state, VTPM_SEALED_KEY_FILE)).catch((e: unknown) => {
+        throw new GatehouseError('KEY_UNAVAILABLE', 'the state has no sealed key', { cause: e });
+      });
+      key = await sealer.unseal(sealed);
     } catch (e) {
+      if (!isGatehouseError(e, 'KEY_UNAVAILABLE')) {
+        await rename(state, join(this.#ready, basename(state))).catch(() =>
+          rm(state, { recursive: true, force: true }),
+        );
+        await rm(ownerFile(state), { force: true });
+        throw e;
+      }
       await rm(state, { recursive: true, force: true });
       await rm(ownerFile(state), { force: true });
       throw new GatehouseError(

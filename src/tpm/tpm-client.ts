@@ -67,6 +67,19 @@ function tpmError(message: string, cause?: unknown): GatehouseError {
   return new GatehouseError('TPM_UNAVAILABLE', message, cause === undefined ? {} : { cause });
 }
 
+/** A TPM answered a command with an error response code: it was reached, and it refused. */
+export class TpmResponseError extends GatehouseError<'TPM_UNAVAILABLE'> {
+  readonly responseCode: number;
+
+  constructor(command: string, responseCode: number) {
+    super(
+      'TPM_UNAVAILABLE',
+      `TPM2_${command} failed: response code 0x${responseCode.toString(16).padStart(3, '0')}`,
+    );
+    this.responseCode = responseCode;
+  }
+}
+
 /** PCR banks by name, as TPM_ALG_ID. */
 const BANKS: Record<string, number> = { sha1: 0x0004, sha256: ALG_SHA256, sha384: 0x000c };
 
@@ -240,7 +253,7 @@ export class TpmClient {
     const tag = r.u16();
     r.u32(); // size, checked on receipt
     const rc = r.u32();
-    if (rc !== 0) throw tpmError(`TPM2_${name} failed: response code 0x${rc.toString(16).padStart(3, '0')}`);
+    if (rc !== 0) throw new TpmResponseError(name, rc);
     const outHandles: number[] = [];
     for (let i = 0; i < responseHandles; i++) outHandles.push(r.u32());
     if (tag === ST_SESSIONS) {

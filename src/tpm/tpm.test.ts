@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tempDir } from '../../test/helpers.ts';
-import { isGatehouseError } from '../common/errors.ts';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import { tpmToolsMissing } from '../testing/attestation.ts';
 import { kdfa, kdfe, makeCredential, parseCredentialBlob } from './credential.ts';
@@ -433,9 +433,13 @@ describe('vTPM states sealed to the host TPM', { skip }, () => {
     const sealed = await hostA.seal(data);
     assert.deepEqual(await hostA.unseal(sealed), data);
     assert.ok(!sealed.includes(data), 'the sealed blob holds the data in clear');
-    await assert.rejects(hostB.unseal(sealed), (e: unknown) => isGatehouseError(e, 'TPM_UNAVAILABLE'));
-    await assert.rejects(hostA.unseal(flip(sealed, sealed.length - 40)));
-    await assert.rejects(hostA.unseal(sealed.subarray(0, 10)));
+    await assert.rejects(hostB.unseal(sealed), (e: unknown) => isGatehouseError(e, 'KEY_UNAVAILABLE'));
+    await assert.rejects(hostA.unseal(flip(sealed, sealed.length - 40)), (e: unknown) =>
+      isGatehouseError(e, 'KEY_UNAVAILABLE'),
+    );
+    await assert.rejects(hostA.unseal(sealed.subarray(0, 10)), (e: unknown) =>
+      isGatehouseError(e, 'KEY_UNAVAILABLE'),
+    );
   });
 
   it('encrypts each state: swtpm without its key cannot start it, with it the vTPM answers', async () => {
@@ -471,6 +475,28 @@ describe('vTPM states sealed to the host TPM', { skip }, () => {
     });
     assert.ok(!existsSync(join(made.dir, 'in-use', id ?? '')), 'the refused state is destroyed');
     assert.ok(!existsSync(join(made.dir, 'ready', id ?? '')));
+  });
+
+  it('keeps a state when the host TPM cannot be reached, and hands it out once it can', async () => {
+    const real = new HostTpmStateSealer(hostA);
+    let reachable = false;
+    const pool = new VtpmPool(join(tmp.path, 'pool-d'), {
+      platformCaDir: join(tmp.path, 'ca'),
+      stateSealer: {
+        seal: (key) => real.seal(key),
+        unseal: (blob) =>
+          reachable
+            ? real.unseal(blob)
+            : Promise.reject(new GatehouseError('TPM_UNAVAILABLE', 'unreachable')),
+      },
+    });
+    await pool.fill(1);
+    await assert.rejects(pool.take(), (e: unknown) => isGatehouseError(e, 'TPM_UNAVAILABLE'));
+    assert.equal(await pool.size(), 1, 'the state is back in ready/');
+    reachable = true;
+    const tpm = await pool.take();
+    await tpm.destroy();
+    assert.equal(await pool.size(), 0);
   });
 
   it('refuses a state with no sealed key (a plain state planted in the pool)', async () => {
