@@ -15,6 +15,7 @@ import { keyIdentifierOf, verifyVtpmEkCertificate } from '../src/tpm/ek-certific
 import { HostTpm, keyOfTpm2bPublic, manufactureHostTpmStandIn, stopStandIn } from '../src/tpm/host-tpm.ts';
 import { HostTpmVtpmCa } from '../src/tpm/host-vtpm-ca.ts';
 import { appraiseQuote } from '../src/tpm/quote.ts';
+import { HostTpmStateSealer } from '../src/tpm/state-sealer.ts';
 import { parseTpm2bPublic } from '../src/tpm/structures.ts';
 import { VtpmPool } from '../src/tpm/swtpm.ts';
 import { percentile, printTable, writeResult } from './lib.ts';
@@ -45,7 +46,11 @@ export async function run(): Promise<void> {
       store: store.attestation,
       trust: hostEkTrustOf(join(dir, 'home')),
     });
-    const pool = new VtpmPool(join(dir, 'pool'), { ekIssuer: await HostTpmVtpmCa.open(hostTpm) });
+    // As a home's pool: EK certificates from the host TPM's key, states sealed to the host TPM.
+    const pool = new VtpmPool(join(dir, 'pool'), {
+      ekIssuer: await HostTpmVtpmCa.open(hostTpm),
+      stateSealer: new HostTpmStateSealer(hostTpm),
+    });
     const runners = 8;
     const t0 = performance.now();
     await pool.fill(runners + 1);

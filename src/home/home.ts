@@ -55,6 +55,7 @@ import {
   hostAttestationOf,
   hostChainOf,
   hostVtpmIssuer,
+  hostVtpmStateSealer,
   openHostTpm,
   trustManufacturerRoot,
 } from './host-tpm-home.ts';
@@ -667,7 +668,12 @@ async function vtpmPoolOf(root: string, config: Config): Promise<VtpmPool> {
   // The EK certificates come from the host TPM's vTPM CA key (no file holds it).
   void config;
   // The pool's claim path is the launcher: it measures the agent into each vTPM it hands out.
-  return new VtpmPool(attestationPaths(root).vtpmPool, { ekIssuer: hostVtpmIssuer() }, launchMeasurements);
+  // Each state is encrypted, its key sealed to the host TPM: a copy of the pool is ciphertext.
+  return new VtpmPool(
+    attestationPaths(root).vtpmPool,
+    { ekIssuer: hostVtpmIssuer(), stateSealer: hostVtpmStateSealer() },
+    launchMeasurements,
+  );
 }
 
 /**

@@ -17,6 +17,7 @@ import type { Store } from '../store/store.ts';
 import { type EkCaCrl, parseEkCaCrl, parseTrustedCa } from '../tpm/ek-certificate.ts';
 import type { HostTpm } from '../tpm/host-tpm.ts';
 import type { HostTpmVtpmCa, VtpmEkCertIssuer } from '../tpm/host-vtpm-ca.ts';
+import { HostTpmStateSealer, type VtpmStateSealer } from '../tpm/state-sealer.ts';
 import type { Config } from './config.ts';
 
 /** The file of the home's legacy platform CA: never an anchor for host EKs. */
@@ -176,4 +177,22 @@ export function hostVtpmIssuer(): VtpmEkCertIssuer {
       }
     },
   };
+}
+
+/**
+ * The vTPM state sealer of this machine: pooled states' keys sealed to its host TPM's storage
+ * key, the TPM opened on first use.
+ */
+export function hostVtpmStateSealer(): VtpmStateSealer {
+  let sealer: Promise<HostTpmStateSealer> | undefined;
+  const use = async <T>(f: (s: HostTpmStateSealer) => Promise<T>): Promise<T> => {
+    sealer ??= openHostTpm().then((tpm) => new HostTpmStateSealer(tpm));
+    try {
+      return await f(await sealer);
+    } catch (e) {
+      sealer = undefined;
+      throw e;
+    }
+  };
+  return { seal: (key) => use((s) => s.seal(key)), unseal: (blob) => use((s) => s.unseal(blob)) };
 }

@@ -22,6 +22,7 @@ import { processAlive } from '../common/process.ts';
 import { parseCredentialBlob } from './credential.ts';
 import { EV, writeEventLog } from './event-log.ts';
 import { manufactureEkChain } from './manufacturer.ts';
+import { TpmReader, TpmWriter } from './marshal.ts';
 import {
   marshalTpmtPublic,
   parseSignature,
@@ -31,7 +32,7 @@ import {
   TPM_ECC,
   TPMA_OBJECT,
 } from './structures.ts';
-import { TpmClient } from './tpm-client.ts';
+import { TpmClient, TpmResponseError } from './tpm-client.ts';
 
 /** Persistent handles of the host TPM (TCG provisioning guidance ranges). */
 export const HOST_TPM_HANDLES = {
@@ -537,6 +538,55 @@ export class HostTpm {
   /** Extend a PCR of the host TPM (what a later boot stage does; tests drift a host with it). */
   extend(pcr: number, digestHex: string): Promise<void> {
     return this.#with((tpm) => tpm.extend(pcr, digestHex));
+  }
+
+  /**
+   * Seal `data` to this TPM: a sealed data object under the storage root key, fixedTPM and
+   * fixedParent, so that only this TPM's storage key can load it and no other machine can unseal.
+   * @returns the sealed blob: its TPM2B_PRIVATE then its TPM2B_PUBLIC, as marshalled
+   */
+  seal(data: Uint8Array): Promise<Buffer> {
+    return this.#with(async (tpm) => {
+      const sealed = await tpm.seal(HOST_TPM_HANDLES.srk, data);
+      return Buffer.concat([sealed.private, sealed.public]);
+    });
+  }
+
+  /**
+   * Unseal a blob made by {@link HostTpm.seal}: loaded under the storage root key, unsealed and
+   * flushed. A blob sealed by another TPM fails to load (its integrity does not check under
+   * this TPM's storage key).
+   * @throws GatehouseError KEY_UNAVAILABLE when the blob is malformed or this TPM refuses it,
+   *   TPM_UNAVAILABLE when the TPM cannot be reached
+   */
+  async unseal(blob: Uint8Array): Promise<Buffer> {
+    let key: { private: Buffer; public: Buffer };
+    try {
+      const r = new TpmReader(blob, 'sealed blob');
+      const priv = r.tpm2b(4096, 'TPM2B_PRIVATE');
+      const pub = r.tpm2b(4096, 'TPM2B_PUBLIC');
+      r.end();
+      key = { private: new TpmWriter().tpm2b(priv).done(), public: new TpmWriter().tpm2b(pub).done() };
+    } catch (e) {
+      throw new GatehouseError('KEY_UNAVAILABLE', 'the sealed blob is malformed', { cause: e });
+    }
+    return this.#with(async (tpm) => {
+      try {
+        const handle = await tpm.load(HOST_TPM_HANDLES.srk, key);
+        try {
+          return await tpm.unseal(handle);
+        } finally {
+          await tpm.flush(handle);
+        }
+      } catch (e) {
+        if (!(e instanceof TpmResponseError)) throw e;
+        throw new GatehouseError(
+          'KEY_UNAVAILABLE',
+          `${describeHostTpm(this.location)} refuses to unseal the blob (response code 0x${e.responseCode.toString(16)})`,
+          { cause: e },
+        );
+      }
+    });
   }
 
   /** Sign `data` (SHA-256) with the vTPM CA key, inside the TPM: a DER ECDSA signature. */

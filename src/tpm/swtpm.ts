@@ -3,13 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { GatehouseError } from '../common/errors.ts';
+import { basename, join } from 'node:path';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import { processAlive } from '../common/process.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import { parseCredentialBlob } from './credential.ts';
 import type { VtpmEkCertIssuer } from './host-vtpm-ca.ts';
 import { platformCaPaths, withPlatformCaKeyForTool } from './platform-ca.ts';
+import type { VtpmStateSealer } from './state-sealer.ts';
 import { parseTpm2bPublic, publicKeyOf } from './structures.ts';
 import { TpmClient } from './tpm-client.ts';
 
@@ -18,11 +19,22 @@ export const VTPM_HANDLES = { ek: '0x81010001', ekCertNv: '0x1c00002', ak: '0x81
 
 const TOOL_TIMEOUT_MS = 15_000;
 
+/** The file in an encrypted vTPM state directory that holds its key, sealed to the host TPM. */
+export const VTPM_SEALED_KEY_FILE = 'state-key.sealed';
+/** A state key: AES-128, the size swtpm_setup accepts (`--keyfile-fd`, 32 hex digits). */
+const STATE_KEY_BYTES = 16;
+
 function tpmError(message: string, cause?: unknown): GatehouseError {
   return new GatehouseError('TPM_UNAVAILABLE', message, cause === undefined ? {} : { cause });
 }
 
-function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Buffer> {
+function run(
+  cmd: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  fd3?: string,
+): Promise<Buffer> {
+  if (fd3 !== undefined) return runWithFd3(cmd, args, fd3);
   return new Promise((resolve, reject) => {
     execFile(
       cmd,
@@ -39,6 +51,39 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = proc
       },
     );
   });
+}
+
+/** Run a tool that reads a secret from file descriptor 3 (a pipe: the secret never touches disk). */
+function runWithFd3(cmd: string, args: readonly string[], secret: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    proc.stdout?.on('data', (d: Buffer) => out.push(d));
+    proc.stderr?.on('data', (d: Buffer) => {
+      err += d.toString('utf8');
+    });
+    const timer = setTimeout(() => proc.kill('SIGKILL'), TOOL_TIMEOUT_MS);
+    proc.once('error', (e) => {
+      clearTimeout(timer);
+      reject(tpmError(`${cmd} cannot be started (is it installed?)`, e));
+    });
+    proc.once('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(Buffer.concat(out));
+      else reject(tpmError(`${cmd} failed: ${err.trim().split('\n').slice(-1)[0] ?? `exit ${code}`}`));
+    });
+    writeSecret(proc, secret);
+  });
+}
+
+/** Write a secret to a child's fd 3 and close it (EPIPE, a child that exited early, is ignored). */
+function writeSecret(proc: ChildProcess, secret: string): void {
+  const pipe = proc.stdio[3] as (NodeJS.WritableStream & { on(e: 'error', f: () => void): void }) | null;
+  // No pipe when the tool could not be spawned: its 'error' event reports that.
+  if (pipe === null || pipe === undefined) return;
+  pipe.on('error', () => undefined);
+  pipe.end(secret);
 }
 
 async function waitFor(path: string, proc: ChildProcess): Promise<void> {
@@ -81,7 +126,7 @@ export class VirtualTpm {
    * Start swtpm on a manufactured state directory.
    * @throws GatehouseError TPM_UNAVAILABLE when swtpm cannot start
    */
-  static async start(stateDir: string): Promise<VirtualTpm> {
+  static async start(stateDir: string, stateKey?: Uint8Array): Promise<VirtualTpm> {
     // Socket paths are short-lived and must stay under the 108-byte limit, whatever the home's path.
     const sockDir = await mkdtemp(join(tmpdir(), 'gh-vtpm-'));
     const socket = join(sockDir, 'tpm.sock');
@@ -98,9 +143,13 @@ export class VirtualTpm {
         `type=unixio,path=${socket}.ctrl`,
         '--flags',
         'startup-clear',
+        // An encrypted state's key comes over a pipe, never from a file (AES-128-CBC: the one
+        // key size swtpm_setup supports when it writes the state).
+        ...(stateKey === undefined ? [] : ['--key', 'fd=3,mode=aes-cbc,format=hex']),
       ],
-      { stdio: 'ignore' },
+      { stdio: stateKey === undefined ? 'ignore' : ['ignore', 'ignore', 'ignore', 'pipe'] },
     );
+    if (stateKey !== undefined) writeSecret(proc, Buffer.from(stateKey).toString('hex'));
     const spawned = new Promise<void>((resolve, reject) => {
       proc.once('error', (e) => reject(tpmError('swtpm cannot be started (is it installed?)', e)));
       proc.once('spawn', () => resolve());
@@ -274,12 +323,20 @@ export interface ManufactureOptions {
   readonly platformCaProtection?: KeyProtection;
   /** PCR banks to activate; default sha256 only. */
   readonly pcrBanks?: readonly string[];
+  /**
+   * Who seals each state's encryption key to the host TPM (what a home uses): the state is then
+   * encrypted by swtpm with a fresh random key that exists in the clear only in memory and in
+   * pipes to swtpm. Absent, the state is not encrypted (tools and tests of the TPM protocol alone).
+   */
+  readonly stateSealer?: VtpmStateSealer;
 }
 
 /**
  * Manufacture a vTPM into `stateDir`: swtpm_setup creates the EKs and has swtpm_localca issue
  * the EK certificate with the platform CA (TCG OIDs, critical SAN), then an ECC P-256
  * restricted-signing AK is created under the RSA EK and made persistent. Takes about a second.
+ * With a state sealer, the state is encrypted by swtpm under a fresh key, and the key, sealed to
+ * the host TPM, is written beside it ({@link VTPM_SEALED_KEY_FILE}).
  * @throws GatehouseError TPM_UNAVAILABLE
  */
 export async function manufactureVtpm(stateDir: string, options: ManufactureOptions): Promise<void> {
@@ -290,6 +347,25 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
       where: ca.dir,
     });
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const stateKey = options.stateSealer === undefined ? undefined : randomBytes(STATE_KEY_BYTES);
+  try {
+    if (stateKey !== undefined && options.stateSealer !== undefined)
+      await writeFile(join(stateDir, VTPM_SEALED_KEY_FILE), await options.stateSealer.seal(stateKey), {
+        mode: 0o600,
+      });
+    await manufactureInto(stateDir, options, stateKey);
+  } finally {
+    stateKey?.fill(0);
+  }
+}
+
+async function manufactureInto(
+  stateDir: string,
+  options: ManufactureOptions,
+  stateKey: Buffer | undefined,
+): Promise<void> {
+  const issuer = options.ekIssuer;
+  const ca = issuer === undefined ? platformCaPaths(options.platformCaDir ?? '') : undefined;
   // Starting the new vTPM below records its swtpm in the owner file; what was there is restored.
   const claim = await readFile(ownerFile(stateDir), 'utf8').catch(() => undefined);
   const work = await mkdtemp(join(tmpdir(), 'gh-vtpm-mfg-'));
@@ -298,16 +374,22 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
     const setup = join(work, 'swtpm_setup.conf');
     const banks = `active_pcr_banks = ${(options.pcrBanks ?? ['sha256']).join(',')}\n`;
     const setupRun = (args: string[]) =>
-      run('swtpm_setup', [
-        '--tpm2',
-        '--tpmstate',
-        stateDir,
-        ...args,
-        '--config',
-        setup,
-        '--logfile',
-        join(work, 'log'),
-      ]).catch(async (e: unknown) => {
+      run(
+        'swtpm_setup',
+        [
+          '--tpm2',
+          '--tpmstate',
+          stateDir,
+          ...args,
+          ...(stateKey === undefined ? [] : ['--keyfile-fd', '3']),
+          '--config',
+          setup,
+          '--logfile',
+          join(work, 'log'),
+        ],
+        process.env,
+        stateKey?.toString('hex'),
+      ).catch(async (e: unknown) => {
         const log = await readFile(join(work, 'log'), 'utf8').catch(() => '');
         throw tpmError(`swtpm_setup failed: ${log.trim().split('\n').slice(-1)[0] ?? ''}`, e);
       });
@@ -339,7 +421,7 @@ export async function manufactureVtpm(stateDir: string, options: ManufactureOpti
         },
       );
     }
-    const tpm = await VirtualTpm.start(stateDir);
+    const tpm = await VirtualTpm.start(stateDir, stateKey);
     try {
       if (issuer !== undefined) await tpm.provisionEkCertificate(issuer);
       const ctx = join(work, 'ak.ctx');
@@ -506,11 +588,56 @@ export class VtpmPool {
         await rm(ownerFile(target), { force: true });
         continue; // another runner took it first
       }
-      return VirtualTpm.start(target);
+      return this.#start(target);
     }
     const target = join(this.#inUse, randomBytes(8).toString('hex'));
     await writeFile(ownerFile(target), `${process.pid} 0 -\n`, { mode: 0o600 });
     await manufactureVtpm(target, this.#options);
-    return VirtualTpm.start(target);
+    return this.#start(target);
+  }
+
+  /**
+   * Start a claimed state. With a state sealer, its key is unsealed through the host TPM and
+   * handed to swtpm over a pipe; a state whose key does not unseal here (made on another machine,
+   * or before the host TPM was cleared), or that has no sealed key, is never started: it is
+   * destroyed and the take refused. When the host TPM cannot be reached, the state is not at
+   * fault: it goes back to `ready/` and the take fails.
+   * @throws GatehouseError KEY_UNAVAILABLE when the state's key does not unseal, TPM_UNAVAILABLE
+   */
+  async #start(state: string): Promise<VirtualTpm> {
+    const sealer = this.#options.stateSealer;
+    if (sealer === undefined) return VirtualTpm.start(state);
+    let key: Buffer;
+    try {
+      const sealed = await readFile(join(state, VTPM_SEALED_KEY_FILE)).catch((e: unknown) => {
+        throw new GatehouseError('KEY_UNAVAILABLE', 'the state has no sealed key', { cause: e });
+      });
+      key = await sealer.unseal(sealed);
+    } catch (e) {
+      if (!isGatehouseError(e, 'KEY_UNAVAILABLE')) {
+        await rename(state, join(this.#ready, basename(state))).catch(() =>
+          rm(state, { recursive: true, force: true }),
+        );
+        await rm(ownerFile(state), { force: true });
+        throw e;
+      }
+      await rm(state, { recursive: true, force: true });
+      await rm(ownerFile(state), { force: true });
+      throw new GatehouseError(
+        'KEY_UNAVAILABLE',
+        `the vTPM state ${state} was refused and destroyed: its key does not unseal with this host's TPM (a state made on another machine, or before the host TPM was cleared)`,
+        { cause: e },
+      );
+    }
+    try {
+      return await VirtualTpm.start(state, key);
+    } catch (e) {
+      // A state that does not start with its own key is not handed out, nor kept.
+      await rm(state, { recursive: true, force: true });
+      await rm(ownerFile(state), { force: true });
+      throw e;
+    } finally {
+      key.fill(0);
+    }
   }
 }

@@ -3,7 +3,8 @@
  * command socket (raw TPM command and response buffers, TPM 2.0 Library Part 3), instead of one
  * tpm2-tools process per command: PCR_Extend, PCR_Read, NV_ReadPublic/NV_Read, ReadPublic,
  * StartAuthSession, PolicySecret, ActivateCredential, Quote and FlushContext; and, for the host TPM
- * and for manufacturing, Create, Load, EvictControl, Certify, Sign, NV_DefineSpace and NV_Write.
+ * and for manufacturing, Create, Load, EvictControl, Certify, Sign, NV_DefineSpace and NV_Write;
+ * and Create of a sealed data object and Unseal (the vTPM pool's state keys).
  * It speaks to swtpm's socket or to a TPM character device (`/dev/tpmrm0`). Authorisations are
  * the empty password (TPM_RS_PW) and, for the EK, a policy session satisfied by
  * PolicySecret(TPM_RH_ENDORSEMENT), as the TCG EK template requires. One connection, one command at
@@ -25,6 +26,11 @@ const ALG_NULL = 0x0010;
 const SE_POLICY = 0x01;
 
 const RH_OWNER = 0x40000001;
+const ALG_KEYEDHASH = 0x0008;
+/** fixedTPM | fixedParent | userWithAuth | noDA: a sealed object only its parent here loads. */
+const SEALED_ATTRIBUTES = (1 << 1) | (1 << 4) | (1 << 6) | (1 << 10);
+/** The most a sealed data object holds (MAX_SYM_DATA). */
+const MAX_SEALED = 128;
 const ST_HASHCHECK = 0x8024;
 
 const CC = {
@@ -35,6 +41,7 @@ const CC = {
   Create: 0x153,
   Load: 0x157,
   Sign: 0x15d,
+  Unseal: 0x15e,
   NV_Read: 0x14e,
   PolicySecret: 0x151,
   ActivateCredential: 0x147,
@@ -58,6 +65,19 @@ const TIMEOUT_MS = 15_000;
 
 function tpmError(message: string, cause?: unknown): GatehouseError {
   return new GatehouseError('TPM_UNAVAILABLE', message, cause === undefined ? {} : { cause });
+}
+
+/** A TPM answered a command with an error response code: it was reached, and it refused. */
+export class TpmResponseError extends GatehouseError<'TPM_UNAVAILABLE'> {
+  readonly responseCode: number;
+
+  constructor(command: string, responseCode: number) {
+    super(
+      'TPM_UNAVAILABLE',
+      `TPM2_${command} failed: response code 0x${responseCode.toString(16).padStart(3, '0')}`,
+    );
+    this.responseCode = responseCode;
+  }
 }
 
 /** PCR banks by name, as TPM_ALG_ID. */
@@ -233,7 +253,7 @@ export class TpmClient {
     const tag = r.u16();
     r.u32(); // size, checked on receipt
     const rc = r.u32();
-    if (rc !== 0) throw tpmError(`TPM2_${name} failed: response code 0x${rc.toString(16).padStart(3, '0')}`);
+    if (rc !== 0) throw new TpmResponseError(name, rc);
     const outHandles: number[] = [];
     for (let i = 0; i < responseHandles; i++) outHandles.push(r.u32());
     if (tag === ST_SESSIONS) {
@@ -395,12 +415,47 @@ export class TpmClient {
    * authorisation; under the EK (`parentIsEk`) through its endorsement policy session.
    * @returns the TPM2B_PRIVATE and TPM2B_PUBLIC, as marshalled
    */
-  async create(
+  create(
     parent: number,
     template: Uint8Array,
     parentIsEk = false,
   ): Promise<{ private: Buffer; public: Buffer }> {
-    const sensitive = new TpmWriter().tpm2b(Buffer.alloc(0)).tpm2b(Buffer.alloc(0)).done();
+    return this.#create(parent, template, Buffer.alloc(0), parentIsEk);
+  }
+
+  /**
+   * TPM2_Create of a sealed data object holding `data` under the storage key `parent`:
+   * fixedTPM|fixedParent (it loads only under that parent, in this TPM), userWithAuth with an
+   * empty authorisation, noDA.
+   * @returns the TPM2B_PRIVATE and TPM2B_PUBLIC, as marshalled
+   */
+  seal(parent: number, data: Uint8Array): Promise<{ private: Buffer; public: Buffer }> {
+    if (data.length < 1 || data.length > MAX_SEALED)
+      throw tpmError(`a sealed object holds 1 to ${MAX_SEALED} bytes`);
+    const template = new TpmWriter()
+      .u16(ALG_KEYEDHASH)
+      .u16(ALG_SHA256)
+      .u32(SEALED_ATTRIBUTES)
+      .tpm2b(Buffer.alloc(0)) // authPolicy: none
+      .u16(ALG_NULL) // TPMS_KEYEDHASH_PARMS: no scheme (a data object)
+      .tpm2b(Buffer.alloc(0)) // unique
+      .done();
+    return this.#create(parent, template, data, false);
+  }
+
+  /** TPM2_Unseal of a loaded sealed data object (empty authorisation): the data it holds. */
+  async unseal(item: number): Promise<Buffer> {
+    const { params } = await this.#command('Unseal', [item], [PASSWORD], Buffer.alloc(0));
+    return params.tpm2b(MAX_SEALED, 'TPM2B_SENSITIVE_DATA');
+  }
+
+  async #create(
+    parent: number,
+    template: Uint8Array,
+    data: Uint8Array,
+    parentIsEk: boolean,
+  ): Promise<{ private: Buffer; public: Buffer }> {
+    const sensitive = new TpmWriter().tpm2b(Buffer.alloc(0)).tpm2b(data).done();
     const params = new TpmWriter()
       .tpm2b(sensitive) // TPM2B_SENSITIVE_CREATE
       .tpm2b(template) // TPM2B_PUBLIC

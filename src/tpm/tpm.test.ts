@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tempDir } from '../../test/helpers.ts';
-import { isGatehouseError } from '../common/errors.ts';
+import { GatehouseError, isGatehouseError } from '../common/errors.ts';
 import type { KeyProtection } from '../signing/key-file.ts';
 import { tpmToolsMissing } from '../testing/attestation.ts';
 import { kdfa, kdfe, makeCredential, parseCredentialBlob } from './credential.ts';
 import { EkCertificateError, verifyEkCertificate } from './ek-certificate.ts';
+import { HostTpm, manufactureHostTpmStandIn, stopStandIn } from './host-tpm.ts';
 import {
   ensurePlatformCa,
   platformCaPaths,
@@ -18,6 +19,7 @@ import {
   withPlatformCaKeyForTool,
 } from './platform-ca.ts';
 import { akAttributeProblem, appraiseQuote } from './quote.ts';
+import { HostTpmStateSealer } from './state-sealer.ts';
 import {
   akQualifiedNameUnderEk,
   objectName,
@@ -27,7 +29,7 @@ import {
   TPMA_OBJECT,
   type TpmtPublic,
 } from './structures.ts';
-import { manufactureVtpm, VirtualTpm, VTPM_HANDLES, VtpmPool } from './swtpm.ts';
+import { manufactureVtpm, VirtualTpm, VTPM_HANDLES, VTPM_SEALED_KEY_FILE, VtpmPool } from './swtpm.ts';
 import { TpmClient } from './tpm-client.ts';
 
 const skip = tpmToolsMissing();
@@ -381,5 +383,126 @@ describe('TPM parsers refuse malformed input', () => {
     const { idObject, encryptedSecret } = parseCredentialBlob(blob);
     assert.equal(idObject.length, 2 + 32 + 2 + 16);
     assert.equal(encryptedSecret.length, 2 + 32 + 2 + 32);
+  });
+});
+
+describe('vTPM states sealed to the host TPM', { skip }, () => {
+  const tmp = tempDir('sealed-pool');
+  const mine = join(tmp.path, 'host-a');
+  const theirs = join(tmp.path, 'host-b');
+  let hostA: HostTpm;
+  let hostB: HostTpm;
+
+  before(async () => {
+    await Promise.all([manufactureHostTpmStandIn(mine), manufactureHostTpmStandIn(theirs)]);
+    hostA = await HostTpm.open({ kind: 'stand-in', dir: mine });
+    hostB = await HostTpm.open({ kind: 'stand-in', dir: theirs });
+  });
+  after(async () => {
+    await stopStandIn(mine).catch(() => undefined);
+    await stopStandIn(theirs).catch(() => undefined);
+    tmp.cleanup();
+  });
+
+  /** Whether swtpm, started on `state` (with `key`), answers a command. */
+  async function answers(state: string, key?: Buffer): Promise<boolean> {
+    let tpm: VirtualTpm;
+    try {
+      tpm = await VirtualTpm.start(state, key);
+    } catch {
+      return false;
+    }
+    try {
+      await tpm.ekCertificate();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await tpm.stop();
+    }
+  }
+
+  const poolOn = (host: HostTpm, dir: string) =>
+    new VtpmPool(join(tmp.path, dir), {
+      platformCaDir: join(tmp.path, 'ca'),
+      stateSealer: new HostTpmStateSealer(host),
+    });
+
+  it('seals data that only the same TPM unseals', async () => {
+    const data = randomBytes(16);
+    const sealed = await hostA.seal(data);
+    assert.deepEqual(await hostA.unseal(sealed), data);
+    assert.ok(!sealed.includes(data), 'the sealed blob holds the data in clear');
+    await assert.rejects(hostB.unseal(sealed), (e: unknown) => isGatehouseError(e, 'KEY_UNAVAILABLE'));
+    await assert.rejects(hostA.unseal(flip(sealed, sealed.length - 40)), (e: unknown) =>
+      isGatehouseError(e, 'KEY_UNAVAILABLE'),
+    );
+    await assert.rejects(hostA.unseal(sealed.subarray(0, 10)), (e: unknown) =>
+      isGatehouseError(e, 'KEY_UNAVAILABLE'),
+    );
+  });
+
+  it('encrypts each state: swtpm without its key cannot start it, with it the vTPM answers', async () => {
+    await ensurePlatformCa(join(tmp.path, 'ca'));
+    const pool = poolOn(hostA, 'pool-a');
+    assert.equal(await pool.fill(1), 1);
+    const [id] = (await readdir(join(pool.dir, 'ready'))).filter((n) => !n.startsWith('.'));
+    const state = join(pool.dir, 'ready', id ?? '');
+    assert.ok(existsSync(join(state, VTPM_SEALED_KEY_FILE)));
+    // The attacker with the files: the state as swtpm would read it, without the sealed key; nor
+    // does a key of the attacker's choosing open it. swtpm cannot decrypt it and exits.
+    assert.equal(await answers(state), false);
+    assert.equal(await answers(state, randomBytes(16)), false);
+    const tpm = await pool.take();
+    try {
+      assert.ok((await tpm.ekCertificate()).length > 100);
+      assert.equal(parseTpm2bPublic(await tpm.akPublic(), 'AK').type, 0x0023);
+    } finally {
+      await tpm.destroy();
+    }
+  });
+
+  it('refuses and destroys a state whose key was sealed by another host TPM', async () => {
+    const made = poolOn(hostA, 'pool-b');
+    await made.fill(1);
+    const [id] = (await readdir(join(made.dir, 'ready'))).filter((n) => !n.startsWith('.'));
+    // The same pool directory, opened on a machine with another host TPM (a copied home).
+    const copied = poolOn(hostB, 'pool-b');
+    await assert.rejects(copied.take(), (e: unknown) => {
+      assert.ok(isGatehouseError(e, 'KEY_UNAVAILABLE'), String(e));
+      assert.match((e as Error).message, /does not unseal with this host's TPM/);
+      return true;
+    });
+    assert.ok(!existsSync(join(made.dir, 'in-use', id ?? '')), 'the refused state is destroyed');
+    assert.ok(!existsSync(join(made.dir, 'ready', id ?? '')));
+  });
+
+  it('keeps a state when the host TPM cannot be reached, and hands it out once it can', async () => {
+    const real = new HostTpmStateSealer(hostA);
+    let reachable = false;
+    const pool = new VtpmPool(join(tmp.path, 'pool-d'), {
+      platformCaDir: join(tmp.path, 'ca'),
+      stateSealer: {
+        seal: (key) => real.seal(key),
+        unseal: (blob) =>
+          reachable
+            ? real.unseal(blob)
+            : Promise.reject(new GatehouseError('TPM_UNAVAILABLE', 'unreachable')),
+      },
+    });
+    await pool.fill(1);
+    await assert.rejects(pool.take(), (e: unknown) => isGatehouseError(e, 'TPM_UNAVAILABLE'));
+    assert.equal(await pool.size(), 1, 'the state is back in ready/');
+    reachable = true;
+    const tpm = await pool.take();
+    await tpm.destroy();
+    assert.equal(await pool.size(), 0);
+  });
+
+  it('refuses a state with no sealed key (a plain state planted in the pool)', async () => {
+    const pool = poolOn(hostA, 'pool-c');
+    await manufactureVtpm(join(pool.dir, 'ready', 'planted'), { platformCaDir: join(tmp.path, 'ca') });
+    await assert.rejects(pool.take(), (e: unknown) => isGatehouseError(e, 'KEY_UNAVAILABLE'));
+    assert.ok(!existsSync(join(pool.dir, 'in-use', 'planted')));
   });
 });
