@@ -289,6 +289,22 @@ export interface LaunchEvent {
 export type Launcher = () => Promise<readonly LaunchEvent[]>;
 
 /** The file naming the process that runs a vTPM state, beside the state. */
+/** SIGKILL every swtpm process serving `stateDir` (found by its `--tpmstate dir=` argument). */
+async function killSwtpmServing(stateDir: string): Promise<void> {
+  const wanted = `dir=${stateDir}`;
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv[0]?.endsWith('swtpm') === true && argv.includes(wanted)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+}
+
 function ownerFile(stateDir: string): string {
   return `${stateDir}.owner`;
 }
@@ -543,9 +559,11 @@ export class VtpmPool {
       const agent = Number(owner);
       if (!Number.isSafeInteger(agent) || agent <= 0 || processAlive(agent)) continue;
       const tpmPid = Number(swtpm);
-      // Only the swtpm serving this state: a reused pid belongs to someone else.
+      // Only the swtpm serving this state: a reused pid belongs to someone else. An agent killed
+      // after starting swtpm but before recording its pid left one nobody named: found by its state.
       if (tpmPid > 0 && (await readFile(`/proc/${tpmPid}/cmdline`, 'utf8').catch(() => '')).includes(state))
         process.kill(tpmPid, 'SIGKILL');
+      else await killSwtpmServing(state);
       if (sockDir?.startsWith(join(tmpdir(), 'gh-vtpm-')))
         await rm(sockDir, { recursive: true, force: true });
       await rm(state, { recursive: true, force: true });

@@ -162,6 +162,18 @@ describe('crashes at random moments', () => {
     assert.deepEqual(jobs, []);
     const inUse = join(attestationPaths(root).vtpmPool, 'in-use');
     assert.deepEqual(existsSync(inUse) ? readdirSync(inUse) : [], []);
+    // No swtpm of a killed client outlives the sweep, even one started before its pid was recorded.
+    const serving = readdirSync('/proc')
+      .filter((pid) => /^\d+$/.test(pid))
+      .map((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        } catch {
+          return [];
+        }
+      })
+      .filter((argv) => argv[0]?.endsWith('swtpm') && argv.some((a) => a.startsWith(`dir=${inUse}/`)));
+    assert.deepEqual(serving, []);
     await assertSettled(root);
   });
 });
