@@ -15,7 +15,7 @@
  *
  * SCALE_RUNNERS (default 4) and SCALE_SECONDS (default 30) size each phase.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,11 @@ import { initHome, openHome } from '../src/home/home.ts';
 import { registryFromConfig } from '../src/registry/registry-config.ts';
 import { postgresSkip, startPostgres, type TestPostgres } from '../src/testing/postgres.ts';
 import { registrySkip, startRegistry, type TestRegistry } from '../src/testing/registry.ts';
+import {
+  processExited,
+  type ServerProcess,
+  startServerProcess as startServer,
+} from '../src/testing/server-process.ts';
 import { seedVulnerabilityData } from '../src/testing/submission.ts';
 import { percentile, printTable, writeResult } from './lib.ts';
 
@@ -35,38 +40,7 @@ const RUNNERS = Number(process.env.SCALE_RUNNERS ?? 4);
 const SECONDS = Number(process.env.SCALE_SECONDS ?? 30);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Instance {
-  url: string;
-  child: ChildProcess;
-}
-
-function startServer(home: string): Promise<Instance> {
-  const child = spawn(bin, ['server', '--listen', '127.0.0.1:0', '--home', home], {
-    env: { ...process.env, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no server: ${out}`)), 60_000);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+) /.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve({ url: m[1], child });
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('exit', () => reject(new Error(`the server exited: ${out}`)));
-  });
-}
-
-const exited = (child: ChildProcess) =>
-  new Promise<void>((r) =>
-    child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()),
-  );
+const exited = processExited;
 
 /** One `gatehouse run` against a server: its exit code, wall time and last line on stderr. */
 function runJob(home: string, url: string): Promise<{ code: number; ms: number; error: string }> {
@@ -169,7 +143,7 @@ async function phase(
   const killer = kill
     ? (async () => {
         await sleep((SECONDS * 1000) / 2);
-        const victim = servers[0] as Instance;
+        const victim = servers[0] as ServerProcess;
         alive.delete(victim);
         killedAt = performance.now();
         victim.child.kill('SIGKILL');
@@ -181,7 +155,7 @@ async function phase(
       for (let n = 0; performance.now() < deadline; n++) {
         // Round robin over the live instances, as a load balancer would.
         const live = [...alive];
-        const target = live[(r + n) % live.length] as Instance;
+        const target = live[(r + n) % live.length] as ServerProcess;
         const started = performance.now();
         const result = await runJob(root, target.url);
         if (result.code === 0) durations.push(result.ms);

@@ -19,7 +19,7 @@
  * machine took during the row (/proc/stat). Background vTPM refills are off while
  * timing (GATEHOUSE_BACKGROUND_FILL=0). BENCH_SERVER_JOBS (default 6) jobs per runner and row.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,11 +29,12 @@ import { HttpControlPlane } from '../src/control-plane/http-control-plane.ts';
 import { environmentCacheOf, homeVtpmPool, initHome, openHome, runnerAttester } from '../src/home/home.ts';
 import { bubblewrapRunnerFromConfig } from '../src/runner/from-config.ts';
 import { LocalGitProvider } from '../src/source/local-git-provider.ts';
+import { startServerProcess } from '../src/testing/server-process.ts';
 import { seedVulnerabilityData } from '../src/testing/submission.ts';
 import { percentile, printTable, writeResult } from './lib.ts';
 
 const repo = join(import.meta.dirname, '..');
-const bin = join(repo, 'bin', 'gatehouse');
+const _bin = join(repo, 'bin', 'gatehouse');
 const example = join(repo, 'examples', 'hello-app');
 const RUNNERS = (process.env.BENCH_SERVER_RUNNERS ?? '1,4,8').split(',').map(Number);
 const JOBS_PER_RUNNER = Number(process.env.BENCH_SERVER_JOBS ?? 6);
@@ -60,29 +61,6 @@ function cpuSeconds(pid: number | 'self'): { own: number; children: number } {
     .split(' ')
     .map(Number);
   return { own: ((f[11] ?? 0) + (f[12] ?? 0)) / HZ, children: ((f[13] ?? 0) + (f[14] ?? 0)) / HZ };
-}
-
-function startServer(home: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(bin, ['server', '--listen', '127.0.0.1:0', '--home', home], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no server: ${out}`)), 60_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+) /.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve({ url: m[1], child });
-      }
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('exit', () => reject(new Error(`the server exited: ${out}`)));
-  });
 }
 
 interface Row {
@@ -192,7 +170,7 @@ export async function run(): Promise<void> {
         `filled the vTPM pool with ${needed} vTPMs in ${((performance.now() - f0) / 1000).toFixed(1)} s (not timed)\n`,
       );
     }
-    server = await startServer(root);
+    server = await startServerProcess(root, { env });
     const pid = server.child.pid as number;
     // One job to warm the server (first decision loads the vulnerability index) and this process.
     await phase(root, server.url, pid, 1).catch(() => undefined);

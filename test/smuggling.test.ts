@@ -107,10 +107,10 @@ describe('undeclared packages in the artifact', { skip: missingTools('tar', 'zip
     const dir = copyExample('vulnerable-app', join(tmp.path, 'narrowed'));
     writeFileSync(
       join(dir, 'gatehouse.yaml'),
-      readFileSync(join(dir, 'gatehouse.yaml'), 'utf8').replace(
+      `${readFileSync(join(dir, 'gatehouse.yaml'), 'utf8').replace(
         'project: vulnerable-app',
         'project: hello-app',
-      ) + 'sbom:\n  lockfiles: []\n',
+      )}sbom:\n  lockfiles: []\n`,
     );
     const outcome = await run(dir);
     assert.equal(outcome.result?.outcome, 'deny');

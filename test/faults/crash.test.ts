@@ -14,6 +14,7 @@ import { after, describe, it } from 'node:test';
 import { attestationPaths } from '../../src/attestation/trust-store.ts';
 import { initHome, openHome } from '../../src/home/home.ts';
 import { readLayoutIndex } from '../../src/registry/oci-layout-registry.ts';
+import { processExited, startServerProcess as startServer } from '../../src/testing/server-process.ts';
 import { registerProject, seedVulnerabilityData } from '../../src/testing/submission.ts';
 import { cli, copyExample, examplesDir, repoRoot, tempDir } from '../helpers.ts';
 
@@ -32,28 +33,7 @@ function start(args: string[]): ChildProcess {
   return spawn(bin, args, { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function startServer(home: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = start(['server', '--listen', '127.0.0.1:0', '--home', home]);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no server: ${out}`)), 30_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+) /.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on('exit', () => reject(new Error(`the server exited: ${out}`)));
-  });
-  return { url, child };
-}
-
-const exited = (child: ChildProcess) =>
-  new Promise<void>((r) =>
-    child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()),
-  );
+const exited = processExited;
 
 async function makeHome(root: string): Promise<void> {
   await initHome(root);

@@ -16,6 +16,7 @@ import { initHome, openHome } from '../../src/home/home.ts';
 import { registryFromConfig } from '../../src/registry/registry-config.ts';
 import { postgresSkip, startPostgres, type TestPostgres } from '../../src/testing/postgres.ts';
 import { registrySkip, startRegistry, type TestRegistry } from '../../src/testing/registry.ts';
+import { processExited, startServerProcess as startServer } from '../../src/testing/server-process.ts';
 import { seedVulnerabilityData } from '../../src/testing/submission.ts';
 import { cli, examplesDir, repoRoot, tempDir } from '../helpers.ts';
 
@@ -27,34 +28,7 @@ function start(args: string[]): ChildProcess {
   return spawn(bin, args, { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function startServer(
-  home: string,
-  extra: string[] = [],
-): Promise<{ url: string; child: ChildProcess }> {
-  const child = start(['server', '--listen', '127.0.0.1:0', '--home', home, ...extra]);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no server: ${out}`)), 30_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+) /.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('exit', () => reject(new Error(`the server exited: ${out}`)));
-  });
-  return { url, child };
-}
-
-const exited = (child: ChildProcess) =>
-  new Promise<void>((r) =>
-    child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()),
-  );
+const exited = processExited;
 
 describe('two control-plane instances on one PostgreSQL', { skip }, () => {
   const tmp = tempDir('instances');
@@ -111,7 +85,7 @@ describe('two control-plane instances on one PostgreSQL', { skip }, () => {
 
     const a = await startServer(root);
     // The second names its store on the command line (the password file stays the config's).
-    const b = await startServer(root, ['--store', pg.url]);
+    const b = await startServer(root, { extra: ['--store', pg.url] });
     servers.push(a.child, b.child);
     const run = (project: string, url: string) =>
       cli(['run', join(examplesDir, project), '--server', url, '--home', root], { timeoutMs: 180_000 });
