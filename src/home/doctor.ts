@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { agentFiles } from '../agent/agent.ts';
 import { explainReferenceDrift } from '../agent/drift.ts';
-import type { ReferenceValues } from '../attestation/baseline.ts';
+import { appraiseBaseline } from '../attestation/baseline.ts';
+import { CHECKS } from '../attestation/checks.ts';
 import { ReferenceValueService } from '../attestation/reference-values.ts';
 import { attestationPaths } from '../attestation/trust-store.ts';
 import { describeError } from '../common/errors.ts';
@@ -12,7 +13,7 @@ import { checkBwrap } from '../runner/bwrap-binary.ts';
 import { defaultImageCacheDir, hostImageHistory } from '../runner/image.ts';
 import { describeHostTpm, hostTpmLocation } from '../tpm/host-tpm.ts';
 import { type Config, loadConfig } from './config.ts';
-import { homePaths, measureReferenceValues, openHome } from './home.ts';
+import { homePaths, measureHostBaseline, openHome } from './home.ts';
 import { trustedSecurityKeys } from './security-role.ts';
 
 /** One finding of `gatehouse doctor`. */
@@ -147,8 +148,12 @@ export async function runDoctor(root: string): Promise<DoctorCheck[]> {
         trustedKeys: await trustedSecurityKeys(p.keys),
       });
       const published = (await service.current()).values;
-      const measured = await measureReferenceValues(config, root);
-      const refusal = driftRefusal(measured, published);
+      // The authority's own appraisal of what this host measures now, reference checks only.
+      const { events, profile } = await measureHostBaseline(config, root);
+      const refusal = appraiseBaseline(events, published, undefined, undefined)
+        .filter((f) => f.check === CHECKS.referenceValues)
+        .map((f) => `${f.check}: ${f.message}`)
+        .join('; ');
       if (refusal === '')
         return {
           status: 'ok',
@@ -156,9 +161,7 @@ export async function runDoctor(root: string): Promise<DoctorCheck[]> {
         };
       const lines = await explainReferenceDrift({
         refusal,
-        ...(hostImageCacheDir(config) === undefined
-          ? {}
-          : { image: { kind: 'host-system' as const, digest: await currentImageDigest(config, root) } }),
+        ...('image' in profile && 'digest' in profile.image ? { image: profile.image } : {}),
         imageCacheDir: hostImageCacheDir(config) ?? defaultImageCacheDir(),
         agentFiles: await agentFiles(),
         agentRoot: new URL('../..', import.meta.url).pathname,
@@ -286,30 +289,4 @@ function hostImageCacheDir(config: Config): string | undefined {
   const image = config.runner.image ?? { kind: 'host-system' as const };
   if (image.kind !== 'host-system') return undefined;
   return image.cacheDir ?? defaultImageCacheDir();
-}
-
-async function currentImageDigest(config: Config, root: string): Promise<string> {
-  const { runnerFromConfig } = await import('../runner/from-config.ts');
-  const { parseProjectConfig } = await import('../runner/project-config.ts');
-  const probe = parseProjectConfig(
-    'project: doctor\nbuild:\n  command: ["true"]\noutputs: [out]\n',
-    'doctor',
-  );
-  const profile = await runnerFromConfig(config.runner, root).profileFor(probe);
-  return 'image' in profile && 'digest' in profile.image ? profile.image.digest : '';
-}
-
-/** The refusal the authority would give a job measured as `measured` (empty when none). */
-export function driftRefusal(measured: ReferenceValues, published: ReferenceValues): string {
-  const reasons: string[] = [];
-  for (const d of measured.sandboxProfile)
-    if (!published.sandboxProfile.includes(d))
-      reasons.push(`sandbox profile digest ${d} is not a reference value`);
-  for (const d of measured.agent)
-    if (!published.agent.includes(d)) reasons.push(`agent digest ${d} is not a reference value`);
-  for (const [path, digests] of Object.entries(measured.toolchain))
-    for (const d of digests)
-      if (!(published.toolchain[path] ?? []).includes(d))
-        reasons.push(`toolchain ${path} digest ${d} is not a reference value`);
-  return reasons.map((r) => `REFERENCE_VALUES: ${r}`).join('; ');
 }

@@ -14,7 +14,7 @@ import { PlatformEvidenceAppraiser } from '../attestation/evidence/platform-evid
 import { platformAnchorsLoader } from '../attestation/evidence/trust-anchors.ts';
 import type { HostAttestation } from '../attestation/host-attestation.ts';
 import { HostRegistry } from '../attestation/hosts.ts';
-import { measureBaseline } from '../attestation/measurement.ts';
+import { type MeasurementEvent, measureBaseline } from '../attestation/measurement.ts';
 import { parseReferenceValues, ReferenceValueService } from '../attestation/reference-values.ts';
 import { attestationPaths, initAttestationHome, trustEkCaSigned } from '../attestation/trust-store.ts';
 import { canonicalJson, sha256Hex } from '../common/encoding.ts';
@@ -31,7 +31,7 @@ import type { ArtifactRegistry } from '../registry/registry.ts';
 import { registryFromConfig } from '../registry/registry-config.ts';
 import { runnerFromConfig } from '../runner/from-config.ts';
 import { MAX_BUILD_TIMEOUT_SECONDS, parseProjectConfig } from '../runner/project-config.ts';
-import type { Runner } from '../runner/runner.ts';
+import type { IsolationProfile, Runner } from '../runner/runner.ts';
 import { resolveArtifactLimits } from '../sbom/artifact/limits.ts';
 import { homeKeyProtection, initHomeKeys, openHomeKeys, rotateHomeKey } from '../signing/home-keys.ts';
 import { signRevocationList } from '../signing/revocation-list.ts';
@@ -107,26 +107,39 @@ export function homePaths(root: string): HomePaths {
 }
 
 /**
- * The reference values the attestation authority appraises runners against, measured from this
- * installation: its agent files, its sandbox isolation profile and the configured toolchain.
+ * What this host measures for a job now: the baseline events (agent, isolation profile, toolchain)
+ * and the isolation profile they cover, exactly as the configured runner gives it to a job.
  */
-export async function measureReferenceValues(config: Config, root: string): Promise<ReferenceValues> {
+export async function measureHostBaseline(
+  config: Config,
+  root: string,
+): Promise<{ events: readonly MeasurementEvent[]; profile: IsolationProfile }> {
   const probe = parseProjectConfig(
     'project: reference\nbuild:\n  command: ["true"]\noutputs: [out]\n',
     'reference',
   );
+  // Exactly the profile the configured runner gives a job: limits, seccomp, verified image.
+  const profile = isolationProfile(await runnerFromConfig(config.runner, root).profileFor(probe));
   const baseline = await measureBaseline({
-    // Exactly the profile the configured runner gives a job: limits, seccomp, verified image.
-    sandboxProfile: isolationProfile(await runnerFromConfig(config.runner, root).profileFor(probe)),
+    sandboxProfile: profile,
     toolchain: [...config.runner.toolchain],
     agentFiles: await agentFiles(),
     jobId: 'reference',
     nonce: '',
   });
+  return { events: baseline.events, profile };
+}
+
+/**
+ * The reference values the attestation authority appraises runners against, measured from this
+ * installation: its agent files, its sandbox isolation profile and the configured toolchain.
+ */
+export async function measureReferenceValues(config: Config, root: string): Promise<ReferenceValues> {
+  const { events } = await measureHostBaseline(config, root);
   const toolchain: Record<string, string[]> = {};
   let agent = '';
   let sandbox = '';
-  for (const e of baseline.events) {
+  for (const e of events) {
     if (e.type === 'agent') agent = e.digest;
     else if (e.type === 'sandbox-profile') sandbox = e.digest;
     else if (e.type === 'toolchain') toolchain[e.name] = [e.digest];
