@@ -448,7 +448,7 @@ export async function runJob(dir: string, options: AgentOptions): Promise<JobOut
       refusal: outcome.failure.message,
       ...imageOf(instance?.sandboxProfile),
       imageCacheDir: options.imageCacheDir ?? defaultImageCacheDir(),
-      agentFiles: await agentFiles(),
+      agentFiles,
       agentRoot: dirname(srcRoot),
       ...(options.referenceHome === undefined ? {} : { home: options.referenceHome }),
     }).catch(() => []);

@@ -87,7 +87,7 @@ describe('explaining measurements that are no longer reference values', () => {
     utimesSync(older, new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:00:00Z'));
     const lines = await explainReferenceDrift({
       refusal: `REFERENCE_VALUES: agent digest ${a} is not a reference value`,
-      agentFiles: [older, newer],
+      agentFiles: async () => [older, newer],
       agentRoot: dir,
       dpkgLog,
     });

@@ -14,8 +14,8 @@ export interface DriftFacts {
   image?: ImageRef;
   /** Where the host-system image's measurements (and their history) are cached. */
   imageCacheDir?: string;
-  /** The agent's files, as measured. */
-  agentFiles?: readonly string[];
+  /** Lists the agent's files (called only when the agent's digest is what changed). */
+  agentFiles?: () => Promise<readonly string[]>;
   /** Where the agent's files live, to name them relative to it. */
   agentRoot?: string;
   /** The home whose security role publishes reference values (named in the command to run). */
@@ -123,7 +123,7 @@ export async function explainReferenceDrift(facts: DriftFacts): Promise<string[]
   }
   if (/agent digest/.test(facts.refusal)) {
     let newest: { path: string; mtime: number } | undefined;
-    for (const f of facts.agentFiles ?? []) {
+    for (const f of (await facts.agentFiles?.()) ?? []) {
       const m = (await stat(f).catch(() => undefined))?.mtimeMs;
       if (m !== undefined && (newest === undefined || m > newest.mtime)) newest = { path: f, mtime: m };
     }

@@ -163,7 +163,7 @@ export async function runDoctor(root: string): Promise<DoctorCheck[]> {
         refusal,
         ...('image' in profile && 'digest' in profile.image ? { image: profile.image } : {}),
         imageCacheDir: hostImageCacheDir(config) ?? defaultImageCacheDir(),
-        agentFiles: await agentFiles(),
+        agentFiles,
         agentRoot: new URL('../..', import.meta.url).pathname,
         home: root,
       });
