@@ -13,7 +13,7 @@ import { isGatehouseError } from '../../common/errors.ts';
 import { akAttributeProblem, appraiseQuote, QUOTE_CHECKS } from '../../tpm/quote.ts';
 import { parseTpm2bPublic, publicKeyOf, type TpmtPublic } from '../../tpm/structures.ts';
 import { base64Field, describeZod } from './bytes.ts';
-import { checkRevocation } from './revocation.ts';
+import { verifyUnrevokedChain } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -25,7 +25,7 @@ import {
   type TrustClaim,
   type VerifyContext,
 } from './verifier.ts';
-import { parseDerCertificate, verifyChain } from './x509-chain.ts';
+import { parseDerCertificate } from './x509-chain.ts';
 
 /** The GCE instance-identity extension of EK and AK certificates. */
 export const GCE_INSTANCE_OID = '1.3.6.1.4.1.11129.2.1.21';
@@ -210,12 +210,7 @@ export class GcpVtpmVerifier implements EvidenceVerifier {
     // The AK certificate is Google's word that this key lives in this instance's vTPM: it must
     // chain to the trusted root and certify exactly the AK that signed the quote.
     try {
-      await checkRevocation(
-        verifyChain(akCert, chain, ctx.anchors.roots, ctx.now, 'AK'),
-        ctx.anchors.crls ?? [],
-        ctx.now,
-        'AK',
-      );
+      await verifyUnrevokedChain(akCert, chain, ctx.anchors, ctx.now, 'AK');
     } catch (e) {
       out.fail(C.chainUntrusted, 'hardware', messageOf(e));
     }

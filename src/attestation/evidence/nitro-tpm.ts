@@ -9,7 +9,7 @@ import { verify, type X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { base64Field, describeZod, sameBytes } from './bytes.ts';
 import { type CborValue, decodeCbor, encodeCbor } from './cbor.ts';
-import { checkRevocation } from './revocation.ts';
+import { verifyUnrevokedChain } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -21,7 +21,7 @@ import {
   type TrustClaim,
   type VerifyContext,
 } from './verifier.ts';
-import { parseDerCertificate, verifyChain } from './x509-chain.ts';
+import { parseDerCertificate } from './x509-chain.ts';
 
 /** Largest document accepted (the specification bounds the payload at 16 KiB). */
 export const NITRO_MAX_DOCUMENT = 20 * 1024;
@@ -168,12 +168,7 @@ export class NitroTpmVerifier implements EvidenceVerifier {
 
     // cabundle[0] is the root; only a configured AWS root is trusted, whatever the bundle says.
     try {
-      await checkRevocation(
-        verifyChain(leaf, bundle, ctx.anchors.roots, ctx.now, 'Nitro signing'),
-        ctx.anchors.crls ?? [],
-        ctx.now,
-        'Nitro signing',
-      );
+      await verifyUnrevokedChain(leaf, bundle, ctx.anchors, ctx.now, 'Nitro signing');
     } catch (e) {
       out.fail(C.chainUntrusted, 'hardware', messageOf(e));
     }

@@ -7,7 +7,8 @@
 import '../../signing/reflect-metadata-shim.ts';
 import type { X509Certificate as NodeX509 } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { ChainError } from './x509-chain.ts';
+import type { TrustAnchors } from './verifier.ts';
+import { ChainError, verifyChain } from './x509-chain.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -72,4 +73,21 @@ export async function checkRevocation(
         );
     }
   }
+}
+
+/**
+ * The path from `leaf` (through `intermediates`) to one of the anchors' roots, with no certificate
+ * on it revoked by the anchors' CRLs: the chain check every platform verifier makes.
+ * @throws ChainError naming `what` and the broken link
+ */
+export async function verifyUnrevokedChain(
+  leaf: NodeX509,
+  intermediates: readonly NodeX509[],
+  anchors: TrustAnchors,
+  now: Date,
+  what: string,
+): Promise<readonly NodeX509[]> {
+  const path = verifyChain(leaf, intermediates, anchors.roots, now, what);
+  await checkRevocation(path, anchors.crls ?? [], now, what);
+  return path;
 }

@@ -9,7 +9,7 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
 import { z } from 'zod';
 import { base64Field, describeZod, FieldReader, sameBytes } from './bytes.ts';
-import { checkRevocation } from './revocation.ts';
+import { verifyUnrevokedChain } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -21,7 +21,7 @@ import {
   type TrustClaim,
   type VerifyContext,
 } from './verifier.ts';
-import { parseDerCertificate, verifyChain } from './x509-chain.ts';
+import { parseDerCertificate } from './x509-chain.ts';
 
 /** Size of ATTESTATION_REPORT in bytes. */
 export const SNP_REPORT_SIZE = 0x4a0;
@@ -294,12 +294,7 @@ export class SevSnpVerifier implements EvidenceVerifier {
       );
     let chainOk = false;
     try {
-      await checkRevocation(
-        verifyChain(vcek, chain, ctx.anchors.roots, ctx.now, 'VCEK'),
-        ctx.anchors.crls ?? [],
-        ctx.now,
-        'VCEK',
-      );
+      await verifyUnrevokedChain(vcek, chain, ctx.anchors, ctx.now, 'VCEK');
       chainOk = true;
     } catch (e) {
       out.fail(C.chainUntrusted, 'hardware', messageOf(e));

@@ -8,7 +8,7 @@
 import { createHash, createPublicKey, type KeyObject, verify, type X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { base64Field, describeZod, FieldReader, sameBytes } from './bytes.ts';
-import { checkRevocation } from './revocation.ts';
+import { verifyUnrevokedChain } from './revocation.ts';
 import {
   AppraisalBuilder,
   EVIDENCE_CHECKS as C,
@@ -20,7 +20,7 @@ import {
   type TrustClaim,
   type VerifyContext,
 } from './verifier.ts';
-import { parsePemChain, verifyChain } from './x509-chain.ts';
+import { parsePemChain } from './x509-chain.ts';
 
 export const TDX_HEADER_SIZE = 0x30;
 export const TDX_BODY_SIZE = 0x248;
@@ -260,12 +260,7 @@ export class TdxVerifier implements EvidenceVerifier {
     let pckKey: KeyObject | undefined;
     if (pck !== undefined) {
       try {
-        await checkRevocation(
-          verifyChain(pck, intermediates, ctx.anchors.roots, ctx.now, 'PCK'),
-          ctx.anchors.crls ?? [],
-          ctx.now,
-          'PCK',
-        );
+        await verifyUnrevokedChain(pck, intermediates, ctx.anchors, ctx.now, 'PCK');
         if (pck.publicKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
           throw new Error('the PCK key is not EC P-256');
         pckKey = pck.publicKey;
